@@ -1,0 +1,6 @@
+/**
+ * `@vhostkit/transport/sys`: the thin libc layer (koffi) shared by transport and regions.
+ * Only this directory imports koffi.
+ * @packageDocumentation
+ */
+export * from "./mman.js";

@@ -1,0 +1,151 @@
+/**
+ * `bun run test`: every gate of the repository, in order, with one final line
+ * `N passed, N failed`. Test cases count one each (Bun and Node legs separately); every other gate
+ * (build, typecheck, lint, docs, pack-check) counts as one check.
+ *
+ * Options: `--only=<pkg,...>` limits the test legs to some packages; `--no-node` skips the Node leg;
+ * `--quick` skips docs and pack-check. CI uses none of them.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
+import { basename, dirname, join, relative } from "node:path";
+
+const root = join(import.meta.dir, "..", "..", "..");
+const args = process.argv.slice(2);
+const only = args.find((a) => a.startsWith("--only="))?.slice("--only=".length).split(",");
+const noNode = args.includes("--no-node");
+const quick = args.includes("--quick");
+
+let passed = 0;
+let failed = 0;
+const failures: string[] = [];
+
+function run(cmd: string, argv: string[], cwd: string, env: Record<string, string> = {}) {
+  const r = spawnSync(cmd, argv, { cwd, encoding: "utf8", env: { ...process.env, ...env }, maxBuffer: 256 * 1024 * 1024 });
+  const out = `${r.stdout ?? ""}${r.stderr ?? ""}`;
+  return { status: r.status ?? (r.signal ? 128 : 1), out, signal: r.signal };
+}
+
+function gate(name: string, cmd: string, argv: string[], cwd = root): boolean {
+  const t0 = performance.now();
+  const r = run(cmd, argv, cwd);
+  const ms = Math.round(performance.now() - t0);
+  if (r.status === 0) {
+    passed++;
+    console.log(`ok   ${name} (${ms} ms)`);
+    return true;
+  }
+  failed++;
+  failures.push(name);
+  console.log(`FAIL ${name} (${ms} ms)\n${indent(r.out.slice(-20000))}`);
+  return false;
+}
+
+function indent(s: string): string {
+  return s.split("\n").map((l) => `     ${l}`).join("\n");
+}
+
+function workspaces(): string[] {
+  const dirs: string[] = [];
+  for (const top of ["packages", "apps", "tools"]) {
+    const base = join(root, top);
+    if (!existsSync(base)) continue;
+    for (const d of readdirSync(base).sort()) {
+      const p = join(base, d);
+      if (existsSync(join(p, "package.json"))) dirs.push(p);
+    }
+  }
+  return dirs;
+}
+
+function testFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d)) {
+      if (e === "node_modules" || e === "dist" || e.startsWith(".")) continue;
+      const p = join(d, e);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (e.endsWith(".test.ts")) out.push(p);
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
+
+function count(out: string, re: RegExp): number {
+  let n = 0;
+  for (const m of out.matchAll(re)) n += Number(m[1]);
+  return n;
+}
+
+const bunBin = process.execPath;
+
+// 1. build + typecheck of sources (tsc -b follows project references).
+gate("build (tsc -b)", join(root, "node_modules/.bin/tsc"), ["-b"]);
+
+const dirs = workspaces();
+// 2. typecheck including tests.
+for (const d of dirs) {
+  if (existsSync(join(d, "tsconfig.test.json"))) {
+    gate(`typecheck ${relative(root, d)}`, join(root, "node_modules/.bin/tsc"), ["-p", "tsconfig.test.json"], d);
+  }
+}
+// 3. lint (dependency direction, koffi confinement, no focused/skipped tests).
+gate("lint", bunBin, [join(root, "tools/lint/src/main.ts")]);
+
+// 4. tests under Bun, then under Node, per workspace.
+for (const d of dirs) {
+  const name = relative(root, d);
+  if (only && !only.some((o) => name.endsWith(o))) continue;
+  const files = testFiles(d);
+  if (files.length === 0) continue;
+  const t0 = performance.now();
+  const r = run(bunBin, ["test", ...files.map((f) => `./${relative(d, f)}`)], d);
+  const p = count(r.out, /^\s*(\d+) pass$/gm);
+  const f = count(r.out, /^\s*(\d+) fail$/gm);
+  const ok = r.status === 0 && f === 0 && p > 0;
+  passed += p;
+  failed += f;
+  if (!ok && f === 0) failed++; // crashed runner or no tests counted
+  if (!ok) failures.push(`bun test ${name}`);
+  console.log(`${ok ? "ok  " : "FAIL"} bun  ${name}: ${p} passed, ${f} failed (${Math.round(performance.now() - t0)} ms)`);
+  if (!ok) console.log(indent(r.out.slice(-20000)));
+
+  if (noNode) continue;
+  for (const file of files) {
+    const bundle = join(dirname(file), `.${basename(file, ".ts")}.node.mjs`);
+    const b = run(bunBin, ["build", file, "--target=node", "--packages=external", "--outfile", bundle], d);
+    if (b.status !== 0) {
+      failed++;
+      failures.push(`node bundle ${relative(root, file)}`);
+      console.log(`FAIL node bundle ${relative(root, file)}\n${indent(b.out)}`);
+      continue;
+    }
+    const t1 = performance.now();
+    const n = run("node", ["--test", "--test-reporter=tap", bundle], dirname(file));
+    rmSync(bundle, { force: true });
+    const np = count(n.out, /^# pass (\d+)$/gm);
+    const nf = count(n.out, /^# fail (\d+)$/gm) + count(n.out, /^# cancelled (\d+)$/gm);
+    const nok = n.status === 0 && nf === 0 && np > 0;
+    passed += np;
+    failed += nf;
+    if (!nok && nf === 0) failed++;
+    if (!nok) failures.push(`node ${relative(root, file)}`);
+    console.log(`${nok ? "ok  " : "FAIL"} node ${relative(root, file)}: ${np} passed, ${nf} failed (${Math.round(performance.now() - t1)} ms)`);
+    if (!nok) console.log(indent(n.out.slice(-20000)));
+  }
+}
+
+if (!quick) {
+  // 5. API docs: typedoc with notDocumented and warnings as errors.
+  gate("docs (typedoc, warnings are errors)", join(root, "node_modules/.bin/typedoc"), []);
+  // 6. pack-check of every public package.
+  for (const d of dirs) {
+    if (!d.includes("/packages/")) continue;
+    gate(`pack-check ${relative(root, d)}`, bunBin, [join(root, "tools/pack-check/src/main.ts"), d]);
+  }
+}
+
+if (failures.length > 0) console.log(`\nfailed: ${failures.join("; ")}`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);

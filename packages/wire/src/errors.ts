@@ -53,3 +53,26 @@ export class VhostUserError<C extends string = string> extends Error {
 export function isVhostUserError(x: unknown): x is VhostUserError {
   return typeof x === "object" && x !== null && (x as Record<symbol, unknown>)[BRAND] === true;
 }
+
+/** Reasons a frame or payload is rejected by `@vhostkit/wire` (syntax-level validation only). */
+export type WireErrorCode =
+  | "TRUNCATED"
+  | "BAD_VERSION"
+  | "RESERVED_FLAGS"
+  | "TOO_LARGE"
+  | "BAD_SIZE"
+  | "UNKNOWN_REQUEST"
+  | "OVERFLOW"
+  | "NONZERO_PADDING"
+  | "BAD_VALUE";
+
+/**
+ * Error thrown by every `@vhostkit/wire` decoder and encoder. `detail` carries the request name,
+ * expected vs actual size or value, and the byte offset where the problem was found.
+ */
+export class WireError extends VhostUserError<WireErrorCode> {}
+
+/** True when `x` is a {@link WireError} (brand check plus class name, works across package copies). */
+export function isWireError(x: unknown): x is WireError {
+  return isVhostUserError(x) && x.name === "WireError";
+}

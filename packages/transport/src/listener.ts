@@ -1,0 +1,208 @@
+import { chmodSync, lstatSync, unlinkSync } from "node:fs";
+import { Endpoint, type EndpointOptions } from "./endpoint.js";
+import { OwnedFd } from "./owned-fd.js";
+import { TransportError } from "./transport-error.js";
+import { classifyErrno, Errno } from "./sys/errno.js";
+import { eventfdSys, EFD_CLOEXEC, EFD_NONBLOCK } from "./sys/eventfd.js";
+import { lastErrno } from "./sys/libc.js";
+import { AF_UNIX, nativeAlloc, POLLIN, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, sockaddrUn, socketSys, type NativeBlock } from "./sys/socket.js";
+
+/** Options of {@link listen}. */
+export interface ListenOptions extends EndpointOptions {
+  /** Permission bits for the socket file, e.g. 0o600 (default: umask applies). */
+  readonly mode?: number;
+  /** listen(2) backlog (default 1). */
+  readonly backlog?: number;
+}
+
+function sysError(syscall: string, path: string): TransportError {
+  const e = lastErrno();
+  return new TransportError("SYSCALL", classifyErrno(e), `${syscall} ${path} failed: errno ${e}`, { errno: e, syscall });
+}
+
+function address(path: string): Uint8Array {
+  const a = sockaddrUn(path);
+  if (!a) throw new TransportError("PATH_TOO_LONG", "broken", `socket path longer than 107 bytes: ${path}`);
+  return a;
+}
+
+/** Try to connect once; returns the fd or throws with errno. */
+function connectOnce(path: string): OwnedFd {
+  const s = socketSys();
+  const addr = address(path);
+  const fd = s.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw sysError("socket", path);
+  const owned = new OwnedFd(fd);
+  // SAFETY: addr is a 110-byte sockaddr_un; AF_UNIX connect completes or fails immediately.
+  if (s.connect(fd, addr, addr.length) !== 0) {
+    const err = sysError("connect", path);
+    owned.close();
+    throw err;
+  }
+  return owned;
+}
+
+/**
+ * A listening AF_UNIX socket that accepts peers in turn. `accept()` never blocks the JS thread
+ * (non-blocking accept4 + koffi `poll.async` with a wake-up eventfd; `close()` cancels it).
+ */
+export class Listener {
+  readonly #fd: OwnedFd;
+  readonly #wake: OwnedFd;
+  readonly #poll: NativeBlock;
+  readonly #options: EndpointOptions;
+  readonly #path: string;
+  #pending = false;
+  #closed = false;
+
+  /** @internal use {@link listen}. */
+  constructor(fd: OwnedFd, path: string, options: EndpointOptions) {
+    this.#fd = fd;
+    this.#path = path;
+    this.#options = options;
+    const w = eventfdSys(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (w < 0) throw sysError("eventfd", path);
+    this.#wake = new OwnedFd(w);
+    this.#poll = nativeAlloc(16);
+  }
+
+  /** Filesystem path of the socket. */
+  get path(): string {
+    return this.#path;
+  }
+
+  /**
+   * Wait for the next peer and return an {@link Endpoint} owning its socket.
+   * @throws TransportError `CLOSED` when the listener is closed while waiting, `SYSCALL` on accept failure.
+   */
+  async accept(): Promise<Endpoint> {
+    for (;;) {
+      if (this.#closed) throw new TransportError("CLOSED", "broken", `listener ${this.#path} closed`);
+      // SAFETY: no address requested; SOCK_CLOEXEC applies to the new fd atomically.
+      const fd = socketSys().accept4(this.#fd.fd, null, null, SOCK_CLOEXEC);
+      if (fd >= 0) return new Endpoint(new OwnedFd(fd), this.#options);
+      const e = lastErrno();
+      if (e === Errno.EINTR || e === 103 /* ECONNABORTED */) continue;
+      if (e !== Errno.EAGAIN) throw sysError("accept4", this.#path);
+      await this.#waitReadable();
+    }
+  }
+
+  #waitReadable(): Promise<void> {
+    const v = this.#poll.view;
+    v.setInt32(0, this.#fd.fd, true);
+    v.setInt16(4, POLLIN, true);
+    v.setInt16(6, 0, true);
+    v.setInt32(8, this.#wake.fd, true);
+    v.setInt16(12, POLLIN, true);
+    v.setInt16(14, 0, true);
+    this.#pending = true;
+    return new Promise((resolve) => {
+      // SAFETY: #poll stays allocated until the callback runs.
+      socketSys().poll.async(this.#poll.ptr, 2, -1, () => {
+        this.#pending = false;
+        if (this.#closed) this.#release();
+        resolve();
+      });
+    });
+  }
+
+  /** Stop listening, remove the socket file, cancel a pending accept. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      unlinkSync(this.#path);
+    } catch {
+      // already removed by someone else: nothing to clean up
+    }
+    if (this.#pending) {
+      const one = new Uint8Array(8);
+      one[0] = 1;
+      socketSys().write(this.#wake.fd, one, 8);
+    } else {
+      this.#release();
+    }
+  }
+
+  #release(): void {
+    this.#fd.close();
+    this.#wake.close();
+    this.#poll.free();
+  }
+
+  /** `close()`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/**
+ * Listen on `path`. A stale socket file (a socket nobody accepts on: connect gives ECONNREFUSED)
+ * is unlinked first, as QEMU's tools do; a live socket or a non-socket file is left alone.
+ * @throws TransportError `ADDR_IN_USE` (live socket or not a socket), `PATH_TOO_LONG`, `SYSCALL`.
+ */
+export function listen(path: string, options: ListenOptions = {}): Listener {
+  const addr = address(path);
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    st = undefined;
+  }
+  if (st) {
+    if (!st.isSocket()) throw new TransportError("ADDR_IN_USE", "broken", `${path} exists and is not a socket`);
+    try {
+      connectOnce(path).close();
+      throw new TransportError("ADDR_IN_USE", "broken", `${path} has a live listener`);
+    } catch (err) {
+      if (!(err instanceof TransportError) || err.errno !== Errno.ECONNREFUSED) throw err;
+      unlinkSync(path);
+    }
+  }
+  const s = socketSys();
+  const fd = s.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) throw sysError("socket", path);
+  const owned = new OwnedFd(fd);
+  try {
+    // SAFETY: addr is a 110-byte sockaddr_un.
+    if (s.bind(fd, addr, addr.length) !== 0) throw sysError("bind", path);
+    if (options.mode !== undefined) chmodSync(path, options.mode);
+    if (s.listen(fd, options.backlog ?? 1) !== 0) throw sysError("listen", path);
+  } catch (err) {
+    owned.close();
+    throw err;
+  }
+  const { maxFds, maxPayload } = options;
+  return new Listener(owned, path, {
+    ...(maxFds === undefined ? {} : { maxFds }),
+    ...(maxPayload === undefined ? {} : { maxPayload }),
+  });
+}
+
+/** Retry policy of {@link connect} for a back-end that is still starting. */
+export interface RetryPolicy {
+  /** Total attempts (default 1 = no retry). */
+  readonly attempts: number;
+  /** Delay between attempts in milliseconds. */
+  readonly delayMs: number;
+}
+
+/**
+ * Connect to the vhost-user socket at `path`. ENOENT and ECONNREFUSED are retried per `retry`.
+ * @throws TransportError `SYSCALL` (errno ENOENT/ECONNREFUSED/EACCES...) after the last attempt.
+ */
+export async function connect(path: string, options: EndpointOptions & { retry?: RetryPolicy } = {}): Promise<Endpoint> {
+  const attempts = options.retry?.attempts ?? 1;
+  const { maxFds, maxPayload } = options;
+  const epOptions = { ...(maxFds === undefined ? {} : { maxFds }), ...(maxPayload === undefined ? {} : { maxPayload }) };
+  for (let i = 1; ; i++) {
+    try {
+      return new Endpoint(connectOnce(path), epOptions);
+    } catch (err) {
+      const retryable = err instanceof TransportError && (err.errno === Errno.ENOENT || err.errno === Errno.ECONNREFUSED);
+      if (!retryable || i >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, options.retry?.delayMs ?? 0));
+    }
+  }
+}

@@ -1,0 +1,206 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
+import { Endpoint, OwnedFd, socketPair, shouldReconnect, TransportError } from "../src/index.js";
+import { socketSys } from "../src/sys/socket.js";
+
+function pipe(): [OwnedFd, OwnedFd] {
+  const p = new Int32Array(2);
+  assert.equal(socketSys().pipe2(p, 0o2000000), 0);
+  return [new OwnedFd(p[0] ?? -1), new OwnedFd(p[1] ?? -1)];
+}
+
+function rawWrite(fd: number, bytes: Uint8Array): void {
+  assert.equal(Number(socketSys().write(fd, bytes, bytes.length)), bytes.length);
+}
+
+function frame(request: number, flags: number, payload: Uint8Array, size = payload.length): Uint8Array {
+  const b = new Uint8Array(12 + payload.length);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, request, true);
+  v.setUint32(4, flags, true);
+  v.setUint32(8, size, true);
+  b.set(payload, 12);
+  return b;
+}
+
+function fdCount(): number {
+  return readdirSync("/proc/self/fd").length;
+}
+
+async function expectCode(p: Promise<unknown>, code: string, kind?: string): Promise<TransportError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof TransportError, String(err));
+    assert.equal(err.code, code);
+    if (kind !== undefined) assert.equal(err.kind, kind);
+    return err;
+  }
+  assert.fail(`expected ${code}`);
+}
+
+function pair(opts: { maxFds?: number } = {}): { a: Endpoint; b: Endpoint } {
+  const [x, y] = socketPair();
+  return { a: new Endpoint(x, opts), b: new Endpoint(y, opts) };
+}
+
+describe("Endpoint", () => {
+  test("round trip with payload and fds that work on the other side", async () => {
+    const { a, b } = pair();
+    const [r, w] = pipe();
+    const payload = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
+    await a.send(3, 0x1, payload, [w.fd]);
+    const m = await b.recv();
+    assert.equal(m.request, 3);
+    assert.equal(m.flags, 1);
+    assert.deepEqual([...m.payload], [...payload]);
+    assert.equal(m.fds.length, 1);
+    const got = m.fds[0];
+    assert.ok(got);
+    assert.notEqual(got.fd, w.fd);
+    rawWrite(got.fd, new Uint8Array([42]));
+    const buf = new Uint8Array(1);
+    assert.equal(Number(socketSys().read(r.fd, buf, 1)), 1);
+    assert.equal(buf[0], 42);
+    got.close();
+    r.close();
+    w.close();
+    a.close();
+    b.close();
+  });
+
+  test("a frame split at every byte offset is reassembled", async () => {
+    const [x, y] = socketPair();
+    const b = new Endpoint(y);
+    const f = frame(7, 1, new Uint8Array([9, 8, 7, 6, 5, 4, 3, 2]));
+    for (let k = 1; k < f.length; k++) {
+      const p = b.recv();
+      rawWrite(x.fd, f.subarray(0, k));
+      await Promise.resolve();
+      rawWrite(x.fd, f.subarray(k));
+      const m = await p;
+      assert.equal(m.request, 7);
+      assert.deepEqual([...m.payload], [9, 8, 7, 6, 5, 4, 3, 2]);
+    }
+    x.close();
+    b.close();
+  });
+
+  test("oversize size field is a typed error and latches", async () => {
+    const [x, y] = socketPair();
+    const b = new Endpoint(y);
+    rawWrite(x.fd, frame(1, 1, new Uint8Array(0), 0x10000));
+    const err = await expectCode(b.recv(), "OVERSIZE", "broken");
+    assert.equal(err.detail.actual, 0x10000);
+    assert.ok(shouldReconnect(err));
+    await expectCode(b.recv(), "OVERSIZE");
+    x.close();
+    b.close();
+  });
+
+  test("fds attached to the body are rejected and closed", async () => {
+    const [x, y] = socketPair();
+    const peerFd = x.fd;
+    const a = new Endpoint(x);
+    const b = new Endpoint(y);
+    const [r, w] = pipe();
+    const before = fdCount();
+    rawWrite(peerFd, frame(5, 1, new Uint8Array(0), 12));
+    await a.send(6, 1, new Uint8Array(0), [w.fd, r.fd]);
+    await expectCode(b.recv(), "FDS_ON_BODY", "broken");
+    assert.equal(fdCount(), before);
+    r.close();
+    w.close();
+    a.close();
+    b.close();
+  });
+
+  test("more fds than allowed and MSG_CTRUNC close every received fd", async () => {
+    for (const [count, code] of [[9, "TOO_MANY_FDS"], [12, "CTRUNC"]] as const) {
+      const [x, y] = socketPair();
+      const a = new Endpoint(x, { maxFds: 16 });
+      const b = new Endpoint(y);
+      const [r, w] = pipe();
+      const before = fdCount();
+      await a.send(1, 1, new Uint8Array(0), Array.from({ length: count }, () => w.fd));
+      await expectCode(b.recv(), code, "broken");
+      assert.equal(fdCount(), before);
+      r.close();
+      w.close();
+      a.close();
+      b.close();
+    }
+  });
+
+  test("peer EOF: disconnected at a boundary, partial mid-message", async () => {
+    const { a, b } = pair();
+    const p = b.recv();
+    a.close();
+    const err = await expectCode(p, "EOF", "disconnected");
+    assert.ok(shouldReconnect(err));
+    await expectCode(b.recv(), "EOF");
+    b.close();
+    const [x, y] = socketPair();
+    const c = new Endpoint(y);
+    rawWrite(x.fd, frame(1, 1, new Uint8Array(8)).subarray(0, 15));
+    x.close();
+    await expectCode(c.recv(), "EOF", "partial");
+    c.close();
+  });
+
+  test("send to a dead peer is a disconnected error", async () => {
+    const { a, b } = pair();
+    b.close();
+    await expectCode(a.send(1, 1, new Uint8Array(8)), "SYSCALL", "disconnected");
+    a.close();
+  });
+
+  test("close cancels an outstanding receive", async () => {
+    const { a, b } = pair();
+    const p = b.recv();
+    b.close();
+    await expectCode(p, "CLOSED");
+    a.close();
+  });
+
+  test("no fd leaks across thousands of messages and error paths", async () => {
+    const before = fdCount();
+    const { a, b } = pair();
+    const [r, w] = pipe();
+    for (let i = 0; i < 2000; i++) {
+      await a.send(i, 1, new Uint8Array(8), i % 2 === 0 ? [w.fd] : []);
+      const m = await b.recv();
+      assert.equal(m.request, i);
+      for (const f of m.fds) f.close();
+    }
+    a.close();
+    b.close();
+    for (let i = 0; i < 200; i++) {
+      const [x, y] = socketPair();
+      const peerFd = x.fd;
+      const pa = new Endpoint(x, { maxFds: 16 });
+      const pb = new Endpoint(y);
+      switch (i % 4) {
+        case 0:
+          await pa.send(1, 1, new Uint8Array(0), Array.from({ length: 10 }, () => w.fd));
+          break;
+        case 1:
+          rawWrite(peerFd, frame(5, 1, new Uint8Array(0), 12));
+          await pa.send(6, 1, new Uint8Array(0), [w.fd]);
+          break;
+        case 2:
+          rawWrite(peerFd, frame(5, 1, new Uint8Array(0), 99999));
+          break;
+        default:
+          await pa.send(1, 1, new Uint8Array(0), Array.from({ length: 14 }, () => w.fd));
+      }
+      await assert.rejects(pb.recv(), TransportError);
+      pa.close();
+      pb.close();
+    }
+    r.close();
+    w.close();
+    assert.equal(fdCount(), before);
+  });
+});

@@ -1,0 +1,110 @@
+import { WireError } from "../errors.js";
+
+/**
+ * Bounds-checked little-endian reader over `(buffer, byteOffset, byteLength)` of a Uint8Array.
+ * Every read checks the remaining length and throws `WireError` `TRUNCATED`; it never reads outside
+ * the view. Byte runs come back as zero-copy `subarray` views, valid as long as the source buffer is.
+ */
+export class ByteReader {
+  /** Source bytes (borrowed). */
+  readonly bytes: Uint8Array;
+  /** View over exactly `bytes`. */
+  readonly view: DataView;
+  /** Spec name of the request being decoded, for error messages. */
+  readonly request: string;
+  /** Current read position in bytes from the start of `bytes`. */
+  pos = 0;
+
+  /** @param bytes - borrowed; @param request - spec request name used in errors. */
+  constructor(bytes: Uint8Array, request: string) {
+    this.bytes = bytes;
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.request = request;
+  }
+
+  /** Bytes not yet read. */
+  get remaining(): number {
+    return this.bytes.byteLength - this.pos;
+  }
+
+  /** @throws WireError `TRUNCATED` when fewer than `n` bytes remain. */
+  need(n: number): void {
+    if (n > this.bytes.byteLength - this.pos) {
+      throw new WireError(
+        "TRUNCATED",
+        `${this.request.toLowerCase()}: need 0x${n.toString(16)} bytes at offset 0x${this.pos.toString(16)}, have 0x${this.remaining.toString(16)}`,
+        { request: this.request, expected: n, actual: this.remaining, offset: this.pos },
+      );
+    }
+  }
+
+  /** Read a u8. */
+  u8(): number {
+    this.need(1);
+    return this.view.getUint8(this.pos++);
+  }
+
+  /** Read a little-endian u16. */
+  u16(): number {
+    this.need(2);
+    const v = this.view.getUint16(this.pos, true);
+    this.pos += 2;
+    return v;
+  }
+
+  /** Read a little-endian u32. */
+  u32(): number {
+    this.need(4);
+    const v = this.view.getUint32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+
+  /** Read a little-endian u64 as bigint. */
+  u64(): bigint {
+    this.need(8);
+    const v = this.view.getBigUint64(this.pos, true);
+    this.pos += 8;
+    return v;
+  }
+
+  /** Zero-copy view of the next `n` bytes. */
+  bytesView(n: number): Uint8Array {
+    this.need(n);
+    const v = this.bytes.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return v;
+  }
+
+  /** Skip `n` padding bytes (content not checked). */
+  skip(n: number): void {
+    this.need(n);
+    this.pos += n;
+  }
+
+  /** Skip `n` padding bytes that must be zero. @throws WireError `NONZERO_PADDING`. */
+  zeros(n: number): void {
+    this.need(n);
+    for (let i = 0; i < n; i++) {
+      if (this.bytes[this.pos + i] !== 0) {
+        throw new WireError(
+          "NONZERO_PADDING",
+          `${this.request.toLowerCase()}: non-zero padding at offset 0x${(this.pos + i).toString(16)}`,
+          { request: this.request, offset: this.pos + i },
+        );
+      }
+    }
+    this.pos += n;
+  }
+
+  /** @throws WireError `BAD_SIZE` when unread bytes remain. */
+  end(): void {
+    if (this.pos !== this.bytes.byteLength) {
+      throw new WireError(
+        "BAD_SIZE",
+        `${this.request.toLowerCase()}: payload is 0x${this.bytes.byteLength.toString(16)} bytes, expected 0x${this.pos.toString(16)}`,
+        { request: this.request, expected: this.pos, actual: this.bytes.byteLength },
+      );
+    }
+  }
+}

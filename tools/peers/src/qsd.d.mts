@@ -1,0 +1,36 @@
+/** Options for {@link startQsd}. */
+export interface QsdOptions {
+  /** `file` = raw image in the temp dir (default); `null-co` = null driver for benchmarks. */
+  backend?: "file" | "null-co";
+  /** Disk size in bytes (default 1 MiB). Capacity in config = sizeBytes / 512. */
+  sizeBytes?: number;
+  /** Export writable (default true; qsd then does not offer VIRTIO_BLK_F_RO). */
+  writable?: boolean;
+  /** `num-queues=` of the export (qsd default 1). */
+  numQueues?: number;
+  /** `logical-block-size=` of the export (qsd default 512). */
+  logicalBlockSize?: number;
+  /** Binary to run (default `qemu-storage-daemon` on PATH). */
+  binary?: string;
+  /** Readiness bound in milliseconds (default 10000). */
+  readyTimeoutMs?: number;
+}
+/** A running qemu-storage-daemon. */
+export interface QsdHandle {
+  /** Unix socket path of the vhost-user-blk export (inside `dir`). */
+  readonly socketPath: string;
+  /** Fresh temp dir holding the socket and image; removed by `stop()`. */
+  readonly dir: string;
+  /** Child pid. */
+  readonly pid: number;
+  /** Arguments passed to qemu-storage-daemon. */
+  readonly args: readonly string[];
+  /** Everything the daemon wrote to stderr so far. */
+  stderr(): string;
+  /** SIGTERM (SIGKILL after 5 s), wait for exit, remove the temp dir. */
+  stop(): Promise<{ code: number | null; signal: string | null } | null>;
+}
+/** Start qsd and wait until its socket accepts a connection. Rejects if it exits or times out. */
+export function startQsd(opts?: QsdOptions): Promise<QsdHandle>;
+/** First line of `qemu-storage-daemon --version`. */
+export function qsdVersion(binary?: string): Promise<string>;

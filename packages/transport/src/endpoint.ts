@@ -2,21 +2,10 @@ import { OwnedFd } from "./owned-fd.js";
 import { TransportError, type TransportErrorKind } from "./transport-error.js";
 import { classifyErrno, Errno } from "./sys/errno.js";
 import { cmsgLen, cmsgSpace, CMSG_HDR, SCM_RIGHTS, SOL_SOCKET } from "./sys/cmsg.js";
-import { eventfdSys, EFD_CLOEXEC, EFD_NONBLOCK } from "./sys/eventfd.js";
 import { lastErrno } from "./sys/libc.js";
-import {
-  MSG_CMSG_CLOEXEC,
-  MSG_CTRUNC,
-  MSG_DONTWAIT,
-  MSG_NOSIGNAL,
-  nativeAlloc,
-  POLLIN,
-  socketSys,
-  type NativeBlock,
-} from "./sys/socket.js";
-
-/** Size of the vhost-user message header in bytes (request u32, flags u32, size u32; host order). */
-export const HEADER_SIZE = 12;
+import { MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_DONTWAIT, MSG_NOSIGNAL, nativeAlloc, socketSys, type NativeBlock } from "./sys/socket.js";
+import { HEADER_SIZE, MAX_FDS_PER_MSG, MAX_PAYLOAD_SIZE } from "@vhostkit/wire";
+import { Reactor, type Watch } from "./reactor.js";
 
 /** One received message. The caller owns `fds` and must close or transfer each. */
 export interface ReceivedMessage {
@@ -30,15 +19,26 @@ export interface ReceivedMessage {
   readonly fds: OwnedFd[];
 }
 
-/** Endpoint limits. */
+/** Endpoint limits and policy. */
 export interface EndpointOptions {
-  /** Max fds per message (default 8). More -> `TOO_MANY_FDS`. */
+  /** Max fds per message (default 8, `MAX_FDS_PER_MSG`). More -> `TOO_MANY_FDS`. */
   readonly maxFds?: number;
-  /** Max payload bytes (default 4096). Larger size field -> `OVERSIZE`. */
+  /**
+   * Max payload bytes (default 4096, `MAX_PAYLOAD_SIZE`). A larger header `size` -> `OVERSIZE`
+   * (latched: the stream cannot be resynchronised). Raise it to 65552 on a back-end channel that
+   * negotiated vhostkit's MEM_READ/MEM_WRITE.
+   */
   readonly maxPayload?: number;
+  /**
+   * How many fds request `request` (with header `flags`) may carry, e.g. from the wire message
+   * table. A message with more is read completely, its fds are closed and `recv` rejects with
+   * `FDS_NOT_ALLOWED` (kind `retry`: the stream stays in sync and the endpoint stays usable).
+   * Default: any number up to `maxFds`.
+   */
+  readonly fdsAllowed?: (request: number, flags: number) => number;
+  /** Reactor that waits for readiness (default {@link Reactor.shared}). */
+  readonly reactor?: Reactor;
 }
-
-const POLLOUT = 0x4;
 const MSGHDR = 0;
 const IOV = 64;
 const CMSG = 128;
@@ -73,52 +73,57 @@ class IoBlock {
 /**
  * A vhost-user message endpoint on a connected AF_UNIX stream socket.
  *
- * Never blocks the JS thread: the socket is read with `MSG_DONTWAIT`; on EAGAIN the endpoint waits
- * with koffi `poll.async` (a koffi worker thread) on the socket plus a private wake-up eventfd that
- * {@link Endpoint.close} signals, so closing cancels any outstanding wait. Idle costs no CPU.
- * Receives the 12-byte header with its fds first (`MSG_CMSG_CLOEXEC`), then exactly `size` bytes.
+ * Never blocks the JS thread: `sendmsg`/`recvmsg` run with `MSG_DONTWAIT`; on EAGAIN the endpoint
+ * waits for readiness through its {@link Reactor} (one edge-triggered epoll set served by one koffi
+ * worker thread for all fds). Idle costs no CPU.
+ *
+ * Framing (PROTOCOL.md §1.3): fds are attached to the **first byte of the header** on send; on
+ * receive the 12-byte header is read together with its fds (`MSG_CMSG_CLOEXEC`) and then exactly
+ * `size` payload bytes, never more, so a read never crosses a message boundary. fds arriving with
+ * body bytes are a protocol error (`FDS_ON_BODY`).
  *
  * Takes ownership of the socket fd. One `recv` and one `send` may be outstanding at a time.
  */
 export class Endpoint {
   readonly #sock: OwnedFd;
-  readonly #wake: OwnedFd;
+  readonly #watch: Watch;
   readonly #maxFds: number;
   readonly #maxPayload: number;
+  readonly #fdsAllowed: ((request: number, flags: number) => number) | undefined;
   readonly #rx: IoBlock;
   readonly #tx: IoBlock;
-  readonly #rxPoll: NativeBlock;
-  readonly #txPoll: NativeBlock;
-  #pending = 0;
   #closed = false;
-  #released = false;
   #latched: TransportError | undefined;
 
   /**
-   * @param sock - connected stream socket; ownership is taken.
-   * @param options - limits.
-   * @throws TransportError `SYSCALL` when the wake-up eventfd cannot be created (sock is closed).
+   * @param sock - connected stream socket; ownership is taken (closed here if construction fails).
+   * @param options - limits and policy.
+   * @throws TransportError `SYSCALL` when the socket cannot be registered with the reactor (for
+   *   example EPERM: a hostile peer passed a regular file instead of a socket).
    */
   constructor(sock: OwnedFd, options: EndpointOptions = {}) {
     this.#sock = sock;
-    this.#maxFds = options.maxFds ?? 8;
-    this.#maxPayload = options.maxPayload ?? 4096;
-    const wfd = eventfdSys(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wfd < 0) {
-      const e = lastErrno();
+    this.#maxFds = options.maxFds ?? MAX_FDS_PER_MSG;
+    this.#maxPayload = options.maxPayload ?? MAX_PAYLOAD_SIZE;
+    this.#fdsAllowed = options.fdsAllowed;
+    try {
+      this.#watch = (options.reactor ?? Reactor.shared()).watch(sock.fd);
+    } catch (err) {
       sock.close();
-      throw new TransportError("SYSCALL", classifyErrno(e), `eventfd failed: errno ${e}`, { errno: e, syscall: "eventfd" });
+      throw err;
     }
-    this.#wake = new OwnedFd(wfd);
     this.#rx = new IoBlock(this.#maxFds, HEADER_SIZE + this.#maxPayload);
     this.#tx = new IoBlock(this.#maxFds, HEADER_SIZE + this.#maxPayload);
-    this.#rxPoll = nativeAlloc(16);
-    this.#txPoll = nativeAlloc(16);
   }
 
-  /** The error that ended this endpoint, if any. */
+  /** The error that ended this endpoint, if any (latched: every later call throws it). */
   get error(): TransportError | undefined {
     return this.#latched;
+  }
+
+  /** True once {@link Endpoint.close} ran. */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   #fail(err: TransportError): TransportError {
@@ -131,42 +136,19 @@ export class Endpoint {
     if (this.#closed) throw new TransportError("CLOSED", "broken", "endpoint closed");
   }
 
-  /** Wait until `fd` is ready for `events`, or the wake fd fires. */
-  #waitReady(pollBlock: NativeBlock, events: number): Promise<void> {
-    const v = pollBlock.view;
-    v.setInt32(0, this.#sock.fd, true);
-    v.setInt16(4, events, true);
-    v.setInt16(6, 0, true);
-    v.setInt32(8, this.#wake.fd, true);
-    v.setInt16(12, POLLIN, true);
-    v.setInt16(14, 0, true);
-    this.#pending++;
-    return new Promise((resolve, reject) => {
-      // SAFETY: pollBlock is native memory that stays allocated until #pending drops to 0.
-      socketSys().poll.async(pollBlock.ptr, 2, -1, (err: unknown) => {
-        this.#pending--;
-        if (this.#closed) {
-          this.#release();
-          reject(new TransportError("CLOSED", "broken", "endpoint closed while waiting"));
-          return;
-        }
-        if (err) reject(err);
-        else resolve();
-      });
-    });
-  }
-
   /**
    * Send one message; the fds (borrowed, not closed) travel with the first byte of the header.
-   * @throws TransportError `OVERSIZE`, `TOO_MANY_FDS`, `SYSCALL` (disconnected on EPIPE/ECONNRESET), `CLOSED`.
+   * Partial writes are continued; EINTR is retried; EAGAIN waits for writability.
+   * @throws TransportError `OVERSIZE`, `TOO_MANY_FDS`, `SYSCALL` (kind `disconnected` on
+   *   EPIPE/ECONNRESET), `CLOSED`.
    */
   async send(request: number, flags: number, payload: Uint8Array = new Uint8Array(0), fds: readonly number[] = []): Promise<void> {
     this.#check();
     if (payload.length > this.#maxPayload) {
-      throw new TransportError("OVERSIZE", "broken", `request ${request}: payload 0x${payload.length.toString(16)} exceeds max 0x${this.#maxPayload.toString(16)}`, undefined, { expected: this.#maxPayload, actual: payload.length });
+      throw new TransportError("OVERSIZE", "retry", `request ${request}: payload 0x${payload.length.toString(16)} exceeds max 0x${this.#maxPayload.toString(16)}`, undefined, { expected: this.#maxPayload, actual: payload.length });
     }
     if (fds.length > this.#maxFds) {
-      throw new TransportError("TOO_MANY_FDS", "broken", `request ${request}: ${fds.length} fds exceed max ${this.#maxFds}`, undefined, { expected: this.#maxFds, actual: fds.length });
+      throw new TransportError("TOO_MANY_FDS", "retry", `request ${request}: ${fds.length} fds exceed max ${this.#maxFds}`, undefined, { expected: this.#maxFds, actual: fds.length });
     }
     const tx = this.#tx;
     const v = tx.block.view;
@@ -193,14 +175,24 @@ export class Endpoint {
         const e = lastErrno();
         if (e === Errno.EINTR) continue;
         if (e === Errno.EAGAIN) {
-          await this.#waitReady(this.#txPoll, POLLOUT);
-          this.#check();
+          await this.#wait(this.#watch.writable());
           continue;
         }
         throw this.#fail(new TransportError("SYSCALL", classifyErrno(e), `request ${request}: sendmsg failed: errno ${e}`, { errno: e, syscall: "sendmsg" }));
       }
       sent += n;
     }
+  }
+
+  /** Await a readiness wait; a close during the wait surfaces as `CLOSED`. */
+  async #wait(ready: Promise<void>): Promise<void> {
+    try {
+      await ready;
+    } catch (err) {
+      if (err instanceof TransportError && err.code === "CLOSED") throw new TransportError("CLOSED", "broken", "endpoint closed while waiting");
+      throw err;
+    }
+    this.#check();
   }
 
   /** One recvmsg into rx data [off, off+len); returns bytes read (0 = EOF) and collected fds. */
@@ -214,8 +206,7 @@ export class Endpoint {
         const e = lastErrno();
         if (e === Errno.EINTR) continue;
         if (e === Errno.EAGAIN) {
-          await this.#waitReady(this.#rxPoll, POLLIN);
-          this.#check();
+          await this.#wait(this.#watch.readable());
           continue;
         }
         throw new TransportError("SYSCALL", classifyErrno(e), `recvmsg failed: errno ${e}`, { errno: e, syscall: "recvmsg" });
@@ -232,6 +223,7 @@ export class Endpoint {
         if (clen < CMSG_HDR || c + clen > controlLen) break;
         if (level === SOL_SOCKET && type === SCM_RIGHTS) {
           const count = (clen - CMSG_HDR) >> 2;
+          // Ownership: every fd the kernel installed is wrapped at once so every error path closes it.
           for (let i = 0; i < count; i++) fds.push(new OwnedFd(v.getInt32(CMSG + c + CMSG_HDR + 4 * i, true)));
         } else {
           bad ??= new TransportError("BAD_CMSG", "broken", `unexpected control message level ${level} type ${type}`);
@@ -248,9 +240,11 @@ export class Endpoint {
 
   /**
    * Receive one message: the header with its fds, then exactly `size` payload bytes.
-   * On any error every fd received for the message is closed and the error is latched.
-   * @throws TransportError `EOF` (disconnected, or partial mid-message), `OVERSIZE`, `TOO_MANY_FDS`,
-   *   `CTRUNC`, `FDS_ON_BODY`, `SYSCALL`, `CLOSED`.
+   * On any error every fd received for the message is closed; errors other than `FDS_NOT_ALLOWED`
+   * are latched.
+   * @returns the message; the caller owns its fds and must close or transfer each.
+   * @throws TransportError `EOF` (kind `disconnected` between messages, `partial` mid-message),
+   *   `OVERSIZE`, `TOO_MANY_FDS`, `CTRUNC`, `FDS_ON_BODY`, `FDS_NOT_ALLOWED`, `SYSCALL`, `CLOSED`.
    */
   async recv(): Promise<ReceivedMessage> {
     this.#check();
@@ -285,6 +279,10 @@ export class Endpoint {
         if (n === 0) throw this.#eof(HEADER_SIZE + body, `request ${request}`);
         body += n;
       }
+      const allowed = this.#fdsAllowed?.(request, flags) ?? this.#maxFds;
+      if (fds.length > allowed) {
+        throw new TransportError("FDS_NOT_ALLOWED", "retry", `request ${request}: ${fds.length} fds attached, at most ${allowed} allowed`, undefined, { expected: allowed, actual: fds.length });
+      }
       const payload = this.#rx.block.bytes.slice(d + HEADER_SIZE, d + HEADER_SIZE + size);
       return { request, flags, payload, fds };
     } catch (err) {
@@ -299,29 +297,14 @@ export class Endpoint {
     return new TransportError("EOF", kind, `${what}: peer closed at offset 0x${offset.toString(16)}`, undefined, { offset });
   }
 
-  /** Close the socket and cancel any outstanding wait (its promise rejects with `CLOSED`). Idempotent. */
+  /** Close the socket; an outstanding `send`/`recv` rejects with `CLOSED`. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#pending > 0) {
-      // SAFETY: wakes poll.async on the koffi worker; native memory is released in its callback.
-      const one = new Uint8Array(8);
-      one[0] = 1;
-      socketSys().write(this.#wake.fd, one, 8);
-    } else {
-      this.#release();
-    }
-  }
-
-  #release(): void {
-    if (this.#released || this.#pending > 0) return;
-    this.#released = true;
+    this.#watch.close();
     this.#sock.close();
-    this.#wake.close();
     this.#rx.block.free();
     this.#tx.block.free();
-    this.#rxPoll.free();
-    this.#txPoll.free();
   }
 
   /** `close()`. */

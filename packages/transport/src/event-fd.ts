@@ -1,31 +1,41 @@
 import { OwnedFd } from "./owned-fd.js";
+import { Reactor, type Watch } from "./reactor.js";
 import { TransportError } from "./transport-error.js";
 import { classifyErrno, Errno } from "./sys/errno.js";
 import { eventfdSys, EFD_CLOEXEC, EFD_NONBLOCK } from "./sys/eventfd.js";
 import { lastErrno } from "./sys/libc.js";
-import { nativeAlloc, POLLIN, socketSys, type NativeBlock } from "./sys/socket.js";
+import { setNonBlocking, socketSys } from "./sys/socket.js";
 
 /**
- * An eventfd (kick/call/err fds) with a wait that never blocks the JS thread: a non-blocking read,
- * and on EAGAIN a koffi `poll.async` on the eventfd plus a private wake-up eventfd that
- * {@link EventFd.close} signals, so closing cancels a pending wait. Idle costs no CPU.
+ * An eventfd (kick/call/err fds, PROTOCOL.md §1.4) whose {@link EventFd.wait} never blocks the JS
+ * thread: a non-blocking read, and on EAGAIN a readiness wait through the {@link Reactor}. Idle costs
+ * no CPU. A pipe read end (non-Linux front-ends use pipes) works too.
  */
 export class EventFd {
   readonly #fd: OwnedFd;
-  readonly #wake: OwnedFd;
-  readonly #poll: NativeBlock;
-  #pending = false;
+  readonly #watch: Watch;
+  readonly #buf = new Uint8Array(8);
+  #waiting = false;
   #closed = false;
 
   /**
-   * Wrap an existing eventfd (e.g. one received with SET_VRING_KICK); takes ownership. The fd
-   * must be O_NONBLOCK (front-ends create them so), otherwise `wait()` blocks the thread.
-   * @throws TransportError `SYSCALL` when the wake-up eventfd cannot be created.
+   * Wrap an existing eventfd (e.g. one received with SET_VRING_KICK); takes ownership (closed here
+   * if construction fails). The fd is switched to `O_NONBLOCK`, because a peer may have sent a
+   * blocking one and a blocking read would stall the event loop.
+   * @param fd - the eventfd; ownership is taken.
+   * @param reactor - readiness source (default {@link Reactor.shared}).
+   * @throws TransportError `SYSCALL` when the fd cannot be made non-blocking or watched (for example
+   *   EPERM: a regular file instead of an eventfd).
    */
-  constructor(fd: OwnedFd) {
+  constructor(fd: OwnedFd, reactor: Reactor = Reactor.shared()) {
     this.#fd = fd;
-    this.#wake = new OwnedFd(checked(eventfdSys(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
-    this.#poll = nativeAlloc(16);
+    try {
+      if (setNonBlocking(fd.fd) !== 0) throw sysError("fcntl");
+      this.#watch = reactor.watch(fd.fd);
+    } catch (err) {
+      fd.close();
+      throw err;
+    }
   }
 
   /**
@@ -34,7 +44,9 @@ export class EventFd {
    * @throws TransportError `SYSCALL` when eventfd(2) fails.
    */
   static create(initial = 0): EventFd {
-    return new EventFd(new OwnedFd(checked(eventfdSys(initial, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")));
+    const fd = eventfdSys(initial, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) throw sysError("eventfd");
+    return new EventFd(new OwnedFd(fd));
   }
 
   /** The raw fd, borrowed (e.g. to send with SET_VRING_CALL); -1 after close. */
@@ -43,7 +55,7 @@ export class EventFd {
   }
 
   /**
-   * Add `n` (u64, default 1) to the counter.
+   * Add `n` (u64, default 1) to the counter: "kick" or "call".
    * @throws TransportError `SYSCALL` on write failure, `CLOSED` after close.
    */
   signal(n = 1n): void {
@@ -51,69 +63,58 @@ export class EventFd {
     const b = new Uint8Array(8);
     new DataView(b.buffer).setBigUint64(0, n, true);
     // SAFETY: an eventfd write takes exactly 8 bytes (a host-order u64).
-    if (Number(socketSys().write(this.#fd.fd, b, 8)) !== 8) {
+    if (Number(socketSys().write(this.#fd.fd, b, 8)) !== 8) throw sysError("write");
+  }
+
+  /**
+   * Read and reset the counter without waiting.
+   * @returns the counter value (u64), or 0n when it was zero.
+   * @throws TransportError `SYSCALL` on read failure, `CLOSED` after close.
+   */
+  poll(): bigint {
+    if (this.#closed) throw new TransportError("CLOSED", "broken", "eventfd closed");
+    for (;;) {
+      // SAFETY: non-blocking read of one u64 into a private 8-byte buffer.
+      const n = Number(socketSys().read(this.#fd.fd, this.#buf, 8));
+      if (n === 8) return new DataView(this.#buf.buffer).getBigUint64(0, true);
+      if (n >= 0) throw new TransportError("SYSCALL", "broken", `eventfd read returned ${n} bytes`, { errno: 0, syscall: "read" });
       const e = lastErrno();
-      throw new TransportError("SYSCALL", classifyErrno(e), `eventfd write failed: errno ${e}`, { errno: e, syscall: "write" });
+      if (e === Errno.EINTR) continue;
+      if (e === Errno.EAGAIN) return 0n;
+      throw sysError("read", e);
     }
   }
 
   /**
-   * Wait until the counter is non-zero, read and reset it.
-   * @returns the counter value (u64) that was read.
+   * Wait until the counter is non-zero, then read and reset it.
+   * @returns the counter value (u64) that was read (> 0).
    * @throws TransportError `CLOSED` when closed while waiting, `BUSY` if a wait is already pending.
    */
   async wait(): Promise<bigint> {
-    if (this.#pending) throw new TransportError("BUSY", "retry", "eventfd wait already pending");
-    const b = new Uint8Array(8);
-    for (;;) {
-      if (this.#closed) throw new TransportError("CLOSED", "broken", "eventfd closed");
-      const n = Number(socketSys().read(this.#fd.fd, b, 8));
-      if (n === 8) return new DataView(b.buffer).getBigUint64(0, true);
-      const e = lastErrno();
-      if (e === Errno.EINTR) continue;
-      if (e !== Errno.EAGAIN) {
-        throw new TransportError("SYSCALL", classifyErrno(e), `eventfd read failed: errno ${e}`, { errno: e, syscall: "read" });
+    if (this.#waiting) throw new TransportError("BUSY", "retry", "eventfd wait already pending");
+    this.#waiting = true;
+    try {
+      for (;;) {
+        const v = this.poll();
+        if (v !== 0n) return v;
+        try {
+          await this.#watch.readable();
+        } catch (err) {
+          if (err instanceof TransportError && err.code === "CLOSED") throw new TransportError("CLOSED", "broken", "eventfd closed while waiting");
+          throw err;
+        }
       }
-      await this.#waitReadable();
+    } finally {
+      this.#waiting = false;
     }
-  }
-
-  #waitReadable(): Promise<void> {
-    const v = this.#poll.view;
-    v.setInt32(0, this.#fd.fd, true);
-    v.setInt16(4, POLLIN, true);
-    v.setInt16(6, 0, true);
-    v.setInt32(8, this.#wake.fd, true);
-    v.setInt16(12, POLLIN, true);
-    v.setInt16(14, 0, true);
-    this.#pending = true;
-    return new Promise((resolve) => {
-      // SAFETY: #poll stays allocated until the callback runs (#release waits for !#pending).
-      socketSys().poll.async(this.#poll.ptr, 2, -1, () => {
-        this.#pending = false;
-        if (this.#closed) this.#release();
-        resolve();
-      });
-    });
   }
 
   /** Close the eventfd; a pending wait rejects with `CLOSED`. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#pending) {
-      const one = new Uint8Array(8);
-      one[0] = 1;
-      socketSys().write(this.#wake.fd, one, 8);
-    } else {
-      this.#release();
-    }
-  }
-
-  #release(): void {
+    this.#watch.close();
     this.#fd.close();
-    this.#wake.close();
-    this.#poll.free();
   }
 
   /** `close()`. */
@@ -122,8 +123,6 @@ export class EventFd {
   }
 }
 
-function checked(fd: number, syscall: string): number {
-  if (fd >= 0) return fd;
-  const e = lastErrno();
-  throw new TransportError("SYSCALL", classifyErrno(e), `${syscall} failed: errno ${e}`, { errno: e, syscall });
+function sysError(syscall: string, e = lastErrno()): TransportError {
+  return new TransportError("SYSCALL", classifyErrno(e), `${syscall} failed: errno ${e}`, { errno: e, syscall });
 }

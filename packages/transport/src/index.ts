@@ -1,16 +1,20 @@
 /**
- * `@vhostkit/transport`: moves vhost-user frames and their fds over AF_UNIX stream sockets
- * (SCM_RIGHTS) through koffi, without blocking the JavaScript thread. No protocol logic.
+ * `@vhostkit/transport`: moves vhost-user frames and their file descriptors over AF_UNIX stream
+ * sockets (SCM_RIGHTS) through koffi, without ever blocking the JavaScript thread, in Bun and in
+ * Node >= 20. No protocol logic: framing (header + fds first, then exactly `size` bytes), fd
+ * ownership ({@link OwnedFd}), request/reply with REPLY_ACK, eventfds for kick/call/err, and one
+ * epoll {@link Reactor} that waits for all of them on a single worker thread.
  * @packageDocumentation
  */
-export { Endpoint, HEADER_SIZE } from "./endpoint.js";
+export { Endpoint } from "./endpoint.js";
 export type { EndpointOptions, ReceivedMessage } from "./endpoint.js";
 export { OwnedFd } from "./owned-fd.js";
 export { socketPair } from "./socket-pair.js";
-export { TransportError, shouldReconnect } from "./transport-error.js";
+export { TransportError, shouldReconnect, isTransportError } from "./transport-error.js";
 export type { TransportErrorCode, TransportErrorKind } from "./transport-error.js";
-export { RequestChannel, HeaderFlag } from "./request-channel.js";
-export type { RequestOptions } from "./request-channel.js";
+export { RequestChannel, sendReply, sendAck } from "./request-channel.js";
+export type { RequestOptions, RequestChannelOptions } from "./request-channel.js";
 export { EventFd } from "./event-fd.js";
+export { Reactor, Watch } from "./reactor.js";
 export { listen, connect, Listener } from "./listener.js";
-export type { ListenOptions, RetryPolicy } from "./listener.js";
+export type { ListenOptions, ConnectOptions, RetryPolicy } from "./listener.js";

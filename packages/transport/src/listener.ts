@@ -3,9 +3,9 @@ import { Endpoint, type EndpointOptions } from "./endpoint.js";
 import { OwnedFd } from "./owned-fd.js";
 import { TransportError } from "./transport-error.js";
 import { classifyErrno, Errno } from "./sys/errno.js";
-import { eventfdSys, EFD_CLOEXEC, EFD_NONBLOCK } from "./sys/eventfd.js";
 import { lastErrno } from "./sys/libc.js";
-import { AF_UNIX, nativeAlloc, POLLIN, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, sockaddrUn, socketSys, type NativeBlock } from "./sys/socket.js";
+import { AF_UNIX, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, sockaddrUn, socketSys } from "./sys/socket.js";
+import { Reactor, type Watch } from "./reactor.js";
 
 /** Options of {@link listen}. */
 export interface ListenOptions extends EndpointOptions {
@@ -15,8 +15,7 @@ export interface ListenOptions extends EndpointOptions {
   readonly backlog?: number;
 }
 
-function sysError(syscall: string, path: string): TransportError {
-  const e = lastErrno();
+function sysError(syscall: string, path: string, e = lastErrno()): TransportError {
   return new TransportError("SYSCALL", classifyErrno(e), `${syscall} ${path} failed: errno ${e}`, { errno: e, syscall });
 }
 
@@ -44,15 +43,13 @@ function connectOnce(path: string): OwnedFd {
 
 /**
  * A listening AF_UNIX socket that accepts peers in turn. `accept()` never blocks the JS thread
- * (non-blocking accept4 + koffi `poll.async` with a wake-up eventfd; `close()` cancels it).
+ * (non-blocking `accept4` plus a readiness wait through the {@link Reactor}; `close()` cancels it).
  */
 export class Listener {
   readonly #fd: OwnedFd;
-  readonly #wake: OwnedFd;
-  readonly #poll: NativeBlock;
+  readonly #watch: Watch;
   readonly #options: EndpointOptions;
   readonly #path: string;
-  #pending = false;
   #closed = false;
 
   /** @internal use {@link listen}. */
@@ -60,10 +57,7 @@ export class Listener {
     this.#fd = fd;
     this.#path = path;
     this.#options = options;
-    const w = eventfdSys(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (w < 0) throw sysError("eventfd", path);
-    this.#wake = new OwnedFd(w);
-    this.#poll = nativeAlloc(16);
+    this.#watch = (options.reactor ?? Reactor.shared()).watch(fd.fd);
   }
 
   /** Filesystem path of the socket. */
@@ -82,29 +76,15 @@ export class Listener {
       const fd = socketSys().accept4(this.#fd.fd, null, null, SOCK_CLOEXEC);
       if (fd >= 0) return new Endpoint(new OwnedFd(fd), this.#options);
       const e = lastErrno();
-      if (e === Errno.EINTR || e === 103 /* ECONNABORTED */) continue;
-      if (e !== Errno.EAGAIN) throw sysError("accept4", this.#path);
-      await this.#waitReadable();
+      if (e === Errno.EINTR || e === Errno.ECONNABORTED) continue;
+      if (e !== Errno.EAGAIN) throw sysError("accept4", this.#path, e);
+      try {
+        await this.#watch.readable();
+      } catch (err) {
+        if (err instanceof TransportError && err.code === "CLOSED") throw new TransportError("CLOSED", "broken", `listener ${this.#path} closed`);
+        throw err;
+      }
     }
-  }
-
-  #waitReadable(): Promise<void> {
-    const v = this.#poll.view;
-    v.setInt32(0, this.#fd.fd, true);
-    v.setInt16(4, POLLIN, true);
-    v.setInt16(6, 0, true);
-    v.setInt32(8, this.#wake.fd, true);
-    v.setInt16(12, POLLIN, true);
-    v.setInt16(14, 0, true);
-    this.#pending = true;
-    return new Promise((resolve) => {
-      // SAFETY: #poll stays allocated until the callback runs.
-      socketSys().poll.async(this.#poll.ptr, 2, -1, () => {
-        this.#pending = false;
-        if (this.#closed) this.#release();
-        resolve();
-      });
-    });
   }
 
   /** Stop listening, remove the socket file, cancel a pending accept. Idempotent. */
@@ -116,19 +96,8 @@ export class Listener {
     } catch {
       // already removed by someone else: nothing to clean up
     }
-    if (this.#pending) {
-      const one = new Uint8Array(8);
-      one[0] = 1;
-      socketSys().write(this.#wake.fd, one, 8);
-    } else {
-      this.#release();
-    }
-  }
-
-  #release(): void {
+    this.#watch.close();
     this.#fd.close();
-    this.#wake.close();
-    this.#poll.free();
   }
 
   /** `close()`. */
@@ -173,11 +142,12 @@ export function listen(path: string, options: ListenOptions = {}): Listener {
     owned.close();
     throw err;
   }
-  const { maxFds, maxPayload } = options;
-  return new Listener(owned, path, {
-    ...(maxFds === undefined ? {} : { maxFds }),
-    ...(maxPayload === undefined ? {} : { maxPayload }),
-  });
+  try {
+    return new Listener(owned, path, endpointOptions(options));
+  } catch (err) {
+    owned.close();
+    throw err;
+  }
 }
 
 /** Retry policy of {@link connect} for a back-end that is still starting. */
@@ -188,14 +158,19 @@ export interface RetryPolicy {
   readonly delayMs: number;
 }
 
+/** Options of {@link connect}. */
+export interface ConnectOptions extends EndpointOptions {
+  /** Retry ENOENT/ECONNREFUSED (a back-end that is still starting); default: one attempt. */
+  readonly retry?: RetryPolicy;
+}
+
 /**
  * Connect to the vhost-user socket at `path`. ENOENT and ECONNREFUSED are retried per `retry`.
  * @throws TransportError `SYSCALL` (errno ENOENT/ECONNREFUSED/EACCES...) after the last attempt.
  */
-export async function connect(path: string, options: EndpointOptions & { retry?: RetryPolicy } = {}): Promise<Endpoint> {
+export async function connect(path: string, options: ConnectOptions = {}): Promise<Endpoint> {
   const attempts = options.retry?.attempts ?? 1;
-  const { maxFds, maxPayload } = options;
-  const epOptions = { ...(maxFds === undefined ? {} : { maxFds }), ...(maxPayload === undefined ? {} : { maxPayload }) };
+  const epOptions = endpointOptions(options);
   for (let i = 1; ; i++) {
     try {
       return new Endpoint(connectOnce(path), epOptions);
@@ -205,4 +180,15 @@ export async function connect(path: string, options: EndpointOptions & { retry?:
       await new Promise((r) => setTimeout(r, options.retry?.delayMs ?? 0));
     }
   }
+}
+
+/** The {@link EndpointOptions} part of a wider options object (exactOptionalPropertyTypes-safe). */
+function endpointOptions(o: EndpointOptions): EndpointOptions {
+  const { maxFds, maxPayload, fdsAllowed, reactor } = o;
+  return {
+    ...(maxFds === undefined ? {} : { maxFds }),
+    ...(maxPayload === undefined ? {} : { maxPayload }),
+    ...(fdsAllowed === undefined ? {} : { fdsAllowed }),
+    ...(reactor === undefined ? {} : { reactor }),
+  };
 }

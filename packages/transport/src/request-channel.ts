@@ -1,87 +1,144 @@
+import { HeaderFlag } from "@vhostkit/wire";
 import type { Endpoint, ReceivedMessage } from "./endpoint.js";
 import { TransportError } from "./transport-error.js";
 
-/** Header flag bits used by the request/reply layer (PROTOCOL.md §1). */
-export const HeaderFlag = {
-  /** Protocol version 1, bits 0..1. */
-  VERSION: 0x1,
-  /** Message is a reply. */
-  REPLY: 0x4,
-  /** Sender wants a REPLY_ACK. */
-  NEED_REPLY: 0x8,
-} as const;
-
-/** Per-request options. */
+/** Per-request options of {@link RequestChannel.request}. */
 export interface RequestOptions {
   /** fds to attach (borrowed, not closed). */
   readonly fds?: readonly number[];
-  /** Set NEED_REPLY and wait for the u64 ack (only when REPLY_ACK was negotiated). */
-  readonly needReply?: boolean;
-  /** Wait for a reply even without NEED_REPLY (GET_* requests). */
+  /** Wait for a reply (GET_* requests and the other always-replied requests of PROTOCOL.md §2.1). */
   readonly expectReply?: boolean;
   /** Timeout in milliseconds (default: the channel's). */
   readonly timeoutMs?: number;
 }
 
+/** Options of {@link RequestChannel}. */
+export interface RequestChannelOptions {
+  /** Default per-request timeout in milliseconds (default 5000). */
+  readonly timeoutMs?: number;
+  /** REPLY_ACK negotiated on this connection (can be changed later with {@link RequestChannel.replyAck}). */
+  readonly replyAck?: boolean;
+}
+
+const REPLY_FLAGS = HeaderFlag.VERSION | HeaderFlag.REPLY;
+
 /**
- * Request/reply on top of an {@link Endpoint} for the requesting side: at most one outstanding
- * request (a second concurrent call throws `BUSY`); the reply must echo the request code and carry
- * flags exactly VERSION|REPLY (0x5). A timeout, a bad reply or a dead peer rejects the request and
- * closes the endpoint (the stream can no longer be trusted); the error is latched.
- * Owns the endpoint's receive side.
+ * Request/reply for the requesting side of one socket: the front-end on the main socket, the
+ * back-end on the back-end channel.
+ *
+ * - At most one outstanding request (a concurrent call rejects with `BUSY`, kind `retry`).
+ * - A reply must echo the request id and carry flags exactly VERSION|REPLY (0x5), as QEMU demands;
+ *   anything else is `BAD_REPLY`.
+ * - A timeout, a bad reply or a dead peer rejects the request, closes the endpoint (the stream can no
+ *   longer be trusted) and latches the error: every later call rejects with it.
+ *
+ * Owns the endpoint's receive side while a request waits; closes the endpoint on fatal errors.
  */
 export class RequestChannel {
   readonly #ep: Endpoint;
   readonly #timeoutMs: number;
   #busy = false;
   #latched: TransportError | undefined;
+  /** REPLY_ACK was negotiated: {@link RequestChannel.requestAck} sets NEED_REPLY and waits. */
+  replyAck: boolean;
 
   /**
    * @param endpoint - borrowed; closed by this channel on timeout or protocol error.
-   * @param timeoutMs - default per-request timeout in milliseconds (default 5000).
+   * @param options - default timeout and whether REPLY_ACK is negotiated.
    */
-  constructor(endpoint: Endpoint, timeoutMs = 5000) {
+  constructor(endpoint: Endpoint, options: RequestChannelOptions = {}) {
     this.#ep = endpoint;
-    this.#timeoutMs = timeoutMs;
+    this.#timeoutMs = options.timeoutMs ?? 5000;
+    this.replyAck = options.replyAck ?? false;
+  }
+
+  /** The error that ended this channel, if any. */
+  get error(): TransportError | undefined {
+    return this.#latched ?? this.#ep.error;
   }
 
   /**
-   * Send `request` and, when a reply is expected, wait for it.
-   * @returns the reply (caller owns its fds), or `undefined` when no reply was expected.
+   * Send `request` with version flags and, when `expectReply`, wait for its reply.
+   * @returns the reply (the caller owns its fds), or `undefined` when no reply was expected.
    * @throws TransportError `BUSY`, `TIMEOUT`, `BAD_REPLY`, or any endpoint error.
    */
   async request(request: number, payload: Uint8Array, options: RequestOptions = {}): Promise<ReceivedMessage | undefined> {
+    return this.#exchange(request, HeaderFlag.VERSION, payload, options, options.expectReply === true);
+  }
+
+  /**
+   * Send `request` that has no reply of its own, asking for a REPLY_ACK status when REPLY_ACK is
+   * negotiated (PROTOCOL.md §4.3). Without REPLY_ACK the request is sent plainly and 0n returned.
+   * @returns the u64 status: 0n = success, anything else = the peer's failure code.
+   * @throws TransportError `BAD_REPLY` when the ack is not exactly 8 bytes, or as {@link RequestChannel.request}.
+   */
+  async requestAck(request: number, payload: Uint8Array, options: Omit<RequestOptions, "expectReply"> = {}): Promise<bigint> {
+    if (!this.replyAck) {
+      await this.#exchange(request, HeaderFlag.VERSION, payload, options, false);
+      return 0n;
+    }
+    const reply = await this.#exchange(request, HeaderFlag.VERSION | HeaderFlag.NEED_REPLY, payload, options, true);
+    if (reply === undefined) return 0n;
+    for (const f of reply.fds) f.close();
+    if (reply.payload.length !== 8) {
+      throw this.#fatal(new TransportError("BAD_REPLY", "broken", `request ${request}: ack payload 0x${reply.payload.length.toString(16)} bytes, expected 0x8`, undefined, { expected: 8, actual: reply.payload.length }));
+    }
+    return new DataView(reply.payload.buffer, reply.payload.byteOffset, 8).getBigUint64(0, true);
+  }
+
+  async #exchange(request: number, flags: number, payload: Uint8Array, options: RequestOptions, wait: boolean): Promise<ReceivedMessage | undefined> {
     if (this.#latched) throw this.#latched;
     if (this.#busy) throw new TransportError("BUSY", "retry", `request ${request}: another request is outstanding`);
     this.#busy = true;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      const flags = HeaderFlag.VERSION | (options.needReply === true ? HeaderFlag.NEED_REPLY : 0);
       await this.#ep.send(request, flags, payload, options.fds ?? []);
-      if (options.needReply !== true && options.expectReply !== true) return undefined;
+      if (!wait) return undefined;
       const ms = options.timeoutMs ?? this.#timeoutMs;
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          reject(new TransportError("TIMEOUT", "broken", `request ${request}: no reply within ${ms} ms`));
-        }, ms);
+        timer = setTimeout(() => reject(new TransportError("TIMEOUT", "broken", `request ${request}: no reply within ${ms} ms`)), ms);
       });
       const recv = this.#ep.recv();
       recv.catch(() => undefined);
       const reply = await Promise.race([recv, timeout]);
-      if (reply.request !== request || reply.flags !== (HeaderFlag.VERSION | HeaderFlag.REPLY)) {
+      if (reply.request !== request || reply.flags !== REPLY_FLAGS) {
         for (const f of reply.fds) f.close();
         throw new TransportError("BAD_REPLY", "broken", `request ${request}: reply has request ${reply.request} flags 0x${reply.flags.toString(16)}`, undefined, { expected: request, actual: reply.request });
       }
       return reply;
     } catch (err) {
-      if (err instanceof TransportError && err.kind !== "retry") {
-        this.#latched = err;
-        this.#ep.close();
-      }
+      if (err instanceof TransportError && err.kind !== "retry") this.#fatal(err);
       throw err;
     } finally {
       if (timer !== undefined) clearTimeout(timer);
       this.#busy = false;
     }
   }
+
+  #fatal(err: TransportError): TransportError {
+    this.#latched ??= err;
+    this.#ep.close();
+    return err;
+  }
+}
+
+/**
+ * Send the reply to `request` on `endpoint`: flags exactly VERSION|REPLY (0x5), the request id echoed
+ * (PROTOCOL.md §1.1). Used by the handling side of a socket (back-end dispatcher, front-end handler
+ * of back-end requests).
+ * @param fds - borrowed, attached to the header.
+ * @throws TransportError as {@link Endpoint.send}.
+ */
+export function sendReply(endpoint: Endpoint, request: number, payload: Uint8Array, fds: readonly number[] = []): Promise<void> {
+  return endpoint.send(request, REPLY_FLAGS, payload, fds);
+}
+
+/**
+ * Send a REPLY_ACK status (u64; 0 = success) for `request`.
+ * @throws TransportError as {@link Endpoint.send}.
+ */
+export function sendAck(endpoint: Endpoint, request: number, status: bigint): Promise<void> {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, status, true);
+  return sendReply(endpoint, request, b);
 }

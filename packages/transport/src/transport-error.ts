@@ -1,4 +1,4 @@
-import { VhostUserError, type ErrorDetail } from "@vhostkit/wire";
+import { VhostUserError, isVhostUserError, type ErrorDetail } from "@vhostkit/wire";
 
 /** Codes a {@link TransportError} may carry. */
 export type TransportErrorCode =
@@ -9,6 +9,7 @@ export type TransportErrorCode =
   | "TOO_MANY_FDS"
   | "CTRUNC"
   | "FDS_ON_BODY"
+  | "FDS_NOT_ALLOWED"
   | "BAD_CMSG"
   | "TIMEOUT"
   | "BAD_REPLY"
@@ -52,7 +53,16 @@ export class TransportError extends VhostUserError<TransportErrorCode> {
   }
 }
 
-/** The single classification point: true for every non-`retry` transport error (the connection is unusable). */
+/** True when `x` is a {@link TransportError} (brand check plus class name, works across package copies). */
+export function isTransportError(x: unknown): x is TransportError {
+  return isVhostUserError(x) && x.name === "TransportError";
+}
+
+/**
+ * The single classification point (rust-vmm `should_reconnect`): true when `err` means the connection
+ * is unusable and a new one is needed — a transport error of kind `broken`, `disconnected` or
+ * `partial`. False for `retry` errors and for anything that is not a transport error.
+ */
 export function shouldReconnect(err: unknown): boolean {
-  return err instanceof TransportError && err.kind !== "retry";
+  return isTransportError(err) && err.kind !== "retry";
 }

@@ -1,7 +1,7 @@
-import { describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
-import { Endpoint, OwnedFd, socketPair, shouldReconnect, TransportError } from "../src/index.js";
+import { Endpoint, OwnedFd, socketPair, shouldReconnect, TransportError, Reactor } from "../src/index.js";
 import { socketSys } from "../src/sys/socket.js";
 
 function pipe(): [OwnedFd, OwnedFd] {
@@ -44,6 +44,12 @@ function pair(opts: { maxFds?: number } = {}): { a: Endpoint; b: Endpoint } {
   const [x, y] = socketPair();
   return { a: new Endpoint(x, opts), b: new Endpoint(y, opts) };
 }
+
+// The shared reactor owns two fds (epoll + wake eventfd) for the life of the process: create it
+// before any test counts /proc/self/fd.
+before(() => {
+  Reactor.shared();
+});
 
 describe("Endpoint", () => {
   test("round trip with payload and fds that work on the other side", async () => {
@@ -180,8 +186,8 @@ describe("Endpoint", () => {
       const [x, y] = socketPair();
       const peerFd = x.fd;
       const pa = new Endpoint(x, { maxFds: 16 });
-      const pb = new Endpoint(y);
-      switch (i % 4) {
+      const pb = new Endpoint(y, { fdsAllowed: () => 0 });
+      switch (i % 6) {
         case 0:
           await pa.send(1, 1, new Uint8Array(0), Array.from({ length: 10 }, () => w.fd));
           break;
@@ -191,6 +197,15 @@ describe("Endpoint", () => {
           break;
         case 2:
           rawWrite(peerFd, frame(5, 1, new Uint8Array(0), 99999));
+          break;
+        case 3:
+          // FDS_NOT_ALLOWED: a well-formed message whose request may carry no fds.
+          await pa.send(1, 1, new Uint8Array(4), [w.fd, w.fd]);
+          break;
+        case 4:
+          // EOF mid-message.
+          rawWrite(peerFd, frame(2, 1, new Uint8Array(3), 8));
+          pa.close();
           break;
         default:
           await pa.send(1, 1, new Uint8Array(0), Array.from({ length: 14 }, () => w.fd));

@@ -1,7 +1,13 @@
-import { describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
-import { EventFd, TransportError } from "../src/index.js";
+import { EventFd, TransportError, Reactor } from "../src/index.js";
+
+// The shared reactor owns two fds (epoll + wake eventfd) for the life of the process: create it
+// before any test counts /proc/self/fd.
+before(() => {
+  Reactor.shared();
+});
 
 describe("EventFd", () => {
   test("signal then wait returns the summed counter", async () => {

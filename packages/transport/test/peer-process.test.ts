@@ -1,9 +1,9 @@
-import { describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { Endpoint, RequestChannel, socketPair, TransportError } from "../src/index.js";
+import { Endpoint, RequestChannel, socketPair, TransportError, Reactor } from "../src/index.js";
 
 const PEER = fileURLToPath(new URL("./fixtures/peer.mjs", import.meta.url));
 
@@ -27,6 +27,12 @@ async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
     return true;
   });
 }
+
+// The shared reactor owns two fds (epoll + wake eventfd) for the life of the process: create it
+// before any test counts /proc/self/fd.
+before(() => {
+  Reactor.shared();
+});
 
 describe("misbehaving peer in a second process", () => {
   for (const [mode, code] of [
@@ -59,19 +65,18 @@ describe("misbehaving peer in a second process", () => {
 
   test("request/reply: ack accepted, wrong reply id rejected and latched", async () => {
     const { ep, exited } = startPeer("echo-ack");
-    const ch = new RequestChannel(ep, 10_000);
-    const reply = await ch.request(4, new Uint8Array(8), { needReply: true });
-    assert.ok(reply);
-    assert.equal(reply.payload.length, 8);
-    await expectCode(ch.request(4, new Uint8Array(8), { needReply: true }), "BAD_REPLY");
-    await expectCode(ch.request(4, new Uint8Array(8), { needReply: true }), "BAD_REPLY");
+    const ch = new RequestChannel(ep, { timeoutMs: 10_000, replyAck: true });
+    assert.equal(await ch.requestAck(4, new Uint8Array(8)), 0n);
+    await expectCode(ch.requestAck(4, new Uint8Array(8)), "BAD_REPLY");
+    await expectCode(ch.requestAck(4, new Uint8Array(8)), "BAD_REPLY");
+    assert.ok(ep.closed, "a bad reply closes the endpoint");
     assert.equal(await exited, 0);
   });
 
   test("peer death rejects the pending request with a disconnected error", async () => {
     const { ep, exited } = startPeer("die");
-    const ch = new RequestChannel(ep, 10_000);
-    await assert.rejects(ch.request(1, new Uint8Array(8), { needReply: true }), (err: unknown) => {
+    const ch = new RequestChannel(ep, { timeoutMs: 10_000 });
+    await assert.rejects(ch.request(1, new Uint8Array(8), { expectReply: true }), (err: unknown) => {
       assert.ok(err instanceof TransportError);
       assert.equal(err.kind, "disconnected");
       return true;
@@ -82,9 +87,9 @@ describe("misbehaving peer in a second process", () => {
   test("a request with no reply times out, closes the endpoint and latches", async () => {
     const [a, b] = socketPair();
     const ep = new Endpoint(a);
-    const ch = new RequestChannel(ep, 10_000);
-    await expectCode(ch.request(1, new Uint8Array(8), { needReply: true, timeoutMs: 20 }), "TIMEOUT");
-    await expectCode(ch.request(1, new Uint8Array(8), { needReply: true }), "TIMEOUT");
+    const ch = new RequestChannel(ep, { timeoutMs: 10_000, replyAck: true });
+    await expectCode(ch.requestAck(1, new Uint8Array(8), { timeoutMs: 20 }), "TIMEOUT");
+    await expectCode(ch.requestAck(1, new Uint8Array(8)), "TIMEOUT");
     b.close();
   });
 });

@@ -14,6 +14,7 @@ export const Errno = {
   ECONNRESET: 104,
   ECONNREFUSED: 111,
   ENOENT: 2,
+  ECONNABORTED: 103,
 } as const;
 
 /** How a failed call should be treated. */

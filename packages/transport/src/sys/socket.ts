@@ -1,5 +1,5 @@
 /**
- * Socket, fd and poll system calls declared through koffi. Pointers are native memory from
+ * Socket and fd system calls declared through koffi. Pointers are native memory from
  * {@link nativeAlloc} (never JS buffers) so that `.async` calls on koffi worker threads see
  * stable addresses.
  * @module
@@ -22,8 +22,6 @@ export const MSG_CTRUNC = 0x8;
 export const MSG_CMSG_CLOEXEC = 0x40000000;
 /** SOCK_NONBLOCK. */
 export const SOCK_NONBLOCK = 0o4000;
-/** POLLIN. */
-export const POLLIN = 0x1;
 
 type Fn = ((...args: never[]) => number) & { async: (...args: unknown[]) => void };
 
@@ -33,9 +31,6 @@ export interface SocketSys {
   sendmsg(fd: number, msg: unknown, flags: number): number;
   recvmsg(fd: number, msg: unknown, flags: number): number;
   close(fd: number): number;
-  poll: ((fds: unknown, nfds: number, timeout: number) => number) & {
-    async: (fds: unknown, nfds: number, timeout: number, cb: (err: unknown, res: number) => void) => void;
-  };
   malloc(size: number): unknown;
   free(ptr: unknown): void;
   fcntl(fd: number, cmd: number, arg: number): number;
@@ -63,7 +58,6 @@ export function socketSys(): SocketSys {
     sendmsg: f("int64_t sendmsg(int, void *, int)"),
     recvmsg: f("int64_t recvmsg(int, void *, int)"),
     close: f("int close(int)"),
-    poll: f("int poll(void *, uint64_t, int)"),
     malloc: f("void *malloc(uint64_t)"),
     free: f("void free(void *)"),
     fcntl: f("int fcntl(int, int, int)"),
@@ -79,6 +73,18 @@ export function socketSys(): SocketSys {
   };
   sys = s as unknown as SocketSys;
   return sys;
+}
+
+const F_GETFL = 3;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
+
+/** Set `O_NONBLOCK` on `fd` (borrowed). Returns 0 or -1 (errno via `lastErrno`). @internal */
+export function setNonBlocking(fd: number): number {
+  const s = socketSys();
+  const fl = s.fcntl(fd, F_GETFL, 0);
+  if (fl < 0) return -1;
+  return (fl & O_NONBLOCK) !== 0 ? 0 : s.fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
 /** Native memory block with a JS view over it, freed by {@link NativeBlock.free}. @internal */

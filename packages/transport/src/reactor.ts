@@ -1,0 +1,285 @@
+import { TransportError } from "./transport-error.js";
+import { classifyErrno, Errno } from "./sys/errno.js";
+import { EPOLL, EPOLL_CLOEXEC, EPOLL_CTL, EPOLL_DATA_OFFSET, EPOLL_EVENT_SIZE, epollSys } from "./sys/epoll.js";
+import { eventfdSys, EFD_CLOEXEC, EFD_NONBLOCK } from "./sys/eventfd.js";
+import { lastErrno } from "./sys/libc.js";
+import { nativeAlloc, socketSys, type NativeBlock } from "./sys/socket.js";
+
+/** Events delivered per `epoll_wait`. */
+const MAX_EVENTS = 64;
+/** Token of the reactor's own wake-up eventfd. */
+const WAKE_TOKEN = 0n;
+const READ_EVENTS = EPOLL.IN | EPOLL.RDHUP | EPOLL.HUP | EPOLL.ERR;
+const WRITE_EVENTS = EPOLL.OUT | EPOLL.HUP | EPOLL.ERR;
+
+interface Waiter {
+  resolve(): void;
+  reject(err: TransportError): void;
+}
+
+/**
+ * Readiness of one fd, registered edge-triggered with its {@link Reactor}. Obtained from
+ * {@link Reactor.watch}; the owner of the fd calls {@link Watch.close} **before** closing the fd.
+ *
+ * Use: try the non-blocking call first; on EAGAIN `await watch.readable()` (or `writable()`) and try
+ * again. An edge that arrived since the last wait makes the next wait resolve at once, so no wake-up
+ * is ever lost; a spurious wake-up only costs one more EAGAIN. At most one reader and one writer may
+ * wait at a time.
+ */
+export class Watch {
+  readonly #reactor: Reactor;
+  readonly #fd: number;
+  /** @internal key of this watch in its reactor (the epoll `data` field). */
+  readonly token: bigint;
+  #readEdge = false;
+  #writeEdge = false;
+  #reader: Waiter | undefined;
+  #writer: Waiter | undefined;
+  #closed = false;
+
+  /** @internal use {@link Reactor.watch}. */
+  constructor(reactor: Reactor, fd: number, token: bigint) {
+    this.#reactor = reactor;
+    this.#fd = fd;
+    this.token = token;
+  }
+
+  /** The watched fd (borrowed). */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /**
+   * Resolves when the fd may be readable (data, EOF, hang-up or error).
+   * @throws TransportError `CLOSED` (rejects) when the watch is closed while waiting; `BUSY` when
+   *   another read wait is already pending.
+   */
+  readable(): Promise<void> {
+    if (this.#readEdge && !this.#closed) {
+      this.#readEdge = false;
+      return Promise.resolve();
+    }
+    return this.#park("read");
+  }
+
+  /**
+   * Resolves when the fd may be writable (buffer space, hang-up or error).
+   * @throws TransportError `CLOSED` (rejects) when the watch is closed while waiting; `BUSY` when
+   *   another write wait is already pending.
+   */
+  writable(): Promise<void> {
+    if (this.#writeEdge && !this.#closed) {
+      this.#writeEdge = false;
+      return Promise.resolve();
+    }
+    return this.#park("write");
+  }
+
+  #park(dir: "read" | "write"): Promise<void> {
+    if (this.#closed) return Promise.reject(new TransportError("CLOSED", "broken", `fd ${this.#fd}: watch closed`));
+    if ((dir === "read" ? this.#reader : this.#writer) !== undefined) {
+      return Promise.reject(new TransportError("BUSY", "retry", `fd ${this.#fd}: a ${dir} wait is already pending`));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiter = { resolve, reject };
+      if (dir === "read") this.#reader = w;
+      else this.#writer = w;
+      this.#reactor.parked(1);
+    });
+  }
+
+  /** @internal called by the reactor with the epoll event bits for this fd. */
+  fire(events: number): void {
+    if ((events & READ_EVENTS) !== 0) {
+      const r = this.#reader;
+      if (r) {
+        this.#reader = undefined;
+        this.#reactor.parked(-1);
+        r.resolve();
+      } else this.#readEdge = true;
+    }
+    if ((events & WRITE_EVENTS) !== 0) {
+      const w = this.#writer;
+      if (w) {
+        this.#writer = undefined;
+        this.#reactor.parked(-1);
+        w.resolve();
+      } else this.#writeEdge = true;
+    }
+  }
+
+  /**
+   * Deregister the fd and reject pending waits with `CLOSED`. Call before closing the fd. Idempotent.
+   */
+  close(): void {
+    this.abort(new TransportError("CLOSED", "broken", `fd ${this.#fd}: closed while waiting`));
+  }
+
+  /** @internal deregister and reject pending waits with `err`. */
+  abort(err: TransportError): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#reactor.forget(this);
+    for (const w of [this.#reader, this.#writer]) {
+      if (w) {
+        this.#reactor.parked(-1);
+        w.reject(err);
+      }
+    }
+    this.#reader = undefined;
+    this.#writer = undefined;
+  }
+}
+
+/**
+ * One epoll instance that waits for every registered fd on **one** koffi worker thread
+ * (`epoll_wait.async`), so the JavaScript thread never blocks in accept/recvmsg/read.
+ *
+ * Why this design (PERF-NOTES.md): koffi `.async` calls cost about a C round trip under Bun, but each
+ * blocked call holds a thread (in Node one of libuv's 4 pool threads), so one blocked call per socket
+ * or eventfd would exhaust the pool and deadlock a back-end with a few queues. `koffi.node.poll`
+ * aborts Bun. A single edge-triggered epoll set needs exactly one blocked call for any number of
+ * fds, works identically in Bun and Node, and costs no CPU while idle.
+ *
+ * The worker call is outstanding only while someone waits; when the last waiter goes away the
+ * reactor signals its wake-up eventfd so the thread returns and the process can exit.
+ */
+export class Reactor {
+  static #shared: Reactor | undefined;
+  readonly #epfd: number;
+  readonly #wakeFd: number;
+  readonly #events: NativeBlock;
+  readonly #ctl: NativeBlock;
+  readonly #watches = new Map<bigint, Watch>();
+  #nextToken = 1n;
+  #parked = 0;
+  #armed = false;
+  #failures = 0;
+
+  /**
+   * Create a reactor (most code uses {@link Reactor.shared}).
+   * @throws TransportError `SYSCALL` when epoll_create1 or eventfd fails.
+   */
+  constructor() {
+    const ep = epollSys();
+    const epfd = ep.epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) throw sysError("epoll_create1");
+    const wake = eventfdSys(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake < 0) {
+      const err = sysError("eventfd");
+      socketSys().close(epfd);
+      throw err;
+    }
+    this.#epfd = epfd;
+    this.#wakeFd = wake;
+    this.#events = nativeAlloc(EPOLL_EVENT_SIZE * MAX_EVENTS);
+    this.#ctl = nativeAlloc(16);
+    // Level-triggered: stays readable until drained, so a wake can never be missed.
+    this.#control(EPOLL_CTL.ADD, wake, EPOLL.IN, WAKE_TOKEN);
+  }
+
+  /**
+   * The process-wide reactor, created on first use. It also wakes its worker thread when the process
+   * exits, because Node cannot finish exiting while a worker thread is blocked in a native call.
+   */
+  static shared(): Reactor {
+    if (Reactor.#shared === undefined) {
+      const r = new Reactor();
+      Reactor.#shared = r;
+      process.once("exit", () => r.#wake());
+    }
+    return Reactor.#shared;
+  }
+
+  /**
+   * Register `fd` (borrowed; any pollable fd: socket, eventfd, pipe) for read and write readiness.
+   * @throws TransportError `SYSCALL` when epoll_ctl refuses it (e.g. EPERM for a regular file, EBADF).
+   */
+  watch(fd: number): Watch {
+    const token = this.#nextToken++;
+    const w = new Watch(this, fd, token);
+    this.#control(EPOLL_CTL.ADD, fd, EPOLL.IN | EPOLL.OUT | EPOLL.RDHUP | EPOLL.ET, token);
+    this.#watches.set(token, w);
+    return w;
+  }
+
+  /** Number of fds currently registered (for tests and diagnostics). */
+  get size(): number {
+    return this.#watches.size;
+  }
+
+  /** @internal deregister a watch (its fd is still open). */
+  forget(w: Watch): void {
+    if (!this.#watches.delete(w.token)) return;
+    // SAFETY: the owner calls this before closing the fd, so DEL names the registered file. A failure
+    // (the fd was already closed, which drops the registration anyway) needs no handling.
+    epollSys().epoll_ctl(this.#epfd, EPOLL_CTL.DEL, w.fd, null);
+  }
+
+  /** @internal a waiter parked (+1) or left (-1). */
+  parked(delta: number): void {
+    this.#parked += delta;
+    if (this.#parked > 0) this.#arm();
+    else if (this.#armed) this.#wake();
+  }
+
+  #control(op: number, fd: number, events: number, token: bigint): void {
+    const v = this.#ctl.view;
+    v.setUint32(0, events >>> 0, true);
+    v.setBigUint64(EPOLL_DATA_OFFSET, token, true);
+    // SAFETY: #ctl is a native epoll_event buffer of at least EPOLL_EVENT_SIZE bytes.
+    if (epollSys().epoll_ctl(this.#epfd, op, fd, this.#ctl.ptr) !== 0) throw sysError("epoll_ctl");
+  }
+
+  #arm(): void {
+    if (this.#armed) return;
+    this.#armed = true;
+    // SAFETY: #events is native memory owned by this reactor for the life of the process; the worker
+    // writes it only until the callback, which runs on the JS thread before it is read.
+    epollSys().epoll_wait.async(this.#epfd, this.#events.ptr, MAX_EVENTS, -1, (err, n) => this.#dispatch(err, n));
+  }
+
+  #dispatch(err: unknown, n: number): void {
+    this.#armed = false;
+    if (err !== null && err !== undefined) n = -1;
+    if (n < 0) {
+      // errno lives on the worker thread and cannot be read here; EINTR is the only expected cause.
+      if (++this.#failures > 1000) this.#failAll();
+      else if (this.#parked > 0) this.#arm();
+      return;
+    }
+    this.#failures = 0;
+    const v = this.#events.view;
+    for (let i = 0; i < n; i++) {
+      const off = i * EPOLL_EVENT_SIZE;
+      const events = v.getUint32(off, true);
+      const token = v.getBigUint64(off + EPOLL_DATA_OFFSET, true);
+      if (token === WAKE_TOKEN) this.#drainWake();
+      else this.#watches.get(token)?.fire(events);
+    }
+    if (this.#parked > 0) this.#arm();
+  }
+
+  #wake(): void {
+    const one = new Uint8Array(8);
+    one[0] = 1;
+    // SAFETY: an eventfd write of one host-order u64; EAGAIN (counter saturated) still leaves it readable.
+    socketSys().write(this.#wakeFd, one, 8);
+  }
+
+  #drainWake(): void {
+    const b = new Uint8Array(8);
+    // SAFETY: non-blocking eventfd read of 8 bytes; EAGAIN means already drained.
+    socketSys().read(this.#wakeFd, b, 8);
+  }
+
+  #failAll(): void {
+    const err = new TransportError("SYSCALL", "broken", "epoll_wait keeps failing", { errno: Errno.EBADF, syscall: "epoll_wait" });
+    for (const w of [...this.#watches.values()]) w.abort(err);
+  }
+}
+
+function sysError(syscall: string): TransportError {
+  const e = lastErrno();
+  return new TransportError("SYSCALL", classifyErrno(e), `${syscall} failed: errno ${e}`, { errno: e, syscall });
+}

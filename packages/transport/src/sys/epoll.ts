@@ -1,0 +1,45 @@
+/**
+ * epoll(7) through koffi: the readiness primitive behind {@link "../reactor.js"}.
+ * @module
+ */
+import { libc } from "./libc.js";
+
+/** `EPOLL_CLOEXEC`. */
+export const EPOLL_CLOEXEC = 0o2000000;
+/** `epoll_ctl` operations. */
+export const EPOLL_CTL = { ADD: 1, DEL: 2, MOD: 3 } as const;
+/** `epoll_event.events` bits (Linux values). */
+export const EPOLL = { IN: 0x001, OUT: 0x004, ERR: 0x008, HUP: 0x010, RDHUP: 0x2000, ET: 1 << 31 } as const;
+
+/**
+ * `sizeof(struct epoll_event)`: 12 on x86-64 (the struct is packed there), 16 elsewhere (u32 events,
+ * 4 bytes of padding, u64 data).
+ */
+export const EPOLL_EVENT_SIZE = process.arch === "x64" ? 12 : 16;
+/** Offset of the u64 `data` field inside `struct epoll_event`. */
+export const EPOLL_DATA_OFFSET = process.arch === "x64" ? 4 : 8;
+
+/** Lazily declared epoll functions. @internal */
+export interface EpollSys {
+  epoll_create1(flags: number): number;
+  epoll_ctl(epfd: number, op: number, fd: number, event: unknown): number;
+  epoll_wait: ((epfd: number, events: unknown, max: number, timeout: number) => number) & {
+    async: (epfd: number, events: unknown, max: number, timeout: number, cb: (err: unknown, n: number) => void) => void;
+  };
+}
+
+let sys: EpollSys | undefined;
+
+/** The epoll functions, declared on first use. @internal */
+export function epollSys(): EpollSys {
+  if (sys) return sys;
+  const lib = libc();
+  // SAFETY: glibc prototypes; event pointers always point into native memory (never a JS buffer),
+  // because epoll_wait runs on a koffi worker thread while JS keeps running.
+  sys = {
+    epoll_create1: lib.func("int epoll_create1(int)"),
+    epoll_ctl: lib.func("int epoll_ctl(int, int, int, void *)"),
+    epoll_wait: lib.func("int epoll_wait(int, void *, int, int)"),
+  } as unknown as EpollSys;
+  return sys;
+}

@@ -1,0 +1,112 @@
+import { before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Endpoint, EventFd, OwnedFd, Reactor, TransportError, shouldReconnect, socketPair } from "../src/index.js";
+import { eventfdSys, EFD_CLOEXEC } from "../src/sys/eventfd.js";
+
+const EXIT = fileURLToPath(new URL("./fixtures/exit.mjs", import.meta.url));
+
+function fdCount(): number {
+  return readdirSync("/proc/self/fd").length;
+}
+
+function run(mode: string): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  const child = spawn(process.execPath, [EXIT, mode], { stdio: "inherit" });
+  return new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+}
+
+before(() => {
+  Reactor.shared();
+});
+
+describe("Reactor", () => {
+  test("many waits at once need one worker: only the last of 16 eventfds is signalled and it completes", async () => {
+    // One blocked native call per wait would need 16 threads (Node's pool has 4): the 16th wait
+    // would never start. The reactor serves every fd from one epoll_wait.
+    const fds = Array.from({ length: 16 }, () => EventFd.create());
+    const waits = fds.map((f) => f.wait());
+    const last = fds.at(-1);
+    assert.ok(last);
+    last.signal(7n);
+    assert.equal(await waits.at(-1), 7n);
+    for (const f of fds) f.close();
+    const rejected = await Promise.allSettled(waits.slice(0, -1));
+    assert.ok(rejected.every((r) => r.status === "rejected" && r.reason instanceof TransportError && r.reason.code === "CLOSED"));
+  });
+
+  test("a blocking eventfd from a peer is made non-blocking: poll() returns at once", () => {
+    const raw = eventfdSys(0, EFD_CLOEXEC);
+    assert.ok(raw >= 0);
+    const e = new EventFd(new OwnedFd(raw));
+    assert.equal(e.poll(), 0n);
+    e.signal(2n);
+    assert.equal(e.poll(), 2n);
+    e.close();
+  });
+
+  test("an fd epoll cannot watch (a regular file) is a typed SYSCALL error and is closed", () => {
+    const dir = mkdtempSync(join(tmpdir(), "vhostkit-reactor-"));
+    try {
+      const before = fdCount();
+      const fd = openSync(join(dir, "f"), "w");
+      assert.throws(
+        () => new EventFd(new OwnedFd(fd)),
+        (err: unknown) => err instanceof TransportError && err.code === "SYSCALL" && err.syscall === "epoll_ctl" && err.errno === 1,
+      );
+      assert.equal(fdCount(), before, "the wrapped fd was closed on the error path");
+      assert.throws(() => closeSync(fd), "already closed");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("fds on a message whose policy allows none: FDS_NOT_ALLOWED, fds closed, stream stays usable", async () => {
+    const [x, y] = socketPair();
+    const a = new Endpoint(x);
+    const b = new Endpoint(y, { fdsAllowed: (request) => (request === 12 ? 1 : 0) });
+    const e = EventFd.create();
+    const before = fdCount();
+    await a.send(3, 1, new Uint8Array(0), [e.fd]);
+    await a.send(12, 1, new Uint8Array(8), [e.fd]);
+    await assert.rejects(b.recv(), (err: unknown) => {
+      assert.ok(err instanceof TransportError);
+      assert.equal(err.code, "FDS_NOT_ALLOWED");
+      assert.equal(shouldReconnect(err), false);
+      return true;
+    });
+    const m = await b.recv();
+    assert.equal(m.request, 12);
+    assert.equal(m.fds.length, 1);
+    for (const f of m.fds) f.close();
+    assert.equal(fdCount(), before);
+    a.close();
+    b.close();
+    e.close();
+  });
+
+  test("a process whose waits were all closed exits by itself", async () => {
+    assert.deepEqual(await run("idle-after-close"), { code: 0, signal: null });
+  });
+
+  test("process.exit() while a wait is parked exits promptly", async () => {
+    assert.deepEqual(await run("exit-while-waiting"), { code: 3, signal: null });
+  });
+
+  test("watch count returns to its start after endpoints and eventfds close", () => {
+    const r = Reactor.shared();
+    const start = r.size;
+    const [x, y] = socketPair();
+    const a = new Endpoint(x);
+    const b = new Endpoint(y);
+    const e = EventFd.create();
+    assert.equal(r.size, start + 3);
+    a.close();
+    b.close();
+    e.close();
+    assert.equal(r.size, start);
+  });
+});

@@ -1,5 +1,6 @@
 /**
- * Memory-management system calls (memfd, mmap, munmap, mprotect, ftruncate, fcntl seals, close)
+ * Memory-management system calls (memfd, mmap, munmap, mprotect, ftruncate, fcntl seals, dup,
+ * fstat, close)
  * for guest memory and VIRTIO Shared Memory Regions. Every function returns the raw result and the
  * caller checks it; failures report `errno` through {@link mmanErrno}.
  * @module
@@ -10,7 +11,14 @@ import { koffi, lastErrno, libc } from "./libc.js";
 export const PROT = { NONE: 0, READ: 1, WRITE: 2 } as const;
 
 /** `MAP_*` bits for {@link mmap} (Linux x86-64/aarch64 values). */
-export const MAP = { SHARED: 0x01, PRIVATE: 0x02, FIXED: 0x10, ANONYMOUS: 0x20, NORESERVE: 0x4000 } as const;
+export const MAP = {
+  SHARED: 0x01,
+  PRIVATE: 0x02,
+  FIXED: 0x10,
+  ANONYMOUS: 0x20,
+  NORESERVE: 0x4000,
+  FIXED_NOREPLACE: 0x100000,
+} as const;
 
 /** `memfd_create` flags. */
 export const MFD = { CLOEXEC: 0x1, ALLOW_SEALING: 0x2 } as const;
@@ -29,6 +37,8 @@ interface Fns {
   munmap: (addr: bigint, len: number) => number;
   mprotect: (addr: bigint, len: number, prot: number) => number;
   close: (fd: number) => number;
+  fstat: (fd: number, buf: Uint8Array) => number;
+  sysconf: (name: number) => bigint | number;
 }
 
 let fns: Fns | undefined;
@@ -43,6 +53,8 @@ function f(): Fns {
       munmap: l.func("int munmap(uintptr_t addr, size_t len)") as Fns["munmap"],
       mprotect: l.func("int mprotect(uintptr_t addr, size_t len, int prot)") as Fns["mprotect"],
       close: l.func("int close(int fd)") as Fns["close"],
+      fstat: l.func("int fstat(int fd, _Out_ uint8_t *buf)") as Fns["fstat"],
+      sysconf: l.func("long sysconf(int name)") as Fns["sysconf"],
     };
   }
   return fns;
@@ -106,4 +118,59 @@ export function closeFd(fd: number): number {
  */
 export function nativeView(ptr: NativePointer, len: number): ArrayBuffer {
   return koffi.view(ptr, len);
+}
+
+/** Result of {@link mmapOrErrno}: the mapping, or the `errno` read right after the failed call. */
+export type MmapResult = { readonly ok: true; readonly addr: bigint; readonly ptr: NativePointer } | { readonly ok: false; readonly errno: number };
+
+/**
+ * `mmap` that reads `errno` immediately on failure (no other FFI call in between), so callers can
+ * report it. Same arguments as {@link mmap}.
+ */
+export function mmapOrErrno(addr: bigint, len: number, prot: number, flags: number, fd: number, off: bigint): MmapResult {
+  const ptr = f().mmap(addr, len, prot, flags, fd, off);
+  const got = koffi.address(ptr);
+  if (got === MAP_FAILED) return { ok: false, errno: lastErrno() };
+  return { ok: true, addr: got, ptr };
+}
+
+const F_DUPFD_CLOEXEC = 1030;
+
+/** `fcntl(fd, F_DUPFD_CLOEXEC, 0)`: a new close-on-exec fd for the same file (caller owns it), or -1. */
+export function dupCloexec(fd: number): number {
+  return f().fcntl(fd, F_DUPFD_CLOEXEC, 0);
+}
+
+/** `S_IFMT` / `S_IFREG` bits of `st_mode`. */
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+
+/** What {@link fstatSize} reports about an fd. */
+export interface FdStat {
+  /** `st_size` in bytes. */
+  readonly size: bigint;
+  /** True for a regular file (memfd, tmpfs, hugetlbfs files): `size` bounds what can be mapped. */
+  readonly regular: boolean;
+}
+
+/**
+ * `fstat(fd)` reduced to size and file type; `undefined` on failure (errno in {@link mmanErrno}).
+ * Layout of `struct stat` for x86-64 (st_mode at 24) and the generic layout of aarch64 (st_mode at
+ * 16); `st_size` is at 48 on both.
+ */
+export function fstatSize(fd: number): FdStat | undefined {
+  const buf = new Uint8Array(144);
+  if (f().fstat(fd, buf) !== 0) return undefined;
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const mode = dv.getUint32(process.arch === "x64" ? 24 : 16, true);
+  return { size: dv.getBigInt64(48, true), regular: (mode & S_IFMT) === S_IFREG };
+}
+
+const SC_PAGESIZE = 30;
+let pageSizeCache: number | undefined;
+
+/** The host page size in bytes (`sysconf(_SC_PAGESIZE)`), read once. */
+export function pageSize(): number {
+  pageSizeCache ??= Number(f().sysconf(SC_PAGESIZE));
+  return pageSizeCache;
 }

@@ -1,0 +1,116 @@
+/**
+ * Lookups in address-sorted, non-overlapping range lists, and range copies built on
+ * {@link GuestMemory.translate}, shared by every `GuestMemory` implementation here.
+ * @module
+ */
+import type { GuestAddress } from "./guest-address.js";
+import type { HostSpan, TranslateResult } from "./guest-memory.js";
+import { RegionError } from "./errors.js";
+
+/** A range `[start, start + len)` in some address space. @internal */
+export interface Ranged {
+  readonly start: bigint;
+  readonly len: bigint;
+}
+
+/** The entry of `sorted` (ascending, non-overlapping) containing `addr`, or undefined. @internal */
+export function findContaining<T extends Ranged>(sorted: readonly T[], addr: bigint): T | undefined {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const e = sorted[mid]!;
+    if (addr < e.start) hi = mid - 1;
+    else if (addr >= e.start + e.len) lo = mid + 1;
+    else return e;
+  }
+  return undefined;
+}
+
+/** Index at which `start` keeps `sorted` ascending. @internal */
+export function insertionIndex(sorted: readonly Ranged[], start: bigint): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]!.start < start) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Validates `len` and `addr + len` for a translate call; a miss when out of range. @internal */
+export function translateArgsMiss(addr: bigint, len: number): TranslateResult | undefined {
+  if (!Number.isSafeInteger(len) || len <= 0 || addr < 0n || addr + BigInt(len) > (1n << 64n)) {
+    return { ok: false, miss: { kind: "overflow", addr, len: BigInt(Number.isSafeInteger(len) ? len : 0) } };
+  }
+  return undefined;
+}
+
+/** A span over `[offset, offset + want)` of `bytes`, clamped to its end. @internal */
+export function spanOf(bytes: Uint8Array, offset: number, want: number, writable: boolean): HostSpan {
+  return { bytes: bytes.subarray(offset, Math.min(bytes.length, offset + want)), writable };
+}
+
+/**
+ * Translates all of `[addr, addr + len)` into spans before any byte is copied (all or nothing).
+ * @throws RegionError `unmapped`, `overflow` or (`forWrite`) `read-only`.
+ * @internal
+ */
+export function collectSpans(translate: (addr: GuestAddress, len: number) => TranslateResult, addr: GuestAddress, len: number, forWrite: boolean): HostSpan[] {
+  const spans: HostSpan[] = [];
+  let done = 0;
+  while (done < len) {
+    const at = (addr + BigInt(done)) as GuestAddress;
+    const r = translate(at, len - done);
+    if (!r.ok) {
+      const code = r.miss.kind === "overflow" ? "overflow" : "unmapped";
+      throw new RegionError(code, `guest range 0x${addr.toString(16)}+0x${len.toString(16)} is not backed at 0x${at.toString(16)}`, {
+        guestPhysAddr: at,
+        len: BigInt(len),
+      });
+    }
+    if (forWrite && !r.span.writable) {
+      throw new RegionError("read-only", `write to read-only guest memory at 0x${at.toString(16)}`, { guestPhysAddr: at, len: BigInt(len) });
+    }
+    spans.push(r.span);
+    done += r.span.bytes.length;
+  }
+  return spans;
+}
+
+/**
+ * Reads `dst.length` bytes at `addr` through `translate`; checks everything first. Synchronous
+ * inside (no await between the checks and the copy), so no unmap can interleave.
+ * @internal
+ */
+export function readThrough(translate: (addr: GuestAddress, len: number) => TranslateResult, addr: GuestAddress, dst: Uint8Array): Promise<void> {
+  try {
+    let at = 0;
+    if (dst.length > 0) {
+      for (const s of collectSpans(translate, addr, dst.length, false)) {
+        dst.set(s.bytes, at);
+        at += s.bytes.length;
+      }
+    }
+    return Promise.resolve();
+  } catch (e) {
+    return Promise.reject(e as Error);
+  }
+}
+
+/** Writes `src` at `addr` through `translate`; checks mapped + writable for all of it first. @internal */
+export function writeThrough(translate: (addr: GuestAddress, len: number) => TranslateResult, addr: GuestAddress, src: Uint8Array): Promise<void> {
+  try {
+    let at = 0;
+    if (src.length > 0) {
+      for (const s of collectSpans(translate, addr, src.length, true)) {
+        s.bytes.set(src.subarray(at, at + s.bytes.length));
+        at += s.bytes.length;
+      }
+    }
+    return Promise.resolve();
+  } catch (e) {
+    return Promise.reject(e as Error);
+  }
+}

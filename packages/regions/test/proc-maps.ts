@@ -1,0 +1,67 @@
+/** Test helpers: /proc/self/maps and /proc/self/fd inspection, real memfds. */
+import { fstatSync, readdirSync, readFileSync } from "node:fs";
+import { ftruncate, memfdCreate, MFD } from "@vhostkit/transport/sys";
+
+/** One VMA of /proc/self/maps. */
+export interface Vma {
+  readonly start: bigint;
+  readonly end: bigint;
+  readonly perms: string;
+}
+
+/** Every VMA of this process. */
+export function readMaps(): Vma[] {
+  return readFileSync("/proc/self/maps", "utf8")
+    .split("\n")
+    .filter((l) => l.length > 0)
+    .map((l) => {
+      const [range, perms] = l.split(/\s+/);
+      const [s, e] = range!.split("-");
+      return { start: BigInt(`0x${s}`), end: BigInt(`0x${e}`), perms: perms! };
+    });
+}
+
+/**
+ * The VMAs intersecting `[start, start + len)`, clipped to it, in address order. Adjacent VMAs with
+ * the same permissions are merged (the kernel may or may not merge them).
+ */
+export function vmasIn(start: bigint, len: bigint, maps: Vma[] = readMaps()): Vma[] {
+  const end = start + len;
+  const out: Vma[] = [];
+  for (const v of maps) {
+    if (v.end <= start || v.start >= end) continue;
+    const c = { start: v.start < start ? start : v.start, end: v.end > end ? end : v.end, perms: v.perms };
+    const last = out[out.length - 1];
+    if (last !== undefined && last.end === c.start && last.perms === c.perms) out[out.length - 1] = { ...last, end: c.end };
+    else out.push(c);
+  }
+  return out;
+}
+
+/** `vmasIn` as compact strings relative to `start`: `"0+1000:---p"`. */
+export function layout(start: bigint, len: bigint): string[] {
+  return vmasIn(start, len).map((v) => `${(v.start - start).toString(16)}+${(v.end - v.start).toString(16)}:${v.perms}`);
+}
+
+/** Number of open fds of this process. */
+export function fdCount(): number {
+  return readdirSync("/proc/self/fd").length;
+}
+
+/** A new memfd of `size` bytes (caller owns it). */
+export function memfd(size: bigint, name = "test"): number {
+  const fd = memfdCreate(name, MFD.CLOEXEC | MFD.ALLOW_SEALING);
+  if (fd < 0 || ftruncate(fd, size) !== 0) throw new Error("memfd set-up failed");
+  return fd;
+}
+
+/** True when `fd` is open in this process. */
+export function fdOpen(fd: number): boolean {
+  // fstat allocates no fd (reading /proc/self/fd would reuse the number just closed).
+  try {
+    fstatSync(fd);
+    return true;
+  } catch {
+    return false;
+  }
+}

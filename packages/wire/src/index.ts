@@ -1,8 +1,16 @@
 /**
  * `@vhostkit/wire`: vhost-user messages as bytes and typed values. Pure and runtime-neutral: no I/O,
- * no fds, no Bun or Node types. Provides the 12-byte header codec, the front-end and back-end request
- * tables (PROTOCOL.md §2), feature bits (§3), size limits (§1.2), SHMEM dialects (SHMEM.md §2) and
- * the typed {@link WireError} every decoder throws. Transport, regions, frontend and backend build on it.
+ * no fds, no Bun or Node types.
+ *
+ * vhost-user frames are a 12-byte header (request u32, flags u32, size u32; host order, which
+ * vhostkit requires to be little-endian) followed by `size` payload bytes; fds travel beside the
+ * header as SCM_RIGHTS. This package provides the header codec, the front-end and back-end request
+ * tables (PROTOCOL.md §2), one codec object per payload layout (§1.5, SHMEM.md §3, §4, §7.2), the
+ * message table (payload codecs, fd counts, reply rules), whole-frame {@link encodeMessage} /
+ * {@link decodeMessage} / {@link decodeReply} / {@link checkFrameSize}, feature bits (§3), size
+ * limits (§1.2) and the SHMEM dialects (SHMEM.md §2). Validation is syntax only (sizes, reserved
+ * bits, padding, u64 overflow, alignment); semantics belong to frontend/backend. Every failure is a
+ * typed {@link WireError}. Golden-frame helpers live in `@vhostkit/wire/testing`.
  * @packageDocumentation
  */
 export { VhostUserError, isVhostUserError, WireError, isWireError } from "./errors.js";
@@ -34,3 +42,69 @@ export {
 } from "./limits.js";
 export { UPSTREAM, RUST_VMM_0_16, DRAFT, CROSVM_LEGACY, Dialects } from "./dialect.js";
 export type { Dialect, DialectName } from "./dialect.js";
+export { ByteReader } from "./codec/byte-reader.js";
+export { ByteWriter } from "./codec/byte-writer.js";
+export { U64_MAX } from "./codec/checked-math.js";
+export type { PayloadCodec, CodecValue } from "./codec/payload-codec.js";
+export { Empty, U64, Opaque } from "./messages/scalar.js";
+export {
+  VringStateCodec,
+  VringFileCodec,
+  VringAddrCodec,
+  VringAreaCodec,
+  VRING_NOFD_MASK,
+  VRING_INDEX_MASK,
+  VRING_F_LOG,
+  decodeSplitVringBase,
+  encodeSplitVringBase,
+  decodePackedVringBase,
+  encodePackedVringBase,
+} from "./messages/vring.js";
+export type { VringState, VringFile, VringAddr, VringArea, SplitVringBase, PackedVringBase } from "./messages/vring.js";
+export {
+  MemoryRegionCodec,
+  MemoryTableCodec,
+  memoryTableCodec,
+  SingleRegionCodec,
+  LogCodec,
+  LogBaseReplyCodec,
+  MEMORY_REGION_SIZE,
+} from "./messages/memory.js";
+export type { MemoryRegion, MemoryTable, LogArea } from "./messages/memory.js";
+export { DeviceConfigCodec, ConfigFlag } from "./messages/config.js";
+export type { DeviceConfig } from "./messages/config.js";
+export { IotlbCodec, IotlbPerm, IotlbType } from "./messages/iotlb.js";
+export type { IotlbMsg } from "./messages/iotlb.js";
+export { InflightCodec } from "./messages/inflight.js";
+export type { InflightInfo } from "./messages/inflight.js";
+export { SharedObjectCodec, SharedObjectReplyCodec } from "./messages/shared-object.js";
+export type { SharedObject } from "./messages/shared-object.js";
+export { DeviceStateParamsCodec, DeviceStateReplyCodec, DeviceStateDirection } from "./messages/device-state.js";
+export type { DeviceStateParams, DeviceStateReply } from "./messages/device-state.js";
+export { MMapRequestCodec, MMapFlag, MMAP_REQUEST_SIZE, ShmemConfigCodec, makeShmemConfig } from "./messages/shmem.js";
+export type { MMapRequest, ShmemConfig } from "./messages/shmem.js";
+export { CrosvmShmemMapCodec, CrosvmShmemUnmapCodec, CrosvmSharedMemoryRegionsCodec, CrosvmMapFlag } from "./messages/crosvm.js";
+export type { CrosvmShmemMap, CrosvmShmemUnmap, CrosvmSharedMemoryRegion, CrosvmSharedMemoryRegions } from "./messages/crosvm.js";
+export { MemReadRequestCodec, MemWriteRequestCodec, MemReadReplyCodec } from "./messages/mem-access.js";
+export type { MemReadRequest, MemData } from "./messages/mem-access.js";
+export { FrontendMessages, BackendMessages, tryMessageSpec, messageSpecs, alwaysReplied, expectedFdCount } from "./message-table.js";
+export type {
+  MessageSpec,
+  FdRule,
+  ReplyRule,
+  FdRange,
+  FrontendRequestValue,
+  FrontendReplyValue,
+  BackendRequestValue,
+  BackendReplyValue,
+} from "./message-table.js";
+export { encodeMessage, encodeReply, decodeMessage, decodeReply, checkFrameSize } from "./message.js";
+export type {
+  FrameLimits,
+  ReplyOptions,
+  DecodedFrame,
+  DecodedFrontendRequest,
+  DecodedBackendRequest,
+  DecodedFrontendReply,
+  DecodedBackendReply,
+} from "./message.js";

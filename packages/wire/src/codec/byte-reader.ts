@@ -97,6 +97,22 @@ export class ByteReader {
     this.pos += n;
   }
 
+  /**
+   * Require the whole payload to be one of `allowed` byte lengths; `what` explains the rule.
+   * @throws WireError `BAD_SIZE`.
+   */
+  requireLength(allowed: readonly number[], what: string): void {
+    const n = this.bytes.byteLength;
+    if (!allowed.includes(n)) {
+      const expected = allowed.map((a) => `0x${a.toString(16)}`).join(" or ");
+      throw new WireError("BAD_SIZE", `${this.request.toLowerCase()}: ${what} needs ${expected} bytes, payload is 0x${n.toString(16)}`, {
+        request: this.request,
+        expected: allowed.length === 1 ? (allowed[0] as number) : allowed.join(" or "),
+        actual: n,
+      });
+    }
+  }
+
   /** @throws WireError `BAD_SIZE` when unread bytes remain. */
   end(): void {
     if (this.pos !== this.bytes.byteLength) {
@@ -107,4 +123,10 @@ export class ByteReader {
       );
     }
   }
+}
+
+// vhost-user frames are host order; vhostkit always passes `true` (little-endian) to DataView, so
+// refuse to load on a big-endian host rather than mis-decode every frame (STYLE.md §5).
+if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
+  throw new WireError("BAD_VALUE", "@vhostkit/wire supports little-endian hosts only");
 }

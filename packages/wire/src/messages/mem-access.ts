@@ -1,0 +1,103 @@
+/**
+ * vhostkit MEM_READ / MEM_WRITE payloads (SHMEM.md §7.2; a vhostkit extension, NOT upstream).
+ * Request: 0:u64 guest_address, 8:u32 size (1..65536), 12:u32 padding (must be 0), 16: data
+ * (MEM_WRITE only). MEM_READ reply: the 16-byte header echoed, then `size` data bytes (size 0 and
+ * no data = failure). MEM_WRITE reply: u64 status (use {@link U64}).
+ * @module
+ */
+import type { ByteReader } from "../codec/byte-reader.js";
+import type { ByteWriter } from "../codec/byte-writer.js";
+import { checkNoOverflow, checkValue } from "../codec/checked-math.js";
+import type { PayloadCodec } from "../codec/payload-codec.js";
+import { fixedSize } from "../codec/payload-codec.js";
+import { MEM_RW_HEADER_SIZE, MEM_RW_MAX_DATA, MEM_RW_MAX_PAYLOAD } from "../limits.js";
+
+/** MEM_READ request (16 bytes): read `size` bytes of guest memory at `guestAddress`. */
+export interface MemReadRequest {
+  /** Guest physical address of the first byte. */
+  readonly guestAddress: bigint;
+  /** Bytes to read, 1..65536. */
+  readonly size: number;
+}
+
+/**
+ * MEM_WRITE request (16 + n bytes) or successful MEM_READ reply: `data` at `guestAddress`.
+ * For a MEM_READ reply an empty `data` means failure (wire `size` 0).
+ */
+export interface MemData {
+  /** Guest physical address of the first byte. */
+  readonly guestAddress: bigint;
+  /**
+   * The bytes (wire `size` = `data.byteLength`). On decode a zero-copy `subarray` of the frame,
+   * valid until the frame's buffer is reused (the next receive); copy to keep.
+   */
+  readonly data: Uint8Array;
+}
+
+function checkRange(request: string, guestAddress: bigint, size: number, allowZero: boolean): void {
+  checkValue(
+    Number.isInteger(size) && size >= (allowZero ? 0 : 1) && size <= MEM_RW_MAX_DATA,
+    request,
+    `size ${size} not in ${allowZero ? 0 : 1}..${MEM_RW_MAX_DATA}`,
+    size,
+  );
+  checkNoOverflow(request, guestAddress, BigInt(size), "guest_address + size");
+}
+
+function writeHead(w: ByteWriter, guestAddress: bigint, size: number): void {
+  w.u64(guestAddress);
+  w.u32(size);
+  w.u32(0);
+}
+
+function readHead(r: ByteReader, allowZero: boolean): { guestAddress: bigint; size: number } {
+  const guestAddress = r.u64();
+  const size = r.u32();
+  r.zeros(4);
+  checkRange(r.request, guestAddress, size, allowZero);
+  return { guestAddress, size };
+}
+
+/**
+ * MEM_READ request codec (exactly 16 bytes).
+ * @throws WireError `BAD_VALUE` (size 0 or > 65536), `NONZERO_PADDING`, `OVERFLOW` (address + size).
+ */
+export const MemReadRequestCodec: PayloadCodec<MemReadRequest> = {
+  ...fixedSize("mem read request", MEM_RW_HEADER_SIZE),
+  encode(w, v) {
+    checkRange(w.request, v.guestAddress, v.size, false);
+    writeHead(w, v.guestAddress, v.size);
+  },
+  decode: (r) => readHead(r, false),
+};
+
+function memDataCodec(layout: string, allowEmpty: boolean): PayloadCodec<MemData> {
+  return {
+    layout,
+    minSize: MEM_RW_HEADER_SIZE + (allowEmpty ? 0 : 1),
+    maxSize: MEM_RW_MAX_PAYLOAD,
+    sizeOf: (v) => MEM_RW_HEADER_SIZE + v.data.byteLength,
+    encode(w, v) {
+      checkRange(w.request, v.guestAddress, v.data.byteLength, allowEmpty);
+      writeHead(w, v.guestAddress, v.data.byteLength);
+      w.raw(v.data);
+    },
+    decode(r) {
+      const head = readHead(r, allowEmpty);
+      r.requireLength([MEM_RW_HEADER_SIZE + head.size], `size field ${head.size}`);
+      return { guestAddress: head.guestAddress, data: r.bytesView(head.size) };
+    },
+  };
+}
+
+/**
+ * MEM_WRITE request codec (16 + size bytes, size 1..65536; header size must equal 16 + size).
+ * @throws WireError `BAD_VALUE`, `BAD_SIZE`, `NONZERO_PADDING`, `OVERFLOW`.
+ */
+export const MemWriteRequestCodec: PayloadCodec<MemData> = memDataCodec("mem write request", false);
+
+/**
+ * MEM_READ reply codec: 16 + size bytes (success) or 16 bytes with size 0 (failure, empty `data`).
+ * @throws WireError `BAD_VALUE`, `BAD_SIZE`, `NONZERO_PADDING`, `OVERFLOW`.
+ */
+export const MemReadReplyCodec: PayloadCodec<MemData> = memDataCodec("mem read reply", true);

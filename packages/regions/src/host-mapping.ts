@@ -2,13 +2,22 @@
  * A live host mapping and its one lazily created byte view.
  * @module
  */
-import { MAP, mmanErrno, mmapOrErrno, munmap, nativeView, PROT, type NativePointer } from "@vhostkit/transport/sys";
+import { MAP, mmanErrno, mmapOrErrno, munmap, nativeView, pointerAt, PROT, type NativePointer } from "@vhostkit/transport/sys";
 import { RegionError, type RegionErrorDetail } from "./errors.js";
 
+/** Bytes covered by one lazily created view (typed arrays are capped near 4 GiB in Node 20). */
+export const VIEW_CHUNK = 1 << 30;
+
+/** A view over part of a mapping: `bytes[0]` is byte `start` of the mapping. @internal */
+export interface ViewWindow {
+  readonly bytes: Uint8Array;
+  readonly start: number;
+}
+
 /**
- * Host memory at a fixed address with a known length. The `Uint8Array` view is created once, on
- * first access (PERF-NOTES: `koffi.view` cost grows with length), and must never be touched after
- * the memory is unmapped or turned back into a PROT_NONE reservation.
+ * Host memory at a fixed address with a known length. Byte views are created once per 1 GiB chunk,
+ * on first access (PERF-NOTES: `koffi.view` cost grows with length), and must never be touched
+ * after the memory is unmapped or turned back into a PROT_NONE reservation.
  * @internal
  */
 export class HostMapping {
@@ -17,7 +26,7 @@ export class HostMapping {
   /** Length in bytes. */
   readonly len: number;
   readonly #ptr: NativePointer;
-  #view: Uint8Array | undefined;
+  #views: (Uint8Array | undefined)[] = [];
 
   constructor(addr: bigint, ptr: NativePointer, len: number) {
     this.addr = addr;
@@ -25,15 +34,22 @@ export class HostMapping {
     this.len = len;
   }
 
-  /** The bytes of the mapping (created on first use). Only call while the mapping is accessible. */
-  bytes(): Uint8Array {
-    this.#view ??= new Uint8Array(nativeView(this.#ptr, this.len));
-    return this.#view;
+  /** The view chunk containing byte `offset` (< len). Only call while the mapping is accessible. */
+  window(offset: number): ViewWindow {
+    const i = Math.floor(offset / VIEW_CHUNK);
+    const start = i * VIEW_CHUNK;
+    let v = this.#views[i];
+    if (v === undefined) {
+      const ptr = start === 0 ? this.#ptr : pointerAt(this.addr + BigInt(start));
+      v = new Uint8Array(nativeView(ptr, Math.min(VIEW_CHUNK, this.len - start)));
+      this.#views[i] = v;
+    }
+    return { bytes: v, start };
   }
 
-  /** Forgets the view so it cannot be handed out again after an unmap. */
+  /** Forgets the views so they cannot be handed out again after an unmap. */
   forgetView(): void {
-    this.#view = undefined;
+    this.#views = [];
   }
 }
 

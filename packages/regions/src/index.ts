@@ -16,3 +16,5 @@ export {
   MAX_SHMIDS,
 } from "./shmem-region.js";
 export type { DeviceSharedMemoryOptions, ShmemMapping, ShmemMappingEvent, ShmemRegionInfo } from "./shmem-region.js";
+export { MemoryTable, DEFAULT_MAX_MEM_SLOTS } from "./memory-table.js";
+export type { MemoryRegionDescriptor, MemoryRegionWithFd, MappedRegion, MemoryTableOptions } from "./memory-table.js";

@@ -398,7 +398,7 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
     const region = findContaining(this.#regions, addr);
     const m = region === undefined ? undefined : findContaining(region.mappings, addr - region.start);
     if (region === undefined || m === undefined) return { ok: false, miss: { kind: "unmapped", addr } };
-    return { ok: true, span: spanOf(m.host.bytes(), Number(addr - region.start - m.start), len, m.info.writable) };
+    return { ok: true, span: spanOf(m.host, Number(addr - region.start - m.start), len, m.info.writable) };
   }
 
   /**

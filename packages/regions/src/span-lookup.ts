@@ -6,6 +6,7 @@
 import type { GuestAddress } from "./guest-address.js";
 import type { HostSpan, TranslateResult } from "./guest-memory.js";
 import { RegionError } from "./errors.js";
+import type { HostMapping } from "./host-mapping.js";
 
 /** A range `[start, start + len)` in some address space. @internal */
 export interface Ranged {
@@ -47,9 +48,11 @@ export function translateArgsMiss(addr: bigint, len: number): TranslateResult | 
   return undefined;
 }
 
-/** A span over `[offset, offset + want)` of `bytes`, clamped to its end. @internal */
-export function spanOf(bytes: Uint8Array, offset: number, want: number, writable: boolean): HostSpan {
-  return { bytes: bytes.subarray(offset, Math.min(bytes.length, offset + want)), writable };
+/** A span over `[offset, offset + want)` of `host`, clamped to the end of its view chunk. @internal */
+export function spanOf(host: HostMapping, offset: number, want: number, writable: boolean): HostSpan {
+  const w = host.window(offset);
+  const at = offset - w.start;
+  return { bytes: w.bytes.subarray(at, Math.min(w.bytes.length, at + want)), writable };
 }
 
 /**

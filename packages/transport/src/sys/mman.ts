@@ -174,3 +174,12 @@ export function pageSize(): number {
   pageSizeCache ??= Number(f().sysconf(SC_PAGESIZE));
   return pageSizeCache;
 }
+
+/**
+ * The native pointer for host address `addr` (pointer arithmetic for {@link nativeView}: koffi
+ * pointers cannot be offset directly, so the address is decoded from memory as a `void *`).
+ * Creating the pointer touches nothing; using it is only safe while `addr` is mapped.
+ */
+export function pointerAt(addr: bigint): NativePointer {
+  return koffi.decode(new BigUint64Array([addr]), "void *") as NativePointer;
+}

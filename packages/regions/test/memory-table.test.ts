@@ -1,0 +1,175 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { closeFd, dupCloexec } from "@vhostkit/transport/sys";
+import { guestAddress, isRegionError, MemoryTable, userAddress, type MemoryRegionWithFd, type RegionErrorCode } from "../src/index.js";
+import { fdCount, fdOpen, memfd } from "./proc-maps.js";
+
+const P = 0x1000n;
+const U = 0x7f00_0000_0000n;
+
+/** A region of `pages` pages at gpa, uaddr U + gpa, from a fresh memfd with `fileOffset` before it. */
+function region(gpa: bigint, pages: bigint, fileOffset = 0n): MemoryRegionWithFd & { fd: number } {
+  return { guestPhysAddr: gpa, memorySize: pages * P, userspaceAddr: U + gpa, mmapOffset: fileOffset, fd: memfd(fileOffset + pages * P) };
+}
+
+function rejects(code: RegionErrorCode, f: () => unknown): void {
+  assert.throws(f, (e: unknown) => isRegionError(e) && e.code === code);
+}
+
+describe("MemoryTable", () => {
+  test("ADD_MEM_REG with a non-zero mmap_offset maps the right file bytes; fds closed once", async () => {
+    const before = fdCount();
+    using t = new MemoryTable();
+    assert.equal(t.maxSlots, 509);
+    const r = region(0x10_0000n, 4n, 2n * P);
+    // Write a marker through a second mapping of the same file at file offset 2 pages.
+    const keep = dupCloexec(r.fd);
+    t.addRegion(r);
+    assert.equal(fdOpen(r.fd), false);
+    using probe = new MemoryTable();
+    probe.addRegion({ guestPhysAddr: 0n, memorySize: 4n * P, userspaceAddr: 0n, mmapOffset: 0n, fd: keep });
+    await probe.write(guestAddress(2n * P), new Uint8Array([0xaa]));
+    const out = new Uint8Array(1);
+    await t.read(guestAddress(0x10_0000n), out);
+    assert.equal(out[0], 0xaa);
+    t.dispose();
+    probe.dispose();
+    assert.equal(fdCount(), before);
+  });
+
+  test("translate: spans shortened at region boundaries, misses as typed results", () => {
+    using t = new MemoryTable();
+    t.setMemTable([region(0n, 2n), region(2n * P, 1n), region(8n * P, 1n)]);
+    const a = t.translate(guestAddress(P + 0x10n), 0x3000);
+    assert.ok(a.ok);
+    assert.equal(a.span.bytes.length, 0x1000 - 0x10);
+    assert.equal(a.span.writable, true);
+    const b = t.translate(guestAddress(2n * P), 0x3000);
+    assert.ok(b.ok);
+    assert.equal(b.span.bytes.length, 0x1000);
+    assert.deepEqual(t.translate(guestAddress(3n * P), 4), { ok: false, miss: { kind: "unmapped", addr: 3n * P } });
+    assert.deepEqual(t.translate(guestAddress((1n << 64n) - 2n), 4), { ok: false, miss: { kind: "overflow", addr: (1n << 64n) - 2n, len: 4n } });
+    assert.equal(t.translate(guestAddress(0n), 0).ok, false);
+    const u = t.translateUser(userAddress(U + 8n * P + 0xff0n), 0x100);
+    assert.ok(u.ok);
+    assert.equal(u.span.bytes.length, 0x10);
+    assert.equal(t.translateUser(userAddress(8n * P), 1).ok, false);
+  });
+
+  test("read/write cross regions and are all or nothing", async () => {
+    using t = new MemoryTable();
+    t.setMemTable([region(0n, 1n), region(P, 1n)]);
+    await t.write(guestAddress(P - 2n), new Uint8Array([1, 2, 3, 4]));
+    const out = new Uint8Array(4);
+    await t.read(guestAddress(P - 2n), out);
+    assert.deepEqual([...out], [1, 2, 3, 4]);
+    await assert.rejects(t.write(guestAddress(2n * P - 1n), new Uint8Array([9, 9])), (e: unknown) => isRegionError(e) && e.code === "unmapped");
+    const last = new Uint8Array(1);
+    await t.read(guestAddress(2n * P - 1n), last);
+    assert.equal(last[0], 0);
+  });
+
+  test("SET_MEM_TABLE replaces atomically; a failing table leaves the old one mapped", async () => {
+    const before = fdCount();
+    using t = new MemoryTable();
+    t.setMemTable([region(0n, 1n)]);
+    await t.write(guestAddress(0n), new Uint8Array([7]));
+    const bad = [region(0x100000n, 1n), region(0x200000n, 1n), { ...region(0x300000n, 1n), mmapOffset: 8n * P }];
+    rejects("out-of-bounds", () => t.setMemTable(bad));
+    for (const r of bad) assert.equal(fdOpen(r.fd), false);
+    assert.deepEqual(t.regions().map((r) => r.guestPhysAddr), [0n]);
+    const out = new Uint8Array(1);
+    await t.read(guestAddress(0n), out);
+    assert.equal(out[0], 7);
+    t.setMemTable([region(0x100000n, 1n), region(0n, 2n)]);
+    assert.deepEqual(t.regions().map((r) => r.guestPhysAddr), [0n, 0x100000n]);
+    await t.read(guestAddress(0n), out);
+    assert.equal(out[0], 0);
+    t.reset();
+    assert.equal(t.regionCount, 0);
+    assert.equal(fdCount(), before);
+  });
+
+  test("REM_MEM_REG matches gpa + uaddr + size and closes any fd it got", () => {
+    const before = fdCount();
+    using t = new MemoryTable();
+    t.addRegion(region(0n, 2n));
+    t.addRegion(region(4n * P, 1n, P));
+    const stray = memfd(P);
+    rejects("not-found", () => t.removeRegion({ guestPhysAddr: 0n, memorySize: P, userspaceAddr: U }, [stray]));
+    assert.equal(fdOpen(stray), false);
+    rejects("not-found", () => t.removeRegion({ guestPhysAddr: 0n, memorySize: 2n * P, userspaceAddr: U + 1n }));
+    t.removeRegion({ guestPhysAddr: 4n * P, memorySize: P, userspaceAddr: U + 4n * P, mmapOffset: 0n });
+    assert.equal(t.translate(guestAddress(4n * P), 1).ok, false);
+    t.removeRegion({ guestPhysAddr: 0n, memorySize: 2n * P, userspaceAddr: U });
+    assert.equal(t.regionCount, 0);
+    assert.equal(fdCount(), before);
+  });
+
+  const bad: [string, RegionErrorCode, (t: MemoryTable) => MemoryRegionWithFd & { fd: number }][] = [
+    ["zero size", "zero-size", () => ({ ...region(0x100000n, 1n), memorySize: 0n })],
+    ["gpa + size wraps", "overflow", () => ({ ...region(0n, 1n), guestPhysAddr: (1n << 64n) - P / 2n })],
+    ["uaddr + size wraps", "overflow", () => ({ ...region(0x100000n, 1n), userspaceAddr: (1n << 64n) - 1n })],
+    ["mmap_offset + size wraps", "overflow", () => ({ ...region(0x100000n, 1n), mmapOffset: (1n << 64n) - P })],
+    ["unaligned mmap_offset", "misaligned", () => ({ ...region(0x100000n, 1n), mmapOffset: 8n })],
+    ["overlap in GPA space", "overlap", () => ({ ...region(P, 1n), userspaceAddr: 0x1_0000_0000n })],
+    ["overlap in uaddr space", "overlap", () => ({ ...region(0x100000n, 1n), userspaceAddr: U + P })],
+    ["duplicate", "duplicate", () => region(0n, 2n)],
+    ["past the end of the file", "out-of-bounds", () => ({ ...region(0x100000n, 1n), memorySize: 2n * P })],
+    [
+      "negative fd",
+      "bad-fd",
+      () => {
+        const r = region(0x100000n, 1n);
+        closeFd(r.fd);
+        return { ...r, fd: -1 };
+      },
+    ],
+  ];
+  for (const [name, code, make] of bad) {
+    test(`ADD_MEM_REG and SET_MEM_TABLE reject: ${name} (fds closed, table unchanged)`, () => {
+      using t = new MemoryTable();
+      t.addRegion(region(0n, 2n));
+      const before = fdCount();
+      const r = make(t);
+      rejects(code, () => t.addRegion(r));
+      if (r.fd >= 0) assert.equal(fdOpen(r.fd), false);
+      assert.equal(fdCount(), before);
+      const table = [region(0n, 2n), make(t)];
+      rejects(code, () => t.setMemTable(table));
+      for (const x of table) if (x.fd >= 0) assert.equal(fdOpen(x.fd), false);
+      assert.equal(t.regionCount, 1);
+      assert.equal(fdCount(), before);
+    });
+  }
+
+  test("slot cap: GET_MAX_MEM_SLOTS value and too-many", () => {
+    using t = new MemoryTable({ maxSlots: 2 });
+    t.addRegion(region(0n, 1n));
+    t.addRegion(region(P, 1n));
+    const r = region(2n * P, 1n);
+    rejects("too-many", () => t.addRegion(r));
+    assert.equal(fdOpen(r.fd), false);
+    const three = [region(0n, 1n), region(P, 1n), region(2n * P, 1n)];
+    rejects("too-many", () => t.setMemTable(three));
+    for (const x of three) assert.equal(fdOpen(x.fd), false);
+    rejects("bad-config", () => new MemoryTable({ maxSlots: 0 }));
+  });
+
+  test("SET_MEM_TABLE duplicate and overlap inside the new table", () => {
+    using t = new MemoryTable();
+    const dup = [region(0n, 1n), region(0n, 1n)];
+    rejects("duplicate", () => t.setMemTable(dup));
+    const ov = [region(0n, 2n), region(P, 1n)];
+    rejects("overlap", () => t.setMemTable(ov));
+    for (const r of [...dup, ...ov]) assert.equal(fdOpen(r.fd), false);
+  });
+
+  test("after dispose every call that brings fds closes them and fails", () => {
+    const t = new MemoryTable();
+    t.dispose();
+    const r = region(0n, 1n);
+    rejects("disposed", () => t.addRegion(r));
+    assert.equal(fdOpen(r.fd), false);
+  });
+});

@@ -1,1 +1,40 @@
-export {};
+/**
+ * `@vhostkit/virtqueue`: split virtqueues (VIRTIO 1.2 §2.7; PROTOCOL.md §5) for vhost-user back-ends.
+ *
+ * A back-end receives the ring addresses (SET_VRING_NUM / SET_VRING_ADDR / SET_VRING_BASE), starts
+ * the ring at SET_VRING_KICK and, on each kick, pops the descriptor chains the guest driver made
+ * available, reads and writes their buffers, pushes used elements and — depending on
+ * VIRTIO_F_EVENT_IDX or the NO_INTERRUPT flag — signals the call fd. {@link SplitQueue} is that
+ * device side: batch `pop` / `pushUsed` / `publishUsed` without per-chain allocation, every walk
+ * bounded against hostile guests (typed {@link VirtqueueError}, queue marked broken). Buffers are
+ * reached through the `GuestMemory` interface of `@vhostkit/regions` (type only): a buffer crossing
+ * regions yields several segments, and a buffer outside the memory table yields a `"remote"`
+ * segment that {@link readChain} / {@link writeChain} serve through `GuestMemory.read` / `write` —
+ * the MEM_READ/MEM_WRITE fallback — without device code changing.
+ *
+ * The driver side lives in `@vhostkit/virtqueue/driver`, an in-memory guest memory for tests in
+ * `@vhostkit/virtqueue/testing`. Memory-ordering rules: `barriers.ts` and DESIGN.md.
+ * @packageDocumentation
+ */
+export { VirtqueueError, isVirtqueueError } from "./errors.js";
+export type { VirtqueueErrorCode } from "./errors.js";
+export {
+  MAX_QUEUE_SIZE,
+  DESC_SIZE,
+  DescFlag,
+  AVAIL_F_NO_INTERRUPT,
+  USED_F_NO_NOTIFY,
+  RingFeatureBit,
+  RING_ALIGN,
+  isValidQueueSize,
+  splitLayout,
+  checkRingAlignment,
+  needEvent,
+} from "./layout.js";
+export type { SplitLayout, RingAddresses } from "./layout.js";
+export type { RingAddressSpace } from "./ring-view.js";
+export { ChainBatch } from "./chain-batch.js";
+export { SegmentCursor, readChain, writeChain } from "./segment-cursor.js";
+export type { SegmentKind, GuestErrorSink } from "./segment-cursor.js";
+export { SplitQueue } from "./split-queue.js";
+export type { SplitQueueOptions, DeviceQueue } from "./split-queue.js";

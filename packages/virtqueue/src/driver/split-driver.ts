@@ -1,0 +1,312 @@
+/**
+ * Driver side of a split virtqueue: what a guest driver (or vhostkit's generic front-end, which
+ * drives back-ends without a VM) does — add buffers, decide whether to kick, collect used buffers.
+ *
+ * @module
+ */
+import type { GuestAddress, GuestMemory } from "@vhostkit/regions";
+import { loadAcquire16, storeRelease16 } from "../barriers.js";
+import { VirtqueueError } from "../errors.js";
+import { AVAIL_F_NO_INTERRUPT, DESC_SIZE, DescFlag, RING_ALIGN, USED_F_NO_NOTIFY, checkRingAlignment, needEvent, splitLayout } from "../layout.js";
+import type { RingAddresses, SplitLayout } from "../layout.js";
+import { mapRing, u16View, u32View } from "../ring-view.js";
+
+/** A guest buffer handed to the device: guest-physical address and length in bytes (1..2^32-1). */
+export interface DriverBuffer {
+  /** Guest-physical address. */
+  readonly addr: bigint;
+  /** Length in bytes. */
+  readonly len: number;
+}
+
+/** A buffer the device returned: the chain's head id, bytes written, and the caller's token. */
+export interface UsedBuffer<T> {
+  /** Head descriptor index of the chain (as returned by `add`). */
+  readonly id: number;
+  /** Bytes the device says it wrote (`used.len`, u32; may under-count). */
+  readonly len: number;
+  /** The token given to `add` / `addIndirect`. */
+  readonly token: T | undefined;
+}
+
+/** Options of a {@link SplitDriver}. */
+export interface SplitDriverOptions {
+  /** Queue size: a power of two in 1..32768. */
+  readonly size: number;
+  /** Guest memory holding the rings and the buffers (the driver writes descriptors through it). */
+  readonly memory: GuestMemory;
+  /** Guest-physical ring addresses (§5.1 alignment is checked). */
+  readonly addresses: RingAddresses;
+  /** VIRTIO_F_EVENT_IDX negotiated. */
+  readonly eventIdx?: boolean;
+  /** VIRTIO_F_INDIRECT_DESC negotiated (required by {@link SplitDriver.addIndirect}). */
+  readonly indirect?: boolean;
+  /** Zero the ring headers and event fields first (default true: a fresh queue). */
+  readonly reset?: boolean;
+}
+
+/**
+ * Driver side of one split virtqueue, the counterpart of {@link SplitQueue}. It owns free-descriptor
+ * management (a free list kept in private memory, never re-read from the shared table), so a
+ * misbehaving device can only return ids it was given: other ids are rejected with `BAD_USED_ID`.
+ *
+ * Typical use: `add(...)` (one or more), `publish()` → kick if it returns true, and after an
+ * interrupt `collectUsed()`.
+ *
+ * @typeParam T - the per-chain token type returned with each used buffer.
+ */
+export class SplitDriver<T = unknown> {
+  /** Queue size. */
+  readonly size: number;
+  /** Byte sizes of the ring parts. */
+  readonly layout: SplitLayout;
+  /** True when VIRTIO_F_EVENT_IDX is in use. */
+  readonly eventIdx: boolean;
+  /** True when indirect tables may be added. */
+  readonly indirect: boolean;
+
+  readonly #memory: GuestMemory;
+  readonly #desc16: Uint16Array;
+  readonly #desc32: Uint32Array;
+  readonly #avail16: Uint16Array;
+  readonly #used16: Uint16Array;
+  readonly #used32: Uint32Array;
+  readonly #freeNext: Uint16Array;
+  readonly #chainLen: Uint16Array;
+  readonly #chainLast: Uint16Array;
+  readonly #inFlight: Uint8Array;
+  readonly #tokens: (T | undefined)[];
+  #freeHead = 0;
+  #numFree: number;
+  #availShadow = 0;
+  #availPublished = 0;
+  #lastUsed = 0;
+
+  /**
+   * Maps the rings through `memory` (each must be contiguous and writable) and builds the free list.
+   * @throws VirtqueueError `BAD_QUEUE_SIZE`, `MISALIGNED_RING`, `RING_UNMAPPED`.
+   */
+  constructor(options: SplitDriverOptions) {
+    this.layout = splitLayout(options.size);
+    this.size = options.size;
+    checkRingAlignment(options.addresses);
+    this.eventIdx = options.eventIdx ?? false;
+    this.indirect = options.indirect ?? false;
+    this.#memory = options.memory;
+    const a = options.addresses;
+    const d = mapRing(options.memory, "guest", "descriptor", a.desc, this.layout.descBytes, 4, true);
+    const av = mapRing(options.memory, "guest", "avail", a.avail, this.layout.availBytes, RING_ALIGN.avail, true);
+    const u = mapRing(options.memory, "guest", "used", a.used, this.layout.usedBytes, RING_ALIGN.used, options.reset !== false);
+    this.#desc16 = u16View(d);
+    this.#desc32 = u32View(d);
+    this.#avail16 = u16View(av);
+    this.#used16 = u16View(u);
+    this.#used32 = u32View(u);
+    const n = this.size;
+    this.#freeNext = new Uint16Array(n);
+    for (let i = 0; i < n; i++) this.#freeNext[i] = (i + 1) & 0xffff;
+    this.#chainLen = new Uint16Array(n);
+    this.#chainLast = new Uint16Array(n);
+    this.#inFlight = new Uint8Array(n);
+    this.#tokens = new Array<T | undefined>(n).fill(undefined);
+    this.#numFree = n;
+    if (options.reset !== false) {
+      this.#avail16[0] = 0;
+      this.#avail16[1] = 0;
+      this.#avail16[2 + n] = 0;
+      this.#used16[0] = 0;
+      this.#used16[1] = 0;
+      this.#used16[2 + 4 * n] = 0;
+    } else {
+      this.#availShadow = this.#availPublished = loadAcquire16(this.#avail16, 1);
+      this.#lastUsed = loadAcquire16(this.#used16, 1);
+    }
+  }
+
+  /** Free descriptors left. */
+  get numFree(): number {
+    return this.#numFree;
+  }
+
+  /** The avail index the next added chain gets (u16, includes unpublished chains). */
+  get availIndex(): number {
+    return this.#availShadow;
+  }
+
+  /** The next used index this driver will read (u16). */
+  get lastUsedIndex(): number {
+    return this.#lastUsed;
+  }
+
+  #check(bufs: readonly DriverBuffer[], what: string): void {
+    for (const b of bufs) {
+      if (!Number.isInteger(b.len) || b.len < 1 || b.len > 0xffffffff) throw new VirtqueueError("BAD_BUFFER", `${what} buffer length ${b.len} not in 1..2^32-1`, { actual: b.len });
+      if (b.addr < 0n || b.addr + BigInt(b.len) > 1n << 64n) throw new VirtqueueError("BAD_BUFFER", `${what} buffer 0x${b.addr.toString(16)} + ${b.len} wraps`, { actual: b.addr });
+    }
+  }
+
+  #take(n: number): number {
+    if (n > this.#numFree) throw new VirtqueueError("RING_FULL", `${n} descriptors needed, ${this.#numFree} free`, { expected: n, actual: this.#numFree });
+    return this.#freeHead;
+  }
+
+  #writeDesc(d: number, addr: bigint, len: number, flags: number, next: number): void {
+    const w = d * 4;
+    this.#desc32[w] = Number(addr & 0xffffffffn);
+    this.#desc32[w + 1] = Number(addr >> 32n);
+    this.#desc32[w + 2] = len;
+    this.#desc16[d * 8 + 6] = flags;
+    this.#desc16[d * 8 + 7] = next;
+  }
+
+  #commit(head: number, last: number, count: number, token: T | undefined): number {
+    this.#freeHead = this.#freeNext[last] as number;
+    this.#numFree -= count;
+    this.#chainLen[head] = count;
+    this.#chainLast[head] = last;
+    this.#inFlight[head] = 1;
+    this.#tokens[head] = token;
+    // The slot is written before avail.idx is published (publish(): release store).
+    this.#avail16[2 + (this.#availShadow & (this.size - 1))] = head;
+    this.#availShadow = (this.#availShadow + 1) & 0xffff;
+    return head;
+  }
+
+  /**
+   * Adds a chain: device-readable buffers first, then device-writable ones, one descriptor each.
+   * The chain is invisible to the device until {@link publish}. Returns the head id.
+   * @throws VirtqueueError `BAD_BUFFER` (no buffers, a bad length or a wrapping range), `RING_FULL`.
+   */
+  add(readable: readonly DriverBuffer[], writable: readonly DriverBuffer[], token?: T): number {
+    const n = readable.length + writable.length;
+    if (n === 0) throw new VirtqueueError("BAD_BUFFER", "a chain needs at least one buffer");
+    this.#check(readable, "readable");
+    this.#check(writable, "writable");
+    const head = this.#take(n);
+    let d = head;
+    for (let i = 0; i < n; i++) {
+      const b = (i < readable.length ? readable[i] : writable[i - readable.length]) as DriverBuffer;
+      const next = this.#freeNext[d] as number;
+      const last = i === n - 1;
+      this.#writeDesc(d, b.addr, b.len, (i >= readable.length ? DescFlag.WRITE : 0) | (last ? 0 : DescFlag.NEXT), last ? 0 : next);
+      if (!last) d = next;
+    }
+    return this.#commit(head, d, n, token);
+  }
+
+  /**
+   * Adds a chain as one INDIRECT descriptor pointing at a table written at guest address `tableAddr`
+   * (16·n bytes, caller-provided memory, may cross regions but must be mapped and writable).
+   * @throws VirtqueueError `BAD_BUFFER`, `RING_FULL`, `INDIRECT_NOT_NEGOTIATED`, `INDIRECT_UNMAPPED`.
+   */
+  addIndirect(readable: readonly DriverBuffer[], writable: readonly DriverBuffer[], tableAddr: bigint, token?: T): number {
+    if (!this.indirect) throw new VirtqueueError("INDIRECT_NOT_NEGOTIATED", "addIndirect without VIRTIO_F_INDIRECT_DESC");
+    const n = readable.length + writable.length;
+    if (n === 0) throw new VirtqueueError("BAD_BUFFER", "a chain needs at least one buffer");
+    this.#check(readable, "readable");
+    this.#check(writable, "writable");
+    const head = this.#take(1);
+    const table = new Uint8Array(n * DESC_SIZE);
+    const dv = new DataView(table.buffer);
+    for (let i = 0; i < n; i++) {
+      const b = (i < readable.length ? readable[i] : writable[i - readable.length]) as DriverBuffer;
+      const off = i * DESC_SIZE;
+      dv.setBigUint64(off, b.addr, true);
+      dv.setUint32(off + 8, b.len, true);
+      dv.setUint16(off + 12, (i >= readable.length ? DescFlag.WRITE : 0) | (i < n - 1 ? DescFlag.NEXT : 0), true);
+      dv.setUint16(off + 14, i < n - 1 ? i + 1 : 0, true);
+    }
+    writeSpans(this.#memory, tableAddr, table);
+    this.#writeDesc(head, tableAddr, table.length, DescFlag.INDIRECT, 0);
+    return this.#commit(head, head, 1, token);
+  }
+
+  /**
+   * Publishes added chains (one release store of `avail.idx`) and decides whether to kick the
+   * device: with EVENT_IDX `vring_need_event(avail_event, new, old)`, otherwise unless the device
+   * set NO_NOTIFY. Returns false when nothing new was added.
+   */
+  publish(): boolean {
+    const nw = this.#availShadow;
+    const old = this.#availPublished;
+    if (nw === old) return false;
+    // Ordering: descriptors and ring slots before avail.idx; seq-cst, so the suppression fields
+    // below are read after the store (barriers.ts).
+    storeRelease16(this.#avail16, 1, nw);
+    this.#availPublished = nw;
+    if (this.eventIdx) return needEvent(loadAcquire16(this.#used16, 2 + 4 * this.size), nw, old);
+    return (loadAcquire16(this.#used16, 0) & USED_F_NO_NOTIFY) === 0;
+  }
+
+  /**
+   * Number of used elements published by the device and not collected yet.
+   * @throws VirtqueueError `USED_OVERRUN` when used.idx moved more than the queue size.
+   */
+  pendingUsed(): number {
+    const p = (loadAcquire16(this.#used16, 1) - this.#lastUsed) & 0xffff;
+    if (p > this.size) throw new VirtqueueError("USED_OVERRUN", `used.idx moved ${p} past ${this.#lastUsed}, queue size ${this.size}`, { expected: this.size, actual: p });
+    return p;
+  }
+
+  /**
+   * Collects up to `max` used buffers, frees their descriptors and returns them in used order.
+   * @throws VirtqueueError `USED_OVERRUN`, `BAD_USED_ID` (an id that is not an in-flight head).
+   */
+  collectUsed(max = this.size): UsedBuffer<T>[] {
+    const out: UsedBuffer<T>[] = [];
+    const pending = Math.min(this.pendingUsed(), max);
+    const mask = this.size - 1;
+    for (let k = 0; k < pending; k++) {
+      const slot = this.#lastUsed & mask;
+      const id = this.#used32[1 + 2 * slot] as number;
+      const len = this.#used32[2 + 2 * slot] as number;
+      if (id >= this.size || this.#inFlight[id] !== 1) throw new VirtqueueError("BAD_USED_ID", `device returned id ${id}, not an in-flight chain head`, { actual: id });
+      this.#inFlight[id] = 0;
+      const token = this.#tokens[id];
+      this.#tokens[id] = undefined;
+      this.#freeNext[this.#chainLast[id] as number] = this.#freeHead;
+      this.#freeHead = id;
+      this.#numFree += this.#chainLen[id] as number;
+      this.#lastUsed = (this.#lastUsed + 1) & 0xffff;
+      out.push({ id, len, token });
+    }
+    return out;
+  }
+
+  /** Asks the device not to interrupt (NO_INTERRUPT; with EVENT_IDX nothing is written). A hint. */
+  disableInterrupts(): void {
+    if (!this.eventIdx) storeRelease16(this.#avail16, 0, (this.#avail16[0] as number) | AVAIL_F_NO_INTERRUPT);
+  }
+
+  /**
+   * Asks for interrupts again (EVENT_IDX: `used_event = last used index`; otherwise clears
+   * NO_INTERRUPT), then re-checks: returns true when used buffers are already pending.
+   * @throws VirtqueueError `USED_OVERRUN`.
+   */
+  enableInterrupts(): boolean {
+    if (this.eventIdx) storeRelease16(this.#avail16, 2 + this.size, this.#lastUsed);
+    else storeRelease16(this.#avail16, 0, (this.#avail16[0] as number) & ~AVAIL_F_NO_INTERRUPT);
+    return this.pendingUsed() > 0;
+  }
+
+  /** Writes `used_event` directly (EVENT_IDX): interrupt when the device publishes entry `idx`. */
+  setUsedEvent(idx: number): void {
+    storeRelease16(this.#avail16, 2 + this.size, idx & 0xffff);
+  }
+}
+
+/**
+ * Copies `src` to guest address `addr` through `memory.translate`, across region boundaries.
+ * @throws VirtqueueError `INDIRECT_UNMAPPED` when part of the range is unmapped or read-only.
+ */
+function writeSpans(memory: GuestMemory, addr: bigint, src: Uint8Array): void {
+  let done = 0;
+  while (done < src.length) {
+    const a = addr + BigInt(done);
+    const r = memory.translate(a as GuestAddress, src.length - done);
+    if (!r.ok || !r.span.writable) throw new VirtqueueError("INDIRECT_UNMAPPED", `indirect table 0x${addr.toString(16)} not mapped writable at +${done}`, { actual: a });
+    const n = Math.min(r.span.bytes.length, src.length - done);
+    r.span.bytes.set(src.subarray(done, done + n));
+    done += n;
+  }
+}

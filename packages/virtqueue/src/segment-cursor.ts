@@ -1,0 +1,159 @@
+/**
+ * Iterating a popped chain's buffers as host views, splitting where a buffer crosses regions.
+ *
+ * @module
+ */
+import type { GuestAddress, GuestMemory } from "@vhostkit/regions";
+import type { ChainBatch } from "./chain-batch.js";
+import { VirtqueueError } from "./errors.js";
+
+/**
+ * What a segment is:
+ * - `"host"`: `bytes` is a live view of guest memory (valid until the memory table changes);
+ * - `"remote"`: the range is outside every mapped region (a translation miss, e.g. another device's
+ *   VIRTIO Shared Memory Region). Only `addr` and `len` are set; serve it with
+ *   `GuestMemory.read` / `write` (the MEM_READ/MEM_WRITE fallback implements those), or use
+ *   {@link readChain} / {@link writeChain}, which do this for you.
+ */
+export type SegmentKind = "host" | "remote";
+
+const EMPTY = new Uint8Array(0);
+
+/** Receives guest errors found while iterating (the queue marks itself broken). */
+export interface GuestErrorSink {
+  /** Records `err` (marks the queue broken) and returns it for throwing. */
+  guestError(err: VirtqueueError): VirtqueueError;
+}
+
+/**
+ * A reusable cursor over the segments of one chain of a {@link ChainBatch}. Obtain it from
+ * {@link SplitQueue.segments}, then loop `while (cur.next()) { ... }`; the fields describe the current
+ * segment. Device-readable segments come first, then device-writable ones. A descriptor that spans
+ * two regions yields two (or more) segments; one that is not mapped yields a `"remote"` segment for
+ * the rest of the descriptor. The cursor allocates only the `bytes` subarray of each host segment.
+ */
+export class SegmentCursor {
+  /** Kind of the current segment. */
+  kind: SegmentKind = "host";
+  /** Host view of the current segment (`"host"` only; empty for `"remote"`). */
+  bytes: Uint8Array = EMPTY;
+  /** Guest-physical address of the current segment. */
+  addr: GuestAddress = 0n as GuestAddress;
+  /** Length of the current segment in bytes (>= 1). */
+  len = 0;
+  /** True when the current segment is device-writable (the device may write into it). */
+  writable = false;
+
+  #batch: ChainBatch | undefined;
+  #memory: GuestMemory | undefined;
+  #sink: GuestErrorSink | undefined;
+  #j = 0;
+  #end = 0;
+  #descAddr = 0n;
+  #descLeft = 0;
+
+  /** @internal Positions the cursor before the first segment of chain `chain` of `batch`. */
+  reset(batch: ChainBatch, chain: number, memory: GuestMemory, sink: GuestErrorSink): this {
+    if (!Number.isInteger(chain) || chain < 0 || chain >= batch.count) throw new RangeError(`chain ${chain} not in batch of ${batch.count}`);
+    this.#batch = batch;
+    this.#memory = memory;
+    this.#sink = sink;
+    this.#j = batch.starts[chain] ?? 0;
+    this.#end = batch.starts[chain + 1] ?? 0;
+    this.#descLeft = 0;
+    this.len = 0;
+    this.bytes = EMPTY;
+    return this;
+  }
+
+  /**
+   * Advances to the next segment. Returns false after the last one.
+   * @throws VirtqueueError `READ_ONLY_BUFFER` (guest: a device-writable buffer in read-only memory)
+   *   or `ADDRESS_WRAP`; the queue is marked broken.
+   */
+  next(): boolean {
+    const b = this.#batch;
+    const mem = this.#memory;
+    if (b === undefined || mem === undefined) return false;
+    if (this.#descLeft === 0) {
+      if (this.#j >= this.#end) return false;
+      const j = this.#j++;
+      this.#descAddr = b.address(j);
+      this.#descLeft = b.lens[j] ?? 0;
+      this.writable = b.writable[j] === 1;
+    }
+    const addr = this.#descAddr as GuestAddress;
+    const r = mem.translate(addr, this.#descLeft);
+    this.addr = addr;
+    if (r.ok) {
+      const span = r.span;
+      if (this.writable && !span.writable) {
+        throw this.#fail(new VirtqueueError("READ_ONLY_BUFFER", `device-writable buffer at 0x${addr.toString(16)} is in read-only memory`, { actual: addr }));
+      }
+      const n = Math.min(span.bytes.length, this.#descLeft);
+      this.kind = "host";
+      this.bytes = n === span.bytes.length ? span.bytes : span.bytes.subarray(0, n);
+      this.len = n;
+    } else {
+      if (r.miss.kind === "overflow") {
+        throw this.#fail(new VirtqueueError("ADDRESS_WRAP", `buffer at 0x${addr.toString(16)} + ${this.#descLeft} wraps`, { actual: addr }));
+      }
+      this.kind = "remote";
+      this.bytes = EMPTY;
+      this.len = this.#descLeft;
+    }
+    this.#descLeft -= this.len;
+    this.#descAddr += BigInt(this.len);
+    return true;
+  }
+
+  #fail(err: VirtqueueError): VirtqueueError {
+    this.#descLeft = 0;
+    this.#j = this.#end;
+    return this.#sink === undefined ? err : this.#sink.guestError(err);
+  }
+}
+
+/**
+ * Copies the device-readable bytes of the cursor's chain into `dst`, starting at the cursor's current
+ * position (normally freshly reset). Host segments are copied directly; `"remote"` segments are read
+ * through `memory.read` (the MEM_READ fallback when the device uses one), so device code does not
+ * change when buffers live outside the memory table. Stops at the first device-writable segment or
+ * when `dst` is full.
+ *
+ * @returns the number of bytes copied (<= dst.length).
+ */
+export async function readChain(cursor: SegmentCursor, memory: GuestMemory, dst: Uint8Array): Promise<number> {
+  let done = 0;
+  while (done < dst.length && cursor.next()) {
+    if (cursor.writable) break;
+    const n = Math.min(cursor.len, dst.length - done);
+    if (cursor.kind === "host") dst.set(n === cursor.len ? cursor.bytes : cursor.bytes.subarray(0, n), done);
+    else await memory.read(cursor.addr, dst.subarray(done, done + n));
+    done += n;
+  }
+  return done;
+}
+
+/**
+ * Copies `src` into the device-writable segments of the cursor's chain (skipping readable ones),
+ * through host views or, for `"remote"` segments, `memory.write`.
+ *
+ * @returns the number of bytes written: the value for the used element's `len`.
+ * @throws VirtqueueError `CHAIN_OVERRUN` when the writable segments hold fewer than `src.length`
+ *   bytes (the bytes that fit were written).
+ */
+export async function writeChain(cursor: SegmentCursor, memory: GuestMemory, src: Uint8Array): Promise<number> {
+  let done = 0;
+  while (done < src.length && cursor.next()) {
+    if (!cursor.writable) continue;
+    const n = Math.min(cursor.len, src.length - done);
+    if (cursor.kind === "host") cursor.bytes.set(src.subarray(done, done + n));
+    else await memory.write(cursor.addr, src.subarray(done, done + n));
+    done += n;
+  }
+  if (done < src.length) {
+    throw new VirtqueueError("CHAIN_OVERRUN", `chain has ${done} writable bytes, ${src.length} requested`, { expected: src.length, actual: done });
+  }
+  return done;
+}

@@ -1,0 +1,566 @@
+/**
+ * Device side of a split virtqueue (PROTOCOL.md §5): pop available chains, push used elements,
+ * notification decisions, start/stop at a given avail index. Bounded against hostile guests.
+ *
+ * @module
+ */
+import type { GuestMemory } from "@vhostkit/regions";
+import { loadAcquire16, storeRelease16 } from "./barriers.js";
+import type { ChainBatch } from "./chain-batch.js";
+import { VirtqueueError } from "./errors.js";
+import type { VirtqueueErrorCode } from "./errors.js";
+import { AVAIL_F_NO_INTERRUPT, DescFlag, MAX_QUEUE_SIZE, RING_ALIGN, USED_F_NO_NOTIFY, checkRingAlignment, needEvent, splitLayout } from "./layout.js";
+import type { RingAddresses, SplitLayout } from "./layout.js";
+import { mapRing, u16View, u32View } from "./ring-view.js";
+import type { RingAddressSpace } from "./ring-view.js";
+import { SegmentCursor } from "./segment-cursor.js";
+import type { GuestErrorSink } from "./segment-cursor.js";
+
+const TWO32 = 0x1_0000_0000;
+const F_NEXT = DescFlag.NEXT;
+const F_WRITE = DescFlag.WRITE;
+const F_INDIRECT = DescFlag.INDIRECT;
+const EMPTY16 = new Uint16Array(0);
+const EMPTY32 = new Uint32Array(0);
+
+/** Options of a {@link SplitQueue}. */
+export interface SplitQueueOptions {
+  /** Queue size: a power of two in 1..32768 (SET_VRING_NUM). */
+  readonly size: number;
+  /** Guest memory the rings and buffers live in. Borrowed; replace it with {@link SplitQueue.remap}. */
+  readonly memory: GuestMemory;
+  /** Ring addresses (SET_VRING_ADDR); checked for §5.1 alignment. */
+  readonly addresses: RingAddresses;
+  /** Address space of `addresses`: `"user"` for SET_VRING_ADDR values (default `"guest"`). */
+  readonly addressSpace?: RingAddressSpace;
+  /** VIRTIO_F_EVENT_IDX negotiated: use used_event / avail_event instead of the flags. */
+  readonly eventIdx?: boolean;
+  /** VIRTIO_F_INDIRECT_DESC negotiated: accept indirect descriptors (otherwise a guest error). */
+  readonly indirect?: boolean;
+  /** Reject a device-readable descriptor after a device-writable one (default true, as §5.1 requires). */
+  readonly requireReadableFirst?: boolean;
+  /** Most descriptors accepted in one indirect table (default 32768); longer tables are a guest error. */
+  readonly maxIndirectLength?: number;
+}
+
+/**
+ * The device-side operations shared by split and (later) packed rings; back-end frameworks and
+ * devices should program against this interface.
+ */
+export interface DeviceQueue {
+  /** Pops up to `max` available chains into `batch`; returns how many. */
+  pop(batch: ChainBatch, max?: number): number;
+  /** Queues one used element (not yet visible to the driver). */
+  addUsed(id: number, len: number): void;
+  /** Queues one used element per chain of `batch`. */
+  pushUsed(batch: ChainBatch, lens?: ArrayLike<number>): void;
+  /** Publishes queued used elements; returns whether the driver must be notified. */
+  publishUsed(): boolean;
+  /** Re-enables driver notifications; returns true when chains are already available. */
+  enableNotification(): boolean;
+  /** Asks the driver not to notify (a hint). */
+  disableNotification(): void;
+  /** Cursor over the segments of chain `chain` of `batch`. */
+  segments(batch: ChainBatch, chain: number, cursor?: SegmentCursor): SegmentCursor;
+  /** Starts processing at avail index `base` (default: the current base). */
+  start(base?: number): void;
+  /** Stops processing; returns the next avail index (GET_VRING_BASE). */
+  stop(): number;
+  /** The guest error that broke the queue, if any. */
+  readonly brokenBy: VirtqueueError | undefined;
+}
+
+/**
+ * Device side of one split virtqueue.
+ *
+ * Lifecycle (PROTOCOL.md §4.5): construct from SET_VRING_NUM / SET_VRING_ADDR values, {@link setBase}
+ * (SET_VRING_BASE), {@link start} (SET_VRING_KICK: maps the rings once and reads `used.idx` from
+ * memory), process, {@link stop} (GET_VRING_BASE: returns the next avail index). After a memory
+ * table change call {@link remap}.
+ *
+ * Hot path: `pop(batch)` → process → `pushUsed(batch, lens)` or `addUsed(...)` → `publishUsed()`.
+ * One acquire load per pop and one release store per publish; no allocation per chain.
+ *
+ * Guest errors (codes marked *guest* in {@link VirtqueueErrorCode}) mark the queue broken: every
+ * later call throws `BROKEN` (with the original error as `cause`) until the next {@link start}.
+ */
+export class SplitQueue implements DeviceQueue, GuestErrorSink {
+  /** Queue size (descriptors). */
+  readonly size: number;
+  /** Byte sizes of the ring parts. */
+  readonly layout: SplitLayout;
+  /** True when VIRTIO_F_EVENT_IDX is in use. */
+  readonly eventIdx: boolean;
+  /** True when indirect descriptors are accepted. */
+  readonly indirect: boolean;
+
+  #memory: GuestMemory;
+  readonly #addresses: RingAddresses;
+  readonly #space: RingAddressSpace;
+  readonly #strictOrder: boolean;
+  readonly #maxIndirect: number;
+  #desc16: Uint16Array = EMPTY16;
+  #desc32: Uint32Array = EMPTY32;
+  #avail16: Uint16Array = EMPTY16;
+  #used16: Uint16Array = EMPTY16;
+  #used32: Uint32Array = EMPTY32;
+  #started = false;
+  #broken: VirtqueueError | undefined;
+  #nextAvail = 0;
+  #nextUsed = 0;
+  #publishedUsed = 0;
+  #signalledUsed = 0;
+  #signalledValid = false;
+  readonly #cursor = new SegmentCursor();
+  #scratch = new Uint8Array(256);
+  // Indirect-walk accumulators (slow path only).
+  #accR = 0;
+  #accW = 0;
+  #accSeenWrite = false;
+
+  /**
+   * @throws VirtqueueError `BAD_QUEUE_SIZE`, `MISALIGNED_RING`.
+   */
+  constructor(options: SplitQueueOptions) {
+    this.layout = splitLayout(options.size);
+    this.size = options.size;
+    checkRingAlignment(options.addresses);
+    this.#memory = options.memory;
+    this.#addresses = options.addresses;
+    this.#space = options.addressSpace ?? "guest";
+    this.eventIdx = options.eventIdx ?? false;
+    this.indirect = options.indirect ?? false;
+    this.#strictOrder = options.requireReadableFirst ?? true;
+    const mi = options.maxIndirectLength ?? MAX_QUEUE_SIZE;
+    if (!Number.isInteger(mi) || mi < 1) throw new RangeError(`maxIndirectLength ${mi} must be a positive integer`);
+    this.#maxIndirect = mi;
+  }
+
+  /** The guest memory in use (what {@link readChain} / {@link writeChain} should be given). */
+  get memory(): GuestMemory {
+    return this.#memory;
+  }
+
+  /** True between {@link start} and {@link stop}. */
+  get started(): boolean {
+    return this.#started;
+  }
+
+  /** The guest error that broke the queue, or undefined. The back-end should signal the err fd. */
+  get brokenBy(): VirtqueueError | undefined {
+    return this.#broken;
+  }
+
+  /** Next avail index the device will read (the value GET_VRING_BASE returns). u16. */
+  get base(): number {
+    return this.#nextAvail;
+  }
+
+  /** Index the next used element goes to (not yet published ones included). u16. */
+  get usedIndex(): number {
+    return this.#nextUsed;
+  }
+
+  /**
+   * Sets the next avail index (SET_VRING_BASE; split rings carry only this index). Only while
+   * stopped.
+   * @throws RangeError if `base` is not a u16 or the queue is started.
+   */
+  setBase(base: number): void {
+    if (this.#started) throw new RangeError("SET_VRING_BASE while the queue is started");
+    if (!Number.isInteger(base) || base < 0 || base > 0xffff) throw new RangeError(`vring base ${base} is not a u16`);
+    this.#nextAvail = base;
+  }
+
+  /**
+   * Maps the rings (one host view each, for the life of the mapping), reads `used.idx` from memory
+   * (PROTOCOL.md §4.5) and starts processing at avail index `base` (default: the current base).
+   * Clears a previous broken state.
+   * @throws VirtqueueError `RING_UNMAPPED`, `MISALIGNED_RING`.
+   */
+  start(base?: number): void {
+    if (base !== undefined) {
+      this.#started = false;
+      this.setBase(base);
+    }
+    this.#map();
+    const used = loadAcquire16(this.#used16, 1);
+    this.#nextUsed = used;
+    this.#publishedUsed = used;
+    this.#signalledValid = false;
+    this.#broken = undefined;
+    this.#started = true;
+  }
+
+  /**
+   * Stops the queue (GET_VRING_BASE) and returns the next avail index. Used elements still queued
+   * are published first (without a notification decision). Idempotent.
+   */
+  stop(): number {
+    if (this.#started && this.#nextUsed !== this.#publishedUsed && this.#broken === undefined) {
+      storeRelease16(this.#used16, 1, this.#nextUsed);
+      this.#publishedUsed = this.#nextUsed;
+    }
+    this.#started = false;
+    this.#desc16 = EMPTY16;
+    this.#desc32 = EMPTY32;
+    this.#avail16 = EMPTY16;
+    this.#used16 = EMPTY16;
+    this.#used32 = EMPTY32;
+    return this.#nextAvail;
+  }
+
+  /**
+   * Replaces the guest memory (after SET_MEM_TABLE / ADD_MEM_REG / REM_MEM_REG) and, when started,
+   * maps the rings again. Views obtained from earlier segments become stale.
+   * @throws VirtqueueError `RING_UNMAPPED`, `MISALIGNED_RING` (the queue is then stopped).
+   */
+  remap(memory: GuestMemory = this.#memory): void {
+    this.#memory = memory;
+    if (!this.#started) return;
+    try {
+      this.#map();
+    } catch (e) {
+      this.#started = false;
+      throw e;
+    }
+  }
+
+  #map(): void {
+    const { desc, avail, used } = this.#addresses;
+    const m = this.#memory;
+    const s = this.#space;
+    const d = mapRing(m, s, "descriptor", desc, this.layout.descBytes, 4, false);
+    const a = mapRing(m, s, "avail", avail, this.layout.availBytes, RING_ALIGN.avail, false);
+    const u = mapRing(m, s, "used", used, this.layout.usedBytes, RING_ALIGN.used, true);
+    this.#desc16 = u16View(d);
+    this.#desc32 = u32View(d);
+    this.#avail16 = u16View(a);
+    this.#used16 = u16View(u);
+    this.#used32 = u32View(u);
+  }
+
+  /** @internal Records a guest error (marks the queue broken) and returns it for throwing. */
+  guestError(err: VirtqueueError): VirtqueueError {
+    if (this.#broken === undefined) this.#broken = err;
+    return err;
+  }
+
+  #guest(code: VirtqueueErrorCode, message: string, offset: number, expected?: number, actual?: number): VirtqueueError {
+    const detail: { offset: number; expected?: number; actual?: number } = { offset };
+    if (expected !== undefined) detail.expected = expected;
+    if (actual !== undefined) detail.actual = actual;
+    return this.guestError(new VirtqueueError(code, message, detail));
+  }
+
+  #unusable(): VirtqueueError {
+    if (this.#broken !== undefined) {
+      return new VirtqueueError("BROKEN", `queue is broken: ${this.#broken.message}`, {}, { cause: this.#broken });
+    }
+    return new VirtqueueError("NOT_STARTED", "queue is not started");
+  }
+
+  /**
+   * Number of chains the driver has made available and the device has not popped yet.
+   * @throws VirtqueueError `NOT_STARTED`, `BROKEN`, `AVAIL_OVERRUN` (guest).
+   */
+  available(): number {
+    if (!this.#started || this.#broken !== undefined) throw this.#unusable();
+    const pending = (loadAcquire16(this.#avail16, 1) - this.#nextAvail) & 0xffff;
+    if (pending > this.size) throw this.#overrun(pending);
+    return pending;
+  }
+
+  #overrun(pending: number): VirtqueueError {
+    return this.#guest("AVAIL_OVERRUN", `avail.idx moved ${pending} entries past ${this.#nextAvail}, queue size ${this.size}`, 2, this.size, pending);
+  }
+
+  /**
+   * Pops up to `max` (default: the batch capacity) available chains into `batch`, walking and
+   * validating each chain (bounded by the queue size; indirect tables by their length) and copying
+   * its descriptors into the batch. Returns the number of chains popped (0 when none is available).
+   *
+   * @throws VirtqueueError `NOT_STARTED`, `BROKEN`; guest errors `AVAIL_OVERRUN`, `BAD_HEAD`,
+   *   `BAD_NEXT`, `CHAIN_TOO_LONG`, `ZERO_LENGTH`, `ADDRESS_WRAP`, `BAD_ORDER`,
+   *   `INDIRECT_NOT_NEGOTIATED`, `INDIRECT_WITH_NEXT`, `NESTED_INDIRECT`, `BAD_INDIRECT_LENGTH`,
+   *   `INDIRECT_UNMAPPED` (the queue is then broken and the batch content is undefined).
+   */
+  pop(batch: ChainBatch, max: number = batch.capacity): number {
+    if (!this.#started || this.#broken !== undefined) throw this.#unusable();
+    const avail16 = this.#avail16;
+    const desc16 = this.#desc16;
+    const desc32 = this.#desc32;
+    const size = this.size;
+    const mask = size - 1;
+    const next = this.#nextAvail;
+    // Ordering: acquire — ring slots and descriptors are read only after avail.idx (barriers.ts).
+    const pending = (loadAcquire16(avail16, 1) - next) & 0xffff;
+    if (pending > size) throw this.#overrun(pending);
+    let n = pending < max ? pending : max;
+    if (n > batch.capacity) n = batch.capacity;
+    if (n <= 0) {
+      batch.count = 0;
+      return 0;
+    }
+    const heads = batch.heads;
+    const starts = batch.starts;
+    const rb = batch.readableBytes;
+    const wb = batch.writableBytes;
+    let lo = batch.addrLo;
+    let hi = batch.addrHi;
+    let lens = batch.lens;
+    let wr = batch.writable;
+    let cap = lens.length;
+    const strict = this.#strictOrder;
+    let pos = 0;
+    starts[0] = 0;
+    for (let k = 0; k < n; k++) {
+      const head = avail16[2 + ((next + k) & mask)] as number;
+      if (head >= size) throw this.#guest("BAD_HEAD", `avail ring slot ${(next + k) & mask}: head ${head} >= queue size ${size}`, head, size, head);
+      heads[k] = head;
+      let d = head;
+      let count = 0;
+      let rbytes = 0;
+      let wbytes = 0;
+      let seenWrite = false;
+      for (;;) {
+        if (++count > size) throw this.#guest("CHAIN_TOO_LONG", `chain at head ${head} longer than queue size ${size} (loop)`, d, size);
+        const flags = desc16[d * 8 + 6] as number;
+        if ((flags & F_INDIRECT) !== 0) {
+          this.#accR = rbytes;
+          this.#accW = wbytes;
+          this.#accSeenWrite = seenWrite;
+          pos = this.#walkIndirect(batch, d, flags, pos);
+          rbytes = this.#accR;
+          wbytes = this.#accW;
+          lo = batch.addrLo;
+          hi = batch.addrHi;
+          lens = batch.lens;
+          wr = batch.writable;
+          cap = lens.length;
+          break;
+        }
+        const w = d * 4;
+        const len = desc32[w + 2] as number;
+        const alo = desc32[w] as number;
+        const ahi = desc32[w + 1] as number;
+        if (len === 0) throw this.#guest("ZERO_LENGTH", `descriptor ${d} has length 0`, d);
+        if (ahi === 0xffffffff && alo + len > TWO32) throw this.#guest("ADDRESS_WRAP", `descriptor ${d}: addr + ${len} wraps past 2^64`, d);
+        if (pos >= cap) {
+          batch.grow(pos + 1);
+          lo = batch.addrLo;
+          hi = batch.addrHi;
+          lens = batch.lens;
+          wr = batch.writable;
+          cap = lens.length;
+        }
+        lo[pos] = alo;
+        hi[pos] = ahi;
+        lens[pos] = len;
+        if ((flags & F_WRITE) !== 0) {
+          wr[pos] = 1;
+          wbytes += len;
+          seenWrite = true;
+        } else {
+          if (seenWrite && strict) throw this.#guest("BAD_ORDER", `descriptor ${d}: device-readable after device-writable in chain ${head}`, d);
+          wr[pos] = 0;
+          rbytes += len;
+        }
+        pos++;
+        if ((flags & F_NEXT) === 0) break;
+        d = desc16[d * 8 + 7] as number;
+        if (d >= size) throw this.#guest("BAD_NEXT", `chain ${head}: next ${d} >= queue size ${size}`, d, size, d);
+      }
+      if (rbytes + wbytes > TWO32) throw this.#guest("CHAIN_TOO_LONG", `chain ${head} holds ${rbytes + wbytes} bytes (> 2^32)`, head, TWO32, rbytes + wbytes);
+      rb[k] = rbytes;
+      wb[k] = wbytes;
+      starts[k + 1] = pos;
+    }
+    batch.count = n;
+    this.#nextAvail = (next + n) & 0xffff;
+    return n;
+  }
+
+  #walkIndirect(batch: ChainBatch, d: number, flags: number, pos: number): number {
+    if (!this.indirect) throw this.#guest("INDIRECT_NOT_NEGOTIATED", `descriptor ${d} is INDIRECT but VIRTIO_F_INDIRECT_DESC is off`, d);
+    if ((flags & F_NEXT) !== 0) throw this.#guest("INDIRECT_WITH_NEXT", `descriptor ${d} has both INDIRECT and NEXT`, d);
+    const w = d * 4;
+    const tlen = this.#desc32[w + 2] as number;
+    const n = tlen / 16;
+    if (tlen === 0 || tlen % 16 !== 0 || n > this.#maxIndirect) {
+      throw this.#guest("BAD_INDIRECT_LENGTH", `descriptor ${d}: indirect table length ${tlen} is 0, not a multiple of 16 or over ${this.#maxIndirect} entries`, d, this.#maxIndirect * 16, tlen);
+    }
+    const alo = this.#desc32[w] as number;
+    const ahi = this.#desc32[w + 1] as number;
+    if (ahi === 0xffffffff && alo + tlen > TWO32) throw this.#guest("ADDRESS_WRAP", `descriptor ${d}: indirect table wraps past 2^64`, d);
+    const table = this.#readTable((BigInt(ahi) << 32n) | BigInt(alo), tlen, d);
+    const strict = this.#strictOrder;
+    let rbytes = this.#accR;
+    let wbytes = this.#accW;
+    let seenWrite = this.#accSeenWrite;
+    let i = 0;
+    let count = 0;
+    for (;;) {
+      if (++count > n) throw this.#guest("CHAIN_TOO_LONG", `indirect table of descriptor ${d}: chain longer than ${n} entries (loop)`, d, n);
+      const off = i * 16;
+      const f = table.getUint16(off + 12, true);
+      if ((f & F_INDIRECT) !== 0) throw this.#guest("NESTED_INDIRECT", `indirect table of descriptor ${d}: entry ${i} is INDIRECT`, d);
+      const len = table.getUint32(off + 8, true);
+      const elo = table.getUint32(off, true);
+      const ehi = table.getUint32(off + 4, true);
+      if (len === 0) throw this.#guest("ZERO_LENGTH", `indirect table of descriptor ${d}: entry ${i} has length 0`, d);
+      if (ehi === 0xffffffff && elo + len > TWO32) throw this.#guest("ADDRESS_WRAP", `indirect table of descriptor ${d}: entry ${i} wraps past 2^64`, d);
+      if (pos >= batch.descriptorCapacity) batch.grow(pos + 1);
+      batch.addrLo[pos] = elo;
+      batch.addrHi[pos] = ehi;
+      batch.lens[pos] = len;
+      if ((f & F_WRITE) !== 0) {
+        batch.writable[pos] = 1;
+        wbytes += len;
+        seenWrite = true;
+      } else {
+        if (seenWrite && strict) throw this.#guest("BAD_ORDER", `indirect table of descriptor ${d}: entry ${i} device-readable after device-writable`, d);
+        batch.writable[pos] = 0;
+        rbytes += len;
+      }
+      pos++;
+      if ((f & F_NEXT) === 0) break;
+      i = table.getUint16(off + 14, true);
+      if (i >= n) throw this.#guest("BAD_NEXT", `indirect table of descriptor ${d}: next ${i} >= table size ${n}`, d, n, i);
+    }
+    this.#accR = rbytes;
+    this.#accW = wbytes;
+    this.#accSeenWrite = seenWrite;
+    return pos;
+  }
+
+  /** A DataView of the whole indirect table, copying it into scratch when it crosses regions. */
+  #readTable(addr: bigint, len: number, d: number): DataView {
+    const m = this.#memory;
+    const first = m.translate(addr as never, len);
+    if (first.ok && first.span.bytes.length >= len) {
+      const b = first.span.bytes;
+      return new DataView(b.buffer, b.byteOffset, len);
+    }
+    if (this.#scratch.length < len) this.#scratch = new Uint8Array(Math.max(len, this.#scratch.length * 2));
+    const s = this.#scratch;
+    let done = 0;
+    let r = first;
+    for (;;) {
+      if (!r.ok) throw this.#guest("INDIRECT_UNMAPPED", `indirect table 0x${addr.toString(16)} of descriptor ${d} is not mapped at +${done}`, d, len, done);
+      const take = Math.min(r.span.bytes.length, len - done);
+      s.set(take === r.span.bytes.length ? r.span.bytes : r.span.bytes.subarray(0, take), done);
+      done += take;
+      if (done >= len) break;
+      r = m.translate((addr + BigInt(done)) as never, len - done);
+    }
+    return new DataView(s.buffer, s.byteOffset, len);
+  }
+
+  /**
+   * Positions a cursor (default: one owned by the queue, reused by every call) on chain `chain` of
+   * `batch`. Use a cursor of your own when iterating two chains at once or across `await`.
+   */
+  segments(batch: ChainBatch, chain: number, cursor: SegmentCursor = this.#cursor): SegmentCursor {
+    return cursor.reset(batch, chain, this.#memory, this);
+  }
+
+  /**
+   * Queues a used element `{id, len}` (`len` = bytes the device wrote, u32). Invisible to the driver
+   * until {@link publishUsed}.
+   * @throws VirtqueueError `NOT_STARTED`, `BROKEN`, `BAD_USED_ID` (id not < size), `USED_OVERFLOW`
+   *   (already `size` unpublished elements).
+   */
+  addUsed(id: number, len: number): void {
+    if (!this.#started || this.#broken !== undefined) throw this.#unusable();
+    if (!(id >= 0 && id < this.size) || (id | 0) !== id) throw new VirtqueueError("BAD_USED_ID", `used id ${id} >= queue size ${this.size}`, { actual: id, expected: this.size });
+    const u = this.#nextUsed;
+    if (((u - this.#publishedUsed) & 0xffff) >= this.size) throw new VirtqueueError("USED_OVERFLOW", `${this.size} used elements already pending`, { expected: this.size });
+    const slot = u & (this.size - 1);
+    this.#used32[1 + 2 * slot] = id;
+    this.#used32[2 + 2 * slot] = len >>> 0;
+    this.#nextUsed = (u + 1) & 0xffff;
+  }
+
+  /**
+   * Queues one used element per chain of `batch` (id = the chain's head), with `lens[i]` bytes
+   * written (default 0). Invisible to the driver until {@link publishUsed}.
+   * @throws VirtqueueError `NOT_STARTED`, `BROKEN`, `USED_OVERFLOW`.
+   */
+  pushUsed(batch: ChainBatch, lens?: ArrayLike<number>): void {
+    if (!this.#started || this.#broken !== undefined) throw this.#unusable();
+    const n = batch.count;
+    const size = this.size;
+    const mask = size - 1;
+    let u = this.#nextUsed;
+    if (((u - this.#publishedUsed) & 0xffff) + n > size) throw new VirtqueueError("USED_OVERFLOW", `${n} more used elements would exceed queue size ${size}`, { expected: size });
+    const used32 = this.#used32;
+    const heads = batch.heads;
+    for (let i = 0; i < n; i++) {
+      const slot = u & mask;
+      used32[1 + 2 * slot] = heads[i] as number;
+      used32[2 + 2 * slot] = lens === undefined ? 0 : (lens[i] as number) >>> 0;
+      u = (u + 1) & 0xffff;
+    }
+    this.#nextUsed = u;
+  }
+
+  /**
+   * Publishes the queued used elements (one release store of `used.idx`) and decides whether the
+   * driver needs an interrupt: with EVENT_IDX `vring_need_event(used_event, new, last signalled)`,
+   * otherwise unless the driver set NO_INTERRUPT. Returns false when nothing was queued.
+   * @throws VirtqueueError `NOT_STARTED`, `BROKEN`.
+   */
+  publishUsed(): boolean {
+    if (!this.#started || this.#broken !== undefined) throw this.#unusable();
+    const nu = this.#nextUsed;
+    if (nu === this.#publishedUsed) return false;
+    // Ordering: release (seq-cst) — used elements are visible before used.idx, and the loads of
+    // used_event / avail.flags below cannot be satisfied before this store (barriers.ts).
+    storeRelease16(this.#used16, 1, nu);
+    this.#publishedUsed = nu;
+    if (this.eventIdx) {
+      const ev = loadAcquire16(this.#avail16, 2 + this.size);
+      const old = this.#signalledUsed;
+      const valid = this.#signalledValid;
+      this.#signalledUsed = nu;
+      this.#signalledValid = true;
+      return !valid || needEvent(ev, nu, old);
+    }
+    return (loadAcquire16(this.#avail16, 0) & AVAIL_F_NO_INTERRUPT) === 0;
+  }
+
+  /**
+   * Asks the driver to notify again (EVENT_IDX: `avail_event = base`; otherwise clears NO_NOTIFY),
+   * then re-reads `avail.idx` to close the race window of §5.2. Returns true when chains are
+   * available: pop again before going back to sleep.
+   * @throws VirtqueueError `NOT_STARTED`, `BROKEN`, `AVAIL_OVERRUN` (guest).
+   */
+  enableNotification(): boolean {
+    if (!this.#started || this.#broken !== undefined) throw this.#unusable();
+    // Ordering: full fence (seq-cst store, then seq-cst load of avail.idx in available()).
+    if (this.eventIdx) storeRelease16(this.#used16, 2 + 4 * this.size, this.#nextAvail);
+    else storeRelease16(this.#used16, 0, (this.#used16[0] as number) & ~USED_F_NO_NOTIFY);
+    return this.available() !== 0;
+  }
+
+  /**
+   * Asks the driver not to notify (sets NO_NOTIFY; with EVENT_IDX nothing is written: the driver
+   * keeps comparing against the last `avail_event`). A hint only: kicks may still arrive.
+   * @throws VirtqueueError `NOT_STARTED`, `BROKEN`.
+   */
+  disableNotification(): void {
+    if (!this.#started || this.#broken !== undefined) throw this.#unusable();
+    if (!this.eventIdx) storeRelease16(this.#used16, 0, (this.#used16[0] as number) | USED_F_NO_NOTIFY);
+  }
+
+  /**
+   * Writes `avail_event` (EVENT_IDX): the driver kicks when it publishes the entry at `idx`.
+   * @throws VirtqueueError `NOT_STARTED`, `BROKEN`; RangeError unless EVENT_IDX is in use.
+   */
+  setAvailEvent(idx: number): void {
+    if (!this.#started || this.#broken !== undefined) throw this.#unusable();
+    if (!this.eventIdx) throw new RangeError("avail_event is only used with VIRTIO_F_EVENT_IDX");
+    storeRelease16(this.#used16, 2 + 4 * this.size, idx & 0xffff);
+  }
+}

@@ -18,3 +18,6 @@ export {
 export type { DeviceSharedMemoryOptions, ShmemMapping, ShmemMappingEvent, ShmemRegionInfo } from "./shmem-region.js";
 export { MemoryTable, DEFAULT_MAX_MEM_SLOTS } from "./memory-table.js";
 export type { MemoryRegionDescriptor, MemoryRegionWithFd, MappedRegion, MemoryTableOptions } from "./memory-table.js";
+export { GuestRam, SYNTHETIC_USER_BASE } from "./guest-ram.js";
+export type { GuestRamBlock, GuestRamOptions, GuestRamRegion } from "./guest-ram.js";
+export { GuestAddressSpace } from "./guest-address-space.js";

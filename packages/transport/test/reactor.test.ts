@@ -96,6 +96,48 @@ describe("Reactor", () => {
     assert.deepEqual(await run("exit-while-waiting"), { code: 3, signal: null });
   });
 
+  for (const spinMicros of [0, 1000]) {
+    test(`a private reactor (spinMicros ${spinMicros}) serves request/reply between two endpoints`, async () => {
+      const reactor = new Reactor({ spinMicros });
+      const [x, y] = socketPair();
+      const a = new Endpoint(x, { reactor });
+      const b = new Endpoint(y, { reactor });
+      const server = (async () => {
+        for (let i = 0; i < 200; i++) {
+          const m = await b.recv();
+          await b.send(m.request, 0x5, m.payload);
+        }
+      })();
+      for (let i = 0; i < 200; i++) {
+        const p = a.recv();
+        await a.send(i, 0x1, new Uint8Array([i & 0xff, 1, 2, 3, 4, 5, 6, 7]));
+        const m = await p;
+        assert.equal(m.request, i);
+        assert.equal(m.payload[0], i & 0xff);
+      }
+      await server;
+      assert.equal(reactor.size, 2);
+      a.close();
+      b.close();
+      assert.equal(reactor.size, 0);
+      await reactor.close();
+      assert.throws(() => reactor.watch(0), (err: unknown) => err instanceof TransportError && err.code === "CLOSED");
+    });
+  }
+
+  test("closing a private reactor rejects its pending waits and releases its fds", async () => {
+    const before = fdCount();
+    const reactor = new Reactor();
+    const e = new EventFd(new OwnedFd(eventfdSys(0, EFD_CLOEXEC)), reactor);
+    const p = e.wait();
+    await new Promise((r) => setImmediate(r));
+    const released = reactor.close();
+    await assert.rejects(p, (err: unknown) => err instanceof TransportError && err.code === "CLOSED");
+    e.close();
+    await released;
+    assert.equal(fdCount(), before);
+  });
+
   test("watch count returns to its start after endpoints and eventfds close", () => {
     const r = Reactor.shared();
     const start = r.size;

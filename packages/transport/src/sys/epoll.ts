@@ -2,7 +2,7 @@
  * epoll(7) through koffi: the readiness primitive behind {@link "../reactor.js"}.
  * @module
  */
-import { libc } from "./libc.js";
+import { koffi, libc } from "./libc.js";
 
 /** `EPOLL_CLOEXEC`. */
 export const EPOLL_CLOEXEC = 0o2000000;
@@ -42,4 +42,41 @@ export function epollSys(): EpollSys {
     epoll_wait: lib.func("int epoll_wait(int, void *, int, int)"),
   } as unknown as EpollSys;
   return sys;
+}
+
+/** A readiness watch integrated into Node's own event loop (libuv `uv_poll`), no thread involved. */
+export interface LoopPoll {
+  /** Start (or keep) watching for readability; `onReadable` runs on the JS thread. */
+  start(): void;
+  /** Stop watching; the handle no longer keeps the event loop alive. */
+  stop(): void;
+}
+
+/**
+ * True when `koffi.node.poll` may be used: only under Node. Under Bun it aborts the process inside
+ * `uv_poll_init_socket` (PERF-NOTES.md), so the reactor must never call it there.
+ */
+export const HAS_LOOP_POLL = typeof (process.versions as Record<string, string | undefined>)["bun"] !== "string";
+
+/**
+ * Watch `fd` (borrowed, e.g. an epoll fd) for readability in the runtime's own event loop.
+ * Only valid when {@link HAS_LOOP_POLL}.
+ */
+export function loopPoll(fd: number, onReadable: () => void): LoopPoll {
+  // SAFETY: Node only (HAS_LOOP_POLL); the handle is created stopped and lives as long as the reactor.
+  const h = koffi.node.poll(fd, { readable: true }, () => onReadable());
+  h.stop();
+  let running = false;
+  return {
+    start() {
+      if (running) return;
+      running = true;
+      h.start({ readable: true }, () => onReadable());
+    },
+    stop() {
+      if (!running) return;
+      running = false;
+      h.stop();
+    },
+  };
 }

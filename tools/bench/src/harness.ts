@@ -1,0 +1,57 @@
+/**
+ * Shared benchmark plumbing: compile a C baseline with gcc, run a command and read its number,
+ * interleave rounds, take medians, print a ratio table.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+
+const here = import.meta.dir;
+/** The repository root. */
+export const root = join(here, "..", "..", "..");
+
+/** Compile `tools/bench/c/<name>.c` with gcc -O2 into `tools/bench/c/bin/<name>` (when stale) and return its path. */
+export function compileC(name: string): string {
+  const src = join(here, "..", "c", `${name}.c`);
+  const binDir = join(here, "..", "c", "bin");
+  const bin = join(binDir, name);
+  mkdirSync(binDir, { recursive: true });
+  if (!existsSync(bin) || statSync(bin).mtimeMs < statSync(src).mtimeMs) {
+    const r = spawnSync("gcc", ["-O2", "-Wall", "-o", bin, src], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`gcc ${name}.c failed:\n${r.stderr}`);
+  }
+  return bin;
+}
+
+/** Run `cmd args` and parse the last line of its stdout as a number. */
+export function runNumber(cmd: string, args: string[], cwd = root): number {
+  const r = spawnSync(cmd, args, { cwd, encoding: "utf8" });
+  const line = r.stdout.trim().split("\n").at(-1) ?? "";
+  const v = Number(line);
+  if (r.status !== 0 || !Number.isFinite(v)) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${r.stdout}${r.stderr}`);
+  return v;
+}
+
+/** Median of `xs` (non-empty). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+}
+
+/**
+ * Measure every named case `rounds` times, interleaved (A B C A B C ...) so that machine noise hits
+ * all of them alike; returns the median of each.
+ */
+export function interleave(rounds: number, cases: Record<string, () => number>): Record<string, number> {
+  const samples: Record<string, number[]> = {};
+  for (let i = 0; i < rounds; i++) for (const [k, f] of Object.entries(cases)) (samples[k] ??= []).push(f());
+  return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
+}
+
+/** Print rows as an aligned table. */
+export function table(header: string[], rows: (string | number)[][]): void {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const width = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));
+  for (const r of cells) console.log(r.map((c, i) => c.padEnd(width[i] ?? 0)).join("  "));
+}

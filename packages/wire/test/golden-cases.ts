@@ -262,7 +262,7 @@ function cases(dialect: Dialect): GoldenCase[] {
 /** Every golden case, by dialect name. */
 export const GOLDEN: Readonly<Record<DialectName, readonly GoldenCase[]>> = Object.fromEntries(
   (Object.keys(Dialects) as DialectName[]).map((name) => [name, cases(Dialects[name])]),
-) as Record<DialectName, readonly GoldenCase[]>;
+) as unknown as Record<DialectName, readonly GoldenCase[]>;
 
 /** Directory of the golden fixtures of `dialect`. */
 export function goldenDir(dialect: DialectName): URL {

@@ -8,8 +8,8 @@ import { readFileSync, readdirSync } from "node:fs";
 import { describe, test } from "node:test";
 import type { Channel, DialectName } from "@vhostkit/wire";
 import { Dialects, decodeMessage, decodeReply, encodeMessage, encodeReply, messageSpecs, tryMessageSpec } from "@vhostkit/wire";
-import { GOLDEN, frameHex, goldenDir } from "./golden-cases.ts";
-import type { GoldenCase } from "./golden-cases.ts";
+import { GOLDEN, frameHex, goldenDir } from "./golden-cases.js";
+import type { GoldenCase } from "./golden-cases.js";
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 

@@ -2,26 +2,31 @@
  * Cross-check against bytes captured from a real peer: qemu-storage-daemon 7.2 (vhost-user-blk),
  * see fixtures/observed/qsd-7.2/README.md. No qsd is needed at test time.
  *
- * Headers go through @vhostkit/wire's public `decodeHeader`/`writeHeader`, request ids through
- * `FrontendRequest`/`requireRequestName`, feature words through `VirtioFeature`/`ProtocolFeature`.
- * wire exposes no payload codecs yet (u64, device config), so those few fields are read and written
- * here with a DataView (little-endian, PROTOCOL.md §1.5); replace them when wire gains codecs.
+ * Headers go through @vhostkit/wire's public `decodeHeader`, request ids through
+ * `FrontendRequest`/`requireRequestName`, feature words through `VirtioFeature`/`ProtocolFeature`,
+ * payloads through the wire codecs (`U64`, `DeviceConfigCodec` via `decodeReply`/`encodeMessage`).
+ * Only the virtio-blk config *contents* (device config space, not a vhost-user payload) are read
+ * with a DataView.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import {
+  ByteReader,
   FrontendRequest,
   HEADER_SIZE,
   HeaderFlag,
   ProtocolFeature,
+  U64,
   VirtioFeature,
   decodeHeader,
+  decodeReply,
+  encodeMessage,
   isReply,
   needsReply,
   requireRequestName,
-  writeHeader,
 } from "@vhostkit/wire";
+import type { DecodedFrontendReply } from "@vhostkit/wire";
 
 const dir = new URL("./fixtures/observed/qsd-7.2/", import.meta.url);
 
@@ -31,22 +36,8 @@ function load(name: string): Uint8Array {
   return Uint8Array.from(Buffer.from(text, "hex"));
 }
 
-/** Our own request frame: wire's header encoder plus `payload`. */
-function encodeRequest(request: number, flags: number, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
-  const out = new Uint8Array(HEADER_SIZE + payload.length);
-  writeHeader(new DataView(out.buffer), 0, { request, flags, size: payload.length });
-  out.set(payload, HEADER_SIZE);
-  return out;
-}
-
-function u64Payload(value: bigint): Uint8Array {
-  const p = new Uint8Array(8);
-  new DataView(p.buffer).setBigUint64(0, value, true);
-  return p;
-}
-
-/** Decode a captured reply: header via wire, payload as a DataView. */
-function decodeReply(name: string, request: number): DataView {
+/** Decode a captured reply with wire's `decodeReply`, after checking the header rules by hand. */
+function reply(name: string, request: number): DecodedFrontendReply {
   const bytes = load(`${name}.reply.hex`);
   const h = decodeHeader(bytes);
   assert.equal(requireRequestName("frontend", h.request), requireRequestName("frontend", request));
@@ -54,13 +45,18 @@ function decodeReply(name: string, request: number): DataView {
   assert.ok(isReply(h));
   assert.ok(!needsReply(h));
   assert.equal(bytes.length, HEADER_SIZE + h.size, "size field matches the payload length");
-  return new DataView(bytes.buffer, bytes.byteOffset + HEADER_SIZE, h.size);
+  const decoded = decodeReply("frontend", bytes);
+  assert.equal(decoded.header.request, request);
+  return decoded;
 }
 
+/** A captured u64 reply: through `decodeReply`, and cross-checked with the bare `U64` codec. */
 function u64Reply(name: string, request: number): bigint {
-  const p = decodeReply(name, request);
-  assert.equal(p.byteLength, 8);
-  return p.getBigUint64(0, true);
+  const decoded = reply(name, request);
+  assert.equal(typeof decoded.value, "bigint");
+  const bytes = load(`${name}.reply.hex`);
+  assert.equal(U64.decode(new ByteReader(bytes.subarray(HEADER_SIZE), decoded.name)), decoded.value);
+  return decoded.value as bigint;
 }
 
 const QSD_FEATURES = 0x175007e46n;
@@ -102,10 +98,12 @@ describe("qsd 7.2 observed replies", () => {
     assert.equal(u64Reply("set-owner", FrontendRequest.SET_OWNER), 0n);
   });
   test("GET_CONFIG reply: 60-byte virtio-blk config, capacity 2048", () => {
-    const p = decodeReply("get-config", FrontendRequest.GET_CONFIG);
-    assert.equal(p.byteLength, 12 + 60);
-    assert.deepEqual([p.getUint32(0, true), p.getUint32(4, true), p.getUint32(8, true)], [0, 60, 0]);
-    const cfg = new DataView(p.buffer, p.byteOffset + 12, 60);
+    const decoded = reply("get-config", FrontendRequest.GET_CONFIG);
+    assert.equal(decoded.name, "GET_CONFIG");
+    if (decoded.name !== "GET_CONFIG") return;
+    const { offset, flags, data } = decoded.value;
+    assert.deepEqual([offset, data.byteLength, flags], [0, 60, 0]);
+    const cfg = new DataView(data.buffer, data.byteOffset, data.byteLength);
     assert.equal(cfg.getBigUint64(0, true), 2048n, "capacity in 512-byte sectors");
     assert.equal(cfg.getUint32(12, true), 126, "seg_max");
     assert.equal(cfg.getUint32(20, true), 512, "blk_size");
@@ -118,16 +116,14 @@ describe("qsd 7.2 observed replies", () => {
 describe("our requests are byte-identical to the captured ones", () => {
   const plain = HeaderFlag.VERSION;
   const ack = HeaderFlag.VERSION | HeaderFlag.NEED_REPLY;
-  const configRequest = new Uint8Array(12 + 60);
-  new DataView(configRequest.buffer).setUint32(4, 60, true);
   const cases: ReadonlyArray<readonly [string, Uint8Array]> = [
-    ["get-features", encodeRequest(FrontendRequest.GET_FEATURES, plain)],
-    ["get-protocol-features", encodeRequest(FrontendRequest.GET_PROTOCOL_FEATURES, plain)],
-    ["set-protocol-features", encodeRequest(FrontendRequest.SET_PROTOCOL_FEATURES, ack, u64Payload(QSD_PROTOCOL_FEATURES))],
-    ["get-queue-num", encodeRequest(FrontendRequest.GET_QUEUE_NUM, plain)],
-    ["get-max-mem-slots", encodeRequest(FrontendRequest.GET_MAX_MEM_SLOTS, plain)],
-    ["set-owner", encodeRequest(FrontendRequest.SET_OWNER, ack)],
-    ["get-config", encodeRequest(FrontendRequest.GET_CONFIG, plain, configRequest)],
+    ["get-features", encodeMessage("frontend", "GET_FEATURES", plain, undefined)],
+    ["get-protocol-features", encodeMessage("frontend", "GET_PROTOCOL_FEATURES", plain, undefined)],
+    ["set-protocol-features", encodeMessage("frontend", "SET_PROTOCOL_FEATURES", ack, QSD_PROTOCOL_FEATURES)],
+    ["get-queue-num", encodeMessage("frontend", "GET_QUEUE_NUM", plain, undefined)],
+    ["get-max-mem-slots", encodeMessage("frontend", "GET_MAX_MEM_SLOTS", plain, undefined)],
+    ["set-owner", encodeMessage("frontend", "SET_OWNER", ack, undefined)],
+    ["get-config", encodeMessage("frontend", "GET_CONFIG", plain, { offset: 0, flags: 0, data: new Uint8Array(60) })],
   ];
   for (const [name, ours] of cases) {
     test(name, () => {

@@ -5,7 +5,7 @@
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { DialectName } from "@vhostkit/wire";
-import { GOLDEN, frameHex, goldenDir } from "./golden-cases.ts";
+import { GOLDEN, frameHex, goldenDir } from "./golden-cases.js";
 
 for (const dialect of Object.keys(GOLDEN) as DialectName[]) {
   const dir = fileURLToPath(goldenDir(dialect));

@@ -25,9 +25,12 @@ export function toLength(value: bigint, what: string, detail: RegionErrorDetail 
   return Number(value);
 }
 
-/** The host page size as a bigint. */
+let page: bigint | undefined;
+
+/** The host page size as a bigint (read once). */
 export function pageBytes(): bigint {
-  return BigInt(pageSize());
+  page ??= BigInt(pageSize());
+  return page;
 }
 
 /** @throws RegionError `misaligned` unless `value` is a multiple of the host page size. */

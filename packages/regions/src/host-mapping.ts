@@ -2,7 +2,7 @@
  * A live host mapping and its one lazily created byte view.
  * @module
  */
-import { MAP, mmanErrno, mmapOrErrno, munmap, nativeView, pointerAt, PROT, type NativePointer } from "@vhostkit/transport/sys";
+import { MAP, mmanErrno, mmapOrErrno, munmap, nativeView, pointerAt, PROT } from "@vhostkit/transport/sys";
 import { RegionError, type RegionErrorDetail } from "./errors.js";
 
 /** Bytes covered by one lazily created view (typed arrays are capped near 4 GiB in Node 20). */
@@ -25,12 +25,10 @@ export class HostMapping {
   readonly addr: bigint;
   /** Length in bytes. */
   readonly len: number;
-  readonly #ptr: NativePointer;
   #views: (Uint8Array | undefined)[] = [];
 
-  constructor(addr: bigint, ptr: NativePointer, len: number) {
+  constructor(addr: bigint, len: number) {
     this.addr = addr;
-    this.#ptr = ptr;
     this.len = len;
   }
 
@@ -40,8 +38,7 @@ export class HostMapping {
     const start = i * VIEW_CHUNK;
     let v = this.#views[i];
     if (v === undefined) {
-      const ptr = start === 0 ? this.#ptr : pointerAt(this.addr + BigInt(start));
-      v = new Uint8Array(nativeView(ptr, Math.min(VIEW_CHUNK, this.len - start)));
+      v = new Uint8Array(nativeView(pointerAt(this.addr + BigInt(start)), Math.min(VIEW_CHUNK, this.len - start)));
       this.#views[i] = v;
     }
     return { bytes: v, start };
@@ -62,7 +59,7 @@ export function mapShared(fd: number, fileOffset: bigint, len: number, writable:
   const prot = writable ? PROT.READ | PROT.WRITE : PROT.READ;
   const r = mmapOrErrno(0n, len, prot, MAP.SHARED, fd, fileOffset);
   if (!r.ok) throw new RegionError("mmap-failed", `mmap of fd ${fd} at file offset 0x${fileOffset.toString(16)} failed (errno ${r.errno})`, detail, { errno: r.errno, syscall: "mmap" });
-  return new HostMapping(r.addr, r.ptr, len);
+  return new HostMapping(r.addr, len);
 }
 
 /**

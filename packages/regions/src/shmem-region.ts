@@ -117,7 +117,7 @@ function reserve(addr: bigint, len: number, detail: RegionErrorDetail): HostMapp
   // only our own pages; the replacement is atomic (no window where the range is unmapped).
   const r = mmapOrErrno(addr, len, PROT.NONE, RESERVE_FLAGS | fixed, -1, 0n);
   if (!r.ok) throw new RegionError("mmap-failed", `PROT_NONE reservation of 0x${len.toString(16)} bytes failed (errno ${r.errno})`, detail, { errno: r.errno, syscall: "mmap" });
-  return new HostMapping(r.addr, r.ptr, len);
+  return new HostMapping(r.addr, len);
 }
 
 function sizesOf(sizes: DeviceSharedMemoryOptions["sizes"]): [number, bigint][] {
@@ -324,7 +324,7 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
       throw new RegionError("mmap-failed", `SHMEM_MAP mmap failed (errno ${r.errno})`, detail, { errno: r.errno, syscall: "mmap" });
     }
     const info: ShmemMapping = { shmid, shmOffset, len, guestPhysAddr: guestAddress(region.start + shmOffset), fd, fdOffset, writable };
-    region.mappings.splice(at, 0, { start: shmOffset, len, info, host: new HostMapping(r.addr, r.ptr, length) });
+    region.mappings.splice(at, 0, { start: shmOffset, len, info, host: new HostMapping(r.addr, length) });
     this.#live++;
     this.#emit({ kind: "map", mapping: info });
     return info;

@@ -9,7 +9,7 @@
  * makes them too, so both ratios are shown.
  */
 import { join } from "node:path";
-import { compileC, interleave, root, runNumber, table } from "./harness.ts";
+import { compileC, interleave, root, runNumber, table } from "./harness.js";
 
 /** Run the regions benchmark and print its table. */
 export async function run(): Promise<void> {

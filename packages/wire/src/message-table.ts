@@ -64,17 +64,22 @@ export interface MessageSpec<Req = unknown, Rep = unknown> {
   readonly replyFds: FdRule;
 }
 
-type Row<Req, Rep> = Omit<MessageSpec<Req, Rep>, "name" | "id" | "channel">;
+/** A {@link MessageSpec} without its identity (name, id, channel): one table entry's payload facts. */
+export type MessageRow<Req, Rep> = Omit<MessageSpec<Req, Rep>, "name" | "id" | "channel">;
 
-function row<Req, Rep>(request: PayloadCodec<Req>, reply: PayloadCodec<Rep>, replyRule: ReplyRule, fds: FdRule = "none", replyFds: FdRule = "none"): Row<Req, Rep> {
+function row<Req, Rep>(request: PayloadCodec<Req>, reply: PayloadCodec<Rep>, replyRule: ReplyRule, fds: FdRule = "none", replyFds: FdRule = "none"): MessageRow<Req, Rep> {
   return { request, reply, replyRule, fds, replyFds };
 }
 
-const ack = <Req>(request: PayloadCodec<Req>, fds: FdRule = "none"): Row<Req, bigint> => row(request, U64, "ack", fds);
-const always = <Req, Rep>(request: PayloadCodec<Req>, reply: PayloadCodec<Rep>, replyFds: FdRule = "none"): Row<Req, Rep> =>
+const ack = <Req>(request: PayloadCodec<Req>, fds: FdRule = "none"): MessageRow<Req, bigint> => row(request, U64, "ack", fds);
+const always = <Req, Rep>(request: PayloadCodec<Req>, reply: PayloadCodec<Rep>, replyFds: FdRule = "none"): MessageRow<Req, Rep> =>
   row(request, reply, "always", "none", replyFds);
 
-const frontendRows = {
+/**
+ * Front-end rows by request name, with precise codec types (PROTOCOL.md §2.1; id 1004 for the
+ * crosvm-legacy dialect). Prefer {@link tryMessageSpec}, which applies the dialect.
+ */
+export const FrontendTable = {
   GET_FEATURES: always(Empty, U64),
   SET_FEATURES: ack(U64),
   SET_OWNER: ack(Empty),
@@ -121,9 +126,13 @@ const frontendRows = {
   GET_SHMEM_CONFIG: always(Empty, ShmemConfigCodec),
   GET_VRING_BASE_SKIP_DRAIN: always(VringStateCodec, VringStateCodec),
   GET_SHARED_MEMORY_REGIONS: always(Empty, CrosvmSharedMemoryRegionsCodec),
-} satisfies Record<FrontendRequestName, Row<unknown, unknown>>;
+} satisfies Record<FrontendRequestName, MessageRow<unknown, unknown>>;
 
-const backendRows = {
+/**
+ * Back-end rows by request name, with precise codec types (PROTOCOL.md §2.2, SHMEM.md §2.2, §7.2).
+ * Prefer {@link tryMessageSpec}, which applies the dialect.
+ */
+export const BackendTable = {
   BACKEND_IOTLB_MSG: ack(IotlbCodec),
   BACKEND_CONFIG_CHANGE_MSG: ack(Empty),
   BACKEND_VRING_HOST_NOTIFIER_MSG: ack(VringAreaCodec, "zeroOrOne"),
@@ -138,32 +147,34 @@ const backendRows = {
   BACKEND_MEM_WRITE: always(MemWriteRequestCodec, U64),
   CROSVM_SHMEM_MAP: row(CrosvmShmemMapCodec, U64, "always", "one"),
   CROSVM_SHMEM_UNMAP: always(CrosvmShmemUnmapCodec, U64),
-} satisfies Record<BackendRequestName, Row<unknown, unknown>>;
+} satisfies Record<BackendRequestName, MessageRow<unknown, unknown>>;
 
-type FrontendRows = typeof frontendRows;
-type BackendRows = typeof backendRows;
+/** Static type of the front-end table: request name → {@link MessageRow} with its precise codec types. */
+export type FrontendRows = typeof FrontendTable;
+/** Static type of the back-end table: request name → {@link MessageRow} with its precise codec types. */
+export type BackendRows = typeof BackendTable;
 
 /** Request payload value type of front-end request `N`. */
-export type FrontendRequestValue<N extends FrontendRequestName> = FrontendRows[N] extends Row<infer Req, unknown> ? Req : never;
+export type FrontendRequestValue<N extends FrontendRequestName> = FrontendRows[N] extends MessageRow<infer Req, unknown> ? Req : never;
 /** Reply payload value type of front-end request `N` (in postcopy mode the same type: ack `bigint` or the table). */
 export type FrontendReplyValue<N extends FrontendRequestName> =
-  | (FrontendRows[N] extends Row<unknown, infer Rep> ? Rep : never)
+  | (FrontendRows[N] extends MessageRow<unknown, infer Rep> ? Rep : never)
   | (FrontendRows[N] extends { postcopyReply: PayloadCodec<infer P> } ? P : never);
 /** Request payload value type of back-end request `N`. */
-export type BackendRequestValue<N extends BackendRequestName> = BackendRows[N] extends Row<infer Req, unknown> ? Req : never;
+export type BackendRequestValue<N extends BackendRequestName> = BackendRows[N] extends MessageRow<infer Req, unknown> ? Req : never;
 /** Reply payload value type of back-end request `N`. */
-export type BackendReplyValue<N extends BackendRequestName> = BackendRows[N] extends Row<unknown, infer Rep> ? Rep : never;
+export type BackendReplyValue<N extends BackendRequestName> = BackendRows[N] extends MessageRow<unknown, infer Rep> ? Rep : never;
 
-function build<N extends string>(channel: Channel, ids: Readonly<Record<N, number>>, rows: Readonly<Record<N, Row<unknown, unknown>>>): ReadonlyMap<N, MessageSpec> {
+function build<N extends string>(channel: Channel, ids: Readonly<Record<N, number>>, rows: Readonly<Record<N, MessageRow<unknown, unknown>>>): ReadonlyMap<N, MessageSpec> {
   const out = new Map<N, MessageSpec>();
   for (const name of Object.keys(ids) as N[]) {
-    out.set(name, Object.freeze({ name, id: ids[name], channel, ...(rows[name] as Row<unknown, unknown>) }) as MessageSpec);
+    out.set(name, Object.freeze({ name, id: ids[name], channel, ...(rows[name] as MessageRow<unknown, unknown>) }) as MessageSpec);
   }
   return out;
 }
 
-const FRONTEND_SPECS = build<FrontendRequestName>("frontend", FrontendRequest, frontendRows);
-const BACKEND_SPECS = build<BackendRequestName>("backend", BackendRequest, backendRows);
+const FRONTEND_SPECS = build<FrontendRequestName>("frontend", FrontendRequest, FrontendTable);
+const BACKEND_SPECS = build<BackendRequestName>("backend", BackendRequest, BackendTable);
 
 /** Every front-end row by name, dialect-independent (includes both SHMEM config queries, ids 44 and 1004). */
 export const FrontendMessages: ReadonlyMap<FrontendRequestName, MessageSpec> = FRONTEND_SPECS;

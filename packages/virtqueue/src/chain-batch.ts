@@ -4,6 +4,7 @@
  * @module
  */
 import type { GuestAddress } from "@vhostkit/regions";
+import { DescFlag } from "./layout.js";
 
 const TWO32 = 0x1_0000_0000;
 
@@ -32,14 +33,13 @@ export class ChainBatch {
   readonly readableBytes: Float64Array;
   /** Total device-writable bytes of each chain (< 2^32 + 1). */
   readonly writableBytes: Float64Array;
-  /** Low 32 bits of each descriptor's guest-physical address (flat index). Grows on demand. */
-  addrLo: Uint32Array;
-  /** High 32 bits of each descriptor's guest-physical address (flat index). */
-  addrHi: Uint32Array;
-  /** Byte length of each descriptor (flat index), >= 1. */
-  lens: Uint32Array;
-  /** 1 when the descriptor is device-writable, 0 when device-readable (flat index). */
-  writable: Uint8Array;
+  /**
+   * Flat descriptor store, 4 words per descriptor (raw 32-bit patterns, as in the ring): word 0 the
+   * low and word 1 the high half of the guest-physical address, word 2 the length (>= 1, read it
+   * with `>>> 0`), word 3 the descriptor flags (only {@link DescFlag.WRITE} is meaningful here).
+   * Descriptor `j` starts at word `4 * j`. Replaced by a larger array when a pop needs more room.
+   */
+  descs: Int32Array;
 
   /**
    * @param capacity - most chains per pop (usually the queue size); >= 1.
@@ -52,16 +52,12 @@ export class ChainBatch {
     this.starts = new Int32Array(capacity + 1);
     this.readableBytes = new Float64Array(capacity);
     this.writableBytes = new Float64Array(capacity);
-    const d = Math.max(16, descriptorCapacity | 0);
-    this.addrLo = new Uint32Array(d);
-    this.addrHi = new Uint32Array(d);
-    this.lens = new Uint32Array(d);
-    this.writable = new Uint8Array(d);
+    this.descs = new Int32Array(4 * Math.max(16, descriptorCapacity | 0));
   }
 
   /** Current flat descriptor capacity. */
   get descriptorCapacity(): number {
-    return this.lens.length;
+    return this.descs.length >>> 2;
   }
 
   /** Head index of chain `i` (0 <= i < count): the id for the used element. */
@@ -76,30 +72,32 @@ export class ChainBatch {
 
   /** Guest-physical address of flat descriptor `j`, as a bigint (allocates; not for hot loops). */
   address(j: number): GuestAddress {
-    return ((BigInt(this.addrHi[j] ?? 0) << 32n) | BigInt(this.addrLo[j] ?? 0)) as GuestAddress;
+    const d = this.descs;
+    return ((BigInt((d[4 * j + 1] ?? 0) >>> 0) << 32n) | BigInt((d[4 * j] ?? 0) >>> 0)) as GuestAddress;
   }
 
   /** Guest-physical address of flat descriptor `j` as a number when it is below 2^53, else -1. */
   addressNumber(j: number): number {
-    const hi = this.addrHi[j] ?? 0;
-    return hi < 0x200000 ? hi * TWO32 + (this.addrLo[j] ?? 0) : -1;
+    const hi = (this.descs[4 * j + 1] ?? 0) >>> 0;
+    return hi < 0x200000 ? hi * TWO32 + ((this.descs[4 * j] ?? 0) >>> 0) : -1;
   }
 
-  /** @internal Grows the flat descriptor store to at least `needed` entries, keeping contents. */
+  /** Length in bytes of flat descriptor `j` (1..2^32-1). */
+  length(j: number): number {
+    return (this.descs[4 * j + 2] ?? 0) >>> 0;
+  }
+
+  /** True when flat descriptor `j` is device-writable. */
+  isWritable(j: number): boolean {
+    return ((this.descs[4 * j + 3] ?? 0) & DescFlag.WRITE) !== 0;
+  }
+
+  /** @internal Grows the flat descriptor store to at least `needed` descriptors, keeping contents. */
   grow(needed: number): void {
-    let n = this.lens.length;
+    let n = this.descs.length >>> 2;
     while (n < needed) n *= 2;
-    const lo = new Uint32Array(n);
-    lo.set(this.addrLo);
-    const hi = new Uint32Array(n);
-    hi.set(this.addrHi);
-    const ln = new Uint32Array(n);
-    ln.set(this.lens);
-    const w = new Uint8Array(n);
-    w.set(this.writable);
-    this.addrLo = lo;
-    this.addrHi = hi;
-    this.lens = ln;
-    this.writable = w;
+    const d = new Int32Array(4 * n);
+    d.set(this.descs);
+    this.descs = d;
   }
 }

@@ -79,8 +79,8 @@ export class SegmentCursor {
       if (this.#j >= this.#end) return false;
       const j = this.#j++;
       this.#descAddr = b.address(j);
-      this.#descLeft = b.lens[j] ?? 0;
-      this.writable = b.writable[j] === 1;
+      this.#descLeft = b.length(j);
+      this.writable = b.isWritable(j);
     }
     const addr = this.#descAddr as GuestAddress;
     const r = mem.translate(addr, this.#descLeft);

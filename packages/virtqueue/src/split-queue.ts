@@ -22,6 +22,7 @@ const F_WRITE = DescFlag.WRITE;
 const F_INDIRECT = DescFlag.INDIRECT;
 const EMPTY16 = new Uint16Array(0);
 const EMPTY32 = new Uint32Array(0);
+const EMPTYI32 = new Int32Array(0);
 
 /** Options of a {@link SplitQueue}. */
 export interface SplitQueueOptions {
@@ -99,8 +100,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
   readonly #space: RingAddressSpace;
   readonly #strictOrder: boolean;
   readonly #maxIndirect: number;
-  #desc16: Uint16Array = EMPTY16;
-  #desc32: Uint32Array = EMPTY32;
+  #desc32: Int32Array = EMPTYI32;
   #avail16: Uint16Array = EMPTY16;
   #used16: Uint16Array = EMPTY16;
   #used32: Uint32Array = EMPTY32;
@@ -202,8 +202,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
       this.#publishedUsed = this.#nextUsed;
     }
     this.#started = false;
-    this.#desc16 = EMPTY16;
-    this.#desc32 = EMPTY32;
+    this.#desc32 = EMPTYI32;
     this.#avail16 = EMPTY16;
     this.#used16 = EMPTY16;
     this.#used32 = EMPTY32;
@@ -233,8 +232,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     const d = mapRing(m, s, "descriptor", desc, this.layout.descBytes, 4, false);
     const a = mapRing(m, s, "avail", avail, this.layout.availBytes, RING_ALIGN.avail, false);
     const u = mapRing(m, s, "used", used, this.layout.usedBytes, RING_ALIGN.used, true);
-    this.#desc16 = u16View(d);
-    this.#desc32 = u32View(d);
+    this.#desc32 = new Int32Array(d.buffer, d.byteOffset, d.byteLength >>> 2);
     this.#avail16 = u16View(a);
     this.#used16 = u16View(u);
     this.#used32 = u32View(u);
@@ -288,8 +286,9 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
   pop(batch: ChainBatch, max: number = batch.capacity): number {
     if (!this.#started || this.#broken !== undefined) throw this.#unusable();
     const avail16 = this.#avail16;
-    const desc16 = this.#desc16;
-    const desc32 = this.#desc32;
+    // Descriptors are read as four int32 words (addr lo, addr hi, len, flags | next << 16): int32
+    // loads stay on the JIT's integer fast path; `>>> 0` makes them unsigned where it matters.
+    const desc = this.#desc32;
     const size = this.size;
     const mask = size - 1;
     const next = this.#nextAvail;
@@ -306,13 +305,10 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     const starts = batch.starts;
     const rb = batch.readableBytes;
     const wb = batch.writableBytes;
-    let lo = batch.addrLo;
-    let hi = batch.addrHi;
-    let lens = batch.lens;
-    let wr = batch.writable;
-    let cap = lens.length;
+    let flat = batch.descs;
+    let cap = flat.length;
     const strict = this.#strictOrder;
-    let pos = 0;
+    let p = 0; // word index into flat (4 words per descriptor)
     starts[0] = 0;
     for (let k = 0; k < n; k++) {
       const head = avail16[2 + ((next + k) & mask)] as number;
@@ -325,73 +321,66 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
       let seenWrite = false;
       for (;;) {
         if (++count > size) throw this.#guest("CHAIN_TOO_LONG", `chain at head ${head} longer than queue size ${size} (loop)`, d, size);
-        const flags = desc16[d * 8 + 6] as number;
-        if ((flags & F_INDIRECT) !== 0) {
+        const w = d << 2;
+        const w3 = desc[w + 3] as number;
+        if ((w3 & F_INDIRECT) !== 0) {
           this.#accR = rbytes;
           this.#accW = wbytes;
           this.#accSeenWrite = seenWrite;
-          pos = this.#walkIndirect(batch, d, flags, pos);
+          p = this.#walkIndirect(batch, d, w3 & 0xffff, p);
           rbytes = this.#accR;
           wbytes = this.#accW;
-          lo = batch.addrLo;
-          hi = batch.addrHi;
-          lens = batch.lens;
-          wr = batch.writable;
-          cap = lens.length;
+          flat = batch.descs;
+          cap = flat.length;
           break;
         }
-        const w = d * 4;
-        const len = desc32[w + 2] as number;
-        const alo = desc32[w] as number;
-        const ahi = desc32[w + 1] as number;
+        const len = (desc[w + 2] as number) >>> 0;
+        const alo = desc[w] as number;
+        const ahi = desc[w + 1] as number;
         if (len === 0) throw this.#guest("ZERO_LENGTH", `descriptor ${d} has length 0`, d);
-        if (ahi === 0xffffffff && alo + len > TWO32) throw this.#guest("ADDRESS_WRAP", `descriptor ${d}: addr + ${len} wraps past 2^64`, d);
-        if (pos >= cap) {
-          batch.grow(pos + 1);
-          lo = batch.addrLo;
-          hi = batch.addrHi;
-          lens = batch.lens;
-          wr = batch.writable;
-          cap = lens.length;
+        if (ahi === -1 && (alo >>> 0) + len > TWO32) throw this.#guest("ADDRESS_WRAP", `descriptor ${d}: addr + ${len} wraps past 2^64`, d);
+        if (p >= cap) {
+          batch.grow((p >>> 2) + 1);
+          flat = batch.descs;
+          cap = flat.length;
         }
-        lo[pos] = alo;
-        hi[pos] = ahi;
-        lens[pos] = len;
-        if ((flags & F_WRITE) !== 0) {
-          wr[pos] = 1;
+        flat[p] = alo;
+        flat[p + 1] = ahi;
+        flat[p + 2] = len;
+        flat[p + 3] = w3 & 0xffff;
+        p += 4;
+        if ((w3 & F_WRITE) !== 0) {
           wbytes += len;
           seenWrite = true;
         } else {
           if (seenWrite && strict) throw this.#guest("BAD_ORDER", `descriptor ${d}: device-readable after device-writable in chain ${head}`, d);
-          wr[pos] = 0;
           rbytes += len;
         }
-        pos++;
-        if ((flags & F_NEXT) === 0) break;
-        d = desc16[d * 8 + 7] as number;
+        if ((w3 & F_NEXT) === 0) break;
+        d = w3 >>> 16;
         if (d >= size) throw this.#guest("BAD_NEXT", `chain ${head}: next ${d} >= queue size ${size}`, d, size, d);
       }
       if (rbytes + wbytes > TWO32) throw this.#guest("CHAIN_TOO_LONG", `chain ${head} holds ${rbytes + wbytes} bytes (> 2^32)`, head, TWO32, rbytes + wbytes);
       rb[k] = rbytes;
       wb[k] = wbytes;
-      starts[k + 1] = pos;
+      starts[k + 1] = p >>> 2;
     }
     batch.count = n;
     this.#nextAvail = (next + n) & 0xffff;
     return n;
   }
 
-  #walkIndirect(batch: ChainBatch, d: number, flags: number, pos: number): number {
+  #walkIndirect(batch: ChainBatch, d: number, flags: number, p: number): number {
     if (!this.indirect) throw this.#guest("INDIRECT_NOT_NEGOTIATED", `descriptor ${d} is INDIRECT but VIRTIO_F_INDIRECT_DESC is off`, d);
     if ((flags & F_NEXT) !== 0) throw this.#guest("INDIRECT_WITH_NEXT", `descriptor ${d} has both INDIRECT and NEXT`, d);
     const w = d * 4;
-    const tlen = this.#desc32[w + 2] as number;
+    const tlen = (this.#desc32[w + 2] as number) >>> 0;
     const n = tlen / 16;
     if (tlen === 0 || tlen % 16 !== 0 || n > this.#maxIndirect) {
       throw this.#guest("BAD_INDIRECT_LENGTH", `descriptor ${d}: indirect table length ${tlen} is 0, not a multiple of 16 or over ${this.#maxIndirect} entries`, d, this.#maxIndirect * 16, tlen);
     }
-    const alo = this.#desc32[w] as number;
-    const ahi = this.#desc32[w + 1] as number;
+    const alo = (this.#desc32[w] as number) >>> 0;
+    const ahi = (this.#desc32[w + 1] as number) >>> 0;
     if (ahi === 0xffffffff && alo + tlen > TWO32) throw this.#guest("ADDRESS_WRAP", `descriptor ${d}: indirect table wraps past 2^64`, d);
     const table = this.#readTable((BigInt(ahi) << 32n) | BigInt(alo), tlen, d);
     const strict = this.#strictOrder;
@@ -410,20 +399,20 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
       const ehi = table.getUint32(off + 4, true);
       if (len === 0) throw this.#guest("ZERO_LENGTH", `indirect table of descriptor ${d}: entry ${i} has length 0`, d);
       if (ehi === 0xffffffff && elo + len > TWO32) throw this.#guest("ADDRESS_WRAP", `indirect table of descriptor ${d}: entry ${i} wraps past 2^64`, d);
-      if (pos >= batch.descriptorCapacity) batch.grow(pos + 1);
-      batch.addrLo[pos] = elo;
-      batch.addrHi[pos] = ehi;
-      batch.lens[pos] = len;
+      if (p >= batch.descs.length) batch.grow((p >>> 2) + 1);
+      const flat = batch.descs;
+      flat[p] = elo;
+      flat[p + 1] = ehi;
+      flat[p + 2] = len;
+      flat[p + 3] = f & F_WRITE;
+      p += 4;
       if ((f & F_WRITE) !== 0) {
-        batch.writable[pos] = 1;
         wbytes += len;
         seenWrite = true;
       } else {
         if (seenWrite && strict) throw this.#guest("BAD_ORDER", `indirect table of descriptor ${d}: entry ${i} device-readable after device-writable`, d);
-        batch.writable[pos] = 0;
         rbytes += len;
       }
-      pos++;
       if ((f & F_NEXT) === 0) break;
       i = table.getUint16(off + 14, true);
       if (i >= n) throw this.#guest("BAD_NEXT", `indirect table of descriptor ${d}: next ${i} >= table size ${n}`, d, n, i);
@@ -431,7 +420,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     this.#accR = rbytes;
     this.#accW = wbytes;
     this.#accSeenWrite = seenWrite;
-    return pos;
+    return p;
   }
 
   /** A DataView of the whole indirect table, copying it into scratch when it crosses regions. */

@@ -103,10 +103,10 @@ describe("property: random rings", () => {
               let w = 0;
               let seenW = false;
               for (let j = batch.starts[i]!; j < batch.starts[i + 1]!; j++) {
-                const len = batch.lens[j]!;
+                const len = batch.length(j);
                 assert.ok(len >= 1);
                 assert.ok(batch.address(j) + BigInt(len) <= U64);
-                if (batch.writable[j] === 1) (w += len), (seenW = true);
+                if (batch.isWritable(j)) (w += len), (seenW = true);
                 else {
                   assert.ok(!(c.strict && seenW), "readable after writable");
                   r += len;

@@ -1,5 +1,23 @@
 /**
  * `@vhostkit/regions`: guest memory tables and VIRTIO Shared Memory Regions.
+ *
+ * vhost-user shares guest memory by passing fds that both sides mmap (PROTOCOL.md §4.4). This
+ * package holds both halves:
+ *
+ * - **Back-end:** {@link MemoryTable} maps the regions of SET_MEM_TABLE / ADD_MEM_REG (with
+ *   `mmap_offset`), removes them on REM_MEM_REG, replaces the table atomically, reports
+ *   GET_MAX_MEM_SLOTS, and translates guest-physical and front-end virtual (vring) addresses into
+ *   bounds-checked views.
+ * - **Front-end:** {@link GuestRam} allocates guest RAM from sealed memfds and describes it as
+ *   memory-table regions with synthetic user addresses; {@link DeviceSharedMemory} reserves each
+ *   VIRTIO Shared Memory Region (GET_SHMEM_CONFIG) with PROT_NONE and serves BACKEND_SHMEM_MAP /
+ *   BACKEND_SHMEM_UNMAP into the reservation (SHMEM.md §4–§6, §9); {@link GuestAddressSpace} is
+ *   the whole guest-physical space (RAM + every device's regions) as one {@link GuestMemory}.
+ *
+ * Consumers (virtqueue, fallback, devices) depend only on the {@link GuestMemory} interface. u64
+ * values are `bigint`; addresses carry {@link GuestAddress} / {@link UserAddress} brands. Every
+ * failure is a {@link RegionError} with a stable `code`; translation misses are typed results.
+ *
  * @packageDocumentation
  */
 export { guestAddress, userAddress } from "./guest-address.js";

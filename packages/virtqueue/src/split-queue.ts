@@ -281,7 +281,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
    * @throws VirtqueueError `NOT_STARTED`, `BROKEN`; guest errors `AVAIL_OVERRUN`, `BAD_HEAD`,
    *   `BAD_NEXT`, `CHAIN_TOO_LONG`, `ZERO_LENGTH`, `ADDRESS_WRAP`, `BAD_ORDER`,
    *   `INDIRECT_NOT_NEGOTIATED`, `INDIRECT_WITH_NEXT`, `NESTED_INDIRECT`, `BAD_INDIRECT_LENGTH`,
-   *   `INDIRECT_UNMAPPED` (the queue is then broken and the batch content is undefined).
+   *   `INDIRECT_UNMAPPED` (the queue is then broken and the batch is left empty).
    */
   pop(batch: ChainBatch, max: number = batch.capacity): number {
     if (!this.#started || this.#broken !== undefined) throw this.#unusable();
@@ -293,14 +293,12 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     const mask = size - 1;
     const next = this.#nextAvail;
     // Ordering: acquire — ring slots and descriptors are read only after avail.idx (barriers.ts).
+    batch.count = 0; // a pop that throws leaves an empty batch, never stale chains
     const pending = (loadAcquire16(avail16, 1) - next) & 0xffff;
     if (pending > size) throw this.#overrun(pending);
     let n = pending < max ? pending : max;
     if (n > batch.capacity) n = batch.capacity;
-    if (n <= 0) {
-      batch.count = 0;
-      return 0;
-    }
+    if (n <= 0) return 0;
     const heads = batch.heads;
     const starts = batch.starts;
     const rb = batch.readableBytes;

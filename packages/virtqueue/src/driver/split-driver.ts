@@ -46,7 +46,7 @@ export interface SplitDriverOptions {
 }
 
 /**
- * Driver side of one split virtqueue, the counterpart of {@link SplitQueue}. It owns free-descriptor
+ * Driver side of one split virtqueue, the counterpart of `SplitQueue` (the device side in `@vhostkit/virtqueue`). It owns free-descriptor
  * management (a free list kept in private memory, never re-read from the shared table), so a
  * misbehaving device can only return ids it was given: other ids are rejected with `BAD_USED_ID`.
  *

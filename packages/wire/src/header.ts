@@ -65,14 +65,22 @@ export function writeHeader(view: DataView, offset: number, header: MessageHeade
  * @throws WireError `TRUNCATED` (< 12 bytes), `BAD_VERSION` (version != 1), `RESERVED_FLAGS` (bits 4–31 set).
  */
 export function decodeHeader(bytes: Uint8Array): MessageHeader {
-  if (bytes.byteLength < HEADER_SIZE) {
-    throw new WireError("TRUNCATED", `header: 0x${bytes.byteLength.toString(16)} bytes, need 0xc`, {
+  return readHeader(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+}
+
+/**
+ * {@link decodeHeader} over an existing DataView of the frame (internal: lets the frame decoder
+ * share one view between header and body).
+ * @throws WireError as {@link decodeHeader}.
+ */
+export function readHeader(view: DataView): MessageHeader {
+  if (view.byteLength < HEADER_SIZE) {
+    throw new WireError("TRUNCATED", `header: 0x${view.byteLength.toString(16)} bytes, need 0xc`, {
       expected: HEADER_SIZE,
-      actual: bytes.byteLength,
+      actual: view.byteLength,
       offset: 0,
     });
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const request = view.getUint32(0, true);
   const flags = view.getUint32(4, true);
   const size = view.getUint32(8, true);

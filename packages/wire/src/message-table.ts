@@ -194,6 +194,8 @@ const SHMEM_NAMES: ReadonlySet<string> = new Set([
 interface DialectTable {
   readonly frontend: ReadonlyMap<number, MessageSpec>;
   readonly backend: ReadonlyMap<number, MessageSpec>;
+  readonly frontendByName: ReadonlyMap<string, MessageSpec>;
+  readonly backendByName: ReadonlyMap<string, MessageSpec>;
 }
 
 const tables = new WeakMap<Dialect, DialectTable>();
@@ -217,7 +219,10 @@ function dialectTable(dialect: Dialect): DialectTable {
     }
     return out;
   };
-  t = { frontend: pick(FRONTEND_SPECS, "frontend"), backend: pick(BACKEND_SPECS, "backend") };
+  const frontend = pick(FRONTEND_SPECS, "frontend");
+  const backend = pick(BACKEND_SPECS, "backend");
+  const byName = (m: Map<number, MessageSpec>): Map<string, MessageSpec> => new Map([...m.values()].map((spec) => [spec.name, spec]));
+  t = { frontend, backend, frontendByName: byName(frontend), backendByName: byName(backend) };
   tables.set(dialect, t);
   return t;
 }
@@ -230,6 +235,15 @@ function dialectTable(dialect: Dialect): DialectTable {
 export function tryMessageSpec(channel: Channel, id: number, dialect: Dialect = UPSTREAM): MessageSpec | undefined {
   const t = dialectTable(dialect);
   return (channel === "frontend" ? t.frontend : t.backend).get(id);
+}
+
+/**
+ * The row for request `name` on `channel` as it exists in `dialect`, or `undefined` when the name
+ * is unknown or the request does not exist in this dialect.
+ */
+export function tryMessageSpecByName(channel: Channel, name: string, dialect: Dialect = UPSTREAM): MessageSpec | undefined {
+  const t = dialectTable(dialect);
+  return (channel === "frontend" ? t.frontendByName : t.backendByName).get(name);
 }
 
 /** Every row that exists in `dialect` on `channel`, in id order. */

@@ -10,10 +10,10 @@ import type { Dialect } from "./dialect.js";
 import { UPSTREAM } from "./dialect.js";
 import { WireError } from "./errors.js";
 import type { MessageHeader } from "./header.js";
-import { HEADER_SIZE, HeaderFlag, decodeHeader, isReply } from "./header.js";
+import { HEADER_SIZE, HeaderFlag, isReply, readHeader } from "./header.js";
 import { MAX_PAYLOAD_SIZE, MEM_RW_MAX_PAYLOAD } from "./limits.js";
 import type { BackendReplyValue, BackendRequestValue, FrontendReplyValue, FrontendRequestValue, MessageSpec } from "./message-table.js";
-import { tryMessageSpec } from "./message-table.js";
+import { tryMessageSpec, tryMessageSpecByName } from "./message-table.js";
 import type { BackendRequestName, Channel, FrontendRequestName } from "./requests.js";
 import { BackendRequest, FrontendRequest, requestName } from "./requests.js";
 
@@ -71,11 +71,11 @@ function specById(channel: Channel, id: number, dialect: Dialect): MessageSpec {
 }
 
 function specByName(channel: Channel, name: string, dialect: Dialect): MessageSpec {
+  const spec = tryMessageSpecByName(channel, name, dialect);
+  if (spec !== undefined) return spec;
   const id = channel === "frontend" ? (FrontendRequest as Record<string, number>)[name] : (BackendRequest as Record<string, number>)[name];
-  if (id === undefined) {
-    throw new WireError("UNKNOWN_REQUEST", `unknown ${channel} request name ${name}`, { request: name });
-  }
-  return specById(channel, id, dialect);
+  if (id !== undefined) throw unknownRequest(channel, id, dialect);
+  throw new WireError("UNKNOWN_REQUEST", `unknown ${channel} request name ${name}`, { request: name });
 }
 
 function replyCodec(spec: MessageSpec, postcopy: boolean | undefined): PayloadCodec<unknown> {
@@ -194,7 +194,8 @@ function decodeFrame(
   limits: FrameLimits,
   wantReply: boolean,
 ): { channel: Channel; name: string; header: MessageHeader; value: unknown } {
-  const header = decodeHeader(bytes);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const header = readHeader(view);
   const spec = specById(channel, header.request, dialect);
   const replyBits = header.flags & (HeaderFlag.REPLY | HeaderFlag.NEED_REPLY);
   if (wantReply ? replyBits !== HeaderFlag.REPLY : (replyBits & HeaderFlag.REPLY) !== 0) {
@@ -216,9 +217,9 @@ function decodeFrame(
       offset: HEADER_SIZE,
     });
   }
-  const reader = new ByteReader(bytes.subarray(HEADER_SIZE), spec.name);
+  const reader = new ByteReader(bytes, spec.name, HEADER_SIZE, bytes.byteLength, view);
   const value = codec.decode(reader);
-  reader.end();
+  reader.finish();
   return { channel, name: spec.name, header, value };
 }
 

@@ -6,34 +6,53 @@ import { WireError } from "../errors.js";
  * the view. Byte runs come back as zero-copy `subarray` views, valid as long as the source buffer is.
  */
 export class ByteReader {
-  /** Source bytes (borrowed). */
+  /** Source bytes (borrowed): the payload, or a whole frame of which `[start, end)` is the payload. */
   readonly bytes: Uint8Array;
   /** View over exactly `bytes`. */
   readonly view: DataView;
   /** Spec name of the request being decoded, for error messages. */
   readonly request: string;
-  /** Current read position in bytes from the start of `bytes`. */
-  pos = 0;
+  /** First payload byte, as an index into `bytes`. */
+  readonly start: number;
+  /** One past the last payload byte, as an index into `bytes`. */
+  readonly end: number;
+  /** Current read position, as an index into `bytes` (starts at `start`). */
+  pos: number;
 
-  /** @param bytes - borrowed; @param request - spec request name used in errors. */
-  constructor(bytes: Uint8Array, request: string) {
+  /**
+   * @param bytes - borrowed for the reader's lifetime; views it returns share its buffer.
+   * @param request - spec request name used in errors.
+   * @param start - index of the first payload byte in `bytes` (default 0).
+   * @param end - index one past the payload (default `bytes.byteLength`); clamped to `bytes`.
+   * @param view - an existing DataView over exactly `bytes`, to avoid allocating another.
+   */
+  constructor(bytes: Uint8Array, request: string, start = 0, end = bytes.byteLength, view?: DataView) {
     this.bytes = bytes;
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.view = view ?? new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.request = request;
+    this.start = Math.max(0, Math.min(start, bytes.byteLength));
+    this.end = Math.max(this.start, Math.min(end, bytes.byteLength));
+    this.pos = this.start;
+  }
+
+  /** Payload length in bytes (`end - start`). */
+  get length(): number {
+    return this.end - this.start;
   }
 
   /** Bytes not yet read. */
   get remaining(): number {
-    return this.bytes.byteLength - this.pos;
+    return this.end - this.pos;
   }
 
   /** @throws WireError `TRUNCATED` when fewer than `n` bytes remain. */
   need(n: number): void {
-    if (n > this.bytes.byteLength - this.pos) {
+    if (n > this.end - this.pos) {
+      const at = this.pos - this.start;
       throw new WireError(
         "TRUNCATED",
-        `${this.request.toLowerCase()}: need 0x${n.toString(16)} bytes at offset 0x${this.pos.toString(16)}, have 0x${this.remaining.toString(16)}`,
-        { request: this.request, expected: n, actual: this.remaining, offset: this.pos },
+        `${this.request.toLowerCase()}: need 0x${n.toString(16)} bytes at offset 0x${at.toString(16)}, have 0x${this.remaining.toString(16)}`,
+        { request: this.request, expected: n, actual: this.remaining, offset: at },
       );
     }
   }
@@ -89,8 +108,8 @@ export class ByteReader {
       if (this.bytes[this.pos + i] !== 0) {
         throw new WireError(
           "NONZERO_PADDING",
-          `${this.request.toLowerCase()}: non-zero padding at offset 0x${(this.pos + i).toString(16)}`,
-          { request: this.request, offset: this.pos + i },
+          `${this.request.toLowerCase()}: non-zero padding at offset 0x${(this.pos + i - this.start).toString(16)}`,
+          { request: this.request, offset: this.pos + i - this.start },
         );
       }
     }
@@ -102,7 +121,7 @@ export class ByteReader {
    * @throws WireError `BAD_SIZE`.
    */
   requireLength(allowed: readonly number[], what: string): void {
-    const n = this.bytes.byteLength;
+    const n = this.end - this.start;
     if (!allowed.includes(n)) {
       const expected = allowed.map((a) => `0x${a.toString(16)}`).join(" or ");
       throw new WireError("BAD_SIZE", `${this.request.toLowerCase()}: ${what} needs ${expected} bytes, payload is 0x${n.toString(16)}`, {
@@ -114,13 +133,14 @@ export class ByteReader {
   }
 
   /** @throws WireError `BAD_SIZE` when unread bytes remain. */
-  end(): void {
-    if (this.pos !== this.bytes.byteLength) {
-      throw new WireError(
-        "BAD_SIZE",
-        `${this.request.toLowerCase()}: payload is 0x${this.bytes.byteLength.toString(16)} bytes, expected 0x${this.pos.toString(16)}`,
-        { request: this.request, expected: this.pos, actual: this.bytes.byteLength },
-      );
+  finish(): void {
+    if (this.pos !== this.end) {
+      const used = this.pos - this.start;
+      throw new WireError("BAD_SIZE", `${this.request.toLowerCase()}: payload is 0x${this.length.toString(16)} bytes, expected 0x${used.toString(16)}`, {
+        request: this.request,
+        expected: used,
+        actual: this.length,
+      });
     }
   }
 }

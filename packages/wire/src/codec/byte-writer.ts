@@ -63,14 +63,14 @@ export class ByteWriter {
 
   /** Write a little-endian u32. */
   u32(v: number): void {
-    this.check(Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff, "u32", v);
+    if (!(v >>> 0 === v)) this.check(false, "u32", v);
     this.view.setUint32(this.pos, v, true);
     this.pos += 4;
   }
 
   /** Write a little-endian u64. */
   u64(v: bigint): void {
-    this.check(typeof v === "bigint" && v >= 0n && v <= 0xffff_ffff_ffff_ffffn, "u64", v);
+    if (!(typeof v === "bigint" && v >= 0n && v <= 0xffff_ffff_ffff_ffffn)) this.check(false, "u64", v);
     this.view.setBigUint64(this.pos, v, true);
     this.pos += 8;
   }

@@ -17,9 +17,12 @@ export function checkNoOverflow(request: string, base: bigint, len: bigint, what
   }
 }
 
-/** @throws WireError `BAD_VALUE` with `message` when `ok` is false. */
-export function checkValue(ok: boolean, request: string, message: string, actual?: number | bigint): void {
+/**
+ * @param message - built only on failure (keeps the hot path free of string formatting).
+ * @throws WireError `BAD_VALUE` with `message()` when `ok` is false.
+ */
+export function checkValue(ok: boolean, request: string, message: () => string, actual?: number | bigint): void {
   if (!ok) {
-    throw new WireError("BAD_VALUE", `${request.toLowerCase()}: ${message}`, actual === undefined ? { request } : { request, actual });
+    throw new WireError("BAD_VALUE", `${request.toLowerCase()}: ${message()}`, actual === undefined ? { request } : { request, actual });
   }
 }

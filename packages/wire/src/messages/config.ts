@@ -43,8 +43,8 @@ export const DeviceConfigCodec: PayloadCodec<DeviceConfig> = {
   sizeOf: (v) => 12 + v.data.byteLength,
   encode(w, v) {
     const n = v.data.byteLength;
-    checkValue(n <= MAX_CONFIG_SIZE, w.request, `config size ${n} exceeds ${MAX_CONFIG_SIZE}`, n);
-    checkValue(v.offset + n <= 0xffff_ffff + 1, w.request, `config offset 0x${v.offset.toString(16)} + size overflows u32`, v.offset);
+    checkValue(n <= MAX_CONFIG_SIZE, w.request, () => `config size ${n} exceeds ${MAX_CONFIG_SIZE}`, n);
+    checkValue(v.offset + n <= 0xffff_ffff + 1, w.request, () => `config offset 0x${v.offset.toString(16)} + size overflows u32`, v.offset);
     w.u32(v.offset);
     w.u32(n);
     w.u32(v.flags);
@@ -54,7 +54,7 @@ export const DeviceConfigCodec: PayloadCodec<DeviceConfig> = {
     const offset = r.u32();
     const size = r.u32();
     const flags = r.u32();
-    checkValue(size <= MAX_CONFIG_SIZE, r.request, `config size ${size} exceeds ${MAX_CONFIG_SIZE}`, size);
+    checkValue(size <= MAX_CONFIG_SIZE, r.request, () => `config size ${size} exceeds ${MAX_CONFIG_SIZE}`, size);
     r.requireLength([12 + size], `config size ${size}`);
     if (offset + size > 0xffff_ffff + 1) {
       throw new WireError("OVERFLOW", `${r.request.toLowerCase()}: config offset 0x${offset.toString(16)} + size 0x${size.toString(16)} overflows u32`, {

@@ -33,8 +33,8 @@ export interface CrosvmShmemMap {
 }
 
 function validateMap(request: string, v: CrosvmShmemMap): void {
-  checkValue((v.flags & ~0x3) === 0, request, `unknown crosvm map flags 0x${v.flags.toString(16)}`, v.flags);
-  checkValue(v.len !== 0n, request, "mapping length 0", 0n);
+  checkValue((v.flags & ~0x3) === 0, request, () => `unknown crosvm map flags 0x${v.flags.toString(16)}`, v.flags);
+  checkValue(v.len !== 0n, request, () => "mapping length 0", 0n);
   checkNoOverflow(request, v.shmOffset, v.len, "shm_offset + len");
   checkNoOverflow(request, v.fdOffset, v.len, "fd_offset + len");
 }
@@ -75,7 +75,7 @@ export interface CrosvmShmemUnmap {
 export const CrosvmShmemUnmapCodec: PayloadCodec<CrosvmShmemUnmap> = {
   ...fixedSize("VhostUserShmemUnmapMsg", 24),
   encode(w, v) {
-    checkValue(v.len !== 0n, w.request, "mapping length 0", 0n);
+    checkValue(v.len !== 0n, w.request, () => "mapping length 0", 0n);
     checkNoOverflow(w.request, v.shmOffset, v.len, "shm_offset + len");
     w.u8(v.shmid);
     w.zeros(7);
@@ -86,7 +86,7 @@ export const CrosvmShmemUnmapCodec: PayloadCodec<CrosvmShmemUnmap> = {
     const shmid = r.u8();
     r.skip(7);
     const v = { shmid, shmOffset: r.u64(), len: r.u64() };
-    checkValue(v.len !== 0n, r.request, "mapping length 0", 0n);
+    checkValue(v.len !== 0n, r.request, () => "mapping length 0", 0n);
     checkNoOverflow(r.request, v.shmOffset, v.len, "shm_offset + len");
     return v;
   },
@@ -116,7 +116,7 @@ export const CrosvmSharedMemoryRegionsCodec: PayloadCodec<CrosvmSharedMemoryRegi
   maxSize: 8 + 16 * MAX_SHMEM_REGIONS,
   sizeOf: (v) => 8 + 16 * v.regions.length,
   encode(w, v) {
-    checkValue(v.regions.length <= MAX_SHMEM_REGIONS, w.request, `${v.regions.length} regions, at most ${MAX_SHMEM_REGIONS}`, v.regions.length);
+    checkValue(v.regions.length <= MAX_SHMEM_REGIONS, w.request, () => `${v.regions.length} regions, at most ${MAX_SHMEM_REGIONS}`, v.regions.length);
     w.u64(BigInt(v.regions.length));
     for (const region of v.regions) {
       w.u8(region.id);
@@ -126,7 +126,7 @@ export const CrosvmSharedMemoryRegionsCodec: PayloadCodec<CrosvmSharedMemoryRegi
   },
   decode(r) {
     const count = r.u64();
-    checkValue(count <= BigInt(MAX_SHMEM_REGIONS), r.request, `region count ${count} exceeds ${MAX_SHMEM_REGIONS}`, count);
+    checkValue(count <= BigInt(MAX_SHMEM_REGIONS), r.request, () => `region count ${count} exceeds ${MAX_SHMEM_REGIONS}`, count);
     const n = Number(count);
     r.requireLength([8 + 16 * n], `count ${n}`);
     const regions: CrosvmSharedMemoryRegion[] = [];

@@ -44,12 +44,12 @@ export interface DeviceStateReply {
 export const DeviceStateReplyCodec: PayloadCodec<DeviceStateReply> = {
   ...fixedSize("device-state reply", 8),
   encode(w, v) {
-    checkValue(Number.isInteger(v.error) && v.error >= 0 && v.error <= 0xff, w.request, `error code ${v.error} not in 0..255`, v.error);
+    checkValue(Number.isInteger(v.error) && v.error >= 0 && v.error <= 0xff, w.request, () => `error code ${v.error} not in 0..255`, v.error);
     w.u64(BigInt(v.error) | (v.noFd ? 0x100n : 0n));
   },
   decode(r) {
     const v = r.u64();
-    checkValue((v & ~0x1ffn) === 0n, r.request, `reserved bits set in device-state reply 0x${v.toString(16)}`, v);
+    checkValue((v & ~0x1ffn) === 0n, r.request, () => `reserved bits set in device-state reply 0x${v.toString(16)}`, v);
     return { error: Number(v & 0xffn), noFd: (v & 0x100n) !== 0n };
   },
 };

@@ -45,8 +45,8 @@ export interface IotlbMsg {
 }
 
 function validateIotlb(request: string, v: IotlbMsg): void {
-  checkValue(v.perm >= 0 && v.perm <= 3, request, `iotlb perm ${v.perm} not in 0..3`, v.perm);
-  checkValue(v.type >= 1 && v.type <= 4, request, `iotlb type ${v.type} not in 1..4`, v.type);
+  checkValue(v.perm >= 0 && v.perm <= 3, request, () => `iotlb perm ${v.perm} not in 0..3`, v.perm);
+  checkValue(v.type >= 1 && v.type <= 4, request, () => `iotlb type ${v.type} not in 1..4`, v.type);
   checkNoOverflow(request, v.iova, v.size, "iova + size");
 }
 

@@ -38,7 +38,7 @@ function checkRange(request: string, guestAddress: bigint, size: number, allowZe
   checkValue(
     Number.isInteger(size) && size >= (allowZero ? 0 : 1) && size <= MEM_RW_MAX_DATA,
     request,
-    `size ${size} not in ${allowZero ? 0 : 1}..${MEM_RW_MAX_DATA}`,
+    () => `size ${size} not in ${allowZero ? 0 : 1}..${MEM_RW_MAX_DATA}`,
     size,
   );
   checkNoOverflow(request, guestAddress, BigInt(size), "guest_address + size");

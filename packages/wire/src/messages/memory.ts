@@ -29,7 +29,7 @@ export interface MemoryRegion {
 export const MEMORY_REGION_SIZE = 32;
 
 function validateRegion(request: string, v: MemoryRegion): void {
-  checkValue(v.memorySize !== 0n, request, "memory region of size 0", 0n);
+  checkValue(v.memorySize !== 0n, request, () => "memory region of size 0", 0n);
   checkNoOverflow(request, v.guestPhysAddr, v.memorySize, "guest_phys_addr + memory_size");
   checkNoOverflow(request, v.userAddr, v.memorySize, "userspace_addr + memory_size");
   checkNoOverflow(request, v.mmapOffset, v.memorySize, "mmap_offset + memory_size");
@@ -75,14 +75,14 @@ export function memoryTableCodec(maxRegions: number): PayloadCodec<MemoryTable> 
     sizeOf: (v) => 8 + MEMORY_REGION_SIZE * v.regions.length,
     encode(w, v) {
       const n = v.regions.length;
-      checkValue(n <= maxRegions, w.request, `${n} memory regions, at most ${maxRegions}`, n);
+      checkValue(n <= maxRegions, w.request, () => `${n} memory regions, at most ${maxRegions}`, n);
       w.u32(n);
       w.zeros(4);
       for (const region of v.regions) writeRegion(w, region);
     },
     decode(r) {
       const n = r.u32();
-      checkValue(n <= maxRegions, r.request, `nregions ${n}, at most ${maxRegions}`, n);
+      checkValue(n <= maxRegions, r.request, () => `nregions ${n}, at most ${maxRegions}`, n);
       r.skip(4);
       r.requireLength([8 + MEMORY_REGION_SIZE * n], `nregions ${n}`);
       const regions: MemoryRegion[] = [];
@@ -149,7 +149,7 @@ export const LogBaseReplyCodec: PayloadCodec<bigint | LogArea> = {
   },
   decode(r) {
     r.requireLength([8, 16], "reply");
-    if (r.bytes.byteLength === 8) return r.u64();
+    if (r.length === 8) return r.u64();
     return LogCodec.decode(r);
   },
 };

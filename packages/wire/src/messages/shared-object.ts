@@ -43,7 +43,7 @@ export const SharedObjectReplyCodec: PayloadCodec<SharedObject | undefined> = {
   },
   decode(r) {
     r.requireLength([0, 16], "reply");
-    if (r.bytes.byteLength === 0) return undefined;
+    if (r.length === 0) return undefined;
     return SharedObjectCodec.decode(r);
   },
 };

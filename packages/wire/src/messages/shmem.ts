@@ -35,8 +35,8 @@ export interface MMapRequest {
 export const MMAP_REQUEST_SIZE = 40;
 
 function validateMMap(request: string, v: MMapRequest): void {
-  checkValue((v.flags & ~MMapFlag.RW) === 0n, request, `unknown map flags 0x${v.flags.toString(16)}`, v.flags);
-  checkValue(v.len !== 0n, request, "mapping length 0", 0n);
+  checkValue((v.flags & ~MMapFlag.RW) === 0n, request, () => `unknown map flags 0x${v.flags.toString(16)}`, v.flags);
+  checkValue(v.len !== 0n, request, () => "mapping length 0", 0n);
   checkNoOverflow(request, v.fdOffset, v.len, "fd_offset + len");
   checkNoOverflow(request, v.shmOffset, v.len, "shm_offset + len");
 }
@@ -86,11 +86,11 @@ export function makeShmemConfig(sizes: readonly bigint[]): ShmemConfig {
 }
 
 function validateShmemConfig(request: string, nregions: number, sizes: readonly bigint[]): void {
-  checkValue(nregions <= MAX_SHMEM_REGIONS, request, `nregions ${nregions} exceeds ${MAX_SHMEM_REGIONS}`, nregions);
-  checkValue(sizes.length <= MAX_SHMEM_REGIONS, request, `${sizes.length} region sizes, at most ${MAX_SHMEM_REGIONS}`, sizes.length);
+  checkValue(nregions <= MAX_SHMEM_REGIONS, request, () => `nregions ${nregions} exceeds ${MAX_SHMEM_REGIONS}`, nregions);
+  checkValue(sizes.length <= MAX_SHMEM_REGIONS, request, () => `${sizes.length} region sizes, at most ${MAX_SHMEM_REGIONS}`, sizes.length);
   let n = 0;
   for (const s of sizes) if (s !== 0n) n++;
-  checkValue(n === nregions, request, `nregions ${nregions} but ${n} non-zero region sizes`, nregions);
+  checkValue(n === nregions, request, () => `nregions ${nregions} but ${n} non-zero region sizes`, nregions);
 }
 
 /**
@@ -108,7 +108,7 @@ export const ShmemConfigCodec: PayloadCodec<ShmemConfig> = {
   },
   decode(r) {
     const nregions = r.u32();
-    checkValue(nregions <= MAX_SHMEM_REGIONS, r.request, `nregions ${nregions} exceeds ${MAX_SHMEM_REGIONS}`, nregions);
+    checkValue(nregions <= MAX_SHMEM_REGIONS, r.request, () => `nregions ${nregions} exceeds ${MAX_SHMEM_REGIONS}`, nregions);
     r.skip(4);
     r.need(8 * MAX_SHMEM_REGIONS);
     const sizes = new Array<bigint>(MAX_SHMEM_REGIONS);

@@ -41,12 +41,12 @@ export interface VringFile {
 }
 
 function packIndexNoFd(request: string, index: number, noFd: boolean): bigint {
-  checkValue(Number.isInteger(index) && index >= 0 && index <= 0xff, request, `vring index ${index} not in 0..255`, index);
+  checkValue(Number.isInteger(index) && index >= 0 && index <= 0xff, request, () => `vring index ${index} not in 0..255`, index);
   return BigInt(index) | (noFd ? VRING_NOFD_MASK : 0n);
 }
 
 function unpackIndexNoFd(request: string, v: bigint): VringFile {
-  checkValue((v & ~(VRING_INDEX_MASK | VRING_NOFD_MASK)) === 0n, request, `reserved bits set in vring u64 0x${v.toString(16)}`, v);
+  checkValue((v & ~(VRING_INDEX_MASK | VRING_NOFD_MASK)) === 0n, request, () => `reserved bits set in vring u64 0x${v.toString(16)}`, v);
   return { index: Number(v & VRING_INDEX_MASK), noFd: (v & VRING_NOFD_MASK) !== 0n };
 }
 
@@ -84,11 +84,11 @@ export interface VringAddr {
 }
 
 function checkAlign(request: string, what: string, addr: bigint, align: bigint): void {
-  checkValue(addr % align === 0n, request, `${what} 0x${addr.toString(16)} not ${align}-byte aligned`, addr);
+  checkValue(addr % align === 0n, request, () => `${what} 0x${addr.toString(16)} not ${align}-byte aligned`, addr);
 }
 
 function validateVringAddr(request: string, v: VringAddr): void {
-  checkValue((v.flags & ~VRING_F_LOG) === 0, request, `reserved vring addr flags 0x${(v.flags >>> 0).toString(16)}`, v.flags);
+  checkValue((v.flags & ~VRING_F_LOG) === 0, request, () => `reserved vring addr flags 0x${(v.flags >>> 0).toString(16)}`, v.flags);
   // VIRTIO 1.x §2.7 (split) / §2.8 (packed): desc 16, used/device area 4, avail 2 (split).
   checkAlign(request, "descriptor table", v.descAddr, 16n);
   checkAlign(request, "used ring", v.usedAddr, 4n);
@@ -161,14 +161,14 @@ export interface SplitVringBase {
  * @throws WireError `BAD_VALUE` when bits 16–31 are set.
  */
 export function decodeSplitVringBase(num: number, request = "SET_VRING_BASE"): SplitVringBase {
-  checkValue(num >>> 16 === 0, request, `split vring base 0x${(num >>> 0).toString(16)} has bits 16-31 set`, num);
+  checkValue(num >>> 16 === 0, request, () => `split vring base 0x${(num >>> 0).toString(16)} has bits 16-31 set`, num);
   return { nextAvailIdx: num & 0xffff };
 }
 
 /** Encode a split-ring base into a vring state `num`. @throws WireError `BAD_VALUE` when not a u16. */
 export function encodeSplitVringBase(base: SplitVringBase, request = "SET_VRING_BASE"): number {
   const i = base.nextAvailIdx;
-  checkValue(Number.isInteger(i) && i >= 0 && i <= 0xffff, request, `avail index ${i} is not a u16`, i);
+  checkValue(Number.isInteger(i) && i >= 0 && i <= 0xffff, request, () => `avail index ${i} is not a u16`, i);
   return i;
 }
 
@@ -200,7 +200,7 @@ export function decodePackedVringBase(num: number): PackedVringBase {
 /** Encode a packed-ring base into a vring state `num`. @throws WireError `BAD_VALUE` when an index exceeds 15 bits. */
 export function encodePackedVringBase(base: PackedVringBase, request = "SET_VRING_BASE"): number {
   for (const i of [base.availIdx, base.usedIdx]) {
-    checkValue(Number.isInteger(i) && i >= 0 && i <= 0x7fff, request, `packed ring index ${i} exceeds 15 bits`, i);
+    checkValue(Number.isInteger(i) && i >= 0 && i <= 0x7fff, request, () => `packed ring index ${i} exceeds 15 bits`, i);
   }
   return (base.availIdx | (base.availWrap ? 0x8000 : 0) | (base.usedIdx << 16) | (base.usedWrap ? 0x8000_0000 : 0)) >>> 0;
 }

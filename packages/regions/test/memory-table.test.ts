@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { closeFd, dupCloexec } from "@vhostkit/transport/sys";
 import { guestAddress, isRegionError, MemoryTable, userAddress, type MemoryRegionWithFd, type RegionErrorCode } from "../src/index.js";
-import { fdCount, fdOpen, memfd } from "./proc-maps.js";
+import { openSync } from "node:fs";
+import { fdCount, fdOpen, memfd, memfdVmas } from "./proc-maps.js";
 
 const P = 0x1000n;
 const U = 0x7f00_0000_0000n;
@@ -142,6 +143,39 @@ describe("MemoryTable", () => {
       assert.equal(fdCount(), before);
     });
   }
+
+  test("SET_MEM_TABLE whose last mmap fails unmaps the new regions and keeps the old table", () => {
+    using t = new MemoryTable();
+    t.setMemTable([{ guestPhysAddr: 0n, memorySize: P, userspaceAddr: U, mmapOffset: 0n, fd: memfd(P, "mt-old") }]);
+    const before = fdCount();
+    const first = { guestPhysAddr: 0x100000n, memorySize: P, userspaceAddr: U + 0x100000n, mmapOffset: 0n, fd: memfd(P, "mt-new") };
+    // A directory passes every check (not a regular file) but mmap refuses it (ENODEV).
+    const dir = { guestPhysAddr: 0x200000n, memorySize: P, userspaceAddr: U + 0x200000n, mmapOffset: 0n, fd: openSync("/proc/self", "r") };
+    assert.throws(() => t.setMemTable([first, dir]), (e: unknown) => isRegionError(e) && e.code === "mmap-failed" && e.errno > 0 && e.syscall === "mmap");
+    assert.equal(memfdVmas("mt-new"), 0);
+    assert.equal(memfdVmas("mt-old"), 1);
+    assert.equal(fdCount(), before);
+    assert.deepEqual(t.regions().map((r) => r.guestPhysAddr), [0n]);
+    t.reset();
+    assert.equal(memfdVmas("mt-old"), 0);
+  });
+
+  test("regions above 1 GiB: views are made per 1 GiB chunk, spans clamp at the chunk edge", async () => {
+    const G = 1n << 30n;
+    using t = new MemoryTable();
+    // A sparse memfd: nothing is allocated until touched.
+    t.addRegion({ guestPhysAddr: 0n, memorySize: G + 2n * P, userspaceAddr: U, mmapOffset: 0n, fd: memfd(G + 2n * P) });
+    const a = t.translate(guestAddress(G - 8n), 16);
+    assert.ok(a.ok);
+    assert.equal(a.span.bytes.length, 8);
+    await t.write(guestAddress(G - 4n), new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
+    const out = new Uint8Array(8);
+    await t.read(guestAddress(G - 4n), out);
+    assert.deepEqual([...out], [1, 2, 3, 4, 5, 6, 7, 8]);
+    const b = t.translate(guestAddress(G), 4);
+    assert.ok(b.ok);
+    assert.deepEqual([...b.span.bytes], [5, 6, 7, 8]);
+  });
 
   test("slot cap: GET_MAX_MEM_SLOTS value and too-many", () => {
     using t = new MemoryTable({ maxSlots: 2 });

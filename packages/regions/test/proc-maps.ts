@@ -65,3 +65,10 @@ export function fdOpen(fd: number): boolean {
     return false;
   }
 }
+
+/** Number of VMAs of this process that map a memfd called `name`. */
+export function memfdVmas(name: string): number {
+  return readFileSync("/proc/self/maps", "utf8")
+    .split("\n")
+    .filter((l) => l.includes(`/memfd:${name} `)).length;
+}

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { openSync } from "node:fs";
-import { DeviceSharedMemory, guestAddress, isRegionError, SHMEM_MAP_FLAG_RW, type RegionErrorCode } from "../src/index.js";
+import { dupCloexec } from "@vhostkit/transport/sys";
+import { DeviceSharedMemory, guestAddress, isRegionError, MemoryTable, SHMEM_MAP_FLAG_RW, type RegionErrorCode } from "../src/index.js";
 import { hostWindowForTesting } from "../src/shmem-region.js";
 import { fdCount, fdOpen, layout, memfd } from "./proc-maps.js";
 
@@ -74,7 +75,7 @@ describe("DeviceSharedMemory reservations", () => {
   test("data written through one mapping is visible through the fd's other mapping", async () => {
     using dev = device();
     const fd = memfd(4n * P);
-    const dup = (await import("@vhostkit/transport/sys")).dupCloexec(fd);
+    const dup = dupCloexec(fd);
     dev.map(0, 0n, 4n * P, fd, 0n, 1n);
     dev.map(2, 0n, 4n * P, dup, 0n, 0n);
     await dev.write(guestAddress(BASE + 5n), new Uint8Array([1, 2, 3]));
@@ -194,6 +195,26 @@ describe("DeviceSharedMemory.unmap", () => {
     off();
     dev.map(0, 0n, P, memfd(P), 0n, 1n);
     assert.deepEqual(events, ["map 100011000+1000 4096 false true", "map 100000000+1000 0 true true", "unmap 100011000+1000 4096 false true", "unmap 100000000+1000 0 true true"]);
+  });
+});
+
+describe("eager propagation from mapping events", () => {
+  test("a map event is enough to ADD_MEM_REG the mapping into another back-end's table, unmap to REM it", async () => {
+    using dev = device();
+    using other = new MemoryTable();
+    const off = dev.addListener((e) => {
+      const r = { guestPhysAddr: e.mapping.guestPhysAddr, memorySize: e.mapping.len, userspaceAddr: 0x7f00_0000_0000n + e.mapping.guestPhysAddr, mmapOffset: e.mapping.fdOffset };
+      if (e.kind === "map") other.addRegion({ ...r, fd: dupCloexec(e.mapping.fd) });
+      else other.removeRegion(r);
+    });
+    dev.map(0, 4n * P, 2n * P, memfd(4n * P), 2n * P, SHMEM_MAP_FLAG_RW);
+    await dev.write(guestAddress(BASE + 4n * P + 1n), new Uint8Array([0x42]));
+    const out = new Uint8Array(1);
+    await other.read(guestAddress(BASE + 4n * P + 1n), out);
+    assert.equal(out[0], 0x42);
+    dev.unmap(0, 4n * P, 2n * P);
+    assert.equal(other.regionCount, 0);
+    off();
   });
 });
 

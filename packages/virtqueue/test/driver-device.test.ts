@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ChainBatch, SplitQueue, isVirtqueueError, readChain, writeChain } from "../src/index.js";
+import { ChainBatch, SegmentCursor, SplitQueue, isVirtqueueError, readChain, writeChain } from "../src/index.js";
 import { SplitDriver } from "../src/driver/index.js";
 import { BUF_A, BUF_B, READ_ONLY, REMOTE, makeMemory, pair, ringAddresses, segmentsOf } from "./ring-fixture.js";
 
@@ -90,6 +90,24 @@ describe("driver <-> device", () => {
     memory.readSync(REMOTE + 0x10n, back);
     assert.deepEqual(back, Uint8Array.of(1, 2));
     assert.equal(memory.remoteCalls, 2);
+  });
+
+  test("several chains, one cursor each; readChain stops at the first writable segment", async () => {
+    const { memory, driver, queue, batch } = pair();
+    memory.writeSync(BUF_A, Uint8Array.of(1, 2, 3, 4, 5, 6));
+    driver.add([{ addr: BUF_A, len: 2 }], [{ addr: BUF_A + 0x80n, len: 4 }]);
+    driver.add([{ addr: BUF_A + 2n, len: 2 }, { addr: BUF_A + 4n, len: 2 }], []);
+    driver.publish();
+    assert.equal(queue.pop(batch), 2);
+    const c0 = queue.segments(batch, 0, new SegmentCursor());
+    const c1 = queue.segments(batch, 1, new SegmentCursor());
+    const a = new Uint8Array(6);
+    const b = new Uint8Array(6);
+    assert.equal(await readChain(c0, memory, a), 2, "stops before the writable segment");
+    assert.equal(await readChain(c1, memory, b), 4);
+    assert.deepEqual([...a.subarray(0, 2)], [1, 2]);
+    assert.deepEqual([...b.subarray(0, 4)], [3, 4, 5, 6]);
+    assert.throws(() => queue.segments(batch, 2), RangeError);
   });
 
   test("writeChain past the writable bytes is CHAIN_OVERRUN", async () => {

@@ -85,7 +85,9 @@ export class SegmentCursor {
     const addr = this.#descAddr as GuestAddress;
     const r = mem.translate(addr, this.#descLeft);
     this.addr = addr;
-    if (r.ok) {
+    // A span must make progress (the interface promises length >= 1); an empty one is treated as
+    // a miss so that a faulty GuestMemory cannot make this loop spin.
+    if (r.ok && r.span.bytes.length > 0) {
       const span = r.span;
       if (this.writable && !span.writable) {
         throw this.#fail(new VirtqueueError("READ_ONLY_BUFFER", `device-writable buffer at 0x${addr.toString(16)} is in read-only memory`, { actual: addr }));
@@ -95,7 +97,7 @@ export class SegmentCursor {
       this.bytes = n === span.bytes.length ? span.bytes : span.bytes.subarray(0, n);
       this.len = n;
     } else {
-      if (r.miss.kind === "overflow") {
+      if (!r.ok && r.miss.kind === "overflow") {
         throw this.#fail(new VirtqueueError("ADDRESS_WRAP", `buffer at 0x${addr.toString(16)} + ${this.#descLeft} wraps`, { actual: addr }));
       }
       this.kind = "remote";

@@ -434,7 +434,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     let done = 0;
     let r = first;
     for (;;) {
-      if (!r.ok) throw this.#guest("INDIRECT_UNMAPPED", `indirect table 0x${addr.toString(16)} of descriptor ${d} is not mapped at +${done}`, d, len, done);
+      if (!r.ok || r.span.bytes.length === 0) throw this.#guest("INDIRECT_UNMAPPED", `indirect table 0x${addr.toString(16)} of descriptor ${d} is not mapped at +${done}`, d, len, done);
       const take = Math.min(r.span.bytes.length, len - done);
       s.set(take === r.span.bytes.length ? r.span.bytes : r.span.bytes.subarray(0, take), done);
       done += take;

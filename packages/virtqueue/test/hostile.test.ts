@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ChainBatch, DescFlag, SplitQueue, isVirtqueueError } from "../src/index.js";
 import type { VirtqueueErrorCode } from "../src/index.js";
+import type { GuestAddress } from "@vhostkit/regions";
 import { BUF_A, BUF_B, HOLE, makeMemory, putDesc, ringAddresses, ringView } from "./ring-fixture.js";
 
 const { NEXT, WRITE, INDIRECT } = DescFlag;
@@ -121,6 +122,52 @@ describe("hostile guest", () => {
     const queue = new SplitQueue({ size, memory, addresses: a, requireReadableFirst: false });
     queue.start(0);
     assert.equal(queue.pop(new ChainBatch(size)), 1);
+  });
+
+  test("a GuestMemory that returns empty spans cannot make segment walks spin", () => {
+    const memory = makeMemory(size);
+    const a = ringAddresses(size);
+    const dv = ringView(memory);
+    putDesc(dv, Number(a.desc), 0, BUF_A, 64, 0, 0);
+    dv.setUint16(Number(a.avail) + 2, 1, true);
+    const faulty = {
+      translate: (addr: GuestAddress, len: number) => (addr < BUF_A ? memory.translate(addr, len) : { ok: true as const, span: { bytes: new Uint8Array(0), writable: true } }),
+      read: memory.read.bind(memory),
+      write: memory.write.bind(memory),
+    };
+    const queue = new SplitQueue({ size, memory: faulty, addresses: a });
+    queue.start(0);
+    const batch = new ChainBatch(size);
+    assert.equal(queue.pop(batch), 1);
+    const c = queue.segments(batch, 0);
+    assert.equal(c.next(), true);
+    assert.deepEqual([c.kind, c.len], ["remote", 64]);
+    assert.equal(c.next(), false);
+  });
+
+  test("long chains grow the batch's descriptor store; addresses read back exactly", () => {
+    const memory = makeMemory(size);
+    const a = ringAddresses(size);
+    const dv = ringView(memory);
+    for (let i = 0; i < size; i++) putDesc(dv, Number(a.desc), i, (1n << 52n) + BigInt(i), 1, i < size - 1 ? NEXT : 0, i + 1);
+    for (let s = 0; s < size; s++) dv.setUint16(Number(a.avail) + 4 + 2 * s, 0, true);
+    dv.setUint16(Number(a.avail) + 2, size, true);
+    const queue = new SplitQueue({ size, memory, addresses: a });
+    queue.start(0);
+    const batch = new ChainBatch(size, 1);
+    assert.equal(queue.pop(batch), size);
+    assert.ok(batch.descriptorCapacity >= size * size);
+    for (let k = 0; k < size; k++) {
+      assert.equal(batch.descriptorCount(k), size);
+      const j = batch.starts[k]! + size - 1;
+      assert.equal(batch.address(j), (1n << 52n) + BigInt(size - 1));
+      assert.equal(batch.addressNumber(j), 2 ** 52 + size - 1);
+    }
+    putDesc(dv, Number(a.desc), 0, (1n << 60n), 1, 0, 0);
+    dv.setUint16(Number(a.avail) + 2, size + 1, true);
+    assert.equal(queue.pop(batch), 1);
+    assert.equal(batch.addressNumber(0), -1, "above 2^53");
+    assert.equal(batch.address(0), 1n << 60n);
   });
 
   test("caller errors do not break the queue", () => {

@@ -304,7 +304,7 @@ function writeSpans(memory: GuestMemory, addr: bigint, src: Uint8Array): void {
   while (done < src.length) {
     const a = addr + BigInt(done);
     const r = memory.translate(a as GuestAddress, src.length - done);
-    if (!r.ok || !r.span.writable) throw new VirtqueueError("INDIRECT_UNMAPPED", `indirect table 0x${addr.toString(16)} not mapped writable at +${done}`, { actual: a });
+    if (!r.ok || !r.span.writable || r.span.bytes.length === 0) throw new VirtqueueError("INDIRECT_UNMAPPED", `indirect table 0x${addr.toString(16)} not mapped writable at +${done}`, { actual: a });
     const n = Math.min(r.span.bytes.length, src.length - done);
     r.span.bytes.set(src.subarray(done, done + n));
     done += n;

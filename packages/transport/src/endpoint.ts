@@ -13,8 +13,10 @@ export interface ReceivedMessage {
   readonly request: number;
   /** Header flags (u32). */
   readonly flags: number;
-  /** Payload bytes (a copy, length = header size field). */
+  /** Payload bytes (a copy owned by the caller, length = header size field); a view into `frame`. */
   readonly payload: Uint8Array;
+  /** The whole frame as received: the 12-byte header then the payload (what `@vhostkit/wire` decodes). */
+  readonly frame: Uint8Array;
   /** fds that arrived with the header; owned by the caller. */
   readonly fds: OwnedFd[];
 }
@@ -283,8 +285,8 @@ export class Endpoint {
       if (fds.length > allowed) {
         throw new TransportError("FDS_NOT_ALLOWED", "retry", `request ${request}: ${fds.length} fds attached, at most ${allowed} allowed`, undefined, { expected: allowed, actual: fds.length });
       }
-      const payload = this.#rx.block.bytes.slice(d + HEADER_SIZE, d + HEADER_SIZE + size);
-      return { request, flags, payload, fds };
+      const frame = this.#rx.block.bytes.slice(d, d + HEADER_SIZE + size);
+      return { request, flags, payload: frame.subarray(HEADER_SIZE), frame, fds };
     } catch (err) {
       for (const f of fds) f.close();
       if (err instanceof TransportError) throw this.#fail(err);

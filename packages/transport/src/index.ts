@@ -16,5 +16,6 @@ export { RequestChannel, sendReply, sendAck } from "./request-channel.js";
 export type { RequestOptions, RequestChannelOptions } from "./request-channel.js";
 export { EventFd } from "./event-fd.js";
 export { Reactor, Watch } from "./reactor.js";
+export type { ReactorOptions } from "./reactor.js";
 export { listen, connect, Listener } from "./listener.js";
 export type { ListenOptions, ConnectOptions, RetryPolicy } from "./listener.js";

@@ -5,7 +5,7 @@
  * framing (tools/bench/c/transport-pingpong.c), interleaved in the same run. Prints vhostkit ÷ C.
  */
 import { join } from "node:path";
-import { compileC, interleave, root, runNumber, table } from "./harness.ts";
+import { compileC, interleave, root, runNumber, table } from "./harness.js";
 
 /** Run the transport benchmark and print its table. */
 export async function run(): Promise<void> {

@@ -1,0 +1,240 @@
+/**
+ * Sends back-end requests on the back-end channel (SET_BACKEND_REQ_FD): the "back-end requests ×
+ * sends" corner of the protocol-role grid (STYLE.md §1).
+ * @module
+ */
+import { Endpoint, RequestChannel, type ReceivedMessage } from "@vhostkit/transport";
+import {
+  BackendRequest,
+  CrosvmMapFlag,
+  HEADER_SIZE,
+  MEM_RW_MAX_DATA,
+  MEM_RW_MAX_PAYLOAD,
+  MMapFlag,
+  UPSTREAM,
+  decodeReply,
+  encodeMessage,
+  type BackendRequestName,
+  type Dialect,
+} from "@vhostkit/wire";
+import { BackendError } from "./errors.js";
+
+/** Arguments of {@link BackendClient.shmemMap}. */
+export interface ShmemMapArgs {
+  /** VIRTIO Shared Memory Region id (u8). */
+  readonly shmid: number;
+  /** Offset inside the region, bytes (page-aligned; the front-end checks). */
+  readonly shmOffset: bigint;
+  /** Mapping length, bytes, non-zero. */
+  readonly len: bigint;
+  /** Offset into the fd, bytes (default 0). */
+  readonly fdOffset?: bigint;
+  /** Map read-write (flags bit 0); read-only otherwise. */
+  readonly writable: boolean;
+}
+
+/** Arguments of {@link BackendClient.shmemUnmap}: exactly one earlier mapping. */
+export interface ShmemUnmapArgs {
+  /** VIRTIO Shared Memory Region id. */
+  readonly shmid: number;
+  /** Offset of the mapping inside the region, bytes. */
+  readonly shmOffset: bigint;
+  /** Length of the mapping, bytes. */
+  readonly len: bigint;
+}
+
+/** What was negotiated on the connection, as the client needs it. */
+export interface BackendClientOptions {
+  /** The connection's SHMEM dialect (default upstream). */
+  readonly dialect?: Dialect;
+  /** REPLY_ACK negotiated: SHMEM_MAP/UNMAP and CONFIG_CHANGE_MSG ask for an ack and wait for it. */
+  readonly replyAck: boolean;
+  /** SHMEM (the dialect's bit) negotiated. */
+  readonly shmem: boolean;
+  /** BACKEND_SEND_FD negotiated (needed to attach SHMEM_MAP's fd). */
+  readonly sendFd: boolean;
+  /** CONFIG negotiated (CONFIG_CHANGE_MSG). */
+  readonly config: boolean;
+  /** vhostkit MEM_READ/MEM_WRITE negotiated. */
+  readonly memRw: boolean;
+  /** Whether the device is running now; SHMEM_MAP/UNMAP are refused otherwise. */
+  readonly isRunning: () => boolean;
+  /** Per-request timeout in milliseconds (default 5000). */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * The back-end's side of the back-end channel. Requests are serialised (the spec allows one
+ * outstanding request per direction); concurrent calls queue. Never blocks the front-end socket:
+ * the dispatcher keeps serving it while a request here waits for its reply (QEMU answers SHMEM_MAP,
+ * then sends ADD_MEM_REG on the main socket).
+ */
+export class BackendClient {
+  readonly #ep: Endpoint;
+  readonly #ch: RequestChannel;
+  readonly #o: BackendClientOptions;
+  readonly #dialect: Dialect;
+  #tail: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  /**
+   * @param endpoint - the back-end channel socket; ownership is taken (closed by {@link close}).
+   * @param options - what was negotiated.
+   */
+  constructor(endpoint: Endpoint, options: BackendClientOptions) {
+    this.#ep = endpoint;
+    this.#o = options;
+    this.#dialect = options.dialect ?? UPSTREAM;
+    this.#ch = new RequestChannel(endpoint, { replyAck: options.replyAck, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
+  }
+
+  /** True when SHMEM was negotiated and maps can be sent (the device must also be running). */
+  get canMap(): boolean {
+    return this.#o.shmem && this.#o.sendFd;
+  }
+
+  /**
+   * BACKEND_SHMEM_MAP: ask the front-end to map `len` bytes of `fd` (borrowed; the front-end gets
+   * its own copy through SCM_RIGHTS) at `shmOffset` of region `shmid`. Resolves once the front-end
+   * acknowledged (REPLY_ACK negotiated, or a crosvm-legacy connection), so the guest may use the
+   * memory right after.
+   * @throws BackendError `NOT_RUNNING`, `NOT_NEGOTIATED`, `REJECTED`, `DISCONNECTED`.
+   */
+  shmemMap(args: ShmemMapArgs, fd: number): Promise<void> {
+    return this.#serial(async () => {
+      this.#checkShmem("BACKEND_SHMEM_MAP");
+      if (!this.#o.sendFd) throw new BackendError("NOT_NEGOTIATED", "backend_shmem_map: BACKEND_SEND_FD not negotiated, cannot pass the fd", { request: "BACKEND_SHMEM_MAP" });
+      const fdOffset = args.fdOffset ?? 0n;
+      if (this.#dialect.layout === "crosvm") {
+        const flags = CrosvmMapFlag.MAP_R | (args.writable ? CrosvmMapFlag.MAP_W : 0);
+        await this.#always("CROSVM_SHMEM_MAP", { flags, shmid: args.shmid, shmOffset: args.shmOffset, fdOffset, len: args.len }, [fd]);
+      } else {
+        const value = { shmid: args.shmid, fdOffset, shmOffset: args.shmOffset, len: args.len, flags: args.writable ? MMapFlag.RW : 0n };
+        await this.#acked("BACKEND_SHMEM_MAP", value, [fd]);
+      }
+    });
+  }
+
+  /**
+   * BACKEND_SHMEM_UNMAP of exactly one earlier mapping.
+   * @throws BackendError `NOT_RUNNING`, `NOT_NEGOTIATED`, `REJECTED`, `DISCONNECTED`.
+   */
+  shmemUnmap(args: ShmemUnmapArgs): Promise<void> {
+    return this.#serial(async () => {
+      this.#checkShmem("BACKEND_SHMEM_UNMAP");
+      if (this.#dialect.layout === "crosvm") {
+        await this.#always("CROSVM_SHMEM_UNMAP", { shmid: args.shmid, shmOffset: args.shmOffset, len: args.len }, []);
+      } else {
+        await this.#acked("BACKEND_SHMEM_UNMAP", { shmid: args.shmid, fdOffset: 0n, shmOffset: args.shmOffset, len: args.len, flags: 0n }, []);
+      }
+    });
+  }
+
+  /**
+   * BACKEND_CONFIG_CHANGE_MSG: the front-end re-reads the config space (GET_CONFIG).
+   * @throws BackendError `NOT_NEGOTIATED`, `REJECTED`, `DISCONNECTED`.
+   */
+  configChanged(): Promise<void> {
+    return this.#serial(async () => {
+      if (!this.#o.config) throw new BackendError("NOT_NEGOTIATED", "backend_config_change_msg: CONFIG not negotiated", { request: "BACKEND_CONFIG_CHANGE_MSG" });
+      await this.#acked("BACKEND_CONFIG_CHANGE_MSG", undefined, []);
+    });
+  }
+
+  /**
+   * vhostkit MEM_READ (SHMEM.md §7.2): `size` bytes (1..65536) of guest-physical memory at `gpa`,
+   * read by the front-end. Split larger reads yourself (or use `@vhostkit/fallback`).
+   * @returns a new buffer owned by the caller.
+   * @throws BackendError `NOT_NEGOTIATED`, `REJECTED` (the front-end could not read the range), `DISCONNECTED`.
+   */
+  memRead(gpa: bigint, size: number): Promise<Uint8Array> {
+    return this.#serial(async () => {
+      this.#checkMemRw("BACKEND_MEM_READ", size);
+      const reply = await this.#exchange("BACKEND_MEM_READ", { guestAddress: gpa, size }, []);
+      const decoded = decodeReply("backend", reply.frame, this.#dialect, { maxPayload: MEM_RW_MAX_PAYLOAD });
+      const value = decoded.value as { guestAddress: bigint; data: Uint8Array };
+      if (value.data.byteLength !== size || value.guestAddress !== gpa) {
+        throw new BackendError("REJECTED", `backend_mem_read: front-end could not read 0x${size.toString(16)} bytes at 0x${gpa.toString(16)}`, { request: "BACKEND_MEM_READ", expected: size, actual: value.data.byteLength });
+      }
+      return value.data.slice();
+    });
+  }
+
+  /**
+   * vhostkit MEM_WRITE (SHMEM.md §7.2): write `data` (1..65536 bytes, borrowed) to guest-physical `gpa`.
+   * @throws BackendError `NOT_NEGOTIATED`, `REJECTED` (nothing was written), `DISCONNECTED`.
+   */
+  memWrite(gpa: bigint, data: Uint8Array): Promise<void> {
+    return this.#serial(async () => {
+      this.#checkMemRw("BACKEND_MEM_WRITE", data.byteLength);
+      const reply = await this.#exchange("BACKEND_MEM_WRITE", { guestAddress: gpa, data }, []);
+      const status = (decodeReply("backend", reply.frame, this.#dialect).value as bigint) ?? 1n;
+      if (status !== 0n) throw new BackendError("REJECTED", `backend_mem_write: front-end refused 0x${data.byteLength.toString(16)} bytes at 0x${gpa.toString(16)} (status ${status})`, { request: "BACKEND_MEM_WRITE", actual: status });
+    });
+  }
+
+  /** Close the channel; queued and later calls fail with `DISCONNECTED`. Idempotent. */
+  close(): void {
+    this.#closed = true;
+    this.#ep.close();
+  }
+
+  #checkShmem(request: string): void {
+    if (!this.#o.shmem) throw new BackendError("NOT_NEGOTIATED", `${request.toLowerCase()}: SHMEM (${this.#dialect.name} dialect) not negotiated`, { request });
+    if (!this.#o.isRunning()) {
+      throw new BackendError("NOT_RUNNING", `${request.toLowerCase()}: the device is not running (before DRIVER_OK or after GET_VRING_BASE); a front-end may crash on it`, { request });
+    }
+  }
+
+  #checkMemRw(request: string, size: number): void {
+    if (!this.#o.memRw) throw new BackendError("NOT_NEGOTIATED", `${request.toLowerCase()}: vhostkit MEM_RW not negotiated`, { request });
+    if (!Number.isInteger(size) || size < 1 || size > MEM_RW_MAX_DATA) throw new RangeError(`${request.toLowerCase()}: size ${size} not in 1..${MEM_RW_MAX_DATA}`);
+  }
+
+  #serial<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(() => {
+      if (this.#closed) throw new BackendError("DISCONNECTED", "back-end channel closed");
+      return f();
+    });
+    this.#tail = run.catch(() => undefined);
+    return run;
+  }
+
+  #payload(name: BackendRequestName, value: unknown): Uint8Array {
+    return encodeMessage("backend", name, 0x1, value as never, this.#dialect).subarray(HEADER_SIZE);
+  }
+
+  /** A request that has only an ack (REPLY_ACK rule): waits for it when REPLY_ACK is negotiated. */
+  async #acked(name: BackendRequestName, value: unknown, fds: readonly number[]): Promise<void> {
+    let status: bigint;
+    try {
+      status = await this.#ch.requestAck(BackendRequest[name], this.#payload(name, value), { fds });
+    } catch (err) {
+      throw this.#wrap(name, err);
+    }
+    if (status !== 0n) throw new BackendError("REJECTED", `${name.toLowerCase()}: front-end answered status ${status}`, { request: name, actual: status });
+  }
+
+  /** A request that is always answered with a u64 status (crosvm legacy). */
+  async #always(name: BackendRequestName, value: unknown, fds: readonly number[]): Promise<void> {
+    const reply = await this.#exchange(name, value, fds);
+    const status = decodeReply("backend", reply.frame, this.#dialect).value as bigint;
+    if (status !== 0n) throw new BackendError("REJECTED", `${name.toLowerCase()}: front-end answered status ${status}`, { request: name, actual: status });
+  }
+
+  async #exchange(name: BackendRequestName, value: unknown, fds: readonly number[]): Promise<ReceivedMessage> {
+    let reply: ReceivedMessage | undefined;
+    try {
+      reply = await this.#ch.request(BackendRequest[name], this.#payload(name, value), { fds, expectReply: true });
+    } catch (err) {
+      throw this.#wrap(name, err);
+    }
+    if (reply === undefined) throw new BackendError("PROTOCOL", `${name.toLowerCase()}: no reply`, { request: name });
+    for (const f of reply.fds) f.close();
+    return reply;
+  }
+
+  #wrap(name: string, err: unknown): BackendError {
+    return new BackendError("DISCONNECTED", `${name.toLowerCase()}: back-end channel failed: ${err instanceof Error ? err.message : String(err)}`, { request: name }, { cause: err });
+  }
+}

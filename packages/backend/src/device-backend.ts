@@ -1,0 +1,79 @@
+/**
+ * The small interface a device implements; the framework handles the protocol.
+ * @module
+ */
+import type { GuestMemory } from "@vhostkit/regions";
+import type { SplitQueue } from "@vhostkit/virtqueue";
+import type { BackendClient } from "./backend-client.js";
+
+/** One VIRTIO Shared Memory Region a device declares (GET_SHMEM_CONFIG). */
+export interface ShmemRegionSpec {
+  /** VIRTIO shmid, 0..255 (virtio-gpu: 1 = host-visible memory). */
+  readonly shmid: number;
+  /** Size in bytes: non-zero and a multiple of the page size. */
+  readonly size: bigint;
+}
+
+/** What a device's queue handler gets each time its queue may have work. */
+export interface QueueContext {
+  /** Queue index (0-based). */
+  readonly index: number;
+  /** The device side of the split ring: `pop`, `segments`, `pushUsed`/`addUsed`. */
+  readonly queue: SplitQueue;
+  /** Guest memory (the memory table; with the fallback, also remote memory) for `readChain`/`writeChain`. */
+  readonly memory: GuestMemory;
+  /**
+   * Publish the used elements queued so far and signal the call fd if the driver asked for it
+   * (EVENT_IDX or the NO_INTERRUPT flag). The framework also does this after the handler returns.
+   */
+  notify(): void;
+}
+
+/** What a device sees of its connection while it runs (between {@link DeviceBackend.start} and stop). */
+export interface DeviceContext {
+  /** Virtio features the driver acknowledged (SET_FEATURES). */
+  readonly features: bigint;
+  /** Sends back-end requests: SHMEM_MAP/UNMAP, CONFIG_CHANGE_MSG, MEM_READ/MEM_WRITE. */
+  readonly client: BackendClient;
+  /** Guest memory as the front-end described it. */
+  readonly memory: GuestMemory;
+}
+
+/**
+ * A vhost-user device. Required: features, queue count and size, and the queue handler. Everything
+ * else is optional: a missing hook makes the framework answer "unsupported" (a failure reply) or not
+ * offer the feature at all (CONFIG without `getConfig`, SHMEM without `shmemRegions`).
+ *
+ * The framework offers VERSION_1, VHOST_USER_F_PROTOCOL_FEATURES, EVENT_IDX and INDIRECT_DESC on top
+ * of `features`, and the protocol features MQ, REPLY_ACK, BACKEND_REQ, BACKEND_SEND_FD,
+ * CONFIGURE_MEM_SLOTS, STATUS, RESET_DEVICE (+ CONFIG, SHMEM, vhostkit MEM_RW when applicable).
+ */
+export interface DeviceBackend {
+  /** Device-specific virtio feature bits offered to the driver (bigint mask). */
+  readonly features: bigint;
+  /** Number of virtqueues (GET_QUEUE_NUM). */
+  readonly queueCount: number;
+  /** Largest queue size the device accepts (power of two, <= 32768). */
+  readonly maxQueueSize: number;
+  /**
+   * Handle queue `ctx.index`: pop chains, read/write their segments, push used elements. Called on
+   * every kick, once when the ring starts, and again while more chains are available. May be async;
+   * the framework does not call it again for the same queue until it settles. A thrown
+   * `VirtqueueError` (a guest error) marks the queue broken and signals its err fd.
+   */
+  processQueue(ctx: QueueContext): void | Promise<void>;
+  /** Config space read (GET_CONFIG): exactly `size` bytes from `offset`, or throw to refuse. */
+  getConfig?(offset: number, size: number): Uint8Array;
+  /** Config space write (SET_CONFIG; `flags` 0 = driver write, 1 = migration); throw to refuse. */
+  setConfig?(offset: number, data: Uint8Array, flags: number): void;
+  /** The device's VIRTIO Shared Memory Regions (fixed for the connection's life). */
+  shmemRegions?(): readonly ShmemRegionSpec[];
+  /** The driver acknowledged `features` (SET_FEATURES). */
+  featuresAcked?(features: bigint): void;
+  /** The device is running (DRIVER_OK and a ring started): it may map shared memory now. */
+  start?(ctx: DeviceContext): void | Promise<void>;
+  /** The front-end stopped the device (GET_VRING_BASE, SET_STATUS 0, reset or disconnect). No more back-end requests. */
+  stop?(): void;
+  /** Device reset (RESET_DEVICE, RESET_OWNER or disconnect): return to the initial state. */
+  reset?(): void;
+}

@@ -1,0 +1,35 @@
+import { VhostUserError, isVhostUserError, type ErrorDetail } from "@vhostkit/wire";
+
+/**
+ * Reasons a {@link BackendError} is raised.
+ * - `NOT_RUNNING`: SHMEM_MAP/UNMAP asked while the device is not running (before DRIVER_OK, or after
+ *   the front-end stopped it with GET_VRING_BASE). QEMU 11.1.3 crashes on such a message, so the
+ *   framework refuses to send it.
+ * - `NOT_NEGOTIATED`: the feature a call needs (SHMEM, BACKEND_REQ, BACKEND_SEND_FD, CONFIG,
+ *   vhostkit MEM_RW) was not negotiated on this connection.
+ * - `NO_BACKEND_CHANNEL`: the front-end has not sent SET_BACKEND_REQ_FD.
+ * - `REJECTED`: the front-end answered a back-end request with a non-zero status.
+ * - `PROTOCOL`: the front-end broke the protocol (bad message, missing/extra fds, bad state).
+ * - `UNSUPPORTED`: a request this device or framework does not implement.
+ * - `BAD_DEVICE`: the {@link DeviceBackend} definition is invalid.
+ * - `DISCONNECTED`: the front-end went away while a call was in flight.
+ */
+export type BackendErrorCode = "NOT_RUNNING" | "NOT_NEGOTIATED" | "NO_BACKEND_CHANNEL" | "REJECTED" | "PROTOCOL" | "UNSUPPORTED" | "BAD_DEVICE" | "DISCONNECTED";
+
+/** Error raised by `@vhostkit/backend`; `detail.request` names the vhost-user request involved. */
+export class BackendError extends VhostUserError<BackendErrorCode> {
+  /**
+   * @param code - reason.
+   * @param message - lowercase message naming the request and values (hex).
+   * @param detail - structured detail.
+   * @param options - `cause` for a wrapped error.
+   */
+  constructor(code: BackendErrorCode, message: string, detail: ErrorDetail = {}, options?: { cause?: unknown }) {
+    super(code, message, detail, options);
+  }
+}
+
+/** True when `x` is a {@link BackendError} (brand check plus class name, works across package copies). */
+export function isBackendError(x: unknown): x is BackendError {
+  return isVhostUserError(x) && x.name === "BackendError";
+}

@@ -1,0 +1,81 @@
+/**
+ * Serving a device: listen on a path and serve one front-end at a time, or serve an
+ * already-connected socket.
+ * @module
+ */
+import { Endpoint, OwnedFd, listen, type Listener, type ListenOptions } from "@vhostkit/transport";
+import type { DeviceBackend } from "./device-backend.js";
+import { Dispatcher, type DispatcherOptions } from "./dispatcher.js";
+
+/** Options of {@link serve}. */
+export interface ServeOptions extends DispatcherOptions {
+  /** Permission bits of the socket file (e.g. 0o600). */
+  readonly mode?: number;
+  /** Serve only this many front-ends, then stop listening (default: unlimited). */
+  readonly connections?: number;
+}
+
+/** A running server: {@link BackendServer.close} stops it. */
+export interface BackendServer {
+  /** Socket path. */
+  readonly path: string;
+  /** Resolves when the server stopped (closed, or `connections` front-ends served). */
+  readonly done: Promise<void>;
+  /** The dispatcher of the front-end being served now, if any. */
+  readonly current: Dispatcher | undefined;
+  /** Stop listening and drop the current front-end. Idempotent. */
+  close(): void;
+}
+
+/**
+ * Listen on `path` (a stale socket file is replaced) and serve `device` to one front-end at a
+ * time; after a disconnect the device is reset and the next front-end is accepted, as
+ * qemu-storage-daemon does.
+ * @throws TransportError from `listen` (`ADDR_IN_USE`, `PATH_TOO_LONG`, `SYSCALL`).
+ */
+export function serve(path: string, device: DeviceBackend, options: ServeOptions = {}): BackendServer {
+  const listenOptions: ListenOptions = { ...(options.mode === undefined ? {} : { mode: options.mode }), ...(options.reactor === undefined ? {} : { reactor: options.reactor }) };
+  const listener: Listener = listen(path, listenOptions);
+  let current: Dispatcher | undefined;
+  let closed = false;
+  const done = (async () => {
+    try {
+      for (let n = 0; options.connections === undefined || n < options.connections; n++) {
+        let ep: Endpoint;
+        try {
+          ep = await listener.accept();
+        } catch {
+          return; // closed
+        }
+        current = new Dispatcher(ep, device, options);
+        await current.run();
+        current = undefined;
+        if (closed) return;
+      }
+    } finally {
+      listener.close();
+    }
+  })();
+  return {
+    path,
+    done,
+    get current() {
+      return current;
+    },
+    close() {
+      closed = true;
+      listener.close();
+      current?.close();
+    },
+  };
+}
+
+/**
+ * Serve `device` on an already-connected socket `fd` (ownership taken), e.g. one passed by a
+ * parent process or QEMU's `addr.type=fd`. Resolves when the front-end disconnects.
+ */
+export async function serveFd(fd: number | OwnedFd, device: DeviceBackend, options: DispatcherOptions = {}): Promise<void> {
+  const owned = typeof fd === "number" ? new OwnedFd(fd) : fd;
+  const ep = new Endpoint(owned, options.reactor === undefined ? {} : { reactor: options.reactor });
+  await new Dispatcher(ep, device, options).run();
+}

@@ -42,6 +42,11 @@ export interface SplitQueueOptions {
   readonly requireReadableFirst?: boolean;
   /** Most descriptors accepted in one indirect table (default 32768); longer tables are a guest error. */
   readonly maxIndirectLength?: number;
+  /**
+   * Called once, synchronously, when a guest error first marks the queue broken (before the error is
+   * thrown): the back-end signals the queue's err fd here. Must not throw.
+   */
+  readonly onBroken?: (error: VirtqueueError) => void;
 }
 
 /**
@@ -100,6 +105,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
   readonly #space: RingAddressSpace;
   readonly #strictOrder: boolean;
   readonly #maxIndirect: number;
+  readonly #onBroken: ((error: VirtqueueError) => void) | undefined;
   #desc32: Int32Array = EMPTYI32;
   #avail16: Uint16Array = EMPTY16;
   #used16: Uint16Array = EMPTY16;
@@ -134,6 +140,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     const mi = options.maxIndirectLength ?? MAX_QUEUE_SIZE;
     if (!Number.isInteger(mi) || mi < 1) throw new RangeError(`maxIndirectLength ${mi} must be a positive integer`);
     this.#maxIndirect = mi;
+    this.#onBroken = options.onBroken;
   }
 
   /** The guest memory in use (what {@link readChain} / {@link writeChain} should be given). */
@@ -240,7 +247,10 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
 
   /** @internal Records a guest error (marks the queue broken) and returns it for throwing. */
   guestError(err: VirtqueueError): VirtqueueError {
-    if (this.#broken === undefined) this.#broken = err;
+    if (this.#broken === undefined) {
+      this.#broken = err;
+      this.#onBroken?.(err);
+    }
     return err;
   }
 

@@ -89,7 +89,8 @@ describe("hostile guest", () => {
       const a = ringAddresses(size);
       const dv = ringView(memory);
       const table = new DataView(memory.regions[1]!.bytes.buffer);
-      const queue = new SplitQueue({ size, memory, addresses: a, indirect: c.indirect ?? false });
+      const seen: string[] = [];
+      const queue = new SplitQueue({ size, memory, addresses: a, indirect: c.indirect ?? false, onBroken: (e) => seen.push(e.code) });
       queue.start(0);
       c.lay(
         (i, addr, len, flags, next) => putDesc(dv, Number(a.desc), i, addr, len, flags, next),
@@ -100,6 +101,7 @@ describe("hostile guest", () => {
       const batch = new ChainBatch(size);
       assert.throws(() => queue.pop(batch), (e) => isVirtqueueError(e) && e.code === c.code);
       assert.equal(queue.brokenBy?.code, c.code);
+      assert.deepEqual(seen, [c.code], "onBroken called once");
       assert.equal(queue.base, 0, "a failed pop consumes nothing");
       for (const op of [() => queue.pop(batch), () => queue.addUsed(0, 0), () => queue.publishUsed(), () => queue.enableNotification()]) {
         assert.throws(op, (e) => isVirtqueueError(e) && e.code === "BROKEN" && isVirtqueueError(e.cause) && e.cause.code === c.code);

@@ -90,7 +90,7 @@ function payloadCap(spec: MessageSpec, maxPayload: number): number {
 function checkPayloadSize(spec: MessageSpec, codec: PayloadCodec<unknown>, size: number, maxPayload: number): void {
   const cap = payloadCap(spec, maxPayload);
   if (size > cap) {
-    throw new WireError("TOO_LARGE", `${spec.name.toLowerCase()}: payload 0x${size.toString(16)} bytes exceeds the cap 0x${cap.toString(16)}`, {
+    throw new WireError("TOO_LARGE", `${spec.name}: payload 0x${size.toString(16)} bytes exceeds the cap 0x${cap.toString(16)}`, {
       request: spec.name,
       expected: cap,
       actual: size,
@@ -99,7 +99,7 @@ function checkPayloadSize(spec: MessageSpec, codec: PayloadCodec<unknown>, size:
   }
   if (codec.SIZE !== undefined ? size !== codec.SIZE : size < codec.minSize || size > codec.maxSize) {
     const expected = codec.SIZE ?? `${codec.minSize}..${codec.maxSize}`;
-    throw new WireError("BAD_SIZE", `${spec.name.toLowerCase()}: payload 0x${size.toString(16)} bytes, ${codec.layout} needs ${expected}`, {
+    throw new WireError("BAD_SIZE", `${spec.name}: payload 0x${size.toString(16)} bytes, ${codec.layout} needs ${expected}`, {
       request: spec.name,
       expected,
       actual: size,
@@ -131,7 +131,7 @@ function encodeFrame(spec: MessageSpec, codec: PayloadCodec<unknown>, flags: num
   w.u32(size);
   codec.encode(w, value);
   if (w.pos !== out.byteLength) {
-    throw new WireError("BAD_SIZE", `${spec.name.toLowerCase()}: encoder wrote 0x${(w.pos - HEADER_SIZE).toString(16)} of 0x${size.toString(16)} bytes`, {
+    throw new WireError("BAD_SIZE", `${spec.name}: encoder wrote 0x${(w.pos - HEADER_SIZE).toString(16)} of 0x${size.toString(16)} bytes`, {
       request: spec.name,
       expected: size,
       actual: w.pos - HEADER_SIZE,
@@ -142,7 +142,7 @@ function encodeFrame(spec: MessageSpec, codec: PayloadCodec<unknown>, flags: num
 
 function checkRequestFlags(name: string, flags: number): void {
   if (!Number.isInteger(flags) || (flags & HeaderFlag.VERSION_MASK) !== HeaderFlag.VERSION || (flags & (HeaderFlag.RESERVED_MASK | HeaderFlag.REPLY)) !== 0) {
-    throw new WireError("BAD_VALUE", `${name.toLowerCase()}: request flags 0x${(flags >>> 0).toString(16)} must be 0x1 or 0x9`, {
+    throw new WireError("BAD_VALUE", `${name}: request flags 0x${(flags >>> 0).toString(16)} must be 0x1 or 0x9`, {
       request: name,
       expected: "0x1 or 0x9",
       actual: flags,
@@ -199,7 +199,7 @@ function decodeFrame(
   const spec = specById(channel, header.request, dialect);
   const replyBits = header.flags & (HeaderFlag.REPLY | HeaderFlag.NEED_REPLY);
   if (wantReply ? replyBits !== HeaderFlag.REPLY : (replyBits & HeaderFlag.REPLY) !== 0) {
-    throw new WireError("BAD_VALUE", `${spec.name.toLowerCase()}: flags 0x${header.flags.toString(16)} on a ${wantReply ? "reply (expected 0x5)" : "request (REPLY set)"}`, {
+    throw new WireError("BAD_VALUE", `${spec.name}: flags 0x${header.flags.toString(16)} on a ${wantReply ? "reply (expected 0x5)" : "request (REPLY set)"}`, {
       request: spec.name,
       expected: wantReply ? 0x5 : "0x1 or 0x9",
       actual: header.flags,
@@ -210,7 +210,7 @@ function decodeFrame(
   checkPayloadSize(spec, codec, header.size, limits.maxPayload ?? MAX_PAYLOAD_SIZE);
   const have = bytes.byteLength - HEADER_SIZE;
   if (have !== header.size) {
-    throw new WireError(have < header.size ? "TRUNCATED" : "BAD_SIZE", `${spec.name.toLowerCase()}: header size 0x${header.size.toString(16)} but 0x${have.toString(16)} payload bytes`, {
+    throw new WireError(have < header.size ? "TRUNCATED" : "BAD_SIZE", `${spec.name}: header size 0x${header.size.toString(16)} but 0x${have.toString(16)} payload bytes`, {
       request: spec.name,
       expected: header.size,
       actual: have,

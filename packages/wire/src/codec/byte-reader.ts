@@ -51,7 +51,7 @@ export class ByteReader {
       const at = this.pos - this.start;
       throw new WireError(
         "TRUNCATED",
-        `${this.request.toLowerCase()}: need 0x${n.toString(16)} bytes at offset 0x${at.toString(16)}, have 0x${this.remaining.toString(16)}`,
+        `${this.request}: need 0x${n.toString(16)} bytes at offset 0x${at.toString(16)}, have 0x${this.remaining.toString(16)}`,
         { request: this.request, expected: n, actual: this.remaining, offset: at },
       );
     }
@@ -108,7 +108,7 @@ export class ByteReader {
       if (this.bytes[this.pos + i] !== 0) {
         throw new WireError(
           "NONZERO_PADDING",
-          `${this.request.toLowerCase()}: non-zero padding at offset 0x${(this.pos + i - this.start).toString(16)}`,
+          `${this.request}: non-zero padding at offset 0x${(this.pos + i - this.start).toString(16)}`,
           { request: this.request, offset: this.pos + i - this.start },
         );
       }
@@ -124,7 +124,7 @@ export class ByteReader {
     const n = this.end - this.start;
     if (!allowed.includes(n)) {
       const expected = allowed.map((a) => `0x${a.toString(16)}`).join(" or ");
-      throw new WireError("BAD_SIZE", `${this.request.toLowerCase()}: ${what} needs ${expected} bytes, payload is 0x${n.toString(16)}`, {
+      throw new WireError("BAD_SIZE", `${this.request}: ${what} needs ${expected} bytes, payload is 0x${n.toString(16)}`, {
         request: this.request,
         expected: allowed.length === 1 ? (allowed[0] as number) : allowed.join(" or "),
         actual: n,
@@ -136,7 +136,7 @@ export class ByteReader {
   finish(): void {
     if (this.pos !== this.end) {
       const used = this.pos - this.start;
-      throw new WireError("BAD_SIZE", `${this.request.toLowerCase()}: payload is 0x${this.length.toString(16)} bytes, expected 0x${used.toString(16)}`, {
+      throw new WireError("BAD_SIZE", `${this.request}: payload is 0x${this.length.toString(16)} bytes, expected 0x${used.toString(16)}`, {
         request: this.request,
         expected: used,
         actual: this.length,

@@ -29,7 +29,7 @@ export class ByteWriter {
 
   private check(ok: boolean, what: string, v: number | bigint): void {
     if (!ok) {
-      throw new WireError("BAD_VALUE", `${this.request.toLowerCase()}: ${String(v)} is not a valid ${what}`, {
+      throw new WireError("BAD_VALUE", `${this.request}: ${String(v)} is not a valid ${what}`, {
         request: this.request,
         actual: v,
         offset: this.pos,
@@ -39,7 +39,7 @@ export class ByteWriter {
 
   private room(n: number): void {
     if (this.pos + n > this.bytes.byteLength) {
-      throw new WireError("TRUNCATED", `${this.request.toLowerCase()}: no room for 0x${n.toString(16)} bytes at offset 0x${this.pos.toString(16)}`, {
+      throw new WireError("TRUNCATED", `${this.request}: no room for 0x${n.toString(16)} bytes at offset 0x${this.pos.toString(16)}`, {
         request: this.request,
         expected: n,
         actual: this.bytes.byteLength - this.pos,

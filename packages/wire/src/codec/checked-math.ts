@@ -11,7 +11,7 @@ export function checkNoOverflow(request: string, base: bigint, len: bigint, what
   if (base + len > U64_MAX) {
     throw new WireError(
       "OVERFLOW",
-      `${request.toLowerCase()}: ${what} 0x${base.toString(16)} + 0x${len.toString(16)} overflows u64`,
+      `${request}: ${what} 0x${base.toString(16)} + 0x${len.toString(16)} overflows u64`,
       { request, actual: base + len, expected: U64_MAX },
     );
   }
@@ -23,6 +23,6 @@ export function checkNoOverflow(request: string, base: bigint, len: bigint, what
  */
 export function checkValue(ok: boolean, request: string, message: () => string, actual?: number | bigint): void {
   if (!ok) {
-    throw new WireError("BAD_VALUE", `${request.toLowerCase()}: ${message()}`, actual === undefined ? { request } : { request, actual });
+    throw new WireError("BAD_VALUE", `${request}: ${message()}`, actual === undefined ? { request } : { request, actual });
   }
 }

@@ -57,7 +57,7 @@ export const DeviceConfigCodec: PayloadCodec<DeviceConfig> = {
     checkValue(size <= MAX_CONFIG_SIZE, r.request, () => `config size ${size} exceeds ${MAX_CONFIG_SIZE}`, size);
     r.requireLength([12 + size], `config size ${size}`);
     if (offset + size > 0xffff_ffff + 1) {
-      throw new WireError("OVERFLOW", `${r.request.toLowerCase()}: config offset 0x${offset.toString(16)} + size 0x${size.toString(16)} overflows u32`, {
+      throw new WireError("OVERFLOW", `${r.request}: config offset 0x${offset.toString(16)} + size 0x${size.toString(16)} overflows u32`, {
         request: r.request,
         actual: offset + size,
         offset: 0,

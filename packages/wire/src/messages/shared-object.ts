@@ -18,7 +18,7 @@ export const SharedObjectCodec: PayloadCodec<SharedObject> = {
   ...fixedSize("shared object", 16),
   encode(w, v) {
     if (v.uuid.byteLength !== 16) {
-      throw new WireError("BAD_VALUE", `${w.request.toLowerCase()}: uuid is ${v.uuid.byteLength} bytes, expected 16`, {
+      throw new WireError("BAD_VALUE", `${w.request}: uuid is ${v.uuid.byteLength} bytes, expected 16`, {
         request: w.request,
         expected: 16,
         actual: v.uuid.byteLength,

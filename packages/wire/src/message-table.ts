@@ -7,6 +7,7 @@
 import type { PayloadCodec } from "./codec/payload-codec.js";
 import type { Dialect } from "./dialect.js";
 import { UPSTREAM } from "./dialect.js";
+import { MAX_FDS_PER_MSG } from "./limits.js";
 import { CrosvmSharedMemoryRegionsCodec, CrosvmShmemMapCodec, CrosvmShmemUnmapCodec } from "./messages/crosvm.js";
 import { DeviceConfigCodec } from "./messages/config.js";
 import { DeviceStateParamsCodec, DeviceStateReplyCodec } from "./messages/device-state.js";
@@ -309,7 +310,7 @@ export function expectedFdCount(rule: FdRule, value?: unknown): FdRange {
       if (typeof value === "object" && value !== null && "regions" in value && Array.isArray(value.regions)) {
         return { min: value.regions.length, max: value.regions.length };
       }
-      return { min: 0, max: 8 };
+      return { min: 0, max: MAX_FDS_PER_MSG };
     }
     default: {
       const unreachable: never = rule;

@@ -6,7 +6,7 @@
  * and wire ÷ baseline (time ratio: 1.00 = as fast as the bare DataView code).
  */
 import { join } from "node:path";
-import { interleave, root, runNumber, table } from "./harness.ts";
+import { interleave, root, runNumber, table } from "./harness.js";
 
 const MESSAGES = ["SET_VRING_ADDR", "SET_MEM_TABLE(8)", "SHMEM_MAP", "GET_SHMEM_CONFIG reply", "mix"] as const;
 

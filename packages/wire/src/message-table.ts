@@ -318,3 +318,17 @@ export function expectedFdCount(rule: FdRule, value?: unknown): FdRange {
     }
   }
 }
+
+/**
+ * A per-connection fd policy for transports (`fdsAllowed` of `@vhostkit/transport`): the most fds
+ * a frame with header `request`/`flags` may carry on `channel` in `dialect` — the request's rule,
+ * or the reply's when the REPLY bit (0x4) is set. Unknown ids allow none (rust-vmm
+ * `check_attached_files`), so stray fds are closed before the id is reported as unknown.
+ */
+export function maxFdsFor(channel: Channel, dialect: Dialect = UPSTREAM): (request: number, flags: number) => number {
+  return (request, flags) => {
+    const spec = tryMessageSpec(channel, request, dialect);
+    if (spec === undefined) return 0;
+    return expectedFdCount((flags & 0x4) !== 0 ? spec.replyFds : spec.fds).max;
+  };
+}

@@ -26,6 +26,7 @@ import {
   expectedFdCount,
   isWireError,
   makeShmemConfig,
+  maxFdsFor,
   messageSpecs,
   tryMessageSpec,
   VringStateCodec,
@@ -322,6 +323,13 @@ describe("message table facts (PROTOCOL.md §1.3, §2.1)", () => {
     assert.deepEqual(expectedFdCount("perRegion", { regions: [1, 2, 3] }), { min: 3, max: 3 });
     assert.deepEqual(expectedFdCount("none"), { min: 0, max: 0 });
     assert.deepEqual(expectedFdCount("one"), { min: 1, max: 1 });
+  });
+  test("maxFdsFor: a transport fd policy from the table", () => {
+    const fe = maxFdsFor("frontend");
+    assert.deepEqual([fe(5, 0x9), fe(12, 0x1), fe(1, 0x1), fe(38, 0x1), fe(46, 0x1), fe(31, 0x5), fe(31, 0x1)], [8, 1, 0, 0, 0, 1, 0]);
+    const be = maxFdsFor("backend");
+    assert.deepEqual([be(9, 0x9), be(10, 0x9), be(8, 0x5), be(1000, 0x1)], [1, 0, 1, 0]);
+    assert.equal(maxFdsFor("backend", CROSVM_LEGACY)(1000, 0x1), 1);
   });
   test("every front-end id 1-45 and back-end id 1-12 exists in the upstream dialect", () => {
     assert.deepEqual(messageSpecs("frontend").map((s) => s.id), Array.from({ length: 45 }, (_, i) => i + 1));

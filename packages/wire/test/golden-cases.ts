@@ -105,6 +105,9 @@ function cases(dialect: Dialect): GoldenCase[] {
   const region = (r: typeof r0): string => h64(r.guestPhysAddr) + h64(r.memorySize) + h64(r.userAddr) + h64(r.mmapOffset);
   fe("SET_MEM_TABLE", NEED, { regions: [r0, r1] }, h32(2) + zeros(4) + region(r0) + region(r1));
   ackOk("SET_MEM_TABLE");
+  // The largest table libvhost-user accepts: 8 regions, 8 + 8·32 = 264 bytes.
+  const eight = Array.from({ length: 8 }, (_, i) => ({ guestPhysAddr: BigInt(i) << 32n, memorySize: 0x1000_0000n, userAddr: 0x7f00_0000_0000n + (BigInt(i) << 32n), mmapOffset: BigInt(i) * 0x1000n }));
+  fe("SET_MEM_TABLE", NEED, { regions: eight }, h32(8) + zeros(4) + eight.map(region).join(""), "-8-regions");
   const b0 = { ...r0, userAddr: 0x7ff0_0000_0000n };
   const b1 = { ...r1, userAddr: 0x7ff0_000c_0000n };
   feRep("SET_MEM_TABLE", { regions: [b0, b1] }, h32(2) + zeros(4) + region(b0) + region(b1), "-postcopy", { postcopy: true });
@@ -155,6 +158,8 @@ function cases(dialect: Dialect): GoldenCase[] {
   fe("GET_CONFIG", REQ, { offset: 0, flags: 0, data: new Uint8Array(8) }, h32(0) + h32(8) + h32(0) + zeros(8));
   feRep("GET_CONFIG", { offset: 0, flags: 0, data: bytes(h64(2048n)) }, h32(0) + h32(8) + h32(0) + h64(2048n));
   fe("SET_CONFIG", NEED, { offset: 32, flags: 0, data: Uint8Array.of(1) }, h32(32) + h32(1) + h32(0) + "01");
+  const cfg256 = Uint8Array.from({ length: 256 }, (_, i) => 255 - i);
+  fe("SET_CONFIG", REQ, { offset: 0, flags: 1, data: cfg256 }, h32(0) + h32(256) + h32(1) + hexOf(cfg256), "-256-bytes");
   ackOk("SET_CONFIG");
   const crypto = "0102030405060708090a0b0c0d0e0f10";
   fe("CREATE_CRYPTO_SESSION", REQ, bytes(crypto), crypto);
@@ -234,6 +239,8 @@ function cases(dialect: Dialect): GoldenCase[] {
     fe("GET_SHMEM_CONFIG", REQ, undefined, "");
     const sizes = Array.from({ length: 256 }, (_, i) => (i === 1 ? 0x40_0000n : i === 3 ? 0x1_0000n : 0n));
     feRep("GET_SHMEM_CONFIG", { nregions: 2, sizes }, h32(2) + zeros(4) + sizes.map(h64).join(""));
+    const full = Array.from({ length: 256 }, (_, i) => BigInt(i + 1) << 12n);
+    feRep("GET_SHMEM_CONFIG", { nregions: 256, sizes: full }, h32(256) + zeros(4) + full.map(h64).join(""), "-256-regions");
     const map = { shmid: 1, fdOffset: 0n, shmOffset: 0x1_0000n, len: 0x4000n, flags: 1n };
     be("BACKEND_SHMEM_MAP", NEED, map, h8(1) + zeros(7) + h64(0n) + h64(0x1_0000n) + h64(0x4000n) + h64(1n));
     beRep("BACKEND_SHMEM_MAP", 0n, h64(0n));

@@ -287,7 +287,7 @@ export interface FdRange {
 /**
  * Fd counts allowed for a message following `rule`, refined by its decoded payload `value` where
  * the payload decides: vring file / vring area no-fd bit (exactly 0 or 1), memory table (exactly
- * nregions), GET_INFLIGHT_FD reply (0 when mmap_size is 0), SET_DEVICE_STATE_FD reply (bit 8).
+ * nregions), GET_INFLIGHT_FD reply (0 when mmap_size is 0, else 1), SET_DEVICE_STATE_FD reply (bit 8).
  * Without `value` the rule's loosest range is returned. Fds are not owned here: the caller closes
  * what it does not keep.
  */
@@ -302,7 +302,9 @@ export function expectedFdCount(rule: FdRule, value?: unknown): FdRange {
         if ("noFd" in value && typeof value.noFd === "boolean") {
           return value.noFd ? { min: 0, max: 0 } : { min: 1, max: 1 };
         }
-        if ("mmapSize" in value && value.mmapSize === 0n) return { min: 0, max: 0 };
+        if ("mmapSize" in value && typeof value.mmapSize === "bigint") {
+          return value.mmapSize === 0n ? { min: 0, max: 0 } : { min: 1, max: 1 };
+        }
       }
       return { min: 0, max: 1 };
     }

@@ -320,6 +320,8 @@ describe("message table facts (PROTOCOL.md §1.3, §2.1)", () => {
     assert.deepEqual(expectedFdCount("zeroOrOne", { index: 0, noFd: true }), { min: 0, max: 0 });
     assert.deepEqual(expectedFdCount("zeroOrOne", { index: 0, noFd: false }), { min: 1, max: 1 });
     assert.deepEqual(expectedFdCount("zeroOrOne", { mmapSize: 0n }), { min: 0, max: 0 });
+    assert.deepEqual(expectedFdCount("zeroOrOne", { mmapSize: 0x2000n }), { min: 1, max: 1 });
+    assert.deepEqual(expectedFdCount("zeroOrOne", undefined), { min: 0, max: 1 });
     assert.deepEqual(expectedFdCount("perRegion", { regions: [1, 2, 3] }), { min: 3, max: 3 });
     assert.deepEqual(expectedFdCount("none"), { min: 0, max: 0 });
     assert.deepEqual(expectedFdCount("one"), { min: 1, max: 1 });

@@ -180,14 +180,14 @@ export class Dispatcher {
    * memory, close every fd, and reset the device. Never rejects.
    */
   async run(): Promise<void> {
+    let end: BackendEvent = { kind: "disconnected" };
     try {
       for (;;) {
         let msg: ReceivedMessage;
         try {
           msg = await this.#ep.recv();
         } catch (err) {
-          if (isVhostUserError(err) && err.code !== "EOF" && err.code !== "CLOSED") this.#emit({ kind: "dropped", error: err });
-          else this.#emit({ kind: "disconnected" });
+          if (isVhostUserError(err) && err.code !== "EOF" && err.code !== "CLOSED") end = { kind: "dropped", error: err };
           return;
         }
         try {
@@ -197,10 +197,11 @@ export class Dispatcher {
         }
       }
     } catch (err) {
-      if (err instanceof Drop) this.#emit({ kind: "dropped", error: err.error });
-      else this.#emit({ kind: "dropped", error: new BackendError("PROTOCOL", `dispatcher: ${String(err)}`, {}, { cause: err }) });
+      end = { kind: "dropped", error: err instanceof Drop ? err.error : new BackendError("PROTOCOL", `dispatcher: ${String(err)}`, {}, { cause: err }) };
     } finally {
       this.#teardown();
+      // Reported after the teardown, so a listener sees the fds and mappings already released.
+      this.#emit(end);
     }
   }
 
@@ -507,6 +508,7 @@ export class Dispatcher {
       eventIdx: (features & VirtioFeature.EVENT_IDX) !== 0n,
       indirect: (features & VirtioFeature.INDIRECT_DESC) !== 0n,
       maxIndirectLength: v.size,
+      onBroken: (error) => this.#queueError(v, error),
     });
     queue.start(v.base);
     v.queue = queue;
@@ -582,7 +584,8 @@ export class Dispatcher {
         }
       } while (v.again && v.started && v.enabled);
     } catch (err) {
-      this.#queueError(v, err);
+      // Guest errors already broke the queue and were reported through onBroken.
+      if (!isVirtqueueError(err) || v.queue?.brokenBy === undefined) this.#queueError(v, err);
     } finally {
       v.busy = false;
       if (--this.#inflight === 0) {

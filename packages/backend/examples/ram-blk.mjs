@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+// A RAM-backed vhost-user-blk device on @vhostkit/backend — the proof that a device fits in under
+// 100 lines. Runs under Node >= 20 and Bun:
+//   node examples/ram-blk.mjs --socket /tmp/blk.sock [--size-mib 16] [--image FILE] [--once] [--events]
+// Prints "listening <path>" on stdout once the socket accepts connections.
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { serve } from "@vhostkit/backend";
+import { ChainBatch, readChain, writeChain } from "@vhostkit/virtqueue";
+
+const T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8; // virtio-blk request types
+const S_OK = 0, S_IOERR = 1, S_UNSUPP = 2; // status byte
+const F_SEG_MAX = 1n << 2n, F_BLK_SIZE = 1n << 6n, F_FLUSH = 1n << 9n;
+
+/** A virtio-blk device over `disk` (bytes, a multiple of 512). */
+export function ramBlk(disk) {
+  const config = new Uint8Array(96); // virtio_blk_config (LE), zoned fields included, zeros unused
+  const cv = new DataView(config.buffer);
+  cv.setBigUint64(0, BigInt(disk.length / 512), true); // capacity in 512-byte sectors
+  cv.setUint32(12, 126, true); // seg_max
+  cv.setUint32(20, 512, true); // blk_size
+  cv.setUint16(34, 1, true); // num_queues
+  const batch = new ChainBatch(256);
+  return {
+    features: F_SEG_MAX | F_BLK_SIZE | F_FLUSH,
+    queueCount: 1,
+    maxQueueSize: 1024,
+    getConfig(offset, size) {
+      if (offset + size > config.length) throw new RangeError(`config 0x${offset.toString(16)}+0x${size.toString(16)} too large`);
+      return config.slice(offset, offset + size);
+    },
+    async processQueue({ queue, memory }) {
+      for (let n; (n = queue.pop(batch)) > 0; ) {
+        for (let c = 0; c < n; c++) queue.addUsed(batch.heads[c], await request(queue, memory, c));
+      }
+    },
+  };
+
+  /** Serves chain `c` of `batch`; returns the used length (bytes written, status included). */
+  async function request(queue, memory, c) {
+    const readable = batch.readableBytes[c], writable = batch.writableBytes[c];
+    if (readable < 16 || writable < 1) return 0; // malformed: nothing to answer into
+    const head = new Uint8Array(readable);
+    await readChain(queue.segments(batch, c), memory, head);
+    const hv = new DataView(head.buffer);
+    const type = hv.getUint32(0, true);
+    const offset = Number(hv.getBigUint64(8, true)) * 512;
+    const reply = (data, status) => {
+      const out = new Uint8Array(writable); // the status is the last writable byte
+      out.set(data.subarray(0, writable - 1));
+      out[writable - 1] = status;
+      return writeChain(queue.segments(batch, c), memory, out);
+    };
+    const inRange = (len) => len % 512 === 0 && offset + len <= disk.length;
+    switch (type) {
+      case T_IN: {
+        const len = writable - 1;
+        return inRange(len) ? reply(disk.subarray(offset, offset + len), S_OK) : reply(new Uint8Array(0), S_IOERR);
+      }
+      case T_OUT: {
+        const data = head.subarray(16);
+        if (!inRange(data.length)) return reply(new Uint8Array(0), S_IOERR);
+        disk.set(data, offset);
+        return reply(new Uint8Array(0), S_OK);
+      }
+      case T_FLUSH:
+        return reply(new Uint8Array(0), S_OK);
+      case T_GET_ID:
+        return reply(new TextEncoder().encode("vhostkit-ram-blk"), S_OK);
+      default:
+        return reply(new Uint8Array(0), S_UNSUPP);
+    }
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { values } = parseArgs({ options: { socket: { type: "string" }, "size-mib": { type: "string", default: "16" }, image: { type: "string" }, once: { type: "boolean", default: false }, events: { type: "boolean", default: false } } });
+  if (!values.socket) throw new Error("--socket PATH is required");
+  const disk = new Uint8Array(Number(values["size-mib"]) * 1024 * 1024);
+  if (values.image) disk.set(readFileSync(values.image).subarray(0, disk.length));
+  const onEvent = values.events ? (e) => e.kind !== "request" && process.stdout.write(`event ${e.kind} ${e.error?.code ?? ""}\n`) : undefined;
+  const server = serve(values.socket, ramBlk(disk), { ...(values.once ? { connections: 1 } : {}), ...(onEvent ? { onEvent } : {}) });
+  process.stdout.write(`listening ${server.path}\n`);
+  process.on("SIGTERM", () => server.close());
+  await server.done;
+}

@@ -1,0 +1,194 @@
+/**
+ * The RAM-backed blk device (examples/ram-blk.mjs) in its own process, driven by a hand-played
+ * front-end in this process: QEMU 7.2's message order, ADD_MEM_REG with a non-zero mmap offset, a
+ * buffer that crosses two memory regions, real virtio-blk I/O through the ring, GET_VRING_BASE,
+ * and fd hygiene in the device process.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { GuestRam, guestAddress, type GuestAddress } from "@vhostkit/regions";
+import { EventFd, socketPair } from "@vhostkit/transport";
+import { SplitDriver, type DriverBuffer } from "@vhostkit/virtqueue/driver";
+import { ProtocolFeature, VirtioFeature, type MemoryRegion } from "@vhostkit/wire";
+import { DeviceProcess, ScriptedFrontend } from "./helpers/scripted-frontend.js";
+
+const RAM_BLK = fileURLToPath(new URL("../examples/ram-blk.mjs", import.meta.url));
+const MiB = 1n << 20n;
+const QUEUE = 16;
+const RING = 0x1000n; // desc at 0x1000, avail at 0x1100, used at 0x1200 (queue size 16)
+
+let dev: DeviceProcess;
+let baselineFds = 0;
+
+before(async () => {
+  dev = new DeviceProcess(RAM_BLK, ["--size-mib", "1", "--events"]);
+  await dev.line("listening");
+  baselineFds = dev.fdCount();
+});
+
+after(async () => {
+  await dev.stop();
+});
+
+interface Guest {
+  ram: GuestRam;
+  driver: SplitDriver;
+  kick: EventFd;
+  call: EventFd;
+}
+
+/** Handshake in QEMU 7.2's order (PROTOCOL.md §4.2), memory as two ADD_MEM_REG of one memfd, one vring. */
+async function setUp(fe: ScriptedFrontend): Promise<Guest> {
+  const features = (await fe.get("GET_FEATURES")) as bigint;
+  assert.equal(features & VirtioFeature.VERSION_1, VirtioFeature.VERSION_1);
+  assert.equal(features & VirtioFeature.PROTOCOL_FEATURES, VirtioFeature.PROTOCOL_FEATURES);
+  assert.equal(features & (1n << 9n), 1n << 9n, "FLUSH offered by the device");
+  const pf = (await fe.get("GET_PROTOCOL_FEATURES")) as bigint;
+  for (const f of [ProtocolFeature.REPLY_ACK, ProtocolFeature.CONFIG, ProtocolFeature.BACKEND_REQ, ProtocolFeature.CONFIGURE_MEM_SLOTS, ProtocolFeature.MQ]) {
+    assert.equal(pf & f, f);
+  }
+  assert.equal(pf & ProtocolFeature.SHMEM, 0n, "no shared memory regions, no SHMEM");
+  assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", pf), 0n);
+  assert.equal(await fe.get("GET_QUEUE_NUM"), 1n);
+  assert.equal(await fe.get("GET_MAX_MEM_SLOTS"), 509n);
+  const [mine, theirs] = socketPair();
+  assert.equal(await fe.ack("SET_BACKEND_REQ_FD", undefined, [theirs.fd]), 0n, "accepted before SET_OWNER");
+  theirs.close();
+  mine.close();
+  const call = EventFd.create();
+  assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: false }, [call.fd]), 0n, "accepted before SET_OWNER");
+  assert.equal(await fe.ack("SET_OWNER"), 0n);
+  const config = (await fe.get("GET_CONFIG", { offset: 0, flags: 0, data: new Uint8Array(60) })) as { data: Uint8Array };
+  assert.equal(config.data.length, 60);
+  assert.equal(new DataView(config.data.buffer, config.data.byteOffset).getBigUint64(0, true), 2048n, "capacity in sectors");
+  assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES | (1n << 9n)), 0n);
+
+  const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 2n * MiB }] });
+  const block = ram.memoryTable()[0];
+  assert.ok(block);
+  // Two regions of one memfd, the second at mmap_offset 1 MiB, as QEMU sends them.
+  for (const half of [0n, 1n]) {
+    const region: MemoryRegion = { guestPhysAddr: half * MiB, memorySize: MiB, userAddr: block.userspaceAddr + half * MiB, mmapOffset: half * MiB };
+    assert.equal(await fe.ack("ADD_MEM_REG", region, [block.fd]), 0n);
+  }
+  const addresses = { desc: RING, avail: RING + 0x100n, used: RING + 0x200n };
+  const driver = new SplitDriver({ size: QUEUE, memory: ram, addresses, reset: true });
+  const user = (a: bigint) => ram.userAddressOf(guestAddress(a));
+  assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: QUEUE }), 0n);
+  assert.equal(await fe.ack("SET_VRING_BASE", { index: 0, num: 0 }), 0n);
+  assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: user(addresses.desc), usedAddr: user(addresses.used), availAddr: user(addresses.avail), logAddr: 0n }), 0n);
+  const kick = EventFd.create();
+  assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick.fd]), 0n);
+  assert.equal(await fe.ack("SET_VRING_ENABLE", { index: 0, num: 1 }), 0n);
+  return { ram, driver, kick, call };
+}
+
+/** One virtio-blk request: 16-byte header, data, status; returns the used length and the status. */
+async function blk(g: Guest, type: number, sector: bigint, data: { addr: bigint; len: number; write: boolean } | undefined): Promise<{ len: number; status: number }> {
+  const hdr = new Uint8Array(16);
+  const hv = new DataView(hdr.buffer);
+  hv.setUint32(0, type, true);
+  hv.setBigUint64(8, sector, true);
+  const hdrAddr = guestAddress(0x40000n);
+  const statusAddr = guestAddress(0x50000n);
+  await g.ram.write(hdrAddr, hdr);
+  await g.ram.write(statusAddr, new Uint8Array([0xff]));
+  const readable: DriverBuffer[] = [{ addr: hdrAddr, len: 16 }];
+  const writable: DriverBuffer[] = [{ addr: statusAddr, len: 1 }];
+  if (data) (data.write ? writable : readable).splice(data.write ? 0 : 1, 0, { addr: data.addr, len: data.len });
+  g.driver.add(readable, writable);
+  g.driver.publish();
+  g.kick.signal();
+  await g.call.wait();
+  const used = g.driver.collectUsed();
+  assert.equal(used.length, 1);
+  const status = new Uint8Array(1);
+  await g.ram.read(statusAddr, status);
+  return { len: used[0]?.len ?? -1, status: status[0] ?? -1 };
+}
+
+describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => {
+  test("write then read through the ring, across two regions; IOERR past the end; GET_ID; GET_VRING_BASE", async () => {
+    const disconnected = dev.next("event disconnected");
+    const fe = await ScriptedFrontend.connect(dev.socket);
+    const g = await setUp(fe);
+    const pattern = Uint8Array.from({ length: 1024 }, (_, i) => (i * 7 + 3) & 0xff);
+    const across = 0x100000n - 0x200n; // 1 KiB buffer spanning the two ADD_MEM_REG regions
+    await g.ram.write(guestAddress(across), pattern);
+    assert.deepEqual(await blk(g, 1, 2n, { addr: across, len: 1024, write: false }), { len: 1, status: 0 });
+    const back = guestAddress(0x60000n);
+    assert.deepEqual(await blk(g, 0, 2n, { addr: back, len: 1024, write: true }), { len: 1025, status: 0 });
+    const got = new Uint8Array(1024);
+    await g.ram.read(back as GuestAddress, got);
+    assert.deepEqual(got, pattern);
+    assert.deepEqual((await blk(g, 0, 2047n, { addr: back, len: 1024, write: true })).status, 1, "read past the end: IOERR");
+    const id = await blk(g, 8, 0n, { addr: back, len: 20, write: true });
+    assert.equal(id.status, 0);
+    const idBytes = new Uint8Array(16);
+    await g.ram.read(back as GuestAddress, idBytes);
+    assert.equal(new TextDecoder().decode(idBytes), "vhostkit-ram-blk");
+    assert.deepEqual(await blk(g, 4, 0n, undefined), { len: 1, status: 0 }, "flush");
+    assert.deepEqual(await fe.get("GET_VRING_BASE", { index: 0, num: 0 }), { index: 0, num: 5 });
+    fe.close();
+    await disconnected;
+    g.kick.close();
+    g.call.close();
+    g.ram.dispose();
+    assert.equal(dev.fdCount(), baselineFds, "the device closed every fd it received");
+  });
+
+  test("hostile requests get failure acks and the connection stays; unanswerable ones drop the front-end; fds are closed", async () => {
+    const dropped = dev.next("event dropped NOT_NEGOTIATED");
+    const fe = await ScriptedFrontend.connect(dev.socket);
+    assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIGURE_MEM_SLOTS), 0n);
+    // Wrong payload size for SET_VRING_NUM (4 bytes instead of 8).
+    await fe.ep.send(8, 0x9, new Uint8Array(4));
+    assert.equal((await fe.reply("SET_VRING_NUM")).value, 1n);
+    // An fd on a message that carries none: refused, the fd closed in the device.
+    const stray = EventFd.create();
+    assert.equal(await fe.ack("SET_OWNER", undefined, [stray.fd]), 1n);
+    assert.equal(await fe.ack("SET_FEATURES", 1n << 0n), 1n, "feature bit 0 was not offered");
+    assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: 3 }), 1n, "not a power of two");
+    assert.equal(await fe.ack("SET_VRING_NUM", { index: 5, num: 16 }), 1n, "no such queue");
+    // A misaligned descriptor table (our encoder refuses to write one, so the bytes are hand-made).
+    const addr = new Uint8Array(40);
+    new DataView(addr.buffer).setBigUint64(8, 0x1001n, true);
+    await fe.ep.send(9, 0x9, addr);
+    assert.equal((await fe.reply("SET_VRING_ADDR")).value, 1n, "misaligned");
+    // Overlapping regions in one ADD_MEM_REG sequence.
+    const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
+    const fd = ram.memoryTable()[0]?.fd ?? -1;
+    const region = { guestPhysAddr: 0n, memorySize: MiB, userAddr: 0x7000_0000_0000n, mmapOffset: 0n };
+    assert.equal(await fe.ack("ADD_MEM_REG", region, [fd]), 0n);
+    assert.equal(await fe.ack("ADD_MEM_REG", { ...region, userAddr: 0x7100_0000_0000n }, [fd]), 1n, "GPA overlap");
+    // Ring addresses outside memory: the ring cannot start.
+    assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: 16 }), 0n);
+    assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: 0x9000_0000_0000n, usedAddr: 0x9000_0000_1000n, availAddr: 0x9000_0000_2000n, logAddr: 0n }), 0n);
+    const kick = EventFd.create();
+    assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick.fd]), 1n, "rings outside guest memory");
+    assert.equal(await fe.get("GET_QUEUE_NUM"), 1n, "still serving after every refusal");
+    // An always-replied request for a feature that was not negotiated cannot be answered: dropped.
+    await fe.send("GET_SHMEM_CONFIG", undefined);
+    await assert.rejects(fe.ep.recv(), (e: unknown) => (e as { code?: string }).code === "EOF");
+    await dropped;
+    fe.close();
+    stray.close();
+    kick.close();
+    ram.dispose();
+    // Unknown request id without NEED_REPLY, then a bad header: dropped each time, next front-end served.
+    for (const frame of [[99, 0x1, 0], [1, 0x2, 0]] as const) {
+      const f = await ScriptedFrontend.connect(dev.socket);
+      await f.ep.send(frame[0], frame[1], new Uint8Array(frame[2]));
+      await assert.rejects(f.ep.recv(), (e: unknown) => (e as { code?: string }).code === "EOF");
+      f.close();
+    }
+    const disconnected = dev.next("event disconnected");
+    const last = await ScriptedFrontend.connect(dev.socket);
+    assert.ok(((await last.get("GET_FEATURES")) as bigint) > 0n);
+    last.close();
+    await disconnected;
+    assert.equal(dev.fdCount(), baselineFds, "no fd leaked in the device across all of it");
+    assert.equal(dev.child.exitCode, null, "the device process is still up");
+  });
+});

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { connect, Endpoint, type ReceivedMessage } from "@vhostkit/transport";
-import { decodeReply, encodeMessage, FrontendRequest, HEADER_SIZE, type FrontendRequestName } from "@vhostkit/wire";
+import { decodeReply, encodeMessage, FrontendRequest, HEADER_SIZE, UPSTREAM, type Dialect, type FrontendRequestName } from "@vhostkit/wire";
 
 /** A device process started from a fixture script; its stdout lines are collected. */
 export class DeviceProcess {
@@ -58,18 +58,20 @@ export class DeviceProcess {
 /** Request/reply over a raw endpoint, with wire's codecs. */
 export class ScriptedFrontend {
   readonly ep: Endpoint;
+  readonly dialect: Dialect;
 
-  constructor(ep: Endpoint) {
+  constructor(ep: Endpoint, dialect: Dialect = UPSTREAM) {
     this.ep = ep;
+    this.dialect = dialect;
   }
 
-  static async connect(path: string): Promise<ScriptedFrontend> {
-    return new ScriptedFrontend(await connect(path, { retry: { attempts: 100, delayMs: 20 } }));
+  static async connect(path: string, dialect: Dialect = UPSTREAM): Promise<ScriptedFrontend> {
+    return new ScriptedFrontend(await connect(path, { retry: { attempts: 100, delayMs: 20 } }), dialect);
   }
 
   /** Send `name` with `value` (flags 0x1, or 0x9 with `needReply`). */
   async send(name: FrontendRequestName, value: unknown, opts: { needReply?: boolean; fds?: readonly number[] } = {}): Promise<void> {
-    const frame = encodeMessage("frontend", name, opts.needReply === true ? 0x9 : 0x1, value as never);
+    const frame = encodeMessage("frontend", name, opts.needReply === true ? 0x9 : 0x1, value as never, this.dialect);
     await this.ep.send(FrontendRequest[name], opts.needReply === true ? 0x9 : 0x1, frame.subarray(HEADER_SIZE), opts.fds ?? []);
   }
 
@@ -77,7 +79,7 @@ export class ScriptedFrontend {
   async reply(name: FrontendRequestName): Promise<{ value: unknown; msg: ReceivedMessage }> {
     const msg = await this.ep.recv();
     if (msg.request !== FrontendRequest[name]) throw new Error(`reply for ${msg.request}, expected ${name}`);
-    return { value: decodeReply("frontend", msg.frame).value, msg };
+    return { value: decodeReply("frontend", msg.frame, this.dialect).value, msg };
   }
 
   /** Send `name` and return the decoded reply (always-replied requests). */

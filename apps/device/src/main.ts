@@ -6,19 +6,27 @@
  * Exit codes: 0 success, 1 back-end/protocol failure (one-line error on stderr), 2 usage error.
  */
 import { Command, CommanderError } from "commander";
+import { blkCommand } from "./commands/blk.js";
+import { checkCommand, ChecksFailed } from "./commands/check.js";
 import { decodeCommand } from "./commands/decode.js";
+import { probeCommand } from "./commands/probe.js";
+import { rngCommand } from "./commands/rng.js";
+import { UsageError } from "./options.js";
 
 const program = new Command()
   .name("vhost-user-device")
-  .description(
-    "Inspect and drive any vhost-user back-end without a VM.\n" +
-      "Commands that talk to a back-end (probe, blk, rng, check, gpu) arrive with @vhostkit/frontend.",
-  )
+  .description("Inspect and drive any vhost-user back-end without a VM.")
   .version("0.1.0")
-  .exitOverride()
+  .showHelpAfterError()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-program.addCommand(decodeCommand());
+for (const c of [probeCommand(), blkCommand(), rngCommand(), checkCommand(), decodeCommand()]) program.addCommand(c);
+// exitOverride on every command so usage errors surface here (exit 2) instead of process.exit(1).
+for (const c of [program, ...program.commands]) c.exitOverride();
+
+function oneLine(s: string): string {
+  return s.replace(/\s+/g, " ").trim();
+}
 
 try {
   await program.parseAsync(process.argv);
@@ -26,6 +34,14 @@ try {
   if (err instanceof CommanderError) {
     process.exit(err.exitCode === 0 ? 0 : 2);
   }
-  process.stderr.write(`vhost-user-device: ${err instanceof Error ? err.message : String(err)}\n`);
+  if (err instanceof UsageError) {
+    process.stderr.write(`vhost-user-device: ${oneLine(err.message)}\n`);
+    process.exit(2);
+  }
+  if (err instanceof ChecksFailed) {
+    process.stderr.write(`vhost-user-device: ${err.message}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`vhost-user-device: ${oneLine(err instanceof Error ? err.message : String(err))}\n`);
   process.exit(1);
 }

@@ -1,5 +1,37 @@
 /**
- * placeholder
+ * `@vhostkit/frontend`: a vhost-user front-end that drives any back-end without a VM.
+ *
+ * A {@link Guest} owns memfd-backed guest RAM with synthetic user addresses (no host virtual
+ * address ever leaves the process) and one guest-physical address space shared by several
+ * {@link Device}s, each with its own back-end socket and SHMEM dialect. A device negotiates in
+ * the order of PROTOCOL.md §4.2 (features, protocol features, queue count, memory slots,
+ * SET_BACKEND_REQ_FD, SET_OWNER, GET_CONFIG, GET_SHMEM_CONFIG → one VIRTIO Shared Memory Region per
+ * non-zero size), then {@link Device.start} sends SET_FEATURES, the memory table (ADD_MEM_REG or
+ * SET_MEM_TABLE) and the vrings, and kicks once. The {@link BackendRequestHandler} serves the
+ * back-end channel: SHMEM_MAP/UNMAP through `@vhostkit/regions` with every check, replies per the
+ * REPLY_ACK rule (mandatory in crosvm-legacy), CONFIG_CHANGE_MSG, and refusals for the rest.
+ * Drivers for virtio-blk, virtio-rng and a raw driver run on `@vhostkit/virtqueue/driver`.
+ * {@link runConformance} is the check behind `vhost-user-device check`. Every failure is a typed
+ * {@link FrontendError}.
  * @packageDocumentation
  */
-export {};
+export { FrontendError, isFrontendError } from "./errors.js";
+export type { FrontendErrorCode } from "./errors.js";
+export type { TraceEvent, TraceSink } from "./trace.js";
+export { Frontend } from "./frontend.js";
+export type { FrontendOptions, FrontendConnectOptions } from "./frontend.js";
+export { BackendRequestHandler } from "./backend-request-handler.js";
+export type { BackendRequestHandlerOptions, BackendRequestOutcome } from "./backend-request-handler.js";
+export { GuestAllocator } from "./guest-allocator.js";
+export { Guest } from "./guest.js";
+export type { GuestOptions } from "./guest.js";
+export { Device, SUPPORTED_PROTOCOL_FEATURES, DRIVER_FEATURE_MASK, DEFAULT_MAX_SHMEM_BYTES } from "./device.js";
+export type { DeviceOptions, DeviceInfo, StartOptions } from "./device.js";
+export { DriverQueue } from "./driver-queue.js";
+export type { TransferResult } from "./driver-queue.js";
+export { BlkDriver, BlkFeature, BlkRequestType, BlkStatus, SECTOR_SIZE, decodeBlkConfig } from "./drivers/blk.js";
+export type { BlkConfig } from "./drivers/blk.js";
+export { RngDriver } from "./drivers/rng.js";
+export { RawDriver } from "./drivers/raw.js";
+export { runConformance } from "./conformance.js";
+export type { CheckResult, ConformanceOptions, ConformanceDeviceType } from "./conformance.js";

@@ -1,0 +1,26 @@
+/**
+ * Feature-bit name tables for output: virtio bits, device-specific bits per device type, and
+ * dialect-aware protocol feature names.
+ */
+import { featureNames, ProtocolFeature, VirtioFeature, type Dialect } from "@vhostkit/wire";
+import { BlkFeature } from "@vhostkit/frontend";
+
+/** Device types whose config and feature bits the CLI can decode. */
+export const DEVICE_TYPES = ["generic", "blk", "rng"] as const;
+/** One of {@link DEVICE_TYPES}. */
+export type DeviceType = (typeof DEVICE_TYPES)[number];
+
+/** Names of the virtio feature bits in `bits`; device bits by `deviceType` (else `bitN`). */
+export function virtioFeatureNames(bits: bigint, deviceType: DeviceType): string[] {
+  const table: Record<string, bigint> = { ...VirtioFeature };
+  if (deviceType === "blk") Object.assign(table, BlkFeature);
+  return featureNames(bits, table);
+}
+
+/** Names of protocol feature bits in `bits`; the dialect's SHMEM bit is called SHMEM. */
+export function protocolFeatureNames(bits: bigint, dialect: Dialect): string[] {
+  const table: Record<string, bigint> = {};
+  for (const [k, v] of Object.entries(ProtocolFeature)) if (v !== dialect.shmemFeature && k !== "SHMEM") table[k] = v;
+  table.SHMEM = dialect.shmemFeature;
+  return featureNames(bits, table);
+}

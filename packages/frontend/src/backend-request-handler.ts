@@ -1,0 +1,268 @@
+/**
+ * The handling side of back-end requests (STYLE.md §1 grid): serves the back-end channel set up
+ * with SET_BACKEND_REQ_FD (PROTOCOL.md §2.2, §4.6; SHMEM.md §4–§6, §9).
+ * @module
+ */
+import {
+  BackendRequest,
+  decodeMessage,
+  HeaderFlag,
+  requestName,
+  tryMessageSpec,
+  type Dialect,
+  type DecodedBackendRequest,
+} from "@vhostkit/wire";
+import { sendAck, type Endpoint, type OwnedFd, type ReceivedMessage } from "@vhostkit/transport";
+import { isRegionError, SHMEM_MAP_FLAG_RW, type DeviceSharedMemory, type RegionErrorCode } from "@vhostkit/regions";
+import { asFrontendError, FrontendError } from "./errors.js";
+import { frameOf } from "./frontend.js";
+import { emitTrace, type TraceSink } from "./trace.js";
+
+/** What happened to one back-end request (for tests, logs and the conformance report). */
+export interface BackendRequestOutcome {
+  /** Spec name of the request, or `UNKNOWN(0x..)`. */
+  readonly name: string;
+  /** True when the request was carried out. */
+  readonly ok: boolean;
+  /** The u64 status sent back, or `undefined` when no reply was due. */
+  readonly replied: bigint | undefined;
+  /** Why the request was refused (lowercase, names the values involved). */
+  readonly reason?: string;
+}
+
+/** Options of a {@link BackendRequestHandler}. */
+export interface BackendRequestHandlerOptions {
+  /** SHMEM dialect of the connection (decides ids, layouts and whether replies are mandatory). */
+  readonly dialect: Dialect;
+  /** REPLY_ACK negotiated: a request with NEED_REPLY gets a u64 status. */
+  readonly replyAck: boolean;
+  /** BACKEND_SEND_FD negotiated: the back-end may attach fds. */
+  readonly backendSendFd: boolean;
+  /** The device's VIRTIO Shared Memory Regions (SHMEM negotiated), borrowed. */
+  readonly shmem?: DeviceSharedMemory;
+  /** Called after a BACKEND_CONFIG_CHANGE_MSG was acknowledged (re-read the config). */
+  readonly onConfigChange?: () => void;
+  /** Called with every outcome. Must not throw. */
+  readonly onOutcome?: (outcome: BackendRequestOutcome) => void;
+  /** Called once when the channel ends (peer closed it, or a fatal framing error). */
+  readonly onClose?: (err: FrontendError) => void;
+  /** Receives every message on the back-end channel. */
+  readonly trace?: TraceSink;
+}
+
+/** Positive errno-style status for a refused request (receivers only test for non-zero). */
+const EINVAL = 22n;
+const STATUS: Partial<Record<RegionErrorCode, bigint>> = {
+  "not-found": 2n,
+  "bad-fd": 9n,
+  "too-many": 12n,
+  "out-of-bounds": 14n,
+  overlap: 17n,
+  "unknown-shmid": 19n,
+};
+
+class Refusal extends Error {
+  readonly status: bigint;
+  constructor(status: bigint, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/**
+ * Serves one back-end channel: reads each back-end request, carries it out, and replies exactly
+ * as the protocol says — a u64 status only when REPLY_ACK was negotiated **and** NEED_REPLY is set
+ * (PROTOCOL.md §4.3), or always where the dialect makes it mandatory (crosvm-legacy SHMEM map and
+ * unmap) or the request is always-replied (SHARED_OBJECT_LOOKUP). 0 = success, non-zero = refused.
+ *
+ * - SHMEM_MAP / SHMEM_UNMAP go to the device's {@link DeviceSharedMemory}, which applies every
+ *   check (shmid, bounds, wrap-around, zero length, alignment, flags, overlap, exact-match unmap,
+ *   caps, file size). Exactly one fd with MAP (and BACKEND_SEND_FD negotiated), none with UNMAP.
+ *   The reply is sent after the local mapping is done (reply-first ordering with respect to any
+ *   memory-table propagation, SHMEM.md §6.2).
+ * - CONFIG_CHANGE_MSG is acknowledged, then `onConfigChange` runs.
+ * - VRING_HOST_NOTIFIER_MSG, IOTLB, VRING_CALL/ERR, shared objects, MEM_READ/MEM_WRITE (the
+ *   vhostkit extension is never negotiated by this front-end) and unknown ids are refused.
+ * - Malformed frames (bad sizes, reserved flag bits, REPLY set on a request) are refused with a
+ *   failure reply when one was asked for; they never end the channel. Only a framing error the
+ *   stream cannot recover from (EOF, oversize, truncated control data) does.
+ *
+ * Fd ownership: every fd received is closed exactly once — passed to the shared memory (which
+ * then owns it) or closed here after handling. Nothing here throws into the caller: handler errors
+ * become failure replies.
+ */
+export class BackendRequestHandler {
+  readonly #ep: Endpoint;
+  readonly #o: BackendRequestHandlerOptions;
+  #closed = false;
+  #done: Promise<void> | undefined;
+
+  /**
+   * @param endpoint - this front-end's end of the back-end channel; ownership is taken.
+   * @param options - negotiated modes and hooks.
+   */
+  constructor(endpoint: Endpoint, options: BackendRequestHandlerOptions) {
+    this.#ep = endpoint;
+    this.#o = options;
+  }
+
+  /** Starts serving (idempotent). The returned promise settles when the channel ends; it never rejects. */
+  start(): Promise<void> {
+    this.#done ??= this.#loop();
+    return this.#done;
+  }
+
+  async #loop(): Promise<void> {
+    for (;;) {
+      let msg: ReceivedMessage;
+      try {
+        msg = await this.#ep.recv();
+      } catch (err) {
+        if (!this.#closed) {
+          this.#closed = true;
+          this.#ep.close();
+          const e = asFrontendError(err, "BACKEND_CHANNEL");
+          try {
+            this.#o.onClose?.(new FrontendError("disconnected", `back-end channel ended: ${e.message}`, { request: "BACKEND_CHANNEL" }, { cause: err }));
+          } catch {
+            // hooks must not break the loop
+          }
+        }
+        return;
+      }
+      emitTrace(this.#o.trace, { channel: "backend", direction: "recv", name: requestName("backend", msg.request), flags: msg.flags, size: msg.payload.byteLength, fds: msg.fds.length });
+      await this.#handle(msg);
+    }
+  }
+
+  async #handle(msg: ReceivedMessage): Promise<void> {
+    const fds = [...msg.fds];
+    const name = requestName("backend", msg.request);
+    const spec = tryMessageSpec("backend", msg.request, this.#o.dialect);
+    const memRw = msg.request === BackendRequest.BACKEND_MEM_READ || msg.request === BackendRequest.BACKEND_MEM_WRITE;
+    const known = spec !== undefined && !memRw;
+    const asked = (msg.flags & HeaderFlag.NEED_REPLY) !== 0 && this.#o.replyAck;
+    const mustReply = asked || (known && spec.replyRule === "always");
+    let status = 0n;
+    let reason: string | undefined;
+    let after: (() => void) | undefined;
+    try {
+      if (!known) throw new Refusal(EINVAL, `${name.toLowerCase()}: not supported by this front-end`);
+      let req: DecodedBackendRequest;
+      try {
+        req = decodeMessage("backend", frameOf(msg), this.#o.dialect);
+      } catch (err) {
+        throw new Refusal(EINVAL, err instanceof Error ? err.message : String(err));
+      }
+      after = this.#dispatch(req, fds);
+    } catch (err) {
+      if (err instanceof Refusal) {
+        status = err.status;
+        reason = err.message;
+      } else if (isRegionError(err)) {
+        status = STATUS[err.code] ?? EINVAL;
+        reason = err.message;
+      } else {
+        status = EINVAL;
+        reason = err instanceof Error ? err.message : String(err);
+      }
+    } finally {
+      for (const f of fds) f.close();
+    }
+    let replied: bigint | undefined;
+    if (mustReply) {
+      try {
+        emitTrace(this.#o.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: 8, fds: 0 });
+        await sendAck(this.#ep, msg.request, status);
+        replied = status;
+      } catch {
+        // A dead channel surfaces on the next recv.
+      }
+    }
+    this.#outcome({ name, ok: status === 0n, replied, ...(reason === undefined ? {} : { reason }) });
+    // Reply first, then the follow-up work (config re-read) that may talk to the back-end.
+    if (status === 0n && after !== undefined) {
+      try {
+        after();
+      } catch {
+        // hooks must not break the loop
+      }
+    }
+  }
+
+  #outcome(o: BackendRequestOutcome): void {
+    try {
+      this.#o.onOutcome?.(o);
+    } catch {
+      // hooks must not break the loop
+    }
+  }
+
+  /** Carries out a decoded request; takes what it keeps out of `fds`. Returns follow-up work. */
+  #dispatch(req: DecodedBackendRequest, fds: OwnedFd[]): (() => void) | undefined {
+    const lower = req.name.toLowerCase();
+    switch (req.name) {
+      case "BACKEND_SHMEM_MAP": {
+        const v = req.value;
+        this.#shmemMap(lower, v.shmid, v.shmOffset, v.len, v.fdOffset, v.flags, fds);
+        return undefined;
+      }
+      case "CROSVM_SHMEM_MAP": {
+        const v = req.value;
+        if ((v.flags & 0x1) === 0) throw new Refusal(EINVAL, `${lower}: mapping without MAP_R (flags 0x${v.flags.toString(16)})`);
+        this.#shmemMap(lower, v.shmid, v.shmOffset, v.len, v.fdOffset, (v.flags & 0x2) !== 0 ? SHMEM_MAP_FLAG_RW : 0n, fds);
+        return undefined;
+      }
+      case "BACKEND_SHMEM_UNMAP":
+      case "CROSVM_SHMEM_UNMAP": {
+        const v = req.value;
+        if (fds.length !== 0) throw new Refusal(EINVAL, `${lower}: ${fds.length} fds attached, expected none`);
+        this.#shmem(lower).unmap(v.shmid, v.shmOffset, v.len);
+        return undefined;
+      }
+      case "BACKEND_CONFIG_CHANGE_MSG":
+        this.#noFds(lower, fds);
+        return this.#o.onConfigChange;
+      case "BACKEND_VRING_HOST_NOTIFIER_MSG":
+        throw new Refusal(EINVAL, `${lower}: host notifiers are not supported (no VM to map them into)`);
+      case "BACKEND_IOTLB_MSG":
+      case "BACKEND_VRING_CALL":
+      case "BACKEND_VRING_ERR":
+      case "BACKEND_SHARED_OBJECT_ADD":
+      case "BACKEND_SHARED_OBJECT_REMOVE":
+      case "BACKEND_SHARED_OBJECT_LOOKUP":
+      case "BACKEND_MEM_READ":
+      case "BACKEND_MEM_WRITE":
+        throw new Refusal(EINVAL, `${lower}: not supported by this front-end`);
+      default: {
+        const unreachable: never = req;
+        throw new Refusal(EINVAL, `unhandled request ${String((unreachable as { name: string }).name)}`);
+      }
+    }
+  }
+
+  #noFds(lower: string, fds: readonly OwnedFd[]): void {
+    if (fds.length !== 0) throw new Refusal(EINVAL, `${lower}: ${fds.length} fds attached, expected none`);
+  }
+
+  #shmem(lower: string): DeviceSharedMemory {
+    const s = this.#o.shmem;
+    if (s === undefined) throw new Refusal(19n, `${lower}: the device has no shared memory regions`);
+    return s;
+  }
+
+  #shmemMap(lower: string, shmid: number, shmOffset: bigint, len: bigint, fdOffset: bigint, flags: bigint, fds: OwnedFd[]): void {
+    if (fds.length !== 1) throw new Refusal(fds.length === 0 ? 9n : EINVAL, `${lower}: ${fds.length} fds attached, expected exactly 1`);
+    if (!this.#o.backendSendFd) throw new Refusal(EINVAL, `${lower}: fd sent without BACKEND_SEND_FD negotiated`);
+    const shmem = this.#shmem(lower);
+    // Ownership passes to the shared memory (it transfers the OwnedFd and closes it on rejection).
+    const fd = fds.pop() as OwnedFd;
+    shmem.map(shmid, shmOffset, len, fd, fdOffset, flags);
+  }
+
+  /** Stops serving and closes the channel (no `onClose` call). Idempotent. */
+  close(): void {
+    this.#closed = true;
+    this.#ep.close();
+  }
+}

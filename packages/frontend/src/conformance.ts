@@ -1,0 +1,189 @@
+/**
+ * Conformance checks against a live back-end (`vhost-user-device check`).
+ * @module
+ */
+import { ProtocolFeature, VirtioFeature, type MemoryRegion } from "@vhostkit/wire";
+import { GuestRam, type GuestRamRegion } from "@vhostkit/regions";
+import type { DeviceOptions } from "./device.js";
+import { Device } from "./device.js";
+import { BlkDriver } from "./drivers/blk.js";
+import { RngDriver } from "./drivers/rng.js";
+import { isFrontendError } from "./errors.js";
+import { Guest } from "./guest.js";
+
+/** Device types the conformance run knows how to exercise. */
+export type ConformanceDeviceType = "generic" | "blk" | "rng";
+
+/** One named check and its verdict. */
+export interface CheckResult {
+  /** Stable check name, e.g. `"handshake order"`. */
+  readonly name: string;
+  /** `pass`, `fail`, or `skip` (not applicable to this back-end or device type). */
+  readonly status: "pass" | "fail" | "skip";
+  /** Why, naming the values seen (hex for feature words). */
+  readonly reason: string;
+}
+
+/** Options of {@link runConformance}. */
+export interface ConformanceOptions extends Omit<DeviceOptions, "endpoint"> {
+  /** Unix socket of the back-end. */
+  readonly socketPath: string;
+  /** Which driver to exercise the ring with (default `"generic"`: no device requests). */
+  readonly deviceType?: ConformanceDeviceType;
+}
+
+const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Runs the conformance checks in order on one connection: handshake order (PROTOCOL.md §4.2),
+ * feature offer, queue count, REPLY_ACK behaviour (§4.3: an ack per NEED_REPLY, and exactly one
+ * reply per request), config size handling (§4.7), shmem config sanity
+ * (SHMEM.md §3, §9 rule 6), the ring running (device type permitting), GET_VRING_BASE stopping the
+ * ring (§4.5), a memory table update (§4.4) and tear-down. Never throws for back-end behaviour:
+ * every problem is a failed check.
+ * @returns the checks in the order run.
+ */
+export async function runConformance(options: ConformanceOptions): Promise<CheckResult[]> {
+  const out: CheckResult[] = [];
+  const pass = (name: string, reason: string): void => void out.push({ name, status: "pass", reason });
+  const fail = (name: string, reason: string): void => void out.push({ name, status: "fail", reason });
+  const skip = (name: string, reason: string): void => void out.push({ name, status: "skip", reason });
+  const guest = new Guest();
+  let device: Device | undefined;
+  try {
+    try {
+      device = await guest.addDevice(options);
+    } catch (err) {
+      fail("handshake order", message(err));
+      return out;
+    }
+    const info = device.info;
+    const fe = device.connection;
+    const acked = info.ackedProtocolFeatures;
+    pass("handshake order", "GET_FEATURES, GET/SET_PROTOCOL_FEATURES, GET_QUEUE_NUM, GET_MAX_MEM_SLOTS, SET_BACKEND_REQ_FD, SET_OWNER, GET_CONFIG, GET_SHMEM_CONFIG accepted (those negotiated)");
+    const missing = (info.features & VirtioFeature.PROTOCOL_FEATURES) === 0n ? " (no PROTOCOL_FEATURES: rings start enabled)" : "";
+    pass("features", `offers ${hex(info.features)} with VERSION_1${missing}`);
+    pass("protocol features", `offered ${hex(info.protocolFeatures)}, acknowledged ${hex(acked)}`);
+    if (info.queueNum >= 1) pass("queue count", `${info.queueNum} queue(s)${(acked & ProtocolFeature.MQ) === 0n ? " (MQ not offered: assumed 1)" : ""}`);
+    else fail("queue count", `${info.queueNum} queues`);
+
+    if ((acked & ProtocolFeature.REPLY_ACK) !== 0n) {
+      // SET_OWNER (and SET_BACKEND_REQ_FD) went out with NEED_REPLY during the handshake; a
+      // missing, extra or non-zero ack would have failed it. One more ack-rule request here shows
+      // the exchange is still in step: a stray second ack would be read as this request's reply.
+      try {
+        await fe.setVringNum(0, 64);
+        await fe.getFeatures();
+        pass("REPLY_ACK behaviour", "every request with NEED_REPLY got exactly one u64 status 0; the exchange stays in step");
+      } catch (err) {
+        fail("REPLY_ACK behaviour", message(err));
+      }
+    } else {
+      skip("REPLY_ACK behaviour", "REPLY_ACK not offered");
+    }
+
+    if ((acked & ProtocolFeature.CONFIG) !== 0n) {
+      const c = info.config;
+      if (c === undefined) {
+        fail("config size handling", "every GET_CONFIG size was refused");
+      } else {
+        try {
+          const again = await fe.getConfig(0, c.byteLength);
+          const bigger = c.byteLength < 256 ? await fe.getConfig(0, c.byteLength + 1) : undefined;
+          await fe.getFeatures();
+          const same = again !== undefined && again.every((b, i) => b === c[i]);
+          if (!same) fail("config size handling", `GET_CONFIG of ${c.byteLength} bytes did not return the same bytes twice`);
+          else pass("config size handling", `${c.byteLength}-byte config; ${c.byteLength + 1} bytes ${bigger === undefined ? "refused with a zero-size reply" : "answered with the requested size"}; connection intact`);
+        } catch (err) {
+          fail("config size handling", message(err));
+        }
+      }
+    } else {
+      skip("config size handling", "CONFIG not offered");
+    }
+
+    if ((acked & info.dialect.shmemFeature) !== 0n) {
+      const regions = info.shmem.map((r) => `shmid ${r.shmid}: ${hex(r.size)}`).join(", ");
+      pass("shmem config sanity", info.shmem.length === 0 ? "no regions" : `${info.shmem.length} region(s), page multiples: ${regions}`);
+    } else {
+      skip("shmem config sanity", `SHMEM (${info.dialect.name} dialect, ${hex(info.dialect.shmemFeature)}) not offered`);
+    }
+
+    const type = options.deviceType ?? "generic";
+    let started = false;
+    try {
+      if (type === "blk") {
+        const blk = await BlkDriver.attach(device);
+        started = true;
+        const id = await blk.getId();
+        pass("ring runs", `virtio-blk GET_ID completed: "${id}"`);
+      } else if (type === "rng") {
+        const rng = await RngDriver.attach(device);
+        started = true;
+        const b = await rng.read(16);
+        pass("ring runs", `virtio-rng returned ${b.byteLength} bytes`);
+      } else {
+        await device.start();
+        started = true;
+        skip("ring runs", "generic device: no requests sent (use --device-type)");
+      }
+    } catch (err) {
+      fail("ring runs", message(err));
+    }
+
+    if (started && device.failed === undefined) {
+      try {
+        const expected = device.queue(0).availIndex;
+        const bases = await device.stop();
+        const base = bases.get(0);
+        if (base === expected) pass("GET_VRING_BASE stops the ring", `returned next avail index ${base}, the number of chains made available`);
+        else fail("GET_VRING_BASE stops the ring", `returned ${String(base)}, expected ${expected}`);
+      } catch (err) {
+        fail("GET_VRING_BASE stops the ring", message(err));
+      }
+    } else {
+      skip("GET_VRING_BASE stops the ring", "ring not started");
+    }
+
+    if (started && device.failed === undefined) {
+      try {
+        // A second, temporary RAM block above the guest's RAM: added, then removed again, so the
+        // table the rings live in is never touched (PROTOCOL.md §4.4; QEMU does REM before ADD).
+        const toRegion = (b: GuestRamRegion): MemoryRegion => ({ guestPhysAddr: b.guestPhysAddr, memorySize: b.memorySize, userAddr: b.userspaceAddr, mmapOffset: b.mmapOffset });
+        const ram = guest.ram.memoryTable();
+        const top = ram.reduce((m, b) => (b.guestPhysAddr + b.memorySize > m ? b.guestPhysAddr + b.memorySize : m), 0n);
+        using extra = new GuestRam({ blocks: [{ guestPhysAddr: top, size: 1n << 20n }], name: "vhostkit-check" });
+        const [x] = extra.memoryTable() as [GuestRamRegion];
+        if ((acked & ProtocolFeature.CONFIGURE_MEM_SLOTS) !== 0n) {
+          await fe.addMemReg(toRegion(x), x.fd);
+          await fe.remMemReg(toRegion(x));
+        } else {
+          await fe.setMemTable([...ram.map(toRegion), toRegion(x)], [...ram.map((b) => b.fd), x.fd]);
+          await fe.setMemTable(ram.map(toRegion), ram.map((b) => b.fd));
+        }
+        await fe.getFeatures();
+        pass("memory table update", (acked & ProtocolFeature.CONFIGURE_MEM_SLOTS) !== 0n ? "ADD_MEM_REG then REM_MEM_REG of a second region acknowledged" : "SET_MEM_TABLE with a second region, then without it, acknowledged");
+      } catch (err) {
+        fail("memory table update", message(err));
+      }
+    } else {
+      skip("memory table update", "device not started");
+    }
+  } finally {
+    try {
+      await device?.close();
+      if (device !== undefined) {
+        if (device.failed === undefined) pass("tear-down", "closed cleanly");
+        else fail("tear-down", `device failed: ${device.failed.message}`);
+      }
+    } catch (err) {
+      fail("tear-down", isFrontendError(err) ? err.message : message(err));
+    }
+    await guest.close();
+  }
+  return out;
+}

@@ -1,0 +1,543 @@
+/**
+ * One vhost-user device driven by the front-end: negotiation (PROTOCOL.md §4.2), the back-end
+ * channel, VIRTIO Shared Memory Regions, memory table, vrings, tear-down and failure.
+ * @module
+ */
+import {
+  Dialects,
+  ProtocolFeature,
+  UPSTREAM,
+  VirtioFeature,
+  type Dialect,
+  type DialectName,
+  type MemoryRegion,
+} from "@vhostkit/wire";
+import { Endpoint, socketPair, type RetryPolicy } from "@vhostkit/transport";
+import { pageSize } from "@vhostkit/transport/sys";
+import { DeviceSharedMemory, isRegionError, MAX_SHMIDS, type ShmemRegionInfo } from "@vhostkit/regions";
+import { BackendRequestHandler, type BackendRequestOutcome } from "./backend-request-handler.js";
+import { DriverQueue } from "./driver-queue.js";
+import { asFrontendError, FrontendError, isFrontendError } from "./errors.js";
+import { Frontend } from "./frontend.js";
+import type { Guest } from "./guest.js";
+import type { TraceSink } from "./trace.js";
+
+/**
+ * Protocol features this front-end knows how to use (the dialect's SHMEM bit is added per
+ * connection): MQ, REPLY_ACK, BACKEND_REQ, CONFIG, BACKEND_SEND_FD, RESET_DEVICE, CONFIGURE_MEM_SLOTS.
+ */
+export const SUPPORTED_PROTOCOL_FEATURES: bigint =
+  ProtocolFeature.MQ |
+  ProtocolFeature.REPLY_ACK |
+  ProtocolFeature.BACKEND_REQ |
+  ProtocolFeature.CONFIG |
+  ProtocolFeature.BACKEND_SEND_FD |
+  ProtocolFeature.RESET_DEVICE |
+  ProtocolFeature.CONFIGURE_MEM_SLOTS;
+
+/** Mask of the feature bits a driver may ask for: device-specific bits 0–23 and the ring bits 28, 29. */
+export const DRIVER_FEATURE_MASK: bigint = (1n << 24n) - 1n | VirtioFeature.INDIRECT_DESC | VirtioFeature.EVENT_IDX;
+
+/** Default cap on the total size of a device's shared memory regions (64 GiB of address space). */
+export const DEFAULT_MAX_SHMEM_BYTES = 64n << 30n;
+
+/** Options of {@link Guest.addDevice}. */
+export interface DeviceOptions {
+  /** Unix socket of the back-end (the front-end connects). Either this or `endpoint`. */
+  readonly socketPath?: string;
+  /** An already connected endpoint (ownership is taken), e.g. one end of a socketpair. */
+  readonly endpoint?: Endpoint;
+  /** Retry the connect while the back-end starts. */
+  readonly retry?: RetryPolicy;
+  /** SHMEM dialect of this device (default `"upstream"`). */
+  readonly dialect?: Dialect | DialectName;
+  /** Per-request timeout in milliseconds, control messages and virtqueue requests (default 5000). */
+  readonly timeoutMs?: number;
+  /** Protocol features the front-end may accept (default {@link SUPPORTED_PROTOCOL_FEATURES} + the dialect's SHMEM bit). */
+  readonly protocolFeatures?: bigint;
+  /** GET_CONFIG size in bytes (1–256); default: the largest size the back-end accepts (discovered). */
+  readonly configSize?: number;
+  /** Per-region cap on live SHMEM mappings (regions default 256). */
+  readonly maxMappingsPerRegion?: number;
+  /** Per-device cap on live SHMEM mappings (regions default 1024). */
+  readonly maxMappingsPerDevice?: number;
+  /** Cap on the total advertised shared memory in bytes (default {@link DEFAULT_MAX_SHMEM_BYTES}). */
+  readonly maxShmemBytes?: bigint;
+  /** Receives every message on both sockets (`--verbose`). */
+  readonly trace?: TraceSink;
+  /** Receives the outcome of every back-end request. */
+  readonly onBackendRequest?: (outcome: BackendRequestOutcome) => void;
+}
+
+/** What a back-end advertised during negotiation (what `vhost-user-device probe` prints). */
+export interface DeviceInfo {
+  /** GET_FEATURES: offered virtio feature bits (u64). */
+  readonly features: bigint;
+  /** GET_PROTOCOL_FEATURES: offered protocol features (u64; 0 without VHOST_USER_F_PROTOCOL_FEATURES). */
+  readonly protocolFeatures: bigint;
+  /** The protocol features acknowledged with SET_PROTOCOL_FEATURES. */
+  readonly ackedProtocolFeatures: bigint;
+  /** GET_QUEUE_NUM (1 when MQ is not offered). */
+  readonly queueNum: number;
+  /** GET_MAX_MEM_SLOTS, or `undefined` without CONFIGURE_MEM_SLOTS. */
+  readonly maxMemSlots: number | undefined;
+  /** Device config space read with GET_CONFIG (little-endian bytes), or `undefined` without CONFIG or when refused. */
+  readonly config: Uint8Array | undefined;
+  /** VIRTIO Shared Memory Regions (non-zero sizes from GET_SHMEM_CONFIG), with their guest-physical placement. */
+  readonly shmem: readonly ShmemRegionInfo[];
+  /** The dialect used on this connection. */
+  readonly dialect: Dialect;
+}
+
+/** Options of {@link Device.start}. */
+export interface StartOptions {
+  /** Device-specific and ring feature bits the driver wants; masked with what was offered and {@link DRIVER_FEATURE_MASK}. */
+  readonly features?: bigint;
+  /** Queue indices to set up (default `[0]`). */
+  readonly queues?: readonly number[];
+  /** Queue size, a power of two (default 64). */
+  readonly queueSize?: number;
+}
+
+function resolveDialect(d: Dialect | DialectName | undefined): Dialect {
+  if (d === undefined) return UPSTREAM;
+  if (typeof d === "string") {
+    const found = Dialects[d];
+    if (found === undefined) throw new FrontendError("bad-argument", `unknown dialect ${String(d)}`, { actual: String(d) });
+    return found;
+  }
+  return d;
+}
+
+function has(bits: bigint, mask: bigint): boolean {
+  return (bits & mask) === mask && mask !== 0n;
+}
+
+/**
+ * Validates a GET_SHMEM_CONFIG (or crosvm GET_SHARED_MEMORY_REGIONS) reply (SHMEM.md §3, §9
+ * rule 6): at most 256 regions, nregions matching the non-zero sizes (wire checks that), unique
+ * ids, page-multiple sizes, a bounded total. Returns sizes by shmid (non-zero only).
+ */
+function shmemSizes(raw: { readonly nregions: number; readonly sizes: readonly bigint[] } | { readonly regions: readonly { readonly id: number; readonly length: bigint }[] }, maxTotal: bigint): Map<number, bigint> {
+  const out = new Map<number, bigint>();
+  const page = BigInt(pageSize());
+  const add = (id: number, size: bigint): void => {
+    if (size === 0n) return;
+    if (!Number.isInteger(id) || id < 0 || id >= MAX_SHMIDS) throw new FrontendError("bad-shmem-config", `shmid ${id} is not a u8`, { request: "GET_SHMEM_CONFIG", actual: id });
+    if (out.has(id)) throw new FrontendError("bad-shmem-config", `shmid ${id} listed twice`, { request: "GET_SHMEM_CONFIG", actual: id });
+    if (size % page !== 0n) throw new FrontendError("bad-shmem-config", `shmid ${id} size 0x${size.toString(16)} is not a multiple of the page size 0x${page.toString(16)}`, { request: "GET_SHMEM_CONFIG", actual: size });
+    out.set(id, size);
+  };
+  if ("sizes" in raw) {
+    if (raw.nregions > MAX_SHMIDS) throw new FrontendError("bad-shmem-config", `nregions ${raw.nregions} exceeds ${MAX_SHMIDS}`, { request: "GET_SHMEM_CONFIG", actual: raw.nregions });
+    raw.sizes.forEach((s, i) => add(i, s));
+    if (out.size !== raw.nregions) throw new FrontendError("bad-shmem-config", `nregions ${raw.nregions} but ${out.size} non-zero sizes`, { request: "GET_SHMEM_CONFIG", expected: out.size, actual: raw.nregions });
+  } else {
+    for (const r of raw.regions) add(r.id, r.length);
+  }
+  let total = 0n;
+  for (const s of out.values()) total += s;
+  if (total > maxTotal) throw new FrontendError("bad-shmem-config", `shared memory of 0x${total.toString(16)} bytes exceeds the cap 0x${maxTotal.toString(16)}`, { request: "GET_SHMEM_CONFIG", expected: maxTotal, actual: total });
+  return out;
+}
+
+/**
+ * Finds the largest GET_CONFIG size (1–256) the back-end accepts: 256 first, then a binary
+ * search (libvhost-user refuses more than the device struct with a zero-size reply, PROTOCOL.md §4.7).
+ * @returns the config bytes, or `undefined` when every size is refused.
+ */
+async function discoverConfig(fe: Frontend): Promise<Uint8Array | undefined> {
+  const full = await fe.getConfig(0, 256);
+  if (full !== undefined) return full;
+  let lo = 0;
+  let hi = 256;
+  let best: Uint8Array | undefined;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    const r = await fe.getConfig(0, mid);
+    if (r !== undefined) {
+      lo = mid;
+      best = r;
+    } else {
+      hi = mid;
+    }
+  }
+  return best;
+}
+
+/**
+ * One vhost-user device. Created (and negotiated, steps 1–4 of PROTOCOL.md §4.2) by
+ * {@link Guest.addDevice}; {@link Device.start} runs steps 5–9 (features, memory table, vrings,
+ * enable, first kick), {@link Device.stop} step 10, {@link Device.close} stops, resets and releases.
+ *
+ * When the back-end dies (its channel reaches EOF, a request fails at the transport level or
+ * times out) the device is marked failed: {@link Device.failure} resolves with a typed
+ * {@link FrontendError}, pending requests reject with `device-failed`, its shared memory mappings
+ * are dropped (PROT_NONE reservations stay until close). Other devices of the guest are not affected.
+ */
+export class Device {
+  readonly #guest: Guest;
+  readonly #fe: Frontend;
+  readonly #o: DeviceOptions;
+  readonly #timeoutMs: number;
+  #handler: BackendRequestHandler | undefined;
+  #shmem: DeviceSharedMemory | undefined;
+  #info!: DeviceInfo;
+  #queues = new Map<number, DriverQueue>();
+  #ackedFeatures: bigint | undefined;
+  #memorySent = false;
+  #failed: FrontendError | undefined;
+  #closed = false;
+  #resolveFailure!: (err: FrontendError) => void;
+  readonly #failure: Promise<FrontendError>;
+  readonly #configListeners = new Set<(config: Uint8Array | undefined) => void>();
+
+  private constructor(guest: Guest, fe: Frontend, options: DeviceOptions) {
+    this.#guest = guest;
+    this.#fe = fe;
+    this.#o = options;
+    this.#timeoutMs = options.timeoutMs ?? 5000;
+    this.#failure = new Promise((r) => (this.#resolveFailure = r));
+  }
+
+  /**
+   * Connects and negotiates. Use {@link Guest.addDevice}.
+   * @throws FrontendError `negotiation`, `protocol`, `refused`, `bad-shmem-config`, `disconnected`, `timeout`.
+   * @internal
+   */
+  static async open(guest: Guest, options: DeviceOptions): Promise<Device> {
+    const dialect = resolveDialect(options.dialect);
+    const feOptions = { dialect, timeoutMs: options.timeoutMs ?? 5000, ...(options.trace === undefined ? {} : { trace: options.trace }) };
+    let fe: Frontend;
+    if (options.endpoint !== undefined) fe = new Frontend(options.endpoint, feOptions);
+    else if (options.socketPath !== undefined) fe = await Frontend.connect(options.socketPath, { ...feOptions, ...(options.retry === undefined ? {} : { retry: options.retry }) });
+    else throw new FrontendError("bad-argument", "a device needs socketPath or endpoint");
+    const dev = new Device(guest, fe, options);
+    try {
+      await dev.#negotiate(dialect);
+    } catch (err) {
+      dev.#release();
+      throw asFrontendError(err, "NEGOTIATE");
+    }
+    return dev;
+  }
+
+  async #negotiate(dialect: Dialect): Promise<void> {
+    const fe = this.#fe;
+    // 1. GET_FEATURES; VERSION_1 is required.
+    const features = await fe.getFeatures();
+    if (!has(features, VirtioFeature.VERSION_1)) throw new FrontendError("negotiation", `back-end does not offer VIRTIO_F_VERSION_1 (features 0x${features.toString(16)})`, { request: "GET_FEATURES", actual: features });
+    // 2. Protocol features (legal before SET_FEATURES once bit 30 is offered).
+    let protocolFeatures = 0n;
+    let acked = 0n;
+    if (has(features, VirtioFeature.PROTOCOL_FEATURES)) {
+      protocolFeatures = await fe.getProtocolFeatures();
+      const wanted = this.#o.protocolFeatures ?? SUPPORTED_PROTOCOL_FEATURES | dialect.shmemFeature;
+      acked = protocolFeatures & wanted;
+      await fe.setProtocolFeatures(acked);
+      fe.replyAck = has(acked, ProtocolFeature.REPLY_ACK);
+    }
+    // 3. Queue count, memory slots, back-end channel.
+    let queueNum = 1;
+    if (has(acked, ProtocolFeature.MQ)) {
+      const n = await fe.getQueueNum();
+      if (n < 1n || n > 0xffffn) throw new FrontendError("protocol", `get_queue_num: ${n} queues`, { request: "GET_QUEUE_NUM", actual: n });
+      queueNum = Number(n);
+    }
+    let maxMemSlots: number | undefined;
+    if (has(acked, ProtocolFeature.CONFIGURE_MEM_SLOTS)) {
+      const n = await fe.getMaxMemSlots();
+      if (n > 0xffff_ffffn) throw new FrontendError("protocol", `get_max_mem_slots: ${n}`, { request: "GET_MAX_MEM_SLOTS", actual: n });
+      maxMemSlots = Number(n);
+    }
+    let channel: Endpoint | undefined;
+    if (has(acked, ProtocolFeature.BACKEND_REQ)) {
+      const [mine, theirs] = socketPair();
+      try {
+        channel = new Endpoint(mine);
+        await fe.setBackendReqFd(theirs.fd);
+      } catch (err) {
+        channel?.close();
+        throw err;
+      } finally {
+        theirs.close(); // PROTOCOL.md §4.6: the front-end closes its copy of the sent end.
+      }
+    }
+    try {
+      // 4. SET_OWNER, GET_CONFIG, GET_SHMEM_CONFIG.
+      await fe.setOwner();
+      let config: Uint8Array | undefined;
+      if (has(acked, ProtocolFeature.CONFIG)) {
+        const size = this.#o.configSize;
+        if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > 256)) throw new FrontendError("bad-argument", `config size ${size} not in 1..256`, { actual: size });
+        config = size === undefined ? await discoverConfig(fe) : await fe.getConfig(0, size);
+      }
+      if (has(acked, dialect.shmemFeature)) {
+        const sizes = shmemSizes(await fe.getShmemConfigRaw(), this.#o.maxShmemBytes ?? DEFAULT_MAX_SHMEM_BYTES);
+        if (sizes.size > 0) {
+          let total = 0n;
+          for (const s of sizes.values()) total += s;
+          try {
+            this.#shmem = new DeviceSharedMemory({
+              sizes,
+              guestPhysAddr: this.#guest.placeShmem(total),
+              ...(this.#o.maxMappingsPerRegion === undefined ? {} : { maxMappingsPerRegion: this.#o.maxMappingsPerRegion }),
+              ...(this.#o.maxMappingsPerDevice === undefined ? {} : { maxMappingsPerDevice: this.#o.maxMappingsPerDevice }),
+            });
+            this.#guest.space.addDevice(this.#shmem);
+          } catch (err) {
+            if (isRegionError(err)) throw new FrontendError("bad-shmem-config", `shared memory regions refused: ${err.message}`, { request: "GET_SHMEM_CONFIG" }, { cause: err });
+            throw err;
+          }
+        }
+      }
+      this.#info = {
+        features,
+        protocolFeatures,
+        ackedProtocolFeatures: acked,
+        queueNum,
+        maxMemSlots,
+        config,
+        shmem: this.#shmem?.regions() ?? [],
+        dialect,
+      };
+    } catch (err) {
+      channel?.close();
+      throw err;
+    }
+    if (channel !== undefined) {
+      this.#handler = new BackendRequestHandler(channel, {
+        dialect,
+        replyAck: has(acked, ProtocolFeature.REPLY_ACK),
+        backendSendFd: has(acked, ProtocolFeature.BACKEND_SEND_FD),
+        ...(this.#shmem === undefined ? {} : { shmem: this.#shmem }),
+        onConfigChange: () => void this.refreshConfig().catch(() => undefined),
+        ...(this.#o.onBackendRequest === undefined ? {} : { onOutcome: this.#o.onBackendRequest }),
+        ...(this.#o.trace === undefined ? {} : { trace: this.#o.trace }),
+        onClose: (err) => this.#fail(err),
+      });
+      void this.#handler.start();
+    }
+  }
+
+  /** What the back-end advertised. */
+  get info(): DeviceInfo {
+    return this.#info;
+  }
+
+  /** The connection, for conformance checks that send requests directly. */
+  get connection(): Frontend {
+    return this.#fe;
+  }
+
+  /** The virtio features sent with SET_FEATURES, or `undefined` before {@link Device.start}. */
+  get ackedFeatures(): bigint | undefined {
+    return this.#ackedFeatures;
+  }
+
+  /** The device's VIRTIO Shared Memory Regions, or `undefined` when it has none. */
+  get sharedMemory(): DeviceSharedMemory | undefined {
+    return this.#shmem;
+  }
+
+  /** The error that failed the device, or `undefined` while healthy. */
+  get failed(): FrontendError | undefined {
+    return this.#failed;
+  }
+
+  /** Resolves (never rejects) with the error when the device fails. */
+  get failure(): Promise<FrontendError> {
+    return this.#failure;
+  }
+
+  /** The queue set up by {@link Device.start} at `index`. @throws FrontendError `bad-argument`. */
+  queue(index: number): DriverQueue {
+    const q = this.#queues.get(index);
+    if (q === undefined) throw new FrontendError("bad-argument", `queue ${index} is not set up`, { actual: index });
+    return q;
+  }
+
+  /** Subscribes to config changes (BACKEND_CONFIG_CHANGE_MSG, then GET_CONFIG). @returns an unsubscribe function. */
+  onConfigChange(listener: (config: Uint8Array | undefined) => void): () => void {
+    this.#configListeners.add(listener);
+    return () => this.#configListeners.delete(listener);
+  }
+
+  #check(): void {
+    if (this.#closed) throw new FrontendError("closed", "device closed");
+    if (this.#failed !== undefined) throw new FrontendError("device-failed", `device failed: ${this.#failed.message}`, this.#failed.detail, { cause: this.#failed });
+  }
+
+  async #guard<T>(fn: () => Promise<T>): Promise<T> {
+    this.#check();
+    try {
+      return await fn();
+    } catch (err) {
+      const e = asFrontendError(err, "DEVICE");
+      if (e.code === "disconnected" || e.code === "timeout" || e.code === "protocol") this.#fail(e);
+      throw e;
+    }
+  }
+
+  /** Re-reads the config space with GET_CONFIG (same size as before) and notifies listeners. */
+  refreshConfig(): Promise<Uint8Array | undefined> {
+    return this.#guard(async () => {
+      const size = this.#info.config?.byteLength ?? this.#o.configSize;
+      if (size === undefined || !has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIG)) return undefined;
+      const config = await this.#fe.getConfig(0, size);
+      this.#info = { ...this.#info, config };
+      for (const l of this.#configListeners) {
+        try {
+          l(config);
+        } catch {
+          // listeners must not break the device
+        }
+      }
+      return config;
+    });
+  }
+
+  /**
+   * Steps 5–9 of PROTOCOL.md §4.2: SET_FEATURES (wanted ∩ offered | VERSION_1 | PROTOCOL_FEATURES),
+   * the memory table (ADD_MEM_REG per RAM block with CONFIGURE_MEM_SLOTS, else SET_MEM_TABLE; user
+   * addresses synthetic), per queue SET_VRING_NUM / BASE(0) / ADDR / CALL / KICK, SET_VRING_ENABLE,
+   * then one kick per queue.
+   * @returns the queues, in the order given.
+   * @throws FrontendError `bad-argument` (queue index ≥ queue count, already started), `negotiation`
+   *   (not enough memory slots), `refused`, `protocol`, `disconnected`, `timeout`.
+   */
+  start(options: StartOptions = {}): Promise<readonly DriverQueue[]> {
+    return this.#guard(async () => {
+      const indices = options.queues ?? [0];
+      const size = options.queueSize ?? 64;
+      for (const i of indices) {
+        if (!Number.isInteger(i) || i < 0 || i >= this.#info.queueNum || i > 255) throw new FrontendError("bad-argument", `queue ${i} not in 0..${this.#info.queueNum - 1}`, { actual: i, expected: this.#info.queueNum });
+        if (this.#queues.has(i)) throw new FrontendError("bad-argument", `queue ${i} already started`, { actual: i });
+      }
+      const fe = this.#fe;
+      const offered = this.#info.features;
+      const features = ((options.features ?? 0n) & DRIVER_FEATURE_MASK & offered) | VirtioFeature.VERSION_1 | (offered & VirtioFeature.PROTOCOL_FEATURES);
+      if (this.#ackedFeatures === undefined) {
+        await fe.setFeatures(features);
+        this.#ackedFeatures = features;
+      }
+      if (!this.#memorySent) {
+        await this.#sendMemoryTable();
+        this.#memorySent = true;
+      }
+      const ram = this.#guest.ram;
+      const out: DriverQueue[] = [];
+      for (const index of indices) {
+        const q = DriverQueue.create({
+          index,
+          size,
+          memory: this.#guest.space,
+          allocator: this.#guest.allocator,
+          timeoutMs: this.#timeoutMs,
+          onFatal: (e) => this.#fail(e),
+        });
+        this.#queues.set(index, q);
+        out.push(q);
+        await fe.setVringNum(index, size);
+        await fe.setVringBase(index, 0);
+        await fe.setVringAddr({
+          index,
+          flags: 0,
+          descAddr: ram.userAddressOf(q.rings.desc),
+          usedAddr: ram.userAddressOf(q.rings.used),
+          availAddr: ram.userAddressOf(q.rings.avail),
+          logAddr: q.rings.used,
+        });
+        await fe.setVringFd("SET_VRING_CALL", index, q.callFd);
+        await fe.setVringFd("SET_VRING_KICK", index, q.kickFd);
+      }
+      if (has(this.#ackedFeatures, VirtioFeature.PROTOCOL_FEATURES)) {
+        for (const index of indices) await fe.setVringEnable(index, true);
+      }
+      // PROTOCOL.md §4.5: always write one kick after set-up.
+      for (const q of out) q.kick();
+      return out;
+    });
+  }
+
+  async #sendMemoryTable(): Promise<void> {
+    const blocks = this.#guest.ram.memoryTable();
+    const regions: MemoryRegion[] = blocks.map((b) => ({ guestPhysAddr: b.guestPhysAddr, memorySize: b.memorySize, userAddr: b.userspaceAddr, mmapOffset: b.mmapOffset }));
+    if (has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS)) {
+      const slots = this.#info.maxMemSlots ?? 0;
+      if (slots < regions.length) throw new FrontendError("negotiation", `back-end has ${slots} memory slots, guest RAM needs ${regions.length}`, { request: "GET_MAX_MEM_SLOTS", expected: regions.length, actual: slots });
+      for (const [i, r] of regions.entries()) await this.#fe.addMemReg(r, (blocks[i] as { fd: number }).fd);
+    } else {
+      await this.#fe.setMemTable(
+        regions,
+        blocks.map((b) => b.fd),
+      );
+    }
+  }
+
+  /**
+   * Step 10: SET_VRING_ENABLE(0) and GET_VRING_BASE per started queue (which stops the ring), then
+   * releases the queues.
+   * @returns the next avail index the back-end reported per queue index.
+   * @throws FrontendError `protocol`, `disconnected`, `timeout`, `refused`.
+   */
+  stop(): Promise<ReadonlyMap<number, number>> {
+    return this.#guard(async () => {
+      const bases = new Map<number, number>();
+      const indices = [...this.#queues.keys()];
+      try {
+        if (this.#ackedFeatures !== undefined && has(this.#ackedFeatures, VirtioFeature.PROTOCOL_FEATURES)) {
+          for (const i of indices) await this.#fe.setVringEnable(i, false);
+        }
+        for (const i of indices) bases.set(i, await this.#fe.getVringBase(i));
+      } finally {
+        for (const q of this.#queues.values()) q.close();
+        this.#queues.clear();
+      }
+      return bases;
+    });
+  }
+
+  #fail(err: FrontendError): void {
+    if (this.#failed !== undefined || this.#closed) return;
+    this.#failed = isFrontendError(err) ? err : asFrontendError(err, "DEVICE");
+    for (const q of this.#queues.values()) q.fail(this.#failed);
+    this.#shmem?.reset();
+    this.#handler?.close();
+    this.#fe.close();
+    this.#resolveFailure(this.#failed);
+  }
+
+  #release(): void {
+    this.#handler?.close();
+    this.#fe.close();
+    for (const q of this.#queues.values()) q.close();
+    this.#queues.clear();
+    if (this.#shmem !== undefined) {
+      this.#guest.space.removeDevice(this.#shmem);
+      this.#shmem.dispose();
+      this.#shmem = undefined;
+    }
+  }
+
+  /**
+   * Tear-down: stops started queues (GET_VRING_BASE), RESET_DEVICE when negotiated, drops every
+   * shared memory mapping, closes both sockets and releases rings and reservations. Errors from a
+   * dead back-end are ignored. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#failed === undefined) {
+      try {
+        if (this.#queues.size > 0) await this.stop();
+        if (has(this.#info.ackedProtocolFeatures, ProtocolFeature.RESET_DEVICE)) await this.#fe.resetDevice();
+      } catch {
+        // the back-end may be gone; tear-down continues
+      }
+    }
+    this.#closed = true;
+    this.#shmem?.reset();
+    this.#release();
+    this.#guest.detach(this);
+  }
+}

@@ -1,0 +1,254 @@
+/**
+ * One driven virtqueue: the split ring in guest RAM, its kick and call eventfds, and request
+ * submission with completion tracking.
+ * @module
+ */
+import { SplitDriver, type DriverBuffer } from "@vhostkit/virtqueue/driver";
+import { EventFd } from "@vhostkit/transport";
+import type { GuestAddress, GuestMemory } from "@vhostkit/regions";
+import { asFrontendError, FrontendError } from "./errors.js";
+import type { GuestAllocator } from "./guest-allocator.js";
+
+interface Pending {
+  readonly resolve: (len: number) => void;
+  readonly reject: (err: FrontendError) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/** Result of {@link DriverQueue.transfer}. */
+export interface TransferResult {
+  /** Bytes the device reported written (`used.len`). */
+  readonly len: number;
+  /** Copies of the device-writable buffers after completion, in the order requested. */
+  readonly buffers: readonly Uint8Array[];
+}
+
+/** Options of {@link DriverQueue.create}. @internal */
+export interface DriverQueueOptions {
+  readonly index: number;
+  readonly size: number;
+  readonly memory: GuestMemory;
+  readonly allocator: GuestAllocator;
+  readonly timeoutMs: number;
+  /** Called when a request times out: the device is then failed (its in-flight buffers are lost). */
+  readonly onFatal: (err: FrontendError) => void;
+}
+
+/**
+ * The driver side of one virtqueue set up on a back-end. Rings live in guest RAM at guest-physical
+ * addresses; the back-end receives their synthetic user addresses with SET_VRING_ADDR. Completions
+ * are collected when the back-end signals the call eventfd; each request has a timeout.
+ *
+ * Owns its eventfds and ring memory: {@link DriverQueue.close} releases them.
+ */
+export class DriverQueue {
+  /** Queue index on the device. */
+  readonly index: number;
+  /** Queue size (descriptors). */
+  readonly size: number;
+  /** Guest-physical ring addresses (descriptor table, available ring, used ring). */
+  readonly rings: { readonly desc: GuestAddress; readonly avail: GuestAddress; readonly used: GuestAddress };
+  readonly #driver: SplitDriver<Pending>;
+  readonly #kick: EventFd;
+  readonly #call: EventFd;
+  readonly #o: DriverQueueOptions;
+  readonly #ringBase: GuestAddress;
+  readonly #tokens = new Set<Pending>();
+  #pumping = false;
+  #inFlight = 0;
+  #error: FrontendError | undefined;
+
+  private constructor(o: DriverQueueOptions, base: GuestAddress, driver: SplitDriver<Pending>, kick: EventFd, call: EventFd, rings: DriverQueue["rings"]) {
+    this.#o = o;
+    this.index = o.index;
+    this.size = o.size;
+    this.#ringBase = base;
+    this.#driver = driver;
+    this.#kick = kick;
+    this.#call = call;
+    this.rings = rings;
+  }
+
+  /**
+   * Allocates the rings (zeroed) and the two eventfds.
+   * @throws FrontendError `bad-argument` (queue size), `out-of-memory`.
+   * @internal
+   */
+  static create(o: DriverQueueOptions): DriverQueue {
+    const q = o.size;
+    const descBytes = 16 * q;
+    const availOff = descBytes;
+    const usedOff = (availOff + 6 + 2 * q + 3) & ~3;
+    const total = usedOff + 6 + 8 * q;
+    const base = o.allocator.alloc(total, 4096);
+    let kick: EventFd | undefined;
+    let call: EventFd | undefined;
+    try {
+      const rings = { desc: base, avail: (base + BigInt(availOff)) as GuestAddress, used: (base + BigInt(usedOff)) as GuestAddress };
+      const driver = new SplitDriver<Pending>({ size: q, memory: o.memory, addresses: rings });
+      kick = EventFd.create();
+      call = EventFd.create();
+      return new DriverQueue(o, base, driver, kick, call, rings);
+    } catch (err) {
+      kick?.close();
+      call?.close();
+      o.allocator.free(base);
+      throw err instanceof FrontendError ? err : new FrontendError("bad-argument", `queue ${o.index}: ${err instanceof Error ? err.message : String(err)}`, { actual: q }, { cause: err });
+    }
+  }
+
+  /** The kick eventfd (borrowed; sent with SET_VRING_KICK). */
+  get kickFd(): number {
+    return this.#kick.fd;
+  }
+
+  /** The call eventfd (borrowed; sent with SET_VRING_CALL). */
+  get callFd(): number {
+    return this.#call.fd;
+  }
+
+  /** Requests submitted and not yet completed. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** The avail index the next chain gets (u16): after a stop, GET_VRING_BASE should return this. */
+  get availIndex(): number {
+    return this.#driver.availIndex;
+  }
+
+  /** Writes 1 to the kick eventfd (the first kick after set-up, PROTOCOL.md §4.5). */
+  kick(): void {
+    this.#kick.signal();
+  }
+
+  /**
+   * Makes one chain available (device-readable buffers, then device-writable ones), kicks when the
+   * ring says so, and resolves with `used.len` when the device returns it.
+   * @throws FrontendError `timeout` (the device is then failed), `device-failed`, `bad-argument`.
+   */
+  submit(readable: readonly DriverBuffer[], writable: readonly DriverBuffer[], timeoutMs = this.#o.timeoutMs): Promise<number> {
+    if (this.#error !== undefined) return Promise.reject(this.#error);
+    return new Promise<number>((resolve, reject) => {
+      const p: Pending = { resolve, reject, timer: undefined };
+      try {
+        this.#driver.add(readable, writable, p);
+      } catch (err) {
+        reject(new FrontendError("bad-argument", `queue ${this.index}: ${err instanceof Error ? err.message : String(err)}`, {}, { cause: err }));
+        return;
+      }
+      this.#inFlight++;
+      this.#tokens.add(p);
+      p.timer = setTimeout(() => {
+        const e = new FrontendError("timeout", `queue ${this.index}: request not completed within ${timeoutMs} ms`, { request: "VIRTQUEUE" });
+        this.#o.onFatal(e);
+        this.fail(e);
+      }, timeoutMs);
+      if (this.#driver.publish()) this.#kick.signal();
+      void this.#pump();
+    });
+  }
+
+  /**
+   * Convenience for drivers: copies `readable` into freshly allocated guest buffers, allocates
+   * `writableLens` bytes of device-writable buffers, submits the chain, and returns copies of the
+   * writable buffers after completion. Guest buffers are freed afterwards (kept when the request
+   * failed, since the device may still write them).
+   * @throws FrontendError as {@link DriverQueue.submit}, `out-of-memory`.
+   */
+  async transfer(readable: readonly Uint8Array[], writableLens: readonly number[], timeoutMs?: number): Promise<TransferResult> {
+    const allocs: GuestAddress[] = [];
+    const mem = this.#o.memory;
+    let ok = false;
+    try {
+      const r: DriverBuffer[] = [];
+      for (const b of readable) {
+        const a = this.#o.allocator.alloc(b.byteLength);
+        allocs.push(a);
+        await mem.write(a, b);
+        r.push({ addr: a, len: b.byteLength });
+      }
+      const w: DriverBuffer[] = [];
+      for (const len of writableLens) {
+        const a = this.#o.allocator.alloc(len);
+        allocs.push(a);
+        // 0xff so that a status byte the device never wrote is recognisable.
+        await mem.write(a, new Uint8Array(len).fill(0xff));
+        w.push({ addr: a, len });
+      }
+      const len = await this.submit(r, w, timeoutMs);
+      const buffers: Uint8Array[] = [];
+      for (const b of w) {
+        const out = new Uint8Array(b.len);
+        await mem.read(b.addr as GuestAddress, out);
+        buffers.push(out);
+      }
+      ok = true;
+      return { len, buffers };
+    } catch (err) {
+      throw asFrontendError(err, "VIRTQUEUE");
+    } finally {
+      if (ok || this.#error === undefined) for (const a of allocs) this.#o.allocator.free(a);
+    }
+  }
+
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (this.#inFlight > 0 && this.#error === undefined) {
+        let used;
+        try {
+          used = this.#driver.collectUsed();
+        } catch (err) {
+          const e = new FrontendError("protocol", `queue ${this.index}: ${err instanceof Error ? err.message : String(err)}`, { request: "VIRTQUEUE" }, { cause: err });
+          this.#o.onFatal(e);
+          this.fail(e);
+          return;
+        }
+        for (const u of used) {
+          const p = u.token;
+          if (p === undefined) continue;
+          this.#inFlight--;
+          this.#tokens.delete(p);
+          if (p.timer !== undefined) clearTimeout(p.timer);
+          p.resolve(u.len);
+        }
+        if (this.#inFlight === 0) break;
+        try {
+          await this.#call.wait();
+        } catch {
+          return; // closed: fail() rejected everything
+        }
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /** Rejects every pending request with `err` and closes the eventfds. Idempotent. @internal */
+  fail(err: FrontendError): void {
+    if (this.#error !== undefined) return;
+    this.#error = err.code === "device-failed" ? err : new FrontendError("device-failed", err.message, err.detail, { cause: err });
+    // Pending tokens are only reachable through the ring; reject them via a final sweep.
+    for (const p of this.#drainTokens()) {
+      if (p.timer !== undefined) clearTimeout(p.timer);
+      p.reject(this.#error);
+    }
+    this.#inFlight = 0;
+    this.#kick.close();
+    this.#call.close();
+  }
+
+  #drainTokens(): Pending[] {
+    const out = [...this.#tokens];
+    this.#tokens.clear();
+    return out;
+  }
+
+  /** Closes the eventfds and frees the rings (after GET_VRING_BASE stopped the ring). @internal */
+  close(): void {
+    this.fail(new FrontendError("closed", `queue ${this.index} closed`));
+    this.#o.allocator.free(this.#ringBase);
+  }
+}

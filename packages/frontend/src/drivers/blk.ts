@@ -1,0 +1,198 @@
+/**
+ * virtio-blk driver (PROTOCOL.md §8.1; VIRTIO 1.x device id 2).
+ * @module
+ */
+import { FrontendError } from "../errors.js";
+import type { Device } from "../device.js";
+import type { DriverQueue } from "../driver-queue.js";
+
+/** virtio-blk feature bits (device-specific, bit masks). */
+export const BlkFeature = {
+  SIZE_MAX: 1n << 1n,
+  SEG_MAX: 1n << 2n,
+  GEOMETRY: 1n << 4n,
+  RO: 1n << 5n,
+  BLK_SIZE: 1n << 6n,
+  FLUSH: 1n << 9n,
+  TOPOLOGY: 1n << 10n,
+  CONFIG_WCE: 1n << 11n,
+  MQ: 1n << 12n,
+  DISCARD: 1n << 13n,
+  WRITE_ZEROES: 1n << 14n,
+  LIFETIME: 1n << 15n,
+  SECURE_ERASE: 1n << 16n,
+  ZONED: 1n << 17n,
+} as const;
+
+/** virtio-blk request types. */
+export const BlkRequestType = { IN: 0, OUT: 1, FLUSH: 4, GET_ID: 8 } as const;
+
+/** virtio-blk status byte values. */
+export const BlkStatus = { OK: 0, IOERR: 1, UNSUPP: 2 } as const;
+
+/** Sector size of virtio-blk request addressing, bytes (independent of `blk_size`). */
+export const SECTOR_SIZE = 512;
+
+/** Features the driver asks for (intersected with the offer). */
+const WANTED = BlkFeature.SIZE_MAX | BlkFeature.SEG_MAX | BlkFeature.GEOMETRY | BlkFeature.RO | BlkFeature.BLK_SIZE | BlkFeature.FLUSH | BlkFeature.TOPOLOGY;
+
+/** Decoded virtio-blk config space (fields beyond the bytes read are `undefined`). Little-endian. */
+export interface BlkConfig {
+  /** Capacity in 512-byte sectors. */
+  readonly capacity: bigint;
+  /** Largest segment in bytes (SIZE_MAX). */
+  readonly sizeMax?: number;
+  /** Most segments per request (SEG_MAX). */
+  readonly segMax?: number;
+  /** Geometry (GEOMETRY). */
+  readonly geometry?: { readonly cylinders: number; readonly heads: number; readonly sectors: number };
+  /** Logical block size in bytes (BLK_SIZE). */
+  readonly blkSize?: number;
+  /** Topology (TOPOLOGY). */
+  readonly topology?: { readonly physicalBlockExp: number; readonly alignmentOffset: number; readonly minIoSize: number; readonly optIoSize: number };
+  /** Write-back cache enabled (CONFIG_WCE). */
+  readonly writeback?: number;
+  /** Number of queues (MQ). */
+  readonly numQueues?: number;
+  /** Discard limits (DISCARD). */
+  readonly discard?: { readonly maxSectors: number; readonly maxSeg: number; readonly sectorAlignment: number };
+  /** Write-zeroes limits (WRITE_ZEROES). */
+  readonly writeZeroes?: { readonly maxSectors: number; readonly maxSeg: number; readonly mayUnmap: number };
+}
+
+/**
+ * Decodes the virtio-blk config space (PROTOCOL.md §8.1 offsets).
+ * @throws FrontendError `protocol` when fewer than 8 bytes (no capacity) are given.
+ */
+export function decodeBlkConfig(bytes: Uint8Array): BlkConfig {
+  if (bytes.byteLength < 8) throw new FrontendError("protocol", `virtio-blk config of ${bytes.byteLength} bytes has no capacity`, { request: "GET_CONFIG", expected: 8, actual: bytes.byteLength });
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = bytes.byteLength;
+  const u32 = (o: number): number | undefined => (o + 4 <= n ? v.getUint32(o, true) : undefined);
+  const out: { -readonly [K in keyof BlkConfig]: BlkConfig[K] } = { capacity: v.getBigUint64(0, true) };
+  const sizeMax = u32(8);
+  const segMax = u32(12);
+  if (sizeMax !== undefined) out.sizeMax = sizeMax;
+  if (segMax !== undefined) out.segMax = segMax;
+  if (n >= 20) out.geometry = { cylinders: v.getUint16(16, true), heads: v.getUint8(18), sectors: v.getUint8(19) };
+  const blkSize = u32(20);
+  if (blkSize !== undefined) out.blkSize = blkSize;
+  if (n >= 32) out.topology = { physicalBlockExp: v.getUint8(24), alignmentOffset: v.getUint8(25), minIoSize: v.getUint16(26, true), optIoSize: v.getUint32(28, true) };
+  if (n >= 33) out.writeback = v.getUint8(32);
+  if (n >= 36) out.numQueues = v.getUint16(34, true);
+  if (n >= 48) out.discard = { maxSectors: v.getUint32(36, true), maxSeg: v.getUint32(40, true), sectorAlignment: v.getUint32(44, true) };
+  if (n >= 57) out.writeZeroes = { maxSectors: v.getUint32(48, true), maxSeg: v.getUint32(52, true), mayUnmap: v.getUint8(56) };
+  return out;
+}
+
+function header(type: number, sector: bigint): Uint8Array {
+  const h = new Uint8Array(16);
+  const v = new DataView(h.buffer);
+  v.setUint32(0, type, true);
+  v.setUint32(4, 0, true);
+  v.setBigUint64(8, sector, true);
+  return h;
+}
+
+/**
+ * A virtio-blk driver on queue 0 of a {@link Device}. Requests are a 16-byte header, the data,
+ * and a 1-byte status written last by the device; large reads and writes are split into requests
+ * of at most `maxRequestBytes`.
+ */
+export class BlkDriver {
+  /** The device. */
+  readonly device: Device;
+  /** The request queue. */
+  readonly queue: DriverQueue;
+  /** Decoded config space (refreshed on config-change messages). */
+  config: BlkConfig | undefined;
+  readonly #maxBytes: number;
+
+  private constructor(device: Device, queue: DriverQueue, maxBytes: number) {
+    this.device = device;
+    this.queue = queue;
+    this.#maxBytes = maxBytes;
+    this.config = device.info.config === undefined ? undefined : decodeBlkConfig(device.info.config);
+    device.onConfigChange((c) => {
+      this.config = c === undefined ? undefined : decodeBlkConfig(c);
+    });
+  }
+
+  /**
+   * Starts queue 0 with the virtio-blk features this driver understands.
+   * @param options.maxRequestBytes - largest data transfer per request (default 256 KiB, a sector multiple).
+   * @throws FrontendError from {@link Device.start}.
+   */
+  static async attach(device: Device, options: { readonly maxRequestBytes?: number; readonly queueSize?: number } = {}): Promise<BlkDriver> {
+    const [q] = await device.start({ features: WANTED, queues: [0], ...(options.queueSize === undefined ? {} : { queueSize: options.queueSize }) });
+    const max = options.maxRequestBytes ?? 256 * 1024;
+    if (max < SECTOR_SIZE || max % SECTOR_SIZE !== 0) throw new FrontendError("bad-argument", `max request size ${max} is not a positive multiple of 512`, { actual: max });
+    return new BlkDriver(device, q as DriverQueue, max);
+  }
+
+  /** True when VIRTIO_BLK_F_RO was negotiated. */
+  get readOnly(): boolean {
+    return ((this.device.ackedFeatures ?? 0n) & BlkFeature.RO) !== 0n;
+  }
+
+  #status(op: string, status: number | undefined, extra: string): void {
+    if (status === BlkStatus.OK) return;
+    if (status === BlkStatus.UNSUPP) throw new FrontendError("unsupported", `blk ${op}${extra}: device status UNSUPP`, { request: op, actual: status });
+    if (status === BlkStatus.IOERR) throw new FrontendError("io-error", `blk ${op}${extra}: device status IOERR`, { request: op, actual: status });
+    throw new FrontendError("protocol", `blk ${op}${extra}: device status 0x${(status ?? 0xff).toString(16)}`, { request: op, actual: status ?? -1 });
+  }
+
+  /**
+   * Reads `count` sectors (512 bytes each) from `sector`.
+   * @throws FrontendError `io-error` (e.g. past the end), `bad-argument`, `device-failed`, `timeout`.
+   */
+  async read(sector: bigint, count: number): Promise<Uint8Array> {
+    if (!Number.isInteger(count) || count < 1) throw new FrontendError("bad-argument", `read of ${count} sectors`, { actual: count });
+    const out = new Uint8Array(count * SECTOR_SIZE);
+    const per = this.#maxBytes / SECTOR_SIZE;
+    for (let done = 0; done < count; done += per) {
+      const n = Math.min(per, count - done);
+      const s = sector + BigInt(done);
+      const r = await this.queue.transfer([header(BlkRequestType.IN, s)], [n * SECTOR_SIZE, 1]);
+      this.#status("read", r.buffers[1]?.[0], ` sector ${s}`);
+      out.set(r.buffers[0] as Uint8Array, done * SECTOR_SIZE);
+    }
+    return out;
+  }
+
+  /**
+   * Writes `data` (a multiple of 512 bytes) at `sector`.
+   * @throws FrontendError `bad-argument`, `io-error`, `unsupported` (read-only device), `device-failed`, `timeout`.
+   */
+  async write(sector: bigint, data: Uint8Array): Promise<void> {
+    if (data.byteLength === 0 || data.byteLength % SECTOR_SIZE !== 0) throw new FrontendError("bad-argument", `write of ${data.byteLength} bytes is not a positive multiple of 512`, { actual: data.byteLength });
+    for (let off = 0; off < data.byteLength; off += this.#maxBytes) {
+      const chunk = data.subarray(off, Math.min(off + this.#maxBytes, data.byteLength));
+      const s = sector + BigInt(off / SECTOR_SIZE);
+      const r = await this.queue.transfer([header(BlkRequestType.OUT, s), chunk], [1]);
+      this.#status("write", r.buffers[0]?.[0], ` sector ${s}`);
+    }
+  }
+
+  /**
+   * FLUSH (needs VIRTIO_BLK_F_FLUSH).
+   * @throws FrontendError `unsupported` (not negotiated or UNSUPP), `io-error`.
+   */
+  async flush(): Promise<void> {
+    if (((this.device.ackedFeatures ?? 0n) & BlkFeature.FLUSH) === 0n) throw new FrontendError("unsupported", "blk flush: VIRTIO_BLK_F_FLUSH not negotiated", { request: "flush" });
+    const r = await this.queue.transfer([header(BlkRequestType.FLUSH, 0n)], [1]);
+    this.#status("flush", r.buffers[0]?.[0], "");
+  }
+
+  /**
+   * GET_ID: the device serial (up to 20 bytes, NUL-padded).
+   * @throws FrontendError `unsupported`, `io-error`.
+   */
+  async getId(): Promise<string> {
+    const r = await this.queue.transfer([header(BlkRequestType.GET_ID, 0n)], [20, 1]);
+    this.#status("get-id", r.buffers[1]?.[0], "");
+    const id = r.buffers[0] as Uint8Array;
+    const end = id.indexOf(0);
+    return new TextDecoder().decode(id.subarray(0, end < 0 ? id.length : end));
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * The front-end's guest: one guest-physical address space (RAM + every device's VIRTIO Shared
+ * Memory Regions) shared by several devices, each with its own back-end.
+ * @module
+ */
+import { guestAddress, GuestAddressSpace, GuestRam, type GuestAddress } from "@vhostkit/regions";
+import { Device, type DeviceOptions } from "./device.js";
+import { FrontendError } from "./errors.js";
+import { GuestAllocator } from "./guest-allocator.js";
+
+/** Options of a {@link Guest}. */
+export interface GuestOptions {
+  /** Guest RAM in bytes, a page multiple (default 64 MiB; memfd pages are allocated on first touch). */
+  readonly ramSize?: bigint;
+  /** Guest-physical address where device shared memory windows start (default 4 GiB). */
+  readonly shmemBase?: bigint;
+}
+
+/** Alignment of each device's shared memory window in guest-physical space (1 GiB, like a BAR). */
+const WINDOW_ALIGN = 1n << 30n;
+
+/**
+ * A guest without a VM: memfd-backed RAM at guest-physical 0 with synthetic user addresses (no
+ * host virtual address is ever sent), an allocator for rings and buffers, and a
+ * {@link GuestAddressSpace} joining RAM and each device's shared memory windows (placed one after
+ * another from `shmemBase`, 1 GiB aligned). Devices fail independently.
+ */
+export class Guest {
+  /** Guest RAM (one block at GPA 0). */
+  readonly ram: GuestRam;
+  /** The whole guest-physical space: RAM plus device windows. */
+  readonly space: GuestAddressSpace;
+  /** Allocator of rings and request buffers in RAM. */
+  readonly allocator: GuestAllocator;
+  readonly #devices = new Set<Device>();
+  #nextWindow: bigint;
+  #closed = false;
+
+  /** @throws RegionError when the RAM cannot be created. */
+  constructor(options: GuestOptions = {}) {
+    const size = options.ramSize ?? 64n << 20n;
+    this.ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size }] });
+    this.space = new GuestAddressSpace(this.ram);
+    this.allocator = new GuestAllocator(0n, size);
+    this.#nextWindow = options.shmemBase ?? 1n << 32n;
+    if (this.#nextWindow < size) this.#nextWindow = (size + WINDOW_ALIGN - 1n) & ~(WINDOW_ALIGN - 1n);
+  }
+
+  /** The open devices. */
+  get devices(): readonly Device[] {
+    return [...this.#devices];
+  }
+
+  /**
+   * Connects to a back-end and negotiates (PROTOCOL.md §4.2 steps 1–4, including the back-end
+   * channel and GET_SHMEM_CONFIG); the device's shared memory joins {@link Guest.space}.
+   * @throws FrontendError as {@link Device}; nothing stays open when it throws.
+   */
+  async addDevice(options: DeviceOptions): Promise<Device> {
+    if (this.#closed) throw new FrontendError("closed", "guest closed");
+    const d = await Device.open(this, options);
+    this.#devices.add(d);
+    return d;
+  }
+
+  /** Reserves guest-physical space for a device window of `size` bytes. @internal */
+  placeShmem(size: bigint): GuestAddress {
+    const base = this.#nextWindow;
+    this.#nextWindow = (base + size + WINDOW_ALIGN - 1n) & ~(WINDOW_ALIGN - 1n);
+    return guestAddress(base);
+  }
+
+  /** Forgets a closed device. @internal */
+  detach(device: Device): void {
+    this.#devices.delete(device);
+  }
+
+  /** Closes every device, then unmaps and closes guest RAM. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const d of [...this.#devices]) await d.close();
+    this.ram.dispose();
+  }
+}

@@ -5,6 +5,7 @@
  */
 import {
   Dialects,
+  isWireError,
   ProtocolFeature,
   UPSTREAM,
   VirtioFeature,
@@ -273,7 +274,15 @@ export class Device {
         config = size === undefined ? await discoverConfig(fe) : await fe.getConfig(0, size);
       }
       if (has(acked, dialect.shmemFeature)) {
-        const sizes = shmemSizes(await fe.getShmemConfigRaw(), this.#o.maxShmemBytes ?? DEFAULT_MAX_SHMEM_BYTES);
+        let raw;
+        try {
+          raw = await fe.getShmemConfigRaw();
+        } catch (err) {
+          // A reply the wire codec rejects (nregions > 256, nregions not matching the sizes).
+          if (isFrontendError(err) && err.code === "protocol" && isWireError(err.cause)) throw new FrontendError("bad-shmem-config", err.message, err.detail, { cause: err.cause });
+          throw err;
+        }
+        const sizes = shmemSizes(raw, this.#o.maxShmemBytes ?? DEFAULT_MAX_SHMEM_BYTES);
         if (sizes.size > 0) {
           let total = 0n;
           for (const s of sizes.values()) total += s;

@@ -1,0 +1,222 @@
+import { before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Endpoint, Reactor, socketPair } from "@vhostkit/transport";
+import { SYNTHETIC_USER_BASE } from "@vhostkit/regions";
+import { Guest, isFrontendError, RawDriver, type BackendRequestOutcome, type Device } from "../src/index.js";
+
+const FIXTURE = fileURLToPath(new URL("./fixtures/hostile-backend.mjs", import.meta.url));
+
+function fdCount(): number {
+  return readdirSync("/proc/self/fd").length;
+}
+
+/** VMAs of this process whose backing file name contains `name`. */
+function vmasNamed(name: string): { start: bigint; end: bigint }[] {
+  return readFileSync("/proc/self/maps", "utf8")
+    .split("\n")
+    .filter((l) => l.includes(name))
+    .map((l) => {
+      const [s, e] = (l.split(" ")[0] as string).split("-");
+      return { start: BigInt(`0x${s}`), end: BigInt(`0x${e}`) };
+    });
+}
+
+interface Peer {
+  readonly endpoint: Endpoint;
+  /** Resolves with the next report matching `pred`. */
+  next(pred: (o: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
+  /** Every report so far. */
+  readonly lines: Record<string, unknown>[];
+  /** Resolves with the exit code once the child is gone and the control socket is closed. */
+  readonly exited: Promise<number | null>;
+  send(command: string): void;
+}
+
+/**
+ * Starts the hostile back-end: fd 3 = its end of the vhost-user socketpair, fd 4 = a control
+ * socketpair (reports and commands as frames). No stdio pipes, so fd counts here are exact.
+ */
+function startPeer(mode: string): Peer {
+  const [mine, theirs] = socketPair();
+  const [ctlMine, ctlTheirs] = socketPair();
+  const child = spawn(process.execPath, [FIXTURE, mode], { stdio: ["ignore", "inherit", "inherit", theirs.fd, ctlTheirs.fd] });
+  theirs.close();
+  ctlTheirs.close();
+  const ctl = new Endpoint(ctlMine);
+  const lines: Record<string, unknown>[] = [];
+  const waiters: { pred: (o: Record<string, unknown>) => boolean; resolve: (o: Record<string, unknown>) => void }[] = [];
+  const reports = (async () => {
+    for (;;) {
+      let m;
+      try {
+        m = await ctl.recv();
+      } catch {
+        return; // EOF: the child exited
+      }
+      const o = JSON.parse(new TextDecoder().decode(m.payload)) as Record<string, unknown>;
+      lines.push(o);
+      const i = waiters.findIndex((w) => w.pred(o));
+      if (i >= 0) waiters.splice(i, 1)[0]?.resolve(o);
+    }
+  })();
+  const code = new Promise<number | null>((r) => child.once("close", (c) => r(c)));
+  const exited = Promise.all([code, reports]).then(([c]) => {
+    ctl.close();
+    return c;
+  });
+  return {
+    endpoint: new Endpoint(mine),
+    lines,
+    exited,
+    next: (pred) => {
+      const seen = lines.find(pred);
+      return seen !== undefined ? Promise.resolve(seen) : new Promise((resolve) => waiters.push({ pred, resolve }));
+    },
+    send: (command) => void ctl.send(1, 1, new TextEncoder().encode(command)),
+  };
+}
+
+// The shared reactor owns two fds (epoll + wake eventfd) for the life of the process: create it
+// before any test counts /proc/self/fd.
+before(() => {
+  Reactor.shared();
+});
+
+describe("hostile back-end in a second process", () => {
+  for (const [mode, code] of [
+    ["wrong-size", "protocol"],
+    ["wrong-id", "protocol"],
+    ["wrong-flags", "protocol"],
+    ["too-many-fds", "protocol"],
+    ["no-version-1", "negotiation"],
+    ["bad-shmem-count", "bad-shmem-config"],
+    ["bad-shmem-nregions", "bad-shmem-config"],
+    ["bad-shmem-unaligned", "bad-shmem-config"],
+  ] as const) {
+    test(`${mode}: negotiation rejected with ${code}, no fd or mapping leaked`, async () => {
+      const guest = new Guest();
+      const fds = fdCount();
+      const peer = startPeer(mode);
+      await assert.rejects(guest.addDevice({ endpoint: peer.endpoint, timeoutMs: 10_000 }), (err: unknown) => {
+        assert.ok(isFrontendError(err), String(err));
+        assert.equal(err.code, code, err.message);
+        return true;
+      });
+      assert.equal(await peer.exited, 0);
+      assert.equal(fdCount(), fds);
+      assert.equal(guest.devices.length, 0);
+      await guest.close();
+    });
+  }
+
+  test("SHMEM_MAP/UNMAP abuse: each refused with a failure reply, nothing leaks, the front-end keeps serving", async () => {
+    const guest = new Guest();
+    const fds = fdCount();
+    const outcomes: BackendRequestOutcome[] = [];
+    const peer = startPeer("shmem");
+    const device: Device = await guest.addDevice({ endpoint: peer.endpoint, timeoutMs: 10_000, onBackendRequest: (o) => outcomes.push(o) });
+    assert.deepEqual(
+      device.info.shmem.map((r) => [r.shmid, r.size]),
+      [
+        [1, 0x100_0000n],
+        [3, 0x1_0000n],
+      ],
+    );
+    const raw = await RawDriver.attach(device, { queues: [0] });
+    assert.ok(raw.queue(0));
+
+    const many = await peer.next((o) => o.phase === "many-mapped");
+    assert.deepEqual([many.ok, many.failed], [256, 2000 - 256], "the per-region cap stops the flood; every request is answered");
+    // 256 tiny mappings + the read-only one of shmid 3, each holding its own fd.
+    assert.equal(vmasNamed("memfd:vhostkit-hostile (deleted)").length, 256);
+    assert.equal(vmasNamed("memfd:vhostkit-hostile-small").length, 1);
+    assert.equal(device.sharedMemory?.mappingCount, 257);
+    const fdsMany = fdCount();
+    peer.send("go");
+    const done = await peer.next((o) => o.phase === "done");
+    assert.equal(done.unmapped, 256);
+    assert.equal(vmasNamed("memfd:vhostkit-hostile (deleted)").length, 0);
+    assert.equal(fdCount(), fdsMany - 256);
+
+    const steps = peer.lines.filter((o) => typeof o.step === "string");
+    assert.equal(steps.length, 32);
+    for (const s of steps) {
+      if (s.expect === "ok") assert.equal(s.status, 0, `${String(s.step)}: ${JSON.stringify(s)}`);
+      else assert.notEqual(s.status, 0, `${String(s.step)} must be refused`);
+      assert.equal(s.flags, 0x5, `${String(s.step)}: reply flags`);
+    }
+    assert.equal(steps.find((s) => s.step === "reply only with NEED_REPLY")?.request, 10, "a MAP without NEED_REPLY got no reply");
+    assert.ok(outcomes.some((o) => o.name === "BACKEND_VRING_HOST_NOTIFIER_MSG" && !o.ok));
+    assert.ok(outcomes.some((o) => o.name === "BACKEND_CONFIG_CHANGE_MSG" && o.ok));
+    assert.equal(device.failed, undefined, "the device survived every hostile request");
+
+    await device.close();
+    const exit = await peer.next((o) => o.phase === "exit");
+    assert.equal(await peer.exited, 0);
+    assert.equal(vmasNamed("memfd:vhostkit-hostile").length, 0, "reset/close dropped the read-only mapping too");
+    assert.equal(fdCount(), fds, "every received fd was closed exactly once");
+
+    // No host virtual address left the process: the memory table carries synthetic user
+    // addresses (base + GPA), ring addresses lie inside them, and no word the back-end received
+    // points into the real guest RAM mapping.
+    const rec = exit.rec as { regions: { gpa: string; size: string; uaddr: string }[]; vringAddrs: { desc: string; used: string; avail: string }[]; words: string[]; configReads: number };
+    assert.equal(rec.regions.length, 1);
+    const region = rec.regions[0] as { gpa: string; size: string; uaddr: string };
+    assert.equal(BigInt(region.uaddr), SYNTHETIC_USER_BASE + BigInt(region.gpa));
+    for (const a of rec.vringAddrs) {
+      for (const v of [a.desc, a.used, a.avail]) {
+        const u = BigInt(v);
+        assert.ok(u >= BigInt(region.uaddr) && u < BigInt(region.uaddr) + BigInt(region.size), `ring address ${v} inside the synthetic region`);
+      }
+    }
+    const ramVmas = vmasNamed("vhostkit-guest-ram");
+    assert.ok(ramVmas.length > 0);
+    for (const w of rec.words) {
+      const x = BigInt(w);
+      for (const v of ramVmas) assert.ok(x < v.start || x >= v.end, `word ${w} is a host address of guest RAM`);
+    }
+    assert.ok(rec.configReads >= 2, "CONFIG_CHANGE_MSG made the front-end re-read the config");
+    await guest.close();
+  });
+
+  test("several devices in one guest: a dying back-end fails only its own device", async () => {
+    const guest = new Guest();
+    const fds = fdCount();
+    const a = startPeer("quiet");
+    const c = startPeer("quiet");
+    const devA = await guest.addDevice({ endpoint: a.endpoint, timeoutMs: 10_000 });
+    const devC = await guest.addDevice({ endpoint: c.endpoint, timeoutMs: 10_000 });
+    const [ra, rc] = devA.info.shmem.concat(devC.info.shmem).filter((r) => r.shmid === 1);
+    assert.ok(ra !== undefined && rc !== undefined);
+    assert.notEqual(ra.guestPhysAddr, rc.guestPhysAddr, "each device has its own window in guest-physical space");
+    assert.equal((await a.next((o) => o.phase === "mapped")).status, 0);
+    assert.equal((await c.next((o) => o.phase === "mapped")).status, 0);
+    // The mapping is visible through the shared guest address space at the device's window.
+    const probe = guest.space.translate(ra.guestPhysAddr, 16);
+    assert.ok(probe.ok);
+    const rawA = await RawDriver.attach(devA);
+    const pending = rawA.submit(0, [new Uint8Array(8)], [8]);
+    pending.catch(() => undefined);
+
+    a.send("die");
+    const err = await devA.failure;
+    assert.equal(err.code, "disconnected");
+    await assert.rejects(pending, (e: unknown) => isFrontendError(e) && e.code === "device-failed");
+    assert.equal(devA.sharedMemory?.mappingCount, 0, "the dead device's mappings were dropped");
+    assert.equal(guest.space.translate(ra.guestPhysAddr, 16).ok, false);
+    await assert.rejects(devA.start({ queues: [0] }), (e: unknown) => isFrontendError(e) && e.code === "device-failed");
+
+    assert.equal(devC.failed, undefined);
+    assert.equal(devC.sharedMemory?.mappingCount, 1);
+    assert.ok(guest.space.translate(rc.guestPhysAddr, 16).ok);
+    await RawDriver.attach(devC);
+    assert.equal(await a.exited, 0);
+
+    await guest.close();
+    assert.equal(await c.exited, 0);
+    assert.ok(fdCount() <= fds, "guest close released everything");
+  });
+});

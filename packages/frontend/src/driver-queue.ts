@@ -39,7 +39,7 @@ export interface DriverQueueOptions {
  * addresses; the back-end receives their synthetic user addresses with SET_VRING_ADDR. Completions
  * are collected when the back-end signals the call eventfd; each request has a timeout.
  *
- * Owns its eventfds and ring memory: {@link DriverQueue.close} releases them.
+ * Owns its eventfds and ring memory; the device releases them when it stops, fails or closes.
  */
 export class DriverQueue {
   /** Queue index on the device. */

@@ -1,0 +1,133 @@
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { Guest, RawDriver, RngDriver, type BackendRequestOutcome } from "@vhostkit/frontend";
+
+// The CLI is a Bun program (bin: src/main.ts): under the Node leg it runs with the repository's Bun.
+const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
+const BUN = "bun" in process.versions ? process.execPath : fileURLToPath(new URL("../../../node_modules/.bin/bun", import.meta.url));
+const FIXTURE = fileURLToPath(new URL("./fixtures/own-backend.mjs", import.meta.url));
+
+function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(BUN, [MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.once("error", reject);
+    child.once("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const stops: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const s of stops) await s();
+});
+
+/** Starts @vhostkit/backend's device in a second process (runtime-neutral .mjs); resolves once it listens. */
+async function startBackend(device: "rng" | "shmem", dialect = "upstream"): Promise<{ socket: string; child: ChildProcess; next(step: string): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), "vhostkit-own-"));
+  const socket = join(dir, "dev.sock");
+  const child = spawn(process.execPath, [FIXTURE, "--socket", socket, "--device", device, "--dialect", dialect], { stdio: ["ignore", "pipe", "inherit"] });
+  const seen: string[] = [];
+  const waiters: { step: string; resolve: () => void }[] = [];
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (l) => {
+    const step = (JSON.parse(l) as { step: string }).step;
+    seen.push(step);
+    for (const w of waiters.filter((x) => x.step === step)) w.resolve();
+  });
+  const closed = new Promise<void>((r) => child.once("close", () => r()));
+  stops.push(async () => {
+    child.kill("SIGTERM");
+    await closed;
+    await rm(dir, { recursive: true, force: true });
+  });
+  const next = (step: string): Promise<void> => (seen.includes(step) ? Promise.resolve() : new Promise((resolve) => waiters.push({ step, resolve })));
+  await next("listening");
+  return { socket, child, next };
+}
+
+describe("against vhostkit's own back-end framework", () => {
+  test("rng: the CLI prints N random bytes; the driver reads more than one buffer's worth", async () => {
+    const be = await startBackend("rng");
+    const r = await cli("rng", "--socket", be.socket, "--bytes", "64");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^[0-9a-f]{128}\n$/);
+    const guest = new Guest();
+    try {
+      const rng = await RngDriver.attach(await guest.addDevice({ socketPath: be.socket }));
+      const bytes = await rng.read(10_000);
+      assert.equal(bytes.byteLength, 10_000);
+      assert.ok(new Set(bytes).size > 200, "looks random");
+    } finally {
+      await guest.close();
+    }
+    const dir = await mkdtemp(join(tmpdir(), "vhostkit-rng-"));
+    const out = join(dir, "r.bin");
+    const f = await cli("rng", "--socket", be.socket, "--bytes", "5000", "--out", out);
+    assert.equal(f.code, 0, f.stderr);
+    assert.equal((await readFile(out)).byteLength, 5000);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("shmem: probe shows the shmids and sizes the back-end declared, per dialect; check is green", async () => {
+    for (const dialect of ["upstream", "rust-vmm-0.16"]) {
+      const be = await startBackend("shmem", dialect);
+      const r = await cli("probe", "--socket", be.socket, "--dialect", dialect, "--json");
+      assert.equal(r.code, 0, r.stderr);
+      const o = JSON.parse(r.stdout) as { shmem: unknown; protocolFeatureNames: string[]; dialect: string };
+      assert.deepEqual(o.shmem, [
+        { shmid: 1, size: "0x200000" },
+        { shmid: 4, size: "0x10000" },
+      ]);
+      assert.ok(o.protocolFeatureNames.includes("SHMEM"));
+      assert.equal(o.dialect, dialect);
+      const human = await cli("probe", "--socket", be.socket, "--dialect", dialect);
+      assert.match(human.stdout, /shared memory regions\n\s+shmid\s+size\s+guest address\n\s+1\s+0x200000\s+0x100000000\n\s+4\s+0x10000\s+0x100200000/);
+      const c = await cli("check", "--socket", be.socket, "--dialect", dialect, "--json");
+      assert.equal(c.code, 0, c.stdout + c.stderr);
+      const checks = (JSON.parse(c.stdout) as { checks: { name: string; status: string }[] }).checks;
+      assert.equal(checks.find((x) => x.name === "shmem config sanity")?.status, "pass");
+    }
+  });
+
+  test("shmem: in the wrong dialect the bits do not match and no regions are negotiated", async () => {
+    const be = await startBackend("shmem", "rust-vmm-0.16");
+    const r = await cli("probe", "--socket", be.socket, "--json");
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual((JSON.parse(r.stdout) as { shmem: unknown }).shmem, []);
+  });
+
+  test("shmem: the back-end's SHMEM_MAP lands in the guest address space with its bytes", async () => {
+    const be = await startBackend("shmem");
+    const guest = new Guest();
+    try {
+      let mapped!: () => void;
+      const done = new Promise<void>((r) => (mapped = r));
+      const device = await guest.addDevice({
+        socketPath: be.socket,
+        onBackendRequest: (o: BackendRequestOutcome) => {
+          if (o.name === "BACKEND_SHMEM_MAP" && o.ok) mapped();
+        },
+      });
+      await RawDriver.attach(device);
+      await done;
+      const region = device.info.shmem.find((x) => x.shmid === 1);
+      assert.ok(region !== undefined);
+      const got = new Uint8Array(0x10000);
+      await guest.space.read((region.guestPhysAddr + 0x10000n) as typeof region.guestPhysAddr, got);
+      for (let i = 0; i < got.length; i += 4099) assert.equal(got[i], (i * 31 + 7) & 0xff);
+      assert.equal(device.sharedMemory?.mappingCount, 1);
+      await device.close();
+      assert.equal(device.sharedMemory, undefined);
+    } finally {
+      await guest.close();
+    }
+  });
+});

@@ -42,6 +42,11 @@ export interface BackendRequestHandlerOptions {
   readonly shmem?: DeviceSharedMemory;
   /** Called after a BACKEND_CONFIG_CHANGE_MSG was acknowledged (re-read the config). */
   readonly onConfigChange?: () => void;
+  /**
+   * Called after each request was handled and its reply (if one was due) sent: the place for work
+   * that must follow the reply, such as propagating a new mapping to other back-ends (SHMEM.md §6.2).
+   */
+  readonly onHandled?: () => void;
   /** Called with every outcome. Must not throw. */
   readonly onOutcome?: (outcome: BackendRequestOutcome) => void;
   /** Called once when the channel ends (peer closed it, or a fatal framing error). */
@@ -181,9 +186,9 @@ export class BackendRequestHandler {
     }
     this.#outcome({ name, ok: status === 0n, replied, ...(reason === undefined ? {} : { reason }) });
     // Reply first, then the follow-up work (config re-read) that may talk to the back-end.
-    if (status === 0n && after !== undefined) {
+    for (const hook of [status === 0n ? after : undefined, this.#o.onHandled]) {
       try {
-        after();
+        hook?.();
       } catch {
         // hooks must not break the loop
       }

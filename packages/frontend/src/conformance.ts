@@ -3,7 +3,7 @@
  * @module
  */
 import { ProtocolFeature, VirtioFeature, type MemoryRegion } from "@vhostkit/wire";
-import { GuestRam, type GuestRamRegion } from "@vhostkit/regions";
+import { GuestRam, SYNTHETIC_USER_BASE } from "@vhostkit/regions";
 import type { DeviceOptions } from "./device.js";
 import { Device } from "./device.js";
 import { BlkDriver } from "./drivers/blk.js";
@@ -153,17 +153,18 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
       try {
         // A second, temporary RAM block above the guest's RAM: added, then removed again, so the
         // table the rings live in is never touched (PROTOCOL.md §4.4; QEMU does REM before ADD).
-        const toRegion = (b: GuestRamRegion): MemoryRegion => ({ guestPhysAddr: b.guestPhysAddr, memorySize: b.memorySize, userAddr: b.userspaceAddr, mmapOffset: b.mmapOffset });
-        const ram = guest.ram.memoryTable();
-        const top = ram.reduce((m, b) => (b.guestPhysAddr + b.memorySize > m ? b.guestPhysAddr + b.memorySize : m), 0n);
-        using extra = new GuestRam({ blocks: [{ guestPhysAddr: top, size: 1n << 20n }], name: "vhostkit-check" });
-        const [x] = extra.memoryTable() as [GuestRamRegion];
+        const ram = guest.ramRegions();
+        const top = ram.regions.reduce((m, r) => (r.guestPhysAddr + r.memorySize > m ? r.guestPhysAddr + r.memorySize : m), 0n);
+        const size = 1n << 20n;
+        using extra = new GuestRam({ blocks: [{ guestPhysAddr: top, size }], name: "vhostkit-check" });
+        const x = extra.memoryTable()[0] as { fd: number };
+        const region: MemoryRegion = { guestPhysAddr: top, memorySize: size, userAddr: SYNTHETIC_USER_BASE + top, mmapOffset: 0n };
         if ((acked & ProtocolFeature.CONFIGURE_MEM_SLOTS) !== 0n) {
-          await fe.addMemReg(toRegion(x), x.fd);
-          await fe.remMemReg(toRegion(x));
+          await fe.addMemReg(region, x.fd);
+          await fe.remMemReg(region);
         } else {
-          await fe.setMemTable([...ram.map(toRegion), toRegion(x)], [...ram.map((b) => b.fd), x.fd]);
-          await fe.setMemTable(ram.map(toRegion), ram.map((b) => b.fd));
+          await fe.setMemTable([...ram.regions, region], [...ram.fds, x.fd]);
+          await fe.setMemTable(ram.regions, ram.fds);
         }
         await fe.getFeatures();
         pass("memory table update", (acked & ProtocolFeature.CONFIGURE_MEM_SLOTS) !== 0n ? "ADD_MEM_REG then REM_MEM_REG of a second region acknowledged" : "SET_MEM_TABLE with a second region, then without it, acknowledged");

@@ -12,15 +12,16 @@ import {
   type Dialect,
   type DialectName,
   type MemoryRegion,
+  MAX_MEM_TABLE_REGIONS,
 } from "@vhostkit/wire";
 import { Endpoint, socketPair, type RetryPolicy } from "@vhostkit/transport";
-import { pageSize } from "@vhostkit/transport/sys";
-import { DeviceSharedMemory, isRegionError, MAX_SHMIDS, type ShmemRegionInfo } from "@vhostkit/regions";
+import { closeFd, dupCloexec, pageSize } from "@vhostkit/transport/sys";
+import { DeviceSharedMemory, isRegionError, MAX_SHMIDS, type ShmemMappingEvent, type ShmemRegionInfo } from "@vhostkit/regions";
 import { BackendRequestHandler, type BackendRequestOutcome } from "./backend-request-handler.js";
 import { DriverQueue } from "./driver-queue.js";
 import { asFrontendError, FrontendError, isFrontendError } from "./errors.js";
 import { Frontend } from "./frontend.js";
-import type { Guest } from "./guest.js";
+import { mappingRegion, type Guest } from "./guest.js";
 import type { TraceSink } from "./trace.js";
 
 /**
@@ -189,9 +190,15 @@ export class Device {
   #memorySent = false;
   #failed: FrontendError | undefined;
   #closed = false;
+  #closing = false;
   #resolveFailure!: (err: FrontendError) => void;
   readonly #failure: Promise<FrontendError>;
   readonly #configListeners = new Set<(config: Uint8Array | undefined) => void>();
+  /** Mapping events of this device's regions waiting for the reply to go out first. */
+  #pendingEvents: ShmemMappingEvent[] = [];
+  /** Other devices' (and own) mappings in this back-end's table, by GPA, with a dup of the fd. */
+  readonly #propagated = new Map<bigint, { readonly region: MemoryRegion; readonly fd: number }>();
+  #propagation: Promise<void> = Promise.resolve();
 
   private constructor(guest: Guest, fe: Frontend, options: DeviceOptions) {
     this.#guest = guest;
@@ -294,6 +301,7 @@ export class Device {
               ...(this.#o.maxMappingsPerDevice === undefined ? {} : { maxMappingsPerDevice: this.#o.maxMappingsPerDevice }),
             });
             this.#guest.space.addDevice(this.#shmem);
+            this.#shmem.addListener((e) => this.#pendingEvents.push(e));
           } catch (err) {
             if (isRegionError(err)) throw new FrontendError("bad-shmem-config", `shared memory regions refused: ${err.message}`, { request: "GET_SHMEM_CONFIG" }, { cause: err });
             throw err;
@@ -321,6 +329,7 @@ export class Device {
         backendSendFd: has(acked, ProtocolFeature.BACKEND_SEND_FD),
         ...(this.#shmem === undefined ? {} : { shmem: this.#shmem }),
         onConfigChange: () => void this.refreshConfig().catch(() => undefined),
+        onHandled: () => this.#flushEvents(),
         ...(this.#o.onBackendRequest === undefined ? {} : { onOutcome: this.#o.onBackendRequest }),
         ...(this.#o.trace === undefined ? {} : { trace: this.#o.trace }),
         onClose: (err) => this.#fail(err),
@@ -470,18 +479,119 @@ export class Device {
   }
 
   async #sendMemoryTable(): Promise<void> {
-    const blocks = this.#guest.ram.memoryTable();
-    const regions: MemoryRegion[] = blocks.map((b) => ({ guestPhysAddr: b.guestPhysAddr, memorySize: b.memorySize, userAddr: b.userspaceAddr, mmapOffset: b.mmapOffset }));
+    const ram = this.#guest.ramRegions();
+    if (this.#guest.propagateSharedMemory) {
+      for (const m of this.#guest.liveMappings()) this.#keep(m.guestPhysAddr, mappingRegion(m), m.fd);
+    }
     if (has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS)) {
       const slots = this.#info.maxMemSlots ?? 0;
-      if (slots < regions.length) throw new FrontendError("negotiation", `back-end has ${slots} memory slots, guest RAM needs ${regions.length}`, { request: "GET_MAX_MEM_SLOTS", expected: regions.length, actual: slots });
-      for (const [i, r] of regions.entries()) await this.#fe.addMemReg(r, (blocks[i] as { fd: number }).fd);
+      if (slots < ram.regions.length) throw new FrontendError("negotiation", `back-end has ${slots} memory slots, guest RAM needs ${ram.regions.length}`, { request: "GET_MAX_MEM_SLOTS", expected: ram.regions.length, actual: slots });
+      for (const [i, r] of ram.regions.entries()) await this.#fe.addMemReg(r, ram.fds[i] as number);
+      let used = ram.regions.length;
+      for (const [gpa, p] of this.#propagated) {
+        if (used >= slots) {
+          this.#forget(gpa);
+          continue;
+        }
+        await this.#fe.addMemReg(p.region, p.fd);
+        used++;
+      }
     } else {
-      await this.#fe.setMemTable(
-        regions,
-        blocks.map((b) => b.fd),
-      );
+      await this.#fe.setMemTable(...this.#fullTable(ram));
     }
+  }
+
+  /** RAM plus propagated mappings, at most 8 regions (SET_MEM_TABLE without CONFIGURE_MEM_SLOTS). */
+  #fullTable(ram: { readonly regions: MemoryRegion[]; readonly fds: number[] }): [MemoryRegion[], number[]] {
+    const regions = [...ram.regions];
+    const fds = [...ram.fds];
+    for (const [gpa, p] of this.#propagated) {
+      if (regions.length >= MAX_MEM_TABLE_REGIONS) {
+        this.#forget(gpa);
+        continue;
+      }
+      regions.push(p.region);
+      fds.push(p.fd);
+    }
+    return [regions, fds];
+  }
+
+  /** Records a propagated mapping with a private dup of its fd (the mapping's own fd may close first). */
+  #keep(gpa: bigint, region: MemoryRegion, fd: number): boolean {
+    if (this.#propagated.has(gpa)) return false;
+    const dup = dupCloexec(fd);
+    if (dup < 0) return false;
+    this.#propagated.set(gpa, { region, fd: dup });
+    return true;
+  }
+
+  #forget(gpa: bigint): { readonly region: MemoryRegion; readonly fd: number } | undefined {
+    const p = this.#propagated.get(gpa);
+    if (p === undefined) return undefined;
+    this.#propagated.delete(gpa);
+    closeFd(p.fd);
+    return p;
+  }
+
+  /** After the reply to the back-end that mapped or unmapped: hand the changes to every device. */
+  #flushEvents(): void {
+    const events = this.#pendingEvents;
+    if (events.length === 0) return;
+    this.#pendingEvents = [];
+    this.#guest.propagate(events);
+  }
+
+  /**
+   * Eager propagation (SHMEM.md §8.2): puts new mappings into this back-end's memory table and
+   * takes removed ones out, in order, without ever blocking the back-end channel that produced them
+   * (the updates are queued on this device's own connection). Mappings that do not fit (no free
+   * slot, or more than 8 regions without CONFIGURE_MEM_SLOTS) are not propagated. A refusal from the
+   * back-end drops that entry; a transport failure fails this device only.
+   * @internal
+   */
+  propagate(events: readonly ShmemMappingEvent[]): void {
+    if (!this.#memorySent || this.#failed !== undefined || this.#closed || this.#closing) return;
+    const slotted = has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS);
+    const work: (() => Promise<void>)[] = [];
+    for (const e of events) {
+      const gpa = e.mapping.guestPhysAddr as bigint;
+      if (e.kind === "map") {
+        const fits = slotted ? this.#guest.ram.memoryTable().length + this.#propagated.size < (this.#info.maxMemSlots ?? 0) : this.#guest.ram.memoryTable().length + this.#propagated.size < MAX_MEM_TABLE_REGIONS;
+        if (!fits || !this.#keep(gpa, mappingRegion(e.mapping), e.mapping.fd)) continue;
+        const p = this.#propagated.get(gpa) as { region: MemoryRegion; fd: number };
+        work.push(slotted ? () => this.#fe.addMemReg(p.region, p.fd) : () => this.#fe.setMemTable(...this.#fullTable(this.#guest.ramRegions())));
+      } else {
+        const p = this.#propagated.get(gpa);
+        if (p === undefined) continue;
+        work.push(async () => {
+          try {
+            if (slotted) await this.#fe.remMemReg(p.region);
+            else {
+              this.#forget(gpa);
+              await this.#fe.setMemTable(...this.#fullTable(this.#guest.ramRegions()));
+            }
+          } finally {
+            this.#forget(gpa);
+          }
+        });
+      }
+    }
+    for (const w of work) {
+      this.#propagation = this.#propagation.then(async () => {
+        if (this.#failed !== undefined || this.#closed) return;
+        try {
+          await w();
+        } catch (err) {
+          const e = asFrontendError(err, "PROPAGATE");
+          if (e.code === "disconnected" || e.code === "timeout" || e.code === "protocol") this.#fail(e);
+        }
+      });
+    }
+  }
+
+  /** Resolves when every queued memory-table propagation was sent and answered (for tests). */
+  propagationSettled(): Promise<void> {
+    return this.#propagation;
   }
 
   /**
@@ -511,13 +621,20 @@ export class Device {
     if (this.#failed !== undefined || this.#closed) return;
     this.#failed = isFrontendError(err) ? err : asFrontendError(err, "DEVICE");
     for (const q of this.#queues.values()) q.fail(this.#failed);
-    this.#shmem?.reset();
+    this.#resetShmem();
     this.#handler?.close();
     this.#fe.close();
     this.#resolveFailure(this.#failed);
   }
 
+  /** Drops this device's mappings and tells the other devices (their tables lose the entries). */
+  #resetShmem(): void {
+    this.#shmem?.reset();
+    this.#flushEvents();
+  }
+
   #release(): void {
+    for (const gpa of [...this.#propagated.keys()]) this.#forget(gpa);
     this.#handler?.close();
     this.#fe.close();
     for (const q of this.#queues.values()) q.close();
@@ -544,8 +661,10 @@ export class Device {
         // the back-end may be gone; tear-down continues
       }
     }
+    this.#closing = true;
+    this.#resetShmem();
+    await this.#propagation;
     this.#closed = true;
-    this.#shmem?.reset();
     this.#release();
     this.#guest.detach(this);
   }

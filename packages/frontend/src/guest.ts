@@ -3,7 +3,8 @@
  * Memory Regions) shared by several devices, each with its own back-end.
  * @module
  */
-import { guestAddress, GuestAddressSpace, GuestRam, type GuestAddress } from "@vhostkit/regions";
+import { guestAddress, GuestAddressSpace, GuestRam, SYNTHETIC_USER_BASE, type GuestAddress, type ShmemMapping, type ShmemMappingEvent } from "@vhostkit/regions";
+import type { MemoryRegion } from "@vhostkit/wire";
 import { Device, type DeviceOptions } from "./device.js";
 import { FrontendError } from "./errors.js";
 import { GuestAllocator } from "./guest-allocator.js";
@@ -14,6 +15,17 @@ export interface GuestOptions {
   readonly ramSize?: bigint;
   /** Guest-physical address where device shared memory windows start (default 4 GiB). */
   readonly shmemBase?: bigint;
+  /**
+   * Eager propagation (SHMEM.md §8.2, default true): every live SHMEM mapping of any device is added
+   * to every started device's memory table (ADD_MEM_REG / REM_MEM_REG, or SET_MEM_TABLE), after the
+   * reply to the back-end that asked for it, so a buffer in one device's window can be handed to another.
+   */
+  readonly propagateSharedMemory?: boolean;
+}
+
+/** The memory-table entry of a SHMEM mapping: GPA = window + offset, synthetic user address, `mmap_offset` = `fd_offset`. @internal */
+export function mappingRegion(m: ShmemMapping): MemoryRegion {
+  return { guestPhysAddr: m.guestPhysAddr, memorySize: m.len, userAddr: SYNTHETIC_USER_BASE + m.guestPhysAddr, mmapOffset: m.fdOffset };
 }
 
 /** Alignment of each device's shared memory window in guest-physical space (1 GiB, like a BAR). */
@@ -35,6 +47,8 @@ export class Guest {
   readonly #devices = new Set<Device>();
   #nextWindow: bigint;
   #closed = false;
+  /** Whether SHMEM mappings are propagated to every started device (see {@link GuestOptions}). */
+  readonly propagateSharedMemory: boolean;
 
   /** @throws RegionError when the RAM cannot be created. */
   constructor(options: GuestOptions = {}) {
@@ -42,6 +56,7 @@ export class Guest {
     this.ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size }] });
     this.space = new GuestAddressSpace(this.ram);
     this.allocator = new GuestAllocator(0n, size);
+    this.propagateSharedMemory = options.propagateSharedMemory ?? true;
     this.#nextWindow = options.shmemBase ?? 1n << 32n;
     if (this.#nextWindow < size) this.#nextWindow = (size + WINDOW_ALIGN - 1n) & ~(WINDOW_ALIGN - 1n);
   }
@@ -68,6 +83,26 @@ export class Guest {
     const base = this.#nextWindow;
     this.#nextWindow = (base + size + WINDOW_ALIGN - 1n) & ~(WINDOW_ALIGN - 1n);
     return guestAddress(base);
+  }
+
+  /** RAM blocks as memory-table regions, with their memfds (borrowed). @internal */
+  ramRegions(): { readonly regions: MemoryRegion[]; readonly fds: number[] } {
+    const blocks = this.ram.memoryTable();
+    return {
+      regions: blocks.map((b) => ({ guestPhysAddr: b.guestPhysAddr, memorySize: b.memorySize, userAddr: b.userspaceAddr, mmapOffset: b.mmapOffset })),
+      fds: blocks.map((b) => b.fd),
+    };
+  }
+
+  /** Every live SHMEM mapping of every device. @internal */
+  liveMappings(): ShmemMapping[] {
+    return [...this.#devices].flatMap((d) => d.sharedMemory?.mappings() ?? []);
+  }
+
+  /** Fans a mapping change out to every device (each decides whether its table needs it). @internal */
+  propagate(events: readonly ShmemMappingEvent[]): void {
+    if (!this.propagateSharedMemory || events.length === 0) return;
+    for (const d of this.#devices) d.propagate(events);
   }
 
   /** Forgets a closed device. @internal */

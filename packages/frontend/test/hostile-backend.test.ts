@@ -129,17 +129,21 @@ describe("hostile back-end in a second process", () => {
     assert.ok(raw.queue(0));
 
     const many = await peer.next((o) => o.phase === "many-mapped");
+    await device.propagationSettled();
     assert.deepEqual([many.ok, many.failed], [256, 2000 - 256], "the per-region cap stops the flood; every request is answered");
     // 256 tiny mappings + the read-only one of shmid 3, each holding its own fd.
     assert.equal(vmasNamed("memfd:vhostkit-hostile (deleted)").length, 256);
     assert.equal(vmasNamed("memfd:vhostkit-hostile-small").length, 1);
     assert.equal(device.sharedMemory?.mappingCount, 257);
+    // Eager propagation: the back-end offers 8 slots (RAM takes 1, the read-only mapping 1), so
+    // 6 tiny mappings made it into its table, each with a dup of its fd held by the front-end.
     const fdsMany = fdCount();
     peer.send("go");
     const done = await peer.next((o) => o.phase === "done");
+    await device.propagationSettled();
     assert.equal(done.unmapped, 256);
     assert.equal(vmasNamed("memfd:vhostkit-hostile (deleted)").length, 0);
-    assert.equal(fdCount(), fdsMany - 256);
+    assert.equal(fdCount(), fdsMany - 256 - 6);
 
     const steps = peer.lines.filter((o) => typeof o.step === "string");
     assert.equal(steps.length, 32);
@@ -163,9 +167,15 @@ describe("hostile back-end in a second process", () => {
     // addresses (base + GPA), ring addresses lie inside them, and no word the back-end received
     // points into the real guest RAM mapping.
     const rec = exit.rec as { regions: { gpa: string; size: string; uaddr: string }[]; vringAddrs: { desc: string; used: string; avail: string }[]; words: string[]; configReads: number };
-    assert.equal(rec.regions.length, 1);
+    // RAM first, then the propagated mappings (GPA = the window of shmid 1 or 3 + offset).
     const region = rec.regions[0] as { gpa: string; size: string; uaddr: string };
-    assert.equal(BigInt(region.uaddr), SYNTHETIC_USER_BASE + BigInt(region.gpa));
+    assert.equal(BigInt(region.gpa), 0n);
+    const windows = device.info.shmem.map((r) => [r.guestPhysAddr as bigint, r.size] as const);
+    for (const r of rec.regions) {
+      assert.equal(BigInt(r.uaddr), SYNTHETIC_USER_BASE + BigInt(r.gpa), "user address = synthetic base + GPA");
+      if (r !== region) assert.ok(windows.some(([base, size]) => BigInt(r.gpa) >= base && BigInt(r.gpa) + BigInt(r.size) <= base + size), `propagated ${r.gpa} lies in a shared memory window`);
+    }
+    assert.equal(rec.regions.length, 1 + 1 + 1 + 1 + 6, "RAM, the rw map, the read-only map, the no-reply map, 6 tiny maps");
     for (const a of rec.vringAddrs) {
       for (const v of [a.desc, a.used, a.avail]) {
         const u = BigInt(v);

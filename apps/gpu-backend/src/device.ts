@@ -1,0 +1,171 @@
+/**
+ * The GPU-like device: a {@link DeviceBackend} with virtio-gpu's id, queues, config space and the
+ * host-visible shared memory region (shmid 1) into which host blobs are mapped with SHMEM_MAP.
+ * @module
+ */
+import type { DeviceBackend, DeviceContext, QueueContext, ShmemRegionSpec } from "@vhostkit/backend";
+import { pageSize } from "@vhostkit/transport/sys";
+import { ControlQueue } from "./queues/control.js";
+import { CursorQueue } from "./queues/cursor.js";
+import type { CommandEvent, GpuEnv, ShmemMapper } from "./queues/command.js";
+import { GpuState, type Frame } from "./resources.js";
+import { CONFIG_SIZE, GpuFeature, HOST_VISIBLE_SHMID, MAX_SCANOUTS } from "./virtio-gpu.js";
+
+/** Default size of shmid 1: 64 MiB. */
+export const DEFAULT_SHM_SIZE = 64n << 20n;
+
+/** Default cap on host memory for resources: 256 MiB. */
+export const DEFAULT_MAX_HOST_BYTES = 256n << 20n;
+
+/** Options of {@link GpuDevice}. */
+export interface GpuDeviceOptions {
+  /** Size of the host-visible region (shmid 1), bytes: a power of two, at least one page (default 64 MiB). */
+  readonly shmSize?: bigint;
+  /** Mode of scanout 0 reported by GET_DISPLAY_INFO (default 640 × 480). */
+  readonly display?: { readonly width: number; readonly height: number };
+  /** Number of scanouts, 1..16 (default 1). */
+  readonly numScanouts?: number;
+  /** Cap on host memory for resources (2D pixels and blobs), bytes (default 256 MiB). */
+  readonly maxHostBytes?: bigint;
+  /** Receives each flushed scanout (RESOURCE_FLUSH); awaited before the command completes. */
+  readonly onFrame?: (frame: Frame) => void | Promise<void>;
+  /** Receives every handled command (logs, tests). */
+  readonly onCommand?: (e: CommandEvent) => void;
+  /** Receives lifecycle changes. */
+  readonly onLifecycle?: (e: "start" | "stop" | "reset") => void;
+}
+
+/** True when `n` is a power of two. */
+export function isPowerOfTwo(n: bigint): boolean {
+  return n > 0n && (n & (n - 1n)) === 0n;
+}
+
+/**
+ * A virtio-gpu-like device (device id 16): controlq and cursorq, 2D resources with guest backing,
+ * host blobs (memfd) mapped into shmid 1 with SHMEM_MAP while the device runs.
+ *
+ * Offers RESOURCE_BLOB and BLOB_ALIGNMENT (blob_alignment = the page size); not VIRGL (README).
+ * Maps only while running: on stop every mapping is forgotten (the front-end removes them on
+ * reset, and QEMU 11.1.3 crashes on a map or unmap after stop); on reset every resource is freed.
+ */
+export class GpuDevice implements DeviceBackend {
+  readonly features = GpuFeature.RESOURCE_BLOB | GpuFeature.BLOB_ALIGNMENT;
+  readonly queueCount = 2;
+  readonly maxQueueSize = 1024;
+  /** The device state (resources, scanouts, cursor, mappings). */
+  readonly state: GpuState;
+  /** Size of shmid 1, bytes. */
+  readonly shmSize: bigint;
+  readonly #control: ControlQueue;
+  readonly #cursor: CursorQueue;
+  readonly #config = new Uint8Array(CONFIG_SIZE);
+  readonly #o: GpuDeviceOptions;
+  #ctx: DeviceContext | undefined;
+  #acked = 0n;
+
+  /** @throws RangeError for a bad option. */
+  constructor(options: GpuDeviceOptions = {}) {
+    this.#o = options;
+    const page = BigInt(pageSize());
+    this.shmSize = options.shmSize ?? DEFAULT_SHM_SIZE;
+    if (!isPowerOfTwo(this.shmSize) || this.shmSize < page) throw new RangeError(`shm size 0x${this.shmSize.toString(16)} must be a power of two of at least one page`);
+    const numScanouts = options.numScanouts ?? 1;
+    if (!Number.isInteger(numScanouts) || numScanouts < 1 || numScanouts > MAX_SCANOUTS) throw new RangeError(`num_scanouts ${numScanouts} not in 1..${MAX_SCANOUTS}`);
+    const display = options.display ?? { width: 640, height: 480 };
+    this.state = new GpuState(numScanouts);
+    const cv = new DataView(this.#config.buffer);
+    cv.setUint32(8, numScanouts, true);
+    cv.setUint32(12, 0, true); // num_capsets
+    cv.setUint32(16, Number(page), true); // blob_alignment
+    const mapper: ShmemMapper = {
+      canMap: () => this.#ctx !== undefined && this.#ctx.client.canMap,
+      map: (offset, len, fd) => this.#client().shmemMap({ shmid: HOST_VISIBLE_SHMID, shmOffset: offset, len, writable: true }, fd),
+      unmap: (offset, len) => this.#client().shmemUnmap({ shmid: HOST_VISIBLE_SHMID, shmOffset: offset, len }),
+    };
+    const env: GpuEnv = {
+      state: this.state,
+      display,
+      shmSize: this.shmSize,
+      blobAlignment: page,
+      maxHostBytes: options.maxHostBytes ?? DEFAULT_MAX_HOST_BYTES,
+      features: () => this.#acked,
+      mapper,
+      onFrame: options.onFrame,
+      onCommand: options.onCommand,
+    };
+    this.#control = new ControlQueue(env);
+    this.#cursor = new CursorQueue(env);
+  }
+
+  #client(): DeviceContext["client"] {
+    if (this.#ctx === undefined) throw new Error("the device is not running");
+    return this.#ctx.client;
+  }
+
+  /** True between start and stop (blobs may be mapped). */
+  get running(): boolean {
+    return this.#ctx !== undefined;
+  }
+
+  /** The control queue (for tests that feed requests without a ring). */
+  get control(): ControlQueue {
+    return this.#control;
+  }
+
+  /** The cursor queue (for tests that feed requests without a ring). */
+  get cursor(): CursorQueue {
+    return this.#cursor;
+  }
+
+  /** The back-end's own view of blob `resourceId` (the pages the driver sees through shmid 1), or `undefined`. */
+  blobBytes(resourceId: number): Uint8Array | undefined {
+    const r = this.state.resources.get(resourceId);
+    return r?.kind === "blob" ? r.blob.bytes.subarray(0, Number(r.size)) : undefined;
+  }
+
+  processQueue(ctx: QueueContext): Promise<void> {
+    return ctx.index === 0 ? this.#control.process(ctx) : this.#cursor.process(ctx);
+  }
+
+  getConfig(offset: number, size: number): Uint8Array {
+    if (offset + size > CONFIG_SIZE) throw new RangeError(`virtio-gpu config 0x${offset.toString(16)}+0x${size.toString(16)} exceeds ${CONFIG_SIZE} bytes`);
+    return this.#config.slice(offset, offset + size);
+  }
+
+  /** Only events_clear (offset 4) is writable: write-1-to-clear bits of events_read. */
+  setConfig(offset: number, data: Uint8Array): void {
+    if (offset !== 4 || data.byteLength !== 4) throw new RangeError(`virtio-gpu config: only events_clear (4 bytes at 4) is writable, not 0x${offset.toString(16)}+${data.byteLength}`);
+    const cv = new DataView(this.#config.buffer);
+    const clear = new DataView(data.buffer, data.byteOffset, 4).getUint32(0, true);
+    cv.setUint32(0, cv.getUint32(0, true) & ~clear, true);
+  }
+
+  shmemRegions(): readonly ShmemRegionSpec[] {
+    return [{ shmid: HOST_VISIBLE_SHMID, size: this.shmSize }];
+  }
+
+  featuresAcked(features: bigint): void {
+    this.#acked = features;
+  }
+
+  start(ctx: DeviceContext): void {
+    this.#ctx = ctx;
+    this.#o.onLifecycle?.("start");
+  }
+
+  stop(): void {
+    this.#ctx = undefined;
+    this.#control.generation++;
+    this.state.forgetMappings();
+    this.#o.onLifecycle?.("stop");
+  }
+
+  reset(): void {
+    this.#ctx = undefined;
+    this.#control.generation++;
+    this.#acked = 0n;
+    this.state.clear();
+    this.#config.fill(0, 0, 8);
+    this.#o.onLifecycle?.("reset");
+  }
+}

@@ -78,7 +78,7 @@ describe("against vhostkit's own back-end framework", () => {
   });
 
   test("shmem: probe shows the shmids and sizes the back-end declared, per dialect; check is green", async () => {
-    for (const dialect of ["upstream", "rust-vmm-0.16"]) {
+    for (const dialect of ["upstream", "rust-vmm-0.16", "draft", "crosvm-legacy"]) {
       const be = await startBackend("shmem", dialect);
       const r = await cli("probe", "--socket", be.socket, "--dialect", dialect, "--json");
       assert.equal(r.code, 0, r.stderr);
@@ -105,32 +105,35 @@ describe("against vhostkit's own back-end framework", () => {
     assert.deepEqual((JSON.parse(r.stdout) as { shmem: unknown }).shmem, []);
   });
 
-  test("shmem: the back-end's SHMEM_MAP lands in the guest address space with its bytes", async () => {
-    const be = await startBackend("shmem");
-    const guest = new Guest();
-    try {
-      let mapped!: () => void;
-      const done = new Promise<void>((r) => (mapped = r));
-      const device = await guest.addDevice({
-        socketPath: be.socket,
-        onBackendRequest: (o: BackendRequestOutcome) => {
-          if (o.name === "BACKEND_SHMEM_MAP" && o.ok) mapped();
-        },
-      });
-      await RawDriver.attach(device);
-      await done;
-      const region = device.info.shmem.find((x) => x.shmid === 1);
-      assert.ok(region !== undefined);
-      const got = new Uint8Array(0x10000);
-      await guest.space.read((region.guestPhysAddr + 0x10000n) as typeof region.guestPhysAddr, got);
-      for (let i = 0; i < got.length; i += 4099) assert.equal(got[i], (i * 31 + 7) & 0xff);
-      assert.equal(device.sharedMemory?.mappingCount, 1);
-      await device.close();
-      assert.equal(device.sharedMemory, undefined);
-    } finally {
-      await guest.close();
-    }
-  });
+  for (const dialect of ["upstream", "crosvm-legacy"] as const) {
+    test(`shmem (${dialect}): the back-end's SHMEM_MAP lands in the guest address space with its bytes`, async () => {
+      const be = await startBackend("shmem", dialect);
+      const guest = new Guest();
+      try {
+        let mapped!: () => void;
+        const done = new Promise<void>((r) => (mapped = r));
+        const device = await guest.addDevice({
+          socketPath: be.socket,
+          dialect,
+          onBackendRequest: (o: BackendRequestOutcome) => {
+            if ((o.name === "BACKEND_SHMEM_MAP" || o.name === "CROSVM_SHMEM_MAP") && o.ok) mapped();
+          },
+        });
+        await RawDriver.attach(device);
+        await done;
+        const region = device.info.shmem.find((x) => x.shmid === 1);
+        assert.ok(region !== undefined);
+        const got = new Uint8Array(0x10000);
+        await guest.space.read((region.guestPhysAddr + 0x10000n) as typeof region.guestPhysAddr, got);
+        for (let i = 0; i < got.length; i += 4099) assert.equal(got[i], (i * 31 + 7) & 0xff);
+        assert.equal(device.sharedMemory?.mappingCount, 1);
+        await device.close();
+        assert.equal(device.sharedMemory, undefined);
+      } finally {
+        await guest.close();
+      }
+    });
+  }
 
   test("eager propagation: qsd reads a sector straight into the other device's SHMEM mapping", async () => {
     const be = await startBackend("shmem");

@@ -32,9 +32,9 @@ after(async () => {
 });
 
 /** Starts @vhostkit/backend's device in a second process (runtime-neutral .mjs); resolves once it listens. */
-async function startBackend(device: "rng" | "shmem", dialect = "upstream"): Promise<{ socket: string; child: ChildProcess; next(step: string): Promise<void> }> {
+async function startBackend(device: "rng" | "shmem", dialect = "upstream", at?: string): Promise<{ socket: string; child: ChildProcess; next(step: string): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), "vhostkit-own-"));
-  const socket = join(dir, "dev.sock");
+  const socket = at ?? join(dir, "dev.sock");
   const child = spawn(process.execPath, [FIXTURE, "--socket", socket, "--device", device, "--dialect", dialect], { stdio: ["ignore", "pipe", "inherit"] });
   const seen: string[] = [];
   const waiters: { step: string; resolve: () => void }[] = [];
@@ -75,6 +75,26 @@ describe("against vhostkit's own back-end framework", () => {
     assert.equal(f.code, 0, f.stderr);
     assert.equal((await readFile(out)).byteLength, 5000);
     await rm(dir, { recursive: true, force: true });
+  });
+
+  test("a killed back-end fails its device with a typed error; reconnect redoes the set-up", async () => {
+    const first = await startBackend("rng");
+    const guest = new Guest();
+    try {
+      const dev = await guest.addDevice({ socketPath: first.socket });
+      const rng = await RngDriver.attach(dev);
+      assert.equal((await rng.read(32)).byteLength, 32);
+      first.child.kill("SIGKILL");
+      const err = await dev.failure;
+      assert.equal(err.code, "disconnected");
+      await assert.rejects(rng.read(1), (e: unknown) => e instanceof Error && "code" in e && e.code === "device-failed");
+      await startBackend("rng", "upstream", first.socket);
+      const again = await guest.reconnect(dev);
+      assert.equal(guest.devices.length, 1);
+      assert.equal((await (await RngDriver.attach(again)).read(64)).byteLength, 64);
+    } finally {
+      await guest.close();
+    }
   });
 
   test("shmem: probe shows the shmids and sizes the back-end declared, per dialect; check is green", async () => {

@@ -338,6 +338,11 @@ export class Device {
     }
   }
 
+  /** The options the device was opened with (used by {@link Guest.reconnect}). */
+  get options(): DeviceOptions {
+    return this.#o;
+  }
+
   /** What the back-end advertised. */
   get info(): DeviceInfo {
     return this.#info;

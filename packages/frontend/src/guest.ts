@@ -5,6 +5,7 @@
  */
 import { guestAddress, GuestAddressSpace, GuestRam, SYNTHETIC_USER_BASE, type GuestAddress, type ShmemMapping, type ShmemMappingEvent } from "@vhostkit/regions";
 import type { MemoryRegion } from "@vhostkit/wire";
+import type { RetryPolicy } from "@vhostkit/transport";
 import { Device, type DeviceOptions } from "./device.js";
 import { FrontendError } from "./errors.js";
 import { GuestAllocator } from "./guest-allocator.js";
@@ -76,6 +77,21 @@ export class Guest {
     const d = await Device.open(this, options);
     this.#devices.add(d);
     return d;
+  }
+
+  /**
+   * Reconnects a device whose back-end went away (or any device opened with `socketPath`): closes
+   * it (its mappings are dropped, the other devices' tables lose them), then connects again with the
+   * same options and redoes the whole negotiation. Drivers must be attached again to the returned
+   * device (a new back-end starts with fresh rings).
+   * @param retry - connect retries while the back-end restarts (default: the device's own policy).
+   * @throws FrontendError `bad-argument` for a device opened on an `endpoint`, or as {@link Guest.addDevice}.
+   */
+  async reconnect(device: Device, retry?: RetryPolicy): Promise<Device> {
+    const { endpoint, ...options } = device.options;
+    if (endpoint !== undefined || options.socketPath === undefined) throw new FrontendError("bad-argument", "only a device opened with socketPath can reconnect");
+    await device.close();
+    return this.addDevice({ ...options, ...(retry === undefined ? {} : { retry }) });
   }
 
   /** Reserves guest-physical space for a device window of `size` bytes. @internal */

@@ -34,6 +34,40 @@ describe("against qemu-storage-daemon 7.2", () => {
     }
   });
 
+  test("the messages go out in PROTOCOL.md §4.2's recommended order", async () => {
+    const guest = new Guest();
+    const sent: string[] = [];
+    try {
+      const d = await guest.addDevice({ socketPath: qsd.socketPath, trace: (e) => e.channel === "frontend" && e.direction === "send" && sent.push(e.name) });
+      const blk = await BlkDriver.attach(d);
+      await blk.getId();
+      await d.close();
+    } finally {
+      await guest.close();
+    }
+    const squeezed = sent.filter((n, i) => n !== "GET_CONFIG" || sent[i - 1] !== "GET_CONFIG");
+    assert.deepEqual(squeezed, [
+      "GET_FEATURES",
+      "GET_PROTOCOL_FEATURES",
+      "SET_PROTOCOL_FEATURES",
+      "GET_QUEUE_NUM",
+      "GET_MAX_MEM_SLOTS",
+      "SET_BACKEND_REQ_FD",
+      "SET_OWNER",
+      "GET_CONFIG",
+      "SET_FEATURES",
+      "ADD_MEM_REG",
+      "SET_VRING_NUM",
+      "SET_VRING_BASE",
+      "SET_VRING_ADDR",
+      "SET_VRING_CALL",
+      "SET_VRING_KICK",
+      "SET_VRING_ENABLE",
+      "SET_VRING_ENABLE",
+      "GET_VRING_BASE",
+    ]);
+  });
+
   test("blk write then read round-trips and the bytes land in the image file", async () => {
     const guest = new Guest();
     try {

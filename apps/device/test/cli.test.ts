@@ -1,34 +1,10 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { cli } from "./run-cli.js";
 import { startQsd, type QsdHandle } from "@vhostkit/peers/qsd";
-
-// The CLI is a Bun program (bin: src/main.ts). Under Bun it runs with this runtime; under the Node
-// leg it runs with the repository's own Bun (a devDependency), so the same assertions hold.
-const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
-const BUN = "bun" in process.versions ? process.execPath : fileURLToPath(new URL("../../../node_modules/.bin/bun", import.meta.url));
-
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function cli(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(BUN, [MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 let qsd: QsdHandle;
 let dir: string;

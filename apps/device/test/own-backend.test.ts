@@ -6,25 +6,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { cli } from "./run-cli.js";
 import { BlkDriver, Guest, RawDriver, RngDriver, type BackendRequestOutcome } from "@vhostkit/frontend";
 import { startQsd } from "@vhostkit/peers/qsd";
 
-// The CLI is a Bun program (bin: src/main.ts): under the Node leg it runs with the repository's Bun.
-const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
-const BUN = "bun" in process.versions ? process.execPath : fileURLToPath(new URL("../../../node_modules/.bin/bun", import.meta.url));
 const FIXTURE = fileURLToPath(new URL("./fixtures/own-backend.mjs", import.meta.url));
-
-function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(BUN, [MAIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 const stops: (() => Promise<void>)[] = [];
 after(async () => {

@@ -224,8 +224,10 @@ export class BackendClient {
 
   async #exchange(name: BackendRequestName, value: unknown, fds: readonly number[]): Promise<ReceivedMessage> {
     let reply: ReceivedMessage | undefined;
+    // vhostkit MEM_READ/MEM_WRITE always carry NEED_REPLY (SHMEM.md §7.2); crosvm's legacy requests do not.
+    const needReply = name === "BACKEND_MEM_READ" || name === "BACKEND_MEM_WRITE";
     try {
-      reply = await this.#ch.request(BackendRequest[name], this.#payload(name, value), { fds, expectReply: true });
+      reply = await this.#ch.request(BackendRequest[name], this.#payload(name, value), { fds, expectReply: true, needReply });
     } catch (err) {
       throw this.#wrap(name, err);
     }

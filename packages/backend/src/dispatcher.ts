@@ -4,7 +4,8 @@
  * semantics (negotiated features, state, fd counts) and the REPLY_ACK rules (PROTOCOL.md §4.3).
  * @module
  */
-import { MemoryTable, isRegionError } from "@vhostkit/regions";
+import { FallbackMemory } from "@vhostkit/fallback";
+import { MemoryTable, isRegionError, type GuestMemory } from "@vhostkit/regions";
 import { Endpoint, EventFd, OwnedFd, sendAck, sendReply, type ReceivedMessage, type Reactor } from "@vhostkit/transport";
 import { SplitQueue, isVirtqueueError, type RingAddresses } from "@vhostkit/virtqueue";
 import {
@@ -127,6 +128,7 @@ export class Dispatcher {
   #stopped = false;
   #running = false;
   #client: BackendClient | undefined;
+  #guest: GuestMemory | undefined;
   #inflight = 0;
   #idle: (() => void)[] = [];
   #closed = false;
@@ -571,7 +573,7 @@ export class Dispatcher {
         const ctx: QueueContext = {
           index: v.index,
           queue: q,
-          memory: this.#memory,
+          memory: this.#guestMemory(),
           notify: () => {
             if (v.queue === q && q.brokenBy === undefined && q.publishUsed()) v.call?.signal();
           },
@@ -624,6 +626,17 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * The memory devices see: the memory table, and — when vhostkit MEM_RW is negotiated — a
+   * {@link FallbackMemory} over it that reaches addresses outside the table through MEM_READ /
+   * MEM_WRITE on the back-end channel.
+   */
+  #guestMemory(): GuestMemory {
+    if (this.#memRwMask === 0n || !this.#negotiated(this.#memRwMask)) return this.#memory;
+    this.#guest ??= new FallbackMemory(this.#memory, () => this.#client);
+    return this.#guest;
+  }
+
   #updateRunning(): void {
     const statusOk = !this.#negotiated(ProtocolFeature.STATUS) || (this.#status & DRIVER_OK) !== 0n;
     const now = !this.#closed && !this.#stopped && statusOk && this.#vrings.some((v) => v.started);
@@ -632,7 +645,7 @@ export class Dispatcher {
     this.#emit({ kind: "running", running: now });
     if (now) {
       const client = this.#client;
-      const ctx: DeviceContext = { features: this.#ackedFeatures ?? 0n, memory: this.#memory, client: client ?? noClient() };
+      const ctx: DeviceContext = { features: this.#ackedFeatures ?? 0n, memory: this.#guestMemory(), client: client ?? noClient() };
       Promise.resolve()
         .then(() => this.#device.start?.(ctx))
         .catch((error: unknown) => this.#emit({ kind: "device-error", error }));

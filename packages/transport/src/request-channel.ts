@@ -8,6 +8,11 @@ export interface RequestOptions {
   readonly fds?: readonly number[];
   /** Wait for a reply (GET_* requests and the other always-replied requests of PROTOCOL.md §2.1). */
   readonly expectReply?: boolean;
+  /**
+   * Set NEED_REPLY on a request that is always answered anyway (vhostkit MEM_READ/MEM_WRITE carry
+   * flags 0x9, SHMEM.md §7.2). For ack-only requests use {@link RequestChannel.requestAck}.
+   */
+  readonly needReply?: boolean;
   /** Timeout in milliseconds (default: the channel's). */
   readonly timeoutMs?: number;
 }
@@ -63,7 +68,8 @@ export class RequestChannel {
    * @throws TransportError `BUSY`, `TIMEOUT`, `BAD_REPLY`, or any endpoint error.
    */
   async request(request: number, payload: Uint8Array, options: RequestOptions = {}): Promise<ReceivedMessage | undefined> {
-    return this.#exchange(request, HeaderFlag.VERSION, payload, options, options.expectReply === true);
+    const flags = HeaderFlag.VERSION | (options.needReply === true ? HeaderFlag.NEED_REPLY : 0);
+    return this.#exchange(request, flags, payload, options, options.expectReply === true || options.needReply === true);
   }
 
   /**

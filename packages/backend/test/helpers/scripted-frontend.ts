@@ -16,12 +16,18 @@ export class DeviceProcess {
   readonly dir: string;
   readonly socket: string;
   readonly lines: string[] = [];
+  readonly stderr: string[] = [];
   #waiters: { match: (l: string) => boolean; resolve: (l: string) => void }[] = [];
 
   constructor(script: string, args: string[] = []) {
     this.dir = mkdtempSync(join(tmpdir(), "vhostkit-backend-"));
     this.socket = join(this.dir, "dev.sock");
-    this.child = spawn(process.execPath, [script, "--socket", this.socket, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+    // stderr is piped too: an inherited pipe held by a stray child would keep the test runner waiting.
+    this.child = spawn(process.execPath, [script, "--socket", this.socket, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    this.child.stderr?.on("data", (b: Buffer) => this.stderr.push(b.toString()));
+    const kill = () => this.child.kill("SIGKILL");
+    process.once("exit", kill);
+    this.child.once("exit", () => process.off("exit", kill));
     const rl = createInterface({ input: this.child.stdout! });
     rl.on("line", (l) => {
       this.lines.push(l);
@@ -48,9 +54,11 @@ export class DeviceProcess {
 
   /** Stop the device process and remove its directory. */
   async stop(): Promise<void> {
-    const exited = new Promise((r) => this.child.once("exit", r));
-    this.child.kill("SIGTERM");
-    await exited;
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      const exited = new Promise((r) => this.child.once("exit", r));
+      this.child.kill("SIGTERM");
+      await exited;
+    }
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -1,0 +1,91 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { GuestRam, guestAddress, type GuestMemory } from "@vhostkit/regions";
+import { FallbackError, FallbackMemory, type MemAccessChannel } from "../src/index.js";
+
+const MiB = 1n << 20n;
+
+/**
+ * The front-end's view: all of guest-physical [0, 4 MiB) in real memfd memory. The back-end's memory
+ * table only has [0, 1 MiB) and [2 MiB, 3 MiB): the rest (as if another device's shared memory
+ * region) must come through the channel. The channel records every call.
+ */
+function setUp(chunk?: number) {
+  const frontEnd = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 4n * MiB }] });
+  const table = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }, { guestPhysAddr: 2n * MiB, size: MiB }] });
+  const calls: { op: "read" | "write"; gpa: bigint; size: number }[] = [];
+  const channel: MemAccessChannel = {
+    async memRead(gpa, size) {
+      calls.push({ op: "read", gpa, size });
+      const b = new Uint8Array(size);
+      await frontEnd.read(guestAddress(gpa), b);
+      return b;
+    },
+    async memWrite(gpa, data) {
+      calls.push({ op: "write", gpa, size: data.length });
+      await frontEnd.write(guestAddress(gpa), data);
+    },
+  };
+  const mem = new FallbackMemory(table, channel, chunk === undefined ? {} : { chunk });
+  return { frontEnd, table, mem, calls, dispose: () => (frontEnd.dispose(), table.dispose()) };
+}
+
+describe("FallbackMemory", () => {
+  test("a read spanning direct, remote and direct memory returns the front-end's bytes; only the remote part is requested", async () => {
+    const { frontEnd, table, mem, calls, dispose } = setUp();
+    const start = MiB - 100n;
+    const len = Number(MiB) + 200;
+    const pattern = Uint8Array.from({ length: len }, (_, i) => (i * 13 + 5) & 0xff);
+    await frontEnd.write(guestAddress(start), pattern);
+    // The back-end's own table holds the same RAM for its direct parts (shared memfd in real life).
+    await table.write(guestAddress(start), pattern.subarray(0, 100));
+    await table.write(guestAddress(2n * MiB), pattern.subarray(len - 100));
+    const got = new Uint8Array(len);
+    await mem.read(guestAddress(start), got);
+    assert.deepEqual(got, pattern);
+    assert.deepEqual(calls.map((c) => c.op), Array(16).fill("read"), "1 MiB remote in 64 KiB pieces");
+    assert.equal(calls[0]?.gpa, MiB);
+    assert.ok(calls.every((c) => c.size <= 65536));
+    assert.equal(calls.reduce((s, c) => s + c.size, 0), Number(MiB));
+    dispose();
+  });
+
+  test("a write lands in the front-end's memory in chunks; translate keeps reporting the miss", async () => {
+    const { frontEnd, mem, calls, dispose } = setUp(4096);
+    const data = Uint8Array.from({ length: 10_000 }, (_, i) => i & 0xff);
+    await mem.write(guestAddress(MiB + 10n), data);
+    const back = new Uint8Array(data.length);
+    await frontEnd.read(guestAddress(MiB + 10n), back);
+    assert.deepEqual(back, data);
+    assert.deepEqual(calls.map((c) => c.size), [4096, 4096, 1808]);
+    const t = mem.translate(guestAddress(MiB + 10n), 16);
+    assert.equal(t.ok, false, "translation still misses, so virtqueue yields a remote segment");
+    dispose();
+  });
+
+  test("no channel: remote parts fail with `unmapped`, direct parts of a write are not touched", async () => {
+    const table = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
+    const mem = new FallbackMemory(table, () => undefined);
+    await assert.rejects(mem.read(guestAddress(MiB), new Uint8Array(8)), (e: unknown) => e instanceof FallbackError && e.code === "unmapped");
+    const before = new Uint8Array(8);
+    await table.read(guestAddress(MiB - 8n), before);
+    await assert.rejects(mem.write(guestAddress(MiB - 8n), new Uint8Array(16).fill(0xee)), (e: unknown) => e instanceof FallbackError && e.code === "unmapped");
+    const after = new Uint8Array(8);
+    await table.read(guestAddress(MiB - 8n), after);
+    assert.deepEqual(after, before, "all or nothing when the channel is missing");
+    table.dispose();
+  });
+
+  test("a front-end refusal is `remote-failed` with the cause kept; a wrapping access is `out-of-bounds`", async () => {
+    const table = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
+    const refusal = new Error("front-end said no");
+    const mem = new FallbackMemory(table, {
+      memRead: () => Promise.reject(refusal),
+      memWrite: () => Promise.reject(refusal),
+    });
+    await assert.rejects(mem.read(guestAddress(2n * MiB), new Uint8Array(4)), (e: unknown) => e instanceof FallbackError && e.code === "remote-failed" && e.cause === refusal);
+    await assert.rejects(mem.read(guestAddress((1n << 64n) - 2n), new Uint8Array(4)), (e: unknown) => e instanceof FallbackError && e.code === "out-of-bounds");
+    assert.throws(() => new FallbackMemory(table as GuestMemory, () => undefined, { chunk: 65537 }), RangeError);
+    table.dispose();
+  });
+});

@@ -15,8 +15,8 @@ import {
   MAX_MEM_TABLE_REGIONS,
 } from "@vhostkit/wire";
 import { Endpoint, socketPair, type RetryPolicy } from "@vhostkit/transport";
-import { closeFd, dupCloexec, pageSize } from "@vhostkit/transport/sys";
-import { DeviceSharedMemory, isRegionError, MAX_SHMIDS, type ShmemMappingEvent, type ShmemRegionInfo } from "@vhostkit/regions";
+import { closeFd, dupCloexec } from "@vhostkit/transport/sys";
+import { DeviceSharedMemory, isRegionError, type ShmemMappingEvent, type ShmemRegionInfo } from "@vhostkit/regions";
 import { BackendRequestHandler, type BackendRequestOutcome } from "./backend-request-handler.js";
 import { DriverQueue } from "./driver-queue.js";
 import { asFrontendError, FrontendError, isFrontendError } from "./errors.js";
@@ -116,31 +116,24 @@ function has(bits: bigint, mask: bigint): boolean {
 }
 
 /**
- * Validates a GET_SHMEM_CONFIG (or crosvm GET_SHARED_MEMORY_REGIONS) reply (SHMEM.md §3, §9
- * rule 6): at most 256 regions, nregions matching the non-zero sizes (wire checks that), unique
- * ids, page-multiple sizes, a bounded total. Returns sizes by shmid (non-zero only).
+ * Sizes by shmid (non-zero only) from a GET_SHMEM_CONFIG or crosvm GET_SHARED_MEMORY_REGIONS reply
+ * (SHMEM.md §3, §9 rule 6). The wire codec has already checked nregions (≤ 256, equal to the count
+ * of non-zero sizes); {@link DeviceSharedMemory} checks ids and page multiples. Here: no shmid listed
+ * twice (crosvm lists ids) and a bounded total, so a hostile reply cannot reserve the address space.
+ * @throws FrontendError `bad-shmem-config`.
  */
-function shmemSizes(raw: { readonly nregions: number; readonly sizes: readonly bigint[] } | { readonly regions: readonly { readonly id: number; readonly length: bigint }[] }, maxTotal: bigint): Map<number, bigint> {
+function shmemSizes(raw: { readonly sizes: readonly bigint[] } | { readonly regions: readonly { readonly id: number; readonly length: bigint }[] }, maxTotal: bigint): { readonly sizes: Map<number, bigint>; readonly total: bigint } {
+  const entries: [number, bigint][] = "sizes" in raw ? raw.sizes.map((s, i) => [i, s]) : raw.regions.map((r) => [r.id, r.length]);
   const out = new Map<number, bigint>();
-  const page = BigInt(pageSize());
-  const add = (id: number, size: bigint): void => {
-    if (size === 0n) return;
-    if (!Number.isInteger(id) || id < 0 || id >= MAX_SHMIDS) throw new FrontendError("bad-shmem-config", `shmid ${id} is not a u8`, { request: "GET_SHMEM_CONFIG", actual: id });
-    if (out.has(id)) throw new FrontendError("bad-shmem-config", `shmid ${id} listed twice`, { request: "GET_SHMEM_CONFIG", actual: id });
-    if (size % page !== 0n) throw new FrontendError("bad-shmem-config", `shmid ${id} size 0x${size.toString(16)} is not a multiple of the page size 0x${page.toString(16)}`, { request: "GET_SHMEM_CONFIG", actual: size });
-    out.set(id, size);
-  };
-  if ("sizes" in raw) {
-    if (raw.nregions > MAX_SHMIDS) throw new FrontendError("bad-shmem-config", `nregions ${raw.nregions} exceeds ${MAX_SHMIDS}`, { request: "GET_SHMEM_CONFIG", actual: raw.nregions });
-    raw.sizes.forEach((s, i) => add(i, s));
-    if (out.size !== raw.nregions) throw new FrontendError("bad-shmem-config", `nregions ${raw.nregions} but ${out.size} non-zero sizes`, { request: "GET_SHMEM_CONFIG", expected: out.size, actual: raw.nregions });
-  } else {
-    for (const r of raw.regions) add(r.id, r.length);
-  }
   let total = 0n;
-  for (const s of out.values()) total += s;
+  for (const [id, size] of entries) {
+    if (size === 0n) continue;
+    if (out.has(id)) throw new FrontendError("bad-shmem-config", `shmid ${id} listed twice`, { request: "GET_SHMEM_CONFIG", actual: id });
+    out.set(id, size);
+    total += size;
+  }
   if (total > maxTotal) throw new FrontendError("bad-shmem-config", `shared memory of 0x${total.toString(16)} bytes exceeds the cap 0x${maxTotal.toString(16)}`, { request: "GET_SHMEM_CONFIG", expected: maxTotal, actual: total });
-  return out;
+  return { sizes: out, total };
 }
 
 /**
@@ -289,10 +282,8 @@ export class Device {
           if (isFrontendError(err) && err.code === "protocol" && isWireError(err.cause)) throw new FrontendError("bad-shmem-config", err.message, err.detail, { cause: err.cause });
           throw err;
         }
-        const sizes = shmemSizes(raw, this.#o.maxShmemBytes ?? DEFAULT_MAX_SHMEM_BYTES);
+        const { sizes, total } = shmemSizes(raw, this.#o.maxShmemBytes ?? DEFAULT_MAX_SHMEM_BYTES);
         if (sizes.size > 0) {
-          let total = 0n;
-          for (const s of sizes.values()) total += s;
           try {
             this.#shmem = new DeviceSharedMemory({
               sizes,

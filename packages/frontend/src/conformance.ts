@@ -176,10 +176,12 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
     }
   } finally {
     try {
-      await device?.close();
       if (device !== undefined) {
-        if (device.failed === undefined) pass("tear-down", "closed cleanly");
-        else fail("tear-down", `device failed: ${device.failed.message}`);
+        // The connection must still answer before tear-down (a check above may have lost it).
+        const alive = device.failed === undefined ? await device.connection.getFeatures().then(() => undefined, (e: unknown) => message(e)) : device.failed.message;
+        await device.close();
+        if (alive === undefined && device.failed === undefined) pass("tear-down", "connection intact; GET_VRING_BASE / reset / close done");
+        else fail("tear-down", `connection lost before tear-down: ${alive ?? device.failed?.message ?? ""}`);
       }
     } catch (err) {
       fail("tear-down", isFrontendError(err) ? err.message : message(err));

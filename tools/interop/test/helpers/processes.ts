@@ -1,0 +1,108 @@
+/**
+ * Child processes with line-based readiness (no sleeps) and a minimal QMP client.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { connect, type Socket } from "node:net";
+import { createInterface } from "node:readline";
+
+/** A child process whose stdout lines are collected; wait for a line with {@link LineProcess.line}. */
+export class LineProcess {
+  readonly child: ChildProcess;
+  readonly lines: string[] = [];
+  stderr = "";
+  #waiters: { match: (l: string) => boolean; resolve: (l: string) => void; reject: (e: Error) => void }[] = [];
+  #exited: Promise<number | null>;
+
+  constructor(cmd: string, args: readonly string[], options: { readonly stdin?: boolean } = {}) {
+    this.child = spawn(cmd, [...args], { stdio: [options.stdin === true ? "pipe" : "ignore", "pipe", "pipe"] });
+    createInterface({ input: this.child.stdout! }).on("line", (l) => {
+      this.lines.push(l);
+      this.#waiters = this.#waiters.filter((w) => (w.match(l) ? (w.resolve(l), false) : true));
+    });
+    this.child.stderr!.on("data", (b: Buffer) => (this.stderr += b.toString()));
+    this.#exited = new Promise((resolve) =>
+      this.child.once("exit", (code, signal) => {
+        for (const w of this.#waiters) w.reject(new Error(`${cmd} exited (${code ?? signal}) before the expected line\nstdout: ${this.lines.join("\n")}\nstderr: ${this.stderr}`));
+        this.#waiters = [];
+        resolve(code);
+      }),
+    );
+  }
+
+  /** The first line (seen or future) for which `match` is true; rejects when the process exits first. */
+  line(match: string | ((l: string) => boolean)): Promise<string> {
+    const m = typeof match === "string" ? (l: string) => l.includes(match) : match;
+    const seen = this.lines.find(m);
+    if (seen !== undefined) return Promise.resolve(seen);
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.reject(new Error(`process already exited; stdout: ${this.lines.join("\n")}\nstderr: ${this.stderr}`));
+    return new Promise((resolve, reject) => this.#waiters.push({ match: m, resolve, reject }));
+  }
+
+  /** Writes one line to stdin. */
+  send(line: string): void {
+    this.child.stdin!.write(`${line}\n`);
+  }
+
+  /** Resolves with the exit code once the process ended. */
+  get exited(): Promise<number | null> {
+    return this.#exited;
+  }
+
+  /** SIGTERM (if still running) and wait for the exit. */
+  async stop(): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGTERM");
+    return this.#exited;
+  }
+}
+
+/** A QMP connection (one command at a time). */
+export class Qmp {
+  readonly #sock: Socket;
+  readonly #queue: string[] = [];
+  #wait: ((l: string) => void) | undefined;
+
+  private constructor(sock: Socket) {
+    this.#sock = sock;
+    createInterface({ input: sock }).on("line", (l) => {
+      if (l.includes('"event"')) return;
+      if (this.#wait) {
+        const w = this.#wait;
+        this.#wait = undefined;
+        w(l);
+      } else this.#queue.push(l);
+    });
+  }
+
+  /** Connects to a QMP unix socket and leaves capabilities negotiation mode. */
+  static async connect(path: string): Promise<Qmp> {
+    const sock = connect(path);
+    await new Promise<void>((resolve, reject) => sock.once("connect", resolve).once("error", reject));
+    const q = new Qmp(sock);
+    await q.#next(); // greeting
+    await q.execute("qmp_capabilities");
+    return q;
+  }
+
+  #next(): Promise<string> {
+    const l = this.#queue.shift();
+    if (l !== undefined) return Promise.resolve(l);
+    return new Promise((r) => (this.#wait = r));
+  }
+
+  /** Runs a command; resolves with `return`, rejects with the QMP error. */
+  async execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
+    this.#sock.write(`${JSON.stringify({ execute: command, ...(args === undefined ? {} : { arguments: args }) })}\n`);
+    const reply = JSON.parse(await this.#next()) as { return?: unknown; error?: { desc: string } };
+    if (reply.error) throw new Error(`qmp ${command}: ${reply.error.desc}`);
+    return reply.return;
+  }
+
+  /** An HMP command through `human-monitor-command`. */
+  async hmp(commandLine: string): Promise<string> {
+    return (await this.execute("human-monitor-command", { "command-line": commandLine })) as string;
+  }
+
+  close(): void {
+    this.#sock.destroy();
+  }
+}

@@ -1,0 +1,28 @@
+// Client side of the back-end benchmark; runtime-neutral. Connects the vhostkit front-end to a
+// vhost-user-blk back-end and reads 4 KiB blocks at a given queue depth; prints IOPS.
+//   backend-blk-client.mjs <socket> <queue-depth> <requests>
+import { BlkDriver, Guest } from "@vhostkit/frontend";
+
+const [socketPath, qdArg, nArg] = process.argv.slice(2);
+const qd = Number(qdArg);
+const n = Number(nArg);
+const guest = new Guest({ ramSize: 64n << 20n });
+const device = await guest.addDevice({ socketPath, retry: { attempts: 100, delayMs: 20 } });
+const blk = await BlkDriver.attach(device, { queueSize: 128 });
+const sectors = 8192n; // read within the first 4 MiB
+async function run(count) {
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      await blk.read((BigInt(i) * 8n) % sectors, 8);
+    }
+  };
+  await Promise.all(Array.from({ length: qd }, worker));
+}
+await run(Math.max(100, n / 10));
+const t0 = process.hrtime.bigint();
+await run(n);
+const ns = Number(process.hrtime.bigint() - t0);
+await guest.close();
+console.log(((n * 1e9) / ns).toFixed(0));

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // A RAM-backed vhost-user-blk device on @vhostkit/backend — the proof that a device fits in under
 // 100 lines. Runs under Node >= 20 and Bun:
-//   node examples/ram-blk.mjs --socket /tmp/blk.sock [--size-mib 16] [--image FILE] [--once] [--events] [--mem-rw]
+//   node examples/ram-blk.mjs --socket /tmp/blk.sock [--size-mib 16] [--image FILE] [--once] [--events] [--mem-rw] [--max-slots N]
 // Prints "listening <path>" on stdout once the socket accepts connections.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -31,10 +31,20 @@ export function ramBlk(disk) {
     },
     async processQueue({ queue, memory }) {
       for (let n; (n = queue.pop(batch)) > 0; ) {
-        for (let c = 0; c < n; c++) queue.addUsed(batch.heads[c], await request(queue, memory, c));
+        for (let c = 0; c < n; c++) queue.addUsed(batch.heads[c], await request(queue, memory, c).catch(() => fail(queue, memory, c)));
       }
     },
   };
+
+  /** A buffer the device could not reach (e.g. an unmapped remote range): answer IOERR in the status byte. */
+  async function fail(queue, memory, c) {
+    const cur = queue.segments(batch, c);
+    let last;
+    while (cur.next()) if (cur.writable) last = { addr: cur.addr + BigInt(cur.len - 1), host: cur.kind === "host" ? cur.bytes : undefined, len: cur.len };
+    if (last?.host) last.host[last.len - 1] = S_IOERR;
+    else if (last) await memory.write(last.addr, new Uint8Array([S_IOERR])).catch(() => undefined);
+    return 1;
+  }
 
   /** Serves chain `c` of `batch`; returns the used length (bytes written, status included). */
   async function request(queue, memory, c) {
@@ -74,12 +84,12 @@ export function ramBlk(disk) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { socket: { type: "string" }, "size-mib": { type: "string", default: "16" }, image: { type: "string" }, once: { type: "boolean", default: false }, events: { type: "boolean", default: false }, "mem-rw": { type: "boolean", default: false } } });
+  const { values } = parseArgs({ options: { socket: { type: "string" }, "size-mib": { type: "string", default: "16" }, image: { type: "string" }, once: { type: "boolean", default: false }, events: { type: "boolean", default: false }, "mem-rw": { type: "boolean", default: false }, "max-slots": { type: "string" } } });
   if (!values.socket) throw new Error("--socket PATH is required");
   const disk = new Uint8Array(Number(values["size-mib"]) * 1024 * 1024);
   if (values.image) disk.set(readFileSync(values.image).subarray(0, disk.length));
   const onEvent = values.events ? (e) => e.kind !== "request" && process.stdout.write(`event ${e.kind} ${e.error?.code ?? ""}\n`) : undefined;
-  const server = serve(values.socket, ramBlk(disk), { memRw: values["mem-rw"], ...(values.once ? { connections: 1 } : {}), ...(onEvent ? { onEvent } : {}) });
+  const server = serve(values.socket, ramBlk(disk), { memRw: values["mem-rw"], ...(values["max-slots"] ? { maxMemSlots: Number(values["max-slots"]) } : {}), ...(values.once ? { connections: 1 } : {}), ...(onEvent ? { onEvent } : {}) });
   process.stdout.write(`listening ${server.path}\n`);
   process.on("SIGTERM", () => server.close());
   await server.done;

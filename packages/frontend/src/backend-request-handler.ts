@@ -5,15 +5,17 @@
  */
 import {
   BackendRequest,
+  HEADER_SIZE,
   decodeMessage,
+  encodeReply,
   HeaderFlag,
   requestName,
   tryMessageSpec,
   type Dialect,
   type DecodedBackendRequest,
 } from "@vhostkit/wire";
-import { sendAck, type Endpoint, type OwnedFd, type ReceivedMessage } from "@vhostkit/transport";
-import { isRegionError, SHMEM_MAP_FLAG_RW, type DeviceSharedMemory, type RegionErrorCode } from "@vhostkit/regions";
+import { sendAck, sendReply, type Endpoint, type OwnedFd, type ReceivedMessage } from "@vhostkit/transport";
+import { guestAddress, isRegionError, SHMEM_MAP_FLAG_RW, type DeviceSharedMemory, type GuestMemory, type RegionErrorCode } from "@vhostkit/regions";
 import { asFrontendError, FrontendError } from "./errors.js";
 import { frameOf } from "./frontend.js";
 import { emitTrace, type TraceSink } from "./trace.js";
@@ -40,6 +42,11 @@ export interface BackendRequestHandlerOptions {
   readonly backendSendFd: boolean;
   /** The device's VIRTIO Shared Memory Regions (SHMEM negotiated), borrowed. */
   readonly shmem?: DeviceSharedMemory;
+  /**
+   * vhostkit MEM_READ / MEM_WRITE negotiated: the guest memory they reach (all guest RAM and every
+   * device's live mappings; `read`/`write` check the whole range first). Borrowed.
+   */
+  readonly memAccess?: GuestMemory;
   /** Called after a BACKEND_CONFIG_CHANGE_MSG was acknowledged (re-read the config). */
   readonly onConfigChange?: () => void;
   /**
@@ -86,8 +93,10 @@ class Refusal extends Error {
  *   The reply is sent after the local mapping is done (reply-first ordering with respect to any
  *   memory-table propagation, SHMEM.md §6.2).
  * - CONFIG_CHANGE_MSG is acknowledged, then `onConfigChange` runs.
- * - VRING_HOST_NOTIFIER_MSG, IOTLB, VRING_CALL/ERR, shared objects, MEM_READ/MEM_WRITE (the
- *   vhostkit extension is never negotiated by this front-end) and unknown ids are refused.
+ * - MEM_READ / MEM_WRITE (vhostkit extension, only when `memAccess` is given, i.e. negotiated) are
+ *   served from the whole guest-physical space and always replied.
+ * - VRING_HOST_NOTIFIER_MSG, IOTLB, VRING_CALL/ERR, shared objects, MEM_READ/MEM_WRITE when not
+ *   negotiated, and unknown ids are refused.
  * - Malformed frames (bad sizes, reserved flag bits, REPLY set on a request) are refused with a
  *   failure reply when one was asked for; they never end the channel. Only a framing error the
  *   stream cannot recover from (EOF, oversize, truncated control data) does.
@@ -145,6 +154,11 @@ export class BackendRequestHandler {
     const name = requestName("backend", msg.request);
     const spec = tryMessageSpec("backend", msg.request, this.#o.dialect);
     const memRw = msg.request === BackendRequest.BACKEND_MEM_READ || msg.request === BackendRequest.BACKEND_MEM_WRITE;
+    if (memRw && this.#o.memAccess !== undefined) {
+      await this.#memAccess(msg, name, this.#o.memAccess);
+      this.#o.onHandled?.();
+      return;
+    }
     const known = spec !== undefined && !memRw;
     const asked = (msg.flags & HeaderFlag.NEED_REPLY) !== 0 && this.#o.replyAck;
     const mustReply = asked || (known && spec.replyRule === "always");
@@ -244,6 +258,53 @@ export class BackendRequestHandler {
         throw new Refusal(EINVAL, `unhandled request ${String((unreachable as { name: string }).name)}`);
       }
     }
+  }
+
+  /**
+   * vhostkit MEM_READ / MEM_WRITE (SHMEM.md §7.2): always replied, whatever REPLY_ACK says. The
+   * whole range is checked before any byte moves (all or nothing); a malformed request (size 0 or
+   * > 64 KiB, non-zero padding, a size field that does not match, attached fds) gets the failure
+   * reply. MEM_READ failure = the 16-byte header echoed with size 0; MEM_WRITE = a non-zero status.
+   */
+  async #memAccess(msg: ReceivedMessage, name: string, memory: GuestMemory): Promise<void> {
+    const read = msg.request === BackendRequest.BACKEND_MEM_READ;
+    const raw = msg.payload;
+    const gpa = raw.byteLength >= 8 ? new DataView(raw.buffer, raw.byteOffset, 8).getBigUint64(0, true) : 0n;
+    let reason: string | undefined;
+    let data: Uint8Array | undefined;
+    let status = 0n;
+    try {
+      if (msg.fds.length !== 0) throw new Refusal(EINVAL, `${name.toLowerCase()}: ${msg.fds.length} fds attached, expected none`);
+      let req: DecodedBackendRequest;
+      try {
+        req = decodeMessage("backend", frameOf(msg), this.#o.dialect, { maxPayload: raw.byteLength });
+      } catch (err) {
+        throw new Refusal(EINVAL, err instanceof Error ? err.message : String(err));
+      }
+      if (req.name === "BACKEND_MEM_READ") {
+        const buf = new Uint8Array(req.value.size);
+        await memory.read(guestAddress(req.value.guestAddress), buf);
+        data = buf;
+      } else if (req.name === "BACKEND_MEM_WRITE") {
+        await memory.write(guestAddress(req.value.guestAddress), req.value.data);
+      }
+    } catch (err) {
+      status = err instanceof Refusal ? err.status : isRegionError(err) ? (STATUS[err.code] ?? EINVAL) : EINVAL;
+      reason = err instanceof Error ? err.message : String(err);
+      data = undefined;
+    } finally {
+      for (const f of msg.fds) f.close();
+    }
+    try {
+      const frame = read
+        ? encodeReply("backend", "BACKEND_MEM_READ", { guestAddress: gpa, data: data ?? new Uint8Array(0) }, this.#o.dialect)
+        : encodeReply("backend", "BACKEND_MEM_WRITE", status, this.#o.dialect);
+      emitTrace(this.#o.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: frame.byteLength - HEADER_SIZE, fds: 0 });
+      await sendReply(this.#ep, msg.request, frame.subarray(HEADER_SIZE));
+    } catch {
+      // A dead channel surfaces on the next recv.
+    }
+    this.#outcome({ name, ok: status === 0n, replied: status, ...(reason === undefined ? {} : { reason }) });
   }
 
   #noFds(lower: string, fds: readonly OwnedFd[]): void {

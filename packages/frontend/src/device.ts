@@ -13,6 +13,8 @@ import {
   type DialectName,
   type MemoryRegion,
   MAX_MEM_TABLE_REGIONS,
+  MEM_RW_MAX_PAYLOAD,
+  vhostkitMemRwFeature,
 } from "@vhostkit/wire";
 import { Endpoint, socketPair, type RetryPolicy } from "@vhostkit/transport";
 import { closeFd, dupCloexec } from "@vhostkit/transport/sys";
@@ -67,6 +69,12 @@ export interface DeviceOptions {
   readonly maxShmemBytes?: bigint;
   /** Receives every message on both sockets (`--verbose`). */
   readonly trace?: TraceSink;
+  /**
+   * Serve vhostkit's MEM_READ / MEM_WRITE extension (SHMEM.md §7.2) when the back-end offers it:
+   * `true` for the default gate bit 63, or `{ bit }`. The back-end may then reach any guest RAM or
+   * live shared-memory mapping of any device through the front-end. Default: off.
+   */
+  readonly memRw?: boolean | { readonly bit: number };
   /** Receives the outcome of every back-end request. */
   readonly onBackendRequest?: (outcome: BackendRequestOutcome) => void;
 }
@@ -233,8 +241,11 @@ export class Device {
     let acked = 0n;
     if (has(features, VirtioFeature.PROTOCOL_FEATURES)) {
       protocolFeatures = await fe.getProtocolFeatures();
-      const wanted = this.#o.protocolFeatures ?? SUPPORTED_PROTOCOL_FEATURES | dialect.shmemFeature;
+      const memRwBit = this.#memRwMask();
+      const wanted = (this.#o.protocolFeatures ?? SUPPORTED_PROTOCOL_FEATURES | dialect.shmemFeature) | memRwBit;
       acked = protocolFeatures & wanted;
+      // The extension travels on the back-end channel: never without BACKEND_REQ (SHMEM.md §7.2).
+      if (!has(acked, ProtocolFeature.BACKEND_REQ)) acked &= ~memRwBit;
       await fe.setProtocolFeatures(acked);
       fe.replyAck = has(acked, ProtocolFeature.REPLY_ACK);
     }
@@ -255,7 +266,8 @@ export class Device {
     if (has(acked, ProtocolFeature.BACKEND_REQ)) {
       const [mine, theirs] = socketPair();
       try {
-        channel = new Endpoint(mine);
+        // MEM_READ/MEM_WRITE may carry up to 16 + 64 KiB; anything larger is a framing error.
+        channel = new Endpoint(mine, this.#memRwMask() !== 0n && has(acked, this.#memRwMask()) ? { maxPayload: MEM_RW_MAX_PAYLOAD } : {});
         await fe.setBackendReqFd(theirs.fd);
       } catch (err) {
         channel?.close();
@@ -319,6 +331,7 @@ export class Device {
         replyAck: has(acked, ProtocolFeature.REPLY_ACK),
         backendSendFd: has(acked, ProtocolFeature.BACKEND_SEND_FD),
         ...(this.#shmem === undefined ? {} : { shmem: this.#shmem }),
+        ...(this.#memRwMask() !== 0n && has(acked, this.#memRwMask()) ? { memAccess: this.#guest.space } : {}),
         onConfigChange: () => void this.refreshConfig().catch(() => undefined),
         onHandled: () => this.#flushEvents(),
         ...(this.#o.onBackendRequest === undefined ? {} : { onOutcome: this.#o.onBackendRequest }),
@@ -327,6 +340,12 @@ export class Device {
       });
       void this.#handler.start();
     }
+  }
+
+  /** The vhostkit MEM_RW gate mask asked for (0n when the option is off). */
+  #memRwMask(): bigint {
+    const o = this.#o.memRw;
+    return o === undefined || o === false ? 0n : vhostkitMemRwFeature(o === true ? undefined : o.bit);
   }
 
   /** The options the device was opened with (used by {@link Guest.reconnect}). */

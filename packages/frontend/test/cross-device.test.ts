@@ -1,0 +1,130 @@
+/**
+ * Cross-device buffers (issue 9), all real processes: device A (@vhostkit/backend, shared memory
+ * regions) maps a 64 KiB blob holding a pattern into its shmid 1; device B (the RAM blk example) is
+ * given a virtio-blk WRITE whose data buffer lies in A's mapping, then a READ back into RAM. Three
+ * ways for B to reach A's memory: eager propagation (ADD_MEM_REG of A's mapping), vhostkit
+ * MEM_READ/MEM_WRITE only, and "auto" (propagation until B's memory slots run out, then
+ * MEM_READ/MEM_WRITE). Then A's mapping goes away while B still points at it: B's access fails
+ * cleanly (IOERR), nothing crashes.
+ */
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { guestAddress } from "@vhostkit/regions";
+import { Guest, type Device, type DriverQueue } from "../src/index.js";
+
+const SHMEM_DEVICE = fileURLToPath(new URL("../../../apps/device/test/fixtures/own-backend.mjs", import.meta.url));
+const RAM_BLK = fileURLToPath(new URL("../../backend/examples/ram-blk.mjs", import.meta.url));
+const pattern = (i: number) => (i * 31 + 7) & 0xff; // what own-backend.mjs puts in its blob
+
+interface Proc {
+  child: ChildProcess;
+  socket: string;
+  lines: string[];
+  line(text: string): Promise<void>;
+}
+
+function start(dir: string, name: string, script: string, args: string[]): Promise<Proc> {
+  const socket = join(dir, `${name}.sock`);
+  const child = spawn(process.execPath, [script, "--socket", socket, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const kill = () => child.kill("SIGKILL");
+  process.once("exit", kill);
+  child.once("exit", () => process.off("exit", kill));
+  const lines: string[] = [];
+  const waiters: { text: string; resolve: () => void }[] = [];
+  createInterface({ input: child.stdout! }).on("line", (l) => {
+    lines.push(l);
+    for (const w of waiters.splice(0)) if (l.includes(w.text)) w.resolve();
+      else waiters.push(w);
+  });
+  const proc: Proc = {
+    child,
+    socket,
+    lines,
+    line: (text) => (lines.some((l) => l.includes(text)) ? Promise.resolve() : new Promise((resolve) => waiters.push({ text, resolve }))),
+  };
+  return proc.line("listening").then(() => proc);
+}
+
+async function stop(p: Proc): Promise<void> {
+  if (p.child.exitCode !== null) return;
+  const exited = new Promise((r) => p.child.once("exit", r));
+  p.child.kill("SIGTERM");
+  await exited;
+}
+
+/** One virtio-blk request on B's queue with the data buffer at `data` (any guest-physical address). */
+async function blk(guest: Guest, q: DriverQueue, type: number, data: bigint, len: number): Promise<number> {
+  const hdr = guest.allocator.alloc(16);
+  const status = guest.allocator.alloc(1);
+  const h = new Uint8Array(16);
+  new DataView(h.buffer).setUint32(0, type, true);
+  new DataView(h.buffer).setBigUint64(8, 16n, true);
+  await guest.space.write(hdr, h);
+  await guest.space.write(status, new Uint8Array([0xff]));
+  const buf = { addr: data, len };
+  await (type === 1 ? q.submit([{ addr: hdr, len: 16 }, buf], [{ addr: status, len: 1 }]) : q.submit([{ addr: hdr, len: 16 }], [buf, { addr: status, len: 1 }]));
+  const s = new Uint8Array(1);
+  await guest.space.read(status, s);
+  guest.allocator.free(hdr);
+  guest.allocator.free(status);
+  return s[0] ?? -1;
+}
+
+type Mode = "propagate" | "mem-rw" | "auto";
+
+describe("a buffer in device A's shared memory region, used by device B", () => {
+  for (const mode of ["propagate", "mem-rw", "auto"] as const satisfies readonly Mode[]) {
+    test(`${mode}: B writes A's blob to its disk and reads it back byte for byte; after A's unmap B gets IOERR`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), "vhostkit-cross-"));
+      const a = await start(dir, "a", SHMEM_DEVICE, ["--device", "shmem"]);
+      const bArgs = mode === "propagate" ? [] : mode === "mem-rw" ? ["--mem-rw"] : ["--mem-rw", "--max-slots", "1"];
+      const b = await start(dir, "b", RAM_BLK, ["--size-mib", "1", ...bArgs]);
+      const guest = new Guest({ propagateSharedMemory: mode !== "mem-rw" });
+      try {
+        const served: string[] = [];
+        const devB: Device = await guest.addDevice({ socketPath: b.socket, memRw: mode !== "propagate", onBackendRequest: (o) => served.push(`${o.name} ${o.ok}`) });
+        const [qb] = await devB.start({ features: 0n, queues: [0] });
+        assert.ok(qb);
+        const devA: Device = await guest.addDevice({ socketPath: a.socket });
+        const region = devA.info.shmem.find((r) => r.shmid === 1);
+        assert.ok(region, "A declared shmid 1");
+        await devA.start({ queues: [0] });
+        await a.line("mapped");
+        await devB.propagationSettled();
+        const blob = (region.guestPhysAddr as bigint) + 0x10000n;
+        const got = new Uint8Array(4096);
+        await guest.space.read(guestAddress(blob), got);
+        assert.deepEqual([...got.subarray(0, 4)], [0, 1, 2, 3].map(pattern), "the front-end sees A's blob in the region");
+
+        assert.equal(await blk(guest, qb, 1, blob, 4096), 0, "B wrote from A's region");
+        const back = guest.allocator.alloc(4096);
+        assert.equal(await blk(guest, qb, 0, back, 4096), 0, "B read back into RAM");
+        const copy = new Uint8Array(4096);
+        await guest.space.read(back, copy);
+        assert.deepEqual(copy, got, "B's disk holds A's bytes");
+        guest.allocator.free(back);
+        if (mode === "propagate") assert.deepEqual(served, [], "B reached A's mapping directly (propagated), no MEM_READ");
+        else assert.ok(served.includes("BACKEND_MEM_READ true"), `B read A's blob through MEM_READ (${served.join(", ")})`);
+        served.length = 0;
+
+        // A goes away: its mappings are dropped (and removed from B's table when propagated).
+        await devA.close();
+        await devB.propagationSettled();
+        assert.equal(await blk(guest, qb, 1, blob, 4096), 1, "B's access to the stale range fails with IOERR, nothing crashes");
+        if (mode !== "propagate") assert.ok(served.includes("BACKEND_MEM_READ false"), "the front-end refused the stale MEM_READ");
+        assert.equal(b.child.exitCode, null, "device B is still running");
+      } finally {
+        await guest.close();
+        await stop(a);
+        await stop(b);
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});

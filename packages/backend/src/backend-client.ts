@@ -156,7 +156,8 @@ export class BackendClient {
       if (value.data.byteLength !== size || value.guestAddress !== gpa) {
         throw new BackendError("REJECTED", `backend_mem_read: front-end could not read 0x${size.toString(16)} bytes at 0x${gpa.toString(16)}`, { request: "BACKEND_MEM_READ", expected: size, actual: value.data.byteLength });
       }
-      return value.data.slice();
+      // The frame is a fresh copy owned by this call (Endpoint.recv), so the data view can be returned as is.
+      return value.data;
     });
   }
 

@@ -282,9 +282,13 @@ export class BackendRequestHandler {
         throw new Refusal(EINVAL, err instanceof Error ? err.message : String(err));
       }
       if (req.name === "BACKEND_MEM_READ") {
-        const buf = new Uint8Array(req.value.size);
-        await memory.read(guestAddress(req.value.guestAddress), buf);
-        data = buf;
+        // The reply payload is built in place: 16-byte header echo, then the data read straight into it.
+        const payload = new Uint8Array(16 + req.value.size);
+        const v = new DataView(payload.buffer);
+        v.setBigUint64(0, req.value.guestAddress, true);
+        v.setUint32(8, req.value.size, true);
+        await memory.read(guestAddress(req.value.guestAddress), payload.subarray(16));
+        data = payload;
       } else if (req.name === "BACKEND_MEM_WRITE") {
         await memory.write(guestAddress(req.value.guestAddress), req.value.data);
       }
@@ -296,11 +300,15 @@ export class BackendRequestHandler {
       for (const f of msg.fds) f.close();
     }
     try {
-      const frame = read
-        ? encodeReply("backend", "BACKEND_MEM_READ", { guestAddress: gpa, data: data ?? new Uint8Array(0) }, this.#o.dialect)
-        : encodeReply("backend", "BACKEND_MEM_WRITE", status, this.#o.dialect);
-      emitTrace(this.#o.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: frame.byteLength - HEADER_SIZE, fds: 0 });
-      await sendReply(this.#ep, msg.request, frame.subarray(HEADER_SIZE));
+      const payload =
+        read && data !== undefined
+          ? data
+          : (read
+              ? encodeReply("backend", "BACKEND_MEM_READ", { guestAddress: gpa, data: new Uint8Array(0) }, this.#o.dialect)
+              : encodeReply("backend", "BACKEND_MEM_WRITE", status, this.#o.dialect)
+            ).subarray(HEADER_SIZE);
+      emitTrace(this.#o.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: payload.byteLength, fds: 0 });
+      await sendReply(this.#ep, msg.request, payload);
     } catch {
       // A dead channel surfaces on the next recv.
     }

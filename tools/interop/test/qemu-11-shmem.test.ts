@@ -9,7 +9,8 @@
  *
  * Shown: QEMU negotiates SHMEM (bit 22) and sends GET_SHMEM_CONFIG; SHMEM_MAP gets reply 0 and the
  * mapping shows up in QEMU's memory tree (`info mtree` through QMP human-monitor-command) inside
- * BAR 4 with the blob's bytes (`xp`); SHMEM_UNMAP removes it.
+ * BAR 4 with the blob's bytes (`xp`) and is propagated to the back-end's memory table (ADD_MEM_REG);
+ * SHMEM_UNMAP removes it (and REM_MEM_REG follows).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -78,6 +79,13 @@ test("QEMU 11.1 vhost-user-test-device-pci: SHMEM negotiated, GET_SHMEM_CONFIG, 
     // SHMEM_MAP got reply 0 (REPLY_ACK): shmemMap resolved.
     assert.deepEqual([mapped.shmid, mapped.offset, mapped.len], [1, "0x10000", "0x10000"]);
 
+    // Eager propagation (SHMEM.md §8.1): QEMU adds the mapping to the back-end's own memory table
+    // (ADD_MEM_REG after the reply), on top of the guest RAM region added before the rings.
+    const running = dev.lines.findIndex((l) => l.includes('"step":"running"'));
+    const ramRegions = dev.lines.slice(0, running).filter((l) => l.includes('"name":"ADD_MEM_REG"')).length;
+    assert.ok(ramRegions >= 1, "guest RAM came with ADD_MEM_REG (CONFIGURE_MEM_SLOTS)");
+    await dev.line((l) => l.includes('"name":"ADD_MEM_REG"') && dev.lines.filter((x) => x.includes('"name":"ADD_MEM_REG"')).length > ramRegions);
+
     qmp = await Qmp.connect(qmpPath);
     const tree = shmemTree(await qmp.hmp("info mtree"));
     assert.ok(tree.length >= 3, `shmem BAR in info mtree:\n${tree.join("\n")}`);
@@ -101,6 +109,8 @@ test("QEMU 11.1 vhost-user-test-device-pci: SHMEM negotiated, GET_SHMEM_CONFIG, 
     const after = shmemTree(await qmp.hmp("info mtree")).join("\n");
     assert.doesNotMatch(after, /\(prio \d+, ram\)/, `no mapping left:\n${after}`);
     assert.match(after, /virtio-shmem-1$/m);
+    // ...and QEMU took it out of our memory table again (REM_MEM_REG), after the reply.
+    await dev.line('"name":"REM_MEM_REG"');
   } finally {
     if (qmp !== undefined) {
       await qmp.execute("quit").catch(() => undefined);

@@ -126,3 +126,24 @@ test("a bad driver over sockets gets error responses and the device keeps servin
     await be.stop();
   }
 });
+
+for (const dialect of ["rust-vmm-0.16", "draft", "crosvm-legacy"] as const) {
+  test(`--dialect ${dialect}: the same session, blob mapped and read back through shmid 1`, { timeout: 60_000 }, async () => {
+    ensureBuilt();
+    const be = new Backend(["--dialect", dialect, "--width", "32", "--height", "16"]);
+    const guest = new Guest();
+    try {
+      assert.equal((await be.event((e) => e["event"] === "listening"))["dialect"], dialect);
+      const device = await guest.addDevice({ socketPath: be.socket, dialect });
+      const s = (await runGpuSession(guest, device, { mapOffset: 0x2000n })) as Record<string, any>;
+      await device.close();
+      assert.deepEqual(s["shmem"].map((r: { shmid: number }) => r.shmid), [1]);
+      assert.equal(s["blob"].roundTrip.ok, true);
+      assert.equal(s["mappings"].whileMapped.length, 1);
+      assert.equal((await be.event((e) => e["cmd"] === "RESOURCE_UNMAP_BLOB"))["blobSha256"], s["blob"].sha256);
+    } finally {
+      await guest.close();
+      await be.stop();
+    }
+  });
+}

@@ -70,7 +70,7 @@ export interface DeviceBackend {
   shmemRegions?(): readonly ShmemRegionSpec[];
   /** The driver acknowledged `features` (SET_FEATURES). */
   featuresAcked?(features: bigint): void;
-  /** The device is running (DRIVER_OK and a ring started): it may map shared memory now. */
+  /** The device is running (a ring started, which front-ends do after DRIVER_OK): it may map shared memory now. */
   start?(ctx: DeviceContext): void | Promise<void>;
   /** The front-end stopped the device (GET_VRING_BASE, SET_STATUS 0, reset or disconnect). No more back-end requests. */
   stop?(): void;

@@ -100,7 +100,8 @@ for (const d of dirs) {
   const files = testFiles(d);
   if (files.length === 0) continue;
   const t0 = performance.now();
-  const r = run(bunBin, ["test", ...files.map((f) => `./${relative(d, f)}`)], d);
+  // bunfig.toml is read from the working directory only, so pass the repository's per-test timeout here.
+  const r = run(bunBin, ["test", "--timeout", "120000", ...files.map((f) => `./${relative(d, f)}`)], d);
   const p = count(r.out, /^\s*(\d+) pass$/gm);
   const f = count(r.out, /^\s*(\d+) fail$/gm);
   const ok = r.status === 0 && f === 0 && p > 0;

@@ -12,11 +12,13 @@ export class LineProcess {
   stderr = "";
   #waiters: { match: (l: string) => boolean; resolve: (l: string) => void; reject: (e: Error) => void }[] = [];
   #exited: Promise<number | null>;
+  readonly #listeners: ((l: string) => void)[] = [];
 
   constructor(cmd: string, args: readonly string[], options: { readonly stdin?: boolean } = {}) {
     this.child = spawn(cmd, [...args], { stdio: [options.stdin === true ? "pipe" : "ignore", "pipe", "pipe"] });
     createInterface({ input: this.child.stdout! }).on("line", (l) => {
       this.lines.push(l);
+      for (const f of this.#listeners) f(l);
       this.#waiters = this.#waiters.filter((w) => (w.match(l) ? (w.resolve(l), false) : true));
     });
     this.child.stderr!.on("data", (b: Buffer) => (this.stderr += b.toString()));
@@ -38,6 +40,11 @@ export class LineProcess {
     return new Promise((resolve, reject) => this.#waiters.push({ match: m, resolve, reject }));
   }
 
+  /** Calls `f` for every future stdout line. */
+  onLine(f: (l: string) => void): void {
+    this.#listeners.push(f);
+  }
+
   /** Writes one line to stdin. */
   send(line: string): void {
     this.child.stdin!.write(`${line}\n`);
@@ -55,32 +62,48 @@ export class LineProcess {
   }
 }
 
-/** A QMP connection (one command at a time). */
+/** A QMP connection (one command at a time), over a unix socket or a child's stdio. */
 export class Qmp {
-  readonly #sock: Socket;
+  readonly #write: (s: string) => void;
+  readonly #close: () => void;
   readonly #queue: string[] = [];
   #wait: ((l: string) => void) | undefined;
 
-  private constructor(sock: Socket) {
-    this.#sock = sock;
-    createInterface({ input: sock }).on("line", (l) => {
-      if (l.includes('"event"')) return;
-      if (this.#wait) {
-        const w = this.#wait;
-        this.#wait = undefined;
-        w(l);
-      } else this.#queue.push(l);
-    });
+  private constructor(write: (s: string) => void, close: () => void) {
+    this.#write = write;
+    this.#close = close;
+  }
+
+  #push(l: string): void {
+    if (!l.startsWith("{") || l.includes('"event"')) return;
+    if (this.#wait) {
+      const w = this.#wait;
+      this.#wait = undefined;
+      w(l);
+    } else this.#queue.push(l);
+  }
+
+  async #handshake(): Promise<this> {
+    await this.#next(); // greeting: QEMU is up
+    await this.execute("qmp_capabilities");
+    return this;
   }
 
   /** Connects to a QMP unix socket and leaves capabilities negotiation mode. */
   static async connect(path: string): Promise<Qmp> {
-    const sock = connect(path);
+    const sock: Socket = connect(path);
     await new Promise<void>((resolve, reject) => sock.once("connect", resolve).once("error", reject));
-    const q = new Qmp(sock);
-    await q.#next(); // greeting
-    await q.execute("qmp_capabilities");
-    return q;
+    const q = new Qmp((s) => void sock.write(s), () => sock.destroy());
+    createInterface({ input: sock }).on("line", (l) => q.#push(l));
+    return q.#handshake();
+  }
+
+  /** QMP on the stdio of `p` (`-qmp stdio`, started with `stdin: true`); the greeting is the readiness signal. */
+  static overStdio(p: LineProcess): Promise<Qmp> {
+    const q = new Qmp((s) => p.send(s.trimEnd()), () => undefined);
+    for (const l of p.lines) q.#push(l);
+    p.onLine((l) => q.#push(l));
+    return q.#handshake();
   }
 
   #next(): Promise<string> {
@@ -91,7 +114,7 @@ export class Qmp {
 
   /** Runs a command; resolves with `return`, rejects with the QMP error. */
   async execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
-    this.#sock.write(`${JSON.stringify({ execute: command, ...(args === undefined ? {} : { arguments: args }) })}\n`);
+    this.#write(`${JSON.stringify({ execute: command, ...(args === undefined ? {} : { arguments: args }) })}\n`);
     const reply = JSON.parse(await this.#next()) as { return?: unknown; error?: { desc: string } };
     if (reply.error) throw new Error(`qmp ${command}: ${reply.error.desc}`);
     return reply.return;
@@ -103,6 +126,6 @@ export class Qmp {
   }
 
   close(): void {
-    this.#sock.destroy();
+    this.#close();
   }
 }

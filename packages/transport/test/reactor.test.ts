@@ -96,9 +96,10 @@ describe("Reactor", () => {
     assert.deepEqual(await run("exit-while-waiting"), { code: 3, signal: null });
   });
 
-  for (const spinMicros of [0, 1000]) {
-    test(`a private reactor (spinMicros ${spinMicros}) serves request/reply between two endpoints`, async () => {
-      const reactor = new Reactor({ spinMicros });
+  // Under Bun: native poller thread, poller + spin, and koffi `.async`; under Node all use uv_poll.
+  for (const options of [{ spinMicros: 0 }, { spinMicros: 1000 }, { spinMicros: 0, nativePoller: false }, { spinMicros: 1000, nativePoller: false }]) {
+    test(`a private reactor (${JSON.stringify(options)}) serves request/reply between two endpoints`, async () => {
+      const reactor = new Reactor(options);
       const [x, y] = socketPair();
       const a = new Endpoint(x, { reactor });
       const b = new Endpoint(y, { reactor });

@@ -47,6 +47,11 @@ export interface BackendRequestHandlerOptions {
    * device's live mappings; `read`/`write` check the whole range first). Borrowed.
    */
   readonly memAccess?: GuestMemory;
+  /**
+   * Asked before a SHMEM_MAP is carried out: a reason to refuse it (another back-end could not
+   * reach the new mapping), or `undefined` to go ahead.
+   */
+  readonly admitMapping?: () => string | undefined;
   /** Called after a BACKEND_CONFIG_CHANGE_MSG was acknowledged (re-read the config). */
   readonly onConfigChange?: () => void;
   /**
@@ -329,6 +334,8 @@ export class BackendRequestHandler {
     if (fds.length !== 1) throw new Refusal(fds.length === 0 ? 9n : EINVAL, `${lower}: ${fds.length} fds attached, expected exactly 1`);
     if (!this.#o.backendSendFd) throw new Refusal(EINVAL, `${lower}: fd sent without BACKEND_SEND_FD negotiated`);
     const shmem = this.#shmem(lower);
+    const refusal = this.#o.admitMapping?.();
+    if (refusal !== undefined) throw new Refusal(28n /* ENOSPC */, `${lower}: ${refusal}`);
     // Ownership passes to the shared memory (it transfers the OwnedFd and closes it on rejection).
     const fd = fds.pop() as OwnedFd;
     shmem.map(shmid, shmOffset, len, fd, fdOffset, flags);

@@ -75,6 +75,16 @@ export interface DeviceOptions {
    * live shared-memory mapping of any device through the front-end. Default: off.
    */
   readonly memRw?: boolean | { readonly bit: number };
+  /**
+   * How this back-end reaches other devices' shared-memory mappings (SHMEM.md §8.2):
+   * - `"propagate"`: eager propagation into its memory table only;
+   * - `"mem-rw"`: never propagated; MEM_READ/MEM_WRITE only (needs `memRw` negotiated);
+   * - `"auto"` (default): propagated while the back-end has room (memory slots, or 8 regions without
+   *   CONFIGURE_MEM_SLOTS), MEM_READ/MEM_WRITE for the rest when negotiated.
+   * When a new mapping of another device could not reach this back-end at all, that device's
+   * SHMEM_MAP is refused with a clear reason instead of leaving this back-end blind to it.
+   */
+  readonly sharedMemoryPolicy?: "propagate" | "mem-rw" | "auto";
   /** Receives the outcome of every back-end request. */
   readonly onBackendRequest?: (outcome: BackendRequestOutcome) => void;
 }
@@ -334,6 +344,7 @@ export class Device {
         ...(this.#memRwMask() !== 0n && has(acked, this.#memRwMask()) ? { memAccess: this.#guest.space } : {}),
         onConfigChange: () => void this.refreshConfig().catch(() => undefined),
         onHandled: () => this.#flushEvents(),
+        admitMapping: () => this.#guest.admitMapping(this),
         ...(this.#o.onBackendRequest === undefined ? {} : { onOutcome: this.#o.onBackendRequest }),
         ...(this.#o.trace === undefined ? {} : { trace: this.#o.trace }),
         onClose: (err) => this.#fail(err),
@@ -342,9 +353,37 @@ export class Device {
     }
   }
 
+  get #policy(): "propagate" | "mem-rw" | "auto" {
+    return this.#o.sharedMemoryPolicy ?? "auto";
+  }
+
+  /** True when vhostkit MEM_READ/MEM_WRITE was negotiated with this back-end. */
+  get memRwNegotiated(): boolean {
+    const m = this.#memRwMask();
+    return m !== 0n && has(this.#info.ackedProtocolFeatures, m);
+  }
+
+  /**
+   * Why a new shared-memory mapping of another device could not reach this back-end, or
+   * `undefined` when it can (propagated into its table, or served by MEM_READ/MEM_WRITE).
+   * @internal used by {@link Guest.admitMapping}
+   */
+  reachRefusal(): string | undefined {
+    if (!this.#memorySent || this.#failed !== undefined || this.#closed || this.#closing) return undefined;
+    const policy = this.#policy;
+    if (policy === "mem-rw") return this.memRwNegotiated ? undefined : "policy mem-rw but MEM_READ/MEM_WRITE was not negotiated";
+    const propagating = this.#guest.propagateSharedMemory;
+    const slotted = has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS);
+    const used = this.#guest.ram.memoryTable().length + this.#propagated.size;
+    const cap = slotted ? (this.#info.maxMemSlots ?? 0) : MAX_MEM_TABLE_REGIONS;
+    if (propagating && used < cap) return undefined;
+    if (policy === "auto" && this.memRwNegotiated) return undefined;
+    return propagating ? `no free memory slot (${used} of ${cap} used) and no MEM_READ/MEM_WRITE` : "propagation is off and MEM_READ/MEM_WRITE was not negotiated";
+  }
+
   /** The vhostkit MEM_RW gate mask asked for (0n when the option is off). */
   #memRwMask(): bigint {
-    const o = this.#o.memRw;
+    const o = this.#o.memRw ?? (this.#o.sharedMemoryPolicy === "mem-rw" ? true : undefined);
     return o === undefined || o === false ? 0n : vhostkitMemRwFeature(o === true ? undefined : o.bit);
   }
 
@@ -495,7 +534,7 @@ export class Device {
 
   async #sendMemoryTable(): Promise<void> {
     const ram = this.#guest.ramRegions();
-    if (this.#guest.propagateSharedMemory) {
+    if (this.#guest.propagateSharedMemory && this.#policy !== "mem-rw") {
       for (const m of this.#guest.liveMappings()) this.#keep(m.guestPhysAddr, mappingRegion(m), m.fd);
     }
     if (has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS)) {
@@ -565,7 +604,7 @@ export class Device {
    * @internal
    */
   propagate(events: readonly ShmemMappingEvent[]): void {
-    if (!this.#memorySent || this.#failed !== undefined || this.#closed || this.#closing) return;
+    if (!this.#memorySent || this.#failed !== undefined || this.#closed || this.#closing || this.#policy === "mem-rw") return;
     const slotted = has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS);
     const work: (() => Promise<void>)[] = [];
     for (const e of events) {

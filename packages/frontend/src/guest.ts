@@ -116,6 +116,23 @@ export class Guest {
   }
 
   /** Fans a mapping change out to every device (each decides whether its table needs it). @internal */
+  /**
+   * Whether a new shared-memory mapping of `mapper` can reach every other device (policy per
+   * device, SHMEM.md §8.2): `undefined` when it can, else the reason, naming the device. The
+   * back-end request handler refuses the SHMEM_MAP with that reason.
+   * @internal
+   */
+  admitMapping(mapper: Device): string | undefined {
+    let i = 0;
+    for (const d of this.#devices) {
+      i++;
+      if (d === mapper) continue;
+      const why = d.reachRefusal();
+      if (why !== undefined) return `device ${i} could not reach the mapping: ${why}`;
+    }
+    return undefined;
+  }
+
   propagate(events: readonly ShmemMappingEvent[]): void {
     if (!this.propagateSharedMemory || events.length === 0) return;
     for (const d of this.#devices) d.propagate(events);

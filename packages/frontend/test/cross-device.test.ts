@@ -78,6 +78,30 @@ async function blk(guest: Guest, q: DriverQueue, type: number, data: bigint, len
 
 type Mode = "propagate" | "mem-rw" | "auto";
 
+test("auto policy, B has no free slot and no MEM_READ/MEM_WRITE: A's SHMEM_MAP is refused with the reason", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "vhostkit-cross-"));
+  const a = await start(dir, "a", SHMEM_DEVICE, ["--device", "shmem"]);
+  const b = await start(dir, "b", RAM_BLK, ["--size-mib", "1", "--max-slots", "1"]);
+  const guest = new Guest();
+  try {
+    const devB = await guest.addDevice({ socketPath: b.socket });
+    await devB.start({ features: 0n, queues: [0] });
+    const outcomes: { name: string; ok: boolean; reason?: string }[] = [];
+    const devA = await guest.addDevice({ socketPath: a.socket, onBackendRequest: (o) => outcomes.push(o) });
+    await devA.start({ queues: [0] });
+    await a.line("map-failed");
+    const map = outcomes.find((o) => o.name === "BACKEND_SHMEM_MAP");
+    assert.equal(map?.ok, false);
+    assert.match(map?.reason ?? "", /could not reach the mapping: no free memory slot \(1 of 1 used\) and no MEM_READ\/MEM_WRITE/);
+    assert.equal(guest.liveMappings().length, 0, "nothing stays mapped");
+  } finally {
+    await guest.close();
+    await stop(a);
+    await stop(b);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 describe("a buffer in device A's shared memory region, used by device B", () => {
   for (const mode of ["propagate", "mem-rw", "auto"] as const satisfies readonly Mode[]) {
     test(`${mode}: B writes A's blob to its disk and reads it back byte for byte; after A's unmap B gets IOERR`, async () => {
@@ -85,10 +109,10 @@ describe("a buffer in device A's shared memory region, used by device B", () => 
       const a = await start(dir, "a", SHMEM_DEVICE, ["--device", "shmem"]);
       const bArgs = mode === "propagate" ? [] : mode === "mem-rw" ? ["--mem-rw"] : ["--mem-rw", "--max-slots", "1"];
       const b = await start(dir, "b", RAM_BLK, ["--size-mib", "1", ...bArgs]);
-      const guest = new Guest({ propagateSharedMemory: mode !== "mem-rw" });
+      const guest = new Guest();
       try {
         const served: string[] = [];
-        const devB: Device = await guest.addDevice({ socketPath: b.socket, memRw: mode !== "propagate", onBackendRequest: (o) => served.push(`${o.name} ${o.ok}`) });
+        const devB: Device = await guest.addDevice({ socketPath: b.socket, sharedMemoryPolicy: mode, memRw: mode !== "propagate", onBackendRequest: (o) => served.push(`${o.name} ${o.ok}`) });
         const [qb] = await devB.start({ features: 0n, queues: [0] });
         assert.ok(qb);
         const devA: Device = await guest.addDevice({ socketPath: a.socket });

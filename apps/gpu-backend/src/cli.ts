@@ -16,7 +16,8 @@ import { GpuCmd, HOST_VISIBLE_SHMID, respName } from "./virtio-gpu.js";
 export class UsageError extends Error {}
 
 const USAGE = `usage: vhostkit-gpu --socket PATH [--shm-size BYTES|NK|NM|NG] [--dialect ${Object.keys(Dialects).join("|")}]
-                    [--screenshot-dir DIR] [--width PX --height PX] [--once] [--events]`;
+                    [--screenshot-dir DIR] [--width PX --height PX] [--once] [--events]
+                    [--mem-rw] [--max-slots N]`;
 
 /** Parses a size: bytes, or a number with K/M/G (binary) and an optional "iB"/"B". @throws UsageError. */
 export function parseSize(text: string, what: string): bigint {
@@ -46,6 +47,8 @@ export async function runCli(argv: readonly string[], out: (line: string) => voi
         height: { type: "string", default: "480" },
         once: { type: "boolean", default: false },
         events: { type: "boolean", default: false },
+        "mem-rw": { type: "boolean", default: false },
+        "max-slots": { type: "string" },
         help: { type: "boolean", default: false },
       },
       strict: true,
@@ -87,7 +90,14 @@ export async function runCli(argv: readonly string[], out: (line: string) => voi
         }
       : {}),
   });
-  const server = serve(values.socket, device, { dialect, ...(values.once ? { connections: 1 } : {}) });
+  const maxSlots = values["max-slots"] === undefined ? undefined : Number(values["max-slots"]);
+  if (maxSlots !== undefined && (!Number.isInteger(maxSlots) || maxSlots < 1)) throw new UsageError("--max-slots: a positive integer");
+  const server = serve(values.socket, device, {
+    dialect,
+    memRw: values["mem-rw"] === true,
+    ...(maxSlots === undefined ? {} : { maxMemSlots: maxSlots }),
+    ...(values.once ? { connections: 1 } : {}),
+  });
   emit({ event: "listening", socket: server.path, shmid: HOST_VISIBLE_SHMID, shmSize: `0x${shmSize.toString(16)}`, dialect: dialect.name });
   const stop = (): void => server.close();
   process.once("SIGTERM", stop);

@@ -63,6 +63,22 @@ export class FallbackMemory implements GuestMemory {
     return this.#direct.translate(addr, len);
   }
 
+  /**
+   * True when the range translates directly, or when a MEM_READ/MEM_WRITE channel exists for the rest
+   * (the front-end decides at access time whether it can serve it).
+   */
+  reachable(addr: GuestAddress, len: number): boolean {
+    if (len <= 0 || addr + BigInt(len) > U64_END) return false;
+    if (this.#channel() !== undefined) return true;
+    let done = 0;
+    while (done < len) {
+      const t = this.#direct.translate((addr + BigInt(done)) as GuestAddress, len - done);
+      if (!t.ok || t.span.bytes.length === 0) return false;
+      done += t.span.bytes.length;
+    }
+    return true;
+  }
+
   /** Ring addresses translate through the direct table only (rings never live in shared memory regions). */
   translateUser(addr: UserAddress, len: number): TranslateResult {
     return this.#direct.translateUser?.(addr, len) ?? { ok: false, miss: { kind: "unmapped", addr } };

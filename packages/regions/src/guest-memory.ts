@@ -56,6 +56,13 @@ export interface GuestMemory {
    */
   write(addr: GuestAddress, src: Uint8Array): Promise<void>;
   /**
+   * Optional: true when every byte of `[addr, addr + len)` can be accessed through `read`/`write`,
+   * directly or through a fallback (a MEM_READ/MEM_WRITE channel answers `true` for ranges outside
+   * its table, since only the front-end knows). Without it, reachability means `translate` covers
+   * the range.
+   */
+  reachable?(addr: GuestAddress, len: number): boolean;
+  /**
    * Host view of a ring structure at a front-end virtual address (SET_VRING_ADDR), or a miss.
    * Optional: only back-end memory tables know user addresses.
    */

@@ -262,7 +262,7 @@ export class ControlQueue {
       const addr = v.getBigUint64(32 + i * MEM_ENTRY_SIZE, true);
       const len = v.getUint32(40 + i * MEM_ENTRY_SIZE, true);
       check(len > 0 && addr + BigInt(len) <= 1n << 64n, GpuResp.ERR_INVALID_PARAMETER, `resource_attach_backing: entry ${i} (0x${addr.toString(16)}+0x${len.toString(16)}) is empty or wraps`);
-      check(reachable(memory, addr, len), GpuResp.ERR_INVALID_PARAMETER, `resource_attach_backing: entry ${i} (0x${addr.toString(16)}+0x${len.toString(16)}) is not guest RAM`);
+      check(reachable(memory, addr, len), GpuResp.ERR_INVALID_PARAMETER, `resource_attach_backing: entry ${i} (0x${addr.toString(16)}+0x${len.toString(16)}) is not reachable guest memory`);
       entries.push({ addr: addr as GuestAddress, len });
     }
     res.backing = entries;
@@ -352,8 +352,12 @@ function rectText(r: Rect): string {
   return `${r.width}x${r.height}+${r.x}+${r.y}`;
 }
 
-/** True when every byte of `[addr, addr + len)` translates in `memory` (guest RAM of the memory table). */
+/**
+ * True when every byte of `[addr, addr + len)` is reachable: it translates in the memory table, or the
+ * memory says it can reach it otherwise (MEM_READ/MEM_WRITE fallback, `GuestMemory.reachable`).
+ */
 function reachable(memory: GuestMemory, addr: bigint, len: number): boolean {
+  if (memory.reachable !== undefined) return memory.reachable(addr as GuestAddress, len);
   let done = 0;
   while (done < len) {
     const t = memory.translate((addr + BigInt(done)) as GuestAddress, len - done);

@@ -28,6 +28,7 @@ before(async () => {
 });
 
 after(async () => {
+  if (dev.stderr.length > 0) process.stderr.write(`device stderr:\n${dev.stderr.join("")}`);
   await dev.stop();
 });
 
@@ -136,6 +137,38 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     g.call.close();
     g.ram.dispose();
     assert.equal(dev.fdCount(), baselineFds, "the device closed every fd it received");
+  });
+
+  test("a looping descriptor chain breaks only that queue and signals its err fd; STATUS and RESET_DEVICE", async () => {
+    const disconnected = dev.next("event disconnected");
+    const fe = await ScriptedFrontend.connect(dev.socket);
+    const g = await setUp(fe);
+    const err = EventFd.create();
+    assert.equal(await fe.ack("SET_VRING_ERR", { index: 0, noFd: false }, [err.fd]), 0n);
+    assert.equal(await fe.ack("SET_STATUS", 0x0fn), 0n);
+    assert.equal(await fe.get("GET_STATUS"), 0x0fn);
+    // Hand-written ring: descriptor 0 chains to itself (a loop), made available at avail.idx 1.
+    const desc = new Uint8Array(16);
+    const dv = new DataView(desc.buffer);
+    dv.setBigUint64(0, 0x40000n, true);
+    dv.setUint32(8, 16, true);
+    dv.setUint16(12, 1, true); // NEXT
+    dv.setUint16(14, 0, true); // next = itself
+    await g.ram.write(guestAddress(RING), desc);
+    await g.ram.write(guestAddress(RING + 0x100n + 4n), new Uint8Array([0, 0])); // avail.ring[0] = 0
+    await g.ram.write(guestAddress(RING + 0x100n + 2n), new Uint8Array([1, 0])); // avail.idx = 1
+    const broken = dev.next("event queue-broken");
+    g.kick.signal();
+    assert.equal(await err.wait(), 1n, "the err fd was signalled");
+    await broken;
+    assert.equal(await fe.get("GET_QUEUE_NUM"), 1n, "the connection survives a broken queue");
+    assert.equal(await fe.ack("RESET_DEVICE"), 0n);
+    assert.equal(await fe.get("GET_STATUS"), 0n, "reset clears the status");
+    assert.deepEqual(await fe.get("GET_VRING_BASE", { index: 0, num: 0 }), { index: 0, num: 0 }, "rings stopped by the reset");
+    fe.close();
+    await disconnected;
+    for (const f of [g.kick, g.call, err]) f.close();
+    g.ram.dispose();
   });
 
   test("hostile requests get failure acks and the connection stays; unanswerable ones drop the front-end; fds are closed", async () => {

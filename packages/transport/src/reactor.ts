@@ -4,7 +4,6 @@ import { EPOLL, EPOLL_CLOEXEC, EPOLL_CTL, EPOLL_DATA_OFFSET, EPOLL_EVENT_SIZE, e
 import { eventfdSys, EFD_CLOEXEC, EFD_NONBLOCK } from "./sys/eventfd.js";
 import { lastErrno } from "./sys/libc.js";
 import { nativeAlloc, socketSys, type NativeBlock } from "./sys/socket.js";
-import { startBunPoller, type BunPoller } from "./sys/bun-poller.js";
 
 /** Events delivered per `epoll_wait`. */
 const MAX_EVENTS = 64;
@@ -135,24 +134,16 @@ export class Watch {
 /** Options of {@link Reactor}. */
 export interface ReactorOptions {
   /**
-   * Under Bun, wait with a small native poller thread (compiled at run time by `bun:ffi`'s TinyCC)
-   * instead of koffi `.async` calls (default true; falls back by itself when `bun:ffi` cannot
-   * compile). Ignored under Node.
-   */
-  readonly nativePoller?: boolean;
-  /**
    * Under Bun, poll without blocking for up to this many microseconds before handing the wait to the
-   * poller thread (default 20 with the native poller, 50 with koffi `.async`; or `VHOSTKIT_SPIN_US`;
-   * 0 disables).
+   * worker thread (default 50, or `VHOSTKIT_SPIN_US`; 0 disables).
    * Ignored under Node, whose event loop watches the epoll fd directly.
    */
   readonly spinMicros?: number;
 }
 
-function defaultSpinMicros(nativePoller: boolean): number {
+function defaultSpinMicros(): number {
   const env = Number(process.env["VHOSTKIT_SPIN_US"]);
-  if (Number.isFinite(env) && process.env["VHOSTKIT_SPIN_US"] !== undefined) return env;
-  return nativePoller ? 20 : 50;
+  return Number.isFinite(env) && process.env["VHOSTKIT_SPIN_US"] !== undefined ? env : 50;
 }
 
 /**
@@ -188,8 +179,6 @@ export class Reactor {
     this.#onReleased = resolve;
   });
   readonly #loop: LoopPoll | undefined;
-  readonly #bun: BunPoller | undefined;
-  #keepAlive: ReturnType<typeof setInterval> | undefined;
   readonly #spinNs: bigint;
 
   /**
@@ -213,8 +202,7 @@ export class Reactor {
     // Level-triggered: stays readable until drained, so a wake can never be missed.
     this.#control(EPOLL_CTL.ADD, wake, EPOLL.IN, WAKE_TOKEN);
     this.#loop = HAS_LOOP_POLL ? loopPoll(epfd, () => this.#collect()) : undefined;
-    this.#bun = this.#loop === undefined && options.nativePoller !== false ? startBunPoller(epfd, () => this.#bunReady()) : undefined;
-    this.#spinNs = BigInt(Math.max(0, Math.round((options.spinMicros ?? defaultSpinMicros(this.#bun !== undefined)) * 1000)));
+    this.#spinNs = BigInt(Math.max(0, Math.round((options.spinMicros ?? defaultSpinMicros()) * 1000)));
   }
 
   /**
@@ -256,12 +244,7 @@ export class Reactor {
     const err = new TransportError("CLOSED", "broken", "reactor closed");
     for (const w of [...this.#watches.values()]) w.abort(err);
     this.#loop?.stop();
-    if (this.#bun) {
-      this.#bun.stop();
-      this.#idleNative();
-      if (this.#armed) this.#signalWakeFd(); // the poller is in poll(): make it return, then release
-      else this.#release();
-    } else if (this.#armed && !this.#loop) this.#wake();
+    if (this.#armed && !this.#loop) this.#wake();
     else this.#release();
     return this.#releasedPromise;
   }
@@ -313,10 +296,6 @@ export class Reactor {
       this.#loop.start();
       return;
     }
-    if (this.#bun !== undefined && this.#spinNs === 0n) {
-      this.#armNative();
-      return;
-    }
     if (this.#spinNs > 0n) {
       // Spin only once the JS thread has nothing else to do (setImmediate runs after microtasks).
       if (!this.#spinScheduled) {
@@ -343,37 +322,12 @@ export class Reactor {
       // SAFETY: timeout 0: a non-blocking poll of the epoll set.
       const n = epollSys().epoll_wait(this.#epfd, this.#events.ptr, MAX_EVENTS, 0);
       if (n > 0) this.#dispatchEvents(n);
-      if (this.#resolvedInSpin > 0 || this.#parked === 0) return;
+      if (this.#parked === 0) return;
+      if (this.#resolvedInSpin > 0) break;
     } while (process.hrtime.bigint() < deadline);
-    if (this.#bun) this.#armNative();
-    else this.#armAsync();
-  }
-
-  /** Bun: let the native poller thread wait for the epoll fd; a ref'd timer keeps the loop alive meanwhile. */
-  #armNative(): void {
-    if (this.#armed) return;
-    this.#armed = true;
-    this.#keepAlive ??= setInterval(() => undefined, 1 << 30);
-    this.#bun?.arm();
-  }
-
-  /** Bun: the poller saw the epoll fd readable; collect without blocking. */
-  #bunReady(): void {
-    this.#armed = false;
-    if (this.#closed) {
-      this.#release();
-      return;
-    }
-    // SAFETY: timeout 0, so this synchronous call never blocks the JS thread.
-    const n = epollSys().epoll_wait(this.#epfd, this.#events.ptr, MAX_EVENTS, 0);
-    this.#dispatchEvents(n < 0 ? 0 : n);
-    if (this.#parked > 0) this.#arm();
-    else this.#idleNative();
-  }
-
-  #idleNative(): void {
-    if (this.#keepAlive !== undefined) clearInterval(this.#keepAlive);
-    this.#keepAlive = undefined;
+    // Waiters are still parked (none served, or others besides the served ones): hand them to the
+    // blocking wait now, or a waiter nobody re-parks behind would never wake.
+    this.#armAsync();
   }
 
   #armAsync(): void {
@@ -436,11 +390,6 @@ export class Reactor {
   }
 
   #wake(): void {
-    if (this.#bun) {
-      // The poller thread may stay in poll(); it only calls back when events arrive. Let the process exit.
-      this.#idleNative();
-      return;
-    }
     if (this.#loop) {
       // Nothing blocks in a native call under Node: the watch only has to stop holding the loop.
       this.#stopWhenIdle();

@@ -323,10 +323,15 @@ export class Reactor {
       const n = epollSys().epoll_wait(this.#epfd, this.#events.ptr, MAX_EVENTS, 0);
       if (n > 0) this.#dispatchEvents(n);
       if (this.#parked === 0) return;
-      if (this.#resolvedInSpin > 0) break;
+      if (this.#resolvedInSpin > 0) {
+        // Some waiters were served, others are still parked: spin again after the served ones ran
+        // (their peers often answer at once), rather than forgetting the rest — a waiter nobody
+        // re-parks behind would never wake. A round that serves nobody hands over to the worker.
+        this.#spinScheduled = true;
+        setImmediate(() => this.#spinThenArm());
+        return;
+      }
     } while (process.hrtime.bigint() < deadline);
-    // Waiters are still parked (none served, or others besides the served ones): hand them to the
-    // blocking wait now, or a waiter nobody re-parks behind would never wake.
     this.#armAsync();
   }
 

@@ -3,7 +3,8 @@
  * (a) direct: the range is in the table (as after eager propagation) — a copy out of the mapping;
  * (b) MEM_READ: vhostkit's extension over a real back-end channel (socketpair), served by the
  * front-end's BackendRequestHandler from its guest space. 4 KiB and 64 KiB reads, interleaved in the
- * same run; prints GB/s and MEM_READ ÷ direct. Target: MEM_READ >= 2 GB/s at 64 KiB.
+ * same run; prints GB/s and MEM_READ ÷ direct. Target: MEM_READ >= 2 GB/s at 64 KiB. Then the
+ * end-to-end latency of SHMEM_MAP with propagation to 0, 1 and 4 other back-ends.
  */
 import { BackendClient } from "@vhostkit/backend";
 import { FallbackMemory } from "@vhostkit/fallback";
@@ -52,4 +53,82 @@ export async function run(): Promise<void> {
   handler.close();
   emptyTable.dispose();
   ram.dispose();
+  await runMapLatency();
+}
+
+/**
+ * SHMEM_MAP end to end: a back-end maps (and unmaps) a 64 KiB memfd through the vhostkit front-end,
+ * which then propagates the mapping to N other back-ends (RAM blk devices in their own processes)
+ * and waits for their ADD_MEM_REG / REM_MEM_REG acks. Median latency of map + unmap per N.
+ */
+export async function runMapLatency(): Promise<void> {
+  const { Dispatcher } = await import("@vhostkit/backend");
+  const { Guest } = await import("@vhostkit/frontend");
+  const { spawn } = await import("node:child_process");
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const { createInterface } = await import("node:readline");
+  const { closeFd, ftruncate, memfdCreate, MFD } = await import("@vhostkit/transport/sys");
+  const { root } = await import("./harness.js");
+  const dir = mkdtempSync(join(tmpdir(), "vhostkit-bench-map-"));
+  const children: ReturnType<typeof spawn>[] = [];
+  const rows: (string | number)[][] = [];
+  try {
+    for (const others of [0, 1, 4]) {
+      const guest = new Guest();
+      const started: Promise<unknown>[] = [];
+      const devices = [];
+      for (let i = 0; i < others; i++) {
+        const sock = join(dir, `blk-${others}-${i}.sock`);
+        const child = spawn(process.execPath, [join(root, "packages/backend/examples/ram-blk.mjs"), "--socket", sock, "--size-mib", "1"], { stdio: ["ignore", "pipe", "inherit"] });
+        children.push(child);
+        await new Promise<void>((resolve) => createInterface({ input: child.stdout! }).on("line", (l) => l.startsWith("listening") && resolve()));
+        const d = await guest.addDevice({ socketPath: sock });
+        started.push(d.start({ features: 0n, queues: [0] }));
+        devices.push(d);
+      }
+      await Promise.all(started);
+      let client: BackendClient | undefined;
+      let running!: () => void;
+      const isRunning = new Promise<void>((r) => (running = r));
+      const [fe, be] = socketPair();
+      const dispatcher = new Dispatcher(new Endpoint(be), {
+        features: 0n,
+        queueCount: 1,
+        maxQueueSize: 64,
+        processQueue() {},
+        shmemRegions: () => [{ shmid: 1, size: 1n << 20n }],
+        start(ctx) {
+          client = ctx.client;
+          running();
+        },
+      }, { onEvent: (e) => process.env["VHOSTKIT_BENCH_DEBUG"] && console.log("event", e.kind, "name" in e ? e.name : "", "error" in e ? String(e.error) : "") });
+      void dispatcher.run();
+      const mapper = await guest.addDevice({ endpoint: new Endpoint(fe) });
+      await mapper.start({ features: 0n, queues: [0] });
+      await isRunning;
+      const fd = memfdCreate("bench-map", MFD.CLOEXEC);
+      ftruncate(fd, 1n << 16n);
+      const args = { shmid: 1, shmOffset: 0n, len: 1n << 16n, writable: true };
+      const samples: number[] = [];
+      for (let i = 0; i < 200; i++) {
+        const t0 = process.hrtime.bigint();
+        await client!.shmemMap(args, fd);
+        for (const d of devices) await d.propagationSettled();
+        await client!.shmemUnmap(args);
+        for (const d of devices) await d.propagationSettled();
+        if (i >= 20) samples.push(Number(process.hrtime.bigint() - t0) / 1000);
+      }
+      closeFd(fd);
+      rows.push([others, median(samples).toFixed(0)]);
+      await guest.close();
+      dispatcher.close();
+    }
+  } finally {
+    for (const c of children) c.kill("SIGTERM");
+    rmSync(dir, { recursive: true, force: true });
+  }
+  console.log("\nSHMEM_MAP + SHMEM_UNMAP end to end (reply, then propagation acked by every other back-end), µs, median of 180");
+  table(["other back-ends", "map + unmap µs"], rows);
 }

@@ -1,0 +1,34 @@
+/**
+ * `serveFd`: a device served on an already-connected socket (as with qemu-storage-daemon's
+ * `addr.type=fd`), and a device definition the framework refuses.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Endpoint, socketPair } from "@vhostkit/transport";
+import { VirtioFeature } from "@vhostkit/wire";
+import { BackendError, Dispatcher, FRAMEWORK_FEATURES, serveFd, type DeviceBackend } from "../src/index.js";
+import { ScriptedFrontend } from "./helpers/scripted-frontend.js";
+
+const device: DeviceBackend = { features: 1n << 5n, queueCount: 2, maxQueueSize: 128, processQueue() {} };
+
+test("serveFd answers a front-end on a connected socket and resolves when it leaves", async () => {
+  const [mine, theirs] = socketPair();
+  const served = serveFd(theirs, device);
+  const fe = new ScriptedFrontend(new Endpoint(mine));
+  assert.equal(await fe.get("GET_FEATURES"), (1n << 5n) | FRAMEWORK_FEATURES);
+  assert.notEqual(((await fe.get("GET_FEATURES")) as bigint) & VirtioFeature.VERSION_1, 0n);
+  await fe.send("SET_PROTOCOL_FEATURES", 0n);
+  assert.equal(await fe.get("GET_QUEUE_NUM"), 2n);
+  fe.close();
+  await served;
+});
+
+test("an invalid device definition is a BAD_DEVICE error, the socket is not used", () => {
+  const [a, b] = socketPair();
+  const ep = new Endpoint(a);
+  for (const bad of [{ ...device, queueCount: 0 }, { ...device, maxQueueSize: 100 }, { ...device, shmemRegions: () => [{ shmid: 1, size: 4097n }] }]) {
+    assert.throws(() => new Dispatcher(ep, bad), (e: unknown) => e instanceof BackendError && e.code === "BAD_DEVICE");
+  }
+  ep.close();
+  b.close();
+});

@@ -109,7 +109,7 @@ export class Endpoint {
     this.#maxPayload = options.maxPayload ?? MAX_PAYLOAD_SIZE;
     this.#fdsAllowed = options.fdsAllowed;
     try {
-      this.#watch = (options.reactor ?? Reactor.shared()).watch(sock.fd);
+      this.#watch = (options.reactor ?? Reactor.shared()).watch(sock.fd, "endpoint");
     } catch (err) {
       sock.close();
       throw err;
@@ -186,14 +186,9 @@ export class Endpoint {
     }
   }
 
-  /** Await a readiness wait; a close during the wait surfaces as `CLOSED`. */
+  /** Await a readiness wait (a close during it rejects with `CLOSED`), then re-check the latch. */
   async #wait(ready: Promise<void>): Promise<void> {
-    try {
-      await ready;
-    } catch (err) {
-      if (err instanceof TransportError && err.code === "CLOSED") throw new TransportError("CLOSED", "broken", "endpoint closed while waiting");
-      throw err;
-    }
+    await ready;
     this.#check();
   }
 

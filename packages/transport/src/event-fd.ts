@@ -31,7 +31,7 @@ export class EventFd {
     this.#fd = fd;
     try {
       if (setNonBlocking(fd.fd) !== 0) throw sysError("fcntl");
-      this.#watch = reactor.watch(fd.fd);
+      this.#watch = reactor.watch(fd.fd, "eventfd");
     } catch (err) {
       fd.close();
       throw err;
@@ -97,12 +97,7 @@ export class EventFd {
       for (;;) {
         const v = this.poll();
         if (v !== 0n) return v;
-        try {
-          await this.#watch.readable();
-        } catch (err) {
-          if (err instanceof TransportError && err.code === "CLOSED") throw new TransportError("CLOSED", "broken", "eventfd closed while waiting");
-          throw err;
-        }
+        await this.#watch.readable();
       }
     } finally {
       this.#waiting = false;

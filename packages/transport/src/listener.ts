@@ -57,7 +57,7 @@ export class Listener {
     this.#fd = fd;
     this.#path = path;
     this.#options = options;
-    this.#watch = (options.reactor ?? Reactor.shared()).watch(fd.fd);
+    this.#watch = (options.reactor ?? Reactor.shared()).watch(fd.fd, `listener ${path}`);
   }
 
   /** Filesystem path of the socket. */
@@ -78,12 +78,7 @@ export class Listener {
       const e = lastErrno();
       if (e === Errno.EINTR || e === Errno.ECONNABORTED) continue;
       if (e !== Errno.EAGAIN) throw sysError("accept4", this.#path, e);
-      try {
-        await this.#watch.readable();
-      } catch (err) {
-        if (err instanceof TransportError && err.code === "CLOSED") throw new TransportError("CLOSED", "broken", `listener ${this.#path} closed`);
-        throw err;
-      }
+      await this.#watch.readable();
     }
   }
 

@@ -29,6 +29,7 @@ interface Waiter {
 export class Watch {
   readonly #reactor: Reactor;
   readonly #fd: number;
+  readonly #label: string;
   /** @internal key of this watch in its reactor (the epoll `data` field). */
   readonly token: bigint;
   #readEdge = false;
@@ -38,9 +39,10 @@ export class Watch {
   #closed = false;
 
   /** @internal use {@link Reactor.watch}. */
-  constructor(reactor: Reactor, fd: number, token: bigint) {
+  constructor(reactor: Reactor, fd: number, token: bigint, label: string) {
     this.#reactor = reactor;
     this.#fd = fd;
+    this.#label = label;
     this.token = token;
   }
 
@@ -76,9 +78,9 @@ export class Watch {
   }
 
   #park(dir: "read" | "write"): Promise<void> {
-    if (this.#closed) return Promise.reject(new TransportError("CLOSED", "broken", `fd ${this.#fd}: watch closed`));
+    if (this.#closed) return Promise.reject(new TransportError("CLOSED", "broken", `${this.#label} closed`));
     if ((dir === "read" ? this.#reader : this.#writer) !== undefined) {
-      return Promise.reject(new TransportError("BUSY", "retry", `fd ${this.#fd}: a ${dir} wait is already pending`));
+      return Promise.reject(new TransportError("BUSY", "retry", `${this.#label}: a ${dir} wait is already pending`));
     }
     return new Promise<void>((resolve, reject) => {
       const w: Waiter = { resolve, reject };
@@ -112,7 +114,7 @@ export class Watch {
    * Deregister the fd and reject pending waits with `CLOSED`. Call before closing the fd. Idempotent.
    */
   close(): void {
-    this.abort(new TransportError("CLOSED", "broken", `fd ${this.#fd}: closed while waiting`));
+    this.abort(new TransportError("CLOSED", "broken", `${this.#label} closed while waiting`));
   }
 
   /** @internal deregister and reject pending waits with `err`. */
@@ -220,12 +222,14 @@ export class Reactor {
 
   /**
    * Register `fd` (borrowed; any pollable fd: socket, eventfd, pipe) for read and write readiness.
+   * @param label - names the owner in errors, e.g. `"endpoint"`: waits cut short by a close reject
+   *   with `CLOSED` "<label> closed while waiting".
    * @throws TransportError `SYSCALL` when epoll_ctl refuses it (e.g. EPERM for a regular file, EBADF).
    */
-  watch(fd: number): Watch {
+  watch(fd: number, label = `fd ${fd}`): Watch {
     if (this.#closed) throw new TransportError("CLOSED", "broken", "reactor closed");
     const token = this.#nextToken++;
-    const w = new Watch(this, fd, token);
+    const w = new Watch(this, fd, token, label);
     this.#control(EPOLL_CTL.ADD, fd, EPOLL.IN | EPOLL.OUT | EPOLL.RDHUP | EPOLL.ET, token);
     this.#watches.set(token, w);
     return w;
@@ -400,10 +404,6 @@ export class Reactor {
       this.#stopWhenIdle();
       return;
     }
-    this.#signalWakeFd();
-  }
-
-  #signalWakeFd(): void {
     const one = new Uint8Array(8);
     one[0] = 1;
     // SAFETY: an eventfd write of one host-order u64; EAGAIN (counter saturated) still leaves it readable.

@@ -6,13 +6,19 @@
  * same run; prints GB/s and MEM_READ ÷ direct. Target: MEM_READ >= 2 GB/s at 64 KiB. Then the
  * end-to-end latency of SHMEM_MAP with propagation to 0, 1 and 4 other back-ends.
  */
-import { BackendClient } from "@vhostkit/backend";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { BackendClient, Dispatcher } from "@vhostkit/backend";
 import { FallbackMemory } from "@vhostkit/fallback";
-import { BackendRequestHandler } from "@vhostkit/frontend";
+import { BackendRequestHandler, Guest } from "@vhostkit/frontend";
+import { closeFd, ftruncate, memfdCreate, MFD } from "@vhostkit/transport/sys";
 import { GuestAddressSpace, GuestRam, MemoryTable, guestAddress } from "@vhostkit/regions";
 import { Endpoint, socketPair } from "@vhostkit/transport";
 import { MEM_RW_MAX_PAYLOAD, UPSTREAM } from "@vhostkit/wire";
-import { median, table } from "./harness.js";
+import { median, root, table } from "./harness.js";
 
 async function measure(read: (dst: Uint8Array) => Promise<void>, size: number, bytes: number): Promise<number> {
   const dst = new Uint8Array(size);
@@ -62,15 +68,6 @@ export async function run(): Promise<void> {
  * and waits for their ADD_MEM_REG / REM_MEM_REG acks. Median latency of map + unmap per N.
  */
 export async function runMapLatency(): Promise<void> {
-  const { Dispatcher } = await import("@vhostkit/backend");
-  const { Guest } = await import("@vhostkit/frontend");
-  const { spawn } = await import("node:child_process");
-  const { mkdtempSync, rmSync } = await import("node:fs");
-  const { tmpdir } = await import("node:os");
-  const { join } = await import("node:path");
-  const { createInterface } = await import("node:readline");
-  const { closeFd, ftruncate, memfdCreate, MFD } = await import("@vhostkit/transport/sys");
-  const { root } = await import("./harness.js");
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-bench-map-"));
   const children: ReturnType<typeof spawn>[] = [];
   const rows: (string | number)[][] = [];
@@ -103,7 +100,7 @@ export async function runMapLatency(): Promise<void> {
           client = ctx.client;
           running();
         },
-      }, { onEvent: (e) => process.env["VHOSTKIT_BENCH_DEBUG"] && console.log("event", e.kind, "name" in e ? e.name : "", "error" in e ? String(e.error) : "") });
+      });
       void dispatcher.run();
       const mapper = await guest.addDevice({ endpoint: new Endpoint(fe) });
       await mapper.start({ features: 0n, queues: [0] });

@@ -50,6 +50,8 @@ export const FRAMEWORK_PROTOCOL_FEATURES =
   ProtocolFeature.RESET_DEVICE;
 
 const PAGE = 4096n;
+/** Front-end requests served back to back before the dispatcher yields to the event loop once. */
+const FAIRNESS_BATCH = 32;
 
 /** Something the dispatcher reports for logs and tests (it never logs by itself). */
 export type BackendEvent =
@@ -188,7 +190,10 @@ export class Dispatcher {
   async run(): Promise<void> {
     let end: BackendEvent = { kind: "disconnected" };
     try {
-      for (;;) {
+      for (let served = 1; ; served++) {
+        // A front-end whose next request is always already queued would otherwise keep this loop in
+        // microtasks forever: kicks, timers and back-end replies would starve. Yield now and then.
+        if (served % FAIRNESS_BATCH === 0) await new Promise<void>((r) => setImmediate(r));
         let msg: ReceivedMessage;
         try {
           msg = await this.#ep.recv();

@@ -88,7 +88,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   if (!values.socket) throw new Error("--socket PATH is required");
   const disk = new Uint8Array(Number(values["size-mib"]) * 1024 * 1024);
   if (values.image) disk.set(readFileSync(values.image).subarray(0, disk.length));
-  const onEvent = values.events ? (e) => e.kind !== "request" && process.stdout.write(`event ${e.kind} ${e.error?.code ?? ""}\n`) : undefined;
+  const onEvent = values.events ? (e) => e.kind !== "request" && process.stdout.write(`event ${e.kind} ${e.error?.code ?? ""} ${e.name ?? ""} ${e.error?.message ?? ""}\n`) : undefined;
   const server = serve(values.socket, ramBlk(disk), { memRw: values["mem-rw"], ...(values["max-slots"] ? { maxMemSlots: Number(values["max-slots"]) } : {}), ...(values.once ? { connections: 1 } : {}), ...(onEvent ? { onEvent } : {}) });
   process.stdout.write(`listening ${server.path}\n`);
   process.on("SIGTERM", () => server.close());

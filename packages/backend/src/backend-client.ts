@@ -13,6 +13,7 @@ import {
   MMapFlag,
   UPSTREAM,
   decodeReply,
+  encodeMemAccessHead,
   encodeMessage,
   type BackendRequestName,
   type Dialect,
@@ -147,30 +148,68 @@ export class BackendClient {
    * @returns a new buffer owned by the caller.
    * @throws BackendError `NOT_NEGOTIATED`, `REJECTED` (the front-end could not read the range), `DISCONNECTED`.
    */
-  memRead(gpa: bigint, size: number): Promise<Uint8Array> {
+  async memRead(gpa: bigint, size: number): Promise<Uint8Array> {
+    const dst = new Uint8Array(size);
+    await this.memReadInto(gpa, dst);
+    return dst;
+  }
+
+  /**
+   * MEM_READ into `dst` (1..65536 bytes, borrowed): the reply's data is copied once, straight from
+   * the socket buffer into `dst`. On failure `dst` is left untouched.
+   * @throws BackendError `NOT_NEGOTIATED`, `REJECTED` (the front-end could not read the range),
+   *   `PROTOCOL` (malformed reply), `DISCONNECTED`.
+   */
+  memReadInto(gpa: bigint, dst: Uint8Array): Promise<void> {
     return this.#serial(async () => {
-      this.#checkMemRw("BACKEND_MEM_READ", size);
-      const reply = await this.#exchange("BACKEND_MEM_READ", { guestAddress: gpa, size }, []);
-      const decoded = decodeReply("backend", reply.frame, this.#dialect, { maxPayload: MEM_RW_MAX_PAYLOAD });
-      const value = decoded.value as { guestAddress: bigint; data: Uint8Array };
-      if (value.data.byteLength !== size || value.guestAddress !== gpa) {
-        throw new BackendError("REJECTED", `backend_mem_read: front-end could not read 0x${size.toString(16)} bytes at 0x${gpa.toString(16)}`, { request: "BACKEND_MEM_READ", expected: size, actual: value.data.byteLength });
+      const name = "BACKEND_MEM_READ";
+      this.#checkMemRw(name, dst.byteLength);
+      const head = encodeMemAccessHead(name, gpa, dst.byteLength);
+      let rejected: BackendError | undefined;
+      try {
+        await this.#ch.requestWith(BackendRequest[name], head, (reply) => {
+          for (const f of reply.fds) f.close();
+          // Decoded in place: `data` is a view of the socket buffer, valid only inside this callback.
+          const value = this.#decodeReply(name, reply.frame) as { guestAddress: bigint; data: Uint8Array } | BackendError;
+          if (value instanceof BackendError) {
+            rejected = value;
+            return;
+          }
+          if (value.data.byteLength !== dst.byteLength || value.guestAddress !== gpa) {
+            rejected = new BackendError("REJECTED", `backend_mem_read: front-end could not read 0x${dst.byteLength.toString(16)} bytes at 0x${gpa.toString(16)}`, { request: name, expected: dst.byteLength, actual: value.data.byteLength });
+            return;
+          }
+          dst.set(value.data);
+        }, { needReply: true });
+      } catch (err) {
+        throw this.#wrap(name, err);
       }
-      // The frame is a fresh copy owned by this call (Endpoint.recv), so the data view can be returned as is.
-      return value.data;
+      if (rejected) throw rejected;
     });
   }
 
   /**
    * vhostkit MEM_WRITE (SHMEM.md §7.2): write `data` (1..65536 bytes, borrowed) to guest-physical `gpa`.
-   * @throws BackendError `NOT_NEGOTIATED`, `REJECTED` (nothing was written), `DISCONNECTED`.
+   * The data is copied once, into the socket buffer (sent as a part after the 16-byte head).
+   * @throws BackendError `NOT_NEGOTIATED`, `REJECTED` (nothing was written), `PROTOCOL` (malformed
+   *   reply), `DISCONNECTED`.
    */
   memWrite(gpa: bigint, data: Uint8Array): Promise<void> {
     return this.#serial(async () => {
-      this.#checkMemRw("BACKEND_MEM_WRITE", data.byteLength);
-      const reply = await this.#exchange("BACKEND_MEM_WRITE", { guestAddress: gpa, data }, []);
-      const status = (decodeReply("backend", reply.frame, this.#dialect).value as bigint) ?? 1n;
-      if (status !== 0n) throw new BackendError("REJECTED", `backend_mem_write: front-end refused 0x${data.byteLength.toString(16)} bytes at 0x${gpa.toString(16)} (status ${status})`, { request: "BACKEND_MEM_WRITE", actual: status });
+      const name = "BACKEND_MEM_WRITE";
+      this.#checkMemRw(name, data.byteLength);
+      const head = encodeMemAccessHead(name, gpa, data.byteLength);
+      let status: bigint | BackendError;
+      try {
+        status = await this.#ch.requestWith(BackendRequest[name], [head, data], (reply) => {
+          for (const f of reply.fds) f.close();
+          return this.#decodeReply(name, reply.frame) as bigint | BackendError;
+        }, { needReply: true });
+      } catch (err) {
+        throw this.#wrap(name, err);
+      }
+      if (status instanceof BackendError) throw status;
+      if (status !== 0n) throw new BackendError("REJECTED", `backend_mem_write: front-end refused 0x${data.byteLength.toString(16)} bytes at 0x${gpa.toString(16)} (status ${status})`, { request: name, actual: status });
     });
   }
 
@@ -225,16 +264,24 @@ export class BackendClient {
 
   async #exchange(name: BackendRequestName, value: unknown, fds: readonly number[]): Promise<ReceivedMessage> {
     let reply: ReceivedMessage | undefined;
-    // vhostkit MEM_READ/MEM_WRITE always carry NEED_REPLY (SHMEM.md §7.2); crosvm's legacy requests do not.
-    const needReply = name === "BACKEND_MEM_READ" || name === "BACKEND_MEM_WRITE";
     try {
-      reply = await this.#ch.request(BackendRequest[name], this.#payload(name, value), { fds, expectReply: true, needReply });
+      // crosvm's legacy requests are always answered, without NEED_REPLY.
+      reply = await this.#ch.request(BackendRequest[name], this.#payload(name, value), { fds, expectReply: true });
     } catch (err) {
       throw this.#wrap(name, err);
     }
     if (reply === undefined) throw new BackendError("PROTOCOL", `${name.toLowerCase()}: no reply`, { request: name });
     for (const f of reply.fds) f.close();
     return reply;
+  }
+
+  /** A MEM_READ/MEM_WRITE reply decoded in place; a malformed one is a `PROTOCOL` error (the stream stays in sync). */
+  #decodeReply(name: BackendRequestName, frame: Uint8Array): unknown {
+    try {
+      return decodeReply("backend", frame, this.#dialect, { maxPayload: MEM_RW_MAX_PAYLOAD }).value;
+    } catch (err) {
+      return new BackendError("PROTOCOL", `${name.toLowerCase()}: malformed reply: ${err instanceof Error ? err.message : String(err)}`, { request: name }, { cause: err });
+    }
   }
 
   #wrap(name: string, err: unknown): BackendError {

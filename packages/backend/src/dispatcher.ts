@@ -692,6 +692,7 @@ function noClient(): BackendClient {
     shmemUnmap: fail("backend_shmem_unmap"),
     configChanged: fail("backend_config_change_msg"),
     memRead: fail("backend_mem_read"),
+    memReadInto: fail("backend_mem_read"),
     memWrite: fail("backend_mem_write"),
     close: () => undefined,
   } as unknown as BackendClient;

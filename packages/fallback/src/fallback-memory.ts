@@ -14,8 +14,8 @@ import { FallbackError } from "./errors.js";
  * a write is visible to the guest before the device publishes the used element that covers it.
  */
 export interface MemAccessChannel {
-  /** Read `size` (1..65536) bytes at guest-physical `gpa`; resolves with a new buffer. */
-  memRead(gpa: bigint, size: number): Promise<Uint8Array>;
+  /** Fill `dst` (1..65536 bytes, borrowed) from guest-physical `gpa`; `dst` is untouched on failure. */
+  memReadInto(gpa: bigint, dst: Uint8Array): Promise<void>;
   /** Write `data` (1..65536 bytes, borrowed) at guest-physical `gpa`; nothing is written on failure. */
   memWrite(gpa: bigint, data: Uint8Array): Promise<void>;
 }
@@ -86,7 +86,7 @@ export class FallbackMemory implements GuestMemory {
 
   /**
    * Fill `dst` from guest-physical `addr`: direct spans are copied, the rest comes by MEM_READ in
-   * pieces of at most `chunk` bytes.
+   * pieces of at most `chunk` bytes, each copied once, from the socket straight into `dst`.
    * @throws FallbackError `out-of-bounds` (wrap), `unmapped` (no channel), `remote-failed`.
    */
   async read(addr: GuestAddress, dst: Uint8Array): Promise<void> {
@@ -97,7 +97,7 @@ export class FallbackMemory implements GuestMemory {
         const ch = this.#require(p.addr, p.len);
         for (let off = 0; off < p.len; off += this.#chunk) {
           const n = Math.min(this.#chunk, p.len - off);
-          part.set(await this.#remote(p.addr + BigInt(off), n, () => ch.memRead(p.addr + BigInt(off), n)), off);
+          await this.#remote(p.addr + BigInt(off), n, () => ch.memReadInto(p.addr + BigInt(off), part.subarray(off, off + n)));
         }
       }
     }
@@ -142,12 +142,18 @@ export class FallbackMemory implements GuestMemory {
         at += n;
         continue;
       }
-      // Remote until the next page that translates (or the end).
-      let n = Math.min(len - at, 4096 - Number(a % 4096n));
-      while (at + n < len) {
-        const next = this.#direct.translate((a + BigInt(n)) as GuestAddress, 1);
-        if (next.ok) break;
-        n = Math.min(len - at, n + 4096);
+      // Remote until the next range that translates (or the end): in one step when the table says
+      // where that range starts, else probing page by page.
+      let n: number;
+      const next = r.ok ? undefined : r.miss.kind === "unmapped" ? r.miss.next : undefined;
+      if (next !== undefined && next > a) n = next - a >= BigInt(len - at) ? len - at : Number(next - a);
+      else {
+        n = Math.min(len - at, 4096 - Number(a % 4096n));
+        while (at + n < len) {
+          const probe = this.#direct.translate((a + BigInt(n)) as GuestAddress, 1);
+          if (probe.ok) break;
+          n = Math.min(len - at, n + 4096);
+        }
       }
       const last = parts.at(-1);
       if (last && last.bytes === undefined && last.at + last.len === at) last.len += n;

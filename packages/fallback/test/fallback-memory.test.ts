@@ -1,6 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { GuestRam, guestAddress, type GuestMemory } from "@vhostkit/regions";
+import { GuestRam, MemoryTable, guestAddress, type GuestMemory } from "@vhostkit/regions";
+import { openSync } from "node:fs";
 import { FallbackError, FallbackMemory, type MemAccessChannel } from "../src/index.js";
 
 const MiB = 1n << 20n;
@@ -15,11 +16,9 @@ function setUp(chunk?: number) {
   const table = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }, { guestPhysAddr: 2n * MiB, size: MiB }] });
   const calls: { op: "read" | "write"; gpa: bigint; size: number }[] = [];
   const channel: MemAccessChannel = {
-    async memRead(gpa, size) {
-      calls.push({ op: "read", gpa, size });
-      const b = new Uint8Array(size);
-      await frontEnd.read(guestAddress(gpa), b);
-      return b;
+    async memReadInto(gpa, dst) {
+      calls.push({ op: "read", gpa, size: dst.length });
+      await frontEnd.read(guestAddress(gpa), dst);
     },
     async memWrite(gpa, data) {
       calls.push({ op: "write", gpa, size: data.length });
@@ -48,6 +47,34 @@ describe("FallbackMemory", () => {
     assert.ok(calls.every((c) => c.size <= 65536));
     assert.equal(calls.reduce((s, c) => s + c.size, 0), Number(MiB));
     dispose();
+  });
+
+  test("over a back-end MemoryTable the remote run is sized from the miss in one step, pieces as before", async () => {
+    // The real back-end table: the front-end's memfd mapped at [0, 1 MiB) and [2 MiB, 3 MiB).
+    const frontEnd = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 4n * MiB }] });
+    const block = frontEnd.memoryTable()[0]!;
+    const table = new MemoryTable();
+    for (const gpa of [0n, 2n * MiB]) table.addRegion({ guestPhysAddr: gpa, memorySize: MiB, userspaceAddr: block.userspaceAddr + gpa, mmapOffset: gpa, fd: openSync(`/proc/self/fd/${block.fd}`, "r+") });
+    const probes: bigint[] = [];
+    const counting: GuestMemory = {
+      translate: (a, l) => (probes.push(a), table.translate(a, l)),
+      read: (a, d) => table.read(a, d),
+      write: (a, d) => table.write(a, d),
+    };
+    const sizes: number[] = [];
+    const mem = new FallbackMemory(counting, {
+      memReadInto: async (gpa, dst) => (sizes.push(dst.length), frontEnd.read(guestAddress(gpa), dst)),
+      memWrite: async (gpa, data) => frontEnd.write(guestAddress(gpa), data),
+    });
+    const pattern = Uint8Array.from({ length: Number(MiB) + 200 }, (_, i) => (i * 7 + 1) & 0xff);
+    await frontEnd.write(guestAddress(MiB - 100n), pattern);
+    const got = new Uint8Array(pattern.length);
+    await mem.read(guestAddress(MiB - 100n), got);
+    assert.deepEqual(got, pattern);
+    assert.deepEqual(sizes, Array(16).fill(65536));
+    assert.equal(probes.length, 3, "direct, miss (which names the next region), direct: no page-by-page probing");
+    table.dispose();
+    frontEnd.dispose();
   });
 
   test("a write lands in the front-end's memory in chunks; translate keeps reporting the miss", async () => {
@@ -80,7 +107,7 @@ describe("FallbackMemory", () => {
     const table = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
     const refusal = new Error("front-end said no");
     const mem = new FallbackMemory(table, {
-      memRead: () => Promise.reject(refusal),
+      memReadInto: () => Promise.reject(refusal),
       memWrite: () => Promise.reject(refusal),
     });
     await assert.rejects(mem.read(guestAddress(2n * MiB), new Uint8Array(4)), (e: unknown) => e instanceof FallbackError && e.code === "remote-failed" && e.cause === refusal);

@@ -7,6 +7,7 @@ import {
   BackendRequest,
   HEADER_SIZE,
   decodeMessage,
+  encodeMemAccessHead,
   encodeReply,
   HeaderFlag,
   requestName,
@@ -14,10 +15,9 @@ import {
   type Dialect,
   type DecodedBackendRequest,
 } from "@vhostkit/wire";
-import { sendAck, sendReply, type Endpoint, type OwnedFd, type ReceivedMessage } from "@vhostkit/transport";
+import { copyMessage, sendAck, sendReply, type BorrowedMessage, type Endpoint, type OwnedFd, type ReceivedMessage } from "@vhostkit/transport";
 import { guestAddress, isRegionError, SHMEM_MAP_FLAG_RW, type DeviceSharedMemory, type GuestMemory, type RegionErrorCode } from "@vhostkit/regions";
 import { asFrontendError, FrontendError } from "./errors.js";
-import { frameOf } from "./frontend.js";
 import { emitTrace, type TraceSink } from "./trace.js";
 
 /** What happened to one back-end request (for tests, logs and the conformance report). */
@@ -65,6 +65,26 @@ export interface BackendRequestHandlerOptions {
   readonly onClose?: (err: FrontendError) => void;
   /** Receives every message on the back-end channel. */
   readonly trace?: TraceSink;
+}
+
+/** MEM_WRITE's success reply: u64 status 0. */
+const STATUS_OK = new Uint8Array(8);
+
+/**
+ * `[gpa, gpa + size)` as views of guest memory (several when it crosses regions), or `undefined`
+ * when some part does not translate or, for a write, is read-only.
+ */
+function spansOf(memory: GuestMemory, gpa: bigint, size: number, write: boolean): Uint8Array[] | undefined {
+  const spans: Uint8Array[] = [];
+  let done = 0;
+  while (done < size) {
+    const t = memory.translate(guestAddress(gpa + BigInt(done)), size - done);
+    if (!t.ok || t.span.bytes.byteLength === 0 || (write && !t.span.writable)) return undefined;
+    const b = t.span.bytes.byteLength > size - done ? t.span.bytes.subarray(0, size - done) : t.span.bytes;
+    spans.push(b);
+    done += b.byteLength;
+  }
+  return spans;
 }
 
 /** Positive errno-style status for a refused request (receivers only test for non-zero). */
@@ -133,9 +153,11 @@ export class BackendRequestHandler {
 
   async #loop(): Promise<void> {
     for (;;) {
-      let msg: ReceivedMessage;
+      let msg: ReceivedMessage | { readonly sent: Promise<void> };
       try {
-        msg = await this.#ep.recv();
+        // MEM_READ/MEM_WRITE that translate completely are served in place, from the socket buffer
+        // (one copy each way); everything else is kept and handled below.
+        msg = await this.#ep.recvWith((m) => this.#memAccessInPlace(m) ?? copyMessage(m));
       } catch (err) {
         if (!this.#closed) {
           this.#closed = true;
@@ -149,9 +171,63 @@ export class BackendRequestHandler {
         }
         return;
       }
-      emitTrace(this.#o.trace, { channel: "backend", direction: "recv", name: requestName("backend", msg.request), flags: msg.flags, size: msg.payload.byteLength, fds: msg.fds.length });
+      if ("sent" in msg) {
+        await msg.sent;
+        continue;
+      }
+      this.#traceRecv(msg);
       await this.#handle(msg);
     }
+  }
+
+  #traceRecv(msg: BorrowedMessage): void {
+    emitTrace(this.#o.trace, { channel: "backend", direction: "recv", name: requestName("backend", msg.request), flags: msg.flags, size: msg.payload.byteLength, fds: msg.fds.length });
+  }
+
+  /**
+   * The fast path of MEM_READ / MEM_WRITE, run synchronously on the lent message: a well-formed
+   * request without fds whose whole range translates (and is writable, for a write) is carried out
+   * here — a read replies with views of guest memory as payload parts, a write copies the request's
+   * data straight into guest memory — and the reply's send is returned (wrapped, so that
+   * `recvWith` does not await it). Anything else returns
+   * `undefined` and the message takes the checked path of {@link BackendRequestHandler.#memAccess}, which
+   * reports exactly why it fails. No await between translation and copy: a mapping cannot change
+   * in between.
+   */
+  #memAccessInPlace(m: BorrowedMessage): { readonly sent: Promise<void> } | undefined {
+    const memory = this.#o.memAccess;
+    const read = m.request === BackendRequest.BACKEND_MEM_READ;
+    if (memory === undefined || (!read && m.request !== BackendRequest.BACKEND_MEM_WRITE) || m.fds.length !== 0) return undefined;
+    let req: DecodedBackendRequest;
+    try {
+      req = decodeMessage("backend", m.frame, this.#o.dialect, { maxPayload: m.payload.byteLength });
+    } catch {
+      return undefined;
+    }
+    let reply: Uint8Array | Uint8Array[];
+    if (req.name === "BACKEND_MEM_READ") {
+      const spans = spansOf(memory, req.value.guestAddress, req.value.size, false);
+      if (spans === undefined) return undefined;
+      reply = [encodeMemAccessHead(req.name, req.value.guestAddress, req.value.size), ...spans];
+    } else if (req.name === "BACKEND_MEM_WRITE") {
+      const { data } = req.value;
+      const spans = spansOf(memory, req.value.guestAddress, data.byteLength, true);
+      if (spans === undefined) return undefined;
+      let at = 0;
+      for (const s of spans) {
+        s.set(data.subarray(at, at + s.byteLength));
+        at += s.byteLength;
+      }
+      reply = STATUS_OK;
+    } else return undefined;
+    this.#traceRecv(m);
+    const name = req.name;
+    const size = Array.isArray(reply) ? reply.reduce((n, p) => n + p.byteLength, 0) : reply.byteLength;
+    emitTrace(this.#o.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size, fds: 0 });
+    // sendReply copies the parts into the socket buffer before it first awaits.
+    const sent = sendReply(this.#ep, m.request, reply).catch(() => undefined); // a dead channel surfaces on the next recv
+    this.#outcome({ name, ok: true, replied: 0n });
+    return { sent: sent.then(() => this.#o.onHandled?.()) };
   }
 
   async #handle(msg: ReceivedMessage): Promise<void> {
@@ -174,7 +250,7 @@ export class BackendRequestHandler {
       if (!known) throw new Refusal(EINVAL, `${name.toLowerCase()}: not supported by this front-end`);
       let req: DecodedBackendRequest;
       try {
-        req = decodeMessage("backend", frameOf(msg), this.#o.dialect);
+        req = decodeMessage("backend", msg.frame, this.#o.dialect);
       } catch (err) {
         throw new Refusal(EINVAL, err instanceof Error ? err.message : String(err));
       }
@@ -282,7 +358,7 @@ export class BackendRequestHandler {
       if (msg.fds.length !== 0) throw new Refusal(EINVAL, `${name.toLowerCase()}: ${msg.fds.length} fds attached, expected none`);
       let req: DecodedBackendRequest;
       try {
-        req = decodeMessage("backend", frameOf(msg), this.#o.dialect, { maxPayload: raw.byteLength });
+        req = decodeMessage("backend", msg.frame, this.#o.dialect, { maxPayload: raw.byteLength });
       } catch (err) {
         throw new Refusal(EINVAL, err instanceof Error ? err.message : String(err));
       }

@@ -606,38 +606,38 @@ export class Device {
   propagate(events: readonly ShmemMappingEvent[]): void {
     if (!this.#memorySent || this.#failed !== undefined || this.#closed || this.#closing || this.#policy === "mem-rw") return;
     const slotted = has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS);
-    const work: (() => Promise<void>)[] = [];
+    // The bookkeeping (#propagated) follows the events at once, in order; only the messages wait in
+    // the queue. A map, unmap and re-map of the same address queued together therefore become ADD,
+    // REM, ADD — never a REM of an entry a later map silently reused.
+    const work: { readonly run: () => Promise<void>; readonly done?: () => void }[] = [];
     for (const e of events) {
       const gpa = e.mapping.guestPhysAddr as bigint;
       if (e.kind === "map") {
         const fits = slotted ? this.#guest.ram.memoryTable().length + this.#propagated.size < (this.#info.maxMemSlots ?? 0) : this.#guest.ram.memoryTable().length + this.#propagated.size < MAX_MEM_TABLE_REGIONS;
         if (!fits || !this.#keep(gpa, mappingRegion(e.mapping), e.mapping.fd)) continue;
         const p = this.#propagated.get(gpa) as { region: MemoryRegion; fd: number };
-        work.push(slotted ? () => this.#fe.addMemReg(p.region, p.fd) : () => this.#fe.setMemTable(...this.#fullTable(this.#guest.ramRegions())));
+        work.push({ run: slotted ? () => this.#fe.addMemReg(p.region, p.fd) : () => this.#fe.setMemTable(...this.#fullTable(this.#guest.ramRegions())) });
       } else {
         const p = this.#propagated.get(gpa);
         if (p === undefined) continue;
-        work.push(async () => {
-          try {
-            if (slotted) await this.#fe.remMemReg(p.region);
-            else {
-              this.#forget(gpa);
-              await this.#fe.setMemTable(...this.#fullTable(this.#guest.ramRegions()));
-            }
-          } finally {
-            this.#forget(gpa);
-          }
+        this.#propagated.delete(gpa);
+        work.push({
+          run: slotted ? () => this.#fe.remMemReg(p.region) : () => this.#fe.setMemTable(...this.#fullTable(this.#guest.ramRegions())),
+          // The private dup stays open until the REM (or the ADD queued before it) has been sent.
+          done: () => closeFd(p.fd),
         });
       }
     }
     for (const w of work) {
       this.#propagation = this.#propagation.then(async () => {
-        if (this.#failed !== undefined || this.#closed) return;
         try {
-          await w();
+          if (this.#failed !== undefined || this.#closed) return;
+          await w.run();
         } catch (err) {
           const e = asFrontendError(err, "PROPAGATE");
           if (e.code === "disconnected" || e.code === "timeout" || e.code === "protocol") this.#fail(e);
+        } finally {
+          w.done?.();
         }
       });
     }

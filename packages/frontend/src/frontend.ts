@@ -40,19 +40,6 @@ export interface FrontendConnectOptions extends FrontendOptions {
   readonly retry?: RetryPolicy;
 }
 
-/** Builds header + payload bytes of a received message for the wire decoders. */
-function frameOf(msg: ReceivedMessage): Uint8Array {
-  const out = new Uint8Array(HEADER_SIZE + msg.payload.byteLength);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, msg.request, true);
-  v.setUint32(4, msg.flags, true);
-  v.setUint32(8, msg.payload.byteLength, true);
-  out.set(msg.payload, HEADER_SIZE);
-  return out;
-}
-
-/** @internal exported for the back-end request handler. */
-export { frameOf };
 
 /**
  * One vhost-user connection, front-end side. Requests are serialised (at most one outstanding, as
@@ -157,7 +144,7 @@ export class Frontend {
 
   #decode<N extends FrontendRequestName>(name: N, reply: ReceivedMessage): { value: FrontendReplyValue<N>; fds: readonly OwnedFd[]; size: number } {
     try {
-      const decoded = decodeReply("frontend", frameOf(reply), this.dialect);
+      const decoded = decodeReply("frontend", reply.frame, this.dialect);
       const spec = tryMessageSpec("frontend", FrontendRequest[name], this.dialect);
       const range = expectedFdCount(spec?.replyFds ?? "none", decoded.value);
       if (reply.fds.length < range.min || reply.fds.length > range.max) {

@@ -102,6 +102,36 @@ test("auto policy, B has no free slot and no MEM_READ/MEM_WRITE: A's SHMEM_MAP i
   }
 });
 
+test("A unmaps and re-maps the same range faster than B acks: B's table follows in order (no REM of a reused entry)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "vhostkit-cross-"));
+  const a = await start(dir, "a", SHMEM_DEVICE, ["--device", "shmem", "--churn", "100"]);
+  const b = await start(dir, "b", RAM_BLK, ["--size-mib", "1", "--events"]);
+  const guest = new Guest();
+  try {
+    const devB = await guest.addDevice({ socketPath: b.socket });
+    const [qb] = await devB.start({ features: 0n, queues: [0] });
+    assert.ok(qb);
+    const devA = await guest.addDevice({ socketPath: a.socket });
+    const region = devA.info.shmem.find((r) => r.shmid === 1);
+    assert.ok(region);
+    await devA.start({ queues: [0] });
+    await a.line("churned");
+    await devA.propagationSettled();
+    await devB.propagationSettled();
+    assert.deepEqual(b.lines.filter((l) => l.startsWith("event rejected") && l.includes("MEM_REG")), [], "B refused none of the ADD_MEM_REG / REM_MEM_REG it got");
+    assert.equal(devA.failed, undefined, "A (which also gets its own mapping propagated) is fine");
+    assert.equal(devB.failed, undefined);
+    // The last map is live in B's table: B reaches the blob directly.
+    const blob = (region.guestPhysAddr as bigint) + 0x10000n;
+    assert.equal(await blk(guest, qb, 1, blob, 4096), 0, "B wrote from A's (re-)mapped blob");
+  } finally {
+    await guest.close();
+    await stop(a);
+    await stop(b);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 describe("a buffer in device A's shared memory region, used by device B", () => {
   for (const mode of ["propagate", "mem-rw", "auto"] as const satisfies readonly Mode[]) {
     test(`${mode}: B writes A's blob to its disk and reads it back byte for byte; after A's unmap B gets IOERR`, async () => {

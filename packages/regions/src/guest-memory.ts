@@ -25,7 +25,15 @@ export interface HostSpan {
  * (e.g. in another device's VIRTIO Shared Memory Region): the translation fallback can serve it.
  */
 export type TranslateMiss =
-  | { readonly kind: "unmapped"; readonly addr: bigint }
+  | {
+      readonly kind: "unmapped";
+      readonly addr: bigint;
+      /**
+       * Where the next translatable range above `addr` starts (2^64 when there is none), when the
+       * implementation knows it; lets a caller size the untranslatable run in one step.
+       */
+      readonly next?: bigint;
+    }
   | { readonly kind: "overflow"; readonly addr: bigint; readonly len: bigint };
 
 /** Result of a translation: a span, or a typed miss (never an exception for a miss). */

@@ -10,7 +10,9 @@ import { closeOwned, takeFd, type FdInput } from "./fd-input.js";
 import { guestAddress, userAddress, type GuestAddress, type UserAddress } from "./guest-address.js";
 import type { GuestMemory, TranslateResult } from "./guest-memory.js";
 import { mapShared, unmapHost, type HostMapping } from "./host-mapping.js";
-import { findContaining, readThrough, spanOf, translateArgsMiss, writeThrough } from "./span-lookup.js";
+import { findContaining, insertionIndex, readThrough, spanOf, translateArgsMiss, writeThrough } from "./span-lookup.js";
+
+const U64_END = 1n << 64n;
 
 /** Default GET_MAX_MEM_SLOTS answer: 509, as rust-vmm and newer libvhost-user back-ends report. */
 export const DEFAULT_MAX_MEM_SLOTS = 509;
@@ -308,6 +310,6 @@ function lookup(sorted: readonly Entry[], addr: bigint, len: number): TranslateR
   const bad = translateArgsMiss(addr, len);
   if (bad !== undefined) return bad;
   const e = findContaining(sorted, addr);
-  if (e === undefined) return { ok: false, miss: { kind: "unmapped", addr } };
+  if (e === undefined) return { ok: false, miss: { kind: "unmapped", addr, next: sorted[insertionIndex(sorted, addr)]?.start ?? U64_END } };
   return { ok: true, span: spanOf(e.host, Number(addr - e.start), len, true) };
 }

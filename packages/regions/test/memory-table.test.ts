@@ -48,7 +48,8 @@ describe("MemoryTable", () => {
     const b = t.translate(guestAddress(2n * P), 0x3000);
     assert.ok(b.ok);
     assert.equal(b.span.bytes.length, 0x1000);
-    assert.deepEqual(t.translate(guestAddress(3n * P), 4), { ok: false, miss: { kind: "unmapped", addr: 3n * P } });
+    assert.deepEqual(t.translate(guestAddress(3n * P), 4), { ok: false, miss: { kind: "unmapped", addr: 3n * P, next: 8n * P } }, "a miss says where the next region starts");
+    assert.deepEqual(t.translate(guestAddress(9n * P), 4), { ok: false, miss: { kind: "unmapped", addr: 9n * P, next: 1n << 64n } }, "none above: 2^64");
     assert.deepEqual(t.translate(guestAddress((1n << 64n) - 2n), 4), { ok: false, miss: { kind: "overflow", addr: (1n << 64n) - 2n, len: 4n } });
     assert.equal(t.translate(guestAddress(0n), 0).ok, false);
     const u = t.translateUser(userAddress(U + 8n * P + 0xff0n), 0x100);

@@ -21,6 +21,13 @@ export interface ReceivedMessage {
   readonly fds: OwnedFd[];
 }
 
+/**
+ * A received message lent to the callback of {@link Endpoint.recvWith}: `payload` and `frame` are
+ * views into the endpoint's receive buffer, valid only until the callback returns (the next receive
+ * overwrites them). Copy what you keep. The fds are owned as in {@link ReceivedMessage}.
+ */
+export type BorrowedMessage = ReceivedMessage;
+
 /** Endpoint limits and policy. */
 export interface EndpointOptions {
   /** Max fds per message (default 8, `MAX_FDS_PER_MSG`). More -> `TOO_MANY_FDS`. */
@@ -50,26 +57,51 @@ class IoBlock {
   readonly block: NativeBlock;
   readonly cmsgCap: number;
   readonly dataOff: number;
+  /** Native address of the block as a Number (user-space addresses are < 2^47, exact in a double). */
+  readonly #addr: number;
   constructor(maxFds: number, dataLen: number) {
     // One extra fd slot so "one too many" is reported as TOO_MANY_FDS rather than MSG_CTRUNC.
     this.cmsgCap = cmsgSpace(4 * (maxFds + 1));
     this.dataOff = (CMSG + this.cmsgCap + 63) & ~63;
     this.block = nativeAlloc(this.dataOff + dataLen);
+    this.#addr = Number(this.block.addr);
+    // The fixed msghdr fields (no name, one iovec at IOV) are written once; prepare() sets the rest.
+    setU64(this.block.view, MSGHDR + 16, this.#addr + IOV);
+    setU64(this.block.view, MSGHDR + 24, 1);
   }
-  /** Fill msghdr/iovec for `len` bytes at data offset `off`, with `controlLen` bytes of control. */
+
+  /** Point the iovec at data [off, off+len) and the control buffer at `controlLen` bytes (0 = none). */
   prepare(off: number, len: number, controlLen: number): void {
+    // Numbers, not BigInts: this runs twice per message and a BigInt allocation costs more than the syscall.
     const v = this.block.view;
-    const a = this.block.addr;
-    v.setBigUint64(MSGHDR + 0, 0n, true);
-    v.setUint32(MSGHDR + 8, 0, true);
-    v.setBigUint64(MSGHDR + 16, a + BigInt(IOV), true);
-    v.setBigUint64(MSGHDR + 24, 1n, true);
-    v.setBigUint64(MSGHDR + 32, controlLen > 0 ? a + BigInt(CMSG) : 0n, true);
-    v.setBigUint64(MSGHDR + 40, BigInt(controlLen), true);
+    setU64(v, MSGHDR + 32, controlLen > 0 ? this.#addr + CMSG : 0);
+    setU64(v, MSGHDR + 40, controlLen);
     v.setInt32(MSGHDR + 48, 0, true);
-    v.setBigUint64(IOV, a + BigInt(this.dataOff + off), true);
-    v.setBigUint64(IOV + 8, BigInt(len), true);
+    setU64(v, IOV, this.#addr + this.dataOff + off);
+    setU64(v, IOV + 8, len);
   }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Keep a message lent by {@link Endpoint.recvWith}: the copy {@link Endpoint.recv} makes (one buffer
+ * for the frame, the payload a view of it; the fds move to the copy).
+ */
+export function copyMessage(m: BorrowedMessage): ReceivedMessage {
+  const frame = m.frame.slice();
+  return { request: m.request, flags: m.flags, payload: frame.subarray(HEADER_SIZE), frame, fds: m.fds };
+}
+
+/** Store a non-negative integer below 2^53 as a little-endian u64. */
+function setU64(v: DataView, off: number, n: number): void {
+  v.setUint32(off, n >>> 0, true);
+  v.setUint32(off + 4, Math.floor(n / 0x1_0000_0000), true);
+}
+
+/** Read a little-endian u64 known to be below 2^32 (lengths of our own buffers). */
+function getSmallU64(v: DataView, off: number): number {
+  return v.getUint32(off + 4, true) === 0 ? v.getUint32(off, true) : Number.MAX_SAFE_INTEGER;
 }
 
 /**
@@ -95,6 +127,7 @@ export class Endpoint {
   readonly #rx: IoBlock;
   readonly #tx: IoBlock;
   #closed = false;
+  #lending = false;
   #latched: TransportError | undefined;
 
   /**
@@ -140,14 +173,19 @@ export class Endpoint {
 
   /**
    * Send one message; the fds (borrowed, not closed) travel with the first byte of the header.
+   * `payload` may be given in parts (for example a 16-byte header and a data view), sent as one
+   * payload without joining them first.
    * Partial writes are continued; EINTR is retried; EAGAIN waits for writability.
    * @throws TransportError `OVERSIZE`, `TOO_MANY_FDS`, `SYSCALL` (kind `disconnected` on
    *   EPIPE/ECONNRESET), `CLOSED`.
    */
-  async send(request: number, flags: number, payload: Uint8Array = new Uint8Array(0), fds: readonly number[] = []): Promise<void> {
+  async send(request: number, flags: number, payload: Uint8Array | readonly Uint8Array[] = EMPTY, fds: readonly number[] = []): Promise<void> {
     this.#check();
-    if (payload.length > this.#maxPayload) {
-      throw new TransportError("OVERSIZE", "retry", `request ${request}: payload 0x${payload.length.toString(16)} exceeds max 0x${this.#maxPayload.toString(16)}`, undefined, { expected: this.#maxPayload, actual: payload.length });
+    const parts = payload instanceof Uint8Array ? [payload] : payload;
+    let size = 0;
+    for (const p of parts) size += p.length;
+    if (size > this.#maxPayload) {
+      throw new TransportError("OVERSIZE", "retry", `request ${request}: payload 0x${size.toString(16)} exceeds max 0x${this.#maxPayload.toString(16)}`, undefined, { expected: this.#maxPayload, actual: size });
     }
     if (fds.length > this.#maxFds) {
       throw new TransportError("TOO_MANY_FDS", "retry", `request ${request}: ${fds.length} fds exceed max ${this.#maxFds}`, undefined, { expected: this.#maxFds, actual: fds.length });
@@ -157,15 +195,21 @@ export class Endpoint {
     const d = tx.dataOff;
     v.setUint32(d, request, true);
     v.setUint32(d + 4, flags, true);
-    v.setUint32(d + 8, payload.length, true);
-    tx.block.bytes.set(payload, d + HEADER_SIZE);
-    const total = HEADER_SIZE + payload.length;
+    v.setUint32(d + 8, size, true);
+    // The only user-space copy of an outgoing message: each part straight into the native buffer,
+    // synchronously, before the first await (a part may be a view of guest memory).
+    let at = d + HEADER_SIZE;
+    for (const p of parts) {
+      tx.block.bytes.set(p, at);
+      at += p.length;
+    }
+    const total = HEADER_SIZE + size;
     let sent = 0;
     while (sent < total) {
       let control = 0;
       if (sent === 0 && fds.length > 0) {
         control = cmsgSpace(4 * fds.length);
-        v.setBigUint64(CMSG, BigInt(cmsgLen(4 * fds.length)), true);
+        setU64(v, CMSG, cmsgLen(4 * fds.length));
         v.setInt32(CMSG + 8, SOL_SOCKET, true);
         v.setInt32(CMSG + 12, SCM_RIGHTS, true);
         fds.forEach((fd, i) => v.setInt32(CMSG + CMSG_HDR + 4 * i, fd, true));
@@ -192,7 +236,7 @@ export class Endpoint {
     this.#check();
   }
 
-  /** One recvmsg into rx data [off, off+len); returns bytes read (0 = EOF) and collected fds. */
+  /** One recvmsg into rx data [off, off+len); returns bytes read (0 = EOF); received fds are appended to `fds`. */
   async #recvSome(off: number, len: number, fds: OwnedFd[], request: number | undefined): Promise<number> {
     const rx = this.#rx;
     for (;;) {
@@ -209,12 +253,13 @@ export class Endpoint {
         throw new TransportError("SYSCALL", classifyErrno(e), `recvmsg failed: errno ${e}`, { errno: e, syscall: "recvmsg" });
       }
       const v = rx.block.view;
-      const controlLen = Number(v.getBigUint64(MSGHDR + 40, true));
+      const start = fds.length;
+      const controlLen = getSmallU64(v, MSGHDR + 40);
       const msgFlags = v.getInt32(MSGHDR + 48, true);
       let bad: TransportError | undefined;
       let c = 0;
       while (c + CMSG_HDR <= controlLen) {
-        const clen = Number(v.getBigUint64(CMSG + c, true));
+        const clen = getSmallU64(v, CMSG + c);
         const level = v.getInt32(CMSG + c + 8, true);
         const type = v.getInt32(CMSG + c + 12, true);
         if (clen < CMSG_HDR || c + clen > controlLen) break;
@@ -229,7 +274,7 @@ export class Endpoint {
       }
       const name = request === undefined ? "header" : `request ${request}`;
       if (msgFlags & MSG_CTRUNC) bad = new TransportError("CTRUNC", "broken", `${name}: control data truncated (MSG_CTRUNC)`);
-      else if (fds.length > this.#maxFds) bad ??= new TransportError("TOO_MANY_FDS", "broken", `${name}: ${fds.length} fds exceed max ${this.#maxFds}`, undefined, { expected: this.#maxFds, actual: fds.length });
+      else if (fds.length - start > this.#maxFds) bad ??= new TransportError("TOO_MANY_FDS", "broken", `${name}: ${fds.length - start} fds exceed max ${this.#maxFds}`, undefined, { expected: this.#maxFds, actual: fds.length - start });
       if (bad) throw bad;
       return n;
     }
@@ -244,8 +289,22 @@ export class Endpoint {
    *   `OVERSIZE`, `TOO_MANY_FDS`, `CTRUNC`, `FDS_ON_BODY`, `FDS_NOT_ALLOWED`, `SYSCALL`, `CLOSED`.
    */
   async recv(): Promise<ReceivedMessage> {
+    return this.recvWith(copyMessage);
+  }
+
+  /**
+   * Receive one message as {@link Endpoint.recv} does, but lend it to `take` instead of copying it:
+   * `take` runs synchronously with views into the receive buffer and returns what the caller keeps
+   * (for example after copying the payload straight to its destination). The buffer stays valid for
+   * the whole call, even if `take` closes the endpoint.
+   * If `take` throws, every fd of the message is closed and the error is passed on unchanged (it
+   * does not end the endpoint).
+   * @throws TransportError as {@link Endpoint.recv}, or whatever `take` throws.
+   */
+  async recvWith<T>(take: (msg: BorrowedMessage) => T): Promise<T> {
     this.#check();
     const fds: OwnedFd[] = [];
+    let msg: BorrowedMessage;
     try {
       let got = 0;
       while (got < HEADER_SIZE) {
@@ -263,14 +322,10 @@ export class Endpoint {
       }
       let body = 0;
       while (body < size) {
-        const extra: OwnedFd[] = [];
-        let n: number;
-        try {
-          n = await this.#recvSome(HEADER_SIZE + body, size - body, extra, request);
-        } finally {
-          fds.push(...extra);
-        }
-        if (extra.length > 0) {
+        // fds that come with body bytes land in `fds` too (so the error path closes them) and are an error.
+        const before = fds.length;
+        const n = await this.#recvSome(HEADER_SIZE + body, size - body, fds, request);
+        if (fds.length > before) {
           throw new TransportError("FDS_ON_BODY", "broken", `request ${request}: fds attached to body at offset 0x${(HEADER_SIZE + body).toString(16)}`, undefined, { offset: HEADER_SIZE + body });
         }
         if (n === 0) throw this.#eof(HEADER_SIZE + body, `request ${request}`);
@@ -280,12 +335,22 @@ export class Endpoint {
       if (fds.length > allowed) {
         throw new TransportError("FDS_NOT_ALLOWED", "retry", `request ${request}: ${fds.length} fds attached, at most ${allowed} allowed`, undefined, { expected: allowed, actual: fds.length });
       }
-      const frame = this.#rx.block.bytes.slice(d, d + HEADER_SIZE + size);
-      return { request, flags, payload: frame.subarray(HEADER_SIZE), frame, fds };
+      const frame = this.#rx.block.bytes.subarray(d, d + HEADER_SIZE + size);
+      msg = { request, flags, payload: frame.subarray(HEADER_SIZE), frame, fds };
     } catch (err) {
       for (const f of fds) f.close();
       if (err instanceof TransportError) throw this.#fail(err);
       throw err;
+    }
+    this.#lending = true;
+    try {
+      return take(msg);
+    } catch (err) {
+      for (const f of fds) f.close();
+      throw err;
+    } finally {
+      this.#lending = false;
+      if (this.#closed) this.#freeBuffers();
     }
   }
 
@@ -300,6 +365,11 @@ export class Endpoint {
     this.#closed = true;
     this.#watch.close();
     this.#sock.close();
+    // A message lent to recvWith's callback keeps its buffer until the callback returns.
+    if (!this.#lending) this.#freeBuffers();
+  }
+
+  #freeBuffers(): void {
     this.#rx.block.free();
     this.#tx.block.free();
   }

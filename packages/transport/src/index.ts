@@ -6,14 +6,14 @@
  * epoll {@link Reactor} that waits for all of them on a single worker thread.
  * @packageDocumentation
  */
-export { Endpoint } from "./endpoint.js";
-export type { EndpointOptions, ReceivedMessage } from "./endpoint.js";
+export { Endpoint, copyMessage } from "./endpoint.js";
+export type { BorrowedMessage, EndpointOptions, ReceivedMessage } from "./endpoint.js";
 export { OwnedFd } from "./owned-fd.js";
 export { socketPair } from "./socket-pair.js";
 export { TransportError, shouldReconnect, isTransportError } from "./transport-error.js";
 export type { TransportErrorCode, TransportErrorKind } from "./transport-error.js";
 export { RequestChannel, sendReply, sendAck } from "./request-channel.js";
-export type { RequestOptions, RequestChannelOptions } from "./request-channel.js";
+export type { Payload, RequestOptions, RequestChannelOptions } from "./request-channel.js";
 export { EventFd } from "./event-fd.js";
 export { Reactor, Watch } from "./reactor.js";
 export type { ReactorOptions } from "./reactor.js";

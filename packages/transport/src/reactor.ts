@@ -8,7 +8,7 @@ import { nativeAlloc, socketSys, type NativeBlock } from "./sys/socket.js";
 /** Events delivered per `epoll_wait`. */
 const MAX_EVENTS = 64;
 /** Token of the reactor's own wake-up eventfd. */
-const WAKE_TOKEN = 0n;
+const WAKE_TOKEN = 0;
 const READ_EVENTS = EPOLL.IN | EPOLL.RDHUP | EPOLL.HUP | EPOLL.ERR;
 const WRITE_EVENTS = EPOLL.OUT | EPOLL.HUP | EPOLL.ERR;
 
@@ -31,7 +31,7 @@ export class Watch {
   readonly #fd: number;
   readonly #label: string;
   /** @internal key of this watch in its reactor (the epoll `data` field). */
-  readonly token: bigint;
+  readonly token: number;
   #readEdge = false;
   #writeEdge = false;
   #reader: Waiter | undefined;
@@ -39,7 +39,7 @@ export class Watch {
   #closed = false;
 
   /** @internal use {@link Reactor.watch}. */
-  constructor(reactor: Reactor, fd: number, token: bigint, label: string) {
+  constructor(reactor: Reactor, fd: number, token: number, label: string) {
     this.#reactor = reactor;
     this.#fd = fd;
     this.#label = label;
@@ -167,8 +167,8 @@ export class Reactor {
   readonly #wakeFd: number;
   readonly #events: NativeBlock;
   readonly #ctl: NativeBlock;
-  readonly #watches = new Map<bigint, Watch>();
-  #nextToken = 1n;
+  readonly #watches = new Map<number, Watch>();
+  #nextToken = 1;
   #parked = 0;
   #armed = false;
   #spinScheduled = false;
@@ -181,7 +181,7 @@ export class Reactor {
     this.#onReleased = resolve;
   });
   readonly #loop: LoopPoll | undefined;
-  readonly #spinNs: bigint;
+  readonly #spinMs: number;
 
   /**
    * Create a reactor (most code uses {@link Reactor.shared}).
@@ -204,7 +204,7 @@ export class Reactor {
     // Level-triggered: stays readable until drained, so a wake can never be missed.
     this.#control(EPOLL_CTL.ADD, wake, EPOLL.IN, WAKE_TOKEN);
     this.#loop = HAS_LOOP_POLL ? loopPoll(epfd, () => this.#collect()) : undefined;
-    this.#spinNs = BigInt(Math.max(0, Math.round((options.spinMicros ?? defaultSpinMicros()) * 1000)));
+    this.#spinMs = Math.max(0, options.spinMicros ?? defaultSpinMicros()) / 1000;
   }
 
   /**
@@ -285,10 +285,12 @@ export class Reactor {
     else if (this.#armed) this.#wake();
   }
 
-  #control(op: number, fd: number, events: number, token: bigint): void {
+  #control(op: number, fd: number, events: number, token: number): void {
     const v = this.#ctl.view;
     v.setUint32(0, events >>> 0, true);
-    v.setBigUint64(EPOLL_DATA_OFFSET, token, true);
+    // Tokens are small integers: the low half of epoll_data carries them, the high half stays 0.
+    v.setUint32(EPOLL_DATA_OFFSET, token, true);
+    v.setUint32(EPOLL_DATA_OFFSET + 4, 0, true);
     // SAFETY: #ctl is a native epoll_event buffer of at least EPOLL_EVENT_SIZE bytes.
     if (epollSys().epoll_ctl(this.#epfd, op, fd, this.#ctl.ptr) !== 0) throw sysError("epoll_ctl");
   }
@@ -300,7 +302,7 @@ export class Reactor {
       this.#loop.start();
       return;
     }
-    if (this.#spinNs > 0n) {
+    if (this.#spinMs > 0) {
       // Spin only once the JS thread has nothing else to do (setImmediate runs after microtasks).
       if (!this.#spinScheduled) {
         this.#spinScheduled = true;
@@ -320,7 +322,8 @@ export class Reactor {
   #spinThenArm(): void {
     this.#spinScheduled = false;
     if (this.#parked === 0 || this.#armed || this.#closed) return;
-    const deadline = process.hrtime.bigint() + this.#spinNs;
+    // performance.now() is a double: no BigInt allocation per round (process.hrtime.bigint() would be).
+    const deadline = performance.now() + this.#spinMs;
     this.#resolvedInSpin = 0;
     do {
       // SAFETY: timeout 0: a non-blocking poll of the epoll set.
@@ -335,7 +338,7 @@ export class Reactor {
         setImmediate(() => this.#spinThenArm());
         return;
       }
-    } while (process.hrtime.bigint() < deadline);
+    } while (performance.now() < deadline);
     this.#armAsync();
   }
 
@@ -370,7 +373,7 @@ export class Reactor {
     for (let i = 0; i < n; i++) {
       const off = i * EPOLL_EVENT_SIZE;
       const events = v.getUint32(off, true);
-      const token = v.getBigUint64(off + EPOLL_DATA_OFFSET, true);
+      const token = v.getUint32(off + EPOLL_DATA_OFFSET, true);
       if (token === WAKE_TOKEN) this.#drainWake();
       else this.#watches.get(token)?.fire(events);
     }

@@ -1,5 +1,5 @@
 import { HeaderFlag } from "@vhostkit/wire";
-import type { Endpoint, ReceivedMessage } from "./endpoint.js";
+import { copyMessage, type BorrowedMessage, type Endpoint, type ReceivedMessage } from "./endpoint.js";
 import { TransportError } from "./transport-error.js";
 
 /** Per-request options of {@link RequestChannel.request}. */
@@ -26,6 +26,10 @@ export interface RequestChannelOptions {
 }
 
 const REPLY_FLAGS = HeaderFlag.VERSION | HeaderFlag.REPLY;
+
+/** A request payload: one buffer, or parts sent as one payload ({@link Endpoint.send}). */
+export type Payload = Uint8Array | readonly Uint8Array[];
+
 
 /**
  * Request/reply for the requesting side of one socket: the front-end on the main socket, the
@@ -67,9 +71,22 @@ export class RequestChannel {
    * @returns the reply (the caller owns its fds), or `undefined` when no reply was expected.
    * @throws TransportError `BUSY`, `TIMEOUT`, `BAD_REPLY`, or any endpoint error.
    */
-  async request(request: number, payload: Uint8Array, options: RequestOptions = {}): Promise<ReceivedMessage | undefined> {
+  async request(request: number, payload: Payload, options: RequestOptions = {}): Promise<ReceivedMessage | undefined> {
     const flags = HeaderFlag.VERSION | (options.needReply === true ? HeaderFlag.NEED_REPLY : 0);
-    return this.#exchange(request, flags, payload, options, options.expectReply === true || options.needReply === true);
+    return (await this.#exchange(request, flags, payload, options, options.expectReply === true || options.needReply === true ? copyMessage : undefined)) as ReceivedMessage | undefined;
+  }
+
+  /**
+   * Send `request` and lend its reply to `take` ({@link Endpoint.recvWith}: views valid only while
+   * `take` runs), for replies whose payload goes straight to its destination without an
+   * intermediate copy (MEM_READ data). The reply is checked (request id, flags 0x5) before `take`
+   * sees it. An error thrown by `take` is passed on and does not end the channel.
+   * @returns what `take` returned.
+   * @throws TransportError as {@link RequestChannel.request}, or whatever `take` throws.
+   */
+  async requestWith<T>(request: number, payload: Payload, take: (reply: BorrowedMessage) => T, options: Omit<RequestOptions, "expectReply"> = {}): Promise<T> {
+    const flags = HeaderFlag.VERSION | (options.needReply === true ? HeaderFlag.NEED_REPLY : 0);
+    return (await this.#exchange(request, flags, payload, options, take)) as T;
   }
 
   /**
@@ -78,12 +95,12 @@ export class RequestChannel {
    * @returns the u64 status: 0n = success, anything else = the peer's failure code.
    * @throws TransportError `BAD_REPLY` when the ack is not exactly 8 bytes, or as {@link RequestChannel.request}.
    */
-  async requestAck(request: number, payload: Uint8Array, options: Omit<RequestOptions, "expectReply"> = {}): Promise<bigint> {
+  async requestAck(request: number, payload: Payload, options: Omit<RequestOptions, "expectReply"> = {}): Promise<bigint> {
     if (!this.replyAck) {
-      await this.#exchange(request, HeaderFlag.VERSION, payload, options, false);
+      await this.#exchange(request, HeaderFlag.VERSION, payload, options, undefined);
       return 0n;
     }
-    const reply = await this.#exchange(request, HeaderFlag.VERSION | HeaderFlag.NEED_REPLY, payload, options, true);
+    const reply = (await this.#exchange(request, HeaderFlag.VERSION | HeaderFlag.NEED_REPLY, payload, options, copyMessage)) as ReceivedMessage | undefined;
     if (reply === undefined) return 0n;
     for (const f of reply.fds) f.close();
     if (reply.payload.length !== 8) {
@@ -92,28 +109,38 @@ export class RequestChannel {
     return new DataView(reply.payload.buffer, reply.payload.byteOffset, 8).getBigUint64(0, true);
   }
 
-  async #exchange(request: number, flags: number, payload: Uint8Array, options: RequestOptions, wait: boolean): Promise<ReceivedMessage | undefined> {
+  /** Send, then (when `take` is given) receive the reply, check it and lend it to `take`. */
+  async #exchange(request: number, flags: number, payload: Payload, options: RequestOptions, take: ((reply: BorrowedMessage) => unknown) | undefined): Promise<unknown> {
     if (this.#latched) throw this.#latched;
     if (this.#busy) throw new TransportError("BUSY", "retry", `request ${request}: another request is outstanding`);
     this.#busy = true;
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let takeThrew = false;
     try {
       await this.#ep.send(request, flags, payload, options.fds ?? []);
-      if (!wait) return undefined;
+      if (take === undefined) return undefined;
       const ms = options.timeoutMs ?? this.#timeoutMs;
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new TransportError("TIMEOUT", "broken", `request ${request}: no reply within ${ms} ms`)), ms);
       });
-      const recv = this.#ep.recv();
+      const recv = this.#ep.recvWith((reply) => {
+        if (reply.request !== request || reply.flags !== REPLY_FLAGS) {
+          // recvWith closes the reply's fds.
+          throw new TransportError("BAD_REPLY", "broken", `request ${request}: reply has request ${reply.request} flags 0x${reply.flags.toString(16)}`, undefined, { expected: request, actual: reply.request });
+        }
+        try {
+          return take(reply);
+        } catch (err) {
+          takeThrew = true;
+          throw err;
+        }
+      });
       recv.catch(() => undefined);
-      const reply = await Promise.race([recv, timeout]);
-      if (reply.request !== request || reply.flags !== REPLY_FLAGS) {
-        for (const f of reply.fds) f.close();
-        throw new TransportError("BAD_REPLY", "broken", `request ${request}: reply has request ${reply.request} flags 0x${reply.flags.toString(16)}`, undefined, { expected: request, actual: reply.request });
-      }
-      return reply;
+      return await Promise.race([recv, timeout]);
     } catch (err) {
-      if (err instanceof TransportError && err.kind !== "retry") this.#fatal(err);
+      // Transport failures and a bad reply end the channel; an error of `take` (the caller's own
+      // check of a reply that was read completely) leaves the stream in sync and does not.
+      if (!takeThrew && err instanceof TransportError && err.kind !== "retry") this.#fatal(err);
       throw err;
     } finally {
       if (timer !== undefined) clearTimeout(timer);
@@ -135,7 +162,7 @@ export class RequestChannel {
  * @param fds - borrowed, attached to the header.
  * @throws TransportError as {@link Endpoint.send}.
  */
-export function sendReply(endpoint: Endpoint, request: number, payload: Uint8Array, fds: readonly number[] = []): Promise<void> {
+export function sendReply(endpoint: Endpoint, request: number, payload: Payload, fds: readonly number[] = []): Promise<void> {
   return endpoint.send(request, REPLY_FLAGS, payload, fds);
 }
 

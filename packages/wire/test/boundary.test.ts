@@ -19,6 +19,7 @@ import {
   decodePackedVringBase,
   decodeReply,
   decodeSplitVringBase,
+  encodeMemAccessHead,
   encodeMessage,
   encodePackedVringBase,
   encodeReply,
@@ -261,6 +262,18 @@ describe("vhostkit MEM_READ / MEM_WRITE (SHMEM.md §7.2)", () => {
     rejects(() => decodeReply("backend", frame(11, 5, payload(20, head(0)))), "BAD_SIZE");
     rejects(() => decodeReply("backend", frame(11, 5, payload(20, head(8)))), "BAD_SIZE");
     assert.equal(checkFrameSize({ request: 11, flags: 5, size: 16 + 65536 }, "backend").name, "BACKEND_MEM_READ");
+  });
+  test("encodeMemAccessHead is byte for byte the codecs' 16-byte head, with their checks", () => {
+    const data = new Uint8Array(300).fill(7);
+    const ga = 0x1234_5678_9000n;
+    const write = encodeMessage("backend", "BACKEND_MEM_WRITE", 9, { guestAddress: ga, data });
+    assert.deepEqual(encodeMemAccessHead("BACKEND_MEM_WRITE", ga, 300), write.subarray(12, 28));
+    const read = encodeMessage("backend", "BACKEND_MEM_READ", 9, { guestAddress: ga, size: 300 });
+    assert.deepEqual(encodeMemAccessHead("BACKEND_MEM_READ", ga, 300), read.subarray(12));
+    const failReply = encodeReply("backend", "BACKEND_MEM_READ", { guestAddress: ga, data: new Uint8Array(0) });
+    assert.deepEqual(encodeMemAccessHead("BACKEND_MEM_READ", ga, 0), failReply.subarray(12));
+    rejects(() => encodeMemAccessHead("BACKEND_MEM_WRITE", 0n, 65537), "BAD_VALUE");
+    rejects(() => encodeMemAccessHead("BACKEND_MEM_WRITE", U64_MAX, 2), "OVERFLOW");
   });
 });
 

@@ -101,3 +101,21 @@ export const MemWriteRequestCodec: PayloadCodec<MemData> = memDataCodec("mem wri
  * @throws WireError `BAD_VALUE`, `BAD_SIZE`, `NONZERO_PADDING`, `OVERFLOW`.
  */
 export const MemReadReplyCodec: PayloadCodec<MemData> = memDataCodec("mem read reply", true);
+
+/**
+ * The 16-byte head of a MEM_READ request, a MEM_WRITE request or a MEM_READ reply (guest_address,
+ * size, zero padding), checked like the codecs check it. For senders that pass the data as a
+ * separate part (transport's `Endpoint.send` takes a payload in parts) rather than copying it into
+ * one encoded frame first; the bytes are those the codecs produce.
+ * @param request - the request name for errors, e.g. `"BACKEND_MEM_WRITE"`.
+ * @param size - 1..65536, or 0 for a MEM_READ failure reply.
+ * @throws WireError `BAD_VALUE` (size out of range), `OVERFLOW` (address + size wraps).
+ */
+export function encodeMemAccessHead(request: string, guestAddress: bigint, size: number): Uint8Array {
+  checkRange(request, guestAddress, size, true);
+  const head = new Uint8Array(MEM_RW_HEADER_SIZE);
+  const v = new DataView(head.buffer);
+  v.setBigUint64(0, guestAddress, true);
+  v.setUint32(8, size, true);
+  return head;
+}

@@ -21,6 +21,8 @@ export function ramBlk(disk) {
   cv.setUint32(20, 512, true); // blk_size
   cv.setUint16(34, 1, true); // num_queues
   const batch = new ChainBatch(256);
+  let inBuf = new Uint8Array(4112), outBuf = new Uint8Array(4097); // reused: requests run one at a time
+  const scratch = (buf, n) => (buf.length >= n ? buf : new Uint8Array(n));
   return {
     features: F_SEG_MAX | F_BLK_SIZE | F_FLUSH,
     queueCount: 1,
@@ -50,14 +52,16 @@ export function ramBlk(disk) {
   async function request(queue, memory, c) {
     const readable = batch.readableBytes[c], writable = batch.writableBytes[c];
     if (readable < 16 || writable < 1) return 0; // malformed: nothing to answer into
-    const head = new Uint8Array(readable);
+    const head = (inBuf = scratch(inBuf, readable)).subarray(0, readable);
     await readChain(queue.segments(batch, c), memory, head);
-    const hv = new DataView(head.buffer);
+    const hv = new DataView(head.buffer, head.byteOffset, 16);
     const type = hv.getUint32(0, true);
     const offset = Number(hv.getBigUint64(8, true)) * 512;
     const reply = (data, status) => {
-      const out = new Uint8Array(writable); // the status is the last writable byte
-      out.set(data.subarray(0, writable - 1));
+      const out = (outBuf = scratch(outBuf, writable)).subarray(0, writable); // the status is the last writable byte
+      const n = Math.min(data.length, writable - 1);
+      out.set(data.subarray(0, n));
+      out.fill(0, n, writable - 1); // never hand the guest bytes of an earlier request
       out[writable - 1] = status;
       return writeChain(queue.segments(batch, c), memory, out);
     };

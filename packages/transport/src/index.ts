@@ -15,7 +15,7 @@ export type { TransportErrorCode, TransportErrorKind } from "./transport-error.j
 export { RequestChannel, sendReply, sendAck } from "./request-channel.js";
 export type { Payload, RequestOptions, RequestChannelOptions } from "./request-channel.js";
 export { EventFd } from "./event-fd.js";
-export { Reactor, Watch } from "./reactor.js";
+export { Reactor, Watch, SPIN_FLOOR_MICROS } from "./reactor.js";
 export type { ReactorOptions } from "./reactor.js";
 export { listen, connect, Listener } from "./listener.js";
 export type { ListenOptions, ConnectOptions, RetryPolicy } from "./listener.js";

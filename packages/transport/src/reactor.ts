@@ -136,16 +136,22 @@ export class Watch {
 /** Options of {@link Reactor}. */
 export interface ReactorOptions {
   /**
-   * Under Bun, poll without blocking for up to this many microseconds before handing the wait to the
-   * worker thread (default 50, or `VHOSTKIT_SPIN_US`; 0 disables).
-   * Ignored under Node, whose event loop watches the epoll fd directly.
+   * Under Bun, the longest time in microseconds a wait polls without blocking before it hands over
+   * to the worker thread (default 500, or `VHOSTKIT_SPIN_US`; 0 disables spinning). The budget of
+   * each wait adapts between {@link SPIN_FLOOR_MICROS} and this maximum, as QEMU's adaptive polling
+   * does: it doubles when an event arrives soon after a spin gave up, and halves when a wait blocks
+   * for longer than the maximum, so busy peers are caught without a thread hop and idle ones cost
+   * almost nothing. Ignored under Node, whose event loop watches the epoll fd directly.
    */
   readonly spinMicros?: number;
 }
 
+/** The smallest spin budget of an adaptive reactor, in microseconds (also where it starts). */
+export const SPIN_FLOOR_MICROS = 50;
+
 function defaultSpinMicros(): number {
   const env = Number(process.env["VHOSTKIT_SPIN_US"]);
-  return Number.isFinite(env) && process.env["VHOSTKIT_SPIN_US"] !== undefined ? env : 50;
+  return Number.isFinite(env) && process.env["VHOSTKIT_SPIN_US"] !== undefined ? env : 500;
 }
 
 /**
@@ -181,7 +187,12 @@ export class Reactor {
     this.#onReleased = resolve;
   });
   readonly #loop: LoopPoll | undefined;
-  readonly #spinMs: number;
+  /** Largest and smallest spin budget (ms; max 0 = no spinning) and the current one. */
+  readonly #spinMaxMs: number;
+  readonly #spinMinMs: number;
+  #spinMs: number;
+  /** When the wait that ended in the worker started spinning (performance.now() ms), or -1. */
+  #waitStart = -1;
 
   /**
    * Create a reactor (most code uses {@link Reactor.shared}).
@@ -204,7 +215,9 @@ export class Reactor {
     // Level-triggered: stays readable until drained, so a wake can never be missed.
     this.#control(EPOLL_CTL.ADD, wake, EPOLL.IN, WAKE_TOKEN);
     this.#loop = HAS_LOOP_POLL ? loopPoll(epfd, () => this.#collect()) : undefined;
-    this.#spinMs = Math.max(0, options.spinMicros ?? defaultSpinMicros()) / 1000;
+    this.#spinMaxMs = Math.max(0, options.spinMicros ?? defaultSpinMicros()) / 1000;
+    this.#spinMinMs = Math.min(this.#spinMaxMs, SPIN_FLOOR_MICROS / 1000);
+    this.#spinMs = this.#spinMinMs;
   }
 
   /**
@@ -302,7 +315,7 @@ export class Reactor {
       this.#loop.start();
       return;
     }
-    if (this.#spinMs > 0) {
+    if (this.#spinMaxMs > 0) {
       // Spin only once the JS thread has nothing else to do (setImmediate runs after microtasks).
       if (!this.#spinScheduled) {
         this.#spinScheduled = true;
@@ -314,7 +327,7 @@ export class Reactor {
   }
 
   /**
-   * Bun: poll the epoll set without blocking for up to `spinMicros`, stopping as soon as a waiter is
+   * Bun: poll the epoll set without blocking for up to the current spin budget, stopping as soon as a waiter is
    * served; only then park in the worker thread. A worker hand-off costs tens of microseconds on a
    * small VM, while a peer that answers at once is caught here with no thread hop at all (the same
    * trade as Linux's SO_BUSY_POLL). Idle fds still cost nothing: after the budget the thread sleeps.
@@ -323,7 +336,8 @@ export class Reactor {
     this.#spinScheduled = false;
     if (this.#parked === 0 || this.#armed || this.#closed) return;
     // performance.now() is a double: no BigInt allocation per round (process.hrtime.bigint() would be).
-    const deadline = performance.now() + this.#spinMs;
+    const start = performance.now();
+    const deadline = start + this.#spinMs;
     this.#resolvedInSpin = 0;
     do {
       // SAFETY: timeout 0: a non-blocking poll of the epoll set.
@@ -339,7 +353,23 @@ export class Reactor {
         return;
       }
     } while (performance.now() < deadline);
+    this.#waitStart = start;
     this.#armAsync();
+  }
+
+  /**
+   * Adapt the spin budget to a wait that gave up spinning and ended in the worker after `waitedMs`
+   * in all: an event that came within the maximum means a longer spin would have caught it (double
+   * the budget); a longer wait means the peer is idle (halve it).
+   */
+  #adapt(waitedMs: number): void {
+    if (waitedMs <= this.#spinMaxMs) this.#spinMs = Math.min(this.#spinMaxMs, this.#spinMs * 2);
+    else this.#spinMs = Math.max(this.#spinMinMs, this.#spinMs / 2);
+  }
+
+  /** The current spin budget in microseconds (0 when spinning is off or under Node). */
+  get spinBudgetMicros(): number {
+    return this.#loop || this.#spinMaxMs === 0 ? 0 : Math.round(this.#spinMs * 1000);
   }
 
   #armAsync(): void {
@@ -364,19 +394,28 @@ export class Reactor {
       return;
     }
     this.#failures = 0;
-    this.#dispatchEvents(n);
+    const waited = this.#waitStart >= 0 ? performance.now() - this.#waitStart : -1;
+    this.#waitStart = -1;
+    // Only a watched fd's event says how long the peer took (the wake-up eventfd says nothing).
+    if (this.#dispatchEvents(n) > 0 && waited >= 0) this.#adapt(waited);
     if (this.#parked > 0) this.#arm();
   }
 
-  #dispatchEvents(n: number): void {
+  /** Deliver `n` collected events; returns how many were for watched fds (not the wake-up). */
+  #dispatchEvents(n: number): number {
     const v = this.#events.view;
+    let watched = 0;
     for (let i = 0; i < n; i++) {
       const off = i * EPOLL_EVENT_SIZE;
       const events = v.getUint32(off, true);
       const token = v.getUint32(off + EPOLL_DATA_OFFSET, true);
       if (token === WAKE_TOKEN) this.#drainWake();
-      else this.#watches.get(token)?.fire(events);
+      else {
+        watched++;
+        this.#watches.get(token)?.fire(events);
+      }
     }
+    return watched;
   }
 
   /** Node: the epoll fd became readable in libuv's loop; collect events without blocking. */

@@ -5,7 +5,7 @@ import { closeSync, mkdtempSync, openSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Endpoint, EventFd, OwnedFd, Reactor, TransportError, shouldReconnect, socketPair } from "../src/index.js";
+import { Endpoint, EventFd, OwnedFd, Reactor, SPIN_FLOOR_MICROS, TransportError, shouldReconnect, socketPair } from "../src/index.js";
 import { eventfdSys, EFD_CLOEXEC } from "../src/sys/eventfd.js";
 
 const EXIT = fileURLToPath(new URL("./fixtures/exit.mjs", import.meta.url));
@@ -125,6 +125,43 @@ describe("Reactor", () => {
       assert.throws(() => reactor.watch(0), (err: unknown) => err instanceof TransportError && err.code === "CLOSED");
     });
   }
+
+  test("adaptive spin (Bun): the budget doubles when events come soon after a spin gave up, halves after long idle waits", async () => {
+    const reactor = new Reactor({ spinMicros: 5000 });
+    const e = new EventFd(new OwnedFd(eventfdSys(0, EFD_CLOEXEC)), reactor);
+    const waitFor = async (ms: number) => {
+      const p = e.wait();
+      setTimeout(() => e.signal(), ms);
+      await p;
+    };
+    if (typeof Bun === "undefined") {
+      // Node's event loop watches the epoll fd itself: no spinning, nothing to adapt.
+      await waitFor(1);
+      assert.equal(reactor.spinBudgetMicros, 0);
+    } else {
+      assert.equal(reactor.spinBudgetMicros, SPIN_FLOOR_MICROS, "starts at the floor");
+      // A 1 ms timer fires only once the spin gave up (the spin holds the thread): the event came
+      // after the budget but within the 5 ms maximum, so a longer spin would have caught it.
+      await waitFor(1);
+      assert.equal(reactor.spinBudgetMicros, 2 * SPIN_FLOOR_MICROS);
+      await waitFor(1);
+      assert.equal(reactor.spinBudgetMicros, 4 * SPIN_FLOOR_MICROS);
+      let highest = 0;
+      for (let i = 0; i < 10; i++) {
+        await waitFor(1);
+        highest = Math.max(highest, reactor.spinBudgetMicros);
+      }
+      assert.equal(highest, 5000, "grows up to the maximum and no further");
+      // Waits far longer than the maximum: the peer is idle, spinning is wasted.
+      await waitFor(30);
+      assert.ok(reactor.spinBudgetMicros <= 2500, `halved after an idle wait (${reactor.spinBudgetMicros} µs)`);
+    }
+    e.close();
+    await reactor.close();
+    const off = new Reactor({ spinMicros: 0 });
+    assert.equal(off.spinBudgetMicros, 0, "spinMicros 0 disables spinning");
+    await off.close();
+  });
 
   test("closing a private reactor rejects its pending waits and releases its fds", async () => {
     const before = fdCount();

@@ -1,0 +1,30 @@
+import { GuestRam, MemoryTable, guestAddress } from "@vhostkit/regions";
+import { SplitQueue } from "@vhostkit/virtqueue";
+import { SplitDriver } from "@vhostkit/virtqueue/driver";
+import { ramBlk } from "../../../packages/backend/examples/ram-blk.mjs";
+const MiB = 1n << 20n;
+const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 4n * MiB }] });
+const b = ram.memoryTable()[0]!;
+const table = new MemoryTable();
+table.addRegion({ guestPhysAddr: 0n, memorySize: b.memorySize, userspaceAddr: b.userspaceAddr, mmapOffset: 0n, fd: (await import("node:fs")).openSync(`/proc/self/fd/${b.fd}`, "r+") });
+const addresses = { desc: 0x1000n, avail: 0x2000n, used: 0x3000n };
+const drv = new SplitDriver({ size: 128, memory: ram, addresses });
+const q = new SplitQueue({ size: 128, memory: table, addresses, addressSpace: "guest" as any });
+q.start(0);
+const dev = ramBlk(new Uint8Array(16 << 20));
+const hdr = new Uint8Array(16); new DataView(hdr.buffer).setUint32(0, 0, true);
+await ram.write(guestAddress(0x10000n), hdr);
+const ctx = { index: 0, queue: q, memory: table, notify() {} } as any;
+const N = Number(process.argv[2] ?? 100000);
+async function once() {
+  drv.add([{ addr: 0x10000n, len: 16 }], [{ addr: 0x20000n, len: 4096 }, { addr: 0x30000n, len: 1 }]);
+  drv.publish();
+  await dev.processQueue(ctx);
+  q.publishUsed();
+  drv.collectUsed();
+}
+for (let i = 0; i < 2000; i++) await once();
+const t0 = performance.now();
+for (let i = 0; i < N; i++) await once();
+console.log(`per request ${((performance.now() - t0) * 1000 / N).toFixed(2)} µs`);
+process.exit(0);

@@ -146,6 +146,9 @@ export interface ReactorOptions {
   readonly spinMicros?: number;
 }
 
+/** Longest stretch one spin holds the JavaScript thread before letting other work run (ms). */
+const SPIN_SLICE_MS = 0.02;
+
 /** The smallest spin budget of an adaptive reactor, in microseconds (also where it starts). */
 export const SPIN_FLOOR_MICROS = 50;
 
@@ -193,6 +196,8 @@ export class Reactor {
   #spinMs: number;
   /** When the wait that ended in the worker started spinning (performance.now() ms), or -1. */
   #waitStart = -1;
+  /** When the current spin started (it may span several slices), or -1. */
+  #spinStart = -1;
 
   /**
    * Create a reactor (most code uses {@link Reactor.shared}).
@@ -317,10 +322,7 @@ export class Reactor {
     }
     if (this.#spinMaxMs > 0) {
       // Spin only once the JS thread has nothing else to do (setImmediate runs after microtasks).
-      if (!this.#spinScheduled) {
-        this.#spinScheduled = true;
-        setImmediate(() => this.#spinThenArm());
-      }
+      if (!this.#spinScheduled) this.#spinSoon();
       return;
     }
     this.#armAsync();
@@ -334,27 +336,48 @@ export class Reactor {
    */
   #spinThenArm(): void {
     this.#spinScheduled = false;
-    if (this.#parked === 0 || this.#armed || this.#closed) return;
+    if (this.#parked === 0 || this.#armed || this.#closed) {
+      this.#spinStart = -1;
+      return;
+    }
     // performance.now() is a double: no BigInt allocation per round (process.hrtime.bigint() would be).
-    const start = performance.now();
-    const deadline = start + this.#spinMs;
+    const now = performance.now();
+    if (this.#spinStart < 0) this.#spinStart = now;
+    const deadline = this.#spinStart + this.#spinMs;
+    // One slice at a time: other JavaScript work queued meanwhile (timers, immediates, I/O
+    // callbacks) runs between slices instead of waiting for the whole budget.
+    const sliceEnd = Math.min(deadline, now + SPIN_SLICE_MS);
     this.#resolvedInSpin = 0;
     do {
       // SAFETY: timeout 0: a non-blocking poll of the epoll set.
       const n = epollSys().epoll_wait(this.#epfd, this.#events.ptr, MAX_EVENTS, 0);
       if (n > 0) this.#dispatchEvents(n);
-      if (this.#parked === 0) return;
+      if (this.#parked === 0) {
+        this.#spinStart = -1;
+        return;
+      }
       if (this.#resolvedInSpin > 0) {
         // Some waiters were served, others are still parked: spin again after the served ones ran
         // (their peers often answer at once), rather than forgetting the rest — a waiter nobody
-        // re-parks behind would never wake. A round that serves nobody hands over to the worker.
-        this.#spinScheduled = true;
-        setImmediate(() => this.#spinThenArm());
+        // re-parks behind would never wake. The next round starts a fresh budget.
+        this.#spinStart = -1;
+        this.#spinSoon();
         return;
       }
-    } while (performance.now() < deadline);
-    this.#waitStart = start;
+    } while (performance.now() < sliceEnd);
+    if (sliceEnd < deadline) {
+      this.#spinSoon();
+      return;
+    }
+    // The budget is spent and nobody was served: hand the wait to the worker.
+    this.#waitStart = this.#spinStart;
+    this.#spinStart = -1;
     this.#armAsync();
+  }
+
+  #spinSoon(): void {
+    this.#spinScheduled = true;
+    setImmediate(() => this.#spinThenArm());
   }
 
   /**

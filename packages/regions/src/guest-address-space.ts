@@ -13,6 +13,7 @@ import { findContaining, insertionIndex, readThrough, translateArgsMiss, writeTh
 
 interface Part {
   readonly start: bigint;
+  readonly end: bigint;
   readonly len: bigint;
   readonly memory: GuestMemory;
   readonly owner: GuestRam | DeviceSharedMemory;
@@ -35,7 +36,7 @@ export class GuestAddressSpace implements GuestMemory {
    * @throws RegionError `overlap` when a device window overlaps RAM or another device.
    */
   constructor(ram: GuestRam, devices: readonly DeviceSharedMemory[] = []) {
-    for (const b of ram.memoryTable()) this.#insert({ start: b.guestPhysAddr, len: b.memorySize, memory: ram, owner: ram });
+    for (const b of ram.memoryTable()) this.#insert({ start: b.guestPhysAddr, len: b.memorySize, end: b.guestPhysAddr + b.memorySize, memory: ram, owner: ram });
     for (const d of devices) this.addDevice(d);
   }
 
@@ -52,7 +53,7 @@ export class GuestAddressSpace implements GuestMemory {
   /** Adds a device's shared memory window (no-op for a device without regions). @throws RegionError `overlap`. */
   addDevice(device: DeviceSharedMemory): void {
     if (device.size === 0n) return;
-    this.#insert({ start: device.guestPhysAddr, len: device.size, memory: device, owner: device });
+    this.#insert({ start: device.guestPhysAddr, len: device.size, end: device.guestPhysAddr + device.size, memory: device, owner: device });
   }
 
   /** Removes a device's window (after its reset or disposal). Unknown devices are ignored. */

@@ -60,6 +60,7 @@ export interface GuestRamRegion {
 interface Block {
   readonly start: bigint;
   readonly len: bigint;
+  readonly end: bigint;
   readonly region: GuestRamRegion;
   readonly host: HostMapping;
 }
@@ -174,7 +175,7 @@ function createBlock(name: string, b: GuestRamBlock, userBase: bigint): Block {
       userspaceAddr: userAddress(userBase + b.guestPhysAddr),
       mmapOffset: 0n,
     };
-    return { start: b.guestPhysAddr, len: b.size, region, host };
+    return { start: b.guestPhysAddr, len: b.size, end: b.guestPhysAddr + b.size, region, host };
   } catch (e) {
     closeOwned(fd);
     throw e;

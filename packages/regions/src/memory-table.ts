@@ -59,6 +59,7 @@ export interface MemoryTableOptions {
 interface Entry {
   readonly start: bigint; // gpa or uaddr, per index
   readonly len: bigint;
+  readonly end: bigint;
   readonly region: MappedRegion;
   readonly host: HostMapping;
 }
@@ -172,8 +173,9 @@ export class MemoryTable implements GuestMemory, Disposable {
   }
 
   #install(mapped: readonly Mapped[]): void {
-    const guest = mapped.map((m) => ({ start: m.region.guestPhysAddr as bigint, len: m.region.memorySize, region: m.region, host: m.host }));
-    const user = mapped.map((m) => ({ start: m.region.userspaceAddr as bigint, len: m.region.memorySize, region: m.region, host: m.host }));
+    const entry = (start: bigint, m: Mapped): Entry => ({ start, len: m.region.memorySize, end: start + m.region.memorySize, region: m.region, host: m.host });
+    const guest = mapped.map((m) => entry(m.region.guestPhysAddr, m));
+    const user = mapped.map((m) => entry(m.region.userspaceAddr, m));
     this.#byGuest = guest.sort((a, b) => (a.start < b.start ? -1 : 1));
     this.#byUser = user.sort((a, b) => (a.start < b.start ? -1 : 1));
   }

@@ -86,6 +86,7 @@ export interface DeviceSharedMemoryOptions {
 interface LiveMapping {
   readonly start: bigint; // shmOffset
   readonly len: bigint;
+  readonly end: bigint;
   readonly info: ShmemMapping;
   readonly host: HostMapping;
 }
@@ -93,6 +94,7 @@ interface LiveMapping {
 interface Region {
   readonly start: bigint; // guest-physical
   readonly len: bigint;
+  readonly end: bigint;
   readonly info: ShmemRegionInfo;
   readonly reservation: HostMapping;
   readonly mappings: LiveMapping[]; // sorted by shmOffset
@@ -187,7 +189,7 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
         const end = addU64(next, size, `shmid ${shmid} placement`, { shmid });
         const reservation = reserve(0n, toLength(size, `size of shmid ${shmid}`, { shmid }), { shmid });
         const info: ShmemRegionInfo = { shmid, size, guestPhysAddr: guestAddress(next) };
-        const region: Region = { start: next, len: size, info, reservation, mappings: [] };
+        const region: Region = { start: next, len: size, end: next + size, info, reservation, mappings: [] };
         this.#regions.push(region);
         this.#byShmid.set(shmid, region);
         next = end;
@@ -324,7 +326,7 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
       throw new RegionError("mmap-failed", `SHMEM_MAP mmap failed (errno ${r.errno})`, detail, { errno: r.errno, syscall: "mmap" });
     }
     const info: ShmemMapping = { shmid, shmOffset, len, guestPhysAddr: guestAddress(region.start + shmOffset), fd, fdOffset, writable };
-    region.mappings.splice(at, 0, { start: shmOffset, len, info, host: new HostMapping(r.addr, length) });
+    region.mappings.splice(at, 0, { start: shmOffset, len, end: shmOffset + len, info, host: new HostMapping(r.addr, length) });
     this.#live++;
     this.#emit({ kind: "map", mapping: info });
     return info;

@@ -8,10 +8,15 @@ import type { HostSpan, TranslateResult } from "./guest-memory.js";
 import { RegionError } from "./errors.js";
 import type { HostMapping } from "./host-mapping.js";
 
+const U64_HALF = 1n << 63n;
+const U64_END = 1n << 64n;
+
 /** A range `[start, start + len)` in some address space. @internal */
 export interface Ranged {
   readonly start: bigint;
   readonly len: bigint;
+  /** `start + len`, kept so lookups compare without BigInt arithmetic (which allocates). */
+  readonly end: bigint;
 }
 
 /** The entry of `sorted` (ascending, non-overlapping) containing `addr`, or undefined. @internal */
@@ -22,7 +27,7 @@ export function findContaining<T extends Ranged>(sorted: readonly T[], addr: big
     const mid = (lo + hi) >>> 1;
     const e = sorted[mid]!;
     if (addr < e.start) hi = mid - 1;
-    else if (addr >= e.start + e.len) lo = mid + 1;
+    else if (addr >= e.end) lo = mid + 1;
     else return e;
   }
   return undefined;
@@ -42,7 +47,8 @@ export function insertionIndex(sorted: readonly Ranged[], start: bigint): number
 
 /** Validates `len` and `addr + len` for a translate call; a miss when out of range. @internal */
 export function translateArgsMiss(addr: bigint, len: number): TranslateResult | undefined {
-  if (!Number.isSafeInteger(len) || len <= 0 || addr < 0n || addr + BigInt(len) > (1n << 64n)) {
+  // Below 2^63 no safe-integer length can wrap, so the common case needs no BigInt arithmetic.
+  if (!Number.isSafeInteger(len) || len <= 0 || addr < 0n || (addr >= U64_HALF && addr + BigInt(len) > U64_END)) {
     return { ok: false, miss: { kind: "overflow", addr, len: BigInt(Number.isSafeInteger(len) ? len : 0) } };
   }
   return undefined;

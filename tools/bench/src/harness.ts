@@ -49,6 +49,32 @@ export function interleave(rounds: number, cases: Record<string, () => number>):
   return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
 }
 
+/**
+ * Measure `a` against its baseline `b` in `rounds` back-to-back pairs, alternating which goes first,
+ * and return both medians and the median of the per-pair ratios a ÷ b. On a VM whose speed drifts
+ * between seconds, the pair ratio cancels the drift that a ratio of two medians keeps.
+ */
+export function pairedRatio(rounds: number, a: () => number, b: () => number): { a: number; b: number; ratio: number } {
+  const as: number[] = [];
+  const bs: number[] = [];
+  const ratios: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    let x: number;
+    let y: number;
+    if (i % 2 === 0) {
+      x = a();
+      y = b();
+    } else {
+      y = b();
+      x = a();
+    }
+    as.push(x);
+    bs.push(y);
+    ratios.push(x / y);
+  }
+  return { a: median(as), b: median(bs), ratio: median(ratios) };
+}
+
 /** Print rows as an aligned table. */
 export function table(header: string[], rows: (string | number)[][]): void {
   const cells = [header, ...rows.map((r) => r.map(String))];

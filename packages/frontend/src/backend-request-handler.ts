@@ -48,10 +48,10 @@ export interface BackendRequestHandlerOptions {
    */
   readonly memAccess?: GuestMemory;
   /**
-   * Asked before a SHMEM_MAP is carried out: a reason to refuse it (another back-end could not
-   * reach the new mapping), or `undefined` to go ahead.
+   * Asked before a SHMEM_MAP is carried out, with whether the mapping is writable: a reason to
+   * refuse it (another back-end could not reach the new mapping), or `undefined` to go ahead.
    */
-  readonly admitMapping?: () => string | undefined;
+  readonly admitMapping?: (writable: boolean) => string | undefined;
   /** Called after a BACKEND_CONFIG_CHANGE_MSG was acknowledged (re-read the config). */
   readonly onConfigChange?: () => void;
   /**
@@ -410,7 +410,7 @@ export class BackendRequestHandler {
     if (fds.length !== 1) throw new Refusal(fds.length === 0 ? 9n : EINVAL, `${lower}: ${fds.length} fds attached, expected exactly 1`);
     if (!this.#o.backendSendFd) throw new Refusal(EINVAL, `${lower}: fd sent without BACKEND_SEND_FD negotiated`);
     const shmem = this.#shmem(lower);
-    const refusal = this.#o.admitMapping?.();
+    const refusal = this.#o.admitMapping?.((flags & SHMEM_MAP_FLAG_RW) !== 0n);
     if (refusal !== undefined) throw new Refusal(28n /* ENOSPC */, `${lower}: ${refusal}`);
     // Ownership passes to the shared memory (it transfers the OwnedFd and closes it on rejection).
     const fd = fds.pop() as OwnedFd;

@@ -344,7 +344,7 @@ export class Device {
         ...(this.#memRwMask() !== 0n && has(acked, this.#memRwMask()) ? { memAccess: this.#guest.space } : {}),
         onConfigChange: () => void this.refreshConfig().catch(() => undefined),
         onHandled: () => this.#flushEvents(),
-        admitMapping: () => this.#guest.admitMapping(this),
+        admitMapping: (writable) => this.#guest.admitMapping(this, writable),
         ...(this.#o.onBackendRequest === undefined ? {} : { onOutcome: this.#o.onBackendRequest }),
         ...(this.#o.trace === undefined ? {} : { trace: this.#o.trace }),
         onClose: (err) => this.#fail(err),
@@ -365,13 +365,20 @@ export class Device {
 
   /**
    * Why a new shared-memory mapping of another device could not reach this back-end, or
-   * `undefined` when it can (propagated into its table, or served by MEM_READ/MEM_WRITE).
+   * `undefined` when it can (propagated into its table, or served by MEM_READ/MEM_WRITE). A
+   * read-only mapping is never propagated to another back-end — a memory-table entry cannot be
+   * read-only, so the back-end could write it (SHMEM.md §8.2) — and reaches it only through
+   * MEM_READ/MEM_WRITE, which refuse the writes.
    * @internal used by {@link Guest.admitMapping}
    */
-  reachRefusal(): string | undefined {
+  reachRefusal(writable = true): string | undefined {
     if (!this.#memorySent || this.#failed !== undefined || this.#closed || this.#closing) return undefined;
     const policy = this.#policy;
     if (policy === "mem-rw") return this.memRwNegotiated ? undefined : "policy mem-rw but MEM_READ/MEM_WRITE was not negotiated";
+    if (!writable) {
+      if (policy === "auto" && this.memRwNegotiated) return undefined;
+      return "a read-only mapping is never propagated (a memory-table entry cannot be read-only) and MEM_READ/MEM_WRITE is not in use";
+    }
     const propagating = this.#guest.propagateSharedMemory;
     const slotted = has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS);
     const used = this.#guest.ram.memoryTable().length + this.#propagated.size;
@@ -535,7 +542,7 @@ export class Device {
   async #sendMemoryTable(): Promise<void> {
     const ram = this.#guest.ramRegions();
     if (this.#guest.propagateSharedMemory && this.#policy !== "mem-rw") {
-      for (const m of this.#guest.liveMappings()) this.#keep(m.guestPhysAddr, mappingRegion(m), m.fd);
+      for (const m of this.#guest.propagatableTo(this)) this.#keep(m.guestPhysAddr, mappingRegion(m), m.fd);
     }
     if (has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS)) {
       const slots = this.#info.maxMemSlots ?? 0;
@@ -592,7 +599,7 @@ export class Device {
     const events = this.#pendingEvents;
     if (events.length === 0) return;
     this.#pendingEvents = [];
-    this.#guest.propagate(events);
+    this.#guest.propagate(events, this);
   }
 
   /**

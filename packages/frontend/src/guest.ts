@@ -115,6 +115,14 @@ export class Guest {
     return [...this.#devices].flatMap((d) => d.sharedMemory?.mappings() ?? []);
   }
 
+  /**
+   * The live mappings that may go into `device`'s memory table: every writable one, and its own
+   * read-only ones (a memory-table entry cannot be read-only, SHMEM.md §8.2). @internal
+   */
+  propagatableTo(device: Device): ShmemMapping[] {
+    return [...this.#devices].flatMap((d) => (d.sharedMemory?.mappings() ?? []).filter((m) => m.writable || d === device));
+  }
+
   /** Fans a mapping change out to every device (each decides whether its table needs it). @internal */
   /**
    * Whether a new shared-memory mapping of `mapper` can reach every other device (policy per
@@ -122,20 +130,20 @@ export class Guest {
    * back-end request handler refuses the SHMEM_MAP with that reason.
    * @internal
    */
-  admitMapping(mapper: Device): string | undefined {
+  admitMapping(mapper: Device, writable: boolean): string | undefined {
     let i = 0;
     for (const d of this.#devices) {
       i++;
       if (d === mapper) continue;
-      const why = d.reachRefusal();
+      const why = d.reachRefusal(writable);
       if (why !== undefined) return `device ${i} could not reach the mapping: ${why}`;
     }
     return undefined;
   }
 
-  propagate(events: readonly ShmemMappingEvent[]): void {
+  propagate(events: readonly ShmemMappingEvent[], source: Device): void {
     if (!this.propagateSharedMemory || events.length === 0) return;
-    for (const d of this.#devices) d.propagate(events);
+    for (const d of this.#devices) d.propagate(d === source ? events : events.filter((e) => e.mapping.writable));
   }
 
   /** Forgets a closed device. @internal */

@@ -58,6 +58,22 @@ async function stop(p: Proc): Promise<void> {
   await exited;
 }
 
+/** Device A (shared memory regions, `aArgs`) and device B (RAM blk, `bArgs`), each in its own process, and one Guest; all torn down after `body`. */
+async function withPair(aArgs: string[], bArgs: string[], body: (a: Proc, b: Proc, guest: Guest) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "vhostkit-cross-"));
+  const a = await start(dir, "a", SHMEM_DEVICE, ["--device", "shmem", ...aArgs]);
+  const b = await start(dir, "b", RAM_BLK, ["--size-mib", "1", ...bArgs]);
+  const guest = new Guest();
+  try {
+    await body(a, b, guest);
+  } finally {
+    await guest.close();
+    await stop(a);
+    await stop(b);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** One virtio-blk request on B's queue with the data buffer at `data` (any guest-physical address). */
 async function blk(guest: Guest, q: DriverQueue, type: number, data: bigint, len: number): Promise<number> {
   const hdr = guest.allocator.alloc(16);
@@ -76,38 +92,30 @@ async function blk(guest: Guest, q: DriverQueue, type: number, data: bigint, len
   return s[0] ?? -1;
 }
 
+/** Start B, then A, whose one SHMEM_MAP must be refused: returns the reason; nothing stays mapped. */
+async function refusedMap(a: Proc, b: Proc, guest: Guest): Promise<string> {
+  const devB = await guest.addDevice({ socketPath: b.socket });
+  await devB.start({ features: 0n, queues: [0] });
+  const outcomes: { name: string; ok: boolean; reason?: string }[] = [];
+  const devA = await guest.addDevice({ socketPath: a.socket, onBackendRequest: (o) => outcomes.push(o) });
+  await devA.start({ queues: [0] });
+  await a.line("map-failed");
+  const map = outcomes.find((o) => o.name === "BACKEND_SHMEM_MAP");
+  assert.equal(map?.ok, false);
+  assert.equal(guest.liveMappings().length, 0, "nothing stays mapped");
+  return map?.reason ?? "";
+}
+
 type Mode = "propagate" | "mem-rw" | "auto";
 
 test("auto policy, B has no free slot and no MEM_READ/MEM_WRITE: A's SHMEM_MAP is refused with the reason", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "vhostkit-cross-"));
-  const a = await start(dir, "a", SHMEM_DEVICE, ["--device", "shmem"]);
-  const b = await start(dir, "b", RAM_BLK, ["--size-mib", "1", "--max-slots", "1"]);
-  const guest = new Guest();
-  try {
-    const devB = await guest.addDevice({ socketPath: b.socket });
-    await devB.start({ features: 0n, queues: [0] });
-    const outcomes: { name: string; ok: boolean; reason?: string }[] = [];
-    const devA = await guest.addDevice({ socketPath: a.socket, onBackendRequest: (o) => outcomes.push(o) });
-    await devA.start({ queues: [0] });
-    await a.line("map-failed");
-    const map = outcomes.find((o) => o.name === "BACKEND_SHMEM_MAP");
-    assert.equal(map?.ok, false);
-    assert.match(map?.reason ?? "", /could not reach the mapping: no free memory slot \(1 of 1 used\) and no MEM_READ\/MEM_WRITE/);
-    assert.equal(guest.liveMappings().length, 0, "nothing stays mapped");
-  } finally {
-    await guest.close();
-    await stop(a);
-    await stop(b);
-    rmSync(dir, { recursive: true, force: true });
-  }
+  await withPair([], ["--max-slots", "1"], async (a, b, guest) => {
+    assert.match(await refusedMap(a, b, guest), /could not reach the mapping: no free memory slot \(1 of 1 used\) and no MEM_READ\/MEM_WRITE/);
+  });
 });
 
 test("A unmaps and re-maps the same range faster than B acks: B's table follows in order (no REM of a reused entry)", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "vhostkit-cross-"));
-  const a = await start(dir, "a", SHMEM_DEVICE, ["--device", "shmem", "--churn", "100"]);
-  const b = await start(dir, "b", RAM_BLK, ["--size-mib", "1", "--events"]);
-  const guest = new Guest();
-  try {
+  await withPair(["--churn", "100"], ["--events"], async (a, b, guest) => {
     const devB = await guest.addDevice({ socketPath: b.socket });
     const [qb] = await devB.start({ features: 0n, queues: [0] });
     assert.ok(qb);
@@ -124,23 +132,48 @@ test("A unmaps and re-maps the same range faster than B acks: B's table follows 
     // The last map is live in B's table: B reaches the blob directly.
     const blob = (region.guestPhysAddr as bigint) + 0x10000n;
     assert.equal(await blk(guest, qb, 1, blob, 4096), 0, "B wrote from A's (re-)mapped blob");
-  } finally {
-    await guest.close();
-    await stop(a);
-    await stop(b);
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
+});
+
+describe("a read-only mapping of A is never propagated to B (a memory-table entry cannot be read-only)", () => {
+  test("B without MEM_READ/MEM_WRITE cannot reach it: A's SHMEM_MAP is refused with the reason", async () => {
+    await withPair(["--read-only"], [], async (a, b, guest) => {
+      assert.match(await refusedMap(a, b, guest), /read-only mapping is never propagated/);
+    });
+  });
+
+  test("B with MEM_READ/MEM_WRITE reads it (no ADD_MEM_REG of it) and cannot write it", async () => {
+    await withPair(["--read-only"], ["--mem-rw"], async (a, b, guest) => {
+      const served: string[] = [];
+      const sent: string[] = [];
+      const devB = await guest.addDevice({ socketPath: b.socket, memRw: true, onBackendRequest: (o) => served.push(`${o.name} ${o.ok}`), trace: (t) => void (t.channel === "frontend" && t.direction === "send" && sent.push(t.name)) });
+      const [qb] = await devB.start({ features: 0n, queues: [0] });
+      assert.ok(qb);
+      const devA = await guest.addDevice({ socketPath: a.socket });
+      const region = devA.info.shmem.find((r) => r.shmid === 1);
+      assert.ok(region);
+      sent.length = 0;
+      await devA.start({ queues: [0] });
+      await a.line("mapped");
+      await devB.propagationSettled();
+      assert.deepEqual(sent.filter((n) => n.endsWith("MEM_REG") || n === "SET_MEM_TABLE"), [], "B's memory table was left alone");
+      const blob = (region.guestPhysAddr as bigint) + 0x10000n;
+      assert.equal(await blk(guest, qb, 1, blob, 4096), 0, "B wrote the read-only blob to its disk (MEM_READ)");
+      assert.ok(served.includes("BACKEND_MEM_READ true"));
+      assert.equal(await blk(guest, qb, 0, blob, 4096), 1, "B reading its disk into the read-only blob fails with IOERR");
+      assert.ok(served.includes("BACKEND_MEM_WRITE false"), "the front-end refused the MEM_WRITE");
+      const got = new Uint8Array(4);
+      await guest.space.read(guestAddress(blob), got);
+      assert.deepEqual([...got], [0, 1, 2, 3].map(pattern), "the blob is unchanged");
+    });
+  });
 });
 
 describe("a buffer in device A's shared memory region, used by device B", () => {
   for (const mode of ["propagate", "mem-rw", "auto"] as const satisfies readonly Mode[]) {
     test(`${mode}: B writes A's blob to its disk and reads it back byte for byte; after A's unmap B gets IOERR`, async () => {
-      const dir = mkdtempSync(join(tmpdir(), "vhostkit-cross-"));
-      const a = await start(dir, "a", SHMEM_DEVICE, ["--device", "shmem"]);
       const bArgs = mode === "propagate" ? [] : mode === "mem-rw" ? ["--mem-rw"] : ["--mem-rw", "--max-slots", "1"];
-      const b = await start(dir, "b", RAM_BLK, ["--size-mib", "1", ...bArgs]);
-      const guest = new Guest();
-      try {
+      await withPair([], bArgs, async (a, b, guest) => {
         const served: string[] = [];
         const devB: Device = await guest.addDevice({ socketPath: b.socket, sharedMemoryPolicy: mode, memRw: mode !== "propagate", onBackendRequest: (o) => served.push(`${o.name} ${o.ok}`) });
         const [qb] = await devB.start({ features: 0n, queues: [0] });
@@ -173,12 +206,7 @@ describe("a buffer in device A's shared memory region, used by device B", () => 
         assert.equal(await blk(guest, qb, 1, blob, 4096), 1, "B's access to the stale range fails with IOERR, nothing crashes");
         if (mode !== "propagate") assert.ok(served.includes("BACKEND_MEM_READ false"), "the front-end refused the stale MEM_READ");
         assert.equal(b.child.exitCode, null, "device B is still running");
-      } finally {
-        await guest.close();
-        await stop(a);
-        await stop(b);
-        rmSync(dir, { recursive: true, force: true });
-      }
+      });
     });
   }
 });

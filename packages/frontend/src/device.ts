@@ -206,7 +206,8 @@ export class Device {
   readonly #failure: Promise<FrontendError>;
   readonly #configListeners = new Set<(config: Uint8Array | undefined) => void>();
   /** Mapping events of this device's regions waiting for the reply to go out first. */
-  #pendingEvents: ShmemMappingEvent[] = [];
+  /** Resolves once the reply to the SHMEM request in progress went out (propagation waits for it). */
+  #replied: { readonly promise: Promise<void>; readonly resolve: () => void } | undefined;
   /** Other devices' (and own) mappings in this back-end's table, by GPA, with a dup of the fd. */
   readonly #propagated = new Map<bigint, { readonly region: MemoryRegion; readonly fd: number }>();
   #propagation: Promise<void> = Promise.resolve();
@@ -314,7 +315,9 @@ export class Device {
               ...(this.#o.maxMappingsPerDevice === undefined ? {} : { maxMappingsPerDevice: this.#o.maxMappingsPerDevice }),
             });
             this.#guest.space.addDevice(this.#shmem);
-            this.#shmem.addListener((e) => this.#pendingEvents.push(e));
+            // Every other device's bookkeeping follows the change at once (so the admission of the
+            // next SHMEM_MAP, from any device, counts this one); their messages wait for our reply.
+            this.#shmem.addListener((e) => this.#guest.propagate([e], this, this.#replyGate()));
           } catch (err) {
             if (isRegionError(err)) throw new FrontendError("bad-shmem-config", `shared memory regions refused: ${err.message}`, { request: "GET_SHMEM_CONFIG" }, { cause: err });
             throw err;
@@ -594,12 +597,21 @@ export class Device {
     return p;
   }
 
-  /** After the reply to the back-end that mapped or unmapped: hand the changes to every device. */
+  /** The promise the propagation of a change made now waits for: the reply to the current request. */
+  #replyGate(): Promise<void> {
+    if (this.#replied === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.#replied = { promise, resolve };
+    }
+    return this.#replied.promise;
+  }
+
+  /** After the reply to the back-end that mapped or unmapped (or on reset): release the propagation. */
   #flushEvents(): void {
-    const events = this.#pendingEvents;
-    if (events.length === 0) return;
-    this.#pendingEvents = [];
-    this.#guest.propagate(events, this);
+    const r = this.#replied;
+    this.#replied = undefined;
+    r?.resolve();
   }
 
   /**
@@ -610,7 +622,7 @@ export class Device {
    * back-end drops that entry; a transport failure fails this device only.
    * @internal
    */
-  propagate(events: readonly ShmemMappingEvent[]): void {
+  propagate(events: readonly ShmemMappingEvent[], after: Promise<void> = Promise.resolve()): void {
     if (!this.#memorySent || this.#failed !== undefined || this.#closed || this.#closing || this.#policy === "mem-rw") return;
     const slotted = has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS);
     // The bookkeeping (#propagated) follows the events at once, in order; only the messages wait in
@@ -638,6 +650,7 @@ export class Device {
     for (const w of work) {
       this.#propagation = this.#propagation.then(async () => {
         try {
+          await after; // reply-first (SHMEM.md §8.2): the mapper's reply goes out before any table update
           if (this.#failed !== undefined || this.#closed) return;
           await w.run();
         } catch (err) {

@@ -123,7 +123,6 @@ export class Guest {
     return [...this.#devices].flatMap((d) => (d.sharedMemory?.mappings() ?? []).filter((m) => m.writable || d === device));
   }
 
-  /** Fans a mapping change out to every device (each decides whether its table needs it). @internal */
   /**
    * Whether a new shared-memory mapping of `mapper` can reach every other device (policy per
    * device, SHMEM.md §8.2): `undefined` when it can, else the reason, naming the device. The
@@ -141,9 +140,13 @@ export class Guest {
     return undefined;
   }
 
-  propagate(events: readonly ShmemMappingEvent[], source: Device): void {
+  /**
+   * Fans mapping changes of `source` out to every device (each decides whether its table needs
+   * them; read-only mappings reach only `source` itself). Their messages wait for `after`. @internal
+   */
+  propagate(events: readonly ShmemMappingEvent[], source: Device, after?: Promise<void>): void {
     if (!this.propagateSharedMemory || events.length === 0) return;
-    for (const d of this.#devices) d.propagate(d === source ? events : events.filter((e) => e.mapping.writable));
+    for (const d of this.#devices) d.propagate(d === source ? events : events.filter((e) => e.mapping.writable), after);
   }
 
   /** Forgets a closed device. @internal */

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { guestAddress } from "@vhostkit/regions";
@@ -111,6 +111,27 @@ type Mode = "propagate" | "mem-rw" | "auto";
 test("auto policy, B has no free slot and no MEM_READ/MEM_WRITE: A's SHMEM_MAP is refused with the reason", async () => {
   await withPair([], ["--max-slots", "1"], async (a, b, guest) => {
     assert.match(await refusedMap(a, b, guest), /could not reach the mapping: no free memory slot \(1 of 1 used\) and no MEM_READ\/MEM_WRITE/);
+  });
+});
+
+test("two devices map at once and B has one free slot: exactly one map is admitted (the admission counts the other)", async () => {
+  await withPair([], ["--max-slots", "2"], async (a1, b, guest) => {
+    const a2 = await start(dirname(a1.socket), "a2", SHMEM_DEVICE, ["--device", "shmem"]);
+    try {
+      const devB = await guest.addDevice({ socketPath: b.socket });
+      await devB.start({ features: 0n, queues: [0] });
+      const devA1 = await guest.addDevice({ socketPath: a1.socket });
+      const devA2 = await guest.addDevice({ socketPath: a2.socket });
+      await Promise.all([devA1.start({ queues: [0] }), devA2.start({ queues: [0] })]);
+      const done = (p: Proc) => Promise.race([p.line("\"mapped\""), p.line("map-failed")]);
+      await Promise.all([done(a1), done(a2)]);
+      const mapped = [a1, a2].filter((p) => p.lines.some((l) => l.includes('"mapped"')));
+      assert.equal(mapped.length, 1, `one of the two maps is refused (${[...a1.lines, ...a2.lines].join(" | ")})`);
+      await devB.propagationSettled();
+      assert.equal(guest.liveMappings().length, 1);
+    } finally {
+      await stop(a2);
+    }
   });
 });
 

@@ -15,8 +15,8 @@ import { pairedRatio, root, runNumber, table } from "./harness.js";
 
 /** Run the back-end benchmark and print its table. */
 export async function run(): Promise<void> {
-  const n = Number(process.env["VHOSTKIT_BENCH_IOS"] ?? 10000);
-  const rounds = Number(process.env["VHOSTKIT_BENCH_ROUNDS"] ?? 7);
+  const n = Number(process.env["VHOSTKIT_BENCH_IOS"] ?? 20000);
+  const rounds = Number(process.env["VHOSTKIT_BENCH_ROUNDS"] ?? 5);
   const client = join(import.meta.dir, "backend-blk-client.mjs");
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-bench-blk-"));
   const sock = join(dir, "ram-blk.sock");

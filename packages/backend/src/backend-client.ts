@@ -65,12 +65,34 @@ export interface BackendClientOptions {
 }
 
 /**
+ * What a device can ask of the front-end over the back-end channel ({@link BackendClient} is the
+ * real one; a connection without SET_BACKEND_REQ_FD gets one whose every call fails with
+ * `NO_BACKEND_CHANNEL`).
+ */
+export interface BackendChannel {
+  /** True when SHMEM was negotiated and maps can be sent (the device must also be running). */
+  readonly canMap: boolean;
+  /** SHMEM_MAP of `fd` (borrowed) into a shared memory region; see {@link BackendClient.shmemMap}. */
+  shmemMap(args: ShmemMapArgs, fd: number): Promise<void>;
+  /** SHMEM_UNMAP of one earlier mapping; see {@link BackendClient.shmemUnmap}. */
+  shmemUnmap(args: ShmemUnmapArgs): Promise<void>;
+  /** CONFIG_CHANGE_MSG; see {@link BackendClient.configChanged}. */
+  configChanged(): Promise<void>;
+  /** MEM_READ into a new buffer; see {@link BackendClient.memRead}. */
+  memRead(gpa: bigint, size: number): Promise<Uint8Array>;
+  /** MEM_READ into `dst`; see {@link BackendClient.memReadInto}. */
+  memReadInto(gpa: bigint, dst: Uint8Array): Promise<void>;
+  /** MEM_WRITE; see {@link BackendClient.memWrite}. */
+  memWrite(gpa: bigint, data: Uint8Array): Promise<void>;
+}
+
+/**
  * The back-end's side of the back-end channel. Requests are serialised (the spec allows one
  * outstanding request per direction); concurrent calls queue. Never blocks the front-end socket:
  * the dispatcher keeps serving it while a request here waits for its reply (QEMU answers SHMEM_MAP,
  * then sends ADD_MEM_REG on the main socket).
  */
-export class BackendClient {
+export class BackendClient implements BackendChannel {
   readonly #ep: Endpoint;
   readonly #ch: RequestChannel;
   readonly #o: BackendClientOptions;

@@ -4,7 +4,7 @@
  */
 import type { GuestMemory } from "@vhostkit/regions";
 import type { SplitQueue } from "@vhostkit/virtqueue";
-import type { BackendClient } from "./backend-client.js";
+import type { BackendChannel } from "./backend-client.js";
 
 /** One VIRTIO Shared Memory Region a device declares (GET_SHMEM_CONFIG). */
 export interface ShmemRegionSpec {
@@ -34,7 +34,7 @@ export interface DeviceContext {
   /** Virtio features the driver acknowledged (SET_FEATURES). */
   readonly features: bigint;
   /** Sends back-end requests: SHMEM_MAP/UNMAP, CONFIG_CHANGE_MSG, MEM_READ/MEM_WRITE. */
-  readonly client: BackendClient;
+  readonly client: BackendChannel;
   /** Guest memory as the front-end described it. */
   readonly memory: GuestMemory;
 }

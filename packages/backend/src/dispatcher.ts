@@ -31,7 +31,7 @@ import {
   type MemoryRegion,
   type VhostUserError,
 } from "@vhostkit/wire";
-import { BackendClient } from "./backend-client.js";
+import { BackendClient, type BackendChannel } from "./backend-client.js";
 import type { DeviceBackend, DeviceContext, QueueContext } from "./device-backend.js";
 import { BackendError } from "./errors.js";
 import { Vring } from "./vring.js";
@@ -683,8 +683,8 @@ export class Dispatcher {
   }
 }
 
-/** A client stand-in for a connection without SET_BACKEND_REQ_FD: every call fails with `NO_BACKEND_CHANNEL`. */
-function noClient(): BackendClient {
+/** The channel stand-in for a connection without SET_BACKEND_REQ_FD: every call fails with `NO_BACKEND_CHANNEL`. */
+function noClient(): BackendChannel {
   const fail = (request: string) => () => Promise.reject(new BackendError("NO_BACKEND_CHANNEL", `${request}: the front-end sent no SET_BACKEND_REQ_FD`, { request: request.toUpperCase() }));
   return {
     canMap: false,
@@ -694,8 +694,7 @@ function noClient(): BackendClient {
     memRead: fail("backend_mem_read"),
     memReadInto: fail("backend_mem_read"),
     memWrite: fail("backend_mem_write"),
-    close: () => undefined,
-  } as unknown as BackendClient;
+  };
 }
 
 function checkDevice(d: DeviceBackend): void {

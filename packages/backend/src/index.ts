@@ -13,7 +13,7 @@ export { BackendError, isBackendError } from "./errors.js";
 export type { BackendErrorCode } from "./errors.js";
 export type { DeviceBackend, DeviceContext, QueueContext, ShmemRegionSpec } from "./device-backend.js";
 export { BackendClient } from "./backend-client.js";
-export type { BackendClientOptions, ShmemMapArgs, ShmemUnmapArgs } from "./backend-client.js";
+export type { BackendChannel, BackendClientOptions, ShmemMapArgs, ShmemUnmapArgs } from "./backend-client.js";
 export { Dispatcher, FRAMEWORK_FEATURES, FRAMEWORK_PROTOCOL_FEATURES } from "./dispatcher.js";
 export type { BackendEvent, DispatcherOptions } from "./dispatcher.js";
 export { serve, serveFd } from "./server.js";

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { BackendClient, Dispatcher } from "@vhostkit/backend";
+import { BackendClient, Dispatcher, type BackendChannel } from "@vhostkit/backend";
 import { FallbackMemory } from "@vhostkit/fallback";
 import { BackendRequestHandler, Guest } from "@vhostkit/frontend";
 import { closeFd, ftruncate, memfdCreate, MFD } from "@vhostkit/transport/sys";
@@ -86,7 +86,7 @@ export async function runMapLatency(): Promise<void> {
         devices.push(d);
       }
       await Promise.all(started);
-      let client: BackendClient | undefined;
+      let client: BackendChannel | undefined;
       let running!: () => void;
       const isRunning = new Promise<void>((r) => (running = r));
       const [fe, be] = socketPair();

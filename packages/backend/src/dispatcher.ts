@@ -323,7 +323,7 @@ export class Dispatcher {
       case "GET_MAX_MEM_SLOTS":
         return BigInt(this.#memory.maxSlots);
       case "SET_MEM_TABLE": {
-        const regions = m.value.regions.map((r, i) => this.#regionWithFd(r, fds[i]));
+        const regions = m.value.regions.map((r, i) => this.#regionWithFd(m.name, r, fds[i]));
         await this.#quiesce();
         this.#memory.setMemTable(regions);
         this.#remapQueues();
@@ -331,7 +331,7 @@ export class Dispatcher {
       }
       case "ADD_MEM_REG":
         this.#requireProtocol(m.name, ProtocolFeature.CONFIGURE_MEM_SLOTS, "CONFIGURE_MEM_SLOTS");
-        this.#memory.addRegion(this.#regionWithFd(m.value, fds[0]));
+        this.#memory.addRegion(this.#regionWithFd(m.name, m.value, fds[0]));
         this.#remapQueues();
         return undefined;
       case "REM_MEM_REG":
@@ -497,9 +497,10 @@ export class Dispatcher {
     }
   }
 
-  #regionWithFd(r: MemoryRegion, fd: OwnedFd | undefined): { guestPhysAddr: bigint; memorySize: bigint; userspaceAddr: bigint; mmapOffset: bigint; fd: OwnedFd } {
-    if (fd === undefined) throw protocolError("SET_MEM_TABLE", "region without an fd");
-    if (r.mmapOffset % PAGE !== 0n) throw protocolError("ADD_MEM_REG", `mmap_offset 0x${r.mmapOffset.toString(16)} not page-aligned`);
+  /** A region of SET_MEM_TABLE or ADD_MEM_REG (`request`, named in errors) with its fd. */
+  #regionWithFd(request: string, r: MemoryRegion, fd: OwnedFd | undefined): { guestPhysAddr: bigint; memorySize: bigint; userspaceAddr: bigint; mmapOffset: bigint; fd: OwnedFd } {
+    if (fd === undefined) throw protocolError(request, "region without an fd");
+    if (r.mmapOffset % PAGE !== 0n) throw protocolError(request, `mmap_offset 0x${r.mmapOffset.toString(16)} not page-aligned`);
     return { guestPhysAddr: r.guestPhysAddr, memorySize: r.memorySize, userspaceAddr: r.userAddr, mmapOffset: r.mmapOffset, fd };
   }
 

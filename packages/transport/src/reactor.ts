@@ -158,14 +158,15 @@ function defaultSpinMicros(): number {
 }
 
 /**
- * One epoll instance that waits for every registered fd on **one** koffi worker thread
- * (`epoll_wait.async`), so the JavaScript thread never blocks in accept/recvmsg/read.
+ * One edge-triggered epoll instance that waits for every registered fd, so the JavaScript thread
+ * never blocks in accept/recvmsg/read. Under Node libuv watches the epoll fd itself
+ * (`koffi.node.poll`, no thread). Under Bun, where `koffi.node.poll` aborts the process, a wait
+ * first spins (adaptive budget, in slices; {@link ReactorOptions.spinMicros}) and then hands over
+ * to **one** koffi worker thread blocked in `epoll_wait.async`.
  *
- * Why this design (PERF-NOTES.md): koffi `.async` calls cost about a C round trip under Bun, but each
- * blocked call holds a thread (in Node one of libuv's 4 pool threads), so one blocked call per socket
- * or eventfd would exhaust the pool and deadlock a back-end with a few queues. `koffi.node.poll`
- * aborts Bun. A single edge-triggered epoll set needs exactly one blocked call for any number of
- * fds, works identically in Bun and Node, and costs no CPU while idle.
+ * Why this design (PERF-NOTES.md): one blocked call per socket or eventfd would hold one thread
+ * each (in Node one of libuv's 4 pool threads) and deadlock a back-end with a few queues; one epoll
+ * set needs at most one blocked call for any number of fds and costs no CPU while idle.
  *
  * The worker call is outstanding only while someone waits; when the last waiter goes away the
  * reactor signals its wake-up eventfd so the thread returns and the process can exit.
@@ -329,10 +330,11 @@ export class Reactor {
   }
 
   /**
-   * Bun: poll the epoll set without blocking for up to the current spin budget, stopping as soon as a waiter is
-   * served; only then park in the worker thread. A worker hand-off costs tens of microseconds on a
-   * small VM, while a peer that answers at once is caught here with no thread hop at all (the same
-   * trade as Linux's SO_BUSY_POLL). Idle fds still cost nothing: after the budget the thread sleeps.
+   * Bun: poll the epoll set without blocking for up to the current spin budget (in slices),
+   * stopping as soon as a waiter is served; only then park in the worker thread. A worker hand-off
+   * costs tens of microseconds on a small VM, while a peer that answers at once is caught here with
+   * no thread hop at all (the same trade as Linux's SO_BUSY_POLL). Idle fds still cost nothing:
+   * after the budget the thread sleeps.
    */
   #spinThenArm(): void {
     this.#spinScheduled = false;

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // A RAM-backed vhost-user-blk device on @vhostkit/backend, in under 100 lines; Node >= 20 and Bun:
-//   node examples/ram-blk.mjs --socket /tmp/blk.sock [--size-mib 16] [--image FILE] [--once] [--events] [--mem-rw] [--max-slots N]
+//   node examples/ram-blk.mjs --socket /tmp/blk.sock [--size-mib 16] [--image FILE] [--once] [--events] [--mem-rw] [--max-slots N] [--discard]
 // Prints "listening <path>" on stdout once the socket accepts connections.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -11,8 +11,8 @@ const T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8; // virtio-blk request type
 const S_OK = 0, S_IOERR = 1, S_UNSUPP = 2; // status byte
 const F_SEG_MAX = 1n << 2n, F_BLK_SIZE = 1n << 6n, F_FLUSH = 1n << 9n;
 
-/** A virtio-blk device over `disk` (bytes, a multiple of 512). */
-export function ramBlk(disk) {
+/** A virtio-blk device over `disk` (bytes, a multiple of 512); `discard`: reads return no data and writes are dropped, like qemu's null-co. */
+export function ramBlk(disk, { discard = false } = {}) {
   const config = new Uint8Array(96), cv = new DataView(config.buffer); // virtio_blk_config (LE), zeros unused
   cv.setBigUint64(0, BigInt(disk.length / 512), true); // capacity in 512-byte sectors
   cv.setUint32(12, 126, true), cv.setUint32(20, 512, true), cv.setUint16(34, 1, true); // seg_max, blk_size, num_queues
@@ -30,20 +30,20 @@ export function ramBlk(disk) {
     async processQueue({ queue, memory, notify }) {
       for (let n; (n = queue.pop(batch)) > 0; ) {
         for (let c = 0; c < n; c++) {
-          queue.addUsed(batch.heads[c], await request(queue, memory, c).catch(() => fail(queue, memory, c)));
+          queue.addUsed(batch.heads[c], await request(queue, memory, c).catch(() => status(queue, memory, c, S_IOERR)));
           if (c % 4 === 3) notify(); // the driver reaps these while the rest of the batch is served
         }
       }
     },
   };
 
-  /** A buffer the device could not reach (e.g. an unmapped remote range): answer IOERR in the status byte. */
-  async function fail(queue, memory, c) {
+  /** Sets only the status byte (the last writable one): IOERR for a buffer the device could not reach (e.g. an unmapped remote range). */
+  async function status(queue, memory, c, s) {
     const cur = queue.segments(batch, c);
     let last;
     while (cur.next()) if (cur.writable) last = { addr: cur.addr + BigInt(cur.len - 1), host: cur.kind === "host" ? cur.bytes : undefined, len: cur.len };
-    if (last?.host) last.host[last.len - 1] = S_IOERR;
-    else if (last) await memory.write(last.addr, new Uint8Array([S_IOERR])).catch(() => undefined);
+    if (last?.host) last.host[last.len - 1] = s;
+    else if (last) await memory.write(last.addr, new Uint8Array([s])).catch(() => undefined);
     return 1;
   }
 
@@ -53,8 +53,7 @@ export function ramBlk(disk) {
     if (readable < 16 || writable < 1) return 0; // malformed: nothing to answer into
     const head = (inBuf = scratch(inBuf, readable)).subarray(0, readable);
     await readChain(queue.segments(batch, c), memory, head);
-    const hv = new DataView(head.buffer, head.byteOffset, 16);
-    const type = hv.getUint32(0, true);
+    const hv = new DataView(head.buffer, head.byteOffset, 16), type = hv.getUint32(0, true);
     const offset = Number(hv.getBigUint64(8, true)) * 512;
     const reply = (data, status) => {
       const out = (outBuf = scratch(outBuf, writable)).subarray(0, writable); // the status is the last writable byte
@@ -68,12 +67,13 @@ export function ramBlk(disk) {
     switch (type) {
       case T_IN: {
         const len = writable - 1;
+        if (discard && inRange(len)) return status(queue, memory, c, S_OK).then(() => writable);
         return inRange(len) ? reply(disk.subarray(offset, offset + len), S_OK) : reply(new Uint8Array(0), S_IOERR);
       }
       case T_OUT: {
         const data = head.subarray(16);
         if (!inRange(data.length)) return reply(new Uint8Array(0), S_IOERR);
-        disk.set(data, offset);
+        if (!discard) disk.set(data, offset);
         return reply(new Uint8Array(0), S_OK);
       }
       case T_FLUSH:
@@ -87,12 +87,12 @@ export function ramBlk(disk) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { socket: { type: "string" }, "size-mib": { type: "string", default: "16" }, image: { type: "string" }, once: { type: "boolean", default: false }, events: { type: "boolean", default: false }, "mem-rw": { type: "boolean", default: false }, "max-slots": { type: "string" } } });
+  const { values } = parseArgs({ options: { socket: { type: "string" }, "size-mib": { type: "string", default: "16" }, image: { type: "string" }, once: { type: "boolean", default: false }, events: { type: "boolean", default: false }, "mem-rw": { type: "boolean", default: false }, "max-slots": { type: "string" }, discard: { type: "boolean", default: false } } });
   if (!values.socket) throw new Error("--socket PATH is required");
   const disk = new Uint8Array(Number(values["size-mib"]) * 1024 * 1024);
   if (values.image) disk.set(readFileSync(values.image).subarray(0, disk.length));
   const onEvent = values.events ? (e) => e.kind !== "request" && process.stdout.write(`event ${e.kind} ${e.error?.code ?? ""} ${e.name ?? ""} ${e.error?.message ?? ""}\n`) : undefined;
-  const server = serve(values.socket, ramBlk(disk), { memRw: values["mem-rw"], ...(values["max-slots"] ? { maxMemSlots: Number(values["max-slots"]) } : {}), ...(values.once ? { connections: 1 } : {}), ...(onEvent ? { onEvent } : {}) });
+  const server = serve(values.socket, ramBlk(disk, { discard: values.discard }), { memRw: values["mem-rw"], ...(values["max-slots"] ? { maxMemSlots: Number(values["max-slots"]) } : {}), ...(values.once ? { connections: 1 } : {}), ...(onEvent ? { onEvent } : {}) });
   process.stdout.write(`listening ${server.path}\n`);
   process.on("SIGTERM", () => server.close());
   await server.done;

@@ -198,6 +198,7 @@ export class Device {
   #info!: DeviceInfo;
   #queues = new Map<number, DriverQueue>();
   #ackedFeatures: bigint | undefined;
+  /** The memory table was sent or is on its way: from then on mapping changes are propagated. */
   #memorySent = false;
   #failed: FrontendError | undefined;
   #closed = false;
@@ -504,8 +505,12 @@ export class Device {
         this.#ackedFeatures = features;
       }
       if (!this.#memorySent) {
-        await this.#sendMemoryTable();
+        // From here on propagate() records every mapping change and queues its message behind the
+        // table (a map or unmap elsewhere while the table is on its way must not be lost).
         this.#memorySent = true;
+        const table = this.#sendMemoryTable();
+        this.#propagation = this.#propagation.then(() => table.catch(() => undefined));
+        await table;
       }
       const ram = this.#guest.ram;
       const out: DriverQueue[] = [];
@@ -544,25 +549,21 @@ export class Device {
 
   async #sendMemoryTable(): Promise<void> {
     const ram = this.#guest.ramRegions();
+    const slotted = has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS);
+    const cap = slotted ? (this.#info.maxMemSlots ?? 0) : MAX_MEM_TABLE_REGIONS;
+    if (slotted && cap < ram.regions.length) throw new FrontendError("negotiation", `back-end has ${cap} memory slots, guest RAM needs ${ram.regions.length}`, { request: "GET_MAX_MEM_SLOTS", expected: ram.regions.length, actual: cap });
     if (this.#guest.propagateSharedMemory && this.#policy !== "mem-rw") {
-      for (const m of this.#guest.propagatableTo(this)) this.#keep(m.guestPhysAddr, mappingRegion(m), m.fd);
-    }
-    if (has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS)) {
-      const slots = this.#info.maxMemSlots ?? 0;
-      if (slots < ram.regions.length) throw new FrontendError("negotiation", `back-end has ${slots} memory slots, guest RAM needs ${ram.regions.length}`, { request: "GET_MAX_MEM_SLOTS", expected: ram.regions.length, actual: slots });
-      for (const [i, r] of ram.regions.entries()) await this.#fe.addMemReg(r, ram.fds[i] as number);
-      let used = ram.regions.length;
-      for (const [gpa, p] of this.#propagated) {
-        if (used >= slots) {
-          this.#forget(gpa);
-          continue;
-        }
-        await this.#fe.addMemReg(p.region, p.fd);
-        used++;
+      for (const m of this.#guest.propagatableTo(this)) {
+        if (ram.regions.length + this.#propagated.size >= cap) break; // the rest does not fit
+        this.#keep(m.guestPhysAddr, mappingRegion(m), m.fd);
       }
-    } else {
-      await this.#fe.setMemTable(...this.#fullTable(ram));
     }
+    if (!slotted) return this.#fe.setMemTable(...this.#fullTable(ram));
+    // Taken before the first await: mapping changes from now on are queued by propagate() and sent
+    // after the table (an unmap of one of these follows its ADD; its fd stays open until then).
+    const initial = [...this.#propagated.values()];
+    for (const [i, r] of ram.regions.entries()) await this.#fe.addMemReg(r, ram.fds[i] as number);
+    for (const p of initial) await this.#fe.addMemReg(p.region, p.fd);
   }
 
   /** RAM plus propagated mappings, at most 8 regions (SET_MEM_TABLE without CONFIGURE_MEM_SLOTS). */

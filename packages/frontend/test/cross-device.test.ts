@@ -135,6 +135,24 @@ test("two devices map at once and B has one free slot: exactly one map is admitt
   });
 });
 
+test("B starts while A keeps re-mapping: no change is lost while B's memory table is on its way", async () => {
+  await withPair(["--churn", "300"], ["--events"], async (a, b, guest) => {
+    const devA = await guest.addDevice({ socketPath: a.socket });
+    const region = devA.info.shmem.find((r) => r.shmid === 1);
+    assert.ok(region);
+    await devA.start({ queues: [0] });
+    await a.line('"mapped"');
+    const devB = await guest.addDevice({ socketPath: b.socket });
+    const [qb] = await devB.start({ features: 0n, queues: [0] }); // during A's churn
+    assert.ok(qb);
+    await a.line("churned");
+    await devA.propagationSettled();
+    await devB.propagationSettled();
+    assert.deepEqual(b.lines.filter((l) => l.startsWith("event rejected") && l.includes("MEM_REG")), [], "no stale or duplicate entry in B's table");
+    assert.equal(await blk(guest, qb, 1, (region.guestPhysAddr as bigint) + 0x10000n, 4096), 0, "B reaches the last mapping directly");
+  });
+});
+
 test("A unmaps and re-maps the same range faster than B acks: B's table follows in order (no REM of a reused entry)", async () => {
   await withPair(["--churn", "100"], ["--events"], async (a, b, guest) => {
     const devB = await guest.addDevice({ socketPath: b.socket });

@@ -183,31 +183,17 @@ export class BackendClient implements BackendChannel {
    *   `PROTOCOL` (malformed reply), `DISCONNECTED`.
    */
   memReadInto(gpa: bigint, dst: Uint8Array): Promise<void> {
-    return this.#serial(async () => {
-      const name = "BACKEND_MEM_READ";
-      this.#checkMemRw(name, dst.byteLength);
-      const head = encodeMemAccessHead(name, gpa, dst.byteLength);
-      let rejected: BackendError | undefined;
-      try {
-        await this.#ch.requestWith(BackendRequest[name], head, (reply) => {
-          for (const f of reply.fds) f.close();
-          // Decoded in place: `data` is a view of the socket buffer, valid only inside this callback.
-          const value = this.#decodeReply(name, reply.frame) as { guestAddress: bigint; data: Uint8Array } | BackendError;
-          if (value instanceof BackendError) {
-            rejected = value;
-            return;
-          }
-          if (value.data.byteLength !== dst.byteLength || value.guestAddress !== gpa) {
-            rejected = new BackendError("REJECTED", `backend_mem_read: front-end could not read 0x${dst.byteLength.toString(16)} bytes at 0x${gpa.toString(16)}`, { request: name, expected: dst.byteLength, actual: value.data.byteLength });
-            return;
-          }
-          dst.set(value.data);
-        }, { needReply: true });
-      } catch (err) {
-        throw this.#wrap(name, err);
-      }
-      if (rejected) throw rejected;
-    });
+    const name = "BACKEND_MEM_READ";
+    return this.#serial(() =>
+      this.#memAccess(name, gpa, dst.byteLength, undefined, (reply) => {
+        const value = reply as { guestAddress: bigint; data: Uint8Array };
+        if (value.data.byteLength !== dst.byteLength || value.guestAddress !== gpa) {
+          return new BackendError("REJECTED", `backend_mem_read: front-end could not read 0x${dst.byteLength.toString(16)} bytes at 0x${gpa.toString(16)}`, { request: name, expected: dst.byteLength, actual: value.data.byteLength });
+        }
+        dst.set(value.data);
+        return undefined;
+      }),
+    );
   }
 
   /**
@@ -217,22 +203,36 @@ export class BackendClient implements BackendChannel {
    *   reply), `DISCONNECTED`.
    */
   memWrite(gpa: bigint, data: Uint8Array): Promise<void> {
-    return this.#serial(async () => {
-      const name = "BACKEND_MEM_WRITE";
-      this.#checkMemRw(name, data.byteLength);
-      const head = encodeMemAccessHead(name, gpa, data.byteLength);
-      let status: bigint | BackendError;
-      try {
-        status = await this.#ch.requestWith(BackendRequest[name], [head, data], (reply) => {
-          for (const f of reply.fds) f.close();
-          return this.#decodeReply(name, reply.frame) as bigint | BackendError;
-        }, { needReply: true });
-      } catch (err) {
-        throw this.#wrap(name, err);
-      }
-      if (status instanceof BackendError) throw status;
-      if (status !== 0n) throw new BackendError("REJECTED", `backend_mem_write: front-end refused 0x${data.byteLength.toString(16)} bytes at 0x${gpa.toString(16)} (status ${status})`, { request: name, actual: status });
-    });
+    const name = "BACKEND_MEM_WRITE";
+    return this.#serial(() =>
+      this.#memAccess(name, gpa, data.byteLength, data, (reply) => {
+        const status = (reply as bigint | undefined) ?? 1n;
+        if (status === 0n) return undefined;
+        return new BackendError("REJECTED", `backend_mem_write: front-end refused 0x${data.byteLength.toString(16)} bytes at 0x${gpa.toString(16)} (status ${status})`, { request: name, actual: status });
+      }),
+    );
+  }
+
+  /**
+   * One MEM_READ/MEM_WRITE exchange: the 16-byte head (and `data`, as a second part) out, the reply
+   * decoded in place and handed to `use` (views valid only during the call), which returns the
+   * result or the error to throw. A malformed reply is a `PROTOCOL` error.
+   */
+  async #memAccess<T>(name: "BACKEND_MEM_READ" | "BACKEND_MEM_WRITE", gpa: bigint, size: number, data: Uint8Array | undefined, use: (reply: unknown) => T | BackendError): Promise<T> {
+    this.#checkMemRw(name, size);
+    const head = encodeMemAccessHead(name, gpa, size);
+    let out: T | BackendError;
+    try {
+      out = await this.#ch.requestWith(BackendRequest[name], data === undefined ? head : [head, data], (reply) => {
+        for (const f of reply.fds) f.close();
+        const value = this.#decodeReply(name, reply.frame);
+        return value instanceof BackendError ? value : use(value);
+      }, { needReply: true });
+    } catch (err) {
+      throw this.#wrap(name, err);
+    }
+    if (out instanceof BackendError) throw out;
+    return out;
   }
 
   /** Close the channel; queued and later calls fail with `DISCONNECTED`. Idempotent. */

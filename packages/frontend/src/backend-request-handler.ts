@@ -16,7 +16,7 @@ import {
   type DecodedBackendRequest,
 } from "@vhostkit/wire";
 import { copyMessage, sendAck, sendReply, type BorrowedMessage, type Endpoint, type OwnedFd, type ReceivedMessage } from "@vhostkit/transport";
-import { guestAddress, isRegionError, SHMEM_MAP_FLAG_RW, type DeviceSharedMemory, type GuestMemory, type RegionErrorCode } from "@vhostkit/regions";
+import { guestAddress, isRegionError, SHMEM_MAP_FLAG_RW, translateRange, type DeviceSharedMemory, type GuestMemory, type RegionErrorCode } from "@vhostkit/regions";
 import { asFrontendError, FrontendError } from "./errors.js";
 import { emitTrace, type TraceSink } from "./trace.js";
 
@@ -71,20 +71,15 @@ export interface BackendRequestHandlerOptions {
 const STATUS_OK = new Uint8Array(8);
 
 /**
- * `[gpa, gpa + size)` as views of guest memory (several when it crosses regions), or `undefined`
- * when some part does not translate or, for a write, is read-only.
+ * `[gpa, gpa + size)` as views of guest memory, or `undefined` when some part does not translate
+ * or, for a write, is read-only (the checked path then reports why).
  */
 function spansOf(memory: GuestMemory, gpa: bigint, size: number, write: boolean): Uint8Array[] | undefined {
-  const spans: Uint8Array[] = [];
-  let done = 0;
-  while (done < size) {
-    const t = memory.translate(guestAddress(gpa + BigInt(done)), size - done);
-    if (!t.ok || t.span.bytes.byteLength === 0 || (write && !t.span.writable)) return undefined;
-    const b = t.span.bytes.byteLength > size - done ? t.span.bytes.subarray(0, size - done) : t.span.bytes;
-    spans.push(b);
-    done += b.byteLength;
+  try {
+    return translateRange(memory, guestAddress(gpa), size, write).map((s) => s.bytes);
+  } catch {
+    return undefined;
   }
-  return spans;
 }
 
 /** Positive errno-style status for a refused request (receivers only test for non-zero). */

@@ -384,9 +384,8 @@ export class Device {
       return "a read-only mapping is never propagated (a memory-table entry cannot be read-only) and MEM_READ/MEM_WRITE is not in use";
     }
     const propagating = this.#guest.propagateSharedMemory;
-    const slotted = has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS);
-    const used = this.#guest.ram.memoryTable().length + this.#propagated.size;
-    const cap = slotted ? (this.#info.maxMemSlots ?? 0) : MAX_MEM_TABLE_REGIONS;
+    const used = this.#tableUsed;
+    const cap = this.#tableCap;
     if (propagating && used < cap) return undefined;
     if (policy === "auto" && this.memRwNegotiated) return undefined;
     return propagating ? `no free memory slot (${used} of ${cap} used) and no MEM_READ/MEM_WRITE` : "propagation is off and MEM_READ/MEM_WRITE was not negotiated";
@@ -550,11 +549,11 @@ export class Device {
   async #sendMemoryTable(): Promise<void> {
     const ram = this.#guest.ramRegions();
     const slotted = has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS);
-    const cap = slotted ? (this.#info.maxMemSlots ?? 0) : MAX_MEM_TABLE_REGIONS;
+    const cap = this.#tableCap;
     if (slotted && cap < ram.regions.length) throw new FrontendError("negotiation", `back-end has ${cap} memory slots, guest RAM needs ${ram.regions.length}`, { request: "GET_MAX_MEM_SLOTS", expected: ram.regions.length, actual: cap });
     if (this.#guest.propagateSharedMemory && this.#policy !== "mem-rw") {
       for (const m of this.#guest.propagatableTo(this)) {
-        if (ram.regions.length + this.#propagated.size >= cap) break; // the rest does not fit
+        if (this.#tableUsed >= cap) break; // the rest does not fit
         this.#keep(m.guestPhysAddr, mappingRegion(m), m.fd);
       }
     }
@@ -566,15 +565,22 @@ export class Device {
     for (const p of initial) await this.#fe.addMemReg(p.region, p.fd);
   }
 
+  /** Memory-table entries this back-end takes: its slots with CONFIGURE_MEM_SLOTS, else SET_MEM_TABLE's 8. */
+  get #tableCap(): number {
+    return has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS) ? (this.#info.maxMemSlots ?? 0) : MAX_MEM_TABLE_REGIONS;
+  }
+
+  /** Memory-table entries in use: guest RAM plus the propagated mappings. */
+  get #tableUsed(): number {
+    return this.#guest.ram.memoryTable().length + this.#propagated.size;
+  }
+
   /** RAM plus propagated mappings, at most 8 regions (SET_MEM_TABLE without CONFIGURE_MEM_SLOTS). */
   #fullTable(ram: { readonly regions: MemoryRegion[]; readonly fds: number[] }): [MemoryRegion[], number[]] {
     const regions = [...ram.regions];
     const fds = [...ram.fds];
-    for (const [gpa, p] of this.#propagated) {
-      if (regions.length >= MAX_MEM_TABLE_REGIONS) {
-        this.#forget(gpa);
-        continue;
-      }
+    // #propagated never holds more than fits (#tableCap), so this stays within 8 regions.
+    for (const p of this.#propagated.values()) {
       regions.push(p.region);
       fds.push(p.fd);
     }
@@ -633,8 +639,7 @@ export class Device {
     for (const e of events) {
       const gpa = e.mapping.guestPhysAddr as bigint;
       if (e.kind === "map") {
-        const fits = slotted ? this.#guest.ram.memoryTable().length + this.#propagated.size < (this.#info.maxMemSlots ?? 0) : this.#guest.ram.memoryTable().length + this.#propagated.size < MAX_MEM_TABLE_REGIONS;
-        if (!fits || !this.#keep(gpa, mappingRegion(e.mapping), e.mapping.fd)) continue;
+        if (this.#tableUsed >= this.#tableCap || !this.#keep(gpa, mappingRegion(e.mapping), e.mapping.fd)) continue;
         const p = this.#propagated.get(gpa) as { region: MemoryRegion; fd: number };
         work.push({ run: slotted ? () => this.#fe.addMemReg(p.region, p.fd) : () => this.#fe.setMemTable(...this.#fullTable(this.#guest.ramRegions())) });
       } else {

@@ -39,3 +39,4 @@ export type { MemoryRegionDescriptor, MemoryRegionWithFd, MappedRegion, MemoryTa
 export { GuestRam, SYNTHETIC_USER_BASE } from "./guest-ram.js";
 export type { GuestRamBlock, GuestRamOptions, GuestRamRegion } from "./guest-ram.js";
 export { GuestAddressSpace } from "./guest-address-space.js";
+export { translateRange } from "./span-lookup.js";

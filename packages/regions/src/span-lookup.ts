@@ -4,7 +4,7 @@
  * @module
  */
 import type { GuestAddress } from "./guest-address.js";
-import type { HostSpan, TranslateResult } from "./guest-memory.js";
+import type { GuestMemory, HostSpan, TranslateResult } from "./guest-memory.js";
 import { RegionError } from "./errors.js";
 import type { HostMapping } from "./host-mapping.js";
 
@@ -72,8 +72,9 @@ export function collectSpans(translate: (addr: GuestAddress, len: number) => Tra
   while (done < len) {
     const at = (addr + BigInt(done)) as GuestAddress;
     const r = translate(at, len - done);
-    if (!r.ok) {
-      const code = r.miss.kind === "overflow" ? "overflow" : "unmapped";
+    // An empty span makes no progress: treat it as a miss (a faulty GuestMemory must not hang this).
+    if (!r.ok || r.span.bytes.length === 0) {
+      const code = !r.ok && r.miss.kind === "overflow" ? "overflow" : "unmapped";
       throw new RegionError(code, `guest range 0x${addr.toString(16)}+0x${len.toString(16)} is not backed at 0x${at.toString(16)}`, {
         guestPhysAddr: at,
         len: BigInt(len),
@@ -82,10 +83,24 @@ export function collectSpans(translate: (addr: GuestAddress, len: number) => Tra
     if (forWrite && !r.span.writable) {
       throw new RegionError("read-only", `write to read-only guest memory at 0x${at.toString(16)}`, { guestPhysAddr: at, len: BigInt(len) });
     }
-    spans.push(r.span);
-    done += r.span.bytes.length;
+    // A span longer than asked for is clipped (the interface allows shorter ones only).
+    const span = r.span.bytes.length > len - done ? { bytes: r.span.bytes.subarray(0, len - done), writable: r.span.writable } : r.span;
+    spans.push(span);
+    done += span.bytes.length;
   }
   return spans;
+}
+
+/**
+ * All of guest-physical `[addr, addr + len)` of `memory` as host views, in order (several when the
+ * range crosses regions), checked before anything is touched: for copying straight to or from guest
+ * memory without an intermediate buffer. Use the views at once: a later unmap invalidates them.
+ * @param forWrite - also require every part to be writable.
+ * @throws RegionError `unmapped` (some part does not translate), `overflow` (bad range),
+ *   `read-only` (`forWrite` and a read-only part).
+ */
+export function translateRange(memory: Pick<GuestMemory, "translate">, addr: GuestAddress, len: number, forWrite: boolean): HostSpan[] {
+  return collectSpans((a, l) => memory.translate(a, l), addr, len, forWrite);
 }
 
 /**

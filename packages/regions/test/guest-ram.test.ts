@@ -9,6 +9,7 @@ import {
   isRegionError,
   MemoryTable,
   SYNTHETIC_USER_BASE,
+  translateRange,
   type RegionErrorCode,
 } from "../src/index.js";
 import { fdCount, fdOpen, memfd } from "./proc-maps.js";
@@ -92,6 +93,12 @@ describe("GuestAddressSpace", () => {
     await assert.rejects(space.read(guestAddress(MiB + 3n * P - 1n), new Uint8Array(2)), (e: unknown) => isRegionError(e) && e.code === "unmapped");
     await space.read(guestAddress(MiB - 1n), new Uint8Array(2)); // RAM end into the RW mapping
     await assert.rejects(space.read(guestAddress(MiB + 20n * P - 1n), new Uint8Array(2)), (e: unknown) => isRegionError(e) && e.code === "unmapped");
+    // translateRange: the same checks, as views (RAM end + RW mapping + RO mapping).
+    const views = translateRange(space, guestAddress(MiB - 4n), 4 + 3 * Number(P), false);
+    assert.deepEqual(views.map((v) => [v.bytes.length, v.writable]), [[4, true], [2 * Number(P), true], [Number(P), false]]);
+    rejects("read-only", () => translateRange(space, guestAddress(MiB + 2n * P - 1n), 2, true));
+    rejects("unmapped", () => translateRange(space, guestAddress(MiB + 3n * P - 1n), 2, false));
+    rejects("unmapped", () => translateRange({ translate: () => ({ ok: true, span: { bytes: new Uint8Array(0), writable: true } }) }, guestAddress(0n), 1, false));
     await space.write(guestAddress(10n), new Uint8Array([9]));
     const nine = new Uint8Array(1);
     await ram.read(guestAddress(10n), nine);

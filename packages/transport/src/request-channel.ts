@@ -30,6 +30,10 @@ const REPLY_FLAGS = HeaderFlag.VERSION | HeaderFlag.REPLY;
 /** A request payload: one buffer, or parts sent as one payload ({@link Endpoint.send}). */
 export type Payload = Uint8Array | readonly Uint8Array[];
 
+/** VERSION, plus NEED_REPLY when asked for. */
+function requestFlags(options: RequestOptions): number {
+  return HeaderFlag.VERSION | (options.needReply === true ? HeaderFlag.NEED_REPLY : 0);
+}
 
 /**
  * Request/reply for the requesting side of one socket: the front-end on the main socket, the
@@ -72,8 +76,7 @@ export class RequestChannel {
    * @throws TransportError `BUSY`, `TIMEOUT`, `BAD_REPLY`, or any endpoint error.
    */
   async request(request: number, payload: Payload, options: RequestOptions = {}): Promise<ReceivedMessage | undefined> {
-    const flags = HeaderFlag.VERSION | (options.needReply === true ? HeaderFlag.NEED_REPLY : 0);
-    return (await this.#exchange(request, flags, payload, options, options.expectReply === true || options.needReply === true ? copyMessage : undefined)) as ReceivedMessage | undefined;
+    return this.#exchange(request, requestFlags(options), payload, options, options.expectReply === true || options.needReply === true ? copyMessage : undefined);
   }
 
   /**
@@ -85,8 +88,8 @@ export class RequestChannel {
    * @throws TransportError as {@link RequestChannel.request}, or whatever `take` throws.
    */
   async requestWith<T>(request: number, payload: Payload, take: (reply: BorrowedMessage) => T, options: Omit<RequestOptions, "expectReply"> = {}): Promise<T> {
-    const flags = HeaderFlag.VERSION | (options.needReply === true ? HeaderFlag.NEED_REPLY : 0);
-    return (await this.#exchange(request, flags, payload, options, take)) as T;
+    // With a `take`, #exchange resolves with what it returned.
+    return this.#exchange(request, requestFlags(options), payload, options, take) as Promise<T>;
   }
 
   /**
@@ -100,7 +103,7 @@ export class RequestChannel {
       await this.#exchange(request, HeaderFlag.VERSION, payload, options, undefined);
       return 0n;
     }
-    const reply = (await this.#exchange(request, HeaderFlag.VERSION | HeaderFlag.NEED_REPLY, payload, options, copyMessage)) as ReceivedMessage | undefined;
+    const reply = await this.#exchange(request, HeaderFlag.VERSION | HeaderFlag.NEED_REPLY, payload, options, copyMessage);
     if (reply === undefined) return 0n;
     for (const f of reply.fds) f.close();
     if (reply.payload.length !== 8) {
@@ -110,7 +113,7 @@ export class RequestChannel {
   }
 
   /** Send, then (when `take` is given) receive the reply, check it and lend it to `take`. */
-  async #exchange(request: number, flags: number, payload: Payload, options: RequestOptions, take: ((reply: BorrowedMessage) => unknown) | undefined): Promise<unknown> {
+  async #exchange<T>(request: number, flags: number, payload: Payload, options: RequestOptions, take: ((reply: BorrowedMessage) => T) | undefined): Promise<T | undefined> {
     if (this.#latched) throw this.#latched;
     if (this.#busy) throw new TransportError("BUSY", "retry", `request ${request}: another request is outstanding`);
     this.#busy = true;

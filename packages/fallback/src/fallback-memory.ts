@@ -4,7 +4,7 @@
  * MEM_READ / MEM_WRITE (SHMEM.md §7.2) through the front-end elsewhere, with bounce buffers.
  * @module
  */
-import type { GuestAddress, GuestMemory, TranslateResult, UserAddress } from "@vhostkit/regions";
+import { translateRange, type GuestAddress, type GuestMemory, type TranslateResult, type UserAddress } from "@vhostkit/regions";
 import { MEM_RW_MAX_DATA } from "@vhostkit/wire";
 import { FallbackError } from "./errors.js";
 
@@ -70,13 +70,12 @@ export class FallbackMemory implements GuestMemory {
   reachable(addr: GuestAddress, len: number): boolean {
     if (len <= 0 || addr + BigInt(len) > U64_END) return false;
     if (this.#channel() !== undefined) return true;
-    let done = 0;
-    while (done < len) {
-      const t = this.#direct.translate((addr + BigInt(done)) as GuestAddress, len - done);
-      if (!t.ok || t.span.bytes.length === 0) return false;
-      done += t.span.bytes.length;
+    try {
+      translateRange(this.#direct, addr, len, false);
+      return true;
+    } catch {
+      return false;
     }
-    return true;
   }
 
   /** Ring addresses translate through the direct table only (rings never live in shared memory regions). */

@@ -3,15 +3,17 @@
  * sends" corner of the protocol-role grid (STYLE.md §1).
  * @module
  */
-import { Endpoint, RequestChannel, type ReceivedMessage } from "@vhostkit/transport";
+import { Endpoint, RequestChannel, type PayloadTail, type ReceivedMessage } from "@vhostkit/transport";
 import {
   BackendRequest,
   CrosvmMapFlag,
   HEADER_SIZE,
+  MEM_RW_HEADER_SIZE,
   MEM_RW_MAX_DATA,
   MEM_RW_MAX_PAYLOAD,
   MMapFlag,
   UPSTREAM,
+  decodeMemAccessHead,
   decodeReply,
   encodeMemAccessHead,
   encodeMessage,
@@ -98,6 +100,7 @@ export class BackendClient implements BackendChannel {
   readonly #o: BackendClientOptions;
   readonly #dialect: Dialect;
   #tail: Promise<unknown> = Promise.resolve();
+  readonly #head = new Uint8Array(MEM_RW_HEADER_SIZE);
   #closed = false;
 
   /**
@@ -177,22 +180,45 @@ export class BackendClient implements BackendChannel {
   }
 
   /**
-   * MEM_READ into `dst` (1..65536 bytes, borrowed): the reply's data is copied once, straight from
-   * the socket buffer into `dst`. On failure `dst` is left untouched.
+   * MEM_READ into `dst` (1..65536 bytes, borrowed): a reply of the expected length is received by the
+   * kernel straight into `dst`, with no copy in between. When the front-end refuses (a reply without
+   * data) `dst` is untouched; a malformed reply of the full length (wrong address, non-zero
+   * padding) may already have written it before the `PROTOCOL` error.
    * @throws BackendError `NOT_NEGOTIATED`, `REJECTED` (the front-end could not read the range),
    *   `PROTOCOL` (malformed reply), `DISCONNECTED`.
    */
   memReadInto(gpa: bigint, dst: Uint8Array): Promise<void> {
     const name = "BACKEND_MEM_READ";
+    const refused = (): BackendError =>
+      new BackendError("REJECTED", `backend_mem_read: front-end could not read 0x${dst.byteLength.toString(16)} bytes at 0x${gpa.toString(16)}`, { request: name, expected: dst.byteLength });
     return this.#serial(() =>
-      this.#memAccess(name, gpa, dst.byteLength, undefined, (reply) => {
-        const value = reply as { guestAddress: bigint; data: Uint8Array };
-        if (value.data.byteLength !== dst.byteLength || value.guestAddress !== gpa) {
-          return new BackendError("REJECTED", `backend_mem_read: front-end could not read 0x${dst.byteLength.toString(16)} bytes at 0x${gpa.toString(16)}`, { request: name, expected: dst.byteLength, actual: value.data.byteLength });
-        }
-        dst.set(value.data);
-        return undefined;
-      }),
+      this.#memAccess(
+        name,
+        gpa,
+        dst.byteLength,
+        undefined,
+        (reply) => {
+          const value = reply as { guestAddress: bigint; data: Uint8Array };
+          if (value.data.byteLength !== dst.byteLength || value.guestAddress !== gpa) return refused();
+          dst.set(value.data);
+          return undefined;
+        },
+        {
+          tail: { bytes: dst, offset: MEM_RW_HEADER_SIZE },
+          took: (head) => {
+            let echoed: { guestAddress: bigint; size: number };
+            try {
+              echoed = decodeMemAccessHead(name, head);
+            } catch (err) {
+              return this.#malformed(name, err);
+            }
+            if (echoed.guestAddress !== gpa || echoed.size !== dst.byteLength) {
+              return new BackendError("PROTOCOL", `backend_mem_read: malformed reply: echoes 0x${echoed.size.toString(16)} bytes at 0x${echoed.guestAddress.toString(16)}, asked 0x${dst.byteLength.toString(16)} at 0x${gpa.toString(16)}`, { request: name, expected: dst.byteLength, actual: echoed.size });
+            }
+            return undefined;
+          },
+        },
+      ),
     );
   }
 
@@ -216,18 +242,33 @@ export class BackendClient implements BackendChannel {
   /**
    * One MEM_READ/MEM_WRITE exchange: the 16-byte head (and `data`, as a second part) out, the reply
    * decoded in place and handed to `use` (views valid only during the call), which returns the
-   * result or the error to throw. A malformed reply is a `PROTOCOL` error.
+   * result or the error to throw. A malformed reply is a `PROTOCOL` error. With `direct`, a reply
+   * whose data went straight into `direct.tail.bytes` is checked by `direct.took` (given the head).
    */
-  async #memAccess<T>(name: "BACKEND_MEM_READ" | "BACKEND_MEM_WRITE", gpa: bigint, size: number, data: Uint8Array | undefined, use: (reply: unknown) => T | BackendError): Promise<T> {
+  async #memAccess<T>(
+    name: "BACKEND_MEM_READ" | "BACKEND_MEM_WRITE",
+    gpa: bigint,
+    size: number,
+    data: Uint8Array | undefined,
+    use: (reply: unknown) => T | BackendError,
+    direct?: { readonly tail: PayloadTail; readonly took: (head: Uint8Array) => T | BackendError },
+  ): Promise<T> {
     this.#checkMemRw(name, size);
-    const head = encodeMemAccessHead(name, gpa, size);
+    // One scratch head: requests are serial and send copies it before it first awaits.
+    const head = encodeMemAccessHead(name, gpa, size, this.#head);
     let out: T | BackendError;
     try {
-      out = await this.#ch.requestWith(BackendRequest[name], data === undefined ? head : [head, data], (reply) => {
-        for (const f of reply.fds) f.close();
-        const value = this.#decodeReply(name, reply.frame);
-        return value instanceof BackendError ? value : use(value);
-      }, { needReply: true });
+      out = await this.#ch.requestWith(
+        BackendRequest[name],
+        data === undefined ? head : [head, data],
+        (reply) => {
+          for (const f of reply.fds) f.close();
+          if (reply.tailed && direct !== undefined) return direct.took(reply.payload);
+          const value = this.#decodeReply(name, reply.frame);
+          return value instanceof BackendError ? value : use(value);
+        },
+        direct === undefined ? { needReply: true } : { needReply: true, tail: direct.tail },
+      );
     } catch (err) {
       throw this.#wrap(name, err);
     }
@@ -302,8 +343,12 @@ export class BackendClient implements BackendChannel {
     try {
       return decodeReply("backend", frame, this.#dialect, { maxPayload: MEM_RW_MAX_PAYLOAD }).value;
     } catch (err) {
-      return new BackendError("PROTOCOL", `${name.toLowerCase()}: malformed reply: ${err instanceof Error ? err.message : String(err)}`, { request: name }, { cause: err });
+      return this.#malformed(name, err);
     }
+  }
+
+  #malformed(name: BackendRequestName, err: unknown): BackendError {
+    return new BackendError("PROTOCOL", `${name.toLowerCase()}: malformed reply: ${err instanceof Error ? err.message : String(err)}`, { request: name }, { cause: err });
   }
 
   #wrap(name: string, err: unknown): BackendError {

@@ -14,7 +14,7 @@ import { FallbackError } from "./errors.js";
  * a write is visible to the guest before the device publishes the used element that covers it.
  */
 export interface MemAccessChannel {
-  /** Fill `dst` (1..65536 bytes, borrowed) from guest-physical `gpa`; `dst` is untouched on failure. */
+  /** Fill `dst` (1..65536 bytes, borrowed) from guest-physical `gpa`; `dst` is untouched when the front-end refuses. */
   memReadInto(gpa: bigint, dst: Uint8Array): Promise<void>;
   /** Write `data` (1..65536 bytes, borrowed) at guest-physical `gpa`; nothing is written on failure. */
   memWrite(gpa: bigint, data: Uint8Array): Promise<void>;

@@ -129,6 +129,8 @@ export class BackendRequestHandler {
   readonly #ep: Endpoint;
   readonly #o: BackendRequestHandlerOptions;
   #closed = false;
+  /** Scratch head of in-place MEM_READ replies (one reply is built at a time). */
+  readonly #replyHead = new Uint8Array(16);
   #done: Promise<void> | undefined;
 
   /**
@@ -175,7 +177,7 @@ export class BackendRequestHandler {
     }
   }
 
-  #traceRecv(msg: BorrowedMessage): void {
+  #traceRecv(msg: ReceivedMessage): void {
     emitTrace(this.#o.trace, { channel: "backend", direction: "recv", name: requestName("backend", msg.request), flags: msg.flags, size: msg.payload.byteLength, fds: msg.fds.length });
   }
 
@@ -203,7 +205,8 @@ export class BackendRequestHandler {
     if (req.name === "BACKEND_MEM_READ") {
       const spans = spansOf(memory, req.value.guestAddress, req.value.size, false);
       if (spans === undefined) return undefined;
-      reply = [encodeMemAccessHead(req.name, req.value.guestAddress, req.value.size), ...spans];
+      // The scratch head is copied into the socket buffer before sendReply first awaits.
+      reply = [encodeMemAccessHead(req.name, req.value.guestAddress, req.value.size, this.#replyHead), ...spans];
     } else if (req.name === "BACKEND_MEM_WRITE") {
       const { data } = req.value;
       const spans = spansOf(memory, req.value.guestAddress, data.byteLength, true);
@@ -215,10 +218,12 @@ export class BackendRequestHandler {
       }
       reply = STATUS_OK;
     } else return undefined;
-    this.#traceRecv(m);
     const name = req.name;
-    const size = Array.isArray(reply) ? reply.reduce((n, p) => n + p.byteLength, 0) : reply.byteLength;
-    emitTrace(this.#o.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size, fds: 0 });
+    if (this.#o.trace !== undefined) {
+      this.#traceRecv(m);
+      const size = Array.isArray(reply) ? reply.reduce((n, p) => n + p.byteLength, 0) : reply.byteLength;
+      emitTrace(this.#o.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size, fds: 0 });
+    }
     // sendReply copies the parts into the socket buffer before it first awaits.
     const sent = sendReply(this.#ep, m.request, reply).catch(() => undefined); // a dead channel surfaces on the next recv
     this.#outcome({ name, ok: true, replied: 0n });

@@ -3,7 +3,7 @@ import { TransportError, type TransportErrorKind } from "./transport-error.js";
 import { classifyErrno, Errno } from "./sys/errno.js";
 import { cmsgLen, cmsgSpace, CMSG_HDR, SCM_RIGHTS, SOL_SOCKET } from "./sys/cmsg.js";
 import { lastErrno } from "./sys/libc.js";
-import { MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_DONTWAIT, MSG_NOSIGNAL, nativeAlloc, socketSys, type NativeBlock } from "./sys/socket.js";
+import { addressOf, MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_DONTWAIT, MSG_NOSIGNAL, nativeAlloc, socketSys, type NativeBlock } from "./sys/socket.js";
 import { HEADER_SIZE, MAX_FDS_PER_MSG, MAX_PAYLOAD_SIZE } from "@vhostkit/wire";
 import { Reactor, type Watch } from "./reactor.js";
 
@@ -26,7 +26,27 @@ export interface ReceivedMessage {
  * views into the endpoint's receive buffer, valid only until the callback returns (the next receive
  * overwrites them). Copy what you keep. The fds are owned as in {@link ReceivedMessage}.
  */
-export type BorrowedMessage = ReceivedMessage;
+export interface BorrowedMessage extends ReceivedMessage {
+  /**
+   * The end of the payload went straight into the {@link PayloadTail} given to
+   * {@link Endpoint.recvWith}: `payload` (and `frame`) then hold only the bytes before the tail,
+   * while the header's size field still counts the whole payload.
+   */
+  readonly tailed: boolean;
+}
+
+/**
+ * Where {@link Endpoint.recvWith} puts the end of a payload of a length the caller expects (for
+ * example the data of a MEM_READ reply): when the payload is exactly `offset + bytes.length` bytes
+ * long, its bytes from `offset` on are received by the kernel straight into `bytes`, with no copy
+ * through the receive buffer. A payload of any other length is received as usual.
+ */
+export interface PayloadTail {
+  /** Receives the payload's last `bytes.length` bytes (borrowed; written only by the kernel's copy). */
+  readonly bytes: Uint8Array;
+  /** Payload bytes that come before the tail (received into the receive buffer as usual). */
+  readonly offset: number;
+}
 
 /** Endpoint limits and policy. */
 export interface EndpointOptions {
@@ -50,7 +70,14 @@ export interface EndpointOptions {
 }
 const MSGHDR = 0;
 const IOV = 64;
-const CMSG = 128;
+/** iovec entries at IOV (16 bytes each) before the control buffer at CMSG. */
+const MAX_IOV = 4;
+const CMSG = IOV + 16 * MAX_IOV;
+/**
+ * Payload parts at least this long are handed to sendmsg from their own memory (an extra iovec)
+ * instead of being copied into the send buffer first; shorter ones are cheaper to copy.
+ */
+const GATHER_MIN = 4096;
 
 /** Native scratch: msghdr + iovec + control buffer + data area. */
 class IoBlock {
@@ -67,22 +94,44 @@ class IoBlock {
     this.#addr = Number(this.block.addr);
     // The fixed msghdr fields (no name, one iovec at IOV) are written once; prepare() sets the rest.
     setU64(this.block.view, MSGHDR + 16, this.#addr + IOV);
-    setU64(this.block.view, MSGHDR + 24, 1);
   }
 
   /** Point the iovec at data [off, off+len) and the control buffer at `controlLen` bytes (0 = none). */
   prepare(off: number, len: number, controlLen: number): void {
+    this.control(controlLen);
+    this.setIov(0, this.#addr + this.dataOff + off, len);
+    this.iovCount(1);
+  }
+
+  /** Point the control buffer at `controlLen` bytes (0 = none) and clear msg_flags. */
+  control(controlLen: number): void {
     // Numbers, not BigInts: this runs twice per message and a BigInt allocation costs more than the syscall.
     const v = this.block.view;
     setU64(v, MSGHDR + 32, controlLen > 0 ? this.#addr + CMSG : 0);
     setU64(v, MSGHDR + 40, controlLen);
     v.setInt32(MSGHDR + 48, 0, true);
-    setU64(v, IOV, this.#addr + this.dataOff + off);
-    setU64(v, IOV + 8, len);
+  }
+
+  /** iovec `i` (< MAX_IOV) = [addr, addr+len). */
+  setIov(i: number, addr: number, len: number): void {
+    setU64(this.block.view, IOV + 16 * i, addr);
+    setU64(this.block.view, IOV + 16 * i + 8, len);
+  }
+
+  /** msg_iovlen. */
+  iovCount(n: number): void {
+    setU64(this.block.view, MSGHDR + 24, n);
+  }
+
+  /** Native address of data offset `off`. */
+  dataAddr(off: number): number {
+    return this.#addr + this.dataOff + off;
   }
 }
 
 const EMPTY = new Uint8Array(0);
+/** {@link Endpoint}'s "nothing to read yet" (EAGAIN) result of one non-blocking recvmsg. */
+const AGAIN = -1;
 
 /**
  * Keep a message lent by {@link Endpoint.recvWith}: the copy {@link Endpoint.recv} makes (one buffer
@@ -128,6 +177,8 @@ export class Endpoint {
   readonly #tx: IoBlock;
   #closed = false;
   #lending = false;
+  /** Bit i: part i of the message being sent was left in its own memory by {@link Endpoint.#sendGathered}. */
+  #gathered = 0;
   #latched: TransportError | undefined;
 
   /**
@@ -174,10 +225,13 @@ export class Endpoint {
   /**
    * Send one message; the fds (borrowed, not closed) travel with the first byte of the header.
    * `payload` may be given in parts (for example a 16-byte header and a data view), sent as one
-   * payload without joining them first.
+   * payload without joining them first. Parts of 4 KiB or more go to the kernel from their own
+   * memory (one copy in all); shorter ones are copied into the send buffer first. Every part is
+   * read before the returned promise first waits, so the caller may reuse or unmap it right after
+   * the call returns (a part may be a view of guest memory).
    * Partial writes are continued; EINTR is retried; EAGAIN waits for writability.
    * @throws TransportError `OVERSIZE`, `TOO_MANY_FDS`, `SYSCALL` (kind `disconnected` on
-   *   EPIPE/ECONNRESET), `CLOSED`.
+   *   EPIPE/ECONNRESET; EFAULT if a part's memory is not readable), `CLOSED`.
    */
   async send(request: number, flags: number, payload: Uint8Array | readonly Uint8Array[] = EMPTY, fds: readonly number[] = []): Promise<void> {
     this.#check();
@@ -196,24 +250,24 @@ export class Endpoint {
     v.setUint32(d, request, true);
     v.setUint32(d + 4, flags, true);
     v.setUint32(d + 8, size, true);
-    // The only user-space copy of an outgoing message: each part straight into the native buffer,
-    // synchronously, before the first await (a part may be a view of guest memory).
-    let at = d + HEADER_SIZE;
-    for (const p of parts) {
-      tx.block.bytes.set(p, at);
-      at += p.length;
-    }
     const total = HEADER_SIZE + size;
-    let sent = 0;
+    let control = 0;
+    if (fds.length > 0) {
+      control = cmsgSpace(4 * fds.length);
+      setU64(v, CMSG, cmsgLen(4 * fds.length));
+      v.setInt32(CMSG + 8, SOL_SOCKET, true);
+      v.setInt32(CMSG + 12, SCM_RIGHTS, true);
+      fds.forEach((fd, i) => v.setInt32(CMSG + CMSG_HDR + 4 * i, fd, true));
+    }
+    // Every part has its place in the send buffer; short ones are copied there now, long ones
+    // (up to MAX_IOV - 1 of them) are gathered by the kernel from their own memory.
+    let sent = this.#sendGathered(parts, control);
+    if (sent === total) return;
+    // Partial write or EAGAIN: copy what the gather skipped, synchronously, before the first await
+    // (a part may be a view of guest memory that is gone by the time the socket drains).
+    this.#copySkipped(parts);
+    if (sent > 0) control = 0;
     while (sent < total) {
-      let control = 0;
-      if (sent === 0 && fds.length > 0) {
-        control = cmsgSpace(4 * fds.length);
-        setU64(v, CMSG, cmsgLen(4 * fds.length));
-        v.setInt32(CMSG + 8, SOL_SOCKET, true);
-        v.setInt32(CMSG + 12, SCM_RIGHTS, true);
-        fds.forEach((fd, i) => v.setInt32(CMSG + CMSG_HDR + 4 * i, fd, true));
-      }
       tx.prepare(sent, total - sent, control);
       // SAFETY: msghdr, iovec and control all point into tx.block, alive for the call.
       const n = Number(socketSys().sendmsg(this.#sock.fd, tx.block.ptr, MSG_DONTWAIT | MSG_NOSIGNAL));
@@ -221,63 +275,127 @@ export class Endpoint {
         const e = lastErrno();
         if (e === Errno.EINTR) continue;
         if (e === Errno.EAGAIN) {
-          await this.#wait(this.#watch.writable());
+          await this.#watch.writable();
+          this.#check();
           continue;
         }
         throw this.#fail(new TransportError("SYSCALL", classifyErrno(e), `request ${request}: sendmsg failed: errno ${e}`, { errno: e, syscall: "sendmsg" }));
       }
       sent += n;
+      control = 0;
     }
   }
 
-  /** Await a readiness wait (a close during it rejects with `CLOSED`), then re-check the latch. */
-  async #wait(ready: Promise<void>): Promise<void> {
-    await ready;
-    this.#check();
-  }
-
-  /** One recvmsg into rx data [off, off+len); returns bytes read (0 = EOF); received fds are appended to `fds`. */
-  async #recvSome(off: number, len: number, fds: OwnedFd[], request: number | undefined): Promise<number> {
-    const rx = this.#rx;
+  /**
+   * The first sendmsg of a message: the header and short parts from the send buffer, long parts
+   * straight from their memory. Returns the bytes written (0 on EAGAIN).
+   * @throws TransportError `SYSCALL` on any other failure (latched).
+   */
+  #sendGathered(parts: readonly Uint8Array[], control: number): number {
+    const tx = this.#tx;
+    let at = HEADER_SIZE;
+    let runStart = 0;
+    let iov = 0;
+    let mask = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i]!;
+      // Room for the run before it, the part, and a run after it.
+      if (p.length >= GATHER_MIN && i < 31 && iov + (at > runStart ? 3 : 2) <= MAX_IOV) {
+        if (at > runStart) tx.setIov(iov++, tx.dataAddr(runStart), at - runStart);
+        // SAFETY: the address is used by the sendmsg below, in this synchronous stretch, while `p` is alive.
+        tx.setIov(iov++, addressOf(p), p.length);
+        mask |= 1 << i;
+        at += p.length;
+        runStart = at;
+      } else {
+        tx.block.bytes.set(p, tx.dataOff + at);
+        at += p.length;
+      }
+    }
+    if (at > runStart) tx.setIov(iov++, tx.dataAddr(runStart), at - runStart);
+    this.#gathered = mask;
+    tx.control(control);
+    tx.iovCount(iov);
     for (;;) {
-      rx.prepare(off, len, rx.cmsgCap);
-      // SAFETY: msghdr/iovec/control point into rx.block; MSG_CMSG_CLOEXEC sets FD_CLOEXEC atomically.
-      const n = Number(socketSys().recvmsg(this.#sock.fd, rx.block.ptr, MSG_DONTWAIT | MSG_CMSG_CLOEXEC));
-      if (n < 0) {
-        const e = lastErrno();
-        if (e === Errno.EINTR) continue;
-        if (e === Errno.EAGAIN) {
-          await this.#wait(this.#watch.readable());
-          continue;
-        }
-        throw new TransportError("SYSCALL", classifyErrno(e), `recvmsg failed: errno ${e}`, { errno: e, syscall: "recvmsg" });
-      }
-      const v = rx.block.view;
-      const start = fds.length;
-      const controlLen = getSmallU64(v, MSGHDR + 40);
-      const msgFlags = v.getInt32(MSGHDR + 48, true);
-      let bad: TransportError | undefined;
-      let c = 0;
-      while (c + CMSG_HDR <= controlLen) {
-        const clen = getSmallU64(v, CMSG + c);
-        const level = v.getInt32(CMSG + c + 8, true);
-        const type = v.getInt32(CMSG + c + 12, true);
-        if (clen < CMSG_HDR || c + clen > controlLen) break;
-        if (level === SOL_SOCKET && type === SCM_RIGHTS) {
-          const count = (clen - CMSG_HDR) >> 2;
-          // Ownership: every fd the kernel installed is wrapped at once so every error path closes it.
-          for (let i = 0; i < count; i++) fds.push(new OwnedFd(v.getInt32(CMSG + c + CMSG_HDR + 4 * i, true)));
-        } else {
-          bad ??= new TransportError("BAD_CMSG", "broken", `unexpected control message level ${level} type ${type}`);
-        }
-        c += (clen + 7) & ~7;
-      }
-      const name = request === undefined ? "header" : `request ${request}`;
-      if (msgFlags & MSG_CTRUNC) bad = new TransportError("CTRUNC", "broken", `${name}: control data truncated (MSG_CTRUNC)`);
-      else if (fds.length - start > this.#maxFds) bad ??= new TransportError("TOO_MANY_FDS", "broken", `${name}: ${fds.length - start} fds exceed max ${this.#maxFds}`, undefined, { expected: this.#maxFds, actual: fds.length - start });
-      if (bad) throw bad;
-      return n;
+      // SAFETY: msghdr, iovecs into tx.block or into live parts, control in tx.block.
+      const n = Number(socketSys().sendmsg(this.#sock.fd, tx.block.ptr, MSG_DONTWAIT | MSG_NOSIGNAL));
+      if (n >= 0) return n;
+      const e = lastErrno();
+      if (e === Errno.EINTR) continue;
+      if (e === Errno.EAGAIN) return 0;
+      throw this.#fail(new TransportError("SYSCALL", classifyErrno(e), `request ${tx.block.view.getUint32(tx.dataOff, true)}: sendmsg failed: errno ${e}`, { errno: e, syscall: "sendmsg" }));
     }
+  }
+
+  /** Copy the parts {@link Endpoint.#sendGathered} left in their own memory into their slots of the send buffer. */
+  #copySkipped(parts: readonly Uint8Array[]): void {
+    let at = this.#tx.dataOff + HEADER_SIZE;
+    for (let i = 0; i < parts.length && this.#gathered !== 0; i++) {
+      const p = parts[i]!;
+      if ((this.#gathered & (1 << i)) !== 0) {
+        this.#tx.block.bytes.set(p, at);
+        this.#gathered &= ~(1 << i);
+      }
+      at += p.length;
+    }
+  }
+
+  /**
+   * One non-blocking recvmsg into rx data [off, off+len): bytes read (0 = EOF), or {@link AGAIN}
+   * when nothing is there yet; received fds are appended to `fds`. Synchronous, so a message that
+   * is already queued is read without a promise per system call. With `tail`, frame bytes from
+   * HEADER_SIZE + tail.offset on go into `tail.bytes` instead (the payload's length matches it).
+   */
+  #recvOnce(off: number, len: number, fds: OwnedFd[], request: number | undefined, tail?: PayloadTail): number {
+    const rx = this.#rx;
+    let n: number;
+    for (;;) {
+      const split = tail === undefined ? off + len : HEADER_SIZE + tail.offset;
+      if (off + len <= split) rx.prepare(off, len, rx.cmsgCap);
+      else if (off < split) {
+        rx.prepare(off, split - off, rx.cmsgCap);
+        // SAFETY: the address is used by the recvmsg below, synchronously, while the caller holds `tail`.
+        rx.setIov(1, addressOf(tail!.bytes), off + len - split);
+        rx.iovCount(2);
+      } else {
+        rx.control(rx.cmsgCap);
+        rx.setIov(0, addressOf(tail!.bytes) + (off - split), len);
+        rx.iovCount(1);
+      }
+      // SAFETY: msghdr/iovec/control point into rx.block; MSG_CMSG_CLOEXEC sets FD_CLOEXEC atomically.
+      n = Number(socketSys().recvmsg(this.#sock.fd, rx.block.ptr, MSG_DONTWAIT | MSG_CMSG_CLOEXEC));
+      if (n >= 0) break;
+      const e = lastErrno();
+      if (e === Errno.EINTR) continue;
+      if (e === Errno.EAGAIN) return AGAIN;
+      throw new TransportError("SYSCALL", classifyErrno(e), `recvmsg failed: errno ${e}`, { errno: e, syscall: "recvmsg" });
+    }
+    const v = rx.block.view;
+    const controlLen = getSmallU64(v, MSGHDR + 40);
+    const msgFlags = v.getInt32(MSGHDR + 48, true);
+    if (controlLen === 0 && (msgFlags & MSG_CTRUNC) === 0) return n;
+    const start = fds.length;
+    let bad: TransportError | undefined;
+    let c = 0;
+    while (c + CMSG_HDR <= controlLen) {
+      const clen = getSmallU64(v, CMSG + c);
+      const level = v.getInt32(CMSG + c + 8, true);
+      const type = v.getInt32(CMSG + c + 12, true);
+      if (clen < CMSG_HDR || c + clen > controlLen) break;
+      if (level === SOL_SOCKET && type === SCM_RIGHTS) {
+        const count = (clen - CMSG_HDR) >> 2;
+        // Ownership: every fd the kernel installed is wrapped at once so every error path closes it.
+        for (let i = 0; i < count; i++) fds.push(new OwnedFd(v.getInt32(CMSG + c + CMSG_HDR + 4 * i, true)));
+      } else {
+        bad ??= new TransportError("BAD_CMSG", "broken", `unexpected control message level ${level} type ${type}`);
+      }
+      c += (clen + 7) & ~7;
+    }
+    const name = request === undefined ? "header" : `request ${request}`;
+    if (msgFlags & MSG_CTRUNC) bad = new TransportError("CTRUNC", "broken", `${name}: control data truncated (MSG_CTRUNC)`);
+    else if (fds.length - start > this.#maxFds) bad ??= new TransportError("TOO_MANY_FDS", "broken", `${name}: ${fds.length - start} fds exceed max ${this.#maxFds}`, undefined, { expected: this.#maxFds, actual: fds.length - start });
+    if (bad) throw bad;
+    return n;
   }
 
   /**
@@ -299,16 +417,24 @@ export class Endpoint {
    * the whole call, even if `take` closes the endpoint.
    * If `take` throws, every fd of the message is closed and the error is passed on unchanged (it
    * does not end the endpoint).
+   * @param tail - when the payload has exactly the length it describes, its end is received straight
+   *   into `tail.bytes` and the message is lent with `tailed: true` (see {@link PayloadTail}).
+   *   `tail.bytes` may be written even if receiving fails later in the message.
    * @throws TransportError as {@link Endpoint.recv}, or whatever `take` throws.
    */
-  async recvWith<T>(take: (msg: BorrowedMessage) => T): Promise<T> {
+  async recvWith<T>(take: (msg: BorrowedMessage) => T, tail?: PayloadTail): Promise<T> {
     this.#check();
     const fds: OwnedFd[] = [];
     let msg: BorrowedMessage;
     try {
       let got = 0;
       while (got < HEADER_SIZE) {
-        const n = await this.#recvSome(got, HEADER_SIZE - got, fds, undefined);
+        const n = this.#recvOnce(got, HEADER_SIZE - got, fds, undefined);
+        if (n === AGAIN) {
+          await this.#watch.readable();
+          this.#check();
+          continue;
+        }
         if (n === 0) throw this.#eof(got, "header");
         got += n;
       }
@@ -320,11 +446,17 @@ export class Endpoint {
       if (size > this.#maxPayload) {
         throw new TransportError("OVERSIZE", "broken", `request ${request}: size 0x${size.toString(16)} exceeds max 0x${this.#maxPayload.toString(16)}`, undefined, { offset: 8, expected: this.#maxPayload, actual: size });
       }
+      const into = tail !== undefined && size === tail.offset + tail.bytes.length && tail.bytes.length > 0 ? tail : undefined;
       let body = 0;
       while (body < size) {
         // fds that come with body bytes land in `fds` too (so the error path closes them) and are an error.
         const before = fds.length;
-        const n = await this.#recvSome(HEADER_SIZE + body, size - body, fds, request);
+        const n = this.#recvOnce(HEADER_SIZE + body, size - body, fds, request, into);
+        if (n === AGAIN) {
+          await this.#watch.readable();
+          this.#check();
+          continue;
+        }
         if (fds.length > before) {
           throw new TransportError("FDS_ON_BODY", "broken", `request ${request}: fds attached to body at offset 0x${(HEADER_SIZE + body).toString(16)}`, undefined, { offset: HEADER_SIZE + body });
         }
@@ -335,8 +467,8 @@ export class Endpoint {
       if (fds.length > allowed) {
         throw new TransportError("FDS_NOT_ALLOWED", "retry", `request ${request}: ${fds.length} fds attached, at most ${allowed} allowed`, undefined, { expected: allowed, actual: fds.length });
       }
-      const frame = this.#rx.block.bytes.subarray(d, d + HEADER_SIZE + size);
-      msg = { request, flags, payload: frame.subarray(HEADER_SIZE), frame, fds };
+      const frame = this.#rx.block.bytes.subarray(d, d + HEADER_SIZE + (into === undefined ? size : into.offset));
+      msg = { request, flags, payload: frame.subarray(HEADER_SIZE), frame, fds, tailed: into !== undefined };
     } catch (err) {
       for (const f of fds) f.close();
       if (err instanceof TransportError) throw this.#fail(err);

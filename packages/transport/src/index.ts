@@ -7,13 +7,13 @@
  * @packageDocumentation
  */
 export { Endpoint, copyMessage } from "./endpoint.js";
-export type { BorrowedMessage, EndpointOptions, ReceivedMessage } from "./endpoint.js";
+export type { BorrowedMessage, EndpointOptions, PayloadTail, ReceivedMessage } from "./endpoint.js";
 export { OwnedFd } from "./owned-fd.js";
 export { socketPair } from "./socket-pair.js";
 export { TransportError, shouldReconnect, isTransportError } from "./transport-error.js";
 export type { TransportErrorCode, TransportErrorKind } from "./transport-error.js";
 export { RequestChannel, sendReply, sendAck } from "./request-channel.js";
-export type { Payload, RequestOptions, RequestChannelOptions } from "./request-channel.js";
+export type { Payload, RequestOptions, RequestChannelOptions, RequestWithOptions } from "./request-channel.js";
 export { EventFd } from "./event-fd.js";
 export { Reactor, Watch, SPIN_FLOOR_MICROS } from "./reactor.js";
 export type { ReactorOptions } from "./reactor.js";

@@ -1,5 +1,5 @@
 import { HeaderFlag } from "@vhostkit/wire";
-import { copyMessage, type BorrowedMessage, type Endpoint, type ReceivedMessage } from "./endpoint.js";
+import { copyMessage, type BorrowedMessage, type Endpoint, type PayloadTail, type ReceivedMessage } from "./endpoint.js";
 import { TransportError } from "./transport-error.js";
 
 /** Per-request options of {@link RequestChannel.request}. */
@@ -15,6 +15,15 @@ export interface RequestOptions {
   readonly needReply?: boolean;
   /** Timeout in milliseconds (default: the channel's). */
   readonly timeoutMs?: number;
+}
+
+/** Options of {@link RequestChannel.requestWith}. */
+export interface RequestWithOptions extends Omit<RequestOptions, "expectReply"> {
+  /**
+   * Receive the end of a reply of the expected length straight into a buffer
+   * ({@link Endpoint.recvWith}); the reply is then lent with `tailed: true`.
+   */
+  readonly tail?: PayloadTail;
 }
 
 /** Options of {@link RequestChannel}. */
@@ -52,6 +61,15 @@ export class RequestChannel {
   readonly #timeoutMs: number;
   #busy = false;
   #latched: TransportError | undefined;
+  /** performance.now() by which the outstanding request's reply must arrive (Infinity: none waits). */
+  #deadline = Infinity;
+  #deadlineMs = 0;
+  #deadlineRequest = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** When {@link RequestChannel.#timer} fires (performance.now() ms). */
+  #timerAt = 0;
+  /** The deadline passed: the error every waiting and later request gets. */
+  #timedOut: TransportError | undefined;
   /** REPLY_ACK was negotiated: {@link RequestChannel.requestAck} sets NEED_REPLY and waits. */
   replyAck: boolean;
 
@@ -87,7 +105,7 @@ export class RequestChannel {
    * @returns what `take` returned.
    * @throws TransportError as {@link RequestChannel.request}, or whatever `take` throws.
    */
-  async requestWith<T>(request: number, payload: Payload, take: (reply: BorrowedMessage) => T, options: Omit<RequestOptions, "expectReply"> = {}): Promise<T> {
+  async requestWith<T>(request: number, payload: Payload, take: (reply: BorrowedMessage) => T, options: RequestWithOptions = {}): Promise<T> {
     // With a `take`, #exchange resolves with what it returned.
     return this.#exchange(request, requestFlags(options), payload, options, take) as Promise<T>;
   }
@@ -113,20 +131,16 @@ export class RequestChannel {
   }
 
   /** Send, then (when `take` is given) receive the reply, check it and lend it to `take`. */
-  async #exchange<T>(request: number, flags: number, payload: Payload, options: RequestOptions, take: ((reply: BorrowedMessage) => T) | undefined): Promise<T | undefined> {
+  async #exchange<T>(request: number, flags: number, payload: Payload, options: RequestWithOptions, take: ((reply: BorrowedMessage) => T) | undefined): Promise<T | undefined> {
     if (this.#latched) throw this.#latched;
     if (this.#busy) throw new TransportError("BUSY", "retry", `request ${request}: another request is outstanding`);
     this.#busy = true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     let takeThrew = false;
     try {
       await this.#ep.send(request, flags, payload, options.fds ?? []);
       if (take === undefined) return undefined;
-      const ms = options.timeoutMs ?? this.#timeoutMs;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new TransportError("TIMEOUT", "broken", `request ${request}: no reply within ${ms} ms`)), ms);
-      });
-      const recv = this.#ep.recvWith((reply) => {
+      this.#startDeadline(request, options.timeoutMs ?? this.#timeoutMs);
+      return await this.#ep.recvWith((reply) => {
         if (reply.request !== request || reply.flags !== REPLY_FLAGS) {
           // recvWith closes the reply's fds.
           throw new TransportError("BAD_REPLY", "broken", `request ${request}: reply has request ${reply.request} flags 0x${reply.flags.toString(16)}`, undefined, { expected: request, actual: reply.request });
@@ -137,18 +151,50 @@ export class RequestChannel {
           takeThrew = true;
           throw err;
         }
-      });
-      recv.catch(() => undefined);
-      return await Promise.race([recv, timeout]);
+      }, options.tail);
     } catch (err) {
+      // The deadline closed the endpoint under the receive: report the timeout, not the close.
+      if (this.#timedOut !== undefined) throw this.#timedOut;
       // Transport failures and a bad reply end the channel; an error of `take` (the caller's own
       // check of a reply that was read completely) leaves the stream in sync and does not.
       if (!takeThrew && err instanceof TransportError && err.kind !== "retry") this.#fatal(err);
       throw err;
     } finally {
-      if (timer !== undefined) clearTimeout(timer);
+      this.#deadline = Infinity;
       this.#busy = false;
     }
+  }
+
+  /**
+   * Give the reply to `request` until `ms` from now. One timer serves every request of the channel:
+   * it is armed when none is, and when it fires before the current deadline it re-arms for the
+   * rest, so a request costs no timer of its own. A missed deadline latches `TIMEOUT` and closes
+   * the endpoint, which ends the receive.
+   */
+  #startDeadline(request: number, ms: number): void {
+    this.#deadline = performance.now() + ms;
+    this.#deadlineMs = ms;
+    this.#deadlineRequest = request;
+    if (this.#timer !== undefined && this.#timerAt <= this.#deadline) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#arm(ms);
+  }
+
+  #arm(ms: number): void {
+    this.#timerAt = performance.now() + ms;
+    // Unreferenced: a waiting receive keeps the process alive by itself, and an idle channel must not.
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#deadline === Infinity) return; // idle: disarm until the next request
+      const left = this.#deadline - performance.now();
+      if (left > 0) {
+        this.#arm(left);
+        return;
+      }
+      this.#timedOut = new TransportError("TIMEOUT", "broken", `request ${this.#deadlineRequest}: no reply within ${this.#deadlineMs} ms`);
+      this.#fatal(this.#timedOut);
+    }, Math.max(1, Math.ceil(ms)));
+    this.#timer.unref?.();
   }
 
   #fatal(err: TransportError): TransportError {

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { Endpoint, RequestChannel, TransportError, copyMessage, sendReply, socketPair } from "../src/index.js";
-import { socketSys } from "../src/sys/socket.js";
+import { setNonBlocking, socketSys } from "../src/sys/socket.js";
 
 const fdCount = () => readdirSync("/proc/self/fd").length;
 
@@ -102,4 +102,115 @@ test("requestWith: the reply is checked before the callback; the callback's erro
   assert.equal((ch.error as TransportError | undefined)?.code, "BAD_REPLY", "a bad reply ends the channel"); // (the earlier assert narrowed the type)
   await served;
   b.close();
+});
+
+/** Bytes 0..n-1 of a repeating pattern seeded by `seed`. */
+function pattern(n: number, seed: number): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 7 + seed) & 0xff;
+  return b;
+}
+
+test("long parts are sent from their own memory; parts changed after send() returns still arrive as they were", async () => {
+  const max = 1 << 17;
+  const { a, b } = pair(max);
+  // Many long and short parts mixed: more long parts than iovecs, so some are gathered and some copied.
+  const parts = [pattern(16, 1), pattern(8192, 2), pattern(3, 3), pattern(4096, 4), pattern(5000, 5), pattern(4096, 6), pattern(10, 7)];
+  const expected = Uint8Array.from(parts.flatMap((p) => [...p]));
+  await a.send(9, 1, parts);
+  const got = await b.recv();
+  assert.deepEqual(got.payload, expected);
+  a.close();
+  b.close();
+  // A send that must wait: fill the socket first (raw writes), then send and scribble over the
+  // parts while it waits: what arrives must be what the parts held when send() was called.
+  const [x, y] = socketPair();
+  assert.equal(setNonBlocking(x.fd), 0);
+  const chunk = pattern(4096, 8);
+  let filled = 0;
+  while (Number(socketSys().write(x.fd, chunk, chunk.length)) === chunk.length) filled += chunk.length;
+  const sender = new Endpoint(x, { maxPayload: max });
+  const late = [pattern(16, 9), pattern(max - 16, 10)];
+  const lateExpected = Uint8Array.from(late.flatMap((p) => [...p]));
+  let done = false;
+  const sent = sender.send(2, 1, late).then(() => (done = true));
+  for (const p of late) p.fill(0xee);
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(done, false, "the socket was full: the send is waiting");
+  const receiver = new Endpoint(y, { maxPayload: max });
+  // The filler arrives as one "message" whose header is the pattern's first 12 bytes: drain it raw.
+  const sink = new Uint8Array(filled);
+  let drained = 0;
+  while (drained < filled) {
+    const n = Number(socketSys().read(y.fd, sink.subarray(drained), filled - drained));
+    if (n > 0) drained += n;
+    else await new Promise((r) => setTimeout(r, 1));
+  }
+  const last = await receiver.recv();
+  assert.equal(last.request, 2);
+  assert.deepEqual(last.payload, lateExpected, "the waiting send copied its parts before it first waited");
+  await sent;
+  sender.close();
+  receiver.close();
+});
+
+test("recvWith with a tail: a payload of the expected length ends straight in the caller's buffer", async () => {
+  const { a, b } = pair(1 << 17);
+  const data = pattern(65536, 11);
+  await a.send(11, 5, [pattern(16, 12), data]);
+  const dst = new Uint8Array(65536);
+  const seen = await b.recvWith((m) => ({ tailed: m.tailed, head: [...m.payload], size: new DataView(m.frame.buffer, m.frame.byteOffset).getUint32(8, true) }), { bytes: dst, offset: 16 });
+  assert.equal(seen.tailed, true);
+  assert.deepEqual(seen.head, [...pattern(16, 12)], "payload holds only the bytes before the tail");
+  assert.equal(seen.size, 16 + 65536, "the header still counts the whole payload");
+  assert.deepEqual(dst, data);
+  // Another length: received as usual, the tail buffer untouched.
+  const other = new Uint8Array(100).fill(0x55);
+  await a.send(12, 5, pattern(16, 13));
+  const short = await b.recvWith((m) => ({ tailed: m.tailed, len: m.payload.length }), { bytes: other, offset: 16 });
+  assert.deepEqual(short, { tailed: false, len: 16 });
+  assert.ok(other.every((x) => x === 0x55));
+  a.close();
+  b.close();
+  // A tail into a subarray lands at its offset, arriving in pieces (a raw peer writes slowly).
+  const [raw, mine] = socketPair();
+  const ep = new Endpoint(mine, { maxPayload: 1 << 14 });
+  const big = new Uint8Array(9000).fill(1);
+  const into = big.subarray(1000, 9000);
+  const body = pattern(16 + into.length, 14);
+  const frame = new Uint8Array(12 + body.length);
+  const hv = new DataView(frame.buffer);
+  hv.setUint32(0, 13, true);
+  hv.setUint32(4, 5, true);
+  hv.setUint32(8, body.length, true);
+  frame.set(body, 12);
+  const got = ep.recvWith((m) => [m.tailed, ...m.payload.subarray(0, 2)], { bytes: into, offset: 16 });
+  for (const [from, to] of [[0, 12], [12, 20], [20, 200], [200, frame.length]] as const) {
+    const piece = frame.slice(from, to);
+    assert.equal(Number(socketSys().write(raw.fd, piece, piece.length)), piece.length);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  assert.deepEqual(await got, [true, body[0], body[1]]);
+  assert.deepEqual(into, body.subarray(16));
+  assert.ok(big.subarray(0, 1000).every((v) => v === 1), "bytes before the subarray untouched");
+  ep.close();
+  raw.close();
+});
+
+test("a request's timeout holds even when an earlier request armed a longer one", async () => {
+  const { a, b } = pair();
+  const ch = new RequestChannel(a, { timeoutMs: 60_000 });
+  const served = (async () => {
+    const m = await b.recv();
+    await sendReply(b, m.request, new Uint8Array(8));
+    await b.recv(); // never answered
+  })();
+  await ch.request(1, new Uint8Array(0), { expectReply: true }); // arms the channel's timer for 60 s
+  const t0 = performance.now();
+  await assert.rejects(ch.request(2, new Uint8Array(0), { expectReply: true, timeoutMs: 50 }), (e: unknown) => e instanceof TransportError && e.code === "TIMEOUT");
+  assert.ok(performance.now() - t0 < 5000, "timed out on its own deadline, not the earlier 60 s one");
+  assert.equal((ch.error as TransportError | undefined)?.code, "TIMEOUT", "latched");
+  await assert.rejects(ch.request(3, new Uint8Array(0), { expectReply: true }), (e: unknown) => e instanceof TransportError && e.code === "TIMEOUT");
+  b.close();
+  await served.catch(() => undefined);
 });

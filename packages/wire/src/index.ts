@@ -85,7 +85,7 @@ export { MMapRequestCodec, MMapFlag, MMAP_REQUEST_SIZE, ShmemConfigCodec, makeSh
 export type { MMapRequest, ShmemConfig } from "./messages/shmem.js";
 export { CrosvmShmemMapCodec, CrosvmShmemUnmapCodec, CrosvmSharedMemoryRegionsCodec, CrosvmMapFlag } from "./messages/crosvm.js";
 export type { CrosvmShmemMap, CrosvmShmemUnmap, CrosvmSharedMemoryRegion, CrosvmSharedMemoryRegions } from "./messages/crosvm.js";
-export { MemReadRequestCodec, MemWriteRequestCodec, MemReadReplyCodec, encodeMemAccessHead } from "./messages/mem-access.js";
+export { MemReadRequestCodec, MemWriteRequestCodec, MemReadReplyCodec, decodeMemAccessHead, encodeMemAccessHead } from "./messages/mem-access.js";
 export type { MemReadRequest, MemData } from "./messages/mem-access.js";
 export { FrontendMessages, BackendMessages, FrontendTable, BackendTable, tryMessageSpec, tryMessageSpecByName, messageSpecs, alwaysReplied, expectedFdCount, maxFdsFor } from "./message-table.js";
 export type {

@@ -15,6 +15,7 @@ import {
   alwaysReplied,
   checkFrameSize,
   decodeHeader,
+  decodeMemAccessHead,
   decodeMessage,
   decodePackedVringBase,
   decodeReply,
@@ -274,6 +275,28 @@ describe("vhostkit MEM_READ / MEM_WRITE (SHMEM.md §7.2)", () => {
     assert.deepEqual(encodeMemAccessHead("BACKEND_MEM_READ", ga, 0), failReply.subarray(12));
     rejects(() => encodeMemAccessHead("BACKEND_MEM_WRITE", 0n, 65537), "BAD_VALUE");
     rejects(() => encodeMemAccessHead("BACKEND_MEM_WRITE", U64_MAX, 2), "OVERFLOW");
+  });
+  test("encodeMemAccessHead into a scratch head overwrites all 16 bytes; decodeMemAccessHead inverts it", () => {
+    const ga = 0xfeed_0000_1000n;
+    const scratch = new Uint8Array(20).fill(0xaa).subarray(2, 18);
+    const head = encodeMemAccessHead("BACKEND_MEM_READ", ga, 4096, scratch);
+    assert.equal(head, scratch, "written in place");
+    assert.deepEqual(head, encodeMemAccessHead("BACKEND_MEM_READ", ga, 4096));
+    assert.equal(scratch.buffer.byteLength, 20);
+    assert.deepEqual([...new Uint8Array(scratch.buffer, 0, 2), ...new Uint8Array(scratch.buffer, 18, 2)], [0xaa, 0xaa, 0xaa, 0xaa], "nothing outside the 16 bytes");
+    assert.throws(() => encodeMemAccessHead("BACKEND_MEM_READ", ga, 1, new Uint8Array(15)), RangeError);
+    assert.deepEqual(decodeMemAccessHead("BACKEND_MEM_READ", head), { guestAddress: ga, size: 4096 });
+    assert.deepEqual(decodeMemAccessHead("BACKEND_MEM_READ", encodeMemAccessHead("BACKEND_MEM_READ", ga, 0)), { guestAddress: ga, size: 0 });
+    const padded = head.slice();
+    padded[13] = 1;
+    rejects(() => decodeMemAccessHead("BACKEND_MEM_READ", padded), "NONZERO_PADDING");
+    rejects(() => decodeMemAccessHead("BACKEND_MEM_READ", head.subarray(0, 15)), "BAD_SIZE");
+    const big = head.slice();
+    new DataView(big.buffer).setUint32(8, 65537, true);
+    rejects(() => decodeMemAccessHead("BACKEND_MEM_READ", big), "BAD_VALUE");
+    const wraps = encodeMemAccessHead("BACKEND_MEM_READ", U64_MAX, 0);
+    new DataView(wraps.buffer).setUint32(8, 2, true);
+    rejects(() => decodeMemAccessHead("BACKEND_MEM_READ", wraps), "OVERFLOW");
   });
 });
 

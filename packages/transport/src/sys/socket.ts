@@ -118,6 +118,17 @@ export function nativeAlloc(size: number): NativeBlock {
   };
 }
 
+/**
+ * Native address of the first byte of `bytes` (a JS buffer or a view of mapped memory), as a
+ * Number (user-space addresses are below 2^47). Valid only until the next await: hand it to a
+ * system call in the same synchronous stretch of code, while `bytes` is alive. Never send it to a
+ * peer. @internal
+ */
+export function addressOf(bytes: Uint8Array): number {
+  // SAFETY: koffi reads the view's backing store pointer (plus byteOffset); the memory is not touched.
+  return Number(koffi.address(bytes));
+}
+
 /** Encode a sockaddr_un for `path` (AF_UNIX, NUL-terminated, at most 107 bytes). @internal */
 export function sockaddrUn(path: string): Uint8Array | undefined {
   const p = new TextEncoder().encode(path);

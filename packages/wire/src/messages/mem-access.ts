@@ -5,7 +5,7 @@
  * no data = failure). MEM_WRITE reply: u64 status (use {@link U64}).
  * @module
  */
-import type { ByteReader } from "../codec/byte-reader.js";
+import { ByteReader } from "../codec/byte-reader.js";
 import type { ByteWriter } from "../codec/byte-writer.js";
 import { checkNoOverflow, checkValue } from "../codec/checked-math.js";
 import type { PayloadCodec } from "../codec/payload-codec.js";
@@ -109,13 +109,34 @@ export const MemReadReplyCodec: PayloadCodec<MemData> = memDataCodec("mem read r
  * one encoded frame first; the bytes are those the codecs produce.
  * @param request - the request name for errors, e.g. `"BACKEND_MEM_WRITE"`.
  * @param size - 1..65536, or 0 for a MEM_READ failure reply.
+ * @param into - write the head into these 16 bytes (borrowed; for a sender that reuses one
+ *   scratch head per message) instead of a new buffer.
+ * @returns the head: `into`, or a new 16-byte buffer.
  * @throws WireError `BAD_VALUE` (size out of range), `OVERFLOW` (address + size wraps).
+ * @throws RangeError when `into` is not 16 bytes long.
  */
-export function encodeMemAccessHead(request: string, guestAddress: bigint, size: number): Uint8Array {
+export function encodeMemAccessHead(request: string, guestAddress: bigint, size: number, into?: Uint8Array): Uint8Array {
   checkRange(request, guestAddress, size, true);
-  const head = new Uint8Array(MEM_RW_HEADER_SIZE);
-  const v = new DataView(head.buffer);
+  if (into !== undefined && into.byteLength !== MEM_RW_HEADER_SIZE) throw new RangeError(`mem access head needs ${MEM_RW_HEADER_SIZE} bytes, got ${into.byteLength}`);
+  const head = into ?? new Uint8Array(MEM_RW_HEADER_SIZE);
+  const v = new DataView(head.buffer, head.byteOffset, MEM_RW_HEADER_SIZE);
   v.setBigUint64(0, guestAddress, true);
   v.setUint32(8, size, true);
+  v.setUint32(12, 0, true);
   return head;
+}
+
+/**
+ * Decode a 16-byte MEM_READ / MEM_WRITE head on its own (guest_address, size, zero padding), as the
+ * codecs check it, for receivers that took the data elsewhere (transport's `Endpoint.recvWith` can
+ * receive a reply's data straight into its destination). The inverse of {@link encodeMemAccessHead}.
+ * @param request - the request name for errors, e.g. `"BACKEND_MEM_READ"`.
+ * @param head - exactly the 16 head bytes (borrowed).
+ * @throws WireError `BAD_SIZE` (not 16 bytes), `NONZERO_PADDING`, `BAD_VALUE` (size > 65536),
+ *   `OVERFLOW` (address + size wraps).
+ */
+export function decodeMemAccessHead(request: string, head: Uint8Array): { readonly guestAddress: bigint; readonly size: number } {
+  const r = new ByteReader(head, request);
+  r.requireLength([MEM_RW_HEADER_SIZE], "mem access head");
+  return readHead(r, true);
 }

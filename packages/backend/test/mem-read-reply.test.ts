@@ -1,0 +1,76 @@
+/**
+ * BackendClient's MEM_READ reply checks over a real socketpair, against a hand-played front-end:
+ * a reply of the expected length is received straight into the caller's buffer; refusals, short
+ * data and malformed heads are typed errors that leave the channel usable.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Endpoint, sendReply, socketPair } from "@vhostkit/transport";
+import { MEM_RW_MAX_PAYLOAD, decodeMessage, encodeMemAccessHead } from "@vhostkit/wire";
+import { BackendClient, BackendError } from "../src/index.js";
+
+/** What the front-end answers to one MEM_READ of `size` bytes at `gpa`. */
+type Answer = (gpa: bigint, size: number) => Uint8Array[];
+
+async function withClient(answers: Answer[], body: (client: BackendClient) => Promise<void>): Promise<void> {
+  const [mine, theirs] = socketPair();
+  const fe = new Endpoint(theirs, { maxPayload: MEM_RW_MAX_PAYLOAD });
+  const client = new BackendClient(new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD }), { replyAck: true, shmem: false, sendFd: false, config: false, memRw: true, isRunning: () => true });
+  const served = (async () => {
+    for (const answer of answers) {
+      const m = await fe.recv();
+      const req = decodeMessage("backend", m.frame, undefined, { maxPayload: MEM_RW_MAX_PAYLOAD });
+      assert.equal(req.name, "BACKEND_MEM_READ");
+      const { guestAddress, size } = req.value as { guestAddress: bigint; size: number };
+      await sendReply(fe, m.request, answer(guestAddress, size));
+    }
+  })();
+  try {
+    await body(client);
+    await served;
+  } finally {
+    client.close();
+    fe.close();
+  }
+}
+
+const fill = (n: number, v: number) => new Uint8Array(n).fill(v);
+
+test("MEM_READ: data straight into dst; refusals and malformed replies are typed and keep the channel", async () => {
+  const ga = 0x8000_0000n;
+  const answers: Answer[] = [
+    (gpa, size) => [encodeMemAccessHead("BACKEND_MEM_READ", gpa, size), fill(size, 0x11)], // good
+    (gpa) => [encodeMemAccessHead("BACKEND_MEM_READ", gpa, 0)], // refusal
+    (gpa, size) => [encodeMemAccessHead("BACKEND_MEM_READ", gpa, size - 4096), fill(size - 4096, 0x22)], // short data
+    (gpa, size) => [encodeMemAccessHead("BACKEND_MEM_READ", gpa + 4096n, size), fill(size, 0x33)], // full length, wrong address
+    (gpa, size) => {
+      const head = encodeMemAccessHead("BACKEND_MEM_READ", gpa, size);
+      head[15] = 1; // non-zero padding
+      return [head, fill(size, 0x44)];
+    },
+    (gpa, size) => [encodeMemAccessHead("BACKEND_MEM_READ", gpa, size), fill(size, 0x55)], // good again
+  ];
+  await withClient(answers, async (client) => {
+    const dst = new Uint8Array(65536);
+    await client.memReadInto(ga, dst);
+    assert.ok(dst.every((x) => x === 0x11));
+    const code = (e: unknown) => (e instanceof BackendError ? e.code : String(e));
+    dst.fill(0);
+    await assert.rejects(client.memReadInto(ga, dst), (e: unknown) => code(e) === "REJECTED");
+    assert.ok(dst.every((x) => x === 0), "a refusal leaves dst untouched");
+    await assert.rejects(client.memReadInto(ga, dst), (e: unknown) => code(e) === "REJECTED");
+    assert.ok(dst.every((x) => x === 0), "a short reply leaves dst untouched");
+    await assert.rejects(client.memReadInto(ga, dst), (e: unknown) => code(e) === "PROTOCOL" && /echoes/.test((e as Error).message));
+    await assert.rejects(client.memReadInto(ga, dst), (e: unknown) => code(e) === "PROTOCOL");
+    const part = new Uint8Array(70000).subarray(100, 100 + 65536);
+    await client.memReadInto(ga, part);
+    assert.ok(part.every((x) => x === 0x55), "the channel survived every bad reply");
+  });
+});
+
+test("MEM_READ of a few bytes (a tail shorter than a page) is received into a new buffer", async () => {
+  await withClient([(gpa, size) => [encodeMemAccessHead("BACKEND_MEM_READ", gpa, size), Uint8Array.from({ length: size }, (_, i) => i + 1)]], async (client) => {
+    const got = await client.memRead(0x1000n, 3);
+    assert.deepEqual([...got], [1, 2, 3]);
+  });
+});

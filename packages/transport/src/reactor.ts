@@ -3,6 +3,7 @@ import { classifyErrno, Errno } from "./sys/errno.js";
 import { EPOLL, EPOLL_CLOEXEC, EPOLL_CTL, EPOLL_DATA_OFFSET, EPOLL_EVENT_SIZE, epollSys, HAS_LOOP_POLL, loopPoll, type LoopPoll } from "./sys/epoll.js";
 import { eventfdSys, EFD_CLOEXEC, EFD_NONBLOCK } from "./sys/eventfd.js";
 import { lastErrno } from "./sys/libc.js";
+import { schedYield } from "./sys/sched.js";
 import { nativeAlloc, socketSys, type NativeBlock } from "./sys/socket.js";
 
 /** Events delivered per `epoll_wait`. */
@@ -354,6 +355,10 @@ export class Reactor {
       // SAFETY: timeout 0: a non-blocking poll of the epoll set.
       const n = epollSys().epoll_wait(this.#epfd, this.#events.ptr, MAX_EVENTS, 0);
       if (n > 0) this.#dispatchEvents(n);
+      // A polite spin: between polls, let any other runnable thread on this CPU run (the peer's,
+      // or the runtime's JIT and GC helpers). On a 2-vCPU machine a spinner that never yields holds
+      // a CPU the peer needs; the syscall returns at once when nobody else wants the CPU.
+      else schedYield();
       if (this.#parked === 0) {
         this.#spinStart = -1;
         return;

@@ -324,7 +324,8 @@ export class Dispatcher {
         return BigInt(this.#memory.maxSlots);
       case "SET_MEM_TABLE": {
         const regions = m.value.regions.map((r, i) => this.#regionWithFd(m.name, r, fds[i]));
-        await this.#quiesce();
+        // No waiting for queue handlers (one may be waiting for a back-end request's reply while the
+        // front-end waits for this one): they hold pins, so the old mappings outlive their views.
         this.#memory.setMemTable(regions);
         this.#remapQueues();
         return undefined;
@@ -336,7 +337,7 @@ export class Dispatcher {
         return undefined;
       case "REM_MEM_REG":
         this.#requireProtocol(m.name, ProtocolFeature.CONFIGURE_MEM_SLOTS, "CONFIGURE_MEM_SLOTS");
-        await this.#quiesce();
+        // Answered at once, as SET_MEM_TABLE: the unmap waits for the handlers' pins instead.
         this.#memory.removeRegion({ guestPhysAddr: m.value.guestPhysAddr, memorySize: m.value.memorySize, userspaceAddr: m.value.userAddr });
         this.#remapQueues();
         return undefined;
@@ -575,6 +576,8 @@ export class Dispatcher {
   async #runQueue(v: Vring): Promise<void> {
     v.busy = true;
     this.#inflight++;
+    // Views the handler holds stay mapped until it returns, whatever the front-end removes meanwhile.
+    const unpin = this.#memory.pin();
     try {
       do {
         v.again = false;
@@ -599,6 +602,7 @@ export class Dispatcher {
       // Guest errors already broke the queue and were reported through onBroken.
       if (!isVirtqueueError(err) || v.queue?.brokenBy === undefined) this.#queueError(v, err);
     } finally {
+      unpin();
       v.busy = false;
       if (--this.#inflight === 0) {
         const idle = this.#idle;

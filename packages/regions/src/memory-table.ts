@@ -139,13 +139,19 @@ function mapRegion(r: MemoryRegionDescriptor, fd: number, request: string): Mapp
  * it throws, the table is as it was and nothing new stays mapped.
  *
  * **Spans:** views returned by `translate`/`translateUser` stay valid until the region they view is
- * removed (REM_MEM_REG, SET_MEM_TABLE, `reset`, `dispose`); re-translate after a change.
+ * removed (REM_MEM_REG, SET_MEM_TABLE, `reset`, `dispose`) and no {@link MemoryTable.pin} taken
+ * before the removal is still held; re-translate after a change. Pins let a back-end answer a
+ * removal at once while queue handlers still hold views: the table stops translating into the
+ * region immediately, the unmap waits for the last pin.
  */
 export class MemoryTable implements GuestMemory, Disposable {
   readonly #maxSlots: number;
   #byGuest: Entry[] = [];
   #byUser: Entry[] = [];
   #disposed = false;
+  #pins = 0;
+  /** Mappings removed from the table while pins were held: unmapped when the last pin goes. */
+  #retired: HostMapping[] = [];
 
   /** @throws RegionError `bad-config` when `maxSlots` is not a positive integer. */
   constructor(options: MemoryTableOptions = {}) {
@@ -166,6 +172,35 @@ export class MemoryTable implements GuestMemory, Disposable {
   /** The live regions in guest-physical order. */
   regions(): readonly MappedRegion[] {
     return this.#byGuest.map((e) => e.region);
+  }
+
+  /**
+   * Keep every mapping this table has now (and any added later) mapped until the returned release
+   * runs, even if its region is removed meanwhile: removals still take effect in translation at
+   * once, only their unmaps wait. For code that holds views across awaits (a queue handler).
+   * @returns the release; idempotent. Unmaps deferred by this pin run when the last pin is released.
+   */
+  pin(): () => void {
+    this.#pins++;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      if (--this.#pins > 0) return;
+      const retired = this.#retired;
+      this.#retired = [];
+      for (const h of retired) unmapHost(h);
+    };
+  }
+
+  /** Mappings waiting for the last pin before they are unmapped (for tests and diagnostics). */
+  get retiredCount(): number {
+    return this.#retired.length;
+  }
+
+  #retire(host: HostMapping): void {
+    if (this.#pins > 0) this.#retired.push(host);
+    else unmapHost(host);
   }
 
   #alive(): void {
@@ -218,7 +253,7 @@ export class MemoryTable implements GuestMemory, Disposable {
     const mapped = this.#mapAll(regions, request);
     const old = this.#byGuest;
     this.#install(mapped);
-    for (const e of old) unmapHost(e.host);
+    for (const e of old) this.#retire(e.host);
   }
 
   /**
@@ -256,14 +291,14 @@ export class MemoryTable implements GuestMemory, Disposable {
       throw new RegionError("not-found", `REM_MEM_REG: no region ${describe({ ...region, mmapOffset: 0n })}`, { request: "REM_MEM_REG", guestPhysAddr: region.guestPhysAddr, len: region.memorySize });
     }
     this.#install(this.#byGuest.filter((_, j) => j !== i));
-    unmapHost(e.host);
+    this.#retire(e.host);
   }
 
-  /** Disconnect / reset: unmaps every region. The table stays usable. */
+  /** Disconnect / reset: unmaps every region (once no pin is held). The table stays usable. */
   reset(): void {
     const old = this.#byGuest;
     this.#install([]);
-    for (const e of old) unmapHost(e.host);
+    for (const e of old) this.#retire(e.host);
   }
 
   /** Unmaps everything; later calls that add regions fail with `disposed` (closing their fds). Idempotent. */

@@ -92,6 +92,33 @@ describe("MemoryTable", () => {
     assert.equal(fdCount(), before);
   });
 
+  test("pins: a removed region stops translating at once but stays mapped until the last pin goes", async () => {
+    using t = new MemoryTable();
+    const name = "pinned";
+    const fd = memfd(2n * P, name);
+    t.addRegion({ guestPhysAddr: 0n, memorySize: 2n * P, userspaceAddr: U, mmapOffset: 0n, fd });
+    const span = t.translate(guestAddress(0n), 16);
+    assert.ok(span.ok);
+    span.span.bytes[0] = 0x5a;
+    const first = t.pin();
+    const second = t.pin();
+    t.removeRegion({ guestPhysAddr: 0n, memorySize: 2n * P, userspaceAddr: U });
+    assert.equal(t.translate(guestAddress(0n), 16).ok, false, "translation misses right after the removal");
+    assert.equal(t.retiredCount, 1);
+    assert.equal(memfdVmas(name), 1, "still mapped while pinned");
+    assert.equal(span.span.bytes[0], 0x5a, "the old view is still readable");
+    first();
+    first(); // idempotent: does not count as the second release
+    assert.equal(memfdVmas(name), 1, "one pin is still held");
+    second();
+    assert.equal(t.retiredCount, 0);
+    assert.equal(memfdVmas(name), 0, "unmapped with the last pin");
+    // Without pins a removal unmaps at once, as before.
+    t.addRegion({ guestPhysAddr: 0n, memorySize: 2n * P, userspaceAddr: U, mmapOffset: 0n, fd: memfd(2n * P, name) });
+    t.reset();
+    assert.equal(memfdVmas(name), 0);
+  });
+
   test("REM_MEM_REG matches gpa + uaddr + size and closes any fd it got", () => {
     const before = fdCount();
     using t = new MemoryTable();

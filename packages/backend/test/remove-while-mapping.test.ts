@@ -1,0 +1,81 @@
+/**
+ * A queue handler waiting for a SHMEM_MAP reply must not stop the back-end from answering the
+ * front-end's memory-table changes: QEMU answers a map, then updates every memory table — this
+ * back-end's too — and blocks on each REM_MEM_REG / ADD_MEM_REG ack without reading the back-end
+ * channel. Device in its own process (fixtures/map-in-handler.mjs); the front-end is played here.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { GuestRam, guestAddress } from "@vhostkit/regions";
+import { Endpoint, EventFd, sendAck, socketPair } from "@vhostkit/transport";
+import { SplitDriver } from "@vhostkit/virtqueue/driver";
+import { BackendRequest, ProtocolFeature, VirtioFeature } from "@vhostkit/wire";
+import { DeviceProcess, ScriptedFrontend } from "./helpers/scripted-frontend.js";
+
+const DEVICE = fileURLToPath(new URL("./fixtures/map-in-handler.mjs", import.meta.url));
+const MiB = 1n << 20n;
+
+/** Rejects after `ms` unless `p` settles first. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+test("REM_MEM_REG and ADD_MEM_REG are acked while a queue handler waits for its map reply", { timeout: 30000 }, async () => {
+  const dev = new DeviceProcess(DEVICE);
+  try {
+    await dev.line("listening");
+    const fe = await ScriptedFrontend.connect(dev.socket);
+    await fe.get("GET_FEATURES");
+    await fe.get("GET_PROTOCOL_FEATURES");
+    const pf = ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.BACKEND_SEND_FD | ProtocolFeature.CONFIGURE_MEM_SLOTS | ProtocolFeature.SHMEM;
+    assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", pf), 0n);
+    const [mine, theirs] = socketPair();
+    const channel = new Endpoint(mine);
+    assert.equal(await fe.ack("SET_BACKEND_REQ_FD", undefined, [theirs.fd]), 0n);
+    theirs.close();
+    assert.equal(await fe.ack("SET_OWNER"), 0n);
+    assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
+    // Two RAM regions: the ring and its buffers in the first; the second will be removed.
+    const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 2n * MiB }] });
+    const block = ram.memoryTable()[0]!;
+    const second = { guestPhysAddr: MiB, memorySize: MiB, userAddr: block.userspaceAddr + MiB, mmapOffset: MiB };
+    assert.equal(await fe.ack("ADD_MEM_REG", { guestPhysAddr: 0n, memorySize: MiB, userAddr: block.userspaceAddr, mmapOffset: 0n }, [block.fd]), 0n);
+    assert.equal(await fe.ack("ADD_MEM_REG", second, [block.fd]), 0n);
+    const addresses = { desc: 0x1000n, avail: 0x1100n, used: 0x1200n };
+    const driver = new SplitDriver({ size: 16, memory: ram, addresses, reset: true });
+    const u = (a: bigint) => ram.userAddressOf(guestAddress(a));
+    assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: 16 }), 0n);
+    assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: u(addresses.desc), usedAddr: u(addresses.used), availAddr: u(addresses.avail), logAddr: 0n }), 0n);
+    const call = EventFd.create();
+    assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: false }, [call.fd]), 0n);
+    const kick = EventFd.create();
+    assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick.fd]), 0n);
+    assert.equal(await fe.ack("SET_VRING_ENABLE", { index: 0, num: 1 }), 0n);
+
+    driver.add([{ addr: guestAddress(0x2000n), len: 16 }], []);
+    driver.publish();
+    kick.signal();
+    const map = await within(channel.recv(), 5000, "SHMEM_MAP");
+    assert.equal(map.request, BackendRequest.BACKEND_SHMEM_MAP);
+    for (const f of map.fds) f.close();
+    // The map is not answered yet: the handler waits. The table changes must be acked regardless.
+    assert.equal(await within(fe.ack("REM_MEM_REG", second), 3000, "REM_MEM_REG"), 0n);
+    assert.equal(await within(fe.ack("ADD_MEM_REG", second, [block.fd]), 3000, "ADD_MEM_REG"), 0n);
+    // Now the map reply: the handler finishes its chain.
+    const mapped = dev.next('"mapped"');
+    await sendAck(channel, map.request, 0n);
+    await within(mapped, 3000, "device mapped");
+    await within(call.wait(), 3000, "used notification");
+    assert.equal(driver.collectUsed().length, 1, "the chain completed after the memory table changed under it");
+    fe.close();
+    channel.close();
+    call.close();
+    kick.close();
+    ram.dispose();
+  } finally {
+    await dev.stop();
+  }
+});

@@ -520,6 +520,7 @@ export class Device {
           memory: this.#guest.space,
           allocator: this.#guest.allocator,
           timeoutMs: this.#timeoutMs,
+          eventIdx: ((this.#ackedFeatures ?? features) & VirtioFeature.EVENT_IDX) !== 0n,
           onFatal: (e) => this.#fail(e),
         });
         this.#queues.set(index, q);

@@ -30,6 +30,8 @@ export interface DriverQueueOptions {
   readonly memory: GuestMemory;
   readonly allocator: GuestAllocator;
   readonly timeoutMs: number;
+  /** VIRTIO_F_EVENT_IDX was negotiated: the driver keeps `used_event` current and reads `avail_event`. */
+  readonly eventIdx?: boolean;
   /** Called when a request times out: the device is then failed (its in-flight buffers are lost). */
   readonly onFatal: (err: FrontendError) => void;
 }
@@ -85,7 +87,7 @@ export class DriverQueue {
     let call: EventFd | undefined;
     try {
       const rings = { desc: base, avail: (base + BigInt(availOff)) as GuestAddress, used: (base + BigInt(usedOff)) as GuestAddress };
-      const driver = new SplitDriver<Pending>({ size: q, memory: o.memory, addresses: rings });
+      const driver = new SplitDriver<Pending>({ size: q, memory: o.memory, addresses: rings, eventIdx: o.eventIdx ?? false });
       kick = EventFd.create();
       call = EventFd.create();
       return new DriverQueue(o, base, driver, kick, call, rings);
@@ -215,6 +217,9 @@ export class DriverQueue {
           p.resolve(u.len);
         }
         if (this.#inFlight === 0) break;
+        // Ask for the next interrupt (EVENT_IDX: used_event = what was collected), then re-check:
+        // a completion published before the request was visible would otherwise never signal.
+        if (this.#driver.enableInterrupts()) continue;
         try {
           await this.#call.wait();
         } catch {

@@ -25,14 +25,17 @@ function address(path: string): Uint8Array {
   return a;
 }
 
-/** Try to connect once; returns the fd or throws with errno. */
+/**
+ * Try to connect once without blocking; returns the fd or throws with errno. A listener whose
+ * backlog is full gives EAGAIN (a blocking socket would sleep in connect(2) on the JS thread).
+ */
 function connectOnce(path: string): OwnedFd {
   const s = socketSys();
   const addr = address(path);
-  const fd = s.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const fd = s.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) throw sysError("socket", path);
   const owned = new OwnedFd(fd);
-  // SAFETY: addr is a 110-byte sockaddr_un; AF_UNIX connect completes or fails immediately.
+  // SAFETY: addr is a 110-byte sockaddr_un; a non-blocking AF_UNIX connect completes or fails at once.
   if (s.connect(fd, addr, addr.length) !== 0) {
     const err = sysError("connect", path);
     owned.close();
@@ -120,6 +123,7 @@ export function listen(path: string, options: ListenOptions = {}): Listener {
       connectOnce(path).close();
       throw new TransportError("ADDR_IN_USE", "broken", `${path} has a live listener`);
     } catch (err) {
+      if (err instanceof TransportError && err.errno === Errno.EAGAIN) throw new TransportError("ADDR_IN_USE", "broken", `${path} has a live listener (its backlog is full)`);
       if (!(err instanceof TransportError) || err.errno !== Errno.ECONNREFUSED) throw err;
       unlinkSync(path);
     }
@@ -157,21 +161,39 @@ export interface RetryPolicy {
 export interface ConnectOptions extends EndpointOptions {
   /** Retry ENOENT/ECONNREFUSED (a back-end that is still starting); default: one attempt. */
   readonly retry?: RetryPolicy;
+  /**
+   * How long to keep trying while the listener's backlog is full (EAGAIN: it is alive but has not
+   * accepted the connections before ours), in milliseconds (default 5000). Tried again every few
+   * milliseconds; the JS thread never sleeps in connect(2).
+   */
+  readonly busyTimeoutMs?: number;
 }
 
+/** Longest pause between connect attempts while a listener's backlog is full (ms). */
+const BUSY_RETRY_MAX_MS = 20;
+
 /**
- * Connect to the vhost-user socket at `path`. ENOENT and ECONNREFUSED are retried per `retry`.
- * @throws TransportError `SYSCALL` (errno ENOENT/ECONNREFUSED/EACCES...) after the last attempt.
+ * Connect to the vhost-user socket at `path`, without blocking the JS thread. ENOENT and
+ * ECONNREFUSED are retried per `retry`; a full backlog (EAGAIN) for up to `busyTimeoutMs`.
+ * @throws TransportError `SYSCALL` (errno ENOENT/ECONNREFUSED/EACCES/EAGAIN...) after the last attempt.
  */
 export async function connect(path: string, options: ConnectOptions = {}): Promise<Endpoint> {
   const attempts = options.retry?.attempts ?? 1;
   const epOptions = endpointOptions(options);
-  for (let i = 1; ; i++) {
+  const busyUntil = performance.now() + (options.busyTimeoutMs ?? 5000);
+  let pause = 1;
+  for (let i = 1; ; ) {
     try {
       return new Endpoint(connectOnce(path), epOptions);
     } catch (err) {
+      if (err instanceof TransportError && err.errno === Errno.EAGAIN && performance.now() < busyUntil) {
+        await new Promise((r) => setTimeout(r, pause));
+        pause = Math.min(BUSY_RETRY_MAX_MS, pause * 2);
+        continue;
+      }
       const retryable = err instanceof TransportError && (err.errno === Errno.ENOENT || err.errno === Errno.ECONNREFUSED);
       if (!retryable || i >= attempts) throw err;
+      i++;
       await new Promise((r) => setTimeout(r, options.retry?.delayMs ?? 0));
     }
   }

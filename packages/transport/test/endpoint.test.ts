@@ -83,7 +83,9 @@ describe("Endpoint", () => {
     for (let k = 1; k < f.length; k++) {
       const p = b.recv();
       rawWrite(x.fd, f.subarray(0, k));
-      await Promise.resolve();
+      // A macrotask between the pieces: the reader wakes to the first piece alone and must wait
+      // for the rest (a microtask would not let it run in between).
+      await new Promise((r) => setTimeout(r, 1));
       rawWrite(x.fd, f.subarray(k));
       const m = await p;
       assert.equal(m.request, 7);

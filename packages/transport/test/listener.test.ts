@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawn } from "node:child_process";
 import { connect, listen, TransportError } from "../src/index.js";
 
 let dir = "";
@@ -39,12 +40,53 @@ describe("listen / connect", () => {
     const file = join(dir, "plain");
     writeFileSync(file, "x");
     assert.throws(() => listen(file), (e: unknown) => e instanceof TransportError && e.code === "ADDR_IN_USE");
-    // Make a stale socket: bind through a listener, then close its fd without unlinking is not
-    // reachable through the API, so simulate with a second listener whose file we keep.
     const l2 = listen(path);
     const accepting = l2.accept();
     l2.close();
     await assert.rejects(accepting, (e: unknown) => e instanceof TransportError && e.code === "CLOSED");
+    // A really stale socket: a process that listened on it was killed, the file stays behind.
+    const stale = join(dir, "stale.sock");
+    const child = spawn(process.execPath, ["-e", `require("node:net").createServer().listen(${JSON.stringify(stale)}, () => console.log("up"))`], { stdio: ["ignore", "pipe", "inherit"] });
+    await new Promise<void>((resolve) => child.stdout!.once("data", () => resolve()));
+    const dead = new Promise((r) => child.once("close", r));
+    child.kill("SIGKILL");
+    await dead;
+    assert.ok(statSync(stale).isSocket(), "the killed listener left its socket file");
+    await assert.rejects(connect(stale), (e: unknown) => e instanceof TransportError && e.errno === 111, "nobody listens: ECONNREFUSED");
+    const fresh = listen(stale);
+    const accepted = fresh.accept();
+    const c = await connect(stale);
+    (await accepted).close();
+    c.close();
+    fresh.close();
+  });
+
+  test("connect to a listener whose backlog is full waits without blocking the thread", async () => {
+    const path = join(dir, "busy.sock");
+    const l = listen(path, { backlog: 1 });
+    const queued = [];
+    for (;;) {
+      try {
+        queued.push(await connect(path, { busyTimeoutMs: 0 }));
+      } catch (e) {
+        assert.ok(e instanceof TransportError && e.errno === 11, `a full backlog is EAGAIN, got ${String(e)}`);
+        break;
+      }
+      assert.ok(queued.length < 64, "the backlog never filled");
+    }
+    let settled = false;
+    const waiting = connect(path).then((ep) => ((settled = true), ep));
+    let ticks = 0;
+    await new Promise<void>((resolve) => {
+      const t = setInterval(() => ++ticks === 5 && (clearInterval(t), resolve()), 2);
+    });
+    assert.equal(settled, false, "still waiting for room in the backlog");
+    assert.equal(ticks, 5, "timers ran meanwhile: the JS thread was not blocked in connect(2)");
+    (await l.accept()).close();
+    const ep = await waiting;
+    ep.close();
+    for (const q of queued) q.close();
+    l.close();
   });
 
   test("connect reports ENOENT after its retries", async () => {

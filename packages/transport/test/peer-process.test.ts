@@ -73,6 +73,34 @@ describe("misbehaving peer in a second process", () => {
     assert.equal(await exited, 0);
   });
 
+  for (const flags of ["0x1", "0xd"]) {
+    test(`a reply with flags ${flags} instead of exactly 0x5 is BAD_REPLY; the channel latches and closes`, async () => {
+      const { ep, exited } = startPeer(`reply-flags-${flags}`);
+      const ch = new RequestChannel(ep, { timeoutMs: 10_000 });
+      await expectCode(ch.request(3, new Uint8Array(0), { expectReply: true }), "BAD_REPLY");
+      assert.ok(ep.closed, "a bad reply closes the endpoint");
+      await expectCode(ch.request(3, new Uint8Array(0), { expectReply: true }), "BAD_REPLY");
+      assert.equal(await exited, 0);
+    });
+  }
+
+  test("fds on a message that must carry none: FDS_NOT_ALLOWED, fds closed, the next message is read", async () => {
+    const before = fdCount();
+    const [mine, theirs] = socketPair();
+    const child = spawn(process.execPath, [PEER, "fds-not-allowed"], { stdio: ["ignore", "inherit", "inherit", theirs.fd] });
+    theirs.close();
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    const ep = new Endpoint(mine, { fdsAllowed: () => 0 });
+    const during = fdCount();
+    await expectCode(ep.recv(), "FDS_NOT_ALLOWED");
+    assert.equal(fdCount(), during, "both fds that came were closed");
+    const next = await ep.recv();
+    assert.equal(next.request, 2, "the stream stayed in sync");
+    ep.close();
+    assert.equal(await exited, 0);
+    assert.equal(fdCount(), before);
+  });
+
   test("peer death rejects the pending request with a disconnected error", async () => {
     const { ep, exited } = startPeer("die");
     const ch = new RequestChannel(ep, { timeoutMs: 10_000 });

@@ -168,6 +168,24 @@ describe("Reactor", () => {
     await off.close();
   });
 
+  test("idle costs no CPU: four receives parked for a second use a few milliseconds at most", async () => {
+    const pairs = Array.from({ length: 4 }, () => socketPair());
+    const eps = pairs.map(([a]) => new Endpoint(a));
+    const parked = eps.map((ep) => ep.recv().catch(() => undefined));
+    await new Promise((r) => setTimeout(r, 50)); // past any spin budget (at most 500 µs by default)
+    const t0 = process.cpuUsage();
+    const w0 = performance.now();
+    await new Promise((r) => setTimeout(r, 1000));
+    const used = process.cpuUsage(t0);
+    const wall = performance.now() - w0;
+    const cpuMs = (used.user + used.system) / 1000;
+    // A busy poll would use about the whole second; timers and GC ticks stay far below 10%.
+    assert.ok(cpuMs < wall * 0.1, `idle waits used ${cpuMs.toFixed(1)} ms of CPU in ${wall.toFixed(0)} ms`);
+    for (const ep of eps) ep.close();
+    for (const [, b] of pairs) b.close();
+    await Promise.all(parked);
+  });
+
   test("closing a private reactor rejects its pending waits and releases its fds", async () => {
     const before = fdCount();
     const reactor = new Reactor();

@@ -291,6 +291,8 @@ export class BackendClient implements BackendChannel {
 
   #checkMemRw(request: string, size: number): void {
     if (!this.#o.memRw) throw new BackendError("NOT_NEGOTIATED", `${request.toLowerCase()}: vhostkit MEM_RW not negotiated`, { request });
+    // SHMEM.md §7.2 rule 8: a suspended device sends nothing on the back-end channel.
+    if (!this.#o.isRunning()) throw new BackendError("NOT_RUNNING", `${request.toLowerCase()}: the device is not running (before DRIVER_OK or after GET_VRING_BASE)`, { request });
     if (!Number.isInteger(size) || size < 1 || size > MEM_RW_MAX_DATA) throw new RangeError(`${request.toLowerCase()}: size ${size} not in 1..${MEM_RW_MAX_DATA}`);
   }
 

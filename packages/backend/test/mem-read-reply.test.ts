@@ -74,3 +74,22 @@ test("MEM_READ of a few bytes (a tail shorter than a page) is received into a ne
     assert.deepEqual([...got], [1, 2, 3]);
   });
 });
+
+test("MEM_READ / MEM_WRITE while the device is not running are NOT_RUNNING and send nothing", async () => {
+  const [mine, theirs] = socketPair();
+  const fe = new Endpoint(theirs, { maxPayload: MEM_RW_MAX_PAYLOAD });
+  let running = false;
+  const client = new BackendClient(new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD }), { replyAck: true, shmem: false, sendFd: false, config: false, memRw: true, isRunning: () => running });
+  const code = (e: unknown) => (e instanceof BackendError ? e.code : String(e));
+  await assert.rejects(client.memReadInto(0x1000n, new Uint8Array(8)), (e: unknown) => code(e) === "NOT_RUNNING");
+  await assert.rejects(client.memWrite(0x1000n, new Uint8Array(8)), (e: unknown) => code(e) === "NOT_RUNNING");
+  running = true;
+  const served = fe.recv();
+  const read = client.memReadInto(0x1000n, new Uint8Array(8));
+  const first = await served;
+  assert.equal(first.request, 11, "the first request to arrive is the one sent while running");
+  await sendReply(fe, first.request, [encodeMemAccessHead("BACKEND_MEM_READ", 0x1000n, 8), new Uint8Array(8)]);
+  await read;
+  client.close();
+  fe.close();
+});

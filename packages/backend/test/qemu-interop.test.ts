@@ -34,8 +34,8 @@ test("QEMU 7.2 (vhost-user-blk-pci, TCG) boots from the RAM blk device: SeaBIOS 
       QEMU,
       [
         "-machine", "q35,accel=tcg,memory-backend=mem",
-        "-m", "128M",
-        "-object", "memory-backend-memfd,id=mem,size=128M,share=on",
+        "-m", "256M",
+        "-object", "memory-backend-memfd,id=mem,size=256M,share=on",
         "-chardev", `socket,id=blk0,path=${dev.socket}`,
         "-device", "vhost-user-blk-pci,chardev=blk0,num-queues=1,bootindex=1",
         "-display", "none", "-nodefaults", "-no-reboot", "-monitor", "none",

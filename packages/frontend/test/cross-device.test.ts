@@ -16,7 +16,8 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { guestAddress } from "@vhostkit/regions";
-import { Guest, type Device, type DriverQueue } from "../src/index.js";
+import { ProtocolFeature } from "@vhostkit/wire";
+import { Guest, SUPPORTED_PROTOCOL_FEATURES, type Device, type DriverQueue } from "../src/index.js";
 
 const SHMEM_DEVICE = fileURLToPath(new URL("../../../apps/device/test/fixtures/own-backend.mjs", import.meta.url));
 const RAM_BLK = fileURLToPath(new URL("../../backend/examples/ram-blk.mjs", import.meta.url));
@@ -111,6 +112,46 @@ type Mode = "propagate" | "mem-rw" | "auto";
 test("auto policy, B has no free slot and no MEM_READ/MEM_WRITE: A's SHMEM_MAP is refused with the reason", async () => {
   await withPair([], ["--max-slots", "1"], async (a, b, guest) => {
     assert.match(await refusedMap(a, b, guest), /could not reach the mapping: no free memory slot \(1 of 1 used\) and no MEM_READ\/MEM_WRITE/);
+  });
+});
+
+test("auto policy: A's mappings are propagated to B while its slots last, the rest reach B by MEM_READ", async () => {
+  await withPair(["--extra", "3"], ["--mem-rw", "--max-slots", "3"], async (a, b, guest) => {
+    const served: string[] = [];
+    const sent: string[] = [];
+    const devB: Device = await guest.addDevice({
+      socketPath: b.socket,
+      sharedMemoryPolicy: "auto",
+      memRw: true,
+      onBackendRequest: (o) => served.push(`${o.name} ${o.ok}`),
+      trace: (e) => e.channel === "frontend" && e.direction === "send" && sent.push(e.name),
+    });
+    const [qb] = await devB.start({ features: 0n, queues: [0] });
+    assert.ok(qb);
+    const ramRegions = sent.filter((n) => n === "ADD_MEM_REG").length;
+    assert.ok(ramRegions >= 1 && ramRegions < 3, `guest RAM takes ${ramRegions} of B's 3 slots`);
+    const devA: Device = await guest.addDevice({ socketPath: a.socket });
+    const region = devA.info.shmem.find((r) => r.shmid === 1);
+    assert.ok(region);
+    await devA.start({ queues: [0] });
+    await a.line("extra-mapped");
+    await devB.propagationSettled();
+    assert.equal(guest.liveMappings().length, 4, "all four of A's maps were admitted");
+    const propagated = sent.filter((n) => n === "ADD_MEM_REG").length - ramRegions;
+    assert.equal(propagated, 3 - ramRegions, "exactly B's free slots were filled");
+    const base = region.guestPhysAddr as bigint;
+    // The first mapping (the 64 KiB blob) was propagated: B reaches it directly.
+    assert.equal(await blk(guest, qb, 1, base + 0x10000n, 4096), 0);
+    assert.equal(served.length, 0, `no MEM_READ for a propagated mapping (${served.join(", ")})`);
+    // The last 4 KiB piece did not fit: B reaches it through MEM_READ, with the same bytes.
+    assert.equal(await blk(guest, qb, 1, base + 0x100000n + 2n * 0x1000n, 4096), 0);
+    assert.ok(served.includes("BACKEND_MEM_READ true"), `MEM_READ served (${served.join(", ")})`);
+    const back = guest.allocator.alloc(4096);
+    assert.equal(await blk(guest, qb, 0, back, 4096), 0);
+    const copy = new Uint8Array(4096);
+    await guest.space.read(back, copy);
+    assert.deepEqual([...copy.subarray(0, 4)], [0, 1, 2, 3].map(pattern), "B's disk holds the blob's first bytes (fd offset 0)");
+    guest.allocator.free(back);
   });
 });
 
@@ -209,12 +250,22 @@ describe("a read-only mapping of A is never propagated to B (a memory-table entr
 });
 
 describe("a buffer in device A's shared memory region, used by device B", () => {
-  for (const mode of ["propagate", "mem-rw", "auto"] as const satisfies readonly Mode[]) {
-    test(`${mode}: B writes A's blob to its disk and reads it back byte for byte; after A's unmap B gets IOERR`, async () => {
+  for (const variant of ["propagate", "mem-rw", "auto", "propagate by SET_MEM_TABLE"] as const) {
+    const mode: Mode = variant === "propagate by SET_MEM_TABLE" ? "propagate" : variant;
+    test(`${variant}: B writes A's blob to its disk and reads it back byte for byte; after A's unmap B gets IOERR`, async () => {
       const bArgs = mode === "propagate" ? [] : mode === "mem-rw" ? ["--mem-rw"] : ["--mem-rw", "--max-slots", "1"];
       await withPair([], bArgs, async (a, b, guest) => {
         const served: string[] = [];
-        const devB: Device = await guest.addDevice({ socketPath: b.socket, sharedMemoryPolicy: mode, memRw: mode !== "propagate", onBackendRequest: (o) => served.push(`${o.name} ${o.ok}`) });
+        // Without CONFIGURE_MEM_SLOTS, B's table (RAM, then RAM + A's mapping) goes as whole SET_MEM_TABLEs.
+        const withoutSlots = variant === "propagate by SET_MEM_TABLE";
+        const sent: string[] = [];
+        const devB: Device = await guest.addDevice({
+          socketPath: b.socket,
+          sharedMemoryPolicy: mode,
+          memRw: mode !== "propagate",
+          onBackendRequest: (o) => served.push(`${o.name} ${o.ok}`),
+          ...(withoutSlots ? { protocolFeatures: SUPPORTED_PROTOCOL_FEATURES & ~ProtocolFeature.CONFIGURE_MEM_SLOTS, trace: (e) => e.channel === "frontend" && e.direction === "send" && sent.push(e.name) } : {}),
+        });
         const [qb] = await devB.start({ features: 0n, queues: [0] });
         assert.ok(qb);
         const devA: Device = await guest.addDevice({ socketPath: a.socket });
@@ -235,6 +286,10 @@ describe("a buffer in device A's shared memory region, used by device B", () => 
         await guest.space.read(back, copy);
         assert.deepEqual(copy, got, "B's disk holds A's bytes");
         guest.allocator.free(back);
+        if (withoutSlots) {
+          assert.equal(sent.filter((n) => n === "ADD_MEM_REG").length, 0, "no ADD_MEM_REG without CONFIGURE_MEM_SLOTS");
+          assert.ok(sent.filter((n) => n === "SET_MEM_TABLE").length >= 2, `the RAM table, then RAM + A's mapping (${sent.join(", ")})`);
+        }
         if (mode === "propagate") assert.deepEqual(served, [], "B reached A's mapping directly (propagated), no MEM_READ");
         else assert.ok(served.includes("BACKEND_MEM_READ true"), `B read A's blob through MEM_READ (${served.join(", ")})`);
         served.length = 0;

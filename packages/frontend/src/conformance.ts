@@ -3,7 +3,9 @@
  * @module
  */
 import { ProtocolFeature, VirtioFeature, type MemoryRegion } from "@vhostkit/wire";
-import { GuestRam, SYNTHETIC_USER_BASE } from "@vhostkit/regions";
+import { GuestRam, SYNTHETIC_USER_BASE, guestAddress } from "@vhostkit/regions";
+import { EventFd, OwnedFd } from "@vhostkit/transport";
+import { closeFd, dupCloexec } from "@vhostkit/transport/sys";
 import type { DeviceOptions } from "./device.js";
 import { Device } from "./device.js";
 import { BlkDriver } from "./drivers/blk.js";
@@ -34,6 +36,29 @@ export interface ConformanceOptions extends Omit<DeviceOptions, "endpoint"> {
 
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
 
+/** How long a stopped ring is watched for a chain it must not use (ms). */
+const STOPPED_RING_WAIT_MS = 100;
+
+async function readU16(guest: Guest, addr: bigint): Promise<number> {
+  const b = new Uint8Array(2);
+  await guest.space.read(guestAddress(addr), b);
+  return b[0]! | (b[1]! << 8);
+}
+
+async function writeU16(guest: Guest, addr: bigint, v: number): Promise<void> {
+  await guest.space.write(guestAddress(addr), new Uint8Array([v & 0xff, v >> 8]));
+}
+
+/** Adds 1 to an eventfd's counter (borrowed fd); a full counter is ignored. */
+function signal(fd: number): void {
+  const e = new EventFd(new OwnedFd(dupCloexec(fd)));
+  try {
+    e.signal();
+  } finally {
+    e.close();
+  }
+}
+
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -58,7 +83,11 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
     try {
       device = await guest.addDevice(options);
     } catch (err) {
-      fail("handshake order", message(err));
+      // A GET_SHMEM_CONFIG reply the front-end refuses (SHMEM.md §9 rule 6) ends the handshake too.
+      if (isFrontendError(err) && err.code === "bad-shmem-config") {
+        pass("handshake order", "accepted up to GET_SHMEM_CONFIG");
+        fail("shmem config sanity", message(err));
+      } else fail("handshake order", message(err));
       return out;
     }
     const info = device.info;
@@ -136,14 +165,29 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
     }
 
     if (started && device.failed === undefined) {
+      // A copy of the kick eventfd outlives the queue: after the stop, one more chain is made
+      // available and kicked; a stopped ring must not use it.
+      const q = device.queue(0);
+      const kick = dupCloexec(q.kickFd);
       try {
-        const expected = device.queue(0).availIndex;
+        const expected = q.availIndex;
+        const { avail, used } = q.rings;
         const bases = await device.stop();
         const base = bases.get(0);
-        if (base === expected) pass("GET_VRING_BASE stops the ring", `returned next avail index ${base}, the number of chains made available`);
-        else fail("GET_VRING_BASE stops the ring", `returned ${String(base)}, expected ${expected}`);
+        if (base !== expected) fail("GET_VRING_BASE stops the ring", `returned ${String(base)}, expected ${expected}`);
+        else {
+          const usedBefore = await readU16(guest, used + 2n);
+          await writeU16(guest, avail + 2n, (expected + 1) & 0xffff);
+          signal(kick);
+          await new Promise((r) => setTimeout(r, STOPPED_RING_WAIT_MS));
+          const usedAfter = await readU16(guest, used + 2n);
+          if (usedAfter !== usedBefore) fail("GET_VRING_BASE stops the ring", `returned ${base}, but a chain made available and kicked after it was used (used index ${usedBefore} -> ${usedAfter})`);
+          else pass("GET_VRING_BASE stops the ring", `returned next avail index ${base}, the number of chains made available; a chain kicked after it stayed unused for ${STOPPED_RING_WAIT_MS} ms`);
+        }
       } catch (err) {
         fail("GET_VRING_BASE stops the ring", message(err));
+      } finally {
+        closeFd(kick);
       }
     } else {
       skip("GET_VRING_BASE stops the ring", "ring not started");

@@ -171,6 +171,65 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     g.ram.dispose();
   });
 
+  test("SET_MEM_TABLE, missing fds, polling flags, SET_CONFIG, SET_LOG_BASE and RESET_OWNER", async () => {
+    const disconnected = dev.next("event disconnected");
+    const fe = await ScriptedFrontend.connect(dev.socket);
+    // No CONFIGURE_MEM_SLOTS: the memory table comes whole.
+    assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIG), 0n);
+    assert.equal(await fe.ack("SET_OWNER"), 0n);
+    assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
+    const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 2n * MiB }] });
+    const block = ram.memoryTable()[0];
+    assert.ok(block);
+    const regions = [0n, 1n].map((h) => ({ guestPhysAddr: h * MiB, memorySize: MiB, userAddr: block.userspaceAddr + h * MiB, mmapOffset: h * MiB }));
+    assert.equal(await fe.ack("SET_MEM_TABLE", { regions }, [block.fd]), 1n, "two regions, one fd");
+    assert.equal(await fe.ack("ADD_MEM_REG", regions[0], [block.fd]), 1n, "ADD_MEM_REG needs CONFIGURE_MEM_SLOTS");
+    assert.equal(await fe.ack("SET_MEM_TABLE", { regions }, [block.fd, block.fd]), 0n);
+    // The ring in the second region (mmap_offset 1 MiB), buffers in the first: one blk request works.
+    const addresses = { desc: MiB + 0x1000n, avail: MiB + 0x1100n, used: MiB + 0x1200n };
+    const driver = new SplitDriver({ size: QUEUE, memory: ram, addresses, reset: true });
+    const user = (a: bigint) => ram.userAddressOf(guestAddress(a));
+    assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: QUEUE }), 0n);
+    assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: user(addresses.desc), usedAddr: user(addresses.used), availAddr: user(addresses.avail), logAddr: 0n }), 0n);
+    assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: true }), 0n, "no call fd: the driver polls the used ring");
+    assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }), 1n, "a kick without its fd");
+    assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: true }), 1n, "polling mode is refused (UNSUPPORTED)");
+    const kick = EventFd.create();
+    assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick.fd]), 0n);
+    assert.equal(await fe.ack("SET_VRING_ENABLE", { index: 0, num: 1 }), 0n);
+    const hdr = new Uint8Array(16);
+    new DataView(hdr.buffer).setUint32(0, 8, true); // GET_ID
+    await ram.write(guestAddress(0x40000n), hdr);
+    driver.add([{ addr: guestAddress(0x40000n), len: 16 }], [{ addr: guestAddress(0x60000n), len: 20 }, { addr: guestAddress(0x50000n), len: 1 }]);
+    driver.publish();
+    kick.signal();
+    let used: ReturnType<SplitDriver["collectUsed"]> = [];
+    for (let i = 0; i < 500 && used.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 2));
+      used = driver.collectUsed();
+    }
+    assert.equal(used.length, 1, "the request completed with the ring and buffers in the SET_MEM_TABLE regions");
+    const id = new Uint8Array(16);
+    await ram.read(guestAddress(0x60000n), id);
+    assert.equal(new TextDecoder().decode(id), "vhostkit-ram-blk");
+    // Writable config: this device has none.
+    assert.equal(await fe.ack("SET_CONFIG", { offset: 0, flags: 0, data: new Uint8Array(4) }), 1n, "read-only config space");
+    // Dirty logging was not offered: refused, its fd closed in the device.
+    const log = EventFd.create();
+    assert.equal(await fe.ack("SET_LOG_BASE", { mmapSize: 4096n, mmapOffset: 0n }, [log.fd]), 1n);
+    log.close();
+    // RESET_OWNER stops the rings; the connection goes on and can be set up again.
+    assert.equal(await fe.ack("RESET_OWNER"), 0n);
+    assert.deepEqual(await fe.get("GET_VRING_BASE", { index: 0, num: 0 }), { index: 0, num: 1 }, "stopped at the one chain it served");
+    assert.equal(await fe.ack("SET_OWNER"), 0n);
+    assert.equal(await fe.get("GET_QUEUE_NUM"), 1n);
+    fe.close();
+    await disconnected;
+    kick.close();
+    ram.dispose();
+    assert.equal(dev.fdCount(), baselineFds, "every fd the device received was closed");
+  });
+
   test("hostile requests get failure acks and the connection stays; unanswerable ones drop the front-end; fds are closed", async () => {
     const dropped = dev.next("event dropped NOT_NEGOTIATED");
     const fe = await ScriptedFrontend.connect(dev.socket);

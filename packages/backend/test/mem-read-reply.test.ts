@@ -1,12 +1,15 @@
 /**
- * BackendClient's MEM_READ reply checks over a real socketpair, against a hand-played front-end:
+ * BackendClient's MEM_READ / MEM_WRITE over a real socketpair, against a hand-played front-end:
  * a reply of the expected length is received straight into the caller's buffer; refusals, short
- * data and malformed heads are typed errors that leave the channel usable.
+ * data and malformed heads are typed errors that leave the channel usable; nothing is sent while
+ * the device is not running; a front-end that never answers times out (through FallbackMemory).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Endpoint, sendReply, socketPair } from "@vhostkit/transport";
 import { MEM_RW_MAX_PAYLOAD, decodeMessage, encodeMemAccessHead } from "@vhostkit/wire";
+import { FallbackError, FallbackMemory } from "@vhostkit/fallback";
+import { MemoryTable, guestAddress } from "@vhostkit/regions";
 import { BackendClient, BackendError } from "../src/index.js";
 
 /** What the front-end answers to one MEM_READ of `size` bytes at `gpa`. */
@@ -92,4 +95,33 @@ test("MEM_READ / MEM_WRITE while the device is not running are NOT_RUNNING and s
   await read;
   client.close();
   fe.close();
+});
+
+test("through FallbackMemory, a front-end that never answers is remote-failed with the TIMEOUT kept as cause", async () => {
+  const [mine, theirs] = socketPair();
+  const fe = new Endpoint(theirs, { maxPayload: MEM_RW_MAX_PAYLOAD });
+  const client = new BackendClient(new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD }), { replyAck: true, shmem: false, sendFd: false, config: false, memRw: true, isRunning: () => true, timeoutMs: 50 });
+  const table = new MemoryTable();
+  const memory = new FallbackMemory(table, client);
+  const swallowed = fe.recv(); // read, never answered
+  const dst = new Uint8Array(4096);
+  const t0 = performance.now();
+  await assert.rejects(memory.read(guestAddress(0x10000n), dst), (e: unknown) => {
+    assert.ok(e instanceof FallbackError && e.code === "remote-failed", String(e));
+    let cause: unknown = e;
+    const codes: string[] = [];
+    while (cause instanceof Error) {
+      codes.push(String((cause as { code?: string }).code));
+      cause = cause.cause;
+    }
+    assert.ok(codes.includes("TIMEOUT"), `the timeout is in the cause chain (${codes.join(" <- ")})`);
+    return true;
+  });
+  assert.ok(performance.now() - t0 < 3000, "failed on the 50 ms timeout");
+  assert.equal((await swallowed).request, 11);
+  // The channel is latched: the next access fails at once, with no second request on the socket.
+  await assert.rejects(memory.read(guestAddress(0x10000n), dst), (e: unknown) => e instanceof FallbackError && e.code === "remote-failed");
+  await assert.rejects(fe.recv(), (e: unknown) => (e as { code?: string }).code === "EOF", "the timed-out channel was closed");
+  fe.close();
+  table.dispose();
 });

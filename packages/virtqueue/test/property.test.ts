@@ -164,7 +164,8 @@ const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
 );
 
 describe("property: random driver/device call sequences", () => {
-  test("tokens come back exactly once with the right lengths; corruption only gives typed errors", async () => {
+  // 10 parts of 10 000 sequences: 100 000 per run, each part well inside a test's time limit.
+  for (let part = 0; part < 10; part++) test(`tokens come back exactly once with the right lengths; corruption only gives typed errors (part ${part + 1}/10)`, async () => {
     let returned = 0;
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 0, max: 3 }), fc.boolean(), fc.array(cmdArb, { maxLength: 40 }), async (sizeLog, eventIdx, cmds) => {
@@ -281,8 +282,8 @@ describe("property: random driver/device call sequences", () => {
           }
         }
       }),
-      { numRuns: 4000 },
+      { numRuns: 10_000 },
     );
-    assert.ok(returned > 1000, `chains went round (${returned})`);
+    assert.ok(returned > 2500, `chains went round (${returned})`);
   });
 });

@@ -1,7 +1,7 @@
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
-import { Endpoint, OwnedFd, socketPair, shouldReconnect, TransportError, Reactor } from "../src/index.js";
+import { Endpoint, OwnedFd, RequestChannel, sendReply, socketPair, shouldReconnect, TransportError, Reactor } from "../src/index.js";
 import { socketSys } from "../src/sys/socket.js";
 
 function pipe(): [OwnedFd, OwnedFd] {
@@ -215,6 +215,27 @@ describe("Endpoint", () => {
       await assert.rejects(pb.recv(), TransportError);
       pa.close();
       pb.close();
+    }
+    // The request/reply paths: a reply with the wrong id (BAD_REPLY) carrying fds, a callback that
+    // throws on a reply with fds, and a request that times out; every fd that arrived is closed.
+    for (let i = 0; i < 150; i++) {
+      const [x, y] = socketPair();
+      const requester = new Endpoint(x);
+      const peer = new Endpoint(y);
+      const ch = new RequestChannel(requester, { timeoutMs: 10_000 });
+      const served = peer.recv().then(async (m) => {
+        if (i % 3 === 2) return; // never answered: TIMEOUT
+        await sendReply(peer, i % 3 === 0 ? m.request + 1 : m.request, new Uint8Array(8), [w.fd, w.fd]);
+      });
+      if (i % 3 === 0) await assert.rejects(ch.request(7, new Uint8Array(0), { expectReply: true }), (e: unknown) => e instanceof TransportError && e.code === "BAD_REPLY");
+      else if (i % 3 === 1) {
+        await assert.rejects(ch.requestWith(7, new Uint8Array(0), () => {
+          throw new RangeError("not this reply");
+        }), RangeError);
+      } else await assert.rejects(ch.request(7, new Uint8Array(0), { expectReply: true, timeoutMs: 1 }), (e: unknown) => e instanceof TransportError && e.code === "TIMEOUT");
+      await served;
+      requester.close();
+      peer.close();
     }
     r.close();
     w.close();

@@ -4,10 +4,14 @@
  *   reply:   12-byte header + u64
  * The server reads the header (with its fds) first, then exactly `size` payload bytes, as vhostkit
  * does. Prints the mean nanoseconds per round trip on stdout.
- * Usage: transport-pingpong <round-trips> <fds: 0|1>   (C client and C server)
- *        transport-pingpong serve                     (C server only, on fd 3, for a vhostkit client)
+ * Usage: transport-pingpong <round-trips> <fds: 0|1> [spin]   (C client and C server)
+ *        transport-pingpong serve                            (C server only, on fd 3, for a vhostkit client)
+ * With "spin" both ends busy-poll (MSG_DONTWAIT, retry on EAGAIN) instead of sleeping in recvmsg:
+ * the best a C peer can do on a machine with a free core, and the fair match for vhostkit's
+ * spinning reactor under Bun.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +21,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+static int spin = 0;
 
 static int recv_exact(int fd, uint8_t *buf, size_t len, int *got_fd) {
   size_t off = 0;
@@ -28,7 +34,8 @@ static int recv_exact(int fd, uint8_t *buf, size_t len, int *got_fd) {
     m.msg_iovlen = 1;
     m.msg_control = ctl;
     m.msg_controllen = sizeof ctl;
-    ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+    ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | (spin ? MSG_DONTWAIT : 0));
+    if (n < 0 && spin && errno == EAGAIN) continue;
     if (n <= 0) return -1;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && got_fd) memcpy(got_fd, CMSG_DATA(c), sizeof(int));
@@ -77,6 +84,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "serve") == 0) serve(3);
   long n = argc > 1 ? atol(argv[1]) : 10000;
   int with_fd = argc > 2 ? atoi(argv[2]) : 0;
+  spin = argc > 3 && strcmp(argv[3], "spin") == 0;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return 1;
   pid_t pid = fork();

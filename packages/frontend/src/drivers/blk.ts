@@ -2,6 +2,7 @@
  * virtio-blk driver (PROTOCOL.md §8.1; VIRTIO 1.x device id 2).
  * @module
  */
+import { VirtioFeature } from "@vhostkit/wire";
 import { FrontendError } from "../errors.js";
 import type { Device } from "../device.js";
 import type { DriverQueue } from "../driver-queue.js";
@@ -34,7 +35,7 @@ export const BlkStatus = { OK: 0, IOERR: 1, UNSUPP: 2 } as const;
 export const SECTOR_SIZE = 512;
 
 /** Features the driver asks for (intersected with the offer). */
-const WANTED = BlkFeature.SIZE_MAX | BlkFeature.SEG_MAX | BlkFeature.GEOMETRY | BlkFeature.RO | BlkFeature.BLK_SIZE | BlkFeature.FLUSH | BlkFeature.TOPOLOGY;
+const WANTED = VirtioFeature.EVENT_IDX | BlkFeature.SIZE_MAX | BlkFeature.SEG_MAX | BlkFeature.GEOMETRY | BlkFeature.RO | BlkFeature.BLK_SIZE | BlkFeature.FLUSH | BlkFeature.TOPOLOGY;
 
 /** Decoded virtio-blk config space (fields beyond the bytes read are `undefined`). Little-endian. */
 export interface BlkConfig {

@@ -8,6 +8,9 @@ import { readdirSync } from "node:fs";
 import { Endpoint, RequestChannel, TransportError, copyMessage, sendReply, socketPair } from "../src/index.js";
 import { setNonBlocking, socketSys } from "../src/sys/socket.js";
 
+/** One turn of the event loop (I/O callbacks and the reactor's spin run), instead of a sleep. */
+const turn = (): Promise<void> => new Promise((r) => setImmediate(() => setImmediate(r)));
+
 const fdCount = () => readdirSync("/proc/self/fd").length;
 
 function pair(maxPayload = 4096): { a: Endpoint; b: Endpoint } {
@@ -135,7 +138,7 @@ test("long parts are sent from their own memory; parts changed after send() retu
   let done = false;
   const sent = sender.send(2, 1, late).then(() => (done = true));
   for (const p of late) p.fill(0xee);
-  await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 5; i++) await turn();
   assert.equal(done, false, "the socket was full: the send is waiting");
   const receiver = new Endpoint(y, { maxPayload: max });
   // The filler arrives as one "message" whose header is the pattern's first 12 bytes: drain it raw.
@@ -144,7 +147,7 @@ test("long parts are sent from their own memory; parts changed after send() retu
   while (drained < filled) {
     const n = Number(socketSys().read(y.fd, sink.subarray(drained), filled - drained));
     if (n > 0) drained += n;
-    else await new Promise((r) => setTimeout(r, 1));
+    else await turn();
   }
   const last = await receiver.recv();
   assert.equal(last.request, 2);
@@ -188,7 +191,7 @@ test("recvWith with a tail: a payload of the expected length ends straight in th
   for (const [from, to] of [[0, 12], [12, 20], [20, 200], [200, frame.length]] as const) {
     const piece = frame.slice(from, to);
     assert.equal(Number(socketSys().write(raw.fd, piece, piece.length)), piece.length);
-    await new Promise((r) => setTimeout(r, 5));
+    await turn();
   }
   assert.deepEqual(await got, [true, body[0], body[1]]);
   assert.deepEqual(into, body.subarray(16));

@@ -4,6 +4,9 @@ import { readdirSync } from "node:fs";
 import { Endpoint, OwnedFd, RequestChannel, sendReply, socketPair, shouldReconnect, TransportError, Reactor } from "../src/index.js";
 import { socketSys } from "../src/sys/socket.js";
 
+/** One turn of the event loop (I/O callbacks and the reactor's spin run), instead of a sleep. */
+const turn = (): Promise<void> => new Promise((r) => setImmediate(() => setImmediate(r)));
+
 function pipe(): [OwnedFd, OwnedFd] {
   const p = new Int32Array(2);
   assert.equal(socketSys().pipe2(p, 0o2000000), 0);
@@ -85,7 +88,7 @@ describe("Endpoint", () => {
       rawWrite(x.fd, f.subarray(0, k));
       // A macrotask between the pieces: the reader wakes to the first piece alone and must wait
       // for the rest (a microtask would not let it run in between).
-      await new Promise((r) => setTimeout(r, 1));
+      await turn();
       rawWrite(x.fd, f.subarray(k));
       const m = await p;
       assert.equal(m.request, 7);

@@ -100,6 +100,8 @@ export class BackendClient implements BackendChannel {
   readonly #o: BackendClientOptions;
   readonly #dialect: Dialect;
   #tail: Promise<unknown> = Promise.resolve();
+  /** Calls started or waiting in {@link BackendClient.#serial}. */
+  #queued = 0;
   readonly #head = new Uint8Array(MEM_RW_HEADER_SIZE);
   #closed = false;
 
@@ -297,11 +299,11 @@ export class BackendClient implements BackendChannel {
   }
 
   #serial<T>(f: () => Promise<T>): Promise<T> {
-    const run = this.#tail.then(() => {
-      if (this.#closed) throw new BackendError("DISCONNECTED", "back-end channel closed");
-      return f();
-    });
-    this.#tail = run.catch(() => undefined);
+    const start = (): Promise<T> => (this.#closed ? Promise.reject(new BackendError("DISCONNECTED", "back-end channel closed")) : f());
+    // Nothing queued: start at once, with no hop through the previous call's promise.
+    const run = this.#queued++ === 0 ? start() : this.#tail.then(start);
+    const done = (): void => void this.#queued--;
+    this.#tail = run.then(done, done);
     return run;
   }
 

@@ -26,10 +26,8 @@ export interface CheckResult {
   readonly reason: string;
 }
 
-/** Options of {@link runConformance}. */
-export interface ConformanceOptions extends Omit<DeviceOptions, "endpoint"> {
-  /** Unix socket of the back-end. */
-  readonly socketPath: string;
+/** Options of {@link runConformance}: the back-end (`socketPath`, as the CLI gives it, or a connected `endpoint`) and device options. */
+export interface ConformanceOptions extends DeviceOptions {
   /** Which driver to exercise the ring with (default `"generic"`: no device requests). */
   readonly deviceType?: ConformanceDeviceType;
 }

@@ -5,7 +5,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Endpoint, Reactor, socketPair } from "@vhostkit/transport";
 import { SYNTHETIC_USER_BASE } from "@vhostkit/regions";
-import { Guest, isFrontendError, RawDriver, type BackendRequestOutcome, type Device } from "../src/index.js";
+import { Guest, isFrontendError, RawDriver, runConformance, type BackendRequestOutcome, type Device } from "../src/index.js";
 
 const FIXTURE = fileURLToPath(new URL("./fixtures/hostile-backend.mjs", import.meta.url));
 
@@ -228,5 +228,15 @@ describe("hostile back-end in a second process", () => {
     await guest.close();
     assert.equal(await c.exited, 0);
     assert.ok(fdCount() <= fds, "guest close released everything");
+  });
+
+  test("check: a back-end whose ring keeps running after GET_VRING_BASE fails \"GET_VRING_BASE stops the ring\"", async () => {
+    const peer = startPeer("ignores-stop");
+    const results = await runConformance({ endpoint: peer.endpoint, timeoutMs: 10_000 });
+    const stop = results.find((r) => r.name === "GET_VRING_BASE stops the ring");
+    assert.equal(stop?.status, "fail", JSON.stringify(results));
+    assert.match(stop?.reason ?? "", /kicked after it was used/);
+    assert.ok(await peer.next((o) => o["phase"] === "used-after-stop"), "the hostile back-end did use the chain");
+    assert.equal(await peer.exited, 0);
   });
 });

@@ -92,7 +92,7 @@ class IoBlock {
     this.dataOff = (CMSG + this.cmsgCap + 63) & ~63;
     this.block = nativeAlloc(this.dataOff + dataLen);
     this.#addr = Number(this.block.addr);
-    // The fixed msghdr fields (no name, one iovec at IOV) are written once; prepare() sets the rest.
+    // The fixed msghdr fields (no name, the iovec array at IOV) are written once; each call sets the rest.
     setU64(this.block.view, MSGHDR + 16, this.#addr + IOV);
   }
 

@@ -3,7 +3,7 @@
  * sends" corner of the protocol-role grid (STYLE.md §1).
  * @module
  */
-import { Endpoint, RequestChannel, type PayloadTail, type ReceivedMessage } from "@vhostkit/transport";
+import { Endpoint, RequestChannel, type BorrowedMessage, type PayloadTail, type ReceivedMessage } from "@vhostkit/transport";
 import {
   BackendRequest,
   CrosvmMapFlag,
@@ -191,36 +191,26 @@ export class BackendClient implements BackendChannel {
    */
   memReadInto(gpa: bigint, dst: Uint8Array): Promise<void> {
     const name = "BACKEND_MEM_READ";
-    const refused = (): BackendError =>
-      new BackendError("REJECTED", `backend_mem_read: front-end could not read 0x${dst.byteLength.toString(16)} bytes at 0x${gpa.toString(16)}`, { request: name, expected: dst.byteLength });
     return this.#serial(() =>
-      this.#memAccess(
-        name,
-        gpa,
-        dst.byteLength,
-        undefined,
-        (reply) => {
-          const value = reply as { guestAddress: bigint; data: Uint8Array };
-          if (value.data.byteLength !== dst.byteLength || value.guestAddress !== gpa) return refused();
-          dst.set(value.data);
-          return undefined;
-        },
-        {
-          tail: { bytes: dst, offset: MEM_RW_HEADER_SIZE },
-          took: (head) => {
-            let echoed: { guestAddress: bigint; size: number };
-            try {
-              echoed = decodeMemAccessHead(name, head);
-            } catch (err) {
-              return this.#malformed(name, err);
-            }
-            if (echoed.guestAddress !== gpa || echoed.size !== dst.byteLength) {
-              return new BackendError("PROTOCOL", `backend_mem_read: malformed reply: echoes 0x${echoed.size.toString(16)} bytes at 0x${echoed.guestAddress.toString(16)}, asked 0x${dst.byteLength.toString(16)} at 0x${gpa.toString(16)}`, { request: name, expected: dst.byteLength, actual: echoed.size });
-            }
-            return undefined;
-          },
-        },
-      ),
+      this.#memAccess(name, gpa, dst.byteLength, undefined, { bytes: dst, offset: MEM_RW_HEADER_SIZE }, (reply) => {
+        if (!reply.tailed) {
+          // Not 16 + size bytes: a refusal (no data), short data, or malformed.
+          const value = this.#decodeReply(name, reply.frame);
+          if (value instanceof BackendError) return value;
+          return new BackendError("REJECTED", `backend_mem_read: front-end could not read 0x${dst.byteLength.toString(16)} bytes at 0x${gpa.toString(16)}`, { request: name, expected: dst.byteLength });
+        }
+        // The data is already in dst; the head must echo the request.
+        let echoed: { guestAddress: bigint; size: number };
+        try {
+          echoed = decodeMemAccessHead(name, reply.payload);
+        } catch (err) {
+          return this.#malformed(name, err);
+        }
+        if (echoed.guestAddress !== gpa || echoed.size !== dst.byteLength) {
+          return new BackendError("PROTOCOL", `backend_mem_read: malformed reply: echoes 0x${echoed.size.toString(16)} bytes at 0x${echoed.guestAddress.toString(16)}, asked 0x${dst.byteLength.toString(16)} at 0x${gpa.toString(16)}`, { request: name, expected: dst.byteLength, actual: echoed.size });
+        }
+        return undefined;
+      }),
     );
   }
 
@@ -233,8 +223,10 @@ export class BackendClient implements BackendChannel {
   memWrite(gpa: bigint, data: Uint8Array): Promise<void> {
     const name = "BACKEND_MEM_WRITE";
     return this.#serial(() =>
-      this.#memAccess(name, gpa, data.byteLength, data, (reply) => {
-        const status = (reply as bigint | undefined) ?? 1n;
+      this.#memAccess(name, gpa, data.byteLength, data, undefined, (reply) => {
+        const value = this.#decodeReply(name, reply.frame);
+        if (value instanceof BackendError) return value;
+        const status = (value as bigint | undefined) ?? 1n;
         if (status === 0n) return undefined;
         return new BackendError("REJECTED", `backend_mem_write: front-end refused 0x${data.byteLength.toString(16)} bytes at 0x${gpa.toString(16)} (status ${status})`, { request: name, actual: status });
       }),
@@ -242,19 +234,11 @@ export class BackendClient implements BackendChannel {
   }
 
   /**
-   * One MEM_READ/MEM_WRITE exchange: the 16-byte head (and `data`, as a second part) out, the reply
-   * decoded in place and handed to `use` (views valid only during the call), which returns the
-   * result or the error to throw. A malformed reply is a `PROTOCOL` error. With `direct`, a reply
-   * whose data went straight into `direct.tail.bytes` is checked by `direct.took` (given the head).
+   * One MEM_READ/MEM_WRITE exchange: the 16-byte head (and `data`, as a second part) out; the reply
+   * (its end received into `tail` when given and of that length) is lent to `check`, which returns
+   * the result or the error to throw.
    */
-  async #memAccess<T>(
-    name: "BACKEND_MEM_READ" | "BACKEND_MEM_WRITE",
-    gpa: bigint,
-    size: number,
-    data: Uint8Array | undefined,
-    use: (reply: unknown) => T | BackendError,
-    direct?: { readonly tail: PayloadTail; readonly took: (head: Uint8Array) => T | BackendError },
-  ): Promise<T> {
+  async #memAccess<T>(name: "BACKEND_MEM_READ" | "BACKEND_MEM_WRITE", gpa: bigint, size: number, data: Uint8Array | undefined, tail: PayloadTail | undefined, check: (reply: BorrowedMessage) => T | BackendError): Promise<T> {
     this.#checkMemRw(name, size);
     // One scratch head: requests are serial and send copies it before it first awaits.
     const head = encodeMemAccessHead(name, gpa, size, this.#head);
@@ -265,11 +249,9 @@ export class BackendClient implements BackendChannel {
         data === undefined ? head : [head, data],
         (reply) => {
           for (const f of reply.fds) f.close();
-          if (reply.tailed && direct !== undefined) return direct.took(reply.payload);
-          const value = this.#decodeReply(name, reply.frame);
-          return value instanceof BackendError ? value : use(value);
+          return check(reply);
         },
-        direct === undefined ? { needReply: true } : { needReply: true, tail: direct.tail },
+        tail === undefined ? { needReply: true } : { needReply: true, tail },
       );
     } catch (err) {
       throw this.#wrap(name, err);

@@ -9,10 +9,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { GuestRam, guestAddress } from "@vhostkit/regions";
-import { Endpoint, EventFd, sendReply, socketPair } from "@vhostkit/transport";
-import { SplitDriver } from "@vhostkit/virtqueue/driver";
+import { sendReply } from "@vhostkit/transport";
 import { HEADER_SIZE, MEM_RW_MAX_PAYLOAD, ProtocolFeature, VHOSTKIT_MEM_RW, VirtioFeature, decodeMessage, encodeReply } from "@vhostkit/wire";
-import { DeviceProcess, ScriptedFrontend } from "./helpers/scripted-frontend.js";
+import { backendChannel, DeviceProcess, ScriptedFrontend, startRing } from "./helpers/scripted-frontend.js";
 
 const RAM_BLK = fileURLToPath(new URL("../examples/ram-blk.mjs", import.meta.url));
 const MiB = 1n << 20n;
@@ -27,25 +26,13 @@ test("a buffer outside the device's memory table is read and written through MEM
     const offered = (await fe.get("GET_PROTOCOL_FEATURES")) as bigint;
     assert.equal(offered & VHOSTKIT_MEM_RW, VHOSTKIT_MEM_RW, "offered at bit 63 when enabled");
     assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.CONFIGURE_MEM_SLOTS | ProtocolFeature.CONFIG | VHOSTKIT_MEM_RW), 0n);
-    const [mine, theirs] = socketPair();
-    const channel = new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD });
-    assert.equal(await fe.ack("SET_BACKEND_REQ_FD", undefined, [theirs.fd]), 0n);
-    theirs.close();
+    const channel = await backendChannel(fe, { maxPayload: MEM_RW_MAX_PAYLOAD });
     assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
     const block = ram.memoryTable()[0];
     assert.ok(block);
     // Only the first MiB goes into the device's table; the data lives at 1.5 MiB.
     assert.equal(await fe.ack("ADD_MEM_REG", { guestPhysAddr: 0n, memorySize: MiB, userAddr: block.userspaceAddr, mmapOffset: 0n }, [block.fd]), 0n);
-    const addresses = { desc: 0x1000n, avail: 0x1100n, used: 0x1200n };
-    const driver = new SplitDriver({ size: 16, memory: ram, addresses, reset: true });
-    const u = (a: bigint) => ram.userAddressOf(guestAddress(a));
-    assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: 16 }), 0n);
-    assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: u(addresses.desc), usedAddr: u(addresses.used), availAddr: u(addresses.avail), logAddr: 0n }), 0n);
-    const call = EventFd.create();
-    const kick = EventFd.create();
-    assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: false }, [call.fd]), 0n);
-    assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick.fd]), 0n);
-    assert.equal(await fe.ack("SET_VRING_ENABLE", { index: 0, num: 1 }), 0n);
+    const { driver, call, kick } = await startRing(fe, ram);
 
     // The front-end's MEM_READ / MEM_WRITE service, from its own RAM.
     const served: string[] = [];

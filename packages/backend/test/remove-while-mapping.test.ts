@@ -8,10 +8,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { GuestRam, guestAddress } from "@vhostkit/regions";
-import { Endpoint, EventFd, sendAck, socketPair } from "@vhostkit/transport";
-import { SplitDriver } from "@vhostkit/virtqueue/driver";
+import { sendAck } from "@vhostkit/transport";
 import { BackendRequest, ProtocolFeature, VirtioFeature } from "@vhostkit/wire";
-import { DeviceProcess, ScriptedFrontend } from "./helpers/scripted-frontend.js";
+import { backendChannel, DeviceProcess, ScriptedFrontend, startRing } from "./helpers/scripted-frontend.js";
 
 const DEVICE = fileURLToPath(new URL("./fixtures/map-in-handler.mjs", import.meta.url));
 const MiB = 1n << 20n;
@@ -32,10 +31,7 @@ test("REM_MEM_REG and ADD_MEM_REG are acked while a queue handler waits for its 
     await fe.get("GET_PROTOCOL_FEATURES");
     const pf = ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.BACKEND_SEND_FD | ProtocolFeature.CONFIGURE_MEM_SLOTS | ProtocolFeature.SHMEM;
     assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", pf), 0n);
-    const [mine, theirs] = socketPair();
-    const channel = new Endpoint(mine);
-    assert.equal(await fe.ack("SET_BACKEND_REQ_FD", undefined, [theirs.fd]), 0n);
-    theirs.close();
+    const channel = await backendChannel(fe);
     assert.equal(await fe.ack("SET_OWNER"), 0n);
     assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
     // Two RAM regions: the ring and its buffers in the first; the second will be removed.
@@ -44,16 +40,7 @@ test("REM_MEM_REG and ADD_MEM_REG are acked while a queue handler waits for its 
     const second = { guestPhysAddr: MiB, memorySize: MiB, userAddr: block.userspaceAddr + MiB, mmapOffset: MiB };
     assert.equal(await fe.ack("ADD_MEM_REG", { guestPhysAddr: 0n, memorySize: MiB, userAddr: block.userspaceAddr, mmapOffset: 0n }, [block.fd]), 0n);
     assert.equal(await fe.ack("ADD_MEM_REG", second, [block.fd]), 0n);
-    const addresses = { desc: 0x1000n, avail: 0x1100n, used: 0x1200n };
-    const driver = new SplitDriver({ size: 16, memory: ram, addresses, reset: true });
-    const u = (a: bigint) => ram.userAddressOf(guestAddress(a));
-    assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: 16 }), 0n);
-    assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: u(addresses.desc), usedAddr: u(addresses.used), availAddr: u(addresses.avail), logAddr: 0n }), 0n);
-    const call = EventFd.create();
-    assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: false }, [call.fd]), 0n);
-    const kick = EventFd.create();
-    assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick.fd]), 0n);
-    assert.equal(await fe.ack("SET_VRING_ENABLE", { index: 0, num: 1 }), 0n);
+    const { driver, call, kick } = await startRing(fe, ram);
 
     driver.add([{ addr: guestAddress(0x2000n), len: 16 }], []);
     driver.publish();

@@ -7,9 +7,9 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { GuestRam, guestAddress } from "@vhostkit/regions";
-import { Endpoint, EventFd, sendAck, socketPair, type ReceivedMessage } from "@vhostkit/transport";
+import { EventFd, sendAck, type Endpoint, type ReceivedMessage } from "@vhostkit/transport";
 import { BackendRequest, Dialects, ProtocolFeature, VirtioFeature, decodeMessage, type DialectName } from "@vhostkit/wire";
-import { DeviceProcess, ScriptedFrontend } from "./helpers/scripted-frontend.js";
+import { backendChannel, DeviceProcess, ScriptedFrontend } from "./helpers/scripted-frontend.js";
 
 const DEVICE = fileURLToPath(new URL("./fixtures/shmem-device.mjs", import.meta.url));
 const MiB = 1n << 20n;
@@ -22,10 +22,7 @@ async function runDevice(fe: ScriptedFrontend, dialect: DialectName): Promise<{ 
   assert.equal(offered & d.shmemFeature, d.shmemFeature, `${dialect}: SHMEM offered at its own bit`);
   const want = ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.BACKEND_SEND_FD | ProtocolFeature.CONFIGURE_MEM_SLOTS | d.shmemFeature;
   assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", want), 0n);
-  const [mine, theirs] = socketPair();
-  const channel = new Endpoint(mine);
-  assert.equal(await fe.ack("SET_BACKEND_REQ_FD", undefined, [theirs.fd]), 0n);
-  theirs.close();
+  const channel = await backendChannel(fe);
   assert.equal(await fe.ack("SET_OWNER"), 0n);
   if (d.layout === "crosvm") {
     const r = (await fe.get("GET_SHARED_MEMORY_REGIONS")) as { regions: { id: number; length: bigint }[] };

@@ -6,6 +6,7 @@
 import {
   BackendRequest,
   HEADER_SIZE,
+  MEM_RW_HEADER_SIZE,
   decodeMessage,
   encodeMemAccessHead,
   encodeReply,
@@ -130,7 +131,7 @@ export class BackendRequestHandler {
   readonly #o: BackendRequestHandlerOptions;
   #closed = false;
   /** Scratch head of in-place MEM_READ replies (one reply is built at a time). */
-  readonly #replyHead = new Uint8Array(16);
+  readonly #replyHead = new Uint8Array(MEM_RW_HEADER_SIZE);
   #done: Promise<void> | undefined;
 
   /**
@@ -364,11 +365,9 @@ export class BackendRequestHandler {
       }
       if (req.name === "BACKEND_MEM_READ") {
         // The reply payload is built in place: 16-byte header echo, then the data read straight into it.
-        const payload = new Uint8Array(16 + req.value.size);
-        const v = new DataView(payload.buffer);
-        v.setBigUint64(0, req.value.guestAddress, true);
-        v.setUint32(8, req.value.size, true);
-        await memory.read(guestAddress(req.value.guestAddress), payload.subarray(16));
+        const payload = new Uint8Array(MEM_RW_HEADER_SIZE + req.value.size);
+        encodeMemAccessHead(req.name, req.value.guestAddress, req.value.size, payload.subarray(0, MEM_RW_HEADER_SIZE));
+        await memory.read(guestAddress(req.value.guestAddress), payload.subarray(MEM_RW_HEADER_SIZE));
         data = payload;
       } else if (req.name === "BACKEND_MEM_WRITE") {
         await memory.write(guestAddress(req.value.guestAddress), req.value.data);

@@ -5,7 +5,7 @@
 import { ProtocolFeature, VirtioFeature, type MemoryRegion } from "@vhostkit/wire";
 import { GuestRam, SYNTHETIC_USER_BASE, guestAddress } from "@vhostkit/regions";
 import { EventFd, OwnedFd } from "@vhostkit/transport";
-import { closeFd, dupCloexec } from "@vhostkit/transport/sys";
+import { dupCloexec } from "@vhostkit/transport/sys";
 import type { DeviceOptions } from "./device.js";
 import { Device } from "./device.js";
 import { BlkDriver } from "./drivers/blk.js";
@@ -47,15 +47,6 @@ async function writeU16(guest: Guest, addr: bigint, v: number): Promise<void> {
   await guest.space.write(guestAddress(addr), new Uint8Array([v & 0xff, v >> 8]));
 }
 
-/** Adds 1 to an eventfd's counter (borrowed fd); a full counter is ignored. */
-function signal(fd: number): void {
-  const e = new EventFd(new OwnedFd(dupCloexec(fd)));
-  try {
-    e.signal();
-  } finally {
-    e.close();
-  }
-}
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -166,7 +157,7 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
       // A copy of the kick eventfd outlives the queue: after the stop, one more chain is made
       // available and kicked; a stopped ring must not use it.
       const q = device.queue(0);
-      const kick = dupCloexec(q.kickFd);
+      const kick = new EventFd(new OwnedFd(dupCloexec(q.kickFd)));
       try {
         const expected = q.availIndex;
         const { avail, used } = q.rings;
@@ -176,7 +167,7 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
         else {
           const usedBefore = await readU16(guest, used + 2n);
           await writeU16(guest, avail + 2n, (expected + 1) & 0xffff);
-          signal(kick);
+          kick.signal();
           await new Promise((r) => setTimeout(r, STOPPED_RING_WAIT_MS));
           const usedAfter = await readU16(guest, used + 2n);
           if (usedAfter !== usedBefore) fail("GET_VRING_BASE stops the ring", `returned ${base}, but a chain made available and kicked after it was used (used index ${usedBefore} -> ${usedAfter})`);
@@ -185,7 +176,7 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
       } catch (err) {
         fail("GET_VRING_BASE stops the ring", message(err));
       } finally {
-        closeFd(kick);
+        kick.close();
       }
     } else {
       skip("GET_VRING_BASE stops the ring", "ring not started");

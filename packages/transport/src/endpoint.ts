@@ -177,8 +177,6 @@ export class Endpoint {
   readonly #tx: IoBlock;
   #closed = false;
   #lending = false;
-  /** Bit i: part i of the message being sent was left in its own memory by {@link Endpoint.#sendGathered}. */
-  #gathered = 0;
   #latched: TransportError | undefined;
 
   /**
@@ -261,25 +259,21 @@ export class Endpoint {
     }
     // Every part has its place in the send buffer; short ones are copied there now, long ones
     // (up to MAX_IOV - 1 of them) are gathered by the kernel from their own memory.
-    let sent = this.#sendGathered(parts, control);
+    const gathered = this.#prepareGathered(parts, control);
+    const first = this.#sendOnce(request);
+    let sent = first === AGAIN ? 0 : first;
     if (sent === total) return;
     // Partial write or EAGAIN: copy what the gather skipped, synchronously, before the first await
     // (a part may be a view of guest memory that is gone by the time the socket drains).
-    this.#copySkipped(parts);
+    if (gathered !== 0) this.#copyGathered(parts, gathered);
     if (sent > 0) control = 0;
     while (sent < total) {
       tx.prepare(sent, total - sent, control);
-      // SAFETY: msghdr, iovec and control all point into tx.block, alive for the call.
-      const n = Number(socketSys().sendmsg(this.#sock.fd, tx.block.ptr, MSG_DONTWAIT | MSG_NOSIGNAL));
-      if (n < 0) {
-        const e = lastErrno();
-        if (e === Errno.EINTR) continue;
-        if (e === Errno.EAGAIN) {
-          await this.#watch.writable();
-          this.#check();
-          continue;
-        }
-        throw this.#fail(new TransportError("SYSCALL", classifyErrno(e), `request ${request}: sendmsg failed: errno ${e}`, { errno: e, syscall: "sendmsg" }));
+      const n = this.#sendOnce(request);
+      if (n === AGAIN) {
+        await this.#watch.writable();
+        this.#check();
+        continue;
       }
       sent += n;
       control = 0;
@@ -287,24 +281,24 @@ export class Endpoint {
   }
 
   /**
-   * The first sendmsg of a message: the header and short parts from the send buffer, long parts
-   * straight from their memory. Returns the bytes written (0 on EAGAIN).
-   * @throws TransportError `SYSCALL` on any other failure (latched).
+   * Points the send iovecs at the header and short parts (copied into the send buffer) and at
+   * long parts in their own memory, and the control buffer at `control` bytes.
+   * @returns bit i set: part i was left in its own memory.
    */
-  #sendGathered(parts: readonly Uint8Array[], control: number): number {
+  #prepareGathered(parts: readonly Uint8Array[], control: number): number {
     const tx = this.#tx;
     let at = HEADER_SIZE;
     let runStart = 0;
     let iov = 0;
-    let mask = 0;
+    let gathered = 0;
     for (let i = 0; i < parts.length; i++) {
       const p = parts[i]!;
       // Room for the run before it, the part, and a run after it.
       if (p.length >= GATHER_MIN && i < 31 && iov + (at > runStart ? 3 : 2) <= MAX_IOV) {
         if (at > runStart) tx.setIov(iov++, tx.dataAddr(runStart), at - runStart);
-        // SAFETY: the address is used by the sendmsg below, in this synchronous stretch, while `p` is alive.
+        // SAFETY: the address is used by the sendmsg that follows, in this synchronous stretch, while `p` is alive.
         tx.setIov(iov++, addressOf(p), p.length);
-        mask |= 1 << i;
+        gathered |= 1 << i;
         at += p.length;
         runStart = at;
       } else {
@@ -313,30 +307,34 @@ export class Endpoint {
       }
     }
     if (at > runStart) tx.setIov(iov++, tx.dataAddr(runStart), at - runStart);
-    this.#gathered = mask;
     tx.control(control);
     tx.iovCount(iov);
-    for (;;) {
-      // SAFETY: msghdr, iovecs into tx.block or into live parts, control in tx.block.
-      const n = Number(socketSys().sendmsg(this.#sock.fd, tx.block.ptr, MSG_DONTWAIT | MSG_NOSIGNAL));
-      if (n >= 0) return n;
-      const e = lastErrno();
-      if (e === Errno.EINTR) continue;
-      if (e === Errno.EAGAIN) return 0;
-      throw this.#fail(new TransportError("SYSCALL", classifyErrno(e), `request ${tx.block.view.getUint32(tx.dataOff, true)}: sendmsg failed: errno ${e}`, { errno: e, syscall: "sendmsg" }));
+    return gathered;
+  }
+
+  /** Copies the parts marked in `gathered` into their slots of the send buffer. */
+  #copyGathered(parts: readonly Uint8Array[], gathered: number): void {
+    let at = this.#tx.dataOff + HEADER_SIZE;
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i]!;
+      if ((gathered & (1 << i)) !== 0) this.#tx.block.bytes.set(p, at);
+      at += p.length;
     }
   }
 
-  /** Copy the parts {@link Endpoint.#sendGathered} left in their own memory into their slots of the send buffer. */
-  #copySkipped(parts: readonly Uint8Array[]): void {
-    let at = this.#tx.dataOff + HEADER_SIZE;
-    for (let i = 0; i < parts.length && this.#gathered !== 0; i++) {
-      const p = parts[i]!;
-      if ((this.#gathered & (1 << i)) !== 0) {
-        this.#tx.block.bytes.set(p, at);
-        this.#gathered &= ~(1 << i);
-      }
-      at += p.length;
+  /**
+   * One non-blocking sendmsg of what the send msghdr describes: bytes written, or {@link AGAIN}.
+   * @throws TransportError `SYSCALL` on any other failure (latched).
+   */
+  #sendOnce(request: number): number {
+    for (;;) {
+      // SAFETY: msghdr, iovecs (into tx.block or into live parts) and control prepared just before.
+      const n = Number(socketSys().sendmsg(this.#sock.fd, this.#tx.block.ptr, MSG_DONTWAIT | MSG_NOSIGNAL));
+      if (n >= 0) return n;
+      const e = lastErrno();
+      if (e === Errno.EINTR) continue;
+      if (e === Errno.EAGAIN) return AGAIN;
+      throw this.#fail(new TransportError("SYSCALL", classifyErrno(e), `request ${request}: sendmsg failed: errno ${e}`, { errno: e, syscall: "sendmsg" }));
     }
   }
 

@@ -68,8 +68,6 @@ export class RequestChannel {
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** When {@link RequestChannel.#timer} fires (performance.now() ms). */
   #timerAt = 0;
-  /** The deadline passed: the error every waiting and later request gets. */
-  #timedOut: TransportError | undefined;
   /** REPLY_ACK was negotiated: {@link RequestChannel.requestAck} sets NEED_REPLY and waits. */
   replyAck: boolean;
 
@@ -153,8 +151,9 @@ export class RequestChannel {
         }
       }, options.tail);
     } catch (err) {
-      // The deadline closed the endpoint under the receive: report the timeout, not the close.
-      if (this.#timedOut !== undefined) throw this.#timedOut;
+      // A passed deadline latched TIMEOUT and closed the endpoint under the receive: report the
+      // timeout, not the close (nothing else latches while a request is outstanding).
+      if (this.#latched !== undefined) throw this.#latched;
       // Transport failures and a bad reply end the channel; an error of `take` (the caller's own
       // check of a reply that was read completely) leaves the stream in sync and does not.
       if (!takeThrew && err instanceof TransportError && err.kind !== "retry") this.#fatal(err);
@@ -191,8 +190,7 @@ export class RequestChannel {
         this.#arm(left);
         return;
       }
-      this.#timedOut = new TransportError("TIMEOUT", "broken", `request ${this.#deadlineRequest}: no reply within ${this.#deadlineMs} ms`);
-      this.#fatal(this.#timedOut);
+      this.#fatal(new TransportError("TIMEOUT", "broken", `request ${this.#deadlineRequest}: no reply within ${this.#deadlineMs} ms`));
     }, Math.max(1, Math.ceil(ms)));
     this.#timer.unref?.();
   }

@@ -6,7 +6,7 @@
  * (b) MEM_READ: B's table lacks it; vhostkit's extension over a real back-end channel (socketpair),
  * served by the front-end's BackendRequestHandler from its guest space (RAM + A's region).
  * 4 KiB and 64 KiB reads, interleaved in the same run; prints GB/s and MEM_READ ÷ direct, and
- * MEM_READ with the front-end handler in its own process (fallback-frontend.mjs). Target: MEM_READ
+ * MEM_READ with the front-end handler in its own process (fallback-frontend.ts). Target: MEM_READ
  * >= 2 GB/s at 64 KiB. Then the end-to-end latency of SHMEM_MAP with propagation to 0, 1 and 4
  * other back-ends.
  */
@@ -19,9 +19,10 @@ import { BackendClient, Dispatcher, type BackendChannel } from "@vhostkit/backen
 import { FallbackMemory } from "@vhostkit/fallback";
 import { BackendRequestHandler, Guest } from "@vhostkit/frontend";
 import { closeFd, dupCloexec, ftruncate, memfdCreate, MFD } from "@vhostkit/transport/sys";
-import { DeviceSharedMemory, GuestAddressSpace, GuestRam, MemoryTable, SHMEM_MAP_FLAG_RW, SYNTHETIC_USER_BASE, guestAddress, type GuestAddress } from "@vhostkit/regions";
+import { MemoryTable, SYNTHETIC_USER_BASE, guestAddress, type GuestAddress } from "@vhostkit/regions";
 import { Endpoint, socketPair } from "@vhostkit/transport";
 import { MEM_RW_MAX_PAYLOAD, UPSTREAM } from "@vhostkit/wire";
+import { BLOB_LEN, REGION_BASE, frontEndGuest } from "./fallback-guest.js";
 import { median, root, table } from "./harness.js";
 
 async function measure(read: (dst: Uint8Array) => Promise<void>, size: number, bytes: number): Promise<number> {
@@ -31,27 +32,6 @@ async function measure(read: (dst: Uint8Array) => Promise<void>, size: number, b
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < n; i++) await read(dst);
   return (n * size) / Number(process.hrtime.bigint() - t0); // bytes per ns = GB/s
-}
-
-const MiB = 1n << 20n;
-/** Where A's shmid 1 sits in guest-physical space (above RAM, like a BAR); fallback-frontend.mjs uses the same. */
-const REGION_BASE = 1n << 32n;
-/** The blob's size (mapped at offset 0 of the region). */
-const BLOB_LEN = MiB;
-
-/**
- * The front-end's guest: 4 MiB of RAM and device A's shmid 1 (2 MiB) with a 1 MiB memfd blob mapped
- * read-write at offset 0 (fallback-frontend.mjs builds the same guest in its own process).
- * @returns the address space, the blob's fd and a disposer that releases all three.
- */
-function frontEndGuest(): { space: GuestAddressSpace; blobFd: number; dispose: () => void } {
-  const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 4n * MiB }] });
-  const shm = new DeviceSharedMemory({ sizes: new Map([[1, 2n * MiB]]), guestPhysAddr: guestAddress(REGION_BASE) });
-  const blobFd = memfdCreate("bench-blob", MFD.CLOEXEC);
-  ftruncate(blobFd, BLOB_LEN);
-  shm.map(1, 0n, BLOB_LEN, dupCloexec(blobFd), 0n, SHMEM_MAP_FLAG_RW);
-  const space = new GuestAddressSpace(ram, [shm]);
-  return { space, blobFd, dispose: () => (shm.dispose(), ram.dispose(), closeFd(blobFd)) };
 }
 
 /** Run the fallback benchmark and print its table. */
@@ -96,7 +76,7 @@ export async function run(): Promise<void> {
 /** GB/s of 4 KiB and 64 KiB MEM_READs served by a front-end handler in another process (median of 5 rounds). */
 async function crossProcessMemRead(addr: GuestAddress): Promise<number[]> {
   const [mine, theirs] = socketPair();
-  const child = spawn(process.execPath, [join(import.meta.dir, "fallback-frontend.mjs")], { stdio: ["ignore", "inherit", "inherit", theirs.fd] });
+  const child = spawn(process.execPath, [join(import.meta.dir, "fallback-frontend.ts")], { stdio: ["ignore", "inherit", "inherit", theirs.fd] });
   theirs.close();
   const client = new BackendClient(new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD }), { replyAck: true, shmem: false, sendFd: false, config: false, memRw: true, isRunning: () => true });
   const table = new MemoryTable();

@@ -7,7 +7,10 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { connect, Endpoint, type ReceivedMessage } from "@vhostkit/transport";
+import assert from "node:assert/strict";
+import { guestAddress, type GuestRam } from "@vhostkit/regions";
+import { connect, Endpoint, EventFd, socketPair, type EndpointOptions, type ReceivedMessage } from "@vhostkit/transport";
+import { SplitDriver } from "@vhostkit/virtqueue/driver";
 import { decodeReply, encodeMessage, FrontendRequest, HEADER_SIZE, UPSTREAM, type Dialect, type FrontendRequestName } from "@vhostkit/wire";
 
 /** A device process started from a fixture script; its stdout lines are collected. */
@@ -105,4 +108,32 @@ export class ScriptedFrontend {
   close(): void {
     this.ep.close();
   }
+}
+
+/** SET_BACKEND_REQ_FD over a fresh socketpair (acked 0): returns our end of the back-end channel. */
+export async function backendChannel(fe: ScriptedFrontend, options: EndpointOptions = {}): Promise<Endpoint> {
+  const [mine, theirs] = socketPair();
+  const channel = new Endpoint(mine, options);
+  assert.equal(await fe.ack("SET_BACKEND_REQ_FD", undefined, [theirs.fd]), 0n);
+  theirs.close();
+  return channel;
+}
+
+/**
+ * Vring 0 of `size` entries at guest addresses 0x1000 (desc), 0x1100 (avail), 0x1200 (used) of
+ * `ram`, set up and started on the device (NUM, ADDR, CALL, KICK, ENABLE, each acked 0).
+ * @returns the driver side and the call and kick eventfds (the caller closes them).
+ */
+export async function startRing(fe: ScriptedFrontend, ram: GuestRam, size = 16): Promise<{ driver: SplitDriver; call: EventFd; kick: EventFd }> {
+  const addresses = { desc: 0x1000n, avail: 0x1100n, used: 0x1200n };
+  const driver = new SplitDriver({ size, memory: ram, addresses, reset: true });
+  const u = (a: bigint) => ram.userAddressOf(guestAddress(a));
+  assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: size }), 0n);
+  assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: u(addresses.desc), usedAddr: u(addresses.used), availAddr: u(addresses.avail), logAddr: 0n }), 0n);
+  const call = EventFd.create();
+  assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: false }, [call.fd]), 0n);
+  const kick = EventFd.create();
+  assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick.fd]), 0n);
+  assert.equal(await fe.ack("SET_VRING_ENABLE", { index: 0, num: 1 }), 0n);
+  return { driver, call, kick };
 }

@@ -40,10 +40,10 @@ export function ramBlk(disk, { discard = false } = {}) {
   /** Sets only the status byte (the last writable one): IOERR for a buffer the device could not reach (e.g. an unmapped remote range). */
   async function status(queue, memory, c, s) {
     const cur = queue.segments(batch, c);
-    let last;
-    while (cur.next()) if (cur.writable) last = { addr: cur.addr + BigInt(cur.len - 1), host: cur.kind === "host" ? cur.bytes : undefined, len: cur.len };
-    if (last?.host) last.host[last.len - 1] = s;
-    else if (last) await memory.write(last.addr, new Uint8Array([s])).catch(() => undefined);
+    let host, addr, len = 0;
+    while (cur.next()) if (cur.writable) (len = cur.len), (host = cur.kind === "host" ? cur.bytes : undefined), (addr = host ? undefined : cur.addr);
+    if (host) host[len - 1] = s;
+    else if (len > 0) await memory.write(addr + BigInt(len - 1), new Uint8Array([s])).catch(() => undefined);
     return 1;
   }
 

@@ -63,6 +63,12 @@ export class FallbackMemory implements GuestMemory {
     return this.#direct.translate(addr, len);
   }
 
+  /** The direct table's `translateNumber` (or `translate`) for a safe-integer address; a miss as is. */
+  translateNumber(addr: number, len: number): TranslateResult {
+    const d = this.#direct;
+    return d.translateNumber !== undefined ? d.translateNumber(addr, len) : d.translate(BigInt(addr) as GuestAddress, len);
+  }
+
   /**
    * True when the range translates directly, or when a MEM_READ/MEM_WRITE channel exists for the rest
    * (the front-end decides at access time whether it can serve it).

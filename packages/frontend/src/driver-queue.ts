@@ -5,14 +5,19 @@
  */
 import { SplitDriver, type DriverBuffer } from "@vhostkit/virtqueue/driver";
 import { EventFd } from "@vhostkit/transport";
-import type { GuestAddress, GuestMemory } from "@vhostkit/regions";
+import { translateRange, type GuestAddress, type GuestMemory } from "@vhostkit/regions";
 import { asFrontendError, FrontendError } from "./errors.js";
 import type { GuestAllocator } from "./guest-allocator.js";
 
 interface Pending {
   readonly resolve: (len: number) => void;
   readonly reject: (err: FrontendError) => void;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  /** `performance.now()` by which the device must have completed it. */
+  readonly deadline: number;
+  readonly timeoutMs: number;
+  /** The chain, kept while the request waits for free descriptors. */
+  readonly readable: readonly DriverBuffer[];
+  readonly writable: readonly DriverBuffer[];
 }
 
 /** Result of {@link DriverQueue.transfer}. */
@@ -39,7 +44,9 @@ export interface DriverQueueOptions {
 /**
  * The driver side of one virtqueue set up on a back-end. Rings live in guest RAM at guest-physical
  * addresses; the back-end receives their synthetic user addresses with SET_VRING_ADDR. Completions
- * are collected when the back-end signals the call eventfd; each request has a timeout.
+ * are collected when the back-end signals the call eventfd; each request has a timeout. When the
+ * ring has too few free descriptors, requests wait (in submission order) until completions free
+ * enough: callers may submit any number at once.
  *
  * Owns its eventfds and ring memory; the device releases them when it stops, fails or closes.
  */
@@ -55,7 +62,13 @@ export class DriverQueue {
   readonly #call: EventFd;
   readonly #o: DriverQueueOptions;
   readonly #ringBase: GuestAddress;
+  /** Every request not yet completed (in the ring or waiting), in submission order. */
   readonly #tokens = new Set<Pending>();
+  /** Requests waiting for free descriptors, oldest first. */
+  readonly #waiting: Pending[] = [];
+  /** One timer per queue, armed for the earliest deadline it knows of (undefined: none pending). */
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
   #pumping = false;
   #inFlight = 0;
   #error: FrontendError | undefined;
@@ -109,9 +122,9 @@ export class DriverQueue {
     return this.#call.fd;
   }
 
-  /** Requests submitted and not yet completed. */
+  /** Requests submitted and not yet completed (in the ring, or waiting for free descriptors). */
   get inFlight(): number {
-    return this.#inFlight;
+    return this.#inFlight + this.#waiting.length;
   }
 
   /** The avail index the next chain gets (u16): after a stop, GET_VRING_BASE should return this. */
@@ -126,29 +139,90 @@ export class DriverQueue {
 
   /**
    * Makes one chain available (device-readable buffers, then device-writable ones), kicks when the
-   * ring says so, and resolves with `used.len` when the device returns it.
-   * @throws FrontendError `timeout` (the device is then failed), `device-failed`, `bad-argument`.
+   * ring says so, and resolves with `used.len` when the device returns it. When the ring lacks free
+   * descriptors the chain waits for completions first (its timeout runs from this call).
+   * @throws FrontendError `timeout` (the device is then failed), `device-failed`, `bad-argument`
+   *   (a bad buffer, or more buffers than the queue has descriptors).
    */
   submit(readable: readonly DriverBuffer[], writable: readonly DriverBuffer[], timeoutMs = this.#o.timeoutMs): Promise<number> {
     if (this.#error !== undefined) return Promise.reject(this.#error);
+    const n = readable.length + writable.length;
+    if (n > this.size) return Promise.reject(new FrontendError("bad-argument", `queue ${this.index}: a chain of ${n} buffers never fits a queue of ${this.size} descriptors`, { expected: this.size, actual: n }));
     return new Promise<number>((resolve, reject) => {
-      const p: Pending = { resolve, reject, timer: undefined };
-      try {
-        this.#driver.add(readable, writable, p);
-      } catch (err) {
-        reject(new FrontendError("bad-argument", `queue ${this.index}: ${err instanceof Error ? err.message : String(err)}`, {}, { cause: err }));
+      const p: Pending = { resolve, reject, deadline: performance.now() + timeoutMs, timeoutMs, readable, writable };
+      if (this.#waiting.length > 0 || this.#driver.numFree < n) {
+        this.#waiting.push(p);
+        this.#track(p);
         return;
       }
-      this.#inFlight++;
-      this.#tokens.add(p);
-      p.timer = setTimeout(() => {
-        const e = new FrontendError("timeout", `queue ${this.index}: request not completed within ${timeoutMs} ms`, { request: "VIRTQUEUE" });
-        this.#o.onFatal(e);
-        this.fail(e);
-      }, timeoutMs);
+      if (!this.#add(p)) return;
+      this.#track(p);
       if (this.#driver.publish()) this.#kick.signal();
       void this.#pump();
     });
+  }
+
+  /** Puts `p`'s chain on the ring (not yet published); false (p rejected) for a bad buffer. */
+  #add(p: Pending): boolean {
+    try {
+      this.#driver.add(p.readable, p.writable, p);
+    } catch (err) {
+      p.reject(new FrontendError("bad-argument", `queue ${this.index}: ${err instanceof Error ? err.message : String(err)}`, {}, { cause: err }));
+      return false;
+    }
+    this.#inFlight++;
+    return true;
+  }
+
+  /** Moves waiting requests onto the ring while descriptors are free; kicks once if needed. */
+  #admit(): void {
+    const w = this.#waiting;
+    let added = false;
+    while (w.length > 0 && this.#driver.numFree >= (w[0] as Pending).readable.length + (w[0] as Pending).writable.length) {
+      const p = w.shift() as Pending;
+      if (this.#add(p)) added = true;
+      else this.#untrack(p);
+    }
+    if (added && this.#driver.publish()) this.#kick.signal();
+  }
+
+  #track(p: Pending): void {
+    this.#tokens.add(p);
+    if (p.deadline < this.#timerAt) this.#armTimer(p.deadline);
+  }
+
+  #untrack(p: Pending): void {
+    this.#tokens.delete(p);
+    if (this.#tokens.size === 0 && this.#timer !== undefined) {
+      // Nothing pending: no timer may keep the process alive.
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+    }
+  }
+
+  #armTimer(at: number): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.#onTimer(), Math.max(0, at - performance.now()));
+  }
+
+  /** The earliest known deadline came: fail the device if a request is late, else re-arm. */
+  #onTimer(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const p of this.#tokens) {
+      if (p.deadline <= now) {
+        const e = new FrontendError("timeout", `queue ${this.index}: request not completed within ${p.timeoutMs} ms`, { request: "VIRTQUEUE" });
+        this.#o.onFatal(e);
+        this.fail(e);
+        return;
+      }
+      if (p.deadline < next) next = p.deadline;
+    }
+    if (next < Infinity) this.#armTimer(next);
   }
 
   /**
@@ -175,7 +249,7 @@ export class DriverQueue {
         const a = this.#o.allocator.alloc(len);
         allocs.push(a);
         // 0xff so that a status byte the device never wrote is recognisable.
-        await mem.write(a, new Uint8Array(len).fill(0xff));
+        for (const span of translateRange(mem, a, len, true)) span.bytes.fill(0xff);
         w.push({ addr: a, len });
       }
       const len = await this.submit(r, w, timeoutMs);
@@ -212,10 +286,10 @@ export class DriverQueue {
           const p = u.token;
           if (p === undefined) continue;
           this.#inFlight--;
-          this.#tokens.delete(p);
-          if (p.timer !== undefined) clearTimeout(p.timer);
+          this.#untrack(p);
           p.resolve(u.len);
         }
+        if (this.#waiting.length > 0) this.#admit();
         if (this.#inFlight === 0) break;
         // Ask for the next interrupt (EVENT_IDX: used_event = what was collected), then re-check:
         // a completion published before the request was visible would otherwise never signal.
@@ -236,10 +310,11 @@ export class DriverQueue {
     if (this.#error !== undefined) return;
     this.#error = err.code === "device-failed" ? err : new FrontendError("device-failed", err.message, err.detail, { cause: err });
     // Pending tokens are only reachable through the ring; reject them via a final sweep.
-    for (const p of this.#drainTokens()) {
-      if (p.timer !== undefined) clearTimeout(p.timer);
-      p.reject(this.#error);
-    }
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    this.#waiting.length = 0;
+    for (const p of this.#drainTokens()) p.reject(this.#error);
     this.#inFlight = 0;
     this.#kick.close();
     this.#call.close();

@@ -5,25 +5,15 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { VirtioFeature } from "@vhostkit/wire";
 import { Guest } from "../src/index.js";
-
-const RAM_BLK = fileURLToPath(new URL("../../backend/examples/ram-blk.mjs", import.meta.url));
+import { startRamBlk } from "./ram-blk-process.js";
 
 test("EVENT_IDX: 200 blk reads, 8 at a time, all complete", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "vhostkit-event-idx-"));
-  const socket = join(dir, "blk.sock");
-  const child = spawn(process.execPath, [RAM_BLK, "--socket", socket, "--size-mib", "1"], { stdio: ["ignore", "pipe", "inherit"] });
+  const blkProcess = await startRamBlk(["--size-mib", "1"]);
   const guest = new Guest();
   try {
-    await new Promise<void>((resolve) => createInterface({ input: child.stdout! }).on("line", (l) => l.startsWith("listening") && resolve()));
-    const device = await guest.addDevice({ socketPath: socket });
+    const device = await guest.addDevice({ socketPath: blkProcess.socket });
     const [q] = await device.start({ features: VirtioFeature.EVENT_IDX, queues: [0], queueSize: 32 });
     assert.equal((device.ackedFeatures ?? 0n) & VirtioFeature.EVENT_IDX, VirtioFeature.EVENT_IDX, "negotiated");
     const header = new Uint8Array(16); // VIRTIO_BLK_T_IN, sector 0
@@ -36,10 +26,6 @@ test("EVENT_IDX: 200 blk reads, 8 at a time, all complete", async () => {
     assert.equal(done, 200);
   } finally {
     await guest.close();
-    // Wait for the child's pipes to close: a later test file counts this process's fds.
-    const closed = new Promise((r) => child.once("close", r));
-    child.kill("SIGTERM");
-    await closed;
-    rmSync(dir, { recursive: true, force: true });
+    await blkProcess.stop();
   }
 });

@@ -230,6 +230,31 @@ describe("hostile back-end in a second process", () => {
     assert.ok(fdCount() <= fds, "guest close released everything");
   });
 
+  test("a back-end that never completes: every request, those waiting for descriptors too, times out and fails the device", async () => {
+    const guest = new Guest();
+    const peer = startPeer("quiet");
+    const dev = await guest.addDevice({ endpoint: peer.endpoint, timeoutMs: 10_000 });
+    const raw = await RawDriver.attach(dev, { queues: [0], queueSize: 4 });
+    const q = raw.queue(0);
+    const t0 = performance.now();
+    // 2 descriptors each: 2 fit the ring, 4 wait for free descriptors.
+    const pending = Array.from({ length: 6 }, () => q.transfer([new Uint8Array(8)], [8], 300));
+    await new Promise((r) => setImmediate(r)); // transfer copies into guest RAM, then submits
+    assert.equal(q.inFlight, 6);
+    const results = await Promise.allSettled(pending);
+    const elapsed = performance.now() - t0;
+    for (const r of results) {
+      assert.equal(r.status, "rejected");
+      const e = (r as PromiseRejectedResult).reason as unknown;
+      assert.ok(isFrontendError(e) && e.code === "device-failed" && isFrontendError(e.cause) && e.cause.code === "timeout", String(e));
+    }
+    assert.ok(elapsed >= 290 && elapsed < 5000, `timed out after ${elapsed.toFixed(0)} ms`);
+    assert.equal((await dev.failure).code, "timeout");
+    assert.equal(q.inFlight, 0);
+    await guest.close();
+    assert.equal(await peer.exited, 0);
+  });
+
   test("check: a back-end whose ring keeps running after GET_VRING_BASE fails \"GET_VRING_BASE stops the ring\"", async () => {
     const peer = startPeer("ignores-stop");
     const results = await runConformance({ endpoint: peer.endpoint, timeoutMs: 10_000 });

@@ -51,6 +51,12 @@ export interface GuestMemory {
    */
   translate(addr: GuestAddress, len: number): TranslateResult;
   /**
+   * Optional fast path: `translate` for an address that is a safe integer (0 <= addr < 2^53),
+   * passed as a number so that hot loops (the virtqueue segment cursor) need no BigInt arithmetic.
+   * Must return what `translate(BigInt(addr), len)` returns. Callers use it only for such addresses.
+   */
+  translateNumber?(addr: number, len: number): TranslateResult;
+  /**
    * Copies `dst.length` bytes from guest-physical `addr` into `dst`. Crosses region boundaries.
    * Asynchronous because a fallback implementation may have to ask the front-end.
    * @throws RegionError (or FallbackError) with code `unmapped` / `out-of-bounds` when any part of

@@ -8,12 +8,6 @@ import { RegionError, type RegionErrorDetail } from "./errors.js";
 /** Bytes covered by one lazily created view (typed arrays are capped near 4 GiB in Node 20). */
 export const VIEW_CHUNK = 1 << 30;
 
-/** A view over part of a mapping: `bytes[0]` is byte `start` of the mapping. @internal */
-export interface ViewWindow {
-  readonly bytes: Uint8Array;
-  readonly start: number;
-}
-
 /**
  * Host memory at a fixed address with a known length. Byte views are created once per 1 GiB chunk,
  * on first access (PERF-NOTES: `koffi.view` cost grows with length), and must never be touched
@@ -32,16 +26,23 @@ export class HostMapping {
     this.len = len;
   }
 
-  /** The view chunk containing byte `offset` (< len). Only call while the mapping is accessible. */
-  window(offset: number): ViewWindow {
+  /**
+   * Bytes `[offset, offset + want)` (clamped to the end of the view chunk containing `offset`), as a
+   * subarray of the chunk's view: the translation hot path, one allocation. Only call while the
+   * mapping is accessible.
+   */
+  bytesAt(offset: number, want: number): Uint8Array {
     const i = Math.floor(offset / VIEW_CHUNK);
+    const v = this.#views[i] ?? this.#view(i);
+    const at = offset - i * VIEW_CHUNK;
+    return v.subarray(at, Math.min(v.length, at + want));
+  }
+
+  #view(i: number): Uint8Array {
     const start = i * VIEW_CHUNK;
-    let v = this.#views[i];
-    if (v === undefined) {
-      v = new Uint8Array(nativeView(pointerAt(this.addr + BigInt(start)), Math.min(VIEW_CHUNK, this.len - start)));
-      this.#views[i] = v;
-    }
-    return { bytes: v, start };
+    const v = new Uint8Array(nativeView(pointerAt(this.addr + BigInt(start)), Math.min(VIEW_CHUNK, this.len - start)));
+    this.#views[i] = v;
+    return v;
   }
 
   /** Forgets the views so they cannot be handed out again after an unmap. */

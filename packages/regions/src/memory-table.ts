@@ -10,7 +10,7 @@ import { closeOwned, takeFd, type FdInput } from "./fd-input.js";
 import { guestAddress, userAddress, type GuestAddress, type UserAddress } from "./guest-address.js";
 import type { GuestMemory, TranslateResult } from "./guest-memory.js";
 import { mapShared, unmapHost, type HostMapping } from "./host-mapping.js";
-import { findContaining, insertionIndex, readThrough, spanOf, translateArgsMiss, writeThrough } from "./span-lookup.js";
+import { findContaining, findContainingNumber, insertionIndex, readThrough, spanOf, translateArgsMiss, writeThrough } from "./span-lookup.js";
 
 const U64_END = 1n << 64n;
 
@@ -60,6 +60,8 @@ interface Entry {
   readonly start: bigint; // gpa or uaddr, per index
   readonly len: bigint;
   readonly end: bigint;
+  readonly startN: number;
+  readonly endN: number;
   readonly region: MappedRegion;
   readonly host: HostMapping;
 }
@@ -208,7 +210,10 @@ export class MemoryTable implements GuestMemory, Disposable {
   }
 
   #install(mapped: readonly Mapped[]): void {
-    const entry = (start: bigint, m: Mapped): Entry => ({ start, len: m.region.memorySize, end: start + m.region.memorySize, region: m.region, host: m.host });
+    const entry = (start: bigint, m: Mapped): Entry => {
+      const end = start + m.region.memorySize;
+      return { start, len: m.region.memorySize, end, startN: Number(start), endN: Number(end), region: m.region, host: m.host };
+    };
     const guest = mapped.map((m) => entry(m.region.guestPhysAddr, m));
     const user = mapped.map((m) => entry(m.region.userspaceAddr, m));
     this.#byGuest = guest.sort((a, b) => (a.start < b.start ? -1 : 1));
@@ -319,6 +324,17 @@ export class MemoryTable implements GuestMemory, Disposable {
    */
   translate(addr: GuestAddress, len: number): TranslateResult {
     return lookup(this.#byGuest, addr, len);
+  }
+
+  /**
+   * {@link MemoryTable.translate} for a safe-integer `addr`, without BigInt arithmetic (the hot path).
+   * @throws RangeError when `addr` is not a safe integer >= 0 (a caller's bug, not a miss).
+   */
+  translateNumber(addr: number, len: number): TranslateResult {
+    if (!(Number.isSafeInteger(addr) && addr >= 0)) throw new RangeError(`translateNumber: address ${addr} is not a safe integer >= 0`);
+    const e = Number.isSafeInteger(len) && len > 0 ? findContainingNumber(this.#byGuest, addr) : undefined;
+    if (e === undefined) return this.translate(BigInt(addr) as GuestAddress, len); // misses and bad lengths: the one slow path
+    return { ok: true, span: spanOf(e.host, addr - e.startN, len, true) };
   }
 
   /** Host view of a ring at front-end virtual `addr` (SET_VRING_ADDR), clamped like `translate`. */

@@ -33,6 +33,30 @@ export function findContaining<T extends Ranged>(sorted: readonly T[], addr: big
   return undefined;
 }
 
+/**
+ * A {@link Ranged} whose bounds are also kept as numbers, for lookups of safe-integer addresses
+ * without BigInt: exact below 2^53; above it `Number()` rounds but keeps the order, and no
+ * safe-integer address can fall inside such a range by mistake. @internal
+ */
+export interface NumberRanged extends Ranged {
+  readonly startN: number;
+  readonly endN: number;
+}
+
+/** {@link findContaining} for a safe-integer `addr` (>= 0) over {@link NumberRanged} entries. @internal */
+export function findContainingNumber<T extends NumberRanged>(sorted: readonly T[], addr: number): T | undefined {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const e = sorted[mid]!;
+    if (addr < e.startN) hi = mid - 1;
+    else if (addr >= e.endN) lo = mid + 1;
+    else return e;
+  }
+  return undefined;
+}
+
 /** Index at which `start` keeps `sorted` ascending. @internal */
 export function insertionIndex(sorted: readonly Ranged[], start: bigint): number {
   let lo = 0;
@@ -56,9 +80,7 @@ export function translateArgsMiss(addr: bigint, len: number): TranslateResult | 
 
 /** A span over `[offset, offset + want)` of `host`, clamped to the end of its view chunk. @internal */
 export function spanOf(host: HostMapping, offset: number, want: number, writable: boolean): HostSpan {
-  const w = host.window(offset);
-  const at = offset - w.start;
-  return { bytes: w.bytes.subarray(at, Math.min(w.bytes.length, at + want)), writable };
+  return { bytes: host.bytesAt(offset, want), writable };
 }
 
 /**

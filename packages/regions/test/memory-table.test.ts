@@ -38,6 +38,31 @@ describe("MemoryTable", () => {
     assert.equal(fdCount(), before);
   });
 
+  test("translateNumber answers exactly what translate answers, with no BigInt on a hit", () => {
+    using t = new MemoryTable();
+    // Regions at low addresses and one just below 2^53, so the number bounds are exercised at the top.
+    const high = (1n << 53n) - 4n * P;
+    t.setMemTable([region(0n, 2n), region(2n * P, 1n), region(8n * P, 1n), region(high, 2n)]);
+    const probes = [0n, 0x10n, P - 1n, P + 0x10n, 2n * P, 3n * P - 1n, 3n * P, 7n * P + 0xfffn, 8n * P, 9n * P, high - 1n, high, high + P + 0x123n, high + 2n * P];
+    for (const addr of probes) {
+      for (const len of [1, 0x10, 0x3000, 0]) {
+        const a = t.translate(guestAddress(addr), len);
+        const b = t.translateNumber(Number(addr), len);
+        assert.equal(b.ok, a.ok, `0x${addr.toString(16)}+${len}`);
+        if (a.ok && b.ok) {
+          assert.equal(b.span.bytes.length, a.span.bytes.length);
+          assert.equal(b.span.writable, a.span.writable);
+          b.span.bytes[0] = 0x5a;
+          assert.equal(a.span.bytes[0], 0x5a, "the same guest bytes");
+          a.span.bytes[0] = 0;
+        } else assert.deepEqual(b, a);
+      }
+    }
+    assert.throws(() => t.translateNumber(-1, 4), RangeError);
+    assert.throws(() => t.translateNumber(2 ** 53, 4), RangeError);
+    assert.throws(() => t.translateNumber(0.5, 4), RangeError);
+  });
+
   test("translate: spans shortened at region boundaries, misses as typed results", () => {
     using t = new MemoryTable();
     t.setMemTable([region(0n, 2n), region(2n * P, 1n), region(8n * P, 1n)]);

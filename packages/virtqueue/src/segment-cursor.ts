@@ -37,8 +37,6 @@ export class SegmentCursor {
   kind: SegmentKind = "host";
   /** Host view of the current segment (`"host"` only; empty for `"remote"`). */
   bytes: Uint8Array = EMPTY;
-  /** Guest-physical address of the current segment. */
-  addr: GuestAddress = 0n as GuestAddress;
   /** Length of the current segment in bytes (>= 1). */
   len = 0;
   /** True when the current segment is device-writable (the device may write into it). */
@@ -47,10 +45,22 @@ export class SegmentCursor {
   #batch: ChainBatch | undefined;
   #memory: GuestMemory | undefined;
   #sink: GuestErrorSink | undefined;
+  /** The memory has `translateNumber`: addresses below 2^53 stay numbers (no BigInt per segment). */
+  #numeric = false;
   #j = 0;
   #end = 0;
+  /** Where the rest of the current descriptor starts: a number when >= 0, else `#descAddr`. */
+  #descAddrN = -1;
   #descAddr = 0n;
   #descLeft = 0;
+  /** The current segment's address: a number when >= 0, else `#addr`. */
+  #addrN = 0;
+  #addr = 0n;
+
+  /** Guest-physical address of the current segment. */
+  get addr(): GuestAddress {
+    return (this.#addrN >= 0 ? BigInt(this.#addrN) : this.#addr) as GuestAddress;
+  }
 
   /** @internal Positions the cursor before the first segment of chain `chain` of `batch`. */
   reset(batch: ChainBatch, chain: number, memory: GuestMemory, sink: GuestErrorSink): this {
@@ -58,9 +68,11 @@ export class SegmentCursor {
     this.#batch = batch;
     this.#memory = memory;
     this.#sink = sink;
+    this.#numeric = typeof memory.translateNumber === "function";
     this.#j = batch.starts[chain] ?? 0;
     this.#end = batch.starts[chain + 1] ?? 0;
     this.#descLeft = 0;
+    this.#addrN = 0;
     this.len = 0;
     this.bytes = EMPTY;
     return this;
@@ -78,34 +90,45 @@ export class SegmentCursor {
     if (this.#descLeft === 0) {
       if (this.#j >= this.#end) return false;
       const j = this.#j++;
-      this.#descAddr = b.address(j);
       this.#descLeft = b.length(j);
       this.writable = b.isWritable(j);
+      this.#descAddrN = this.#numeric ? b.addressNumber(j) : -1;
+      if (this.#descAddrN < 0) this.#descAddr = b.address(j);
     }
-    const addr = this.#descAddr as GuestAddress;
-    const r = mem.translate(addr, this.#descLeft);
-    this.addr = addr;
+    const an = this.#descAddrN;
+    const left = this.#descLeft;
+    const r = an >= 0 ? mem.translateNumber!(an, left) : mem.translate(this.#descAddr as GuestAddress, left);
+    this.#addrN = an;
+    if (an < 0) this.#addr = this.#descAddr;
     // A span must make progress (the interface promises length >= 1); an empty one is treated as
     // a miss so that a faulty GuestMemory cannot make this loop spin.
     if (r.ok && r.span.bytes.length > 0) {
       const span = r.span;
       if (this.writable && !span.writable) {
-        throw this.#fail(new VirtqueueError("READ_ONLY_BUFFER", `device-writable buffer at 0x${addr.toString(16)} is in read-only memory`, { actual: addr }));
+        throw this.#fail(new VirtqueueError("READ_ONLY_BUFFER", `device-writable buffer at 0x${this.addr.toString(16)} is in read-only memory`, { actual: this.addr }));
       }
-      const n = Math.min(span.bytes.length, this.#descLeft);
+      const n = span.bytes.length < left ? span.bytes.length : left;
       this.kind = "host";
       this.bytes = n === span.bytes.length ? span.bytes : span.bytes.subarray(0, n);
       this.len = n;
     } else {
       if (!r.ok && r.miss.kind === "overflow") {
-        throw this.#fail(new VirtqueueError("ADDRESS_WRAP", `buffer at 0x${addr.toString(16)} + ${this.#descLeft} wraps`, { actual: addr }));
+        throw this.#fail(new VirtqueueError("ADDRESS_WRAP", `buffer at 0x${this.addr.toString(16)} + ${left} wraps`, { actual: this.addr }));
       }
       this.kind = "remote";
       this.bytes = EMPTY;
-      this.len = this.#descLeft;
+      this.len = left;
     }
-    this.#descLeft -= this.len;
-    this.#descAddr += BigInt(this.len);
+    this.#descLeft = left - this.len;
+    if (this.#descLeft > 0) {
+      // Only a descriptor split across regions gets here; its rest may pass 2^53 (then BigInt).
+      const nextN = an + this.len;
+      if (an >= 0 && Number.isSafeInteger(nextN)) this.#descAddrN = nextN;
+      else {
+        this.#descAddr = (an >= 0 ? BigInt(an) : this.#descAddr) + BigInt(this.len);
+        this.#descAddrN = -1;
+      }
+    }
     return true;
   }
 

@@ -6,7 +6,9 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ChainBatch, DescFlag, SplitQueue, checkRingAlignment, isValidQueueSize, isVirtqueueError, needEvent, splitLayout } from "../src/index.js";
 import { SplitDriver } from "../src/driver/index.js";
-import { BUF_A, BUF_B, makeMemory, pair, putDesc, ringAddresses, ringView, segmentsOf } from "./ring-fixture.js";
+import { BUF_A, BUF_B, REMOTE, RING_BASE, makeMemory, pair, putDesc, ringAddresses, ringView, segmentsOf } from "./ring-fixture.js";
+import { ArrayGuestMemory } from "../src/testing/index.js";
+import type { GuestAddress, GuestMemory } from "@vhostkit/regions";
 
 const { NEXT, WRITE, INDIRECT } = DescFlag;
 
@@ -215,5 +217,55 @@ describe("notification suppression (§5.2)", () => {
     assert.equal(queue.publishUsed(), true);
     queue.pop(batch);
     assert.equal(driver.collectUsed().length, 2);
+  });
+});
+
+describe("segment cursor: the number fast path", () => {
+  test("a memory with translateNumber yields the same segments; BigInt only at and above 2^53", () => {
+    const T53 = 1n << 53n;
+    const specs = [
+      { guestAddr: RING_BASE, size: 0x1000 },
+      { guestAddr: BUF_A, size: 0x8000 },
+      { guestAddr: BUF_B, size: 0x8000 },
+      { guestAddr: REMOTE, size: 0x1000, mapped: false },
+      { guestAddr: T53 - 0x10n, size: 0x10 },
+      { guestAddr: T53, size: 0x40 },
+    ];
+    const calls = { number: 0, bigint: 0 };
+    const inner = new ArrayGuestMemory(specs);
+    const fast: GuestMemory = {
+      translate: (a, l) => (calls.bigint++, inner.translate(a, l)),
+      translateNumber: (a, l) => (calls.number++, inner.translate(BigInt(a) as GuestAddress, l)),
+      read: (a, d) => inner.read(a, d),
+      write: (a, s) => inner.write(a, s),
+    };
+    const segments = [];
+    for (const memory of [new ArrayGuestMemory(specs), fast]) {
+      const a = ringAddresses(8);
+      const ringBytes = memory === fast ? inner.regions[0]!.bytes : (memory as ArrayGuestMemory).regions[0]!.bytes;
+      const ring = new DataView(ringBytes.buffer, ringBytes.byteOffset, ringBytes.byteLength);
+      putDesc(ring, 0, 0, BUF_B - 0x100n, 0x200, NEXT, 1); // crosses A | B
+      putDesc(ring, 0, 1, T53 - 8n, 0x20, NEXT | WRITE, 2); // crosses 2^53
+      putDesc(ring, 0, 2, REMOTE, 0x10, NEXT | WRITE, 3); // a miss below 2^53
+      putDesc(ring, 0, 3, 1n << 60n, 0x10, WRITE, 0); // far above 2^53
+      ring.setUint16(Number(a.avail) + 4, 0, true);
+      ring.setUint16(Number(a.avail) + 2, 1, true);
+      const queue = new SplitQueue({ size: 8, memory, addresses: a });
+      queue.start(0);
+      const batch = new ChainBatch(8);
+      assert.equal(queue.pop(batch), 1);
+      calls.number = calls.bigint = 0;
+      segments.push(segmentsOf(queue, batch, 0).map((s) => [s.kind, s.addr, s.len, s.writable]));
+    }
+    assert.deepEqual(segments[0], [
+      ["host", BUF_B - 0x100n, 0x100, false],
+      ["host", BUF_B, 0x100, false],
+      ["host", T53 - 8n, 8, true],
+      ["host", T53, 0x18, true],
+      ["remote", REMOTE, 0x10, true],
+      ["remote", 1n << 60n, 0x10, true],
+    ]);
+    assert.deepEqual(segments[1], segments[0], "the fast path changes nothing");
+    assert.deepEqual(calls, { number: 4, bigint: 2 });
   });
 });

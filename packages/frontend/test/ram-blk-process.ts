@@ -1,0 +1,40 @@
+/** The RAM blk example device (packages/backend/examples) as a real second process, for tests. */
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+const RAM_BLK = fileURLToPath(new URL("../../backend/examples/ram-blk.mjs", import.meta.url));
+
+/** A running RAM blk device. */
+export interface RamBlkProcess {
+  /** Its listening socket. */
+  readonly socket: string;
+  /** Stops it and waits until its pipes closed (later test files count this process's fds). */
+  stop(): Promise<void>;
+}
+
+/** Starts the RAM blk device with `args` (e.g. `--size-mib 1`); resolves once it listens. */
+export async function startRamBlk(args: readonly string[] = []): Promise<RamBlkProcess> {
+  const dir = mkdtempSync(join(tmpdir(), "vhostkit-ram-blk-"));
+  const socket = join(dir, "blk.sock");
+  const child = spawn(process.execPath, [RAM_BLK, "--socket", socket, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  const closed = new Promise((r) => child.once("close", r));
+  const stop = async (): Promise<void> => {
+    child.kill("SIGTERM");
+    await closed;
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      createInterface({ input: child.stdout! }).on("line", (l) => l.startsWith("listening") && resolve());
+      child.once("exit", (code) => reject(new Error(`ram-blk exited (${code}) before listening`)));
+    });
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { socket, stop };
+}

@@ -11,10 +11,17 @@ import { setNonBlocking, socketSys } from "./sys/socket.js";
  * thread: a non-blocking read, and on EAGAIN a readiness wait through the {@link Reactor}. Idle costs
  * no CPU. A pipe read end (non-Linux front-ends use pipes) works too.
  */
+/** The 8 bytes of the u64 1 in host order (little-endian on every target): the common signal. */
+const ONE = Uint8Array.of(1, 0, 0, 0, 0, 0, 0, 0);
+
 export class EventFd {
   readonly #fd: OwnedFd;
   readonly #watch: Watch;
   readonly #buf = new Uint8Array(8);
+  readonly #bufView = new DataView(this.#buf.buffer);
+  /** Signal values other than 1 are encoded here (allocated once: `signal` is a hot path). */
+  readonly #out = new Uint8Array(8);
+  readonly #outView = new DataView(this.#out.buffer);
   #waiting = false;
   #closed = false;
 
@@ -60,9 +67,12 @@ export class EventFd {
    */
   signal(n = 1n): void {
     if (this.#closed) throw new TransportError("CLOSED", "broken", "eventfd closed");
-    const b = new Uint8Array(8);
-    new DataView(b.buffer).setBigUint64(0, n, true);
-    // SAFETY: an eventfd write takes exactly 8 bytes (a host-order u64).
+    let b = ONE;
+    if (n !== 1n) {
+      this.#outView.setBigUint64(0, n, true);
+      b = this.#out;
+    }
+    // SAFETY: an eventfd write takes exactly 8 bytes (a host-order u64); koffi only reads `b`.
     if (Number(socketSys().write(this.#fd.fd, b, 8)) !== 8) throw sysError("write");
   }
 
@@ -76,7 +86,7 @@ export class EventFd {
     for (;;) {
       // SAFETY: non-blocking read of one u64 into a private 8-byte buffer.
       const n = Number(socketSys().read(this.#fd.fd, this.#buf, 8));
-      if (n === 8) return new DataView(this.#buf.buffer).getBigUint64(0, true);
+      if (n === 8) return this.#bufView.getBigUint64(0, true);
       if (n >= 0) throw new TransportError("SYSCALL", "broken", `eventfd read returned ${n} bytes`, { errno: 0, syscall: "read" });
       const e = lastErrno();
       if (e === Errno.EINTR) continue;

@@ -76,7 +76,7 @@ describe("vhost-user-device against qemu-storage-daemon 7.2", () => {
   });
 
   test("usage errors exit 2, back-end failures exit 1 with one line on stderr", async () => {
-    for (const args of [["blk", "--socket", qsd.socketPath], ["probe"], ["probe", "--socket", "x", "--dialect", "nope"], ["rng", "--socket", "x", "--bytes", "-3"], ["nosuch"]]) {
+    for (const args of [["blk", "--socket", qsd.socketPath], ["probe"], ["probe", "--socket", "x", "--dialect", "nope"], ["rng", "--socket", "x", "--bytes", "-3"], ["nosuch"], ["blk", "--socket", qsd.socketPath, "--read", "18446744073709551616", "--out", join(dir, "never")]]) {
       const r = await cli(...args);
       assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
     }

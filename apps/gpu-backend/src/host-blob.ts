@@ -3,7 +3,7 @@
  * into the driver's shared memory region with SHMEM_MAP (the same pages on both sides).
  * @module
  */
-import { closeFd, ftruncate, MAP, memfdCreate, MFD, mmapOrErrno, munmap, nativeView, pageSize, pointerAt, PROT } from "@vhostkit/transport/sys";
+import { closeFd, MAP, mmapOrErrno, munmap, nativeView, pageSize, pointerAt, PROT, sealedMemfd } from "@vhostkit/transport/sys";
 
 /** A memfd-backed host blob. Owns its fd and its mapping; {@link HostBlob.dispose} releases both. */
 export class HostBlob {
@@ -34,14 +34,12 @@ export class HostBlob {
   static tryCreate(name: string, len: bigint): HostBlob | undefined {
     const size = HostBlob.roundUp(len);
     if (size <= 0n || size > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
-    const fd = memfdCreate(`vhostkit-gpu-${name}`, MFD.CLOEXEC);
+    // Sealed against shrinking and growing: the front-end gets this fd and must not be able to
+    // truncate it under our mapping (SIGBUS here), nor we under its (front-ends refuse unsealed ones).
+    const fd = sealedMemfd(`vhostkit-gpu-${name}`, size);
     if (fd < 0) return undefined;
-    // SAFETY: the fd is ours; a MAP_SHARED mapping of exactly `size` bytes after ftruncate(size)
-    // stays valid until dispose() unmaps it, and the view is dropped before that.
-    if (ftruncate(fd, size) !== 0) {
-      closeFd(fd);
-      return undefined;
-    }
+    // SAFETY: the fd is ours; a MAP_SHARED mapping of exactly `size` bytes of a file sealed at that
+    // size stays valid until dispose() unmaps it, and the view is dropped before that.
     const m = mmapOrErrno(0n, Number(size), PROT.READ | PROT.WRITE, MAP.SHARED, fd, 0n);
     if (!m.ok) {
       closeFd(fd);

@@ -7,9 +7,8 @@ import { parseArgs } from "node:util";
 import { serve } from "@vhostkit/backend";
 import { ChainBatch, readChain, writeChain } from "@vhostkit/virtqueue";
 
-const T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8; // virtio-blk request types
-const S_OK = 0, S_IOERR = 1, S_UNSUPP = 2; // status byte
-const F_SEG_MAX = 1n << 2n, F_BLK_SIZE = 1n << 6n, F_FLUSH = 1n << 9n;
+const T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8, S_OK = 0, S_IOERR = 1, S_UNSUPP = 2; // virtio-blk request types, status byte
+const F_SEG_MAX = 1n << 2n, F_BLK_SIZE = 1n << 6n, F_FLUSH = 1n << 9n, MAX_IO = 1 << 20; // largest transfer served
 
 /** A virtio-blk device over `disk` (bytes, a multiple of 512); `discard`: reads return no data and writes are dropped, like qemu's null-co. */
 export function ramBlk(disk, { discard = false } = {}) {
@@ -51,6 +50,7 @@ export function ramBlk(disk, { discard = false } = {}) {
   async function request(queue, memory, c) {
     const readable = batch.readableBytes[c], writable = batch.writableBytes[c];
     if (readable < 16 || writable < 1) return 0; // malformed: nothing to answer into
+    if (readable > MAX_IO + 16 || writable > MAX_IO + 1) return status(queue, memory, c, S_IOERR); // bounded scratch
     const head = (inBuf = scratch(inBuf, readable)).subarray(0, readable);
     await readChain(queue.segments(batch, c), memory, head);
     const hv = new DataView(head.buffer, head.byteOffset, 16), type = hv.getUint32(0, true);

@@ -378,10 +378,16 @@ export class Dispatcher {
         const v = this.#vring(m.name, m.value.index);
         if (m.value.noFd) throw new BackendError("UNSUPPORTED", "set_vring_kick: polling mode (no kick fd) is not supported", { request: m.name });
         const kick = this.#eventFd(fds[0]);
-        if (v.started) this.#stopRing(v);
-        v.kick?.close();
+        v.kick?.close(); // ends the old fd's kick loop
         v.kick = kick;
-        this.#startRing(v);
+        if (!v.started) {
+          this.#startRing(v);
+          return undefined;
+        }
+        // A new kick fd for a running ring (a front-end switching notifiers): only the kick is
+        // replaced, as in libvhost-user; the queue, its call and err fds carry on.
+        void this.#kickLoop(v, kick);
+        this.#schedule(v);
         return undefined;
       }
       case "SET_VRING_CALL": {
@@ -414,7 +420,9 @@ export class Dispatcher {
         this.#client?.close();
         this.#client = new BackendClient(ep, {
           dialect: this.#dialect,
-          replyAck: this.#negotiated(ProtocolFeature.REPLY_ACK) || this.#dialect.mandatoryShmemReplies,
+          // crosvm legacy's mandatory replies cover its SHMEM messages only (the client sends those
+          // expecting a reply anyway); everything else follows the REPLY_ACK rule.
+          replyAck: this.#negotiated(ProtocolFeature.REPLY_ACK),
           shmem: this.#negotiated(this.#dialect.shmemFeature),
           sendFd: this.#negotiated(ProtocolFeature.BACKEND_SEND_FD),
           config: this.#negotiated(ProtocolFeature.CONFIG),

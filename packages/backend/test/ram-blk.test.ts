@@ -130,7 +130,14 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     await g.ram.read(back as GuestAddress, idBytes);
     assert.equal(new TextDecoder().decode(idBytes), "vhostkit-ram-blk");
     assert.deepEqual(await blk(g, 4, 0n, undefined), { len: 1, status: 0 }, "flush");
-    assert.deepEqual(await fe.get("GET_VRING_BASE", { index: 0, num: 0 }), { index: 0, num: 5 });
+    // A new kick fd for the started ring (a front-end switching notifiers): only the kick is
+    // replaced; the call fd stays, so this completion is still signalled on it.
+    const kick2 = EventFd.create();
+    assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick2.fd]), 0n);
+    g.kick.close();
+    g.kick = kick2;
+    assert.deepEqual(await blk(g, 4, 0n, undefined), { len: 1, status: 0 }, "served after the re-kick");
+    assert.deepEqual(await fe.get("GET_VRING_BASE", { index: 0, num: 0 }), { index: 0, num: 6 });
     fe.close();
     await disconnected;
     g.kick.close();

@@ -88,6 +88,7 @@ const EINVAL = 22n;
 const STATUS: Partial<Record<RegionErrorCode, bigint>> = {
   "not-found": 2n,
   "bad-fd": 9n,
+  unsealed: 1n, // EPERM
   "too-many": 12n,
   "out-of-bounds": 14n,
   overlap: 17n,

@@ -65,6 +65,11 @@ export interface DeviceOptions {
   readonly maxMappingsPerRegion?: number;
   /** Per-device cap on live SHMEM mappings (regions default 1024). */
   readonly maxMappingsPerDevice?: number;
+  /**
+   * Refuse SHMEM_MAP of memfds not sealed against shrinking (default true; see the regions
+   * package's `requireSealedFds`: a truncated mapping would kill this process with SIGBUS).
+   */
+  readonly requireSealedFds?: boolean;
   /** Cap on the total advertised shared memory in bytes (default {@link DEFAULT_MAX_SHMEM_BYTES}). */
   readonly maxShmemBytes?: bigint;
   /** Receives every message on both sockets (`--verbose`). */
@@ -314,6 +319,7 @@ export class Device {
               guestPhysAddr: this.#guest.placeShmem(total),
               ...(this.#o.maxMappingsPerRegion === undefined ? {} : { maxMappingsPerRegion: this.#o.maxMappingsPerRegion }),
               ...(this.#o.maxMappingsPerDevice === undefined ? {} : { maxMappingsPerDevice: this.#o.maxMappingsPerDevice }),
+              ...(this.#o.requireSealedFds === undefined ? {} : { requireSealedFds: this.#o.requireSealedFds }),
             });
             this.#guest.space.addDevice(this.#shmem);
             // Every other device's bookkeeping follows the change at once (so the admission of the
@@ -636,13 +642,19 @@ export class Device {
     // The bookkeeping (#propagated) follows the events at once, in order; only the messages wait in
     // the queue. A map, unmap and re-map of the same address queued together therefore become ADD,
     // REM, ADD — never a REM of an entry a later map silently reused.
-    const work: { readonly run: () => Promise<void>; readonly done?: () => void }[] = [];
+    const work: { readonly run: () => Promise<void>; readonly done?: () => void; readonly refused?: () => void }[] = [];
     for (const e of events) {
       const gpa = e.mapping.guestPhysAddr as bigint;
       if (e.kind === "map") {
         if (this.#tableUsed >= this.#tableCap || !this.#keep(gpa, mappingRegion(e.mapping), e.mapping.fd)) continue;
         const p = this.#propagated.get(gpa) as { region: MemoryRegion; fd: number };
-        work.push({ run: slotted ? () => this.#fe.addMemReg(p.region, p.fd) : () => this.#fe.setMemTable(...this.#fullTable(this.#guest.ramRegions())) });
+        work.push({
+          run: slotted ? () => this.#fe.addMemReg(p.region, p.fd) : () => this.#fe.setMemTable(...this.#fullTable(this.#guest.ramRegions())),
+          // The back-end does not have it: free its slot and fd (unless an unmap already took it out).
+          refused: () => {
+            if (this.#propagated.get(gpa) === p) this.#forget(gpa);
+          },
+        });
       } else {
         const p = this.#propagated.get(gpa);
         if (p === undefined) continue;
@@ -663,6 +675,7 @@ export class Device {
         } catch (err) {
           const e = asFrontendError(err, "PROPAGATE");
           if (e.code === "disconnected" || e.code === "timeout" || e.code === "protocol") this.#fail(e);
+          else if (e.code === "refused") w.refused?.();
         } finally {
           w.done?.();
         }

@@ -1,7 +1,7 @@
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Endpoint, Reactor, socketPair } from "@vhostkit/transport";
-import { ftruncate, memfdCreate, MFD, closeFd } from "@vhostkit/transport/sys";
+import { closeFd, sealedMemfd } from "@vhostkit/transport/sys";
 import { DeviceSharedMemory, guestAddress } from "@vhostkit/regions";
 import { CROSVM_LEGACY, UPSTREAM, type Dialect } from "@vhostkit/wire";
 import { BackendRequestHandler, GuestAllocator, decodeBlkConfig, isFrontendError, type BackendRequestOutcome } from "../src/index.js";
@@ -43,8 +43,7 @@ function harness(dialect: Dialect, replyAck: boolean) {
   const handler = new BackendRequestHandler(new Endpoint(mine), { dialect, replyAck, backendSendFd: true, shmem, onOutcome: (o) => outcomes.push(o) });
   const done = handler.start();
   const peer = new Endpoint(theirs);
-  const fd = memfdCreate("handler-unit", MFD.CLOEXEC);
-  ftruncate(fd, 0x10_0000n);
+  const fd = sealedMemfd("handler-unit", 0x10_0000n);
   return {
     peer,
     shmem,

@@ -39,10 +39,10 @@ interface Peer {
  * Starts the hostile back-end: fd 3 = its end of the vhost-user socketpair, fd 4 = a control
  * socketpair (reports and commands as frames). No stdio pipes, so fd counts here are exact.
  */
-function startPeer(mode: string): Peer {
+function startPeer(mode: string, ...args: string[]): Peer {
   const [mine, theirs] = socketPair();
   const [ctlMine, ctlTheirs] = socketPair();
-  const child = spawn(process.execPath, [FIXTURE, mode], { stdio: ["ignore", "inherit", "inherit", theirs.fd, ctlTheirs.fd] });
+  const child = spawn(process.execPath, [FIXTURE, mode, ...args], { stdio: ["ignore", "inherit", "inherit", theirs.fd, ctlTheirs.fd] });
   theirs.close();
   ctlTheirs.close();
   const ctl = new Endpoint(ctlMine);
@@ -146,7 +146,7 @@ describe("hostile back-end in a second process", () => {
     assert.equal(fdCount(), fdsMany - 256 - 6);
 
     const steps = peer.lines.filter((o) => typeof o.step === "string");
-    assert.equal(steps.length, 32);
+    assert.equal(steps.length, 33);
     for (const s of steps) {
       if (s.expect === "ok") assert.equal(s.status, 0, `${String(s.step)}: ${JSON.stringify(s)}`);
       else assert.notEqual(s.status, 0, `${String(s.step)} must be refused`);
@@ -228,6 +228,50 @@ describe("hostile back-end in a second process", () => {
     await guest.close();
     assert.equal(await c.exited, 0);
     assert.ok(fdCount() <= fds, "guest close released everything");
+  });
+
+  test("a propagated ADD_MEM_REG the back-end refuses is forgotten: its slot and fd freed, no REM_MEM_REG later", async () => {
+    const guest = new Guest();
+    const b = startPeer("refuses-add");
+    const devB = await guest.addDevice({ endpoint: b.endpoint, timeoutMs: 10_000 });
+    await RawDriver.attach(devB);
+    const a = startPeer("quiet");
+    const devA = await guest.addDevice({ endpoint: a.endpoint, timeoutMs: 10_000 });
+    assert.equal((await a.next((o) => o.phase === "mapped")).status, 0);
+    await devB.propagationSettled();
+    a.send("die"); // A's mapping goes away: only what B holds may be removed from B
+    assert.equal((await devA.failure).code, "disconnected");
+    await devB.propagationSettled();
+    assert.equal(devB.failed, undefined, "a refusal does not fail the device");
+    await guest.close();
+    const rec = (await b.next((o) => o.phase === "exit")).rec as { regions: unknown[]; removed: unknown[] };
+    assert.equal(rec.regions.length, 2, "guest RAM, then the propagated mapping (refused)");
+    assert.deepEqual(rec.removed, [], "the refused region was never B's to remove");
+    assert.equal(await b.exited, 0);
+    assert.equal(await a.exited, 0);
+  });
+
+  test("malformed and out-of-range MEM_READ / MEM_WRITE: each refused with the failure reply, the front-end keeps serving", async () => {
+    const ramSize = 16n << 20n;
+    const guest = new Guest({ ramSize });
+    const fds = fdCount();
+    const peer = startPeer("mem-rw", String(ramSize));
+    const outcomes: BackendRequestOutcome[] = [];
+    const device = await guest.addDevice({ endpoint: peer.endpoint, timeoutMs: 10_000, memRw: true, onBackendRequest: (o) => outcomes.push(o) });
+    assert.equal(device.memRwNegotiated, true);
+    await peer.next((o) => o.phase === "done");
+    const steps = peer.lines.filter((o) => typeof o.step === "string");
+    assert.equal(steps.length, 15);
+    for (const s of steps) {
+      assert.equal(s.ok, s.expect === "ok", `${String(s.step)}: ${JSON.stringify(s)}`);
+      assert.equal(s.flags, 0x5, `${String(s.step)}: reply flags`);
+    }
+    assert.equal(outcomes.filter((o) => !o.ok).length, 12, "each refusal reported with its reason");
+    assert.ok(outcomes.every((o) => o.ok || (o.reason ?? "").length > 0));
+    assert.equal(device.failed, undefined, "the device survived every malformed request");
+    await guest.close();
+    assert.equal(await peer.exited, 0);
+    assert.ok(fdCount() <= fds, "every received fd was closed");
   });
 
   test("a back-end that never completes: every request, those waiting for descriptors too, times out and fails the device", async () => {

@@ -37,6 +37,7 @@ export type RegionErrorCode =
   | "too-many"
   | "bad-config"
   | "bad-fd"
+  | "unsealed"
   | "mmap-failed"
   | "unmapped"
   | "read-only"

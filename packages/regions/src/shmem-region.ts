@@ -3,7 +3,7 @@
  * guest-physical space, and the SHMEM_MAP / SHMEM_UNMAP bookkeeping (SHMEM.md §4–§6, §9).
  * @module
  */
-import { fstatSize, MAP, mmanErrno, mmapOrErrno, PROT } from "@vhostkit/transport/sys";
+import { fstatSize, getSeals, MAP, mmanErrno, mmapOrErrno, PROT, SEAL } from "@vhostkit/transport/sys";
 import { addU64, rangesOverlap, requirePageAligned, toLength, U64_MAX } from "./checked-math.js";
 import { RegionError, type RegionErrorDetail } from "./errors.js";
 import { closeOwned, takeFd, type FdInput } from "./fd-input.js";
@@ -81,6 +81,13 @@ export interface DeviceSharedMemoryOptions {
   readonly maxMappingsPerRegion?: number;
   /** Cap on live mappings per device (default {@link DEFAULT_MAX_MAPPINGS_PER_DEVICE}). */
   readonly maxMappingsPerDevice?: number;
+  /**
+   * Refuse SHMEM_MAP of a regular file (a memfd) that is not sealed with `F_SEAL_SHRINK` (default
+   * true). The back-end keeps its fd: if it could truncate the file, any later access to the mapping
+   * here (a driver reading the blob, a MEM_READ served from it) would die of SIGBUS. Turn it off
+   * only for back-ends you trust not to truncate what they mapped.
+   */
+  readonly requireSealedFds?: boolean;
 }
 
 interface LiveMapping {
@@ -154,6 +161,7 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
   readonly #byShmid = new Map<number, Region>();
   readonly #maxPerRegion: number;
   readonly #maxPerDevice: number;
+  readonly #requireSealed: boolean;
   readonly #listeners = new Set<(e: ShmemMappingEvent) => void>();
   #live = 0;
   #disposed = false;
@@ -171,6 +179,7 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
   constructor(options: DeviceSharedMemoryOptions) {
     this.#maxPerRegion = options.maxMappingsPerRegion ?? DEFAULT_MAX_MAPPINGS_PER_REGION;
     this.#maxPerDevice = options.maxMappingsPerDevice ?? DEFAULT_MAX_MAPPINGS_PER_DEVICE;
+    this.#requireSealed = options.requireSealedFds ?? true;
     for (const [name, v] of [["maxMappingsPerRegion", this.#maxPerRegion], ["maxMappingsPerDevice", this.#maxPerDevice]] as const) {
       if (!Number.isSafeInteger(v) || v < 1) throw new RegionError("bad-config", `${name} must be a positive integer, got ${v}`, { actual: v });
     }
@@ -274,7 +283,7 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
    * @param flags - SHMEM_MAP flags (u64): {@link SHMEM_MAP_FLAG_RW} or 0 (read-only).
    * @returns the mapping descriptor (also delivered to listeners as a `map` event).
    * @throws RegionError `bad-fd`, `unknown-shmid`, `bad-flags`, `zero-size`, `misaligned`,
-   *   `overflow`, `out-of-bounds`, `overlap`, `too-many`, `mmap-failed`, `disposed`.
+   *   `overflow`, `out-of-bounds`, `overlap`, `too-many`, `unsealed`, `mmap-failed`, `disposed`.
    */
   map(shmid: number, shmOffset: bigint, len: bigint, fd: FdInput, fdOffset: bigint, flags: bigint): ShmemMapping {
     const raw = takeFd(fd);
@@ -314,6 +323,10 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
       throw new RegionError("bad-fd", `fstat of the SHMEM_MAP fd failed (errno ${errno})`, detail, { errno, syscall: "fstat" });
     }
     if (st.regular && fdEnd > st.size) throw new RegionError("out-of-bounds", `SHMEM_MAP fd_offset + len 0x${fdEnd.toString(16)} is past the end of the file (0x${st.size.toString(16)})`, { ...detail, expected: st.size, actual: fdEnd });
+    if (st.regular && this.#requireSealed) {
+      const seals = getSeals(fd);
+      if (seals < 0 || (seals & SEAL.SHRINK) === 0) throw new RegionError("unsealed", "SHMEM_MAP of a file the back-end can still shrink (no F_SEAL_SHRINK): an access after a truncate would be SIGBUS", detail);
+    }
     const writable = (flags & SHMEM_MAP_FLAG_RW) !== 0n;
     const length = toLength(len, "SHMEM_MAP len", detail);
     const target = region.reservation.addr + shmOffset;

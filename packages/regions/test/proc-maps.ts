@@ -1,6 +1,6 @@
 /** Test helpers: /proc/self/maps and /proc/self/fd inspection, real memfds. */
 import { fstatSync, readdirSync, readFileSync } from "node:fs";
-import { ftruncate, memfdCreate, MFD } from "@vhostkit/transport/sys";
+import { ftruncate, memfdCreate, MFD, sealedMemfd } from "@vhostkit/transport/sys";
 
 /** One VMA of /proc/self/maps. */
 export interface Vma {
@@ -48,10 +48,10 @@ export function fdCount(): number {
   return readdirSync("/proc/self/fd").length;
 }
 
-/** A new memfd of `size` bytes (caller owns it). */
-export function memfd(size: bigint, name = "test"): number {
-  const fd = memfdCreate(name, MFD.CLOEXEC | MFD.ALLOW_SEALING);
-  if (fd < 0 || ftruncate(fd, size) !== 0) throw new Error("memfd set-up failed");
+/** A new memfd of `size` bytes, sealed against resizing unless `sealed` is false (caller owns it). */
+export function memfd(size: bigint, name = "test", sealed = true): number {
+  const fd = sealed ? sealedMemfd(name, size) : memfdCreate(name, MFD.CLOEXEC);
+  if (fd < 0 || (!sealed && ftruncate(fd, size) !== 0)) throw new Error("memfd set-up failed");
   return fd;
 }
 

@@ -119,6 +119,19 @@ describe("DeviceSharedMemory.map rejections (fd always closed)", () => {
     });
   }
 
+  test("an unsealed memfd is refused (the back-end could truncate it under us), unless allowed", () => {
+    using dev = device();
+    const before = fdCount();
+    const fd = memfd(4n * P, "unsealed", false);
+    rejects("unsealed", () => dev.map(0, 0n, P, fd, 0n, 0n));
+    assert.equal(fdOpen(fd), false);
+    assert.equal(fdCount(), before);
+    assert.equal(dev.mappingCount, 0);
+    using trusting = new DeviceSharedMemory({ sizes: [16n * P], guestPhysAddr: BASE, requireSealedFds: false });
+    trusting.map(0, 0n, P, memfd(P, "unsealed", false), 0n, 0n);
+    assert.equal(trusting.mappingCount, 1);
+  });
+
   test("bad fd: negative, and an owner already closed", () => {
     using dev = device();
     rejects("bad-fd", () => dev.map(0, 0n, P, -1, 0n, 0n));

@@ -3,7 +3,7 @@
  * in fallback-frontend.ts: 4 MiB of RAM and device A's shmid 1 (2 MiB, at 4 GiB, above RAM like a
  * BAR) with a 1 MiB memfd blob mapped read-write at offset 0.
  */
-import { closeFd, dupCloexec, ftruncate, memfdCreate, MFD } from "@vhostkit/transport/sys";
+import { closeFd, dupCloexec, sealedMemfd } from "@vhostkit/transport/sys";
 import { DeviceSharedMemory, GuestAddressSpace, GuestRam, SHMEM_MAP_FLAG_RW, guestAddress } from "@vhostkit/regions";
 
 const MiB = 1n << 20n;
@@ -16,8 +16,7 @@ export const BLOB_LEN = MiB;
 export function frontEndGuest(): { space: GuestAddressSpace; blobFd: number; dispose: () => void } {
   const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 4n * MiB }] });
   const shm = new DeviceSharedMemory({ sizes: new Map([[1, 2n * MiB]]), guestPhysAddr: guestAddress(REGION_BASE) });
-  const blobFd = memfdCreate("bench-blob", MFD.CLOEXEC);
-  ftruncate(blobFd, BLOB_LEN);
+  const blobFd = sealedMemfd("bench-blob", BLOB_LEN);
   shm.map(1, 0n, BLOB_LEN, dupCloexec(blobFd), 0n, SHMEM_MAP_FLAG_RW);
   const space = new GuestAddressSpace(ram, [shm]);
   return { space, blobFd, dispose: () => (shm.dispose(), ram.dispose(), closeFd(blobFd)) };

@@ -18,7 +18,7 @@ import { createInterface } from "node:readline";
 import { BackendClient, Dispatcher, type BackendChannel } from "@vhostkit/backend";
 import { FallbackMemory } from "@vhostkit/fallback";
 import { BackendRequestHandler, Guest } from "@vhostkit/frontend";
-import { closeFd, dupCloexec, ftruncate, memfdCreate, MFD } from "@vhostkit/transport/sys";
+import { closeFd, dupCloexec, sealedMemfd } from "@vhostkit/transport/sys";
 import { MemoryTable, SYNTHETIC_USER_BASE, guestAddress, type GuestAddress } from "@vhostkit/regions";
 import { Endpoint, socketPair } from "@vhostkit/transport";
 import { MEM_RW_MAX_PAYLOAD, UPSTREAM } from "@vhostkit/wire";
@@ -140,8 +140,7 @@ export async function runMapLatency(): Promise<void> {
       const mapper = await guest.addDevice({ endpoint: new Endpoint(fe) });
       await mapper.start({ features: 0n, queues: [0] });
       await isRunning;
-      const fd = memfdCreate("bench-map", MFD.CLOEXEC);
-      ftruncate(fd, 1n << 16n);
+      const fd = sealedMemfd("bench-map", 1n << 16n);
       const args = { shmid: 1, shmOffset: 0n, len: 1n << 16n, writable: true };
       const samples: number[] = [];
       for (let i = 0; i < 200; i++) {

@@ -76,7 +76,9 @@ test("QEMU 11.1 vhost-user-test-device-pci: SHMEM negotiated, GET_SHMEM_CONFIG, 
     // then, and the client can map only with SHMEM and BACKEND_SEND_FD acknowledged.
     assert.ok(dev.lines.some((l) => l.includes('"name":"GET_SHMEM_CONFIG"')), "QEMU sent GET_SHMEM_CONFIG");
     assert.equal((await step(dev, "running")).canMap, true);
-    // SHMEM_MAP got reply 0 (REPLY_ACK): shmemMap resolved.
+    // SHMEM_MAP got reply 0: REPLY_ACK was negotiated (QEMU asks for acks of its ADD_MEM_REGs only
+    // then), so the client sent the map with NEED_REPLY, and shmemMap resolves only on status 0.
+    assert.ok(dev.lines.some((l) => l.includes('"name":"ADD_MEM_REG"') && ((JSON.parse(l) as { flags: number }).flags & 0x8) !== 0), "REPLY_ACK negotiated");
     assert.deepEqual([mapped.shmid, mapped.offset, mapped.len], [1, "0x10000", "0x10000"]);
 
     // Eager propagation (SHMEM.md §8.1): QEMU adds the mapping to the back-end's own memory table

@@ -20,7 +20,14 @@ type Op = { kind: "read"; sector: bigint; count: number; out: string } | { kind:
 
 function sector(v: string, what: string): bigint {
   if (!/^\d+$/.test(v)) throw new UsageError(`${what}: "${v}" is not a sector number`);
-  return BigInt(v);
+  const n = BigInt(v);
+  if (n >= 1n << 64n) throw new UsageError(`${what}: sector ${v} does not fit virtio-blk's u64 sector field`);
+  return n;
+}
+
+/** A sector for `--json`: a number when exact (below 2^53), else its decimal string. */
+function jsonSector(s: bigint): number | string {
+  return s <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(s) : s.toString();
 }
 
 /** Turns the flags into exactly one operation. @throws UsageError. */
@@ -67,12 +74,12 @@ export function blkCommand(): Command {
           case "read": {
             const bytes = await blk.read(op.sector, op.count);
             await writeFile(op.out, bytes);
-            result = { op: "read", sector: Number(op.sector), count: op.count, bytes: bytes.byteLength, out: op.out };
+            result = { op: "read", sector: jsonSector(op.sector), count: op.count, bytes: bytes.byteLength, out: op.out };
             break;
           }
           case "write": {
             await blk.write(op.sector, data as Uint8Array);
-            result = { op: "write", sector: Number(op.sector), count: (data as Uint8Array).byteLength / SECTOR_SIZE, bytes: (data as Uint8Array).byteLength };
+            result = { op: "write", sector: jsonSector(op.sector), count: (data as Uint8Array).byteLength / SECTOR_SIZE, bytes: (data as Uint8Array).byteLength };
             break;
           }
           case "flush":

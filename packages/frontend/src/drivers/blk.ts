@@ -92,6 +92,11 @@ export function decodeBlkConfig(bytes: Uint8Array): BlkConfig {
 const HEADER_VIEW = new DataView(new ArrayBuffer(16));
 const HEADER_BYTES = new Uint8Array(HEADER_VIEW.buffer);
 
+/** The request header's sector is a u64: refuse what would wrap instead of reading sector 0. */
+function checkSector(sector: bigint, count: number): void {
+  if (sector < 0n || sector + BigInt(count) > 1n << 64n) throw new FrontendError("bad-argument", `sectors ${sector}+${count} do not fit the u64 sector field`, { actual: sector });
+}
+
 function header(type: number, sector: bigint): Uint8Array {
   HEADER_VIEW.setUint32(0, type, true);
   HEADER_VIEW.setUint32(4, 0, true);
@@ -153,6 +158,7 @@ export class BlkDriver {
    */
   async read(sector: bigint, count: number): Promise<Uint8Array> {
     if (!Number.isInteger(count) || count < 1) throw new FrontendError("bad-argument", `read of ${count} sectors`, { actual: count });
+    checkSector(sector, count);
     const per = this.#maxBytes / SECTOR_SIZE;
     if (count <= per) {
       // One request: its data buffer is already a private copy.
@@ -177,6 +183,7 @@ export class BlkDriver {
    */
   async write(sector: bigint, data: Uint8Array): Promise<void> {
     if (data.byteLength === 0 || data.byteLength % SECTOR_SIZE !== 0) throw new FrontendError("bad-argument", `write of ${data.byteLength} bytes is not a positive multiple of 512`, { actual: data.byteLength });
+    checkSector(sector, data.byteLength / SECTOR_SIZE);
     for (let off = 0; off < data.byteLength; off += this.#maxBytes) {
       const chunk = data.subarray(off, Math.min(off + this.#maxBytes, data.byteLength));
       const s = sector + BigInt(off / SECTOR_SIZE);

@@ -89,6 +89,22 @@ export function getSeals(fd: number): number {
   return f().fcntl(fd, SEAL.GET_SEALS, 0);
 }
 
+/**
+ * A close-on-exec memfd of `size` bytes sealed against shrinking and growing
+ * (`F_SEAL_SHRINK | F_SEAL_GROW`). Back-ends should send such fds with SHMEM_MAP: a file that can
+ * be truncated while mapped turns every later access into SIGBUS, so the vhostkit front-end refuses
+ * unsealed memfds. Returns the fd (caller owns it), or the negated errno of the call that failed
+ * (nothing is left open then).
+ */
+export function sealedMemfd(name: string, size: bigint): number {
+  const fd = memfdCreate(name, MFD.CLOEXEC | MFD.ALLOW_SEALING);
+  if (fd < 0) return -lastErrno();
+  if (ftruncate(fd, size) === 0 && addSeals(fd, SEAL.SHRINK | SEAL.GROW) === 0) return fd;
+  const errno = lastErrno();
+  closeFd(fd);
+  return -errno;
+}
+
 /** Host address `(void *)-1` that {@link mmap} returns on failure, as a bigint. */
 export const MAP_FAILED = (1n << 64n) - 1n;
 

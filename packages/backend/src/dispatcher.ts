@@ -222,7 +222,11 @@ export class Dispatcher {
   }
 
   #emit(e: BackendEvent): void {
-    this.#opts.onEvent?.(e);
+    try {
+      this.#opts.onEvent?.(e);
+    } catch {
+      // A throwing listener must not take the connection (or the server) down.
+    }
   }
 
   async #handle(msg: ReceivedMessage): Promise<void> {
@@ -462,7 +466,7 @@ export class Dispatcher {
         await this.#stopAll();
         this.#ackedFeatures = undefined;
         this.#status = 0n;
-        this.#device.reset?.();
+        this.#hook(() => this.#device.reset?.());
         return undefined;
       case "GET_SHMEM_CONFIG":
       case "GET_SHARED_MEMORY_REGIONS": {
@@ -677,7 +681,16 @@ export class Dispatcher {
         .then(() => this.#device.start?.(ctx))
         .catch((error: unknown) => this.#emit({ kind: "device-error", error }));
     } else {
-      this.#device.stop?.();
+      this.#hook(() => this.#device.stop?.());
+    }
+  }
+
+  /** Runs a synchronous device hook; a throw is reported as `device-error`, never propagated. */
+  #hook(f: () => void): void {
+    try {
+      f();
+    } catch (error) {
+      this.#emit({ kind: "device-error", error });
     }
   }
 
@@ -688,7 +701,7 @@ export class Dispatcher {
       v.enabled = false;
     }
     this.#updateRunning();
-    this.#device.reset?.();
+    this.#hook(() => this.#device.reset?.());
     this.#client?.close();
     this.#client = undefined;
     this.#memory.dispose();
@@ -710,7 +723,8 @@ function noClient(): BackendChannel {
   };
 }
 
-function checkDevice(d: DeviceBackend): void {
+/** @internal @throws BackendError `BAD_DEVICE` when the device definition is invalid. */
+export function checkDevice(d: DeviceBackend): void {
   const bad = (m: string) => new BackendError("BAD_DEVICE", `device: ${m}`);
   if (!Number.isInteger(d.queueCount) || d.queueCount < 1 || d.queueCount > 256) throw bad(`queueCount ${d.queueCount} not in 1..256`);
   if (!isPowerOfTwo(d.maxQueueSize) || d.maxQueueSize > MAX_VRING_SIZE) throw bad(`maxQueueSize ${d.maxQueueSize} is not a power of two <= ${MAX_VRING_SIZE}`);

@@ -5,7 +5,7 @@
  */
 import { Endpoint, OwnedFd, listen, type Listener, type ListenOptions } from "@vhostkit/transport";
 import type { DeviceBackend } from "./device-backend.js";
-import { Dispatcher, type DispatcherOptions } from "./dispatcher.js";
+import { checkDevice, Dispatcher, type DispatcherOptions } from "./dispatcher.js";
 
 /** Options of {@link serve}. */
 export interface ServeOptions extends DispatcherOptions {
@@ -31,9 +31,11 @@ export interface BackendServer {
  * Listen on `path` (a stale socket file is replaced) and serve `device` to one front-end at a
  * time; after a disconnect the device is reset and the next front-end is accepted, as
  * qemu-storage-daemon does.
- * @throws TransportError from `listen` (`ADDR_IN_USE`, `PATH_TOO_LONG`, `SYSCALL`).
+ * @throws BackendError `BAD_DEVICE` (invalid device definition); TransportError from `listen`
+ *   (`ADDR_IN_USE`, `PATH_TOO_LONG`, `SYSCALL`).
  */
 export function serve(path: string, device: DeviceBackend, options: ServeOptions = {}): BackendServer {
+  checkDevice(device); // before listening: a device no connection could be served with
   const listenOptions: ListenOptions = { ...(options.mode === undefined ? {} : { mode: options.mode }), ...(options.reactor === undefined ? {} : { reactor: options.reactor }) };
   const listener: Listener = listen(path, listenOptions);
   let current: Dispatcher | undefined;
@@ -47,7 +49,12 @@ export function serve(path: string, device: DeviceBackend, options: ServeOptions
         } catch {
           return; // closed
         }
-        current = new Dispatcher(ep, device, options);
+        try {
+          current = new Dispatcher(ep, device, options);
+        } catch (err) {
+          ep.close();
+          throw err; // the device definition is invalid: no connection can be served
+        }
         await current.run();
         current = undefined;
         if (closed) return;

@@ -1,12 +1,15 @@
 /**
  * `serveFd`: a device served on an already-connected socket (as with qemu-storage-daemon's
- * `addr.type=fd`), and a device definition the framework refuses.
+ * `addr.type=fd`), a device definition the framework refuses, and device hooks that throw.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Endpoint, socketPair } from "@vhostkit/transport";
 import { VirtioFeature } from "@vhostkit/wire";
-import { BackendError, Dispatcher, FRAMEWORK_FEATURES, serveFd, type DeviceBackend } from "../src/index.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BackendError, Dispatcher, FRAMEWORK_FEATURES, serve, serveFd, type DeviceBackend } from "../src/index.js";
 import { ScriptedFrontend } from "./helpers/scripted-frontend.js";
 
 const device: DeviceBackend = { features: 1n << 5n, queueCount: 2, maxQueueSize: 128, processQueue() {} };
@@ -47,4 +50,40 @@ test("a front-end that keeps requests queued does not starve the event loop", as
   assert.equal(served, total);
   fe.close();
   await done;
+});
+
+test("device hooks that throw are reported, not fatal: the server serves the next front-end", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "vhostkit-throwing-"));
+  const events: string[] = [];
+  const throwing: DeviceBackend = {
+    ...device,
+    reset() {
+      throw new Error("reset failed");
+    },
+  };
+  assert.throws(() => serve(join(dir, "bad.sock"), { ...device, queueCount: 0 }), (e: unknown) => e instanceof BackendError && e.code === "BAD_DEVICE", "an invalid device is refused before listening");
+  const server = serve(join(dir, "blk.sock"), throwing, {
+    connections: 2,
+    onEvent: (e) => {
+      events.push(e.kind === "device-error" ? `device-error ${(e.error as Error).message}` : e.kind);
+      if (e.kind === "disconnected") throw new Error("a throwing listener");
+    },
+  });
+  try {
+    for (let i = 0; i < 2; i++) {
+      const fe = await ScriptedFrontend.connect(server.path);
+      assert.equal(await fe.get("GET_QUEUE_NUM"), 2n, `front-end ${i + 1} served`);
+      const gone = new Promise<void>((r) => {
+        const poll = (): void => void (events.filter((e) => e === "disconnected").length > i ? r() : setTimeout(poll, 5));
+        poll();
+      });
+      fe.close();
+      await gone;
+    }
+    await server.done;
+    assert.deepEqual(events.filter((e) => e.startsWith("device-error")), ["device-error reset failed", "device-error reset failed"]);
+  } finally {
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -20,6 +20,7 @@ import {
   type BackendRequestName,
   type Dialect,
 } from "@vhostkit/wire";
+import { closeFd, dupCloexec, mmanErrno } from "@vhostkit/transport/sys";
 import { BackendError } from "./errors.js";
 
 /** Arguments of {@link BackendClient.shmemMap}. */
@@ -102,6 +103,8 @@ export class BackendClient implements BackendChannel {
   #tail: Promise<unknown> = Promise.resolve();
   /** Calls started or waiting in {@link BackendClient.#serial}. */
   #queued = 0;
+  /** Rejects the abandonable calls made since the last {@link BackendClient.abandon}. */
+  #abandoned: { readonly promise: Promise<never>; readonly reject: (err: BackendError) => void } | undefined;
   readonly #head = new Uint8Array(MEM_RW_HEADER_SIZE);
   #closed = false;
 
@@ -126,21 +129,34 @@ export class BackendClient implements BackendChannel {
    * its own copy through SCM_RIGHTS) at `shmOffset` of region `shmid`. Resolves once the front-end
    * acknowledged (REPLY_ACK negotiated, or a crosvm-legacy connection), so the guest may use the
    * memory right after.
-   * @throws BackendError `NOT_RUNNING`, `NOT_NEGOTIATED`, `REJECTED`, `DISCONNECTED`.
+   * @throws BackendError `NOT_RUNNING`, `NOT_NEGOTIATED`, `REJECTED`, `DISCONNECTED`; RangeError
+   *   when `fd` cannot be duplicated (not open).
    */
   shmemMap(args: ShmemMapArgs, fd: number): Promise<void> {
-    return this.#serial(async () => {
-      this.#checkShmem("BACKEND_SHMEM_MAP");
-      if (!this.#o.sendFd) throw new BackendError("NOT_NEGOTIATED", "backend_shmem_map: BACKEND_SEND_FD not negotiated, cannot pass the fd", { request: "BACKEND_SHMEM_MAP" });
-      const fdOffset = args.fdOffset ?? 0n;
-      if (this.#dialect.layout === "crosvm") {
-        const flags = CrosvmMapFlag.MAP_R | (args.writable ? CrosvmMapFlag.MAP_W : 0);
-        await this.#always("CROSVM_SHMEM_MAP", { flags, shmid: args.shmid, shmOffset: args.shmOffset, fdOffset, len: args.len }, [fd]);
-      } else {
-        const value = { shmid: args.shmid, fdOffset, shmOffset: args.shmOffset, len: args.len, flags: args.writable ? MMapFlag.RW : 0n };
-        await this.#acked("BACKEND_SHMEM_MAP", value, [fd]);
+    // The call's own copy, closed when its exchange ends: the caller may close `fd` as soon as the
+    // returned promise settles, even when abandon() settled it while the send was still pending.
+    const own = dupCloexec(fd);
+    if (own < 0) return Promise.reject(new RangeError(`backend_shmem_map: fd ${fd} cannot be duplicated (errno ${mmanErrno()})`));
+    return this.#serial(true, async () => {
+      try {
+        await this.#map(args, own);
+      } finally {
+        closeFd(own);
       }
     });
+  }
+
+  async #map(args: ShmemMapArgs, fd: number): Promise<void> {
+    this.#checkShmem("BACKEND_SHMEM_MAP");
+    if (!this.#o.sendFd) throw new BackendError("NOT_NEGOTIATED", "backend_shmem_map: BACKEND_SEND_FD not negotiated, cannot pass the fd", { request: "BACKEND_SHMEM_MAP" });
+    const fdOffset = args.fdOffset ?? 0n;
+    if (this.#dialect.layout === "crosvm") {
+      const flags = CrosvmMapFlag.MAP_R | (args.writable ? CrosvmMapFlag.MAP_W : 0);
+      await this.#always("CROSVM_SHMEM_MAP", { flags, shmid: args.shmid, shmOffset: args.shmOffset, fdOffset, len: args.len }, [fd]);
+    } else {
+      const value = { shmid: args.shmid, fdOffset, shmOffset: args.shmOffset, len: args.len, flags: args.writable ? MMapFlag.RW : 0n };
+      await this.#acked("BACKEND_SHMEM_MAP", value, [fd]);
+    }
   }
 
   /**
@@ -148,7 +164,7 @@ export class BackendClient implements BackendChannel {
    * @throws BackendError `NOT_RUNNING`, `NOT_NEGOTIATED`, `REJECTED`, `DISCONNECTED`.
    */
   shmemUnmap(args: ShmemUnmapArgs): Promise<void> {
-    return this.#serial(async () => {
+    return this.#serial(true, async () => {
       this.#checkShmem("BACKEND_SHMEM_UNMAP");
       if (this.#dialect.layout === "crosvm") {
         await this.#always("CROSVM_SHMEM_UNMAP", { shmid: args.shmid, shmOffset: args.shmOffset, len: args.len }, []);
@@ -163,7 +179,7 @@ export class BackendClient implements BackendChannel {
    * @throws BackendError `NOT_NEGOTIATED`, `REJECTED`, `DISCONNECTED`.
    */
   configChanged(): Promise<void> {
-    return this.#serial(async () => {
+    return this.#serial(true, async () => {
       if (!this.#o.config) throw new BackendError("NOT_NEGOTIATED", "backend_config_change_msg: CONFIG not negotiated", { request: "BACKEND_CONFIG_CHANGE_MSG" });
       await this.#acked("BACKEND_CONFIG_CHANGE_MSG", undefined, []);
     });
@@ -191,7 +207,7 @@ export class BackendClient implements BackendChannel {
    */
   memReadInto(gpa: bigint, dst: Uint8Array): Promise<void> {
     const name = "BACKEND_MEM_READ";
-    return this.#serial(() =>
+    return this.#serial(false, () =>
       this.#memAccess(name, gpa, dst.byteLength, undefined, { bytes: dst, offset: MEM_RW_HEADER_SIZE }, (reply) => {
         if (!reply.tailed) {
           // Not 16 + size bytes: a refusal (no data), short data, or malformed.
@@ -222,7 +238,7 @@ export class BackendClient implements BackendChannel {
    */
   memWrite(gpa: bigint, data: Uint8Array): Promise<void> {
     const name = "BACKEND_MEM_WRITE";
-    return this.#serial(() =>
+    return this.#serial(false, () =>
       this.#memAccess(name, gpa, data.byteLength, data, undefined, (reply) => {
         const value = this.#decodeReply(name, reply.frame);
         if (value instanceof BackendError) return value;
@@ -280,13 +296,39 @@ export class BackendClient implements BackendChannel {
     if (!Number.isInteger(size) || size < 1 || size > MEM_RW_MAX_DATA) throw new RangeError(`${request.toLowerCase()}: size ${size} not in 1..${MEM_RW_MAX_DATA}`);
   }
 
-  #serial<T>(f: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `f` after every earlier call (one outstanding request per direction). `abandonable` calls
+   * (SHMEM_MAP/UNMAP, CONFIG_CHANGE_MSG: no caller buffer is written by their reply) reject at once
+   * on {@link BackendClient.abandon} while their exchange finishes in the background.
+   */
+  #serial<T>(abandonable: boolean, f: () => Promise<T>): Promise<T> {
     const start = (): Promise<T> => (this.#closed ? Promise.reject(new BackendError("DISCONNECTED", "back-end channel closed")) : f());
     // Nothing queued: start at once, with no hop through the previous call's promise.
     const run = this.#queued++ === 0 ? start() : this.#tail.then(start);
     const done = (): void => void this.#queued--;
     this.#tail = run.then(done, done);
-    return run;
+    if (!abandonable) return run;
+    if (this.#abandoned === undefined) {
+      let reject!: (err: BackendError) => void;
+      const promise = new Promise<never>((_, r) => (reject = r));
+      promise.catch(() => undefined); // only raced against: never unhandled
+      this.#abandoned = { promise, reject };
+    }
+    return Promise.race([run, this.#abandoned.promise]);
+  }
+
+  /**
+   * The device is stopping (GET_VRING_BASE, SET_STATUS 0, reset): SHMEM_MAP / SHMEM_UNMAP /
+   * CONFIG_CHANGE_MSG calls still waiting — for their turn or for the front-end's reply — reject now
+   * with `NOT_RUNNING`, so a handler blocked on one can finish and the stop can be answered. A
+   * front-end like QEMU reads the back-end channel only after it has that answer; the replies that
+   * come then are read and dropped in order, so the channel stays in step. Calls made later are
+   * refused while the device is not running, as always.
+   */
+  abandon(): void {
+    const a = this.#abandoned;
+    this.#abandoned = undefined;
+    a?.reject(new BackendError("NOT_RUNNING", "the device stopped while this back-end request was waiting; its reply will be dropped", {}));
   }
 
   #payload(name: BackendRequestName, value: unknown): Uint8Array {

@@ -372,9 +372,9 @@ export class Dispatcher {
       }
       case "GET_VRING_BASE": {
         const v = this.#vring(m.name, m.value.index);
+        this.#beginStop();
         await this.#quiesce();
         const base = this.#stopRing(v);
-        this.#stopped = true;
         this.#updateRunning();
         return { index: v.index, num: base };
       }
@@ -554,7 +554,19 @@ export class Dispatcher {
     return v.base;
   }
 
+  /**
+   * The front-end is stopping the device: not running from now on (the device's `stop` hook runs,
+   * and no new SHMEM message may leave), and back-end requests a handler waits on are abandoned so
+   * the handler can finish: QEMU reads the back-end channel only after its stop request is answered.
+   */
+  #beginStop(): void {
+    this.#stopped = true;
+    this.#updateRunning();
+    this.#client?.abandon();
+  }
+
   async #stopAll(): Promise<void> {
+    this.#beginStop();
     await this.#quiesce();
     for (const v of this.#vrings) {
       this.#stopRing(v);

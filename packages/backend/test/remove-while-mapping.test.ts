@@ -66,3 +66,55 @@ test("REM_MEM_REG and ADD_MEM_REG are acked while a queue handler waits for its 
     await dev.stop();
   }
 });
+
+test("GET_VRING_BASE is answered while a handler waits for a map reply the front-end withholds until then (QEMU's order)", { timeout: 30000 }, async () => {
+  const dev = new DeviceProcess(DEVICE);
+  try {
+    await dev.line("listening");
+    const fe = await ScriptedFrontend.connect(dev.socket);
+    await fe.get("GET_FEATURES");
+    await fe.get("GET_PROTOCOL_FEATURES");
+    const pf = ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.BACKEND_SEND_FD | ProtocolFeature.CONFIGURE_MEM_SLOTS | ProtocolFeature.SHMEM;
+    assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", pf), 0n);
+    const channel = await backendChannel(fe);
+    assert.equal(await fe.ack("SET_OWNER"), 0n);
+    assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
+    const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
+    const block = ram.memoryTable()[0]!;
+    assert.equal(await fe.ack("ADD_MEM_REG", { guestPhysAddr: 0n, memorySize: MiB, userAddr: block.userspaceAddr, mmapOffset: 0n }, [block.fd]), 0n);
+    const first = await startRing(fe, ram);
+    first.driver.add([{ addr: guestAddress(0x2000n), len: 16 }], []);
+    first.driver.publish();
+    first.kick.signal();
+    const map = await within(channel.recv(), 5000, "SHMEM_MAP");
+    for (const f of map.fds) f.close();
+    // Like QEMU stopping the VM now: it sends GET_VRING_BASE and reads nothing else until answered.
+    const failed = dev.next('"map-failed"');
+    assert.deepEqual(await within(fe.get("GET_VRING_BASE", { index: 0, num: 0 }), 3000, "GET_VRING_BASE"), { index: 0, num: 1 });
+    assert.match(await failed, /NOT_RUNNING/, "the waiting map was abandoned, so the handler finished its chain");
+    // Only now does the front-end read the back-end channel and answer the map (late).
+    await sendAck(channel, map.request, 0n);
+
+    // The channel is still in step: the next map after a restart is a fresh request, answered normally.
+    assert.equal(await fe.ack("SET_VRING_BASE", { index: 0, num: 0 }), 0n);
+    const again = await startRing(fe, ram);
+    again.driver.add([{ addr: guestAddress(0x2000n), len: 16 }], []);
+    again.driver.publish();
+    again.kick.signal();
+    const map2 = await within(channel.recv(), 5000, "second SHMEM_MAP");
+    assert.equal(map2.request, BackendRequest.BACKEND_SHMEM_MAP);
+    assert.equal(map2.fds.length, 1);
+    for (const f of map2.fds) f.close();
+    const mapped = dev.next('"mapped"');
+    await sendAck(channel, map2.request, 0n);
+    await within(mapped, 3000, "device mapped");
+    await within(again.call.wait(), 3000, "used notification");
+    assert.equal(again.driver.collectUsed().length, 1);
+    fe.close();
+    channel.close();
+    for (const f of [first.call, first.kick, again.call, again.kick]) f.close();
+    ram.dispose();
+  } finally {
+    await dev.stop();
+  }
+});

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { GuestRam, guestAddress } from "@vhostkit/regions";
-import { sendAck } from "@vhostkit/transport";
+import { sendAck, type Endpoint } from "@vhostkit/transport";
 import { BackendRequest, ProtocolFeature, VirtioFeature } from "@vhostkit/wire";
 import { backendChannel, DeviceProcess, ScriptedFrontend, startRing } from "./helpers/scripted-frontend.js";
 
@@ -22,18 +22,24 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
+/** QEMU 11's handshake with REPLY_ACK, the back-end channel, memory slots and SHMEM. */
+async function handshake(dev: DeviceProcess): Promise<{ fe: ScriptedFrontend; channel: Endpoint }> {
+  const fe = await ScriptedFrontend.connect(dev.socket);
+  await fe.get("GET_FEATURES");
+  await fe.get("GET_PROTOCOL_FEATURES");
+  const pf = ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.BACKEND_SEND_FD | ProtocolFeature.CONFIGURE_MEM_SLOTS | ProtocolFeature.SHMEM;
+  assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", pf), 0n);
+  const channel = await backendChannel(fe);
+  assert.equal(await fe.ack("SET_OWNER"), 0n);
+  assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
+  return { fe, channel };
+}
+
 test("REM_MEM_REG and ADD_MEM_REG are acked while a queue handler waits for its map reply", { timeout: 30000 }, async () => {
   const dev = new DeviceProcess(DEVICE);
   try {
     await dev.line("listening");
-    const fe = await ScriptedFrontend.connect(dev.socket);
-    await fe.get("GET_FEATURES");
-    await fe.get("GET_PROTOCOL_FEATURES");
-    const pf = ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.BACKEND_SEND_FD | ProtocolFeature.CONFIGURE_MEM_SLOTS | ProtocolFeature.SHMEM;
-    assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", pf), 0n);
-    const channel = await backendChannel(fe);
-    assert.equal(await fe.ack("SET_OWNER"), 0n);
-    assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
+    const { fe, channel } = await handshake(dev);
     // Two RAM regions: the ring and its buffers in the first; the second will be removed.
     const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 2n * MiB }] });
     const block = ram.memoryTable()[0]!;
@@ -71,14 +77,7 @@ test("GET_VRING_BASE is answered while a handler waits for a map reply the front
   const dev = new DeviceProcess(DEVICE);
   try {
     await dev.line("listening");
-    const fe = await ScriptedFrontend.connect(dev.socket);
-    await fe.get("GET_FEATURES");
-    await fe.get("GET_PROTOCOL_FEATURES");
-    const pf = ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.BACKEND_SEND_FD | ProtocolFeature.CONFIGURE_MEM_SLOTS | ProtocolFeature.SHMEM;
-    assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", pf), 0n);
-    const channel = await backendChannel(fe);
-    assert.equal(await fe.ack("SET_OWNER"), 0n);
-    assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
+    const { fe, channel } = await handshake(dev);
     const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
     const block = ram.memoryTable()[0]!;
     assert.equal(await fe.ack("ADD_MEM_REG", { guestPhysAddr: 0n, memorySize: MiB, userAddr: block.userspaceAddr, mmapOffset: 0n }, [block.fd]), 0n);

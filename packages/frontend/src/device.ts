@@ -559,9 +559,17 @@ export class Device {
     const cap = this.#tableCap;
     if (slotted && cap < ram.regions.length) throw new FrontendError("negotiation", `back-end has ${cap} memory slots, guest RAM needs ${ram.regions.length}`, { request: "GET_MAX_MEM_SLOTS", expected: ram.regions.length, actual: cap });
     if (this.#guest.propagateSharedMemory && this.#policy !== "mem-rw") {
+      let unfit = 0;
       for (const m of this.#guest.propagatableTo(this)) {
-        if (this.#tableUsed >= cap) break; // the rest does not fit
-        this.#keep(m.guestPhysAddr, mappingRegion(m), m.fd);
+        if (this.#tableUsed < cap) this.#keep(m.guestPhysAddr, mappingRegion(m), m.fd);
+        else unfit++;
+      }
+      // Mappings made before this back-end started that neither fit its table nor reach it by
+      // MEM_READ/MEM_WRITE: it could not serve buffers in them, so it must not start silently.
+      if (unfit > 0 && !(this.#policy === "auto" && this.memRwNegotiated)) {
+        const need = this.#tableUsed + unfit;
+        for (const gpa of [...this.#propagated.keys()]) this.#forget(gpa);
+        throw new FrontendError("negotiation", `back-end has ${cap} memory slots: guest RAM and the live shared-memory mappings of other devices need ${need}, and MEM_READ/MEM_WRITE is not in use (policy ${this.#policy})`, { request: "GET_MAX_MEM_SLOTS", expected: cap, actual: need });
       }
     }
     if (!slotted) return this.#fe.setMemTable(...this.#fullTable(ram));

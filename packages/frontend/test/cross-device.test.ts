@@ -17,7 +17,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { guestAddress } from "@vhostkit/regions";
 import { ProtocolFeature } from "@vhostkit/wire";
-import { Guest, SUPPORTED_PROTOCOL_FEATURES, type Device, type DriverQueue } from "../src/index.js";
+import { Guest, isFrontendError, SUPPORTED_PROTOCOL_FEATURES, type Device, type DriverQueue } from "../src/index.js";
 
 const SHMEM_DEVICE = fileURLToPath(new URL("../../../apps/device/test/fixtures/own-backend.mjs", import.meta.url));
 const RAM_BLK = fileURLToPath(new URL("../../backend/examples/ram-blk.mjs", import.meta.url));
@@ -112,6 +112,17 @@ type Mode = "propagate" | "mem-rw" | "auto";
 test("auto policy, B has no free slot and no MEM_READ/MEM_WRITE: A's SHMEM_MAP is refused with the reason", async () => {
   await withPair([], ["--max-slots", "1"], async (a, b, guest) => {
     assert.match(await refusedMap(a, b, guest), /could not reach the mapping: no free memory slot \(1 of 1 used\) and no MEM_READ\/MEM_WRITE/);
+  });
+});
+
+test("B started after A mapped, with no free slot and no MEM_READ/MEM_WRITE: B's start fails with the reason", async () => {
+  await withPair([], ["--max-slots", "1"], async (a, b, guest) => {
+    const devA = await guest.addDevice({ socketPath: a.socket });
+    await devA.start({ queues: [0] });
+    await a.line('"step":"mapped"');
+    const devB = await guest.addDevice({ socketPath: b.socket });
+    await assert.rejects(devB.start({ features: 0n, queues: [0] }), (e: unknown) => isFrontendError(e) && e.code === "negotiation" && /1 memory slots: .* need 2, and MEM_READ\/MEM_WRITE is not in use/.test(e.message));
+    assert.equal(guest.liveMappings().length, 1, "A's mapping is untouched");
   });
 });
 

@@ -135,11 +135,6 @@ export class GpuState {
     return out.sort((a, b) => (a.offset < b.offset ? -1 : 1));
   }
 
-  /** Forgets every mapping (the front-end drops them on reset; no message may be sent after stop). */
-  forgetMappings(): void {
-    for (const r of this.resources.values()) if (r.kind === "blob") r.mapping = undefined;
-  }
-
   /** Drops one resource: scanouts showing it are disabled, the cursor hidden, host memory released. */
   remove(id: number): void {
     const r = this.resources.get(id);

@@ -4,12 +4,12 @@
 // map() takes ownership of its fd and closes it at unmap, so every pair passes a fresh dup: the
 // stand-in for the SCM_RIGHTS fd each SHMEM_MAP brings.
 import { DeviceSharedMemory, guestAddress, SHMEM_MAP_FLAG_RW } from "@vhostkit/regions";
-import { dupCloexec, ftruncate, memfdCreate, MFD } from "@vhostkit/transport/sys";
+import { dupCloexec, sealedMemfd } from "@vhostkit/transport/sys";
 
 const len = BigInt(process.argv[2] ?? 4096);
 const pairs = Number(process.argv[3] ?? 10000);
-const fd = memfdCreate("bench", MFD.CLOEXEC);
-if (fd < 0 || ftruncate(fd, len) !== 0) process.exit(1);
+const fd = sealedMemfd("bench", len); // SHMEM_MAP refuses memfds that could still shrink
+if (fd < 0) process.exit(1);
 const dev = new DeviceSharedMemory({ sizes: [len * 4n], guestPhysAddr: guestAddress(0x1_0000_0000n) });
 const once = () => {
   dev.map(0, 0n, len, dupCloexec(fd), 0n, SHMEM_MAP_FLAG_RW);

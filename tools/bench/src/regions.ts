@@ -29,6 +29,6 @@ export async function run(): Promise<void> {
     rows.push([label, pairsPerSec(m.c), pairsPerSec(m.cFull), pairsPerSec(m.bun), ratio("bun", "c"), ratio("bun", "cFull"), pairsPerSec(m.node), ratio("node", "c"), ratio("node", "cFull")]);
   }
   console.log(`map+unmap pairs/s (median of 5 interleaved rounds of ${n} pairs); ratio = time per pair ÷ C (koffi spike: ≈ 1.4x the two mmaps)`);
-  console.log("C = the two mmap calls; C+ = the same plus dup, fstat and close, the full set of system calls of the API path");
+  console.log("C = the two mmap calls; C+ = the same plus dup, fstat, fcntl(F_GET_SEALS) and close, the full set of system calls of the API path");
   table(["mapping", "C", "C+", "Bun", "÷C", "÷C+", "Node", "÷C", "÷C+"], rows);
 }

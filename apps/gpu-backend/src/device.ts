@@ -132,11 +132,20 @@ export class GpuDevice implements DeviceBackend {
     return this.#config.slice(offset, offset + size);
   }
 
-  /** Only events_clear (offset 4) is writable: write-1-to-clear bits of events_read. */
+  /**
+   * Only events_clear (offset 4) is writable: write-1-to-clear bits of events_read. A write may
+   * cover more of the config (front-ends write the whole struct back); the read-only fields in it
+   * are ignored, as a virtio device ignores them. A write that splits events_clear is refused.
+   */
   setConfig(offset: number, data: Uint8Array): void {
-    if (offset !== 4 || data.byteLength !== 4) throw new RangeError(`virtio-gpu config: only events_clear (4 bytes at 4) is writable, not 0x${offset.toString(16)}+${data.byteLength}`);
+    const end = offset + data.byteLength;
+    if (offset < 0 || end > CONFIG_SIZE) throw new RangeError(`virtio-gpu config write 0x${offset.toString(16)}+${data.byteLength} exceeds ${CONFIG_SIZE} bytes`);
+    if (offset > 4 || end < 8) {
+      if (offset < 8 && end > 4) throw new RangeError(`virtio-gpu config write 0x${offset.toString(16)}+${data.byteLength} splits events_clear (4 bytes at 4)`);
+      return; // read-only fields only
+    }
     const cv = new DataView(this.#config.buffer);
-    const clear = new DataView(data.buffer, data.byteOffset, 4).getUint32(0, true);
+    const clear = new DataView(data.buffer, data.byteOffset + 4 - offset, 4).getUint32(0, true);
     cv.setUint32(0, cv.getUint32(0, true) & ~clear, true);
   }
 

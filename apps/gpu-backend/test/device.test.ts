@@ -37,8 +37,13 @@ test("config space, features, shared memory region and queues", () => {
   const c = new DataView(d.getConfig(0, 20).buffer);
   assert.deepEqual([c.getUint32(0, true), c.getUint32(4, true), c.getUint32(8, true), c.getUint32(12, true), c.getUint32(16, true)], [0, 0, 1, 0, 4096]);
   assert.throws(() => d.getConfig(16, 8), RangeError);
-  assert.throws(() => d.setConfig(0, new Uint8Array(4)), RangeError, "events_read is read-only");
+  d.setConfig(0, Uint8Array.of(0xff, 0xff, 0xff, 0xff)); // events_read is read-only: ignored
+  d.setConfig(8, Uint8Array.of(9, 0, 0, 0)); // so is num_scanouts
+  assert.deepEqual([...d.getConfig(0, 12)], [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]);
   d.setConfig(4, new Uint8Array([1, 0, 0, 0]));
+  d.setConfig(0, new Uint8Array(20)); // the whole struct written back, as front-ends do
+  assert.throws(() => d.setConfig(6, new Uint8Array(4)), RangeError, "a write splitting events_clear");
+  assert.throws(() => d.setConfig(20, new Uint8Array(8)), RangeError, "past the config");
   assert.deepEqual(new GpuDevice({ shmSize: 1n << 20n }).shmemRegions(), [{ shmid: 1, size: 1n << 20n }]);
   assert.throws(() => new GpuDevice({ shmSize: 3n << 20n }), RangeError, "the region must be a power of two");
   assert.throws(() => new GpuDevice({ numScanouts: 17 }), RangeError);

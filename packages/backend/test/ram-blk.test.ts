@@ -137,7 +137,18 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     g.kick.close();
     g.kick = kick2;
     assert.deepEqual(await blk(g, 4, 0n, undefined), { len: 1, status: 0 }, "served after the re-kick");
-    assert.deepEqual(await fe.get("GET_VRING_BASE", { index: 0, num: 0 }), { index: 0, num: 6 });
+    // SET_VRING_ENABLE(0): a kicked chain waits until the ring is enabled again.
+    assert.equal(await fe.ack("SET_VRING_ENABLE", { index: 0, num: 0 }), 0n);
+    await g.ram.write(guestAddress(0x40000n), Uint8Array.of(4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)); // FLUSH
+    g.driver.add([{ addr: guestAddress(0x40000n), len: 16 }], [{ addr: guestAddress(0x50000n), len: 1 }]);
+    g.driver.publish();
+    g.kick.signal();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(g.driver.collectUsed().length, 0, "a disabled ring is not served");
+    assert.equal(await fe.ack("SET_VRING_ENABLE", { index: 0, num: 1 }), 0n);
+    await g.call.wait();
+    assert.equal(g.driver.collectUsed().length, 1, "served once enabled");
+    assert.deepEqual(await fe.get("GET_VRING_BASE", { index: 0, num: 0 }), { index: 0, num: 7 });
     fe.close();
     await disconnected;
     g.kick.close();
@@ -225,6 +236,9 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     const log = EventFd.create();
     assert.equal(await fe.ack("SET_LOG_BASE", { mmapSize: 4096n, mmapOffset: 0n }, [log.fd]), 1n);
     log.close();
+    const logFd = EventFd.create();
+    assert.equal(await fe.ack("SET_LOG_FD", undefined, [logFd.fd]), 1n, "SET_LOG_FD refused too");
+    logFd.close();
     // RESET_OWNER stops the rings; the connection goes on and can be set up again.
     assert.equal(await fe.ack("RESET_OWNER"), 0n);
     assert.deepEqual(await fe.get("GET_VRING_BASE", { index: 0, num: 0 }), { index: 0, num: 1 }, "stopped at the one chain it served");

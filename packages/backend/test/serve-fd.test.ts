@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Endpoint, socketPair } from "@vhostkit/transport";
-import { VirtioFeature } from "@vhostkit/wire";
+import { ProtocolFeature, VirtioFeature } from "@vhostkit/wire";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -86,4 +86,29 @@ test("device hooks that throw are reported, not fatal: the server serves the nex
     server.close();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("SET_CONFIG reaches a device with a writable config: acked 0, the bytes arrive; a refusal is acked 1", async () => {
+  const [mine, theirs] = socketPair();
+  const writes: [number, number[]][] = [];
+  const config = new Uint8Array(16);
+  const served = serveFd(theirs, {
+    ...device,
+    getConfig: (offset, size) => config.slice(offset, offset + size),
+    setConfig(offset, data) {
+      if (offset + data.length > 8) throw new RangeError("only the first 8 bytes are writable");
+      writes.push([offset, [...data]]);
+      config.set(data, offset);
+    },
+  });
+  const fe = new ScriptedFrontend(new Endpoint(mine));
+  assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIG), 0n);
+  assert.equal(await fe.ack("SET_CONFIG", { offset: 4, flags: 0, data: Uint8Array.of(1, 2, 3, 4) }), 0n);
+  assert.deepEqual(writes, [[4, [1, 2, 3, 4]]]);
+  const back = (await fe.get("GET_CONFIG", { offset: 0, flags: 0, data: new Uint8Array(8) })) as { data: Uint8Array };
+  assert.deepEqual([...back.data], [0, 0, 0, 0, 1, 2, 3, 4]);
+  assert.equal(await fe.ack("SET_CONFIG", { offset: 8, flags: 0, data: Uint8Array.of(9) }), 1n, "the device refused it");
+  assert.equal(writes.length, 1);
+  fe.close();
+  await served;
 });

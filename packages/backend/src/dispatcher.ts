@@ -257,7 +257,7 @@ export class Dispatcher {
     if (spec.replyRule === "always") {
       const frame = encodeReply("frontend", spec.name as never, reply as never, this.#dialect);
       await sendReply(this.#ep, msg.request, frame.subarray(HEADER_SIZE));
-    } else if ((msg.flags & HeaderFlag.NEED_REPLY) !== 0) {
+    } else if ((msg.flags & HeaderFlag.NEED_REPLY) !== 0 && this.#negotiated(ProtocolFeature.REPLY_ACK)) {
       await sendAck(this.#ep, msg.request, 0n);
     }
   }
@@ -274,7 +274,7 @@ export class Dispatcher {
       await sendReply(this.#ep, msg.request, new Uint8Array(0));
       return;
     }
-    if ((msg.flags & HeaderFlag.NEED_REPLY) !== 0 && (spec === undefined || spec.replyRule !== "always")) {
+    if ((msg.flags & HeaderFlag.NEED_REPLY) !== 0 && this.#negotiated(ProtocolFeature.REPLY_ACK) && (spec === undefined || spec.replyRule !== "always")) {
       this.#emit({ kind: "rejected", name, error });
       await sendAck(this.#ep, msg.request, 1n);
       return;

@@ -112,3 +112,17 @@ test("SET_CONFIG reaches a device with a writable config: acked 0, the bytes arr
   fe.close();
   await served;
 });
+
+test("REPLY_ACK exactly per spec: NEED_REPLY is acked only once REPLY_ACK was negotiated", async () => {
+  const [mine, theirs] = socketPair();
+  const served = serveFd(theirs, device);
+  const fe = new ScriptedFrontend(new Endpoint(mine));
+  await fe.send("SET_OWNER", undefined, { needReply: true }); // REPLY_ACK not negotiated: no ack
+  // The next message from the back-end is the GET_QUEUE_NUM reply, not an ack of SET_OWNER.
+  assert.equal(await fe.get("GET_QUEUE_NUM"), 2n);
+  await fe.send("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK);
+  assert.equal(await fe.ack("SET_OWNER"), 0n, "acked once negotiated");
+  assert.equal(await fe.ack("SET_VRING_NUM", { index: 9, num: 8 }), 1n, "and a failure is acked 1");
+  fe.close();
+  await served;
+});

@@ -15,6 +15,7 @@ export interface CommonFlags {
   readonly verbose?: boolean;
   readonly json?: boolean;
   readonly timeout: string;
+  readonly trustShmemFds?: boolean;
 }
 
 /** Adds --socket, --dialect, --timeout, --verbose (and --json when `withJson`). */
@@ -23,7 +24,8 @@ export function addCommon(cmd: Command, withJson = true): Command {
     .requiredOption("--socket <path>", "back-end unix socket")
     .addOption(new Option("--dialect <name>", "SHMEM dialect of the back-end").choices(Object.keys(Dialects)).default("upstream"))
     .option("--timeout <ms>", "per-request timeout in milliseconds", "5000")
-    .option("--verbose", "trace every message (name, flags, size, fds) on stderr");
+    .option("--verbose", "trace every message (name, flags, size, fds) on stderr")
+    .option("--trust-shmem-fds", "map SHMEM_MAP memfds that are not sealed against shrinking (a back-end that truncates one can crash this process)");
   if (withJson) cmd.option("--json", "print one JSON object");
   return cmd;
 }
@@ -49,6 +51,7 @@ export function deviceOptions(flags: CommonFlags): DeviceOptions {
     socketPath: flags.socket,
     dialect: flags.dialect,
     timeoutMs,
+    ...(flags.trustShmemFds === true ? { requireSealedFds: false } : {}),
     ...(flags.verbose === true ? { trace: (e: TraceEvent) => void process.stderr.write(traceLine(e)) } : {}),
   };
 }

@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cli } from "./run-cli.js";
+import { deviceOptions } from "../src/options.js";
 import { startQsd, type QsdHandle } from "@vhostkit/peers/qsd";
 
 let qsd: QsdHandle;
@@ -87,4 +88,10 @@ describe("vhost-user-device against qemu-storage-daemon 7.2", () => {
     assert.equal(help.code, 0);
     assert.match(help.stdout, /--read <sector\[:count\]>/);
   });
+});
+
+test("--trust-shmem-fds turns the front-end's seal check off; by default it stays on", () => {
+  const base = { socket: "x", dialect: "upstream" as const, timeout: "100" };
+  assert.equal(deviceOptions(base).requireSealedFds, undefined, "default: the library's (sealed fds required)");
+  assert.equal(deviceOptions({ ...base, trustShmemFds: true }).requireSealedFds, false);
 });

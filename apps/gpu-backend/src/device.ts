@@ -166,13 +166,11 @@ export class GpuDevice implements DeviceBackend {
     // The mappings stay: the front-end keeps them across a stop (a VM pause) and drops them only on
     // reset (SHMEM.md §5 rule 5); after the next start the driver can still unmap them.
     this.#ctx = undefined;
-    this.#control.generation++;
     this.#o.onLifecycle?.("stop");
   }
 
   reset(): void {
     this.#ctx = undefined;
-    this.#control.generation++;
     this.#acked = 0n;
     this.state.clear();
     this.#config.fill(0, 0, 8);

@@ -36,8 +36,12 @@ export interface BlobResource {
   /** Size the driver asked for, bytes. */
   readonly size: bigint;
   readonly blob: HostBlob;
-  /** Where the blob is mapped in shmid 1 (offset, page-rounded length), or `undefined`. */
-  mapping: { readonly offset: bigint; readonly len: bigint } | undefined;
+  /**
+   * Where the blob is mapped in shmid 1 (offset, page-rounded length), or `undefined`. `uncertain`:
+   * the device stopped while the map waited for its reply, so the front-end may or may not have
+   * applied it; the range stays reserved until an unmap or a reset settles it.
+   */
+  mapping: { readonly offset: bigint; readonly len: bigint; readonly uncertain?: boolean } | undefined;
 }
 
 /** A resource. */

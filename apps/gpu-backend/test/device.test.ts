@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { Cmd, decodeDisplayInfo, decodeMapInfo, encode, FORMAT_BGRX, FORMAT_RGBA, Resp, respHdr, respName } from "../../device/src/gpu/protocol.js";
 import { GpuDevice } from "../src/device.js";
 import { GpuFeature } from "../src/virtio-gpu.js";
+import { BackendError } from "@vhostkit/backend";
 import { Harness } from "./helpers/harness.js";
 
 const PAGE = 4096n;
@@ -278,6 +279,28 @@ test("maps only while running; stop keeps the mappings and sends nothing; reset 
   assert.equal(h.device.state.hostBytes, 0n);
   // After reset RESOURCE_BLOB is no longer acknowledged until SET_FEATURES comes again.
   await expectResp(h, encode.createBlob(3, PAGE), Resp.ERR_UNSPEC);
+});
+
+test("a map abandoned by a stop stays reserved until an unmap settles it (the front-end may have applied it)", async () => {
+  const h = new Harness();
+  await expectResp(h, encode.createBlob(1, PAGE), Resp.OK_NODATA);
+  h.client.fail = true;
+  h.client.failWith = new BackendError("ABANDONED", "stopped while waiting");
+  await expectResp(h, encode.mapBlob(1, 0n), Resp.ERR_UNSPEC);
+  assert.deepEqual(h.device.state.mappings(), [{ resourceId: 1, offset: 0n, len: PAGE, uncertain: true }], "the range stays reserved");
+  await expectResp(h, encode.createBlob(2, PAGE), Resp.OK_NODATA);
+  await expectResp(h, encode.mapBlob(2, 0n), Resp.ERR_INVALID_PARAMETER); // overlaps the uncertain one
+  // The front-end never applied it: it refuses the unmap, which settles the range as free.
+  h.client.fail = true;
+  h.client.failWith = new BackendError("REJECTED", "no such mapping");
+  await expectResp(h, encode.unmapBlob(1), Resp.OK_NODATA);
+  assert.deepEqual(h.device.state.mappings(), []);
+  await expectResp(h, encode.mapBlob(2, 0n), Resp.OK_MAP_INFO, 32);
+  // A certain mapping whose unmap is refused keeps its record (as before).
+  h.client.fail = true;
+  h.client.failWith = new BackendError("REJECTED", "refused");
+  await expectResp(h, encode.unmapBlob(2), Resp.ERR_UNSPEC);
+  assert.equal(h.device.state.mappings().length, 1);
 });
 
 test("unknown, 3D and capset commands, truncated requests → error responses", async () => {

@@ -103,8 +103,10 @@ export class BackendClient implements BackendChannel {
   #tail: Promise<unknown> = Promise.resolve();
   /** Calls started or waiting in {@link BackendClient.#serial}. */
   #queued = 0;
-  /** Rejects the abandonable calls made since the last {@link BackendClient.abandon}. */
-  #abandoned: { readonly promise: Promise<never>; readonly reject: (err: BackendError) => void } | undefined;
+  /** Rejecters of the abandonable calls still waiting (see {@link BackendClient.abandon}). */
+  readonly #abandonable = new Set<() => void>();
+  /** The call {@link BackendClient.#serial} runs now (calls run one at a time). */
+  #running: { sent: boolean } | undefined;
   readonly #head = new Uint8Array(MEM_RW_HEADER_SIZE);
   #closed = false;
 
@@ -129,7 +131,7 @@ export class BackendClient implements BackendChannel {
    * its own copy through SCM_RIGHTS) at `shmOffset` of region `shmid`. Resolves once the front-end
    * acknowledged (REPLY_ACK negotiated, or a crosvm-legacy connection), so the guest may use the
    * memory right after.
-   * @throws BackendError `NOT_RUNNING`, `NOT_NEGOTIATED`, `REJECTED`, `DISCONNECTED`; RangeError
+   * @throws BackendError `NOT_RUNNING`, `NOT_NEGOTIATED`, `REJECTED`, `DISCONNECTED`, `ABANDONED`; RangeError
    *   when `fd` cannot be duplicated (not open).
    */
   shmemMap(args: ShmemMapArgs, fd: number): Promise<void> {
@@ -161,7 +163,7 @@ export class BackendClient implements BackendChannel {
 
   /**
    * BACKEND_SHMEM_UNMAP of exactly one earlier mapping.
-   * @throws BackendError `NOT_RUNNING`, `NOT_NEGOTIATED`, `REJECTED`, `DISCONNECTED`.
+   * @throws BackendError `NOT_RUNNING`, `NOT_NEGOTIATED`, `REJECTED`, `DISCONNECTED`, `ABANDONED`.
    */
   shmemUnmap(args: ShmemUnmapArgs): Promise<void> {
     return this.#serial(true, async () => {
@@ -176,7 +178,7 @@ export class BackendClient implements BackendChannel {
 
   /**
    * BACKEND_CONFIG_CHANGE_MSG: the front-end re-reads the config space (GET_CONFIG).
-   * @throws BackendError `NOT_NEGOTIATED`, `REJECTED`, `DISCONNECTED`.
+   * @throws BackendError `NOT_NEGOTIATED`, `REJECTED`, `DISCONNECTED`, `ABANDONED`, `NOT_RUNNING` (abandoned before it was sent).
    */
   configChanged(): Promise<void> {
     return this.#serial(true, async () => {
@@ -302,33 +304,50 @@ export class BackendClient implements BackendChannel {
    * on {@link BackendClient.abandon} while their exchange finishes in the background.
    */
   #serial<T>(abandonable: boolean, f: () => Promise<T>): Promise<T> {
-    const start = (): Promise<T> => (this.#closed ? Promise.reject(new BackendError("DISCONNECTED", "back-end channel closed")) : f());
+    const call = { sent: false };
+    const start = (): Promise<T> => {
+      this.#running = call;
+      return this.#closed ? Promise.reject(new BackendError("DISCONNECTED", "back-end channel closed")) : f();
+    };
     // Nothing queued: start at once, with no hop through the previous call's promise.
     const run = this.#queued++ === 0 ? start() : this.#tail.then(start);
     const done = (): void => void this.#queued--;
     this.#tail = run.then(done, done);
     if (!abandonable) return run;
-    if (this.#abandoned === undefined) {
-      let reject!: (err: BackendError) => void;
-      const promise = new Promise<never>((_, r) => (reject = r));
-      promise.catch(() => undefined); // only raced against: never unhandled
-      this.#abandoned = { promise, reject };
-    }
-    return Promise.race([run, this.#abandoned.promise]);
+    return new Promise<T>((resolve, reject) => {
+      const abandon = (): void =>
+        reject(
+          call.sent
+            ? new BackendError("ABANDONED", "the device stopped while this back-end request waited for its reply; the front-end may still apply it (its reply will be dropped)")
+            : new BackendError("NOT_RUNNING", "the device stopped before this back-end request was sent"),
+        );
+      this.#abandonable.add(abandon);
+      const settle = (): void => void this.#abandonable.delete(abandon);
+      run.then(
+        (v) => (settle(), resolve(v)),
+        (e: unknown) => (settle(), reject(e)),
+      );
+    });
+  }
+
+  /** The running call's request is about to go out: from now on its outcome is the front-end's. */
+  #markSent(): void {
+    if (this.#running !== undefined) this.#running.sent = true;
   }
 
   /**
    * The device is stopping (GET_VRING_BASE, SET_STATUS 0, reset): SHMEM_MAP / SHMEM_UNMAP /
-   * CONFIG_CHANGE_MSG calls still waiting — for their turn or for the front-end's reply — reject now
-   * with `NOT_RUNNING`, so a handler blocked on one can finish and the stop can be answered. A
-   * front-end like QEMU reads the back-end channel only after it has that answer; the replies that
-   * come then are read and dropped in order, so the channel stays in step. Calls made later are
-   * refused while the device is not running, as always.
+   * CONFIG_CHANGE_MSG calls still waiting reject now — `ABANDONED` when the request was already
+   * sent (its outcome is unknown), `NOT_RUNNING` when it was still queued (never sent) — so a
+   * handler blocked on one can finish and the stop can be answered. A front-end like QEMU reads the
+   * back-end channel only after it has that answer; the replies that come then are read and
+   * dropped in order, so the channel stays in step. Later calls are refused while the device is not
+   * running, as always.
    */
   abandon(): void {
-    const a = this.#abandoned;
-    this.#abandoned = undefined;
-    a?.reject(new BackendError("NOT_RUNNING", "the device stopped while this back-end request was waiting; its reply will be dropped", {}));
+    const waiting = [...this.#abandonable];
+    this.#abandonable.clear();
+    for (const a of waiting) a();
   }
 
   #payload(name: BackendRequestName, value: unknown): Uint8Array {
@@ -339,7 +358,9 @@ export class BackendClient implements BackendChannel {
   async #acked(name: BackendRequestName, value: unknown, fds: readonly number[]): Promise<void> {
     let status: bigint;
     try {
-      status = await this.#ch.requestAck(BackendRequest[name], this.#payload(name, value), { fds });
+      const payload = this.#payload(name, value);
+      this.#markSent();
+      status = await this.#ch.requestAck(BackendRequest[name], payload, { fds });
     } catch (err) {
       throw this.#wrap(name, err);
     }
@@ -357,7 +378,9 @@ export class BackendClient implements BackendChannel {
     let reply: ReceivedMessage | undefined;
     try {
       // crosvm's legacy requests are always answered, without NEED_REPLY.
-      reply = await this.#ch.request(BackendRequest[name], this.#payload(name, value), { fds, expectReply: true });
+      const payload = this.#payload(name, value);
+      this.#markSent();
+      reply = await this.#ch.request(BackendRequest[name], payload, { fds, expectReply: true });
     } catch (err) {
       throw this.#wrap(name, err);
     }

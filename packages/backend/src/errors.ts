@@ -13,8 +13,11 @@ import { VhostUserError, isVhostUserError, type ErrorDetail } from "@vhostkit/wi
  * - `UNSUPPORTED`: a request this device or framework does not implement.
  * - `BAD_DEVICE`: the {@link DeviceBackend} definition is invalid.
  * - `DISCONNECTED`: the front-end went away while a call was in flight.
+ * - `ABANDONED`: the front-end stopped the device while the request was already sent and waiting
+ *   for its reply (`BackendClient.abandon`): the front-end may or may not apply it, so treat the
+ *   outcome as unknown (e.g. keep a mapped range reserved until an unmap or reset settles it).
  */
-export type BackendErrorCode = "NOT_RUNNING" | "NOT_NEGOTIATED" | "NO_BACKEND_CHANNEL" | "REJECTED" | "PROTOCOL" | "UNSUPPORTED" | "BAD_DEVICE" | "DISCONNECTED";
+export type BackendErrorCode = "NOT_RUNNING" | "NOT_NEGOTIATED" | "NO_BACKEND_CHANNEL" | "REJECTED" | "PROTOCOL" | "UNSUPPORTED" | "BAD_DEVICE" | "DISCONNECTED" | "ABANDONED";
 
 /** Error raised by `@vhostkit/backend`; `detail.request` names the vhost-user request involved. */
 export class BackendError extends VhostUserError<BackendErrorCode> {

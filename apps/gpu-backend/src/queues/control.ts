@@ -3,7 +3,7 @@
  * Every refusal is an error response; see the README for the table.
  * @module
  */
-import type { QueueContext } from "@vhostkit/backend";
+import { isBackendError, type QueueContext } from "@vhostkit/backend";
 import type { GuestAddress, GuestMemory } from "@vhostkit/regions";
 import { ChainBatch } from "@vhostkit/virtqueue";
 import { HostBlob } from "../host-blob.js";
@@ -39,9 +39,6 @@ const ok = (r: Request, resourceId?: number): Handled => ({ resp: response(r.hdr
 export class ControlQueue {
   readonly #env: GpuEnv;
   readonly #batch = new ChainBatch(64);
-  /** Bumped on stop/reset: a map that completes after it is not recorded. */
-  generation = 0;
-
   constructor(env: GpuEnv) {
     this.#env = env;
   }
@@ -315,17 +312,22 @@ export class ControlQueue {
     const clash = env.state.mappings().find((m) => offset < m.offset + m.len && m.offset < offset + len);
     check(clash === undefined, GpuResp.ERR_INVALID_PARAMETER, `resource_map_blob: 0x${offset.toString(16)}+0x${len.toString(16)} overlaps resource ${clash?.resourceId} at 0x${clash?.offset.toString(16)}+0x${clash?.len.toString(16)}`);
     check(env.mapper.canMap(), GpuResp.ERR_UNSPEC, "resource_map_blob: the device is not running or SHMEM is not negotiated");
-    const generation = this.generation;
     res.mapping = { offset, len }; // reserve the range while the front-end maps it
     try {
       await env.mapper.map(offset, len, res.blob.fd);
     } catch (err) {
+      if (isBackendError(err) && err.code === "ABANDONED" && env.state.resources.get(id) === res) {
+        // Stopped while the map was on its way: the front-end may still apply it. Keep the range.
+        res.mapping = { offset, len, uncertain: true };
+        throw new GpuCommandError(GpuResp.ERR_UNSPEC, "resource_map_blob: the device stopped while mapping; the range stays reserved until RESOURCE_UNMAP_BLOB or a reset");
+      }
       res.mapping = undefined;
       throw new GpuCommandError(GpuResp.ERR_UNSPEC, `resource_map_blob: shmem_map failed: ${err instanceof Error ? err.message : String(err)}`);
     }
-    if (generation !== this.generation || env.state.resources.get(id) !== res) {
+    if (env.state.resources.get(id) !== res) {
+      // Reset (or unref) while mapping: the front-end drops mappings on reset; nothing to record.
       res.mapping = undefined;
-      throw new GpuCommandError(GpuResp.ERR_UNSPEC, "resource_map_blob: the device stopped while mapping");
+      throw new GpuCommandError(GpuResp.ERR_UNSPEC, "resource_map_blob: the resource went away while mapping");
     }
     const out = response(r.hdr, GpuResp.OK_MAP_INFO, MAP_INFO_SIZE);
     new DataView(out.buffer).setUint32(24, MapCache.CACHED, true);
@@ -341,6 +343,11 @@ export class ControlQueue {
     try {
       await this.#env.mapper.unmap(m.offset, m.len);
     } catch (err) {
+      // An uncertain map the front-end never applied: its refusal settles it as unmapped.
+      if (m.uncertain === true && isBackendError(err) && err.code === "REJECTED") {
+        res.mapping = undefined;
+        return ok(r, id);
+      }
       throw new GpuCommandError(GpuResp.ERR_UNSPEC, `resource_unmap_blob: shmem_unmap failed: ${err instanceof Error ? err.message : String(err)}`);
     }
     res.mapping = undefined;

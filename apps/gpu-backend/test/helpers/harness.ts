@@ -23,10 +23,11 @@ interface Ring {
 /** A recorded back-end request. */
 export type MapCall = { readonly kind: "map"; readonly args: ShmemMapArgs; readonly fd: number } | { readonly kind: "unmap"; readonly args: ShmemUnmapArgs };
 
-/** The fake back-end channel: records calls; `fail` makes the next call reject. */
+/** The fake back-end channel: records calls; `fail` makes the next call reject (with `failWith`, else a plain Error). */
 export class FakeClient {
   readonly calls: MapCall[] = [];
   fail = false;
+  failWith: Error | undefined;
   canMap = true;
   shmemMap(args: ShmemMapArgs, fd: number): Promise<void> {
     this.calls.push({ kind: "map", args, fd });
@@ -39,7 +40,9 @@ export class FakeClient {
   #answer(): Promise<void> {
     if (!this.fail) return Promise.resolve();
     this.fail = false;
-    return Promise.reject(new Error("front-end answered status 1"));
+    const e = this.failWith ?? new Error("front-end answered status 1");
+    this.failWith = undefined;
+    return Promise.reject(e);
   }
 }
 

@@ -106,7 +106,7 @@ export class BackendClient implements BackendChannel {
   /** Rejecters of the abandonable calls still waiting (see {@link BackendClient.abandon}). */
   readonly #abandonable = new Set<() => void>();
   /** The call {@link BackendClient.#serial} runs now (calls run one at a time). */
-  #running: { sent: boolean } | undefined;
+  #current: { sent: boolean } | undefined;
   readonly #head = new Uint8Array(MEM_RW_HEADER_SIZE);
   #closed = false;
 
@@ -306,7 +306,7 @@ export class BackendClient implements BackendChannel {
   #serial<T>(abandonable: boolean, f: () => Promise<T>): Promise<T> {
     const call = { sent: false };
     const start = (): Promise<T> => {
-      this.#running = call;
+      this.#current = call;
       return this.#closed ? Promise.reject(new BackendError("DISCONNECTED", "back-end channel closed")) : f();
     };
     // Nothing queued: start at once, with no hop through the previous call's promise.
@@ -332,7 +332,7 @@ export class BackendClient implements BackendChannel {
 
   /** The running call's request is about to go out: from now on its outcome is the front-end's. */
   #markSent(): void {
-    if (this.#running !== undefined) this.#running.sent = true;
+    if (this.#current !== undefined) this.#current.sent = true;
   }
 
   /**

@@ -374,9 +374,7 @@ export class Dispatcher {
         const v = this.#vring(m.name, m.value.index);
         this.#beginStop();
         await this.#quiesce();
-        const base = this.#stopRing(v);
-        this.#updateRunning();
-        return { index: v.index, num: base };
+        return { index: v.index, num: this.#stopRing(v) };
       }
       case "SET_VRING_KICK": {
         const v = this.#vring(m.name, m.value.index);
@@ -572,8 +570,6 @@ export class Dispatcher {
       this.#stopRing(v);
       v.enabled = false;
     }
-    this.#stopped = true;
-    this.#updateRunning();
   }
 
   async #kickLoop(v: Vring, kick: EventFd): Promise<void> {

@@ -510,6 +510,7 @@ export class Device {
         this.#ackedFeatures = features;
       }
       if (!this.#memorySent) {
+        this.#checkTableRoom();
         // From here on propagate() records every mapping change and queues its message behind the
         // table (a map or unmap elsewhere while the table is on its way must not be lost).
         this.#memorySent = true;
@@ -553,23 +554,33 @@ export class Device {
     });
   }
 
+  /**
+   * Before the first memory table is sent (nothing recorded or sent yet when it throws): guest RAM
+   * must fit the back-end's slots, and so must the live shared-memory mappings of other devices
+   * unless MEM_READ/MEM_WRITE reaches the rest — a back-end that could not serve buffers in them
+   * must not start silently.
+   * @throws FrontendError `negotiation`.
+   */
+  #checkTableRoom(): void {
+    const ramCount = this.#guest.ram.memoryTable().length;
+    const cap = this.#tableCap;
+    if (has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS) && cap < ramCount) {
+      throw new FrontendError("negotiation", `back-end has ${cap} memory slots, guest RAM needs ${ramCount}`, { request: "GET_MAX_MEM_SLOTS", expected: ramCount, actual: cap });
+    }
+    if (!this.#guest.propagateSharedMemory || this.#policy === "mem-rw" || (this.#policy === "auto" && this.memRwNegotiated)) return;
+    const need = ramCount + this.#guest.propagatableTo(this).length;
+    if (need > cap) {
+      throw new FrontendError("negotiation", `back-end has ${cap} memory slots: guest RAM and the live shared-memory mappings of other devices need ${need}, and MEM_READ/MEM_WRITE is not in use (policy ${this.#policy})`, { request: "GET_MAX_MEM_SLOTS", expected: cap, actual: need });
+    }
+  }
+
   async #sendMemoryTable(): Promise<void> {
     const ram = this.#guest.ramRegions();
     const slotted = has(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS);
-    const cap = this.#tableCap;
-    if (slotted && cap < ram.regions.length) throw new FrontendError("negotiation", `back-end has ${cap} memory slots, guest RAM needs ${ram.regions.length}`, { request: "GET_MAX_MEM_SLOTS", expected: ram.regions.length, actual: cap });
     if (this.#guest.propagateSharedMemory && this.#policy !== "mem-rw") {
-      let unfit = 0;
       for (const m of this.#guest.propagatableTo(this)) {
-        if (this.#tableUsed < cap) this.#keep(m.guestPhysAddr, mappingRegion(m), m.fd);
-        else unfit++;
-      }
-      // Mappings made before this back-end started that neither fit its table nor reach it by
-      // MEM_READ/MEM_WRITE: it could not serve buffers in them, so it must not start silently.
-      if (unfit > 0 && !(this.#policy === "auto" && this.memRwNegotiated)) {
-        const need = this.#tableUsed + unfit;
-        for (const gpa of [...this.#propagated.keys()]) this.#forget(gpa);
-        throw new FrontendError("negotiation", `back-end has ${cap} memory slots: guest RAM and the live shared-memory mappings of other devices need ${need}, and MEM_READ/MEM_WRITE is not in use (policy ${this.#policy})`, { request: "GET_MAX_MEM_SLOTS", expected: cap, actual: need });
+        if (this.#tableUsed >= this.#tableCap) break; // the rest reaches it by MEM_READ/MEM_WRITE (#checkTableRoom)
+        this.#keep(m.guestPhysAddr, mappingRegion(m), m.fd);
       }
     }
     if (!slotted) return this.#fe.setMemTable(...this.#fullTable(ram));

@@ -178,8 +178,8 @@ export class DriverQueue {
   #admit(): void {
     const w = this.#waiting;
     let added = false;
-    while (w.length > 0 && this.#driver.numFree >= (w[0] as Pending).readable.length + (w[0] as Pending).writable.length) {
-      const p = w.shift() as Pending;
+    for (let p = w[0]; p !== undefined && this.#driver.numFree >= p.readable.length + p.writable.length; p = w[0]) {
+      w.shift();
       if (this.#add(p)) added = true;
       else this.#untrack(p);
     }
@@ -193,24 +193,24 @@ export class DriverQueue {
 
   #untrack(p: Pending): void {
     this.#tokens.delete(p);
-    if (this.#tokens.size === 0 && this.#timer !== undefined) {
-      // Nothing pending: no timer may keep the process alive.
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-      this.#timerAt = Infinity;
-    }
+    if (this.#tokens.size === 0) this.#disarmTimer(); // nothing pending: no timer may keep the process alive
   }
 
   #armTimer(at: number): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#disarmTimer();
     this.#timerAt = at;
     this.#timer = setTimeout(() => this.#onTimer(), Math.max(0, at - performance.now()));
   }
 
-  /** The earliest known deadline came: fail the device if a request is late, else re-arm. */
-  #onTimer(): void {
+  #disarmTimer(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#timerAt = Infinity;
+  }
+
+  /** The earliest known deadline came: fail the device if a request is late, else re-arm. */
+  #onTimer(): void {
+    this.#disarmTimer();
     const now = performance.now();
     let next = Infinity;
     for (const p of this.#tokens) {
@@ -310,9 +310,7 @@ export class DriverQueue {
     if (this.#error !== undefined) return;
     this.#error = err.code === "device-failed" ? err : new FrontendError("device-failed", err.message, err.detail, { cause: err });
     // Pending tokens are only reachable through the ring; reject them via a final sweep.
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#timerAt = Infinity;
+    this.#disarmTimer();
     this.#waiting.length = 0;
     for (const p of this.#drainTokens()) p.reject(this.#error);
     this.#inFlight = 0;

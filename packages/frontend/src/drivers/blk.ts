@@ -160,21 +160,17 @@ export class BlkDriver {
     if (!Number.isInteger(count) || count < 1) throw new FrontendError("bad-argument", `read of ${count} sectors`, { actual: count });
     checkSector(sector, count);
     const per = this.#maxBytes / SECTOR_SIZE;
-    if (count <= per) {
-      // One request: its data buffer is already a private copy.
-      const r = await this.queue.transfer([header(BlkRequestType.IN, sector)], [count * SECTOR_SIZE, 1]);
-      this.#status("read", r.buffers[1]?.[0], ` sector ${sector}`);
-      return r.buffers[0] as Uint8Array;
-    }
-    const out = new Uint8Array(count * SECTOR_SIZE);
+    let out: Uint8Array | undefined;
     for (let done = 0; done < count; done += per) {
       const n = Math.min(per, count - done);
       const s = sector + BigInt(done);
       const r = await this.queue.transfer([header(BlkRequestType.IN, s)], [n * SECTOR_SIZE, 1]);
       this.#status("read", r.buffers[1]?.[0], ` sector ${s}`);
-      out.set(r.buffers[0] as Uint8Array, done * SECTOR_SIZE);
+      const data = r.buffers[0] as Uint8Array;
+      if (n === count) return data; // one request: its buffer is already a private copy
+      (out ??= new Uint8Array(count * SECTOR_SIZE)).set(data, done * SECTOR_SIZE);
     }
-    return out;
+    return out as Uint8Array;
   }
 
   /**

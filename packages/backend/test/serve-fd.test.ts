@@ -39,11 +39,11 @@ test("an invalid device definition is a BAD_DEVICE error, the socket is not used
 test("a front-end that keeps requests queued does not starve the event loop", async () => {
   const [mine, theirs] = socketPair();
   let served = 0;
-  const done = serveFd(theirs, device, { onEvent: (e) => void (e.kind === "request" && served++) });
   const fe = new ScriptedFrontend(new Endpoint(mine));
   const total = 100; // well within the socket buffers of both directions (each message costs one skb)
-  // Every request is in the socket before the dispatcher reads the first: its recv never has to wait.
+  // Every request is in the socket before the dispatcher starts: its recv never has to wait.
   for (let i = 0; i < total; i++) await fe.send("GET_QUEUE_NUM", undefined);
+  const done = serveFd(theirs, device, { onEvent: (e) => void (e.kind === "request" && served++) });
   const servedWhenTimerRan = await new Promise<number>((resolve) => setImmediate(() => resolve(served)));
   assert.ok(servedWhenTimerRan < total, `a macrotask ran after ${servedWhenTimerRan} of ${total} queued requests`);
   for (let i = 0; i < total; i++) assert.equal((await fe.reply("GET_QUEUE_NUM")).value, 2n);

@@ -19,6 +19,8 @@ const quick = args.includes("--quick");
 let passed = 0;
 let failed = 0;
 const failures: string[] = [];
+/** The failing cases of each failed test leg, printed again at the end, where a cut log still shows them. */
+const digests: string[] = [];
 
 function run(cmd: string, argv: string[], cwd: string, env: Record<string, string> = {}) {
   const r = spawnSync(cmd, argv, { cwd, encoding: "utf8", env: { ...process.env, ...env }, maxBuffer: 256 * 1024 * 1024 });
@@ -39,6 +41,20 @@ function gate(name: string, cmd: string, argv: string[], cwd = root): boolean {
   failures.push(name);
   console.log(`FAIL ${name} (${ms} ms)\n${indent(r.out.slice(-20000))}`);
   return false;
+}
+
+/**
+ * The failing cases of a test run, each with the lines just above it (where Bun and node:test print
+ * the assertion), kept short so that a truncated CI log still names what failed and why.
+ */
+function digest(out: string): string {
+  const lines = out.split("\n");
+  const parts: string[] = [];
+  lines.forEach((l, i) => {
+    if (/^\(fail\)|^not ok /.test(l.trim())) parts.push([...lines.slice(Math.max(0, i - 12), i), l].join("\n"));
+  });
+  const text = parts.join("\n---\n");
+  return text.length > 6000 ? `${text.slice(0, 6000)}\n[digest cut]` : text;
 }
 
 function indent(s: string): string {
@@ -111,6 +127,7 @@ for (const d of dirs) {
   if (!ok) failures.push(`bun test ${name}`);
   console.log(`${ok ? "ok  " : "FAIL"} bun  ${name}: ${p} passed, ${f} failed (${Math.round(performance.now() - t0)} ms)`);
   if (!ok) console.log(indent(r.out.slice(-20000)));
+  if (!ok) digests.push(`bun ${name}:\n${indent(digest(r.out))}`);
 
   if (noNode) continue;
   for (const file of files) {
@@ -134,6 +151,7 @@ for (const d of dirs) {
     if (!nok) failures.push(`node ${relative(root, file)}`);
     console.log(`${nok ? "ok  " : "FAIL"} node ${relative(root, file)}: ${np} passed, ${nf} failed (${Math.round(performance.now() - t1)} ms)`);
     if (!nok) console.log(indent(n.out.slice(-20000)));
+    if (!nok) digests.push(`node ${relative(root, file)}:\n${indent(digest(n.out))}`);
   }
 }
 
@@ -147,6 +165,7 @@ if (!quick) {
   }
 }
 
+if (digests.length > 0) console.log(`\nfailing cases:\n${digests.join("\n")}`);
 if (failures.length > 0) console.log(`\nfailed: ${failures.join("; ")}`);
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed === 0 ? 0 : 1);

@@ -490,6 +490,10 @@ export class Device {
    * the memory table (ADD_MEM_REG per RAM block with CONFIGURE_MEM_SLOTS, else SET_MEM_TABLE; user
    * addresses synthetic), per queue SET_VRING_NUM / BASE(0) / ADDR / CALL / KICK, SET_VRING_ENABLE,
    * then one kick per queue.
+   *
+   * A refused queue set-up (a queue size above the back-end's maximum, say) stops and releases the
+   * queues of this call, so start() can be retried with other options; a refused memory table fails
+   * the device (part of it may be in the back-end already).
    * @returns the queues, in the order given.
    * @throws FrontendError `bad-argument` (queue index ≥ queue count, already started), `negotiation`
    *   (not enough memory slots), `refused`, `protocol`, `disconnected`, `timeout`.
@@ -516,42 +520,83 @@ export class Device {
         this.#memorySent = true;
         const table = this.#sendMemoryTable();
         this.#propagation = this.#propagation.then(() => table.catch(() => undefined));
-        await table;
+        try {
+          await table;
+        } catch (err) {
+          // Part of the table may be in the back-end, and a resend would overlap it: a back-end that
+          // refuses guest RAM cannot be driven on this connection.
+          const e = asFrontendError(err, "SET_MEM_TABLE");
+          if (e.code === "refused") this.#fail(new FrontendError("refused", `the back-end refused guest memory: ${e.message}`, e.detail, { cause: e }));
+          throw e;
+        }
       }
-      const ram = this.#guest.ram;
       const out: DriverQueue[] = [];
-      for (const index of indices) {
-        const q = DriverQueue.create({
-          index,
-          size,
-          memory: this.#guest.space,
-          allocator: this.#guest.allocator,
-          timeoutMs: this.#timeoutMs,
-          eventIdx: ((this.#ackedFeatures ?? features) & VirtioFeature.EVENT_IDX) !== 0n,
-          onFatal: (e) => this.#fail(e),
-        });
-        this.#queues.set(index, q);
-        out.push(q);
-        await fe.setVringNum(index, size);
-        await fe.setVringBase(index, 0);
-        await fe.setVringAddr({
-          index,
-          flags: 0,
-          descAddr: ram.userAddressOf(q.rings.desc),
-          usedAddr: ram.userAddressOf(q.rings.used),
-          availAddr: ram.userAddressOf(q.rings.avail),
-          logAddr: q.rings.used,
-        });
-        await fe.setVringFd("SET_VRING_CALL", index, q.callFd);
-        await fe.setVringFd("SET_VRING_KICK", index, q.kickFd);
-      }
-      if (has(this.#ackedFeatures, VirtioFeature.PROTOCOL_FEATURES)) {
-        for (const index of indices) await fe.setVringEnable(index, true);
+      try {
+        await this.#startQueues(indices, size, features, out);
+      } catch (err) {
+        await this.#unwindStart(out, err);
+        throw err;
       }
       // PROTOCOL.md §4.5: always write one kick after set-up.
       for (const q of out) q.kick();
       return out;
     });
+  }
+
+  /** Per queue SET_VRING_NUM / BASE(0) / ADDR / CALL / KICK, then SET_VRING_ENABLE; each queue joins `out` as it is created. */
+  async #startQueues(indices: readonly number[], size: number, features: bigint, out: DriverQueue[]): Promise<void> {
+    const fe = this.#fe;
+    const ram = this.#guest.ram;
+    for (const index of indices) {
+      const q = DriverQueue.create({
+        index,
+        size,
+        memory: this.#guest.space,
+        allocator: this.#guest.allocator,
+        timeoutMs: this.#timeoutMs,
+        eventIdx: ((this.#ackedFeatures ?? features) & VirtioFeature.EVENT_IDX) !== 0n,
+        onFatal: (e) => this.#fail(e),
+      });
+      this.#queues.set(index, q);
+      out.push(q);
+      await fe.setVringNum(index, size);
+      await fe.setVringBase(index, 0);
+      await fe.setVringAddr({
+        index,
+        flags: 0,
+        descAddr: ram.userAddressOf(q.rings.desc),
+        usedAddr: ram.userAddressOf(q.rings.used),
+        availAddr: ram.userAddressOf(q.rings.avail),
+        logAddr: q.rings.used,
+      });
+      await fe.setVringFd("SET_VRING_CALL", index, q.callFd);
+      await fe.setVringFd("SET_VRING_KICK", index, q.kickFd);
+    }
+    if (has(this.#ackedFeatures ?? features, VirtioFeature.PROTOCOL_FEATURES)) {
+      for (const index of indices) await fe.setVringEnable(index, true);
+    }
+  }
+
+  /**
+   * A start() whose queue set-up failed without losing the connection (the back-end refused, say, a
+   * queue size above its maximum): stop the queues of that call in the back-end (GET_VRING_BASE,
+   * whatever state they reached), then release their rings, so that nothing of theirs stays in use
+   * and start() can be retried. A transport failure on the way fails the device as usual.
+   */
+  async #unwindStart(queues: readonly DriverQueue[], cause: unknown): Promise<void> {
+    // Transport failures fail the whole device (#guard); anything else leaves the connection usable.
+    if (isFrontendError(cause) && (cause.code === "disconnected" || cause.code === "timeout" || cause.code === "protocol")) return;
+    try {
+      for (const q of queues) await this.#fe.getVringBase(q.index);
+    } catch (err) {
+      const e = asFrontendError(err, "GET_VRING_BASE");
+      if (e.code === "disconnected" || e.code === "timeout" || e.code === "protocol") this.#fail(e);
+    } finally {
+      for (const q of queues) {
+        q.close();
+        this.#queues.delete(q.index);
+      }
+    }
   }
 
   /**

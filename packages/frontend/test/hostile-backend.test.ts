@@ -251,6 +251,19 @@ describe("hostile back-end in a second process", () => {
     assert.equal(await a.exited, 0);
   });
 
+  test("a back-end that refuses guest RAM fails the device: start() rejects refused, later calls device-failed", async () => {
+    const guest = new Guest();
+    const fds = fdCount();
+    const peer = startPeer("refuses-ram");
+    const device = await guest.addDevice({ endpoint: peer.endpoint, timeoutMs: 10_000 });
+    await assert.rejects(device.start(), (e: unknown) => isFrontendError(e) && e.code === "refused");
+    assert.equal(device.failed?.code, "refused", "the device is failed, with the refusal as its reason");
+    await assert.rejects(device.start(), (e: unknown) => isFrontendError(e) && e.code === "device-failed");
+    await guest.close();
+    assert.equal(await peer.exited, 0);
+    assert.ok(fdCount() <= fds, "every fd released");
+  });
+
   test("malformed and out-of-range MEM_READ / MEM_WRITE: each refused with the failure reply, the front-end keeps serving", async () => {
     const ramSize = 16n << 20n;
     const guest = new Guest({ ramSize });

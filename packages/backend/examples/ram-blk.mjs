@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // A RAM-backed vhost-user-blk device on @vhostkit/backend, in under 100 lines; Node >= 20 and Bun:
-//   node examples/ram-blk.mjs --socket /tmp/blk.sock [--size-mib 16] [--image FILE] [--once] [--events] [--mem-rw] [--max-slots N] [--discard]
+//   node examples/ram-blk.mjs --socket /tmp/blk.sock [--size-mib 16] [--image FILE] [--once] [--events] [--mem-rw] [--max-slots N] [--discard] [--sealed-memory]
 // Prints "listening <path>" on stdout once the socket accepts connections.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -87,12 +87,12 @@ export function ramBlk(disk, { discard = false } = {}) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { socket: { type: "string" }, "size-mib": { type: "string", default: "16" }, image: { type: "string" }, once: { type: "boolean", default: false }, events: { type: "boolean", default: false }, "mem-rw": { type: "boolean", default: false }, "max-slots": { type: "string" }, discard: { type: "boolean", default: false } } });
+  const { values } = parseArgs({ options: { socket: { type: "string" }, "size-mib": { type: "string", default: "16" }, image: { type: "string" }, once: { type: "boolean", default: false }, events: { type: "boolean", default: false }, "mem-rw": { type: "boolean", default: false }, "max-slots": { type: "string" }, discard: { type: "boolean", default: false }, "sealed-memory": { type: "boolean", default: false } } });
   if (!values.socket) throw new Error("--socket PATH is required");
   const disk = new Uint8Array(Number(values["size-mib"]) * 1024 * 1024);
   if (values.image) disk.set(readFileSync(values.image).subarray(0, disk.length));
   const onEvent = values.events ? (e) => e.kind !== "request" && process.stdout.write(`event ${e.kind} ${e.error?.code ?? ""} ${e.name ?? ""} ${e.error?.message ?? ""}\n`) : undefined;
-  const server = serve(values.socket, ramBlk(disk, { discard: values.discard }), { memRw: values["mem-rw"], ...(values["max-slots"] ? { maxMemSlots: Number(values["max-slots"]) } : {}), ...(values.once ? { connections: 1 } : {}), ...(onEvent ? { onEvent } : {}) });
+  const server = serve(values.socket, ramBlk(disk, { discard: values.discard }), { memRw: values["mem-rw"], requireSealedMemory: values["sealed-memory"], ...(values["max-slots"] ? { maxMemSlots: Number(values["max-slots"]) } : {}), ...(values.once ? { connections: 1 } : {}), ...(onEvent ? { onEvent } : {}) });
   process.stdout.write(`listening ${server.path}\n`);
   process.on("SIGTERM", () => server.close());
   await server.done;

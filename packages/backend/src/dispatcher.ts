@@ -76,6 +76,13 @@ export interface DispatcherOptions {
   readonly dialect?: Dialect;
   /** GET_MAX_MEM_SLOTS answer and memory-table cap (default 509). */
   readonly maxMemSlots?: number;
+  /**
+   * Refuse SET_MEM_TABLE / ADD_MEM_REG regions backed by a file without `F_SEAL_SHRINK` (default
+   * `false`): a front-end that truncates guest memory under the mapping would make the next access
+   * a SIGBUS that kills this process. QEMU's `memory-backend-memfd` (default `seal=on`) and
+   * vhostkit's front-end seal guest RAM; QEMU's `memory-backend-file` cannot, hence the default.
+   */
+  readonly requireSealedMemory?: boolean;
   /** Offer vhostkit's MEM_READ/MEM_WRITE (SHMEM.md §7.2): `true` for bit 63, or `{ bit }`. */
   readonly memRw?: boolean | { readonly bit: number };
   /** Per-request timeout on the back-end channel, milliseconds (default 5000). */
@@ -147,7 +154,7 @@ export class Dispatcher {
     this.#device = device;
     this.#opts = options;
     this.#dialect = options.dialect ?? UPSTREAM;
-    this.#memory = new MemoryTable(options.maxMemSlots === undefined ? {} : { maxSlots: options.maxMemSlots });
+    this.#memory = new MemoryTable({ ...(options.maxMemSlots === undefined ? {} : { maxSlots: options.maxMemSlots }), requireSealedFds: options.requireSealedMemory ?? false });
     this.#vrings = Array.from({ length: device.queueCount }, (_, i) => new Vring(i));
     this.#features = device.features | FRAMEWORK_FEATURES;
     this.#memRwMask = options.memRw === undefined || options.memRw === false ? 0n : vhostkitMemRwFeature(options.memRw === true ? undefined : options.memRw.bit);

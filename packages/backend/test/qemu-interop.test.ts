@@ -4,7 +4,8 @@
  * `vhost-user-blk-pci`. SeaBIOS boots the boot sector stored on the device's RAM disk
  * (fixtures/boot-sector.S): it writes itself to LBA 1 through INT 13h, reads it back, compares, and
  * prints a marker on the serial console. The marker proves the handshake, the memory table, the
- * vring set-up and real reads and writes through the device.
+ * vring set-up and real reads and writes through the device. The device requires sealed guest
+ * memory (`--sealed-memory`): QEMU's memory-backend-memfd seals it by default.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -27,7 +28,7 @@ test("QEMU 7.2 (vhost-user-blk-pci, TCG) boots from the RAM blk device: SeaBIOS 
   assert.equal(sector.length, 512);
   const image = join(dir, "disk.img");
   writeFileSync(image, Buffer.concat([sector, Buffer.alloc(1024 * 1024 - 512)]));
-  const dev = new DeviceProcess(RAM_BLK, ["--size-mib", "1", "--image", image, "--once"]);
+  const dev = new DeviceProcess(RAM_BLK, ["--size-mib", "1", "--image", image, "--once", "--sealed-memory"]);
   try {
     await dev.line("listening");
     const qemu = spawn(

@@ -19,6 +19,8 @@ import { isVhostUserError, VhostUserError, type ErrorDetail } from "@vhostkit/wi
  * - `too-many`: a slot or mapping cap would be exceeded.
  * - `bad-config`: an invalid shared-memory configuration (sizes, count, placement).
  * - `bad-fd`: a negative, closed or unusable fd.
+ * - `unsealed`: a regular file without `F_SEAL_SHRINK` where a sealed one is required (its owner
+ *   could truncate it under the mapping).
  * - `mmap-failed`: a system call failed; `errno` and `syscall` say which.
  * - `unmapped`: an access touches guest-physical space no live region or mapping backs.
  * - `read-only`: a write touches a read-only mapping.

@@ -3,7 +3,7 @@
  * (PROTOCOL.md §4.4), with translation of guest-physical and front-end virtual addresses (§4.13).
  * @module
  */
-import { fstatSize, mmanErrno } from "@vhostkit/transport/sys";
+import { fstatSize, getSeals, mmanErrno, SEAL } from "@vhostkit/transport/sys";
 import { addU64, rangesOverlap, requirePageAligned, toLength } from "./checked-math.js";
 import { RegionError, type RegionErrorDetail } from "./errors.js";
 import { closeOwned, takeFd, type FdInput } from "./fd-input.js";
@@ -54,6 +54,14 @@ export interface MappedRegion {
 export interface MemoryTableOptions {
   /** GET_MAX_MEM_SLOTS answer and the cap on live regions (default {@link DEFAULT_MAX_MEM_SLOTS}). */
   readonly maxSlots?: number;
+  /**
+   * Refuse regions backed by a regular file (a memfd, a file in /dev/shm or hugetlbfs) that is not
+   * sealed with `F_SEAL_SHRINK` (default `false`). A front-end that truncates such a file after the
+   * mmap makes the next access to it a SIGBUS, which kills a JavaScript process; the seal rules
+   * that out. Off by default because QEMU's `memory-backend-file` cannot be sealed (its
+   * `memory-backend-memfd`, with the default `seal=on`, and vhostkit's own front-end are sealed).
+   */
+  readonly requireSealedFds?: boolean;
 }
 
 interface Entry {
@@ -105,13 +113,17 @@ function checkAgainst(r: MemoryRegionDescriptor, others: readonly MemoryRegionDe
 }
 
 /** Maps one validated region from its fd (which the caller still owns and closes). */
-function mapRegion(r: MemoryRegionDescriptor, fd: number, request: string): Mapped {
+function mapRegion(r: MemoryRegionDescriptor, fd: number, request: string, requireSealed: boolean): Mapped {
   const detail: RegionErrorDetail = { request, guestPhysAddr: r.guestPhysAddr, len: r.memorySize };
   if (fd < 0) throw new RegionError("bad-fd", `${request}: region ${describe(r)} has no usable fd`, detail);
   const st = fstatSize(fd);
   if (st === undefined) {
     const errno = mmanErrno();
     throw new RegionError("bad-fd", `${request}: fstat of the region fd failed (errno ${errno})`, detail, { errno, syscall: "fstat" });
+  }
+  if (st.regular && requireSealed) {
+    const seals = getSeals(fd);
+    if (seals < 0 || (seals & SEAL.SHRINK) === 0) throw new RegionError("unsealed", `${request}: region ${describe(r)} is a file the front-end can still shrink (no F_SEAL_SHRINK): an access after a truncate would be SIGBUS`, detail);
   }
   const end = r.mmapOffset + r.memorySize;
   if (st.regular && end > st.size) {
@@ -148,6 +160,7 @@ function mapRegion(r: MemoryRegionDescriptor, fd: number, request: string): Mapp
  */
 export class MemoryTable implements GuestMemory, Disposable {
   readonly #maxSlots: number;
+  readonly #requireSealed: boolean;
   #byGuest: Entry[] = [];
   #byUser: Entry[] = [];
   #disposed = false;
@@ -158,6 +171,7 @@ export class MemoryTable implements GuestMemory, Disposable {
   /** @throws RegionError `bad-config` when `maxSlots` is not a positive integer. */
   constructor(options: MemoryTableOptions = {}) {
     this.#maxSlots = options.maxSlots ?? DEFAULT_MAX_MEM_SLOTS;
+    this.#requireSealed = options.requireSealedFds ?? false;
     if (!Number.isSafeInteger(this.#maxSlots) || this.#maxSlots < 1) throw new RegionError("bad-config", `maxSlots must be a positive integer, got ${this.#maxSlots}`);
   }
 
@@ -225,7 +239,7 @@ export class MemoryTable implements GuestMemory, Disposable {
     const fds = regions.map((r) => takeFd(r.fd));
     const done: Mapped[] = [];
     try {
-      regions.forEach((r, i) => done.push(mapRegion(r, fds[i]!, request)));
+      regions.forEach((r, i) => done.push(mapRegion(r, fds[i]!, request, this.#requireSealed)));
       return done;
     } catch (e) {
       for (const m of done) unmapHost(m.host);
@@ -240,7 +254,7 @@ export class MemoryTable implements GuestMemory, Disposable {
    * completely before the old one is unmapped, so a failure leaves the old table in place.
    * Takes ownership of every region's fd.
    * @throws RegionError `too-many`, `zero-size`, `overflow`, `misaligned`, `duplicate`,
-   *   `overlap`, `bad-fd`, `out-of-bounds`, `mmap-failed`, `disposed`.
+   *   `overlap`, `bad-fd`, `unsealed`, `out-of-bounds`, `mmap-failed`, `disposed`.
    */
   setMemTable(regions: readonly MemoryRegionWithFd[]): void {
     const request = "SET_MEM_TABLE";
@@ -264,7 +278,7 @@ export class MemoryTable implements GuestMemory, Disposable {
   /**
    * ADD_MEM_REG: adds one region. Takes ownership of its fd.
    * @throws RegionError `too-many`, `zero-size`, `overflow`, `misaligned`, `duplicate`, `overlap`,
-   *   `bad-fd`, `out-of-bounds`, `mmap-failed`, `disposed`.
+   *   `bad-fd`, `unsealed`, `out-of-bounds`, `mmap-failed`, `disposed`.
    */
   addRegion(region: MemoryRegionWithFd): void {
     const request = "ADD_MEM_REG";

@@ -44,14 +44,17 @@ function gate(name: string, cmd: string, argv: string[], cwd = root): boolean {
 }
 
 /**
- * The failing cases of a test run, each with the lines just above it (where Bun and node:test print
- * the assertion), kept short so that a truncated CI log still names what failed and why.
+ * The failing cases of a test run with their assertion text — Bun prints it above its `(fail)`
+ * line, node:test's TAP below its `not ok` line — kept short so that a truncated CI log still says
+ * what failed and why.
  */
 function digest(out: string): string {
   const lines = out.split("\n");
   const parts: string[] = [];
   lines.forEach((l, i) => {
-    if (/^\(fail\)|^not ok /.test(l.trim())) parts.push([...lines.slice(Math.max(0, i - 12), i), l].join("\n"));
+    const t = l.trim();
+    if (t.startsWith("(fail)")) parts.push([...lines.slice(Math.max(0, i - 12), i), l].join("\n"));
+    else if (t.startsWith("not ok ")) parts.push(lines.slice(i, i + 24).filter((x) => !/^\s+at /.test(x)).join("\n"));
   });
   const text = parts.join("\n---\n");
   return text.length > 6000 ? `${text.slice(0, 6000)}\n[digest cut]` : text;

@@ -696,8 +696,9 @@ export class Device {
    * Eager propagation (SHMEM.md §8.2): puts new mappings into this back-end's memory table and
    * takes removed ones out, in order, without ever blocking the back-end channel that produced them
    * (the updates are queued on this device's own connection). Mappings that do not fit (no free
-   * slot, or more than 8 regions without CONFIGURE_MEM_SLOTS) are not propagated. A refusal from the
-   * back-end drops that entry; a transport failure fails this device only.
+   * slot, or more than 8 regions without CONFIGURE_MEM_SLOTS) are not propagated. A refused addition
+   * drops that entry; a refused removal fails this device (its table would keep a stale range), as
+   * does a transport failure — this device only.
    * @internal
    */
   propagate(events: readonly ShmemMappingEvent[], after: Promise<void> = Promise.resolve()): void {
@@ -727,6 +728,9 @@ export class Device {
           run: slotted ? () => this.#fe.remMemReg(p.region) : () => this.#fe.setMemTable(...this.#fullTable(this.#guest.ramRegions())),
           // The private dup stays open until the REM (or the ADD queued before it) has been sent.
           done: () => closeFd(p.fd),
+          // The back-end keeps translating a range that no longer holds this mapping (a later map
+          // there would reach it as the old bytes): its table cannot be trusted any more.
+          refused: () => this.#fail(new FrontendError("refused", `the back-end refused to remove gpa 0x${gpa.toString(16)} from its memory table after that mapping went away: its table no longer matches guest memory`, { request: slotted ? "REM_MEM_REG" : "SET_MEM_TABLE" })),
         });
       }
     }

@@ -264,6 +264,28 @@ describe("hostile back-end in a second process", () => {
     assert.ok(fdCount() <= fds, "every fd released");
   });
 
+  test("a back-end that refuses to REM_MEM_REG a mapping that went away is failed: its table would keep a stale range", async () => {
+    const guest = new Guest();
+    const b = startPeer("refuses-rem");
+    const devB = await guest.addDevice({ endpoint: b.endpoint, timeoutMs: 10_000 });
+    await RawDriver.attach(devB);
+    const a = startPeer("quiet");
+    const devA = await guest.addDevice({ endpoint: a.endpoint, timeoutMs: 10_000 });
+    assert.equal((await a.next((o) => o.phase === "mapped")).status, 0);
+    await devB.propagationSettled();
+    assert.equal(devB.failed, undefined, "the ADD was taken");
+    a.send("die");
+    assert.equal((await devA.failure).code, "disconnected");
+    const failure = await devB.failure;
+    assert.equal(failure.code, "refused");
+    assert.match(failure.message, /refused to remove/);
+    const rec = (await b.next((o) => o.phase === "exit")).rec as { removed: unknown[] };
+    assert.equal(rec.removed.length, 1, "the REM_MEM_REG was sent once");
+    await guest.close();
+    assert.equal(await b.exited, 0);
+    assert.equal(await a.exited, 0);
+  });
+
   test("malformed and out-of-range MEM_READ / MEM_WRITE: each refused with the failure reply, the front-end keeps serving", async () => {
     const ramSize = 16n << 20n;
     const guest = new Guest({ ramSize });

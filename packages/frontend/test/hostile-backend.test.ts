@@ -85,6 +85,22 @@ before(() => {
   Reactor.shared();
 });
 
+/**
+ * Back-end B (in `modeB`) started first, then A ("quiet"), which maps a blob at once; returns when
+ * the mapping's propagation to B was answered.
+ */
+async function mappedIntoB(modeB: string): Promise<{ guest: Guest; a: Peer; b: Peer; devA: Device; devB: Device }> {
+  const guest = new Guest();
+  const b = startPeer(modeB);
+  const devB = await guest.addDevice({ endpoint: b.endpoint, timeoutMs: 10_000 });
+  await RawDriver.attach(devB);
+  const a = startPeer("quiet");
+  const devA = await guest.addDevice({ endpoint: a.endpoint, timeoutMs: 10_000 });
+  assert.equal((await a.next((o) => o.phase === "mapped")).status, 0);
+  await devB.propagationSettled();
+  return { guest, a, b, devA, devB };
+}
+
 describe("hostile back-end in a second process", () => {
   for (const [mode, code] of [
     ["wrong-size", "protocol"],
@@ -231,14 +247,7 @@ describe("hostile back-end in a second process", () => {
   });
 
   test("a propagated ADD_MEM_REG the back-end refuses is forgotten: its slot and fd freed, no REM_MEM_REG later", async () => {
-    const guest = new Guest();
-    const b = startPeer("refuses-add");
-    const devB = await guest.addDevice({ endpoint: b.endpoint, timeoutMs: 10_000 });
-    await RawDriver.attach(devB);
-    const a = startPeer("quiet");
-    const devA = await guest.addDevice({ endpoint: a.endpoint, timeoutMs: 10_000 });
-    assert.equal((await a.next((o) => o.phase === "mapped")).status, 0);
-    await devB.propagationSettled();
+    const { guest, a, b, devA, devB } = await mappedIntoB("refuses-add");
     a.send("die"); // A's mapping goes away: only what B holds may be removed from B
     assert.equal((await devA.failure).code, "disconnected");
     await devB.propagationSettled();
@@ -265,14 +274,7 @@ describe("hostile back-end in a second process", () => {
   });
 
   test("a back-end that refuses to REM_MEM_REG a mapping that went away is failed: its table would keep a stale range", async () => {
-    const guest = new Guest();
-    const b = startPeer("refuses-rem");
-    const devB = await guest.addDevice({ endpoint: b.endpoint, timeoutMs: 10_000 });
-    await RawDriver.attach(devB);
-    const a = startPeer("quiet");
-    const devA = await guest.addDevice({ endpoint: a.endpoint, timeoutMs: 10_000 });
-    assert.equal((await a.next((o) => o.phase === "mapped")).status, 0);
-    await devB.propagationSettled();
+    const { guest, a, b, devA, devB } = await mappedIntoB("refuses-rem");
     assert.equal(devB.failed, undefined, "the ADD was taken");
     a.send("die");
     assert.equal((await devA.failure).code, "disconnected");

@@ -49,7 +49,10 @@ export interface DeviceContext {
  * CONFIGURE_MEM_SLOTS, STATUS, RESET_DEVICE (+ CONFIG, SHMEM, vhostkit MEM_RW when applicable).
  */
 export interface DeviceBackend {
-  /** Device-specific virtio feature bits offered to the driver (bigint mask). */
+  /**
+   * Device-specific virtio feature bits offered to the driver (bigint mask). Not
+   * VIRTIO_F_ACCESS_PLATFORM: the framework has no IOTLB, so that bit is a `BAD_DEVICE` error.
+   */
   readonly features: bigint;
   /** Number of virtqueues (GET_QUEUE_NUM). */
   readonly queueCount: number;

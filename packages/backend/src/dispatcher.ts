@@ -32,7 +32,7 @@ import {
   type VhostUserError,
 } from "@vhostkit/wire";
 import { BackendClient, type BackendChannel } from "./backend-client.js";
-import type { DeviceBackend, DeviceContext, QueueContext } from "./device-backend.js";
+import type { DeviceBackend, DeviceContext, QueueContext, ShmemRegionSpec } from "./device-backend.js";
 import { BackendError } from "./errors.js";
 import { Vring } from "./vring.js";
 
@@ -130,6 +130,7 @@ export class Dispatcher {
   readonly #features: bigint;
   readonly #protocolFeatures: bigint;
   readonly #memRwMask: bigint;
+  readonly #shmemRegions: readonly ShmemRegionSpec[];
   #ackedFeatures: bigint | undefined;
   #ackedProtocol = 0n;
   #status = 0n;
@@ -149,7 +150,8 @@ export class Dispatcher {
    * @throws BackendError `BAD_DEVICE` when the device definition is invalid.
    */
   constructor(endpoint: Endpoint, device: DeviceBackend, options: DispatcherOptions = {}) {
-    checkDevice(device);
+    // SHMEM.md §3: the answer to GET_SHMEM_CONFIG is fixed for the connection; ask the device once.
+    this.#shmemRegions = checkDevice(device);
     this.#ep = endpoint;
     this.#device = device;
     this.#opts = options;
@@ -240,14 +242,16 @@ export class Dispatcher {
     this.#emit({ kind: "request", name: tryMessageSpec("frontend", msg.request, this.#dialect)?.name ?? `UNKNOWN(${msg.request})`, flags: msg.flags, size: msg.payload.length, fds: msg.fds.length });
     let decoded: DecodedFrontendRequest;
     try {
-      decoded = decodeMessage("frontend", msg.frame, this.#dialect, { maxPayload: MEM_RW_MAX_PAYLOAD });
+      decoded = decodeMessage("frontend", msg.frame, this.#dialect);
     } catch (err) {
       await this.#refuse(msg, err as VhostUserError);
       return;
     }
     const spec = tryMessageSpec("frontend", msg.request, this.#dialect);
     if (spec === undefined) return; // decodeMessage already refused unknown ids
-    const range = expectedFdCount(spec.fds, decoded.value);
+    // PROTOCOL.md §1.3: an fd that comes with REM_MEM_REG (some front-ends send the region's) is
+    // closed unused, not refused; the loop in run() closes it.
+    const range = spec.name === "REM_MEM_REG" ? { min: 0, max: 1 } : expectedFdCount(spec.fds, decoded.value);
     if (msg.fds.length < range.min || msg.fds.length > range.max) {
       await this.#refuse(msg, protocolError(spec.name, `${msg.fds.length} fds attached, expected ${range.min === range.max ? range.min : `${range.min}..${range.max}`}`, { expected: range.max, actual: msg.fds.length }));
       return;
@@ -425,7 +429,10 @@ export class Dispatcher {
         this.#requireProtocol(m.name, ProtocolFeature.BACKEND_REQ, "BACKEND_REQ");
         const fd = fds[0];
         if (fd === undefined) throw protocolError(m.name, "no fd");
-        const ep = new Endpoint(new OwnedFd(fd.transfer()), { maxPayload: MEM_RW_MAX_PAYLOAD, fdsAllowed: () => 1, ...(this.#opts.reactor === undefined ? {} : { reactor: this.#opts.reactor }) });
+        // SHMEM.md §7.2 rule 6: only MEM_READ/MEM_WRITE replies may pass the usual payload cap, and
+        // only once the gate is negotiated.
+        const memRw = this.#memRwMask !== 0n && this.#negotiated(this.#memRwMask);
+        const ep = new Endpoint(new OwnedFd(fd.transfer()), { ...(memRw ? { maxPayload: MEM_RW_MAX_PAYLOAD } : {}), fdsAllowed: () => 1, ...(this.#opts.reactor === undefined ? {} : { reactor: this.#opts.reactor }) });
         this.#client?.close();
         this.#client = new BackendClient(ep, {
           dialect: this.#dialect,
@@ -435,7 +442,7 @@ export class Dispatcher {
           shmem: this.#negotiated(this.#dialect.shmemFeature),
           sendFd: this.#negotiated(ProtocolFeature.BACKEND_SEND_FD),
           config: this.#negotiated(ProtocolFeature.CONFIG),
-          memRw: this.#memRwMask !== 0n && this.#negotiated(this.#memRwMask),
+          memRw,
           isRunning: () => this.#running,
           ...(this.#opts.timeoutMs === undefined ? {} : { timeoutMs: this.#opts.timeoutMs }),
         });
@@ -479,7 +486,7 @@ export class Dispatcher {
           throw protocolError(m.name, `not part of the ${this.#dialect.name} dialect`);
         }
         this.#requireProtocol(m.name, this.#dialect.shmemFeature, "SHMEM");
-        const regions = this.#device.shmemRegions?.() ?? [];
+        const regions = this.#shmemRegions;
         if (m.name === "GET_SHARED_MEMORY_REGIONS") return { regions: regions.map((r) => ({ id: r.shmid, length: r.size })) };
         const sizes = new Array<bigint>(256).fill(0n);
         for (const r of regions) sizes[r.shmid] = r.size;
@@ -738,16 +745,26 @@ function noClient(): BackendChannel {
   };
 }
 
-/** @internal @throws BackendError `BAD_DEVICE` when the device definition is invalid. */
-export function checkDevice(d: DeviceBackend): void {
+/**
+ * @internal
+ * @returns the device's shared memory regions, validated (what GET_SHMEM_CONFIG answers).
+ * @throws BackendError `BAD_DEVICE` when the device definition is invalid.
+ */
+export function checkDevice(d: DeviceBackend): readonly ShmemRegionSpec[] {
   const bad = (m: string) => new BackendError("BAD_DEVICE", `device: ${m}`);
   if (!Number.isInteger(d.queueCount) || d.queueCount < 1 || d.queueCount > 256) throw bad(`queueCount ${d.queueCount} not in 1..256`);
   if (!isPowerOfTwo(d.maxQueueSize) || d.maxQueueSize > MAX_VRING_SIZE) throw bad(`maxQueueSize ${d.maxQueueSize} is not a power of two <= ${MAX_VRING_SIZE}`);
   if (typeof d.features !== "bigint" || d.features < 0n || d.features >= 1n << 64n) throw bad("features must be a u64 bigint");
+  // With ACCESS_PLATFORM ring and buffer addresses are IOVAs, translated through IOTLB_MSG, which
+  // this framework does not implement (and MEM_READ/MEM_WRITE are defined on guest-physical
+  // addresses only, SHMEM.md §7.2 rule 1): offering it would mistranslate every address.
+  if ((d.features & VirtioFeature.ACCESS_PLATFORM) !== 0n) throw bad("VIRTIO_F_ACCESS_PLATFORM (bit 33) needs IOTLB support, which @vhostkit/backend does not have");
   const seen = new Set<number>();
-  for (const r of d.shmemRegions?.() ?? []) {
+  const regions = [...(d.shmemRegions?.() ?? [])].map((r) => ({ shmid: r.shmid, size: r.size }));
+  for (const r of regions) {
     if (!Number.isInteger(r.shmid) || r.shmid < 0 || r.shmid > 255 || seen.has(r.shmid)) throw bad(`shmid ${r.shmid} invalid or repeated`);
-    if (r.size <= 0n || r.size % PAGE !== 0n) throw bad(`shmid ${r.shmid}: size 0x${r.size.toString(16)} is not a non-zero page multiple`);
+    if (typeof r.size !== "bigint" || r.size <= 0n || r.size % PAGE !== 0n) throw bad(`shmid ${r.shmid}: size 0x${r.size.toString(16)} is not a non-zero page multiple`);
     seen.add(r.shmid);
   }
+  return regions;
 }

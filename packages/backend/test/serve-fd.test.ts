@@ -4,13 +4,14 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { GuestRam } from "@vhostkit/regions";
 import { Endpoint, socketPair } from "@vhostkit/transport";
-import { ProtocolFeature, VirtioFeature } from "@vhostkit/wire";
-import { mkdtempSync, rmSync } from "node:fs";
+import { MEM_RW_MAX_PAYLOAD, ProtocolFeature, VHOSTKIT_MEM_RW, VirtioFeature } from "@vhostkit/wire";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BackendError, Dispatcher, FRAMEWORK_FEATURES, serve, serveFd, type DeviceBackend } from "../src/index.js";
-import { ScriptedFrontend } from "./helpers/scripted-frontend.js";
+import { BackendError, Dispatcher, FRAMEWORK_FEATURES, serve, serveFd, type DeviceBackend, type DeviceContext } from "../src/index.js";
+import { backendChannel, ScriptedFrontend, startRing } from "./helpers/scripted-frontend.js";
 
 const device: DeviceBackend = { features: 1n << 5n, queueCount: 2, maxQueueSize: 128, processQueue() {} };
 
@@ -29,7 +30,8 @@ test("serveFd answers a front-end on a connected socket and resolves when it lea
 test("an invalid device definition is a BAD_DEVICE error, the socket is not used", () => {
   const [a, b] = socketPair();
   const ep = new Endpoint(a);
-  for (const bad of [{ ...device, queueCount: 0 }, { ...device, maxQueueSize: 100 }, { ...device, shmemRegions: () => [{ shmid: 1, size: 4097n }] }]) {
+  // ACCESS_PLATFORM: addresses would be IOVAs, and there is no IOTLB support.
+  for (const bad of [{ ...device, queueCount: 0 }, { ...device, maxQueueSize: 100 }, { ...device, shmemRegions: () => [{ shmid: 1, size: 4097n }] }, { ...device, features: VirtioFeature.ACCESS_PLATFORM }]) {
     assert.throws(() => new Dispatcher(ep, bad), (e: unknown) => e instanceof BackendError && e.code === "BAD_DEVICE");
   }
   ep.close();
@@ -125,4 +127,73 @@ test("REPLY_ACK exactly per spec: NEED_REPLY is acked only once REPLY_ACK was ne
   assert.equal(await fe.ack("SET_VRING_NUM", { index: 9, num: 8 }), 1n, "and a failure is acked 1");
   fe.close();
   await served;
+});
+
+test("GET_SHMEM_CONFIG answers what the device declared at the start, however often it is asked (SHMEM.md §3)", async () => {
+  let calls = 0;
+  const changing: DeviceBackend = { ...device, shmemRegions: () => (++calls === 1 ? [{ shmid: 1, size: 1n << 20n }] : [{ shmid: 2, size: 1n << 16n }]) };
+  const [mine, theirs] = socketPair();
+  const served = serveFd(theirs, changing);
+  const fe = new ScriptedFrontend(new Endpoint(mine));
+  assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.SHMEM), 0n);
+  for (let i = 0; i < 2; i++) {
+    const c = (await fe.get("GET_SHMEM_CONFIG")) as { nregions: number; sizes: bigint[] };
+    assert.equal(c.nregions, 1);
+    assert.equal(c.sizes[1], 1n << 20n, `answer ${i + 1}: the declared region`);
+    assert.equal(c.sizes[2], 0n);
+  }
+  assert.equal(calls, 1, "asked once, when the connection was set up");
+  fe.close();
+  await served;
+});
+
+test("without MEM_RW the back-end channel keeps the usual payload cap (SHMEM.md §7.2 rule 6)", async () => {
+  for (const memRw of [false, true]) {
+    let started!: (ctx: DeviceContext) => void;
+    const context = new Promise<DeviceContext>((r) => (started = r));
+    const [mine, theirs] = socketPair();
+    const served = serveFd(theirs, { ...device, getConfig: (_offset, size) => new Uint8Array(size), start: (ctx) => started(ctx) }, { memRw });
+    const fe = new ScriptedFrontend(new Endpoint(mine));
+    const pf = ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.CONFIG | ProtocolFeature.CONFIGURE_MEM_SLOTS | (memRw ? VHOSTKIT_MEM_RW : 0n);
+    assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", pf), 0n);
+    const channel = await backendChannel(fe, { maxPayload: MEM_RW_MAX_PAYLOAD });
+    assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
+    const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 1n << 20n }] });
+    const b = ram.memoryTable()[0]!;
+    assert.equal(await fe.ack("ADD_MEM_REG", { guestPhysAddr: 0n, memorySize: 1n << 20n, userAddr: b.userspaceAddr, mmapOffset: 0n }, [b.fd]), 0n);
+    const { call, kick } = await startRing(fe, ram);
+    const ctx = await context;
+    // A CONFIG_CHANGE_MSG answered with a 5000-byte "ack": past the 4 KiB cap.
+    const changed = ctx.client.configChanged();
+    const m = await channel.recv();
+    await channel.send(m.request, 0x5, new Uint8Array(5000));
+    const err = await changed.then(() => undefined, (e: unknown) => e);
+    const codes: string[] = [];
+    for (let e = err as { code?: string; cause?: unknown } | undefined; e !== undefined; e = e.cause as typeof e) codes.push(String(e.code));
+    if (memRw) assert.ok(!codes.includes("OVERSIZE"), `with MEM_RW the reply is read (and refused as a bad ack): ${codes.join(" <- ")}`);
+    else assert.ok(codes.includes("OVERSIZE"), `the header's size is refused before any byte of it is read: ${codes.join(" <- ")}`);
+    fe.close();
+    await served;
+    for (const x of [channel, call, kick]) x.close();
+    ram.dispose();
+  }
+});
+
+test("REM_MEM_REG that comes with an fd is served and the fd closed unused (PROTOCOL.md §1.3)", async () => {
+  const before = readdirSync("/proc/self/fd").length;
+  const [mine, theirs] = socketPair();
+  const served = serveFd(theirs, device);
+  const fe = new ScriptedFrontend(new Endpoint(mine));
+  assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIGURE_MEM_SLOTS), 0n);
+  const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 1n << 20n }] });
+  const b = ram.memoryTable()[0]!;
+  const region = { guestPhysAddr: 0n, memorySize: 1n << 20n, userAddr: b.userspaceAddr, mmapOffset: 0n };
+  assert.equal(await fe.ack("ADD_MEM_REG", region, [b.fd]), 0n);
+  assert.equal(await fe.ack("REM_MEM_REG", region, [b.fd]), 0n, "removed, its fd ignored");
+  assert.equal(await fe.ack("REM_MEM_REG", region, [b.fd]), 1n, "nothing left to remove");
+  assert.equal(await fe.ack("REM_MEM_REG", region, [b.fd, b.fd]), 1n, "two fds: refused");
+  fe.close();
+  await served;
+  ram.dispose();
+  assert.equal(readdirSync("/proc/self/fd").length, before, "every fd that came with a REM_MEM_REG was closed");
 });

@@ -561,6 +561,7 @@ export class Dispatcher {
   #stopRing(v: Vring): number {
     const q = v.queue;
     v.queue = undefined;
+    v.waitingForMemory = false;
     if (q) v.base = q.stop();
     v.dropFds();
     return v.base;
@@ -599,7 +600,7 @@ export class Dispatcher {
   }
 
   #schedule(v: Vring): void {
-    if (!v.started || !v.enabled || this.#closed) return;
+    if (!v.started || !v.enabled || v.waitingForMemory || this.#closed) return;
     if (v.busy) {
       v.again = true;
       return;
@@ -616,7 +617,7 @@ export class Dispatcher {
       do {
         v.again = false;
         const q = v.queue;
-        if (q === undefined || q.brokenBy !== undefined) break;
+        if (q === undefined || q.brokenBy !== undefined || v.waitingForMemory) break;
         const ctx: QueueContext = {
           index: v.index,
           queue: q,
@@ -660,15 +661,24 @@ export class Dispatcher {
     while (this.#inflight > 0) await new Promise<void>((r) => this.#idle.push(r));
   }
 
-  /** After a memory-table change: re-map every started ring, breaking the ones whose memory is gone. */
+  /**
+   * After a memory-table change: re-map every started ring. One whose rings are no longer in the
+   * table is suspended until a later change maps them again, then resumes where it stopped.
+   */
   #remapQueues(): void {
     for (const v of this.#vrings) {
       const q = v.queue;
-      if (!q) continue;
+      if (!q || q.brokenBy !== undefined) continue;
       try {
         q.remap(this.#memory);
+        if (!v.waitingForMemory) continue;
+        q.start(); // at the avail index it stopped at; used.idx is read back from the ring
+        v.waitingForMemory = false;
+        this.#schedule(v); // what the driver queued meanwhile
       } catch (err) {
-        if (isVirtqueueError(err) || isRegionError(err)) this.#queueError(v, err);
+        // QEMU removes and re-adds a region it changes: a ring whose memory is gone waits for it.
+        if (isVirtqueueError(err) && err.code === "RING_UNMAPPED") v.waitingForMemory = true;
+        else if (isVirtqueueError(err) || isRegionError(err)) this.#queueError(v, err);
         else throw err;
       }
     }

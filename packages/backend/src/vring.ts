@@ -30,6 +30,12 @@ export class Vring {
   busy = false;
   /** A kick arrived while the handler was busy: run it again afterwards. */
   again = false;
+  /**
+   * The memory holding the rings was removed while the ring was started (REM_MEM_REG, a new
+   * SET_MEM_TABLE): the ring is suspended, kicks wait, and it resumes once a memory-table change
+   * maps its rings again (QEMU removes and re-adds a region when it changes).
+   */
+  waitingForMemory = false;
 
   /** @param index - queue index. */
   constructor(index: number) {

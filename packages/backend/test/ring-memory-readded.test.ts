@@ -1,0 +1,69 @@
+/**
+ * QEMU updates a memory table by removing a region and adding it again (REM_MEM_REG, then
+ * ADD_MEM_REG). When the region holds a started ring, the ring waits for its memory instead of
+ * breaking: kicks while it is gone are held, and once the region is back the ring resumes at the
+ * index it stopped at and serves them. RAM blk device in its own process.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { GuestRam, guestAddress } from "@vhostkit/regions";
+import { EventFd } from "@vhostkit/transport";
+import { ProtocolFeature, VirtioFeature } from "@vhostkit/wire";
+import { DeviceProcess, ScriptedFrontend, startRing } from "./helpers/scripted-frontend.js";
+
+const RAM_BLK = fileURLToPath(new URL("../examples/ram-blk.mjs", import.meta.url));
+const MiB = 1n << 20n;
+
+test("a started ring whose region is removed and added again resumes and serves the kicks it missed", { timeout: 30000 }, async () => {
+  const dev = new DeviceProcess(RAM_BLK, ["--size-mib", "1", "--events"]);
+  const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
+  try {
+    await dev.line("listening");
+    const fe = await ScriptedFrontend.connect(dev.socket);
+    await fe.get("GET_FEATURES");
+    await fe.get("GET_PROTOCOL_FEATURES");
+    assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIGURE_MEM_SLOTS), 0n);
+    assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
+    const block = ram.memoryTable()[0]!;
+    const region = { guestPhysAddr: 0n, memorySize: MiB, userAddr: block.userspaceAddr, mmapOffset: 0n };
+    assert.equal(await fe.ack("ADD_MEM_REG", region, [block.fd]), 0n);
+    const { driver, call, kick } = await startRing(fe, ram);
+    const err = EventFd.create();
+    assert.equal(await fe.ack("SET_VRING_ERR", { index: 0, noFd: false }, [err.fd]), 0n);
+    const flush = async (): Promise<void> => {
+      await ram.write(guestAddress(0x4000n), Uint8Array.of(4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)); // VIRTIO_BLK_T_FLUSH
+      await ram.write(guestAddress(0x5000n), Uint8Array.of(0xff));
+      driver.add([{ addr: guestAddress(0x4000n), len: 16 }], [{ addr: guestAddress(0x5000n), len: 1 }]);
+      driver.publish();
+      kick.signal();
+    };
+    const status = async (): Promise<number> => {
+      const s = new Uint8Array(1);
+      await ram.read(guestAddress(0x5000n), s);
+      return s[0]!;
+    };
+    await flush();
+    await call.wait();
+    assert.equal(driver.collectUsed().length, 1, "served before the change");
+
+    assert.equal(await fe.ack("REM_MEM_REG", region), 0n);
+    await flush(); // the ring's memory is gone: this waits
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(driver.collectUsed().length, 0, "nothing served while the ring's memory is gone");
+    assert.equal(err.poll(), 0n, "and the ring is not broken");
+    assert.equal(await status(), 0xff);
+
+    assert.equal(await fe.ack("ADD_MEM_REG", region, [block.fd]), 0n);
+    await call.wait();
+    assert.equal(driver.collectUsed().length, 1, "the held request is served once the region is back");
+    assert.equal(await status(), 0, "with status OK");
+    assert.deepEqual(await fe.get("GET_VRING_BASE", { index: 0, num: 0 }), { index: 0, num: 2 });
+    assert.ok(!dev.lines.some((l) => l.includes("queue-broken")), dev.lines.join("\n"));
+    fe.close();
+    for (const f of [call, kick, err]) f.close();
+  } finally {
+    ram.dispose();
+    await dev.stop();
+  }
+});

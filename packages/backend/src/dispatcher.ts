@@ -407,6 +407,10 @@ export class Dispatcher {
         const v = this.#vring(m.name, m.value.index);
         v.call?.close();
         v.call = m.value.noFd ? undefined : this.#eventFd(fds[0]);
+        // A started ring may have published used entries while it had no call fd (or signalled the
+        // old one the driver no longer watches): signal the new fd once so that no completion goes
+        // unnoticed, as libvhost-user does. A spurious interrupt is harmless.
+        if (v.started) v.call?.signal();
         return undefined;
       }
       case "SET_VRING_ERR": {

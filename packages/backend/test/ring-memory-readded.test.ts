@@ -2,7 +2,8 @@
  * QEMU updates a memory table by removing a region and adding it again (REM_MEM_REG, then
  * ADD_MEM_REG). When the region holds a started ring, the ring waits for its memory instead of
  * breaking: kicks while it is gone are held, and once the region is back the ring resumes at the
- * index it stopped at and serves them. RAM blk device in its own process.
+ * index it stopped at and serves them. A new call fd on a started ring is signalled once. RAM blk
+ * device in its own process.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -58,6 +59,12 @@ test("a started ring whose region is removed and added again resumes and serves 
     await call.wait();
     assert.equal(driver.collectUsed().length, 1, "the held request is served once the region is back");
     assert.equal(await status(), 0, "with status OK");
+    // A new call fd for the started ring is signalled once: a completion published while the
+    // driver watched no fd (or the old one) is not lost.
+    const call2 = EventFd.create();
+    assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: false }, [call2.fd]), 0n);
+    assert.equal(call2.poll(), 1n, "signalled by the time SET_VRING_CALL was acked");
+    call2.close();
     assert.deepEqual(await fe.get("GET_VRING_BASE", { index: 0, num: 0 }), { index: 0, num: 2 });
     assert.ok(!dev.lines.some((l) => l.includes("queue-broken")), dev.lines.join("\n"));
     fe.close();

@@ -482,6 +482,13 @@ export class Dispatcher {
         await this.#stopAll();
         this.#ackedFeatures = undefined;
         this.#status = 0n;
+        // "Reset all internal device state to the initial state": rings forget size, addresses
+        // and base too (a ring restarted without SET_VRING_BASE starts at 0, not where it was).
+        for (const v of this.#vrings) {
+          v.size = 0;
+          v.addresses = undefined;
+          v.base = 0;
+        }
         this.#hook(() => this.#device.reset?.());
         return undefined;
       case "GET_SHMEM_CONFIG":

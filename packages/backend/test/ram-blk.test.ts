@@ -183,6 +183,9 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     assert.equal(await fe.ack("RESET_DEVICE"), 0n);
     assert.equal(await fe.get("GET_STATUS"), 0n, "reset clears the status");
     assert.deepEqual(await fe.get("GET_VRING_BASE", { index: 0, num: 0 }), { index: 0, num: 0 }, "rings stopped by the reset");
+    const kickAgain = EventFd.create();
+    assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kickAgain.fd]), 1n, "the reset forgot the ring's size and addresses");
+    kickAgain.close();
     fe.close();
     await disconnected;
     for (const f of [g.kick, g.call, err]) f.close();

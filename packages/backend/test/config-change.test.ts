@@ -5,7 +5,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Endpoint, sendAck, socketPair } from "@vhostkit/transport";
+import { Endpoint, EventFd, sendAck, socketPair } from "@vhostkit/transport";
 import { BackendRequest } from "@vhostkit/wire";
 import { BackendClient, BackendError } from "../src/index.js";
 
@@ -37,4 +37,24 @@ test("CONFIG_CHANGE_MSG: acked with REPLY_ACK, a failure status is REJECTED, not
   without.close();
   await assert.rejects(peer.recv(), (e: unknown) => (e as { code?: string }).code === "EOF", "nothing was sent before the close");
   peer.close();
+});
+
+test("SHMEM_MAP needs BACKEND_SEND_FD to carry its fd: NOT_NEGOTIATED without it, nothing sent, the caller keeps its fd", async () => {
+  const [mine, theirs] = socketPair();
+  const fe = new Endpoint(theirs);
+  const client = new BackendClient(new Endpoint(mine), { replyAck: true, shmem: true, sendFd: false, config: false, memRw: false, isRunning: () => true });
+  const blob = EventFd.create(); // any fd: it must not leave this process
+  await assert.rejects(client.shmemMap({ shmid: 1, shmOffset: 0n, len: 4096n, writable: true }, blob.fd), (e: unknown) => e instanceof BackendError && e.code === "NOT_NEGOTIATED" && /BACKEND_SEND_FD/.test(e.message));
+  blob.signal(); // still open: the caller's fd was not consumed
+  assert.equal(blob.poll(), 1n);
+  // The channel carried nothing: the next message the front-end reads is this UNMAP.
+  const unmap = client.shmemUnmap({ shmid: 1, shmOffset: 0n, len: 4096n });
+  const m = await fe.recv();
+  assert.equal(m.request, BackendRequest.BACKEND_SHMEM_UNMAP);
+  assert.equal(m.fds.length, 0);
+  await sendAck(fe, m.request, 0n);
+  await unmap;
+  blob.close();
+  client.close();
+  fe.close();
 });

@@ -253,8 +253,11 @@ describe("hostile back-end in a second process", () => {
     await devB.propagationSettled();
     assert.equal(devB.failed, undefined, "a refusal does not fail the device");
     await guest.close();
-    const rec = (await b.next((o) => o.phase === "exit")).rec as { regions: unknown[]; removed: unknown[] };
+    const rec = (await b.next((o) => o.phase === "exit")).rec as { regions: { gpa: unknown; size: unknown; mmapOffset: unknown }[]; removed: unknown[] };
     assert.equal(rec.regions.length, 2, "guest RAM, then the propagated mapping (refused)");
+    const shm1 = devA.info.shmem.find((r) => r.shmid === 1)!;
+    const { gpa, size, mmapOffset } = rec.regions[1]!;
+    assert.deepEqual({ gpa, size, mmapOffset }, { gpa: `0x${shm1.guestPhysAddr.toString(16)}`, size: "0x10000", mmapOffset: "0x10000" }, "ADD_MEM_REG at region base + shm_offset, mmap_offset = the map's fd_offset");
     assert.deepEqual(rec.removed, [], "the refused region was never B's to remove");
     assert.equal(await b.exited, 0);
     assert.equal(await a.exited, 0);

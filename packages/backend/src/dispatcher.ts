@@ -194,7 +194,8 @@ export class Dispatcher {
 
   /**
    * Serve requests until the front-end disconnects or is dropped; then stop the rings, unmap guest
-   * memory, close every fd, and reset the device. Never rejects.
+   * memory, close every fd, wait for the device's running handlers to return, and reset the device.
+   * Never rejects.
    */
   async run(): Promise<void> {
     let end: BackendEvent = { kind: "disconnected" };
@@ -220,6 +221,10 @@ export class Dispatcher {
       end = { kind: "dropped", error: err instanceof Drop ? err.error : new BackendError("PROTOCOL", `dispatcher: ${String(err)}`, {}, { cause: err }) };
     } finally {
       this.#teardown();
+      // The same device object serves the next connection: its handlers must have returned (they
+      // fail fast now that the channel and rings are gone) before it is reset and the next comes.
+      await this.#quiesce();
+      this.#hook(() => this.#device.reset?.());
       // Reported after the teardown, so a listener sees the fds and mappings already released.
       this.#emit(end);
     }
@@ -744,10 +749,9 @@ export class Dispatcher {
       v.enabled = false;
     }
     this.#updateRunning();
-    this.#hook(() => this.#device.reset?.());
     this.#client?.close();
     this.#client = undefined;
-    this.#memory.dispose();
+    this.#memory.dispose(); // handlers still running keep their views until they return (pins)
     this.#ep.close();
   }
 }

@@ -197,3 +197,48 @@ test("REM_MEM_REG that comes with an fd is served and the fd closed unused (PROT
   ram.dispose();
   assert.equal(readdirSync("/proc/self/fd").length, before, "every fd that came with a REM_MEM_REG was closed");
 });
+
+test("after a disconnect the device is reset, and the next front-end served, only once its running handler returned", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "vhostkit-handler-"));
+  const log: string[] = [];
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  let entered!: () => void;
+  const inHandler = new Promise<void>((r) => (entered = r));
+  const slow: DeviceBackend = {
+    ...device,
+    async processQueue() {
+      log.push("handler start");
+      entered();
+      await held;
+      log.push("handler end");
+    },
+    reset: () => void log.push("reset"),
+  };
+  const server = serve(join(dir, "slow.sock"), slow, { connections: 2, onEvent: (e) => void (e.kind === "disconnected" && log.push("disconnected")) });
+  try {
+    const fe = await ScriptedFrontend.connect(server.path);
+    assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIGURE_MEM_SLOTS), 0n);
+    assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
+    const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 1n << 20n }] });
+    const b = ram.memoryTable()[0]!;
+    assert.equal(await fe.ack("ADD_MEM_REG", { guestPhysAddr: 0n, memorySize: 1n << 20n, userAddr: b.userspaceAddr, mmapOffset: 0n }, [b.fd]), 0n);
+    const { call, kick } = await startRing(fe, ram); // the first kick runs the handler
+    await inHandler;
+    fe.close();
+    const second = ScriptedFrontend.connect(server.path);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(log, ["handler start"], "no reset and no next connection while the handler runs");
+    release();
+    const fe2 = await second;
+    assert.equal(await fe2.get("GET_QUEUE_NUM"), 2n, "the next front-end is served");
+    assert.deepEqual(log.slice(0, 4), ["handler start", "handler end", "reset", "disconnected"]);
+    fe2.close();
+    await server.done;
+    for (const x of [call, kick]) x.close();
+    ram.dispose();
+  } finally {
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -276,6 +276,29 @@ describe("hostile back-end in a second process", () => {
     assert.ok(fdCount() <= fds, "every fd released");
   });
 
+  test("reply first, never wait on another back-end: a map is answered while the propagation's ADD_MEM_REG is still unanswered", async () => {
+    const guest = new Guest();
+    const b = startPeer("holds-add");
+    const devB = await guest.addDevice({ endpoint: b.endpoint, timeoutMs: 10_000 });
+    await RawDriver.attach(devB);
+    const a = startPeer("quiet");
+    await guest.addDevice({ endpoint: a.endpoint, timeoutMs: 10_000 });
+    await b.next((o) => o.phase === "add-held");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), 5000)));
+    const mapped = await Promise.race([a.next((o) => o.phase === "mapped"), late]);
+    clearTimeout(timer);
+    assert.notEqual(mapped, "late", "A had its reply while B still held the ADD_MEM_REG");
+    assert.equal((mapped as Record<string, unknown>).status, 0);
+    b.send("release");
+    await devB.propagationSettled();
+    assert.equal(devB.failed, undefined);
+    a.send("die");
+    await guest.close();
+    assert.equal(await b.exited, 0);
+    assert.equal(await a.exited, 0);
+  });
+
   test("a back-end that refuses to REM_MEM_REG a mapping that went away is failed: its table would keep a stale range", async () => {
     const { guest, a, b, devA, devB } = await mappedIntoB("refuses-rem");
     assert.equal(devB.failed, undefined, "the ADD was taken");

@@ -328,6 +328,7 @@ describe("hostile back-end in a second process", () => {
     for (const s of steps) {
       assert.equal(s.ok, s.expect === "ok", `${String(s.step)}: ${JSON.stringify(s)}`);
       assert.equal(s.flags, 0x5, `${String(s.step)}: reply flags`);
+      assert.equal(s.echo, true, `${String(s.step)}: a MEM_READ reply echoes guest_address (size 0, padding 0 on failure)`);
     }
     assert.equal(outcomes.filter((o) => !o.ok).length, 12, "each refusal reported with its reason");
     assert.ok(outcomes.every((o) => o.ok || (o.reason ?? "").length > 0));

@@ -242,3 +242,16 @@ test("after a disconnect the device is reset, and the next front-end served, onl
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("the MEM_RW gate bit is configurable: offered at the chosen bit only", async () => {
+  for (const [memRw, bit] of [[true, 63n], [{ bit: 40 }, 40n]] as const) {
+    const [mine, theirs] = socketPair();
+    const served = serveFd(theirs, device, { memRw });
+    const fe = new ScriptedFrontend(new Endpoint(mine));
+    const pf = (await fe.get("GET_PROTOCOL_FEATURES")) as bigint;
+    assert.equal(pf & (1n << bit), 1n << bit, `bit ${bit} offered`);
+    assert.equal(pf & ((1n << 63n) | (1n << 40n)) & ~(1n << bit), 0n, "and no other gate bit");
+    fe.close();
+    await served;
+  }
+});

@@ -164,9 +164,12 @@ export class MemoryTable implements GuestMemory, Disposable {
   #byGuest: Entry[] = [];
   #byUser: Entry[] = [];
   #disposed = false;
-  #pins = 0;
+  /** Live pins per epoch: a pin taken at epoch e may hold views of mappings retired at epoch >= e. */
+  readonly #pins = new Map<number, number>();
+  /** Bumped at each retirement: pins taken afterwards cannot hold views of what was retired. */
+  #epoch = 0;
   /** Mappings removed from the table while pins were held: unmapped when the last pin goes. */
-  #retired: HostMapping[] = [];
+  #retired: { readonly host: HostMapping; readonly epoch: number }[] = [];
 
   /** @throws RegionError `bad-config` when `maxSlots` is not a positive integer. */
   constructor(options: MemoryTableOptions = {}) {
@@ -194,19 +197,31 @@ export class MemoryTable implements GuestMemory, Disposable {
    * Keep every mapping this table has now (and any added later) mapped until the returned release
    * runs, even if its region is removed meanwhile: removals still take effect in translation at
    * once, only their unmaps wait. For code that holds views across awaits (a queue handler).
-   * @returns the release; idempotent. Unmaps deferred by this pin run when the last pin is released.
+   * @returns the release; idempotent. A removed mapping is unmapped once every pin taken before its
+   * removal is released (pins taken later cannot view it), so overlapping pins never keep removed
+   * mappings alive for good.
    */
   pin(): () => void {
-    this.#pins++;
+    const epoch = this.#epoch;
+    this.#pins.set(epoch, (this.#pins.get(epoch) ?? 0) + 1);
     let held = true;
     return () => {
       if (!held) return;
       held = false;
-      if (--this.#pins > 0) return;
-      const retired = this.#retired;
-      this.#retired = [];
-      for (const h of retired) unmapHost(h);
+      const left = (this.#pins.get(epoch) ?? 1) - 1;
+      if (left > 0) this.#pins.set(epoch, left);
+      else this.#pins.delete(epoch);
+      this.#unmapUnpinned();
     };
+  }
+
+  /** Unmaps the retired mappings that no live pin can still view. */
+  #unmapUnpinned(): void {
+    let oldest = Infinity;
+    for (const e of this.#pins.keys()) if (e < oldest) oldest = e;
+    let n = 0;
+    while (n < this.#retired.length && this.#retired[n]!.epoch < oldest) unmapHost(this.#retired[n++]!.host);
+    if (n > 0) this.#retired = this.#retired.slice(n);
   }
 
   /** Mappings waiting for the last pin before they are unmapped (for tests and diagnostics). */
@@ -215,8 +230,13 @@ export class MemoryTable implements GuestMemory, Disposable {
   }
 
   #retire(host: HostMapping): void {
-    if (this.#pins > 0) this.#retired.push(host);
-    else unmapHost(host);
+    if (this.#pins.size === 0) {
+      unmapHost(host);
+      return;
+    }
+    // Pins taken from now on cannot view it: only those of epochs <= this one hold it.
+    this.#retired.push({ host, epoch: this.#epoch });
+    this.#epoch++;
   }
 
   #alive(): void {

@@ -144,6 +144,24 @@ describe("MemoryTable", () => {
     assert.equal(memfdVmas(name), 0);
   });
 
+  test("pins that always overlap (handlers on several queues) do not keep removed regions mapped for good", () => {
+    using t = new MemoryTable();
+    const name = "overlapping-pins";
+    let held = t.pin();
+    for (let i = 0; i < 50; i++) {
+      t.addRegion({ guestPhysAddr: 0n, memorySize: P, userspaceAddr: U, mmapOffset: 0n, fd: memfd(P, name) });
+      const next = t.pin(); // taken while the region is live: may view it
+      t.removeRegion({ guestPhysAddr: 0n, memorySize: P, userspaceAddr: U });
+      held(); // a pin from before this region was added goes; `next` still holds it
+      assert.equal(memfdVmas(name), 1, `round ${i}: the region the live pin may view stays mapped`);
+      held = next;
+    }
+    assert.ok(t.retiredCount <= 1, `${t.retiredCount} removed regions wait (at most the one still viewable)`);
+    held();
+    assert.equal(t.retiredCount, 0);
+    assert.equal(memfdVmas(name), 0, "all unmapped");
+  });
+
   test("REM_MEM_REG matches gpa + uaddr + size and closes any fd it got", () => {
     const before = fdCount();
     using t = new MemoryTable();

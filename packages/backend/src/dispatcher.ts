@@ -607,8 +607,11 @@ export class Dispatcher {
     for (;;) {
       try {
         await kick.wait();
-      } catch {
-        return; // closed: replaced, stopped or disconnected
+      } catch (err) {
+        // Closed: replaced, stopped or disconnected. Anything else is a kick fd that is no eventfd
+        // (a short read, EOF): the ring would stall silently, so it is reported as broken.
+        if (v.kick === kick && !(isVhostUserError(err) && err.code === "CLOSED")) this.#queueError(v, err);
+        return;
       }
       if (v.kick !== kick) return;
       this.#schedule(v);

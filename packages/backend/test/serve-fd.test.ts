@@ -5,9 +5,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { GuestRam } from "@vhostkit/regions";
-import { Endpoint, socketPair } from "@vhostkit/transport";
+import { Endpoint, EventFd, socketPair } from "@vhostkit/transport";
 import { MEM_RW_MAX_PAYLOAD, ProtocolFeature, VHOSTKIT_MEM_RW, VirtioFeature } from "@vhostkit/wire";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BackendError, Dispatcher, FRAMEWORK_FEATURES, serve, serveFd, type DeviceBackend, type DeviceContext } from "../src/index.js";
@@ -254,4 +254,30 @@ test("the MEM_RW gate bit is configurable: offered at the chosen bit only", asyn
     fe.close();
     await served;
   }
+});
+
+test("a kick fd that is no eventfd (a short read) breaks its ring visibly: err fd signalled, queue-broken reported", async () => {
+  const [mine, theirs] = socketPair();
+  const events: string[] = [];
+  const served = serveFd(theirs, device, { onEvent: (e) => void (e.kind === "queue-broken" && events.push(`broken ${e.index}`)) });
+  const fe = new ScriptedFrontend(new Endpoint(mine));
+  assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIGURE_MEM_SLOTS), 0n);
+  assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
+  const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 1n << 20n }] });
+  const b = ram.memoryTable()[0]!;
+  assert.equal(await fe.ack("ADD_MEM_REG", { guestPhysAddr: 0n, memorySize: 1n << 20n, userAddr: b.userspaceAddr, mmapOffset: 0n }, [b.fd]), 0n);
+  const { call, kick } = await startRing(fe, ram);
+  const err = EventFd.create();
+  assert.equal(await fe.ack("SET_VRING_ERR", { index: 0, noFd: false }, [err.fd]), 0n);
+  const [kickMine, kickTheirs] = socketPair(); // a socket, not an eventfd
+  assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kickTheirs.fd]), 0n);
+  kickTheirs.close();
+  writeSync(kickMine.fd, Buffer.from([1, 2, 3])); // 3 bytes: not a u64 counter
+  assert.equal(await err.wait(), 1n, "the err fd was signalled");
+  assert.deepEqual(events, ["broken 0"]);
+  assert.equal(await fe.get("GET_QUEUE_NUM"), 2n, "the connection goes on");
+  fe.close();
+  await served;
+  for (const x of [call, kick, err, kickMine]) x.close();
+  ram.dispose();
 });

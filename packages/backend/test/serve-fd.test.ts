@@ -281,3 +281,26 @@ test("a kick fd that is no eventfd (a short read) breaks its ring visibly: err f
   for (const x of [call, kick, err, kickMine]) x.close();
   ram.dispose();
 });
+
+test("more hostile requests: out-of-range ring indices, a status beyond a byte, VRING_KICK; fds closed, unanswerable ones drop", async () => {
+  const before = readdirSync("/proc/self/fd").length;
+  const [mine, theirs] = socketPair();
+  const served = serveFd(theirs, device);
+  const fe = new ScriptedFrontend(new Endpoint(mine));
+  assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.STATUS), 0n);
+  const stray = EventFd.create();
+  assert.equal(await fe.ack("SET_VRING_CALL", { index: 9, noFd: false }, [stray.fd]), 1n, "no queue 9");
+  assert.equal(await fe.ack("SET_VRING_ERR", { index: 2, noFd: false }, [stray.fd]), 1n, "no queue 2 (queueCount 2)");
+  assert.equal(await fe.ack("SET_VRING_KICK", { index: 200, noFd: false }, [stray.fd]), 1n);
+  assert.equal(await fe.ack("SET_STATUS", 0x100n), 1n, "a status is one byte");
+  assert.equal(await fe.get("GET_STATUS"), 0n, "and was not taken");
+  assert.equal(await fe.ack("VRING_KICK", { index: 0, num: 0 }), 1n, "in-band kicks were not negotiated");
+  assert.equal(await fe.get("GET_QUEUE_NUM"), 2n, "still serving");
+  // GET_VRING_BASE always has a reply, and there is none to give for a queue that does not exist.
+  await fe.send("GET_VRING_BASE", { index: 7, num: 0 });
+  await assert.rejects(fe.ep.recv(), (e: unknown) => (e as { code?: string }).code === "EOF", "dropped");
+  await served;
+  fe.close();
+  stray.close();
+  assert.equal(readdirSync("/proc/self/fd").length, before, "every fd closed");
+});

@@ -15,6 +15,20 @@ import { backendChannel, ScriptedFrontend, startRing } from "./helpers/scripted-
 
 const device: DeviceBackend = { features: 1n << 5n, queueCount: 2, maxQueueSize: 128, processQueue() {} };
 
+/**
+ * `fe` negotiates `protocolFeatures` (then runs `beforeFeatures`, e.g. to set up the back-end
+ * channel) and VERSION_1 | PROTOCOL_FEATURES, adds 1 MiB of guest RAM at 0, and starts vring 0.
+ */
+async function runningRing(fe: ScriptedFrontend, protocolFeatures: bigint, beforeFeatures?: () => Promise<void>): Promise<{ ram: GuestRam } & Awaited<ReturnType<typeof startRing>>> {
+  assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", protocolFeatures), 0n);
+  await beforeFeatures?.();
+  assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
+  const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 1n << 20n }] });
+  const b = ram.memoryTable()[0]!;
+  assert.equal(await fe.ack("ADD_MEM_REG", { guestPhysAddr: 0n, memorySize: 1n << 20n, userAddr: b.userspaceAddr, mmapOffset: 0n }, [b.fd]), 0n);
+  return { ram, ...(await startRing(fe, ram)) };
+}
+
 test("serveFd answers a front-end on a connected socket and resolves when it leaves", async () => {
   const [mine, theirs] = socketPair();
   const served = serveFd(theirs, device);
@@ -155,13 +169,8 @@ test("without MEM_RW the back-end channel keeps the usual payload cap (SHMEM.md 
     const served = serveFd(theirs, { ...device, getConfig: (_offset, size) => new Uint8Array(size), start: (ctx) => started(ctx) }, { memRw });
     const fe = new ScriptedFrontend(new Endpoint(mine));
     const pf = ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.CONFIG | ProtocolFeature.CONFIGURE_MEM_SLOTS | (memRw ? VHOSTKIT_MEM_RW : 0n);
-    assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", pf), 0n);
-    const channel = await backendChannel(fe, { maxPayload: MEM_RW_MAX_PAYLOAD });
-    assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
-    const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 1n << 20n }] });
-    const b = ram.memoryTable()[0]!;
-    assert.equal(await fe.ack("ADD_MEM_REG", { guestPhysAddr: 0n, memorySize: 1n << 20n, userAddr: b.userspaceAddr, mmapOffset: 0n }, [b.fd]), 0n);
-    const { call, kick } = await startRing(fe, ram);
+    let channel!: Awaited<ReturnType<typeof backendChannel>>;
+    const { ram, call, kick } = await runningRing(fe, pf, async () => void (channel = await backendChannel(fe, { maxPayload: MEM_RW_MAX_PAYLOAD })));
     const ctx = await context;
     // A CONFIG_CHANGE_MSG answered with a 5000-byte "ack": past the 4 KiB cap.
     const changed = ctx.client.configChanged();
@@ -218,12 +227,7 @@ test("after a disconnect the device is reset, and the next front-end served, onl
   const server = serve(join(dir, "slow.sock"), slow, { connections: 2, onEvent: (e) => void (e.kind === "disconnected" && log.push("disconnected")) });
   try {
     const fe = await ScriptedFrontend.connect(server.path);
-    assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIGURE_MEM_SLOTS), 0n);
-    assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
-    const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 1n << 20n }] });
-    const b = ram.memoryTable()[0]!;
-    assert.equal(await fe.ack("ADD_MEM_REG", { guestPhysAddr: 0n, memorySize: 1n << 20n, userAddr: b.userspaceAddr, mmapOffset: 0n }, [b.fd]), 0n);
-    const { call, kick } = await startRing(fe, ram); // the first kick runs the handler
+    const { ram, call, kick } = await runningRing(fe, ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIGURE_MEM_SLOTS); // the first kick runs the handler
     await inHandler;
     fe.close();
     const second = ScriptedFrontend.connect(server.path);
@@ -261,12 +265,7 @@ test("a kick fd that is no eventfd (a short read) breaks its ring visibly: err f
   const events: string[] = [];
   const served = serveFd(theirs, device, { onEvent: (e) => void (e.kind === "queue-broken" && events.push(`broken ${e.index}`)) });
   const fe = new ScriptedFrontend(new Endpoint(mine));
-  assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIGURE_MEM_SLOTS), 0n);
-  assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
-  const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 1n << 20n }] });
-  const b = ram.memoryTable()[0]!;
-  assert.equal(await fe.ack("ADD_MEM_REG", { guestPhysAddr: 0n, memorySize: 1n << 20n, userAddr: b.userspaceAddr, mmapOffset: 0n }, [b.fd]), 0n);
-  const { call, kick } = await startRing(fe, ram);
+  const { ram, call, kick } = await runningRing(fe, ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIGURE_MEM_SLOTS);
   const err = EventFd.create();
   assert.equal(await fe.ack("SET_VRING_ERR", { index: 0, noFd: false }, [err.fd]), 0n);
   const [kickMine, kickTheirs] = socketPair(); // a socket, not an eventfd

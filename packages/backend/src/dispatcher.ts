@@ -415,7 +415,13 @@ export class Dispatcher {
         // A started ring may have published used entries while it had no call fd (or signalled the
         // old one the driver no longer watches): signal the new fd once so that no completion goes
         // unnoticed, as libvhost-user does. A spurious interrupt is harmless.
-        if (v.started) v.call?.signal();
+        try {
+          if (v.started) v.call?.signal();
+        } catch (err) {
+          v.call?.close(); // not a usable eventfd: refused, not installed
+          v.call = undefined;
+          throw err;
+        }
         return undefined;
       }
       case "SET_VRING_ERR": {

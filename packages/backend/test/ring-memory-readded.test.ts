@@ -7,6 +7,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { closeSync, openSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { GuestRam, guestAddress } from "@vhostkit/regions";
 import { EventFd } from "@vhostkit/transport";
@@ -65,6 +66,9 @@ test("a started ring whose region is removed and added again resumes and serves 
     assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: false }, [call2.fd]), 0n);
     assert.equal(call2.poll(), 1n, "signalled by the time SET_VRING_CALL was acked");
     call2.close();
+    const readOnly = openSync("/dev/null", "r"); // cannot be signalled: refused, not installed
+    assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: false }, [readOnly]), 1n);
+    closeSync(readOnly);
     assert.deepEqual(await fe.get("GET_VRING_BASE", { index: 0, num: 0 }), { index: 0, num: 2 });
     assert.ok(!dev.lines.some((l) => l.includes("queue-broken")), dev.lines.join("\n"));
     fe.close();

@@ -18,6 +18,7 @@ import { GpuDriver } from "../../device/src/gpu/driver.js";
 import { encode, Resp, respHdr } from "../../device/src/gpu/protocol.js";
 import { bgrxToRgba, drawScene } from "../../device/src/gpu/scene.js";
 import { runGpuSession } from "../../device/src/gpu/session.js";
+import { cli } from "../../device/test/run-cli.js";
 
 const APP = fileURLToPath(new URL("..", import.meta.url));
 const BIN = join(APP, "bin", "vhostkit-gpu.mjs");
@@ -147,3 +148,20 @@ for (const dialect of ["rust-vmm-0.16", "draft", "crosvm-legacy"] as const) {
     }
   });
 }
+
+test("vhost-user-device probe --device-type gpu names the GPU feature bits and decodes its config", { timeout: 60_000 }, async () => {
+  const be = new Backend();
+  try {
+    await be.event((e) => e.event === "listening");
+    const r = await cli("probe", "--socket", be.socket, "--device-type", "gpu");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /\b3\s+RESOURCE_BLOB\b/);
+    assert.match(r.stdout, /\b5\s+BLOB_ALIGNMENT\b/);
+    assert.match(r.stdout, /virtio-gpu config/);
+    assert.match(r.stdout, /num_scanouts\s+1\b/);
+    assert.match(r.stdout, /num_capsets\s+0\b/);
+    assert.match(r.stdout, /blob_alignment\s+4096\b/);
+  } finally {
+    await be.stop();
+  }
+});

@@ -8,7 +8,7 @@ import { json, table } from "../output.js";
 import type { DeviceType } from "../feature-names.js";
 
 interface CheckFlags extends CommonFlags {
-  readonly deviceType: DeviceType;
+  readonly deviceType: Exclude<DeviceType, "gpu">;
 }
 
 /** Thrown when a check failed: exit code 1 after the report was printed. */

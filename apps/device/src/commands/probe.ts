@@ -65,11 +65,24 @@ function human(info: DeviceInfo, socket: string, deviceType: DeviceType): string
       if (c.writeZeroes !== undefined) rows.push(["  max_write_zeroes_sectors / seg", `${c.writeZeroes.maxSectors} / ${c.writeZeroes.maxSeg}`]);
       lines.push("", "virtio-blk config", table(rows));
     }
+    if (deviceType === "gpu" && info.config.byteLength >= 16) lines.push("", "virtio-gpu config", table(gpuConfigRows(info.config)));
   }
   lines.push("", "shared memory regions");
   if (info.shmem.length === 0) lines.push("  (none)");
   else lines.push(table([["  shmid", "size", "guest address"], ...info.shmem.map((r) => [`  ${r.shmid}`, hex(r.size), hex(r.guestPhysAddr)])]));
   return lines.join("\n");
+}
+
+/** virtio_gpu_config (PROTOCOL.md §7.2): events, scanouts, capsets, and blob_alignment when present. */
+function gpuConfigRows(config: Uint8Array): string[][] {
+  const v = new DataView(config.buffer, config.byteOffset, config.byteLength);
+  const rows = [
+    ["  events_read / events_clear", `0x${v.getUint32(0, true).toString(16)} / 0x${v.getUint32(4, true).toString(16)}`],
+    ["  num_scanouts", String(v.getUint32(8, true))],
+    ["  num_capsets", String(v.getUint32(12, true))],
+  ];
+  if (config.byteLength >= 20) rows.push(["  blob_alignment", String(v.getUint32(16, true))]);
+  return rows;
 }
 
 /** Builds the `probe` subcommand. */

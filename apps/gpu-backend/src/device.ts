@@ -45,8 +45,9 @@ export function isPowerOfTwo(n: bigint): boolean {
  * host blobs (memfd) mapped into shmid 1 with SHMEM_MAP while the device runs.
  *
  * Offers RESOURCE_BLOB and BLOB_ALIGNMENT (blob_alignment = the page size); not VIRGL (README).
- * Maps only while running: on stop every mapping is forgotten (the front-end removes them on
- * reset, and QEMU 11.1.3 crashes on a map or unmap after stop); on reset every resource is freed.
+ * Maps only while running (QEMU 11.1.3 crashes on a map or unmap after stop). A stop sends nothing
+ * and keeps the mappings, which the front-end keeps too, for a restart; a reset forgets them all
+ * (the front-end drops every mapping on reset) and frees every resource.
  */
 export class GpuDevice implements DeviceBackend {
   readonly features = GpuFeature.RESOURCE_BLOB | GpuFeature.BLOB_ALIGNMENT;

@@ -14,6 +14,7 @@ export async function run(): Promise<void> {
   const script = join(import.meta.dir, "transport-pingpong.mjs");
   const n = Number(process.env.VHOSTKIT_BENCH_RT ?? 20000);
   const rows: (string | number)[][] = [];
+  const rates: string[][] = [];
   for (const fd of ["0", "1"]) {
     const m = interleave(5, {
       c: () => runNumber(c, [String(n), fd]),
@@ -26,9 +27,14 @@ export async function run(): Promise<void> {
     const base = m.c ?? 1;
     const cell = (k: string): string[] => [(m[k] ?? 0).toFixed(0), ((m[k] ?? 0) / base).toFixed(2)];
     rows.push([`${fd} fd`, (m.c ?? 0).toFixed(0), ...cell("bun"), ...cell("node"), ...cell("bunC"), ...cell("nodeC"), (m.cSpin ?? 0).toFixed(0), ((m.bun ?? 0) / (m.cSpin ?? 1)).toFixed(2)]);
+    // Round trips per second: one request/reply at a time, so the reciprocal of the latency.
+    const perSecond = (k: string): string => (m[k] ? (1e9 / m[k]).toFixed(0) : "-");
+    rates.push([`${fd} fd`, perSecond("c"), perSecond("bun"), perSecond("node"), perSecond("bunC"), perSecond("nodeC"), perSecond("cSpin")]);
   }
   console.log(`round trip, ns (median of 5 interleaved rounds of ${n} round trips each); target Bun ÷ C <= 1.25`);
   console.log("both ends vhostkit (Bun, Node), and a vhostkit client against the C server (Bun→C, Node→C);");
   console.log("÷C against C blocking in recvmsg (the issue's baseline); C spin: both C ends busy-poll, ÷ = Bun↔Bun ÷ that");
   table(["fds", "C↔C", "Bun↔Bun", "÷C", "Node↔Node", "÷C", "Bun→C", "÷C", "Node→C", "÷C", "C spin", "Bun ÷ C spin"], rows);
+  console.log("round trips/s (same runs)");
+  table(["fds", "C↔C", "Bun↔Bun", "Node↔Node", "Bun→C", "Node→C", "C spin"], rates);
 }

@@ -167,6 +167,28 @@ describe("Endpoint", () => {
     a.close();
   });
 
+  test("a peer that closes with our bytes unread resets the connection: ECONNRESET is disconnected", async () => {
+    const { a, b } = pair();
+    await a.send(1, 1, new Uint8Array(8)); // b never reads it
+    b.close(); // closing with unread data resets the connection
+    const err = await expectCode(a.recv(), "SYSCALL", "disconnected");
+    assert.equal(err.errno, 104, "ECONNRESET");
+    assert.ok(shouldReconnect(err));
+    a.close();
+  });
+
+  test("a second request while one is outstanding is BUSY (one per direction), the first still completes", async () => {
+    const { a, b } = pair();
+    const ch = new RequestChannel(a, { timeoutMs: 10_000 });
+    const first = ch.request(1, new Uint8Array(0), { expectReply: true });
+    await expectCode(ch.request(1, new Uint8Array(0), { expectReply: true }), "BUSY", "retry");
+    const m = await b.recv();
+    await sendReply(b, m.request, new Uint8Array(8));
+    assert.equal((await first)?.request, 1);
+    a.close();
+    b.close();
+  });
+
   test("close cancels an outstanding receive", async () => {
     const { a, b } = pair();
     const p = b.recv();

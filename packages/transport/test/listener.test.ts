@@ -89,6 +89,19 @@ describe("listen / connect", () => {
     l.close();
   });
 
+  test("connect with retries reaches a back-end that starts listening late", async () => {
+    const path = join(dir, "late.sock");
+    const connecting = connect(path, { retry: { attempts: 50, delayMs: 10 } });
+    await new Promise((r) => setTimeout(r, 60)); // a few attempts fail with ENOENT first
+    const l = listen(path);
+    const [client, server] = await Promise.all([connecting, l.accept()]);
+    await client.send(1, 1, new Uint8Array(0));
+    assert.equal((await server.recv()).request, 1);
+    client.close();
+    server.close();
+    l.close();
+  });
+
   test("connect reports ENOENT after its retries", async () => {
     await assert.rejects(connect(join(dir, "missing.sock"), { retry: { attempts: 2, delayMs: 1 } }), (e: unknown) => e instanceof TransportError && e.errno === 2);
   });

@@ -2,7 +2,7 @@
  * Feature-bit name tables for output: virtio bits, device-specific bits per device type, and
  * dialect-aware protocol feature names.
  */
-import { featureNames, ProtocolFeature, VirtioFeature, type Dialect } from "@vhostkit/wire";
+import { featureNames, VirtioFeature } from "@vhostkit/wire";
 import { BlkFeature } from "@vhostkit/frontend";
 
 /** Device types whose config and feature bits the CLI can decode. */
@@ -29,9 +29,4 @@ export function virtioFeatureNames(bits: bigint, deviceType: DeviceType): string
 }
 
 /** Names of protocol feature bits in `bits`; the dialect's SHMEM bit is called SHMEM. */
-export function protocolFeatureNames(bits: bigint, dialect: Dialect): string[] {
-  const table: Record<string, bigint> = {};
-  for (const [k, v] of Object.entries(ProtocolFeature)) if (v !== dialect.shmemFeature && k !== "SHMEM") table[k] = v;
-  table.SHMEM = dialect.shmemFeature;
-  return featureNames(bits, table);
-}
+export { protocolFeatureNames } from "@vhostkit/wire";

@@ -1,3 +1,4 @@
+import { UPSTREAM, type Dialect } from "./dialect.js";
 /** VIRTIO feature bits relevant to vhost-user (PROTOCOL.md §3.2), as single-bit bigint masks. */
 export const VirtioFeature = {
   NOTIFY_ON_EMPTY: 1n << 24n,
@@ -76,4 +77,16 @@ export function featureNames(bits: bigint, table: Readonly<Record<string, bigint
     if ((bits & m) !== 0n) names.push(byMask.get(m) ?? `bit${i}`);
   }
   return names;
+}
+
+/**
+ * Names of the protocol feature bits of `bits` for a connection in `dialect`: the dialect's SHMEM
+ * bit is called `SHMEM` (rust-vmm 0.16 puts it at bit 21, where upstream has GPA_ADDRESSES, and
+ * the draft at bit 20), and upstream's SHMEM bit has no name in another dialect.
+ */
+export function protocolFeatureNames(bits: bigint, dialect: Dialect = UPSTREAM): string[] {
+  const table: Record<string, bigint> = {};
+  for (const [k, v] of Object.entries(ProtocolFeature)) if (v !== dialect.shmemFeature && k !== "SHMEM") table[k] = v;
+  table["SHMEM"] = dialect.shmemFeature;
+  return featureNames(bits, table);
 }

@@ -26,6 +26,7 @@ export {
   VHOSTKIT_MEM_RW_DEFAULT_BIT,
   vhostkitMemRwFeature,
   featureNames,
+  protocolFeatureNames,
 } from "./features.js";
 export {
   MAX_PAYLOAD_SIZE,

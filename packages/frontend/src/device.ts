@@ -809,7 +809,8 @@ export class Device {
   }
 
   /**
-   * Tear-down: stops started queues (GET_VRING_BASE), RESET_DEVICE when negotiated, drops every
+   * Tear-down: stops started queues (GET_VRING_BASE), RESET_DEVICE (RESET_OWNER when the back-end
+   * lacks it, as QEMU does), drops every
    * shared memory mapping, closes both sockets and releases rings and reservations. Errors from a
    * dead back-end are ignored. Idempotent.
    */
@@ -818,7 +819,9 @@ export class Device {
     if (this.#failed === undefined) {
       try {
         if (this.#queues.size > 0) await this.stop();
+        // As QEMU's vhost_user_reset_device: RESET_DEVICE when negotiated, else RESET_OWNER.
         if (has(this.#info.ackedProtocolFeatures, ProtocolFeature.RESET_DEVICE)) await this.#fe.resetDevice();
+        else await this.#fe.resetOwner();
       } catch {
         // the back-end may be gone; tear-down continues
       }

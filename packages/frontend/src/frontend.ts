@@ -313,6 +313,11 @@ export class Frontend {
     return this.ack("RESET_DEVICE", undefined);
   }
 
+  /** RESET_OWNER: the reset of back-ends without RESET_DEVICE (QEMU falls back to it too). */
+  resetOwner(): Promise<void> {
+    return this.ack("RESET_OWNER", undefined);
+  }
+
   /** Closes the socket. Idempotent. */
   close(): void {
     this.#ep.close();

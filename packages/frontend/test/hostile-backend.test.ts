@@ -182,7 +182,9 @@ describe("hostile back-end in a second process", () => {
     // No host virtual address left the process: the memory table carries synthetic user
     // addresses (base + GPA), ring addresses lie inside them, and no word the back-end received
     // points into the real guest RAM mapping.
-    const rec = exit.rec as { regions: { gpa: string; size: string; uaddr: string }[]; vringAddrs: { desc: string; used: string; avail: string }[]; words: string[]; configReads: number };
+    const rec = exit.rec as { regions: { gpa: string; size: string; uaddr: string }[]; vringAddrs: { desc: string; used: string; avail: string }[]; words: string[]; configReads: number; requests: number[] };
+    // Tear-down: GET_VRING_BASE (11), then RESET_OWNER (4) since this back-end lacks RESET_DEVICE.
+    assert.deepEqual(rec.requests.slice(-2), [11, 4], "close ends with GET_VRING_BASE, then RESET_OWNER");
     // RAM first, then the propagated mappings (GPA = the window of shmid 1 or 3 + offset).
     const region = rec.regions[0] as { gpa: string; size: string; uaddr: string };
     assert.equal(BigInt(region.gpa), 0n);

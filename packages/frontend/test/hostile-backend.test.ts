@@ -301,6 +301,20 @@ describe("hostile back-end in a second process", () => {
     assert.equal(await a.exited, 0);
   });
 
+  test("SHMEM_MAP from a back-end that declared no shared memory region is refused; the device goes on", async () => {
+    const guest = new Guest();
+    const peer = startPeer("no-regions");
+    const outcomes: BackendRequestOutcome[] = [];
+    const device = await guest.addDevice({ endpoint: peer.endpoint, timeoutMs: 10_000, onBackendRequest: (o) => outcomes.push(o) });
+    assert.deepEqual(device.info.shmem, [], "no regions");
+    assert.notEqual((await peer.next((o) => o.phase === "mapped")).status, 0, "refused");
+    assert.ok(outcomes.some((o) => o.name === "BACKEND_SHMEM_MAP" && !o.ok && (o.reason ?? "").length > 0), outcomes.map((o) => `${o.name} ${o.ok} ${o.reason ?? ""}`).join("; "));
+    assert.equal(device.failed, undefined);
+    peer.send("die");
+    await guest.close();
+    assert.equal(await peer.exited, 0);
+  });
+
   test("a back-end that refuses to REM_MEM_REG a mapping that went away is failed: its table would keep a stale range", async () => {
     const { guest, a, b, devA, devB } = await mappedIntoB("refuses-rem");
     assert.equal(devB.failed, undefined, "the ADD was taken");

@@ -4,19 +4,11 @@
  */
 import { featureNames, VirtioFeature } from "@vhostkit/wire";
 import { BlkFeature } from "@vhostkit/frontend";
+import { GpuFeature } from "./gpu/protocol.js";
 
 /** Device types whose config and feature bits the CLI can decode. */
 export const DEVICE_TYPES = ["generic", "blk", "rng", "gpu"] as const;
 
-/** virtio-gpu feature bits (PROTOCOL.md §7.2; BLOB_ALIGNMENT is VIRTIO 1.4). */
-const GpuFeature = {
-  VIRGL: 1n << 0n,
-  EDID: 1n << 1n,
-  RESOURCE_UUID: 1n << 2n,
-  RESOURCE_BLOB: 1n << 3n,
-  CONTEXT_INIT: 1n << 4n,
-  BLOB_ALIGNMENT: 1n << 5n,
-} as const;
 /** One of {@link DEVICE_TYPES}. */
 export type DeviceType = (typeof DEVICE_TYPES)[number];
 

@@ -4,7 +4,7 @@
  * Region (shmid 1) once the back-end mapped them.
  */
 import type { Device, DeviceInfo, Guest } from "@vhostkit/frontend";
-import { Cmd, decodeDisplayInfo, decodeMapInfo, encode, Resp, respHdr, respName, type DisplayMode, type GpuRect } from "./protocol.js";
+import { Cmd, decodeDisplayInfo, GpuFeature, decodeMapInfo, encode, Resp, respHdr, respName, type DisplayMode, type GpuRect } from "./protocol.js";
 
 /** A guest-physical address (branded bigint of @vhostkit/regions). */
 export type GuestAddress = ReturnType<Guest["allocator"]["alloc"]>;
@@ -12,7 +12,7 @@ export type GuestAddress = ReturnType<Guest["allocator"]["alloc"]>;
 export type ShmemRegionInfo = DeviceInfo["shmem"][number];
 
 /** virtio-gpu feature bits the driver asks for: RESOURCE_BLOB (3) and BLOB_ALIGNMENT (5). */
-export const GPU_DRIVER_FEATURES = (1n << 3n) | (1n << 5n);
+export const GPU_DRIVER_FEATURES = GpuFeature.RESOURCE_BLOB | GpuFeature.BLOB_ALIGNMENT;
 
 /** A command the device answered with an error (or an unexpected response type). */
 export class GpuResponseError extends Error {

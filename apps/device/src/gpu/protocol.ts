@@ -4,6 +4,19 @@
  * two check each other.
  */
 
+/**
+ * virtio-gpu feature bits (PROTOCOL.md §7.2; BLOB_ALIGNMENT is VIRTIO 1.4). The sample back-end
+ * keeps its own table: the two sides are written independently so that they check each other.
+ */
+export const GpuFeature = {
+  VIRGL: 1n << 0n,
+  EDID: 1n << 1n,
+  RESOURCE_UUID: 1n << 2n,
+  RESOURCE_BLOB: 1n << 3n,
+  CONTEXT_INIT: 1n << 4n,
+  BLOB_ALIGNMENT: 1n << 5n,
+} as const;
+
 /** Request types used by the driver. */
 export const Cmd = {
   GET_DISPLAY_INFO: 0x0100,

@@ -17,7 +17,7 @@ export class UsageError extends Error {}
 
 const USAGE = `usage: vhostkit-gpu --socket PATH [--shm-size BYTES|NK|NM|NG] [--dialect ${Object.keys(Dialects).join("|")}]
                     [--screenshot-dir DIR] [--width PX --height PX] [--once] [--events]
-                    [--mem-rw] [--max-slots N]`;
+                    [--mem-rw] [--max-slots N] [--sealed-memory]`;
 
 /** Parses a size: bytes, or a number with K/M/G (binary) and an optional "iB"/"B". @throws UsageError. */
 export function parseSize(text: string, what: string): bigint {
@@ -49,6 +49,7 @@ export async function runCli(argv: readonly string[], out: (line: string) => voi
         events: { type: "boolean", default: false },
         "mem-rw": { type: "boolean", default: false },
         "max-slots": { type: "string" },
+        "sealed-memory": { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
       strict: true,
@@ -95,6 +96,7 @@ export async function runCli(argv: readonly string[], out: (line: string) => voi
   const server = serve(values.socket, device, {
     dialect,
     memRw: values["mem-rw"] === true,
+    requireSealedMemory: values["sealed-memory"] === true,
     ...(maxSlots === undefined ? {} : { maxMemSlots: maxSlots }),
     ...(values.once ? { connections: 1 } : {}),
   });

@@ -27,7 +27,7 @@ test("QEMU 11.1 + vhostkit-gpu as virtio-gpu: GET_SHMEM_CONFIG sizes shmid 1 and
   }
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-qemu11-gpu-"));
   const socket = join(dir, "gpu.sock");
-  const gpu = new LineProcess(process.execPath, [join(GPU_APP, "bin/vhostkit-gpu.mjs"), "--socket", socket, "--shm-size", "32M", "--events", "--once"]);
+  const gpu = new LineProcess(process.execPath, [join(GPU_APP, "bin/vhostkit-gpu.mjs"), "--socket", socket, "--shm-size", "32M", "--events", "--once", "--sealed-memory"]);
   let qemu: LineProcess | undefined;
   try {
     await gpu.line('"event":"listening"');

@@ -4,7 +4,7 @@ import { openSync } from "node:fs";
 import { dupCloexec } from "@vhostkit/transport/sys";
 import { DeviceSharedMemory, guestAddress, isRegionError, MemoryTable, SHMEM_MAP_FLAG_RW, type RegionErrorCode } from "../src/index.js";
 import { hostWindowForTesting } from "../src/shmem-region.js";
-import { fdCount, fdOpen, layout, memfd, memfdVmas } from "./proc-maps.js";
+import { fdCount, fdOpen, layout, memfd, memfdVmas, vmFlagsWithin } from "./proc-maps.js";
 
 const P = 0x1000n;
 const BASE = guestAddress(0x1_0000_0000n);
@@ -36,6 +36,12 @@ describe("DeviceSharedMemory reservations", () => {
     assert.equal(dev.size, 24n * P);
     assert.deepEqual(layout(win(dev, 0), 16n * P), ["0+10000:---p"]);
     assert.deepEqual(layout(win(dev, 2), 8n * P), ["0+8000:---p"]);
+    // The reservations commit no memory: MAP_NORESERVE ("nr"), and nothing readable or writable.
+    for (const [shmid, pages] of [[0, 16n], [2, 8n]] as const) {
+      const vmas = vmFlagsWithin(win(dev, shmid), pages * P);
+      assert.equal(vmas.length, 1);
+      assert.ok(vmas[0]!.includes("nr") && !vmas[0]!.some((f) => f === "rd" || f === "wr" || f === "ex"), `shmid ${shmid}: ${vmas[0]!.join(" ")}`);
+    }
   });
 
   test("map RW / RO shows rw-s / r--s; unmap restores ---p with no hole; reset keeps reservations", () => {
@@ -52,6 +58,8 @@ describe("DeviceSharedMemory reservations", () => {
     assert.equal(fdCount(), before + 2);
     dev.unmap(0, 2n * P, 2n * P);
     assert.equal(fdOpen(a), false);
+    // The restored placeholder is a reservation like the rest: PROT_NONE and MAP_NORESERVE.
+    for (const flags of vmFlagsWithin(w, 8n * P)) assert.ok(flags.includes("nr") && !flags.includes("rd"), flags.join(" "));
     assert.deepEqual(layout(w, 16n * P), ["0+8000:---p", "8000+1000:r--s", "9000+7000:---p"]);
     dev.reset();
     assert.deepEqual(layout(w, 16n * P), ["0+10000:---p"]);

@@ -1,10 +1,11 @@
 #!/bin/sh
-# Build (once) a Debian unstable minbase chroot holding qemu-system-x86 (QEMU 11.x), cached
-# outside the work tree. Idempotent: exits quickly when the chroot already has qemu-system-x86_64.
+# Build (once) a Debian unstable minbase chroot holding qemu-system-x86 and qemu-utils (QEMU 11.x:
+# qemu-system-x86_64 and qemu-storage-daemon), cached outside the work tree. Idempotent: exits
+# quickly when the chroot already has both; an older chroot without qemu-utils gets it added.
 # Must run as root. Usage: build-sid-chroot.sh [DIR]  (default /var/cache/vhostkit/sid-chroot)
 set -eu
 DIR="${1:-${VHOSTKIT_SID_CHROOT:-/var/cache/vhostkit/sid-chroot}}"
-if [ -x "$DIR/usr/bin/qemu-system-x86_64" ]; then
+if [ -x "$DIR/usr/bin/qemu-system-x86_64" ] && [ -x "$DIR/usr/bin/qemu-storage-daemon" ]; then
   echo "sid chroot ready: $DIR"
   exit 0
 fi
@@ -34,6 +35,6 @@ cleanup() {
 trap cleanup EXIT INT TERM
 mount -t proc proc "$DIR/proc"
 chroot "$DIR" apt-get update -qq
-chroot "$DIR" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86
+chroot "$DIR" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 qemu-utils
 chroot "$DIR" apt-get clean
 chroot "$DIR" qemu-system-x86_64 --version | head -n 1

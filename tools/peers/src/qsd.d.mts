@@ -12,6 +12,11 @@ export interface QsdOptions {
   logicalBlockSize?: number;
   /** Binary to run (default `qemu-storage-daemon` on PATH). */
   binary?: string;
+  /**
+   * Program and leading arguments to run instead of `binary`, e.g. `["sh", "tools/peers/qsd-11.sh"]`
+   * for QEMU 11.1's qemu-storage-daemon in the Debian unstable chroot. Its pid must be qsd's (exec).
+   */
+  command?: readonly string[];
   /** Readiness bound in milliseconds (default 10000). */
   readyTimeoutMs?: number;
 }

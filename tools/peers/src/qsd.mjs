@@ -48,7 +48,9 @@ export async function startQsd(opts = {}) {
   if (opts.numQueues !== undefined) exportArg += `,num-queues=${opts.numQueues}`;
   if (opts.logicalBlockSize !== undefined) exportArg += `,logical-block-size=${opts.logicalBlockSize}`;
   const args = ["--blockdev", blockdev, "--export", exportArg];
-  const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
+  // `command` runs qsd through a wrapper (e.g. `sh qsd-11.sh` for the QEMU 11.1 chroot).
+  const [program, ...prefix] = opts.command ?? [binary];
+  const child = spawn(program, [...prefix, ...args], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr.setEncoding("utf8");
   child.stderr.on("data", (d) => {

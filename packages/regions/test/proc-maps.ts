@@ -74,19 +74,17 @@ export function memfdVmas(name: string): number {
 }
 
 /**
- * The `VmFlags` of every VMA of this process that starts inside `[start, start + len)` (from
+ * The `VmFlags` of every VMA of this process that intersects `[start, start + len)` (from
  * /proc/self/smaps), e.g. `["mr", "mw", "me", "nr"]`; `nr` is MAP_NORESERVE, `rd`/`wr`/`ex` the
- * protections.
+ * protections. The kernel may merge a range with equal neighbours, so a VMA can begin before it.
  */
 export function vmFlagsWithin(start: bigint, len: bigint): string[][] {
   const out: string[][] = [];
   let inside = false;
   for (const line of readFileSync("/proc/self/smaps", "utf8").split("\n")) {
-    const head = /^([0-9a-f]+)-[0-9a-f]+ /.exec(line);
-    if (head !== null) {
-      const at = BigInt(`0x${head[1]}`);
-      inside = at >= start && at < start + len;
-    } else if (inside && line.startsWith("VmFlags:")) out.push(line.slice("VmFlags:".length).trim().split(/\s+/));
+    const head = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
+    if (head !== null) inside = BigInt(`0x${head[1]}`) < start + len && BigInt(`0x${head[2]}`) > start;
+    else if (inside && line.startsWith("VmFlags:")) out.push(line.slice("VmFlags:".length).trim().split(/\s+/));
   }
   return out;
 }

@@ -15,6 +15,12 @@ import { backendChannel, ScriptedFrontend, startRing } from "./helpers/scripted-
 
 const device: DeviceBackend = { features: 1n << 5n, queueCount: 2, maxQueueSize: 128, processQueue() {} };
 
+/** `device` served on one end of a socketpair (serveFd), a scripted front-end on the other. */
+function servedOnPair(...args: Parameters<typeof serveFd> extends [unknown, ...infer R] ? R : never): { fe: ScriptedFrontend; served: Promise<void> } {
+  const [mine, theirs] = socketPair();
+  return { served: serveFd(theirs, ...args), fe: new ScriptedFrontend(new Endpoint(mine)) };
+}
+
 /**
  * `fe` negotiates `protocolFeatures` (then runs `beforeFeatures`, e.g. to set up the back-end
  * channel) and VERSION_1 | PROTOCOL_FEATURES, adds 1 MiB of guest RAM at 0, and starts vring 0.
@@ -30,9 +36,7 @@ async function runningRing(fe: ScriptedFrontend, protocolFeatures: bigint, befor
 }
 
 test("serveFd answers a front-end on a connected socket and resolves when it leaves", async () => {
-  const [mine, theirs] = socketPair();
-  const served = serveFd(theirs, device);
-  const fe = new ScriptedFrontend(new Endpoint(mine));
+  const { fe, served } = servedOnPair(device);
   assert.equal(await fe.get("GET_FEATURES"), (1n << 5n) | FRAMEWORK_FEATURES);
   assert.notEqual(((await fe.get("GET_FEATURES")) as bigint) & VirtioFeature.VERSION_1, 0n);
   await fe.send("SET_PROTOCOL_FEATURES", 0n);
@@ -130,9 +134,7 @@ test("SET_CONFIG reaches a device with a writable config: acked 0, the bytes arr
 });
 
 test("REPLY_ACK exactly per spec: NEED_REPLY is acked only once REPLY_ACK was negotiated", async () => {
-  const [mine, theirs] = socketPair();
-  const served = serveFd(theirs, device);
-  const fe = new ScriptedFrontend(new Endpoint(mine));
+  const { fe, served } = servedOnPair(device);
   await fe.send("SET_OWNER", undefined, { needReply: true }); // REPLY_ACK not negotiated: no ack
   // The next message from the back-end is the GET_QUEUE_NUM reply, not an ack of SET_OWNER.
   assert.equal(await fe.get("GET_QUEUE_NUM"), 2n);
@@ -146,9 +148,7 @@ test("REPLY_ACK exactly per spec: NEED_REPLY is acked only once REPLY_ACK was ne
 test("GET_SHMEM_CONFIG answers what the device declared at the start, however often it is asked (SHMEM.md §3)", async () => {
   let calls = 0;
   const changing: DeviceBackend = { ...device, shmemRegions: () => (++calls === 1 ? [{ shmid: 1, size: 1n << 20n }] : [{ shmid: 2, size: 1n << 16n }]) };
-  const [mine, theirs] = socketPair();
-  const served = serveFd(theirs, changing);
-  const fe = new ScriptedFrontend(new Endpoint(mine));
+  const { fe, served } = servedOnPair(changing);
   assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.SHMEM), 0n);
   for (let i = 0; i < 2; i++) {
     const c = (await fe.get("GET_SHMEM_CONFIG")) as { nregions: number; sizes: bigint[] };
@@ -165,9 +165,7 @@ test("without MEM_RW the back-end channel keeps the usual payload cap (SHMEM.md 
   for (const memRw of [false, true]) {
     let started!: (ctx: DeviceContext) => void;
     const context = new Promise<DeviceContext>((r) => (started = r));
-    const [mine, theirs] = socketPair();
-    const served = serveFd(theirs, { ...device, getConfig: (_offset, size) => new Uint8Array(size), start: (ctx) => started(ctx) }, { memRw });
-    const fe = new ScriptedFrontend(new Endpoint(mine));
+    const { fe, served } = servedOnPair({ ...device, getConfig: (_offset, size) => new Uint8Array(size), start: (ctx) => started(ctx) }, { memRw });
     const pf = ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.CONFIG | ProtocolFeature.CONFIGURE_MEM_SLOTS | (memRw ? VHOSTKIT_MEM_RW : 0n);
     let channel!: Awaited<ReturnType<typeof backendChannel>>;
     const { ram, call, kick } = await runningRing(fe, pf, async () => void (channel = await backendChannel(fe, { maxPayload: MEM_RW_MAX_PAYLOAD })));
@@ -190,9 +188,7 @@ test("without MEM_RW the back-end channel keeps the usual payload cap (SHMEM.md 
 
 test("REM_MEM_REG that comes with an fd is served and the fd closed unused (PROTOCOL.md §1.3)", async () => {
   const before = readdirSync("/proc/self/fd").length;
-  const [mine, theirs] = socketPair();
-  const served = serveFd(theirs, device);
-  const fe = new ScriptedFrontend(new Endpoint(mine));
+  const { fe, served } = servedOnPair(device);
   assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIGURE_MEM_SLOTS), 0n);
   const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 1n << 20n }] });
   const b = ram.memoryTable()[0]!;
@@ -249,9 +245,7 @@ test("after a disconnect the device is reset, and the next front-end served, onl
 
 test("the MEM_RW gate bit is configurable: offered at the chosen bit only", async () => {
   for (const [memRw, bit] of [[true, 63n], [{ bit: 40 }, 40n]] as const) {
-    const [mine, theirs] = socketPair();
-    const served = serveFd(theirs, device, { memRw });
-    const fe = new ScriptedFrontend(new Endpoint(mine));
+    const { fe, served } = servedOnPair(device, { memRw });
     const pf = (await fe.get("GET_PROTOCOL_FEATURES")) as bigint;
     assert.equal(pf & (1n << bit), 1n << bit, `bit ${bit} offered`);
     assert.equal(pf & ((1n << 63n) | (1n << 40n)) & ~(1n << bit), 0n, "and no other gate bit");
@@ -283,9 +277,7 @@ test("a kick fd that is no eventfd (a short read) breaks its ring visibly: err f
 
 test("more hostile requests: out-of-range ring indices, a status beyond a byte, VRING_KICK; fds closed, unanswerable ones drop", async () => {
   const before = readdirSync("/proc/self/fd").length;
-  const [mine, theirs] = socketPair();
-  const served = serveFd(theirs, device);
-  const fe = new ScriptedFrontend(new Endpoint(mine));
+  const { fe, served } = servedOnPair(device);
   assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.STATUS), 0n);
   const stray = EventFd.create();
   assert.equal(await fe.ack("SET_VRING_CALL", { index: 9, noFd: false }, [stray.fd]), 1n, "no queue 9");

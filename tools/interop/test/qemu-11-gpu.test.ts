@@ -12,14 +12,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { LineProcess, Qmp } from "./helpers/processes.js";
+import { peerCommand } from "@vhostkit/peers/peers";
+import { LineProcess, Qmp, withDeadline } from "./helpers/processes.js";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
-const PEERS = here("../../peers/");
 const GPU_APP = here("../../../apps/gpu-backend/");
 
-test("QEMU 11.1 + vhostkit-gpu as virtio-gpu: GET_SHMEM_CONFIG sizes shmid 1 and BAR 4 (--shm-size 32M), no map without DRIVER_OK, clean quit", { timeout: 120_000 }, async () => {
-  assert.equal(spawnSync("sh", [join(PEERS, "build-sid-chroot.sh")]).status, 0, "the QEMU 11.1 chroot is needed (tools/peers/build-sid-chroot.sh as root)");
+test("QEMU 11.1 + vhostkit-gpu as virtio-gpu: GET_SHMEM_CONFIG sizes shmid 1 and BAR 4 (--shm-size 32M), no map without DRIVER_OK, clean quit", { timeout: 100_000 }, async () => {
+  const [program, ...prefix] = peerCommand("sid", "qemu-system-x86_64"); // not fetched: fails here, before anything starts
   if (typeof (globalThis as { Bun?: unknown }).Bun === "undefined") {
     // Node runs the sample's dist/ build (incremental; a no-op when up to date).
     const b = spawnSync(here("../../../node_modules/.bin/tsc"), ["-b", GPU_APP], { encoding: "utf8" });
@@ -30,11 +30,11 @@ test("QEMU 11.1 + vhostkit-gpu as virtio-gpu: GET_SHMEM_CONFIG sizes shmid 1 and
   const gpu = new LineProcess(process.execPath, [join(GPU_APP, "bin/vhostkit-gpu.mjs"), "--socket", socket, "--shm-size", "32M", "--events", "--once", "--sealed-memory"]);
   let qemu: LineProcess | undefined;
   try {
-    await gpu.line('"event":"listening"');
+    await withDeadline(gpu.line('"event":"listening"'), 20_000, "listening vhostkit-gpu");
     qemu = new LineProcess(
-      "sh",
+      program as string,
       [
-        join(PEERS, "qemu-11.sh"),
+        ...prefix,
         "-machine", "q35,accel=tcg,memory-backend=mem",
         "-m", "64M",
         "-object", "memory-backend-memfd,id=mem,size=64M,share=on",
@@ -45,7 +45,7 @@ test("QEMU 11.1 + vhostkit-gpu as virtio-gpu: GET_SHMEM_CONFIG sizes shmid 1 and
       ],
       { stdin: true },
     );
-    const qmp = await Qmp.overStdio(qemu);
+    const qmp = await withDeadline(Qmp.overStdio(qemu), 30_000, "QMP greeting");
     // -S: the guest never runs, so no driver ever sets DRIVER_OK. The BAR is not placed yet; the
     // regions are QOM children of the device.
     const backend = "/machine/peripheral/gpu0/virtio-backend";
@@ -56,10 +56,10 @@ test("QEMU 11.1 + vhostkit-gpu as virtio-gpu: GET_SHMEM_CONFIG sizes shmid 1 and
     assert.ok(!children.some((n) => /^virtio-shmem-1-/.test(n)), `nothing mapped: ${children.join(", ")}`);
     assert.ok(((await qmp.execute("qom-list", { path: "/machine/peripheral/gpu0" })) as { name: string }[]).some((c) => c.name.startsWith("virtio-pci-device-virtio-gpu")), "QEMU presents the device as virtio-gpu");
     await qmp.execute("quit");
-    assert.equal(await qemu.exited, 0, `QEMU exit status\n${qemu.stderr}`);
-    await gpu.line('"event":"reset"');
+    assert.equal(await withDeadline(qemu.exited, 20_000, "QEMU exit"), 0, `QEMU exit status\n${qemu.stderr}`);
+    await withDeadline(gpu.line('"event":"reset"'), 20_000, "reset of vhostkit-gpu");
     assert.ok(!gpu.lines.some((l) => l.includes('"event":"start"')), "the sample never ran, so it never mapped");
-    assert.equal(await gpu.exited, 0, "--once: vhostkit-gpu exits after QEMU left");
+    assert.equal(await withDeadline(gpu.exited, 20_000, "vhostkit-gpu exit"), 0, "--once: vhostkit-gpu exits after QEMU left");
   } finally {
     await qemu?.stop();
     await gpu.stop();

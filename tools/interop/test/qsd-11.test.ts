@@ -1,7 +1,7 @@
 /**
  * The generic front-end (@vhostkit/frontend) against QEMU 11.1's qemu-storage-daemon — the newest
- * real vhost-user back-end we can run — from the Debian unstable chroot (tools/peers/qsd-11.sh;
- * .ci/run builds the chroot with qemu-utils). Negotiation, real blk I/O that lands in the image
+ * real vhost-user back-end we can run — from Debian unstable (fetched without
+ * root by tools/peers/fetch.sh). Negotiation, real blk I/O that lands in the image
  * file, and the conformance checks, through the library and through the `vhost-user-device` CLI.
  */
 import { after, before, test } from "node:test";
@@ -11,17 +11,13 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BlkDriver, Guest, decodeBlkConfig, runConformance } from "@vhostkit/frontend";
-import { startQsd, type QsdHandle } from "@vhostkit/peers/qsd";
+import { qsdVersion, startQsd, type QsdHandle } from "@vhostkit/peers/qsd";
 import { ProtocolFeature } from "@vhostkit/wire";
-
-const QSD_11 = fileURLToPath(new URL("../../peers/qsd-11.sh", import.meta.url));
 
 let qsd: QsdHandle;
 before(async () => {
-  const version = spawnSync("sh", [QSD_11, "--version"], { encoding: "utf8" });
-  assert.equal(version.status, 0, `QEMU 11.1's qemu-storage-daemon is needed: run tools/peers/build-sid-chroot.sh (as root)\n${version.stderr}`);
-  assert.match(version.stdout, /version 11\.1\./);
-  qsd = await startQsd({ sizeBytes: 1024 * 1024, command: ["sh", QSD_11] });
+  assert.match(await qsdVersion({ peer: "sid" }), /version 11\.1\./); // not fetched: fails here, at once
+  qsd = await startQsd({ sizeBytes: 1024 * 1024, peer: "sid" });
 });
 after(async () => {
   await qsd?.stop();
@@ -58,7 +54,7 @@ test("vhost-user-device against QEMU 11.1 qemu-storage-daemon: probe --json, blk
   // The CLI is a Bun program: under Node it runs with the repository's own Bun.
   const bun = "bun" in process.versions ? process.execPath : fileURLToPath(new URL("../../../node_modules/.bin/bun", import.meta.url));
   const main = fileURLToPath(new URL("../../../apps/device/src/main.ts", import.meta.url));
-  const cli = (...args: string[]) => spawnSync(bun, [main, ...args], { encoding: "utf8" });
+  const cli = (...args: string[]) => spawnSync(bun, [main, ...args], { encoding: "utf8", timeout: 30_000 });
   const probe = cli("probe", "--socket", qsd.socketPath, "--device-type", "blk", "--json");
   assert.equal(probe.status, 0, probe.stderr);
   const o = JSON.parse(probe.stdout) as { queueNum: number; protocolFeatureNames: string[]; shmem: unknown[]; config: string };

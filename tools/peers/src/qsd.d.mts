@@ -1,3 +1,4 @@
+import type { PeerSet } from "./peers.mjs";
 /** Options for {@link startQsd}. */
 export interface QsdOptions {
   /** `file` = raw image in the temp dir (default); `null-co` = null driver for benchmarks. */
@@ -10,12 +11,14 @@ export interface QsdOptions {
   numQueues?: number;
   /** `logical-block-size=` of the export (qsd default 512). */
   logicalBlockSize?: number;
-  /** Binary to run (default `qemu-storage-daemon` on PATH). */
-  binary?: string;
   /**
-   * Program and leading arguments to run instead of `binary`, e.g. `["sh", "tools/peers/qsd-11.sh"]`
-   * for QEMU 11.1's qemu-storage-daemon in the Debian unstable chroot. Its pid must be qsd's (exec).
+   * The fetched peer set whose qsd runs (tools/peers/fetch.sh): `bookworm` = QEMU 7.2 (default),
+   * `sid` = QEMU 11.1. Unfetched: startQsd rejects at once with a PeerMissingError.
    */
+  peer?: PeerSet;
+  /** A binary to run instead of the peer set's (e.g. `qemu-storage-daemon` on PATH). */
+  binary?: string;
+  /** Program and leading arguments to run instead of `peer`/`binary`. Its pid must be qsd's (exec). */
   command?: readonly string[];
   /** Readiness bound in milliseconds (default 10000). */
   readyTimeoutMs?: number;
@@ -37,5 +40,5 @@ export interface QsdHandle {
 }
 /** Start qsd and wait until its socket accepts a connection. Rejects if it exits or times out. */
 export function startQsd(opts?: QsdOptions): Promise<QsdHandle>;
-/** First line of `qemu-storage-daemon --version`. */
-export function qsdVersion(binary?: string): Promise<string>;
+/** First line of `qemu-storage-daemon --version`, for the qsd `opts` selects as in {@link startQsd}. */
+export function qsdVersion(opts?: Pick<QsdOptions, "peer" | "binary" | "command">): Promise<string>;

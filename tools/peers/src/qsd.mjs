@@ -5,6 +5,7 @@ import { mkdtemp, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { peerCommand } from "./peers.mjs";
 
 /** Try one connect to a unix socket; resolves true when accepted (connection is closed at once). */
 function tryConnect(path) {
@@ -23,6 +24,16 @@ function waitTick(ms) {
 }
 
 /**
+ * The argv that starts qsd: `command`, else `binary`, else the fetched peer set `peer` (default
+ * `bookworm`, QEMU 7.2). An unfetched set throws PeerMissingError at once.
+ */
+function qsdCommand(opts) {
+  if (opts.command !== undefined) return [...opts.command];
+  if (opts.binary !== undefined) return [opts.binary];
+  return peerCommand(opts.peer ?? "bookworm", "qemu-storage-daemon");
+}
+
+/**
  * Start qemu-storage-daemon with a vhost-user-blk export on a fresh temp socket.
  * @param {import("./qsd.d.mts").QsdOptions} [opts]
  * @returns {Promise<import("./qsd.d.mts").QsdHandle>}
@@ -30,8 +41,8 @@ function waitTick(ms) {
 export async function startQsd(opts = {}) {
   const backend = opts.backend ?? "file";
   const sizeBytes = opts.sizeBytes ?? 1024 * 1024;
-  const binary = opts.binary ?? "qemu-storage-daemon";
   const timeoutMs = opts.readyTimeoutMs ?? 10_000;
+  const [program, ...prefix] = qsdCommand(opts);
   const dir = await mkdtemp(join(tmpdir(), "vhostkit-qsd-"));
   const socketPath = join(dir, "vhost-user-blk.sock");
   let blockdev;
@@ -48,8 +59,6 @@ export async function startQsd(opts = {}) {
   if (opts.numQueues !== undefined) exportArg += `,num-queues=${opts.numQueues}`;
   if (opts.logicalBlockSize !== undefined) exportArg += `,logical-block-size=${opts.logicalBlockSize}`;
   const args = ["--blockdev", blockdev, "--export", exportArg];
-  // `command` runs qsd through a wrapper (e.g. `sh qsd-11.sh` for the QEMU 11.1 chroot).
-  const [program, ...prefix] = opts.command ?? [binary];
   const child = spawn(program, [...prefix, ...args], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr.setEncoding("utf8");
@@ -97,10 +106,11 @@ export async function startQsd(opts = {}) {
   return { socketPath, dir, pid: child.pid ?? -1, args, stderr: () => stderr, stop };
 }
 
-/** `qemu-storage-daemon --version` first line. */
-export async function qsdVersion(binary = "qemu-storage-daemon") {
+/** `qemu-storage-daemon --version` first line (same choice of qsd as startQsd). */
+export async function qsdVersion(opts = {}) {
+  const [program, ...prefix] = qsdCommand(opts);
   return new Promise((resolve, reject) => {
-    const c = spawn(binary, ["--version"], { stdio: ["ignore", "pipe", "ignore"] });
+    const c = spawn(program, [...prefix, "--version"], { stdio: ["ignore", "pipe", "ignore"] });
     let out = "";
     c.stdout.setEncoding("utf8");
     c.stdout.on("data", (d) => (out += d));

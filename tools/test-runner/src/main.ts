@@ -22,10 +22,26 @@ const failures: string[] = [];
 /** The failing cases of each failed test leg, printed again at the end, where a cut log still shows them. */
 const digests: string[] = [];
 
+/** Per-test deadline of both runners; a test may set a shorter one, never a longer one. */
+const TEST_TIMEOUT_MS = 120_000;
+/**
+ * A whole test leg (one package under Bun, one file under Node) is killed after this long, with
+ * everything it started: coreutils `timeout` puts the leg in its own process group and signals the
+ * group, so a stray peer cannot keep the runner waiting on its pipes.
+ */
+const LEG_TIMEOUT_S = 900;
+
 function run(cmd: string, argv: string[], cwd: string, env: Record<string, string> = {}) {
   const r = spawnSync(cmd, argv, { cwd, encoding: "utf8", env: { ...process.env, ...env }, maxBuffer: 256 * 1024 * 1024 });
   const out = `${r.stdout ?? ""}${r.stderr ?? ""}`;
   return { status: r.status ?? (r.signal ? 128 : 1), out, signal: r.signal };
+}
+
+/** `run` under a group-wide deadline of LEG_TIMEOUT_S; says so in the output when it fired. */
+function runLeg(cmd: string, argv: string[], cwd: string) {
+  const r = run("timeout", ["-k", "10", String(LEG_TIMEOUT_S), cmd, ...argv], cwd);
+  if (r.status === 124 || r.status === 137) r.out += `\n[test-runner] killed after ${LEG_TIMEOUT_S} s with everything it started\n`;
+  return r;
 }
 
 function gate(name: string, cmd: string, argv: string[], cwd = root): boolean {
@@ -99,6 +115,10 @@ function count(out: string, re: RegExp): number {
 
 const bunBin = process.execPath;
 
+// 0. third-party peers (QEMU 7.2 and 11.1 from Debian, no root) into the user's cache; a quick
+// no-op once fetched. When this fails, the tests that need a peer fail at once saying what to run.
+gate("peers (tools/peers/fetch.sh: QEMU 7.2 and 11.1 from Debian into the user's cache)", "sh", [join(root, "tools/peers/fetch.sh")]);
+
 // 1. build + typecheck of sources (tsc -b follows project references).
 gate("build (tsc -b)", join(root, "node_modules/.bin/tsc"), ["-b"]);
 
@@ -120,7 +140,7 @@ for (const d of dirs) {
   if (files.length === 0) continue;
   const t0 = performance.now();
   // bunfig.toml is read from the working directory only, so pass the repository's per-test timeout here.
-  const r = run(bunBin, ["test", "--timeout", "120000", ...files.map((f) => `./${relative(d, f)}`)], d);
+  const r = runLeg(bunBin, ["test", "--timeout", String(TEST_TIMEOUT_MS), ...files.map((f) => `./${relative(d, f)}`)], d);
   const p = count(r.out, /^\s*(\d+) pass$/gm);
   const f = count(r.out, /^\s*(\d+) fail$/gm);
   const ok = r.status === 0 && f === 0 && p > 0;
@@ -143,7 +163,7 @@ for (const d of dirs) {
       continue;
     }
     const t1 = performance.now();
-    const n = run("node", ["--test", "--test-reporter=tap", bundle], dirname(file));
+    const n = runLeg("node", ["--test", `--test-timeout=${TEST_TIMEOUT_MS}`, "--test-reporter=tap", bundle], dirname(file));
     rmSync(bundle, { force: true });
     const np = count(n.out, /^# pass (\d+)$/gm);
     const nf = count(n.out, /^# fail (\d+)$/gm) + count(n.out, /^# cancelled (\d+)$/gm);

@@ -5,6 +5,22 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { connect, type Socket } from "node:net";
 import { createInterface } from "node:readline";
 
+/**
+ * `p`, or a rejection naming `what` once `ms` have passed: every wait on a peer has a deadline
+ * shorter than the test's, so a silent peer fails the test with a reason instead of a timeout.
+ */
+export async function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A child process whose stdout lines are collected; wait for a line with {@link LineProcess.line}. */
 export class LineProcess {
   readonly child: ChildProcess;
@@ -22,13 +38,19 @@ export class LineProcess {
       this.#waiters = this.#waiters.filter((w) => (w.match(l) ? (w.resolve(l), false) : true));
     });
     this.child.stderr!.on("data", (b: Buffer) => (this.stderr += b.toString()));
-    this.#exited = new Promise((resolve) =>
-      this.child.once("exit", (code, signal) => {
-        for (const w of this.#waiters) w.reject(new Error(`${cmd} exited (${code ?? signal}) before the expected line\nstdout: ${this.lines.join("\n")}\nstderr: ${this.stderr}`));
+    // A test that dies without stop() must not leave its peer running.
+    const kill = () => this.child.kill("SIGKILL");
+    process.once("exit", kill);
+    this.#exited = new Promise((resolve) => {
+      const ended = (how: string, code: number | null) => {
+        process.off("exit", kill);
+        for (const w of this.#waiters) w.reject(new Error(`${cmd} ${how} before the expected line\nstdout: ${this.lines.join("\n")}\nstderr: ${this.stderr}`));
         this.#waiters = [];
         resolve(code);
-      }),
-    );
+      };
+      this.child.once("exit", (code, signal) => ended(`exited (${code ?? signal})`, code));
+      this.child.once("error", (err) => ended(`could not start (${err.message})`, null));
+    });
   }
 
   /** The first line (seen or future) for which `match` is true; rejects when the process exits first. */
@@ -55,10 +77,16 @@ export class LineProcess {
     return this.#exited;
   }
 
-  /** SIGTERM (if still running) and wait for the exit. */
+  /** SIGTERM (if still running), SIGKILL if it has not exited 5 s later, and wait for the exit. */
   async stop(): Promise<number | null> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGTERM");
-    return this.#exited;
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.#exited;
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), 5000);
+    try {
+      return await this.#exited;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 

@@ -3,7 +3,7 @@
  * written **by hand** from the layout tables (PROTOCOL.md §1.5, SHMEM.md §2.2, §3, §4.1, §7.2) with
  * the little-endian hex helpers below, never with the codec under test. `write-golden.ts` turns the
  * cases into `fixtures/golden/<dialect>/<file>.hex`; `golden.test.ts` checks file = hand hex,
- * decode(file) = value and encode(value) = file.
+ * decode(file) = value and encode(value) = file, once per distinct encoding.
  */
 import type { Channel, Dialect, DialectName } from "@vhostkit/wire";
 import { Dialects } from "@vhostkit/wire";
@@ -271,7 +271,43 @@ export const GOLDEN: Readonly<Record<DialectName, readonly GoldenCase[]>> = Obje
   (Object.keys(Dialects) as DialectName[]).map((name) => [name, cases(Dialects[name])]),
 ) as unknown as Record<DialectName, readonly GoldenCase[]>;
 
+/**
+ * The package's `test/` directory. Cut from this module's URL at `/test/` rather than resolved
+ * relative to it: under Bun this file runs from `test/helpers/`, but the Node leg bundles it into
+ * the test file (`test/.<name>.node.mjs`), where `import.meta.url` is the bundle's.
+ */
+const TEST_DIR = import.meta.url.slice(0, import.meta.url.lastIndexOf("/test/") + "/test/".length);
+
 /** Directory of the golden fixtures of `dialect`. */
 export function goldenDir(dialect: DialectName): URL {
-  return new URL(`./fixtures/golden/${dialect}/`, import.meta.url);
+  return new URL(`fixtures/golden/${dialect}/`, TEST_DIR);
+}
+
+/** One distinct golden frame: a fixture file whose bytes are the same in every dialect listed. */
+export interface GoldenEncoding {
+  /** File stem, as in every dialect directory that has it. */
+  readonly file: string;
+  /** Whole frame hex (hand-written header + payload). */
+  readonly hex: string;
+  /** The dialects whose fixture `file` holds exactly these bytes, each with its case. */
+  readonly cases: readonly { readonly dialect: DialectName; readonly case: GoldenCase }[];
+}
+
+/**
+ * The golden cases of every dialect grouped by the bytes they produce: one entry per file and
+ * distinct frame. A frame that is the same in several dialects (all but the SHMEM messages and the
+ * protocol-feature masks) is one entry listing those dialects.
+ */
+export function distinctGolden(): GoldenEncoding[] {
+  const byFrame = new Map<string, { file: string; hex: string; cases: { dialect: DialectName; case: GoldenCase }[] }>();
+  for (const dialect of Object.keys(GOLDEN) as DialectName[]) {
+    for (const c of GOLDEN[dialect]) {
+      const hex = frameHex(c);
+      const key = `${c.file}:${hex}`;
+      const entry = byFrame.get(key) ?? { file: c.file, hex, cases: [] };
+      entry.cases.push({ dialect, case: c });
+      byFrame.set(key, entry);
+    }
+  }
+  return [...byFrame.values()];
 }

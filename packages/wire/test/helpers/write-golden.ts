@@ -1,6 +1,6 @@
 /**
  * Regenerate `fixtures/golden/<dialect>/*.hex` from the hand-written cases in golden-cases.ts.
- * Run from the repository root: `bun packages/wire/test/write-golden.ts`. Tests never write.
+ * Run from the repository root: `bun packages/wire/test/helpers/write-golden.ts`. Tests never write.
  */
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";

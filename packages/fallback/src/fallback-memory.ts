@@ -1,7 +1,7 @@
 /**
  * Guest memory for a back-end that may meet addresses outside its memory table (a buffer in another
  * device's VIRTIO Shared Memory Region): direct access where the table translates, vhostkit's
- * MEM_READ / MEM_WRITE (SHMEM.md §7.2) through the front-end elsewhere, with bounce buffers.
+ * MEM_READ / MEM_WRITE (docs/shmem.md#vhostkit-memory-access-extension) through the front-end elsewhere, with bounce buffers.
  * @module
  */
 import { translateRange, type GuestAddress, type GuestMemory, type TranslateResult, type UserAddress } from "@vhostkit/regions";
@@ -36,7 +36,7 @@ const U64_END = 1n << 64n;
  * `writeChain`) therefore works unchanged.
  *
  * Ordering: pieces are sent one at a time and each waits for its reply. Atomicity across pieces is
- * not promised (SHMEM.md §7.2 rule 9): to the guest it behaves like device DMA.
+ * not promised (docs/shmem.md#extension-rules, rule 9): to the guest it behaves like device DMA.
  */
 export class FallbackMemory implements GuestMemory {
   readonly #direct: GuestMemory;

@@ -23,7 +23,7 @@ interface Part {
  * Guest-physical space as the driver sees it. Lookups go to the RAM block or device window that
  * contains the address; inside a device window only live mappings translate (reserved pages give
  * an `unmapped` miss and are never touched), and `write` refuses read-only mappings before it
- * copies anything. This is what serves the vhostkit MEM_READ / MEM_WRITE extension (SHMEM.md §7.2).
+ * copies anything. This is what serves the vhostkit MEM_READ / MEM_WRITE extension (docs/shmem.md#extension-rules).
  *
  * Borrows the RAM and devices: it does not dispose them.
  */

@@ -1,6 +1,6 @@
 /**
  * Branded u64 address types. Every address is a `bigint`; the brand keeps the address spaces apart
- * at compile time (PROTOCOL.md §4.13): a guest-physical address can never be passed where a
+ * at compile time (docs/protocol.md#address-spaces): a guest-physical address can never be passed where a
  * front-end virtual (`userspace_addr`) address is expected, and vice versa.
  *
  * @module

@@ -14,7 +14,7 @@ import { findContaining, readThrough, spanOf, translateArgsMiss, writeThrough } 
 
 /**
  * Default base of the synthetic user-address space: region `userspace_addr` = base + GPA. The
- * value is a constant (it worked with QEMU-era back-ends, PROTOCOL.md §4.4), so user addresses
+ * value is a constant (it worked with QEMU-era back-ends, docs/protocol.md#memory-table), so user addresses
  * reveal nothing about the front-end's real address-space layout.
  */
 export const SYNTHETIC_USER_BASE = 0x7f00_0000_0000n;

@@ -10,7 +10,7 @@ export const VIEW_CHUNK = 1 << 30;
 
 /**
  * Host memory at a fixed address with a known length. Byte views are created once per 1 GiB chunk,
- * on first access (PERF-NOTES: `koffi.view` cost grows with length), and must never be touched
+ * on first access (docs/performance.md#memory-views: `koffi.view` cost grows with length), and must never be touched
  * after the memory is unmapped or turned back into a PROT_NONE reservation.
  * @internal
  */

@@ -1,7 +1,7 @@
 /**
  * `@vhostkit/regions`: guest memory tables and VIRTIO Shared Memory Regions.
  *
- * vhost-user shares guest memory by passing fds that both sides mmap (PROTOCOL.md §4.4). This
+ * vhost-user shares guest memory by passing fds that both sides mmap (docs/protocol.md#memory-table). This
  * package holds both halves:
  *
  * - **Back-end:** {@link MemoryTable} maps the regions of SET_MEM_TABLE / ADD_MEM_REG (with
@@ -11,7 +11,7 @@
  * - **Front-end:** {@link GuestRam} allocates guest RAM from sealed memfds and describes it as
  *   memory-table regions with synthetic user addresses; {@link DeviceSharedMemory} reserves each
  *   VIRTIO Shared Memory Region (GET_SHMEM_CONFIG) with PROT_NONE and serves BACKEND_SHMEM_MAP /
- *   BACKEND_SHMEM_UNMAP into the reservation (SHMEM.md §4–§6, §9); {@link GuestAddressSpace} is
+ *   BACKEND_SHMEM_UNMAP into the reservation (docs/shmem.md#mapping-rules, docs/shmem.md#security-rules); {@link GuestAddressSpace} is
  *   the whole guest-physical space (RAM + every device's regions) as one {@link GuestMemory}.
  *
  * Consumers (virtqueue, fallback, devices) depend only on the {@link GuestMemory} interface. u64

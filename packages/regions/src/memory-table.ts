@@ -1,6 +1,7 @@
 /**
  * The back-end memory table: SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG and GET_MAX_MEM_SLOTS
- * (PROTOCOL.md §4.4), with translation of guest-physical and front-end virtual addresses (§4.13).
+ * (docs/protocol.md#memory-table), with translation of guest-physical and front-end virtual addresses
+ * (docs/protocol.md#address-spaces).
  * @module
  */
 import { fstatSize, getSeals, mmanErrno, SEAL } from "@vhostkit/transport/sys";
@@ -18,7 +19,7 @@ const U64_END = 1n << 64n;
 export const DEFAULT_MAX_MEM_SLOTS = 509;
 
 /**
- * One memory region as VhostUserMemoryRegion describes it (PROTOCOL.md §1.5), u64 fields as
+ * One memory region as VhostUserMemoryRegion describes it (docs/protocol.md#payload-layouts), u64 fields as
  * bigint so the wire codec's decoded values map onto it field by field.
  */
 export interface MemoryRegionDescriptor {

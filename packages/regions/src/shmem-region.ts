@@ -1,6 +1,6 @@
 /**
  * VIRTIO Shared Memory Regions of one device on the front-end: PROT_NONE reservations placed in
- * guest-physical space, and the SHMEM_MAP / SHMEM_UNMAP bookkeeping (SHMEM.md §4–§6, §9).
+ * guest-physical space, and the SHMEM_MAP / SHMEM_UNMAP bookkeeping (docs/shmem.md#mapping-rules, docs/shmem.md#security-rules).
  * @module
  */
 import { fstatSize, getSeals, MAP, mmanErrno, mmapOrErrno, PROT, SEAL } from "@vhostkit/transport/sys";
@@ -12,7 +12,7 @@ import type { GuestMemory, TranslateResult } from "./guest-memory.js";
 import { HostMapping, unmapHost } from "./host-mapping.js";
 import { findContaining, insertionIndex, readThrough, spanOf, translateArgsMiss, writeThrough } from "./span-lookup.js";
 
-/** SHMEM_MAP `flags` bit 0: 1 = read-write, 0 = read-only. No other bit is defined (SHMEM.md §4.2). */
+/** SHMEM_MAP `flags` bit 0: 1 = read-write, 0 = read-only. No other bit is defined (docs/shmem.md#map-payload). */
 export const SHMEM_MAP_FLAG_RW = 1n;
 
 /** Default cap on live mappings in one shared memory region (each mapping costs up to 2 VMAs). */
@@ -39,7 +39,7 @@ export interface ShmemRegionInfo {
 
 /**
  * A live SHMEM_MAP mapping, as needed to propagate it to other back-ends (eager propagation,
- * SHMEM.md §8): `guestPhysAddr` = region base + `shmOffset`.
+ * docs/shmem.md#eager-propagation): `guestPhysAddr` = region base + `shmOffset`.
  */
 export interface ShmemMapping {
   /** Region id. */
@@ -148,7 +148,7 @@ function sizesOf(sizes: DeviceSharedMemoryOptions["sizes"]): [number, bigint][] 
  * `MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE`; SHMEM_MAP replaces part of the reservation with
  * `MAP_SHARED|MAP_FIXED` (PROT_READ, or PROT_READ|PROT_WRITE; never exec), SHMEM_UNMAP puts the
  * PROT_NONE reservation back with `MAP_FIXED` in one call, so the window never has a hole an
- * unrelated `mmap` could land in (SHMEM.md §9 rule 3). Host virtual addresses never leave this
+ * unrelated `mmap` could land in (docs/shmem.md#keep-the-window-reserved). Host virtual addresses never leave this
  * object: mappings are described by region offsets and guest-physical addresses.
  *
  * Access from JavaScript goes through {@link DeviceSharedMemory.translate} / `read` / `write`,

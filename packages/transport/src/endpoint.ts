@@ -160,7 +160,7 @@ function getSmallU64(v: DataView, off: number): number {
  * waits for readiness through its {@link Reactor} (one edge-triggered epoll set served by one koffi
  * worker thread for all fds). Idle costs no CPU.
  *
- * Framing (PROTOCOL.md §1.3): fds are attached to the **first byte of the header** on send; on
+ * Framing (docs/protocol.md#file-descriptors): fds are attached to the **first byte of the header** on send; on
  * receive the 12-byte header is read together with its fds (`MSG_CMSG_CLOEXEC`) and then exactly
  * `size` payload bytes, never more, so a read never crosses a message boundary. fds arriving with
  * body bytes are a protocol error (`FDS_ON_BODY`).

@@ -7,7 +7,7 @@ import { lastErrno } from "./sys/libc.js";
 import { setNonBlocking, socketSys } from "./sys/socket.js";
 
 /**
- * An eventfd (kick/call/err fds, PROTOCOL.md §1.4) whose {@link EventFd.wait} never blocks the JS
+ * An eventfd (kick/call/err fds, docs/protocol.md#notification-fds) whose {@link EventFd.wait} never blocks the JS
  * thread: a non-blocking read, and on EAGAIN a readiness wait through the {@link Reactor}. Idle costs
  * no CPU. A pipe read end (non-Linux front-ends use pipes) works too.
  */

@@ -165,7 +165,7 @@ function defaultSpinMicros(): number {
  * first spins (adaptive budget, in slices; {@link ReactorOptions.spinMicros}) and then hands over
  * to **one** koffi worker thread blocked in `epoll_wait.async`.
  *
- * Why this design (PERF-NOTES.md): one blocked call per socket or eventfd would hold one thread
+ * Why this design (docs/performance.md#wait-mechanism-per-runtime): one blocked call per socket or eventfd would hold one thread
  * each (in Node one of libuv's 4 pool threads) and deadlock a back-end with a few queues; one epoll
  * set needs at most one blocked call for any number of fds and costs no CPU while idle.
  *

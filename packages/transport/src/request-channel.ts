@@ -6,11 +6,11 @@ import { TransportError } from "./transport-error.js";
 export interface RequestOptions {
   /** fds to attach (borrowed, not closed). */
   readonly fds?: readonly number[];
-  /** Wait for a reply (GET_* requests and the other always-replied requests of PROTOCOL.md §2.1). */
+  /** Wait for a reply (GET_* requests and the other always-replied requests of docs/protocol.md#front-end-requests). */
   readonly expectReply?: boolean;
   /**
    * Set NEED_REPLY on a request that is always answered anyway (vhostkit MEM_READ/MEM_WRITE carry
-   * flags 0x9, SHMEM.md §7.2). For ack-only requests use {@link RequestChannel.requestAck}.
+   * flags 0x9, docs/shmem.md#extension-wire-format). For ack-only requests use {@link RequestChannel.requestAck}.
    */
   readonly needReply?: boolean;
   /** Timeout in milliseconds (default: the channel's). */
@@ -110,7 +110,7 @@ export class RequestChannel {
 
   /**
    * Send `request` that has no reply of its own, asking for a REPLY_ACK status when REPLY_ACK is
-   * negotiated (PROTOCOL.md §4.3). Without REPLY_ACK the request is sent plainly and 0n returned.
+   * negotiated (docs/protocol.md#reply-rules). Without REPLY_ACK the request is sent plainly and 0n returned.
    * @returns the u64 status: 0n = success, anything else = the peer's failure code.
    * @throws TransportError `BAD_REPLY` when the ack is not exactly 8 bytes, or as {@link RequestChannel.request}.
    */
@@ -204,7 +204,7 @@ export class RequestChannel {
 
 /**
  * Send the reply to `request` on `endpoint`: flags exactly VERSION|REPLY (0x5), the request id echoed
- * (PROTOCOL.md §1.1). Used by the handling side of a socket (back-end dispatcher, front-end handler
+ * (docs/protocol.md#message-header). Used by the handling side of a socket (back-end dispatcher, front-end handler
  * of back-end requests).
  * @param fds - borrowed, attached to the header.
  * @throws TransportError as {@link Endpoint.send}.

@@ -1,5 +1,5 @@
 /**
- * Memory ordering for rings shared with another process (PROTOCOL.md §5.1 "Ordering", §5.2).
+ * Memory ordering for rings shared with another process (docs/virtqueue.md#memory-ordering, docs/virtqueue.md#notification-suppression).
  *
  * The guest driver (or the front-end) and this process access the same ring memory concurrently.
  * ECMAScript gives no ordering guarantee between plain typed-array accesses, and a JIT may reorder,
@@ -7,7 +7,7 @@
  * are sequentially consistent and the engines (V8, JavaScriptCore) compile them to hardware atomic
  * instructions whether or not the buffer is a `SharedArrayBuffer` — memory from `mmap` arrives as a
  * plain `ArrayBuffer` (koffi view), so that implementation property is what this package relies on.
- * Atomics are not free (PERF-NOTES.md: up to ~12% in Bun, 18–28% in Node), so they are used only at
+ * Atomics are not free (docs/performance.md#atomics-on-ring-indexes: up to ~12% in Bun, 18–28% in Node), so they are used only at
  * the four points where the virtio ordering rules need a barrier, once per batch, never per
  * descriptor:
  *
@@ -48,7 +48,7 @@ export function loadAcquire16(view: Uint16Array, index: number): number {
  * elements, descriptors, ring slots) becomes visible to the other process no later than this index,
  * and — being seq-cst, compiled to `xchg` / `mov; mfence` on x86-64 and `stlr` on arm64 paired with
  * the following `ldar` — no later atomic load (of `used_event`, `avail.idx`…) is satisfied before it.
- * That second property is the full barrier `vring_need_event` callers need (§5.2 race window).
+ * That second property is the full barrier `vring_need_event` callers need (the race window of docs/virtqueue.md#notification-suppression).
  */
 export function storeRelease16(view: Uint16Array, index: number, value: number): void {
   Atomics.store(view, index, value);

@@ -2,7 +2,7 @@
  * The one error type of `@vhostkit/virtqueue`.
  *
  * Guest-induced errors (a malformed ring or chain) mark the queue broken: the back-end then signals
- * the queue's err fd (PROTOCOL.md §4.5) and stops processing it. Caller errors (a bad queue size,
+ * the queue's err fd (docs/protocol.md#kick-call-and-err-fds) and stops processing it. Caller errors (a bad queue size,
  * pushing more used entries than the queue holds) are thrown without breaking anything.
  *
  * @module
@@ -15,7 +15,7 @@ import type { ErrorDetail } from "@vhostkit/wire";
  * side wrote and break the queue; the others are configuration or caller errors.
  *
  * - `BAD_QUEUE_SIZE`: size not a power of two in 1..32768.
- * - `MISALIGNED_RING`: a ring address violates §5.1 alignment (desc 16, avail 2, used 4), or a host
+ * - `MISALIGNED_RING`: a ring address violates the ring alignment (desc 16, avail 2, used 4; docs/virtqueue.md#ring-layout), or a host
  *   view of a ring is not aligned for typed-array access.
  * - `RING_UNMAPPED`: a ring is not fully inside one mapped, contiguous region (or the used ring is
  *   read-only).

@@ -1,5 +1,5 @@
 /**
- * `@vhostkit/virtqueue`: split virtqueues (VIRTIO 1.2 §2.7; PROTOCOL.md §5) for vhost-user back-ends.
+ * `@vhostkit/virtqueue`: split virtqueues (VIRTIO 1.2 §2.7; docs/virtqueue.md) for vhost-user back-ends.
  *
  * A back-end receives the ring addresses (SET_VRING_NUM / SET_VRING_ADDR / SET_VRING_BASE), starts
  * the ring at SET_VRING_KICK and, on each kick, pops the descriptor chains the guest driver made

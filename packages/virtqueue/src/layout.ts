@@ -1,5 +1,5 @@
 /**
- * Split virtqueue layout (PROTOCOL.md §5.1; VIRTIO 1.2 §2.7): sizes, offsets, flag bits and
+ * Split virtqueue layout (docs/virtqueue.md#ring-layout; VIRTIO 1.2 §2.7): sizes, offsets, flag bits and
  * alignment rules. All ring structures are little-endian; this module asserts a little-endian host
  * once at load time so the rest of the package can use typed arrays directly.
  *
@@ -28,7 +28,7 @@ export const AVAIL_F_NO_INTERRUPT = 1;
 /** `used.flags` bit: the device asks the driver not to kick (hint; ignored under EVENT_IDX). */
 export const USED_F_NO_NOTIFY = 1;
 
-/** VIRTIO feature bit numbers the ring code cares about (PROTOCOL.md §3.2). */
+/** VIRTIO feature bit numbers the ring code cares about (docs/protocol.md#virtio-feature-bits). */
 export const RingFeatureBit = {
   /** VIRTIO_F_INDIRECT_DESC. */
   INDIRECT_DESC: 28,
@@ -78,7 +78,7 @@ export interface RingAddresses {
 }
 
 /**
- * Checks the §5.1 alignment of ring addresses.
+ * Checks the alignment of ring addresses (docs/virtqueue.md#ring-layout).
  * @throws VirtqueueError `MISALIGNED_RING` naming the misaligned part and its address in hex.
  */
 export function checkRingAlignment(addrs: RingAddresses): void {
@@ -93,7 +93,7 @@ export function checkRingAlignment(addrs: RingAddresses): void {
   }
 }
 
-/** `vring_need_event` (PROTOCOL.md §5.2): true when `eventIdx` lies in the window (old, new]. All u16. */
+/** `vring_need_event` (docs/virtqueue.md#notification-suppression): true when `eventIdx` lies in the window (old, new]. All u16. */
 export function needEvent(eventIdx: number, newIdx: number, oldIdx: number): boolean {
   return ((newIdx - eventIdx - 1) & 0xffff) < ((newIdx - oldIdx) & 0xffff);
 }

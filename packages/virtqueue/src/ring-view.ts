@@ -1,5 +1,5 @@
 /**
- * Host views of ring memory, created once per start (PERF-NOTES.md: create views once).
+ * Host views of ring memory, created once per start (docs/performance.md#memory-views: create views once).
  *
  * @module
  */

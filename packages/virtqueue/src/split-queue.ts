@@ -1,5 +1,5 @@
 /**
- * Device side of a split virtqueue (PROTOCOL.md §5): pop available chains, push used elements,
+ * Device side of a split virtqueue (docs/virtqueue.md): pop available chains, push used elements,
  * notification decisions, start/stop at a given avail index. Bounded against hostile guests.
  *
  * @module
@@ -30,7 +30,7 @@ export interface SplitQueueOptions {
   readonly size: number;
   /** Guest memory the rings and buffers live in. Borrowed; replace it with {@link SplitQueue.remap}. */
   readonly memory: GuestMemory;
-  /** Ring addresses (SET_VRING_ADDR); checked for §5.1 alignment. */
+  /** Ring addresses (SET_VRING_ADDR); checked for the alignment of docs/virtqueue.md#ring-layout. */
   readonly addresses: RingAddresses;
   /** Address space of `addresses`: `"user"` for SET_VRING_ADDR values (default `"guest"`). */
   readonly addressSpace?: RingAddressSpace;
@@ -38,7 +38,7 @@ export interface SplitQueueOptions {
   readonly eventIdx?: boolean;
   /** VIRTIO_F_INDIRECT_DESC negotiated: accept indirect descriptors (otherwise a guest error). */
   readonly indirect?: boolean;
-  /** Reject a device-readable descriptor after a device-writable one (default true, as §5.1 requires). */
+  /** Reject a device-readable descriptor after a device-writable one (default true, as docs/virtqueue.md#descriptors-and-chains requires). */
   readonly requireReadableFirst?: boolean;
   /** Most descriptors accepted in one indirect table (default 32768); longer tables are a guest error. */
   readonly maxIndirectLength?: number;
@@ -79,7 +79,7 @@ export interface DeviceQueue {
 /**
  * Device side of one split virtqueue.
  *
- * Lifecycle (PROTOCOL.md §4.5): construct from SET_VRING_NUM / SET_VRING_ADDR values, {@link setBase}
+ * Lifecycle (docs/protocol.md#starting-and-stopping-rings): construct from SET_VRING_NUM / SET_VRING_ADDR values, {@link setBase}
  * (SET_VRING_BASE), {@link start} (SET_VRING_KICK: maps the rings once and reads `used.idx` from
  * memory), process, {@link stop} (GET_VRING_BASE: returns the next avail index). After a memory
  * table change call {@link remap}.
@@ -181,7 +181,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
 
   /**
    * Maps the rings (one host view each, for the life of the mapping), reads `used.idx` from memory
-   * (PROTOCOL.md §4.5) and starts processing at avail index `base` (default: the current base).
+   * (docs/protocol.md#starting-and-stopping-rings) and starts processing at avail index `base` (default: the current base).
    * Clears a previous broken state.
    * @throws VirtqueueError `RING_UNMAPPED`, `MISALIGNED_RING`.
    */
@@ -529,7 +529,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
 
   /**
    * Asks the driver to notify again (EVENT_IDX: `avail_event = base`; otherwise clears NO_NOTIFY),
-   * then re-reads `avail.idx` to close the race window of §5.2. Returns true when chains are
+   * then re-reads `avail.idx` to close the race window of docs/virtqueue.md#notification-suppression. Returns true when chains are
    * available: pop again before going back to sleep.
    * @throws VirtqueueError `NOT_STARTED`, `BROKEN`, `AVAIL_OVERRUN` (guest).
    */

@@ -1,6 +1,6 @@
 /**
- * The device side against rings laid out byte by byte per PROTOCOL.md §5.1 (no driver code), and
- * the notification rules of §5.2 (EVENT_IDX `vring_need_event`, NO_INTERRUPT / NO_NOTIFY).
+ * The device side against rings laid out byte by byte per docs/virtqueue.md#ring-layout (no driver code), and
+ * the notification rules of docs/virtqueue.md#notification-suppression (EVENT_IDX `vring_need_event`, NO_INTERRUPT / NO_NOTIFY).
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -13,7 +13,7 @@ import type { GuestAddress, GuestMemory } from "@vhostkit/regions";
 const { NEXT, WRITE, INDIRECT } = DescFlag;
 
 describe("layout", () => {
-  test("sizes per §5.1", () => {
+  test("sizes per docs/virtqueue.md#ring-layout", () => {
     assert.deepEqual(splitLayout(256), { size: 256, descBytes: 4096, availBytes: 518, usedBytes: 2054 });
     assert.deepEqual(splitLayout(1), { size: 1, descBytes: 16, availBytes: 8, usedBytes: 14 });
     assert.equal(splitLayout(32768).usedBytes, 6 + 8 * 32768);
@@ -111,7 +111,7 @@ describe("hand-laid ring", () => {
   });
 });
 
-describe("notification suppression (§5.2)", () => {
+describe("notification suppression (docs/virtqueue.md#notification-suppression)", () => {
   test("vring_need_event truth table and wrap", () => {
     assert.equal(needEvent(0, 1, 0), true);
     assert.equal(needEvent(1, 1, 0), false);

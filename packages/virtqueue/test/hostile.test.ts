@@ -1,5 +1,5 @@
 /**
- * Hostile-guest cases, one per rule (STYLE.md §9.5; PROTOCOL.md §5.1): each gives a typed guest
+ * Hostile-guest cases, one per rule (docs/virtqueue.md#hostile-guest-bounds): each gives a typed guest
  * error, marks the queue broken (later calls throw BROKEN with the cause), and never loops.
  */
 import assert from "node:assert/strict";

@@ -67,7 +67,7 @@ export function ringView(memory: ArrayGuestMemory): DataView {
   return new DataView(b.buffer, b.byteOffset, b.byteLength);
 }
 
-/** Writes descriptor `i` by hand at §5.1 offsets. */
+/** Writes descriptor `i` by hand at the offsets of docs/virtqueue.md#descriptors-and-chains. */
 export function putDesc(dv: DataView, descBase: number, i: number, addr: bigint, len: number, flags: number, next: number): void {
   const o = descBase + 16 * i;
   dv.setBigUint64(o, addr, true);

@@ -54,7 +54,7 @@ export interface LoopPoll {
 
 /**
  * True when `koffi.node.poll` may be used: only under Node. Under Bun it aborts the process inside
- * `uv_poll_init_socket` (PERF-NOTES.md), so the reactor must never call it there.
+ * `uv_poll_init_socket` (docs/performance.md#wait-mechanism-per-runtime), so the reactor must never call it there.
  */
 export const HAS_LOOP_POLL = typeof (process.versions as Record<string, string | undefined>)["bun"] !== "string";
 

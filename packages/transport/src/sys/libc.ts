@@ -3,7 +3,7 @@
  *
  * Declarations live beside this file, one file per concern (`socket.ts`, `eventfd.ts`, `mman.ts`,
  * ...), each calling {@link libc} lazily so importing the package costs nothing until the first
- * system call. koffi works the same in Bun and in Node (PERF-NOTES.md).
+ * system call. koffi works the same in Bun and in Node (docs/performance.md#ffi-call-costs).
  *
  * @module
  */

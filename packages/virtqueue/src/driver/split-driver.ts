@@ -35,7 +35,7 @@ export interface SplitDriverOptions {
   readonly size: number;
   /** Guest memory holding the rings and the buffers (the driver writes descriptors through it). */
   readonly memory: GuestMemory;
-  /** Guest-physical ring addresses (§5.1 alignment is checked). */
+  /** Guest-physical ring addresses (docs/virtqueue.md#ring-layout alignment is checked). */
   readonly addresses: RingAddresses;
   /** VIRTIO_F_EVENT_IDX negotiated. */
   readonly eventIdx?: boolean;

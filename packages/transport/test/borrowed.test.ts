@@ -2,41 +2,32 @@
  * The copy-saving paths: a payload sent in parts, a message lent to `recvWith` (views of the
  * receive buffer), and `RequestChannel.requestWith`, whose callback's errors do not end the channel.
  */
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
 import { Endpoint, RequestChannel, TransportError, copyMessage, sendReply, socketPair } from "../src/index.js";
 import { setNonBlocking, socketSys } from "../src/sys/socket.js";
+import { turn } from "./helpers/event-loop.js";
+import { fdCount, frame, pipe } from "./helpers/fds.js";
+import { closeAfter } from "./helpers/lifetime.js";
 
-/** One turn of the event loop (I/O callbacks and the reactor's spin run), instead of a sleep. */
-const turn = (): Promise<void> => new Promise((r) => setImmediate(() => setImmediate(r)));
-
-const fdCount = () => readdirSync("/proc/self/fd").length;
-
-function pair(maxPayload = 4096): { a: Endpoint; b: Endpoint } {
+/** Two connected endpoints with a payload limit, closed when test `t` ends. */
+function pair(t: TestContext, maxPayload = 4096): { a: Endpoint; b: Endpoint } {
   const [x, y] = socketPair();
-  return { a: new Endpoint(x, { maxPayload }), b: new Endpoint(y, { maxPayload }) };
+  const [a, b] = closeAfter(t, new Endpoint(x, { maxPayload }), new Endpoint(y, { maxPayload }));
+  return { a, b };
 }
 
-function pipeFds(): [number, number] {
-  const p = new Int32Array(2);
-  assert.equal(socketSys().pipe2(p, 0o2000000), 0);
-  return [p[0]!, p[1]!];
-}
-
-test("a payload in parts arrives as one payload; the size limit counts all parts", async () => {
-  const { a, b } = pair(64);
+test("a payload in parts arrives as one payload; the size limit counts all parts", async (t) => {
+  const { a, b } = pair(t, 64);
   await a.send(7, 1, [new Uint8Array([1, 2]), new Uint8Array(0), new Uint8Array([3, 4, 5])]);
   const m = await b.recv();
   assert.deepEqual([...m.payload], [1, 2, 3, 4, 5]);
   assert.deepEqual([...m.frame.subarray(8, 12)], [5, 0, 0, 0], "header size = sum of the parts");
   await assert.rejects(a.send(7, 1, [new Uint8Array(40), new Uint8Array(25)]), (e: unknown) => e instanceof TransportError && e.code === "OVERSIZE");
-  a.close();
-  b.close();
 });
 
-test("recvWith lends views of the receive buffer; copyMessage keeps a message", async () => {
-  const { a, b } = pair();
+test("recvWith lends views of the receive buffer; copyMessage keeps a message", async (t) => {
+  const { a, b } = pair(t);
   await a.send(1, 1, new Uint8Array([9, 9, 9]));
   await a.send(2, 1, new Uint8Array([8, 8]));
   let lent: Uint8Array | undefined;
@@ -49,17 +40,15 @@ test("recvWith lends views of the receive buffer; copyMessage keeps a message", 
   assert.deepEqual(second, [8, 8]);
   assert.deepEqual([...lent!.subarray(0, 2)], [8, 8], "the lent view was reused by the next receive");
   assert.deepEqual([...kept.payload], [9, 9, 9], "the copy was not");
-  a.close();
-  b.close();
 });
 
-test("an error thrown by the recvWith callback closes the message's fds and leaves the endpoint usable", async () => {
-  const { a, b } = pair();
+test("an error thrown by the recvWith callback closes the message's fds and leaves the endpoint usable", async (t) => {
+  const { a, b } = pair(t);
   const before = fdCount();
-  const [r, w] = pipeFds();
-  await a.send(3, 1, new Uint8Array(8), [r, w]);
-  socketSys().close(r);
-  socketSys().close(w);
+  const [r, w] = closeAfter(t, ...pipe());
+  await a.send(3, 1, new Uint8Array(8), [r.fd, w.fd]);
+  r.close();
+  w.close();
   await assert.rejects(b.recvWith(() => {
     throw new RangeError("not for me");
   }), RangeError);
@@ -67,13 +56,11 @@ test("an error thrown by the recvWith callback closes the message's fds and leav
   assert.equal(b.error, undefined, "nothing latched");
   await a.send(4, 1);
   assert.equal((await b.recv()).request, 4);
-  a.close();
-  b.close();
 });
 
-test("closing the endpoint inside the callback keeps the lent buffer readable until it returns", async () => {
+test("closing the endpoint inside the callback keeps the lent buffer readable until it returns", async (t) => {
   // 256 KiB buffers: glibc serves them with mmap, so freeing one early would unmap the lent view.
-  const { a, b } = pair(1 << 18);
+  const { a, b } = pair(t, 1 << 18);
   await a.send(5, 1, new Uint8Array([1, 2, 3, 4]));
   const sum = await b.recvWith((m) => {
     b.close();
@@ -81,11 +68,10 @@ test("closing the endpoint inside the callback keeps the lent buffer readable un
   });
   assert.equal(sum, 10);
   assert.equal(b.closed, true);
-  a.close();
 });
 
-test("requestWith: the reply is checked before the callback; the callback's error does not end the channel", async () => {
-  const { a, b } = pair();
+test("requestWith: the reply is checked before the callback; the callback's error does not end the channel", async (t) => {
+  const { a, b } = pair(t);
   const ch = new RequestChannel(a, { timeoutMs: 5000 });
   const served = (async () => {
     for (let i = 0; i < 3; i++) {
@@ -104,7 +90,6 @@ test("requestWith: the reply is checked before the callback; the callback's erro
   await assert.rejects(ch.requestWith(12, new Uint8Array([1]), () => assert.fail("a bad reply never reaches the callback")), (e: unknown) => e instanceof TransportError && e.code === "BAD_REPLY");
   assert.equal((ch.error as TransportError | undefined)?.code, "BAD_REPLY", "a bad reply ends the channel"); // (the earlier assert narrowed the type)
   await served;
-  b.close();
 });
 
 /** Bytes 0..n-1 of a repeating pattern seeded by `seed`. */
@@ -114,25 +99,23 @@ function pattern(n: number, seed: number): Uint8Array {
   return b;
 }
 
-test("long parts are sent from their own memory; parts changed after send() returns still arrive as they were", async () => {
+test("long parts are sent from their own memory; parts changed after send() returns still arrive as they were", async (t) => {
   const max = 1 << 17;
-  const { a, b } = pair(max);
+  const { a, b } = pair(t, max);
   // Many long and short parts mixed: more long parts than iovecs, so some are gathered and some copied.
   const parts = [pattern(16, 1), pattern(8192, 2), pattern(3, 3), pattern(4096, 4), pattern(5000, 5), pattern(4096, 6), pattern(10, 7)];
   const expected = Uint8Array.from(parts.flatMap((p) => [...p]));
   await a.send(9, 1, parts);
   const got = await b.recv();
   assert.deepEqual(got.payload, expected);
-  a.close();
-  b.close();
   // A send that must wait: fill the socket first (raw writes), then send and scribble over the
   // parts while it waits: what arrives must be what the parts held when send() was called.
-  const [x, y] = socketPair();
+  const [x, y] = closeAfter(t, ...socketPair());
   assert.equal(setNonBlocking(x.fd), 0);
   const chunk = pattern(4096, 8);
   let filled = 0;
   while (Number(socketSys().write(x.fd, chunk, chunk.length)) === chunk.length) filled += chunk.length;
-  const sender = new Endpoint(x, { maxPayload: max });
+  const [sender] = closeAfter(t, new Endpoint(x, { maxPayload: max }));
   const late = [pattern(16, 9), pattern(max - 16, 10)];
   const lateExpected = Uint8Array.from(late.flatMap((p) => [...p]));
   let done = false;
@@ -140,7 +123,7 @@ test("long parts are sent from their own memory; parts changed after send() retu
   for (const p of late) p.fill(0xee);
   for (let i = 0; i < 5; i++) await turn();
   assert.equal(done, false, "the socket was full: the send is waiting");
-  const receiver = new Endpoint(y, { maxPayload: max });
+  const [receiver] = closeAfter(t, new Endpoint(y, { maxPayload: max }));
   // The filler arrives as one "message" whose header is the pattern's first 12 bytes: drain it raw.
   const sink = new Uint8Array(filled);
   let drained = 0;
@@ -153,12 +136,10 @@ test("long parts are sent from their own memory; parts changed after send() retu
   assert.equal(last.request, 2);
   assert.deepEqual(last.payload, lateExpected, "the waiting send copied its parts before it first waited");
   await sent;
-  sender.close();
-  receiver.close();
 });
 
-test("recvWith with a tail: a payload of the expected length ends straight in the caller's buffer", async () => {
-  const { a, b } = pair(1 << 17);
+test("recvWith with a tail: a payload of the expected length ends straight in the caller's buffer", async (t) => {
+  const { a, b } = pair(t, 1 << 17);
   const data = pattern(65536, 11);
   await a.send(11, 5, [pattern(16, 12), data]);
   const dst = new Uint8Array(65536);
@@ -173,35 +154,26 @@ test("recvWith with a tail: a payload of the expected length ends straight in th
   const short = await b.recvWith((m) => ({ tailed: m.tailed, len: m.payload.length }), { bytes: other, offset: 16 });
   assert.deepEqual(short, { tailed: false, len: 16 });
   assert.ok(other.every((x) => x === 0x55));
-  a.close();
-  b.close();
   // A tail into a subarray lands at its offset, arriving in pieces (a raw peer writes slowly).
   const [raw, mine] = socketPair();
-  const ep = new Endpoint(mine, { maxPayload: 1 << 14 });
+  const [, ep] = closeAfter(t, raw, new Endpoint(mine, { maxPayload: 1 << 14 }));
   const big = new Uint8Array(9000).fill(1);
   const into = big.subarray(1000, 9000);
   const body = pattern(16 + into.length, 14);
-  const frame = new Uint8Array(12 + body.length);
-  const hv = new DataView(frame.buffer);
-  hv.setUint32(0, 13, true);
-  hv.setUint32(4, 5, true);
-  hv.setUint32(8, body.length, true);
-  frame.set(body, 12);
+  const whole = frame(13, 5, body);
   const got = ep.recvWith((m) => [m.tailed, ...m.payload.subarray(0, 2)], { bytes: into, offset: 16 });
-  for (const [from, to] of [[0, 12], [12, 20], [20, 200], [200, frame.length]] as const) {
-    const piece = frame.slice(from, to);
+  for (const [from, to] of [[0, 12], [12, 20], [20, 200], [200, whole.length]] as const) {
+    const piece = whole.slice(from, to);
     assert.equal(Number(socketSys().write(raw.fd, piece, piece.length)), piece.length);
     await turn();
   }
   assert.deepEqual(await got, [true, body[0], body[1]]);
   assert.deepEqual(into, body.subarray(16));
   assert.ok(big.subarray(0, 1000).every((v) => v === 1), "bytes before the subarray untouched");
-  ep.close();
-  raw.close();
 });
 
-test("a request's timeout holds even when an earlier request armed a longer one", async () => {
-  const { a, b } = pair();
+test("a request's timeout holds even when an earlier request armed a longer one", async (t) => {
+  const { a, b } = pair(t);
   const ch = new RequestChannel(a, { timeoutMs: 60_000 });
   const served = (async () => {
     const m = await b.recv();

@@ -1,51 +1,17 @@
-import { before, describe, test } from "node:test";
+import { before, describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
-import { Endpoint, OwnedFd, RequestChannel, sendReply, socketPair, shouldReconnect, TransportError, Reactor } from "../src/index.js";
+import { Endpoint, RequestChannel, sendReply, socketPair, shouldReconnect, TransportError, Reactor } from "../src/index.js";
 import { socketSys } from "../src/sys/socket.js";
+import { turn } from "./helpers/event-loop.js";
+import { expectCode } from "./helpers/expect-code.js";
+import { fdCount, frame, pipe, rawWrite } from "./helpers/fds.js";
+import { closeAfter } from "./helpers/lifetime.js";
 
-/** One turn of the event loop (I/O callbacks and the reactor's spin run), instead of a sleep. */
-const turn = (): Promise<void> => new Promise((r) => setImmediate(() => setImmediate(r)));
-
-function pipe(): [OwnedFd, OwnedFd] {
-  const p = new Int32Array(2);
-  assert.equal(socketSys().pipe2(p, 0o2000000), 0);
-  return [new OwnedFd(p[0] ?? -1), new OwnedFd(p[1] ?? -1)];
-}
-
-function rawWrite(fd: number, bytes: Uint8Array): void {
-  assert.equal(Number(socketSys().write(fd, bytes, bytes.length)), bytes.length);
-}
-
-function frame(request: number, flags: number, payload: Uint8Array, size = payload.length): Uint8Array {
-  const b = new Uint8Array(12 + payload.length);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, request, true);
-  v.setUint32(4, flags, true);
-  v.setUint32(8, size, true);
-  b.set(payload, 12);
-  return b;
-}
-
-function fdCount(): number {
-  return readdirSync("/proc/self/fd").length;
-}
-
-async function expectCode(p: Promise<unknown>, code: string, kind?: string): Promise<TransportError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof TransportError, String(err));
-    assert.equal(err.code, code);
-    if (kind !== undefined) assert.equal(err.kind, kind);
-    return err;
-  }
-  assert.fail(`expected ${code}`);
-}
-
-function pair(opts: { maxFds?: number } = {}): { a: Endpoint; b: Endpoint } {
+/** Two connected endpoints, closed when test `t` ends. */
+function pair(t: TestContext, opts: { maxFds?: number } = {}): { a: Endpoint; b: Endpoint } {
   const [x, y] = socketPair();
-  return { a: new Endpoint(x, opts), b: new Endpoint(y, opts) };
+  const [a, b] = closeAfter(t, new Endpoint(x, opts), new Endpoint(y, opts));
+  return { a, b };
 }
 
 // The shared reactor owns two fds (epoll + wake eventfd) for the life of the process: create it
@@ -55,12 +21,13 @@ before(() => {
 });
 
 describe("Endpoint", () => {
-  test("round trip with payload and fds that work on the other side", async () => {
-    const { a, b } = pair();
-    const [r, w] = pipe();
+  test("round trip with payload and fds that work on the other side", async (t) => {
+    const { a, b } = pair(t);
+    const [r, w] = closeAfter(t, ...pipe());
     const payload = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
     await a.send(3, 0x1, payload, [w.fd]);
     const m = await b.recv();
+    closeAfter(t, ...m.fds);
     assert.equal(m.request, 3);
     assert.equal(m.flags, 1);
     assert.deepEqual([...m.payload], [...payload]);
@@ -72,16 +39,11 @@ describe("Endpoint", () => {
     const buf = new Uint8Array(1);
     assert.equal(Number(socketSys().read(r.fd, buf, 1)), 1);
     assert.equal(buf[0], 42);
-    got.close();
-    r.close();
-    w.close();
-    a.close();
-    b.close();
   });
 
-  test("a frame split at every byte offset is reassembled", async () => {
+  test("a frame split at every byte offset is reassembled", async (t) => {
     const [x, y] = socketPair();
-    const b = new Endpoint(y);
+    const [, b] = closeAfter(t, x, new Endpoint(y));
     const f = frame(7, 1, new Uint8Array([9, 8, 7, 6, 5, 4, 3, 2]));
     for (let k = 1; k < f.length; k++) {
       const p = b.recv();
@@ -94,126 +56,104 @@ describe("Endpoint", () => {
       assert.equal(m.request, 7);
       assert.deepEqual([...m.payload], [9, 8, 7, 6, 5, 4, 3, 2]);
     }
-    x.close();
-    b.close();
   });
 
-  test("oversize size field is a typed error and latches", async () => {
+  test("oversize size field is a typed error and latches", async (t) => {
     const [x, y] = socketPair();
-    const b = new Endpoint(y);
+    const [, b] = closeAfter(t, x, new Endpoint(y));
     rawWrite(x.fd, frame(1, 1, new Uint8Array(0), 0x10000));
     const err = await expectCode(b.recv(), "OVERSIZE", "broken");
     assert.equal(err.detail.actual, 0x10000);
     assert.ok(shouldReconnect(err));
     await expectCode(b.recv(), "OVERSIZE");
-    x.close();
-    b.close();
   });
 
-  test("fds attached to the body are rejected and closed", async () => {
+  test("fds attached to the body are rejected and closed", async (t) => {
     const [x, y] = socketPair();
     const peerFd = x.fd;
-    const a = new Endpoint(x);
-    const b = new Endpoint(y);
-    const [r, w] = pipe();
+    const [a, b] = closeAfter(t, new Endpoint(x), new Endpoint(y));
+    const [r, w] = closeAfter(t, ...pipe());
     const before = fdCount();
     rawWrite(peerFd, frame(5, 1, new Uint8Array(0), 12));
     await a.send(6, 1, new Uint8Array(0), [w.fd, r.fd]);
     await expectCode(b.recv(), "FDS_ON_BODY", "broken");
     assert.equal(fdCount(), before);
-    r.close();
-    w.close();
-    a.close();
-    b.close();
   });
 
-  test("more fds than allowed and MSG_CTRUNC close every received fd", async () => {
+  test("more fds than allowed and MSG_CTRUNC close every received fd", async (t) => {
+    const [, w] = closeAfter(t, ...pipe());
     for (const [count, code] of [[9, "TOO_MANY_FDS"], [12, "CTRUNC"]] as const) {
       const [x, y] = socketPair();
-      const a = new Endpoint(x, { maxFds: 16 });
-      const b = new Endpoint(y);
-      const [r, w] = pipe();
+      const [a, b] = closeAfter(t, new Endpoint(x, { maxFds: 16 }), new Endpoint(y));
       const before = fdCount();
       await a.send(1, 1, new Uint8Array(0), Array.from({ length: count }, () => w.fd));
       await expectCode(b.recv(), code, "broken");
       assert.equal(fdCount(), before);
-      r.close();
-      w.close();
-      a.close();
-      b.close();
     }
   });
 
-  test("peer EOF: disconnected at a boundary, partial mid-message", async () => {
-    const { a, b } = pair();
+  test("peer EOF: disconnected at a boundary, partial mid-message", async (t) => {
+    const { a, b } = pair(t);
     const p = b.recv();
     a.close();
     const err = await expectCode(p, "EOF", "disconnected");
     assert.ok(shouldReconnect(err));
     await expectCode(b.recv(), "EOF");
-    b.close();
     const [x, y] = socketPair();
-    const c = new Endpoint(y);
+    const [, c] = closeAfter(t, x, new Endpoint(y));
     rawWrite(x.fd, frame(1, 1, new Uint8Array(8)).subarray(0, 15));
     x.close();
     await expectCode(c.recv(), "EOF", "partial");
-    c.close();
   });
 
-  test("send to a dead peer is a disconnected error", async () => {
-    const { a, b } = pair();
+  test("send to a dead peer is a disconnected error", async (t) => {
+    const { a, b } = pair(t);
     b.close();
     await expectCode(a.send(1, 1, new Uint8Array(8)), "SYSCALL", "disconnected");
-    a.close();
   });
 
-  test("a peer that closes with our bytes unread resets the connection: ECONNRESET is disconnected", async () => {
-    const { a, b } = pair();
+  test("a peer that closes with our bytes unread resets the connection: ECONNRESET is disconnected", async (t) => {
+    const { a, b } = pair(t);
     await a.send(1, 1, new Uint8Array(8)); // b never reads it
     b.close(); // closing with unread data resets the connection
     const err = await expectCode(a.recv(), "SYSCALL", "disconnected");
     assert.equal(err.errno, 104, "ECONNRESET");
     assert.ok(shouldReconnect(err));
-    a.close();
   });
 
-  test("a second request while one is outstanding is BUSY (one per direction), the first still completes", async () => {
-    const { a, b } = pair();
+  test("a second request while one is outstanding is BUSY (one per direction), the first still completes", async (t) => {
+    const { a, b } = pair(t);
     const ch = new RequestChannel(a, { timeoutMs: 10_000 });
     const first = ch.request(1, new Uint8Array(0), { expectReply: true });
     await expectCode(ch.request(1, new Uint8Array(0), { expectReply: true }), "BUSY", "retry");
     const m = await b.recv();
     await sendReply(b, m.request, new Uint8Array(8));
     assert.equal((await first)?.request, 1);
-    a.close();
-    b.close();
   });
 
-  test("close cancels an outstanding receive", async () => {
-    const { a, b } = pair();
+  test("close cancels an outstanding receive", async (t) => {
+    const { b } = pair(t);
     const p = b.recv();
     b.close();
     await expectCode(p, "CLOSED");
-    a.close();
   });
 
-  test("no fd leaks across thousands of messages and error paths", async () => {
+  test("no fd leaks across thousands of messages and error paths", async (t) => {
     const before = fdCount();
-    const { a, b } = pair();
-    const [r, w] = pipe();
+    const { a, b } = pair(t);
+    const [r, w] = closeAfter(t, ...pipe());
     for (let i = 0; i < 2000; i++) {
       await a.send(i, 1, new Uint8Array(8), i % 2 === 0 ? [w.fd] : []);
       const m = await b.recv();
-      assert.equal(m.request, i);
       for (const f of m.fds) f.close();
+      assert.equal(m.request, i);
     }
     a.close();
     b.close();
     for (let i = 0; i < 200; i++) {
       const [x, y] = socketPair();
       const peerFd = x.fd;
-      const pa = new Endpoint(x, { maxFds: 16 });
-      const pb = new Endpoint(y, { fdsAllowed: () => 0 });
+      const [pa, pb] = closeAfter(t, new Endpoint(x, { maxFds: 16 }), new Endpoint(y, { fdsAllowed: () => 0 }));
       switch (i % 6) {
         case 0:
           await pa.send(1, 1, new Uint8Array(0), Array.from({ length: 10 }, () => w.fd));
@@ -245,8 +185,7 @@ describe("Endpoint", () => {
     // throws on a reply with fds, and a request that times out; every fd that arrived is closed.
     for (let i = 0; i < 150; i++) {
       const [x, y] = socketPair();
-      const requester = new Endpoint(x);
-      const peer = new Endpoint(y);
+      const [requester, peer] = closeAfter(t, new Endpoint(x), new Endpoint(y));
       const ch = new RequestChannel(requester, { timeoutMs: 10_000 });
       const served = peer.recv().then(async (m) => {
         if (i % 3 === 2) return; // never answered: TIMEOUT

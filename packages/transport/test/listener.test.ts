@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
 import { connect, listen, TransportError } from "../src/index.js";
+import { closeAfter } from "./helpers/lifetime.js";
 
 let dir = "";
 before(() => {
@@ -15,59 +16,59 @@ after(() => {
 });
 
 describe("listen / connect", () => {
-  test("accepts peers in turn and sets the socket mode", async () => {
+  test("accepts peers in turn and sets the socket mode", async (t) => {
     const path = join(dir, "a.sock");
-    const l = listen(path, { mode: 0o600 });
+    const [l] = closeAfter(t, listen(path, { mode: 0o600 }));
     assert.equal(statSync(path).mode & 0o777, 0o600);
     for (let i = 0; i < 3; i++) {
       const accepted = l.accept();
-      const c = await connect(path);
-      const s = await accepted;
+      const [c] = closeAfter(t, await connect(path));
+      const [s] = closeAfter(t, await accepted);
       await c.send(10 + i, 1, new Uint8Array([i]));
       const m = await s.recv();
       assert.equal(m.request, 10 + i);
       c.close();
       s.close();
     }
-    l.close();
   });
 
-  test("a stale socket file is replaced; a live one or a plain file is refused", async () => {
+  test("a stale socket file is replaced; a live one or a plain file is refused", async (t) => {
     const path = join(dir, "b.sock");
-    const live = listen(path);
+    const [live] = closeAfter(t, listen(path));
     assert.throws(() => listen(path), (e: unknown) => e instanceof TransportError && e.code === "ADDR_IN_USE");
     live.close();
     const file = join(dir, "plain");
     writeFileSync(file, "x");
     assert.throws(() => listen(file), (e: unknown) => e instanceof TransportError && e.code === "ADDR_IN_USE");
-    const l2 = listen(path);
+    const [l2] = closeAfter(t, listen(path));
     const accepting = l2.accept();
     l2.close();
     await assert.rejects(accepting, (e: unknown) => e instanceof TransportError && e.code === "CLOSED");
     // A really stale socket: a process that listened on it was killed, the file stays behind.
     const stale = join(dir, "stale.sock");
-    const child = spawn(process.execPath, ["-e", `require("node:net").createServer().listen(${JSON.stringify(stale)}, () => console.log("up"))`], { stdio: ["ignore", "pipe", "inherit"] });
-    await new Promise<void>((resolve) => child.stdout!.once("data", () => resolve()));
+    const child = spawn(process.execPath, ["-e", `require("node:net").createServer().listen(${JSON.stringify(stale)}, () => console.log("up"))`], { stdio: ["ignore", "pipe", "pipe"] });
     const dead = new Promise((r) => child.once("close", r));
+    t.after(() => void child.kill("SIGKILL"));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.once("data", () => resolve());
+      child.once("exit", (code) => reject(new Error(`the listener exited before it listened (code ${code})`)));
+    });
     child.kill("SIGKILL");
     await dead;
     assert.ok(statSync(stale).isSocket(), "the killed listener left its socket file");
     await assert.rejects(connect(stale), (e: unknown) => e instanceof TransportError && e.errno === 111, "nobody listens: ECONNREFUSED");
-    const fresh = listen(stale);
+    const [fresh] = closeAfter(t, listen(stale));
     const accepted = fresh.accept();
-    const c = await connect(stale);
-    (await accepted).close();
-    c.close();
-    fresh.close();
+    closeAfter(t, await connect(stale), await accepted);
   });
 
-  test("connect to a listener whose backlog is full waits without blocking the thread", async () => {
+  test("connect to a listener whose backlog is full waits without blocking the thread", async (t) => {
     const path = join(dir, "busy.sock");
-    const l = listen(path, { backlog: 1 });
+    const [l] = closeAfter(t, listen(path, { backlog: 1 }));
     const queued = [];
     for (;;) {
       try {
-        queued.push(await connect(path, { busyTimeoutMs: 0 }));
+        queued.push(...closeAfter(t, await connect(path, { busyTimeoutMs: 0 })));
       } catch (e) {
         assert.ok(e instanceof TransportError && e.errno === 11, `a full backlog is EAGAIN, got ${String(e)}`);
         break;
@@ -75,31 +76,26 @@ describe("listen / connect", () => {
       assert.ok(queued.length < 64, "the backlog never filled");
     }
     let settled = false;
-    const waiting = connect(path).then((ep) => ((settled = true), ep));
+    const waiting = connect(path).then((ep) => ((settled = true), closeAfter(t, ep)[0]));
     let ticks = 0;
     await new Promise<void>((resolve) => {
-      const t = setInterval(() => ++ticks === 5 && (clearInterval(t), resolve()), 2);
+      const timer = setInterval(() => ++ticks === 5 && (clearInterval(timer), resolve()), 2);
     });
     assert.equal(settled, false, "still waiting for room in the backlog");
     assert.equal(ticks, 5, "timers ran meanwhile: the JS thread was not blocked in connect(2)");
-    (await l.accept()).close();
-    const ep = await waiting;
-    ep.close();
-    for (const q of queued) q.close();
-    l.close();
+    closeAfter(t, await l.accept());
+    await waiting;
   });
 
-  test("connect with retries reaches a back-end that starts listening late", async () => {
+  test("connect with retries reaches a back-end that starts listening late", async (t) => {
     const path = join(dir, "late.sock");
+    // connect() makes its first attempt before it returns: nothing listens yet, so that attempt has
+    // already failed with ENOENT and the next one waits for its retry delay.
     const connecting = connect(path, { retry: { attempts: 50, delayMs: 10 } });
-    await new Promise((r) => setTimeout(r, 60)); // a few attempts fail with ENOENT first
-    const l = listen(path);
-    const [client, server] = await Promise.all([connecting, l.accept()]);
+    const [l] = closeAfter(t, listen(path));
+    const [client, server] = closeAfter(t, ...(await Promise.all([connecting, l.accept()])));
     await client.send(1, 1, new Uint8Array(0));
     assert.equal((await server.recv()).request, 1);
-    client.close();
-    server.close();
-    l.close();
   });
 
   test("connect reports ENOENT after its retries", async () => {

@@ -1,31 +1,23 @@
-import { before, describe, test } from "node:test";
+import { before, describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { Endpoint, RequestChannel, socketPair, TransportError, Reactor } from "../src/index.js";
+import { Endpoint, RequestChannel, socketPair, TransportError, Reactor, type EndpointOptions } from "../src/index.js";
+import { expectCode } from "./helpers/expect-code.js";
+import { fdCount } from "./helpers/fds.js";
+import { closeAfter, spawnFixture } from "./helpers/lifetime.js";
 
 const PEER = fileURLToPath(new URL("./fixtures/peer.mjs", import.meta.url));
 
-function fdCount(): number {
-  return readdirSync("/proc/self/fd").length;
-}
-
-/** Spawn the peer with its socket end as fd 3; the parent's copy is closed right away. */
-function startPeer(mode: string, opts: { maxFds?: number; timeoutMs?: number } = {}): { ep: Endpoint; exited: Promise<number | null> } {
+/**
+ * Spawn the peer with its socket end as fd 3 (the parent's copy is closed right away); our endpoint
+ * is closed and the peer killed when test `t` ends. `exited` resolves with the peer's exit code.
+ */
+function startPeer(t: TestContext, mode: string, options: EndpointOptions = {}): { ep: Endpoint; exited: Promise<number | null> } {
   const [mine, theirs] = socketPair();
-  const child = spawn(process.execPath, [PEER, mode], { stdio: ["ignore", "inherit", "inherit", theirs.fd] });
+  const peer = spawnFixture(t, PEER, [mode], [theirs.fd]);
   theirs.close();
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  return { ep: new Endpoint(mine, opts.maxFds === undefined ? {} : { maxFds: opts.maxFds }), exited };
-}
-
-async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof TransportError, String(err));
-    assert.equal(err.code, code);
-    return true;
-  });
+  const [ep] = closeAfter(t, new Endpoint(mine, options));
+  return { ep, exited: peer.exited.then((e) => e.code) };
 }
 
 // The shared reactor owns two fds (epoll + wake eventfd) for the life of the process: create it
@@ -42,9 +34,9 @@ describe("misbehaving peer in a second process", () => {
     ["too-many-fds", "CTRUNC"],
     ["mid-message", "EOF"],
   ] as const) {
-    test(`${mode} -> ${code}, received fds closed, process stays up`, async () => {
+    test(`${mode} -> ${code}, received fds closed, process stays up`, async (t) => {
       const before = fdCount();
-      const { ep, exited } = startPeer(mode);
+      const { ep, exited } = startPeer(t, mode);
       await expectCode(ep.recv(), code);
       ep.close();
       assert.equal(await exited, 0);
@@ -52,8 +44,8 @@ describe("misbehaving peer in a second process", () => {
     });
   }
 
-  test("a header split across single-byte writes is reassembled", async () => {
-    const { ep, exited } = startPeer("split");
+  test("a header split across single-byte writes is reassembled", async (t) => {
+    const { ep, exited } = startPeer(t, "split");
     const m = await ep.recv();
     assert.equal(m.request, 9);
     assert.equal(m.flags, 5);
@@ -63,8 +55,8 @@ describe("misbehaving peer in a second process", () => {
     assert.equal(await exited, 0);
   });
 
-  test("request/reply: ack accepted, wrong reply id rejected and latched", async () => {
-    const { ep, exited } = startPeer("echo-ack");
+  test("request/reply: ack accepted, wrong reply id rejected and latched", async (t) => {
+    const { ep, exited } = startPeer(t, "echo-ack");
     const ch = new RequestChannel(ep, { timeoutMs: 10_000, replyAck: true });
     assert.equal(await ch.requestAck(4, new Uint8Array(8)), 0n);
     await expectCode(ch.requestAck(4, new Uint8Array(8)), "BAD_REPLY");
@@ -74,8 +66,8 @@ describe("misbehaving peer in a second process", () => {
   });
 
   for (const flags of ["0x1", "0xd"]) {
-    test(`a reply with flags ${flags} instead of exactly 0x5 is BAD_REPLY; the channel latches and closes`, async () => {
-      const { ep, exited } = startPeer(`reply-flags-${flags}`);
+    test(`a reply with flags ${flags} instead of exactly 0x5 is BAD_REPLY; the channel latches and closes`, async (t) => {
+      const { ep, exited } = startPeer(t, `reply-flags-${flags}`);
       const ch = new RequestChannel(ep, { timeoutMs: 10_000 });
       await expectCode(ch.request(3, new Uint8Array(0), { expectReply: true }), "BAD_REPLY");
       assert.ok(ep.closed, "a bad reply closes the endpoint");
@@ -84,13 +76,9 @@ describe("misbehaving peer in a second process", () => {
     });
   }
 
-  test("fds on a message that must carry none: FDS_NOT_ALLOWED, fds closed, the next message is read", async () => {
+  test("fds on a message that must carry none: FDS_NOT_ALLOWED, fds closed, the next message is read", async (t) => {
     const before = fdCount();
-    const [mine, theirs] = socketPair();
-    const child = spawn(process.execPath, [PEER, "fds-not-allowed"], { stdio: ["ignore", "inherit", "inherit", theirs.fd] });
-    theirs.close();
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-    const ep = new Endpoint(mine, { fdsAllowed: () => 0 });
+    const { ep, exited } = startPeer(t, "fds-not-allowed", { fdsAllowed: () => 0 });
     const during = fdCount();
     await expectCode(ep.recv(), "FDS_NOT_ALLOWED");
     assert.equal(fdCount(), during, "both fds that came were closed");
@@ -101,8 +89,8 @@ describe("misbehaving peer in a second process", () => {
     assert.equal(fdCount(), before);
   });
 
-  test("peer death rejects the pending request with a disconnected error", async () => {
-    const { ep, exited } = startPeer("die");
+  test("peer death rejects the pending request with a disconnected error", async (t) => {
+    const { ep, exited } = startPeer(t, "die");
     const ch = new RequestChannel(ep, { timeoutMs: 10_000 });
     await assert.rejects(ch.request(1, new Uint8Array(8), { expectReply: true }), (err: unknown) => {
       assert.ok(err instanceof TransportError);
@@ -112,12 +100,11 @@ describe("misbehaving peer in a second process", () => {
     await exited;
   });
 
-  test("a request with no reply times out, closes the endpoint and latches", async () => {
+  test("a request with no reply times out, closes the endpoint and latches", async (t) => {
     const [a, b] = socketPair();
-    const ep = new Endpoint(a);
+    const [ep] = closeAfter(t, new Endpoint(a), b);
     const ch = new RequestChannel(ep, { timeoutMs: 10_000, replyAck: true });
     await expectCode(ch.requestAck(1, new Uint8Array(8), { timeoutMs: 20 }), "TIMEOUT");
     await expectCode(ch.requestAck(1, new Uint8Array(8)), "TIMEOUT");
-    b.close();
   });
 });

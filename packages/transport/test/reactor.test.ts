@@ -1,33 +1,25 @@
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readdirSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Endpoint, EventFd, OwnedFd, Reactor, SPIN_FLOOR_MICROS, TransportError, shouldReconnect, socketPair } from "../src/index.js";
 import { eventfdSys, EFD_CLOEXEC } from "../src/sys/eventfd.js";
+import { fdCount } from "./helpers/fds.js";
+import { closeAfter, spawnFixture } from "./helpers/lifetime.js";
 
 const EXIT = fileURLToPath(new URL("./fixtures/exit.mjs", import.meta.url));
-
-function fdCount(): number {
-  return readdirSync("/proc/self/fd").length;
-}
-
-function run(mode: string): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  const child = spawn(process.execPath, [EXIT, mode], { stdio: "inherit" });
-  return new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
-}
 
 before(() => {
   Reactor.shared();
 });
 
 describe("Reactor", () => {
-  test("many waits at once need one worker: only the last of 16 eventfds is signalled and it completes", async () => {
+  test("many waits at once need one worker: only the last of 16 eventfds is signalled and it completes", async (t) => {
     // One blocked native call per wait would need 16 threads (Node's pool has 4): the 16th wait
     // would never start. The reactor serves every fd from one epoll_wait.
-    const fds = Array.from({ length: 16 }, () => EventFd.create());
+    const fds = closeAfter(t, ...Array.from({ length: 16 }, () => EventFd.create()));
     const waits = fds.map((f) => f.wait());
     const last = fds.at(-1);
     assert.ok(last);
@@ -38,14 +30,13 @@ describe("Reactor", () => {
     assert.ok(rejected.every((r) => r.status === "rejected" && r.reason instanceof TransportError && r.reason.code === "CLOSED"));
   });
 
-  test("a blocking eventfd from a peer is made non-blocking: poll() returns at once", () => {
+  test("a blocking eventfd from a peer is made non-blocking: poll() returns at once", (t) => {
     const raw = eventfdSys(0, EFD_CLOEXEC);
     assert.ok(raw >= 0);
-    const e = new EventFd(new OwnedFd(raw));
+    const [e] = closeAfter(t, new EventFd(new OwnedFd(raw)));
     assert.equal(e.poll(), 0n);
     e.signal(2n);
     assert.equal(e.poll(), 2n);
-    e.close();
   });
 
   test("an fd epoll cannot watch (a regular file) is a typed SYSCALL error and is closed", () => {
@@ -64,11 +55,9 @@ describe("Reactor", () => {
     }
   });
 
-  test("fds on a message whose policy allows none: FDS_NOT_ALLOWED, fds closed, stream stays usable", async () => {
+  test("fds on a message whose policy allows none: FDS_NOT_ALLOWED, fds closed, stream stays usable", async (t) => {
     const [x, y] = socketPair();
-    const a = new Endpoint(x);
-    const b = new Endpoint(y, { fdsAllowed: (request) => (request === 12 ? 1 : 0) });
-    const e = EventFd.create();
+    const [a, b, e] = closeAfter(t, new Endpoint(x), new Endpoint(y, { fdsAllowed: (request) => (request === 12 ? 1 : 0) }), EventFd.create());
     const before = fdCount();
     await a.send(3, 1, new Uint8Array(0), [e.fd]);
     await a.send(12, 1, new Uint8Array(8), [e.fd]);
@@ -79,30 +68,28 @@ describe("Reactor", () => {
       return true;
     });
     const m = await b.recv();
+    for (const f of m.fds) f.close();
     assert.equal(m.request, 12);
     assert.equal(m.fds.length, 1);
-    for (const f of m.fds) f.close();
     assert.equal(fdCount(), before);
-    a.close();
-    b.close();
-    e.close();
   });
 
-  test("a process whose waits were all closed exits by itself", async () => {
-    assert.deepEqual(await run("idle-after-close"), { code: 0, signal: null });
+  test("a process whose waits were all closed exits by itself", async (t) => {
+    const p = spawnFixture(t, EXIT, ["idle-after-close"]);
+    assert.deepEqual(await p.exited, { code: 0, signal: null }, p.output());
   });
 
-  test("process.exit() while a wait is parked exits promptly", async () => {
-    assert.deepEqual(await run("exit-while-waiting"), { code: 3, signal: null });
+  test("process.exit() while a wait is parked exits promptly", async (t) => {
+    const p = spawnFixture(t, EXIT, ["exit-while-waiting"]);
+    assert.deepEqual(await p.exited, { code: 3, signal: null }, p.output());
   });
 
   // Under Bun: koffi `.async` with and without the spin; under Node both use uv_poll.
   for (const options of [{ spinMicros: 0 }, { spinMicros: 1000 }]) {
-    test(`a private reactor (${JSON.stringify(options)}) serves request/reply between two endpoints`, async () => {
-      const reactor = new Reactor(options);
+    test(`a private reactor (${JSON.stringify(options)}) serves request/reply between two endpoints`, async (t) => {
       const [x, y] = socketPair();
-      const a = new Endpoint(x, { reactor });
-      const b = new Endpoint(y, { reactor });
+      const [reactor] = closeAfter(t, new Reactor(options));
+      const [a, b] = closeAfter(t, new Endpoint(x, { reactor }), new Endpoint(y, { reactor }));
       const server = (async () => {
         for (let i = 0; i < 200; i++) {
           const m = await b.recv();
@@ -126,10 +113,10 @@ describe("Reactor", () => {
     });
   }
 
-  test("adaptive spin (Bun): the budget doubles when events come soon after a spin gave up, halves after long idle waits", async () => {
+  test("adaptive spin (Bun): the budget doubles when events come soon after a spin gave up, halves after long idle waits", async (t) => {
     // A 50 ms maximum: a timer that a loaded machine fires late still counts as "soon after".
-    const reactor = new Reactor({ spinMicros: 50_000 });
-    const e = new EventFd(new OwnedFd(eventfdSys(0, EFD_CLOEXEC)), reactor);
+    const [reactor] = closeAfter(t, new Reactor({ spinMicros: 50_000 }));
+    const [e] = closeAfter(t, new EventFd(new OwnedFd(eventfdSys(0, EFD_CLOEXEC)), reactor));
     const waitFor = async (ms: number) => {
       const p = e.wait();
       // Armed from an immediate queued after the wait's first spin slice, so the timer cannot fire
@@ -172,16 +159,16 @@ describe("Reactor", () => {
     }
     e.close();
     await reactor.close();
-    const off = new Reactor({ spinMicros: 0 });
+    const [off] = closeAfter(t, new Reactor({ spinMicros: 0 }));
     assert.equal(off.spinBudgetMicros, 0, "spinMicros 0 disables spinning");
-    await off.close();
   });
 
-  test("idle costs no CPU: four receives parked for a second use a few milliseconds at most", async () => {
-    const pairs = Array.from({ length: 4 }, () => socketPair());
-    const eps = pairs.map(([a]) => new Endpoint(a));
+  test("idle costs no CPU: four receives parked for a second use a few milliseconds at most", async (t) => {
+    const pairs = Array.from({ length: 4 }, () => closeAfter(t, ...socketPair()));
+    const eps = closeAfter(t, ...pairs.map(([a]) => new Endpoint(a)));
     const parked = eps.map((ep) => ep.recv().catch(() => undefined));
-    await new Promise((r) => setTimeout(r, 50)); // past any spin budget (at most 500 µs by default)
+    // The second is the measurement window, not a wait for something: the receives park at once, and
+    // the spin before an idle wait (at most 500 µs by default) is within the budget below.
     const t0 = process.cpuUsage();
     const w0 = performance.now();
     await new Promise((r) => setTimeout(r, 1000));
@@ -195,10 +182,10 @@ describe("Reactor", () => {
     await Promise.all(parked);
   });
 
-  test("closing a private reactor rejects its pending waits and releases its fds", async () => {
+  test("closing a private reactor rejects its pending waits and releases its fds", async (t) => {
     const before = fdCount();
-    const reactor = new Reactor();
-    const e = new EventFd(new OwnedFd(eventfdSys(0, EFD_CLOEXEC)), reactor);
+    const [reactor] = closeAfter(t, new Reactor());
+    const [e] = closeAfter(t, new EventFd(new OwnedFd(eventfdSys(0, EFD_CLOEXEC)), reactor));
     const p = e.wait();
     await new Promise((r) => setImmediate(r));
     const released = reactor.close();
@@ -208,13 +195,11 @@ describe("Reactor", () => {
     assert.equal(fdCount(), before);
   });
 
-  test("watch count returns to its start after endpoints and eventfds close", () => {
+  test("watch count returns to its start after endpoints and eventfds close", (t) => {
     const r = Reactor.shared();
     const start = r.size;
     const [x, y] = socketPair();
-    const a = new Endpoint(x);
-    const b = new Endpoint(y);
-    const e = EventFd.create();
+    const [a, b, e] = closeAfter(t, new Endpoint(x), new Endpoint(y), EventFd.create());
     assert.equal(r.size, start + 3);
     a.close();
     b.close();

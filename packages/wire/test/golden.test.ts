@@ -73,7 +73,7 @@ describe("golden frames", () => {
   }
 });
 
-describe("what differs between dialects (SHMEM.md §2.2)", () => {
+describe("what differs between dialects", () => {
   test("frames: only the SHMEM messages and the protocol-feature masks; every other frame is one encoding for all", () => {
     const byFile = new Map<string, string[]>();
     for (const frame of distinctGolden()) byFile.set(frame.file, [...(byFile.get(frame.file) ?? []), frame.cases.map((x) => x.dialect).join("+")]);

@@ -1,10 +1,10 @@
 import { BackendRequest, FrontendRequest } from "./requests.js";
 
-/** Name of a SHMEM dialect (SHMEM.md §2.2). */
+/** Name of a SHMEM dialect (docs/shmem.md#dialects). */
 export type DialectName = "upstream" | "rust-vmm-0.16" | "draft" | "crosvm-legacy";
 
 /**
- * How one connection spells the SHMEM feature (SHMEM.md §2.2). A value passed per connection, never a
+ * How one connection spells the SHMEM feature (docs/shmem.md#dialects). A value passed per connection, never a
  * global switch. Outside SHMEM messages a dialect changes nothing.
  */
 export interface Dialect {

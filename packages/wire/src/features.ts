@@ -1,5 +1,5 @@
 import { UPSTREAM, type Dialect } from "./dialect.js";
-/** VIRTIO feature bits relevant to vhost-user (PROTOCOL.md §3.2), as single-bit bigint masks. */
+/** VIRTIO feature bits relevant to vhost-user (docs/protocol.md#virtio-feature-bits), as single-bit bigint masks. */
 export const VirtioFeature = {
   NOTIFY_ON_EMPTY: 1n << 24n,
   LOG_ALL: 1n << 26n,
@@ -22,7 +22,7 @@ export const VirtioFeature = {
 } as const;
 
 /**
- * vhost-user protocol feature bits (PROTOCOL.md §3.1, upstream numbering), as bigint masks.
+ * vhost-user protocol feature bits (docs/protocol.md#protocol-feature-bits, upstream numbering), as bigint masks.
  * SHMEM's bit depends on the dialect: use `Dialect.shmemFeature` on a connection.
  */
 export const ProtocolFeature = {
@@ -52,7 +52,7 @@ export const ProtocolFeature = {
   GET_VRING_BASE_SKIP_DRAIN: 1n << 23n,
 } as const;
 
-/** Default bit number of the vhostkit MEM_READ/MEM_WRITE gate (SHMEM.md §7.2); configurable per connection. */
+/** Default bit number of the vhostkit MEM_READ/MEM_WRITE gate (docs/shmem.md#extension-negotiation); configurable per connection. */
 export const VHOSTKIT_MEM_RW_DEFAULT_BIT = 63;
 
 /** Mask of the vhostkit MEM_RW gate for bit number `bit` (0–63; default 63). */

@@ -3,7 +3,7 @@ import { WireError } from "./errors.js";
 /** Size in bytes of the vhost-user message header (request u32, flags u32, size u32; host order). */
 export const HEADER_SIZE = 12;
 
-/** Header flag bits (PROTOCOL.md §1.1). Bits 0–1 hold the version, which must be 1. */
+/** Header flag bits (docs/protocol.md#message-header). Bits 0–1 hold the version, which must be 1. */
 export const HeaderFlag = {
   /** Version field value (bits 0–1). */
   VERSION: 0x1,

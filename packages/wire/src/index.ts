@@ -5,10 +5,12 @@
  * vhost-user frames are a 12-byte header (request u32, flags u32, size u32; host order, which
  * vhostkit requires to be little-endian) followed by `size` payload bytes; fds travel beside the
  * header as SCM_RIGHTS. This package provides the header codec, the front-end and back-end request
- * tables (PROTOCOL.md §2), one codec object per payload layout (§1.5, SHMEM.md §3, §4, §7.2), the
- * message table (payload codecs, fd counts, reply rules), whole-frame {@link encodeMessage} /
- * {@link decodeMessage} / {@link decodeReply} / {@link checkFrameSize}, feature bits (§3), size
- * limits (§1.2) and the SHMEM dialects (SHMEM.md §2). Validation is syntax only (sizes, reserved
+ * tables (docs/protocol.md#front-end-requests, docs/protocol.md#back-end-requests), one codec
+ * object per payload layout (docs/protocol.md#payload-layouts, docs/shmem.md#region-query,
+ * docs/shmem.md#map-payload, docs/shmem.md#extension-wire-format), the message table (payload
+ * codecs, fd counts, reply rules), whole-frame {@link encodeMessage} / {@link decodeMessage} /
+ * {@link decodeReply} / {@link checkFrameSize}, feature bits (docs/protocol.md#feature-bits), size
+ * limits (docs/protocol.md#payload-size-limits) and the SHMEM dialects (docs/shmem.md#dialects). Validation is syntax only (sizes, reserved
  * bits, padding, u64 overflow, alignment); semantics belong to frontend/backend. Every failure is a
  * typed {@link WireError}. Golden-frame helpers live in `@vhostkit/wire/testing`.
  * @packageDocumentation

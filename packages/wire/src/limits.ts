@@ -1,10 +1,10 @@
-/** Default maximum payload size in bytes (rust-vmm `MAX_MSG_SIZE`, PROTOCOL.md §1.2). */
+/** Default maximum payload size in bytes (rust-vmm `MAX_MSG_SIZE`, docs/protocol.md#payload-size-limits). */
 export const MAX_PAYLOAD_SIZE = 4096;
 /** libvhost-user's payload cap in bytes (QEMU 7.2 back-ends): send no more than this to them. */
 export const LIBVHOST_USER_MAX_PAYLOAD = 272;
 /** Maximum number of fds attached to one message (VHOST_MEMORY_BASELINE_NREGIONS). */
 export const MAX_FDS_PER_MSG = 8;
-/** Maximum data bytes of one vhostkit MEM_READ/MEM_WRITE (SHMEM.md §7.2). */
+/** Maximum data bytes of one vhostkit MEM_READ/MEM_WRITE (docs/shmem.md#extension-wire-format). */
 export const MEM_RW_MAX_DATA = 65536;
 /** Fixed header of a MEM_READ/MEM_WRITE payload in bytes (guest_address u64, size u32, padding u32). */
 export const MEM_RW_HEADER_SIZE = 16;

@@ -1,5 +1,6 @@
 /**
- * The message table (PROTOCOL.md §2.1, §2.2; SHMEM.md §2.2, §7.2): for every request on each
+ * The message table (docs/protocol.md#front-end-requests, docs/protocol.md#back-end-requests;
+ * docs/shmem.md#dialects, docs/shmem.md#extension-wire-format): for every request on each
  * channel, its request and reply payload codecs, the fds it and its reply carry, and its reply rule.
  * Lookups are dialect-aware: a {@link Dialect} value picks which SHMEM ids exist on a connection.
  * @module
@@ -23,7 +24,7 @@ import type { BackendRequestName, Channel, FrontendRequestName } from "./request
 import { BackendRequest, FrontendRequest } from "./requests.js";
 
 /**
- * How many fds travel with a message (SCM_RIGHTS on the header's first byte, PROTOCOL.md §1.3):
+ * How many fds travel with a message (SCM_RIGHTS on the header's first byte, docs/protocol.md#file-descriptors):
  * - `"none"`: fds are not allowed (rust-vmm `check_attached_files`);
  * - `"one"`: exactly one;
  * - `"zeroOrOne"`: 0 or 1; for vring file / vring area payloads the no-fd bit decides (see {@link expectedFdCount});
@@ -32,7 +33,8 @@ import { BackendRequest, FrontendRequest } from "./requests.js";
 export type FdRule = "none" | "one" | "zeroOrOne" | "perRegion";
 
 /**
- * When a request gets a reply (PROTOCOL.md §2.1 "always replied" list, §4.3, SHMEM.md §4.3):
+ * When a request gets a reply (docs/protocol.md#front-end-requests, the "always answered" list;
+ * docs/protocol.md#reply-rules; docs/shmem.md#replies-to-map-and-unmap):
  * - `"always"`: always, regardless of REPLY_ACK, with the `reply` payload;
  * - `"ack"`: only a u64 REPLY_ACK status, when NEED_REPLY is set and REPLY_ACK was negotiated;
  * - `"logShmfd"`: always when LOG_SHMFD was negotiated (SET_LOG_BASE), else the ack rule;
@@ -77,7 +79,7 @@ const always = <Req, Rep>(request: PayloadCodec<Req>, reply: PayloadCodec<Rep>, 
   row(request, reply, "always", "none", replyFds);
 
 /**
- * Front-end rows by request name, with precise codec types (PROTOCOL.md §2.1; id 1004 for the
+ * Front-end rows by request name, with precise codec types (docs/protocol.md#front-end-requests; id 1004 for the
  * crosvm-legacy dialect). Prefer {@link tryMessageSpec}, which applies the dialect.
  */
 export const FrontendTable = {
@@ -130,7 +132,8 @@ export const FrontendTable = {
 } satisfies Record<FrontendRequestName, MessageRow<unknown, unknown>>;
 
 /**
- * Back-end rows by request name, with precise codec types (PROTOCOL.md §2.2, SHMEM.md §2.2, §7.2).
+ * Back-end rows by request name, with precise codec types (docs/protocol.md#back-end-requests,
+ * docs/shmem.md#dialects, docs/shmem.md#extension-wire-format).
  * Prefer {@link tryMessageSpec}, which applies the dialect.
  */
 export const BackendTable = {
@@ -182,7 +185,7 @@ export const FrontendMessages: ReadonlyMap<FrontendRequestName, MessageSpec> = F
 /** Every back-end row by name, dialect-independent (includes ids 9/10 and crosvm's 1000/1001). */
 export const BackendMessages: ReadonlyMap<BackendRequestName, MessageSpec> = BACKEND_SPECS;
 
-/** Names whose existence depends on the dialect (SHMEM.md §2.2). */
+/** Names whose existence depends on the dialect (docs/shmem.md#dialects). */
 const SHMEM_NAMES: ReadonlySet<string> = new Set([
   "GET_SHMEM_CONFIG",
   "GET_SHARED_MEMORY_REGIONS",
@@ -254,7 +257,7 @@ export function messageSpecs(channel: Channel, dialect: Dialect = UPSTREAM): rea
 }
 
 /**
- * True when `spec`'s request always gets a reply, given the negotiated modes (PROTOCOL.md §2.1):
+ * True when `spec`'s request always gets a reply, given the negotiated modes (docs/protocol.md#front-end-requests):
  * `"always"` rows; SET_LOG_BASE with LOG_SHMFD; SET_MEM_TABLE / ADD_MEM_REG in postcopy. Requests
  * under the ack rule are answered only when NEED_REPLY is set and REPLY_ACK was negotiated.
  */

@@ -17,12 +17,12 @@ import { tryMessageSpec, tryMessageSpecByName } from "./message-table.js";
 import type { BackendRequestName, Channel, FrontendRequestName } from "./requests.js";
 import { BackendRequest, FrontendRequest, requestName } from "./requests.js";
 
-/** Size limits a receiver applies to frames (PROTOCOL.md §1.2). */
+/** Size limits a receiver applies to frames (docs/protocol.md#payload-size-limits). */
 export interface FrameLimits {
   /**
    * Largest payload in bytes accepted for ordinary messages; default {@link MAX_PAYLOAD_SIZE}
    * (4096, rust-vmm). vhostkit MEM_READ/MEM_WRITE on the back-end channel may always reach
-   * {@link MEM_RW_MAX_PAYLOAD} (16 + 65536, SHMEM.md §7.2 rule 6).
+   * {@link MEM_RW_MAX_PAYLOAD} (16 + 65536, docs/shmem.md#extension-rules, rule 6).
    */
   readonly maxPayload?: number;
   /** Postcopy mode: SET_MEM_TABLE / ADD_MEM_REG replies carry the table / region, not a u64. */

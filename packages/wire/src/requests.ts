@@ -1,6 +1,6 @@
 import { WireError } from "./errors.js";
 
-/** Front-end → back-end request ids (PROTOCOL.md §2.1), spec spelling without the `VHOST_USER_` prefix. */
+/** Front-end → back-end request ids (docs/protocol.md#front-end-requests), spec spelling without the `VHOST_USER_` prefix. */
 export const FrontendRequest = {
   GET_FEATURES: 1,
   SET_FEATURES: 2,
@@ -47,11 +47,11 @@ export const FrontendRequest = {
   CHECK_DEVICE_STATE: 43,
   GET_SHMEM_CONFIG: 44,
   GET_VRING_BASE_SKIP_DRAIN: 45,
-  /** crosvm-legacy dialect only (SHMEM.md §2.2): query shared memory regions. */
+  /** crosvm-legacy dialect only (docs/shmem.md#dialects): query shared memory regions. */
   GET_SHARED_MEMORY_REGIONS: 1004,
 } as const;
 
-/** Back-end → front-end request ids (PROTOCOL.md §2.2, SHMEM.md §2.2 and §7.2), without `VHOST_USER_`. */
+/** Back-end → front-end request ids (docs/protocol.md#back-end-requests, docs/shmem.md#dialects), without `VHOST_USER_`. */
 export const BackendRequest = {
   BACKEND_IOTLB_MSG: 1,
   BACKEND_CONFIG_CHANGE_MSG: 2,
@@ -63,9 +63,9 @@ export const BackendRequest = {
   BACKEND_SHARED_OBJECT_LOOKUP: 8,
   BACKEND_SHMEM_MAP: 9,
   BACKEND_SHMEM_UNMAP: 10,
-  /** vhostkit extension (SHMEM.md §7.2), gated by VHOSTKIT_MEM_RW. */
+  /** vhostkit extension (docs/shmem.md#vhostkit-memory-access-extension), gated by VHOSTKIT_MEM_RW. */
   BACKEND_MEM_READ: 11,
-  /** vhostkit extension (SHMEM.md §7.2), gated by VHOSTKIT_MEM_RW. */
+  /** vhostkit extension (docs/shmem.md#vhostkit-memory-access-extension), gated by VHOSTKIT_MEM_RW. */
   BACKEND_MEM_WRITE: 12,
   /** crosvm-legacy dialect only: 32-byte `VhostUserShmemMapMsg`. */
   CROSVM_SHMEM_MAP: 1000,

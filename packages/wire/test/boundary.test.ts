@@ -1,5 +1,5 @@
 /**
- * Boundary cases (STYLE.md §7, rust-vmm message.rs style): size caps ± 1, wrong version, reserved
+ * Boundary cases (docs/style.md#tests, rust-vmm message.rs style): size caps ± 1, wrong version, reserved
  * flag bits, overflowing offsets, truncated payloads, GET_SHMEM_CONFIG nregions rules, MEM_READ /
  * MEM_WRITE sizes and padding, alignment, reserved payload bits, unknown ids, table facts.
  */
@@ -173,7 +173,7 @@ describe("overflowing offsets (u64, bigint)", () => {
     rejects(() => decodeMessage("backend", mmap(0n, 0n, 0n, 1n)), "BAD_VALUE");
     rejects(() => decodeMessage("backend", mmap(0n, 0n, 0x1000n, 2n)), "BAD_VALUE");
     rejects(() => decodeMessage("backend", mmap(0n, 0n, 0x1000n, 1n << 63n)), "BAD_VALUE");
-    // Non-zero padding is accepted (SHMEM.md §9 rule 8) and re-encoded as zero.
+    // Non-zero padding is accepted (docs/shmem.md#padding) and re-encoded as zero.
     const padded = decodeMessage("backend", mmap(0n, 0n, 0x1000n, 0n, 0xff));
     assert.equal(padded.name, "BACKEND_SHMEM_MAP");
     if (padded.name === "BACKEND_SHMEM_MAP") {
@@ -193,7 +193,7 @@ describe("overflowing offsets (u64, bigint)", () => {
   });
 });
 
-describe("GET_SHMEM_CONFIG reply (SHMEM.md §3)", () => {
+describe("GET_SHMEM_CONFIG reply (docs/shmem.md#region-query)", () => {
   const config = (nregions: number, nonZero: readonly number[]): Uint8Array =>
     frame(44, 5, payload(2056, [[0, "u32", nregions], ...nonZero.map((i) => [8 + 8 * i, "u64", 0x1000n] as const)]));
   test("nregions counts non-zero entries, keyed by shmid (not a prefix)", () => {
@@ -225,7 +225,7 @@ describe("GET_SHMEM_CONFIG reply (SHMEM.md §3)", () => {
   });
 });
 
-describe("vhostkit MEM_READ / MEM_WRITE (SHMEM.md §7.2)", () => {
+describe("vhostkit MEM_READ / MEM_WRITE (docs/shmem.md#extension-wire-format)", () => {
   const head = (size: number, pad = 0, ga = 0x1000n): Array<readonly [number, "u32" | "u64", number | bigint]> => [[0, "u64", ga], [8, "u32", size], [12, "u32", pad]];
   test("MEM_READ size 0 / 1 / 65536 / 65537", () => {
     rejects(() => decodeMessage("backend", frame(11, 9, payload(16, head(0)))), "BAD_VALUE");
@@ -338,7 +338,7 @@ describe("reserved payload bits and alignment", () => {
   });
 });
 
-describe("message table facts (PROTOCOL.md §1.3, §2.1)", () => {
+describe("message table facts (docs/protocol.md#file-descriptors, docs/protocol.md#front-end-requests)", () => {
   test("the always-replied list", () => {
     const always = messageSpecs("frontend").filter((s) => alwaysReplied(s)).map((s) => s.id);
     assert.deepEqual(always, [1, 11, 15, 17, 22, 24, 26, 28, 30, 31, 36, 40, 41, 42, 43, 44, 45]);

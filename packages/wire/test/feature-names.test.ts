@@ -1,4 +1,4 @@
-/** Feature-bit names: plain tables, and protocol features per SHMEM dialect (SHMEM.md §2). */
+/** Feature-bit names: plain tables, and protocol features per SHMEM dialect (docs/shmem.md#dialects). */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Dialects, ProtocolFeature, VirtioFeature, featureNames, protocolFeatureNames } from "@vhostkit/wire";

@@ -1,5 +1,5 @@
 /**
- * Decoder fuzz (STYLE.md §7): random and mutated frames — well over 100k per run — fed to
+ * Decoder fuzz (docs/style.md#tests): random and mutated frames — well over 100k per run — fed to
  * decodeMessage / decodeReply on both channels in every dialect. Only WireError may escape, no
  * decoded view may point outside the frame, the input and the sentinel bytes around it stay
  * untouched, and the decoder keeps decoding good frames afterwards.

@@ -1,5 +1,5 @@
 /**
- * Golden frames: every message of PROTOCOL.md §2 and SHMEM.md in every dialect, one test per
+ * Golden frames: every message of docs/protocol.md and docs/shmem.md in every dialect, one test per
  * distinct encoding. Most frames are byte-identical in all four dialects; such a frame is one test
  * that still reads the fixture of every dialect that has it, checks it against the hand-written hex
  * of golden-cases.ts, decodes it in that dialect to the expected value, and re-encodes the value to
@@ -158,7 +158,7 @@ describe("what differs between dialects", () => {
   });
 });
 
-describe("SHMEM.md §7.2 example frames, verbatim", () => {
+describe("docs/shmem.md#example-frames, verbatim", () => {
   const strip = (s: string): string => s.replaceAll(/[\s|]/gu, "");
   const readReq = strip("0b000000 09000000 10000000 | 0000000001000000 00100000 00000000");
   const readRepHead = strip("0b000000 05000000 10100000 | 0000000001000000 00100000 00000000");

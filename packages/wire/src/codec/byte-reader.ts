@@ -146,7 +146,7 @@ export class ByteReader {
 }
 
 // vhost-user frames are host order; vhostkit always passes `true` (little-endian) to DataView, so
-// refuse to load on a big-endian host rather than mis-decode every frame (STYLE.md §5).
+// refuse to load on a big-endian host rather than mis-decode every frame (docs/style.md#binary-codecs).
 if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
   throw new WireError("BAD_VALUE", "@vhostkit/wire supports little-endian hosts only");
 }

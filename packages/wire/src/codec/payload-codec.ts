@@ -2,15 +2,15 @@ import type { ByteReader } from "./byte-reader.js";
 import type { ByteWriter } from "./byte-writer.js";
 
 /**
- * Codec for one vhost-user payload layout (STYLE.md §5): pure `encode`/`decode` over a
+ * Codec for one vhost-user payload layout (docs/style.md#binary-codecs): pure `encode`/`decode` over a
  * bounds-checked {@link ByteWriter}/{@link ByteReader}, plus the size bounds the message table
  * checks against `header.size` **before** a single body byte is decoded (rust-vmm
- * `check_request_size`). All integers are host order, little-endian (PROTOCOL.md §0).
+ * `check_request_size`). All integers are host order, little-endian (docs/protocol.md#byte-order).
  *
  * @typeParam T - the typed value: u64 fields are `bigint`, u32/u16/u8 fields are `number`.
  */
 export interface PayloadCodec<T> {
-  /** Human name of the layout as in PROTOCOL.md §1.5, e.g. `"vring addr"`. */
+  /** Human name of the layout as in docs/protocol.md#payload-layouts, e.g. `"vring addr"`. */
   readonly layout: string;
   /** Exact payload size in bytes when the layout is fixed-size; absent for variable layouts. */
   readonly SIZE?: number;

@@ -1,5 +1,5 @@
 /**
- * Device config payload of GET_CONFIG / SET_CONFIG (PROTOCOL.md §1.5 "config").
+ * Device config payload of GET_CONFIG / SET_CONFIG (docs/protocol.md#payload-layouts, "config").
  * @module
  */
 import { checkValue } from "../codec/checked-math.js";

@@ -1,5 +1,5 @@
 /**
- * crosvm-legacy dialect payloads (SHMEM.md §2.2, crosvm before Dec 2025): `VhostUserShmemMapMsg`
+ * crosvm-legacy dialect payloads (docs/shmem.md#crosvm-legacy-layouts, crosvm before Dec 2025): `VhostUserShmemMapMsg`
  * (id 1000, 32 bytes), `VhostUserShmemUnmapMsg` (id 1001, 24 bytes) and the
  * GET_SHARED_MEMORY_REGIONS reply (id 1004, 8 + 16·N bytes). Padding is written as zero and not
  * checked on decode, as for `VhostUserMMap`.

@@ -1,5 +1,5 @@
 /**
- * Device state transfer payloads of SET_DEVICE_STATE_FD (PROTOCOL.md §1.5, §2.1).
+ * Device state transfer payloads of SET_DEVICE_STATE_FD (docs/protocol.md#payload-layouts, docs/protocol.md#front-end-requests).
  * @module
  */
 import { checkValue } from "../codec/checked-math.js";

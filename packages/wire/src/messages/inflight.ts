@@ -1,5 +1,5 @@
 /**
- * Inflight payload of GET_INFLIGHT_FD / SET_INFLIGHT_FD (PROTOCOL.md §1.5 "inflight").
+ * Inflight payload of GET_INFLIGHT_FD / SET_INFLIGHT_FD (docs/protocol.md#payload-layouts, "inflight").
  * @module
  */
 import { checkNoOverflow } from "../codec/checked-math.js";

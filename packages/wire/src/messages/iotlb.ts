@@ -1,5 +1,5 @@
 /**
- * IOTLB payload (`struct vhost_iotlb_msg`, PROTOCOL.md §1.5) of IOTLB_MSG and BACKEND_IOTLB_MSG.
+ * IOTLB payload (`struct vhost_iotlb_msg`, docs/protocol.md#payload-layouts) of IOTLB_MSG and BACKEND_IOTLB_MSG.
  * @module
  */
 import { checkNoOverflow, checkValue } from "../codec/checked-math.js";

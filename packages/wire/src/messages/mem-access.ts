@@ -1,5 +1,5 @@
 /**
- * vhostkit MEM_READ / MEM_WRITE payloads (SHMEM.md §7.2; a vhostkit extension, NOT upstream).
+ * vhostkit MEM_READ / MEM_WRITE payloads (docs/shmem.md#extension-wire-format; a vhostkit extension, NOT upstream).
  * Request: 0:u64 guest_address, 8:u32 size (1..65536), 12:u32 padding (must be 0), 16: data
  * (MEM_WRITE only). MEM_READ reply: the 16-byte header echoed, then `size` data bytes (size 0 and
  * no data = failure). MEM_WRITE reply: u64 status (use {@link U64}).

@@ -1,5 +1,5 @@
 /**
- * Guest memory payloads (PROTOCOL.md §1.5): memory region, memory table (SET_MEM_TABLE), single
+ * Guest memory payloads (docs/protocol.md#payload-layouts): memory region, memory table (SET_MEM_TABLE), single
  * region (ADD/REM_MEM_REG) and log (SET_LOG_BASE).
  * @module
  */
@@ -136,7 +136,7 @@ export const LogCodec: PayloadCodec<LogArea> = {
 
 /**
  * SET_LOG_BASE reply (with LOG_SHMFD): libvhost-user sends a u64 (8 bytes, a `bigint`), rust-vmm
- * echoes the 16-byte log (a {@link LogArea}). QEMU ignores the content (PROTOCOL.md §2.1).
+ * echoes the 16-byte log (a {@link LogArea}). QEMU ignores the content.
  */
 export const LogBaseReplyCodec: PayloadCodec<bigint | LogArea> = {
   layout: "u64 or log",

@@ -1,5 +1,5 @@
 /**
- * Scalar payloads (PROTOCOL.md §1.5): no payload, a single u64, and opaque bytes.
+ * Scalar payloads (docs/protocol.md#payload-layouts): no payload, a single u64, and opaque bytes.
  * @module
  */
 import type { PayloadCodec } from "../codec/payload-codec.js";
@@ -14,7 +14,7 @@ export const Empty: PayloadCodec<undefined> = {
 
 /**
  * One u64 (8 bytes, little-endian) as a `bigint`: feature words, REPLY_ACK status (0 = success),
- * queue counts, status byte, MTU, crypto session id (PROTOCOL.md §1.5 "u64").
+ * queue counts, status byte, MTU, crypto session id (docs/protocol.md#payload-layouts, "u64").
  */
 export const U64: PayloadCodec<bigint> = {
   ...fixedSize("u64", 8),
@@ -24,7 +24,7 @@ export const U64: PayloadCodec<bigint> = {
 
 /**
  * Opaque bytes of any length, for payloads vhostkit does not interpret (CREATE_CRYPTO_SESSION's
- * QEMU-private struct, PROTOCOL.md §2.1). Decoding returns a zero-copy `subarray` of the frame,
+ * QEMU-private struct, docs/protocol.md#front-end-requests). Decoding returns a zero-copy `subarray` of the frame,
  * valid until its buffer is reused. The transport cap (`maxPayload`) bounds the size.
  */
 export const Opaque: PayloadCodec<Uint8Array> = {

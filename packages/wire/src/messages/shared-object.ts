@@ -1,5 +1,5 @@
 /**
- * Shared object payload (16-byte UUID, PROTOCOL.md §1.5) of GET_SHARED_OBJECT and the
+ * Shared object payload (16-byte UUID, docs/protocol.md#payload-layouts) of GET_SHARED_OBJECT and the
  * BACKEND_SHARED_OBJECT_* requests.
  * @module
  */

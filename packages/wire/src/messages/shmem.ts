@@ -1,5 +1,5 @@
 /**
- * VIRTIO Shared Memory Region payloads of the upstream-family dialects (SHMEM.md §3, §4):
+ * VIRTIO Shared Memory Region payloads of the upstream-family dialects (docs/shmem.md#region-query, docs/shmem.md#map-payload):
  * `VhostUserMMap` (BACKEND_SHMEM_MAP / UNMAP) and `VhostUserShMemConfig` (GET_SHMEM_CONFIG reply).
  * @module
  */
@@ -15,7 +15,7 @@ export const MMapFlag = {
 } as const;
 
 /**
- * `VhostUserMMap` (40 bytes, SHMEM.md §4.1): 0:u8 shmid, 1–7 padding, 8:u64 fd_offset,
+ * `VhostUserMMap` (40 bytes, docs/shmem.md#map-payload): 0:u8 shmid, 1–7 padding, 8:u64 fd_offset,
  * 16:u64 shm_offset, 24:u64 len, 32:u64 flags. Offsets and length are in bytes.
  */
 export interface MMapRequest {
@@ -43,7 +43,7 @@ function validateMMap(request: string, v: MMapRequest): void {
 
 /**
  * `VhostUserMMap` codec (40 bytes). The 7 padding bytes are written as zero and accepted non-zero
- * on decode (SHMEM.md §9 rule 8; the spec does not require zero).
+ * on decode (docs/shmem.md#padding; the spec does not require zero).
  * @throws WireError `BAD_VALUE` (flags other than bit 0, len 0), `OVERFLOW` (fd_offset/shm_offset + len).
  */
 export const MMapRequestCodec: PayloadCodec<MMapRequest> = {
@@ -67,7 +67,7 @@ export const MMapRequestCodec: PayloadCodec<MMapRequest> = {
 };
 
 /**
- * `VhostUserShMemConfig` (2056 bytes, SHMEM.md §3): 0:u32 nregions, 4:u32 padding,
+ * `VhostUserShMemConfig` (2056 bytes, docs/shmem.md#region-query): 0:u32 nregions, 4:u32 padding,
  * 8 + 8·i: u64 memory_sizes[i] for i = 0..255. Entry i describes **shmid i**; 0 = unused.
  * `nregions` counts the non-zero entries (it is not a prefix length).
  */

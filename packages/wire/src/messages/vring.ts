@@ -1,5 +1,5 @@
 /**
- * Vring payloads (PROTOCOL.md §1.5): vring state, vring file, vring addr, vring area, and the
+ * Vring payloads (docs/protocol.md#payload-layouts): vring state, vring file, vring addr, vring area, and the
  * split/packed vring base helpers.
  * @module
  */
@@ -27,7 +27,7 @@ export const VringStateCodec: PayloadCodec<VringState> = {
   },
 };
 
-/** Bit 8 of a vring file / vring area u64: no fd is attached (PROTOCOL.md §1.5). */
+/** Bit 8 of a vring file / vring area u64: no fd is attached (docs/protocol.md#payload-layouts). */
 export const VRING_NOFD_MASK = 0x100n;
 /** Bits 0–7 of a vring file / vring area u64: the vring index. */
 export const VRING_INDEX_MASK = 0xffn;
@@ -150,7 +150,7 @@ export const VringAreaCodec: PayloadCodec<VringArea> = {
   },
 };
 
-/** Split-ring vring base (PROTOCOL.md §1.5): `num` bits 0–15 next avail index, bits 16–31 zero. */
+/** Split-ring vring base (docs/protocol.md#payload-layouts): `num` bits 0–15 next avail index, bits 16–31 zero. */
 export interface SplitVringBase {
   /** Next available-ring index the back-end will read (free-running u16). */
   readonly nextAvailIdx: number;
@@ -173,7 +173,7 @@ export function encodeSplitVringBase(base: SplitVringBase, request = "SET_VRING_
 }
 
 /**
- * Packed-ring vring base (PROTOCOL.md §1.5): `num` bits 0–14 next avail idx, 15 avail wrap
+ * Packed-ring vring base (docs/protocol.md#payload-layouts): `num` bits 0–14 next avail idx, 15 avail wrap
  * counter, 16–30 next used idx, 31 used wrap counter.
  */
 export interface PackedVringBase {

@@ -20,7 +20,7 @@ export function leHex(value: number | bigint, bytes: number): string {
 }
 
 /**
- * Bytes of a hex string; whitespace and `|` separators are ignored (the SHMEM.md example style).
+ * Bytes of a hex string; whitespace and `|` separators are ignored (the style of docs/shmem.md#example-frames).
  * @throws RangeError on an odd length or a non-hex character.
  */
 export function hexToBytes(hex: string): Uint8Array {

@@ -1,6 +1,7 @@
 /**
- * Golden frames for every message of PROTOCOL.md §2 and SHMEM.md in every dialect. Each payload is
- * written **by hand** from the layout tables (PROTOCOL.md §1.5, SHMEM.md §2.2, §3, §4.1, §7.2) with
+ * Golden frames for every message of docs/protocol.md and docs/shmem.md in every dialect. Each payload is
+ * written **by hand** from the layout tables (docs/protocol.md#payload-layouts, docs/shmem.md#dialects,
+ * docs/shmem.md#region-query, docs/shmem.md#map-payload, docs/shmem.md#extension-wire-format) with
  * the little-endian hex helpers below, never with the codec under test. `write-golden.ts` turns the
  * cases into `fixtures/golden/<dialect>/<file>.hex`; `golden.test.ts` checks file = hand hex,
  * decode(file) = value and encode(value) = file, once per distinct encoding.
@@ -90,7 +91,7 @@ function cases(dialect: Dialect): GoldenCase[] {
   const beRep = (name: string, value: unknown, payload: string, variant = ""): void => add("backend", "reply", name, REP, value, payload, variant);
   const ackOk = (name: string): void => feRep(name, 0n, h64(0n));
 
-  // --- front-end requests (PROTOCOL.md §2.1) ---
+  // --- front-end requests (docs/protocol.md#front-end-requests) ---
   fe("GET_FEATURES", REQ, undefined, "");
   feRep("GET_FEATURES", 0x175007e46n, h64(0x175007e46n));
   fe("SET_FEATURES", NEED, 0x140000046n, h64(0x140000046n));
@@ -206,7 +207,7 @@ function cases(dialect: Dialect): GoldenCase[] {
   // Packed ring base: avail idx 5, avail wrap 1, used idx 3, used wrap 1.
   feRep("GET_VRING_BASE_SKIP_DRAIN", { index: 1, num: 0x8003_8005 }, h32(1) + h32(0x8003_8005));
 
-  // --- back-end requests (PROTOCOL.md §2.2) ---
+  // --- back-end requests (docs/protocol.md#back-end-requests) ---
   const tlbMiss = { iova: 0x2000n, size: 0x1000n, uaddr: 0n, perm: 1, type: 1 };
   be("BACKEND_IOTLB_MSG", NEED, tlbMiss, h64(0x2000n) + h64(0x1000n) + h64(0n) + h8(1) + h8(1) + zeros(6));
   beRep("BACKEND_IOTLB_MSG", 0n, h64(0n));
@@ -226,7 +227,7 @@ function cases(dialect: Dialect): GoldenCase[] {
   be("BACKEND_SHARED_OBJECT_LOOKUP", NEED, { uuid: bytes(uuid) }, uuid);
   beRep("BACKEND_SHARED_OBJECT_LOOKUP", 0n, h64(0n));
 
-  // vhostkit MEM_READ / MEM_WRITE: SHMEM.md §7.2 example frames, verbatim.
+  // vhostkit MEM_READ / MEM_WRITE: the docs/shmem.md#example-frames, verbatim.
   be("BACKEND_MEM_READ", NEED, { guestAddress: 0x1_0000_0000n, size: 0x1000 }, "0000000001000000" + "00100000" + "00000000");
   const data4k = Uint8Array.from({ length: 4096 }, (_, i) => i & 0xff);
   beRep("BACKEND_MEM_READ", { guestAddress: 0x1_0000_0000n, data: data4k }, "0000000001000000" + "00100000" + "00000000" + hexOf(data4k));
@@ -234,7 +235,7 @@ function cases(dialect: Dialect): GoldenCase[] {
   be("BACKEND_MEM_WRITE", NEED, { guestAddress: 0x2000n, data: bytes("deadbeef") }, "0020000000000000" + "04000000" + "00000000" + "deadbeef");
   beRep("BACKEND_MEM_WRITE", 0n, "0000000000000000");
 
-  // --- SHMEM messages: the dialect decides (SHMEM.md §2.2) ---
+  // --- SHMEM messages: the dialect decides (docs/shmem.md#dialects) ---
   if (dialect.layout === "mmap40") {
     fe("GET_SHMEM_CONFIG", REQ, undefined, "");
     const sizes = Array.from({ length: 256 }, (_, i) => (i === 1 ? 0x40_0000n : i === 3 ? 0x1_0000n : 0n));

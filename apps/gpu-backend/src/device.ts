@@ -165,7 +165,7 @@ export class GpuDevice implements DeviceBackend {
 
   stop(): void {
     // The mappings stay: the front-end keeps them across a stop (a VM pause) and drops them only on
-    // reset (SHMEM.md §5 rule 5); after the next start the driver can still unmap them.
+    // reset (docs/shmem.md#mapping-lifetime); after the next start the driver can still unmap them.
     this.#ctx = undefined;
     this.#o.onLifecycle?.("stop");
   }

@@ -1,5 +1,5 @@
 /**
- * virtio-gpu wire structures (VIRTIO 1.2 §5.7; PROTOCOL.md §7): command and response ids, formats,
+ * virtio-gpu wire structures (VIRTIO 1.2 §5.7; docs/devices.md#virtio-gpu): command and response ids, formats,
  * blob constants, the 24-byte control header and the request layouts this sample decodes. Every
  * field is little-endian. Pure bytes, no I/O.
  * @module
@@ -121,7 +121,7 @@ export const MAP_INFO_SIZE = 32;
 /** Size of the device config (events_read, events_clear, num_scanouts, num_capsets, blob_alignment). */
 export const CONFIG_SIZE = 20;
 
-/** Total request sizes (header included) of the fixed-size commands (PROTOCOL.md §7.2). */
+/** Total request sizes (header included) of the fixed-size commands (docs/devices.md#gpu-commands). */
 export const REQUEST_SIZE: Readonly<Record<number, number>> = {
   [GpuCmd.GET_DISPLAY_INFO]: 24,
   [GpuCmd.RESOURCE_CREATE_2D]: 40,

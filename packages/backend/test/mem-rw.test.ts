@@ -3,7 +3,7 @@
  * memory table without the guest page that holds the data buffer (as if it lay in another device's
  * shared memory region). The device's unchanged virtio-blk code reaches it through the fallback:
  * MEM_READ for a write request, MEM_WRITE for a read request, served here by a hand-played
- * front-end from its own guest RAM in the pinned wire format (SHMEM.md §7.2).
+ * front-end from its own guest RAM in the pinned wire format (docs/shmem.md#extension-wire-format).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";

@@ -39,7 +39,7 @@ interface Guest {
   call: EventFd;
 }
 
-/** Handshake in QEMU 7.2's order (PROTOCOL.md §4.2), memory as two ADD_MEM_REG of one memfd, one vring. */
+/** Handshake in QEMU 7.2's order (docs/protocol.md#negotiation-order), memory as two ADD_MEM_REG of one memfd, one vring. */
 async function setUp(fe: ScriptedFrontend): Promise<Guest> {
   const features = (await fe.get("GET_FEATURES")) as bigint;
   assert.equal(features & VirtioFeature.VERSION_1, VirtioFeature.VERSION_1);

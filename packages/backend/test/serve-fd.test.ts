@@ -145,7 +145,7 @@ test("REPLY_ACK exactly per spec: NEED_REPLY is acked only once REPLY_ACK was ne
   await served;
 });
 
-test("GET_SHMEM_CONFIG answers what the device declared at the start, however often it is asked (SHMEM.md §3)", async () => {
+test("GET_SHMEM_CONFIG answers what the device declared at the start, however often it is asked (docs/shmem.md#region-query)", async () => {
   let calls = 0;
   const changing: DeviceBackend = { ...device, shmemRegions: () => (++calls === 1 ? [{ shmid: 1, size: 1n << 20n }] : [{ shmid: 2, size: 1n << 16n }]) };
   const { fe, served } = servedOnPair(changing);
@@ -161,7 +161,7 @@ test("GET_SHMEM_CONFIG answers what the device declared at the start, however of
   await served;
 });
 
-test("without MEM_RW the back-end channel keeps the usual payload cap (SHMEM.md §7.2 rule 6)", async () => {
+test("without MEM_RW the back-end channel keeps the usual payload cap (docs/shmem.md#extension-rules, rule 6)", async () => {
   for (const memRw of [false, true]) {
     let started!: (ctx: DeviceContext) => void;
     const context = new Promise<DeviceContext>((r) => (started = r));
@@ -186,7 +186,7 @@ test("without MEM_RW the back-end channel keeps the usual payload cap (SHMEM.md 
   }
 });
 
-test("REM_MEM_REG that comes with an fd is served and the fd closed unused (PROTOCOL.md §1.3)", async () => {
+test("REM_MEM_REG that comes with an fd is served and the fd closed unused (docs/protocol.md#file-descriptors)", async () => {
   const before = readdirSync("/proc/self/fd").length;
   const { fe, served } = servedOnPair(device);
   assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIGURE_MEM_SLOTS), 0n);

@@ -73,7 +73,7 @@ function human(info: DeviceInfo, socket: string, deviceType: DeviceType): string
   return lines.join("\n");
 }
 
-/** virtio_gpu_config (PROTOCOL.md §7.2): events, scanouts, capsets, and blob_alignment when present. */
+/** virtio_gpu_config (docs/devices.md#gpu-configuration-space): events, scanouts, capsets, and blob_alignment when present. */
 function gpuConfigRows(config: Uint8Array): string[][] {
   const v = new DataView(config.buffer, config.byteOffset, config.byteLength);
   const rows = [

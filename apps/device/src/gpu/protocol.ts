@@ -1,11 +1,11 @@
 /**
- * The driver's side of virtio-gpu (VIRTIO 1.2 §5.7; PROTOCOL.md §7.2): request encoders and
+ * The driver's side of virtio-gpu (VIRTIO 1.2 §5.7; docs/devices.md#gpu-commands): request encoders and
  * response decoders, little-endian. Written independently of the sample back-end's decoder, so the
  * two check each other.
  */
 
 /**
- * virtio-gpu feature bits (PROTOCOL.md §7.2; BLOB_ALIGNMENT is VIRTIO 1.4). The sample back-end
+ * virtio-gpu feature bits (docs/devices.md#virtio-gpu; BLOB_ALIGNMENT is VIRTIO 1.4). The sample back-end
  * keeps its own table: the two sides are written independently so that they check each other.
  */
 export const GpuFeature = {

@@ -8,6 +8,8 @@
 # Usage: fetch.sh [--refresh] [SET...]     (default: every set)
 #   bookworm  QEMU 7.2 (Debian 12): qemu-system-x86_64, qemu-storage-daemon, qemu-img
 #   sid       QEMU 11.1 (Debian unstable): qemu-system-x86_64, qemu-storage-daemon
+#   guest     a Linux guest (Debian 12): its kernel and modules, and a static busybox (guest.mjs
+#             builds an initramfs from them)
 # A set that is already fetched is a quick no-op (no network) unless --refresh is given.
 #
 # Cache: $VHOSTKIT_CACHE/peers/SET, VHOSTKIT_CACHE defaulting to ${XDG_CACHE_HOME:-$HOME/.cache}/vhostkit.
@@ -22,11 +24,11 @@ SETS=""
 for a in "$@"; do
   case "$a" in
     --refresh) REFRESH=1 ;;
-    bookworm | sid) SETS="$SETS $a" ;;
-    *) echo "fetch.sh: unknown set '$a' (known: bookworm sid)" >&2; exit 2 ;;
+    bookworm | sid | guest) SETS="$SETS $a" ;;
+    *) echo "fetch.sh: unknown set '$a' (known: bookworm sid guest)" >&2; exit 2 ;;
   esac
 done
-[ -n "$SETS" ] || SETS="bookworm sid"
+[ -n "$SETS" ] || SETS="bookworm sid guest"
 
 host_mirror() {
   grep -h -E '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
@@ -42,11 +44,12 @@ packages() {
   case "$1" in
     bookworm) echo "qemu-system-x86 qemu-system-common qemu-utils" ;;
     sid) echo "qemu-system-x86 qemu-utils" ;;
+    guest) echo "linux-image-amd64 busybox-static" ;;
   esac
 }
 sources() {
   case "$1" in
-    bookworm)
+    bookworm | guest)
       echo "deb $MIRROR bookworm main"
       echo "deb $MIRROR bookworm-updates main"
       echo "deb $SECURITY_MIRROR bookworm-security main" ;;
@@ -95,7 +98,7 @@ fetch_set() {
       /*) ln -sfn "$dir/root$target" "$link" ;;
     esac
   done
-  versions="$(cd "$a/archives" && ls -- *.deb | sed -n -E 's/^(qemu-system-x86|qemu-utils)_([^_]*)_.*/\1 \2/p' | sed 's/%3a/:/g' | tr '\n' ' ')"
+  versions="$(cd "$a/archives" && ls -- *.deb | sed -n -E 's/^(qemu-system-x86|qemu-utils|linux-image-[0-9][^_]*|busybox-static)_([^_]*)_.*/\1 \2/p' | sed 's/%3a/:/g' | tr '\n' ' ')"
   rm -rf "$dir/root" "$a/archives" "$a/lists"
   mv "$dir/root.new" "$dir/root"
   printf '%s\n%s\n' "$versions" "$(date -u +%Y-%m-%dT%H:%M:%SZ) from $MIRROR" > "$dir/ready"

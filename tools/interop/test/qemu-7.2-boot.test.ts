@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { peerCommand } from "@vhostkit/peers/peers";
 import { LineProcess, withDeadline } from "./helpers/processes.js";
+import { vhostUserBlkMachine } from "./helpers/qemu.js";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const RAM_BLK = here("../../../packages/backend/examples/ram-blk.mjs");
@@ -34,11 +35,7 @@ test("QEMU 7.2 (vhost-user-blk-pci, TCG) boots from the RAM blk device: SeaBIOS 
     await withDeadline(dev.line("listening"), 20_000, "the RAM blk device to listen");
     qemu = new LineProcess(program as string, [
       ...prefix,
-      "-machine", "q35,accel=tcg,memory-backend=mem",
-      "-m", "256M",
-      "-object", "memory-backend-memfd,id=mem,size=256M,share=on",
-      "-chardev", `socket,id=blk0,path=${socket}`,
-      "-device", "vhost-user-blk-pci,chardev=blk0,num-queues=1,bootindex=1",
+      ...vhostUserBlkMachine(socket, 256, ",bootindex=1"),
       "-display", "none", "-nodefaults", "-no-reboot", "-monitor", "none",
       "-serial", "stdio",
     ]);

@@ -11,6 +11,7 @@ const RUN_SH = fileURLToPath(new URL("../run.sh", import.meta.url));
 export const PEER_SETS = Object.freeze({
   bookworm: "QEMU 7.2 (Debian 12)",
   sid: "QEMU 11.1 (Debian unstable)",
+  guest: "a Linux guest (Debian 12 kernel and busybox)",
 });
 
 /** The directory fetch.sh fills: `$VHOSTKIT_CACHE/peers`, by default `${XDG_CACHE_HOME:-~/.cache}/vhostkit/peers`. */

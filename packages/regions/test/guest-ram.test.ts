@@ -12,7 +12,7 @@ import {
   translateRange,
   type RegionErrorCode,
 } from "../src/index.js";
-import { fdCount, fdOpen, memfd } from "./proc-maps.js";
+import { fdCount, fdOpen, memfd } from "./helpers/proc-maps.js";
 
 const P = 0x1000n;
 const MiB = 0x10_0000n;
@@ -39,8 +39,8 @@ describe("GuestRam", () => {
 
   test("front-end RAM shared with a back-end memory table (fds as SCM_RIGHTS would dup them)", async () => {
     const before = fdCount();
-    const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }, { guestPhysAddr: MiB, size: MiB }], userAddrBase: 0n });
-    const backend = new MemoryTable();
+    using ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }, { guestPhysAddr: MiB, size: MiB }], userAddrBase: 0n });
+    using backend = new MemoryTable();
     backend.setMemTable(ram.memoryTable().map((r) => ({ ...r, fd: dupCloexec(r.fd) })));
     await ram.write(guestAddress(MiB - 2n), new Uint8Array([1, 2, 3, 4]));
     const out = new Uint8Array(4);

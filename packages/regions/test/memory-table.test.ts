@@ -3,7 +3,7 @@ import { describe, test } from "node:test";
 import { closeFd, dupCloexec } from "@vhostkit/transport/sys";
 import { guestAddress, isRegionError, MemoryTable, userAddress, type MemoryRegionWithFd, type RegionErrorCode } from "../src/index.js";
 import { openSync } from "node:fs";
-import { fdCount, fdOpen, memfd, memfdVmas } from "./proc-maps.js";
+import { fdCount, fdOpen, memfd, memfdVmas } from "./helpers/proc-maps.js";
 
 const P = 0x1000n;
 const U = 0x7f00_0000_0000n;

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { DeviceSharedMemory, guestAddress, isRegionError, type RegionErrorCode } from "../src/index.js";
 import { hostWindowForTesting } from "../src/shmem-region.js";
-import { fdCount, layout, memfd, memfdVmas } from "./proc-maps.js";
+import { fdCount, layout, memfd, memfdVmas } from "./helpers/proc-maps.js";
 
 const P = 0x1000n;
 const SIZES = [32n, 16n]; // pages, shmid 0 and 1; shmid 2 is unknown

@@ -4,7 +4,7 @@ import { openSync } from "node:fs";
 import { dupCloexec } from "@vhostkit/transport/sys";
 import { DeviceSharedMemory, guestAddress, isRegionError, MemoryTable, SHMEM_MAP_FLAG_RW, type RegionErrorCode } from "../src/index.js";
 import { hostWindowForTesting } from "../src/shmem-region.js";
-import { fdCount, fdOpen, layout, memfd, memfdVmas, vmFlagsWithin } from "./proc-maps.js";
+import { fdCount, fdOpen, layout, memfd, memfdVmas, vmFlagsWithin } from "./helpers/proc-maps.js";
 
 const P = 0x1000n;
 const BASE = guestAddress(0x1_0000_0000n);
@@ -69,7 +69,7 @@ describe("DeviceSharedMemory reservations", () => {
 
   test("dispose unmaps every reservation and closes every fd", () => {
     const before = fdCount();
-    const dev = device();
+    using dev = device();
     const w0 = win(dev, 0);
     dev.map(0, 0n, P, memfd(P, "dispose-blob"), 0n, 1n);
     assert.equal(memfdVmas("dispose-blob"), 1);

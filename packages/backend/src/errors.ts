@@ -36,3 +36,11 @@ export class BackendError extends VhostUserError<BackendErrorCode> {
 export function isBackendError(x: unknown): x is BackendError {
   return isVhostUserError(x) && x.name === "BackendError";
 }
+
+/**
+ * A `PROTOCOL` error for `request` (a spec name, lowercased in the message): the front-end broke the rules.
+ * @internal
+ */
+export function protocolError(request: string, message: string, detail: ErrorDetail = {}): BackendError {
+  return new BackendError("PROTOCOL", `${request.toLowerCase()}: ${message}`, { request, ...detail });
+}

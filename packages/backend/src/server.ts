@@ -5,7 +5,9 @@
  */
 import { Endpoint, OwnedFd, listen, type Listener, type ListenOptions } from "@vhostkit/transport";
 import type { DeviceBackend } from "./device-backend.js";
-import { checkDevice, Dispatcher, type DispatcherOptions } from "./dispatcher.js";
+import { checkDevice } from "./device-checks.js";
+import { Dispatcher } from "./dispatcher.js";
+import type { DispatcherOptions } from "./dispatcher-options.js";
 
 /** Options of {@link serve}. */
 export interface ServeOptions extends DispatcherOptions {

@@ -1,0 +1,46 @@
+/**
+ * What a {@link Dispatcher} is configured with, and what it reports.
+ * @module
+ */
+import type { Reactor } from "@vhostkit/transport";
+import type { Dialect, VhostUserError } from "@vhostkit/wire";
+
+/** Something the dispatcher reports for logs and tests (it never logs by itself). */
+export type BackendEvent =
+  /** A request was received (before it is handled). */
+  | { readonly kind: "request"; readonly name: string; readonly flags: number; readonly size: number; readonly fds: number }
+  /** A request was refused with a failure reply (the connection stays up). */
+  | { readonly kind: "rejected"; readonly name: string; readonly error: VhostUserError }
+  /** The front-end was dropped because of `error` (protocol violation without a way to answer it). */
+  | { readonly kind: "dropped"; readonly error: VhostUserError }
+  /** The front-end disconnected. */
+  | { readonly kind: "disconnected" }
+  /** A guest error broke queue `index`; its err fd was signalled. */
+  | { readonly kind: "queue-broken"; readonly index: number; readonly error: unknown }
+  /** The device's `start` hook failed. */
+  | { readonly kind: "device-error"; readonly error: unknown }
+  /** The device started (`true`) or stopped (`false`) running. */
+  | { readonly kind: "running"; readonly running: boolean };
+
+/** Options of a {@link Dispatcher} (and of `serve`). */
+export interface DispatcherOptions {
+  /** SHMEM dialect of the connection (default upstream). */
+  readonly dialect?: Dialect;
+  /** GET_MAX_MEM_SLOTS answer and memory-table cap (default 509). */
+  readonly maxMemSlots?: number;
+  /**
+   * Refuse SET_MEM_TABLE / ADD_MEM_REG regions backed by a file without `F_SEAL_SHRINK` (default
+   * `false`): a front-end that truncates guest memory under the mapping would make the next access
+   * a SIGBUS that kills this process. QEMU's `memory-backend-memfd` (default `seal=on`) and
+   * vhostkit's front-end seal guest RAM; QEMU's `memory-backend-file` cannot, hence the default.
+   */
+  readonly requireSealedMemory?: boolean;
+  /** Offer vhostkit's MEM_READ/MEM_WRITE (SHMEM.md §7.2): `true` for bit 63, or `{ bit }`. */
+  readonly memRw?: boolean | { readonly bit: number };
+  /** Per-request timeout on the back-end channel, milliseconds (default 5000). */
+  readonly timeoutMs?: number;
+  /** Diagnostics sink. */
+  readonly onEvent?: (event: BackendEvent) => void;
+  /** Reactor for the eventfds and sockets (default the shared one). */
+  readonly reactor?: Reactor;
+}

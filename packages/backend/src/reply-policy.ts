@@ -1,0 +1,37 @@
+/**
+ * The reply rules of the side that handles front-end requests (PROTOCOL.md §4.3): an always-replied
+ * request gets its reply; any other gets an ack only when REPLY_ACK was negotiated **and** its
+ * NEED_REPLY flag is set. A refused request gets a failure ack under the same condition, GET_CONFIG
+ * the spec's zero-size reply, and anything else cannot be answered: the front-end is dropped.
+ * @module
+ */
+import { FrontendRequest, HeaderFlag, type MessageSpec } from "@vhostkit/wire";
+
+/** What a request that was carried out gets back: its reply, an ack with status 0, or nothing. */
+export type SuccessReply = "reply" | "ack" | "none";
+
+/** What a refused request gets back: the zero-size reply, an ack with status 1, or nothing (the front-end is dropped). */
+export type RefusalReply = "empty-reply" | "failure-ack" | "drop";
+
+/**
+ * @param spec - the request's row in the message table.
+ * @param flags - the request's header flags.
+ * @param replyAck - REPLY_ACK was negotiated.
+ * @internal
+ */
+export function successReply(spec: MessageSpec, flags: number, replyAck: boolean): SuccessReply {
+  if (spec.replyRule === "always") return "reply";
+  return (flags & HeaderFlag.NEED_REPLY) !== 0 && replyAck ? "ack" : "none";
+}
+
+/**
+ * @param spec - the request's row in the message table, `undefined` for an unknown request.
+ * @param flags - the request's header flags.
+ * @param replyAck - REPLY_ACK was negotiated.
+ * @internal
+ */
+export function refusalReply(spec: MessageSpec | undefined, flags: number, replyAck: boolean): RefusalReply {
+  if (spec?.id === FrontendRequest.GET_CONFIG) return "empty-reply";
+  if ((flags & HeaderFlag.NEED_REPLY) !== 0 && replyAck && (spec === undefined || spec.replyRule !== "always")) return "failure-ack";
+  return "drop";
+}

@@ -1,0 +1,430 @@
+/**
+ * The ring runtime of one connection (PROTOCOL.md §4.5): the vrings as the front-end configures
+ * them, and the device's queue handler run on their kicks. Everything about a vring changes here,
+ * through methods that keep these invariants:
+ *
+ * - size, addresses and base change only while the ring is stopped (between GET_VRING_BASE and
+ *   SET_VRING_KICK); a ring starts only with a size and addresses;
+ * - one handler run per ring at a time: a kick during a run makes the run go round once more;
+ * - the memory a handler sees stays mapped until it returns (a pin on the memory table), and a
+ *   ring stops only once no handler runs ({@link RingRunner.quiesce});
+ * - a ring whose memory left the table is suspended, not broken, until a later change maps it again;
+ * - a replaced or dropped eventfd is closed, which ends its kick loop.
+ *
+ * No sockets: the runner takes eventfds, a memory table and a device, so it can be driven directly.
+ * @module
+ */
+import { isRegionError, type GuestMemory, type MemoryTable } from "@vhostkit/regions";
+import type { EventFd } from "@vhostkit/transport";
+import { isValidQueueSize, isVirtqueueError, SplitQueue, type RingAddresses } from "@vhostkit/virtqueue";
+import { decodeSplitVringBase, isVhostUserError, MAX_VRING_SIZE, VirtioFeature, VRING_F_LOG } from "@vhostkit/wire";
+import type { DeviceBackend, QueueContext } from "./device-backend.js";
+import { BackendError, protocolError } from "./errors.js";
+
+/** Options of a {@link RingRunner}. */
+export interface RingRunnerOptions {
+  /** The device: its queue count, its largest queue size and its queue handler. */
+  readonly device: Pick<DeviceBackend, "queueCount" | "maxQueueSize" | "processQueue">;
+  /**
+   * The memory table the rings live in (ring addresses are front-end virtual addresses, as
+   * SET_VRING_ADDR gives them). Borrowed; after each change of it, call {@link RingRunner.remap}.
+   */
+  readonly memory: MemoryTable;
+  /** The guest memory a queue handler gets as `QueueContext.memory`, asked at each run (default `memory`). */
+  readonly handlerMemory?: () => GuestMemory;
+  /** A guest error, a failed handler or an unusable kick fd broke ring `index`; its err fd was signalled first. */
+  readonly onQueueBroken?: (index: number, error: unknown) => void;
+  /** {@link RingRunner.running} changed to `running`; called synchronously, at the change. */
+  readonly onRunningChange?: (running: boolean) => void;
+}
+
+/** One vring: what the front-end configured, and where its handler stands. Only the runner touches it. */
+class Vring {
+  readonly index: number;
+  /** SET_VRING_NUM (0 = not set). */
+  size = 0;
+  /** SET_VRING_ADDR (front-end virtual addresses). */
+  addresses: RingAddresses | undefined;
+  /** SET_VRING_BASE: next avail index to read; GET_VRING_BASE reads it back. */
+  base = 0;
+  kick: EventFd | undefined;
+  /** Undefined = polling mode, never signalled. */
+  call: EventFd | undefined;
+  err: EventFd | undefined;
+  /** SET_VRING_ENABLE (rings start disabled when PROTOCOL_FEATURES is negotiated). */
+  enabled = false;
+  /** The device side of the ring between SET_VRING_KICK and GET_VRING_BASE. */
+  queue: SplitQueue | undefined;
+  /** The handler runs for this ring now. */
+  busy = false;
+  /** A kick arrived while the handler was busy: it runs again afterwards. */
+  kickedWhileBusy = false;
+  /** The ring's memory left the table while it was started (see {@link RingRunner.remap}). */
+  waitingForMemory = false;
+
+  constructor(index: number) {
+    this.index = index;
+  }
+
+  get started(): boolean {
+    return this.queue !== undefined;
+  }
+
+  /** Close the eventfds (GET_VRING_BASE drops them, as libvhost-user and rust-vmm do). */
+  dropFds(): void {
+    for (const f of [this.kick, this.call, this.err]) f?.close();
+    this.kick = undefined;
+    this.call = undefined;
+    this.err = undefined;
+  }
+}
+
+/**
+ * Owns the vrings of one connection and runs the device's queue handler on them (see the module
+ * notes for the invariants). Methods that take a `request` name it in their errors, which are
+ * `BackendError` `PROTOCOL` for a request the rings' state does not allow.
+ */
+export class RingRunner {
+  readonly #vrings: Vring[];
+  readonly #device: RingRunnerOptions["device"];
+  readonly #memory: MemoryTable;
+  readonly #options: RingRunnerOptions;
+  /** Handler runs in progress, over all rings. */
+  #runningHandlers = 0;
+  /** Resolved when `#runningHandlers` drops to 0. */
+  #whenIdle: (() => void)[] = [];
+  /** A stop began (GET_VRING_BASE, SET_STATUS 0, reset) and no ring started since. */
+  #stopping = false;
+  #running = false;
+  #closed = false;
+
+  /** @param options - the device, the memory table and the reports. */
+  constructor(options: RingRunnerOptions) {
+    this.#options = options;
+    this.#device = options.device;
+    this.#memory = options.memory;
+    this.#vrings = Array.from({ length: options.device.queueCount }, (_, i) => new Vring(i));
+  }
+
+  /** Number of rings (the device's queue count). */
+  get count(): number {
+    return this.#vrings.length;
+  }
+
+  /**
+   * True while the device runs: a ring started (SET_VRING_KICK) and none stopped since
+   * (GET_VRING_BASE, SET_STATUS 0, reset, close). Front-ends start the rings only once the driver
+   * set DRIVER_OK; SET_STATUS(DRIVER_OK) itself is not waited for, because QEMU 11.1.3's
+   * vhost-user-test-device negotiates STATUS but never sends it (it sends FEATURES_OK only), and a
+   * device there could otherwise never map.
+   */
+  get running(): boolean {
+    return this.#running;
+  }
+
+  /** True between SET_VRING_KICK and GET_VRING_BASE of ring `index`. */
+  isStarted(index: number): boolean {
+    return this.#vrings[index]?.started ?? false;
+  }
+
+  /** @throws BackendError `PROTOCOL` when there is no ring `index`. */
+  checkIndex(request: string, index: number): void {
+    this.#vring(request, index);
+  }
+
+  #vring(request: string, index: number): Vring {
+    const v = this.#vrings[index];
+    if (v === undefined) throw protocolError(request, `vring ${index} out of range (${this.#vrings.length} queues)`, { actual: index, expected: this.#vrings.length });
+    return v;
+  }
+
+  #stoppedVring(request: string, index: number): Vring {
+    const v = this.#vring(request, index);
+    if (v.started) throw protocolError(request, `vring ${v.index} is started`);
+    return v;
+  }
+
+  /** SET_VRING_NUM: a power of two no larger than the device's maximum, on a stopped ring. */
+  setSize(request: string, index: number, size: number): void {
+    const v = this.#stoppedVring(request, index);
+    const max = Math.min(this.#device.maxQueueSize, MAX_VRING_SIZE);
+    if (!isValidQueueSize(size) || size > max) throw protocolError(request, `queue size ${size} is not a power of two <= ${max}`, { actual: size, expected: max });
+    v.size = size;
+  }
+
+  /**
+   * SET_VRING_ADDR: desc 16-, avail 2-, used 4-byte aligned, on a stopped ring. `flags` are the
+   * request's: VHOST_VRING_F_LOG is refused (`NOT_NEGOTIATED`: no dirty-page logging without LOG_ALL).
+   */
+  setAddresses(request: string, index: number, addresses: RingAddresses, flags: number): void {
+    const v = this.#stoppedVring(request, index);
+    if ((flags & VRING_F_LOG) !== 0) throw new BackendError("NOT_NEGOTIATED", `${request.toLowerCase()}: VHOST_VRING_F_LOG without LOG_ALL`, { request });
+    if (addresses.desc % 16n !== 0n || addresses.avail % 2n !== 0n || addresses.used % 4n !== 0n) {
+      throw protocolError(request, `misaligned ring: desc 0x${addresses.desc.toString(16)} avail 0x${addresses.avail.toString(16)} used 0x${addresses.used.toString(16)}`);
+    }
+    v.addresses = addresses;
+  }
+
+  /**
+   * SET_VRING_BASE on a stopped ring: `num` is the request's, for a split ring the next avail index
+   * to read in bits 0–15.
+   * @throws WireError `BAD_VALUE` when bits 16–31 are set.
+   */
+  setBase(request: string, index: number, num: number): void {
+    const v = this.#stoppedVring(request, index);
+    v.base = decodeSplitVringBase(num).nextAvailIdx;
+  }
+
+  /**
+   * SET_VRING_KICK: installs `kick` (ownership taken; the previous kick fd is closed) and starts a
+   * stopped ring with the virtio features the driver acknowledged (`undefined`: SET_FEATURES not
+   * seen yet). A started ring only gets the new kick fd (a front-end switching notifiers, as in
+   * libvhost-user): its queue, call and err fds carry on.
+   * @throws BackendError `PROTOCOL` when the ring has no size or addresses yet (the kick fd stays installed).
+   */
+  setKick(request: string, index: number, kick: EventFd, ackedFeatures: bigint | undefined): void {
+    const v = this.#vring(request, index);
+    v.kick?.close(); // ends the old fd's kick loop
+    v.kick = kick;
+    if (!v.started) {
+      this.#start(request, v, ackedFeatures);
+      return;
+    }
+    void this.#kickLoop(v, kick);
+    this.#schedule(v);
+  }
+
+  /**
+   * SET_VRING_CALL: installs `call` (ownership taken; `undefined` = polling mode), closing the
+   * previous one. A started ring may have published used entries while it had no call fd (or
+   * signalled the old one the driver no longer watches): the new fd is signalled once so that no
+   * completion goes unnoticed, as libvhost-user does. A spurious interrupt is harmless.
+   * @throws TransportError when `call` cannot be signalled; it is then closed, not installed.
+   */
+  setCall(request: string, index: number, call: EventFd | undefined): void {
+    const v = this.#vring(request, index);
+    v.call?.close();
+    v.call = call;
+    try {
+      if (v.started) v.call?.signal();
+    } catch (err) {
+      v.call?.close();
+      v.call = undefined;
+      throw err;
+    }
+  }
+
+  /** SET_VRING_ERR: installs `err` (ownership taken; `undefined` = none), closing the previous one. */
+  setErr(request: string, index: number, err: EventFd | undefined): void {
+    const v = this.#vring(request, index);
+    v.err?.close();
+    v.err = err;
+  }
+
+  /** SET_VRING_ENABLE: an enabled started ring runs its handler for what the driver queued meanwhile. */
+  setEnabled(request: string, index: number, enabled: boolean): void {
+    const v = this.#vring(request, index);
+    v.enabled = enabled;
+    if (enabled) this.#schedule(v);
+  }
+
+  /** Enables every ring (SET_FEATURES without VHOST_USER_F_PROTOCOL_FEATURES: rings are enabled from the start). */
+  enableAll(): void {
+    for (const v of this.#vrings) v.enabled = true;
+  }
+
+  /**
+   * A stop begins (GET_VRING_BASE, SET_STATUS 0, reset): not running from now on. Handlers still
+   * running finish; {@link RingRunner.stop} and {@link RingRunner.stopAll} wait for them.
+   */
+  beginStop(): void {
+    this.#stopping = true;
+    this.#updateRunning();
+  }
+
+  /**
+   * GET_VRING_BASE: once no handler runs, stops ring `index` and drops its eventfds.
+   * @returns the next avail index, for the reply.
+   */
+  async stop(request: string, index: number): Promise<number> {
+    const v = this.#vring(request, index);
+    await this.quiesce();
+    return this.#stopRing(v);
+  }
+
+  /** Once no handler runs, stops and disables every ring (RESET_OWNER, RESET_DEVICE, SET_STATUS 0). */
+  async stopAll(): Promise<void> {
+    await this.quiesce();
+    this.#stopAndDisableAll();
+  }
+
+  /**
+   * RESET_DEVICE's "reset all internal device state to the initial state": stopped rings forget
+   * size, addresses and base too (a ring restarted without SET_VRING_BASE starts at 0, not where it was).
+   */
+  forgetConfiguration(): void {
+    for (const v of this.#vrings) {
+      v.size = 0;
+      v.addresses = undefined;
+      v.base = 0;
+    }
+  }
+
+  /**
+   * After a memory-table change: re-map every started ring. One whose rings are no longer in the
+   * table is suspended until a later change maps them again, then resumes where it stopped.
+   * @throws what remapping throws other than a virtqueue or region error (those break the ring).
+   */
+  remap(): void {
+    for (const v of this.#vrings) {
+      const q = v.queue;
+      if (!q || q.brokenBy !== undefined) continue;
+      try {
+        q.remap(this.#memory);
+        if (!v.waitingForMemory) continue;
+        q.start(); // at the avail index it stopped at; used.idx is read back from the ring
+        v.waitingForMemory = false;
+        this.#schedule(v); // what the driver queued meanwhile
+      } catch (err) {
+        // QEMU removes and re-adds a region it changes: a ring whose memory is gone waits for it.
+        if (isVirtqueueError(err) && err.code === "RING_UNMAPPED") v.waitingForMemory = true;
+        else if (isVirtqueueError(err) || isRegionError(err)) this.#queueBroken(v, err);
+        else throw err;
+      }
+    }
+  }
+
+  /** Resolves once no queue handler runs (before unmapping memory a handler might be using). */
+  async quiesce(): Promise<void> {
+    while (this.#runningHandlers > 0) await new Promise<void>((r) => this.#whenIdle.push(r));
+  }
+
+  /**
+   * The connection ended: stops and disables every ring at once (handlers still running keep
+   * their pinned memory until they return; await {@link RingRunner.quiesce}) and runs nothing more.
+   */
+  close(): void {
+    this.#closed = true;
+    this.#stopAndDisableAll();
+    this.#updateRunning();
+  }
+
+  #stopAndDisableAll(): void {
+    for (const v of this.#vrings) {
+      this.#stopRing(v);
+      v.enabled = false;
+    }
+  }
+
+  #start(request: string, v: Vring, ackedFeatures: bigint | undefined): void {
+    if (v.size === 0 || v.addresses === undefined) throw protocolError(request, `vring ${v.index} has no size or addresses yet`);
+    const features = ackedFeatures ?? 0n;
+    const queue = new SplitQueue({
+      size: v.size,
+      memory: this.#memory,
+      addresses: v.addresses,
+      addressSpace: "user",
+      eventIdx: (features & VirtioFeature.EVENT_IDX) !== 0n,
+      indirect: (features & VirtioFeature.INDIRECT_DESC) !== 0n,
+      maxIndirectLength: v.size,
+      onBroken: (error) => this.#queueBroken(v, error),
+    });
+    queue.start(v.base);
+    v.queue = queue;
+    if ((features & VirtioFeature.PROTOCOL_FEATURES) === 0n && ackedFeatures !== undefined) v.enabled = true;
+    this.#stopping = false;
+    const kick = v.kick;
+    if (kick) void this.#kickLoop(v, kick);
+    this.#updateRunning();
+    this.#schedule(v);
+  }
+
+  /** Stops `v`: keeps the next avail index as its base and drops the eventfds. */
+  #stopRing(v: Vring): number {
+    const q = v.queue;
+    v.queue = undefined;
+    v.waitingForMemory = false;
+    if (q) v.base = q.stop();
+    v.dropFds();
+    return v.base;
+  }
+
+  async #kickLoop(v: Vring, kick: EventFd): Promise<void> {
+    for (;;) {
+      try {
+        await kick.wait();
+      } catch (err) {
+        // Closed: replaced, stopped or disconnected. Anything else is a kick fd that is no eventfd
+        // (a short read, EOF): the ring would stall silently, so it is reported as broken.
+        if (v.kick === kick && !(isVhostUserError(err) && err.code === "CLOSED")) this.#queueBroken(v, err);
+        return;
+      }
+      if (v.kick !== kick) return;
+      this.#schedule(v);
+    }
+  }
+
+  #schedule(v: Vring): void {
+    if (!v.started || !v.enabled || v.waitingForMemory || this.#closed) return;
+    if (v.busy) {
+      v.kickedWhileBusy = true;
+      return;
+    }
+    void this.#runHandler(v);
+  }
+
+  async #runHandler(v: Vring): Promise<void> {
+    v.busy = true;
+    this.#runningHandlers++;
+    // Views the handler holds stay mapped until it returns, whatever the front-end removes meanwhile.
+    const unpin = this.#memory.pin();
+    try {
+      do {
+        v.kickedWhileBusy = false;
+        const q = v.queue;
+        if (q === undefined || q.brokenBy !== undefined || v.waitingForMemory) break;
+        const ctx: QueueContext = {
+          index: v.index,
+          queue: q,
+          memory: this.#options.handlerMemory?.() ?? this.#memory,
+          notify: () => {
+            if (v.queue === q && q.brokenBy === undefined && q.publishUsed()) v.call?.signal();
+          },
+        };
+        for (;;) {
+          q.disableNotification();
+          await this.#device.processQueue(ctx);
+          ctx.notify();
+          if (v.queue !== q || !q.enableNotification()) break;
+        }
+      } while (v.kickedWhileBusy && v.started && v.enabled);
+    } catch (err) {
+      // Guest errors already broke the queue and were reported through onBroken.
+      if (!isVirtqueueError(err) || v.queue?.brokenBy === undefined) this.#queueBroken(v, err);
+    } finally {
+      unpin();
+      v.busy = false;
+      if (--this.#runningHandlers === 0) {
+        const idle = this.#whenIdle;
+        this.#whenIdle = [];
+        for (const r of idle) r();
+      }
+    }
+  }
+
+  #queueBroken(v: Vring, err: unknown): void {
+    try {
+      v.err?.signal();
+    } catch {
+      // the err fd is gone (front-end closed it): the report below still tells of the failure
+    }
+    this.#options.onQueueBroken?.(v.index, err);
+  }
+
+  #updateRunning(): void {
+    const now = !this.#closed && !this.#stopping && this.#vrings.some((v) => v.started);
+    if (now === this.#running) return;
+    this.#running = now;
+    this.#options.onRunningChange?.(now);
+  }
+}

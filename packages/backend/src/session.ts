@@ -1,0 +1,376 @@
+/**
+ * What each front-end request does: the semantic checks (feature negotiated, state, values) on
+ * top of the syntax `@vhostkit/wire` already checked, and their effect on one connection's state —
+ * negotiated features, memory table, rings, status, the back-end channel. Replies are not sent
+ * here: the {@link Dispatcher} does that by the reply rules.
+ * @module
+ */
+import { FallbackMemory } from "@vhostkit/fallback";
+import { MemoryTable, type GuestMemory } from "@vhostkit/regions";
+import { Endpoint, EventFd, OwnedFd } from "@vhostkit/transport";
+import {
+  MEM_RW_MAX_PAYLOAD,
+  ProtocolFeature,
+  UPSTREAM,
+  VirtioFeature,
+  makeShmemConfig,
+  vhostkitMemRwFeature,
+  type DecodedFrontendRequest,
+  type Dialect,
+  type MemoryRegion,
+} from "@vhostkit/wire";
+import { BackendClient } from "./backend-client.js";
+import type { DeviceBackend, DeviceContext, ShmemRegionSpec } from "./device-backend.js";
+import { checkDevice } from "./device-checks.js";
+import { DeviceLifecycle, noBackendChannel } from "./device-lifecycle.js";
+import type { BackendEvent, DispatcherOptions } from "./dispatcher-options.js";
+import { BackendError, protocolError } from "./errors.js";
+import { RingRunner } from "./ring-runner.js";
+
+/** Virtio features the framework always offers on top of the device's own. */
+export const FRAMEWORK_FEATURES = VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES | VirtioFeature.EVENT_IDX | VirtioFeature.INDIRECT_DESC;
+
+/** Protocol features the framework always offers. */
+export const FRAMEWORK_PROTOCOL_FEATURES =
+  ProtocolFeature.MQ |
+  ProtocolFeature.REPLY_ACK |
+  ProtocolFeature.BACKEND_REQ |
+  ProtocolFeature.BACKEND_SEND_FD |
+  ProtocolFeature.CONFIGURE_MEM_SLOTS |
+  ProtocolFeature.STATUS |
+  ProtocolFeature.RESET_DEVICE;
+
+const PAGE = 4096n;
+
+/**
+ * One front-end's session with a device: the state its requests build up, and what each request
+ * does to it. Every method that carries out a request throws a `VhostUserError` to refuse it.
+ * @internal
+ */
+export class Session {
+  readonly #device: DeviceBackend;
+  readonly #dialect: Dialect;
+  readonly #options: DispatcherOptions;
+  readonly #memory: MemoryTable;
+  readonly #rings: RingRunner;
+  readonly #lifecycle: DeviceLifecycle;
+  readonly #features: bigint;
+  readonly #protocolFeatures: bigint;
+  /** vhostkit's MEM_RW gate bit when offered, else 0n. */
+  readonly #memRwMask: bigint;
+  readonly #shmemRegions: readonly ShmemRegionSpec[];
+  #ackedFeatures: bigint | undefined;
+  #ackedProtocol = 0n;
+  #status = 0n;
+  #client: BackendClient | undefined;
+  #fallbackMemory: GuestMemory | undefined;
+
+  /**
+   * @param device - the device; it serves one connection at a time.
+   * @param options - dialect, limits, reactor.
+   * @param report - receives the session's events; must not throw.
+   * @throws BackendError `BAD_DEVICE` when the device definition is invalid.
+   */
+  constructor(device: DeviceBackend, options: DispatcherOptions, report: (event: BackendEvent) => void) {
+    // SHMEM.md §3: the answer to GET_SHMEM_CONFIG is fixed for the connection; ask the device once.
+    this.#shmemRegions = checkDevice(device);
+    this.#device = device;
+    this.#options = options;
+    this.#dialect = options.dialect ?? UPSTREAM;
+    this.#memory = new MemoryTable({ ...(options.maxMemSlots === undefined ? {} : { maxSlots: options.maxMemSlots }), requireSealedFds: options.requireSealedMemory ?? false });
+    this.#lifecycle = new DeviceLifecycle(device, report);
+    this.#rings = new RingRunner({
+      device,
+      memory: this.#memory,
+      handlerMemory: () => this.#guestMemory(),
+      onQueueBroken: (index, error) => report({ kind: "queue-broken", index, error }),
+      onRunningChange: (running) => this.#lifecycle.runningChanged(running, () => this.#deviceContext()),
+    });
+    this.#features = device.features | FRAMEWORK_FEATURES;
+    this.#memRwMask = options.memRw === undefined || options.memRw === false ? 0n : vhostkitMemRwFeature(options.memRw === true ? undefined : options.memRw.bit);
+    this.#protocolFeatures =
+      FRAMEWORK_PROTOCOL_FEATURES |
+      (device.getConfig ? ProtocolFeature.CONFIG : 0n) |
+      (device.shmemRegions ? this.#dialect.shmemFeature : 0n) |
+      this.#memRwMask;
+  }
+
+  /** Virtio features offered in GET_FEATURES. */
+  get offeredFeatures(): bigint {
+    return this.#features;
+  }
+
+  /** Protocol features offered in GET_PROTOCOL_FEATURES. */
+  get offeredProtocolFeatures(): bigint {
+    return this.#protocolFeatures;
+  }
+
+  /** Protocol features the front-end acknowledged (SET_PROTOCOL_FEATURES). */
+  get ackedProtocolFeatures(): bigint {
+    return this.#ackedProtocol;
+  }
+
+  /** True while the device runs (see {@link RingRunner.running}). */
+  get running(): boolean {
+    return this.#rings.running;
+  }
+
+  /** The back-end channel client, once SET_BACKEND_REQ_FD arrived. */
+  get client(): BackendClient | undefined {
+    return this.#client;
+  }
+
+  /** True when the front-end acknowledged protocol feature `f`. */
+  negotiated(f: bigint): boolean {
+    return (this.#ackedProtocol & f) !== 0n;
+  }
+
+  /**
+   * The connection ended: stops the rings, closes the back-end channel and unmaps guest memory
+   * (handlers still running keep their views until they return); then waits for those handlers,
+   * because the same device serves the next connection, and resets the device. Never rejects.
+   */
+  async close(): Promise<void> {
+    this.#rings.close();
+    this.#client?.close();
+    this.#client = undefined;
+    this.#memory.dispose();
+    await this.#rings.quiesce();
+    this.#lifecycle.reset();
+  }
+
+  #requireProtocol(request: string, f: bigint, what: string): void {
+    if (!this.negotiated(f)) throw new BackendError("NOT_NEGOTIATED", `${request.toLowerCase()}: ${what} not negotiated`, { request });
+  }
+
+  /**
+   * Carries out one decoded request whose fd count was checked against the message table. Fds it
+   * keeps are transferred out of `fds`; the caller closes the rest.
+   * @returns the reply value for always-replied requests.
+   */
+  async carryOut(m: DecodedFrontendRequest, fds: readonly OwnedFd[]): Promise<unknown> {
+    switch (m.name) {
+      case "GET_FEATURES":
+        return this.#features;
+      case "SET_FEATURES": {
+        const extra = m.value & ~this.#features;
+        if (extra !== 0n) throw protocolError(m.name, `features 0x${extra.toString(16)} were not offered`, { actual: m.value, expected: this.#features });
+        this.#ackedFeatures = m.value;
+        if ((m.value & VirtioFeature.PROTOCOL_FEATURES) === 0n) this.#rings.enableAll();
+        this.#device.featuresAcked?.(m.value);
+        return undefined;
+      }
+      case "SET_OWNER":
+        return undefined;
+      case "RESET_OWNER":
+        await this.#stopAll();
+        return undefined;
+      case "GET_PROTOCOL_FEATURES":
+        return this.#protocolFeatures;
+      case "SET_PROTOCOL_FEATURES": {
+        const extra = m.value & ~this.#protocolFeatures;
+        if (extra !== 0n) throw protocolError(m.name, `protocol features 0x${extra.toString(16)} were not offered`, { actual: m.value, expected: this.#protocolFeatures });
+        this.#ackedProtocol = m.value;
+        return undefined;
+      }
+      case "GET_QUEUE_NUM":
+        return BigInt(this.#rings.count);
+      case "GET_MAX_MEM_SLOTS":
+        return BigInt(this.#memory.maxSlots);
+      case "SET_MEM_TABLE": {
+        const regions = m.value.regions.map((r, i) => this.#regionWithFd(m.name, r, fds[i]));
+        // No waiting for queue handlers (one may be waiting for a back-end request's reply while the
+        // front-end waits for this one): they hold pins, so the old mappings outlive their views.
+        this.#memory.setMemTable(regions);
+        this.#rings.remap();
+        return undefined;
+      }
+      case "ADD_MEM_REG":
+        this.#requireProtocol(m.name, ProtocolFeature.CONFIGURE_MEM_SLOTS, "CONFIGURE_MEM_SLOTS");
+        this.#memory.addRegion(this.#regionWithFd(m.name, m.value, fds[0]));
+        this.#rings.remap();
+        return undefined;
+      case "REM_MEM_REG":
+        this.#requireProtocol(m.name, ProtocolFeature.CONFIGURE_MEM_SLOTS, "CONFIGURE_MEM_SLOTS");
+        // Answered at once, as SET_MEM_TABLE: the unmap waits for the handlers' pins instead.
+        this.#memory.removeRegion({ guestPhysAddr: m.value.guestPhysAddr, memorySize: m.value.memorySize, userspaceAddr: m.value.userAddr });
+        this.#rings.remap();
+        return undefined;
+      case "SET_VRING_NUM":
+        this.#rings.setSize(m.name, m.value.index, m.value.num);
+        return undefined;
+      case "SET_VRING_ADDR":
+        this.#rings.setAddresses(m.name, m.value.index, { desc: m.value.descAddr, avail: m.value.availAddr, used: m.value.usedAddr }, m.value.flags);
+        return undefined;
+      case "SET_VRING_BASE":
+        this.#rings.setBase(m.name, m.value.index, m.value.num);
+        return undefined;
+      case "GET_VRING_BASE": {
+        this.#rings.checkIndex(m.name, m.value.index);
+        this.#beginStop();
+        return { index: m.value.index, num: await this.#rings.stop(m.name, m.value.index) };
+      }
+      case "SET_VRING_KICK": {
+        this.#rings.checkIndex(m.name, m.value.index);
+        if (m.value.noFd) throw new BackendError("UNSUPPORTED", "set_vring_kick: polling mode (no kick fd) is not supported", { request: m.name });
+        this.#rings.setKick(m.name, m.value.index, this.#eventFd(m.name, fds[0]), this.#ackedFeatures);
+        return undefined;
+      }
+      case "SET_VRING_CALL":
+        this.#rings.checkIndex(m.name, m.value.index);
+        this.#rings.setCall(m.name, m.value.index, m.value.noFd ? undefined : this.#eventFd(m.name, fds[0]));
+        return undefined;
+      case "SET_VRING_ERR":
+        this.#rings.checkIndex(m.name, m.value.index);
+        this.#rings.setErr(m.name, m.value.index, m.value.noFd ? undefined : this.#eventFd(m.name, fds[0]));
+        return undefined;
+      case "SET_VRING_ENABLE": {
+        this.#rings.checkIndex(m.name, m.value.index);
+        if (m.value.num > 1) throw protocolError(m.name, `enable value ${m.value.num} is not 0 or 1`, { actual: m.value.num });
+        if (this.#ackedFeatures !== undefined && (this.#ackedFeatures & VirtioFeature.PROTOCOL_FEATURES) === 0n) {
+          throw new BackendError("NOT_NEGOTIATED", "set_vring_enable: VHOST_USER_F_PROTOCOL_FEATURES not in SET_FEATURES", { request: m.name });
+        }
+        this.#rings.setEnabled(m.name, m.value.index, m.value.num === 1);
+        return undefined;
+      }
+      case "SET_BACKEND_REQ_FD":
+        this.#openBackendChannel(m.name, fds[0]);
+        return undefined;
+      case "GET_CONFIG": {
+        this.#requireProtocol(m.name, ProtocolFeature.CONFIG, "CONFIG");
+        const get = this.#device.getConfig;
+        if (!get) throw new BackendError("UNSUPPORTED", "get_config: the device has no config space", { request: m.name });
+        const data = get.call(this.#device, m.value.offset, m.value.data.byteLength);
+        if (data.byteLength !== m.value.data.byteLength) throw protocolError(m.name, `device returned 0x${data.byteLength.toString(16)} bytes for 0x${m.value.data.byteLength.toString(16)}`);
+        return { offset: m.value.offset, flags: m.value.flags, data };
+      }
+      case "SET_CONFIG": {
+        this.#requireProtocol(m.name, ProtocolFeature.CONFIG, "CONFIG");
+        const set = this.#device.setConfig;
+        if (!set) throw new BackendError("UNSUPPORTED", "set_config: the config space is read-only", { request: m.name });
+        set.call(this.#device, m.value.offset, m.value.data.slice(), m.value.flags);
+        return undefined;
+      }
+      case "SET_STATUS":
+        this.#requireProtocol(m.name, ProtocolFeature.STATUS, "STATUS");
+        if (m.value > 0xffn) throw protocolError(m.name, `status 0x${m.value.toString(16)} is not a byte`);
+        this.#status = m.value;
+        if (m.value === 0n) await this.#stopAll();
+        return undefined;
+      case "GET_STATUS":
+        this.#requireProtocol(m.name, ProtocolFeature.STATUS, "STATUS");
+        return this.#status;
+      case "RESET_DEVICE":
+        this.#requireProtocol(m.name, ProtocolFeature.RESET_DEVICE, "RESET_DEVICE");
+        await this.#stopAll();
+        this.#ackedFeatures = undefined;
+        this.#status = 0n;
+        this.#rings.forgetConfiguration();
+        this.#lifecycle.reset();
+        return undefined;
+      case "GET_SHMEM_CONFIG":
+      case "GET_SHARED_MEMORY_REGIONS": {
+        if (m.name === "GET_SHARED_MEMORY_REGIONS" ? this.#dialect.layout !== "crosvm" : this.#dialect.layout === "crosvm") {
+          throw protocolError(m.name, `not part of the ${this.#dialect.name} dialect`);
+        }
+        this.#requireProtocol(m.name, this.#dialect.shmemFeature, "SHMEM");
+        const regions = this.#shmemRegions;
+        if (m.name === "GET_SHARED_MEMORY_REGIONS") return { regions: regions.map((r) => ({ id: r.shmid, length: r.size })) };
+        const sizes = new Array<bigint>(256).fill(0n);
+        for (const r of regions) sizes[r.shmid] = r.size;
+        return makeShmemConfig(sizes);
+      }
+      case "SET_LOG_BASE":
+      case "SET_LOG_FD":
+      case "SEND_RARP":
+      case "NET_SET_MTU":
+      case "IOTLB_MSG":
+      case "SET_VRING_ENDIAN":
+      case "CREATE_CRYPTO_SESSION":
+      case "CLOSE_CRYPTO_SESSION":
+      case "POSTCOPY_ADVISE":
+      case "POSTCOPY_LISTEN":
+      case "POSTCOPY_END":
+      case "GET_INFLIGHT_FD":
+      case "SET_INFLIGHT_FD":
+      case "GPU_SET_SOCKET":
+      case "VRING_KICK":
+      case "GET_SHARED_OBJECT":
+      case "SET_DEVICE_STATE_FD":
+      case "CHECK_DEVICE_STATE":
+      case "GET_VRING_BASE_SKIP_DRAIN":
+        // An always-replied one cannot be refused with a reply: the reply rules drop the front-end.
+        throw new BackendError("UNSUPPORTED", `${m.name.toLowerCase()}: its feature was not offered`, { request: m.name });
+      default: {
+        const unreachable: never = m;
+        throw protocolError(String((unreachable as { name: string }).name), "unhandled request");
+      }
+    }
+  }
+
+  /** SET_BACKEND_REQ_FD: the back-end channel on `fd` (transferred out), replacing any earlier one. */
+  #openBackendChannel(request: string, fd: OwnedFd | undefined): void {
+    this.#requireProtocol(request, ProtocolFeature.BACKEND_REQ, "BACKEND_REQ");
+    if (fd === undefined) throw protocolError(request, "no fd");
+    // SHMEM.md §7.2 rule 6: only MEM_READ/MEM_WRITE replies may pass the usual payload cap, and
+    // only once the gate is negotiated.
+    const memRw = this.#memRwMask !== 0n && this.negotiated(this.#memRwMask);
+    const ep = new Endpoint(new OwnedFd(fd.transfer()), { ...(memRw ? { maxPayload: MEM_RW_MAX_PAYLOAD } : {}), fdsAllowed: () => 1, ...(this.#options.reactor === undefined ? {} : { reactor: this.#options.reactor }) });
+    this.#client?.close();
+    this.#client = new BackendClient(ep, {
+      dialect: this.#dialect,
+      // crosvm legacy's mandatory replies cover its SHMEM messages only (the client sends those
+      // expecting a reply anyway); everything else follows the REPLY_ACK rule.
+      replyAck: this.negotiated(ProtocolFeature.REPLY_ACK),
+      shmem: this.negotiated(this.#dialect.shmemFeature),
+      sendFd: this.negotiated(ProtocolFeature.BACKEND_SEND_FD),
+      config: this.negotiated(ProtocolFeature.CONFIG),
+      memRw,
+      isRunning: () => this.#rings.running,
+      ...(this.#options.timeoutMs === undefined ? {} : { timeoutMs: this.#options.timeoutMs }),
+    });
+  }
+
+  /** A region of SET_MEM_TABLE or ADD_MEM_REG (`request`, named in errors) with its fd. */
+  #regionWithFd(request: string, r: MemoryRegion, fd: OwnedFd | undefined): { guestPhysAddr: bigint; memorySize: bigint; userspaceAddr: bigint; mmapOffset: bigint; fd: OwnedFd } {
+    if (fd === undefined) throw protocolError(request, "region without an fd");
+    if (r.mmapOffset % PAGE !== 0n) throw protocolError(request, `mmap_offset 0x${r.mmapOffset.toString(16)} not page-aligned`);
+    return { guestPhysAddr: r.guestPhysAddr, memorySize: r.memorySize, userspaceAddr: r.userAddr, mmapOffset: r.mmapOffset, fd };
+  }
+
+  /** The eventfd of SET_VRING_KICK / CALL / ERR (`request`, named in errors), `fd` transferred out. */
+  #eventFd(request: string, fd: OwnedFd | undefined): EventFd {
+    if (fd === undefined) throw protocolError(request, "no fd");
+    return new EventFd(new OwnedFd(fd.transfer()), ...(this.#options.reactor === undefined ? [] : [this.#options.reactor]));
+  }
+
+  /**
+   * The front-end is stopping the device: not running from now on (the device's `stop` hook runs,
+   * and no new SHMEM message may leave), and back-end requests a handler waits on are abandoned so
+   * the handler can finish: QEMU reads the back-end channel only after its stop request is answered.
+   */
+  #beginStop(): void {
+    this.#rings.beginStop();
+    this.#client?.abandon();
+  }
+
+  async #stopAll(): Promise<void> {
+    this.#beginStop();
+    await this.#rings.stopAll();
+  }
+
+  /**
+   * The memory devices see: the memory table, and — when vhostkit MEM_RW is negotiated — a
+   * {@link FallbackMemory} over it that reaches addresses outside the table through MEM_READ /
+   * MEM_WRITE on the back-end channel.
+   */
+  #guestMemory(): GuestMemory {
+    if (this.#memRwMask === 0n || !this.negotiated(this.#memRwMask)) return this.#memory;
+    this.#fallbackMemory ??= new FallbackMemory(this.#memory, () => this.#client);
+    return this.#fallbackMemory;
+  }
+
+  #deviceContext(): DeviceContext {
+    return { features: this.#ackedFeatures ?? 0n, memory: this.#guestMemory(), client: this.#client ?? noBackendChannel() };
+  }
+}

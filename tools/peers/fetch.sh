@@ -7,10 +7,12 @@
 #
 # Usage: fetch.sh [--refresh] [SET...]     (default: every set)
 #   bookworm  QEMU 7.2 (Debian 12): qemu-system-x86_64, qemu-storage-daemon, qemu-img
-#   sid       QEMU 11.1 (Debian unstable): qemu-system-x86_64, qemu-storage-daemon
+#   sid       QEMU 11.1 (Debian unstable): qemu-system-x86_64, qemu-storage-daemon; virtiofsd 1.14
+#             (Rust) and vhost-device-vsock 0.3
 #   guest     a Linux guest (Debian 12): its kernel and modules, and a static busybox (guest.mjs
 #             builds an initramfs from them)
-# A set that is already fetched is a quick no-op (no network) unless --refresh is given.
+# A set that is already fetched with the same package list is a quick no-op (no network) unless
+# --refresh is given.
 #
 # Cache: $VHOSTKIT_CACHE/peers/SET, VHOSTKIT_CACHE defaulting to ${XDG_CACHE_HOME:-$HOME/.cache}/vhostkit.
 # Mirror: $VHOSTKIT_DEBIAN_MIRROR, else the first Debian mirror in the host's apt sources, else
@@ -43,7 +45,7 @@ SECURITY_MIRROR="${VHOSTKIT_DEBIAN_SECURITY_MIRROR:-${MIRROR}-security}"
 packages() {
   case "$1" in
     bookworm) echo "qemu-system-x86 qemu-system-common qemu-utils" ;;
-    sid) echo "qemu-system-x86 qemu-utils" ;;
+    sid) echo "qemu-system-x86 qemu-utils virtiofsd vhost-device-vsock" ;;
     guest) echo "linux-image-amd64 busybox-static" ;;
   esac
 }
@@ -60,7 +62,8 @@ sources() {
 fetch_set() {
   set_name="$1"
   dir="$CACHE/$set_name"
-  if [ "$REFRESH" = 0 ] && [ -f "$dir/ready" ]; then
+  want="packages: $(packages "$set_name")"
+  if [ "$REFRESH" = 0 ] && [ -f "$dir/ready" ] && [ "$(sed -n 3p "$dir/ready")" = "$want" ]; then
     echo "peers $set_name: ready in $dir ($(head -n 1 "$dir/ready"))"
     return 0
   fi
@@ -98,10 +101,10 @@ fetch_set() {
       /*) ln -sfn "$dir/root$target" "$link" ;;
     esac
   done
-  versions="$(cd "$a/archives" && ls -- *.deb | sed -n -E 's/^(qemu-system-x86|qemu-utils|linux-image-[0-9][^_]*|busybox-static)_([^_]*)_.*/\1 \2/p' | sed 's/%3a/:/g' | tr '\n' ' ')"
+  versions="$(cd "$a/archives" && ls -- *.deb | sed -n -E 's/^(qemu-system-x86|qemu-utils|virtiofsd|vhost-device-vsock|linux-image-[0-9][^_]*|busybox-static)_([^_]*)_.*/\1 \2/p' | sed 's/%3a/:/g' | tr '\n' ' ')"
   rm -rf "$dir/root" "$a/archives" "$a/lists"
   mv "$dir/root.new" "$dir/root"
-  printf '%s\n%s\n' "$versions" "$(date -u +%Y-%m-%dT%H:%M:%SZ) from $MIRROR" > "$dir/ready"
+  printf '%s\n%s\n%s\n' "$versions" "$(date -u +%Y-%m-%dT%H:%M:%SZ) from $MIRROR" "$want" > "$dir/ready"
   echo "peers $set_name: fetched into $dir ($versions)"
 }
 

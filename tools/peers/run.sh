@@ -11,7 +11,12 @@ PROGRAM="${2:?usage: run.sh SET PROGRAM [args...]}"
 shift 2
 DIR="${VHOSTKIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhostkit}/peers/$SET"
 R="$DIR/root"
-if [ ! -f "$DIR/ready" ] || [ ! -x "$R/usr/bin/$PROGRAM" ]; then
+# Programs live in /usr/bin, or (Debian 12's C virtiofsd, vhost-user-gpu) in /usr/lib/qemu.
+BIN=""
+for d in /usr/bin /usr/lib/qemu /usr/libexec; do
+  if [ -x "$R$d/$PROGRAM" ]; then BIN="$R$d/$PROGRAM"; break; fi
+done
+if [ ! -f "$DIR/ready" ] || [ -z "$BIN" ]; then
   echo "run.sh: $PROGRAM of peer set '$SET' is not fetched into $DIR: run sh tools/peers/fetch.sh $SET" >&2
   exit 127
 fi
@@ -32,7 +37,7 @@ case "$PROGRAM" in
     for d in /usr/lib/ipxe/qemu /usr/share/seabios /usr/share/qemu; do
       [ -d "$R$d" ] && set -- -L "$R$d" "$@"
     done
-    exec "$LD" --library-path "$LIBS" "$R/usr/bin/$PROGRAM" "$@" ;;
+    exec "$LD" --library-path "$LIBS" "$BIN" "$@" ;;
   *)
-    exec "$LD" --library-path "$LIBS" "$R/usr/bin/$PROGRAM" "$@" ;;
+    exec "$LD" --library-path "$LIBS" "$BIN" "$@" ;;
 esac

@@ -10,7 +10,7 @@ const RUN_SH = fileURLToPath(new URL("../run.sh", import.meta.url));
 /** What each peer set holds, for messages. */
 export const PEER_SETS = Object.freeze({
   bookworm: "QEMU 7.2 (Debian 12)",
-  sid: "QEMU 11.1 (Debian unstable)",
+  sid: "QEMU 11.1, virtiofsd 1.14 and vhost-device-vsock 0.3 (Debian unstable)",
   guest: "a Linux guest (Debian 12 kernel and busybox)",
 });
 
@@ -42,7 +42,8 @@ export function peerVersions(set) {
 export function requirePeer(set, program) {
   if (!(set in PEER_SETS)) throw new Error(`unknown peer set '${set}' (known: ${Object.keys(PEER_SETS).join(", ")})`);
   const root = join(peersCacheDir(), set, "root");
-  if (peerVersions(set) === undefined || (program !== undefined && !existsSync(join(root, "usr/bin", program)))) {
+  const installed = (p) => ["usr/bin", "usr/lib/qemu", "usr/libexec"].some((d) => existsSync(join(root, d, p)));
+  if (peerVersions(set) === undefined || (program !== undefined && !installed(program))) {
     throw new PeerMissingError(set, program);
   }
 }

@@ -90,13 +90,24 @@ function absoluteLinksOutside(dir: string, root: string): string[] {
   return out;
 }
 
-for (const [set, version] of [["bookworm", /version 7\.2\./], ["sid", /version 11\.1\./]] as const) {
-  test(`the fetched ${set} set runs qemu-storage-daemon and qemu-system-x86_64 through its own loader; no link leaves its root`, () => {
-    for (const program of ["qemu-storage-daemon", "qemu-system-x86_64"]) {
+const PROGRAMS = [
+  ["bookworm", "qemu-storage-daemon", /version 7\.2\./],
+  ["bookworm", "qemu-system-x86_64", /version 7\.2\./],
+  ["bookworm", "virtiofsd", /virtiofsd version 7\.2\./],
+  ["sid", "qemu-storage-daemon", /version 11\.1\./],
+  ["sid", "qemu-system-x86_64", /version 11\.1\./],
+  ["sid", "virtiofsd", /^virtiofsd 1\.14\./m],
+  ["sid", "vhost-device-vsock", /^vhost-device-vsock 0\.3\./m],
+] as const;
+
+for (const set of ["bookworm", "sid"] as const) {
+  const programs = PROGRAMS.filter((p) => p[0] === set);
+  test(`the fetched ${set} set runs ${programs.map((p) => p[1]).join(", ")} through its own loader; no link leaves its root`, () => {
+    for (const [, program, version] of programs) {
       const [cmd, ...args] = peerCommand(set, program); // fails at once when the runner's fetch gate failed
       const r = spawnSync(cmd as string, [...args, "--version"], { encoding: "utf8", timeout: 10_000 });
-      assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stdout, version);
+      assert.equal(r.status, 0, `${program}: ${r.stderr}`);
+      assert.match(r.stdout, version, program);
     }
     const root = join(peersCacheDir(), set, "root");
     assert.deepEqual(absoluteLinksOutside(root, root), []);

@@ -1,0 +1,265 @@
+/**
+ * The ring runner without a socket: real memfd guest RAM shared with a memory table, the virtqueue
+ * driver side as the guest, and eventfds handed to the runner the way the front-end's fds arrive.
+ * Its invariants: configuration only while stopped, one handler run per ring, stop after the
+ * handlers return, rings suspended while their memory is gone.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { GuestRam, MemoryTable, guestAddress } from "@vhostkit/regions";
+import { EventFd, OwnedFd } from "@vhostkit/transport";
+import { dupCloexec } from "@vhostkit/transport/sys";
+import { ChainBatch, readChain, writeChain } from "@vhostkit/virtqueue";
+import { SplitDriver } from "@vhostkit/virtqueue/driver";
+import { VRING_F_LOG, VirtioFeature, isVhostUserError } from "@vhostkit/wire";
+import type { QueueContext } from "../src/index.js";
+import { RingRunner } from "../src/ring-runner.js";
+
+const MiB = 1n << 20n;
+const FEATURES = VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES;
+
+/** A device that answers each chain with its readable bytes reversed; `hold` keeps a run going. */
+function reverser() {
+  const batch = new ChainBatch(16);
+  const state = { runs: 0, active: 0, maxActive: 0, hold: undefined as Promise<void> | undefined, fail: undefined as Error | undefined };
+  return {
+    state,
+    queueCount: 2,
+    maxQueueSize: 64,
+    async processQueue({ queue, memory }: QueueContext): Promise<void> {
+      state.runs++;
+      state.maxActive = Math.max(state.maxActive, ++state.active);
+      try {
+        await state.hold;
+        if (state.fail) throw state.fail;
+        for (let n; (n = queue.pop(batch)) > 0; ) {
+          for (let c = 0; c < n; c++) {
+            const data = new Uint8Array(batch.readableBytes[c]!);
+            await readChain(queue.segments(batch, c), memory, data);
+            await writeChain(queue.segments(batch, c), memory, data.reverse());
+            queue.addUsed(batch.heads[c]!, data.length);
+          }
+        }
+      } finally {
+        state.active--;
+      }
+    },
+  };
+}
+
+/** The runner over 1 MiB of guest RAM; ring `i` is configured at 0x1000 * (i + 1). */
+function rig() {
+  const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
+  const block = ram.memoryTable()[0]!;
+  const region = { guestPhysAddr: 0n, memorySize: MiB, userspaceAddr: block.userspaceAddr, mmapOffset: 0n };
+  const memory = new MemoryTable();
+  const addRam = () => memory.addRegion({ ...region, fd: dupCloexec(block.fd) });
+  addRam();
+  const device = reverser();
+  const events: string[] = [];
+  const runner = new RingRunner({
+    device,
+    memory,
+    onQueueBroken: (index, error) => events.push(`broken ${index}: ${error instanceof Error ? error.message : String(error)}`),
+    onRunningChange: (running) => events.push(`running ${running}`),
+  });
+  const fds: EventFd[] = [];
+  /** An eventfd for the test, and a descriptor of it for the runner (which owns and closes it). */
+  const eventFd = (): [EventFd, EventFd] => {
+    const mine = EventFd.create();
+    fds.push(mine);
+    return [mine, new EventFd(new OwnedFd(dupCloexec(mine.fd)))];
+  };
+  const u = (a: bigint) => ram.userAddressOf(guestAddress(a));
+  return {
+    ram,
+    memory,
+    device,
+    runner,
+    events,
+    addRam,
+    removeRam: () => memory.removeRegion(region),
+    /** SET_VRING_NUM / ADDR / CALL / KICK of ring `index` (started enabled: no PROTOCOL_FEATURES ack needed here). */
+    start(index: number, size = 8) {
+      const base = 0x1000n * BigInt(index + 1);
+      const addresses = { desc: base, avail: base + 0x200n, used: base + 0x400n };
+      const driver = new SplitDriver({ size, memory: ram, addresses });
+      runner.setSize("SET_VRING_NUM", index, size);
+      runner.setAddresses("SET_VRING_ADDR", index, { desc: u(addresses.desc), avail: u(addresses.avail), used: u(addresses.used) }, 0);
+      const [call, theirCall] = eventFd();
+      runner.setCall("SET_VRING_CALL", index, theirCall);
+      const [kick, theirKick] = eventFd();
+      runner.setKick("SET_VRING_KICK", index, theirKick, FEATURES);
+      runner.setEnabled("SET_VRING_ENABLE", index, true);
+      return { driver, call, kick };
+    },
+    /** Queues one request of `text` at 0x10000 + 0x100 * n with a reply buffer after it. */
+    async request(driver: SplitDriver, n: number, text: string) {
+      const at = 0x10000n + 0x100n * BigInt(n);
+      await ram.write(guestAddress(at), new TextEncoder().encode(text));
+      driver.add([{ addr: at, len: text.length }], [{ addr: at + 0x80n, len: text.length }]);
+      driver.publish();
+      return async () => {
+        const out = new Uint8Array(text.length);
+        await ram.read(guestAddress(at + 0x80n), out);
+        return new TextDecoder().decode(out);
+      };
+    },
+    eventFd,
+    async dispose() {
+      runner.close();
+      await runner.quiesce();
+      memory.dispose();
+      for (const f of fds) f.close();
+      ram.dispose();
+    },
+  };
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+const refused = (code: string, text: RegExp) => (e: unknown) => isVhostUserError(e) && e.code === code && text.test(e.message);
+
+test("a kick runs the handler; the driver gets its used buffer and a call", { timeout: 10000 }, async () => {
+  const r = rig();
+  try {
+    const { driver, call, kick } = r.start(0);
+    assert.deepEqual(r.events, ["running true"]);
+    const reply = await r.request(driver, 0, "kick");
+    kick.signal();
+    await call.wait();
+    assert.deepEqual(driver.collectUsed().map((u) => u.len), [4]);
+    assert.equal(await reply(), "kcik");
+  } finally {
+    await r.dispose();
+  }
+  assert.deepEqual(r.events, ["running true", "running false"]);
+});
+
+test("configuration: only on a stopped ring, within the device's limits", { timeout: 10000 }, async () => {
+  const r = rig();
+  try {
+    const [, kick] = r.eventFd();
+    assert.throws(() => r.runner.setKick("SET_VRING_KICK", 1, kick, FEATURES), refused("PROTOCOL", /^set_vring_kick: vring 1 has no size or addresses yet$/));
+    assert.throws(() => r.runner.setSize("SET_VRING_NUM", 2, 8), refused("PROTOCOL", /vring 2 out of range \(2 queues\)/));
+    assert.throws(() => r.runner.setSize("SET_VRING_NUM", 0, 12), refused("PROTOCOL", /queue size 12 is not a power of two <= 64/));
+    assert.throws(() => r.runner.setSize("SET_VRING_NUM", 0, 128), refused("PROTOCOL", /queue size 128/));
+    assert.throws(() => r.runner.setAddresses("SET_VRING_ADDR", 0, { desc: 0x1008n, avail: 0n, used: 0n }, 0), refused("PROTOCOL", /misaligned ring: desc 0x1008/));
+    assert.throws(() => r.runner.setAddresses("SET_VRING_ADDR", 0, { desc: 0n, avail: 0n, used: 0n }, VRING_F_LOG), refused("NOT_NEGOTIATED", /VHOST_VRING_F_LOG/));
+    assert.throws(() => r.runner.setBase("SET_VRING_BASE", 0, 0x1_0000), (e: unknown) => isVhostUserError(e) && /bits 16-31/.test(e.message));
+    r.start(0);
+    assert.equal(r.runner.isStarted(0), true);
+    for (const change of [() => r.runner.setSize("SET_VRING_NUM", 0, 8), () => r.runner.setBase("SET_VRING_BASE", 0, 0), () => r.runner.setAddresses("SET_VRING_ADDR", 0, { desc: 0n, avail: 0n, used: 0n }, 0)]) {
+      assert.throws(change, refused("PROTOCOL", /vring 0 is started/));
+    }
+  } finally {
+    await r.dispose();
+  }
+});
+
+test("one handler run per ring: what arrives during a run makes it go round once more", { timeout: 10000 }, async () => {
+  const r = rig();
+  try {
+    const hold = deferred();
+    r.device.state.hold = hold.promise;
+    const { driver, call } = r.start(0); // the first run starts at once and waits on `hold`
+    assert.equal(r.device.state.runs, 1);
+    const replies = [await r.request(driver, 0, "one"), await r.request(driver, 1, "two")];
+    for (let i = 0; i < 3; i++) r.runner.setEnabled("SET_VRING_ENABLE", 0, true); // each would run the handler
+    assert.equal(r.device.state.runs, 1, "no second run while the first one is busy");
+    r.device.state.hold = undefined;
+    hold.resolve();
+    await call.wait();
+    await r.runner.quiesce();
+    assert.equal(r.device.state.maxActive, 1, "never two runs at once");
+    assert.equal(r.device.state.runs, 2, "one more run for everything that arrived meanwhile");
+    assert.equal(driver.collectUsed().length, 2);
+    assert.deepEqual(await Promise.all(replies.map((f) => f())), ["eno", "owt"]);
+  } finally {
+    await r.dispose();
+  }
+});
+
+test("stop waits for the running handler, then reports the next avail index; a stopped ring can be reconfigured", { timeout: 10000 }, async () => {
+  const r = rig();
+  try {
+    const { driver } = r.start(0);
+    await r.request(driver, 0, "first");
+    const hold = deferred();
+    r.device.state.hold = hold.promise;
+    r.runner.setEnabled("SET_VRING_ENABLE", 0, true); // a run that consumes "first", held
+    r.runner.beginStop();
+    assert.equal(r.runner.running, false, "not running as soon as the stop begins");
+    let stoppedAt: number | undefined;
+    const stopping = r.runner.stop("GET_VRING_BASE", 0).then((base) => (stoppedAt = base));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(stoppedAt, undefined, "the ring does not stop under a running handler");
+    assert.equal(r.runner.isStarted(0), true);
+    hold.resolve();
+    await stopping;
+    assert.equal(stoppedAt, 1, "next avail index after the one chain served");
+    assert.equal(r.runner.isStarted(0), false);
+    r.runner.setSize("SET_VRING_NUM", 0, 16);
+    assert.deepEqual(r.events, ["running true", "running false"]);
+  } finally {
+    await r.dispose();
+  }
+});
+
+test("a ring whose memory leaves the table waits, then serves what it missed once the memory is back", { timeout: 10000 }, async () => {
+  const r = rig();
+  try {
+    const { driver, call } = r.start(0);
+    await r.runner.quiesce(); // the first run (nothing queued yet) is over before the memory goes
+    r.removeRam();
+    r.runner.remap();
+    const reply = await r.request(driver, 0, "held");
+    const runs = r.device.state.runs;
+    r.runner.setEnabled("SET_VRING_ENABLE", 0, true);
+    assert.equal(r.device.state.runs, runs, "no run while the ring's memory is gone");
+    r.addRam();
+    r.runner.remap();
+    await call.wait();
+    assert.equal(driver.collectUsed().length, 1);
+    assert.equal(await reply(), "dleh");
+    assert.ok(!r.events.some((e) => e.startsWith("broken")), r.events.join("; "));
+  } finally {
+    await r.dispose();
+  }
+});
+
+test("a failing handler breaks its ring: the err fd is signalled and the failure reported", { timeout: 10000 }, async () => {
+  const r = rig();
+  try {
+    const [err, theirErr] = r.eventFd();
+    r.runner.setErr("SET_VRING_ERR", 1, theirErr);
+    r.device.state.fail = new Error("device fault");
+    r.start(1);
+    await r.runner.quiesce();
+    assert.equal(err.poll(), 1n);
+    assert.deepEqual(r.events, ["running true", "broken 1: device fault"]);
+  } finally {
+    await r.dispose();
+  }
+});
+
+test("after close nothing runs any more and every ring is stopped", { timeout: 10000 }, async () => {
+  const r = rig();
+  try {
+    r.start(0);
+    r.start(1);
+    await r.runner.quiesce();
+    const runs = r.device.state.runs;
+    r.runner.close();
+    assert.equal(r.runner.running, false);
+    assert.equal(r.runner.isStarted(0) || r.runner.isStarted(1), false);
+    r.runner.setEnabled("SET_VRING_ENABLE", 0, true);
+    assert.equal(r.device.state.runs, runs);
+  } finally {
+    await r.dispose();
+  }
+});

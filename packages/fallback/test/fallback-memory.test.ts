@@ -26,12 +26,22 @@ function setUp(chunk?: number) {
     },
   };
   const mem = new FallbackMemory(table, channel, chunk === undefined ? {} : { chunk });
-  return { frontEnd, table, mem, calls, dispose: () => (frontEnd.dispose(), table.dispose()) };
+  return {
+    frontEnd,
+    table,
+    mem,
+    calls,
+    [Symbol.dispose]() {
+      frontEnd.dispose();
+      table.dispose();
+    },
+  };
 }
 
 describe("FallbackMemory", () => {
   test("a read spanning direct, remote and direct memory returns the front-end's bytes; only the remote part is requested", async () => {
-    const { frontEnd, table, mem, calls, dispose } = setUp();
+    using setup = setUp();
+    const { frontEnd, table, mem, calls } = setup;
     const start = MiB - 100n;
     const len = Number(MiB) + 200;
     const pattern = Uint8Array.from({ length: len }, (_, i) => (i * 13 + 5) & 0xff);
@@ -46,14 +56,13 @@ describe("FallbackMemory", () => {
     assert.equal(calls[0]?.gpa, MiB);
     assert.ok(calls.every((c) => c.size <= 65536));
     assert.equal(calls.reduce((s, c) => s + c.size, 0), Number(MiB));
-    dispose();
   });
 
   test("over a back-end MemoryTable the remote run is sized from the miss in one step, pieces as before", async () => {
     // The real back-end table: the front-end's memfd mapped at [0, 1 MiB) and [2 MiB, 3 MiB).
-    const frontEnd = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 4n * MiB }] });
+    using frontEnd = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 4n * MiB }] });
     const block = frontEnd.memoryTable()[0]!;
-    const table = new MemoryTable();
+    using table = new MemoryTable();
     for (const gpa of [0n, 2n * MiB]) table.addRegion({ guestPhysAddr: gpa, memorySize: MiB, userspaceAddr: block.userspaceAddr + gpa, mmapOffset: gpa, fd: openSync(`/proc/self/fd/${block.fd}`, "r+") });
     const probes: bigint[] = [];
     const counting: GuestMemory = {
@@ -73,12 +82,11 @@ describe("FallbackMemory", () => {
     assert.deepEqual(got, pattern);
     assert.deepEqual(sizes, Array(16).fill(65536));
     assert.equal(probes.length, 3, "direct, miss (which names the next region), direct: no page-by-page probing");
-    table.dispose();
-    frontEnd.dispose();
   });
 
   test("a write lands in the front-end's memory in chunks; translate keeps reporting the miss", async () => {
-    const { frontEnd, mem, calls, dispose } = setUp(4096);
+    using setup = setUp(4096);
+    const { frontEnd, mem, calls } = setup;
     const data = Uint8Array.from({ length: 10_000 }, (_, i) => i & 0xff);
     await mem.write(guestAddress(MiB + 10n), data);
     const back = new Uint8Array(data.length);
@@ -87,11 +95,10 @@ describe("FallbackMemory", () => {
     assert.deepEqual(calls.map((c) => c.size), [4096, 4096, 1808]);
     const t = mem.translate(guestAddress(MiB + 10n), 16);
     assert.equal(t.ok, false, "translation still misses, so virtqueue yields a remote segment");
-    dispose();
   });
 
   test("no channel: remote parts fail with `unmapped`, direct parts of a write are not touched", async () => {
-    const table = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
+    using table = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
     const mem = new FallbackMemory(table, () => undefined);
     await assert.rejects(mem.read(guestAddress(MiB), new Uint8Array(8)), (e: unknown) => e instanceof FallbackError && e.code === "unmapped");
     const before = new Uint8Array(8);
@@ -100,11 +107,10 @@ describe("FallbackMemory", () => {
     const after = new Uint8Array(8);
     await table.read(guestAddress(MiB - 8n), after);
     assert.deepEqual(after, before, "all or nothing when the channel is missing");
-    table.dispose();
   });
 
   test("a front-end refusal is `remote-failed` with the cause kept; a wrapping access is `out-of-bounds`", async () => {
-    const table = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
+    using table = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
     const refusal = new Error("front-end said no");
     const mem = new FallbackMemory(table, {
       memReadInto: () => Promise.reject(refusal),
@@ -113,6 +119,5 @@ describe("FallbackMemory", () => {
     await assert.rejects(mem.read(guestAddress(2n * MiB), new Uint8Array(4)), (e: unknown) => e instanceof FallbackError && e.code === "remote-failed" && e.cause === refusal);
     await assert.rejects(mem.read(guestAddress((1n << 64n) - 2n), new Uint8Array(4)), (e: unknown) => e instanceof FallbackError && e.code === "out-of-bounds");
     assert.throws(() => new FallbackMemory(table as GuestMemory, () => undefined, { chunk: 65537 }), RangeError);
-    table.dispose();
   });
 });

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ChainBatch, SegmentCursor, SplitQueue, isVirtqueueError, readChain, writeChain } from "../src/index.js";
 import { SplitDriver } from "../src/driver/index.js";
-import { BUF_A, BUF_B, READ_ONLY, REMOTE, makeMemory, pair, ringAddresses, segmentsOf } from "./ring-fixture.js";
+import { BUF_A, BUF_B, READ_ONLY, REMOTE, makeMemory, pair, ringAddresses, segmentsOf } from "./helpers/ring-fixture.js";
 
 describe("driver <-> device", () => {
   test("one chain: readable then writable, bytes flow both ways", async () => {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ChainBatch, DescFlag, SplitQueue, checkRingAlignment, isValidQueueSize, isVirtqueueError, needEvent, splitLayout } from "../src/index.js";
 import { SplitDriver } from "../src/driver/index.js";
-import { BUF_A, BUF_B, REMOTE, RING_BASE, makeMemory, pair, putDesc, ringAddresses, ringView, segmentsOf } from "./ring-fixture.js";
+import { BUF_A, BUF_B, REMOTE, RING_BASE, makeMemory, pair, putDesc, ringAddresses, ringView, segmentsOf } from "./helpers/ring-fixture.js";
 import { ArrayGuestMemory } from "../src/testing/index.js";
 import type { GuestAddress, GuestMemory } from "@vhostkit/regions";
 

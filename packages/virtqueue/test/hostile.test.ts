@@ -7,7 +7,7 @@ import { describe, test } from "node:test";
 import { ChainBatch, DescFlag, SplitQueue, isVirtqueueError } from "../src/index.js";
 import type { VirtqueueErrorCode } from "../src/index.js";
 import type { GuestAddress } from "@vhostkit/regions";
-import { BUF_A, BUF_B, HOLE, makeMemory, putDesc, ringAddresses, ringView } from "./ring-fixture.js";
+import { BUF_A, BUF_B, HOLE, makeMemory, putDesc, ringAddresses, ringView } from "./helpers/ring-fixture.js";
 
 const { NEXT, WRITE, INDIRECT } = DescFlag;
 const size = 8;

@@ -9,7 +9,7 @@ import { describe, test } from "node:test";
 import fc from "fast-check";
 import { ChainBatch, SplitQueue, isVirtqueueError, readChain, writeChain } from "../src/index.js";
 import type { VirtqueueErrorCode } from "../src/index.js";
-import { BUF_A, BUF_B, HOLE, READ_ONLY, REMOTE, makeMemory, pair, putDesc, ringAddresses, ringView } from "./ring-fixture.js";
+import { BUF_A, BUF_B, HOLE, READ_ONLY, REMOTE, makeMemory, pair, putDesc, ringAddresses, ringView } from "./helpers/ring-fixture.js";
 
 const GUEST_CODES = new Set<VirtqueueErrorCode>([
   "AVAIL_OVERRUN",

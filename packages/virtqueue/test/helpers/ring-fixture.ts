@@ -2,10 +2,10 @@
  * Shared set-up for the virtqueue tests: a multi-region in-memory guest, ring addresses, and a
  * driver/device pair over them.
  */
-import { ChainBatch, SplitQueue } from "../src/index.js";
-import type { RingAddresses } from "../src/index.js";
-import { SplitDriver } from "../src/driver/index.js";
-import { ArrayGuestMemory } from "../src/testing/index.js";
+import { ChainBatch, SplitQueue } from "../../src/index.js";
+import type { RingAddresses } from "../../src/index.js";
+import { SplitDriver } from "../../src/driver/index.js";
+import { ArrayGuestMemory } from "../../src/testing/index.js";
 
 /** Guest-physical layout of the test memory. */
 export const RING_BASE = 0x0n;

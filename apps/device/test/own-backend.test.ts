@@ -1,43 +1,40 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { cli } from "./run-cli.js";
+import { cli } from "./helpers/run-cli.js";
+import { LineProcess } from "./helpers/line-process.js";
 import { BlkDriver, Guest, RawDriver, RngDriver, type BackendRequestOutcome } from "@vhostkit/frontend";
 import { startQsd } from "@vhostkit/peers/qsd";
 
 const FIXTURE = fileURLToPath(new URL("./fixtures/own-backend.mjs", import.meta.url));
 
-const stops: (() => Promise<void>)[] = [];
+const cleanups: (() => Promise<unknown>)[] = [];
 after(async () => {
-  for (const s of stops) await s();
+  for (const c of cleanups.reverse()) await c();
 });
 
-/** Starts @vhostkit/backend's device in a second process (runtime-neutral .mjs); resolves once it listens. */
-async function startBackend(device: "rng" | "shmem", dialect = "upstream", at?: string): Promise<{ socket: string; child: ChildProcess; next(step: string): Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), "vhostkit-own-"));
-  const socket = at ?? join(dir, "dev.sock");
-  const child = spawn(process.execPath, [FIXTURE, "--socket", socket, "--device", device, "--dialect", dialect], { stdio: ["ignore", "pipe", "inherit"] });
-  const seen: string[] = [];
-  const waiters: { step: string; resolve: () => void }[] = [];
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (l) => {
-    const step = (JSON.parse(l) as { step: string }).step;
-    seen.push(step);
-    for (const w of waiters.filter((x) => x.step === step)) w.resolve();
-  });
-  const closed = new Promise<void>((r) => child.once("close", () => r()));
-  stops.push(async () => {
-    child.kill("SIGTERM");
-    await closed;
-    await rm(dir, { recursive: true, force: true });
-  });
-  const next = (step: string): Promise<void> => (seen.includes(step) ? Promise.resolve() : new Promise((resolve) => waiters.push({ step, resolve })));
+/** A fresh temp dir, removed after the tests. */
+async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/**
+ * Starts @vhostkit/backend's device in a second process (runtime-neutral .mjs), stopped after the
+ * tests; resolves once it listens. `next(step)` waits for the step's JSON line; `mapFailed` rejects
+ * when the device reports that its SHMEM_MAP failed (race it with the wait for the map).
+ */
+async function startBackend(device: "rng" | "shmem", dialect = "upstream", at?: string): Promise<{ socket: string; proc: LineProcess; mapFailed(): Promise<never> }> {
+  const socket = at ?? join(await tempDir("vhostkit-own-"), "dev.sock");
+  const proc = new LineProcess(process.execPath, [FIXTURE, "--socket", socket, "--device", device, "--dialect", dialect]);
+  cleanups.push(() => proc.stop());
+  const next = (step: string): Promise<string> => proc.line((l) => (JSON.parse(l) as { step: string }).step === step);
   await next("listening");
-  return { socket, child, next };
+  return { socket, proc, mapFailed: () => next("map-failed").then((l) => assert.fail(`the back-end's SHMEM_MAP failed: ${l}`)) };
 }
 
 describe("against vhostkit's own back-end framework", () => {
@@ -55,12 +52,10 @@ describe("against vhostkit's own back-end framework", () => {
     } finally {
       await guest.close();
     }
-    const dir = await mkdtemp(join(tmpdir(), "vhostkit-rng-"));
-    const out = join(dir, "r.bin");
+    const out = join(await tempDir("vhostkit-rng-"), "r.bin");
     const f = await cli("rng", "--socket", be.socket, "--bytes", "5000", "--out", out);
     assert.equal(f.code, 0, f.stderr);
     assert.equal((await readFile(out)).byteLength, 5000);
-    await rm(dir, { recursive: true, force: true });
   });
 
   test("a killed back-end fails its device with a typed error; reconnect redoes the set-up", async () => {
@@ -70,7 +65,7 @@ describe("against vhostkit's own back-end framework", () => {
       const dev = await guest.addDevice({ socketPath: first.socket });
       const rng = await RngDriver.attach(dev);
       assert.equal((await rng.read(32)).byteLength, 32);
-      first.child.kill("SIGKILL");
+      first.proc.child.kill("SIGKILL");
       const err = await dev.failure;
       assert.equal(err.code, "disconnected");
       await assert.rejects(rng.read(1), (e: unknown) => e instanceof Error && "code" in e && e.code === "device-failed");
@@ -126,7 +121,7 @@ describe("against vhostkit's own back-end framework", () => {
           },
         });
         await RawDriver.attach(device);
-        await done;
+        await Promise.race([done, be.mapFailed()]);
         const region = device.info.shmem.find((x) => x.shmid === 1);
         assert.ok(region !== undefined);
         const got = new Uint8Array(0x10000);
@@ -155,7 +150,7 @@ describe("against vhostkit's own back-end framework", () => {
       const done = new Promise<void>((r) => (mapped = r));
       const shm = await guest.addDevice({ socketPath: be.socket, onBackendRequest: (o) => o.name === "BACKEND_SHMEM_MAP" && o.ok && mapped() });
       await RawDriver.attach(shm);
-      await done;
+      await Promise.race([done, be.mapFailed()]);
       // The mapping went into qsd's table with ADD_MEM_REG after the reply to the shmem back-end.
       await blkDev.propagationSettled();
       await shm.propagationSettled();

@@ -6,31 +6,27 @@
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { cli } from "./run-cli.js";
+import { LineProcess } from "./helpers/line-process.js";
+import { cli } from "./helpers/run-cli.js";
 
 const RAM_BLK = fileURLToPath(new URL("../../../packages/backend/examples/ram-blk.mjs", import.meta.url));
-const cleanups: (() => Promise<void>)[] = [];
+const cleanups: (() => Promise<unknown>)[] = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
+/** The RAM blk device in its own process, stopped after the tests; resolves with its socket once it listens. */
 async function device(...args: string[]): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "vhostkit-ramblk-"));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const socket = join(dir, "blk.sock");
-  const child = spawn(process.execPath, [RAM_BLK, "--socket", socket, "--size-mib", "1", ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  cleanups.push(async () => {
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGTERM");
-    await exited;
-    await rm(dir, { recursive: true, force: true });
-  });
-  await new Promise<void>((resolve) => createInterface({ input: child.stdout! }).on("line", (l) => l.startsWith("listening") && resolve()));
+  const proc = new LineProcess(process.execPath, [RAM_BLK, "--socket", socket, "--size-mib", "1", ...args]);
+  cleanups.push(() => proc.stop());
+  await proc.line((l) => l.startsWith("listening"));
   return socket;
 }
 

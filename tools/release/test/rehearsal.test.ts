@@ -5,7 +5,8 @@
  * publish`); fresh projects outside the workspace install @vhostkit/frontend and @vhostkit/backend
  * with npm and with bun and probe the repository's vhostkit-gpu and a back-end of their own. Then a
  * protocol update (a patch changeset changing the draft SHMEM dialect) is versioned and published:
- * a consumer pinned to 0.1.0 keeps the old dialect, one on `^0.1.0` gets the new one.
+ * a consumer pinned to the first version (0.1.0 until the packages are released for real) keeps the
+ * old dialect, one on `^` gets the new one.
  *
  * The steps are sequential tests sharing one deadline; each spawned process is killed at the end.
  */
@@ -27,8 +28,10 @@ const bin = (name: string): string => join(root, "node_modules", ".bin", name);
 const PUBLIC = workspacePackages(root)
   .filter((p) => p.public)
   .map((p) => p.name);
-const FIRST = "0.1.0";
-const UPDATE = "0.1.1";
+/** The version `changeset version` gives the pending changesets (0.1.0 while the packages are unreleased). */
+let released = "";
+/** `released` with its patch number bumped: the protocol update's version. */
+let patched = "";
 
 /** The rehearsal's protocol update, applied to the copy only: the draft dialect's SHMEM bit moves from 20 to 21. */
 const DRAFT_BEFORE = /(export const DRAFT: Dialect = \{ \.\.\.UPSTREAM, name: "draft", shmemFeature: 1n << )20n( \};)/;
@@ -127,9 +130,9 @@ async function probe<T>(runtime: "node" | "bun", consumer: string, args: readonl
 /** The first release installed in a fresh project (`npm install` or `bun install`), then probed. */
 async function firstReleaseConsumer(manager: "npm" | "bun"): Promise<void> {
   const consumer = join(tmp, `consumer-${manager}`);
-  createConsumer(consumer, { "@vhostkit/frontend": FIRST, "@vhostkit/backend": FIRST }, registryUrl);
+  createConsumer(consumer, { "@vhostkit/frontend": released, "@vhostkit/backend": released }, registryUrl);
   await install(manager, consumer);
-  for (const name of PUBLIC) assert.equal(installedVersion(consumer, name), FIRST, `${name} installed by ${manager}`);
+  for (const name of PUBLIC) assert.equal(installedVersion(consumer, name), released, `${name} installed by ${manager}`);
   const listening = await gpu!.event("listening", deadline);
   const expected: Shmem = [{ shmid: listening["shmid"] as number, size: listening["shmSize"] as string }];
   for (const runtime of ["node", "bun"] as const) {
@@ -166,25 +169,34 @@ describe("release rehearsal: changeset version, changeset publish to a local reg
     if (tmp !== "") rmSync(tmp, { recursive: true, force: true });
   });
 
-  test("changeset version turns the initial-release changesets into 0.1.0 and a CHANGELOG per package", { timeout: 120_000 }, async () => {
+  test("changeset version turns the pending changesets into one version for the fixed group and a CHANGELOG entry per package", { timeout: 120_000 }, async () => {
     step(1);
-    await versionPackages("Version packages (first release)");
+    const base = versionOf(copy, "@vhostkit/wire");
+    const pending = readdirSync(join(copy, ".changeset")).filter((f) => f.endsWith(".md") && f !== "README.md");
+    await versionPackages("Version packages");
+    released = versionOf(copy, "@vhostkit/wire");
+    assert.doesNotMatch(released, /^0\.0\./, `a caret range on ${released} would not accept the patch release this rehearsal publishes next`);
+    patched = released.replace(/\d+$/, (patch) => String(Number(patch) + 1));
+    if (base === "0.0.0") assert.equal(released, "0.1.0", "the initial-release changesets (minor) make the first release 0.1.0");
+    if (pending.length === 0) assert.equal(released, base, "no changeset pending: nothing to version, the current version is published");
+    else assert.notEqual(released, base, `${pending.length} changeset(s) pending: a new version`);
     for (const name of PUBLIC) {
-      assert.equal(versionOf(copy, name), FIRST, name);
+      assert.equal(versionOf(copy, name), released, `${name}: one version for the fixed group`);
+      if (pending.length === 0) continue;
       const changelog = readFileSync(join(copy, "packages", name.slice(10), "CHANGELOG.md"), "utf8");
-      assert.match(changelog, new RegExp(`^# ${name}\\n\\n## ${FIRST.replace(/\./g, "\\.")}\\n\\n### Minor Changes\\n\\n- [0-9a-f]+: First release`), `${name} CHANGELOG`);
+      assert.match(changelog, new RegExp(`^# ${name}\\n\\n## ${released.replace(/\./g, "\\.")}\\n\\n### (Major|Minor|Patch) Changes\\n`), `${name} CHANGELOG`);
+      if (base === "0.0.0") assert.match(changelog, /### Minor Changes\n\n- [0-9a-f]+: First release/, `${name}: its initial-release changeset`);
     }
-    assert.deepEqual(readdirSync(join(copy, ".changeset")).filter((f) => f.endsWith(".md")), ["README.md"], "every changeset consumed");
     stepsDone = 1;
   });
 
-  test("tsc -b and tools/release/src/publish.ts publish every public package at 0.1.0 with exact internal ranges and tag it", { timeout: 120_000 }, async () => {
+  test("tsc -b and tools/release/src/publish.ts publish every public package with exact internal ranges and tag it", { timeout: 120_000 }, async () => {
     step(2);
-    await buildAndPublish(FIRST);
+    await buildAndPublish(released);
     stepsDone = 2;
   });
 
-  test("npm: a fresh project installs @vhostkit/frontend and @vhostkit/backend 0.1.0 and probes vhostkit-gpu and its own back-end", { timeout: 120_000 }, async () => {
+  test("npm: a fresh project installs that release of @vhostkit/frontend and @vhostkit/backend and probes vhostkit-gpu and its own back-end", { timeout: 120_000 }, async () => {
     step(3);
     await firstReleaseConsumer("npm");
     stepsDone = 3;
@@ -196,7 +208,7 @@ describe("release rehearsal: changeset version, changeset publish to a local reg
     stepsDone = 4;
   });
 
-  test("protocol update: a patch changeset changing the draft dialect is versioned (0.1.1, every package of the fixed group) and published", { timeout: 120_000 }, async () => {
+  test("protocol update: a patch changeset changing the draft dialect is versioned (a patch release of every package of the fixed group) and published", { timeout: 120_000 }, async () => {
     step(5);
     const dialectFile = join(copy, "packages", "wire", "src", "dialect.ts");
     const source = readFileSync(dialectFile, "utf8");
@@ -205,25 +217,26 @@ describe("release rehearsal: changeset version, changeset publish to a local reg
     writeFileSync(join(copy, ".changeset", "draft-shmem-bit.md"), UPDATE_CHANGESET);
     commitAll(copy, "wire: draft dialect SHMEM bit 21 (rehearsal)", gitEnvironment);
     await versionPackages("Version packages (protocol update)");
-    for (const name of PUBLIC) assert.equal(versionOf(copy, name), UPDATE, name);
+    for (const name of PUBLIC) assert.equal(versionOf(copy, name), patched, name);
     const wireLog = readFileSync(join(copy, "packages", "wire", "CHANGELOG.md"), "utf8");
-    assert.match(wireLog, /## 0\.1\.1\n\n### Patch Changes\n\n- [0-9a-f]+: Draft SHMEM dialect: the SHMEM protocol feature is bit 21/);
-    assert.match(wireLog, /## 0\.1\.0\n/, "the first release's entry stays");
-    assert.match(readFileSync(join(copy, "packages", "frontend", "CHANGELOG.md"), "utf8"), /## 0\.1\.1\n\n### Patch Changes\n\n- Updated dependencies/);
-    await buildAndPublish(UPDATE);
-    for (const name of PUBLIC) assert.ok(FIRST in (await registryVersions(registryUrl, name)).versions, `${name}@${FIRST} still published`);
+    const heading = (v: string): string => `## ${v.replace(/\./g, "\\.")}\\n\\n`;
+    assert.match(wireLog, new RegExp(`^# @vhostkit/wire\\n\\n${heading(patched)}### Patch Changes\\n\\n- [0-9a-f]+: Draft SHMEM dialect: the SHMEM protocol feature is bit 21`));
+    const frontendLog = readFileSync(join(copy, "packages", "frontend", "CHANGELOG.md"), "utf8");
+    assert.match(frontendLog, new RegExp(`^# @vhostkit/frontend\\n\\n${heading(patched)}### Patch Changes\\n\\n- Updated dependencies`));
+    await buildAndPublish(patched);
+    for (const name of PUBLIC) assert.ok(released in (await registryVersions(registryUrl, name)).versions, `${name}@${released} still published`);
     stepsDone = 5;
   });
 
-  test("a consumer pinned to 0.1.0 keeps the old dialect; one on ^0.1.0 gets the new one", { timeout: 120_000 }, async () => {
+  test("a consumer pinned to the first version keeps the old dialect; one on ^ gets the new one", { timeout: 120_000 }, async () => {
     step(6);
     const names = ["@vhostkit/wire", "@vhostkit/frontend", "@vhostkit/backend"];
     const listening = await gpuDraft!.event("listening", deadline);
     const draftRegion: Shmem = [{ shmid: listening["shmid"] as number, size: listening["shmSize"] as string }];
     const cases = [
-      { range: FIRST, expected: { wire: FIRST, frontend: FIRST, backend: FIRST, draftShmemBit: 20, bit20: ["SHMEM"], bit21: ["GPA_ADDRESSES"] }, shmem: draftRegion },
+      { range: released, expected: { wire: released, frontend: released, backend: released, draftShmemBit: 20, bit20: ["SHMEM"], bit21: ["GPA_ADDRESSES"] }, shmem: draftRegion },
       // Against the repository's vhostkit-gpu in the (old) draft dialect, the updated front-end looks for SHMEM at bit 21 and finds none.
-      { range: `^${FIRST}`, expected: { wire: UPDATE, frontend: UPDATE, backend: UPDATE, draftShmemBit: 21, bit20: ["GET_VRING_BASE_INFLIGHT"], bit21: ["SHMEM"] }, shmem: [] },
+      { range: `^${released}`, expected: { wire: patched, frontend: patched, backend: patched, draftShmemBit: 21, bit20: ["GET_VRING_BASE_INFLIGHT"], bit21: ["SHMEM"] }, shmem: [] },
     ];
     const consumers = cases.flatMap((c) => (["npm", "bun"] as const).map((manager) => ({ ...c, manager, dir: join(tmp, `consumer-${manager}-${c.range.startsWith("^") ? "caret" : "pinned"}`) })));
     for (const c of consumers) createConsumer(c.dir, Object.fromEntries(names.map((n) => [n, c.range])), registryUrl);

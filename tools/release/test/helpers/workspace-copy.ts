@@ -46,7 +46,8 @@ function copyLinks(from: string, to: string): void {
  * gets its own `node_modules` of links (relative links, so `@vhostkit/*` resolve inside the copy).
  */
 export function copyWorkspace(root: string, dest: string, env: NodeJS.ProcessEnv): void {
-  const files = git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], root, env).split("\0").filter((f) => f !== "");
+  // The user's own git configuration here (safe.directory may be what lets them read the repository).
+  const files = git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], root, process.env).split("\0").filter((f) => f !== "");
   for (const f of files) {
     const src = join(root, f);
     if (!existsSync(src)) continue; // deleted in the working tree, not yet committed
@@ -69,10 +70,10 @@ export function copyWorkspace(root: string, dest: string, env: NodeJS.ProcessEnv
   commitAll(dest, "working tree of the repository", env);
 }
 
-/** `git add -A` and a commit in the copy. */
+/** `git add -A` and a commit in the copy (an empty one when nothing changed). */
 export function commitAll(dir: string, message: string, env: NodeJS.ProcessEnv): void {
   git(["add", "-A"], dir, env);
-  git(["commit", "-q", "--no-verify", "-m", message], dir, env);
+  git(["commit", "-q", "--no-verify", "--allow-empty", "-m", message], dir, env);
 }
 
 /** Tags in the copy (`git tag --list`). */

@@ -9,61 +9,24 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { decode } from "fast-png";
 import { Guest } from "@vhostkit/frontend";
 import { GpuDriver, GpuResponseError } from "../../device/src/gpu/driver.js";
 import { encode, FORMAT_BGRX } from "../../device/src/gpu/protocol.js";
+import { GpuProcess, ensureBuilt } from "./helpers/gpu-process.js";
 
-const APP = fileURLToPath(new URL("..", import.meta.url));
-const BIN = join(APP, "bin", "vhostkit-gpu.mjs");
 const W = 64;
 const H = 32;
 
-function ensureBuilt(): void {
-  if (typeof (globalThis as { Bun?: unknown }).Bun !== "undefined") return;
-  const r = spawnSync(join(APP, "..", "..", "node_modules", ".bin", "tsc"), ["-b", APP], { encoding: "utf8" });
-  assert.equal(r.status, 0, `tsc -b apps/gpu-backend: ${r.stdout}${r.stderr}`);
-}
-
-interface Proc {
-  child: ChildProcess;
-  socket: string;
-  shots: string;
-  event(match: (e: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
-}
-
-function start(dir: string, name: string, args: readonly string[]): Promise<Proc> {
-  const socket = join(dir, `${name}.sock`);
-  const shots = join(dir, `${name}-shots`);
-  const child = spawn(process.execPath, [BIN, "--socket", socket, "--screenshot-dir", shots, "--events", "--shm-size", "4M", ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  const kill = () => child.kill("SIGKILL");
-  process.once("exit", kill);
-  child.once("exit", () => process.off("exit", kill));
-  const events: Record<string, unknown>[] = [];
-  let waiters: { match: (e: Record<string, unknown>) => boolean; resolve: (e: Record<string, unknown>) => void }[] = [];
-  createInterface({ input: child.stdout! }).on("line", (l) => {
-    const e = JSON.parse(l) as Record<string, unknown>;
-    events.push(e);
-    waiters = waiters.filter((w) => (w.match(e) ? (w.resolve(e), false) : true));
-  });
-  const event = (match: (e: Record<string, unknown>) => boolean) => {
-    const seen = events.find(match);
-    return seen !== undefined ? Promise.resolve(seen) : new Promise<Record<string, unknown>>((resolve) => waiters.push({ match, resolve }));
-  };
-  return event((e) => e["event"] === "listening").then(() => ({ child, socket, shots, event }));
-}
-
-async function stop(p: Proc): Promise<void> {
-  if (p.child.exitCode !== null) return;
-  const exited = new Promise((r) => p.child.once("exit", r));
-  p.child.kill("SIGTERM");
-  await exited;
+/** vhostkit-gpu `name` in `dir` with a 4 MiB region, listening. */
+async function start(dir: string, name: string, args: readonly string[], started: GpuProcess[]): Promise<GpuProcess> {
+  const p = new GpuProcess(["--shm-size", "4M", ...args], name, dir);
+  started.push(p);
+  await p.listening();
+  return p;
 }
 
 /** BGRX pixels with a pattern that no two rows share. */
@@ -78,10 +41,11 @@ describe("two GPU back-ends: B scans out a resource whose backing lies in A's sh
     test(`${mode}: B's screenshot holds A's blob pixels; after A's unmap B's transfer fails cleanly`, { timeout: 60_000 }, async () => {
       ensureBuilt();
       const dir = mkdtempSync(join(tmpdir(), "vhostkit-gpu-cross-"));
-      const a = await start(dir, "a", []);
-      const b = await start(dir, "b", mode === "propagate" ? [] : mode === "mem-rw" ? ["--mem-rw"] : ["--mem-rw", "--max-slots", "1"]);
+      const started: GpuProcess[] = [];
       const guest = new Guest();
       try {
+        const a = await start(dir, "a", [], started);
+        const b = await start(dir, "b", mode === "propagate" ? [] : mode === "mem-rw" ? ["--mem-rw"] : ["--mem-rw", "--max-slots", "1"], started);
         const served: string[] = [];
         const devB = await guest.addDevice({ socketPath: b.socket, sharedMemoryPolicy: mode, memRw: mode !== "propagate", onBackendRequest: (o) => served.push(`${o.name} ${o.ok}`) });
         const gpuB = await GpuDriver.attach(guest, devB);
@@ -118,13 +82,13 @@ describe("two GPU back-ends: B scans out a resource whose backing lies in A's sh
         await gpuA.command(encode.unmapBlob(1));
         await devB.propagationSettled();
         await assert.rejects(gpuB.command(encode.transfer(7, rect, 0n)), (e: unknown) => e instanceof GpuResponseError, "an error response, not a crash");
-        assert.equal(b.child.exitCode, null, "B still runs");
-        assert.equal(a.child.exitCode, null, "A still runs");
+        assert.ok(b.running, "B still runs");
+        assert.ok(a.running, "A still runs");
       } finally {
-        await guest.close();
-        await stop(a);
-        await stop(b);
-        rmSync(dir, { recursive: true, force: true });
+        await guest.close().finally(async () => {
+          for (const p of started) await p.stop(true);
+          rmSync(dir, { recursive: true, force: true });
+        });
       }
     });
   }

@@ -15,7 +15,7 @@ const root = fileURLToPath(new URL("../../../", import.meta.url));
 
 test("bun apps/gpu-backend/src/demo.ts: probe, blob round trip through shmid 1, same pages on both sides, PNG of the scene", { timeout: 60_000 }, () => {
   const bun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? process.execPath : join(root, "node_modules/.bin/bun");
-  const r = spawnSync(bun, [join(root, "apps/gpu-backend/src/demo.ts")], { encoding: "utf8", cwd: root });
+  const r = spawnSync(bun, [join(root, "apps/gpu-backend/src/demo.ts")], { encoding: "utf8", cwd: root, timeout: 60_000 });
   assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
   assert.match(r.stdout, /shared memory region shmid 1: 64 MiB \(0x4000000\)/);
   assert.match(r.stdout, /read them back: identical/);

@@ -51,7 +51,7 @@ test("config space, features, shared memory region and queues", () => {
 });
 
 test("GET_DISPLAY_INFO: 408-byte OK_DISPLAY_INFO with the mode of scanout 0; FENCE and fence_id echoed", async () => {
-  const h = new Harness({ display: { width: 320, height: 200 } });
+  using h = new Harness({ display: { width: 320, height: 200 } });
   const out = await expectResp(h, encode.getDisplayInfo({ flags: 1, fenceId: 0x1234_5678_9abcn }), Resp.OK_DISPLAY_INFO, 512);
   assert.equal(out.byteLength, 408);
   assert.deepEqual(respHdr(out), { type: Resp.OK_DISPLAY_INFO, flags: 1, fenceId: 0x1234_5678_9abcn });
@@ -61,7 +61,7 @@ test("GET_DISPLAY_INFO: 408-byte OK_DISPLAY_INFO with the mode of scanout 0; FEN
 });
 
 test("2D: create, attach backing (split entries, request split over descriptors), transfer, scanout, flush renders the frame", async () => {
-  const h = new Harness();
+  using h = new Harness();
   await expectResp(h, encode.create2d(7, FORMAT_BGRX, 4, 2), Resp.OK_NODATA);
   // Pixels in guest RAM, in two backing entries of 12 and 20 bytes.
   const px = new Uint8Array(32);
@@ -90,7 +90,7 @@ test("2D: create, attach backing (split entries, request split over descriptors)
 });
 
 test("every pixel format converts to RGBA by its memory byte order", async () => {
-  const h = new Harness();
+  using h = new Harness();
   await make2d(h, 1, 1, 1, FORMAT_RGBA, new Uint8Array([10, 20, 30, 40]));
   await expectResp(h, encode.transfer(1, full(1, 1), 0n), Resp.OK_NODATA);
   await expectResp(h, encode.setScanout(0, 1, full(1, 1)), Resp.OK_NODATA);
@@ -99,7 +99,7 @@ test("every pixel format converts to RGBA by its memory byte order", async () =>
 });
 
 test("host blob: create, MAP_BLOB → SHMEM_MAP of the memfd into shmid 1 at the driver's offset, OK_MAP_INFO after the ack, blob scanout, UNMAP_BLOB → SHMEM_UNMAP", async () => {
-  const h = new Harness();
+  using h = new Harness();
   await expectResp(h, encode.createBlob(5, 10_000n), Resp.OK_NODATA);
   const mapped = await expectResp(h, encode.mapBlob(5, 0x20000n), Resp.OK_MAP_INFO);
   assert.equal(mapped.byteLength, 32);
@@ -129,7 +129,7 @@ test("host blob: create, MAP_BLOB → SHMEM_MAP of the memfd into shmid 1 at the
 });
 
 test("bad resource ids → ERR_INVALID_RESOURCE_ID", async () => {
-  const h = new Harness();
+  using h = new Harness();
   await make2d(h, 1, 2, 2);
   const rect = full(1, 1);
   for (const req of [
@@ -153,7 +153,7 @@ test("bad resource ids → ERR_INVALID_RESOURCE_ID", async () => {
 });
 
 test("out-of-range rects, bad scanouts, bad formats and sizes → ERR_INVALID_PARAMETER / ERR_INVALID_SCANOUT_ID", async () => {
-  const h = new Harness();
+  using h = new Harness();
   await make2d(h, 1, 4, 4);
   await expectResp(h, encode.createBlob(2, PAGE), Resp.OK_NODATA);
   const P = Resp.ERR_INVALID_PARAMETER;
@@ -184,7 +184,7 @@ test("out-of-range rects, bad scanouts, bad formats and sizes → ERR_INVALID_PA
 });
 
 test("bad backing → ERR_INVALID_PARAMETER (empty, wrapping, outside guest RAM, too many entries), double attach → ERR_UNSPEC", async () => {
-  const h = new Harness();
+  using h = new Harness();
   await expectResp(h, encode.create2d(1, FORMAT_BGRX, 4, 4), Resp.OK_NODATA);
   await expectResp(h, encode.createBlob(2, PAGE), Resp.OK_NODATA);
   const P = Resp.ERR_INVALID_PARAMETER;
@@ -204,7 +204,7 @@ test("bad backing → ERR_INVALID_PARAMETER (empty, wrapping, outside guest RAM,
 });
 
 test("blob create refusals: too large → ERR_OUT_OF_MEMORY, bad blob_mem / flags / entries / size → ERR_INVALID_PARAMETER, RESOURCE_BLOB not acked → ERR_UNSPEC", async () => {
-  const h = new Harness({ shmSize: 1n << 20n, maxHostBytes: 2n << 20n });
+  using h = new Harness({ shmSize: 1n << 20n, maxHostBytes: 2n << 20n });
   const P = Resp.ERR_INVALID_PARAMETER;
   await expectResp(h, encode.createBlob(1, (1n << 20n) + 1n), Resp.ERR_OUT_OF_MEMORY);
   await expectResp(h, encode.createBlob(1, 1n << 62n), Resp.ERR_OUT_OF_MEMORY);
@@ -220,12 +220,12 @@ test("blob create refusals: too large → ERR_OUT_OF_MEMORY, bad blob_mem / flag
   await expectResp(h, encode.createBlob(2, 1n << 20n), Resp.OK_NODATA);
   await expectResp(h, encode.createBlob(3, PAGE), Resp.ERR_OUT_OF_MEMORY);
   await expectResp(h, encode.create2d(3, FORMAT_BGRX, 64, 64), Resp.ERR_OUT_OF_MEMORY);
-  const noBlob = new Harness({ features: 0n });
+  using noBlob = new Harness({ features: 0n });
   await expectResp(noBlob, encode.createBlob(1, PAGE), Resp.ERR_UNSPEC);
 });
 
 test("MAP_BLOB refusals: unaligned, out of the region, overlapping, mapped twice, not mappable, not a blob, front-end refusal; UNMAP of an unmapped blob", async () => {
-  const h = new Harness({ shmSize: 1n << 20n });
+  using h = new Harness({ shmSize: 1n << 20n });
   await expectResp(h, encode.createBlob(1, 2n * PAGE), Resp.OK_NODATA);
   await expectResp(h, encode.createBlob(2, 2n * PAGE), Resp.OK_NODATA);
   await expectResp(h, encode.createBlob(3, PAGE, { flags: 0 }), Resp.OK_NODATA);
@@ -253,7 +253,7 @@ test("MAP_BLOB refusals: unaligned, out of the region, overlapping, mapped twice
 });
 
 test("maps only while running; stop keeps the mappings and sends nothing; reset frees every resource", async () => {
-  const h = new Harness({ start: false });
+  using h = new Harness({ start: false });
   await expectResp(h, encode.createBlob(1, PAGE), Resp.OK_NODATA);
   await expectResp(h, encode.mapBlob(1, 0n), Resp.ERR_UNSPEC); // before DRIVER_OK
   assert.equal(h.client.calls.length, 0);
@@ -282,7 +282,7 @@ test("maps only while running; stop keeps the mappings and sends nothing; reset 
 });
 
 test("a map abandoned by a stop stays reserved until an unmap settles it (the front-end may have applied it)", async () => {
-  const h = new Harness();
+  using h = new Harness();
   await expectResp(h, encode.createBlob(1, PAGE), Resp.OK_NODATA);
   h.client.fail = true;
   h.client.failWith = new BackendError("ABANDONED", "stopped while waiting");
@@ -304,7 +304,7 @@ test("a map abandoned by a stop stays reserved until an unmap settles it (the fr
 });
 
 test("unknown, 3D and capset commands, truncated requests → error responses", async () => {
-  const h = new Harness();
+  using h = new Harness();
   const U = Resp.ERR_UNSPEC;
   await expectResp(h, encode.create2d(1, FORMAT_BGRX, 1, 1).subarray(0, 39), U);
   await expectResp(h, encode.create2d(1, FORMAT_BGRX, 1, 1), Resp.OK_NODATA);
@@ -332,7 +332,7 @@ test("unknown, 3D and capset commands, truncated requests → error responses", 
 });
 
 test("cursorq: UPDATE/MOVE_CURSOR, no reply without a writable buffer, bad scanout/resource", async () => {
-  const h = new Harness();
+  using h = new Harness();
   await make2d(h, 9, 64, 64);
   await make2d(h, 8, 4, 4);
   assert.equal((await h.submit(1, [encode.cursor(Cmd.UPDATE_CURSOR, { scanoutId: 0, x: 10, y: 20, id: 9, hotX: 1, hotY: 2 })], 0)).byteLength, 0);
@@ -349,7 +349,7 @@ test("cursorq: UPDATE/MOVE_CURSOR, no reply without a writable buffer, bad scano
 });
 
 test("random requests never crash the device: every one gets an error or OK header", async () => {
-  const h = new Harness({ shmSize: 1n << 20n });
+  using h = new Harness({ shmSize: 1n << 20n });
   await make2d(h, 1, 8, 8);
   await expectResp(h, encode.createBlob(2, PAGE), Resp.OK_NODATA);
   let seed = 0x9e3779b9;

@@ -6,66 +6,23 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { decode } from "fast-png";
 import { Guest } from "@vhostkit/frontend";
 import { GpuDriver } from "../../device/src/gpu/driver.js";
 import { encode, Resp, respHdr } from "../../device/src/gpu/protocol.js";
 import { bgrxToRgba, drawScene } from "../../device/src/gpu/scene.js";
 import { runGpuSession } from "../../device/src/gpu/session.js";
-
-const APP = fileURLToPath(new URL("..", import.meta.url));
-const BIN = join(APP, "bin", "vhostkit-gpu.mjs");
-
-/** Under Node the launcher runs dist/: build it (incremental, a no-op when up to date). */
-function ensureBuilt(): void {
-  if (typeof (globalThis as { Bun?: unknown }).Bun !== "undefined") return;
-  const r = spawnSync(join(APP, "..", "..", "node_modules", ".bin", "tsc"), ["-b", APP], { encoding: "utf8" });
-  assert.equal(r.status, 0, `tsc -b apps/gpu-backend: ${r.stdout}${r.stderr}`);
-}
-
-/** vhostkit-gpu on a socket in a fresh temp dir, its JSON stdout lines collected. */
-class Backend {
-  readonly dir = mkdtempSync(join(tmpdir(), "vhostkit-gpu-"));
-  readonly socket = join(this.dir, "gpu.sock");
-  readonly shots = join(this.dir, "shots");
-  readonly events: Record<string, unknown>[] = [];
-  readonly child;
-  #waiters: { match: (e: Record<string, unknown>) => boolean; resolve: (e: Record<string, unknown>) => void }[] = [];
-
-  constructor(args: readonly string[] = []) {
-    this.child = spawn(process.execPath, [BIN, "--socket", this.socket, "--screenshot-dir", this.shots, "--events", ...args], { stdio: ["ignore", "pipe", "inherit"] });
-    createInterface({ input: this.child.stdout }).on("line", (l) => {
-      const e = JSON.parse(l) as Record<string, unknown>;
-      this.events.push(e);
-      this.#waiters = this.#waiters.filter((w) => (w.match(e) ? (w.resolve(e), false) : true));
-    });
-  }
-
-  event(match: (e: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-    const seen = this.events.find(match);
-    return seen !== undefined ? Promise.resolve(seen) : new Promise((resolve) => this.#waiters.push({ match, resolve }));
-  }
-
-  async stop(): Promise<void> {
-    const exited = new Promise((r) => this.child.once("exit", r));
-    this.child.kill("SIGTERM");
-    await exited;
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
+import { APP, GpuProcess, ensureBuilt } from "./helpers/gpu-process.js";
 
 test("GPU driver ↔ vhostkit-gpu over sockets: blob bytes round-trip through shmid 1, the back-end sees them, the PNG shows the scene", { timeout: 60_000 }, async () => {
   ensureBuilt();
-  const be = new Backend();
+  const be = new GpuProcess();
   const guest = new Guest();
   try {
-    const ready = await be.event((e) => e["event"] === "listening");
+    const ready = await be.listening();
     assert.deepEqual([ready["shmid"], ready["shmSize"]], [1, "0x4000000"]);
     const device = await guest.addDevice({ socketPath: be.socket });
     assert.deepEqual(device.info.shmem.map((r) => [r.shmid, r.size]), [[1, 64n << 20n]], "GET_SHMEM_CONFIG reports shmid 1 of 64 MiB");
@@ -92,17 +49,16 @@ test("GPU driver ↔ vhostkit-gpu over sockets: blob bytes round-trip through sh
     const mine = decode(readFileSync(driverPng));
     assert.ok(Buffer.from(mine.data as Uint8Array).equals(Buffer.from(want)), "driver screenshot pixels = the scene");
   } finally {
-    await guest.close();
-    await be.stop();
+    await guest.close().finally(() => be.stop());
   }
 });
 
 test("a bad driver over sockets gets error responses and the device keeps serving; a 1 MiB region refuses a map past its end", { timeout: 60_000 }, async () => {
   ensureBuilt();
-  const be = new Backend(["--shm-size", "1M", "--width", "64", "--height", "32"]);
+  const be = new GpuProcess(["--shm-size", "1M", "--width", "64", "--height", "32"]);
   const guest = new Guest();
   try {
-    await be.event((e) => e["event"] === "listening");
+    await be.listening();
     const device = await guest.addDevice({ socketPath: be.socket });
     assert.deepEqual(device.info.shmem.map((r) => r.size), [1n << 20n]);
     const gpu = await GpuDriver.attach(guest, device);
@@ -122,18 +78,17 @@ test("a bad driver over sockets gets error responses and the device keeps servin
     assert.deepEqual((await gpu.displayInfo())[0]?.rect, { x: 0, y: 0, width: 64, height: 32 });
     await device.close();
   } finally {
-    await guest.close();
-    await be.stop();
+    await guest.close().finally(() => be.stop());
   }
 });
 
 for (const dialect of ["rust-vmm-0.16", "draft", "crosvm-legacy"] as const) {
   test(`--dialect ${dialect}: the same session, blob mapped and read back through shmid 1`, { timeout: 60_000 }, async () => {
     ensureBuilt();
-    const be = new Backend(["--dialect", dialect, "--width", "32", "--height", "16"]);
+    const be = new GpuProcess(["--dialect", dialect, "--width", "32", "--height", "16"]);
     const guest = new Guest();
     try {
-      assert.equal((await be.event((e) => e["event"] === "listening"))["dialect"], dialect);
+      assert.equal((await be.listening())["dialect"], dialect);
       const device = await guest.addDevice({ socketPath: be.socket, dialect });
       const s = (await runGpuSession(guest, device, { mapOffset: 0x2000n })) as Record<string, any>;
       await device.close();
@@ -142,19 +97,18 @@ for (const dialect of ["rust-vmm-0.16", "draft", "crosvm-legacy"] as const) {
       assert.equal(s["mappings"].whileMapped.length, 1);
       assert.equal((await be.event((e) => e["cmd"] === "RESOURCE_UNMAP_BLOB"))["blobSha256"], s["blob"].sha256);
     } finally {
-      await guest.close();
-      await be.stop();
+      await guest.close().finally(() => be.stop());
     }
   });
 }
 
 test("vhost-user-device probe --device-type gpu names the GPU feature bits and decodes its config", { timeout: 60_000 }, async () => {
-  const be = new Backend();
+  const be = new GpuProcess();
   try {
-    await be.event((e) => e.event === "listening");
+    await be.listening();
     // The vhost-user-device CLI is a Bun program: under Node it runs with the repository's own Bun.
     const bun = "bun" in process.versions ? process.execPath : join(APP, "..", "..", "node_modules", ".bin", "bun");
-    const r = spawnSync(bun, [join(APP, "..", "device", "src", "main.ts"), "probe", "--socket", be.socket, "--device-type", "gpu"], { encoding: "utf8" });
+    const r = spawnSync(bun, [join(APP, "..", "device", "src", "main.ts"), "probe", "--socket", be.socket, "--device-type", "gpu"], { encoding: "utf8", timeout: 60_000 });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /\b3\s+RESOURCE_BLOB\b/);
     assert.match(r.stdout, /\b5\s+BLOB_ALIGNMENT\b/);

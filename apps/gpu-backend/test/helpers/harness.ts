@@ -1,6 +1,7 @@
 /**
  * Device-logic harness: a {@link GpuDevice} driven through real split rings in an
- * {@link ArrayGuestMemory}, no sockets. A fake back-end client records SHMEM_MAP/UNMAP.
+ * {@link ArrayGuestMemory}, no sockets. A fake back-end client records SHMEM_MAP/UNMAP. Declare it
+ * with `using`: the host blobs a test creates are freed when it ends, passed or failed.
  */
 import type { BackendClient, DeviceContext, QueueContext, ShmemMapArgs, ShmemUnmapArgs } from "@vhostkit/backend";
 import type { GuestAddress } from "@vhostkit/regions";
@@ -113,5 +114,10 @@ export class Harness {
   /** A controlq command; returns the response. */
   control(req: Uint8Array, respLen?: number): Promise<Uint8Array> {
     return this.submit(0, [req], respLen);
+  }
+
+  /** Resets the device, which frees every resource (host blobs: their mappings and memfds); for `using`. */
+  [Symbol.dispose](): void {
+    this.device.reset();
   }
 }

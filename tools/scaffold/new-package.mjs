@@ -47,6 +47,24 @@ const templateName = group.map((n) => n.replace(/^@vhostkit\//, "")).find((n) =>
 const template = templateName === undefined ? {} : JSON.parse(readFileSync(join(root, "packages", templateName, "package.json"), "utf8"));
 const version = typeof template.version === "string" ? template.version : "0.0.0";
 
+/**
+ * The template's scripts, with mentions of the template package (e.g. the test runner's
+ * `--only=packages/<template>`) turned into the new one; defaults when there is no template.
+ * @param {Record<string, string> | undefined} scripts
+ */
+function scriptsFor(scripts) {
+  if (scripts === undefined) {
+    return {
+      build: "tsc -b",
+      typecheck: "tsc -p tsconfig.test.json",
+      lint: "bun ../../tools/lint/src/main.ts .",
+      test: `bun ../../tools/test-runner/src/main.ts --only=packages/${name} --quick`,
+      "pack-check": "bun ../../tools/pack-check/src/main.ts .",
+    };
+  }
+  return Object.fromEntries(Object.entries(scripts).map(([k, v]) => [k, v.split(`packages/${templateName}`).join(`packages/${name}`)]));
+}
+
 const manifest = {
   name: `@vhostkit/${name}`,
   version,
@@ -64,13 +82,7 @@ const manifest = {
   main: "./dist/index.js",
   types: "./dist/index.d.ts",
   files: template.files ?? ["dist", "src", "!src/**/*.test.ts", "README.md"],
-  scripts: template.scripts ?? {
-    build: "tsc -b",
-    typecheck: "tsc -p tsconfig.test.json",
-    lint: "bun ../../tools/lint/src/main.ts .",
-    test: "bun test",
-    "pack-check": "bun ../../tools/pack-check/src/main.ts .",
-  },
+  scripts: scriptsFor(template.scripts),
   dependencies: Object.fromEntries(deps.map((d) => [`@vhostkit/${d}`, "workspace:*"])),
   publishConfig: template.publishConfig ?? { access: "public" },
 };

@@ -49,6 +49,7 @@ describe("new-package.sh", () => {
       run(root, "bash", ["tools/scaffold/new-package.sh", "codec-extras", "Extra codecs", "wire", "regions"]);
       const manifest = json(root, "packages/codec-extras/package.json");
       assert.equal(manifest["version"], version, "starts at the fixed group's version");
+      assert.ok(!JSON.stringify(manifest["scripts"]).includes("packages/wire"), "scripts name the new package, not the template");
       assert.deepEqual(manifest["dependencies"], { "@vhostkit/wire": "workspace:*", "@vhostkit/regions": "workspace:*" });
       assert.deepEqual(json(root, "packages/codec-extras/tsconfig.json")["references"], [{ path: "../wire" }, { path: "../regions" }]);
       const refs = (json(root, "tsconfig.json")["references"] as { path: string }[]).map((r) => r.path);

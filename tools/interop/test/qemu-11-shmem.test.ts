@@ -80,7 +80,7 @@ test("QEMU 11.1 vhost-user-test-device-pci: SHMEM negotiated, GET_SHMEM_CONFIG, 
     assert.ok(dev.lines.some((l) => l.includes('"name":"ADD_MEM_REG"') && ((JSON.parse(l) as { flags: number }).flags & 0x8) !== 0), "REPLY_ACK negotiated");
     assert.deepEqual([mapped.shmid, mapped.offset, mapped.len], [1, "0x10000", "0x10000"]);
 
-    // Eager propagation (SHMEM.md §8.1): QEMU adds the mapping to the back-end's own memory table
+    // Eager propagation (docs/shmem.md#eager-propagation): QEMU adds the mapping to the back-end's own memory table
     // (ADD_MEM_REG after the reply), on top of the guest RAM region added before the rings.
     const running = dev.lines.findIndex((l) => l.includes('"step":"running"'));
     const ramRegions = dev.lines.slice(0, running).filter((l) => l.includes('"name":"ADD_MEM_REG"')).length;

@@ -43,7 +43,7 @@ describe("against qemu-storage-daemon 7.2", { timeout: 90_000 }, () => {
     }
   });
 
-  test("the messages go out in PROTOCOL.md §4.2's recommended order", async () => {
+  test("the messages go out in the recommended order (docs/protocol.md#negotiation-order)", async () => {
     const guest = new Guest();
     const sent: string[] = [];
     try {

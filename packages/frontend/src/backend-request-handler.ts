@@ -17,8 +17,9 @@ import {
   type DecodedBackendRequest,
 } from "@vhostkit/wire";
 import { copyMessage, sendAck, sendReply, type BorrowedMessage, type Endpoint, type OwnedFd, type ReceivedMessage } from "@vhostkit/transport";
-import { guestAddress, isRegionError, SHMEM_MAP_FLAG_RW, translateRange, type DeviceSharedMemory, type GuestMemory, type RegionErrorCode } from "@vhostkit/regions";
+import { guestAddress, isRegionError, SHMEM_MAP_FLAG_RW, translateRange, type GuestMemory, type RegionErrorCode } from "@vhostkit/regions";
 import { asFrontendError, FrontendError } from "./errors.js";
+import type { SharedMemoryPort, ShmemMapRequest } from "./shared-memory-port.js";
 import { emitTrace, type TraceSink } from "./trace.js";
 
 /** What happened to one back-end request (for tests, logs and the conformance report). */
@@ -41,25 +42,14 @@ export interface BackendRequestHandlerOptions {
   readonly replyAck: boolean;
   /** BACKEND_SEND_FD negotiated: the back-end may attach fds. */
   readonly backendSendFd: boolean;
-  /** The device's VIRTIO Shared Memory Regions (SHMEM negotiated), borrowed. */
-  readonly shmem?: DeviceSharedMemory;
   /**
-   * vhostkit MEM_READ / MEM_WRITE negotiated: the guest memory they reach (all guest RAM and every
-   * device's live mappings; `read`/`write` check the whole range first). Borrowed.
+   * Guest memory as this back-end reaches it: SHMEM_MAP / SHMEM_UNMAP on the device's regions,
+   * vhostkit MEM_READ / MEM_WRITE (when its `memory` is given, i.e. negotiated), and the signal
+   * that a request's reply went out. Borrowed. Without it all four are refused.
    */
-  readonly memAccess?: GuestMemory;
-  /**
-   * Asked before a SHMEM_MAP is carried out, with whether the mapping is writable: a reason to
-   * refuse it (another back-end could not reach the new mapping), or `undefined` to go ahead.
-   */
-  readonly admitMapping?: (writable: boolean) => string | undefined;
+  readonly sharedMemory?: SharedMemoryPort;
   /** Called after a BACKEND_CONFIG_CHANGE_MSG was acknowledged (re-read the config). */
   readonly onConfigChange?: () => void;
-  /**
-   * Called after each request was handled and its reply (if one was due) sent: the place for work
-   * that must follow the reply, such as propagating a new mapping to other back-ends (SHMEM.md §6.2).
-   */
-  readonly onHandled?: () => void;
   /** Called with every outcome. Must not throw. */
   readonly onOutcome?: (outcome: BackendRequestOutcome) => void;
   /** Called once when the channel ends (peer closed it, or a fatal framing error). */
@@ -109,13 +99,14 @@ class Refusal extends Error {
  * (PROTOCOL.md §4.3), or always where the dialect makes it mandatory (crosvm-legacy SHMEM map and
  * unmap) or the request is always-replied (SHARED_OBJECT_LOOKUP). 0 = success, non-zero = refused.
  *
- * - SHMEM_MAP / SHMEM_UNMAP go to the device's {@link DeviceSharedMemory}, which applies every
- *   check (shmid, bounds, wrap-around, zero length, alignment, flags, overlap, exact-match unmap,
- *   caps, file size). Exactly one fd with MAP (and BACKEND_SEND_FD negotiated), none with UNMAP.
- *   The reply is sent after the local mapping is done (reply-first ordering with respect to any
- *   memory-table propagation, SHMEM.md §6.2).
+ * - SHMEM_MAP / SHMEM_UNMAP go to the {@link SharedMemoryPort}: a new mapping is first admitted
+ *   (every other back-end of the guest can reach it), then mapped into the device's regions with
+ *   every check (shmid, bounds, wrap-around, zero length, alignment, flags, overlap, exact-match
+ *   unmap, caps, file size). Exactly one fd with MAP (and BACKEND_SEND_FD negotiated), none with
+ *   UNMAP. The reply is sent after the local mapping is done, and the port hears of it
+ *   (`requestHandled`) before any memory-table propagation goes out (reply first, SHMEM.md §6.2).
  * - CONFIG_CHANGE_MSG is acknowledged, then `onConfigChange` runs.
- * - MEM_READ / MEM_WRITE (vhostkit extension, only when `memAccess` is given, i.e. negotiated) are
+ * - MEM_READ / MEM_WRITE (vhostkit extension, only when the port has `memory`, i.e. negotiated) are
  *   served from the whole guest-physical space and always replied.
  * - VRING_HOST_NOTIFIER_MSG, IOTLB, VRING_CALL/ERR, shared objects, MEM_READ/MEM_WRITE when not
  *   negotiated, and unknown ids are refused.
@@ -129,7 +120,7 @@ class Refusal extends Error {
  */
 export class BackendRequestHandler {
   readonly #ep: Endpoint;
-  readonly #o: BackendRequestHandlerOptions;
+  readonly #options: BackendRequestHandlerOptions;
   #closed = false;
   /** Scratch head of in-place MEM_READ replies (one reply is built at a time). */
   readonly #replyHead = new Uint8Array(MEM_RW_HEADER_SIZE);
@@ -141,7 +132,7 @@ export class BackendRequestHandler {
    */
   constructor(endpoint: Endpoint, options: BackendRequestHandlerOptions) {
     this.#ep = endpoint;
-    this.#o = options;
+    this.#options = options;
   }
 
   /** Starts serving (idempotent). The returned promise settles when the channel ends; it never rejects. */
@@ -163,7 +154,7 @@ export class BackendRequestHandler {
           this.#ep.close();
           const e = asFrontendError(err, "BACKEND_CHANNEL");
           try {
-            this.#o.onClose?.(new FrontendError("disconnected", `back-end channel ended: ${e.message}`, { request: "BACKEND_CHANNEL" }, { cause: err }));
+            this.#options.onClose?.(new FrontendError("disconnected", `back-end channel ended: ${e.message}`, { request: "BACKEND_CHANNEL" }, { cause: err }));
           } catch {
             // hooks must not break the loop
           }
@@ -180,7 +171,7 @@ export class BackendRequestHandler {
   }
 
   #traceRecv(msg: ReceivedMessage): void {
-    emitTrace(this.#o.trace, { channel: "backend", direction: "recv", name: requestName("backend", msg.request), flags: msg.flags, size: msg.payload.byteLength, fds: msg.fds.length });
+    emitTrace(this.#options.trace, { channel: "backend", direction: "recv", name: requestName("backend", msg.request), flags: msg.flags, size: msg.payload.byteLength, fds: msg.fds.length });
   }
 
   /**
@@ -194,12 +185,12 @@ export class BackendRequestHandler {
    * in between.
    */
   #memAccessInPlace(m: BorrowedMessage): { readonly sent: Promise<void> } | undefined {
-    const memory = this.#o.memAccess;
+    const memory = this.#options.sharedMemory?.memory;
     const read = m.request === BackendRequest.BACKEND_MEM_READ;
     if (memory === undefined || (!read && m.request !== BackendRequest.BACKEND_MEM_WRITE) || m.fds.length !== 0) return undefined;
     let req: DecodedBackendRequest;
     try {
-      req = decodeMessage("backend", m.frame, this.#o.dialect, { maxPayload: m.payload.byteLength });
+      req = decodeMessage("backend", m.frame, this.#options.dialect, { maxPayload: m.payload.byteLength });
     } catch {
       return undefined;
     }
@@ -221,29 +212,30 @@ export class BackendRequestHandler {
       reply = STATUS_OK;
     } else return undefined;
     const name = req.name;
-    if (this.#o.trace !== undefined) {
+    if (this.#options.trace !== undefined) {
       this.#traceRecv(m);
       const size = Array.isArray(reply) ? reply.reduce((n, p) => n + p.byteLength, 0) : reply.byteLength;
-      emitTrace(this.#o.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size, fds: 0 });
+      emitTrace(this.#options.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size, fds: 0 });
     }
     // sendReply copies the parts into the socket buffer before it first awaits.
     const sent = sendReply(this.#ep, m.request, reply).catch(() => undefined); // a dead channel surfaces on the next recv
     this.#outcome({ name, ok: true, replied: 0n });
-    return { sent: sent.then(() => this.#o.onHandled?.()) };
+    return { sent: sent.then(() => this.#options.sharedMemory?.requestHandled()) };
   }
 
   async #handle(msg: ReceivedMessage): Promise<void> {
     const fds = [...msg.fds];
     const name = requestName("backend", msg.request);
-    const spec = tryMessageSpec("backend", msg.request, this.#o.dialect);
+    const spec = tryMessageSpec("backend", msg.request, this.#options.dialect);
     const memRw = msg.request === BackendRequest.BACKEND_MEM_READ || msg.request === BackendRequest.BACKEND_MEM_WRITE;
-    if (memRw && this.#o.memAccess !== undefined) {
-      await this.#memAccess(msg, name, this.#o.memAccess);
-      this.#o.onHandled?.();
+    const memory = this.#options.sharedMemory?.memory;
+    if (memRw && memory !== undefined) {
+      await this.#memAccess(msg, name, memory);
+      this.#options.sharedMemory?.requestHandled();
       return;
     }
     const known = spec !== undefined && !memRw;
-    const asked = (msg.flags & HeaderFlag.NEED_REPLY) !== 0 && this.#o.replyAck;
+    const asked = (msg.flags & HeaderFlag.NEED_REPLY) !== 0 && this.#options.replyAck;
     const mustReply = asked || (known && spec.replyRule === "always");
     let status = 0n;
     let reason: string | undefined;
@@ -252,7 +244,7 @@ export class BackendRequestHandler {
       if (!known) throw new Refusal(EINVAL, `${name.toLowerCase()}: not supported by this front-end`);
       let req: DecodedBackendRequest;
       try {
-        req = decodeMessage("backend", msg.frame, this.#o.dialect);
+        req = decodeMessage("backend", msg.frame, this.#options.dialect);
       } catch (err) {
         throw new Refusal(EINVAL, err instanceof Error ? err.message : String(err));
       }
@@ -274,7 +266,7 @@ export class BackendRequestHandler {
     let replied: bigint | undefined;
     if (mustReply) {
       try {
-        emitTrace(this.#o.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: 8, fds: 0 });
+        emitTrace(this.#options.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: 8, fds: 0 });
         await sendAck(this.#ep, msg.request, status);
         replied = status;
       } catch {
@@ -283,7 +275,7 @@ export class BackendRequestHandler {
     }
     this.#outcome({ name, ok: status === 0n, replied, ...(reason === undefined ? {} : { reason }) });
     // Reply first, then the follow-up work (config re-read) that may talk to the back-end.
-    for (const hook of [status === 0n ? after : undefined, this.#o.onHandled]) {
+    for (const hook of [status === 0n ? after : undefined, () => this.#options.sharedMemory?.requestHandled()]) {
       try {
         hook?.();
       } catch {
@@ -294,7 +286,7 @@ export class BackendRequestHandler {
 
   #outcome(o: BackendRequestOutcome): void {
     try {
-      this.#o.onOutcome?.(o);
+      this.#options.onOutcome?.(o);
     } catch {
       // hooks must not break the loop
     }
@@ -302,31 +294,31 @@ export class BackendRequestHandler {
 
   /** Carries out a decoded request; takes what it keeps out of `fds`. Returns follow-up work. */
   #dispatch(req: DecodedBackendRequest, fds: OwnedFd[]): (() => void) | undefined {
-    const lower = req.name.toLowerCase();
+    const label = req.name.toLowerCase(); // how refusal reasons name the request
     switch (req.name) {
       case "BACKEND_SHMEM_MAP": {
         const v = req.value;
-        this.#shmemMap(lower, v.shmid, v.shmOffset, v.len, v.fdOffset, v.flags, fds);
+        this.#shmemMap(label, { shmid: v.shmid, shmOffset: v.shmOffset, len: v.len, fdOffset: v.fdOffset, flags: v.flags }, fds);
         return undefined;
       }
       case "CROSVM_SHMEM_MAP": {
         const v = req.value;
-        if ((v.flags & 0x1) === 0) throw new Refusal(EINVAL, `${lower}: mapping without MAP_R (flags 0x${v.flags.toString(16)})`);
-        this.#shmemMap(lower, v.shmid, v.shmOffset, v.len, v.fdOffset, (v.flags & 0x2) !== 0 ? SHMEM_MAP_FLAG_RW : 0n, fds);
+        if ((v.flags & 0x1) === 0) throw new Refusal(EINVAL, `${label}: mapping without MAP_R (flags 0x${v.flags.toString(16)})`);
+        this.#shmemMap(label, { shmid: v.shmid, shmOffset: v.shmOffset, len: v.len, fdOffset: v.fdOffset, flags: (v.flags & 0x2) !== 0 ? SHMEM_MAP_FLAG_RW : 0n }, fds);
         return undefined;
       }
       case "BACKEND_SHMEM_UNMAP":
       case "CROSVM_SHMEM_UNMAP": {
         const v = req.value;
-        if (fds.length !== 0) throw new Refusal(EINVAL, `${lower}: ${fds.length} fds attached, expected none`);
-        this.#shmem(lower).unmap(v.shmid, v.shmOffset, v.len);
+        this.#noFds(label, fds);
+        this.#port(label).unmap({ shmid: v.shmid, shmOffset: v.shmOffset, len: v.len });
         return undefined;
       }
       case "BACKEND_CONFIG_CHANGE_MSG":
-        this.#noFds(lower, fds);
-        return this.#o.onConfigChange;
+        this.#noFds(label, fds);
+        return this.#options.onConfigChange;
       case "BACKEND_VRING_HOST_NOTIFIER_MSG":
-        throw new Refusal(EINVAL, `${lower}: host notifiers are not supported (no VM to map them into)`);
+        throw new Refusal(EINVAL, `${label}: host notifiers are not supported (no VM to map them into)`);
       case "BACKEND_IOTLB_MSG":
       case "BACKEND_VRING_CALL":
       case "BACKEND_VRING_ERR":
@@ -335,7 +327,7 @@ export class BackendRequestHandler {
       case "BACKEND_SHARED_OBJECT_LOOKUP":
       case "BACKEND_MEM_READ":
       case "BACKEND_MEM_WRITE":
-        throw new Refusal(EINVAL, `${lower}: not supported by this front-end`);
+        throw new Refusal(EINVAL, `${label}: not supported by this front-end`);
       default: {
         const unreachable: never = req;
         throw new Refusal(EINVAL, `unhandled request ${String((unreachable as { name: string }).name)}`);
@@ -360,7 +352,7 @@ export class BackendRequestHandler {
       if (msg.fds.length !== 0) throw new Refusal(EINVAL, `${name.toLowerCase()}: ${msg.fds.length} fds attached, expected none`);
       let req: DecodedBackendRequest;
       try {
-        req = decodeMessage("backend", msg.frame, this.#o.dialect, { maxPayload: raw.byteLength });
+        req = decodeMessage("backend", msg.frame, this.#options.dialect, { maxPayload: raw.byteLength });
       } catch (err) {
         throw new Refusal(EINVAL, err instanceof Error ? err.message : String(err));
       }
@@ -385,10 +377,10 @@ export class BackendRequestHandler {
         read && data !== undefined
           ? data
           : (read
-              ? encodeReply("backend", "BACKEND_MEM_READ", { guestAddress: gpa, data: new Uint8Array(0) }, this.#o.dialect)
-              : encodeReply("backend", "BACKEND_MEM_WRITE", status, this.#o.dialect)
+              ? encodeReply("backend", "BACKEND_MEM_READ", { guestAddress: gpa, data: new Uint8Array(0) }, this.#options.dialect)
+              : encodeReply("backend", "BACKEND_MEM_WRITE", status, this.#options.dialect)
             ).subarray(HEADER_SIZE);
-      emitTrace(this.#o.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: payload.byteLength, fds: 0 });
+      emitTrace(this.#options.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: payload.byteLength, fds: 0 });
       await sendReply(this.#ep, msg.request, payload);
     } catch {
       // A dead channel surfaces on the next recv.
@@ -396,25 +388,24 @@ export class BackendRequestHandler {
     this.#outcome({ name, ok: status === 0n, replied: status, ...(reason === undefined ? {} : { reason }) });
   }
 
-  #noFds(lower: string, fds: readonly OwnedFd[]): void {
-    if (fds.length !== 0) throw new Refusal(EINVAL, `${lower}: ${fds.length} fds attached, expected none`);
+  #noFds(label: string, fds: readonly OwnedFd[]): void {
+    if (fds.length !== 0) throw new Refusal(EINVAL, `${label}: ${fds.length} fds attached, expected none`);
   }
 
-  #shmem(lower: string): DeviceSharedMemory {
-    const s = this.#o.shmem;
-    if (s === undefined) throw new Refusal(19n, `${lower}: the device has no shared memory regions`);
-    return s;
+  #port(label: string): SharedMemoryPort {
+    const port = this.#options.sharedMemory;
+    if (port === undefined) throw new Refusal(19n, `${label}: the device has no shared memory regions`);
+    return port;
   }
 
-  #shmemMap(lower: string, shmid: number, shmOffset: bigint, len: bigint, fdOffset: bigint, flags: bigint, fds: OwnedFd[]): void {
-    if (fds.length !== 1) throw new Refusal(fds.length === 0 ? 9n : EINVAL, `${lower}: ${fds.length} fds attached, expected exactly 1`);
-    if (!this.#o.backendSendFd) throw new Refusal(EINVAL, `${lower}: fd sent without BACKEND_SEND_FD negotiated`);
-    const shmem = this.#shmem(lower);
-    const refusal = this.#o.admitMapping?.((flags & SHMEM_MAP_FLAG_RW) !== 0n);
-    if (refusal !== undefined) throw new Refusal(28n /* ENOSPC */, `${lower}: ${refusal}`);
-    // Ownership passes to the shared memory (it transfers the OwnedFd and closes it on rejection).
-    const fd = fds.pop() as OwnedFd;
-    shmem.map(shmid, shmOffset, len, fd, fdOffset, flags);
+  #shmemMap(label: string, mapping: Omit<ShmemMapRequest, "fd">, fds: OwnedFd[]): void {
+    if (fds.length !== 1) throw new Refusal(fds.length === 0 ? 9n : EINVAL, `${label}: ${fds.length} fds attached, expected exactly 1`);
+    if (!this.#options.backendSendFd) throw new Refusal(EINVAL, `${label}: fd sent without BACKEND_SEND_FD negotiated`);
+    const port = this.#port(label);
+    const refusal = port.admit((mapping.flags & SHMEM_MAP_FLAG_RW) !== 0n);
+    if (refusal !== undefined) throw new Refusal(28n /* ENOSPC */, `${label}: ${refusal}`);
+    // Ownership passes to the port (it closes the fd on refusal).
+    port.map({ ...mapping, fd: fds.pop() as OwnedFd });
   }
 
   /** Stops serving and closes the channel (no `onClose` call). Idempotent. */

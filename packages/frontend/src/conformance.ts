@@ -6,7 +6,7 @@ import { ProtocolFeature, VirtioFeature, type MemoryRegion } from "@vhostkit/wir
 import { GuestRam, SYNTHETIC_USER_BASE, guestAddress } from "@vhostkit/regions";
 import { EventFd, OwnedFd } from "@vhostkit/transport";
 import { dupCloexec } from "@vhostkit/transport/sys";
-import type { DeviceOptions } from "./device.js";
+import type { DeviceOptions } from "./device-options.js";
 import { Device } from "./device.js";
 import { BlkDriver } from "./drivers/blk.js";
 import { RngDriver } from "./drivers/rng.js";

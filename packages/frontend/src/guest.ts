@@ -3,12 +3,15 @@
  * Memory Regions) shared by several devices, each with its own back-end.
  * @module
  */
-import { guestAddress, GuestAddressSpace, GuestRam, SYNTHETIC_USER_BASE, type GuestAddress, type ShmemMapping, type ShmemMappingEvent } from "@vhostkit/regions";
+import { guestAddress, GuestAddressSpace, GuestRam, type GuestAddress, type ShmemMapping } from "@vhostkit/regions";
 import type { MemoryRegion } from "@vhostkit/wire";
 import type { RetryPolicy } from "@vhostkit/transport";
-import { Device, type DeviceOptions } from "./device.js";
+import { Device, type DeviceHost } from "./device.js";
+import type { DeviceOptions } from "./device-options.js";
 import { FrontendError } from "./errors.js";
 import { GuestAllocator } from "./guest-allocator.js";
+import { GuestSharedMemory } from "./guest-shared-memory.js";
+import { ramTable } from "./memory-table-mirror.js";
 
 /** Options of a {@link Guest}. */
 export interface GuestOptions {
@@ -22,11 +25,6 @@ export interface GuestOptions {
    * reply to the back-end that asked for it, so a buffer in one device's window can be handed to another.
    */
   readonly propagateSharedMemory?: boolean;
-}
-
-/** The memory-table entry of a SHMEM mapping: GPA = window + offset, synthetic user address, `mmap_offset` = `fd_offset`. @internal */
-export function mappingRegion(m: ShmemMapping): MemoryRegion {
-  return { guestPhysAddr: m.guestPhysAddr, memorySize: m.len, userAddr: SYNTHETIC_USER_BASE + m.guestPhysAddr, mmapOffset: m.fdOffset };
 }
 
 /** Alignment of each device's shared memory window in guest-physical space (1 GiB, like a BAR). */
@@ -46,6 +44,8 @@ export class Guest {
   /** Allocator of rings and request buffers in RAM. */
   readonly allocator: GuestAllocator;
   readonly #devices = new Set<Device>();
+  /** What its devices get of this guest. */
+  readonly #host: DeviceHost;
   #nextWindow: bigint;
   #closed = false;
   /** Whether SHMEM mappings are propagated to every started device (see {@link GuestOptions}). */
@@ -60,6 +60,14 @@ export class Guest {
     this.propagateSharedMemory = options.propagateSharedMemory ?? true;
     this.#nextWindow = options.shmemBase ?? 1n << 32n;
     if (this.#nextWindow < size) this.#nextWindow = (size + WINDOW_ALIGN - 1n) & ~(WINDOW_ALIGN - 1n);
+    this.#host = {
+      ram: this.ram,
+      space: this.space,
+      allocator: this.allocator,
+      sharedMemory: new GuestSharedMemory(this.propagateSharedMemory),
+      placeShmem: (windowSize) => this.#placeShmem(windowSize),
+      detach: (device) => void this.#devices.delete(device),
+    };
   }
 
   /** The open devices. */
@@ -74,7 +82,7 @@ export class Guest {
    */
   async addDevice(options: DeviceOptions): Promise<Device> {
     if (this.#closed) throw new FrontendError("closed", "guest closed");
-    const d = await Device.open(this, options);
+    const d = await Device.open(this.#host, options);
     this.#devices.add(d);
     return d;
   }
@@ -94,8 +102,8 @@ export class Guest {
     return this.addDevice({ ...options, ...(retry === undefined ? {} : { retry }) });
   }
 
-  /** Reserves guest-physical space for a device window of `size` bytes. @internal */
-  placeShmem(size: bigint): GuestAddress {
+  /** Reserves guest-physical space for a device window of `size` bytes. */
+  #placeShmem(size: bigint): GuestAddress {
     const base = this.#nextWindow;
     this.#nextWindow = (base + size + WINDOW_ALIGN - 1n) & ~(WINDOW_ALIGN - 1n);
     return guestAddress(base);
@@ -103,55 +111,12 @@ export class Guest {
 
   /** RAM blocks as memory-table regions, with their memfds (borrowed). @internal */
   ramRegions(): { readonly regions: MemoryRegion[]; readonly fds: number[] } {
-    const blocks = this.ram.memoryTable();
-    return {
-      regions: blocks.map((b) => ({ guestPhysAddr: b.guestPhysAddr, memorySize: b.memorySize, userAddr: b.userspaceAddr, mmapOffset: b.mmapOffset })),
-      fds: blocks.map((b) => b.fd),
-    };
+    return ramTable(this.ram);
   }
 
   /** Every live SHMEM mapping of every device. @internal */
   liveMappings(): ShmemMapping[] {
     return [...this.#devices].flatMap((d) => d.sharedMemory?.mappings() ?? []);
-  }
-
-  /**
-   * The live mappings that may go into `device`'s memory table: every writable one, and its own
-   * read-only ones (a memory-table entry cannot be read-only, SHMEM.md §8.2). @internal
-   */
-  propagatableTo(device: Device): ShmemMapping[] {
-    return [...this.#devices].flatMap((d) => (d.sharedMemory?.mappings() ?? []).filter((m) => m.writable || d === device));
-  }
-
-  /**
-   * Whether a new shared-memory mapping of `mapper` can reach every other device (policy per
-   * device, SHMEM.md §8.2): `undefined` when it can, else the reason, naming the device. The
-   * back-end request handler refuses the SHMEM_MAP with that reason.
-   * @internal
-   */
-  admitMapping(mapper: Device, writable: boolean): string | undefined {
-    let i = 0;
-    for (const d of this.#devices) {
-      i++;
-      if (d === mapper) continue;
-      const why = d.reachRefusal(writable);
-      if (why !== undefined) return `device ${i} could not reach the mapping: ${why}`;
-    }
-    return undefined;
-  }
-
-  /**
-   * Fans mapping changes of `source` out to every device (each decides whether its table needs
-   * them; read-only mappings reach only `source` itself). Their messages wait for `after`. @internal
-   */
-  propagate(events: readonly ShmemMappingEvent[], source: Device, after?: Promise<void>): void {
-    if (!this.propagateSharedMemory || events.length === 0) return;
-    for (const d of this.#devices) d.propagate(d === source ? events : events.filter((e) => e.mapping.writable), after);
-  }
-
-  /** Forgets a closed device. @internal */
-  detach(device: Device): void {
-    this.#devices.delete(device);
   }
 
   /** Closes every device, then unmaps and closes guest RAM. Idempotent. */

@@ -8,8 +8,9 @@
  * SET_BACKEND_REQ_FD, SET_OWNER, GET_CONFIG, GET_SHMEM_CONFIG → one VIRTIO Shared Memory Region per
  * non-zero size), then {@link Device.start} sends SET_FEATURES, the memory table (ADD_MEM_REG or
  * SET_MEM_TABLE) and the vrings, and kicks once. The {@link BackendRequestHandler} serves the
- * back-end channel: SHMEM_MAP/UNMAP through `@vhostkit/regions` with every check, replies per the
- * REPLY_ACK rule (mandatory in crosvm-legacy), CONFIG_CHANGE_MSG, and refusals for the rest.
+ * back-end channel: SHMEM_MAP/UNMAP and MEM_READ/MEM_WRITE through one {@link SharedMemoryPort}
+ * (`@vhostkit/regions` does every check), replies per the REPLY_ACK rule (mandatory in
+ * crosvm-legacy), CONFIG_CHANGE_MSG, and refusals for the rest.
  * Drivers for virtio-blk, virtio-rng and a raw driver run on `@vhostkit/virtqueue/driver`.
  * {@link runConformance} is the check behind `vhost-user-device check`. Every failure is a typed
  * {@link FrontendError}.
@@ -22,11 +23,15 @@ export { Frontend } from "./frontend.js";
 export type { FrontendOptions, FrontendConnectOptions } from "./frontend.js";
 export { BackendRequestHandler } from "./backend-request-handler.js";
 export type { BackendRequestHandlerOptions, BackendRequestOutcome } from "./backend-request-handler.js";
+export { sharedMemoryPort } from "./shared-memory-port.js";
+export type { SharedMemoryPort, ShmemMapRequest, ShmemUnmapRequest } from "./shared-memory-port.js";
 export { GuestAllocator } from "./guest-allocator.js";
 export { Guest } from "./guest.js";
 export type { GuestOptions } from "./guest.js";
-export { Device, SUPPORTED_PROTOCOL_FEATURES, DRIVER_FEATURE_MASK, DEFAULT_MAX_SHMEM_BYTES } from "./device.js";
-export type { DeviceOptions, DeviceInfo, StartOptions } from "./device.js";
+export { Device } from "./device.js";
+export { SUPPORTED_PROTOCOL_FEATURES, DRIVER_FEATURE_MASK, DEFAULT_MAX_SHMEM_BYTES } from "./device-options.js";
+export type { DeviceOptions, StartOptions } from "./device-options.js";
+export type { DeviceInfo } from "./negotiation.js";
 export { DriverQueue } from "./driver-queue.js";
 export type { TransferResult } from "./driver-queue.js";
 export { BlkDriver, BlkFeature, BlkRequestType, BlkStatus, SECTOR_SIZE, decodeBlkConfig } from "./drivers/blk.js";

@@ -4,7 +4,7 @@ import { Endpoint, Reactor, socketPair } from "@vhostkit/transport";
 import { closeFd, sealedMemfd } from "@vhostkit/transport/sys";
 import { DeviceSharedMemory, guestAddress } from "@vhostkit/regions";
 import { CROSVM_LEGACY, UPSTREAM, type Dialect } from "@vhostkit/wire";
-import { BackendRequestHandler, GuestAllocator, decodeBlkConfig, isFrontendError, type BackendRequestOutcome } from "../src/index.js";
+import { BackendRequestHandler, GuestAllocator, decodeBlkConfig, isFrontendError, sharedMemoryPort, type BackendRequestOutcome } from "../src/index.js";
 
 before(() => {
   Reactor.shared();
@@ -40,7 +40,7 @@ function harness(dialect: Dialect, replyAck: boolean) {
   const [mine, theirs] = socketPair();
   const shmem = new DeviceSharedMemory({ sizes: new Map([[1, 0x10_0000n]]), guestPhysAddr: guestAddress(1n << 32n) });
   const outcomes: BackendRequestOutcome[] = [];
-  const handler = new BackendRequestHandler(new Endpoint(mine), { dialect, replyAck, backendSendFd: true, shmem, onOutcome: (o) => outcomes.push(o) });
+  const handler = new BackendRequestHandler(new Endpoint(mine), { dialect, replyAck, backendSendFd: true, sharedMemory: sharedMemoryPort({ regions: shmem }), onOutcome: (o) => outcomes.push(o) });
   const done = handler.start();
   const peer = new Endpoint(theirs);
   const fd = sealedMemfd("handler-unit", 0x10_0000n);

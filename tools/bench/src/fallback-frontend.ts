@@ -4,11 +4,11 @@
  * front-end's BackendRequestHandler, from the benchmark's guest (fallback-guest.ts). Runs until
  * the channel closes.
  */
-import { BackendRequestHandler } from "@vhostkit/frontend";
+import { BackendRequestHandler, sharedMemoryPort } from "@vhostkit/frontend";
 import { Endpoint, OwnedFd } from "@vhostkit/transport";
 import { MEM_RW_MAX_PAYLOAD, UPSTREAM } from "@vhostkit/wire";
 import { frontEndGuest } from "./fallback-guest.js";
 
 const { space } = frontEndGuest();
-const handler = new BackendRequestHandler(new Endpoint(new OwnedFd(3), { maxPayload: MEM_RW_MAX_PAYLOAD }), { dialect: UPSTREAM, replyAck: true, backendSendFd: false, memAccess: space });
+const handler = new BackendRequestHandler(new Endpoint(new OwnedFd(3), { maxPayload: MEM_RW_MAX_PAYLOAD }), { dialect: UPSTREAM, replyAck: true, backendSendFd: false, sharedMemory: sharedMemoryPort({ memory: space }) });
 await handler.start();

@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { BackendClient, Dispatcher, type BackendChannel } from "@vhostkit/backend";
 import { FallbackMemory } from "@vhostkit/fallback";
-import { BackendRequestHandler, Guest } from "@vhostkit/frontend";
+import { BackendRequestHandler, Guest, sharedMemoryPort } from "@vhostkit/frontend";
 import { closeFd, dupCloexec, sealedMemfd } from "@vhostkit/transport/sys";
 import { MemoryTable, SYNTHETIC_USER_BASE, guestAddress, type GuestAddress } from "@vhostkit/regions";
 import { Endpoint, socketPair } from "@vhostkit/transport";
@@ -41,7 +41,7 @@ export async function run(): Promise<void> {
   const propagated = new MemoryTable();
   propagated.addRegion({ guestPhysAddr: REGION_BASE, memorySize: BLOB_LEN, userspaceAddr: SYNTHETIC_USER_BASE + REGION_BASE, mmapOffset: 0n, fd: dupCloexec(blobFd) });
   const [fe, be] = socketPair();
-  const handler = new BackendRequestHandler(new Endpoint(fe, { maxPayload: MEM_RW_MAX_PAYLOAD }), { dialect: UPSTREAM, replyAck: true, backendSendFd: false, memAccess: space });
+  const handler = new BackendRequestHandler(new Endpoint(fe, { maxPayload: MEM_RW_MAX_PAYLOAD }), { dialect: UPSTREAM, replyAck: true, backendSendFd: false, sharedMemory: sharedMemoryPort({ memory: space }) });
   void handler.start();
   const client = new BackendClient(new Endpoint(be, { maxPayload: MEM_RW_MAX_PAYLOAD }), { replyAck: true, shmem: false, sendFd: false, config: false, memRw: true, isRunning: () => true });
   const emptyTable = new MemoryTable();

@@ -2,7 +2,8 @@
  * A raw/generic driver: put given buffers on a given queue and return what comes back.
  * @module
  */
-import type { Device, StartOptions } from "../device.js";
+import type { Device } from "../device.js";
+import type { StartOptions } from "../device-options.js";
 import type { DriverQueue, TransferResult } from "../driver-queue.js";
 
 /** A generic driver for any device type: the caller decides the features, queues and buffers. */

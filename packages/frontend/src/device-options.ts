@@ -1,0 +1,86 @@
+/**
+ * What a device is opened and started with, and the defaults of those options.
+ * @module
+ */
+import { ProtocolFeature, VirtioFeature, type Dialect, type DialectName } from "@vhostkit/wire";
+import type { Endpoint, RetryPolicy } from "@vhostkit/transport";
+import type { BackendRequestOutcome } from "./backend-request-handler.js";
+import type { TraceSink } from "./trace.js";
+
+/**
+ * Protocol features this front-end knows how to use (the dialect's SHMEM bit is added per
+ * connection): MQ, REPLY_ACK, BACKEND_REQ, CONFIG, BACKEND_SEND_FD, RESET_DEVICE, CONFIGURE_MEM_SLOTS.
+ */
+export const SUPPORTED_PROTOCOL_FEATURES: bigint =
+  ProtocolFeature.MQ |
+  ProtocolFeature.REPLY_ACK |
+  ProtocolFeature.BACKEND_REQ |
+  ProtocolFeature.CONFIG |
+  ProtocolFeature.BACKEND_SEND_FD |
+  ProtocolFeature.RESET_DEVICE |
+  ProtocolFeature.CONFIGURE_MEM_SLOTS;
+
+/** Mask of the feature bits a driver may ask for: device-specific bits 0–23 and the ring bits 28, 29. */
+export const DRIVER_FEATURE_MASK: bigint = (1n << 24n) - 1n | VirtioFeature.INDIRECT_DESC | VirtioFeature.EVENT_IDX;
+
+/** Default cap on the total size of a device's shared memory regions (64 GiB of address space). */
+export const DEFAULT_MAX_SHMEM_BYTES = 64n << 30n;
+
+/** Options of {@link Guest.addDevice}. */
+export interface DeviceOptions {
+  /** Unix socket of the back-end (the front-end connects). Either this or `endpoint`. */
+  readonly socketPath?: string;
+  /** An already connected endpoint (ownership is taken), e.g. one end of a socketpair. */
+  readonly endpoint?: Endpoint;
+  /** Retry the connect while the back-end starts. */
+  readonly retry?: RetryPolicy;
+  /** SHMEM dialect of this device (default `"upstream"`). */
+  readonly dialect?: Dialect | DialectName;
+  /** Per-request timeout in milliseconds, control messages and virtqueue requests (default 5000). */
+  readonly timeoutMs?: number;
+  /** Protocol features the front-end may accept (default {@link SUPPORTED_PROTOCOL_FEATURES} + the dialect's SHMEM bit). */
+  readonly protocolFeatures?: bigint;
+  /** GET_CONFIG size in bytes (1–256); default: the largest size the back-end accepts (discovered). */
+  readonly configSize?: number;
+  /** Per-region cap on live SHMEM mappings (regions default 256). */
+  readonly maxMappingsPerRegion?: number;
+  /** Per-device cap on live SHMEM mappings (regions default 1024). */
+  readonly maxMappingsPerDevice?: number;
+  /**
+   * Refuse SHMEM_MAP of memfds not sealed against shrinking (default true; see the regions
+   * package's `requireSealedFds`: a truncated mapping would kill this process with SIGBUS).
+   */
+  readonly requireSealedFds?: boolean;
+  /** Cap on the total advertised shared memory in bytes (default {@link DEFAULT_MAX_SHMEM_BYTES}). */
+  readonly maxShmemBytes?: bigint;
+  /** Receives every message on both sockets (`--verbose`). */
+  readonly trace?: TraceSink;
+  /**
+   * Serve vhostkit's MEM_READ / MEM_WRITE extension (SHMEM.md §7.2) when the back-end offers it:
+   * `true` for the default gate bit 63, or `{ bit }`. The back-end may then reach any guest RAM or
+   * live shared-memory mapping of any device through the front-end. Default: off.
+   */
+  readonly memRw?: boolean | { readonly bit: number };
+  /**
+   * How this back-end reaches other devices' shared-memory mappings (SHMEM.md §8.2):
+   * - `"propagate"`: eager propagation into its memory table only;
+   * - `"mem-rw"`: never propagated; MEM_READ/MEM_WRITE only (needs `memRw` negotiated);
+   * - `"auto"` (default): propagated while the back-end has room (memory slots, or 8 regions without
+   *   CONFIGURE_MEM_SLOTS), MEM_READ/MEM_WRITE for the rest when negotiated.
+   * When a new mapping of another device could not reach this back-end at all, that device's
+   * SHMEM_MAP is refused with a clear reason instead of leaving this back-end blind to it.
+   */
+  readonly sharedMemoryPolicy?: "propagate" | "mem-rw" | "auto";
+  /** Receives the outcome of every back-end request. */
+  readonly onBackendRequest?: (outcome: BackendRequestOutcome) => void;
+}
+
+/** Options of {@link Device.start}. */
+export interface StartOptions {
+  /** Device-specific and ring feature bits the driver wants; masked with what was offered and {@link DRIVER_FEATURE_MASK}. */
+  readonly features?: bigint;
+  /** Queue indices to set up (default `[0]`). */
+  readonly queues?: readonly number[];
+  /** Queue size, a power of two (default 64). */
+  readonly queueSize?: number;
+}

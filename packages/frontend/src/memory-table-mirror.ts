@@ -59,7 +59,7 @@ interface PropagatedEntry {
  * @internal
  */
 export class MemoryTableMirror {
-  readonly #o: MemoryTableMirrorOptions;
+  readonly #options: MemoryTableMirrorOptions;
   #phase: "unsent" | "mirroring" | "draining" | "stopped" = "unsent";
   /** Propagated mappings in this back-end's table, by guest-physical address. */
   readonly #propagated = new Map<bigint, PropagatedEntry>();
@@ -68,22 +68,22 @@ export class MemoryTableMirror {
 
   /** @param options - the connection, what was negotiated, and where a fatal failure goes. */
   constructor(options: MemoryTableMirrorOptions) {
-    this.#o = options;
+    this.#options = options;
   }
 
   /** Entries this back-end takes: its slots with CONFIGURE_MEM_SLOTS, else SET_MEM_TABLE's 8. */
   get #tableCap(): number {
-    return this.#o.slotted ? (this.#o.maxMemSlots ?? 0) : MAX_MEM_TABLE_REGIONS;
+    return this.#options.slotted ? (this.#options.maxMemSlots ?? 0) : MAX_MEM_TABLE_REGIONS;
   }
 
   /** Entries in use: guest RAM plus the propagated mappings. */
   get #tableUsed(): number {
-    return this.#o.ram.memoryTable().length + this.#propagated.size;
+    return this.#options.ram.memoryTable().length + this.#propagated.size;
   }
 
   /** Live mappings are put into this table (else the back-end reaches them only by MEM_READ/MEM_WRITE, if at all). */
   get #takesMappings(): boolean {
-    return this.#o.propagating && this.#o.policy !== "mem-rw";
+    return this.#options.propagating && this.#options.policy !== "mem-rw";
   }
 
   /**
@@ -106,7 +106,7 @@ export class MemoryTableMirror {
       await table;
     } catch (err) {
       const e = asFrontendError(err, "SET_MEM_TABLE");
-      if (e.code === "refused") this.#o.onFatal(new FrontendError("refused", `the back-end refused guest memory: ${e.message}`, e.detail, { cause: e }));
+      if (e.code === "refused") this.#options.onFatal(new FrontendError("refused", `the back-end refused guest memory: ${e.message}`, e.detail, { cause: e }));
       throw e;
     }
   }
@@ -117,28 +117,28 @@ export class MemoryTableMirror {
    * back-end that could not serve buffers in them must not start silently.
    */
   #checkRoom(mappings: number): void {
-    const ramCount = this.#o.ram.memoryTable().length;
+    const ramCount = this.#options.ram.memoryTable().length;
     const cap = this.#tableCap;
-    if (this.#o.slotted && cap < ramCount) {
+    if (this.#options.slotted && cap < ramCount) {
       throw new FrontendError("negotiation", `back-end has ${cap} memory slots, guest RAM needs ${ramCount}`, { request: "GET_MAX_MEM_SLOTS", expected: ramCount, actual: cap });
     }
-    if (!this.#takesMappings || (this.#o.policy === "auto" && this.#o.memRw)) return;
+    if (!this.#takesMappings || (this.#options.policy === "auto" && this.#options.memRw)) return;
     const need = ramCount + mappings;
     if (need > cap) {
-      throw new FrontendError("negotiation", `back-end has ${cap} memory slots: guest RAM and the live shared-memory mappings of other devices need ${need}, and MEM_READ/MEM_WRITE is not in use (policy ${this.#o.policy})`, { request: "GET_MAX_MEM_SLOTS", expected: cap, actual: need });
+      throw new FrontendError("negotiation", `back-end has ${cap} memory slots: guest RAM and the live shared-memory mappings of other devices need ${need}, and MEM_READ/MEM_WRITE is not in use (policy ${this.#options.policy})`, { request: "GET_MAX_MEM_SLOTS", expected: cap, actual: need });
     }
   }
 
   async #sendTable(mappings: readonly ShmemMapping[]): Promise<void> {
-    const fe = this.#o.connection;
-    const ram = ramTable(this.#o.ram);
+    const fe = this.#options.connection;
+    const ram = ramTable(this.#options.ram);
     if (this.#takesMappings) {
       for (const m of mappings) {
         if (this.#tableUsed >= this.#tableCap) break; // the rest reaches it by MEM_READ/MEM_WRITE (#checkRoom)
         this.#addPropagated(m.guestPhysAddr, mappingRegion(m), m.fd);
       }
     }
-    if (!this.#o.slotted) return fe.setMemTable(...this.#fullTable());
+    if (!this.#options.slotted) return fe.setMemTable(...this.#fullTable());
     // Taken before the first await: mapping changes from now on are queued by propagate() and sent
     // after the table (an unmap of one of these follows its ADD; its fd stays open until then).
     const initial = [...this.#propagated.values()];
@@ -148,7 +148,7 @@ export class MemoryTableMirror {
 
   /** RAM plus propagated mappings, at most 8 regions (SET_MEM_TABLE without CONFIGURE_MEM_SLOTS). */
   #fullTable(): [MemoryRegion[], number[]] {
-    const { regions, fds } = ramTable(this.#o.ram);
+    const { regions, fds } = ramTable(this.#options.ram);
     // #propagated never holds more than fits (#tableCap), so this stays within 8 regions.
     for (const p of this.#propagated.values()) {
       regions.push(p.region);
@@ -183,14 +183,14 @@ export class MemoryTableMirror {
    */
   reachRefusal(writable = true): string | undefined {
     if (this.#phase !== "mirroring") return undefined;
-    const policy = this.#o.policy;
-    const memRw = this.#o.memRw;
+    const policy = this.#options.policy;
+    const memRw = this.#options.memRw;
     if (policy === "mem-rw") return memRw ? undefined : "policy mem-rw but MEM_READ/MEM_WRITE was not negotiated";
     if (!writable) {
       if (policy === "auto" && memRw) return undefined;
       return "a read-only mapping is never propagated (a memory-table entry cannot be read-only) and MEM_READ/MEM_WRITE is not in use";
     }
-    const propagating = this.#o.propagating;
+    const propagating = this.#options.propagating;
     const used = this.#tableUsed;
     const cap = this.#tableCap;
     if (propagating && used < cap) return undefined;
@@ -207,9 +207,9 @@ export class MemoryTableMirror {
    * table would keep a stale range), as does a transport failure — this device only.
    */
   propagate(events: readonly ShmemMappingEvent[], after: Promise<void>): void {
-    if (this.#phase !== "mirroring" || this.#o.policy === "mem-rw") return;
-    const fe = this.#o.connection;
-    const slotted = this.#o.slotted;
+    if (this.#phase !== "mirroring" || this.#options.policy === "mem-rw") return;
+    const fe = this.#options.connection;
+    const slotted = this.#options.slotted;
     // The bookkeeping (#propagated) follows the events at once, in order; only the messages wait in
     // the queue. A map, unmap and re-map of the same address queued together therefore become ADD,
     // REM, ADD — never a REM of an entry a later map silently reused.
@@ -236,7 +236,7 @@ export class MemoryTableMirror {
           done: () => closeFd(p.fd),
           // The back-end keeps translating a range that no longer holds this mapping (a later map
           // there would reach it as the old bytes): its table cannot be trusted any more.
-          refused: () => this.#o.onFatal(new FrontendError("refused", `the back-end refused to remove gpa 0x${gpa.toString(16)} from its memory table after that mapping went away: its table no longer matches guest memory`, { request: slotted ? "REM_MEM_REG" : "SET_MEM_TABLE" })),
+          refused: () => this.#options.onFatal(new FrontendError("refused", `the back-end refused to remove gpa 0x${gpa.toString(16)} from its memory table after that mapping went away: its table no longer matches guest memory`, { request: slotted ? "REM_MEM_REG" : "SET_MEM_TABLE" })),
         });
       }
     }
@@ -248,7 +248,7 @@ export class MemoryTableMirror {
           await w.run();
         } catch (err) {
           const e = asFrontendError(err, "PROPAGATE");
-          if (e.code === "disconnected" || e.code === "timeout" || e.code === "protocol") this.#o.onFatal(e);
+          if (e.code === "disconnected" || e.code === "timeout" || e.code === "protocol") this.#options.onFatal(e);
           else if (e.code === "refused") w.refused?.();
         } finally {
           w.done?.();

@@ -14,14 +14,17 @@ import type { ErrorDetail } from "@vhostkit/wire";
  * Reasons a virtqueue operation fails. Codes marked *guest* are caused by ring contents the other
  * side wrote and break the queue; the others are configuration or caller errors.
  *
- * - `BAD_QUEUE_SIZE`: size not a power of two in 1..32768.
- * - `MISALIGNED_RING`: a ring address violates the ring alignment (desc 16, avail 2, used 4; docs/virtqueue.md#ring-layout), or a host
- *   view of a ring is not aligned for typed-array access.
+ * - `BAD_QUEUE_SIZE`: size not a power of two in 1..32768 (packed ring: not an integer in 1..32768).
+ * - `MISALIGNED_RING`: a ring address violates the ring alignment (desc 16, avail 2, used 4; docs/virtqueue.md#ring-layout;
+ *   packed ring: descriptor ring 16, event suppression areas 4), or a host view of a ring is not
+ *   aligned for typed-array access.
  * - `RING_UNMAPPED`: a ring is not fully inside one mapped, contiguous region (or the used ring is
  *   read-only).
  * - `NOT_STARTED`: the queue is stopped (or was never started).
  * - `BROKEN`: the queue was marked broken by an earlier guest error; `cause` holds that error.
- * - `AVAIL_OVERRUN` (guest): avail.idx moved more than the queue size past the last seen index.
+ * - `AVAIL_OVERRUN` (guest): avail.idx moved more than the queue size past the last seen index
+ *   (packed ring: more descriptors made available than the ring has free, i.e. the driver reused
+ *   descriptors the device has not marked used).
  * - `BAD_HEAD` / `BAD_NEXT` (guest): a descriptor index >= queue (or indirect table) size.
  * - `CHAIN_TOO_LONG` (guest): a chain has more descriptors than the queue (or table) size
  *   (a loop), or more than 2^32 bytes in total.
@@ -29,13 +32,20 @@ import type { ErrorDetail } from "@vhostkit/wire";
  * - `ADDRESS_WRAP` (guest): addr + len exceeds 2^64.
  * - `BAD_ORDER` (guest): a device-readable descriptor after a device-writable one.
  * - `INDIRECT_NOT_NEGOTIATED` (guest): INDIRECT used without VIRTIO_F_INDIRECT_DESC.
- * - `INDIRECT_WITH_NEXT` (guest): a descriptor with both INDIRECT and NEXT.
+ * - `INDIRECT_WITH_NEXT` (guest): a descriptor with both INDIRECT and NEXT (packed ring: also an
+ *   INDIRECT descriptor inside a NEXT-linked list).
  * - `NESTED_INDIRECT` (guest): INDIRECT inside an indirect table.
  * - `BAD_INDIRECT_LENGTH` (guest): indirect table length 0, not a multiple of 16, or too long.
  * - `INDIRECT_UNMAPPED` (guest): the indirect table is not in mapped memory.
  * - `READ_ONLY_BUFFER` (guest): a device-writable buffer lies in read-only memory.
- * - `BAD_USED_ID`: a used element id >= queue size (device-side caller error; driver side: the
- *   device returned an id that is not in flight).
+ * - `BAD_BUFFER_ID` (guest, packed ring): a buffer ID >= queue size.
+ * - `BUFFER_ID_IN_FLIGHT` (guest, packed ring): the driver made a buffer available under an ID the
+ *   device has not returned yet.
+ * - `BAD_WRAP` (guest, packed ring): descriptor flags whose AVAIL / USED bits contradict the wrap
+ *   counter: the descriptor at the avail position marked used in this lap before the device took
+ *   it, or a list member not available in its lap.
+ * - `BAD_USED_ID`: a used element id >= queue size (device-side caller error; packed ring: also an
+ *   id that is not in flight; driver side: the device returned an id that is not in flight).
  * - `USED_OVERFLOW`: more used elements pending than the queue size.
  * - `RING_FULL`: driver side, not enough free descriptors or avail slots.
  * - `BAD_BUFFER`: driver side, an empty chain or a buffer with a bad length.
@@ -62,6 +72,9 @@ export type VirtqueueErrorCode =
   | "BAD_INDIRECT_LENGTH"
   | "INDIRECT_UNMAPPED"
   | "READ_ONLY_BUFFER"
+  | "BAD_BUFFER_ID"
+  | "BUFFER_ID_IN_FLIGHT"
+  | "BAD_WRAP"
   | "BAD_USED_ID"
   | "USED_OVERFLOW"
   | "RING_FULL"

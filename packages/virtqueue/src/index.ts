@@ -37,4 +37,18 @@ export { ChainBatch } from "./chain-batch.js";
 export { SegmentCursor, readChain, writeChain } from "./segment-cursor.js";
 export type { SegmentKind, GuestErrorSink } from "./segment-cursor.js";
 export { SplitQueue } from "./split-queue.js";
-export type { SplitQueueOptions, DeviceQueue } from "./split-queue.js";
+export type { SplitQueueOptions } from "./split-queue.js";
+export type { DeviceQueue, DeviceQueueOptions } from "./device-queue.js";
+export {
+  PackedDescFlag,
+  RingEventFlag,
+  PACKED_RING_ALIGN,
+  isValidPackedQueueSize,
+  packedLayout,
+  checkPackedRingAlignment,
+  packedNeedEvent,
+} from "./packed-layout.js";
+export type { PackedLayout } from "./packed-layout.js";
+export { FRESH_PACKED_VRING_BASE, packedInFlight, packedVringBaseNum, toPackedVringBase } from "./packed-base.js";
+export { PackedQueue } from "./packed-queue.js";
+export type { PackedQueueOptions } from "./packed-queue.js";

@@ -13,6 +13,10 @@ import { AVAIL_F_NO_INTERRUPT, DescFlag, MAX_QUEUE_SIZE, RING_ALIGN, USED_F_NO_N
 import type { RingAddresses, SplitLayout } from "./layout.js";
 import { mapRing, u16View, u32View } from "./ring-view.js";
 import type { RingAddressSpace } from "./ring-view.js";
+import { IndirectTables, appendTableEntry } from "./indirect-table.js";
+import type { ChainTotals } from "./indirect-table.js";
+import type { DeviceQueue, DeviceQueueOptions } from "./device-queue.js";
+import { QueueHealth, guestFault } from "./queue-health.js";
 import { SegmentCursor } from "./segment-cursor.js";
 import type { GuestErrorSink } from "./segment-cursor.js";
 
@@ -25,55 +29,11 @@ const EMPTY32 = new Uint32Array(0);
 const EMPTYI32 = new Int32Array(0);
 
 /** Options of a {@link SplitQueue}. */
-export interface SplitQueueOptions {
+export interface SplitQueueOptions extends DeviceQueueOptions {
   /** Queue size: a power of two in 1..32768 (SET_VRING_NUM). */
   readonly size: number;
-  /** Guest memory the rings and buffers live in. Borrowed; replace it with {@link SplitQueue.remap}. */
-  readonly memory: GuestMemory;
   /** Ring addresses (SET_VRING_ADDR); checked for the alignment of docs/virtqueue.md#ring-layout. */
   readonly addresses: RingAddresses;
-  /** Address space of `addresses`: `"user"` for SET_VRING_ADDR values (default `"guest"`). */
-  readonly addressSpace?: RingAddressSpace;
-  /** VIRTIO_F_EVENT_IDX negotiated: use used_event / avail_event instead of the flags. */
-  readonly eventIdx?: boolean;
-  /** VIRTIO_F_INDIRECT_DESC negotiated: accept indirect descriptors (otherwise a guest error). */
-  readonly indirect?: boolean;
-  /** Reject a device-readable descriptor after a device-writable one (default true, as docs/virtqueue.md#descriptors-and-chains requires). */
-  readonly requireReadableFirst?: boolean;
-  /** Most descriptors accepted in one indirect table (default 32768); longer tables are a guest error. */
-  readonly maxIndirectLength?: number;
-  /**
-   * Called once, synchronously, when a guest error first marks the queue broken (before the error is
-   * thrown): the back-end signals the queue's err fd here. Must not throw.
-   */
-  readonly onBroken?: (error: VirtqueueError) => void;
-}
-
-/**
- * The device-side operations shared by split and (later) packed rings; back-end frameworks and
- * devices should program against this interface.
- */
-export interface DeviceQueue {
-  /** Pops up to `max` available chains into `batch`; returns how many. */
-  pop(batch: ChainBatch, max?: number): number;
-  /** Queues one used element (not yet visible to the driver). */
-  addUsed(id: number, len: number): void;
-  /** Queues one used element per chain of `batch`. */
-  pushUsed(batch: ChainBatch, lens?: ArrayLike<number>): void;
-  /** Publishes queued used elements; returns whether the driver must be notified. */
-  publishUsed(): boolean;
-  /** Re-enables driver notifications; returns true when chains are already available. */
-  enableNotification(): boolean;
-  /** Asks the driver not to notify (a hint). */
-  disableNotification(): void;
-  /** Cursor over the segments of chain `chain` of `batch`. */
-  segments(batch: ChainBatch, chain: number, cursor?: SegmentCursor): SegmentCursor;
-  /** Starts processing at avail index `base` (default: the current base). */
-  start(base?: number): void;
-  /** Stops processing; returns the next avail index (GET_VRING_BASE). */
-  stop(): number;
-  /** The guest error that broke the queue, if any. */
-  readonly brokenBy: VirtqueueError | undefined;
 }
 
 /**
@@ -105,24 +65,21 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
   readonly #space: RingAddressSpace;
   readonly #strictOrder: boolean;
   readonly #maxIndirect: number;
-  readonly #onBroken: ((error: VirtqueueError) => void) | undefined;
+  readonly #health: QueueHealth;
   #desc32: Int32Array = EMPTYI32;
   #avail16: Uint16Array = EMPTY16;
   #used16: Uint16Array = EMPTY16;
   #used32: Uint32Array = EMPTY32;
   #started = false;
-  #broken: VirtqueueError | undefined;
   #nextAvail = 0;
   #nextUsed = 0;
   #publishedUsed = 0;
   #signalledUsed = 0;
   #signalledValid = false;
   readonly #cursor = new SegmentCursor();
-  #scratch = new Uint8Array(256);
+  readonly #tables = new IndirectTables();
   // Indirect-walk accumulators (slow path only).
-  #accR = 0;
-  #accW = 0;
-  #accSeenWrite = false;
+  readonly #totals: ChainTotals = { readable: 0, writable: 0, seenWrite: false };
 
   /**
    * @throws VirtqueueError `BAD_QUEUE_SIZE`, `MISALIGNED_RING`.
@@ -140,7 +97,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     const mi = options.maxIndirectLength ?? MAX_QUEUE_SIZE;
     if (!Number.isInteger(mi) || mi < 1) throw new RangeError(`maxIndirectLength ${mi} must be a positive integer`);
     this.#maxIndirect = mi;
-    this.#onBroken = options.onBroken;
+    this.#health = new QueueHealth(options.onBroken);
   }
 
   /** The guest memory in use (what {@link readChain} / {@link writeChain} should be given). */
@@ -155,7 +112,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
 
   /** The guest error that broke the queue, or undefined. The back-end should signal the err fd. */
   get brokenBy(): VirtqueueError | undefined {
-    return this.#broken;
+    return this.#health.brokenBy;
   }
 
   /** Next avail index the device will read (the value GET_VRING_BASE returns). u16. */
@@ -195,7 +152,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     this.#nextUsed = used;
     this.#publishedUsed = used;
     this.#signalledValid = false;
-    this.#broken = undefined;
+    this.#health.brokenBy = undefined;
     this.#started = true;
   }
 
@@ -204,7 +161,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
    * are published first (without a notification decision). Idempotent.
    */
   stop(): number {
-    if (this.#started && this.#nextUsed !== this.#publishedUsed && this.#broken === undefined) {
+    if (this.#started && this.#nextUsed !== this.#publishedUsed && this.#health.brokenBy === undefined) {
       storeRelease16(this.#used16, 1, this.#nextUsed);
       this.#publishedUsed = this.#nextUsed;
     }
@@ -247,25 +204,11 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
 
   /** @internal Records a guest error (marks the queue broken) and returns it for throwing. */
   guestError(err: VirtqueueError): VirtqueueError {
-    if (this.#broken === undefined) {
-      this.#broken = err;
-      this.#onBroken?.(err);
-    }
-    return err;
+    return this.#health.latch(err);
   }
 
   #guest(code: VirtqueueErrorCode, message: string, offset: number, expected?: number, actual?: number): VirtqueueError {
-    const detail: { offset: number; expected?: number; actual?: number } = { offset };
-    if (expected !== undefined) detail.expected = expected;
-    if (actual !== undefined) detail.actual = actual;
-    return this.guestError(new VirtqueueError(code, message, detail));
-  }
-
-  #unusable(): VirtqueueError {
-    if (this.#broken !== undefined) {
-      return new VirtqueueError("BROKEN", `queue is broken: ${this.#broken.message}`, {}, { cause: this.#broken });
-    }
-    return new VirtqueueError("NOT_STARTED", "queue is not started");
+    return guestFault(this, code, message, offset, expected, actual);
   }
 
   /**
@@ -273,7 +216,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
    * @throws VirtqueueError `NOT_STARTED`, `BROKEN`, `AVAIL_OVERRUN` (guest).
    */
   available(): number {
-    if (!this.#started || this.#broken !== undefined) throw this.#unusable();
+    if (!this.#started || this.#health.brokenBy !== undefined) throw this.#health.unusable();
     const pending = (loadAcquire16(this.#avail16, 1) - this.#nextAvail) & 0xffff;
     if (pending > this.size) throw this.#overrun(pending);
     return pending;
@@ -294,7 +237,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
    *   `INDIRECT_UNMAPPED` (the queue is then broken and the batch is left empty).
    */
   pop(batch: ChainBatch, max: number = batch.capacity): number {
-    if (!this.#started || this.#broken !== undefined) throw this.#unusable();
+    if (!this.#started || this.#health.brokenBy !== undefined) throw this.#health.unusable();
     const avail16 = this.#avail16;
     // Descriptors are read as four int32 words (addr lo, addr hi, len, flags | next << 16): int32
     // loads stay on the JIT's integer fast path; `>>> 0` makes them unsigned where it matters.
@@ -332,12 +275,13 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
         const w = d << 2;
         const w3 = desc[w + 3] as number;
         if ((w3 & F_INDIRECT) !== 0) {
-          this.#accR = rbytes;
-          this.#accW = wbytes;
-          this.#accSeenWrite = seenWrite;
+          const t = this.#totals;
+          t.readable = rbytes;
+          t.writable = wbytes;
+          t.seenWrite = seenWrite;
           p = this.#walkIndirect(batch, d, w3 & 0xffff, p);
-          rbytes = this.#accR;
-          wbytes = this.#accW;
+          rbytes = t.readable;
+          wbytes = t.writable;
           flat = batch.descs;
           cap = flat.length;
           break;
@@ -381,77 +325,22 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
   #walkIndirect(batch: ChainBatch, d: number, flags: number, p: number): number {
     if (!this.indirect) throw this.#guest("INDIRECT_NOT_NEGOTIATED", `descriptor ${d} is INDIRECT but VIRTIO_F_INDIRECT_DESC is off`, d);
     if ((flags & F_NEXT) !== 0) throw this.#guest("INDIRECT_WITH_NEXT", `descriptor ${d} has both INDIRECT and NEXT`, d);
-    const w = d * 4;
-    const tlen = (this.#desc32[w + 2] as number) >>> 0;
-    const n = tlen / 16;
-    if (tlen === 0 || tlen % 16 !== 0 || n > this.#maxIndirect) {
-      throw this.#guest("BAD_INDIRECT_LENGTH", `descriptor ${d}: indirect table length ${tlen} is 0, not a multiple of 16 or over ${this.#maxIndirect} entries`, d, this.#maxIndirect * 16, tlen);
-    }
-    const alo = (this.#desc32[w] as number) >>> 0;
-    const ahi = (this.#desc32[w + 1] as number) >>> 0;
-    if (ahi === 0xffffffff && alo + tlen > TWO32) throw this.#guest("ADDRESS_WRAP", `descriptor ${d}: indirect table wraps past 2^64`, d);
-    const table = this.#readTable((BigInt(ahi) << 32n) | BigInt(alo), tlen, d);
+    const table = this.#tables.open(this.#desc32, d, this.#maxIndirect, this.#memory, this);
+    const n = table.byteLength / 16;
     const strict = this.#strictOrder;
-    let rbytes = this.#accR;
-    let wbytes = this.#accW;
-    let seenWrite = this.#accSeenWrite;
+    const totals = this.#totals;
     let i = 0;
     let count = 0;
     for (;;) {
       if (++count > n) throw this.#guest("CHAIN_TOO_LONG", `indirect table of descriptor ${d}: chain longer than ${n} entries (loop)`, d, n);
-      const off = i * 16;
-      const f = table.getUint16(off + 12, true);
+      const f = table.getUint16(i * 16 + 12, true);
       if ((f & F_INDIRECT) !== 0) throw this.#guest("NESTED_INDIRECT", `indirect table of descriptor ${d}: entry ${i} is INDIRECT`, d);
-      const len = table.getUint32(off + 8, true);
-      const elo = table.getUint32(off, true);
-      const ehi = table.getUint32(off + 4, true);
-      if (len === 0) throw this.#guest("ZERO_LENGTH", `indirect table of descriptor ${d}: entry ${i} has length 0`, d);
-      if (ehi === 0xffffffff && elo + len > TWO32) throw this.#guest("ADDRESS_WRAP", `indirect table of descriptor ${d}: entry ${i} wraps past 2^64`, d);
-      if (p >= batch.descs.length) batch.grow((p >>> 2) + 1);
-      const flat = batch.descs;
-      flat[p] = elo;
-      flat[p + 1] = ehi;
-      flat[p + 2] = len;
-      flat[p + 3] = f & F_WRITE;
-      p += 4;
-      if ((f & F_WRITE) !== 0) {
-        wbytes += len;
-        seenWrite = true;
-      } else {
-        if (seenWrite && strict) throw this.#guest("BAD_ORDER", `indirect table of descriptor ${d}: entry ${i} device-readable after device-writable`, d);
-        rbytes += len;
-      }
+      p = appendTableEntry(table, i, (f & F_WRITE) !== 0, d, batch, p, totals, strict, this);
       if ((f & F_NEXT) === 0) break;
-      i = table.getUint16(off + 14, true);
+      i = table.getUint16(i * 16 + 14, true);
       if (i >= n) throw this.#guest("BAD_NEXT", `indirect table of descriptor ${d}: next ${i} >= table size ${n}`, d, n, i);
     }
-    this.#accR = rbytes;
-    this.#accW = wbytes;
-    this.#accSeenWrite = seenWrite;
     return p;
-  }
-
-  /** A DataView of the whole indirect table, copying it into scratch when it crosses regions. */
-  #readTable(addr: bigint, len: number, d: number): DataView {
-    const m = this.#memory;
-    const first = m.translate(addr as never, len);
-    if (first.ok && first.span.bytes.length >= len) {
-      const b = first.span.bytes;
-      return new DataView(b.buffer, b.byteOffset, len);
-    }
-    if (this.#scratch.length < len) this.#scratch = new Uint8Array(Math.max(len, this.#scratch.length * 2));
-    const s = this.#scratch;
-    let done = 0;
-    let r = first;
-    for (;;) {
-      if (!r.ok || r.span.bytes.length === 0) throw this.#guest("INDIRECT_UNMAPPED", `indirect table 0x${addr.toString(16)} of descriptor ${d} is not mapped at +${done}`, d, len, done);
-      const take = Math.min(r.span.bytes.length, len - done);
-      s.set(take === r.span.bytes.length ? r.span.bytes : r.span.bytes.subarray(0, take), done);
-      done += take;
-      if (done >= len) break;
-      r = m.translate((addr + BigInt(done)) as never, len - done);
-    }
-    return new DataView(s.buffer, s.byteOffset, len);
   }
 
   /**
@@ -469,7 +358,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
    *   (already `size` unpublished elements).
    */
   addUsed(id: number, len: number): void {
-    if (!this.#started || this.#broken !== undefined) throw this.#unusable();
+    if (!this.#started || this.#health.brokenBy !== undefined) throw this.#health.unusable();
     if (!(id >= 0 && id < this.size) || (id | 0) !== id) throw new VirtqueueError("BAD_USED_ID", `used id ${id} >= queue size ${this.size}`, { actual: id, expected: this.size });
     const u = this.#nextUsed;
     if (((u - this.#publishedUsed) & 0xffff) >= this.size) throw new VirtqueueError("USED_OVERFLOW", `${this.size} used elements already pending`, { expected: this.size });
@@ -485,7 +374,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
    * @throws VirtqueueError `NOT_STARTED`, `BROKEN`, `USED_OVERFLOW`.
    */
   pushUsed(batch: ChainBatch, lens?: ArrayLike<number>): void {
-    if (!this.#started || this.#broken !== undefined) throw this.#unusable();
+    if (!this.#started || this.#health.brokenBy !== undefined) throw this.#health.unusable();
     const n = batch.count;
     const size = this.size;
     const mask = size - 1;
@@ -509,7 +398,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
    * @throws VirtqueueError `NOT_STARTED`, `BROKEN`.
    */
   publishUsed(): boolean {
-    if (!this.#started || this.#broken !== undefined) throw this.#unusable();
+    if (!this.#started || this.#health.brokenBy !== undefined) throw this.#health.unusable();
     const nu = this.#nextUsed;
     if (nu === this.#publishedUsed) return false;
     // Ordering: release (seq-cst) — used elements are visible before used.idx, and the loads of
@@ -534,7 +423,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
    * @throws VirtqueueError `NOT_STARTED`, `BROKEN`, `AVAIL_OVERRUN` (guest).
    */
   enableNotification(): boolean {
-    if (!this.#started || this.#broken !== undefined) throw this.#unusable();
+    if (!this.#started || this.#health.brokenBy !== undefined) throw this.#health.unusable();
     // Ordering: full fence (seq-cst store, then seq-cst load of avail.idx in available()).
     if (this.eventIdx) storeRelease16(this.#used16, 2 + 4 * this.size, this.#nextAvail);
     else storeRelease16(this.#used16, 0, (this.#used16[0] as number) & ~USED_F_NO_NOTIFY);
@@ -547,7 +436,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
    * @throws VirtqueueError `NOT_STARTED`, `BROKEN`.
    */
   disableNotification(): void {
-    if (!this.#started || this.#broken !== undefined) throw this.#unusable();
+    if (!this.#started || this.#health.brokenBy !== undefined) throw this.#health.unusable();
     if (!this.eventIdx) storeRelease16(this.#used16, 0, (this.#used16[0] as number) | USED_F_NO_NOTIFY);
   }
 
@@ -556,7 +445,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
    * @throws VirtqueueError `NOT_STARTED`, `BROKEN`; RangeError unless EVENT_IDX is in use.
    */
   setAvailEvent(idx: number): void {
-    if (!this.#started || this.#broken !== undefined) throw this.#unusable();
+    if (!this.#started || this.#health.brokenBy !== undefined) throw this.#health.unusable();
     if (!this.eventIdx) throw new RangeError("avail_event is only used with VIRTIO_F_EVENT_IDX");
     storeRelease16(this.#used16, 2 + 4 * this.size, idx & 0xffff);
   }

@@ -4,43 +4,21 @@
  *
  * @module
  */
-import type { GuestAddress, GuestMemory } from "@vhostkit/regions";
+import type { GuestMemory } from "@vhostkit/regions";
 import { loadAcquire16, storeRelease16 } from "../barriers.js";
 import { VirtqueueError } from "../errors.js";
 import { AVAIL_F_NO_INTERRUPT, DESC_SIZE, DescFlag, RING_ALIGN, USED_F_NO_NOTIFY, checkRingAlignment, needEvent, splitLayout } from "../layout.js";
 import type { RingAddresses, SplitLayout } from "../layout.js";
 import { mapRing, u16View, u32View } from "../ring-view.js";
-
-/** A guest buffer handed to the device: guest-physical address and length in bytes (1..2^32-1). */
-export interface DriverBuffer {
-  /** Guest-physical address. */
-  readonly addr: bigint;
-  /** Length in bytes. */
-  readonly len: number;
-}
-
-/** A buffer the device returned: the chain's head id, bytes written, and the caller's token. */
-export interface UsedBuffer<T> {
-  /** Head descriptor index of the chain (as returned by `add`). */
-  readonly id: number;
-  /** Bytes the device says it wrote (`used.len`, u32; may under-count). */
-  readonly len: number;
-  /** The token given to `add` / `addIndirect`. */
-  readonly token: T | undefined;
-}
+import { checkBuffers, writeIndirectTable } from "./driver-buffer.js";
+import type { DriverBuffer, DriverQueueOptions, UsedBuffer } from "./driver-buffer.js";
 
 /** Options of a {@link SplitDriver}. */
-export interface SplitDriverOptions {
+export interface SplitDriverOptions extends DriverQueueOptions {
   /** Queue size: a power of two in 1..32768. */
   readonly size: number;
-  /** Guest memory holding the rings and the buffers (the driver writes descriptors through it). */
-  readonly memory: GuestMemory;
   /** Guest-physical ring addresses (docs/virtqueue.md#ring-layout alignment is checked). */
   readonly addresses: RingAddresses;
-  /** VIRTIO_F_EVENT_IDX negotiated. */
-  readonly eventIdx?: boolean;
-  /** VIRTIO_F_INDIRECT_DESC negotiated (required by {@link SplitDriver.addIndirect}). */
-  readonly indirect?: boolean;
   /** Zero the ring headers and event fields first (default true: a fresh queue). */
   readonly reset?: boolean;
 }
@@ -138,13 +116,6 @@ export class SplitDriver<T = unknown> {
     return this.#lastUsed;
   }
 
-  #check(bufs: readonly DriverBuffer[], what: string): void {
-    for (const b of bufs) {
-      if (!Number.isInteger(b.len) || b.len < 1 || b.len > 0xffffffff) throw new VirtqueueError("BAD_BUFFER", `${what} buffer length ${b.len} not in 1..2^32-1`, { actual: b.len });
-      if (b.addr < 0n || b.addr + BigInt(b.len) > 1n << 64n) throw new VirtqueueError("BAD_BUFFER", `${what} buffer 0x${b.addr.toString(16)} + ${b.len} wraps`, { actual: b.addr });
-    }
-  }
-
   #take(n: number): number {
     if (n > this.#numFree) throw new VirtqueueError("RING_FULL", `${n} descriptors needed, ${this.#numFree} free`, { expected: n, actual: this.#numFree });
     return this.#freeHead;
@@ -178,10 +149,7 @@ export class SplitDriver<T = unknown> {
    * @throws VirtqueueError `BAD_BUFFER` (no buffers, a bad length or a wrapping range), `RING_FULL`.
    */
   add(readable: readonly DriverBuffer[], writable: readonly DriverBuffer[], token?: T): number {
-    const n = readable.length + writable.length;
-    if (n === 0) throw new VirtqueueError("BAD_BUFFER", "a chain needs at least one buffer");
-    this.#check(readable, "readable");
-    this.#check(writable, "writable");
+    const n = checkBuffers(readable, writable);
     const head = this.#take(n);
     let d = head;
     for (let i = 0; i < n; i++) {
@@ -201,10 +169,7 @@ export class SplitDriver<T = unknown> {
    */
   addIndirect(readable: readonly DriverBuffer[], writable: readonly DriverBuffer[], tableAddr: bigint, token?: T): number {
     if (!this.indirect) throw new VirtqueueError("INDIRECT_NOT_NEGOTIATED", "addIndirect without VIRTIO_F_INDIRECT_DESC");
-    const n = readable.length + writable.length;
-    if (n === 0) throw new VirtqueueError("BAD_BUFFER", "a chain needs at least one buffer");
-    this.#check(readable, "readable");
-    this.#check(writable, "writable");
+    const n = checkBuffers(readable, writable);
     const head = this.#take(1);
     const table = new Uint8Array(n * DESC_SIZE);
     const dv = new DataView(table.buffer);
@@ -216,7 +181,7 @@ export class SplitDriver<T = unknown> {
       dv.setUint16(off + 12, (i >= readable.length ? DescFlag.WRITE : 0) | (i < n - 1 ? DescFlag.NEXT : 0), true);
       dv.setUint16(off + 14, i < n - 1 ? i + 1 : 0, true);
     }
-    writeSpans(this.#memory, tableAddr, table);
+    writeIndirectTable(this.#memory, tableAddr, table);
     this.#writeDesc(head, tableAddr, table.length, DescFlag.INDIRECT, 0);
     return this.#commit(head, head, 1, token);
   }
@@ -292,21 +257,5 @@ export class SplitDriver<T = unknown> {
   /** Writes `used_event` directly (EVENT_IDX): interrupt when the device publishes entry `idx`. */
   setUsedEvent(idx: number): void {
     storeRelease16(this.#avail16, 2 + this.size, idx & 0xffff);
-  }
-}
-
-/**
- * Copies `src` to guest address `addr` through `memory.translate`, across region boundaries.
- * @throws VirtqueueError `INDIRECT_UNMAPPED` when part of the range is unmapped or read-only.
- */
-function writeSpans(memory: GuestMemory, addr: bigint, src: Uint8Array): void {
-  let done = 0;
-  while (done < src.length) {
-    const a = addr + BigInt(done);
-    const r = memory.translate(a as GuestAddress, src.length - done);
-    if (!r.ok || !r.span.writable || r.span.bytes.length === 0) throw new VirtqueueError("INDIRECT_UNMAPPED", `indirect table 0x${addr.toString(16)} not mapped writable at +${done}`, { actual: a });
-    const n = Math.min(r.span.bytes.length, src.length - done);
-    r.span.bytes.set(src.subarray(done, done + n));
-    done += n;
   }
 }

@@ -3,7 +3,7 @@
  * driver/device pair over them.
  */
 import { ChainBatch, SplitQueue } from "../../src/index.js";
-import type { RingAddresses } from "../../src/index.js";
+import type { DeviceQueue, RingAddresses } from "../../src/index.js";
 import { SplitDriver } from "../../src/driver/index.js";
 import { ArrayGuestMemory } from "../../src/testing/index.js";
 
@@ -77,7 +77,7 @@ export function putDesc(dv: DataView, descBase: number, i: number, addr: bigint,
 }
 
 /** Collects every segment of chain `i` as plain objects. */
-export function segmentsOf(queue: SplitQueue, batch: ChainBatch, i: number) {
+export function segmentsOf(queue: DeviceQueue, batch: ChainBatch, i: number) {
   const out: { kind: string; addr: bigint; len: number; writable: boolean; bytes: Uint8Array }[] = [];
   const c = queue.segments(batch, i);
   while (c.next()) out.push({ kind: c.kind, addr: c.addr, len: c.len, writable: c.writable, bytes: c.bytes });

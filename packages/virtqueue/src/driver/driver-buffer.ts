@@ -1,0 +1,70 @@
+/**
+ * What both driver queues (split and packed) take and give back: their common options, buffers,
+ * used buffers, the checks on buffers, and writing an indirect table into guest memory.
+ *
+ * @module
+ */
+import type { GuestAddress, GuestMemory } from "@vhostkit/regions";
+import { VirtqueueError } from "../errors.js";
+
+/** Options both driver queues take (each adds its `size`, `addresses` and layout options). */
+export interface DriverQueueOptions {
+  /** Guest memory holding the rings and the buffers (the driver writes descriptors through it). */
+  readonly memory: GuestMemory;
+  /** VIRTIO_F_EVENT_IDX negotiated. */
+  readonly eventIdx?: boolean;
+  /** VIRTIO_F_INDIRECT_DESC negotiated (required by `addIndirect`). */
+  readonly indirect?: boolean;
+}
+
+/** A guest buffer handed to the device: guest-physical address and length in bytes (1..2^32-1). */
+export interface DriverBuffer {
+  /** Guest-physical address. */
+  readonly addr: bigint;
+  /** Length in bytes. */
+  readonly len: number;
+}
+
+/** A buffer the device returned: the chain's id, bytes written, and the caller's token. */
+export interface UsedBuffer<T> {
+  /** The id `add` / `addIndirect` returned (split ring: the head descriptor index; packed ring: the buffer ID). */
+  readonly id: number;
+  /** Bytes the device says it wrote (u32; may under-count). */
+  readonly len: number;
+  /** The token given to `add` / `addIndirect`. */
+  readonly token: T | undefined;
+}
+
+/**
+ * Checks a chain's buffers: at least one in total, each of length 1..2^32-1 and not wrapping past
+ * 2^64. Returns the number of buffers.
+ * @throws VirtqueueError `BAD_BUFFER`.
+ */
+export function checkBuffers(readable: readonly DriverBuffer[], writable: readonly DriverBuffer[]): number {
+  const n = readable.length + writable.length;
+  if (n === 0) throw new VirtqueueError("BAD_BUFFER", "a chain needs at least one buffer");
+  for (const [what, bufs] of [["readable", readable], ["writable", writable]] as const) {
+    for (const b of bufs) {
+      if (!Number.isInteger(b.len) || b.len < 1 || b.len > 0xffffffff) throw new VirtqueueError("BAD_BUFFER", `${what} buffer length ${b.len} not in 1..2^32-1`, { actual: b.len });
+      if (b.addr < 0n || b.addr + BigInt(b.len) > 1n << 64n) throw new VirtqueueError("BAD_BUFFER", `${what} buffer 0x${b.addr.toString(16)} + ${b.len} wraps`, { actual: b.addr });
+    }
+  }
+  return n;
+}
+
+/**
+ * Copies an indirect table `src` to guest address `addr` through `memory.translate`, across region
+ * boundaries.
+ * @throws VirtqueueError `INDIRECT_UNMAPPED` when part of the range is unmapped or read-only.
+ */
+export function writeIndirectTable(memory: GuestMemory, addr: bigint, src: Uint8Array): void {
+  let done = 0;
+  while (done < src.length) {
+    const a = addr + BigInt(done);
+    const r = memory.translate(a as GuestAddress, src.length - done);
+    if (!r.ok || !r.span.writable || r.span.bytes.length === 0) throw new VirtqueueError("INDIRECT_UNMAPPED", `indirect table 0x${addr.toString(16)} not mapped writable at +${done}`, { actual: a });
+    const n = Math.min(r.span.bytes.length, src.length - done);
+    r.span.bytes.set(src.subarray(done, done + n));
+    done += n;
+  }
+}

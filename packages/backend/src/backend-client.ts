@@ -1,6 +1,6 @@
 /**
  * Sends back-end requests on the back-end channel (SET_BACKEND_REQ_FD): the "back-end requests ×
- * sends" corner of the protocol-role grid (STYLE.md §1).
+ * sends" corner of the protocol-role grid (docs/architecture.md#protocol-roles).
  * @module
  */
 import { Endpoint, RequestChannel, type BorrowedMessage, type PayloadTail, type ReceivedMessage } from "@vhostkit/transport";
@@ -188,7 +188,7 @@ export class BackendClient implements BackendChannel {
   }
 
   /**
-   * vhostkit MEM_READ (SHMEM.md §7.2): `size` bytes (1..65536) of guest-physical memory at `gpa`,
+   * vhostkit MEM_READ (docs/shmem.md#vhostkit-memory-access-extension): `size` bytes (1..65536) of guest-physical memory at `gpa`,
    * read by the front-end. Split larger reads yourself (or use `@vhostkit/fallback`).
    * @returns a new buffer owned by the caller.
    * @throws BackendError `NOT_NEGOTIATED`, `REJECTED` (the front-end could not read the range), `DISCONNECTED`.
@@ -233,7 +233,7 @@ export class BackendClient implements BackendChannel {
   }
 
   /**
-   * vhostkit MEM_WRITE (SHMEM.md §7.2): write `data` (1..65536 bytes, borrowed) to guest-physical `gpa`.
+   * vhostkit MEM_WRITE (docs/shmem.md#vhostkit-memory-access-extension): write `data` (1..65536 bytes, borrowed) to guest-physical `gpa`.
    * The data is copied once, into the socket buffer (sent as a part after the 16-byte head).
    * @throws BackendError `NOT_NEGOTIATED`, `REJECTED` (nothing was written), `PROTOCOL` (malformed
    *   reply), `DISCONNECTED`.
@@ -293,7 +293,7 @@ export class BackendClient implements BackendChannel {
 
   #checkMemRw(request: string, size: number): void {
     if (!this.#o.memRw) throw new BackendError("NOT_NEGOTIATED", `${request.toLowerCase()}: vhostkit MEM_RW not negotiated`, { request });
-    // SHMEM.md §7.2 rule 8: a suspended device sends nothing on the back-end channel.
+    // docs/shmem.md#extension-rules, rule 8: a suspended device sends nothing on the back-end channel.
     if (!this.#o.isRunning()) throw new BackendError("NOT_RUNNING", `${request.toLowerCase()}: the device is not running (before DRIVER_OK or after GET_VRING_BASE)`, { request });
     if (!Number.isInteger(size) || size < 1 || size > MEM_RW_MAX_DATA) throw new RangeError(`${request.toLowerCase()}: size ${size} not in 1..${MEM_RW_MAX_DATA}`);
   }

@@ -22,7 +22,7 @@ export function checkDevice(d: DeviceBackend): readonly ShmemRegionSpec[] {
   if (typeof d.features !== "bigint" || d.features < 0n || d.features >= 1n << 64n) throw bad("features must be a u64 bigint");
   // With ACCESS_PLATFORM ring and buffer addresses are IOVAs, translated through IOTLB_MSG, which
   // this framework does not implement (and MEM_READ/MEM_WRITE are defined on guest-physical
-  // addresses only, SHMEM.md §7.2 rule 1): offering it would mistranslate every address.
+  // addresses only, docs/shmem.md#extension-rules, rule 1): offering it would mistranslate every address.
   if ((d.features & VirtioFeature.ACCESS_PLATFORM) !== 0n) throw bad("VIRTIO_F_ACCESS_PLATFORM (bit 33) needs IOTLB support, which @vhostkit/backend does not have");
   const seen = new Set<number>();
   const regions = [...(d.shmemRegions?.() ?? [])].map((r) => ({ shmid: r.shmid, size: r.size }));

@@ -35,7 +35,7 @@ export interface DispatcherOptions {
    * vhostkit's front-end seal guest RAM; QEMU's `memory-backend-file` cannot, hence the default.
    */
   readonly requireSealedMemory?: boolean;
-  /** Offer vhostkit's MEM_READ/MEM_WRITE (SHMEM.md §7.2): `true` for bit 63, or `{ bit }`. */
+  /** Offer vhostkit's MEM_READ/MEM_WRITE (docs/shmem.md#vhostkit-memory-access-extension): `true` for bit 63, or `{ bit }`. */
   readonly memRw?: boolean | { readonly bit: number };
   /** Per-request timeout on the back-end channel, milliseconds (default 5000). */
   readonly timeoutMs?: number;

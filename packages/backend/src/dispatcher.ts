@@ -1,6 +1,6 @@
 /**
  * Handles front-end requests for one connection: the "front-end requests × handles" corner of the
- * protocol-role grid (STYLE.md §1). This file is the connection loop: it reads each request, checks
+ * protocol-role grid (docs/architecture.md#protocol-roles). This file is the connection loop: it reads each request, checks
  * its fds against the wire message table, lets the session carry it out (`session.ts`: the
  * semantics) and answers by the reply rules (`reply-policy.ts`).
  * @module
@@ -162,7 +162,7 @@ export class Dispatcher {
       return;
     }
     if (spec === undefined) return; // decodeMessage already refused unknown ids
-    // PROTOCOL.md §1.3: an fd that comes with REM_MEM_REG (some front-ends send the region's) is
+    // docs/protocol.md#file-descriptors: an fd that comes with REM_MEM_REG (some front-ends send the region's) is
     // closed unused, not refused; the loop in run() closes it.
     const range = spec.name === "REM_MEM_REG" ? { min: 0, max: 1 } : expectedFdCount(spec.fds, decoded.value);
     if (msg.fds.length < range.min || msg.fds.length > range.max) {

@@ -1,5 +1,5 @@
 /**
- * The reply rules of the side that handles front-end requests (PROTOCOL.md §4.3): an always-replied
+ * The reply rules of the side that handles front-end requests (docs/protocol.md#reply-rules): an always-replied
  * request gets its reply; any other gets an ack only when REPLY_ACK was negotiated **and** its
  * NEED_REPLY flag is set. A refused request gets a failure ack under the same condition, GET_CONFIG
  * the spec's zero-size reply, and anything else cannot be answered: the front-end is dropped.

@@ -1,5 +1,5 @@
 /**
- * The ring runtime of one connection (PROTOCOL.md §4.5): the vrings as the front-end configures
+ * The ring runtime of one connection (docs/protocol.md#starting-and-stopping-rings): the vrings as the front-end configures
  * them, and the device's queue handler run on their kicks. Everything about a vring changes here,
  * through methods that keep these invariants:
  *

@@ -72,7 +72,7 @@ export class Session {
    * @throws BackendError `BAD_DEVICE` when the device definition is invalid.
    */
   constructor(device: DeviceBackend, options: DispatcherOptions, report: (event: BackendEvent) => void) {
-    // SHMEM.md §3: the answer to GET_SHMEM_CONFIG is fixed for the connection; ask the device once.
+    // docs/shmem.md#region-query: the answer to GET_SHMEM_CONFIG is fixed for the connection; ask the device once.
     this.#shmemRegions = checkDevice(device);
     this.#device = device;
     this.#options = options;
@@ -312,7 +312,7 @@ export class Session {
   #openBackendChannel(request: string, fd: OwnedFd | undefined): void {
     this.#requireProtocol(request, ProtocolFeature.BACKEND_REQ, "BACKEND_REQ");
     if (fd === undefined) throw protocolError(request, "no fd");
-    // SHMEM.md §7.2 rule 6: only MEM_READ/MEM_WRITE replies may pass the usual payload cap, and
+    // docs/shmem.md#extension-rules, rule 6: only MEM_READ/MEM_WRITE replies may pass the usual payload cap, and
     // only once the gate is negotiated.
     const memRw = this.#memRwMask !== 0n && this.negotiated(this.#memRwMask);
     const ep = new Endpoint(new OwnedFd(fd.transfer()), { ...(memRw ? { maxPayload: MEM_RW_MAX_PAYLOAD } : {}), fdsAllowed: () => 1, ...(this.#options.reactor === undefined ? {} : { reactor: this.#options.reactor }) });

@@ -1,6 +1,8 @@
 /**
- * The handling side of back-end requests (STYLE.md §1 grid): serves the back-end channel set up
- * with SET_BACKEND_REQ_FD (PROTOCOL.md §2.2, §4.6; SHMEM.md §4–§6, §9).
+ * The handling side of back-end requests (docs/architecture.md#protocol-roles): serves the
+ * back-end channel set up with SET_BACKEND_REQ_FD (docs/protocol.md#back-end-requests,
+ * docs/protocol.md#back-end-channel; docs/shmem.md#map-and-unmap-requests,
+ * docs/shmem.md#mapping-rules, docs/shmem.md#security-rules).
  * @module
  */
 import {
@@ -96,7 +98,7 @@ class Refusal extends Error {
 /**
  * Serves one back-end channel: reads each back-end request, carries it out, and replies exactly
  * as the protocol says — a u64 status only when REPLY_ACK was negotiated **and** NEED_REPLY is set
- * (PROTOCOL.md §4.3), or always where the dialect makes it mandatory (crosvm-legacy SHMEM map and
+ * (docs/protocol.md#reply-rules), or always where the dialect makes it mandatory (crosvm-legacy SHMEM map and
  * unmap) or the request is always-replied (SHARED_OBJECT_LOOKUP). 0 = success, non-zero = refused.
  *
  * - SHMEM_MAP / SHMEM_UNMAP go to the {@link SharedMemoryPort}: a new mapping is first admitted
@@ -104,7 +106,7 @@ class Refusal extends Error {
  *   every check (shmid, bounds, wrap-around, zero length, alignment, flags, overlap, exact-match
  *   unmap, caps, file size). Exactly one fd with MAP (and BACKEND_SEND_FD negotiated), none with
  *   UNMAP. The reply is sent after the local mapping is done, and the port hears of it
- *   (`requestHandled`) before any memory-table propagation goes out (reply first, SHMEM.md §6.2).
+ *   (`requestHandled`) before any memory-table propagation goes out (reply first, docs/shmem.md#reply-first-ordering).
  * - CONFIG_CHANGE_MSG is acknowledged, then `onConfigChange` runs.
  * - MEM_READ / MEM_WRITE (vhostkit extension, only when the port has `memory`, i.e. negotiated) are
  *   served from the whole guest-physical space and always replied.
@@ -336,7 +338,7 @@ export class BackendRequestHandler {
   }
 
   /**
-   * vhostkit MEM_READ / MEM_WRITE (SHMEM.md §7.2): always replied, whatever REPLY_ACK says. The
+   * vhostkit MEM_READ / MEM_WRITE (docs/shmem.md#extension-replies): always replied, whatever REPLY_ACK says. The
    * whole range is checked before any byte moves (all or nothing); a malformed request (size 0 or
    * > 64 KiB, non-zero padding, a size field that does not match, attached fds) gets the failure
    * reply. MEM_READ failure = the 16-byte header echoed with size 0; MEM_WRITE = a non-zero status.

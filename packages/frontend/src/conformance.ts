@@ -53,12 +53,14 @@ function message(err: unknown): string {
 }
 
 /**
- * Runs the conformance checks in order on one connection: handshake order (PROTOCOL.md §4.2),
- * feature offer, queue count, REPLY_ACK behaviour (§4.3: an ack per NEED_REPLY, and exactly one
- * reply per request), config size handling (§4.7), shmem config sanity
- * (SHMEM.md §3, §9 rule 6), the ring running (device type permitting), GET_VRING_BASE stopping the
- * ring (§4.5), a memory table update (§4.4) and tear-down. Never throws for back-end behaviour:
- * every problem is a failed check.
+ * Runs the conformance checks in order on one connection: handshake order
+ * (docs/protocol.md#negotiation-order), feature offer, queue count, REPLY_ACK behaviour
+ * (docs/protocol.md#reply-rules: an ack per NEED_REPLY, and exactly one reply per request), config
+ * size handling (docs/protocol.md#device-config-space), shmem config sanity
+ * (docs/shmem.md#region-query, docs/shmem.md#distrust-the-region-query), the ring running (device
+ * type permitting), GET_VRING_BASE stopping the ring (docs/protocol.md#starting-and-stopping-rings),
+ * a memory table update (docs/protocol.md#memory-table) and tear-down. Never throws for back-end
+ * behaviour: every problem is a failed check.
  * @returns the checks in the order run.
  */
 export async function runConformance(options: ConformanceOptions): Promise<CheckResult[]> {
@@ -72,7 +74,7 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
     try {
       device = await guest.addDevice(options);
     } catch (err) {
-      // A GET_SHMEM_CONFIG reply the front-end refuses (SHMEM.md §9 rule 6) ends the handshake too.
+      // A GET_SHMEM_CONFIG reply the front-end refuses (docs/shmem.md#distrust-the-region-query) ends the handshake too.
       if (isFrontendError(err) && err.code === "bad-shmem-config") {
         pass("handshake order", "accepted up to GET_SHMEM_CONFIG");
         fail("shmem config sanity", message(err));
@@ -185,7 +187,7 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
     if (started && device.failed === undefined) {
       try {
         // A second, temporary RAM block above the guest's RAM: added, then removed again, so the
-        // table the rings live in is never touched (PROTOCOL.md §4.4; QEMU does REM before ADD).
+        // table the rings live in is never touched (docs/protocol.md#memory-table; QEMU does REM before ADD).
         const ram = guest.ramRegions();
         const top = ram.regions.reduce((m, r) => (r.guestPhysAddr + r.memorySize > m ? r.guestPhysAddr + r.memorySize : m), 0n);
         const size = 1n << 20n;

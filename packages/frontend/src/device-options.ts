@@ -56,13 +56,13 @@ export interface DeviceOptions {
   /** Receives every message on both sockets (`--verbose`). */
   readonly trace?: TraceSink;
   /**
-   * Serve vhostkit's MEM_READ / MEM_WRITE extension (SHMEM.md §7.2) when the back-end offers it:
+   * Serve vhostkit's MEM_READ / MEM_WRITE extension (docs/shmem.md#vhostkit-memory-access-extension) when the back-end offers it:
    * `true` for the default gate bit 63, or `{ bit }`. The back-end may then reach any guest RAM or
    * live shared-memory mapping of any device through the front-end. Default: off.
    */
   readonly memRw?: boolean | { readonly bit: number };
   /**
-   * How this back-end reaches other devices' shared-memory mappings (SHMEM.md §8.2):
+   * How this back-end reaches other devices' shared-memory mappings (docs/shmem.md#propagation-policy):
    * - `"propagate"`: eager propagation into its memory table only;
    * - `"mem-rw"`: never propagated; MEM_READ/MEM_WRITE only (needs `memRw` negotiated);
    * - `"auto"` (default): propagated while the back-end has room (memory slots, or 8 regions without

@@ -34,7 +34,7 @@ export interface DeviceHost {
 }
 
 /**
- * One vhost-user device. Created (and negotiated, steps 1–4 of PROTOCOL.md §4.2) by
+ * One vhost-user device. Created (and negotiated, steps 1–4 of docs/protocol.md#negotiation-order) by
  * {@link Guest.addDevice}; {@link Device.start} runs steps 5–9 (features, memory table, vrings,
  * enable, first kick), {@link Device.stop} step 10, {@link Device.close} stops, resets and releases.
  *
@@ -216,7 +216,7 @@ export class Device {
   }
 
   /**
-   * Steps 5–9 of PROTOCOL.md §4.2: SET_FEATURES (wanted ∩ offered | VERSION_1 | PROTOCOL_FEATURES),
+   * Steps 5–9 of docs/protocol.md#negotiation-order: SET_FEATURES (wanted ∩ offered | VERSION_1 | PROTOCOL_FEATURES),
    * the memory table (ADD_MEM_REG per RAM block with CONFIGURE_MEM_SLOTS, else SET_MEM_TABLE; user
    * addresses synthetic), per queue SET_VRING_NUM / BASE(0) / ADDR / CALL / KICK, SET_VRING_ENABLE,
    * then one kick per queue.
@@ -250,7 +250,7 @@ export class Device {
         await this.#unwindStart(out, err);
         throw err;
       }
-      // PROTOCOL.md §4.5: always write one kick after set-up.
+      // docs/protocol.md#starting-and-stopping-rings: always write one kick after set-up.
       for (const q of out) q.kick();
       return out;
     });

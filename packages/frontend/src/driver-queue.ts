@@ -132,7 +132,7 @@ export class DriverQueue {
     return this.#driver.availIndex;
   }
 
-  /** Writes 1 to the kick eventfd (the first kick after set-up, PROTOCOL.md §4.5). */
+  /** Writes 1 to the kick eventfd (the first kick after set-up, docs/protocol.md#starting-and-stopping-rings). */
   kick(): void {
     this.#kick.signal();
   }

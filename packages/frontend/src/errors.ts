@@ -11,7 +11,7 @@ import { isTransportError } from "@vhostkit/transport";
  * - `negotiation`: the back-end lacks something the front-end requires (VERSION_1, a queue, a feature).
  * - `protocol`: the back-end broke the protocol (wrong reply size, id, flags or fds; a malformed payload).
  * - `refused`: the back-end answered a request with a non-zero REPLY_ACK status or a zero-size reply.
- * - `bad-shmem-config`: the GET_SHMEM_CONFIG reply is not trustworthy (SHMEM.md §9 rule 6).
+ * - `bad-shmem-config`: the GET_SHMEM_CONFIG reply is not trustworthy (docs/shmem.md#distrust-the-region-query).
  * - `disconnected`: the back-end closed the connection or died.
  * - `timeout`: the back-end did not answer or complete a request in time.
  * - `device-failed`: the device was marked failed earlier (its `cause` is the original error).

@@ -1,5 +1,5 @@
 /**
- * The sending side of front-end requests (STYLE.md §1 grid: `frontend.ts` sends front-end
+ * The sending side of front-end requests (docs/architecture.md#protocol-roles: `frontend.ts` sends front-end
  * requests): one connection to one back-end, with a typed method per request used by vhostkit.
  * @module
  */
@@ -43,12 +43,12 @@ export interface FrontendConnectOptions extends FrontendOptions {
 
 /**
  * One vhost-user connection, front-end side. Requests are serialised (at most one outstanding, as
- * every implementation expects, PROTOCOL.md §1.1): concurrent calls wait their turn instead of
+ * every implementation expects, docs/protocol.md#message-header): concurrent calls wait their turn instead of
  * failing. Replies are checked against the wire message table: id echoed, flags exactly 0x5,
  * payload size and layout, and fd count (unexpected fds are closed and the reply rejected).
  *
  * Ack-rule requests ask for a REPLY_ACK status only once {@link Frontend.replyAck} is set (after
- * REPLY_ACK was negotiated, PROTOCOL.md §4.3); a non-zero status throws `refused`.
+ * REPLY_ACK was negotiated, docs/protocol.md#reply-rules); a non-zero status throws `refused`.
  *
  * Owns the endpoint: {@link Frontend.close} closes it, and so does any fatal transport error.
  */
@@ -116,7 +116,7 @@ export class Frontend {
   }
 
   /**
-   * Sends an always-replied request and returns the decoded reply (PROTOCOL.md §2.1).
+   * Sends an always-replied request and returns the decoded reply (docs/protocol.md#front-end-requests).
    * Reply fds the table allows are returned (owned by the caller); any others are closed and the
    * reply rejected.
    * @throws FrontendError `protocol`, `disconnected`, `timeout`.
@@ -218,13 +218,13 @@ export class Frontend {
     return (await this.call("GET_MAX_MEM_SLOTS", undefined)).value;
   }
 
-  /** SET_BACKEND_REQ_FD with `fd` (borrowed; the caller closes its copy afterwards, PROTOCOL.md §4.6). */
+  /** SET_BACKEND_REQ_FD with `fd` (borrowed; the caller closes its copy afterwards, docs/protocol.md#back-end-channel). */
   setBackendReqFd(fd: number): Promise<void> {
     return this.ack("SET_BACKEND_REQ_FD", undefined, [fd]);
   }
 
   /**
-   * GET_CONFIG of `size` bytes at `offset` (PROTOCOL.md §4.7). The request carries `size` zero
+   * GET_CONFIG of `size` bytes at `offset` (docs/protocol.md#device-config-space). The request carries `size` zero
    * bytes; the reply must have the same size.
    * @returns a copy of the config bytes, or `undefined` when the back-end refused (a zero-size reply).
    * @throws FrontendError `protocol` (reply of another size), `disconnected`, `timeout`.

@@ -1,5 +1,5 @@
 /**
- * The shared memory of a guest's devices as their back-ends reach it (SHMEM.md §8.2). Each device's
+ * The shared memory of a guest's devices as their back-ends reach it (docs/shmem.md#propagation-policy). Each device's
  * back-end request handler has one {@link SharedMemoryPort}; a SHMEM_MAP through it goes
  *
  *     handler → port.admit: can every other back-end's memory-table mirror reach it?
@@ -72,7 +72,7 @@ export class GuestSharedMemory {
 
   /**
    * The live mappings that may go into `port`'s back-end table: every writable one, and its own
-   * read-only ones (a memory-table entry cannot be read-only, SHMEM.md §8.2).
+   * read-only ones (a memory-table entry cannot be read-only, docs/shmem.md#propagation-policy).
    */
   mappingsFor(port: DeviceSharedMemoryPort): ShmemMapping[] {
     return [...this.#ports].flatMap((p) => (p.regions?.mappings() ?? []).filter((m) => m.writable || p === port));

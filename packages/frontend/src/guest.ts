@@ -20,7 +20,7 @@ export interface GuestOptions {
   /** Guest-physical address where device shared memory windows start (default 4 GiB). */
   readonly shmemBase?: bigint;
   /**
-   * Eager propagation (SHMEM.md §8.2, default true): every live SHMEM mapping of any device is added
+   * Eager propagation (docs/shmem.md#eager-propagation, default true): every live SHMEM mapping of any device is added
    * to every started device's memory table (ADD_MEM_REG / REM_MEM_REG, or SET_MEM_TABLE), after the
    * reply to the back-end that asked for it, so a buffer in one device's window can be handed to another.
    */
@@ -76,7 +76,7 @@ export class Guest {
   }
 
   /**
-   * Connects to a back-end and negotiates (PROTOCOL.md §4.2 steps 1–4, including the back-end
+   * Connects to a back-end and negotiates (docs/protocol.md#negotiation-order steps 1–4, including the back-end
    * channel and GET_SHMEM_CONFIG); the device's shared memory joins {@link Guest.space}.
    * @throws FrontendError as {@link Device}; nothing stays open when it throws.
    */

@@ -4,7 +4,7 @@
  * A {@link Guest} owns memfd-backed guest RAM with synthetic user addresses (no host virtual
  * address ever leaves the process) and one guest-physical address space shared by several
  * {@link Device}s, each with its own back-end socket and SHMEM dialect. A device negotiates in
- * the order of PROTOCOL.md §4.2 (features, protocol features, queue count, memory slots,
+ * the order of docs/protocol.md#negotiation-order (features, protocol features, queue count, memory slots,
  * SET_BACKEND_REQ_FD, SET_OWNER, GET_CONFIG, GET_SHMEM_CONFIG → one VIRTIO Shared Memory Region per
  * non-zero size), then {@link Device.start} sends SET_FEATURES, the memory table (ADD_MEM_REG or
  * SET_MEM_TABLE) and the vrings, and kicks once. The {@link BackendRequestHandler} serves the

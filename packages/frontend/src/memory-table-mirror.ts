@@ -178,7 +178,7 @@ export class MemoryTableMirror {
    * Why a new shared-memory mapping of another device could not reach this back-end, or
    * `undefined` when it can (propagated into its table, or served by MEM_READ/MEM_WRITE). A
    * read-only mapping is never propagated to another back-end — a memory-table entry cannot be
-   * read-only, so the back-end could write it (SHMEM.md §8.2) — and reaches it only through
+   * read-only, so the back-end could write it (docs/shmem.md#propagation-policy) — and reaches it only through
    * MEM_READ/MEM_WRITE, which refuse the writes.
    */
   reachRefusal(writable = true): string | undefined {
@@ -199,7 +199,7 @@ export class MemoryTableMirror {
   }
 
   /**
-   * Eager propagation (SHMEM.md §8.2): puts new mappings into this back-end's memory table and
+   * Eager propagation (docs/shmem.md#eager-propagation): puts new mappings into this back-end's memory table and
    * takes removed ones out, in order, without ever blocking the back-end channel that produced them
    * (the updates are queued on this device's own connection, each sent once `after` resolves).
    * Mappings that do not fit (no free slot, or more than 8 regions without CONFIGURE_MEM_SLOTS) are
@@ -243,7 +243,7 @@ export class MemoryTableMirror {
     for (const w of work) {
       this.#queue = this.#queue.then(async () => {
         try {
-          await after; // reply-first (SHMEM.md §8.2): the mapper's reply goes out before any table update
+          await after; // reply-first (docs/shmem.md#reply-first-ordering): the mapper's reply goes out before any table update
           if (this.#phase === "stopped") return;
           await w.run();
         } catch (err) {

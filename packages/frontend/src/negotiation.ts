@@ -1,5 +1,5 @@
 /**
- * Steps 1–4 of a device's set-up (PROTOCOL.md §4.2): features, protocol features, queue count,
+ * Steps 1–4 of a device's set-up (docs/protocol.md#negotiation-order): features, protocol features, queue count,
  * memory slots, the back-end channel (SET_BACKEND_REQ_FD), SET_OWNER, GET_CONFIG, and
  * GET_SHMEM_CONFIG with the device's VIRTIO Shared Memory Regions placed in guest-physical space.
  * @module
@@ -79,8 +79,8 @@ export function memRwMask(options: DeviceOptions): bigint {
 
 /**
  * Sizes by shmid (non-zero only) from a GET_SHMEM_CONFIG or crosvm GET_SHARED_MEMORY_REGIONS reply
- * (SHMEM.md §3, §9 rule 6). The wire codec has already checked nregions (≤ 256, equal to the count
- * of non-zero sizes); {@link DeviceSharedMemory} checks ids and page multiples. Here: no shmid listed
+ * (docs/shmem.md#region-query, docs/shmem.md#distrust-the-region-query). The wire codec has
+ * already checked nregions (≤ 256, equal to the count of non-zero sizes); {@link DeviceSharedMemory} checks ids and page multiples. Here: no shmid listed
  * twice (crosvm lists ids) and a bounded total, so a hostile reply cannot reserve the address space.
  * @throws FrontendError `bad-shmem-config`.
  */
@@ -100,7 +100,7 @@ function shmemSizes(raw: { readonly sizes: readonly bigint[] } | { readonly regi
 
 /**
  * Finds the largest GET_CONFIG size (1–256) the back-end accepts: 256 first, then a binary
- * search (libvhost-user refuses more than the device struct with a zero-size reply, PROTOCOL.md §4.7).
+ * search (libvhost-user refuses more than the device struct with a zero-size reply, docs/protocol.md#device-config-space).
  * @returns the config bytes, or `undefined` when every size is refused.
  */
 async function discoverConfig(fe: Frontend): Promise<Uint8Array | undefined> {
@@ -141,7 +141,7 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
     protocolFeatures = await fe.getProtocolFeatures();
     const wanted = (options.protocolFeatures ?? SUPPORTED_PROTOCOL_FEATURES | dialect.shmemFeature) | memRwBit;
     acked = protocolFeatures & wanted;
-    // The extension travels on the back-end channel: never without BACKEND_REQ (SHMEM.md §7.2).
+    // The extension travels on the back-end channel: never without BACKEND_REQ (docs/shmem.md#extension-negotiation).
     if (!hasFeatures(acked, ProtocolFeature.BACKEND_REQ)) acked &= ~memRwBit;
     await fe.setProtocolFeatures(acked);
     fe.replyAck = hasFeatures(acked, ProtocolFeature.REPLY_ACK);
@@ -171,7 +171,7 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
       channel?.close();
       throw err;
     } finally {
-      theirs.close(); // PROTOCOL.md §4.6: the front-end closes its copy of the sent end.
+      theirs.close(); // docs/protocol.md#back-end-channel: the front-end closes its copy of the sent end.
     }
   }
   let regions: DeviceSharedMemory | undefined;

@@ -64,7 +64,7 @@ export interface SharedMemoryPort {
   readonly memory: GuestMemory | undefined;
   /**
    * The handler finished a request and its reply, if one was due, went out: the mapping changes it
-   * made may now reach other back-ends (reply first, SHMEM.md §6.2).
+   * made may now reach other back-ends (reply first, docs/shmem.md#reply-first-ordering).
    */
   requestHandled(): void;
 }

@@ -1,5 +1,5 @@
 /**
- * virtio-blk driver (PROTOCOL.md §8.1; VIRTIO 1.x device id 2).
+ * virtio-blk driver (docs/devices.md#virtio-blk; VIRTIO 1.x device id 2).
  * @module
  */
 import { VirtioFeature } from "@vhostkit/wire";
@@ -62,7 +62,7 @@ export interface BlkConfig {
 }
 
 /**
- * Decodes the virtio-blk config space (PROTOCOL.md §8.1 offsets).
+ * Decodes the virtio-blk config space (docs/devices.md#block-configuration-space).
  * @throws FrontendError `protocol` when fewer than 8 bytes (no capacity) are given.
  */
 export function decodeBlkConfig(bytes: Uint8Array): BlkConfig {

@@ -1,5 +1,5 @@
 /**
- * virtio-rng driver (PROTOCOL.md §8.3; device id 4): device-writable buffers only.
+ * virtio-rng driver (docs/devices.md#virtio-rng; device id 4): device-writable buffers only.
  * @module
  */
 import { FrontendError } from "../errors.js";

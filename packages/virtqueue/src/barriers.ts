@@ -21,6 +21,12 @@
  * The driver side mirrors it: descriptors + ring slot, then avail.idx (release); avail.idx, then
  * avail_event / used.flags (full fence); used.idx, then used elements (acquire).
  *
+ * Packed rings publish through descriptor flags instead of an index: the flags of a list's head
+ * (driver) or of a batch's first used descriptor (device) take the store-release, the flags at the
+ * position a side polls take the load-acquire (once per list: each list is published by its own
+ * head), and the event suppression structures take the places of avail_event / used_event and the
+ * flag words (DESIGN.md lists every point).
+ *
  * Everything else (descriptor fields, ring slots, used elements, flags) is accessed with plain
  * typed-array operations: each such access is ordered by one of the operations above. Descriptor
  * fields are read exactly once per pop and copied into the {@link ChainBatch}, so a guest that

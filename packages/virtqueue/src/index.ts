@@ -1,12 +1,14 @@
 /**
- * `@vhostkit/virtqueue`: split virtqueues (VIRTIO 1.2 §2.7; docs/virtqueue.md) for vhost-user back-ends.
+ * `@vhostkit/virtqueue`: virtqueues for vhost-user back-ends — split (VIRTIO 1.2 §2.7) and packed
+ * (VIRTIO_F_RING_PACKED, §2.8); docs/virtqueue.md.
  *
  * A back-end receives the ring addresses (SET_VRING_NUM / SET_VRING_ADDR / SET_VRING_BASE), starts
  * the ring at SET_VRING_KICK and, on each kick, pops the descriptor chains the guest driver made
  * available, reads and writes their buffers, pushes used elements and — depending on
- * VIRTIO_F_EVENT_IDX or the NO_INTERRUPT flag — signals the call fd. {@link SplitQueue} is that
- * device side: batch `pop` / `pushUsed` / `publishUsed` without per-chain allocation, every walk
- * bounded against hostile guests (typed {@link VirtqueueError}, queue marked broken). Buffers are
+ * VIRTIO_F_EVENT_IDX or the driver's suppression flags — signals the call fd. {@link SplitQueue}
+ * and {@link PackedQueue} are that device side, behind one {@link DeviceQueue} interface: batch
+ * `pop` / `pushUsed` / `publishUsed` without per-chain allocation, every walk bounded against
+ * hostile guests (typed {@link VirtqueueError}, queue marked broken). Buffers are
  * reached through the `GuestMemory` interface of `@vhostkit/regions` (type only): a buffer crossing
  * regions yields several segments, and a buffer outside the memory table yields a `"remote"`
  * segment that {@link readChain} / {@link writeChain} serve through `GuestMemory.read` / `write` —

@@ -34,6 +34,8 @@ export const RingFeatureBit = {
   INDIRECT_DESC: 28,
   /** VIRTIO_F_EVENT_IDX. */
   EVENT_IDX: 29,
+  /** VIRTIO_F_RING_PACKED: the packed layout ({@link PackedQueue}) instead of the split one. */
+  RING_PACKED: 34,
 } as const;
 
 /** Byte sizes and required alignments of the three parts of a split ring of a given size. */

@@ -11,6 +11,7 @@ import {
   PackedDescFlag,
   PackedQueue,
   RingEventFlag,
+  RingFeatureBit,
   checkPackedRingAlignment,
   isValidPackedQueueSize,
   isVirtqueueError,
@@ -21,6 +22,7 @@ import {
   toPackedVringBase,
 } from "../src/index.js";
 import { PackedDriver } from "../src/driver/index.js";
+import { VirtioFeature } from "@vhostkit/wire";
 import { AVAIL_0, AVAIL_1, USED_1, getPacked, packedAddresses, putPacked } from "./helpers/packed-ring.js";
 import { BUF_A, BUF_B, makeMemory, ringView, segmentsOf } from "./helpers/ring-fixture.js";
 
@@ -35,6 +37,10 @@ describe("packed layout", () => {
       assert.equal(isValidPackedQueueSize(bad), false, String(bad));
       assert.throws(() => packedLayout(bad), (e) => isVirtqueueError(e) && e.code === "BAD_QUEUE_SIZE");
     }
+  });
+
+  test("feature bit 34 selects the layout (the wire's VirtioFeature.RING_PACKED)", () => {
+    assert.equal(1n << BigInt(RingFeatureBit.RING_PACKED), VirtioFeature.RING_PACKED);
   });
 
   test("alignment: descriptor ring 16, driver and device areas 4", () => {

@@ -9,7 +9,7 @@ import { DescFlag } from "./layout.js";
 const TWO32 = 0x1_0000_0000;
 
 /**
- * Chains popped by one {@link SplitQueue.pop} call, stored struct-of-arrays in preallocated typed
+ * Chains popped by one `pop` call ({@link SplitQueue.pop}, {@link PackedQueue.pop}), stored struct-of-arrays in preallocated typed
  * arrays so that popping allocates nothing per chain. Allocate one batch per queue (or per worker)
  * and reuse it: every `pop` overwrites it.
  *
@@ -18,14 +18,14 @@ const TWO32 = 0x1_0000_0000;
  * are > 0, device-readable buffers come first. Later rewrites of the ring by the guest do not affect
  * the batch. Descriptor `j` of chain `i` is stored at flat index `start(i) + j`.
  *
- * The layout does not depend on the ring format, so a packed ring can fill the same batch.
+ * The layout does not depend on the ring format: split and packed rings fill the same batch.
  */
 export class ChainBatch {
   /** Number of chains currently in the batch (set by `pop`). */
   count = 0;
   /** Maximum number of chains one `pop` stores. */
   readonly capacity: number;
-  /** Head descriptor index (the id to return in the used element) of each chain. */
+  /** The id to return in each chain's used element: the head descriptor index (split) or the buffer ID (packed). */
   readonly heads: Uint16Array;
   /** `starts[i]` .. `starts[i + 1]` is the flat descriptor range of chain `i` (length capacity + 1). */
   readonly starts: Int32Array;
@@ -60,7 +60,7 @@ export class ChainBatch {
     return this.descs.length >>> 2;
   }
 
-  /** Head index of chain `i` (0 <= i < count): the id for the used element. */
+  /** The id for chain `i`'s used element (0 <= i < count): head index (split) or buffer ID (packed). */
   head(i: number): number {
     return this.heads[i] ?? 0;
   }

@@ -67,8 +67,8 @@ describe("against vhostkit's own back-end framework", () => {
       assert.equal((await rng.read(32)).byteLength, 32);
       first.proc.child.kill("SIGKILL");
       const err = await dev.failure;
-      assert.equal(err.code, "disconnected");
-      await assert.rejects(rng.read(1), (e: unknown) => e instanceof Error && "code" in e && e.code === "device-failed");
+      assert.equal(err.code, "DISCONNECTED");
+      await assert.rejects(rng.read(1), (e: unknown) => e instanceof Error && "code" in e && e.code === "DEVICE_FAILED");
       await startBackend("rng", "upstream", first.socket);
       const again = await guest.reconnect(dev);
       assert.equal(guest.devices.length, 1);

@@ -17,14 +17,18 @@ import {
   tryMessageSpec,
   type DecodedFrontendRequest,
   type Dialect,
+  type MessageSpec,
   type VhostUserError,
 } from "@vhostkit/wire";
 import type { BackendClient } from "./backend-client.js";
 import type { DeviceBackend } from "./device-backend.js";
 import type { BackendEvent, DispatcherOptions } from "./dispatcher-options.js";
 import { BackendError, protocolError } from "./errors.js";
-import { refusalReply, successReply } from "./reply-policy.js";
+import { FdReply, refusalReply, successReply } from "./reply-policy.js";
 import { Session } from "./session.js";
+
+/** The GET_INFLIGHT_FD answer of a back-end that gives no area: `mmap_size` 0, no fd. */
+const NO_INFLIGHT_AREA = { mmapSize: 0n, mmapOffset: 0n, numQueues: 0, queueSize: 0 } as const;
 
 /** Front-end requests served back to back before the dispatcher yields to the event loop once. */
 const FAIRNESS_BATCH = 32;
@@ -177,10 +181,20 @@ export class Dispatcher {
       await this.#refuse(msg, e);
       return;
     }
+    const withFds = reply instanceof FdReply ? reply : undefined;
+    try {
+      await this.#answer(spec, msg, withFds === undefined ? reply : withFds.value, withFds?.fds.map((f) => f.fd) ?? []);
+    } finally {
+      for (const f of withFds?.fds ?? []) f.close();
+    }
+  }
+
+  /** Sends what a carried-out request gets by the reply rules; `fds` (borrowed) go with a reply. */
+  async #answer(spec: MessageSpec, msg: ReceivedMessage, reply: unknown, fds: readonly number[]): Promise<void> {
     switch (successReply(spec, msg.flags, this.#replyAck)) {
       case "reply": {
         const frame = encodeReply("frontend", spec.name as never, reply as never, this.#dialect);
-        await sendReply(this.#ep, msg.request, frame.subarray(HEADER_SIZE));
+        await sendReply(this.#ep, msg.request, frame.subarray(HEADER_SIZE), fds);
         return;
       }
       case "ack":
@@ -198,6 +212,7 @@ export class Dispatcher {
     if (reply === "drop") throw new DropFrontend(error);
     this.#emit({ kind: "rejected", name: spec?.name ?? `UNKNOWN(${msg.request})`, error });
     if (reply === "empty-reply") await sendReply(this.#ep, msg.request, new Uint8Array(0));
+    else if (reply === "no-inflight-area") await sendReply(this.#ep, msg.request, encodeReply("frontend", "GET_INFLIGHT_FD", NO_INFLIGHT_AREA, this.#dialect).subarray(HEADER_SIZE));
     else await sendAck(this.#ep, msg.request, 1n);
   }
 }

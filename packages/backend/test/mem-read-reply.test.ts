@@ -97,7 +97,7 @@ test("MEM_READ / MEM_WRITE while the device is not running are NOT_RUNNING and s
   fe.close();
 });
 
-test("through FallbackMemory, a front-end that never answers is remote-failed with the TIMEOUT kept as cause", async () => {
+test("through FallbackMemory, a front-end that never answers is REMOTE_FAILED with the TIMEOUT kept as cause", async () => {
   const [mine, theirs] = socketPair();
   const fe = new Endpoint(theirs, { maxPayload: MEM_RW_MAX_PAYLOAD });
   const client = new BackendClient(new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD }), { replyAck: true, shmem: false, sendFd: false, config: false, memRw: true, isRunning: () => true, timeoutMs: 50 });
@@ -107,7 +107,7 @@ test("through FallbackMemory, a front-end that never answers is remote-failed wi
   const dst = new Uint8Array(4096);
   const t0 = performance.now();
   await assert.rejects(memory.read(guestAddress(0x10000n), dst), (e: unknown) => {
-    assert.ok(e instanceof FallbackError && e.code === "remote-failed", String(e));
+    assert.ok(e instanceof FallbackError && e.code === "REMOTE_FAILED", String(e));
     let cause: unknown = e;
     const codes: string[] = [];
     while (cause instanceof Error) {
@@ -120,7 +120,7 @@ test("through FallbackMemory, a front-end that never answers is remote-failed wi
   assert.ok(performance.now() - t0 < 3000, "failed on the 50 ms timeout");
   assert.equal((await swallowed).request, 11);
   // The channel is latched: the next access fails at once, with no second request on the socket.
-  await assert.rejects(memory.read(guestAddress(0x10000n), dst), (e: unknown) => e instanceof FallbackError && e.code === "remote-failed");
+  await assert.rejects(memory.read(guestAddress(0x10000n), dst), (e: unknown) => e instanceof FallbackError && e.code === "REMOTE_FAILED");
   await assert.rejects(fe.recv(), (e: unknown) => (e as { code?: string }).code === "EOF", "the timed-out channel was closed");
   fe.close();
   table.dispose();

@@ -7,13 +7,13 @@ import { VhostUserError, isVhostUserError, type ErrorDetail } from "@vhostkit/wi
 /**
  * Why a fallback access failed. The first three match `@vhostkit/regions`' codes for the same
  * conditions, so device code can branch on `err.code` whichever memory served it.
- * - `unmapped`: the address is outside the memory table and no MEM_READ/MEM_WRITE channel exists
+ * - `UNMAPPED`: the address is outside the memory table and no MEM_READ/MEM_WRITE channel exists
  *   (not negotiated, or no back-end channel yet).
- * - `read-only`: a direct part of a write lies in read-only memory (nothing was written).
- * - `out-of-bounds`: the access itself is malformed (length 0 or address wrap).
- * - `remote-failed`: the front-end refused or could not serve a MEM_READ/MEM_WRITE.
+ * - `READ_ONLY`: a direct part of a write lies in read-only memory (nothing was written).
+ * - `OUT_OF_BOUNDS`: the access itself is malformed (length 0 or address wrap).
+ * - `REMOTE_FAILED`: the front-end refused or could not serve a MEM_READ/MEM_WRITE.
  */
-export type FallbackErrorCode = "unmapped" | "read-only" | "out-of-bounds" | "remote-failed";
+export type FallbackErrorCode = "UNMAPPED" | "READ_ONLY" | "OUT_OF_BOUNDS" | "REMOTE_FAILED";
 
 /** Error thrown by {@link FallbackMemory.read} / {@link FallbackMemory.write}; `cause` keeps the underlying error. */
 export class FallbackError extends VhostUserError<FallbackErrorCode> {

@@ -46,7 +46,7 @@ export class FallbackMemory implements GuestMemory {
   /**
    * @param direct - the memory table (borrowed).
    * @param channel - the MEM_READ/MEM_WRITE channel, or a function returning it once it exists
-   *   (`undefined` while there is none: remote parts then fail with `unmapped`).
+   *   (`undefined` while there is none: remote parts then fail with `UNMAPPED`).
    * @param options - chunk size.
    * @throws RangeError when `chunk` is not in 1..65536.
    */
@@ -92,7 +92,7 @@ export class FallbackMemory implements GuestMemory {
   /**
    * Fill `dst` from guest-physical `addr`: direct spans are copied, the rest comes by MEM_READ in
    * pieces of at most `chunk` bytes, each copied once, from the socket straight into `dst`.
-   * @throws FallbackError `out-of-bounds` (wrap), `unmapped` (no channel), `remote-failed`.
+   * @throws FallbackError `OUT_OF_BOUNDS` (wrap), `UNMAPPED` (no channel), `REMOTE_FAILED`.
    */
   async read(addr: GuestAddress, dst: Uint8Array): Promise<void> {
     for (const p of this.#plan(addr, dst.length, false)) {
@@ -111,7 +111,7 @@ export class FallbackMemory implements GuestMemory {
   /**
    * Write `src` to guest-physical `addr`. Every direct part is checked (mapped, writable) before any
    * byte is written; remote parts go by MEM_WRITE in pieces of at most `chunk` bytes.
-   * @throws FallbackError `out-of-bounds`, `read-only`, `unmapped`, `remote-failed`.
+   * @throws FallbackError `OUT_OF_BOUNDS`, `READ_ONLY`, `UNMAPPED`, `REMOTE_FAILED`.
    */
   async write(addr: GuestAddress, src: Uint8Array): Promise<void> {
     const plan = this.#plan(addr, src.length, true);
@@ -134,14 +134,14 @@ export class FallbackMemory implements GuestMemory {
    */
   #plan(addr: GuestAddress, len: number, write: boolean): { at: number; addr: bigint; len: number; bytes?: Uint8Array }[] {
     if (len === 0) return [];
-    if (addr + BigInt(len) > U64_END) throw new FallbackError("out-of-bounds", `access at 0x${addr.toString(16)} + 0x${len.toString(16)} wraps`, { offset: addr, actual: len });
+    if (addr + BigInt(len) > U64_END) throw new FallbackError("OUT_OF_BOUNDS", `access at 0x${addr.toString(16)} + 0x${len.toString(16)} wraps`, { offset: addr, actual: len });
     const parts: { at: number; addr: bigint; len: number; bytes?: Uint8Array }[] = [];
     let at = 0;
     while (at < len) {
       const a = addr + BigInt(at);
       const r = this.#direct.translate(a as GuestAddress, len - at);
       if (r.ok && r.span.bytes.length > 0) {
-        if (write && !r.span.writable) throw new FallbackError("read-only", `write at 0x${a.toString(16)} touches read-only memory`, { offset: a });
+        if (write && !r.span.writable) throw new FallbackError("READ_ONLY", `write at 0x${a.toString(16)} touches read-only memory`, { offset: a });
         const n = Math.min(r.span.bytes.length, len - at);
         parts.push({ at, addr: a, len: n, bytes: r.span.bytes.subarray(0, n) });
         at += n;
@@ -171,7 +171,7 @@ export class FallbackMemory implements GuestMemory {
   #require(addr: bigint, len: number): MemAccessChannel {
     const ch = this.#channel();
     if (ch === undefined) {
-      throw new FallbackError("unmapped", `0x${addr.toString(16)} + 0x${len.toString(16)} is outside the memory table and MEM_READ/MEM_WRITE is not available`, { offset: addr, actual: len });
+      throw new FallbackError("UNMAPPED", `0x${addr.toString(16)} + 0x${len.toString(16)} is outside the memory table and MEM_READ/MEM_WRITE is not available`, { offset: addr, actual: len });
     }
     return ch;
   }
@@ -180,7 +180,7 @@ export class FallbackMemory implements GuestMemory {
     try {
       return await call();
     } catch (err) {
-      throw new FallbackError("remote-failed", `front-end could not serve 0x${len.toString(16)} bytes at 0x${addr.toString(16)}: ${err instanceof Error ? err.message : String(err)}`, { offset: addr, actual: len }, { cause: err });
+      throw new FallbackError("REMOTE_FAILED", `front-end could not serve 0x${len.toString(16)} bytes at 0x${addr.toString(16)}: ${err instanceof Error ? err.message : String(err)}`, { offset: addr, actual: len }, { cause: err });
     }
   }
 }

@@ -97,27 +97,27 @@ describe("FallbackMemory", () => {
     assert.equal(t.ok, false, "translation still misses, so virtqueue yields a remote segment");
   });
 
-  test("no channel: remote parts fail with `unmapped`, direct parts of a write are not touched", async () => {
+  test("no channel: remote parts fail with `UNMAPPED`, direct parts of a write are not touched", async () => {
     using table = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
     const mem = new FallbackMemory(table, () => undefined);
-    await assert.rejects(mem.read(guestAddress(MiB), new Uint8Array(8)), (e: unknown) => e instanceof FallbackError && e.code === "unmapped");
+    await assert.rejects(mem.read(guestAddress(MiB), new Uint8Array(8)), (e: unknown) => e instanceof FallbackError && e.code === "UNMAPPED");
     const before = new Uint8Array(8);
     await table.read(guestAddress(MiB - 8n), before);
-    await assert.rejects(mem.write(guestAddress(MiB - 8n), new Uint8Array(16).fill(0xee)), (e: unknown) => e instanceof FallbackError && e.code === "unmapped");
+    await assert.rejects(mem.write(guestAddress(MiB - 8n), new Uint8Array(16).fill(0xee)), (e: unknown) => e instanceof FallbackError && e.code === "UNMAPPED");
     const after = new Uint8Array(8);
     await table.read(guestAddress(MiB - 8n), after);
     assert.deepEqual(after, before, "all or nothing when the channel is missing");
   });
 
-  test("a front-end refusal is `remote-failed` with the cause kept; a wrapping access is `out-of-bounds`", async () => {
+  test("a front-end refusal is `REMOTE_FAILED` with the cause kept; a wrapping access is `OUT_OF_BOUNDS`", async () => {
     using table = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
     const refusal = new Error("front-end said no");
     const mem = new FallbackMemory(table, {
       memReadInto: () => Promise.reject(refusal),
       memWrite: () => Promise.reject(refusal),
     });
-    await assert.rejects(mem.read(guestAddress(2n * MiB), new Uint8Array(4)), (e: unknown) => e instanceof FallbackError && e.code === "remote-failed" && e.cause === refusal);
-    await assert.rejects(mem.read(guestAddress((1n << 64n) - 2n), new Uint8Array(4)), (e: unknown) => e instanceof FallbackError && e.code === "out-of-bounds");
+    await assert.rejects(mem.read(guestAddress(2n * MiB), new Uint8Array(4)), (e: unknown) => e instanceof FallbackError && e.code === "REMOTE_FAILED" && e.cause === refusal);
+    await assert.rejects(mem.read(guestAddress((1n << 64n) - 2n), new Uint8Array(4)), (e: unknown) => e instanceof FallbackError && e.code === "OUT_OF_BOUNDS");
     assert.throws(() => new FallbackMemory(table as GuestMemory, () => undefined, { chunk: 65537 }), RangeError);
   });
 });

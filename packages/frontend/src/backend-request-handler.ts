@@ -78,13 +78,13 @@ function spansOf(memory: GuestMemory, gpa: bigint, size: number, write: boolean)
 /** Positive errno-style status for a refused request (receivers only test for non-zero). */
 const EINVAL = 22n;
 const STATUS: Partial<Record<RegionErrorCode, bigint>> = {
-  "not-found": 2n,
-  "bad-fd": 9n,
-  unsealed: 1n, // EPERM
-  "too-many": 12n,
-  "out-of-bounds": 14n,
-  overlap: 17n,
-  "unknown-shmid": 19n,
+  "NOT_FOUND": 2n,
+  "BAD_FD": 9n,
+  UNSEALED: 1n, // EPERM
+  "TOO_MANY": 12n,
+  "OUT_OF_BOUNDS": 14n,
+  OVERLAP: 17n,
+  "UNKNOWN_SHMID": 19n,
 };
 
 class Refusal extends Error {
@@ -156,7 +156,7 @@ export class BackendRequestHandler {
           this.#ep.close();
           const e = asFrontendError(err, "BACKEND_CHANNEL");
           try {
-            this.#options.onClose?.(new FrontendError("disconnected", `back-end channel ended: ${e.message}`, { request: "BACKEND_CHANNEL" }, { cause: err }));
+            this.#options.onClose?.(new FrontendError("DISCONNECTED", `back-end channel ended: ${e.message}`, { request: "BACKEND_CHANNEL" }, { cause: err }));
           } catch {
             // hooks must not break the loop
           }

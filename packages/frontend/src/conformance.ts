@@ -75,7 +75,7 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
       device = await guest.addDevice(options);
     } catch (err) {
       // A GET_SHMEM_CONFIG reply the front-end refuses (docs/shmem.md#distrust-the-region-query) ends the handshake too.
-      if (isFrontendError(err) && err.code === "bad-shmem-config") {
+      if (isFrontendError(err) && err.code === "BAD_SHMEM_CONFIG") {
         pass("handshake order", "accepted up to GET_SHMEM_CONFIG");
         fail("shmem config sanity", message(err));
       } else fail("handshake order", message(err));

@@ -40,7 +40,7 @@ export interface DeviceHost {
  *
  * When the back-end dies (its channel reaches EOF, a request fails at the transport level or
  * times out) the device is marked failed: {@link Device.failure} resolves with a typed
- * {@link FrontendError}, pending requests reject with `device-failed`, its shared memory mappings
+ * {@link FrontendError}, pending requests reject with `DEVICE_FAILED`, its shared memory mappings
  * are dropped (PROT_NONE reservations stay until close). Other devices of the guest are not affected.
  */
 export class Device {
@@ -103,7 +103,7 @@ export class Device {
 
   /**
    * Connects and negotiates. Use {@link Guest.addDevice}.
-   * @throws FrontendError `negotiation`, `protocol`, `refused`, `bad-shmem-config`, `disconnected`, `timeout`.
+   * @throws FrontendError `NEGOTIATION`, `PROTOCOL`, `REFUSED`, `BAD_SHMEM_CONFIG`, `DISCONNECTED`, `TIMEOUT`.
    * @internal
    */
   static async open(host: DeviceHost, options: DeviceOptions): Promise<Device> {
@@ -112,7 +112,7 @@ export class Device {
     let fe: Frontend;
     if (options.endpoint !== undefined) fe = new Frontend(options.endpoint, feOptions);
     else if (options.socketPath !== undefined) fe = await Frontend.connect(options.socketPath, { ...feOptions, ...(options.retry === undefined ? {} : { retry: options.retry }) });
-    else throw new FrontendError("bad-argument", "a device needs socketPath or endpoint");
+    else throw new FrontendError("BAD_ARGUMENT", "a device needs socketPath or endpoint");
     let negotiated: Negotiated;
     try {
       negotiated = await negotiate(fe, options, dialect, host);
@@ -163,10 +163,10 @@ export class Device {
     return this.#failure;
   }
 
-  /** The queue set up by {@link Device.start} at `index`. @throws FrontendError `bad-argument`. */
+  /** The queue set up by {@link Device.start} at `index`. @throws FrontendError `BAD_ARGUMENT`. */
   queue(index: number): DriverQueue {
     const q = this.#queues.get(index);
-    if (q === undefined) throw new FrontendError("bad-argument", `queue ${index} is not set up`, { actual: index });
+    if (q === undefined) throw new FrontendError("BAD_ARGUMENT", `queue ${index} is not set up`, { actual: index });
     return q;
   }
 
@@ -182,8 +182,8 @@ export class Device {
   }
 
   #check(): void {
-    if (this.#closed) throw new FrontendError("closed", "device closed");
-    if (this.#failed !== undefined) throw new FrontendError("device-failed", `device failed: ${this.#failed.message}`, this.#failed.detail, { cause: this.#failed });
+    if (this.#closed) throw new FrontendError("CLOSED", "device closed");
+    if (this.#failed !== undefined) throw new FrontendError("DEVICE_FAILED", `device failed: ${this.#failed.message}`, this.#failed.detail, { cause: this.#failed });
   }
 
   async #guard<T>(fn: () => Promise<T>): Promise<T> {
@@ -192,7 +192,7 @@ export class Device {
       return await fn();
     } catch (err) {
       const e = asFrontendError(err, "DEVICE");
-      if (e.code === "disconnected" || e.code === "timeout" || e.code === "protocol") this.#fail(e);
+      if (e.code === "DISCONNECTED" || e.code === "TIMEOUT" || e.code === "PROTOCOL") this.#fail(e);
       throw e;
     }
   }
@@ -225,16 +225,16 @@ export class Device {
    * queues of this call, so start() can be retried with other options; a refused memory table fails
    * the device (part of it may be in the back-end already).
    * @returns the queues, in the order given.
-   * @throws FrontendError `bad-argument` (queue index ≥ queue count, already started), `negotiation`
-   *   (not enough memory slots), `refused`, `protocol`, `disconnected`, `timeout`.
+   * @throws FrontendError `BAD_ARGUMENT` (queue index ≥ queue count, already started), `NEGOTIATION`
+   *   (not enough memory slots), `REFUSED`, `PROTOCOL`, `DISCONNECTED`, `TIMEOUT`.
    */
   start(options: StartOptions = {}): Promise<readonly DriverQueue[]> {
     return this.#guard(async () => {
       const indices = options.queues ?? [0];
       const size = options.queueSize ?? 64;
       for (const i of indices) {
-        if (!Number.isInteger(i) || i < 0 || i >= this.#info.queueNum || i > 255) throw new FrontendError("bad-argument", `queue ${i} not in 0..${this.#info.queueNum - 1}`, { actual: i, expected: this.#info.queueNum });
-        if (this.#queues.has(i)) throw new FrontendError("bad-argument", `queue ${i} already started`, { actual: i });
+        if (!Number.isInteger(i) || i < 0 || i >= this.#info.queueNum || i > 255) throw new FrontendError("BAD_ARGUMENT", `queue ${i} not in 0..${this.#info.queueNum - 1}`, { actual: i, expected: this.#info.queueNum });
+        if (this.#queues.has(i)) throw new FrontendError("BAD_ARGUMENT", `queue ${i} already started`, { actual: i });
       }
       const offered = this.#info.features;
       const features = ((options.features ?? 0n) & DRIVER_FEATURE_MASK & offered) | VirtioFeature.VERSION_1 | (offered & VirtioFeature.PROTOCOL_FEATURES);
@@ -298,12 +298,12 @@ export class Device {
    */
   async #unwindStart(queues: readonly DriverQueue[], cause: unknown): Promise<void> {
     // Transport failures fail the whole device (#guard); anything else leaves the connection usable.
-    if (isFrontendError(cause) && (cause.code === "disconnected" || cause.code === "timeout" || cause.code === "protocol")) return;
+    if (isFrontendError(cause) && (cause.code === "DISCONNECTED" || cause.code === "TIMEOUT" || cause.code === "PROTOCOL")) return;
     try {
       for (const q of queues) await this.#fe.getVringBase(q.index);
     } catch (err) {
       const e = asFrontendError(err, "GET_VRING_BASE");
-      if (e.code === "disconnected" || e.code === "timeout" || e.code === "protocol") this.#fail(e);
+      if (e.code === "DISCONNECTED" || e.code === "TIMEOUT" || e.code === "PROTOCOL") this.#fail(e);
     } finally {
       for (const q of queues) {
         q.close();
@@ -316,7 +316,7 @@ export class Device {
    * Step 10: SET_VRING_ENABLE(0) and GET_VRING_BASE per started queue (which stops the ring), then
    * releases the queues.
    * @returns the next avail index the back-end reported per queue index.
-   * @throws FrontendError `protocol`, `disconnected`, `timeout`, `refused`.
+   * @throws FrontendError `PROTOCOL`, `DISCONNECTED`, `TIMEOUT`, `REFUSED`.
    */
   stop(): Promise<ReadonlyMap<number, number>> {
     return this.#guard(async () => {

@@ -86,7 +86,7 @@ export class DriverQueue {
 
   /**
    * Allocates the rings (zeroed) and the two eventfds.
-   * @throws FrontendError `bad-argument` (queue size), `out-of-memory`.
+   * @throws FrontendError `BAD_ARGUMENT` (queue size), `OUT_OF_MEMORY`.
    * @internal
    */
   static create(o: DriverQueueOptions): DriverQueue {
@@ -108,7 +108,7 @@ export class DriverQueue {
       kick?.close();
       call?.close();
       o.allocator.free(base);
-      throw err instanceof FrontendError ? err : new FrontendError("bad-argument", `queue ${o.index}: ${err instanceof Error ? err.message : String(err)}`, { actual: q }, { cause: err });
+      throw err instanceof FrontendError ? err : new FrontendError("BAD_ARGUMENT", `queue ${o.index}: ${err instanceof Error ? err.message : String(err)}`, { actual: q }, { cause: err });
     }
   }
 
@@ -141,13 +141,13 @@ export class DriverQueue {
    * Makes one chain available (device-readable buffers, then device-writable ones), kicks when the
    * ring says so, and resolves with `used.len` when the device returns it. When the ring lacks free
    * descriptors the chain waits for completions first (its timeout runs from this call).
-   * @throws FrontendError `timeout` (the device is then failed), `device-failed`, `bad-argument`
+   * @throws FrontendError `TIMEOUT` (the device is then failed), `DEVICE_FAILED`, `BAD_ARGUMENT`
    *   (a bad buffer, or more buffers than the queue has descriptors).
    */
   submit(readable: readonly DriverBuffer[], writable: readonly DriverBuffer[], timeoutMs = this.#o.timeoutMs): Promise<number> {
     if (this.#error !== undefined) return Promise.reject(this.#error);
     const n = readable.length + writable.length;
-    if (n > this.size) return Promise.reject(new FrontendError("bad-argument", `queue ${this.index}: a chain of ${n} buffers never fits a queue of ${this.size} descriptors`, { expected: this.size, actual: n }));
+    if (n > this.size) return Promise.reject(new FrontendError("BAD_ARGUMENT", `queue ${this.index}: a chain of ${n} buffers never fits a queue of ${this.size} descriptors`, { expected: this.size, actual: n }));
     return new Promise<number>((resolve, reject) => {
       const p: Pending = { resolve, reject, deadline: performance.now() + timeoutMs, timeoutMs, readable, writable };
       if (this.#waiting.length > 0 || this.#driver.numFree < n) {
@@ -167,7 +167,7 @@ export class DriverQueue {
     try {
       this.#driver.add(p.readable, p.writable, p);
     } catch (err) {
-      p.reject(new FrontendError("bad-argument", `queue ${this.index}: ${err instanceof Error ? err.message : String(err)}`, {}, { cause: err }));
+      p.reject(new FrontendError("BAD_ARGUMENT", `queue ${this.index}: ${err instanceof Error ? err.message : String(err)}`, {}, { cause: err }));
       return false;
     }
     this.#inFlight++;
@@ -215,7 +215,7 @@ export class DriverQueue {
     let next = Infinity;
     for (const p of this.#tokens) {
       if (p.deadline <= now) {
-        const e = new FrontendError("timeout", `queue ${this.index}: request not completed within ${p.timeoutMs} ms`, { request: "VIRTQUEUE" });
+        const e = new FrontendError("TIMEOUT", `queue ${this.index}: request not completed within ${p.timeoutMs} ms`, { request: "VIRTQUEUE" });
         this.#o.onFatal(e);
         this.fail(e);
         return;
@@ -230,7 +230,7 @@ export class DriverQueue {
    * `writableLens` bytes of device-writable buffers, submits the chain, and returns copies of the
    * writable buffers after completion. Guest buffers are freed afterwards (kept when the request
    * failed, since the device may still write them).
-   * @throws FrontendError as {@link DriverQueue.submit}, `out-of-memory`.
+   * @throws FrontendError as {@link DriverQueue.submit}, `OUT_OF_MEMORY`.
    */
   async transfer(readable: readonly Uint8Array[], writableLens: readonly number[], timeoutMs?: number): Promise<TransferResult> {
     const allocs: GuestAddress[] = [];
@@ -277,7 +277,7 @@ export class DriverQueue {
         try {
           used = this.#driver.collectUsed();
         } catch (err) {
-          const e = new FrontendError("protocol", `queue ${this.index}: ${err instanceof Error ? err.message : String(err)}`, { request: "VIRTQUEUE" }, { cause: err });
+          const e = new FrontendError("PROTOCOL", `queue ${this.index}: ${err instanceof Error ? err.message : String(err)}`, { request: "VIRTQUEUE" }, { cause: err });
           this.#o.onFatal(e);
           this.fail(e);
           return;
@@ -308,7 +308,7 @@ export class DriverQueue {
   /** Rejects every pending request with `err` and closes the eventfds. Idempotent. @internal */
   fail(err: FrontendError): void {
     if (this.#error !== undefined) return;
-    this.#error = err.code === "device-failed" ? err : new FrontendError("device-failed", err.message, err.detail, { cause: err });
+    this.#error = err.code === "DEVICE_FAILED" ? err : new FrontendError("DEVICE_FAILED", err.message, err.detail, { cause: err });
     // Pending tokens are only reachable through the ring; reject them via a final sweep.
     this.#disarmTimer();
     this.#waiting.length = 0;
@@ -326,7 +326,7 @@ export class DriverQueue {
 
   /** Closes the eventfds and frees the rings (after GET_VRING_BASE stopped the ring). @internal */
   close(): void {
-    this.fail(new FrontendError("closed", `queue ${this.index} closed`));
+    this.fail(new FrontendError("CLOSED", `queue ${this.index} closed`));
     this.#o.allocator.free(this.#ringBase);
   }
 }

@@ -8,32 +8,32 @@ import { isTransportError } from "@vhostkit/transport";
 /**
  * Why a front-end operation failed. Codes are stable; branch on them, not on messages.
  *
- * - `negotiation`: the back-end lacks something the front-end requires (VERSION_1, a queue, a feature).
- * - `protocol`: the back-end broke the protocol (wrong reply size, id, flags or fds; a malformed payload).
- * - `refused`: the back-end answered a request with a non-zero REPLY_ACK status or a zero-size reply.
- * - `bad-shmem-config`: the GET_SHMEM_CONFIG reply is not trustworthy (docs/shmem.md#distrust-the-region-query).
- * - `disconnected`: the back-end closed the connection or died.
- * - `timeout`: the back-end did not answer or complete a request in time.
- * - `device-failed`: the device was marked failed earlier (its `cause` is the original error).
- * - `io-error`: a virtio request completed with an error status (virtio-blk IOERR).
- * - `unsupported`: the device does not support the operation (virtio-blk UNSUPP, feature not negotiated).
- * - `bad-argument`: a caller-supplied value is invalid (sector count, buffer length, queue index).
- * - `out-of-memory`: guest RAM has no room for the rings or buffers.
- * - `closed`: the device or guest was closed.
+ * - `NEGOTIATION`: the back-end lacks something the front-end requires (VERSION_1, a queue, a feature).
+ * - `PROTOCOL`: the back-end broke the protocol (wrong reply size, id, flags or fds; a malformed payload).
+ * - `REFUSED`: the back-end answered a request with a non-zero REPLY_ACK status or a zero-size reply.
+ * - `BAD_SHMEM_CONFIG`: the GET_SHMEM_CONFIG reply is not trustworthy (docs/shmem.md#distrust-the-region-query).
+ * - `DISCONNECTED`: the back-end closed the connection or died.
+ * - `TIMEOUT`: the back-end did not answer or complete a request in time.
+ * - `DEVICE_FAILED`: the device was marked failed earlier (its `cause` is the original error).
+ * - `IO_ERROR`: a virtio request completed with an error status (virtio-blk IOERR).
+ * - `UNSUPPORTED`: the device does not support the operation (virtio-blk UNSUPP, feature not negotiated).
+ * - `BAD_ARGUMENT`: a caller-supplied value is invalid (sector count, buffer length, queue index).
+ * - `OUT_OF_MEMORY`: guest RAM has no room for the rings or buffers.
+ * - `CLOSED`: the device or guest was closed.
  */
 export type FrontendErrorCode =
-  | "negotiation"
-  | "protocol"
-  | "refused"
-  | "bad-shmem-config"
-  | "disconnected"
-  | "timeout"
-  | "device-failed"
-  | "io-error"
-  | "unsupported"
-  | "bad-argument"
-  | "out-of-memory"
-  | "closed";
+  | "NEGOTIATION"
+  | "PROTOCOL"
+  | "REFUSED"
+  | "BAD_SHMEM_CONFIG"
+  | "DISCONNECTED"
+  | "TIMEOUT"
+  | "DEVICE_FAILED"
+  | "IO_ERROR"
+  | "UNSUPPORTED"
+  | "BAD_ARGUMENT"
+  | "OUT_OF_MEMORY"
+  | "CLOSED";
 
 /**
  * Error thrown by `@vhostkit/frontend`. `detail.request` names the vhost-user request or virtio
@@ -48,16 +48,16 @@ export function isFrontendError(x: unknown): x is FrontendError {
 
 /**
  * Wraps any error from a lower layer as a {@link FrontendError} for `request`: transport errors
- * become `disconnected` / `timeout` / `protocol`, wire errors `protocol`; a FrontendError passes through.
+ * become `DISCONNECTED` / `TIMEOUT` / `PROTOCOL`, wire errors `PROTOCOL`; a FrontendError passes through.
  * @internal
  */
 export function asFrontendError(err: unknown, request: string, detail: ErrorDetail = {}): FrontendError {
   if (isFrontendError(err)) return err;
   const message = err instanceof Error ? err.message : String(err);
   if (isTransportError(err)) {
-    const code: FrontendErrorCode = err.code === "TIMEOUT" ? "timeout" : err.code === "BAD_REPLY" || err.kind === "retry" ? "protocol" : "disconnected";
+    const code: FrontendErrorCode = err.code === "TIMEOUT" ? "TIMEOUT" : err.code === "BAD_REPLY" || err.kind === "retry" ? "PROTOCOL" : "DISCONNECTED";
     return new FrontendError(code, `${request.toLowerCase()}: ${message}`, { request, ...detail }, { cause: err });
   }
-  if (isWireError(err)) return new FrontendError("protocol", `${request.toLowerCase()}: ${message}`, { request, ...detail }, { cause: err });
-  return new FrontendError("protocol", `${request.toLowerCase()}: ${message}`, { request, ...detail }, { cause: err });
+  if (isWireError(err)) return new FrontendError("PROTOCOL", `${request.toLowerCase()}: ${message}`, { request, ...detail }, { cause: err });
+  return new FrontendError("PROTOCOL", `${request.toLowerCase()}: ${message}`, { request, ...detail }, { cause: err });
 }

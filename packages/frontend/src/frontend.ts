@@ -48,7 +48,7 @@ export interface FrontendConnectOptions extends FrontendOptions {
  * payload size and layout, and fd count (unexpected fds are closed and the reply rejected).
  *
  * Ack-rule requests ask for a REPLY_ACK status only once {@link Frontend.replyAck} is set (after
- * REPLY_ACK was negotiated, docs/protocol.md#reply-rules); a non-zero status throws `refused`.
+ * REPLY_ACK was negotiated, docs/protocol.md#reply-rules); a non-zero status throws `REFUSED`.
  *
  * Owns the endpoint: {@link Frontend.close} closes it, and so does any fatal transport error.
  */
@@ -73,7 +73,7 @@ export class Frontend {
 
   /**
    * Connects to the back-end socket at `path`.
-   * @throws FrontendError `disconnected` when the socket cannot be reached (after the retries).
+   * @throws FrontendError `DISCONNECTED` when the socket cannot be reached (after the retries).
    */
   static async connect(path: string, options: FrontendConnectOptions = {}): Promise<Frontend> {
     let ep: Endpoint;
@@ -119,7 +119,7 @@ export class Frontend {
    * Sends an always-replied request and returns the decoded reply (docs/protocol.md#front-end-requests).
    * Reply fds the table allows are returned (owned by the caller); any others are closed and the
    * reply rejected.
-   * @throws FrontendError `protocol`, `disconnected`, `timeout`.
+   * @throws FrontendError `PROTOCOL`, `DISCONNECTED`, `TIMEOUT`.
    */
   call<N extends FrontendRequestName>(
     name: N,
@@ -136,7 +136,7 @@ export class Frontend {
       } catch (err) {
         throw asFrontendError(err, name);
       }
-      if (reply === undefined) throw new FrontendError("protocol", `${name.toLowerCase()}: no reply`, { request: name });
+      if (reply === undefined) throw new FrontendError("PROTOCOL", `${name.toLowerCase()}: no reply`, { request: name });
       emitTrace(this.#trace, { channel: "frontend", direction: "recv", name, flags: reply.flags, size: reply.payload.byteLength, fds: reply.fds.length });
       return this.#decode(name, reply);
     });
@@ -148,7 +148,7 @@ export class Frontend {
       const spec = tryMessageSpec("frontend", FrontendRequest[name], this.dialect);
       const range = expectedFdCount(spec?.replyFds ?? "none", decoded.value);
       if (reply.fds.length < range.min || reply.fds.length > range.max) {
-        throw new FrontendError("protocol", `${name.toLowerCase()}: reply carries ${reply.fds.length} fds, expected ${range.min}..${range.max}`, {
+        throw new FrontendError("PROTOCOL", `${name.toLowerCase()}: reply carries ${reply.fds.length} fds, expected ${range.min}..${range.max}`, {
           request: name,
           expected: range.max,
           actual: reply.fds.length,
@@ -164,7 +164,7 @@ export class Frontend {
   /**
    * Sends an ack-rule request; with REPLY_ACK negotiated waits for the status.
    * @param fds - borrowed, attached to the header.
-   * @throws FrontendError `refused` (non-zero status), `protocol`, `disconnected`, `timeout`.
+   * @throws FrontendError `REFUSED` (non-zero status), `PROTOCOL`, `DISCONNECTED`, `TIMEOUT`.
    */
   ack<N extends FrontendRequestName>(name: N, value: FrontendRequestValue<N>, fds: readonly number[] = []): Promise<void> {
     return this.#serial(async () => {
@@ -179,7 +179,7 @@ export class Frontend {
       } catch (err) {
         throw asFrontendError(err, name);
       }
-      if (status !== 0n) throw new FrontendError("refused", `${name.toLowerCase()}: back-end answered status 0x${status.toString(16)}`, { request: name, actual: status });
+      if (status !== 0n) throw new FrontendError("REFUSED", `${name.toLowerCase()}: back-end answered status 0x${status.toString(16)}`, { request: name, actual: status });
     });
   }
 
@@ -227,7 +227,7 @@ export class Frontend {
    * GET_CONFIG of `size` bytes at `offset` (docs/protocol.md#device-config-space). The request carries `size` zero
    * bytes; the reply must have the same size.
    * @returns a copy of the config bytes, or `undefined` when the back-end refused (a zero-size reply).
-   * @throws FrontendError `protocol` (reply of another size), `disconnected`, `timeout`.
+   * @throws FrontendError `PROTOCOL` (reply of another size), `DISCONNECTED`, `TIMEOUT`.
    */
   getConfig(offset: number, size: number): Promise<Uint8Array | undefined> {
     return this.#serial(async () => {
@@ -240,12 +240,12 @@ export class Frontend {
       } catch (err) {
         throw asFrontendError(err, name);
       }
-      if (reply === undefined) throw new FrontendError("protocol", "get_config: no reply", { request: name });
+      if (reply === undefined) throw new FrontendError("PROTOCOL", "get_config: no reply", { request: name });
       emitTrace(this.#trace, { channel: "frontend", direction: "recv", name, flags: reply.flags, size: reply.payload.byteLength, fds: reply.fds.length });
       if (reply.payload.byteLength === 0 && reply.fds.length === 0) return undefined;
       const { value } = this.#decode(name, reply);
       if (value.data.byteLength !== size || value.offset !== offset) {
-        throw new FrontendError("protocol", `get_config: asked 0x${size.toString(16)} bytes at 0x${offset.toString(16)}, got 0x${value.data.byteLength.toString(16)} at 0x${value.offset.toString(16)}`, {
+        throw new FrontendError("PROTOCOL", `get_config: asked 0x${size.toString(16)} bytes at 0x${offset.toString(16)}, got 0x${value.data.byteLength.toString(16)} at 0x${value.offset.toString(16)}`, {
           request: name,
           expected: size,
           actual: value.data.byteLength,
@@ -304,7 +304,7 @@ export class Frontend {
   /** GET_VRING_BASE: stops the ring and returns the next avail index it would read (split ring, u16). */
   async getVringBase(index: number): Promise<number> {
     const { value } = await this.call("GET_VRING_BASE", { index, num: 0 });
-    if (value.index !== index) throw new FrontendError("protocol", `get_vring_base: reply for vring ${value.index}, asked ${index}`, { request: "GET_VRING_BASE", expected: index, actual: value.index });
+    if (value.index !== index) throw new FrontendError("PROTOCOL", `get_vring_base: reply for vring ${value.index}, asked ${index}`, { request: "GET_VRING_BASE", expected: index, actual: value.index });
     return value.num;
   }
 

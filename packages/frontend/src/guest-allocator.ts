@@ -35,11 +35,11 @@ export class GuestAllocator {
   /**
    * @param base - guest-physical start of the managed RAM (bytes).
    * @param size - managed length in bytes.
-   * @throws FrontendError `bad-argument` when the range is negative or reaches past 2^53.
+   * @throws FrontendError `BAD_ARGUMENT` when the range is negative or reaches past 2^53.
    */
   constructor(base: bigint, size: bigint) {
     if (base < 0n || size < 0n || base + size > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new FrontendError("bad-argument", `guest allocator range 0x${base.toString(16)}+0x${size.toString(16)} is not below 2^53`, { actual: base + size });
+      throw new FrontendError("BAD_ARGUMENT", `guest allocator range 0x${base.toString(16)}+0x${size.toString(16)} is not below 2^53`, { actual: base + size });
     }
     this.#free = size > 0n ? [{ start: Number(base), len: Number(size) }] : [];
   }
@@ -53,11 +53,11 @@ export class GuestAllocator {
 
   /**
    * Allocates `len` bytes aligned to `align` (a power of two, default 16).
-   * @throws FrontendError `bad-argument` (len not positive), `out-of-memory`.
+   * @throws FrontendError `BAD_ARGUMENT` (len not positive), `OUT_OF_MEMORY`.
    */
   alloc(len: number | bigint, align = 16): GuestAddress {
     const want = Number(len);
-    if (!(want > 0) || !Number.isSafeInteger(want)) throw new FrontendError("bad-argument", `guest allocation of ${len} bytes`, { actual: BigInt(Number.isSafeInteger(want) ? want : 0) });
+    if (!(want > 0) || !Number.isSafeInteger(want)) throw new FrontendError("BAD_ARGUMENT", `guest allocation of ${len} bytes`, { actual: BigInt(Number.isSafeInteger(want) ? want : 0) });
     const a = Math.max(16, align);
     const size = Math.ceil(want / 16) * 16;
     if (a === 16) {
@@ -73,7 +73,7 @@ export class GuestAllocator {
       this.#flushQuick();
       start = this.#firstFit(size, a);
     }
-    if (start < 0) throw new FrontendError("out-of-memory", `no room for 0x${want.toString(16)} bytes in guest RAM`, { expected: BigInt(want) });
+    if (start < 0) throw new FrontendError("OUT_OF_MEMORY", `no room for 0x${want.toString(16)} bytes in guest RAM`, { expected: BigInt(want) });
     this.#used.set(start, size);
     return guestAddress(BigInt(start));
   }

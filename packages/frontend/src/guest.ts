@@ -81,7 +81,7 @@ export class Guest {
    * @throws FrontendError as {@link Device}; nothing stays open when it throws.
    */
   async addDevice(options: DeviceOptions): Promise<Device> {
-    if (this.#closed) throw new FrontendError("closed", "guest closed");
+    if (this.#closed) throw new FrontendError("CLOSED", "guest closed");
     const d = await Device.open(this.#host, options);
     this.#devices.add(d);
     return d;
@@ -93,11 +93,11 @@ export class Guest {
    * same options and redoes the whole negotiation. Drivers must be attached again to the returned
    * device (a new back-end starts with fresh rings).
    * @param retry - connect retries while the back-end restarts (default: the device's own policy).
-   * @throws FrontendError `bad-argument` for a device opened on an `endpoint`, or as {@link Guest.addDevice}.
+   * @throws FrontendError `BAD_ARGUMENT` for a device opened on an `endpoint`, or as {@link Guest.addDevice}.
    */
   async reconnect(device: Device, retry?: RetryPolicy): Promise<Device> {
     const { endpoint, ...options } = device.options;
-    if (endpoint !== undefined || options.socketPath === undefined) throw new FrontendError("bad-argument", "only a device opened with socketPath can reconnect");
+    if (endpoint !== undefined || options.socketPath === undefined) throw new FrontendError("BAD_ARGUMENT", "only a device opened with socketPath can reconnect");
     await device.close();
     return this.addDevice({ ...options, ...(retry === undefined ? {} : { retry }) });
   }

@@ -91,8 +91,8 @@ export class MemoryTableMirror {
    * block with CONFIGURE_MEM_SLOTS, else SET_MEM_TABLE; user addresses synthetic) and as many of
    * `mappings` (the live mappings this back-end may hold) as fit. A back-end that refuses it fails
    * the device: part of the table may be in it already, and a resend would overlap.
-   * @throws FrontendError `negotiation` when guest RAM — or RAM and `mappings`, when nothing else
-   *   reaches them — does not fit (nothing sent then), `refused`, `disconnected`, `timeout`, `protocol`.
+   * @throws FrontendError `NEGOTIATION` when guest RAM — or RAM and `mappings`, when nothing else
+   *   reaches them — does not fit (nothing sent then), `REFUSED`, `DISCONNECTED`, `TIMEOUT`, `PROTOCOL`.
    */
   async send(mappings: readonly ShmemMapping[]): Promise<void> {
     if (this.#phase !== "unsent") return;
@@ -106,7 +106,7 @@ export class MemoryTableMirror {
       await table;
     } catch (err) {
       const e = asFrontendError(err, "SET_MEM_TABLE");
-      if (e.code === "refused") this.#options.onFatal(new FrontendError("refused", `the back-end refused guest memory: ${e.message}`, e.detail, { cause: e }));
+      if (e.code === "REFUSED") this.#options.onFatal(new FrontendError("REFUSED", `the back-end refused guest memory: ${e.message}`, e.detail, { cause: e }));
       throw e;
     }
   }
@@ -120,12 +120,12 @@ export class MemoryTableMirror {
     const ramCount = this.#options.ram.memoryTable().length;
     const cap = this.#tableCap;
     if (this.#options.slotted && cap < ramCount) {
-      throw new FrontendError("negotiation", `back-end has ${cap} memory slots, guest RAM needs ${ramCount}`, { request: "GET_MAX_MEM_SLOTS", expected: ramCount, actual: cap });
+      throw new FrontendError("NEGOTIATION", `back-end has ${cap} memory slots, guest RAM needs ${ramCount}`, { request: "GET_MAX_MEM_SLOTS", expected: ramCount, actual: cap });
     }
     if (!this.#takesMappings || (this.#options.policy === "auto" && this.#options.memRw)) return;
     const need = ramCount + mappings;
     if (need > cap) {
-      throw new FrontendError("negotiation", `back-end has ${cap} memory slots: guest RAM and the live shared-memory mappings of other devices need ${need}, and MEM_READ/MEM_WRITE is not in use (policy ${this.#options.policy})`, { request: "GET_MAX_MEM_SLOTS", expected: cap, actual: need });
+      throw new FrontendError("NEGOTIATION", `back-end has ${cap} memory slots: guest RAM and the live shared-memory mappings of other devices need ${need}, and MEM_READ/MEM_WRITE is not in use (policy ${this.#options.policy})`, { request: "GET_MAX_MEM_SLOTS", expected: cap, actual: need });
     }
   }
 
@@ -236,7 +236,7 @@ export class MemoryTableMirror {
           done: () => closeFd(p.fd),
           // The back-end keeps translating a range that no longer holds this mapping (a later map
           // there would reach it as the old bytes): its table cannot be trusted any more.
-          refused: () => this.#options.onFatal(new FrontendError("refused", `the back-end refused to remove gpa 0x${gpa.toString(16)} from its memory table after that mapping went away: its table no longer matches guest memory`, { request: slotted ? "REM_MEM_REG" : "SET_MEM_TABLE" })),
+          refused: () => this.#options.onFatal(new FrontendError("REFUSED", `the back-end refused to remove gpa 0x${gpa.toString(16)} from its memory table after that mapping went away: its table no longer matches guest memory`, { request: slotted ? "REM_MEM_REG" : "SET_MEM_TABLE" })),
         });
       }
     }
@@ -248,8 +248,8 @@ export class MemoryTableMirror {
           await w.run();
         } catch (err) {
           const e = asFrontendError(err, "PROPAGATE");
-          if (e.code === "disconnected" || e.code === "timeout" || e.code === "protocol") this.#options.onFatal(e);
-          else if (e.code === "refused") w.refused?.();
+          if (e.code === "DISCONNECTED" || e.code === "TIMEOUT" || e.code === "PROTOCOL") this.#options.onFatal(e);
+          else if (e.code === "REFUSED") w.refused?.();
         } finally {
           w.done?.();
         }

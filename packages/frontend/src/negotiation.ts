@@ -53,14 +53,14 @@ export interface ShmemPlacement {
 
 /**
  * `options.dialect` as a {@link Dialect}.
- * @throws FrontendError `bad-argument` for an unknown dialect name.
+ * @throws FrontendError `BAD_ARGUMENT` for an unknown dialect name.
  * @internal
  */
 export function resolveDialect(d: Dialect | DialectName | undefined): Dialect {
   if (d === undefined) return UPSTREAM;
   if (typeof d === "string") {
     const found = Dialects[d];
-    if (found === undefined) throw new FrontendError("bad-argument", `unknown dialect ${String(d)}`, { actual: String(d) });
+    if (found === undefined) throw new FrontendError("BAD_ARGUMENT", `unknown dialect ${String(d)}`, { actual: String(d) });
     return found;
   }
   return d;
@@ -82,7 +82,7 @@ export function memRwMask(options: DeviceOptions): bigint {
  * (docs/shmem.md#region-query, docs/shmem.md#distrust-the-region-query). The wire codec has
  * already checked nregions (≤ 256, equal to the count of non-zero sizes); {@link DeviceSharedMemory} checks ids and page multiples. Here: no shmid listed
  * twice (crosvm lists ids) and a bounded total, so a hostile reply cannot reserve the address space.
- * @throws FrontendError `bad-shmem-config`.
+ * @throws FrontendError `BAD_SHMEM_CONFIG`.
  */
 function shmemSizes(raw: { readonly sizes: readonly bigint[] } | { readonly regions: readonly { readonly id: number; readonly length: bigint }[] }, maxTotal: bigint): { readonly sizes: Map<number, bigint>; readonly total: bigint } {
   const entries: [number, bigint][] = "sizes" in raw ? raw.sizes.map((s, i) => [i, s]) : raw.regions.map((r) => [r.id, r.length]);
@@ -90,11 +90,11 @@ function shmemSizes(raw: { readonly sizes: readonly bigint[] } | { readonly regi
   let total = 0n;
   for (const [id, size] of entries) {
     if (size === 0n) continue;
-    if (out.has(id)) throw new FrontendError("bad-shmem-config", `shmid ${id} listed twice`, { request: "GET_SHMEM_CONFIG", actual: id });
+    if (out.has(id)) throw new FrontendError("BAD_SHMEM_CONFIG", `shmid ${id} listed twice`, { request: "GET_SHMEM_CONFIG", actual: id });
     out.set(id, size);
     total += size;
   }
-  if (total > maxTotal) throw new FrontendError("bad-shmem-config", `shared memory of 0x${total.toString(16)} bytes exceeds the cap 0x${maxTotal.toString(16)}`, { request: "GET_SHMEM_CONFIG", expected: maxTotal, actual: total });
+  if (total > maxTotal) throw new FrontendError("BAD_SHMEM_CONFIG", `shared memory of 0x${total.toString(16)} bytes exceeds the cap 0x${maxTotal.toString(16)}`, { request: "GET_SHMEM_CONFIG", expected: maxTotal, actual: total });
   return { sizes: out, total };
 }
 
@@ -125,15 +125,15 @@ async function discoverConfig(fe: Frontend): Promise<Uint8Array | undefined> {
 /**
  * Negotiates with the back-end on `fe`, steps 1–4 in the order above. Nothing it
  * created stays open or placed when it throws (the connection itself is the caller's).
- * @throws FrontendError `negotiation`, `protocol`, `refused`, `bad-shmem-config`, `bad-argument`,
- *   `disconnected`, `timeout`.
+ * @throws FrontendError `NEGOTIATION`, `PROTOCOL`, `REFUSED`, `BAD_SHMEM_CONFIG`, `BAD_ARGUMENT`,
+ *   `DISCONNECTED`, `TIMEOUT`.
  * @internal
  */
 export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: Dialect, guest: ShmemPlacement): Promise<Negotiated> {
   const memRwBit = memRwMask(options);
   // 1. GET_FEATURES; VERSION_1 is required.
   const features = await fe.getFeatures();
-  if (!hasFeatures(features, VirtioFeature.VERSION_1)) throw new FrontendError("negotiation", `back-end does not offer VIRTIO_F_VERSION_1 (features 0x${features.toString(16)})`, { request: "GET_FEATURES", actual: features });
+  if (!hasFeatures(features, VirtioFeature.VERSION_1)) throw new FrontendError("NEGOTIATION", `back-end does not offer VIRTIO_F_VERSION_1 (features 0x${features.toString(16)})`, { request: "GET_FEATURES", actual: features });
   // 2. Protocol features (legal before SET_FEATURES once bit 30 is offered).
   let protocolFeatures = 0n;
   let acked = 0n;
@@ -151,13 +151,13 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
   let queueNum = 1;
   if (hasFeatures(acked, ProtocolFeature.MQ)) {
     const n = await fe.getQueueNum();
-    if (n < 1n || n > 0xffffn) throw new FrontendError("protocol", `get_queue_num: ${n} queues`, { request: "GET_QUEUE_NUM", actual: n });
+    if (n < 1n || n > 0xffffn) throw new FrontendError("PROTOCOL", `get_queue_num: ${n} queues`, { request: "GET_QUEUE_NUM", actual: n });
     queueNum = Number(n);
   }
   let maxMemSlots: number | undefined;
   if (hasFeatures(acked, ProtocolFeature.CONFIGURE_MEM_SLOTS)) {
     const n = await fe.getMaxMemSlots();
-    if (n > 0xffff_ffffn) throw new FrontendError("protocol", `get_max_mem_slots: ${n}`, { request: "GET_MAX_MEM_SLOTS", actual: n });
+    if (n > 0xffff_ffffn) throw new FrontendError("PROTOCOL", `get_max_mem_slots: ${n}`, { request: "GET_MAX_MEM_SLOTS", actual: n });
     maxMemSlots = Number(n);
   }
   let channel: Endpoint | undefined;
@@ -181,7 +181,7 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
     let config: Uint8Array | undefined;
     if (hasFeatures(acked, ProtocolFeature.CONFIG)) {
       const size = options.configSize;
-      if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > 256)) throw new FrontendError("bad-argument", `config size ${size} not in 1..256`, { actual: size });
+      if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > 256)) throw new FrontendError("BAD_ARGUMENT", `config size ${size} not in 1..256`, { actual: size });
       config = size === undefined ? await discoverConfig(fe) : await fe.getConfig(0, size);
     }
     if (hasFeatures(acked, dialect.shmemFeature)) {
@@ -190,7 +190,7 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
         raw = await fe.getShmemConfigRaw();
       } catch (err) {
         // A reply the wire codec rejects (nregions > 256, nregions not matching the sizes).
-        if (isFrontendError(err) && err.code === "protocol" && isWireError(err.cause)) throw new FrontendError("bad-shmem-config", err.message, err.detail, { cause: err.cause });
+        if (isFrontendError(err) && err.code === "PROTOCOL" && isWireError(err.cause)) throw new FrontendError("BAD_SHMEM_CONFIG", err.message, err.detail, { cause: err.cause });
         throw err;
       }
       const { sizes, total } = shmemSizes(raw, options.maxShmemBytes ?? DEFAULT_MAX_SHMEM_BYTES);
@@ -205,7 +205,7 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
           });
           guest.space.addDevice(regions);
         } catch (err) {
-          if (isRegionError(err)) throw new FrontendError("bad-shmem-config", `shared memory regions refused: ${err.message}`, { request: "GET_SHMEM_CONFIG" }, { cause: err });
+          if (isRegionError(err)) throw new FrontendError("BAD_SHMEM_CONFIG", `shared memory regions refused: ${err.message}`, { request: "GET_SHMEM_CONFIG" }, { cause: err });
           throw err;
         }
       }

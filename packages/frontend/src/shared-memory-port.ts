@@ -49,12 +49,12 @@ export interface SharedMemoryPort {
   /**
    * BACKEND_SHMEM_MAP into the device's regions, with every check of `DeviceSharedMemory.map`.
    * **Fd ownership:** takes `request.fd` in every case (closed on refusal, else owned by the mapping).
-   * @throws RegionError why the mapping is refused (`unknown-shmid` too when the device has no regions).
+   * @throws RegionError why the mapping is refused (`UNKNOWN_SHMID` too when the device has no regions).
    */
   map(request: ShmemMapRequest): void;
   /**
    * BACKEND_SHMEM_UNMAP of exactly one earlier mapping.
-   * @throws RegionError `not-found`, `unknown-shmid`, `mmap-failed`.
+   * @throws RegionError `NOT_FOUND`, `UNKNOWN_SHMID`, `MMAP_FAILED`.
    */
   unmap(request: ShmemUnmapRequest): void;
   /**
@@ -72,7 +72,7 @@ export interface SharedMemoryPort {
 /**
  * SHMEM_MAP into `regions` (`undefined`: the device has none), `request.fd` taken in every case.
  * @returns the new mapping.
- * @throws RegionError as `DeviceSharedMemory.map`; `unknown-shmid` without regions.
+ * @throws RegionError as `DeviceSharedMemory.map`; `UNKNOWN_SHMID` without regions.
  * @internal
  */
 export function mapInto(regions: DeviceSharedMemory | undefined, request: ShmemMapRequest): ShmemMapping {
@@ -83,9 +83,9 @@ export function mapInto(regions: DeviceSharedMemory | undefined, request: ShmemM
   return regions.map(request.shmid, request.shmOffset, request.len, request.fd, request.fdOffset, request.flags);
 }
 
-/** `unknown-shmid` for a device without shared memory regions. @internal */
+/** `UNKNOWN_SHMID` for a device without shared memory regions. @internal */
 export function noRegions(shmid: number): RegionError {
-  return new RegionError("unknown-shmid", `shmid ${shmid}: the device has no shared memory regions`, { shmid });
+  return new RegionError("UNKNOWN_SHMID", `shmid ${shmid}: the device has no shared memory regions`, { shmid });
 }
 
 /**

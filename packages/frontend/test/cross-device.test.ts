@@ -121,7 +121,7 @@ test("B started after A mapped, with no free slot and no MEM_READ/MEM_WRITE: B's
     await devA.start({ queues: [0] });
     await a.line('"step":"mapped"');
     const devB = await guest.addDevice({ socketPath: b.socket });
-    await assert.rejects(devB.start({ features: 0n, queues: [0] }), (e: unknown) => isFrontendError(e) && e.code === "negotiation" && /1 memory slots: .* need 2, and MEM_READ\/MEM_WRITE is not in use/.test(e.message));
+    await assert.rejects(devB.start({ features: 0n, queues: [0] }), (e: unknown) => isFrontendError(e) && e.code === "NEGOTIATION" && /1 memory slots: .* need 2, and MEM_READ\/MEM_WRITE is not in use/.test(e.message));
     assert.equal(guest.liveMappings().length, 1, "A's mapping is untouched");
   });
 });

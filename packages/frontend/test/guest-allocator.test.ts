@@ -33,7 +33,7 @@ test("random alloc/free sequences: in range, aligned, disjoint, counted, and no 
         try {
           at = Number(a.alloc(c.len, c.align));
         } catch (e) {
-          assert.ok(isFrontendError(e) && e.code === "out-of-memory", String(e));
+          assert.ok(isFrontendError(e) && e.code === "OUT_OF_MEMORY", String(e));
           // Only a real shortage may refuse: no aligned gap of `size` bytes between live blocks.
           const sorted = [...live].sort((x, y) => x[0] - y[0]);
           let cursor = BASE;
@@ -68,5 +68,5 @@ test("a freed request buffer is handed out again for the next request of its siz
 });
 
 test("ranges past 2^53 are refused", () => {
-  assert.throws(() => new GuestAllocator(1n << 53n, 4096n), (e: unknown) => isFrontendError(e) && e.code === "bad-argument");
+  assert.throws(() => new GuestAllocator(1n << 53n, 4096n), (e: unknown) => isFrontendError(e) && e.code === "BAD_ARGUMENT");
 });

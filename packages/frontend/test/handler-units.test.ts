@@ -121,8 +121,8 @@ describe("guest allocator", () => {
     a.free(x);
     a.free(y);
     assert.equal(a.alloc(0x3000), 0x1000n, "freed ranges coalesce back into one");
-    assert.throws(() => a.alloc(16), (e: unknown) => isFrontendError(e) && e.code === "out-of-memory");
-    assert.throws(() => a.alloc(0), (e: unknown) => isFrontendError(e) && e.code === "bad-argument");
+    assert.throws(() => a.alloc(16), (e: unknown) => isFrontendError(e) && e.code === "OUT_OF_MEMORY");
+    assert.throws(() => a.alloc(0), (e: unknown) => isFrontendError(e) && e.code === "BAD_ARGUMENT");
   });
 });
 
@@ -135,6 +135,6 @@ describe("virtio-blk config", () => {
     v.setUint32(20, 4096, true);
     const d = decodeBlkConfig(c);
     assert.deepEqual([d.capacity, d.segMax, d.blkSize, d.numQueues], [2048n, 126, 4096, undefined]);
-    assert.throws(() => decodeBlkConfig(new Uint8Array(4)), (e: unknown) => isFrontendError(e) && e.code === "protocol");
+    assert.throws(() => decodeBlkConfig(new Uint8Array(4)), (e: unknown) => isFrontendError(e) && e.code === "PROTOCOL");
   });
 });

@@ -103,14 +103,14 @@ async function mappedIntoB(modeB: string): Promise<{ guest: Guest; a: Peer; b: P
 
 describe("hostile back-end in a second process", () => {
   for (const [mode, code] of [
-    ["wrong-size", "protocol"],
-    ["wrong-id", "protocol"],
-    ["wrong-flags", "protocol"],
-    ["too-many-fds", "protocol"],
-    ["no-version-1", "negotiation"],
-    ["bad-shmem-count", "bad-shmem-config"],
-    ["bad-shmem-nregions", "bad-shmem-config"],
-    ["bad-shmem-unaligned", "bad-shmem-config"],
+    ["wrong-size", "PROTOCOL"],
+    ["wrong-id", "PROTOCOL"],
+    ["wrong-flags", "PROTOCOL"],
+    ["too-many-fds", "PROTOCOL"],
+    ["no-version-1", "NEGOTIATION"],
+    ["bad-shmem-count", "BAD_SHMEM_CONFIG"],
+    ["bad-shmem-nregions", "BAD_SHMEM_CONFIG"],
+    ["bad-shmem-unaligned", "BAD_SHMEM_CONFIG"],
   ] as const) {
     test(`${mode}: negotiation rejected with ${code}, no fd or mapping leaked`, async () => {
       const guest = new Guest();
@@ -231,11 +231,11 @@ describe("hostile back-end in a second process", () => {
 
     a.send("die");
     const err = await devA.failure;
-    assert.equal(err.code, "disconnected");
-    await assert.rejects(pending, (e: unknown) => isFrontendError(e) && e.code === "device-failed");
+    assert.equal(err.code, "DISCONNECTED");
+    await assert.rejects(pending, (e: unknown) => isFrontendError(e) && e.code === "DEVICE_FAILED");
     assert.equal(devA.sharedMemory?.mappingCount, 0, "the dead device's mappings were dropped");
     assert.equal(guest.space.translate(ra.guestPhysAddr, 16).ok, false);
-    await assert.rejects(devA.start({ queues: [0] }), (e: unknown) => isFrontendError(e) && e.code === "device-failed");
+    await assert.rejects(devA.start({ queues: [0] }), (e: unknown) => isFrontendError(e) && e.code === "DEVICE_FAILED");
 
     assert.equal(devC.failed, undefined);
     assert.equal(devC.sharedMemory?.mappingCount, 1);
@@ -251,7 +251,7 @@ describe("hostile back-end in a second process", () => {
   test("a propagated ADD_MEM_REG the back-end refuses is forgotten: its slot and fd freed, no REM_MEM_REG later", async () => {
     const { guest, a, b, devA, devB } = await mappedIntoB("refuses-add");
     a.send("die"); // A's mapping goes away: only what B holds may be removed from B
-    assert.equal((await devA.failure).code, "disconnected");
+    assert.equal((await devA.failure).code, "DISCONNECTED");
     await devB.propagationSettled();
     assert.equal(devB.failed, undefined, "a refusal does not fail the device");
     await guest.close();
@@ -265,14 +265,14 @@ describe("hostile back-end in a second process", () => {
     assert.equal(await a.exited, 0);
   });
 
-  test("a back-end that refuses guest RAM fails the device: start() rejects refused, later calls device-failed", async () => {
+  test("a back-end that refuses guest RAM fails the device: start() rejects REFUSED, later calls DEVICE_FAILED", async () => {
     const guest = new Guest();
     const fds = fdCount();
     const peer = startPeer("refuses-ram");
     const device = await guest.addDevice({ endpoint: peer.endpoint, timeoutMs: 10_000 });
-    await assert.rejects(device.start(), (e: unknown) => isFrontendError(e) && e.code === "refused");
-    assert.equal(device.failed?.code, "refused", "the device is failed, with the refusal as its reason");
-    await assert.rejects(device.start(), (e: unknown) => isFrontendError(e) && e.code === "device-failed");
+    await assert.rejects(device.start(), (e: unknown) => isFrontendError(e) && e.code === "REFUSED");
+    assert.equal(device.failed?.code, "REFUSED", "the device is failed, with the refusal as its reason");
+    await assert.rejects(device.start(), (e: unknown) => isFrontendError(e) && e.code === "DEVICE_FAILED");
     await guest.close();
     assert.equal(await peer.exited, 0);
     assert.ok(fdCount() <= fds, "every fd released");
@@ -319,9 +319,9 @@ describe("hostile back-end in a second process", () => {
     const { guest, a, b, devA, devB } = await mappedIntoB("refuses-rem");
     assert.equal(devB.failed, undefined, "the ADD was taken");
     a.send("die");
-    assert.equal((await devA.failure).code, "disconnected");
+    assert.equal((await devA.failure).code, "DISCONNECTED");
     const failure = await devB.failure;
-    assert.equal(failure.code, "refused");
+    assert.equal(failure.code, "REFUSED");
     assert.match(failure.message, /refused to remove/);
     const rec = (await b.next((o) => o.phase === "exit")).rec as { removed: unknown[] };
     assert.equal(rec.removed.length, 1, "the REM_MEM_REG was sent once");
@@ -370,10 +370,10 @@ describe("hostile back-end in a second process", () => {
     for (const r of results) {
       assert.equal(r.status, "rejected");
       const e = (r as PromiseRejectedResult).reason as unknown;
-      assert.ok(isFrontendError(e) && e.code === "device-failed" && isFrontendError(e.cause) && e.cause.code === "timeout", String(e));
+      assert.ok(isFrontendError(e) && e.code === "DEVICE_FAILED" && isFrontendError(e.cause) && e.cause.code === "TIMEOUT", String(e));
     }
     assert.ok(elapsed >= 290 && elapsed < 5000, `timed out after ${elapsed.toFixed(0)} ms`);
-    assert.equal((await dev.failure).code, "timeout");
+    assert.equal((await dev.failure).code, "TIMEOUT");
     assert.equal(q.inFlight, 0);
     await guest.close();
     assert.equal(await peer.exited, 0);

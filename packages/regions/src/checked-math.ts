@@ -8,19 +8,19 @@ import { RegionError, type RegionErrorDetail } from "./errors.js";
 /** Largest u64 value. */
 export const U64_MAX = (1n << 64n) - 1n;
 
-/** `a + b` as a u64. @throws RegionError `overflow` when the sum wraps u64. */
+/** `a + b` as a u64. @throws RegionError `OVERFLOW` when the sum wraps u64. */
 export function addU64(a: bigint, b: bigint, what: string, detail: RegionErrorDetail = {}): bigint {
   const sum = a + b;
   if (a < 0n || b < 0n || sum > U64_MAX) {
-    throw new RegionError("overflow", `${what}: 0x${a.toString(16)} + 0x${b.toString(16)} wraps u64`, detail);
+    throw new RegionError("OVERFLOW", `${what}: 0x${a.toString(16)} + 0x${b.toString(16)} wraps u64`, detail);
   }
   return sum;
 }
 
-/** `value` as a JS number for an mmap length. @throws RegionError `overflow` above 2^53 - 1. */
+/** `value` as a JS number for an mmap length. @throws RegionError `OVERFLOW` above 2^53 - 1. */
 export function toLength(value: bigint, what: string, detail: RegionErrorDetail = {}): number {
   if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new RegionError("overflow", `${what}: 0x${value.toString(16)} does not fit a safe integer`, detail);
+    throw new RegionError("OVERFLOW", `${what}: 0x${value.toString(16)} does not fit a safe integer`, detail);
   }
   return Number(value);
 }
@@ -33,11 +33,11 @@ export function pageBytes(): bigint {
   return page;
 }
 
-/** @throws RegionError `misaligned` unless `value` is a multiple of the host page size. */
+/** @throws RegionError `MISALIGNED` unless `value` is a multiple of the host page size. */
 export function requirePageAligned(value: bigint, what: string, detail: RegionErrorDetail = {}): void {
   const page = pageBytes();
   if (value % page !== 0n) {
-    throw new RegionError("misaligned", `${what} 0x${value.toString(16)} is not a multiple of the page size 0x${page.toString(16)}`, {
+    throw new RegionError("MISALIGNED", `${what} 0x${value.toString(16)} is not a multiple of the page size 0x${page.toString(16)}`, {
       ...detail,
       expected: page,
       actual: value,

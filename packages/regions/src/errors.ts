@@ -7,43 +7,43 @@ import { isVhostUserError, VhostUserError, type ErrorDetail } from "@vhostkit/wi
 /**
  * Why a region operation failed. Codes are stable; branch on them, not on messages.
  *
- * - `zero-size`: a region, mapping or access of length 0.
- * - `misaligned`: an offset or length that must be a multiple of the page size is not.
- * - `overflow`: `addr + len` (or `offset + len`) wraps u64, or a size does not fit a JS number.
- * - `out-of-bounds`: a range leaves its region (shmem region, fd size, access range).
- * - `overlap`: a new region or mapping touches an existing one (GPA or user-address space).
- * - `duplicate`: the exact same region (or shmid) is already present.
- * - `not-found`: REM_MEM_REG / unmap names no existing region or mapping (exact match required).
- * - `unknown-shmid`: the shmid has no region on this device (absent or zero-sized).
- * - `bad-flags`: unknown SHMEM_MAP flag bits (only bit 0, read-write, is defined).
- * - `too-many`: a slot or mapping cap would be exceeded.
- * - `bad-config`: an invalid shared-memory configuration (sizes, count, placement).
- * - `bad-fd`: a negative, closed or unusable fd.
- * - `unsealed`: a regular file without `F_SEAL_SHRINK` where a sealed one is required (its owner
+ * - `ZERO_SIZE`: a region, mapping or access of length 0.
+ * - `MISALIGNED`: an offset or length that must be a multiple of the page size is not.
+ * - `OVERFLOW`: `addr + len` (or `offset + len`) wraps u64, or a size does not fit a JS number.
+ * - `OUT_OF_BOUNDS`: a range leaves its region (shmem region, fd size, access range).
+ * - `OVERLAP`: a new region or mapping touches an existing one (GPA or user-address space).
+ * - `DUPLICATE`: the exact same region (or shmid) is already present.
+ * - `NOT_FOUND`: REM_MEM_REG / unmap names no existing region or mapping (exact match required).
+ * - `UNKNOWN_SHMID`: the shmid has no region on this device (absent or zero-sized).
+ * - `BAD_FLAGS`: unknown SHMEM_MAP flag bits (only bit 0, read-write, is defined).
+ * - `TOO_MANY`: a slot or mapping cap would be exceeded.
+ * - `BAD_CONFIG`: an invalid shared-memory configuration (sizes, count, placement).
+ * - `BAD_FD`: a negative, closed or unusable fd.
+ * - `UNSEALED`: a regular file without `F_SEAL_SHRINK` where a sealed one is required (its owner
  *   could truncate it under the mapping).
- * - `mmap-failed`: a system call failed; `errno` and `syscall` say which.
- * - `unmapped`: an access touches guest-physical space no live region or mapping backs.
- * - `read-only`: a write touches a read-only mapping.
- * - `disposed`: the object was disposed.
+ * - `MMAP_FAILED`: a system call failed; `errno` and `syscall` say which.
+ * - `UNMAPPED`: an access touches guest-physical space no live region or mapping backs.
+ * - `READ_ONLY`: a write touches a read-only mapping.
+ * - `DISPOSED`: the object was disposed.
  */
 export type RegionErrorCode =
-  | "zero-size"
-  | "misaligned"
-  | "overflow"
-  | "out-of-bounds"
-  | "overlap"
-  | "duplicate"
-  | "not-found"
-  | "unknown-shmid"
-  | "bad-flags"
-  | "too-many"
-  | "bad-config"
-  | "bad-fd"
-  | "unsealed"
-  | "mmap-failed"
-  | "unmapped"
-  | "read-only"
-  | "disposed";
+  | "ZERO_SIZE"
+  | "MISALIGNED"
+  | "OVERFLOW"
+  | "OUT_OF_BOUNDS"
+  | "OVERLAP"
+  | "DUPLICATE"
+  | "NOT_FOUND"
+  | "UNKNOWN_SHMID"
+  | "BAD_FLAGS"
+  | "TOO_MANY"
+  | "BAD_CONFIG"
+  | "BAD_FD"
+  | "UNSEALED"
+  | "MMAP_FAILED"
+  | "UNMAPPED"
+  | "READ_ONLY"
+  | "DISPOSED";
 
 /** Structured detail of a {@link RegionError}: the common fields plus region-specific ones. */
 export interface RegionErrorDetail extends ErrorDetail {
@@ -57,7 +57,7 @@ export interface RegionErrorDetail extends ErrorDetail {
 
 /**
  * Error thrown by `@vhostkit/regions`. `errno`/`syscall` are set when a system call failed
- * (`mmap-failed`, `bad-fd`), 0 / `""` otherwise.
+ * (`MMAP_FAILED`, `BAD_FD`), 0 / `""` otherwise.
  */
 export class RegionError extends VhostUserError<RegionErrorCode> {
   /** errno of the failed system call, 0 when none failed. */

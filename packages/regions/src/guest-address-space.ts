@@ -33,7 +33,7 @@ export class GuestAddressSpace implements GuestMemory {
   /**
    * @param ram - guest RAM (its blocks are placed where the RAM says).
    * @param devices - devices whose shared memory windows join the space.
-   * @throws RegionError `overlap` when a device window overlaps RAM or another device.
+   * @throws RegionError `OVERLAP` when a device window overlaps RAM or another device.
    */
   constructor(ram: GuestRam, devices: readonly DeviceSharedMemory[] = []) {
     for (const b of ram.memoryTable()) this.#insert({ start: b.guestPhysAddr, len: b.memorySize, end: b.guestPhysAddr + b.memorySize, memory: ram, owner: ram });
@@ -44,13 +44,13 @@ export class GuestAddressSpace implements GuestMemory {
     const i = insertionIndex(this.#parts, p.start);
     for (const n of [this.#parts[i - 1], this.#parts[i]]) {
       if (n !== undefined && rangesOverlap(n.start, n.len, p.start, p.len)) {
-        throw new RegionError("overlap", `guest range 0x${p.start.toString(16)}+0x${p.len.toString(16)} overlaps 0x${n.start.toString(16)}+0x${n.len.toString(16)}`, { guestPhysAddr: p.start, len: p.len });
+        throw new RegionError("OVERLAP", `guest range 0x${p.start.toString(16)}+0x${p.len.toString(16)} overlaps 0x${n.start.toString(16)}+0x${n.len.toString(16)}`, { guestPhysAddr: p.start, len: p.len });
       }
     }
     this.#parts.splice(i, 0, p);
   }
 
-  /** Adds a device's shared memory window (no-op for a device without regions). @throws RegionError `overlap`. */
+  /** Adds a device's shared memory window (no-op for a device without regions). @throws RegionError `OVERLAP`. */
   addDevice(device: DeviceSharedMemory): void {
     if (device.size === 0n) return;
     this.#insert({ start: device.guestPhysAddr, len: device.size, end: device.guestPhysAddr + device.size, memory: device, owner: device });
@@ -73,7 +73,7 @@ export class GuestAddressSpace implements GuestMemory {
 
   /**
    * Copies guest memory at `addr` into `dst`; may cross RAM and mappings; checked first.
-   * @throws RegionError `unmapped`, `overflow`.
+   * @throws RegionError `UNMAPPED`, `OVERFLOW`.
    */
   read(addr: GuestAddress, dst: Uint8Array): Promise<void> {
     return readThrough((a, l) => this.translate(a, l), addr, dst);
@@ -81,7 +81,7 @@ export class GuestAddressSpace implements GuestMemory {
 
   /**
    * Copies `src` to guest memory at `addr`; every byte must be mapped and writable, checked first.
-   * @throws RegionError `unmapped`, `read-only`, `overflow`.
+   * @throws RegionError `UNMAPPED`, `READ_ONLY`, `OVERFLOW`.
    */
   write(addr: GuestAddress, src: Uint8Array): Promise<void> {
     return writeThrough((a, l) => this.translate(a, l), addr, src);

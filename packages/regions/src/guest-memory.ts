@@ -59,14 +59,14 @@ export interface GuestMemory {
   /**
    * Copies `dst.length` bytes from guest-physical `addr` into `dst`. Crosses region boundaries.
    * Asynchronous because a fallback implementation may have to ask the front-end.
-   * @throws RegionError (or FallbackError) with code `unmapped` / `out-of-bounds` when any part of
+   * @throws RegionError (or FallbackError) with code `UNMAPPED` / `OUT_OF_BOUNDS` when any part of
    *   the range is not readable; nothing is partially reported as success.
    */
   read(addr: GuestAddress, dst: Uint8Array): Promise<void>;
   /**
    * Copies `src` into guest-physical memory at `addr`. All or nothing with respect to the checks:
    * the whole range is validated (mapped, writable) before any byte is written.
-   * @throws RegionError (or FallbackError) with code `unmapped` / `read-only` / `out-of-bounds`.
+   * @throws RegionError (or FallbackError) with code `UNMAPPED` / `READ_ONLY` / `OUT_OF_BOUNDS`.
    */
   write(addr: GuestAddress, src: Uint8Array): Promise<void>;
   /**

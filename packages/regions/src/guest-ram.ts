@@ -77,7 +77,7 @@ export class GuestRam implements GuestMemory, Disposable {
 
   /**
    * Creates, seals and maps every block.
-   * @throws RegionError `zero-size`, `misaligned`, `overflow`, `overlap`, `mmap-failed` (memfd,
+   * @throws RegionError `ZERO_SIZE`, `MISALIGNED`, `OVERFLOW`, `OVERLAP`, `MMAP_FAILED` (memfd,
    *   ftruncate, seal or mmap failed). Nothing is left open when it throws.
    */
   constructor(options: GuestRamOptions) {
@@ -86,14 +86,14 @@ export class GuestRam implements GuestMemory, Disposable {
     const sorted = [...options.blocks].sort((a, b) => (a.guestPhysAddr < b.guestPhysAddr ? -1 : 1));
     try {
       sorted.forEach((b, i) => {
-        if (b.size <= 0n) throw new RegionError("zero-size", `guest RAM block at 0x${b.guestPhysAddr.toString(16)} has size 0`, { guestPhysAddr: b.guestPhysAddr });
+        if (b.size <= 0n) throw new RegionError("ZERO_SIZE", `guest RAM block at 0x${b.guestPhysAddr.toString(16)} has size 0`, { guestPhysAddr: b.guestPhysAddr });
         requirePageAligned(b.guestPhysAddr, "guest RAM block address");
         requirePageAligned(b.size, "guest RAM block size");
         addU64(b.guestPhysAddr, b.size, "guest RAM block end");
         addU64(this.#userBase + b.guestPhysAddr, b.size, "guest RAM user address end");
         const prev = sorted[i - 1];
         if (prev !== undefined && rangesOverlap(prev.guestPhysAddr, prev.size, b.guestPhysAddr, b.size)) {
-          throw new RegionError("overlap", `guest RAM blocks at 0x${prev.guestPhysAddr.toString(16)} and 0x${b.guestPhysAddr.toString(16)} overlap`, { guestPhysAddr: b.guestPhysAddr });
+          throw new RegionError("OVERLAP", `guest RAM blocks at 0x${prev.guestPhysAddr.toString(16)} and 0x${b.guestPhysAddr.toString(16)} overlap`, { guestPhysAddr: b.guestPhysAddr });
         }
         this.#blocks.push(createBlock(`${name}-${i}`, b, this.#userBase));
       });
@@ -110,10 +110,10 @@ export class GuestRam implements GuestMemory, Disposable {
 
   /**
    * The synthetic user address of guest-physical `addr` (for SET_VRING_ADDR ring addresses).
-   * @throws RegionError `unmapped` when `addr` is not in guest RAM.
+   * @throws RegionError `UNMAPPED` when `addr` is not in guest RAM.
    */
   userAddressOf(addr: GuestAddress): UserAddress {
-    if (findContaining(this.#blocks, addr) === undefined) throw new RegionError("unmapped", `0x${addr.toString(16)} is not guest RAM`, { guestPhysAddr: addr });
+    if (findContaining(this.#blocks, addr) === undefined) throw new RegionError("UNMAPPED", `0x${addr.toString(16)} is not guest RAM`, { guestPhysAddr: addr });
     return userAddress(this.#userBase + addr);
   }
 
@@ -126,12 +126,12 @@ export class GuestRam implements GuestMemory, Disposable {
     return { ok: true, span: spanOf(b.host, Number(addr - b.start), len, true) };
   }
 
-  /** Copies RAM at `addr` into `dst`. @throws RegionError `unmapped`, `overflow`. */
+  /** Copies RAM at `addr` into `dst`. @throws RegionError `UNMAPPED`, `OVERFLOW`. */
   read(addr: GuestAddress, dst: Uint8Array): Promise<void> {
     return readThrough((a, l) => this.translate(a, l), addr, dst);
   }
 
-  /** Copies `src` into RAM at `addr`, checked first. @throws RegionError `unmapped`, `overflow`. */
+  /** Copies `src` into RAM at `addr`, checked first. @throws RegionError `UNMAPPED`, `OVERFLOW`. */
   write(addr: GuestAddress, src: Uint8Array): Promise<void> {
     return writeThrough((a, l) => this.translate(a, l), addr, src);
   }
@@ -158,13 +158,13 @@ function createBlock(name: string, b: GuestRamBlock, userBase: bigint): Block {
   const fd = memfdCreate(name, MFD.CLOEXEC | MFD.ALLOW_SEALING);
   if (fd < 0) {
     const errno = mmanErrno();
-    throw new RegionError("mmap-failed", `memfd_create failed (errno ${errno})`, detail, { errno, syscall: "memfd_create" });
+    throw new RegionError("MMAP_FAILED", `memfd_create failed (errno ${errno})`, detail, { errno, syscall: "memfd_create" });
   }
   try {
     for (const [ok, syscall] of [[() => ftruncate(fd, b.size), "ftruncate"], [() => addSeals(fd, SEAL.SHRINK | SEAL.GROW), "fcntl"]] as const) {
       if (ok() !== 0) {
         const errno = mmanErrno();
-        throw new RegionError("mmap-failed", `${syscall} of guest RAM memfd failed (errno ${errno})`, detail, { errno, syscall });
+        throw new RegionError("MMAP_FAILED", `${syscall} of guest RAM memfd failed (errno ${errno})`, detail, { errno, syscall });
       }
     }
     const host = mapShared(fd, 0n, len, true, detail);

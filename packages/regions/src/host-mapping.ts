@@ -53,19 +53,19 @@ export class HostMapping {
 
 /**
  * `mmap(0, len, prot, MAP_SHARED, fd, fileOffset)`.
- * @throws RegionError `mmap-failed` with errno.
+ * @throws RegionError `MMAP_FAILED` with errno.
  * @internal
  */
 export function mapShared(fd: number, fileOffset: bigint, len: number, writable: boolean, detail: RegionErrorDetail): HostMapping {
   const prot = writable ? PROT.READ | PROT.WRITE : PROT.READ;
   const r = mmapOrErrno(0n, len, prot, MAP.SHARED, fd, fileOffset);
-  if (!r.ok) throw new RegionError("mmap-failed", `mmap of fd ${fd} at file offset 0x${fileOffset.toString(16)} failed (errno ${r.errno})`, detail, { errno: r.errno, syscall: "mmap" });
+  if (!r.ok) throw new RegionError("MMAP_FAILED", `mmap of fd ${fd} at file offset 0x${fileOffset.toString(16)} failed (errno ${r.errno})`, detail, { errno: r.errno, syscall: "mmap" });
   return new HostMapping(r.addr, len);
 }
 
 /**
  * `munmap` of a mapping this package created. A failure here would mean the bookkeeping is wrong;
- * it is reported as `mmap-failed`.
+ * it is reported as `MMAP_FAILED`.
  * @internal
  */
 export function unmapHost(m: HostMapping): void {
@@ -74,6 +74,6 @@ export function unmapHost(m: HostMapping): void {
   // nothing hands out its view afterwards.
   if (munmap(m.addr, m.len) !== 0) {
     const errno = mmanErrno();
-    throw new RegionError("mmap-failed", `munmap of 0x${m.len.toString(16)} bytes failed (errno ${errno})`, {}, { errno, syscall: "munmap" });
+    throw new RegionError("MMAP_FAILED", `munmap of 0x${m.len.toString(16)} bytes failed (errno ${errno})`, {}, { errno, syscall: "munmap" });
   }
 }

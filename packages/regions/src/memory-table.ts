@@ -87,7 +87,7 @@ function describe(r: MemoryRegionDescriptor): string {
 /** Syntax checks of one region (zero size, wraps, alignment). */
 function checkRegion(r: MemoryRegionDescriptor, request: string): void {
   const detail: RegionErrorDetail = { request, guestPhysAddr: r.guestPhysAddr, len: r.memorySize };
-  if (r.memorySize === 0n) throw new RegionError("zero-size", `${request}: region ${describe(r)} has size 0`, detail);
+  if (r.memorySize === 0n) throw new RegionError("ZERO_SIZE", `${request}: region ${describe(r)} has size 0`, detail);
   for (const [v, name] of [[r.guestPhysAddr, "guest_phys_addr"], [r.userspaceAddr, "userspace_addr"], [r.mmapOffset, "mmap_offset"]] as const) {
     addU64(v, r.memorySize, `${request}: ${name} + memory_size`, detail);
   }
@@ -103,12 +103,12 @@ function sameRegion(a: MemoryRegionDescriptor, b: MemoryRegionDescriptor): boole
 function checkAgainst(r: MemoryRegionDescriptor, others: readonly MemoryRegionDescriptor[], request: string): void {
   for (const o of others) {
     const detail: RegionErrorDetail = { request, guestPhysAddr: r.guestPhysAddr, len: r.memorySize };
-    if (sameRegion(r, o)) throw new RegionError("duplicate", `${request}: region ${describe(r)} is already in the table`, detail);
+    if (sameRegion(r, o)) throw new RegionError("DUPLICATE", `${request}: region ${describe(r)} is already in the table`, detail);
     if (rangesOverlap(r.guestPhysAddr, r.memorySize, o.guestPhysAddr, o.memorySize)) {
-      throw new RegionError("overlap", `${request}: region ${describe(r)} overlaps ${describe(o)} in guest-physical space`, detail);
+      throw new RegionError("OVERLAP", `${request}: region ${describe(r)} overlaps ${describe(o)} in guest-physical space`, detail);
     }
     if (rangesOverlap(r.userspaceAddr, r.memorySize, o.userspaceAddr, o.memorySize)) {
-      throw new RegionError("overlap", `${request}: region ${describe(r)} overlaps ${describe(o)} in user-address space`, detail);
+      throw new RegionError("OVERLAP", `${request}: region ${describe(r)} overlaps ${describe(o)} in user-address space`, detail);
     }
   }
 }
@@ -116,19 +116,19 @@ function checkAgainst(r: MemoryRegionDescriptor, others: readonly MemoryRegionDe
 /** Maps one validated region from its fd (which the caller still owns and closes). */
 function mapRegion(r: MemoryRegionDescriptor, fd: number, request: string, requireSealed: boolean): Mapped {
   const detail: RegionErrorDetail = { request, guestPhysAddr: r.guestPhysAddr, len: r.memorySize };
-  if (fd < 0) throw new RegionError("bad-fd", `${request}: region ${describe(r)} has no usable fd`, detail);
+  if (fd < 0) throw new RegionError("BAD_FD", `${request}: region ${describe(r)} has no usable fd`, detail);
   const st = fstatSize(fd);
   if (st === undefined) {
     const errno = mmanErrno();
-    throw new RegionError("bad-fd", `${request}: fstat of the region fd failed (errno ${errno})`, detail, { errno, syscall: "fstat" });
+    throw new RegionError("BAD_FD", `${request}: fstat of the region fd failed (errno ${errno})`, detail, { errno, syscall: "fstat" });
   }
   if (st.regular && requireSealed) {
     const seals = getSeals(fd);
-    if (seals < 0 || (seals & SEAL.SHRINK) === 0) throw new RegionError("unsealed", `${request}: region ${describe(r)} is a file the front-end can still shrink (no F_SEAL_SHRINK): an access after a truncate would be SIGBUS`, detail);
+    if (seals < 0 || (seals & SEAL.SHRINK) === 0) throw new RegionError("UNSEALED", `${request}: region ${describe(r)} is a file the front-end can still shrink (no F_SEAL_SHRINK): an access after a truncate would be SIGBUS`, detail);
   }
   const end = r.mmapOffset + r.memorySize;
   if (st.regular && end > st.size) {
-    throw new RegionError("out-of-bounds", `${request}: mmap_offset + memory_size 0x${end.toString(16)} is past the end of the file (0x${st.size.toString(16)})`, { ...detail, expected: st.size, actual: end });
+    throw new RegionError("OUT_OF_BOUNDS", `${request}: mmap_offset + memory_size 0x${end.toString(16)} is past the end of the file (0x${st.size.toString(16)})`, { ...detail, expected: st.size, actual: end });
   }
   // rust-vmm maps at file offset mmap_offset directly (libvhost-user maps from 0 and adds it);
   // mmap_offset is page-aligned (checked), so the two agree.
@@ -172,11 +172,11 @@ export class MemoryTable implements GuestMemory, Disposable {
   /** Mappings removed from the table while pins were held: unmapped when the last pin goes. */
   #retired: { readonly host: HostMapping; readonly epoch: number }[] = [];
 
-  /** @throws RegionError `bad-config` when `maxSlots` is not a positive integer. */
+  /** @throws RegionError `BAD_CONFIG` when `maxSlots` is not a positive integer. */
   constructor(options: MemoryTableOptions = {}) {
     this.#maxSlots = options.maxSlots ?? DEFAULT_MAX_MEM_SLOTS;
     this.#requireSealed = options.requireSealedFds ?? false;
-    if (!Number.isSafeInteger(this.#maxSlots) || this.#maxSlots < 1) throw new RegionError("bad-config", `maxSlots must be a positive integer, got ${this.#maxSlots}`);
+    if (!Number.isSafeInteger(this.#maxSlots) || this.#maxSlots < 1) throw new RegionError("BAD_CONFIG", `maxSlots must be a positive integer, got ${this.#maxSlots}`);
   }
 
   /** GET_MAX_MEM_SLOTS answer: the most regions this table holds. */
@@ -241,7 +241,7 @@ export class MemoryTable implements GuestMemory, Disposable {
   }
 
   #alive(): void {
-    if (this.#disposed) throw new RegionError("disposed", "memory table was disposed");
+    if (this.#disposed) throw new RegionError("DISPOSED", "memory table was disposed");
   }
 
   #install(mapped: readonly Mapped[]): void {
@@ -274,14 +274,14 @@ export class MemoryTable implements GuestMemory, Disposable {
    * SET_MEM_TABLE: replaces the whole table with `regions`. The new table is validated and mapped
    * completely before the old one is unmapped, so a failure leaves the old table in place.
    * Takes ownership of every region's fd.
-   * @throws RegionError `too-many`, `zero-size`, `overflow`, `misaligned`, `duplicate`,
-   *   `overlap`, `bad-fd`, `unsealed`, `out-of-bounds`, `mmap-failed`, `disposed`.
+   * @throws RegionError `TOO_MANY`, `ZERO_SIZE`, `OVERFLOW`, `MISALIGNED`, `DUPLICATE`,
+   *   `OVERLAP`, `BAD_FD`, `UNSEALED`, `OUT_OF_BOUNDS`, `MMAP_FAILED`, `DISPOSED`.
    */
   setMemTable(regions: readonly MemoryRegionWithFd[]): void {
     const request = "SET_MEM_TABLE";
     try {
       this.#alive();
-      if (regions.length > this.#maxSlots) throw new RegionError("too-many", `${request}: ${regions.length} regions, at most ${this.#maxSlots}`, { request, expected: this.#maxSlots, actual: regions.length });
+      if (regions.length > this.#maxSlots) throw new RegionError("TOO_MANY", `${request}: ${regions.length} regions, at most ${this.#maxSlots}`, { request, expected: this.#maxSlots, actual: regions.length });
       regions.forEach((r, i) => {
         checkRegion(r, request);
         checkAgainst(r, regions.slice(0, i), request);
@@ -298,14 +298,14 @@ export class MemoryTable implements GuestMemory, Disposable {
 
   /**
    * ADD_MEM_REG: adds one region. Takes ownership of its fd.
-   * @throws RegionError `too-many`, `zero-size`, `overflow`, `misaligned`, `duplicate`, `overlap`,
-   *   `bad-fd`, `unsealed`, `out-of-bounds`, `mmap-failed`, `disposed`.
+   * @throws RegionError `TOO_MANY`, `ZERO_SIZE`, `OVERFLOW`, `MISALIGNED`, `DUPLICATE`, `OVERLAP`,
+   *   `BAD_FD`, `UNSEALED`, `OUT_OF_BOUNDS`, `MMAP_FAILED`, `DISPOSED`.
    */
   addRegion(region: MemoryRegionWithFd): void {
     const request = "ADD_MEM_REG";
     try {
       this.#alive();
-      if (this.#byGuest.length >= this.#maxSlots) throw new RegionError("too-many", `${request}: all ${this.#maxSlots} memory slots are in use`, { request, expected: this.#maxSlots });
+      if (this.#byGuest.length >= this.#maxSlots) throw new RegionError("TOO_MANY", `${request}: all ${this.#maxSlots} memory slots are in use`, { request, expected: this.#maxSlots });
       checkRegion(region, request);
       checkAgainst(region, this.regions(), request);
     } catch (e) {
@@ -320,7 +320,7 @@ export class MemoryTable implements GuestMemory, Disposable {
    * REM_MEM_REG: removes the region matching `region` on guest address, user address and size
    * (`mmapOffset` is not compared, as QEMU and rust-vmm do). Closes every fd in `fds` (REM carries
    * none; any that came are closed unused).
-   * @throws RegionError `not-found`, `disposed`.
+   * @throws RegionError `NOT_FOUND`, `DISPOSED`.
    */
   removeRegion(region: Omit<MemoryRegionDescriptor, "mmapOffset"> & { readonly mmapOffset?: bigint }, fds: readonly FdInput[] = []): void {
     for (const fd of fds) closeOwned(takeFd(fd));
@@ -328,7 +328,7 @@ export class MemoryTable implements GuestMemory, Disposable {
     const i = this.#byGuest.findIndex((e) => sameRegion(e.region, { ...region, mmapOffset: 0n }));
     const e = this.#byGuest[i];
     if (e === undefined) {
-      throw new RegionError("not-found", `REM_MEM_REG: no region ${describe({ ...region, mmapOffset: 0n })}`, { request: "REM_MEM_REG", guestPhysAddr: region.guestPhysAddr, len: region.memorySize });
+      throw new RegionError("NOT_FOUND", `REM_MEM_REG: no region ${describe({ ...region, mmapOffset: 0n })}`, { request: "REM_MEM_REG", guestPhysAddr: region.guestPhysAddr, len: region.memorySize });
     }
     this.#install(this.#byGuest.filter((_, j) => j !== i));
     this.#retire(e.host);
@@ -341,7 +341,7 @@ export class MemoryTable implements GuestMemory, Disposable {
     for (const e of old) this.#retire(e.host);
   }
 
-  /** Unmaps everything; later calls that add regions fail with `disposed` (closing their fds). Idempotent. */
+  /** Unmaps everything; later calls that add regions fail with `DISPOSED` (closing their fds). Idempotent. */
   dispose(): void {
     this.reset();
     this.#disposed = true;
@@ -379,7 +379,7 @@ export class MemoryTable implements GuestMemory, Disposable {
 
   /**
    * Copies guest memory at `addr` into `dst`, across regions; the whole range is checked first.
-   * @throws RegionError `unmapped`, `overflow`.
+   * @throws RegionError `UNMAPPED`, `OVERFLOW`.
    */
   read(addr: GuestAddress, dst: Uint8Array): Promise<void> {
     return readThrough((a, l) => this.translate(a, l), addr, dst);
@@ -387,7 +387,7 @@ export class MemoryTable implements GuestMemory, Disposable {
 
   /**
    * Copies `src` into guest memory at `addr`, across regions; the whole range is checked first.
-   * @throws RegionError `unmapped`, `overflow`.
+   * @throws RegionError `UNMAPPED`, `OVERFLOW`.
    */
   write(addr: GuestAddress, src: Uint8Array): Promise<void> {
     return writeThrough((a, l) => this.translate(a, l), addr, src);

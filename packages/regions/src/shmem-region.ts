@@ -125,14 +125,14 @@ function reserve(addr: bigint, len: number, detail: RegionErrorDetail): HostMapp
   // SAFETY: with MAP_FIXED the target lies inside a reservation this object owns, so it replaces
   // only our own pages; the replacement is atomic (no window where the range is unmapped).
   const r = mmapOrErrno(addr, len, PROT.NONE, RESERVE_FLAGS | fixed, -1, 0n);
-  if (!r.ok) throw new RegionError("mmap-failed", `PROT_NONE reservation of 0x${len.toString(16)} bytes failed (errno ${r.errno})`, detail, { errno: r.errno, syscall: "mmap" });
+  if (!r.ok) throw new RegionError("MMAP_FAILED", `PROT_NONE reservation of 0x${len.toString(16)} bytes failed (errno ${r.errno})`, detail, { errno: r.errno, syscall: "mmap" });
   return new HostMapping(r.addr, len);
 }
 
 function sizesOf(sizes: DeviceSharedMemoryOptions["sizes"]): [number, bigint][] {
   const out: [number, bigint][] = [];
   if (Array.isArray(sizes)) {
-    if (sizes.length > MAX_SHMIDS) throw new RegionError("bad-config", `${sizes.length} shmids given, at most ${MAX_SHMIDS}`, { expected: MAX_SHMIDS, actual: sizes.length });
+    if (sizes.length > MAX_SHMIDS) throw new RegionError("BAD_CONFIG", `${sizes.length} shmids given, at most ${MAX_SHMIDS}`, { expected: MAX_SHMIDS, actual: sizes.length });
     (sizes as readonly bigint[]).forEach((s, i) => out.push([i, s]));
   } else {
     for (const [id, s] of sizes as ReadonlyMap<number, bigint>) out.push([id, s]);
@@ -172,8 +172,8 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
 
   /**
    * Validates the configuration and reserves every non-zero region.
-   * @throws RegionError `bad-config` (shmid out of range, too many shmids, caps not positive
-   *   integers, duplicate shmid), `misaligned` (size or base), `overflow`, `mmap-failed`.
+   * @throws RegionError `BAD_CONFIG` (shmid out of range, too many shmids, caps not positive
+   *   integers, duplicate shmid), `MISALIGNED` (size or base), `OVERFLOW`, `MMAP_FAILED`.
    *   Nothing stays reserved when it throws.
    */
   constructor(options: DeviceSharedMemoryOptions) {
@@ -181,7 +181,7 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
     this.#maxPerDevice = options.maxMappingsPerDevice ?? DEFAULT_MAX_MAPPINGS_PER_DEVICE;
     this.#requireSealed = options.requireSealedFds ?? true;
     for (const [name, v] of [["maxMappingsPerRegion", this.#maxPerRegion], ["maxMappingsPerDevice", this.#maxPerDevice]] as const) {
-      if (!Number.isSafeInteger(v) || v < 1) throw new RegionError("bad-config", `${name} must be a positive integer, got ${v}`, { actual: v });
+      if (!Number.isSafeInteger(v) || v < 1) throw new RegionError("BAD_CONFIG", `${name} must be a positive integer, got ${v}`, { actual: v });
     }
     requirePageAligned(options.guestPhysAddr, "shared memory base guest address");
     this.guestPhysAddr = options.guestPhysAddr;
@@ -189,10 +189,10 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
     const seen = new Set<number>();
     try {
       for (const [shmid, size] of sizesOf(options.sizes)) {
-        if (!Number.isInteger(shmid) || shmid < 0 || shmid >= MAX_SHMIDS) throw new RegionError("bad-config", `shmid ${shmid} is not a u8`, { shmid });
-        if (seen.has(shmid)) throw new RegionError("bad-config", `shmid ${shmid} given twice`, { shmid });
+        if (!Number.isInteger(shmid) || shmid < 0 || shmid >= MAX_SHMIDS) throw new RegionError("BAD_CONFIG", `shmid ${shmid} is not a u8`, { shmid });
+        if (seen.has(shmid)) throw new RegionError("BAD_CONFIG", `shmid ${shmid} given twice`, { shmid });
         seen.add(shmid);
-        if (size < 0n || size > U64_MAX) throw new RegionError("bad-config", `size of shmid ${shmid} is not a u64`, { shmid });
+        if (size < 0n || size > U64_MAX) throw new RegionError("BAD_CONFIG", `size of shmid ${shmid} is not a u64`, { shmid });
         if (size === 0n) continue;
         requirePageAligned(size, `size of shmid ${shmid}`, { shmid });
         const end = addU64(next, size, `shmid ${shmid} placement`, { shmid });
@@ -259,12 +259,12 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
   }
 
   #alive(): void {
-    if (this.#disposed) throw new RegionError("disposed", "device shared memory was disposed");
+    if (this.#disposed) throw new RegionError("DISPOSED", "device shared memory was disposed");
   }
 
   #region(shmid: number): Region {
     const r = Number.isInteger(shmid) ? this.#byShmid.get(shmid) : undefined;
-    if (r === undefined) throw new RegionError("unknown-shmid", `shmid ${shmid} has no shared memory region on this device`, { shmid });
+    if (r === undefined) throw new RegionError("UNKNOWN_SHMID", `shmid ${shmid} has no shared memory region on this device`, { shmid });
     return r;
   }
 
@@ -282,13 +282,13 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
    *
    * @param flags - SHMEM_MAP flags (u64): {@link SHMEM_MAP_FLAG_RW} or 0 (read-only).
    * @returns the mapping descriptor (also delivered to listeners as a `map` event).
-   * @throws RegionError `bad-fd`, `unknown-shmid`, `bad-flags`, `zero-size`, `misaligned`,
-   *   `overflow`, `out-of-bounds`, `overlap`, `too-many`, `unsealed`, `mmap-failed`, `disposed`.
+   * @throws RegionError `BAD_FD`, `UNKNOWN_SHMID`, `BAD_FLAGS`, `ZERO_SIZE`, `MISALIGNED`,
+   *   `OVERFLOW`, `OUT_OF_BOUNDS`, `OVERLAP`, `TOO_MANY`, `UNSEALED`, `MMAP_FAILED`, `DISPOSED`.
    */
   map(shmid: number, shmOffset: bigint, len: bigint, fd: FdInput, fdOffset: bigint, flags: bigint): ShmemMapping {
     const raw = takeFd(fd);
     try {
-      if (raw < 0) throw new RegionError("bad-fd", "SHMEM_MAP without a usable fd", { shmid });
+      if (raw < 0) throw new RegionError("BAD_FD", "SHMEM_MAP without a usable fd", { shmid });
       return this.#map(shmid, shmOffset, len, raw, fdOffset, flags);
     } catch (e) {
       closeOwned(raw);
@@ -300,32 +300,32 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
     this.#alive();
     const region = this.#region(shmid);
     const detail: RegionErrorDetail = { request: "SHMEM_MAP", shmid, offset: shmOffset, len };
-    if (flags < 0n || (flags & ~SHMEM_MAP_FLAG_RW) !== 0n) throw new RegionError("bad-flags", `SHMEM_MAP flags 0x${flags.toString(16)} has unknown bits`, { ...detail, actual: flags });
-    if (len === 0n) throw new RegionError("zero-size", "SHMEM_MAP of length 0", detail);
-    if (len < 0n || shmOffset < 0n || fdOffset < 0n) throw new RegionError("overflow", "SHMEM_MAP with a negative value", detail);
+    if (flags < 0n || (flags & ~SHMEM_MAP_FLAG_RW) !== 0n) throw new RegionError("BAD_FLAGS", `SHMEM_MAP flags 0x${flags.toString(16)} has unknown bits`, { ...detail, actual: flags });
+    if (len === 0n) throw new RegionError("ZERO_SIZE", "SHMEM_MAP of length 0", detail);
+    if (len < 0n || shmOffset < 0n || fdOffset < 0n) throw new RegionError("OVERFLOW", "SHMEM_MAP with a negative value", detail);
     requirePageAligned(shmOffset, "SHMEM_MAP shm_offset", detail);
     requirePageAligned(len, "SHMEM_MAP len", detail);
     requirePageAligned(fdOffset, "SHMEM_MAP fd_offset", detail);
     const end = addU64(shmOffset, len, "SHMEM_MAP shm_offset + len", detail);
     const fdEnd = addU64(fdOffset, len, "SHMEM_MAP fd_offset + len", detail);
-    if (end > region.len) throw new RegionError("out-of-bounds", `SHMEM_MAP 0x${shmOffset.toString(16)}+0x${len.toString(16)} leaves shmid ${shmid} of size 0x${region.len.toString(16)}`, { ...detail, expected: region.len, actual: end });
+    if (end > region.len) throw new RegionError("OUT_OF_BOUNDS", `SHMEM_MAP 0x${shmOffset.toString(16)}+0x${len.toString(16)} leaves shmid ${shmid} of size 0x${region.len.toString(16)}`, { ...detail, expected: region.len, actual: end });
     const at = insertionIndex(region.mappings, shmOffset);
     for (const n of [region.mappings[at - 1], region.mappings[at]]) {
       if (n !== undefined && rangesOverlap(n.start, n.len, shmOffset, len)) {
-        throw new RegionError("overlap", `SHMEM_MAP 0x${shmOffset.toString(16)}+0x${len.toString(16)} overlaps the mapping at 0x${n.start.toString(16)}+0x${n.len.toString(16)} of shmid ${shmid}`, detail);
+        throw new RegionError("OVERLAP", `SHMEM_MAP 0x${shmOffset.toString(16)}+0x${len.toString(16)} overlaps the mapping at 0x${n.start.toString(16)}+0x${n.len.toString(16)} of shmid ${shmid}`, detail);
       }
     }
-    if (region.mappings.length >= this.#maxPerRegion) throw new RegionError("too-many", `shmid ${shmid} already has ${region.mappings.length} mappings`, { ...detail, expected: this.#maxPerRegion });
-    if (this.#live >= this.#maxPerDevice) throw new RegionError("too-many", `device already has ${this.#live} mappings`, { ...detail, expected: this.#maxPerDevice });
+    if (region.mappings.length >= this.#maxPerRegion) throw new RegionError("TOO_MANY", `shmid ${shmid} already has ${region.mappings.length} mappings`, { ...detail, expected: this.#maxPerRegion });
+    if (this.#live >= this.#maxPerDevice) throw new RegionError("TOO_MANY", `device already has ${this.#live} mappings`, { ...detail, expected: this.#maxPerDevice });
     const st = fstatSize(fd);
     if (st === undefined) {
       const errno = mmanErrno();
-      throw new RegionError("bad-fd", `fstat of the SHMEM_MAP fd failed (errno ${errno})`, detail, { errno, syscall: "fstat" });
+      throw new RegionError("BAD_FD", `fstat of the SHMEM_MAP fd failed (errno ${errno})`, detail, { errno, syscall: "fstat" });
     }
-    if (st.regular && fdEnd > st.size) throw new RegionError("out-of-bounds", `SHMEM_MAP fd_offset + len 0x${fdEnd.toString(16)} is past the end of the file (0x${st.size.toString(16)})`, { ...detail, expected: st.size, actual: fdEnd });
+    if (st.regular && fdEnd > st.size) throw new RegionError("OUT_OF_BOUNDS", `SHMEM_MAP fd_offset + len 0x${fdEnd.toString(16)} is past the end of the file (0x${st.size.toString(16)})`, { ...detail, expected: st.size, actual: fdEnd });
     if (st.regular && this.#requireSealed) {
       const seals = getSeals(fd);
-      if (seals < 0 || (seals & SEAL.SHRINK) === 0) throw new RegionError("unsealed", "SHMEM_MAP of a file the back-end can still shrink (no F_SEAL_SHRINK): an access after a truncate would be SIGBUS", detail);
+      if (seals < 0 || (seals & SEAL.SHRINK) === 0) throw new RegionError("UNSEALED", "SHMEM_MAP of a file the back-end can still shrink (no F_SEAL_SHRINK): an access after a truncate would be SIGBUS", detail);
     }
     const writable = (flags & SHMEM_MAP_FLAG_RW) !== 0n;
     const length = toLength(len, "SHMEM_MAP len", detail);
@@ -336,7 +336,7 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
     if (!r.ok) {
       // A failed MAP_FIXED may already have discarded the old pages: put the reservation back.
       reserve(target, length, detail);
-      throw new RegionError("mmap-failed", `SHMEM_MAP mmap failed (errno ${r.errno})`, detail, { errno: r.errno, syscall: "mmap" });
+      throw new RegionError("MMAP_FAILED", `SHMEM_MAP mmap failed (errno ${r.errno})`, detail, { errno: r.errno, syscall: "mmap" });
     }
     const info: ShmemMapping = { shmid, shmOffset, len, guestPhysAddr: guestAddress(region.start + shmOffset), fd, fdOffset, writable };
     region.mappings.splice(at, 0, { start: shmOffset, len, end: shmOffset + len, info, host: new HostMapping(r.addr, length) });
@@ -349,8 +349,8 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
    * BACKEND_SHMEM_UNMAP: removes the mapping that is exactly `[shmOffset, shmOffset + len)` of
    * region `shmid`, restores the PROT_NONE reservation over it with one `MAP_FIXED` mmap, and closes
    * the mapping's fd.
-   * @throws RegionError `unknown-shmid`, `not-found` (no mapping matches exactly), `mmap-failed`
-   *   (the mapping then stays in place), `disposed`.
+   * @throws RegionError `UNKNOWN_SHMID`, `NOT_FOUND` (no mapping matches exactly), `MMAP_FAILED`
+   *   (the mapping then stays in place), `DISPOSED`.
    */
   unmap(shmid: number, shmOffset: bigint, len: bigint): void {
     this.#alive();
@@ -358,7 +358,7 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
     const i = insertionIndex(region.mappings, shmOffset);
     const m = region.mappings[i];
     if (m === undefined || m.start !== shmOffset || m.len !== len) {
-      throw new RegionError("not-found", `SHMEM_UNMAP 0x${shmOffset.toString(16)}+0x${len.toString(16)} matches no mapping of shmid ${shmid}`, {
+      throw new RegionError("NOT_FOUND", `SHMEM_UNMAP 0x${shmOffset.toString(16)}+0x${len.toString(16)} matches no mapping of shmid ${shmid}`, {
         request: "SHMEM_UNMAP",
         shmid,
         offset: shmOffset,
@@ -418,7 +418,7 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
 
   /**
    * Copies guest memory at `addr` into `dst`; the whole range must be mapped.
-   * @throws RegionError `unmapped`, `overflow`.
+   * @throws RegionError `UNMAPPED`, `OVERFLOW`.
    */
   read(addr: GuestAddress, dst: Uint8Array): Promise<void> {
     return readThrough((a, l) => this.translate(a, l), addr, dst);
@@ -427,7 +427,7 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
   /**
    * Copies `src` to guest memory at `addr`; the whole range must be mapped and writable, checked
    * before any byte is written.
-   * @throws RegionError `unmapped`, `read-only`, `overflow`.
+   * @throws RegionError `UNMAPPED`, `READ_ONLY`, `OVERFLOW`.
    */
   write(addr: GuestAddress, src: Uint8Array): Promise<void> {
     return writeThrough((a, l) => this.translate(a, l), addr, src);

@@ -85,7 +85,7 @@ export function spanOf(host: HostMapping, offset: number, want: number, writable
 
 /**
  * Translates all of `[addr, addr + len)` into spans before any byte is copied (all or nothing).
- * @throws RegionError `unmapped`, `overflow` or (`forWrite`) `read-only`.
+ * @throws RegionError `UNMAPPED`, `OVERFLOW` or (`forWrite`) `READ_ONLY`.
  * @internal
  */
 export function collectSpans(translate: (addr: GuestAddress, len: number) => TranslateResult, addr: GuestAddress, len: number, forWrite: boolean): HostSpan[] {
@@ -96,14 +96,14 @@ export function collectSpans(translate: (addr: GuestAddress, len: number) => Tra
     const r = translate(at, len - done);
     // An empty span makes no progress: treat it as a miss (a faulty GuestMemory must not hang this).
     if (!r.ok || r.span.bytes.length === 0) {
-      const code = !r.ok && r.miss.kind === "overflow" ? "overflow" : "unmapped";
+      const code = !r.ok && r.miss.kind === "overflow" ? "OVERFLOW" : "UNMAPPED";
       throw new RegionError(code, `guest range 0x${addr.toString(16)}+0x${len.toString(16)} is not backed at 0x${at.toString(16)}`, {
         guestPhysAddr: at,
         len: BigInt(len),
       });
     }
     if (forWrite && !r.span.writable) {
-      throw new RegionError("read-only", `write to read-only guest memory at 0x${at.toString(16)}`, { guestPhysAddr: at, len: BigInt(len) });
+      throw new RegionError("READ_ONLY", `write to read-only guest memory at 0x${at.toString(16)}`, { guestPhysAddr: at, len: BigInt(len) });
     }
     // A span longer than asked for is clipped (the interface allows shorter ones only).
     const span = r.span.bytes.length > len - done ? { bytes: r.span.bytes.subarray(0, len - done), writable: r.span.writable } : r.span;
@@ -118,8 +118,8 @@ export function collectSpans(translate: (addr: GuestAddress, len: number) => Tra
  * range crosses regions), checked before anything is touched: for copying straight to or from guest
  * memory without an intermediate buffer. Use the views at once: a later unmap invalidates them.
  * @param forWrite - also require every part to be writable.
- * @throws RegionError `unmapped` (some part does not translate), `overflow` (bad range),
- *   `read-only` (`forWrite` and a read-only part).
+ * @throws RegionError `UNMAPPED` (some part does not translate), `OVERFLOW` (bad range),
+ *   `READ_ONLY` (`forWrite` and a read-only part).
  */
 export function translateRange(memory: Pick<GuestMemory, "translate">, addr: GuestAddress, len: number, forWrite: boolean): HostSpan[] {
   return collectSpans((a, l) => memory.translate(a, l), addr, len, forWrite);

@@ -34,7 +34,7 @@ describe("GuestRam", () => {
     );
     for (const r of table) assert.equal(getSeals(r.fd) & (SEAL.SHRINK | SEAL.GROW), SEAL.SHRINK | SEAL.GROW);
     assert.equal(ram.userAddressOf(guestAddress(4n * MiB + 8n)), SYNTHETIC_USER_BASE + 4n * MiB + 8n);
-    rejects("unmapped", () => ram.userAddressOf(guestAddress(3n * MiB)));
+    rejects("UNMAPPED", () => ram.userAddressOf(guestAddress(3n * MiB)));
   });
 
   test("front-end RAM shared with a back-end memory table (fds as SCM_RIGHTS would dup them)", async () => {
@@ -55,11 +55,11 @@ describe("GuestRam", () => {
   });
 
   const bad: [string, RegionErrorCode, () => unknown][] = [
-    ["zero size", "zero-size", () => new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 0n }] })],
-    ["unaligned address", "misaligned", () => new GuestRam({ blocks: [{ guestPhysAddr: 1n, size: P }] })],
-    ["unaligned size", "misaligned", () => new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: P + 1n }] })],
-    ["overlapping blocks", "overlap", () => new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 2n * P }, { guestPhysAddr: P, size: P }] })],
-    ["end wraps u64", "overflow", () => new GuestRam({ blocks: [{ guestPhysAddr: (1n << 64n) - P, size: 2n * P }] })],
+    ["zero size", "ZERO_SIZE", () => new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 0n }] })],
+    ["unaligned address", "MISALIGNED", () => new GuestRam({ blocks: [{ guestPhysAddr: 1n, size: P }] })],
+    ["unaligned size", "MISALIGNED", () => new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: P + 1n }] })],
+    ["overlapping blocks", "OVERLAP", () => new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 2n * P }, { guestPhysAddr: P, size: P }] })],
+    ["end wraps u64", "OVERFLOW", () => new GuestRam({ blocks: [{ guestPhysAddr: (1n << 64n) - P, size: 2n * P }] })],
   ];
   for (const [name, code, make] of bad) {
     test(`rejects ${name} and leaves nothing open`, () => {
@@ -81,7 +81,7 @@ describe("GuestAddressSpace", () => {
     dev.map(0, 0n, 2n * P, rw, 0n, 1n);
     dev.map(0, 2n * P, P, ro, 0n, 0n);
     await space.write(guestAddress(MiB + 2n * P - 2n), new Uint8Array([5, 6])); // end of the RW mapping
-    await assert.rejects(space.write(guestAddress(MiB + 2n * P - 1n), new Uint8Array([7, 7])), (e: unknown) => isRegionError(e) && e.code === "read-only");
+    await assert.rejects(space.write(guestAddress(MiB + 2n * P - 1n), new Uint8Array([7, 7])), (e: unknown) => isRegionError(e) && e.code === "READ_ONLY");
     const out = new Uint8Array(3);
     await space.read(guestAddress(MiB + 2n * P - 2n), out);
     assert.deepEqual([...out], [5, 6, 0]);
@@ -90,15 +90,15 @@ describe("GuestAddressSpace", () => {
     assert.equal(span.span.writable, false);
     assert.deepEqual(space.translate(guestAddress(MiB + 3n * P), 1), { ok: false, miss: { kind: "unmapped", addr: MiB + 3n * P } });
     assert.equal(space.translate(guestAddress(MiB + 16n * P), 1).ok, false);
-    await assert.rejects(space.read(guestAddress(MiB + 3n * P - 1n), new Uint8Array(2)), (e: unknown) => isRegionError(e) && e.code === "unmapped");
+    await assert.rejects(space.read(guestAddress(MiB + 3n * P - 1n), new Uint8Array(2)), (e: unknown) => isRegionError(e) && e.code === "UNMAPPED");
     await space.read(guestAddress(MiB - 1n), new Uint8Array(2)); // RAM end into the RW mapping
-    await assert.rejects(space.read(guestAddress(MiB + 20n * P - 1n), new Uint8Array(2)), (e: unknown) => isRegionError(e) && e.code === "unmapped");
+    await assert.rejects(space.read(guestAddress(MiB + 20n * P - 1n), new Uint8Array(2)), (e: unknown) => isRegionError(e) && e.code === "UNMAPPED");
     // translateRange: the same checks, as views (RAM end + RW mapping + RO mapping).
     const views = translateRange(space, guestAddress(MiB - 4n), 4 + 3 * Number(P), false);
     assert.deepEqual(views.map((v) => [v.bytes.length, v.writable]), [[4, true], [2 * Number(P), true], [Number(P), false]]);
-    rejects("read-only", () => translateRange(space, guestAddress(MiB + 2n * P - 1n), 2, true));
-    rejects("unmapped", () => translateRange(space, guestAddress(MiB + 3n * P - 1n), 2, false));
-    rejects("unmapped", () => translateRange({ translate: () => ({ ok: true, span: { bytes: new Uint8Array(0), writable: true } }) }, guestAddress(0n), 1, false));
+    rejects("READ_ONLY", () => translateRange(space, guestAddress(MiB + 2n * P - 1n), 2, true));
+    rejects("UNMAPPED", () => translateRange(space, guestAddress(MiB + 3n * P - 1n), 2, false));
+    rejects("UNMAPPED", () => translateRange({ translate: () => ({ ok: true, span: { bytes: new Uint8Array(0), writable: true } }) }, guestAddress(0n), 1, false));
     await space.write(guestAddress(10n), new Uint8Array([9]));
     const nine = new Uint8Array(1);
     await ram.read(guestAddress(10n), nine);
@@ -111,10 +111,10 @@ describe("GuestAddressSpace", () => {
   test("rejects a device window overlapping RAM or another device", () => {
     using ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
     using dev = new DeviceSharedMemory({ sizes: [P], guestPhysAddr: guestAddress(MiB - P) });
-    rejects("overlap", () => new GuestAddressSpace(ram, [dev]));
+    rejects("OVERLAP", () => new GuestAddressSpace(ram, [dev]));
     using a = new DeviceSharedMemory({ sizes: [2n * P], guestPhysAddr: guestAddress(2n * MiB) });
     using b = new DeviceSharedMemory({ sizes: [P], guestPhysAddr: guestAddress(2n * MiB + P) });
     const space = new GuestAddressSpace(ram, [a]);
-    rejects("overlap", () => space.addDevice(b));
+    rejects("OVERLAP", () => space.addDevice(b));
   });
 });

@@ -90,7 +90,7 @@ describe("MemoryTable", () => {
     const out = new Uint8Array(4);
     await t.read(guestAddress(P - 2n), out);
     assert.deepEqual([...out], [1, 2, 3, 4]);
-    await assert.rejects(t.write(guestAddress(2n * P - 1n), new Uint8Array([9, 9])), (e: unknown) => isRegionError(e) && e.code === "unmapped");
+    await assert.rejects(t.write(guestAddress(2n * P - 1n), new Uint8Array([9, 9])), (e: unknown) => isRegionError(e) && e.code === "UNMAPPED");
     const last = new Uint8Array(1);
     await t.read(guestAddress(2n * P - 1n), last);
     assert.equal(last[0], 0);
@@ -102,7 +102,7 @@ describe("MemoryTable", () => {
     t.setMemTable([region(0n, 1n)]);
     await t.write(guestAddress(0n), new Uint8Array([7]));
     const bad = [region(0x100000n, 1n), region(0x200000n, 1n), { ...region(0x300000n, 1n), mmapOffset: 8n * P }];
-    rejects("out-of-bounds", () => t.setMemTable(bad));
+    rejects("OUT_OF_BOUNDS", () => t.setMemTable(bad));
     for (const r of bad) assert.equal(fdOpen(r.fd), false);
     assert.deepEqual(t.regions().map((r) => r.guestPhysAddr), [0n]);
     const out = new Uint8Array(1);
@@ -168,9 +168,9 @@ describe("MemoryTable", () => {
     t.addRegion(region(0n, 2n));
     t.addRegion(region(4n * P, 1n, P));
     const stray = memfd(P);
-    rejects("not-found", () => t.removeRegion({ guestPhysAddr: 0n, memorySize: P, userspaceAddr: U }, [stray]));
+    rejects("NOT_FOUND", () => t.removeRegion({ guestPhysAddr: 0n, memorySize: P, userspaceAddr: U }, [stray]));
     assert.equal(fdOpen(stray), false);
-    rejects("not-found", () => t.removeRegion({ guestPhysAddr: 0n, memorySize: 2n * P, userspaceAddr: U + 1n }));
+    rejects("NOT_FOUND", () => t.removeRegion({ guestPhysAddr: 0n, memorySize: 2n * P, userspaceAddr: U + 1n }));
     t.removeRegion({ guestPhysAddr: 4n * P, memorySize: P, userspaceAddr: U + 4n * P, mmapOffset: 0n });
     assert.equal(t.translate(guestAddress(4n * P), 1).ok, false);
     t.removeRegion({ guestPhysAddr: 0n, memorySize: 2n * P, userspaceAddr: U });
@@ -179,18 +179,18 @@ describe("MemoryTable", () => {
   });
 
   const bad: [string, RegionErrorCode, (t: MemoryTable) => MemoryRegionWithFd & { fd: number }][] = [
-    ["zero size", "zero-size", () => ({ ...region(0x100000n, 1n), memorySize: 0n })],
-    ["gpa + size wraps", "overflow", () => ({ ...region(0n, 1n), guestPhysAddr: (1n << 64n) - P / 2n })],
-    ["uaddr + size wraps", "overflow", () => ({ ...region(0x100000n, 1n), userspaceAddr: (1n << 64n) - 1n })],
-    ["mmap_offset + size wraps", "overflow", () => ({ ...region(0x100000n, 1n), mmapOffset: (1n << 64n) - P })],
-    ["unaligned mmap_offset", "misaligned", () => ({ ...region(0x100000n, 1n), mmapOffset: 8n })],
-    ["overlap in GPA space", "overlap", () => ({ ...region(P, 1n), userspaceAddr: 0x1_0000_0000n })],
-    ["overlap in uaddr space", "overlap", () => ({ ...region(0x100000n, 1n), userspaceAddr: U + P })],
-    ["duplicate", "duplicate", () => region(0n, 2n)],
-    ["past the end of the file", "out-of-bounds", () => ({ ...region(0x100000n, 1n), memorySize: 2n * P })],
+    ["zero size", "ZERO_SIZE", () => ({ ...region(0x100000n, 1n), memorySize: 0n })],
+    ["gpa + size wraps", "OVERFLOW", () => ({ ...region(0n, 1n), guestPhysAddr: (1n << 64n) - P / 2n })],
+    ["uaddr + size wraps", "OVERFLOW", () => ({ ...region(0x100000n, 1n), userspaceAddr: (1n << 64n) - 1n })],
+    ["mmap_offset + size wraps", "OVERFLOW", () => ({ ...region(0x100000n, 1n), mmapOffset: (1n << 64n) - P })],
+    ["unaligned mmap_offset", "MISALIGNED", () => ({ ...region(0x100000n, 1n), mmapOffset: 8n })],
+    ["overlap in GPA space", "OVERLAP", () => ({ ...region(P, 1n), userspaceAddr: 0x1_0000_0000n })],
+    ["overlap in uaddr space", "OVERLAP", () => ({ ...region(0x100000n, 1n), userspaceAddr: U + P })],
+    ["DUPLICATE", "DUPLICATE", () => region(0n, 2n)],
+    ["past the end of the file", "OUT_OF_BOUNDS", () => ({ ...region(0x100000n, 1n), memorySize: 2n * P })],
     [
       "negative fd",
-      "bad-fd",
+      "BAD_FD",
       () => {
         const r = region(0x100000n, 1n);
         closeFd(r.fd);
@@ -222,7 +222,7 @@ describe("MemoryTable", () => {
     const first = { guestPhysAddr: 0x100000n, memorySize: P, userspaceAddr: U + 0x100000n, mmapOffset: 0n, fd: memfd(P, "mt-new") };
     // A directory passes every check (not a regular file) but mmap refuses it (ENODEV).
     const dir = { guestPhysAddr: 0x200000n, memorySize: P, userspaceAddr: U + 0x200000n, mmapOffset: 0n, fd: openSync("/proc/self", "r") };
-    assert.throws(() => t.setMemTable([first, dir]), (e: unknown) => isRegionError(e) && e.code === "mmap-failed" && e.errno > 0 && e.syscall === "mmap");
+    assert.throws(() => t.setMemTable([first, dir]), (e: unknown) => isRegionError(e) && e.code === "MMAP_FAILED" && e.errno > 0 && e.syscall === "mmap");
     assert.equal(memfdVmas("mt-new"), 0);
     assert.equal(memfdVmas("mt-old"), 1);
     assert.equal(fdCount(), before);
@@ -248,25 +248,25 @@ describe("MemoryTable", () => {
     assert.deepEqual([...b.span.bytes], [5, 6, 7, 8]);
   });
 
-  test("slot cap: GET_MAX_MEM_SLOTS value and too-many", () => {
+  test("slot cap: GET_MAX_MEM_SLOTS value and TOO_MANY", () => {
     using t = new MemoryTable({ maxSlots: 2 });
     t.addRegion(region(0n, 1n));
     t.addRegion(region(P, 1n));
     const r = region(2n * P, 1n);
-    rejects("too-many", () => t.addRegion(r));
+    rejects("TOO_MANY", () => t.addRegion(r));
     assert.equal(fdOpen(r.fd), false);
     const three = [region(0n, 1n), region(P, 1n), region(2n * P, 1n)];
-    rejects("too-many", () => t.setMemTable(three));
+    rejects("TOO_MANY", () => t.setMemTable(three));
     for (const x of three) assert.equal(fdOpen(x.fd), false);
-    rejects("bad-config", () => new MemoryTable({ maxSlots: 0 }));
+    rejects("BAD_CONFIG", () => new MemoryTable({ maxSlots: 0 }));
   });
 
   test("SET_MEM_TABLE duplicate and overlap inside the new table", () => {
     using t = new MemoryTable();
     const dup = [region(0n, 1n), region(0n, 1n)];
-    rejects("duplicate", () => t.setMemTable(dup));
+    rejects("DUPLICATE", () => t.setMemTable(dup));
     const ov = [region(0n, 2n), region(P, 1n)];
-    rejects("overlap", () => t.setMemTable(ov));
+    rejects("OVERLAP", () => t.setMemTable(ov));
     for (const r of [...dup, ...ov]) assert.equal(fdOpen(r.fd), false);
   });
 
@@ -274,7 +274,7 @@ describe("MemoryTable", () => {
     const t = new MemoryTable();
     t.dispose();
     const r = region(0n, 1n);
-    rejects("disposed", () => t.addRegion(r));
+    rejects("DISPOSED", () => t.addRegion(r));
     assert.equal(fdOpen(r.fd), false);
   });
 });

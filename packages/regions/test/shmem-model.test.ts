@@ -52,15 +52,15 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
 
 function expectMap(model: ModelMapping[][], c: Extract<Cmd, { op: "map" }>): RegionErrorCode | undefined {
   const region = model[c.shmid];
-  if (region === undefined) return "unknown-shmid";
-  if (c.flags > 1) return "bad-flags";
-  if (c.len === 0) return "zero-size";
-  if (c.skew !== 0) return "misaligned";
-  if (c.off + c.len > SIZES[c.shmid]!) return "out-of-bounds";
-  if (region.some((m) => c.off < m.off + m.len && m.off < c.off + c.len)) return "overlap";
-  if (region.length >= PER_REGION) return "too-many";
-  if (model.flat().length >= PER_DEVICE) return "too-many";
-  if (c.fdOff + c.len > c.fileLen) return "out-of-bounds";
+  if (region === undefined) return "UNKNOWN_SHMID";
+  if (c.flags > 1) return "BAD_FLAGS";
+  if (c.len === 0) return "ZERO_SIZE";
+  if (c.skew !== 0) return "MISALIGNED";
+  if (c.off + c.len > SIZES[c.shmid]!) return "OUT_OF_BOUNDS";
+  if (region.some((m) => c.off < m.off + m.len && m.off < c.off + c.len)) return "OVERLAP";
+  if (region.length >= PER_REGION) return "TOO_MANY";
+  if (model.flat().length >= PER_DEVICE) return "TOO_MANY";
+  if (c.fdOff + c.len > c.fileLen) return "OUT_OF_BOUNDS";
   return undefined;
 }
 
@@ -122,7 +122,7 @@ test("random map/unmap/reset sequences agree with a simple model; no leaked VMAs
               region!.splice(i, 1);
             } catch (e) {
               if (!isRegionError(e)) throw e;
-              assert.equal(e.code, region === undefined ? "unknown-shmid" : "not-found");
+              assert.equal(e.code, region === undefined ? "UNKNOWN_SHMID" : "NOT_FOUND");
               assert.equal(i, -1);
             }
           }

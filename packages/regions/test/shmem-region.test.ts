@@ -79,7 +79,7 @@ describe("DeviceSharedMemory reservations", () => {
     assert.equal(memfdVmas("dispose-blob"), 0, "the blob mapping is gone");
     assert.notDeepEqual(layout(w0, 16n * P), ["0+10000:---p"], "the reservation is gone");
     assert.equal(fdCount(), before);
-    rejects("disposed", () => dev.map(0, 0n, P, memfd(P), 0n, 0n));
+    rejects("DISPOSED", () => dev.map(0, 0n, P, memfd(P), 0n, 0n));
     assert.equal(fdCount(), before);
   });
 
@@ -98,21 +98,21 @@ describe("DeviceSharedMemory reservations", () => {
 
 describe("DeviceSharedMemory.map rejections (fd always closed)", () => {
   const cases: [string, RegionErrorCode, (dev: DeviceSharedMemory, fd: number) => unknown][] = [
-    ["unknown shmid", "unknown-shmid", (d, fd) => d.map(7, 0n, P, fd, 0n, 0n)],
-    ["zero-sized shmid", "unknown-shmid", (d, fd) => d.map(1, 0n, P, fd, 0n, 0n)],
-    ["len 0", "zero-size", (d, fd) => d.map(0, 0n, 0n, fd, 0n, 0n)],
-    ["unaligned shm_offset", "misaligned", (d, fd) => d.map(0, 1n, P, fd, 0n, 0n)],
-    ["unaligned len", "misaligned", (d, fd) => d.map(0, 0n, P + 1n, fd, 0n, 0n)],
-    ["unaligned fd_offset", "misaligned", (d, fd) => d.map(0, 0n, P, fd, 8n, 0n)],
-    ["shm_offset + len wraps", "overflow", (d, fd) => d.map(0, (1n << 64n) - P, P, fd, 0n, 0n)],
-    ["fd_offset + len wraps", "overflow", (d, fd) => d.map(0, 0n, P, fd, (1n << 64n) - P, 0n)],
-    ["past the region end", "out-of-bounds", (d, fd) => d.map(0, 15n * P, 2n * P, fd, 0n, 0n)],
-    ["past the end of the file", "out-of-bounds", (d, fd) => d.map(0, 8n * P, 8n * P, fd, 0n, 0n)],
-    ["unknown flag bits", "bad-flags", (d, fd) => d.map(0, 0n, P, fd, 0n, 2n)],
-    ["negative flags", "bad-flags", (d, fd) => d.map(0, 0n, P, fd, 0n, -1n)],
-    ["overlap with a mapping", "overlap", (d, fd) => d.map(0, 3n * P, 2n * P, fd, 0n, 0n)],
-    ["overlap at the start of a mapping", "overlap", (d, fd) => d.map(0, 4n * P, P, fd, 0n, 0n)],
-    ["overlap across a mapping", "overlap", (d, fd) => d.map(0, 3n * P, 4n * P, fd, 0n, 0n)],
+    ["unknown shmid", "UNKNOWN_SHMID", (d, fd) => d.map(7, 0n, P, fd, 0n, 0n)],
+    ["zero-sized shmid", "UNKNOWN_SHMID", (d, fd) => d.map(1, 0n, P, fd, 0n, 0n)],
+    ["len 0", "ZERO_SIZE", (d, fd) => d.map(0, 0n, 0n, fd, 0n, 0n)],
+    ["unaligned shm_offset", "MISALIGNED", (d, fd) => d.map(0, 1n, P, fd, 0n, 0n)],
+    ["unaligned len", "MISALIGNED", (d, fd) => d.map(0, 0n, P + 1n, fd, 0n, 0n)],
+    ["unaligned fd_offset", "MISALIGNED", (d, fd) => d.map(0, 0n, P, fd, 8n, 0n)],
+    ["shm_offset + len wraps", "OVERFLOW", (d, fd) => d.map(0, (1n << 64n) - P, P, fd, 0n, 0n)],
+    ["fd_offset + len wraps", "OVERFLOW", (d, fd) => d.map(0, 0n, P, fd, (1n << 64n) - P, 0n)],
+    ["past the region end", "OUT_OF_BOUNDS", (d, fd) => d.map(0, 15n * P, 2n * P, fd, 0n, 0n)],
+    ["past the end of the file", "OUT_OF_BOUNDS", (d, fd) => d.map(0, 8n * P, 8n * P, fd, 0n, 0n)],
+    ["unknown flag bits", "BAD_FLAGS", (d, fd) => d.map(0, 0n, P, fd, 0n, 2n)],
+    ["negative flags", "BAD_FLAGS", (d, fd) => d.map(0, 0n, P, fd, 0n, -1n)],
+    ["overlap with a mapping", "OVERLAP", (d, fd) => d.map(0, 3n * P, 2n * P, fd, 0n, 0n)],
+    ["overlap at the start of a mapping", "OVERLAP", (d, fd) => d.map(0, 4n * P, P, fd, 0n, 0n)],
+    ["overlap across a mapping", "OVERLAP", (d, fd) => d.map(0, 3n * P, 4n * P, fd, 0n, 0n)],
   ];
   for (const [name, code, call] of cases) {
     test(name, () => {
@@ -134,7 +134,7 @@ describe("DeviceSharedMemory.map rejections (fd always closed)", () => {
     using dev = device();
     const before = fdCount();
     const fd = memfd(4n * P, "unsealed", false);
-    rejects("unsealed", () => dev.map(0, 0n, P, fd, 0n, 0n));
+    rejects("UNSEALED", () => dev.map(0, 0n, P, fd, 0n, 0n));
     assert.equal(fdOpen(fd), false);
     assert.equal(fdCount(), before);
     assert.equal(dev.mappingCount, 0);
@@ -145,8 +145,8 @@ describe("DeviceSharedMemory.map rejections (fd always closed)", () => {
 
   test("bad fd: negative, and an owner already closed", () => {
     using dev = device();
-    rejects("bad-fd", () => dev.map(0, 0n, P, -1, 0n, 0n));
-    rejects("bad-fd", () =>
+    rejects("BAD_FD", () => dev.map(0, 0n, P, -1, 0n, 0n));
+    rejects("BAD_FD", () =>
       dev.map(0, 0n, P, { transfer: () => {
         throw new RangeError("closed");
       } }, 0n, 0n),
@@ -170,7 +170,7 @@ describe("DeviceSharedMemory.map rejections (fd always closed)", () => {
     // A directory fd passes every check (not a regular file) but mmap refuses it (ENODEV).
     const dirFd = openSync("/proc/self", "r");
     const before = fdCount();
-    rejects("mmap-failed", () => dev.map(0, 0n, P, dirFd, 0n, 0n));
+    rejects("MMAP_FAILED", () => dev.map(0, 0n, P, dirFd, 0n, 0n));
     assert.equal(fdCount(), before - 1);
     assert.deepEqual(layout(w, 16n * P), ["0+10000:---p"]);
   });
@@ -181,9 +181,9 @@ describe("DeviceSharedMemory.map rejections (fd always closed)", () => {
     dev.map(0, 0n, P, memfd(P), 0n, 0n);
     dev.map(0, P, P, memfd(P), 0n, 0n);
     const f1 = memfd(P);
-    rejects("too-many", () => dev.map(0, 2n * P, P, f1, 0n, 0n));
+    rejects("TOO_MANY", () => dev.map(0, 2n * P, P, f1, 0n, 0n));
     dev.map(1, 0n, P, memfd(P), 0n, 0n);
-    rejects("too-many", () => dev.map(1, P, P, memfd(P), 0n, 0n));
+    rejects("TOO_MANY", () => dev.map(1, P, P, memfd(P), 0n, 0n));
     assert.equal(fdCount(), before + 3);
     dev.unmap(0, 0n, P);
     dev.map(1, P, P, memfd(P), 0n, 0n);
@@ -196,12 +196,12 @@ describe("DeviceSharedMemory.unmap", () => {
     using dev = device();
     dev.map(0, 2n * P, 4n * P, memfd(4n * P), 0n, 1n);
     dev.map(0, 6n * P, 2n * P, memfd(2n * P), 0n, 1n);
-    rejects("not-found", () => dev.unmap(0, 2n * P, 2n * P));
-    rejects("not-found", () => dev.unmap(0, 3n * P, 3n * P));
-    rejects("not-found", () => dev.unmap(0, 2n * P, 6n * P));
-    rejects("not-found", () => dev.unmap(0, 0n, P));
-    rejects("unknown-shmid", () => dev.unmap(1, 2n * P, 4n * P));
-    rejects("not-found", () => dev.unmap(2, 2n * P, 4n * P));
+    rejects("NOT_FOUND", () => dev.unmap(0, 2n * P, 2n * P));
+    rejects("NOT_FOUND", () => dev.unmap(0, 3n * P, 3n * P));
+    rejects("NOT_FOUND", () => dev.unmap(0, 2n * P, 6n * P));
+    rejects("NOT_FOUND", () => dev.unmap(0, 0n, P));
+    rejects("UNKNOWN_SHMID", () => dev.unmap(1, 2n * P, 4n * P));
+    rejects("NOT_FOUND", () => dev.unmap(2, 2n * P, 4n * P));
     assert.equal(dev.mappingCount, 2);
     dev.unmap(0, 6n * P, 2n * P);
     dev.unmap(0, 2n * P, 4n * P);
@@ -244,12 +244,12 @@ describe("eager propagation from mapping events", () => {
 
 describe("DeviceSharedMemory configuration", () => {
   const bad: [string, RegionErrorCode, () => unknown][] = [
-    ["size not a page multiple", "misaligned", () => device([P + 1n])],
-    ["base not page-aligned", "misaligned", () => new DeviceSharedMemory({ sizes: [P], guestPhysAddr: guestAddress(5n) })],
-    ["more than 256 shmids", "bad-config", () => device(new Array<bigint>(257).fill(0n))],
-    ["shmid not a u8", "bad-config", () => new DeviceSharedMemory({ sizes: new Map([[256, P]]), guestPhysAddr: BASE })],
-    ["placement wraps u64", "overflow", () => new DeviceSharedMemory({ sizes: [P, P], guestPhysAddr: guestAddress((1n << 64n) - P) })],
-    ["cap zero", "bad-config", () => device([P], { maxMappingsPerRegion: 0 })],
+    ["size not a page multiple", "MISALIGNED", () => device([P + 1n])],
+    ["base not page-aligned", "MISALIGNED", () => new DeviceSharedMemory({ sizes: [P], guestPhysAddr: guestAddress(5n) })],
+    ["more than 256 shmids", "BAD_CONFIG", () => device(new Array<bigint>(257).fill(0n))],
+    ["shmid not a u8", "BAD_CONFIG", () => new DeviceSharedMemory({ sizes: new Map([[256, P]]), guestPhysAddr: BASE })],
+    ["placement wraps u64", "OVERFLOW", () => new DeviceSharedMemory({ sizes: [P, P], guestPhysAddr: guestAddress((1n << 64n) - P) })],
+    ["cap zero", "BAD_CONFIG", () => device([P], { maxMappingsPerRegion: 0 })],
   ];
   for (const [name, code, make] of bad) test(name, () => rejects(code, make));
 

@@ -105,7 +105,7 @@ describe("against qemu-storage-daemon 7.2", { timeout: 90_000 }, () => {
     try {
       const d = await guest.addDevice({ socketPath: qsd.socketPath });
       const blk = await BlkDriver.attach(d);
-      await assert.rejects(blk.read(2048n, 1), (err: unknown) => isFrontendError(err) && err.code === "io-error" && /IOERR/.test(err.message));
+      await assert.rejects(blk.read(2048n, 1), (err: unknown) => isFrontendError(err) && err.code === "IO_ERROR" && /IOERR/.test(err.message));
       assert.equal((await blk.read(2047n, 1)).byteLength, 512);
       assert.equal(d.failed, undefined);
       await d.close();

@@ -47,6 +47,13 @@ export function readText(path: string): string | undefined {
   return text.includes("\0") ? undefined : text;
 }
 
+/** 1-based line of character `index` in `text` (where a finding points). */
+export function lineAt(text: string, index: number): number {
+  let n = 1;
+  for (let i = text.indexOf("\n"); i !== -1 && i < index; i = text.indexOf("\n", i + 1)) n++;
+  return n;
+}
+
 /** `path` relative to `root`, with `/` separators (how findings name files). */
 export function relPath(root: string, path: string): string {
   return relative(root, path).split(sep).join("/");

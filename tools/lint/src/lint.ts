@@ -7,13 +7,14 @@ import { walkFiles, workspaces } from "./files.js";
 import type { Finding, LintContext, Rule } from "./finding.js";
 import { dependencies } from "./rules/dependencies.js";
 import { docReferences } from "./rules/doc-references.js";
+import { errorCodes } from "./rules/error-codes.js";
 import { fileSize } from "./rules/file-size.js";
 import { importCycles } from "./rules/import-cycles.js";
 import { libraryCode } from "./rules/library-code.js";
 import { testHygiene } from "./rules/test-hygiene.js";
 
 /** Every rule, in the order their findings are reported. */
-export const RULES: readonly Rule[] = [dependencies, libraryCode, testHygiene, importCycles, docReferences, fileSize];
+export const RULES: readonly Rule[] = [dependencies, libraryCode, errorCodes, testHygiene, importCycles, docReferences, fileSize];
 
 /** Options of {@link lint}. */
 export interface LintOptions {

@@ -7,6 +7,7 @@
  * - No import cycles between the source files of a workspace (type-only imports count).
  * - koffi is imported only under `packages/<pkg>/src/sys/`; library sources never call
  *   `process.exit` or `console.*`.
+ * - The codes of every exported `…ErrorCode` union are SCREAMING_SNAKE.
  * - Tests use `node:test` (so they run under Bun and Node) and leave no `.only`/`.skip`/`.todo`.
  * - Every `docs/<page>.md#<anchor>` named anywhere names a page and heading that exist; nothing
  *   cites reference material that is not in the repository.

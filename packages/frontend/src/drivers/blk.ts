@@ -63,10 +63,10 @@ export interface BlkConfig {
 
 /**
  * Decodes the virtio-blk config space (docs/devices.md#block-configuration-space).
- * @throws FrontendError `protocol` when fewer than 8 bytes (no capacity) are given.
+ * @throws FrontendError `PROTOCOL` when fewer than 8 bytes (no capacity) are given.
  */
 export function decodeBlkConfig(bytes: Uint8Array): BlkConfig {
-  if (bytes.byteLength < 8) throw new FrontendError("protocol", `virtio-blk config of ${bytes.byteLength} bytes has no capacity`, { request: "GET_CONFIG", expected: 8, actual: bytes.byteLength });
+  if (bytes.byteLength < 8) throw new FrontendError("PROTOCOL", `virtio-blk config of ${bytes.byteLength} bytes has no capacity`, { request: "GET_CONFIG", expected: 8, actual: bytes.byteLength });
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = bytes.byteLength;
   const u32 = (o: number): number | undefined => (o + 4 <= n ? v.getUint32(o, true) : undefined);
@@ -94,7 +94,7 @@ const HEADER_BYTES = new Uint8Array(HEADER_VIEW.buffer);
 
 /** The request header's sector is a u64: refuse what would wrap instead of reading sector 0. */
 function checkSector(sector: bigint, count: number): void {
-  if (sector < 0n || sector + BigInt(count) > 1n << 64n) throw new FrontendError("bad-argument", `sectors ${sector}+${count} do not fit the u64 sector field`, { actual: sector });
+  if (sector < 0n || sector + BigInt(count) > 1n << 64n) throw new FrontendError("BAD_ARGUMENT", `sectors ${sector}+${count} do not fit the u64 sector field`, { actual: sector });
 }
 
 function header(type: number, sector: bigint): Uint8Array {
@@ -136,7 +136,7 @@ export class BlkDriver {
   static async attach(device: Device, options: { readonly maxRequestBytes?: number; readonly queueSize?: number } = {}): Promise<BlkDriver> {
     const [q] = await device.start({ features: WANTED, queues: [0], ...(options.queueSize === undefined ? {} : { queueSize: options.queueSize }) });
     const max = options.maxRequestBytes ?? 256 * 1024;
-    if (max < SECTOR_SIZE || max % SECTOR_SIZE !== 0) throw new FrontendError("bad-argument", `max request size ${max} is not a positive multiple of 512`, { actual: max });
+    if (max < SECTOR_SIZE || max % SECTOR_SIZE !== 0) throw new FrontendError("BAD_ARGUMENT", `max request size ${max} is not a positive multiple of 512`, { actual: max });
     return new BlkDriver(device, q as DriverQueue, max);
   }
 
@@ -147,17 +147,17 @@ export class BlkDriver {
 
   #status(op: string, status: number | undefined, extra: string): void {
     if (status === BlkStatus.OK) return;
-    if (status === BlkStatus.UNSUPP) throw new FrontendError("unsupported", `blk ${op}${extra}: device status UNSUPP`, { request: op, actual: status });
-    if (status === BlkStatus.IOERR) throw new FrontendError("io-error", `blk ${op}${extra}: device status IOERR`, { request: op, actual: status });
-    throw new FrontendError("protocol", `blk ${op}${extra}: device status 0x${(status ?? 0xff).toString(16)}`, { request: op, actual: status ?? -1 });
+    if (status === BlkStatus.UNSUPP) throw new FrontendError("UNSUPPORTED", `blk ${op}${extra}: device status UNSUPP`, { request: op, actual: status });
+    if (status === BlkStatus.IOERR) throw new FrontendError("IO_ERROR", `blk ${op}${extra}: device status IOERR`, { request: op, actual: status });
+    throw new FrontendError("PROTOCOL", `blk ${op}${extra}: device status 0x${(status ?? 0xff).toString(16)}`, { request: op, actual: status ?? -1 });
   }
 
   /**
    * Reads `count` sectors (512 bytes each) from `sector`.
-   * @throws FrontendError `io-error` (e.g. past the end), `bad-argument`, `device-failed`, `timeout`.
+   * @throws FrontendError `IO_ERROR` (e.g. past the end), `BAD_ARGUMENT`, `DEVICE_FAILED`, `TIMEOUT`.
    */
   async read(sector: bigint, count: number): Promise<Uint8Array> {
-    if (!Number.isInteger(count) || count < 1) throw new FrontendError("bad-argument", `read of ${count} sectors`, { actual: count });
+    if (!Number.isInteger(count) || count < 1) throw new FrontendError("BAD_ARGUMENT", `read of ${count} sectors`, { actual: count });
     checkSector(sector, count);
     const per = this.#maxBytes / SECTOR_SIZE;
     let out: Uint8Array | undefined;
@@ -175,10 +175,10 @@ export class BlkDriver {
 
   /**
    * Writes `data` (a multiple of 512 bytes) at `sector`.
-   * @throws FrontendError `bad-argument`, `io-error`, `unsupported` (read-only device), `device-failed`, `timeout`.
+   * @throws FrontendError `BAD_ARGUMENT`, `IO_ERROR`, `UNSUPPORTED` (read-only device), `DEVICE_FAILED`, `TIMEOUT`.
    */
   async write(sector: bigint, data: Uint8Array): Promise<void> {
-    if (data.byteLength === 0 || data.byteLength % SECTOR_SIZE !== 0) throw new FrontendError("bad-argument", `write of ${data.byteLength} bytes is not a positive multiple of 512`, { actual: data.byteLength });
+    if (data.byteLength === 0 || data.byteLength % SECTOR_SIZE !== 0) throw new FrontendError("BAD_ARGUMENT", `write of ${data.byteLength} bytes is not a positive multiple of 512`, { actual: data.byteLength });
     checkSector(sector, data.byteLength / SECTOR_SIZE);
     for (let off = 0; off < data.byteLength; off += this.#maxBytes) {
       const chunk = data.subarray(off, Math.min(off + this.#maxBytes, data.byteLength));
@@ -190,17 +190,17 @@ export class BlkDriver {
 
   /**
    * FLUSH (needs VIRTIO_BLK_F_FLUSH).
-   * @throws FrontendError `unsupported` (not negotiated or UNSUPP), `io-error`.
+   * @throws FrontendError `UNSUPPORTED` (not negotiated or UNSUPP), `IO_ERROR`.
    */
   async flush(): Promise<void> {
-    if (((this.device.ackedFeatures ?? 0n) & BlkFeature.FLUSH) === 0n) throw new FrontendError("unsupported", "blk flush: VIRTIO_BLK_F_FLUSH not negotiated", { request: "flush" });
+    if (((this.device.ackedFeatures ?? 0n) & BlkFeature.FLUSH) === 0n) throw new FrontendError("UNSUPPORTED", "blk flush: VIRTIO_BLK_F_FLUSH not negotiated", { request: "flush" });
     const r = await this.queue.transfer([header(BlkRequestType.FLUSH, 0n)], [1]);
     this.#status("flush", r.buffers[0]?.[0], "");
   }
 
   /**
    * GET_ID: the device serial (up to 20 bytes, NUL-padded).
-   * @throws FrontendError `unsupported`, `io-error`.
+   * @throws FrontendError `UNSUPPORTED`, `IO_ERROR`.
    */
   async getId(): Promise<string> {
     const r = await this.queue.transfer([header(BlkRequestType.GET_ID, 0n)], [20, 1]);

@@ -21,7 +21,7 @@ export class RawDriver {
     return new RawDriver(device);
   }
 
-  /** The started queue at `index`. @throws FrontendError `bad-argument`. */
+  /** The started queue at `index`. @throws FrontendError `BAD_ARGUMENT`. */
   queue(index: number): DriverQueue {
     return this.device.queue(index);
   }

@@ -29,18 +29,18 @@ export class RngDriver {
 
   /**
    * Reads exactly `n` random bytes, posting buffers of at most 64 KiB until filled.
-   * @throws FrontendError `bad-argument`, `protocol` (the device claims more than the buffer), `device-failed`, `timeout`.
+   * @throws FrontendError `BAD_ARGUMENT`, `PROTOCOL` (the device claims more than the buffer), `DEVICE_FAILED`, `TIMEOUT`.
    */
   async read(n: number): Promise<Uint8Array> {
-    if (!Number.isInteger(n) || n < 1) throw new FrontendError("bad-argument", `rng read of ${n} bytes`, { actual: n });
+    if (!Number.isInteger(n) || n < 1) throw new FrontendError("BAD_ARGUMENT", `rng read of ${n} bytes`, { actual: n });
     const out = new Uint8Array(n);
     let done = 0;
     let empty = 0;
     while (done < n) {
       const want = Math.min(65536, n - done);
       const r = await this.queue.transfer([], [want]);
-      if (r.len > want) throw new FrontendError("protocol", `virtio-rng: used.len ${r.len} exceeds the buffer ${want}`, { request: "rng", expected: want, actual: r.len });
-      if (r.len === 0 && ++empty > 16) throw new FrontendError("io-error", "virtio-rng: device keeps returning no data", { request: "rng" });
+      if (r.len > want) throw new FrontendError("PROTOCOL", `virtio-rng: used.len ${r.len} exceeds the buffer ${want}`, { request: "rng", expected: want, actual: r.len });
+      if (r.len === 0 && ++empty > 16) throw new FrontendError("IO_ERROR", "virtio-rng: device keeps returning no data", { request: "rng" });
       out.set((r.buffers[0] as Uint8Array).subarray(0, r.len), done);
       done += r.len;
     }

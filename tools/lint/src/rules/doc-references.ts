@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve, sep } from "node:path";
-import { readText, relPath } from "../files.js";
+import { lineAt, readText, relPath } from "../files.js";
 import { error, type Finding, type LintContext } from "../finding.js";
 import { headingAnchors } from "../markdown.js";
 
@@ -24,13 +24,6 @@ const DOCS_PATH = /(?<![\w./-])((?:\.{1,2}\/)*)docs\/([\w.-]+\.md)(?:#([\w-]*))?
 
 /** Markdown inline link targets: `](target)`. */
 const MD_LINK = /\]\(([^)\s]+)\)/g;
-
-/** 1-based line of character `index` in `text`. */
-function lineAt(text: string, index: number): number {
-  let n = 1;
-  for (let i = text.indexOf("\n"); i !== -1 && i < index; i = text.indexOf("\n", i + 1)) n++;
-  return n;
-}
 
 /**
  * Checks, in every text file in scope:

@@ -18,7 +18,7 @@ import {
   type Dialect,
   type DecodedBackendRequest,
 } from "@vhostkit/wire";
-import { copyMessage, sendAck, sendReply, type BorrowedMessage, type Endpoint, type OwnedFd, type ReceivedMessage } from "@vhostkit/transport";
+import { copyMessage, Errno, sendAck, sendReply, type BorrowedMessage, type Endpoint, type OwnedFd, type ReceivedMessage } from "@vhostkit/transport";
 import { guestAddress, isRegionError, SHMEM_MAP_FLAG_RW, translateRange, type GuestMemory, type RegionErrorCode } from "@vhostkit/regions";
 import { asFrontendError, FrontendError } from "./errors.js";
 import type { SharedMemoryPort, ShmemMapRequest } from "./shared-memory-port.js";
@@ -75,24 +75,31 @@ function spansOf(memory: GuestMemory, gpa: bigint, size: number, write: boolean)
   }
 }
 
-/** Positive errno-style status for a refused request (receivers only test for non-zero). */
-const EINVAL = 22n;
-const STATUS: Partial<Record<RegionErrorCode, bigint>> = {
-  "NOT_FOUND": 2n,
-  "BAD_FD": 9n,
-  UNSEALED: 1n, // EPERM
-  "TOO_MANY": 12n,
-  "OUT_OF_BOUNDS": 14n,
-  OVERLAP: 17n,
-  "UNKNOWN_SHMID": 19n,
+/** The errno a region error is refused with; every other failure is EINVAL. */
+const REGION_ERRNO: Partial<Record<RegionErrorCode, number>> = {
+  NOT_FOUND: Errno.ENOENT,
+  BAD_FD: Errno.EBADF,
+  UNSEALED: Errno.EPERM,
+  TOO_MANY: Errno.ENOMEM,
+  OUT_OF_BOUNDS: Errno.EFAULT,
+  OVERLAP: Errno.EEXIST,
+  UNKNOWN_SHMID: Errno.ENODEV,
 };
 
+/** A request refused on purpose, with the errno its reply carries. */
 class Refusal extends Error {
+  /** The positive errno sent as the reply's u64 status (receivers only test for non-zero). */
   readonly status: bigint;
-  constructor(status: bigint, message: string) {
+  constructor(errno: number, message: string) {
     super(message);
-    this.status = status;
+    this.status = BigInt(errno);
   }
+}
+
+/** The u64 status a failed request is answered with: a refusal's errno, a region error's, or EINVAL. */
+function failureStatus(err: unknown): bigint {
+  if (err instanceof Refusal) return err.status;
+  return BigInt(isRegionError(err) ? (REGION_ERRNO[err.code] ?? Errno.EINVAL) : Errno.EINVAL);
 }
 
 /**
@@ -243,25 +250,17 @@ export class BackendRequestHandler {
     let reason: string | undefined;
     let after: (() => void) | undefined;
     try {
-      if (!known) throw new Refusal(EINVAL, `${name.toLowerCase()}: not supported by this front-end`);
+      if (!known) throw new Refusal(Errno.EINVAL, `${name.toLowerCase()}: not supported by this front-end`);
       let req: DecodedBackendRequest;
       try {
         req = decodeMessage("backend", msg.frame, this.#options.dialect);
       } catch (err) {
-        throw new Refusal(EINVAL, err instanceof Error ? err.message : String(err));
+        throw new Refusal(Errno.EINVAL, err instanceof Error ? err.message : String(err));
       }
       after = this.#dispatch(req, fds);
     } catch (err) {
-      if (err instanceof Refusal) {
-        status = err.status;
-        reason = err.message;
-      } else if (isRegionError(err)) {
-        status = STATUS[err.code] ?? EINVAL;
-        reason = err.message;
-      } else {
-        status = EINVAL;
-        reason = err instanceof Error ? err.message : String(err);
-      }
+      status = failureStatus(err);
+      reason = err instanceof Error ? err.message : String(err);
     } finally {
       for (const f of fds) f.close();
     }
@@ -305,7 +304,7 @@ export class BackendRequestHandler {
       }
       case "CROSVM_SHMEM_MAP": {
         const v = req.value;
-        if ((v.flags & 0x1) === 0) throw new Refusal(EINVAL, `${label}: mapping without MAP_R (flags 0x${v.flags.toString(16)})`);
+        if ((v.flags & 0x1) === 0) throw new Refusal(Errno.EINVAL, `${label}: mapping without MAP_R (flags 0x${v.flags.toString(16)})`);
         this.#shmemMap(label, { shmid: v.shmid, shmOffset: v.shmOffset, len: v.len, fdOffset: v.fdOffset, flags: (v.flags & 0x2) !== 0 ? SHMEM_MAP_FLAG_RW : 0n }, fds);
         return undefined;
       }
@@ -320,7 +319,7 @@ export class BackendRequestHandler {
         this.#noFds(label, fds);
         return this.#options.onConfigChange;
       case "BACKEND_VRING_HOST_NOTIFIER_MSG":
-        throw new Refusal(EINVAL, `${label}: host notifiers are not supported (no VM to map them into)`);
+        throw new Refusal(Errno.EINVAL, `${label}: host notifiers are not supported (no VM to map them into)`);
       case "BACKEND_IOTLB_MSG":
       case "BACKEND_VRING_CALL":
       case "BACKEND_VRING_ERR":
@@ -329,10 +328,10 @@ export class BackendRequestHandler {
       case "BACKEND_SHARED_OBJECT_LOOKUP":
       case "BACKEND_MEM_READ":
       case "BACKEND_MEM_WRITE":
-        throw new Refusal(EINVAL, `${label}: not supported by this front-end`);
+        throw new Refusal(Errno.EINVAL, `${label}: not supported by this front-end`);
       default: {
         const unreachable: never = req;
-        throw new Refusal(EINVAL, `unhandled request ${String((unreachable as { name: string }).name)}`);
+        throw new Refusal(Errno.EINVAL, `unhandled request ${String((unreachable as { name: string }).name)}`);
       }
     }
   }
@@ -351,12 +350,12 @@ export class BackendRequestHandler {
     let data: Uint8Array | undefined;
     let status = 0n;
     try {
-      if (msg.fds.length !== 0) throw new Refusal(EINVAL, `${name.toLowerCase()}: ${msg.fds.length} fds attached, expected none`);
+      if (msg.fds.length !== 0) throw new Refusal(Errno.EINVAL, `${name.toLowerCase()}: ${msg.fds.length} fds attached, expected none`);
       let req: DecodedBackendRequest;
       try {
         req = decodeMessage("backend", msg.frame, this.#options.dialect, { maxPayload: raw.byteLength });
       } catch (err) {
-        throw new Refusal(EINVAL, err instanceof Error ? err.message : String(err));
+        throw new Refusal(Errno.EINVAL, err instanceof Error ? err.message : String(err));
       }
       if (req.name === "BACKEND_MEM_READ") {
         // The reply payload is built in place: 16-byte header echo, then the data read straight into it.
@@ -368,7 +367,7 @@ export class BackendRequestHandler {
         await memory.write(guestAddress(req.value.guestAddress), req.value.data);
       }
     } catch (err) {
-      status = err instanceof Refusal ? err.status : isRegionError(err) ? (STATUS[err.code] ?? EINVAL) : EINVAL;
+      status = failureStatus(err);
       reason = err instanceof Error ? err.message : String(err);
       data = undefined;
     } finally {
@@ -391,21 +390,21 @@ export class BackendRequestHandler {
   }
 
   #noFds(label: string, fds: readonly OwnedFd[]): void {
-    if (fds.length !== 0) throw new Refusal(EINVAL, `${label}: ${fds.length} fds attached, expected none`);
+    if (fds.length !== 0) throw new Refusal(Errno.EINVAL, `${label}: ${fds.length} fds attached, expected none`);
   }
 
   #port(label: string): SharedMemoryPort {
     const port = this.#options.sharedMemory;
-    if (port === undefined) throw new Refusal(19n, `${label}: the device has no shared memory regions`);
+    if (port === undefined) throw new Refusal(Errno.ENODEV, `${label}: the device has no shared memory regions`);
     return port;
   }
 
   #shmemMap(label: string, mapping: Omit<ShmemMapRequest, "fd">, fds: OwnedFd[]): void {
-    if (fds.length !== 1) throw new Refusal(fds.length === 0 ? 9n : EINVAL, `${label}: ${fds.length} fds attached, expected exactly 1`);
-    if (!this.#options.backendSendFd) throw new Refusal(EINVAL, `${label}: fd sent without BACKEND_SEND_FD negotiated`);
+    if (fds.length !== 1) throw new Refusal(fds.length === 0 ? Errno.EBADF : Errno.EINVAL, `${label}: ${fds.length} fds attached, expected exactly 1`);
+    if (!this.#options.backendSendFd) throw new Refusal(Errno.EINVAL, `${label}: fd sent without BACKEND_SEND_FD negotiated`);
     const port = this.#port(label);
     const refusal = port.admit((mapping.flags & SHMEM_MAP_FLAG_RW) !== 0n);
-    if (refusal !== undefined) throw new Refusal(28n /* ENOSPC */, `${label}: ${refusal}`);
+    if (refusal !== undefined) throw new Refusal(Errno.ENOSPC, `${label}: ${refusal}`);
     // Ownership passes to the port (it closes the fd on refusal).
     port.map({ ...mapping, fd: fds.pop() as OwnedFd });
   }

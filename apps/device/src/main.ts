@@ -1,4 +1,4 @@
-#!/usr/bin/env bun
+#!/usr/bin/env node
 /**
  * `vhost-user-device`: the generic vhost-user front-end CLI. Argument parsing and output only; the
  * protocol lives in the @vhostkit packages.
@@ -13,11 +13,13 @@ import { gpuCommand } from "./commands/gpu.js";
 import { probeCommand } from "./commands/probe.js";
 import { rngCommand } from "./commands/rng.js";
 import { UsageError } from "./options.js";
+import { INSTALL_LINE, versionText } from "./version.js";
 
 const program = new Command()
   .name("vhost-user-device")
   .description("Inspect and drive any vhost-user back-end without a VM.")
-  .version("0.1.0")
+  .version(versionText(), "-V, --version", "print the version, the protocol dialects and the runtime")
+  .addHelpText("beforeAll", `${INSTALL_LINE}\n`)
   .showHelpAfterError()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 

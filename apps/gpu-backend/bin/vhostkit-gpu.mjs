@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// vhostkit-gpu launcher: Bun runs the TypeScript sources; Node >= 20 runs the build in dist/
-// (`bun run build` in apps/gpu-backend, or `tsc -b apps/gpu-backend` from the repository root).
+// vhostkit-gpu launcher: Node >= 20 and Bun run the build in dist/ (what the package ships); in a
+// clone of the repository Bun runs the TypeScript sources, which the package does not ship.
 import { existsSync } from "node:fs";
 
-const entry = typeof globalThis.Bun !== "undefined" ? new URL("../src/main.ts", import.meta.url) : new URL("../dist/main.js", import.meta.url);
+const sources = new URL("../src/main.ts", import.meta.url);
+const entry = typeof globalThis.Bun !== "undefined" && existsSync(sources) ? sources : new URL("../dist/main.js", import.meta.url);
 if (!existsSync(entry)) {
   process.stderr.write("vhostkit-gpu: dist/ is missing; build first: node_modules/.bin/tsc -b apps/gpu-backend\n");
   process.exit(1);

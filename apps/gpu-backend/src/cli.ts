@@ -11,13 +11,15 @@ import { Dialects, type DialectName } from "@vhostkit/wire";
 import { DEFAULT_SHM_SIZE, GpuDevice, isPowerOfTwo } from "./device.js";
 import { screenshotWriter } from "./screenshot.js";
 import { GpuCmd, HOST_VISIBLE_SHMID, respName } from "./virtio-gpu.js";
+import { INSTALL_LINE, versionText } from "./version.js";
 
 /** A bad command line (exit code 2). */
 export class UsageError extends Error {}
 
-const USAGE = `usage: vhostkit-gpu --socket PATH [--shm-size BYTES|NK|NM|NG] [--dialect ${Object.keys(Dialects).join("|")}]
+const USAGE = `${INSTALL_LINE}
+usage: vhostkit-gpu --socket PATH [--shm-size BYTES|NK|NM|NG] [--dialect ${Object.keys(Dialects).join("|")}]
                     [--screenshot-dir DIR] [--width PX --height PX] [--once] [--events]
-                    [--mem-rw] [--max-slots N] [--sealed-memory]`;
+                    [--mem-rw] [--max-slots N] [--sealed-memory] [--version]`;
 
 /** Parses a size: bytes, or a number with K/M/G (binary) and an optional "iB"/"B". @throws UsageError. */
 export function parseSize(text: string, what: string): bigint {
@@ -51,6 +53,7 @@ export async function runCli(argv: readonly string[], out: (line: string) => voi
         "max-slots": { type: "string" },
         "sealed-memory": { type: "boolean", default: false },
         help: { type: "boolean", default: false },
+        version: { type: "boolean", default: false },
       },
       strict: true,
     }).values;
@@ -59,6 +62,10 @@ export async function runCli(argv: readonly string[], out: (line: string) => voi
   }
   if (values.help) {
     out(USAGE);
+    return 0;
+  }
+  if (values.version) {
+    out(versionText());
     return 0;
   }
   if (values.socket === undefined) throw new UsageError("--socket PATH is required");

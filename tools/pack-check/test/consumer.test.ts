@@ -1,9 +1,10 @@
 /**
- * npm consumers are proven to work: every public package is packed exactly as it would be
- * published (`bun pm pack`), the tarballs are installed with **npm** into a fresh project outside
- * the workspace, and every `exports` entry point is imported by Node 20 (and by Bun), from the
- * installed tarballs, not from the workspace sources. A transport round trip with an fd runs
- * in the installed copy under both runtimes.
+ * npm consumers are proven to work: every public package (the libraries and the two apps) is packed
+ * exactly as it would be published (`bun pm pack`), the tarballs are installed with **npm** into a
+ * fresh project outside the workspace, and every `exports` entry point is imported by Node 20 (and
+ * by Bun), from the installed tarballs, not from the workspace sources. A transport round trip with
+ * an fd runs in the installed copy under both runtimes, and the apps' commands answer `--version`
+ * under both.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -18,12 +19,14 @@ const bun = join(root, "node_modules", ".bin", "bun");
 
 interface Manifest {
   name: string;
+  version: string;
   private?: boolean;
   exports?: Record<string, unknown>;
+  bin?: Record<string, string>;
 }
 
-const packages = readdirSync(join(root, "packages"))
-  .map((d) => join(root, "packages", d))
+const packages = ["packages", "apps"]
+  .flatMap((top) => readdirSync(join(root, top)).map((d) => join(root, top, d)))
   .filter((d) => existsSync(join(d, "package.json")))
   .map((dir) => ({ dir, manifest: JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as Manifest }))
   .filter((p) => p.manifest.private !== true);
@@ -86,6 +89,25 @@ describe("packed packages installed with npm", () => {
     test(`${runtime} passes an eventfd over a socketpair with the installed @vhostkit/transport`, () => {
       writeFileSync(join(consumer, "round-trip.mjs"), ROUND_TRIP);
       assert.match(sh(runtime === "node" ? "node" : bun, ["round-trip.mjs"], consumer), /round trip ok/);
+    });
+  }
+
+  for (const runtime of ["node", "bun"] as const) {
+    test(`${runtime} runs each installed app's command: --version names the package version and the runtime, --help starts with the install line`, () => {
+      const apps = packages.filter((p) => p.manifest.bin !== undefined);
+      assert.deepEqual(apps.map((p) => Object.keys(p.manifest.bin ?? {})).flat().sort(), ["vhost-user-device", "vhostkit-gpu"]);
+      for (const p of apps) {
+        for (const name of Object.keys(p.manifest.bin ?? {})) {
+          const link = join(consumer, "node_modules", ".bin", name);
+          // Node through the bin's shebang, as npx does; Bun explicitly, as bunx --bun does.
+          const lines = (runtime === "node" ? sh(link, ["--version"], consumer) : sh(bun, [link, "--version"], consumer)).trim().split("\n");
+          assert.equal(lines[0], `${name} ${p.manifest.version}`);
+          assert.match(lines[1] ?? "", /^protocol dialects: upstream \(SHMEM bit 22\), /);
+          assert.match(lines[2] ?? "", runtime === "node" ? /^runtime: node / : /^runtime: bun \d/);
+          const help = runtime === "node" ? sh(link, ["--help"], consumer) : sh(bun, [link, "--help"], consumer);
+          assert.ok(help.startsWith(`Run it from the registry: npx ${name === "vhostkit-gpu" ? "-p @vhostkit/gpu-backend vhostkit-gpu" : "@vhostkit/device probe"} --socket PATH`), help);
+        }
+      }
     });
   }
 

@@ -3,10 +3,14 @@
  * touched): a local npm registry (Verdaccio, 127.0.0.1, no uplinks, storage in a temp dir) gets
  * the packages of `changeset version` + `tsc -b` + `tools/release/src/publish.ts` (`changeset
  * publish`); fresh projects outside the workspace install @vhostkit/frontend and @vhostkit/backend
- * with npm and with bun and probe the repository's vhostkit-gpu and a back-end of their own. Then a
- * protocol update (a patch changeset changing the draft SHMEM dialect) is versioned and published:
- * a consumer pinned to the first version (0.1.0 until the packages are released for real) keeps the
- * old dialect, one on `^` gets the new one.
+ * with npm and with bun and probe the repository's vhostkit-gpu and a back-end of their own. In a
+ * fresh directory, the root README's quick start runs as written: `npx @vhostkit/device probe
+ * --json` against `npx -p @vhostkit/gpu-backend vhostkit-gpu` from the registry under Node, the same
+ * with `bunx --bun` under Bun, and the standalone executables built from the release commit with
+ * nothing but `sh` on PATH.
+ * Then a protocol update (a patch changeset changing the draft SHMEM dialect) is versioned and
+ * published: a consumer pinned to the first version (0.1.0 until the packages are released for
+ * real) keeps the old dialect, one on `^` gets the new one.
  *
  * The steps are sequential tests sharing one deadline; each spawned process is killed at the end.
  */
@@ -14,20 +18,27 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createConsumer, installedVersion, lastJson } from "./helpers/consumer.js";
 import { Deadline, LongRunning, run } from "./helpers/processes.js";
 import { registryVersions, thirdPartyDependencies } from "./helpers/registry.js";
+import { probeCompiled, shOnlyPath } from "./helpers/standalone.js";
 import { commitAll, copyWorkspace, gitEnv, tags } from "./helpers/workspace-copy.js";
 import { workspacePackages } from "../src/pin-workspace-ranges.js";
 
-const DEADLINE_MS = 180_000;
+const DEADLINE_MS = 300_000;
 const root = fileURLToPath(new URL("../../..", import.meta.url));
 const bin = (name: string): string => join(root, "node_modules", ".bin", name);
-const PUBLIC = workspacePackages(root)
-  .filter((p) => p.public)
-  .map((p) => p.name);
+/** Directory of each public package (the libraries under packages/, the apps under apps/), relative to the repository. */
+const PUBLIC_DIRS = new Map(
+  workspacePackages(root)
+    .filter((p) => p.public)
+    .map((p) => [p.name, relative(root, p.dir)]),
+);
+const PUBLIC = [...PUBLIC_DIRS.keys()];
+/** The libraries: what the consumer projects install. */
+const LIBRARIES = PUBLIC.filter((name) => PUBLIC_DIRS.get(name)?.startsWith("packages/"));
 /** The version `changeset version` gives the pending changesets (0.1.0 while the packages are unreleased). */
 let released = "";
 /** `released` with its patch number bumped: the protocol update's version. */
@@ -81,7 +92,7 @@ function readJson<T>(file: string): T {
 }
 
 function versionOf(dir: string, name: string): string {
-  return readJson<{ version: string }>(join(dir, "packages", name.slice("@vhostkit/".length), "package.json")).version;
+  return readJson<{ version: string }>(join(dir, PUBLIC_DIRS.get(name) ?? "", "package.json")).version;
 }
 
 /** `changeset version` then a commit, as a release PR would. */
@@ -92,7 +103,7 @@ async function versionPackages(message: string): Promise<void> {
 
 /** `tsc -b` of the public packages, then `tools/release/src/publish.ts` (`changeset publish`) of the copy. */
 async function buildAndPublish(version: string): Promise<string> {
-  await run(bin("tsc"), ["-b", "packages/frontend", "packages/backend"], { cwd: copy, env: toolEnv(), deadline });
+  await run(bin("tsc"), ["-b", "packages/frontend", "packages/backend", "apps/device", "apps/gpu-backend"], { cwd: copy, env: toolEnv(), deadline });
   const r = await run(bin("bun"), [join(copy, "tools", "release", "src", "publish.ts")], { cwd: copy, env: toolEnv(), deadline });
   for (const name of PUBLIC) {
     const published = await registryVersions(registryUrl, name);
@@ -104,7 +115,7 @@ async function buildAndPublish(version: string): Promise<string> {
   }
   const tagged = tags(copy, gitEnvironment);
   for (const name of PUBLIC) assert.ok(tagged.includes(`${name}@${version}`), `git tag ${name}@${version} in ${tagged.join(", ")}`);
-  const dirty = await run("git", ["status", "--porcelain", "--", "packages"], { cwd: copy, env: gitEnvironment, deadline });
+  const dirty = await run("git", ["status", "--porcelain", "--", "packages", "apps"], { cwd: copy, env: gitEnvironment, deadline });
   assert.equal(dirty.output, "", "publish.ts put the manifests back (no pinned ranges left in the tree)");
   return r.output;
 }
@@ -132,13 +143,62 @@ async function firstReleaseConsumer(manager: "npm" | "bun"): Promise<void> {
   const consumer = join(tmp, `consumer-${manager}`);
   createConsumer(consumer, { "@vhostkit/frontend": released, "@vhostkit/backend": released }, registryUrl);
   await install(manager, consumer);
-  for (const name of PUBLIC) assert.equal(installedVersion(consumer, name), released, `${name} installed by ${manager}`);
+  for (const name of LIBRARIES) assert.equal(installedVersion(consumer, name), released, `${name} installed by ${manager}`);
   const listening = await gpu!.event("listening", deadline);
   const expected: Shmem = [{ shmid: listening["shmid"] as number, size: listening["shmSize"] as string }];
   for (const runtime of ["node", "bun"] as const) {
     assert.deepEqual(await probe<Shmem>(runtime, consumer, ["probe-shmem.mjs", gpuSocket]), expected, `${runtime} probe of vhostkit-gpu (${manager} install)`);
     assert.deepEqual(await probe(runtime, consumer, ["own-backend.mjs"]), { queueNum: 1, shmem: [{ shmid: 3, size: "0x200000" }] }, `${runtime}: own back-end on the installed @vhostkit/backend (${manager} install)`);
   }
+}
+
+/** A user's shell in a fresh directory: the tool environment without any node_modules/.bin on PATH. */
+function userEnv(): NodeJS.ProcessEnv {
+  const env = toolEnv();
+  return { ...env, PATH: (env["PATH"] ?? "").split(delimiter).filter((d) => d !== "" && !d.includes("node_modules")).join(delimiter) };
+}
+
+/** One command of the README's first `sh` block: its words, and whether it runs in the background (`&`: a back-end). */
+interface QuickStartCommand {
+  readonly words: readonly string[];
+  readonly background: boolean;
+}
+
+/** The README's first `sh` block (the quick start), comment lines dropped. */
+function readmeQuickStart(readme: string): QuickStartCommand[] {
+  const block = /```sh\n([\s\S]*?)```/.exec(readme)?.[1] ?? "";
+  return block
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("#"))
+    .map((l) => ({ background: l.endsWith("&"), words: l.replace(/&$/, "").trim().split(/\s+/) }));
+}
+
+/**
+ * A quick-start command as the rehearsal runs it: `npx` with `--yes` (no prompt) and `--registry`,
+ * `bunx` as `bun x` with `--registry`, and the socket in the temp dir. bunx installs into a
+ * directory under TMPDIR and a cache of its own, both in the rehearsal's temp dir: a fresh machine.
+ */
+function fromRegistry(words: readonly string[], socket: string): { cmd: string; args: string[]; env: NodeJS.ProcessEnv } {
+  const rest = words.slice(1).map((w) => (w === "/tmp/gpu.sock" ? socket : w));
+  if (words[0] === "npx") return { cmd: "npx", args: ["--yes", "--registry", registryUrl, ...rest], env: userEnv() };
+  assert.equal(words[0], "bunx", `a quick-start command runs with npx or bunx: ${words.join(" ")}`);
+  const bunxTmp = join(tmp, "bunx-tmp");
+  mkdirSync(bunxTmp, { recursive: true });
+  return { cmd: bin("bun"), args: ["x", "--registry", registryUrl, ...rest], env: { ...userEnv(), TMPDIR: bunxTmp, BUN_INSTALL_CACHE_DIR: join(tmp, "bunx-cache") } };
+}
+
+/** The same command asking for `--version`: its words up to the command's own arguments (`probe`, `--socket`). */
+function versionWords(words: readonly string[]): string[] {
+  return [...words.slice(0, words.findIndex((w) => w === "probe" || w === "--socket")), "--version"];
+}
+
+/** `--version` of an app: its name and `version`, the dialects, and a runtime line matching `runtime`. */
+function assertVersion(stdout: string, name: string, version: string, runtime: RegExp, how: string): void {
+  const lines = stdout.trim().split("\n");
+  assert.equal(lines[0], `${name} ${version}`, `${how}: ${stdout}`);
+  assert.match(lines[1] ?? "", /^protocol dialects: upstream \(SHMEM bit 22\), rust-vmm-0\.16 \(SHMEM bit 21\), draft \(SHMEM bit 20\), crosvm-legacy \(SHMEM bit 31\)$/, how);
+  assert.match(lines[2] ?? "", runtime, how);
 }
 
 describe("release rehearsal: changeset version, changeset publish to a local registry, npm and bun consumers, a protocol update", () => {
@@ -155,7 +215,8 @@ describe("release rehearsal: changeset version, changeset publish to a local reg
     registryUrl = (await registry.event("listening", deadline))["url"] as string;
     const host = registryUrl.replace(/^http:/, "");
     writeFileSync(join(tmp, "npmrc"), `registry=${registryUrl}\n${host}:_authToken=release-rehearsal\n`);
-    for (const s of seeds) await run("npm", ["publish", s.dir, "--tag", "latest"], { cwd: tmp, env: toolEnv(), deadline });
+    // As installed, already built: their own prepack scripts (fast-png's runs its dev tools) are not for us to run.
+    for (const s of seeds) await run("npm", ["publish", s.dir, "--tag", "latest", "--ignore-scripts"], { cwd: tmp, env: toolEnv(), deadline });
 
     const gpuBin = join(root, "apps", "gpu-backend", "bin", "vhostkit-gpu.mjs");
     gpuSocket = join(tmp, "gpu.sock");
@@ -183,9 +244,11 @@ describe("release rehearsal: changeset version, changeset publish to a local reg
     for (const name of PUBLIC) {
       assert.equal(versionOf(copy, name), released, `${name}: one version for the fixed group`);
       if (pending.length === 0) continue;
-      const changelog = readFileSync(join(copy, "packages", name.slice(10), "CHANGELOG.md"), "utf8");
+      const changelog = readFileSync(join(copy, PUBLIC_DIRS.get(name) ?? "", "CHANGELOG.md"), "utf8");
       assert.match(changelog, new RegExp(`^# ${name}\\n\\n## ${released.replace(/\./g, "\\.")}\\n\\n### (Major|Minor|Patch) Changes\\n`), `${name} CHANGELOG`);
-      if (base === "0.0.0") assert.match(changelog, /### Minor Changes\n\n- [0-9a-f]+: First release/, `${name}: its initial-release changeset`);
+      // Other pending changesets may come first in the section; the initial-release one must be there.
+      const minor = changelog.split("### Minor Changes\n\n")[1]?.split("\n### ")[0] ?? "";
+      if (base === "0.0.0") assert.match(minor, /^- [0-9a-f]+: First release/m, `${name}: its initial-release changeset among the minor changes`);
     }
     stepsDone = 1;
   });
@@ -208,8 +271,55 @@ describe("release rehearsal: changeset version, changeset publish to a local reg
     stepsDone = 4;
   });
 
-  test("protocol update: a patch changeset changing the draft dialect is versioned (a patch release of every package of the fixed group) and published", { timeout: 120_000 }, async () => {
+  test("the README's quick start in a fresh directory: npx (Node) and bunx --bun (Bun) run vhost-user-device probe --json from the registry against vhostkit-gpu from the registry; the release's standalone executables do the same with only sh on PATH", { timeout: 120_000 }, async () => {
     step(5);
+    const fresh = join(tmp, "fresh");
+    mkdirSync(fresh);
+    const quickStart = readmeQuickStart(readFileSync(join(copy, "README.md"), "utf8"));
+    assert.deepEqual(
+      quickStart.map((c) => [c.words[0], c.background]),
+      [["npx", true], ["npx", false], ["bunx", true], ["bunx", false], ["./vhostkit-gpu-linux-x64", true], ["./vhost-user-device-linux-x64", false]],
+      "the README's first sh block: a back-end (&) and a probe with npx, with bunx, and with the standalone executables",
+    );
+    const probes = new Map<string, unknown>();
+    for (const [i, runtime] of [[0, "node"], [2, "bun"]] as const) {
+      const [server, client] = [quickStart[i]?.words ?? [], quickStart[i + 1]?.words ?? []];
+      const how = `${runtime}: ${client.join(" ")}`;
+      const socket = join(fresh, `gpu-${runtime}.sock`);
+      const gpuCommand = fromRegistry(server, socket);
+      const gpu = new LongRunning(gpuCommand.cmd, gpuCommand.args, { cwd: fresh, env: gpuCommand.env });
+      try {
+        const listening = await gpu.event("listening", deadline);
+        const output = async (words: readonly string[]): Promise<string> => {
+          const c = fromRegistry(words, socket);
+          return (await run(c.cmd, c.args, { cwd: fresh, env: c.env, deadline })).stdout;
+        };
+        const probe = JSON.parse(await output(client)) as Record<string, unknown>;
+        assert.deepEqual(probe["shmem"], [{ shmid: listening["shmid"], size: listening["shmSize"] }], `${how}: the shared memory region vhostkit-gpu announced`);
+        probes.set(runtime, probe);
+        const runtimeLine = runtime === "node" ? /^runtime: node v?\d+\./ : /^runtime: bun \d+\.\d+\.\d+$/;
+        assertVersion(await output(versionWords(client)), "vhost-user-device", released, runtimeLine, `${how} --version`);
+        assertVersion(await output(versionWords(server)), "vhostkit-gpu", released, runtimeLine, `${server.join(" ")} --version`);
+      } finally {
+        await gpu.stop();
+      }
+    }
+    // The release artifacts, built from the release commit of the copy, run in the same directory.
+    const binaries = join(tmp, "binaries");
+    await run(bin("bun"), [join(copy, "tools", "release", "src", "build-binaries.ts"), "--target", "linux-x64", "--out", binaries], { cwd: copy, env: toolEnv(), deadline });
+    const socket = join(fresh, "gpu-standalone.sock");
+    const local = (words: readonly string[]): string[] => words.map((w, j) => (j === 0 ? join(binaries, w) : w === "/tmp/gpu.sock" ? socket : w));
+    const compiled = await probeCompiled({ gpu: local(quickStart[4]?.words ?? []), probe: local(quickStart[5]?.words ?? []) }, fresh, shOnlyPath(join(tmp, "sh-only")), deadline);
+    probes.set("standalone", compiled.probe);
+    const standalone = /^runtime: bun \d+\.\d+\.\d+, standalone executable$/;
+    assertVersion(compiled.deviceVersion.join("\n"), "vhost-user-device", released, standalone, "vhost-user-device-linux-x64 --version");
+    assertVersion(compiled.gpuVersion.join("\n"), "vhostkit-gpu", released, standalone, "vhostkit-gpu-linux-x64 --version");
+    for (const [how, probe] of probes) assert.deepEqual(probe, probes.get("node"), `${how}: the same probe as npx's`);
+    stepsDone = 5;
+  });
+
+  test("protocol update: a patch changeset changing the draft dialect is versioned (a patch release of every package of the fixed group) and published", { timeout: 120_000 }, async () => {
+    step(6);
     const dialectFile = join(copy, "packages", "wire", "src", "dialect.ts");
     const source = readFileSync(dialectFile, "utf8");
     assert.match(source, DRAFT_BEFORE, "the rehearsal's protocol update edits DRAFT in packages/wire/src/dialect.ts: update DRAFT_BEFORE in this test to the current source");
@@ -225,11 +335,11 @@ describe("release rehearsal: changeset version, changeset publish to a local reg
     assert.match(frontendLog, new RegExp(`^# @vhostkit/frontend\\n\\n${heading(patched)}### Patch Changes\\n\\n- Updated dependencies`));
     await buildAndPublish(patched);
     for (const name of PUBLIC) assert.ok(released in (await registryVersions(registryUrl, name)).versions, `${name}@${released} still published`);
-    stepsDone = 5;
+    stepsDone = 6;
   });
 
   test("a consumer pinned to the first version keeps the old dialect; one on ^ gets the new one", { timeout: 120_000 }, async () => {
-    step(6);
+    step(7);
     const names = ["@vhostkit/wire", "@vhostkit/frontend", "@vhostkit/backend"];
     const listening = await gpuDraft!.event("listening", deadline);
     const draftRegion: Shmem = [{ shmid: listening["shmid"] as number, size: listening["shmSize"] as string }];
@@ -246,6 +356,6 @@ describe("release rehearsal: changeset version, changeset publish to a local reg
       assert.deepEqual(await probe(runtime, c.dir, ["dialect.mjs"]), c.expected, `"${c.range}" installed by ${c.manager}: what @vhostkit/wire says about the draft dialect`);
       assert.deepEqual(await probe<Shmem>(runtime, c.dir, ["probe-shmem.mjs", gpuDraftSocket, "draft"]), c.shmem, `"${c.range}" installed by ${c.manager}: shared memory of vhostkit-gpu --dialect draft`);
     }
-    stepsDone = 6;
+    stepsDone = 7;
   });
 });

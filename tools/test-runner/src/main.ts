@@ -183,7 +183,7 @@ if (!quick) {
   gate("docs (typedoc, warnings are errors)", join(root, "node_modules/.bin/typedoc"), []);
   // 6. pack-check of every public package.
   for (const d of dirs) {
-    if (!d.includes("/packages/")) continue;
+    if (!d.includes("/packages/") && !d.includes("/apps/")) continue;
     gate(`pack-check ${relative(root, d)}`, bunBin, [join(root, "tools/pack-check/src/main.ts"), d]);
   }
 }

@@ -9,14 +9,18 @@ import { createInterface } from "node:readline";
 
 const live = new Set<ChildProcess>();
 
-/** SIGKILL to the child's whole process group (its leader may be gone while a grandchild holds a pipe). */
-function killGroup(child: ChildProcess): void {
+/** A signal to the child's whole process group (its leader may be gone while a grandchild holds a pipe). */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined) return;
   try {
-    process.kill(-child.pid, "SIGKILL");
+    process.kill(-child.pid, signal);
   } catch {
     // already gone
   }
+}
+
+function killGroup(child: ChildProcess): void {
+  signalGroup(child, "SIGKILL");
 }
 
 process.on("exit", () => {
@@ -51,7 +55,10 @@ export interface RunOptions {
 export interface RunResult {
   readonly status: number | null;
   readonly signal: NodeJS.Signals | null;
+  /** stdout and stderr interleaved, as they came. */
   readonly output: string;
+  /** stdout alone (npx and bunx report their installs on stderr). */
+  readonly stdout: string;
 }
 
 function describe(cmd: string, args: readonly string[]): string {
@@ -68,7 +75,8 @@ export async function run(cmd: string, args: readonly string[], options: RunOpti
   const child = spawn(cmd, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"], detached: true });
   live.add(child);
   let output = "";
-  child.stdout.setEncoding("utf8").on("data", (s: string) => (output += s));
+  let stdout = "";
+  child.stdout.setEncoding("utf8").on("data", (s: string) => ((output += s), (stdout += s)));
   child.stderr.setEncoding("utf8").on("data", (s: string) => (output += s));
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -77,7 +85,7 @@ export async function run(cmd: string, args: readonly string[], options: RunOpti
   }, budget);
   const result = await new Promise<RunResult>((resolve, reject) => {
     child.once("error", reject);
-    child.once("close", (status, signal) => resolve({ status, signal, output }));
+    child.once("close", (status, signal) => resolve({ status, signal, output, stdout }));
   }).finally(() => {
     clearTimeout(timer);
     live.delete(child);
@@ -123,6 +131,11 @@ export class LongRunning {
     }).finally(() => live.delete(child));
   }
 
+  /** Process id of the child (undefined when it could not be started). */
+  get pid(): number | undefined {
+    return this.#child.pid;
+  }
+
   /** The first stdout line whose `event` is `name`; rejects if the process ends first or at the deadline. */
   async event(name: string, deadline: Deadline): Promise<Record<string, unknown>> {
     const seen = this.#lines.find((l) => l["event"] === name);
@@ -145,9 +158,12 @@ export class LongRunning {
     }
   }
 
-  /** SIGTERM, then SIGKILL to the group if it has not ended within `graceMs`; resolves once it has. */
+  /**
+   * SIGTERM to the process group (a launcher such as npx or bunx passes no signal on), then SIGKILL
+   * to the group if it has not ended within `graceMs`; resolves once it has.
+   */
   async stop(graceMs = 5000): Promise<void> {
-    if (this.#child.exitCode === null && this.#child.signalCode === null) this.#child.kill("SIGTERM");
+    if (this.#child.exitCode === null && this.#child.signalCode === null) signalGroup(this.#child, "SIGTERM");
     const timer = setTimeout(() => killGroup(this.#child), graceMs);
     await this.#exited;
     clearTimeout(timer);

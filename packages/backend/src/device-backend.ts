@@ -46,7 +46,7 @@ export interface DeviceContext {
  *
  * The framework offers VERSION_1, VHOST_USER_F_PROTOCOL_FEATURES, EVENT_IDX and INDIRECT_DESC on top
  * of `features`, and the protocol features MQ, REPLY_ACK, BACKEND_REQ, BACKEND_SEND_FD,
- * CONFIGURE_MEM_SLOTS, STATUS, RESET_DEVICE (+ CONFIG, SHMEM, vhostkit MEM_RW when applicable).
+ * CONFIGURE_MEM_SLOTS, STATUS, RESET_DEVICE, INFLIGHT_SHMFD (+ CONFIG, SHMEM, vhostkit MEM_RW when applicable).
  */
 export interface DeviceBackend {
   /**

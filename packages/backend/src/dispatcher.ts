@@ -5,7 +5,7 @@
  * semantics) and answers by the reply rules (`reply-policy.ts`).
  * @module
  */
-import { Endpoint, sendAck, sendReply, type ReceivedMessage } from "@vhostkit/transport";
+import { callHook, Endpoint, sendAck, sendReply, type ReceivedMessage } from "@vhostkit/transport";
 import {
   HEADER_SIZE,
   ProtocolFeature,
@@ -144,11 +144,7 @@ export class Dispatcher {
   }
 
   #emit(e: BackendEvent): void {
-    try {
-      this.#options.onEvent?.(e);
-    } catch {
-      // A throwing listener must not take the connection (or the server) down.
-    }
+    callHook(this.#options.onEvent, e); // a throwing listener must not take the connection (or the server) down
   }
 
   get #replyAck(): boolean {

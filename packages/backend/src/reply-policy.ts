@@ -5,13 +5,35 @@
  * the spec's zero-size reply, and anything else cannot be answered: the front-end is dropped.
  * @module
  */
+import type { OwnedFd } from "@vhostkit/transport";
 import { FrontendRequest, HeaderFlag, type MessageSpec } from "@vhostkit/wire";
 
 /** What a request that was carried out gets back: its reply, an ack with status 0, or nothing. */
 export type SuccessReply = "reply" | "ack" | "none";
 
-/** What a refused request gets back: the zero-size reply, an ack with status 1, or nothing (the front-end is dropped). */
-export type RefusalReply = "empty-reply" | "failure-ack" | "drop";
+/**
+ * What a refused request gets back: the zero-size reply (GET_CONFIG), an inflight description with
+ * `mmap_size` 0 and no fd (GET_INFLIGHT_FD: "no inflight area", as libvhost-user answers and QEMU
+ * accepts), an ack with status 1, or nothing (the front-end is dropped).
+ */
+export type RefusalReply = "empty-reply" | "no-inflight-area" | "failure-ack" | "drop";
+
+/**
+ * A reply value with fds attached (GET_INFLIGHT_FD): the dispatcher sends the fds with the reply
+ * and closes them afterwards, sent or not.
+ * @internal
+ */
+export class FdReply {
+  /** The reply value, encoded by the request's reply codec. */
+  readonly value: unknown;
+  /** Fds for the reply; ownership passes to the dispatcher. */
+  readonly fds: readonly OwnedFd[];
+
+  constructor(value: unknown, fds: readonly OwnedFd[]) {
+    this.value = value;
+    this.fds = fds;
+  }
+}
 
 /**
  * @param spec - the request's row in the message table.
@@ -32,6 +54,7 @@ export function successReply(spec: MessageSpec, flags: number, replyAck: boolean
  */
 export function refusalReply(spec: MessageSpec | undefined, flags: number, replyAck: boolean): RefusalReply {
   if (spec?.id === FrontendRequest.GET_CONFIG) return "empty-reply";
+  if (spec?.id === FrontendRequest.GET_INFLIGHT_FD) return "no-inflight-area";
   if ((flags & HeaderFlag.NEED_REPLY) !== 0 && replyAck && (spec === undefined || spec.replyRule !== "always")) return "failure-ack";
   return "drop";
 }

@@ -16,7 +16,7 @@
  */
 import { isRegionError, type GuestMemory, type MemoryTable } from "@vhostkit/regions";
 import type { EventFd } from "@vhostkit/transport";
-import { isValidQueueSize, isVirtqueueError, SplitQueue, type RingAddresses } from "@vhostkit/virtqueue";
+import { isValidQueueSize, isVirtqueueError, SplitQueue, type RingAddresses, type SplitInflight } from "@vhostkit/virtqueue";
 import { decodeSplitVringBase, isVhostUserError, MAX_VRING_SIZE, VirtioFeature, VRING_F_LOG } from "@vhostkit/wire";
 import type { DeviceBackend, QueueContext } from "./device-backend.js";
 import { BackendError, protocolError } from "./errors.js";
@@ -36,6 +36,12 @@ export interface RingRunnerOptions {
   readonly onQueueBroken?: (index: number, error: unknown) => void;
   /** {@link RingRunner.running} changed to `running`; called synchronously, at the change. */
   readonly onRunningChange?: (running: boolean) => void;
+  /**
+   * Inflight I/O tracking: the inflight region of ring `index`, asked each time the ring starts
+   * (`undefined`: untracked). The ring then records every chain in it and first serves what an
+   * earlier back-end process left there (docs/protocol.md#inflight-tracking-and-reconnect).
+   */
+  readonly inflight?: (index: number) => SplitInflight | undefined;
 }
 
 /** One vring: what the front-end configured, and where its handler stands. Only the runner touches it. */
@@ -319,7 +325,9 @@ export class RingRunner {
   #start(request: string, v: Vring, ackedFeatures: bigint | undefined): void {
     if (v.size === 0 || v.addresses === undefined) throw protocolError(request, `vring ${v.index} has no size or addresses yet`);
     const features = ackedFeatures ?? 0n;
+    const inflight = this.#options.inflight?.(v.index);
     const queue = new SplitQueue({
+      ...(inflight === undefined ? {} : { inflight }),
       size: v.size,
       memory: this.#memory,
       addresses: v.addresses,

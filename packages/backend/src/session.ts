@@ -23,8 +23,10 @@ import { BackendClient } from "./backend-client.js";
 import type { DeviceBackend, DeviceContext, ShmemRegionSpec } from "./device-backend.js";
 import { checkDevice } from "./device-checks.js";
 import { DeviceLifecycle, noBackendChannel } from "./device-lifecycle.js";
+import { InflightArea } from "./inflight-area.js";
 import type { BackendEvent, DispatcherOptions } from "./dispatcher-options.js";
 import { BackendError, protocolError } from "./errors.js";
+import { FdReply } from "./reply-policy.js";
 import { RingRunner } from "./ring-runner.js";
 
 /** Virtio features the framework always offers on top of the device's own. */
@@ -38,7 +40,8 @@ export const FRAMEWORK_PROTOCOL_FEATURES =
   ProtocolFeature.BACKEND_SEND_FD |
   ProtocolFeature.CONFIGURE_MEM_SLOTS |
   ProtocolFeature.STATUS |
-  ProtocolFeature.RESET_DEVICE;
+  ProtocolFeature.RESET_DEVICE |
+  ProtocolFeature.INFLIGHT_SHMFD;
 
 const PAGE = 4096n;
 
@@ -64,6 +67,8 @@ export class Session {
   #status = 0n;
   #client: BackendClient | undefined;
   #fallbackMemory: GuestMemory | undefined;
+  /** The inflight area (GET_INFLIGHT_FD / SET_INFLIGHT_FD), once the front-end asked for one. */
+  #inflight: InflightArea | undefined;
 
   /**
    * @param device - the device; it serves one connection at a time.
@@ -85,6 +90,7 @@ export class Session {
       handlerMemory: () => this.#guestMemory(),
       onQueueBroken: (index, error) => report({ kind: "queue-broken", index, error }),
       onRunningChange: (running) => this.#lifecycle.runningChanged(running, () => this.#deviceContext()),
+      inflight: (index) => this.#inflight?.queue(index),
     });
     this.#features = device.features | FRAMEWORK_FEATURES;
     this.#memRwMask = options.memRw === undefined || options.memRw === false ? 0n : vhostkitMemRwFeature(options.memRw === true ? undefined : options.memRw.bit);
@@ -136,6 +142,9 @@ export class Session {
     this.#client = undefined;
     this.#memory.dispose();
     await this.#rings.quiesce();
+    // Stopped rings and no handler: nothing views the area any more.
+    this.#inflight?.dispose();
+    this.#inflight = undefined;
     this.#lifecycle.reset();
   }
 
@@ -280,6 +289,20 @@ export class Session {
         for (const r of regions) sizes[r.shmid] = r.size;
         return makeShmemConfig(sizes);
       }
+      case "GET_INFLIGHT_FD": {
+        this.#requireProtocol(m.name, ProtocolFeature.INFLIGHT_SHMFD, "INFLIGHT_SHMFD");
+        await this.#replaceableInflight(m.name);
+        const { area, fd, reply } = InflightArea.allocate(m.name, m.value, this.#rings.count);
+        this.#useInflight(area);
+        return new FdReply(reply, [fd]);
+      }
+      case "SET_INFLIGHT_FD": {
+        this.#requireProtocol(m.name, ProtocolFeature.INFLIGHT_SHMFD, "INFLIGHT_SHMFD");
+        if (fds[0] === undefined) throw protocolError(m.name, "no fd");
+        await this.#replaceableInflight(m.name);
+        this.#useInflight(InflightArea.attach(m.name, m.value, fds[0], this.#rings.count));
+        return undefined;
+      }
       case "SET_LOG_BASE":
       case "SET_LOG_FD":
       case "SEND_RARP":
@@ -291,8 +314,6 @@ export class Session {
       case "POSTCOPY_ADVISE":
       case "POSTCOPY_LISTEN":
       case "POSTCOPY_END":
-      case "GET_INFLIGHT_FD":
-      case "SET_INFLIGHT_FD":
       case "GPU_SET_SOCKET":
       case "VRING_KICK":
       case "GET_SHARED_OBJECT":
@@ -306,6 +327,23 @@ export class Session {
         throw protocolError(String((unreachable as { name: string }).name), "unhandled request");
       }
     }
+  }
+
+  /**
+   * Before a new inflight area replaces the current one: every ring stopped (a started ring records
+   * into the current one; the front-end sends GET/SET_INFLIGHT_FD before it starts them) and no
+   * handler running, so the old mapping can go.
+   * @throws BackendError `PROTOCOL` when a ring is started.
+   */
+  async #replaceableInflight(request: string): Promise<void> {
+    for (let i = 0; i < this.#rings.count; i++) if (this.#rings.isStarted(i)) throw protocolError(request, `vring ${i} is started`);
+    await this.#rings.quiesce();
+  }
+
+  /** Rings started from now on record into `area` (the previous area is unmapped). */
+  #useInflight(area: InflightArea): void {
+    this.#inflight?.dispose();
+    this.#inflight = area;
   }
 
   /** SET_BACKEND_REQ_FD: the back-end channel on `fd` (transferred out), replacing any earlier one. */

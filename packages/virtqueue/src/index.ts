@@ -40,6 +40,8 @@ export { SegmentCursor, readChain, writeChain } from "./segment-cursor.js";
 export type { SegmentKind, GuestErrorSink } from "./segment-cursor.js";
 export { SplitQueue } from "./split-queue.js";
 export type { SplitQueueOptions } from "./split-queue.js";
+export { SPLIT_INFLIGHT_VERSION, SplitInflight, splitInflightQueueBytes } from "./split-inflight.js";
+export type { SplitInflightRecovery } from "./split-inflight.js";
 export type { DeviceQueue, DeviceQueueOptions } from "./device-queue.js";
 export {
   PackedDescFlag,

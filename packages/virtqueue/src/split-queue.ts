@@ -19,6 +19,7 @@ import type { DeviceQueue, DeviceQueueOptions } from "./device-queue.js";
 import { QueueHealth, guestFault } from "./queue-health.js";
 import { SegmentCursor } from "./segment-cursor.js";
 import type { GuestErrorSink } from "./segment-cursor.js";
+import type { SplitInflight } from "./split-inflight.js";
 
 const TWO32 = 0x1_0000_0000;
 const F_NEXT = DescFlag.NEXT;
@@ -34,6 +35,13 @@ export interface SplitQueueOptions extends DeviceQueueOptions {
   readonly size: number;
   /** Ring addresses (SET_VRING_ADDR); checked for the alignment of docs/virtqueue.md#ring-layout. */
   readonly addresses: RingAddresses;
+  /**
+   * Inflight I/O tracking (docs/protocol.md#inflight-tracking-and-reconnect): this queue's region
+   * of the inflight area, made for at least `size` descriptors. Every chain taken is marked in it
+   * before `pop` returns and cleared once its used element is published; the first {@link SplitQueue.start}
+   * resubmits what an earlier back-end process left in flight, before any new avail entry.
+   */
+  readonly inflight?: SplitInflight;
 }
 
 /**
@@ -66,6 +74,12 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
   readonly #strictOrder: boolean;
   readonly #maxIndirect: number;
   readonly #health: QueueHealth;
+  readonly #inflight: SplitInflight | undefined;
+  /** Heads recovered from the inflight region, handed out by `pop` before new avail entries. */
+  #resubmit: readonly number[] = [];
+  #resubmitted = 0;
+  /** The inflight region was read (first start): later starts resume where the queue stopped. */
+  #recovered = false;
   #desc32: Int32Array = EMPTYI32;
   #avail16: Uint16Array = EMPTY16;
   #used16: Uint16Array = EMPTY16;
@@ -98,6 +112,9 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     if (!Number.isInteger(mi) || mi < 1) throw new RangeError(`maxIndirectLength ${mi} must be a positive integer`);
     this.#maxIndirect = mi;
     this.#health = new QueueHealth(options.onBroken);
+    this.#inflight = options.inflight;
+    const d = this.#inflight?.descNum ?? this.size;
+    if (d < this.size) throw new VirtqueueError("BAD_QUEUE_SIZE", `queue size ${this.size} exceeds the inflight region's ${d} descriptors`, { expected: d, actual: this.size });
   }
 
   /** The guest memory in use (what {@link readChain} / {@link writeChain} should be given). */
@@ -153,6 +170,13 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     this.#publishedUsed = used;
     this.#signalledValid = false;
     this.#health.brokenBy = undefined;
+    if (this.#inflight !== undefined && !this.#recovered) {
+      const r = this.#inflight.recover(used, this.size, this.#nextAvail);
+      this.#nextAvail = r.nextAvail;
+      this.#resubmit = r.resubmit;
+      this.#resubmitted = 0;
+      this.#recovered = true;
+    }
     this.#started = true;
   }
 
@@ -164,6 +188,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     if (this.#started && this.#nextUsed !== this.#publishedUsed && this.#health.brokenBy === undefined) {
       storeRelease16(this.#used16, 1, this.#nextUsed);
       this.#publishedUsed = this.#nextUsed;
+      this.#inflight?.afterPublish(this.#nextUsed);
     }
     this.#started = false;
     this.#desc32 = EMPTYI32;
@@ -219,7 +244,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     if (!this.#started || this.#health.brokenBy !== undefined) throw this.#health.unusable();
     const pending = (loadAcquire16(this.#avail16, 1) - this.#nextAvail) & 0xffff;
     if (pending > this.size) throw this.#overrun(pending);
-    return pending;
+    return pending + this.#resubmit.length - this.#resubmitted;
   }
 
   #overrun(pending: number): VirtqueueError {
@@ -230,6 +255,9 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
    * Pops up to `max` (default: the batch capacity) available chains into `batch`, walking and
    * validating each chain (bounded by the queue size; indirect tables by their length) and copying
    * its descriptors into the batch. Returns the number of chains popped (0 when none is available).
+   * With inflight tracking, chains recovered from the inflight region come first (in batches of
+   * their own), and every chain popped from the available ring is marked in the region before this
+   * returns.
    *
    * @throws VirtqueueError `NOT_STARTED`, `BROKEN`; guest errors `AVAIL_OVERRUN`, `BAD_HEAD`,
    *   `BAD_NEXT`, `CHAIN_TOO_LONG`, `ZERO_LENGTH`, `ADDRESS_WRAP`, `BAD_ORDER`,
@@ -247,7 +275,9 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     const next = this.#nextAvail;
     // Ordering: acquire — ring slots and descriptors are read only after avail.idx (barriers.ts).
     batch.count = 0; // a pop that throws leaves an empty batch, never stale chains
-    const pending = (loadAcquire16(avail16, 1) - next) & 0xffff;
+    const resubmit = this.#resubmit;
+    const resubmitting = this.#resubmitted < resubmit.length;
+    const pending = resubmitting ? resubmit.length - this.#resubmitted : (loadAcquire16(avail16, 1) - next) & 0xffff;
     if (pending > size) throw this.#overrun(pending);
     let n = pending < max ? pending : max;
     if (n > batch.capacity) n = batch.capacity;
@@ -262,7 +292,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     let p = 0; // word index into flat (4 words per descriptor)
     starts[0] = 0;
     for (let k = 0; k < n; k++) {
-      const head = avail16[2 + ((next + k) & mask)] as number;
+      const head = (resubmitting ? resubmit[this.#resubmitted + k] : avail16[2 + ((next + k) & mask)]) as number;
       if (head >= size) throw this.#guest("BAD_HEAD", `avail ring slot ${(next + k) & mask}: head ${head} >= queue size ${size}`, head, size, head);
       heads[k] = head;
       let d = head;
@@ -318,7 +348,14 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
       starts[k + 1] = p >>> 2;
     }
     batch.count = n;
+    if (resubmitting) {
+      // Already marked in the region by the process that took them first (their counters stay).
+      this.#resubmitted += n;
+      return n;
+    }
     this.#nextAvail = (next + n) & 0xffff;
+    const inflight = this.#inflight;
+    if (inflight !== undefined) for (let k = 0; k < n; k++) inflight.markAvailable(heads[k] as number);
     return n;
   }
 
@@ -363,6 +400,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     const u = this.#nextUsed;
     if (((u - this.#publishedUsed) & 0xffff) >= this.size) throw new VirtqueueError("USED_OVERFLOW", `${this.size} used elements already pending`, { expected: this.size });
     const slot = u & (this.size - 1);
+    this.#inflight?.beforeUsed(id);
     this.#used32[1 + 2 * slot] = id;
     this.#used32[2 + 2 * slot] = len >>> 0;
     this.#nextUsed = (u + 1) & 0xffff;
@@ -382,8 +420,10 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     if (((u - this.#publishedUsed) & 0xffff) + n > size) throw new VirtqueueError("USED_OVERFLOW", `${n} more used elements would exceed queue size ${size}`, { expected: size });
     const used32 = this.#used32;
     const heads = batch.heads;
+    const inflight = this.#inflight;
     for (let i = 0; i < n; i++) {
       const slot = u & mask;
+      inflight?.beforeUsed(heads[i] as number);
       used32[1 + 2 * slot] = heads[i] as number;
       used32[2 + 2 * slot] = lens === undefined ? 0 : (lens[i] as number) >>> 0;
       u = (u + 1) & 0xffff;
@@ -405,6 +445,10 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     // used_event / avail.flags below cannot be satisfied before this store (barriers.ts).
     storeRelease16(this.#used16, 1, nu);
     this.#publishedUsed = nu;
+    // SAFETY/ordering: the inflight flags are cleared only after used.idx was stored (a seq-cst
+    // store the engines never move later stores above): a process killed in between leaves
+    // used_idx behind the used ring, and the next one clears the batch (SplitInflight.recover).
+    this.#inflight?.afterPublish(nu);
     if (this.eventIdx) {
       const ev = loadAcquire16(this.#avail16, 2 + this.size);
       const old = this.#signalledUsed;

@@ -18,11 +18,11 @@ import {
   type Dialect,
   type DecodedBackendRequest,
 } from "@vhostkit/wire";
-import { copyMessage, Errno, sendAck, sendReply, type BorrowedMessage, type Endpoint, type OwnedFd, type ReceivedMessage } from "@vhostkit/transport";
+import { callHook, copyMessage, Errno, sendAck, sendReply, type BorrowedMessage, type Endpoint, type OwnedFd, type ReceivedMessage } from "@vhostkit/transport";
 import { guestAddress, isRegionError, SHMEM_MAP_FLAG_RW, translateRange, type GuestMemory, type RegionErrorCode } from "@vhostkit/regions";
 import { asFrontendError, FrontendError } from "./errors.js";
 import type { SharedMemoryPort, ShmemMapRequest } from "./shared-memory-port.js";
-import { emitTrace, type TraceSink } from "./trace.js";
+import type { TraceSink } from "./trace.js";
 
 /** What happened to one back-end request (for tests, logs and the conformance report). */
 export interface BackendRequestOutcome {
@@ -162,11 +162,7 @@ export class BackendRequestHandler {
           this.#closed = true;
           this.#ep.close();
           const e = asFrontendError(err, "BACKEND_CHANNEL");
-          try {
-            this.#options.onClose?.(new FrontendError("DISCONNECTED", `back-end channel ended: ${e.message}`, { request: "BACKEND_CHANNEL" }, { cause: err }));
-          } catch {
-            // hooks must not break the loop
-          }
+          callHook(this.#options.onClose, new FrontendError("DISCONNECTED", `back-end channel ended: ${e.message}`, { request: "BACKEND_CHANNEL" }, { cause: err }));
         }
         return;
       }
@@ -180,7 +176,7 @@ export class BackendRequestHandler {
   }
 
   #traceRecv(msg: ReceivedMessage): void {
-    emitTrace(this.#options.trace, { channel: "backend", direction: "recv", name: requestName("backend", msg.request), flags: msg.flags, size: msg.payload.byteLength, fds: msg.fds.length });
+    callHook(this.#options.trace, { channel: "backend", direction: "recv", name: requestName("backend", msg.request), flags: msg.flags, size: msg.payload.byteLength, fds: msg.fds.length });
   }
 
   /**
@@ -224,7 +220,7 @@ export class BackendRequestHandler {
     if (this.#options.trace !== undefined) {
       this.#traceRecv(m);
       const size = Array.isArray(reply) ? reply.reduce((n, p) => n + p.byteLength, 0) : reply.byteLength;
-      emitTrace(this.#options.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size, fds: 0 });
+      callHook(this.#options.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size, fds: 0 });
     }
     // sendReply copies the parts into the socket buffer before it first awaits.
     const sent = sendReply(this.#ep, m.request, reply).catch(() => undefined); // a dead channel surfaces on the next recv
@@ -267,7 +263,7 @@ export class BackendRequestHandler {
     let replied: bigint | undefined;
     if (mustReply) {
       try {
-        emitTrace(this.#options.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: 8, fds: 0 });
+        callHook(this.#options.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: 8, fds: 0 });
         await sendAck(this.#ep, msg.request, status);
         replied = status;
       } catch {
@@ -276,21 +272,12 @@ export class BackendRequestHandler {
     }
     this.#outcome({ name, ok: status === 0n, replied, ...(reason === undefined ? {} : { reason }) });
     // Reply first, then the follow-up work (config re-read) that may talk to the back-end.
-    for (const hook of [status === 0n ? after : undefined, () => this.#options.sharedMemory?.requestHandled()]) {
-      try {
-        hook?.();
-      } catch {
-        // hooks must not break the loop
-      }
-    }
+    if (status === 0n) callHook(after);
+    callHook(() => this.#options.sharedMemory?.requestHandled());
   }
 
   #outcome(o: BackendRequestOutcome): void {
-    try {
-      this.#options.onOutcome?.(o);
-    } catch {
-      // hooks must not break the loop
-    }
+    callHook(this.#options.onOutcome, o);
   }
 
   /** Carries out a decoded request; takes what it keeps out of `fds`. Returns follow-up work. */
@@ -381,7 +368,7 @@ export class BackendRequestHandler {
               ? encodeReply("backend", "BACKEND_MEM_READ", { guestAddress: gpa, data: new Uint8Array(0) }, this.#options.dialect)
               : encodeReply("backend", "BACKEND_MEM_WRITE", status, this.#options.dialect)
             ).subarray(HEADER_SIZE);
-      emitTrace(this.#options.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: payload.byteLength, fds: 0 });
+      callHook(this.#options.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: payload.byteLength, fds: 0 });
       await sendReply(this.#ep, msg.request, payload);
     } catch {
       // A dead channel surfaces on the next recv.

@@ -6,11 +6,12 @@
  * @module
  */
 import { ProtocolFeature, VirtioFeature } from "@vhostkit/wire";
+import { callHook } from "@vhostkit/transport";
 import type { DeviceSharedMemory, GuestAddress, GuestAddressSpace, GuestRam } from "@vhostkit/regions";
 import { BackendRequestHandler } from "./backend-request-handler.js";
 import { DRIVER_FEATURE_MASK, type DeviceOptions, type StartOptions } from "./device-options.js";
 import { DriverQueue } from "./driver-queue.js";
-import { asFrontendError, FrontendError, isFrontendError } from "./errors.js";
+import { asFrontendError, FrontendError, isConnectionLost, isFrontendError } from "./errors.js";
 import { Frontend } from "./frontend.js";
 import type { GuestAllocator } from "./guest-allocator.js";
 import type { DeviceSharedMemoryPort, GuestSharedMemory } from "./guest-shared-memory.js";
@@ -192,7 +193,7 @@ export class Device {
       return await fn();
     } catch (err) {
       const e = asFrontendError(err, "DEVICE");
-      if (e.code === "DISCONNECTED" || e.code === "TIMEOUT" || e.code === "PROTOCOL") this.#fail(e);
+      if (isConnectionLost(e)) this.#fail(e);
       throw e;
     }
   }
@@ -204,13 +205,7 @@ export class Device {
       if (size === undefined || !hasFeatures(this.#info.ackedProtocolFeatures, ProtocolFeature.CONFIG)) return undefined;
       const config = await this.#fe.getConfig(0, size);
       this.#info = { ...this.#info, config };
-      for (const l of this.#configListeners) {
-        try {
-          l(config);
-        } catch {
-          // listeners must not break the device
-        }
-      }
+      for (const listener of this.#configListeners) callHook(listener, config);
       return config;
     });
   }
@@ -298,12 +293,12 @@ export class Device {
    */
   async #unwindStart(queues: readonly DriverQueue[], cause: unknown): Promise<void> {
     // Transport failures fail the whole device (#guard); anything else leaves the connection usable.
-    if (isFrontendError(cause) && (cause.code === "DISCONNECTED" || cause.code === "TIMEOUT" || cause.code === "PROTOCOL")) return;
+    if (isConnectionLost(cause)) return;
     try {
       for (const q of queues) await this.#fe.getVringBase(q.index);
     } catch (err) {
       const e = asFrontendError(err, "GET_VRING_BASE");
-      if (e.code === "DISCONNECTED" || e.code === "TIMEOUT" || e.code === "PROTOCOL") this.#fail(e);
+      if (isConnectionLost(e)) this.#fail(e);
     } finally {
       for (const q of queues) {
         q.close();

@@ -47,6 +47,17 @@ export function isFrontendError(x: unknown): x is FrontendError {
 }
 
 /**
+ * True when `err` is a {@link FrontendError} that means the connection to the back-end is lost or
+ * can no longer be trusted: `DISCONNECTED`, `TIMEOUT` (a request may still be in flight) or
+ * `PROTOCOL` (the back-end broke the protocol). Such an error fails the device; any other failure
+ * (a refusal, a bad argument) leaves the connection usable.
+ * @internal
+ */
+export function isConnectionLost(err: unknown): boolean {
+  return isFrontendError(err) && (err.code === "DISCONNECTED" || err.code === "TIMEOUT" || err.code === "PROTOCOL");
+}
+
+/**
  * Wraps any error from a lower layer as a {@link FrontendError} for `request`: transport errors
  * become `DISCONNECTED` / `TIMEOUT` / `PROTOCOL`, wire errors `PROTOCOL`; a FrontendError passes through.
  * @internal

@@ -20,9 +20,9 @@ import {
   type MemoryRegion,
   type VringAddr,
 } from "@vhostkit/wire";
-import { connect, RequestChannel, type Endpoint, type OwnedFd, type ReceivedMessage, type RetryPolicy } from "@vhostkit/transport";
+import { callHook, connect, RequestChannel, type Endpoint, type OwnedFd, type ReceivedMessage, type RetryPolicy } from "@vhostkit/transport";
 import { asFrontendError, FrontendError } from "./errors.js";
-import { emitTrace, type TraceSink } from "./trace.js";
+import type { TraceSink } from "./trace.js";
 
 /** Options of a {@link Frontend} connection. */
 export interface FrontendOptions {
@@ -112,7 +112,7 @@ export class Frontend {
   }
 
   #traceSend(id: number, flags: number, size: number, fds: number): void {
-    emitTrace(this.#trace, { channel: "frontend", direction: "send", name: requestName("frontend", id), flags, size, fds });
+    callHook(this.#trace, { channel: "frontend", direction: "send", name: requestName("frontend", id), flags, size, fds });
   }
 
   /**
@@ -137,7 +137,7 @@ export class Frontend {
         throw asFrontendError(err, name);
       }
       if (reply === undefined) throw new FrontendError("PROTOCOL", `${name.toLowerCase()}: no reply`, { request: name });
-      emitTrace(this.#trace, { channel: "frontend", direction: "recv", name, flags: reply.flags, size: reply.payload.byteLength, fds: reply.fds.length });
+      callHook(this.#trace, { channel: "frontend", direction: "recv", name, flags: reply.flags, size: reply.payload.byteLength, fds: reply.fds.length });
       return this.#decode(name, reply);
     });
   }
@@ -175,7 +175,7 @@ export class Frontend {
         const flags = this.#ch.replyAck ? HeaderFlag.VERSION | HeaderFlag.NEED_REPLY : HeaderFlag.VERSION;
         this.#traceSend(id, flags, payload.byteLength, fds.length);
         status = await this.#ch.requestAck(id, payload, { fds });
-        if (this.#ch.replyAck) emitTrace(this.#trace, { channel: "frontend", direction: "recv", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: 8, fds: 0 });
+        if (this.#ch.replyAck) callHook(this.#trace, { channel: "frontend", direction: "recv", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: 8, fds: 0 });
       } catch (err) {
         throw asFrontendError(err, name);
       }
@@ -241,7 +241,7 @@ export class Frontend {
         throw asFrontendError(err, name);
       }
       if (reply === undefined) throw new FrontendError("PROTOCOL", "get_config: no reply", { request: name });
-      emitTrace(this.#trace, { channel: "frontend", direction: "recv", name, flags: reply.flags, size: reply.payload.byteLength, fds: reply.fds.length });
+      callHook(this.#trace, { channel: "frontend", direction: "recv", name, flags: reply.flags, size: reply.payload.byteLength, fds: reply.fds.length });
       if (reply.payload.byteLength === 0 && reply.fds.length === 0) return undefined;
       const { value } = this.#decode(name, reply);
       if (value.data.byteLength !== size || value.offset !== offset) {

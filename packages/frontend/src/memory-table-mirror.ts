@@ -8,7 +8,7 @@ import { closeFd, dupCloexec } from "@vhostkit/transport/sys";
 import { SYNTHETIC_USER_BASE, type GuestRam, type ShmemMapping, type ShmemMappingEvent } from "@vhostkit/regions";
 import { MAX_MEM_TABLE_REGIONS, type MemoryRegion } from "@vhostkit/wire";
 import type { DeviceOptions } from "./device-options.js";
-import { asFrontendError, FrontendError } from "./errors.js";
+import { asFrontendError, FrontendError, isConnectionLost } from "./errors.js";
 import type { Frontend } from "./frontend.js";
 
 /** The memory-table entry of a SHMEM mapping: GPA = window + offset, synthetic user address, `mmap_offset` = `fd_offset`. @internal */
@@ -248,7 +248,7 @@ export class MemoryTableMirror {
           await w.run();
         } catch (err) {
           const e = asFrontendError(err, "PROPAGATE");
-          if (e.code === "DISCONNECTED" || e.code === "TIMEOUT" || e.code === "PROTOCOL") this.#options.onFatal(e);
+          if (isConnectionLost(e)) this.#options.onFatal(e);
           else if (e.code === "REFUSED") w.refused?.();
         } finally {
           w.done?.();

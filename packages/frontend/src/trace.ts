@@ -22,13 +22,3 @@ export interface TraceEvent {
 
 /** Receives every {@link TraceEvent}; must not throw (exceptions are ignored). */
 export type TraceSink = (event: TraceEvent) => void;
-
-/** Calls `sink` with `event`, swallowing anything it throws. @internal */
-export function emitTrace(sink: TraceSink | undefined, event: TraceEvent): void {
-  if (sink === undefined) return;
-  try {
-    sink(event);
-  } catch {
-    // A tracing sink must never break the protocol.
-  }
-}

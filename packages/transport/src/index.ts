@@ -13,6 +13,7 @@ export { socketPair } from "./socket-pair.js";
 export { TransportError, shouldReconnect, isTransportError } from "./transport-error.js";
 export type { TransportErrorCode, TransportErrorKind } from "./transport-error.js";
 export { Errno } from "./sys/errno.js";
+export { callHook } from "./call-hook.js";
 export { RequestChannel, sendReply, sendAck } from "./request-channel.js";
 export type { Payload, RequestOptions, RequestChannelOptions, RequestWithOptions } from "./request-channel.js";
 export { EventFd } from "./event-fd.js";

@@ -108,7 +108,7 @@ export async function runCli(argv: readonly string[], out: (line: string) => voi
     ...(values.once ? { connections: 1 } : {}),
   });
   emit({ event: "listening", socket: server.path, shmid: HOST_VISIBLE_SHMID, shmSize: `0x${shmSize.toString(16)}`, dialect: dialect.name });
-  const stop = (): void => server.close();
+  const stop = (): void => void server.shutdown(); // graceful: running handlers finish, every fd closed, exit 0
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
   try {

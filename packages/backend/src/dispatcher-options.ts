@@ -19,6 +19,11 @@ export type BackendEvent =
   | { readonly kind: "queue-broken"; readonly index: number; readonly error: unknown }
   /** The device's `start` hook failed. */
   | { readonly kind: "device-error"; readonly error: unknown }
+  /**
+   * Ring `index` started with inflight tracking (INFLIGHT_SHMFD, docs/protocol.md#inflight-tracking-and-reconnect);
+   * `resubmitted` chains an earlier back-end left in flight go to the device first.
+   */
+  | { readonly kind: "inflight"; readonly index: number; readonly resubmitted: number }
   /** The device started (`true`) or stopped (`false`) running. */
   | { readonly kind: "running"; readonly running: boolean };
 

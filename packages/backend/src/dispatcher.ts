@@ -138,6 +138,15 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * The first half of a graceful shutdown: the device's queue handlers start no new run (what the
+   * driver queues stays in the rings for the next back-end); resolves once none runs. The
+   * connection is still served: {@link Dispatcher.close} ends it.
+   */
+  drain(): Promise<void> {
+    return this.#session.drain();
+  }
+
   /** Drop the front-end now (the `run` promise then resolves). Idempotent. */
   close(): void {
     this.#ep.close();

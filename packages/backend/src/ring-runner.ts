@@ -42,6 +42,8 @@ export interface RingRunnerOptions {
    * earlier back-end process left there (docs/protocol.md#inflight-tracking-and-reconnect).
    */
   readonly inflight?: (index: number) => SplitInflight | undefined;
+  /** Ring `index` started with inflight tracking; `resubmitted` chains were left in flight by an earlier back-end. */
+  readonly onInflight?: (index: number, resubmitted: number) => void;
 }
 
 /** One vring: what the front-end configured, and where its handler stands. Only the runner touches it. */
@@ -103,6 +105,8 @@ export class RingRunner {
   #stopping = false;
   #running = false;
   #closed = false;
+  /** A graceful shutdown began: no new handler run starts. */
+  #draining = false;
 
   /** @param options - the device, the memory table and the reports. */
   constructor(options: RingRunnerOptions) {
@@ -300,6 +304,16 @@ export class RingRunner {
     }
   }
 
+  /**
+   * Graceful shutdown: no handler run starts from now on (kicks are left in the rings for the next
+   * back-end), and a running one returns after the `processQueue` call in progress.
+   * @returns resolves once no handler runs ({@link RingRunner.quiesce}).
+   */
+  drain(): Promise<void> {
+    this.#draining = true;
+    return this.quiesce();
+  }
+
   /** Resolves once no queue handler runs (before unmapping memory a handler might be using). */
   async quiesce(): Promise<void> {
     while (this.#runningHandlers > 0) await new Promise<void>((r) => this.#whenIdle.push(r));
@@ -339,6 +353,7 @@ export class RingRunner {
     });
     queue.start(v.base);
     v.queue = queue;
+    if (inflight !== undefined) this.#options.onInflight?.(v.index, inflight.lastRecovery?.resubmit.length ?? 0);
     if ((features & VirtioFeature.PROTOCOL_FEATURES) === 0n && ackedFeatures !== undefined) v.enabled = true;
     this.#stopping = false;
     const kick = v.kick;
@@ -373,7 +388,7 @@ export class RingRunner {
   }
 
   #schedule(v: Vring): void {
-    if (!v.started || !v.enabled || v.waitingForMemory || this.#closed) return;
+    if (!v.started || !v.enabled || v.waitingForMemory || this.#closed || this.#draining) return;
     if (v.busy) {
       v.kickedWhileBusy = true;
       return;
@@ -403,9 +418,9 @@ export class RingRunner {
           q.disableNotification();
           await this.#device.processQueue(ctx);
           ctx.notify();
-          if (v.queue !== q || !q.enableNotification()) break;
+          if (v.queue !== q || this.#draining || !q.enableNotification()) break;
         }
-      } while (v.kickedWhileBusy && v.started && v.enabled);
+      } while (v.kickedWhileBusy && v.started && v.enabled && !this.#draining);
     } catch (err) {
       // Guest errors already broke the queue and were reported through onBroken.
       if (!isVirtqueueError(err) || v.queue?.brokenBy === undefined) this.#queueBroken(v, err);

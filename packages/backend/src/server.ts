@@ -27,6 +27,15 @@ export interface BackendServer {
   readonly current: Dispatcher | undefined;
   /** Stop listening and drop the current front-end. Idempotent. */
   close(): void;
+  /**
+   * Graceful stop, what a process does on SIGTERM: stops accepting, lets the queue handlers running
+   * now finish (no new run starts), then drops the front-end — rings stopped, the sockets and
+   * eventfds closed, guest memory and the inflight area unmapped, the device reset — and resolves
+   * once {@link BackendServer.done} did, or after `graceMs` milliseconds (default 5000) at the latest:
+   * a handler still running then is abandoned, the memory it views staying mapped until it returns.
+   * Requests the driver queued meanwhile stay in the rings for the next back-end. Never rejects.
+   */
+  shutdown(options?: { readonly graceMs?: number }): Promise<void>;
 }
 
 /**
@@ -75,6 +84,17 @@ export function serve(path: string, device: DeviceBackend, options: ServeOptions
       closed = true;
       listener.close();
       current?.close();
+    },
+    async shutdown(shutdownOptions = {}) {
+      closed = true;
+      listener.close();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const grace = new Promise<void>((r) => (timer = setTimeout(r, shutdownOptions.graceMs ?? 5000)));
+      const d = current;
+      if (d !== undefined) await Promise.race([d.drain(), grace]);
+      d?.close();
+      await Promise.race([done.catch(() => undefined), grace]);
+      clearTimeout(timer);
     },
   };
 }

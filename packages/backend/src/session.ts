@@ -91,6 +91,7 @@ export class Session {
       onQueueBroken: (index, error) => report({ kind: "queue-broken", index, error }),
       onRunningChange: (running) => this.#lifecycle.runningChanged(running, () => this.#deviceContext()),
       inflight: (index) => this.#inflight?.queue(index),
+      onInflight: (index, resubmitted) => report({ kind: "inflight", index, resubmitted }),
     });
     this.#features = device.features | FRAMEWORK_FEATURES;
     this.#memRwMask = options.memRw === undefined || options.memRw === false ? 0n : vhostkitMemRwFeature(options.memRw === true ? undefined : options.memRw.bit);
@@ -129,6 +130,11 @@ export class Session {
   /** True when the front-end acknowledged protocol feature `f`. */
   negotiated(f: bigint): boolean {
     return (this.#ackedProtocol & f) !== 0n;
+  }
+
+  /** Graceful shutdown: no new handler run starts; resolves once none runs (see {@link RingRunner.drain}). */
+  drain(): Promise<void> {
+    return this.#rings.drain();
   }
 
   /**

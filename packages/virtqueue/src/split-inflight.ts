@@ -73,6 +73,8 @@ export class SplitInflight {
   /** Heads queued as used and not yet published, in used order (the queue never has more than its size pending). */
   readonly #pending: Uint16Array;
   #pendingCount = 0;
+  /** What the last {@link SplitInflight.recover} found (`undefined` before the first). */
+  lastRecovery: SplitInflightRecovery | undefined;
 
   /**
    * @param region - this queue's bytes of the inflight area (borrowed; must stay mapped while the
@@ -127,7 +129,8 @@ export class SplitInflight {
       u16[5] = this.descNum;
       u16[7] = usedIdx;
       this.#counter = 0;
-      return { nextAvail: base, resubmit: [] };
+      this.lastRecovery = { nextAvail: base, resubmit: [] };
+      return this.lastRecovery;
     }
     const recorded = u16[7] as number;
     if (recorded !== usedIdx) {
@@ -155,7 +158,8 @@ export class SplitInflight {
     found.sort((a, b) => a.counter - b.counter || a.head - b.head);
     const last = found[found.length - 1];
     this.#counter = last === undefined ? 0 : Math.min(last.counter + 1, Number.MAX_SAFE_INTEGER);
-    return { nextAvail: (usedIdx + found.length) & 0xffff, resubmit: found.map((f) => f.head) };
+    this.lastRecovery = { nextAvail: (usedIdx + found.length) & 0xffff, resubmit: found.map((f) => f.head) };
+    return this.lastRecovery;
   }
 
   /** Head `head` was taken from the available ring (or resubmitted): counter, then the inflight flag. */

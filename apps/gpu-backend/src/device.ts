@@ -60,13 +60,13 @@ export class GpuDevice implements DeviceBackend {
   readonly #control: ControlQueue;
   readonly #cursor: CursorQueue;
   readonly #config = new Uint8Array(CONFIG_SIZE);
-  readonly #o: GpuDeviceOptions;
+  readonly #options: GpuDeviceOptions;
   #ctx: DeviceContext | undefined;
   #acked = 0n;
 
   /** @throws RangeError for a bad option. */
   constructor(options: GpuDeviceOptions = {}) {
-    this.#o = options;
+    this.#options = options;
     const page = BigInt(pageSize());
     this.shmSize = options.shmSize ?? DEFAULT_SHM_SIZE;
     if (!isPowerOfTwo(this.shmSize) || this.shmSize < page) throw new RangeError(`shm size 0x${this.shmSize.toString(16)} must be a power of two of at least one page`);
@@ -160,14 +160,14 @@ export class GpuDevice implements DeviceBackend {
 
   start(ctx: DeviceContext): void {
     this.#ctx = ctx;
-    this.#o.onLifecycle?.("start");
+    this.#options.onLifecycle?.("start");
   }
 
   stop(): void {
     // The mappings stay: the front-end keeps them across a stop (a VM pause) and drops them only on
     // reset (docs/shmem.md#mapping-lifetime); after the next start the driver can still unmap them.
     this.#ctx = undefined;
-    this.#o.onLifecycle?.("stop");
+    this.#options.onLifecycle?.("stop");
   }
 
   reset(): void {
@@ -175,6 +175,6 @@ export class GpuDevice implements DeviceBackend {
     this.#acked = 0n;
     this.state.clear();
     this.#config.fill(0, 0, 8);
-    this.#o.onLifecycle?.("reset");
+    this.#options.onLifecycle?.("reset");
   }
 }

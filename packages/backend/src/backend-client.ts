@@ -98,7 +98,7 @@ export interface BackendChannel {
 export class BackendClient implements BackendChannel {
   readonly #ep: Endpoint;
   readonly #ch: RequestChannel;
-  readonly #o: BackendClientOptions;
+  readonly #options: BackendClientOptions;
   readonly #dialect: Dialect;
   #tail: Promise<unknown> = Promise.resolve();
   /** Calls started or waiting in {@link BackendClient.#serial}. */
@@ -116,14 +116,14 @@ export class BackendClient implements BackendChannel {
    */
   constructor(endpoint: Endpoint, options: BackendClientOptions) {
     this.#ep = endpoint;
-    this.#o = options;
+    this.#options = options;
     this.#dialect = options.dialect ?? UPSTREAM;
     this.#ch = new RequestChannel(endpoint, { replyAck: options.replyAck, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
   }
 
   /** True when SHMEM was negotiated and maps can be sent (the device must also be running). */
   get canMap(): boolean {
-    return this.#o.shmem && this.#o.sendFd;
+    return this.#options.shmem && this.#options.sendFd;
   }
 
   /**
@@ -150,7 +150,7 @@ export class BackendClient implements BackendChannel {
 
   async #map(args: ShmemMapArgs, fd: number): Promise<void> {
     this.#checkShmem("BACKEND_SHMEM_MAP");
-    if (!this.#o.sendFd) throw new BackendError("NOT_NEGOTIATED", "backend_shmem_map: BACKEND_SEND_FD not negotiated, cannot pass the fd", { request: "BACKEND_SHMEM_MAP" });
+    if (!this.#options.sendFd) throw new BackendError("NOT_NEGOTIATED", "backend_shmem_map: BACKEND_SEND_FD not negotiated, cannot pass the fd", { request: "BACKEND_SHMEM_MAP" });
     const fdOffset = args.fdOffset ?? 0n;
     if (this.#dialect.layout === "crosvm") {
       const flags = CrosvmMapFlag.MAP_R | (args.writable ? CrosvmMapFlag.MAP_W : 0);
@@ -182,7 +182,7 @@ export class BackendClient implements BackendChannel {
    */
   configChanged(): Promise<void> {
     return this.#serial(true, async () => {
-      if (!this.#o.config) throw new BackendError("NOT_NEGOTIATED", "backend_config_change_msg: CONFIG not negotiated", { request: "BACKEND_CONFIG_CHANGE_MSG" });
+      if (!this.#options.config) throw new BackendError("NOT_NEGOTIATED", "backend_config_change_msg: CONFIG not negotiated", { request: "BACKEND_CONFIG_CHANGE_MSG" });
       await this.#acked("BACKEND_CONFIG_CHANGE_MSG", undefined, []);
     });
   }
@@ -285,16 +285,16 @@ export class BackendClient implements BackendChannel {
   }
 
   #checkShmem(request: string): void {
-    if (!this.#o.shmem) throw new BackendError("NOT_NEGOTIATED", `${request.toLowerCase()}: SHMEM (${this.#dialect.name} dialect) not negotiated`, { request });
-    if (!this.#o.isRunning()) {
+    if (!this.#options.shmem) throw new BackendError("NOT_NEGOTIATED", `${request.toLowerCase()}: SHMEM (${this.#dialect.name} dialect) not negotiated`, { request });
+    if (!this.#options.isRunning()) {
       throw new BackendError("NOT_RUNNING", `${request.toLowerCase()}: the device is not running (before DRIVER_OK or after GET_VRING_BASE); a front-end may crash on it`, { request });
     }
   }
 
   #checkMemRw(request: string, size: number): void {
-    if (!this.#o.memRw) throw new BackendError("NOT_NEGOTIATED", `${request.toLowerCase()}: vhostkit MEM_RW not negotiated`, { request });
+    if (!this.#options.memRw) throw new BackendError("NOT_NEGOTIATED", `${request.toLowerCase()}: vhostkit MEM_RW not negotiated`, { request });
     // docs/shmem.md#extension-rules, rule 8: a suspended device sends nothing on the back-end channel.
-    if (!this.#o.isRunning()) throw new BackendError("NOT_RUNNING", `${request.toLowerCase()}: the device is not running (before DRIVER_OK or after GET_VRING_BASE)`, { request });
+    if (!this.#options.isRunning()) throw new BackendError("NOT_RUNNING", `${request.toLowerCase()}: the device is not running (before DRIVER_OK or after GET_VRING_BASE)`, { request });
     if (!Number.isInteger(size) || size < 1 || size > MEM_RW_MAX_DATA) throw new RangeError(`${request.toLowerCase()}: size ${size} not in 1..${MEM_RW_MAX_DATA}`);
   }
 

@@ -60,7 +60,7 @@ export class DriverQueue {
   readonly #driver: SplitDriver<Pending>;
   readonly #kick: EventFd;
   readonly #call: EventFd;
-  readonly #o: DriverQueueOptions;
+  readonly #options: DriverQueueOptions;
   readonly #ringBase: GuestAddress;
   /** Every request not yet completed (in the ring or waiting), in submission order. */
   readonly #tokens = new Set<Pending>();
@@ -73,10 +73,10 @@ export class DriverQueue {
   #inFlight = 0;
   #error: FrontendError | undefined;
 
-  private constructor(o: DriverQueueOptions, base: GuestAddress, driver: SplitDriver<Pending>, kick: EventFd, call: EventFd, rings: DriverQueue["rings"]) {
-    this.#o = o;
-    this.index = o.index;
-    this.size = o.size;
+  private constructor(options: DriverQueueOptions, base: GuestAddress, driver: SplitDriver<Pending>, kick: EventFd, call: EventFd, rings: DriverQueue["rings"]) {
+    this.#options = options;
+    this.index = options.index;
+    this.size = options.size;
     this.#ringBase = base;
     this.#driver = driver;
     this.#kick = kick;
@@ -89,26 +89,26 @@ export class DriverQueue {
    * @throws FrontendError `BAD_ARGUMENT` (queue size), `OUT_OF_MEMORY`.
    * @internal
    */
-  static create(o: DriverQueueOptions): DriverQueue {
-    const q = o.size;
+  static create(options: DriverQueueOptions): DriverQueue {
+    const q = options.size;
     const descBytes = 16 * q;
     const availOff = descBytes;
     const usedOff = (availOff + 6 + 2 * q + 3) & ~3;
     const total = usedOff + 6 + 8 * q;
-    const base = o.allocator.alloc(total, 4096);
+    const base = options.allocator.alloc(total, 4096);
     let kick: EventFd | undefined;
     let call: EventFd | undefined;
     try {
       const rings = { desc: base, avail: (base + BigInt(availOff)) as GuestAddress, used: (base + BigInt(usedOff)) as GuestAddress };
-      const driver = new SplitDriver<Pending>({ size: q, memory: o.memory, addresses: rings, eventIdx: o.eventIdx ?? false });
+      const driver = new SplitDriver<Pending>({ size: q, memory: options.memory, addresses: rings, eventIdx: options.eventIdx ?? false });
       kick = EventFd.create();
       call = EventFd.create();
-      return new DriverQueue(o, base, driver, kick, call, rings);
+      return new DriverQueue(options, base, driver, kick, call, rings);
     } catch (err) {
       kick?.close();
       call?.close();
-      o.allocator.free(base);
-      throw err instanceof FrontendError ? err : new FrontendError("BAD_ARGUMENT", `queue ${o.index}: ${err instanceof Error ? err.message : String(err)}`, { actual: q }, { cause: err });
+      options.allocator.free(base);
+      throw err instanceof FrontendError ? err : new FrontendError("BAD_ARGUMENT", `queue ${options.index}: ${err instanceof Error ? err.message : String(err)}`, { actual: q }, { cause: err });
     }
   }
 
@@ -144,7 +144,7 @@ export class DriverQueue {
    * @throws FrontendError `TIMEOUT` (the device is then failed), `DEVICE_FAILED`, `BAD_ARGUMENT`
    *   (a bad buffer, or more buffers than the queue has descriptors).
    */
-  submit(readable: readonly DriverBuffer[], writable: readonly DriverBuffer[], timeoutMs = this.#o.timeoutMs): Promise<number> {
+  submit(readable: readonly DriverBuffer[], writable: readonly DriverBuffer[], timeoutMs = this.#options.timeoutMs): Promise<number> {
     if (this.#error !== undefined) return Promise.reject(this.#error);
     const n = readable.length + writable.length;
     if (n > this.size) return Promise.reject(new FrontendError("BAD_ARGUMENT", `queue ${this.index}: a chain of ${n} buffers never fits a queue of ${this.size} descriptors`, { expected: this.size, actual: n }));
@@ -216,7 +216,7 @@ export class DriverQueue {
     for (const p of this.#tokens) {
       if (p.deadline <= now) {
         const e = new FrontendError("TIMEOUT", `queue ${this.index}: request not completed within ${p.timeoutMs} ms`, { request: "VIRTQUEUE" });
-        this.#o.onFatal(e);
+        this.#options.onFatal(e);
         this.fail(e);
         return;
       }
@@ -234,19 +234,19 @@ export class DriverQueue {
    */
   async transfer(readable: readonly Uint8Array[], writableLens: readonly number[], timeoutMs?: number): Promise<TransferResult> {
     const allocs: GuestAddress[] = [];
-    const mem = this.#o.memory;
+    const mem = this.#options.memory;
     let ok = false;
     try {
       const r: DriverBuffer[] = [];
       for (const b of readable) {
-        const a = this.#o.allocator.alloc(b.byteLength);
+        const a = this.#options.allocator.alloc(b.byteLength);
         allocs.push(a);
         await mem.write(a, b);
         r.push({ addr: a, len: b.byteLength });
       }
       const w: DriverBuffer[] = [];
       for (const len of writableLens) {
-        const a = this.#o.allocator.alloc(len);
+        const a = this.#options.allocator.alloc(len);
         allocs.push(a);
         // 0xff so that a status byte the device never wrote is recognisable.
         for (const span of translateRange(mem, a, len, true)) span.bytes.fill(0xff);
@@ -264,7 +264,7 @@ export class DriverQueue {
     } catch (err) {
       throw asFrontendError(err, "VIRTQUEUE");
     } finally {
-      if (ok || this.#error === undefined) for (const a of allocs) this.#o.allocator.free(a);
+      if (ok || this.#error === undefined) for (const a of allocs) this.#options.allocator.free(a);
     }
   }
 
@@ -278,7 +278,7 @@ export class DriverQueue {
           used = this.#driver.collectUsed();
         } catch (err) {
           const e = new FrontendError("PROTOCOL", `queue ${this.index}: ${err instanceof Error ? err.message : String(err)}`, { request: "VIRTQUEUE" }, { cause: err });
-          this.#o.onFatal(e);
+          this.#options.onFatal(e);
           this.fail(e);
           return;
         }
@@ -327,6 +327,6 @@ export class DriverQueue {
   /** Closes the eventfds and frees the rings (after GET_VRING_BASE stopped the ring). @internal */
   close(): void {
     this.fail(new FrontendError("CLOSED", `queue ${this.index} closed`));
-    this.#o.allocator.free(this.#ringBase);
+    this.#options.allocator.free(this.#ringBase);
   }
 }

@@ -122,7 +122,7 @@ export class Watch {
   abort(err: TransportError): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#reactor.forget(this);
+    this.#reactor.deregister(this);
     for (const w of [this.#reader, this.#writer]) {
       if (w) {
         this.#reactor.parked(-1);
@@ -177,7 +177,8 @@ export class Reactor {
   readonly #epfd: number;
   readonly #wakeFd: number;
   readonly #events: NativeBlock;
-  readonly #ctl: NativeBlock;
+  /** The `epoll_event` passed to `epoll_ctl` (one native buffer, reused). */
+  readonly #ctlEvent: NativeBlock;
   readonly #watches = new Map<number, Watch>();
   #nextToken = 1;
   #parked = 0;
@@ -218,7 +219,7 @@ export class Reactor {
     this.#epfd = epfd;
     this.#wakeFd = wake;
     this.#events = nativeAlloc(EPOLL_EVENT_SIZE * MAX_EVENTS);
-    this.#ctl = nativeAlloc(16);
+    this.#ctlEvent = nativeAlloc(16);
     // Level-triggered: stays readable until drained, so a wake can never be missed.
     this.#control(EPOLL_CTL.ADD, wake, EPOLL.IN, WAKE_TOKEN);
     this.#loop = HAS_LOOP_POLL ? loopPoll(epfd, () => this.#collect()) : undefined;
@@ -280,7 +281,7 @@ export class Reactor {
     s.close(this.#epfd);
     s.close(this.#wakeFd);
     this.#events.free();
-    this.#ctl.free();
+    this.#ctlEvent.free();
     this.#onReleased();
   }
 
@@ -290,7 +291,7 @@ export class Reactor {
   }
 
   /** @internal deregister a watch (its fd is still open). */
-  forget(w: Watch): void {
+  deregister(w: Watch): void {
     if (!this.#watches.delete(w.token)) return;
     // SAFETY: the owner calls this before closing the fd, so DEL names the registered file. A failure
     // (the fd was already closed, which drops the registration anyway) needs no handling.
@@ -306,13 +307,13 @@ export class Reactor {
   }
 
   #control(op: number, fd: number, events: number, token: number): void {
-    const v = this.#ctl.view;
+    const v = this.#ctlEvent.view;
     v.setUint32(0, events >>> 0, true);
     // Tokens are small integers: the low half of epoll_data carries them, the high half stays 0.
     v.setUint32(EPOLL_DATA_OFFSET, token, true);
     v.setUint32(EPOLL_DATA_OFFSET + 4, 0, true);
-    // SAFETY: #ctl is a native epoll_event buffer of at least EPOLL_EVENT_SIZE bytes.
-    if (epollSys().epoll_ctl(this.#epfd, op, fd, this.#ctl.ptr) !== 0) throw sysError("epoll_ctl");
+    // SAFETY: #ctlEvent is a native epoll_event buffer of at least EPOLL_EVENT_SIZE bytes.
+    if (epollSys().epoll_ctl(this.#epfd, op, fd, this.#ctlEvent.ptr) !== 0) throw sysError("epoll_ctl");
   }
 
   #arm(): void {

@@ -47,8 +47,10 @@ export class SegmentCursor {
   #sink: GuestErrorSink | undefined;
   /** The memory has `translateNumber`: addresses below 2^53 stay numbers (no BigInt per segment). */
   #numeric = false;
-  #j = 0;
-  #end = 0;
+  /** Index in the batch's descriptor arrays of the chain's next descriptor. */
+  #nextDesc = 0;
+  /** Index just past the chain's last descriptor. */
+  #chainEnd = 0;
   /** Where the rest of the current descriptor starts: a number when >= 0, else `#descAddr`. */
   #descAddrN = -1;
   #descAddr = 0n;
@@ -69,8 +71,8 @@ export class SegmentCursor {
     this.#memory = memory;
     this.#sink = sink;
     this.#numeric = typeof memory.translateNumber === "function";
-    this.#j = batch.starts[chain] ?? 0;
-    this.#end = batch.starts[chain + 1] ?? 0;
+    this.#nextDesc = batch.starts[chain] ?? 0;
+    this.#chainEnd = batch.starts[chain + 1] ?? 0;
     this.#descLeft = 0;
     this.#addrN = 0;
     this.len = 0;
@@ -88,8 +90,8 @@ export class SegmentCursor {
     const mem = this.#memory;
     if (b === undefined || mem === undefined) return false;
     if (this.#descLeft === 0) {
-      if (this.#j >= this.#end) return false;
-      const j = this.#j++;
+      if (this.#nextDesc >= this.#chainEnd) return false;
+      const j = this.#nextDesc++;
       this.#descLeft = b.length(j);
       this.writable = b.isWritable(j);
       this.#descAddrN = this.#numeric ? b.addressNumber(j) : -1;
@@ -134,7 +136,7 @@ export class SegmentCursor {
 
   #fail(err: VirtqueueError): VirtqueueError {
     this.#descLeft = 0;
-    this.#j = this.#end;
+    this.#nextDesc = this.#chainEnd;
     return this.#sink === undefined ? err : this.#sink.guestError(err);
   }
 }

@@ -149,4 +149,50 @@ describe("split inflight region", () => {
       (e) => isVirtqueueError(e) && e.code === "BAD_QUEUE_SIZE",
     );
   });
+
+  test("requeueOutstanding: after out-of-order completions a new untracked device serves exactly the outstanding chains", () => {
+    const { size, memory, driver, first, heads, batch } = scenario(4);
+    assert.equal(first.pop(batch), 4);
+    first.addUsed(heads[3]!, 0);
+    first.addUsed(heads[1]!, 0);
+    first.publishUsed();
+    assert.deepEqual(driver.collectUsed().map((u) => u.token), ["t3", "t1"]);
+    const [h4] = submit(driver, 1, 4); // t4 added while the device is gone
+    const base = driver.requeueOutstanding();
+    assert.equal(base, 2);
+    const untracked = new SplitQueue({ size, memory, addresses: ringAddresses(size) });
+    untracked.start(base);
+    assert.equal(untracked.pop(batch), 3);
+    assert.deepEqual([0, 1, 2].map((i) => batch.head(i)), [heads[0], heads[2], h4]);
+    untracked.pushUsed(batch);
+    untracked.publishUsed();
+    assert.deepEqual(driver.collectUsed().map((u) => u.token), ["t0", "t2", "t4"]);
+    assert.equal(driver.numFree, size);
+  });
+
+  test("requeueOutstanding keeps the chains a tracking device holds in the slots it resumes after", () => {
+    const { size, memory, r, driver, first, heads, batch } = scenario(4);
+    assert.equal(first.pop(batch, 3), 3);
+    first.addUsed(heads[1]!, 0);
+    first.publishUsed();
+    driver.collectUsed();
+    const base = driver.requeueOutstanding();
+    const second = device(memory, size, r.bytes, base);
+    const served: number[] = [];
+    for (let n; (n = second.pop(batch)) > 0; ) {
+      for (let i = 0; i < n; i++) served.push(batch.head(i));
+      second.pushUsed(batch);
+    }
+    second.publishUsed();
+    assert.deepEqual(served, [heads[0], heads[2], heads[3]]);
+    assert.deepEqual(driver.collectUsed().map((u) => u.token), ["t0", "t2", "t3"]);
+  });
+
+  test("requeueOutstanding refuses while used elements are uncollected", () => {
+    const { driver, first, batch } = scenario(2);
+    first.pop(batch);
+    first.pushUsed(batch);
+    first.publishUsed();
+    assert.throws(() => driver.requeueOutstanding(), (e) => isVirtqueueError(e) && e.code === "USED_OVERRUN");
+  });
 });

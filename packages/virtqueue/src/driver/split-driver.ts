@@ -53,6 +53,8 @@ export class SplitDriver<T = unknown> {
   readonly #chainLen: Uint16Array;
   readonly #chainLast: Uint16Array;
   readonly #inFlight: Uint8Array;
+  /** The free-running avail index each in-flight head was placed at (u16). */
+  readonly #availPos: Uint16Array;
   readonly #tokens: (T | undefined)[];
   #freeHead = 0;
   #numFree: number;
@@ -86,6 +88,7 @@ export class SplitDriver<T = unknown> {
     this.#chainLen = new Uint16Array(n);
     this.#chainLast = new Uint16Array(n);
     this.#inFlight = new Uint8Array(n);
+    this.#availPos = new Uint16Array(n);
     this.#tokens = new Array<T | undefined>(n).fill(undefined);
     this.#numFree = n;
     if (options.reset !== false) {
@@ -137,6 +140,7 @@ export class SplitDriver<T = unknown> {
     this.#chainLast[head] = last;
     this.#inFlight[head] = 1;
     this.#tokens[head] = token;
+    this.#availPos[head] = this.#availShadow;
     // The slot is written before avail.idx is published (publish(): release store).
     this.#avail16[2 + (this.#availShadow & (this.size - 1))] = head;
     this.#availShadow = (this.#availShadow + 1) & 0xffff;
@@ -236,6 +240,39 @@ export class SplitDriver<T = unknown> {
       out.push({ id, len, token });
     }
     return out;
+  }
+
+  /**
+   * The device side is gone (its process died) and a new one will start at the used ring's index
+   * (docs/protocol.md#inflight-tracking-and-reconnect): rewrites the available slots from there to
+   * `avail.idx` with exactly the chains still outstanding, oldest first, and publishes them. The
+   * new device then serves each outstanding chain once, whatever order the old one completed
+   * chains in; a device with inflight tracking resumes after the ones it holds, which are the
+   * oldest and so keep their slots. Collect what the used ring holds first.
+   * @returns the SET_VRING_BASE value: the used index (u16).
+   * @throws VirtqueueError `USED_OVERRUN` when used elements are still uncollected, or when the
+   *   outstanding chains do not fill the slots (a device that broke the ring).
+   */
+  requeueOutstanding(): number {
+    const uncollected = this.pendingUsed();
+    const base = this.#lastUsed;
+    const heads: number[] = [];
+    for (let h = 0; h < this.size; h++) if (this.#inFlight[h] === 1) heads.push(h);
+    const slots = (this.#availShadow - base) & 0xffff;
+    if (uncollected !== 0 || heads.length !== slots) {
+      throw new VirtqueueError("USED_OVERRUN", `requeue: ${uncollected} used elements uncollected, ${heads.length} chains outstanding for ${slots} slots`, { expected: slots, actual: heads.length });
+    }
+    const age = (h: number): number => (this.#availShadow - (this.#availPos[h] as number)) & 0xffff;
+    heads.sort((a, b) => age(b) - age(a));
+    const mask = this.size - 1;
+    heads.forEach((h, k) => {
+      this.#avail16[2 + ((base + k) & mask)] = h;
+      this.#availPos[h] = (base + k) & 0xffff;
+    });
+    // Ordering: the rewritten slots before avail.idx (release store), as in publish().
+    storeRelease16(this.#avail16, 1, this.#availShadow);
+    this.#availPublished = this.#availShadow;
+    return base;
   }
 
   /** Asks the device not to interrupt (NO_INTERRUPT; with EVENT_IDX nothing is written). A hint. */

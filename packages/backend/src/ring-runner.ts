@@ -8,7 +8,8 @@
  * - one handler run per ring at a time: a kick during a run makes the run go round once more;
  * - the memory a handler sees stays mapped until it returns (a pin on the memory table), and a
  *   ring stops only once no handler runs ({@link RingRunner.quiesce});
- * - a ring whose memory left the table is suspended, not broken, until a later change maps it again;
+ * - a ring whose memory left the table is suspended, not broken, until a later change maps it again
+ *   (a handler running at that moment ends its run at its next call on the stopped queue);
  * - a replaced or dropped eventfd is closed, which ends its kick loop.
  *
  * No sockets: the runner takes eventfds, a memory table and a device, so it can be driven directly.
@@ -16,7 +17,7 @@
  */
 import { isRegionError, type GuestMemory, type MemoryTable } from "@vhostkit/regions";
 import type { EventFd } from "@vhostkit/transport";
-import { isValidQueueSize, isVirtqueueError, SplitQueue, type RingAddresses, type SplitInflight } from "@vhostkit/virtqueue";
+import { isValidQueueSize, isVirtqueueError, SplitQueue, type DeviceQueue, type RingAddresses, type SplitInflight } from "@vhostkit/virtqueue";
 import { decodeSplitVringBase, isVhostUserError, MAX_VRING_SIZE, VirtioFeature, VRING_F_LOG } from "@vhostkit/wire";
 import type { DeviceBackend, QueueContext } from "./device-backend.js";
 import { BackendError, protocolError } from "./errors.js";
@@ -401,10 +402,13 @@ export class RingRunner {
     this.#runningHandlers++;
     // Views the handler holds stay mapped until it returns, whatever the front-end removes meanwhile.
     const unpin = this.#memory.pin();
+    /** The queue of the current round. */
+    let queue: DeviceQueue | undefined;
     try {
       do {
         v.kickedWhileBusy = false;
         const q = v.queue;
+        queue = q;
         if (q === undefined || q.brokenBy !== undefined || v.waitingForMemory) break;
         const ctx: QueueContext = {
           index: v.index,
@@ -422,8 +426,12 @@ export class RingRunner {
         }
       } while (v.kickedWhileBusy && v.started && v.enabled && !this.#draining);
     } catch (err) {
+      // The runner stopped the queue under the handler — its memory left the table (the ring waits
+      // for it: suspended, it runs again once remap maps it back) or the connection closed — so the
+      // handler's next call on it threw NOT_STARTED: the run ends there, and nothing is broken.
+      const stoppedUnderHandler = isVirtqueueError(err) && err.code === "NOT_STARTED" && (v.waitingForMemory || v.queue !== queue);
       // Guest errors already broke the queue and were reported through onBroken.
-      if (!isVirtqueueError(err) || v.queue?.brokenBy === undefined) this.#queueBroken(v, err);
+      if (!stoppedUnderHandler && (!isVirtqueueError(err) || v.queue?.brokenBy === undefined)) this.#queueBroken(v, err);
     } finally {
       unpin();
       v.busy = false;

@@ -263,3 +263,50 @@ test("after close nothing runs any more and every ring is stopped", { timeout: 1
     await r.dispose();
   }
 });
+
+test("a ring whose memory leaves the table while its handler runs is suspended, not broken, and serves the request once the memory is back", { timeout: 10000 }, async () => {
+  const r = rig();
+  try {
+    const [err, theirErr] = r.eventFd();
+    r.runner.setErr("SET_VRING_ERR", 0, theirErr);
+    const { driver, call } = r.start(0);
+    await r.runner.quiesce();
+    const hold = deferred();
+    r.device.state.hold = hold.promise;
+    const reply = await r.request(driver, 0, "mid-run");
+    r.runner.setEnabled("SET_VRING_ENABLE", 0, true); // a run that waits on `hold` before it pops
+    r.removeRam();
+    r.runner.remap(); // the ring's memory is gone while the handler runs
+    r.device.state.hold = undefined;
+    hold.resolve();
+    await r.runner.quiesce();
+    assert.deepEqual(r.events, ["running true"], "no broken ring reported");
+    assert.equal(err.poll(), 0n, "the err fd was not signalled");
+    r.addRam();
+    r.runner.remap();
+    await call.wait();
+    assert.equal(driver.collectUsed().length, 1);
+    assert.equal(await reply(), "nur-dim");
+  } finally {
+    await r.dispose();
+  }
+});
+
+test("a ring closed under its running handler ends the run quietly", { timeout: 10000 }, async () => {
+  const r = rig();
+  try {
+    const { driver } = r.start(0);
+    await r.runner.quiesce();
+    const hold = deferred();
+    r.device.state.hold = hold.promise;
+    await r.request(driver, 0, "late");
+    r.runner.setEnabled("SET_VRING_ENABLE", 0, true);
+    r.runner.close(); // the connection ended: every ring stops at once
+    r.device.state.hold = undefined;
+    hold.resolve();
+    await r.runner.quiesce();
+    assert.deepEqual(r.events, ["running true", "running false"], "no broken ring reported after close");
+  } finally {
+    await r.dispose();
+  }
+});

@@ -88,6 +88,8 @@ export async function runCli(argv: readonly string[], out: (line: string) => voi
           onCommand: (e) => {
             const line: Record<string, unknown> = { event: "command", queue: e.queue, cmd: cmdName(e.type), resp: respName(e.resp) };
             if (e.resourceId !== undefined) line["resourceId"] = e.resourceId;
+            if (e.ctxId !== undefined) line["ctxId"] = e.ctxId;
+            if (e.capsetId !== undefined) line["capsetId"] = e.capsetId;
             if (e.message !== undefined) line["message"] = e.message;
             // The back-end's own view of a blob when the driver unmaps it: proves both sides shared the pages.
             const bytes = e.type === GpuCmd.RESOURCE_UNMAP_BLOB && e.resourceId !== undefined ? device.blobBytes(e.resourceId) : undefined;
@@ -95,6 +97,7 @@ export async function runCli(argv: readonly string[], out: (line: string) => voi
             emit(line);
           },
           onLifecycle: (e) => emit({ event: e }),
+          onShmem: (e) => emit({ event: `shmem-${e.op}`, shmid: HOST_VISIBLE_SHMID, offset: `0x${e.offset.toString(16)}`, len: `0x${e.len.toString(16)}` }),
         }
       : {}),
   });

@@ -6,6 +6,8 @@
 import type { DeviceBackend, DeviceContext, QueueContext, ShmemRegionSpec } from "@vhostkit/backend";
 import { pageSize } from "@vhostkit/transport/sys";
 import { ControlQueue } from "./queues/control.js";
+import { makeEdid } from "./edid.js";
+import { NUM_CAPSETS } from "./queues/contexts.js";
 import { CursorQueue } from "./queues/cursor.js";
 import type { CommandEvent, GpuEnv, ShmemMapper } from "./queues/command.js";
 import { GpuState, type Frame } from "./resources.js";
@@ -16,6 +18,15 @@ export const DEFAULT_SHM_SIZE = 64n << 20n;
 
 /** Default cap on host memory for resources: 256 MiB. */
 export const DEFAULT_MAX_HOST_BYTES = 256n << 20n;
+
+/** A SHMEM_MAP or SHMEM_UNMAP of shmid 1 the front-end acknowledged. */
+export interface ShmemEvent {
+  readonly op: "map" | "unmap";
+  /** Offset in shmid 1, bytes. */
+  readonly offset: bigint;
+  /** Length, bytes. */
+  readonly len: bigint;
+}
 
 /** Options of {@link GpuDevice}. */
 export interface GpuDeviceOptions {
@@ -33,6 +44,8 @@ export interface GpuDeviceOptions {
   readonly onCommand?: (e: CommandEvent) => void;
   /** Receives lifecycle changes. */
   readonly onLifecycle?: (e: "start" | "stop" | "reset") => void;
+  /** Receives every SHMEM_MAP / SHMEM_UNMAP once the front-end acknowledged it. */
+  readonly onShmem?: (e: ShmemEvent) => void;
 }
 
 /** True when `n` is a power of two. */
@@ -44,13 +57,15 @@ export function isPowerOfTwo(n: bigint): boolean {
  * A virtio-gpu-like device (device id 16): controlq and cursorq, 2D resources with guest backing,
  * host blobs (memfd) mapped into shmid 1 with SHMEM_MAP while the device runs.
  *
- * Offers RESOURCE_BLOB and BLOB_ALIGNMENT (blob_alignment = the page size); not VIRGL (README).
+ * Offers VIRGL and CONTEXT_INIT with one capset of its own (contexts, no rendering: the Linux driver
+ * maps host blobs only for such a context), RESOURCE_BLOB, BLOB_ALIGNMENT (blob_alignment = the
+ * page size) and EDID (when the display fits an EDID detailed timing); see the README.
  * Maps only while running (QEMU 11.1.3 crashes on a map or unmap after stop). A stop sends nothing
  * and keeps the mappings, which the front-end keeps too, for a restart; a reset forgets them all
  * (the front-end drops every mapping on reset) and frees every resource.
  */
 export class GpuDevice implements DeviceBackend {
-  readonly features = GpuFeature.RESOURCE_BLOB | GpuFeature.BLOB_ALIGNMENT;
+  readonly features: bigint;
   readonly queueCount = 2;
   readonly maxQueueSize = 1024;
   /** The device state (resources, scanouts, cursor, mappings). */
@@ -73,19 +88,28 @@ export class GpuDevice implements DeviceBackend {
     const numScanouts = options.numScanouts ?? 1;
     if (!Number.isInteger(numScanouts) || numScanouts < 1 || numScanouts > MAX_SCANOUTS) throw new RangeError(`num_scanouts ${numScanouts} not in 1..${MAX_SCANOUTS}`);
     const display = options.display ?? { width: 640, height: 480 };
+    const edid = makeEdid(display.width, display.height);
+    this.features = GpuFeature.VIRGL | GpuFeature.RESOURCE_BLOB | GpuFeature.CONTEXT_INIT | GpuFeature.BLOB_ALIGNMENT | (edid === undefined ? 0n : GpuFeature.EDID);
     this.state = new GpuState(numScanouts);
     const cv = new DataView(this.#config.buffer);
     cv.setUint32(8, numScanouts, true);
-    cv.setUint32(12, 0, true); // num_capsets
+    cv.setUint32(12, NUM_CAPSETS, true);
     cv.setUint32(16, Number(page), true); // blob_alignment
     const mapper: ShmemMapper = {
       canMap: () => this.#ctx !== undefined && this.#ctx.client.canMap,
-      map: (offset, len, fd) => this.#client().shmemMap({ shmid: HOST_VISIBLE_SHMID, shmOffset: offset, len, writable: true }, fd),
-      unmap: (offset, len) => this.#client().shmemUnmap({ shmid: HOST_VISIBLE_SHMID, shmOffset: offset, len }),
+      map: async (offset, len, fd) => {
+        await this.#client().shmemMap({ shmid: HOST_VISIBLE_SHMID, shmOffset: offset, len, writable: true }, fd);
+        options.onShmem?.({ op: "map", offset, len });
+      },
+      unmap: async (offset, len) => {
+        await this.#client().shmemUnmap({ shmid: HOST_VISIBLE_SHMID, shmOffset: offset, len });
+        options.onShmem?.({ op: "unmap", offset, len });
+      },
     };
     const env: GpuEnv = {
       state: this.state,
       display,
+      edid,
       shmSize: this.shmSize,
       blobAlignment: page,
       maxHostBytes: options.maxHostBytes ?? DEFAULT_MAX_HOST_BYTES,

@@ -1,6 +1,7 @@
 /**
- * The device's state: resources (2D with guest backing, host blobs), scanouts, the cursor, the live
- * blob mappings in shmid 1, and host-memory accounting. Shared by the control and cursor queues.
+ * The device's state: resources (2D with guest backing, host blobs), rendering contexts, scanouts, the
+ * cursor, the live blob mappings in shmid 1, and host-memory accounting. Shared by the control and
+ * cursor queues.
  * @module
  */
 import type { GuestAddress } from "@vhostkit/regions";
@@ -116,6 +117,17 @@ export interface CursorState {
   hotY: number;
 }
 
+/** A rendering context (CTX_CREATE): its capset (0: none) and the resources attached to it. */
+export interface GpuContext {
+  readonly id: number;
+  /** Capset id from `context_init` (0 when the driver named none). */
+  readonly capsetId: number;
+  /** `debug_name`, as far as it is printable ASCII. */
+  readonly name: string;
+  /** Resources attached with CTX_ATTACH_RESOURCE. */
+  readonly resources: Set<number>;
+}
+
 /** Mutable device state. {@link GpuState.clear} returns to the post-reset state. */
 export class GpuState {
   /** Resources by id (id 0 is never used). */
@@ -124,6 +136,8 @@ export class GpuState {
   readonly scanouts: (Scanout | undefined)[];
   /** Cursor state. */
   readonly cursor: CursorState = { resourceId: 0, scanoutId: 0, x: 0, y: 0, hotX: 0, hotY: 0 };
+  /** Rendering contexts by id (id 0 is never used). */
+  readonly contexts = new Map<number, GpuContext>();
   /** Host bytes in use by resources (2D pixels + blobs). */
   hostBytes = 0n;
 
@@ -148,6 +162,7 @@ export class GpuState {
       if (s?.resourceId === id) this.scanouts[i] = undefined;
     });
     if (this.cursor.resourceId === id) this.cursor.resourceId = 0;
+    for (const c of this.contexts.values()) c.resources.delete(id);
     if (r.kind === "blob") {
       this.hostBytes -= r.blob.size;
       r.blob.dispose();
@@ -156,9 +171,10 @@ export class GpuState {
     }
   }
 
-  /** Drops every resource and scanout (device reset). */
+  /** Drops every resource, context and scanout (device reset). */
   clear(): void {
     for (const id of [...this.resources.keys()]) this.remove(id);
+    this.contexts.clear();
     this.scanouts.fill(undefined);
     Object.assign(this.cursor, { resourceId: 0, scanoutId: 0, x: 0, y: 0, hotX: 0, hotY: 0 });
     this.hostBytes = 0n;

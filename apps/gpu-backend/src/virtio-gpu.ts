@@ -35,6 +35,12 @@ export const GpuCmd = {
   RESOURCE_CREATE_BLOB: 0x010c,
   SET_SCANOUT_BLOB: 0x010d,
   CTX_CREATE: 0x0200,
+  CTX_DESTROY: 0x0201,
+  CTX_ATTACH_RESOURCE: 0x0202,
+  CTX_DETACH_RESOURCE: 0x0203,
+  RESOURCE_CREATE_3D: 0x0204,
+  TRANSFER_TO_HOST_3D: 0x0205,
+  TRANSFER_FROM_HOST_3D: 0x0206,
   SUBMIT_3D: 0x0207,
   RESOURCE_MAP_BLOB: 0x0208,
   RESOURCE_UNMAP_BLOB: 0x0209,
@@ -118,6 +124,15 @@ export const MEM_ENTRY_SIZE = 16;
 /** Size of `virtio_gpu_resp_map_info`. */
 export const MAP_INFO_SIZE = 32;
 
+/** Size of `virtio_gpu_resp_capset_info` (hdr + capset_id, capset_max_version, capset_max_size, padding). */
+export const CAPSET_INFO_SIZE = 40;
+
+/** Longest `debug_name` of CTX_CREATE, bytes. */
+export const CTX_DEBUG_NAME_MAX = 64;
+
+/** `context_init` of CTX_CREATE: the capset id is in its low 8 bits; the other bits are reserved. */
+export const CONTEXT_INIT_CAPSET_ID_MASK = 0xff;
+
 /** Size of the device config (events_read, events_clear, num_scanouts, num_capsets, blob_alignment). */
 export const CONFIG_SIZE = 20;
 
@@ -137,6 +152,14 @@ export const REQUEST_SIZE: Readonly<Record<number, number>> = {
   [GpuCmd.RESOURCE_ASSIGN_UUID]: 32,
   [GpuCmd.RESOURCE_CREATE_BLOB]: 56,
   [GpuCmd.SET_SCANOUT_BLOB]: 96,
+  [GpuCmd.CTX_CREATE]: 96,
+  [GpuCmd.CTX_DESTROY]: 24,
+  [GpuCmd.CTX_ATTACH_RESOURCE]: 32,
+  [GpuCmd.CTX_DETACH_RESOURCE]: 32,
+  [GpuCmd.RESOURCE_CREATE_3D]: 72,
+  [GpuCmd.TRANSFER_TO_HOST_3D]: 72,
+  [GpuCmd.TRANSFER_FROM_HOST_3D]: 72,
+  [GpuCmd.SUBMIT_3D]: 32,
   [GpuCmd.RESOURCE_MAP_BLOB]: 40,
   [GpuCmd.RESOURCE_UNMAP_BLOB]: 32,
   [GpuCmd.UPDATE_CURSOR]: 56,

@@ -32,11 +32,11 @@ async function make2d(h: Harness, id: number, w: number, hgt: number, format = F
 test("config space, features, shared memory region and queues", () => {
   const d = new GpuDevice();
   assert.equal(d.queueCount, 2);
-  assert.equal(d.features, GpuFeature.RESOURCE_BLOB | GpuFeature.BLOB_ALIGNMENT);
-  assert.equal(d.features & GpuFeature.VIRGL, 0n, "no VIRGL: host blobs without a 3D context (README)");
+  assert.equal(d.features, GpuFeature.VIRGL | GpuFeature.EDID | GpuFeature.RESOURCE_BLOB | GpuFeature.CONTEXT_INIT | GpuFeature.BLOB_ALIGNMENT);
+  assert.equal(new GpuDevice({ display: { width: 4096, height: 2160 } }).features & GpuFeature.EDID, 0n, "no EDID for a mode a detailed timing cannot hold");
   assert.deepEqual(d.shmemRegions(), [{ shmid: 1, size: 64n << 20n }]);
   const c = new DataView(d.getConfig(0, 20).buffer);
-  assert.deepEqual([c.getUint32(0, true), c.getUint32(4, true), c.getUint32(8, true), c.getUint32(12, true), c.getUint32(16, true)], [0, 0, 1, 0, 4096]);
+  assert.deepEqual([c.getUint32(0, true), c.getUint32(4, true), c.getUint32(8, true), c.getUint32(12, true), c.getUint32(16, true)], [0, 0, 1, 1, 4096], "one scanout, one capset");
   assert.throws(() => d.getConfig(16, 8), RangeError);
   d.setConfig(0, Uint8Array.of(0xff, 0xff, 0xff, 0xff)); // events_read is read-only: ignored
   d.setConfig(8, Uint8Array.of(9, 0, 0, 0)); // so is num_scanouts
@@ -320,12 +320,13 @@ test("unknown, 3D and capset commands, truncated requests → error responses", 
     new DataView(b.buffer).setUint32(0, t, true);
     return b;
   };
-  await expectResp(h, type(0x0200), U); // CTX_CREATE: no VIRGL
+  await expectResp(h, type(0x0200), U); // CTX_CREATE: VIRGL not acked
   await expectResp(h, type(0x0207), U); // SUBMIT_3D
-  await expectResp(h, type(0x010a), U); // GET_EDID: EDID not offered
   await expectResp(h, type(0x0300), U); // a cursor command on controlq
   await expectResp(h, type(0xdead), U);
-  await expectResp(h, type(0x0108), Resp.ERR_INVALID_PARAMETER); // GET_CAPSET_INFO: no capsets
+  const capsetInfo = type(0x0108);
+  capsetInfo[24] = 1;
+  await expectResp(h, capsetInfo, Resp.ERR_INVALID_PARAMETER); // GET_CAPSET_INFO: index 1 of 1 capset
   // No response buffer at all: the chain is returned with used.len 0.
   assert.equal((await h.control(encode.getDisplayInfo(), 0)).byteLength, 0);
   assert.equal(h.device.state.resources.size, 1);

@@ -27,6 +27,10 @@ export interface CommandEvent {
   readonly resp: number;
   /** Resource the command named, if any. */
   readonly resourceId?: number;
+  /** Context of the request header (`ctx_id`), when not 0. */
+  readonly ctxId?: number;
+  /** Capset of a context CTX_CREATE made (0: none named). */
+  readonly capsetId?: number;
   /** Why the command failed. */
   readonly message?: string;
 }
@@ -36,6 +40,8 @@ export interface GpuEnv {
   readonly state: GpuState;
   /** Preferred mode of scanout 0 (GET_DISPLAY_INFO). */
   readonly display: { readonly width: number; readonly height: number };
+  /** The EDID block GET_EDID returns, or `undefined` when EDID is not offered. */
+  readonly edid: Uint8Array | undefined;
   /** Size of shmid 1, bytes. */
   readonly shmSize: bigint;
   /** Alignment of RESOURCE_MAP_BLOB offsets (the page size, reported as blob_alignment). */
@@ -89,10 +95,11 @@ export interface Request {
   readonly view: DataView;
 }
 
-/** What a handler returns: the response bytes and the resource it concerned. */
+/** What a handler returns: the response bytes, the resource it concerned, the capset of a new context. */
 export interface Handled {
   readonly resp: Uint8Array;
   readonly resourceId?: number;
+  readonly capsetId?: number;
 }
 
 /**
@@ -105,6 +112,7 @@ export async function execute(env: GpuEnv, queue: CommandEvent["queue"], bytes: 
   const hdr = bytes.byteLength >= HDR_SIZE ? decodeHdr(bytes) : NO_HDR;
   let out: Uint8Array;
   let resourceId: number | undefined;
+  let capsetId: number | undefined;
   let message: string | undefined;
   try {
     check(bytes.byteLength >= HDR_SIZE, GpuResp.ERR_UNSPEC, `request of ${bytes.byteLength} bytes is shorter than the 24-byte header`);
@@ -113,13 +121,22 @@ export async function execute(env: GpuEnv, queue: CommandEvent["queue"], bytes: 
     const h = await handle({ hdr, bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength) });
     out = h.resp;
     resourceId = h.resourceId;
+    capsetId = h.capsetId;
   } catch (err) {
     const resp = err instanceof GpuCommandError ? err.resp : GpuResp.ERR_UNSPEC;
     message = err instanceof Error ? err.message : String(err);
     out = response(hdr, resp);
   }
   const resp = new DataView(out.buffer, out.byteOffset, 4).getUint32(0, true);
-  env.onCommand?.({ queue, type: hdr.type, resp, ...(resourceId === undefined ? {} : { resourceId }), ...(message === undefined ? {} : { message: `${respName(resp).toLowerCase()}: ${message}` }) });
+  env.onCommand?.({
+    queue,
+    type: hdr.type,
+    resp,
+    ...(resourceId === undefined ? {} : { resourceId }),
+    ...(hdr.ctxId === 0 ? {} : { ctxId: hdr.ctxId }),
+    ...(capsetId === undefined ? {} : { capsetId }),
+    ...(message === undefined ? {} : { message: `${respName(resp).toLowerCase()}: ${message}` }),
+  });
   return out;
 }
 

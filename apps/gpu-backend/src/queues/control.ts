@@ -6,6 +6,8 @@
 import { isBackendError, type QueueContext } from "@vhostkit/backend";
 import type { GuestAddress, GuestMemory } from "@vhostkit/regions";
 import { ChainBatch } from "@vhostkit/virtqueue";
+import { blobSeed, fillSeeded, VHOSTKIT_CAPSET_ID } from "../capset.js";
+import { EDID_RESPONSE_SIZE } from "../edid.js";
 import { HostBlob } from "../host-blob.js";
 import type { BackingEntry, BlobResource, Resource, Resource2D } from "../resources.js";
 import {
@@ -26,6 +28,7 @@ import {
   type Rect,
 } from "../virtio-gpu.js";
 import { check, execute, GpuCommandError, response, serveChains, type GpuEnv, type Handled, type Request } from "./command.js";
+import { ContextCommands, isContextCommand } from "./contexts.js";
 
 /** Largest width or height of a resource or scanout, pixels. */
 export const MAX_DIMENSION = 16384;
@@ -39,8 +42,10 @@ const ok = (r: Request, resourceId?: number): Handled => ({ resp: response(r.hdr
 export class ControlQueue {
   readonly #env: GpuEnv;
   readonly #batch = new ChainBatch(64);
+  readonly #contexts: ContextCommands;
   constructor(env: GpuEnv) {
     this.#env = env;
+    this.#contexts = new ContextCommands(env);
   }
 
   /** Serves every available chain of queue 0. */
@@ -73,17 +78,16 @@ export class ControlQueue {
         return this.#attach(r, memory);
       case GpuCmd.RESOURCE_DETACH_BACKING:
         return this.#detach(r);
+      case GpuCmd.GET_EDID:
+        return this.#edid(r);
       case GpuCmd.RESOURCE_CREATE_BLOB:
         return this.#createBlob(r);
       case GpuCmd.RESOURCE_MAP_BLOB:
         return this.#mapBlob(r);
       case GpuCmd.RESOURCE_UNMAP_BLOB:
         return this.#unmapBlob(r);
-      case GpuCmd.GET_CAPSET_INFO:
-      case GpuCmd.GET_CAPSET:
-        throw new GpuCommandError(GpuResp.ERR_INVALID_PARAMETER, "no capsets (num_capsets 0)");
       default:
-        if (r.hdr.type >= GpuCmd.CTX_CREATE && r.hdr.type <= GpuCmd.SUBMIT_3D) throw new GpuCommandError(GpuResp.ERR_UNSPEC, `3D command 0x${r.hdr.type.toString(16)} needs VIRGL, which this device does not offer`);
+        if (isContextCommand(r.hdr.type)) return this.#contexts.handle(r);
         throw new GpuCommandError(GpuResp.ERR_UNSPEC, `unsupported command 0x${r.hdr.type.toString(16)} on controlq`);
     }
   }
@@ -128,6 +132,16 @@ export class ControlQueue {
       if (i === 0) encodeRect(v, base, { x: 0, y: 0, width: this.#env.display.width, height: this.#env.display.height });
       v.setUint32(base + 16, i === 0 ? 1 : 0, true); // enabled
     }
+    return { resp: out };
+  }
+
+  #edid(r: Request): Handled {
+    const edid = this.#env.edid;
+    check(edid !== undefined, GpuResp.ERR_UNSPEC, "get_edid: EDID is not offered");
+    this.#scanoutId(r.view.getUint32(24, true));
+    const out = response(r.hdr, GpuResp.OK_EDID, EDID_RESPONSE_SIZE);
+    new DataView(out.buffer).setUint32(24, edid.byteLength, true);
+    out.set(edid, 32);
     return { resp: out };
   }
 
@@ -288,11 +302,21 @@ export class ControlQueue {
     check((flags & ~(BlobFlag.USE_MAPPABLE | BlobFlag.USE_SHAREABLE | BlobFlag.USE_CROSS_DEVICE)) === 0, GpuResp.ERR_INVALID_PARAMETER, `resource_create_blob: unknown blob_flags 0x${flags.toString(16)}`);
     check(n === 0, GpuResp.ERR_INVALID_PARAMETER, `resource_create_blob: a host blob takes no mem entries (got ${n})`);
     check(size > 0n, GpuResp.ERR_INVALID_PARAMETER, "resource_create_blob: size 0");
+    // With VIRGL a host blob belongs to a context, which must be one of the vhostkit capset; without
+    // it (the departure the README explains) ctx_id and blob_id are ignored and the blob is zeroed.
+    let seed: number | undefined;
+    if ((env.features() & GpuFeature.VIRGL) !== 0n) {
+      const ctx = this.#contexts.context(r.hdr.ctxId, "resource_create_blob");
+      check(ctx.capsetId === VHOSTKIT_CAPSET_ID, GpuResp.ERR_INVALID_PARAMETER, `resource_create_blob: context ${ctx.id} ${ctx.capsetId === 0 ? "has no capset" : `is of capset ${ctx.capsetId}`}; host blobs need capset ${VHOSTKIT_CAPSET_ID}`);
+      const blobId = v.getBigUint64(40, true);
+      if (blobId !== 0n) seed = blobSeed(blobId);
+    }
     const rounded = HostBlob.roundUp(size);
     check(rounded <= env.shmSize, GpuResp.ERR_OUT_OF_MEMORY, `resource_create_blob: 0x${size.toString(16)} bytes do not fit the 0x${env.shmSize.toString(16)}-byte shared memory region`);
     this.#reserve(rounded, `resource_create_blob ${id}`);
     const blob = HostBlob.tryCreate(`blob-${id}`, size);
     check(blob !== undefined, GpuResp.ERR_OUT_OF_MEMORY, `resource_create_blob: the host could not allocate 0x${rounded.toString(16)} bytes`);
+    if (seed !== undefined) fillSeeded(blob.bytes, seed);
     env.state.resources.set(id, { kind: "blob", id, blobFlags: flags, size, blob, mapping: undefined });
     env.state.hostBytes += blob.size;
     return ok(r, id);

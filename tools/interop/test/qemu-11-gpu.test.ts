@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { peerCommand } from "@vhostkit/peers/peers";
 import { LineProcess, Qmp, withDeadline } from "./helpers/processes.js";
+import { vhostUserGpuMachine } from "./helpers/qemu.js";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const GPU_APP = here("../../../apps/gpu-backend/");
@@ -35,11 +36,7 @@ test("QEMU 11.1 + vhostkit-gpu as virtio-gpu: GET_SHMEM_CONFIG sizes shmid 1 and
       program as string,
       [
         ...prefix,
-        "-machine", "q35,accel=tcg,memory-backend=mem",
-        "-m", "64M",
-        "-object", "memory-backend-memfd,id=mem,size=64M,share=on",
-        "-chardev", `socket,id=c0,path=${socket}`,
-        "-device", "vhost-user-test-device-pci,id=gpu0,chardev=c0,virtio-id=16,num_vqs=2,config_size=20",
+        ...vhostUserGpuMachine(socket, 64, ",id=gpu0"),
         "-display", "none", "-nodefaults", "-no-reboot", "-serial", "none", "-S",
         "-qmp", "stdio",
       ],

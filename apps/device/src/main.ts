@@ -9,6 +9,7 @@ import { Command, CommanderError } from "commander";
 import { blkCommand } from "./commands/blk.js";
 import { checkCommand, ChecksFailed } from "./commands/check.js";
 import { decodeCommand } from "./commands/decode.js";
+import { fsCommand } from "./commands/fs.js";
 import { gpuCommand } from "./commands/gpu.js";
 import { probeCommand } from "./commands/probe.js";
 import { rngCommand } from "./commands/rng.js";
@@ -23,7 +24,7 @@ const program = new Command()
   .showHelpAfterError()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-for (const c of [probeCommand(), blkCommand(), rngCommand(), checkCommand(), gpuCommand(), decodeCommand()]) program.addCommand(c);
+for (const c of [probeCommand(), blkCommand(), rngCommand(), checkCommand(), gpuCommand(), fsCommand(), decodeCommand()]) program.addCommand(c);
 // exitOverride on every command so usage errors surface here (exit 2) instead of process.exit(1).
 for (const c of [program, ...program.commands]) c.exitOverride();
 

@@ -38,5 +38,9 @@ export { BlkDriver, BlkFeature, BlkRequestType, BlkStatus, SECTOR_SIZE, decodeBl
 export type { BlkConfig } from "./drivers/blk.js";
 export { RngDriver } from "./drivers/rng.js";
 export { RawDriver } from "./drivers/raw.js";
+export { FsDriver, decodeFsConfig } from "./drivers/fs.js";
+export type { FsConfig, FsListEntry } from "./drivers/fs.js";
+export { FuseOpcode } from "./drivers/fuse-protocol.js";
+export type { FuseAttr, FuseInit } from "./drivers/fuse-protocol.js";
 export { runConformance } from "./conformance.js";
 export type { CheckResult, ConformanceOptions, ConformanceDeviceType } from "./conformance.js";

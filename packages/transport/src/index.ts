@@ -14,6 +14,7 @@ export { TransportError, shouldReconnect, isTransportError } from "./transport-e
 export type { TransportErrorCode, TransportErrorKind } from "./transport-error.js";
 export { Errno } from "./sys/errno.js";
 export { callHook } from "./call-hook.js";
+export { errnoName, describeErrno } from "./errno-text.js";
 export { RequestChannel, sendReply, sendAck } from "./request-channel.js";
 export type { Payload, RequestOptions, RequestChannelOptions, RequestWithOptions } from "./request-channel.js";
 export { EventFd } from "./event-fd.js";

@@ -4,7 +4,8 @@
  * `vhost-user-device probe` (shmid 1 and its size), runs `vhost-user-device gpu` (a host blob
  * created, mapped into shmid 1, written and read back through the shared memory region, a scene
  * drawn into it and shown as a blob-backed scanout, unmapped), saves the back-end's PNG, prints a
- * summary and stops the back-end. No root needed.
+ * summary, points at the committed screenshot of a Linux guest's console on this back-end (the
+ * demo runs no guest) and stops the back-end. No root needed.
  *
  *   bun apps/gpu-backend/src/demo.ts [--keep]
  * @module
@@ -81,6 +82,10 @@ try {
   copyFileSync(String(shot["file"]), png);
   console.log(`\n3. screenshot of the blob-backed scanout (rendered by the back-end): ${png}`);
   console.log(`   the driver's own screenshot (read back through the region): ${driverPng}`);
+  const linux = join(root, "apps/gpu-backend/docs/linux-guest-console.png");
+  console.log(`\n4. the same back-end under a real Linux guest's virtio_gpu driver (QEMU 11.1, not run by this demo):`);
+  console.log(`   its text console as the back-end rendered it: ${linux}`);
+  console.log("   (tools/interop/test/linux-11-gpu-scanout.test.ts makes it; linux-11-gpu-blob.test.ts maps a host blob from the guest)");
   if (unmap["blobSha256"] !== blob.sha256 || !blob.roundTrip.ok) process.exitCode = 1;
 } catch (err) {
   console.error(`demo failed: ${err instanceof Error ? err.message : String(err)}`);

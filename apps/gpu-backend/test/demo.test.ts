@@ -1,6 +1,7 @@
 /**
  * The demo (README command #1) end to end: it must exit 0, show shmid 1 and its size, the round
- * trip through the region, the same blob hash on both sides, and leave a PNG of the scene.
+ * trip through the region, the same blob hash on both sides, leave a PNG of the scene, and point at
+ * the committed screenshot of a Linux guest's console.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -22,6 +23,10 @@ test("bun apps/gpu-backend/src/demo.ts: probe, blob round trip through shmid 1, 
   assert.match(r.stdout, /\(same pages\)/);
   assert.match(r.stdout, /live mappings now: 0/);
   assert.match(r.stdout, /vhostkit-gpu stopped\./);
+  const linux = /its text console as the back-end rendered it: (\S+\.png)/.exec(r.stdout)?.[1];
+  assert.ok(linux !== undefined && existsSync(linux), `the committed Linux guest screenshot: ${r.stdout}`);
+  const shot = decode(readFileSync(linux));
+  assert.deepEqual([shot.width, shot.height], [640, 480]);
   const png = /rendered by the back-end\): (\S+\.png)/.exec(r.stdout)?.[1];
   assert.ok(png !== undefined && existsSync(png), r.stdout);
   try {

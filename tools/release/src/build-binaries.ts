@@ -15,6 +15,8 @@
  * the install when it is there (the host's platform), else from `npm pack` of the same version
  * (the registry is npm's usual configuration), kept under `<out>/.koffi`.
  *
+ * Each executable built for the host's own target is run once (`--version`, which loads koffi).
+ *
  * The package version is compiled in (`VHOSTKIT_STANDALONE_VERSION`, read by the apps'
  * `src/version.ts`): a single file has no package.json next to its code. Cross-compiling (another
  * target than the host's) needs Bun to fetch that target's runtime from the npm registry once; it
@@ -126,6 +128,8 @@ for (const target of targets) {
     });
     if (!result.success) throw new AggregateError(result.logs, `bun build --compile ${app.bin} for ${target.name} failed`);
     if (!replaced) throw new Error(`${app.bin}: koffi's src/static.js was not bundled (a koffi update?): the executable would not find koffi.node`);
+    // On the host's own target, a first run: --version loads every module, koffi's native one included.
+    if (target.name === `${process.platform}-${process.arch}`) sh(outfile, ["--version"], out);
     built.push(outfile);
     process.stdout.write(`${outfile}\n`);
   }

@@ -83,18 +83,21 @@ test("MEM_READ / MEM_WRITE while the device is not running are NOT_RUNNING and s
   const fe = new Endpoint(theirs, { maxPayload: MEM_RW_MAX_PAYLOAD });
   let running = false;
   const client = new BackendClient(new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD }), { replyAck: true, shmem: false, sendFd: false, config: false, memRw: true, isRunning: () => running });
-  const code = (e: unknown) => (e instanceof BackendError ? e.code : String(e));
-  await assert.rejects(client.memReadInto(0x1000n, new Uint8Array(8)), (e: unknown) => code(e) === "NOT_RUNNING");
-  await assert.rejects(client.memWrite(0x1000n, new Uint8Array(8)), (e: unknown) => code(e) === "NOT_RUNNING");
-  running = true;
-  const served = fe.recv();
-  const read = client.memReadInto(0x1000n, new Uint8Array(8));
-  const first = await served;
-  assert.equal(first.request, 11, "the first request to arrive is the one sent while running");
-  await sendReply(fe, first.request, [encodeMemAccessHead("BACKEND_MEM_READ", 0x1000n, 8), new Uint8Array(8)]);
-  await read;
-  client.close();
-  fe.close();
+  try {
+    const code = (e: unknown) => (e instanceof BackendError ? e.code : String(e));
+    await assert.rejects(client.memReadInto(0x1000n, new Uint8Array(8)), (e: unknown) => code(e) === "NOT_RUNNING");
+    await assert.rejects(client.memWrite(0x1000n, new Uint8Array(8)), (e: unknown) => code(e) === "NOT_RUNNING");
+    running = true;
+    const served = fe.recv();
+    const read = client.memReadInto(0x1000n, new Uint8Array(8));
+    const first = await served;
+    assert.equal(first.request, 11, "the first request to arrive is the one sent while running");
+    await sendReply(fe, first.request, [encodeMemAccessHead("BACKEND_MEM_READ", 0x1000n, 8), new Uint8Array(8)]);
+    await read;
+  } finally {
+    client.close();
+    fe.close();
+  }
 });
 
 test("through FallbackMemory, a front-end that never answers is REMOTE_FAILED with the TIMEOUT kept as cause", async () => {
@@ -102,26 +105,30 @@ test("through FallbackMemory, a front-end that never answers is REMOTE_FAILED wi
   const fe = new Endpoint(theirs, { maxPayload: MEM_RW_MAX_PAYLOAD });
   const client = new BackendClient(new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD }), { replyAck: true, shmem: false, sendFd: false, config: false, memRw: true, isRunning: () => true, timeoutMs: 50 });
   const table = new MemoryTable();
-  const memory = new FallbackMemory(table, client);
-  const swallowed = fe.recv(); // read, never answered
-  const dst = new Uint8Array(4096);
-  const t0 = performance.now();
-  await assert.rejects(memory.read(guestAddress(0x10000n), dst), (e: unknown) => {
-    assert.ok(e instanceof FallbackError && e.code === "REMOTE_FAILED", String(e));
-    let cause: unknown = e;
-    const codes: string[] = [];
-    while (cause instanceof Error) {
-      codes.push(String((cause as { code?: string }).code));
-      cause = cause.cause;
-    }
-    assert.ok(codes.includes("TIMEOUT"), `the timeout is in the cause chain (${codes.join(" <- ")})`);
-    return true;
-  });
-  assert.ok(performance.now() - t0 < 3000, "failed on the 50 ms timeout");
-  assert.equal((await swallowed).request, 11);
-  // The channel is latched: the next access fails at once, with no second request on the socket.
-  await assert.rejects(memory.read(guestAddress(0x10000n), dst), (e: unknown) => e instanceof FallbackError && e.code === "REMOTE_FAILED");
-  await assert.rejects(fe.recv(), (e: unknown) => (e as { code?: string }).code === "EOF", "the timed-out channel was closed");
-  fe.close();
-  table.dispose();
+  try {
+    const memory = new FallbackMemory(table, client);
+    const swallowed = fe.recv(); // read, never answered
+    const dst = new Uint8Array(4096);
+    const t0 = performance.now();
+    await assert.rejects(memory.read(guestAddress(0x10000n), dst), (e: unknown) => {
+      assert.ok(e instanceof FallbackError && e.code === "REMOTE_FAILED", String(e));
+      let cause: unknown = e;
+      const codes: string[] = [];
+      while (cause instanceof Error) {
+        codes.push(String((cause as { code?: string }).code));
+        cause = cause.cause;
+      }
+      assert.ok(codes.includes("TIMEOUT"), `the timeout is in the cause chain (${codes.join(" <- ")})`);
+      return true;
+    });
+    assert.ok(performance.now() - t0 < 3000, "failed on the 50 ms timeout");
+    assert.equal((await swallowed).request, 11);
+    // The channel is latched: the next access fails at once, with no second request on the socket.
+    await assert.rejects(memory.read(guestAddress(0x10000n), dst), (e: unknown) => e instanceof FallbackError && e.code === "REMOTE_FAILED");
+    await assert.rejects(fe.recv(), (e: unknown) => (e as { code?: string }).code === "EOF", "the timed-out channel was closed");
+  } finally {
+    client.close();
+    fe.close();
+    table.dispose();
+  }
 });

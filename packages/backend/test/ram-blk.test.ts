@@ -32,15 +32,33 @@ after(async () => {
   await dev.stop();
 });
 
-interface Guest {
-  ram: GuestRam;
-  driver: SplitDriver;
+/** The guest of one test: 2 MiB of RAM, the driver side of vring 0, its kick and call eventfds. */
+interface Guest extends Disposable {
+  readonly ram: GuestRam;
+  readonly driver: SplitDriver;
   kick: EventFd;
-  call: EventFd;
+  readonly call: EventFd;
 }
 
-/** Handshake in QEMU 7.2's order (docs/protocol.md#negotiation-order), memory as two ADD_MEM_REG of one memfd, one vring. */
-async function setUp(fe: ScriptedFrontend): Promise<Guest> {
+/** A {@link Guest}; `using` releases its RAM and eventfds (the kick fd in use at the end). */
+function guest(): Guest {
+  const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 2n * MiB }] });
+  const addresses = { desc: RING, avail: RING + 0x100n, used: RING + 0x200n };
+  return {
+    ram,
+    driver: new SplitDriver({ size: QUEUE, memory: ram, addresses, reset: true }),
+    kick: EventFd.create(),
+    call: EventFd.create(),
+    [Symbol.dispose]() {
+      this.kick.close();
+      this.call.close();
+      ram.dispose();
+    },
+  };
+}
+
+/** Handshake in QEMU 7.2's order (docs/protocol.md#negotiation-order), `g`'s memory as two ADD_MEM_REG of one memfd, one vring. */
+async function setUp(fe: ScriptedFrontend, g: Guest): Promise<void> {
   const features = (await fe.get("GET_FEATURES")) as bigint;
   assert.equal(features & VirtioFeature.VERSION_1, VirtioFeature.VERSION_1);
   assert.equal(features & VirtioFeature.PROTOCOL_FEATURES, VirtioFeature.PROTOCOL_FEATURES);
@@ -54,35 +72,32 @@ async function setUp(fe: ScriptedFrontend): Promise<Guest> {
   assert.equal(await fe.get("GET_QUEUE_NUM"), 1n);
   assert.equal(await fe.get("GET_MAX_MEM_SLOTS"), 509n);
   const [mine, theirs] = socketPair();
-  assert.equal(await fe.ack("SET_BACKEND_REQ_FD", undefined, [theirs.fd]), 0n, "accepted before SET_OWNER");
-  theirs.close();
-  mine.close();
-  const call = EventFd.create();
-  assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: false }, [call.fd]), 0n, "accepted before SET_OWNER");
+  try {
+    assert.equal(await fe.ack("SET_BACKEND_REQ_FD", undefined, [theirs.fd]), 0n, "accepted before SET_OWNER");
+  } finally {
+    theirs.close();
+    mine.close();
+  }
+  assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: false }, [g.call.fd]), 0n, "accepted before SET_OWNER");
   assert.equal(await fe.ack("SET_OWNER"), 0n);
   const config = (await fe.get("GET_CONFIG", { offset: 0, flags: 0, data: new Uint8Array(60) })) as { data: Uint8Array };
   assert.equal(config.data.length, 60);
   assert.equal(new DataView(config.data.buffer, config.data.byteOffset).getBigUint64(0, true), 2048n, "capacity in sectors");
   assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES | (1n << 9n)), 0n);
 
-  const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 2n * MiB }] });
-  const block = ram.memoryTable()[0];
+  const block = g.ram.memoryTable()[0];
   assert.ok(block);
   // Two regions of one memfd, the second at mmap_offset 1 MiB, as QEMU sends them.
   for (const half of [0n, 1n]) {
     const region: MemoryRegion = { guestPhysAddr: half * MiB, memorySize: MiB, userAddr: block.userspaceAddr + half * MiB, mmapOffset: half * MiB };
     assert.equal(await fe.ack("ADD_MEM_REG", region, [block.fd]), 0n);
   }
-  const addresses = { desc: RING, avail: RING + 0x100n, used: RING + 0x200n };
-  const driver = new SplitDriver({ size: QUEUE, memory: ram, addresses, reset: true });
-  const user = (a: bigint) => ram.userAddressOf(guestAddress(a));
+  const user = (a: bigint) => g.ram.userAddressOf(guestAddress(a));
   assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: QUEUE }), 0n);
   assert.equal(await fe.ack("SET_VRING_BASE", { index: 0, num: 0 }), 0n);
-  assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: user(addresses.desc), usedAddr: user(addresses.used), availAddr: user(addresses.avail), logAddr: 0n }), 0n);
-  const kick = EventFd.create();
-  assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick.fd]), 0n);
+  assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: user(RING), usedAddr: user(RING + 0x200n), availAddr: user(RING + 0x100n), logAddr: 0n }), 0n);
+  assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [g.kick.fd]), 0n);
   assert.equal(await fe.ack("SET_VRING_ENABLE", { index: 0, num: 1 }), 0n);
-  return { ram, driver, kick, call };
 }
 
 /** One virtio-blk request: 16-byte header, data, status; returns the used length and the status. */
@@ -112,8 +127,9 @@ async function blk(g: Guest, type: number, sector: bigint, data: { addr: bigint;
 describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => {
   test("write then read through the ring, across two regions; IOERR past the end; GET_ID; GET_VRING_BASE", async () => {
     const disconnected = dev.next("event disconnected");
-    const fe = await ScriptedFrontend.connect(dev.socket);
-    const g = await setUp(fe);
+    using g = guest();
+    using fe = await ScriptedFrontend.connect(dev.socket);
+    await setUp(fe, g);
     const pattern = Uint8Array.from({ length: 1024 }, (_, i) => (i * 7 + 3) & 0xff);
     const across = 0x100000n - 0x200n; // 1 KiB buffer spanning the two ADD_MEM_REG regions
     await g.ram.write(guestAddress(across), pattern);
@@ -132,10 +148,9 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     assert.deepEqual(await blk(g, 4, 0n, undefined), { len: 1, status: 0 }, "flush");
     // A new kick fd for the started ring (a front-end switching notifiers): only the kick is
     // replaced; the call fd stays, so this completion is still signalled on it.
-    const kick2 = EventFd.create();
-    assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick2.fd]), 0n);
-    g.kick.close();
-    g.kick = kick2;
+    g.kick.close(); // the device keeps its own copy until it gets the new one
+    g.kick = EventFd.create();
+    assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [g.kick.fd]), 0n);
     assert.deepEqual(await blk(g, 4, 0n, undefined), { len: 1, status: 0 }, "served after the re-kick");
     // SET_VRING_ENABLE(0): a kicked chain waits until the ring is enabled again.
     assert.equal(await fe.ack("SET_VRING_ENABLE", { index: 0, num: 0 }), 0n);
@@ -143,7 +158,9 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     g.driver.add([{ addr: guestAddress(0x40000n), len: 16 }], [{ addr: guestAddress(0x50000n), len: 1 }]);
     g.driver.publish();
     g.kick.signal();
-    await new Promise((r) => setTimeout(r, 100));
+    // A round trip: the kick was signalled before this request was sent, so by the reply the device
+    // has seen it (and, the ring disabled, left the chain alone).
+    assert.equal(await fe.get("GET_QUEUE_NUM"), 1n);
     assert.equal(g.driver.collectUsed().length, 0, "a disabled ring is not served");
     assert.equal(await fe.ack("SET_VRING_ENABLE", { index: 0, num: 1 }), 0n);
     await g.call.wait();
@@ -151,17 +168,15 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     assert.deepEqual(await fe.get("GET_VRING_BASE", { index: 0, num: 0 }), { index: 0, num: 7 });
     fe.close();
     await disconnected;
-    g.kick.close();
-    g.call.close();
-    g.ram.dispose();
     assert.equal(dev.fdCount(), baselineFds, "the device closed every fd it received");
   });
 
   test("a looping descriptor chain breaks only that queue and signals its err fd; STATUS and RESET_DEVICE", async () => {
     const disconnected = dev.next("event disconnected");
-    const fe = await ScriptedFrontend.connect(dev.socket);
-    const g = await setUp(fe);
-    const err = EventFd.create();
+    using g = guest();
+    using fe = await ScriptedFrontend.connect(dev.socket);
+    await setUp(fe, g);
+    using err = EventFd.create();
     assert.equal(await fe.ack("SET_VRING_ERR", { index: 0, noFd: false }, [err.fd]), 0n);
     assert.equal(await fe.ack("SET_STATUS", 0x0fn), 0n);
     assert.equal(await fe.get("GET_STATUS"), 0x0fn);
@@ -183,23 +198,22 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     assert.equal(await fe.ack("RESET_DEVICE"), 0n);
     assert.equal(await fe.get("GET_STATUS"), 0n, "reset clears the status");
     assert.deepEqual(await fe.get("GET_VRING_BASE", { index: 0, num: 0 }), { index: 0, num: 0 }, "rings stopped by the reset");
-    const kickAgain = EventFd.create();
+    using kickAgain = EventFd.create();
     assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kickAgain.fd]), 1n, "the reset forgot the ring's size and addresses");
-    kickAgain.close();
     fe.close();
     await disconnected;
-    for (const f of [g.kick, g.call, err]) f.close();
-    g.ram.dispose();
   });
 
   test("SET_MEM_TABLE, missing fds, polling flags, SET_CONFIG, SET_LOG_BASE and RESET_OWNER", async () => {
     const disconnected = dev.next("event disconnected");
-    const fe = await ScriptedFrontend.connect(dev.socket);
+    using fe = await ScriptedFrontend.connect(dev.socket);
+    using ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 2n * MiB }] });
+    using kick = EventFd.create();
+    using call = EventFd.create();
     // No CONFIGURE_MEM_SLOTS: the memory table comes whole.
     assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIG), 0n);
     assert.equal(await fe.ack("SET_OWNER"), 0n);
     assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
-    const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 2n * MiB }] });
     const block = ram.memoryTable()[0];
     assert.ok(block);
     const regions = [0n, 1n].map((h) => ({ guestPhysAddr: h * MiB, memorySize: MiB, userAddr: block.userspaceAddr + h * MiB, mmapOffset: h * MiB }));
@@ -212,10 +226,10 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     const user = (a: bigint) => ram.userAddressOf(guestAddress(a));
     assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: QUEUE }), 0n);
     assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: user(addresses.desc), usedAddr: user(addresses.used), availAddr: user(addresses.avail), logAddr: 0n }), 0n);
-    assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: true }), 0n, "no call fd: the driver polls the used ring");
+    assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: true }), 0n, "no call fd (a driver that polls the used ring) is accepted");
+    assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: false }, [call.fd]), 0n, "and a call fd after all, to wait on");
     assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }), 1n, "a kick without its fd");
     assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: true }), 1n, "polling mode is refused (UNSUPPORTED)");
-    const kick = EventFd.create();
     assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick.fd]), 0n);
     assert.equal(await fe.ack("SET_VRING_ENABLE", { index: 0, num: 1 }), 0n);
     const hdr = new Uint8Array(16);
@@ -224,24 +238,17 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     driver.add([{ addr: guestAddress(0x40000n), len: 16 }], [{ addr: guestAddress(0x60000n), len: 20 }, { addr: guestAddress(0x50000n), len: 1 }]);
     driver.publish();
     kick.signal();
-    let used: ReturnType<SplitDriver["collectUsed"]> = [];
-    for (let i = 0; i < 500 && used.length === 0; i++) {
-      await new Promise((r) => setTimeout(r, 2));
-      used = driver.collectUsed();
-    }
-    assert.equal(used.length, 1, "the request completed with the ring and buffers in the SET_MEM_TABLE regions");
+    await call.wait();
+    assert.equal(driver.collectUsed().length, 1, "the request completed with the ring and buffers in the SET_MEM_TABLE regions");
     const id = new Uint8Array(16);
     await ram.read(guestAddress(0x60000n), id);
     assert.equal(new TextDecoder().decode(id), "vhostkit-ram-blk");
     // Writable config: this device has none.
     assert.equal(await fe.ack("SET_CONFIG", { offset: 0, flags: 0, data: new Uint8Array(4) }), 1n, "read-only config space");
     // Dirty logging was not offered: refused, its fd closed in the device.
-    const log = EventFd.create();
+    using log = EventFd.create();
     assert.equal(await fe.ack("SET_LOG_BASE", { mmapSize: 4096n, mmapOffset: 0n }, [log.fd]), 1n);
-    log.close();
-    const logFd = EventFd.create();
-    assert.equal(await fe.ack("SET_LOG_FD", undefined, [logFd.fd]), 1n, "SET_LOG_FD refused too");
-    logFd.close();
+    assert.equal(await fe.ack("SET_LOG_FD", undefined, [log.fd]), 1n, "SET_LOG_FD refused too");
     // RESET_OWNER stops the rings; the connection goes on and can be set up again.
     assert.equal(await fe.ack("RESET_OWNER"), 0n);
     assert.deepEqual(await fe.get("GET_VRING_BASE", { index: 0, num: 0 }), { index: 0, num: 1 }, "stopped at the one chain it served");
@@ -249,20 +256,20 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     assert.equal(await fe.get("GET_QUEUE_NUM"), 1n);
     fe.close();
     await disconnected;
-    kick.close();
-    ram.dispose();
     assert.equal(dev.fdCount(), baselineFds, "every fd the device received was closed");
   });
 
   test("hostile requests get failure acks and the connection stays; unanswerable ones drop the front-end; fds are closed", async () => {
     const dropped = dev.next("event dropped NOT_NEGOTIATED");
-    const fe = await ScriptedFrontend.connect(dev.socket);
+    using fe = await ScriptedFrontend.connect(dev.socket);
+    using stray = EventFd.create();
+    using ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
+    using kick = EventFd.create();
     assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIGURE_MEM_SLOTS), 0n);
     // Wrong payload size for SET_VRING_NUM (4 bytes instead of 8).
     await fe.ep.send(8, 0x9, new Uint8Array(4));
     assert.equal((await fe.reply("SET_VRING_NUM")).value, 1n);
     // An fd on a message that carries none: refused, the fd closed in the device.
-    const stray = EventFd.create();
     assert.equal(await fe.ack("SET_OWNER", undefined, [stray.fd]), 1n);
     assert.equal(await fe.ack("SET_FEATURES", 1n << 0n), 1n, "feature bit 0 was not offered");
     assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: 3 }), 1n, "not a power of two");
@@ -273,7 +280,6 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     await fe.ep.send(9, 0x9, addr);
     assert.equal((await fe.reply("SET_VRING_ADDR")).value, 1n, "misaligned");
     // Overlapping regions in one ADD_MEM_REG sequence.
-    const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
     const fd = ram.memoryTable()[0]?.fd ?? -1;
     const region = { guestPhysAddr: 0n, memorySize: MiB, userAddr: 0x7000_0000_0000n, mmapOffset: 0n };
     assert.equal(await fe.ack("ADD_MEM_REG", region, [fd]), 0n);
@@ -281,7 +287,6 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     // Ring addresses outside memory: the ring cannot start.
     assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: 16 }), 0n);
     assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: 0x9000_0000_0000n, usedAddr: 0x9000_0000_1000n, availAddr: 0x9000_0000_2000n, logAddr: 0n }), 0n);
-    const kick = EventFd.create();
     assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick.fd]), 1n, "rings outside guest memory");
     assert.equal(await fe.get("GET_QUEUE_NUM"), 1n, "still serving after every refusal");
     // An always-replied request for a feature that was not negotiated cannot be answered: dropped.
@@ -289,18 +294,14 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     await assert.rejects(fe.ep.recv(), (e: unknown) => (e as { code?: string }).code === "EOF");
     await dropped;
     fe.close();
-    stray.close();
-    kick.close();
-    ram.dispose();
     // Unknown request id without NEED_REPLY, then a bad header: dropped each time, next front-end served.
     for (const frame of [[99, 0x1, 0], [1, 0x2, 0]] as const) {
-      const f = await ScriptedFrontend.connect(dev.socket);
+      using f = await ScriptedFrontend.connect(dev.socket);
       await f.ep.send(frame[0], frame[1], new Uint8Array(frame[2]));
       await assert.rejects(f.ep.recv(), (e: unknown) => (e as { code?: string }).code === "EOF");
-      f.close();
     }
     const disconnected = dev.next("event disconnected");
-    const last = await ScriptedFrontend.connect(dev.socket);
+    using last = await ScriptedFrontend.connect(dev.socket);
     assert.ok(((await last.get("GET_FEATURES")) as bigint) > 0n);
     last.close();
     await disconnected;

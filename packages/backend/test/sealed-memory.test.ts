@@ -28,9 +28,12 @@ before(async () => {
   const [mine, theirs] = socketPair();
   const served = serveFd(theirs, device);
   const fe = new ScriptedFrontend(new Endpoint(mine));
-  assert.equal(await fe.get("GET_QUEUE_NUM"), 1n);
-  fe.close();
-  await served;
+  try {
+    assert.equal(await fe.get("GET_QUEUE_NUM"), 1n);
+  } finally {
+    fe.close();
+    await served;
+  }
 });
 
 for (const required of [true, false]) {
@@ -40,20 +43,23 @@ for (const required of [true, false]) {
     const rejected: string[] = [];
     const served = serveFd(theirs, device, { requireSealedMemory: required, onEvent: (e: BackendEvent) => void (e.kind === "rejected" && rejected.push(e.error instanceof Error ? e.error.message : String(e.error))) });
     const fe = new ScriptedFrontend(new Endpoint(mine));
-    assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIGURE_MEM_SLOTS), 0n);
     const loose = unsealedMemfd(MiB);
     const sealed = sealedMemfd("vhostkit-test-sealed", MiB);
-    assert.ok(sealed >= 0);
-    const region = (gpa: bigint) => ({ guestPhysAddr: gpa, memorySize: MiB, userAddr: 0x7000_0000_0000n + gpa, mmapOffset: 0n });
-    assert.equal(await fe.ack("ADD_MEM_REG", region(0n), [loose]), required ? 1n : 0n, "unsealed guest memory");
-    assert.equal(await fe.ack("SET_MEM_TABLE", { regions: [region(0n), region(MiB)] }, [sealed, loose]), required ? 1n : 0n, "a table with one unsealed region");
-    assert.equal(await fe.ack("ADD_MEM_REG", region(4n * MiB), [sealed]), 0n, "sealed guest memory is always taken");
-    if (required) assert.ok(rejected.length >= 2 && rejected.every((m) => /F_SEAL_SHRINK/.test(m)), rejected.join("; "));
-    else assert.equal(rejected.length, 0);
-    closeFd(loose);
-    closeFd(sealed);
-    fe.close();
-    await served;
+    try {
+      assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.CONFIGURE_MEM_SLOTS), 0n);
+      assert.ok(sealed >= 0);
+      const region = (gpa: bigint) => ({ guestPhysAddr: gpa, memorySize: MiB, userAddr: 0x7000_0000_0000n + gpa, mmapOffset: 0n });
+      assert.equal(await fe.ack("ADD_MEM_REG", region(0n), [loose]), required ? 1n : 0n, "unsealed guest memory");
+      assert.equal(await fe.ack("SET_MEM_TABLE", { regions: [region(0n), region(MiB)] }, [sealed, loose]), required ? 1n : 0n, "a table with one unsealed region");
+      assert.equal(await fe.ack("ADD_MEM_REG", region(4n * MiB), [sealed]), 0n, "sealed guest memory is always taken");
+      if (required) assert.ok(rejected.length >= 2 && rejected.every((m) => /F_SEAL_SHRINK/.test(m)), rejected.join("; "));
+      else assert.equal(rejected.length, 0);
+    } finally {
+      closeFd(loose);
+      if (sealed >= 0) closeFd(sealed);
+      fe.close();
+      await served;
+    }
     assert.equal(fdCount(), before, "the back-end closed every fd it received");
   });
 }

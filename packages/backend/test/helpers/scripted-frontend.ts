@@ -64,6 +64,11 @@ export class DeviceProcess {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
+
+  /** `stop()`, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
 }
 
 /** Request/reply over a raw endpoint, with wire's codecs. */
@@ -76,8 +81,12 @@ export class ScriptedFrontend {
     this.dialect = dialect;
   }
 
+  /**
+   * Connects to the listener at `path`, which must exist already: a device process's `listening`
+   * line ({@link DeviceProcess.line}) or an in-process `serve` says so. One attempt, no retries.
+   */
   static async connect(path: string, dialect: Dialect = UPSTREAM): Promise<ScriptedFrontend> {
-    return new ScriptedFrontend(await connect(path, { retry: { attempts: 100, delayMs: 20 } }), dialect);
+    return new ScriptedFrontend(await connect(path), dialect);
   }
 
   /** Send `name` with `value` (flags 0x1, or 0x9 with `needReply`). */
@@ -108,6 +117,11 @@ export class ScriptedFrontend {
   close(): void {
     this.ep.close();
   }
+
+  /** `close()`, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
 }
 
 /** SET_BACKEND_REQ_FD over a fresh socketpair (acked 0): returns our end of the back-end channel. */
@@ -119,21 +133,40 @@ export async function backendChannel(fe: ScriptedFrontend, options: EndpointOpti
   return channel;
 }
 
+/** Vring 0 as the guest sees it: its driver side and its call and kick eventfds. */
+export interface StartedRing extends Disposable {
+  readonly driver: SplitDriver;
+  readonly call: EventFd;
+  readonly kick: EventFd;
+  /** Closes the call and kick eventfds (`using ring = await startRing(…)`). */
+  close(): void;
+}
+
 /**
  * Vring 0 of `size` entries at guest addresses 0x1000 (desc), 0x1100 (avail), 0x1200 (used) of
  * `ram`, set up and started on the device (NUM, ADDR, CALL, KICK, ENABLE, each acked 0).
- * @returns the driver side and the call and kick eventfds (the caller closes them).
+ * @returns the driver side and the call and kick eventfds; the caller closes them (`close()` or
+ *   `using`). A failed set-up closes them itself.
  */
-export async function startRing(fe: ScriptedFrontend, ram: GuestRam, size = 16): Promise<{ driver: SplitDriver; call: EventFd; kick: EventFd }> {
+export async function startRing(fe: ScriptedFrontend, ram: GuestRam, size = 16): Promise<StartedRing> {
   const addresses = { desc: 0x1000n, avail: 0x1100n, used: 0x1200n };
   const driver = new SplitDriver({ size, memory: ram, addresses, reset: true });
   const u = (a: bigint) => ram.userAddressOf(guestAddress(a));
-  assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: size }), 0n);
-  assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: u(addresses.desc), usedAddr: u(addresses.used), availAddr: u(addresses.avail), logAddr: 0n }), 0n);
   const call = EventFd.create();
-  assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: false }, [call.fd]), 0n);
   const kick = EventFd.create();
-  assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick.fd]), 0n);
-  assert.equal(await fe.ack("SET_VRING_ENABLE", { index: 0, num: 1 }), 0n);
-  return { driver, call, kick };
+  const close = (): void => {
+    call.close();
+    kick.close();
+  };
+  try {
+    assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: size }), 0n);
+    assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: u(addresses.desc), usedAddr: u(addresses.used), availAddr: u(addresses.avail), logAddr: 0n }), 0n);
+    assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: false }, [call.fd]), 0n);
+    assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick.fd]), 0n);
+    assert.equal(await fe.ack("SET_VRING_ENABLE", { index: 0, num: 1 }), 0n);
+  } catch (err) {
+    close();
+    throw err;
+  }
+  return { driver, call, kick, close, [Symbol.dispose]: close };
 }

@@ -16,16 +16,20 @@ export interface CommonFlags {
   readonly json?: boolean;
   readonly timeout: string;
   readonly trustShmemFds?: boolean;
+  /** `--packed` (true), `--no-packed` (false), neither: packed rings when the back-end offers them. */
+  readonly packed?: boolean;
 }
 
-/** Adds --socket, --dialect, --timeout, --verbose (and --json when `withJson`). */
+/** Adds --socket, --dialect, --timeout, --verbose, --packed / --no-packed (and --json when `withJson`). */
 export function addCommon(cmd: Command, withJson = true): Command {
   cmd
     .requiredOption("--socket <path>", "back-end unix socket")
     .addOption(new Option("--dialect <name>", "SHMEM dialect of the back-end").choices(Object.keys(Dialects)).default("upstream"))
     .option("--timeout <ms>", "per-request timeout in milliseconds", "5000")
     .option("--verbose", "trace every message (name, flags, size, fds) on stderr")
-    .option("--trust-shmem-fds", "map SHMEM_MAP memfds that are not sealed against shrinking (a back-end that truncates one can crash this process)");
+    .option("--trust-shmem-fds", "map SHMEM_MAP memfds that are not sealed against shrinking (a back-end that truncates one can crash this process)")
+    .option("--packed", "require packed virtqueues (VIRTIO_F_RING_PACKED); default: packed when the back-end offers it")
+    .option("--no-packed", "use split virtqueues even when the back-end offers packed ones");
   if (withJson) cmd.option("--json", "print one JSON object");
   return cmd;
 }
@@ -52,6 +56,7 @@ export function deviceOptions(flags: CommonFlags): DeviceOptions {
     dialect: flags.dialect,
     timeoutMs,
     ...(flags.trustShmemFds === true ? { requireSealedFds: false } : {}),
+    ...(flags.packed === undefined ? {} : { packedRing: flags.packed }),
     ...(flags.verbose === true ? { trace: (e: TraceEvent) => void process.stderr.write(traceLine(e)) } : {}),
   };
 }

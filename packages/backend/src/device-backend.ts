@@ -3,7 +3,7 @@
  * @module
  */
 import type { GuestMemory } from "@vhostkit/regions";
-import type { SplitQueue } from "@vhostkit/virtqueue";
+import type { DeviceQueue } from "@vhostkit/virtqueue";
 import type { BackendChannel } from "./backend-client.js";
 
 /** One VIRTIO Shared Memory Region a device declares (GET_SHMEM_CONFIG). */
@@ -18,8 +18,12 @@ export interface ShmemRegionSpec {
 export interface QueueContext {
   /** Queue index (0-based). */
   readonly index: number;
-  /** The device side of the split ring: `pop`, `segments`, `pushUsed`/`addUsed`. */
-  readonly queue: SplitQueue;
+  /**
+   * The device side of the ring: `pop`, `segments`, `pushUsed`/`addUsed`. A `SplitQueue`, or a
+   * `PackedQueue` when the driver acknowledged VIRTIO_F_RING_PACKED (docs/virtqueue.md#packed-rings):
+   * the same operations, and `batch.head(i)` is what `addUsed` takes back either way.
+   */
+  readonly queue: DeviceQueue;
   /** Guest memory (the memory table; with the fallback, also remote memory) for `readChain`/`writeChain`. */
   readonly memory: GuestMemory;
   /**
@@ -44,8 +48,8 @@ export interface DeviceContext {
  * else is optional: a missing hook makes the framework answer "unsupported" (a failure reply) or not
  * offer the feature at all (CONFIG without `getConfig`, SHMEM without `shmemRegions`).
  *
- * The framework offers VERSION_1, VHOST_USER_F_PROTOCOL_FEATURES, EVENT_IDX and INDIRECT_DESC on top
- * of `features`, and the protocol features MQ, REPLY_ACK, BACKEND_REQ, BACKEND_SEND_FD,
+ * The framework offers VERSION_1, VHOST_USER_F_PROTOCOL_FEATURES, EVENT_IDX, INDIRECT_DESC and
+ * RING_PACKED (see {@link DeviceBackend.packedRing}) on top of `features`, and the protocol features MQ, REPLY_ACK, BACKEND_REQ, BACKEND_SEND_FD,
  * CONFIGURE_MEM_SLOTS, STATUS, RESET_DEVICE, INFLIGHT_SHMFD (+ CONFIG, SHMEM, vhostkit MEM_RW when applicable).
  */
 export interface DeviceBackend {
@@ -58,6 +62,12 @@ export interface DeviceBackend {
   readonly queueCount: number;
   /** Largest queue size the device accepts (power of two, <= 32768). */
   readonly maxQueueSize: number;
+  /**
+   * Offer VIRTIO_F_RING_PACKED (default true): the framework then runs the rings of a driver that
+   * acknowledges it as packed rings, behind the same `QueueContext.queue` interface. `false`
+   * opts out (split rings only), e.g. for a device that reaches past `DeviceQueue`.
+   */
+  readonly packedRing?: boolean;
   /**
    * Handle queue `ctx.index`: pop chains, read/write their segments, push used elements. Called on
    * every kick, once when the ring starts, and again while more chains are available. May be async;

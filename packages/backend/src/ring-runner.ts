@@ -4,7 +4,9 @@
  * through methods that keep these invariants:
  *
  * - size, addresses and base change only while the ring is stopped (between GET_VRING_BASE and
- *   SET_VRING_KICK); a ring starts only with a size and addresses;
+ *   SET_VRING_KICK); a ring starts only with a size and addresses; they are checked against the
+ *   layout the acknowledged features pick (split, or packed: `ring-layout.ts`) when set and again
+ *   when the ring starts;
  * - one handler run per ring at a time: a kick during a run makes the run go round once more;
  * - the memory a handler sees stays mapped until it returns (a pin on the memory table), and a
  *   ring stops only once no handler runs ({@link RingRunner.quiesce});
@@ -17,10 +19,11 @@
  */
 import { isRegionError, type GuestMemory, type MemoryTable } from "@vhostkit/regions";
 import type { EventFd } from "@vhostkit/transport";
-import { isValidQueueSize, isVirtqueueError, SplitQueue, type DeviceQueue, type RingAddresses, type SplitInflight } from "@vhostkit/virtqueue";
-import { decodeSplitVringBase, isVhostUserError, MAX_VRING_SIZE, VirtioFeature, VRING_F_LOG } from "@vhostkit/wire";
+import { isVirtqueueError, SplitQueue, type DeviceQueue, type RingAddresses, type SplitInflight, type VirtqueueError } from "@vhostkit/virtqueue";
+import { isVhostUserError, MAX_VRING_SIZE, VirtioFeature, VRING_F_LOG } from "@vhostkit/wire";
 import type { DeviceBackend, QueueContext } from "./device-backend.js";
 import { BackendError, protocolError } from "./errors.js";
+import { checkRingAlignment, checkRingSize, freshRingBase, isPackedLayout, packedQueue, ringBase } from "./ring-layout.js";
 
 /** Options of a {@link RingRunner}. */
 export interface RingRunnerOptions {
@@ -54,8 +57,8 @@ class Vring {
   size = 0;
   /** SET_VRING_ADDR (front-end virtual addresses). */
   addresses: RingAddresses | undefined;
-  /** SET_VRING_BASE: next avail index to read; GET_VRING_BASE reads it back. */
-  base = 0;
+  /** SET_VRING_BASE's `num` (split: next avail index), read back by GET_VRING_BASE; `undefined`: the fresh base. */
+  base: number | undefined;
   kick: EventFd | undefined;
   /** Undefined = polling mode, never signalled. */
   call: EventFd | undefined;
@@ -63,7 +66,7 @@ class Vring {
   /** SET_VRING_ENABLE (rings start disabled when PROTOCOL_FEATURES is negotiated). */
   enabled = false;
   /** The device side of the ring between SET_VRING_KICK and GET_VRING_BASE. */
-  queue: SplitQueue | undefined;
+  queue: DeviceQueue | undefined;
   /** The handler runs for this ring now. */
   busy = false;
   /** A kick arrived while the handler was busy: it runs again afterwards. */
@@ -106,6 +109,8 @@ export class RingRunner {
   #stopping = false;
   #running = false;
   #closed = false;
+  /** VIRTIO_F_RING_PACKED was acknowledged: rings set up now are packed. */
+  #packed = false;
   /** A graceful shutdown began: no new handler run starts. */
   #draining = false;
 
@@ -155,35 +160,37 @@ export class RingRunner {
     return v;
   }
 
-  /** SET_VRING_NUM: a power of two no larger than the device's maximum, on a stopped ring. */
+  /** SET_FEATURES (`undefined`: reset): the layout of the rings set up from now on. */
+  featuresAcked(features: bigint | undefined): void {
+    this.#packed = isPackedLayout(features);
+  }
+
+  /** SET_VRING_NUM on a stopped ring: at most the device's maximum; a power of two unless packed. */
   setSize(request: string, index: number, size: number): void {
     const v = this.#stoppedVring(request, index);
-    const max = Math.min(this.#device.maxQueueSize, MAX_VRING_SIZE);
-    if (!isValidQueueSize(size) || size > max) throw protocolError(request, `queue size ${size} is not a power of two <= ${max}`, { actual: size, expected: max });
+    checkRingSize(request, size, Math.min(this.#device.maxQueueSize, MAX_VRING_SIZE), this.#packed);
     v.size = size;
   }
 
   /**
-   * SET_VRING_ADDR: desc 16-, avail 2-, used 4-byte aligned, on a stopped ring. `flags` are the
+   * SET_VRING_ADDR: desc 16-, avail 2- (packed: 4-), used 4-byte aligned, on a stopped ring. `flags` are the
    * request's: VHOST_VRING_F_LOG is refused (`NOT_NEGOTIATED`: no dirty-page logging without LOG_ALL).
    */
   setAddresses(request: string, index: number, addresses: RingAddresses, flags: number): void {
     const v = this.#stoppedVring(request, index);
     if ((flags & VRING_F_LOG) !== 0) throw new BackendError("NOT_NEGOTIATED", `${request.toLowerCase()}: VHOST_VRING_F_LOG without LOG_ALL`, { request });
-    if (addresses.desc % 16n !== 0n || addresses.avail % 2n !== 0n || addresses.used % 4n !== 0n) {
-      throw protocolError(request, `misaligned ring: desc 0x${addresses.desc.toString(16)} avail 0x${addresses.avail.toString(16)} used 0x${addresses.used.toString(16)}`);
-    }
+    checkRingAlignment(request, addresses, this.#packed);
     v.addresses = addresses;
   }
 
   /**
    * SET_VRING_BASE on a stopped ring: `num` is the request's, for a split ring the next avail index
-   * to read in bits 0–15.
-   * @throws WireError `BAD_VALUE` when bits 16–31 are set.
+   * to read in bits 0–15, for a packed one both positions with their wrap counters.
+   * @throws WireError `BAD_VALUE` when bits 16–31 are set (split); BackendError `PROTOCOL` (packed, not fitting the size).
    */
   setBase(request: string, index: number, num: number): void {
     const v = this.#stoppedVring(request, index);
-    v.base = decodeSplitVringBase(num).nextAvailIdx;
+    v.base = ringBase(request, num, v.size, this.#packed);
   }
 
   /**
@@ -255,7 +262,7 @@ export class RingRunner {
 
   /**
    * GET_VRING_BASE: once no handler runs, stops ring `index` and drops its eventfds.
-   * @returns the next avail index, for the reply.
+   * @returns the reply's `num`: the next avail index (split), or both positions and wrap counters (packed).
    */
   async stop(request: string, index: number): Promise<number> {
     const v = this.#vring(request, index);
@@ -271,13 +278,15 @@ export class RingRunner {
 
   /**
    * RESET_DEVICE's "reset all internal device state to the initial state": stopped rings forget
-   * size, addresses and base too (a ring restarted without SET_VRING_BASE starts at 0, not where it was).
+   * size, addresses, base (a ring restarted without SET_VRING_BASE starts at its layout's fresh
+   * base, not where it was) and the acknowledged layout.
    */
   forgetConfiguration(): void {
+    this.#packed = false;
     for (const v of this.#vrings) {
       v.size = 0;
       v.addresses = undefined;
-      v.base = 0;
+      v.base = undefined;
     }
   }
 
@@ -340,8 +349,11 @@ export class RingRunner {
   #start(request: string, v: Vring, ackedFeatures: bigint | undefined): void {
     if (v.size === 0 || v.addresses === undefined) throw protocolError(request, `vring ${v.index} has no size or addresses yet`);
     const features = ackedFeatures ?? 0n;
-    const inflight = this.#options.inflight?.(v.index);
-    const queue = new SplitQueue({
+    const packed = isPackedLayout(features);
+    checkRingSize(request, v.size, v.size, packed); // SET_FEATURES may have changed the layout since
+    const base = v.base === undefined ? freshRingBase(packed) : ringBase(request, v.base, v.size, packed);
+    const inflight = packed ? undefined : this.#options.inflight?.(v.index);
+    const queue: DeviceQueue = packed ? this.#packedQueue(request, v, v.addresses, features) : new SplitQueue({
       ...(inflight === undefined ? {} : { inflight }),
       size: v.size,
       memory: this.#memory,
@@ -352,7 +364,7 @@ export class RingRunner {
       maxIndirectLength: v.size,
       onBroken: (error) => this.#queueBroken(v, error),
     });
-    queue.start(v.base);
+    queue.start(base);
     v.queue = queue;
     if (inflight !== undefined) this.#options.onInflight?.(v.index, inflight.lastRecovery?.resubmit.length ?? 0);
     if ((features & VirtioFeature.PROTOCOL_FEATURES) === 0n && ackedFeatures !== undefined) v.enabled = true;
@@ -363,14 +375,21 @@ export class RingRunner {
     this.#schedule(v);
   }
 
-  /** Stops `v`: keeps the next avail index as its base and drops the eventfds. */
+  /** The device side of packed ring `v` (not recorded in an inflight area: inflight tracking is split-only). */
+  #packedQueue(request: string, v: Vring, addresses: RingAddresses, features: bigint): DeviceQueue {
+    const flag = (f: bigint): boolean => (features & f) !== 0n;
+    const onBroken = (error: VirtqueueError): void => this.#queueBroken(v, error);
+    return packedQueue(request, v.index, { size: v.size, memory: this.#memory, addresses, addressSpace: "user", eventIdx: flag(VirtioFeature.EVENT_IDX), indirect: flag(VirtioFeature.INDIRECT_DESC), maxIndirectLength: v.size, onBroken });
+  }
+
+  /** Stops `v`: keeps where it stopped as its base (GET_VRING_BASE's `num`) and drops the eventfds. */
   #stopRing(v: Vring): number {
     const q = v.queue;
     v.queue = undefined;
     v.waitingForMemory = false;
     if (q) v.base = q.stop();
     v.dropFds();
-    return v.base;
+    return v.base ?? freshRingBase(this.#packed);
   }
 
   async #kickLoop(v: Vring, kick: EventFd): Promise<void> {

@@ -29,8 +29,11 @@ import { BackendError, protocolError } from "./errors.js";
 import { FdReply } from "./reply-policy.js";
 import { RingRunner } from "./ring-runner.js";
 
-/** Virtio features the framework always offers on top of the device's own. */
-export const FRAMEWORK_FEATURES = VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES | VirtioFeature.EVENT_IDX | VirtioFeature.INDIRECT_DESC;
+/**
+ * Virtio features the framework offers on top of the device's own: VERSION_1, PROTOCOL_FEATURES,
+ * EVENT_IDX, INDIRECT_DESC and RING_PACKED (unless the device sets `packedRing: false`).
+ */
+export const FRAMEWORK_FEATURES = VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES | VirtioFeature.EVENT_IDX | VirtioFeature.INDIRECT_DESC | VirtioFeature.RING_PACKED;
 
 /** Protocol features the framework always offers. */
 export const FRAMEWORK_PROTOCOL_FEATURES =
@@ -93,7 +96,7 @@ export class Session {
       inflight: (index) => this.#inflight?.queue(index),
       onInflight: (index, resubmitted) => report({ kind: "inflight", index, resubmitted }),
     });
-    this.#features = device.features | FRAMEWORK_FEATURES;
+    this.#features = (device.features | FRAMEWORK_FEATURES) & ~(device.packedRing === false ? VirtioFeature.RING_PACKED : 0n);
     this.#memRwMask = options.memRw === undefined || options.memRw === false ? 0n : vhostkitMemRwFeature(options.memRw === true ? undefined : options.memRw.bit);
     this.#protocolFeatures =
       FRAMEWORK_PROTOCOL_FEATURES |
@@ -171,6 +174,7 @@ export class Session {
         const extra = m.value & ~this.#features;
         if (extra !== 0n) throw protocolError(m.name, `features 0x${extra.toString(16)} were not offered`, { actual: m.value, expected: this.#features });
         this.#ackedFeatures = m.value;
+        this.#rings.featuresAcked(m.value);
         if ((m.value & VirtioFeature.PROTOCOL_FEATURES) === 0n) this.#rings.enableAll();
         this.#device.featuresAcked?.(m.value);
         return undefined;

@@ -8,6 +8,7 @@ import { EventFd, OwnedFd } from "@vhostkit/transport";
 import { dupCloexec } from "@vhostkit/transport/sys";
 import type { DeviceOptions } from "./device-options.js";
 import { Device } from "./device.js";
+import type { DriverQueue } from "./driver-queue.js";
 import { BlkDriver } from "./drivers/blk.js";
 import { RngDriver } from "./drivers/rng.js";
 import { isFrontendError } from "./errors.js";
@@ -45,6 +46,28 @@ async function readU16(guest: Guest, addr: bigint): Promise<number> {
 
 async function writeU16(guest: Guest, addr: bigint, v: number): Promise<void> {
   await guest.space.write(guestAddress(addr), new Uint8Array([v & 0xff, v >> 8]));
+}
+
+/**
+ * Makes one more chain available on the stopped ring `q` (without telling the driver queue) and
+ * returns a reader of the word the device would change by using it: split — `used.idx` (the avail
+ * index goes up by one); packed — the flags of the descriptor at the avail position (marked
+ * available for this lap; using it would mark it used). docs/virtqueue.md#packed-rings.
+ */
+async function makeOneMoreAvailable(guest: Guest, q: DriverQueue): Promise<() => Promise<number>> {
+  const { desc, avail, used } = q.rings;
+  const position = q.availIndex;
+  if (!q.packed) {
+    await writeU16(guest, avail + 2n, (position + 1) & 0xffff);
+    return () => readU16(guest, used + 2n);
+  }
+  const d = desc + 16n * BigInt(position & 0x7fff);
+  const entry = new Uint8Array(16);
+  const v = new DataView(entry.buffer);
+  v.setUint32(8, 1, true); // len 1 at guest address 0, buffer ID 0
+  v.setUint16(14, (position & 0x8000) !== 0 ? 0x80 : 0x8000, true); // AVAIL = wrap counter, USED = its inverse
+  await guest.space.write(guestAddress(d), entry);
+  return () => readU16(guest, d + 14n);
 }
 
 
@@ -161,19 +184,22 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
       const q = device.queue(0);
       const kick = new EventFd(new OwnedFd(dupCloexec(q.kickFd)));
       try {
-        const expected = q.availIndex;
-        const { avail, used } = q.rings;
+        // Split: the next avail index. Packed: avail and used positions with wrap counters, equal
+        // once every request completed (docs/protocol.md#vring-set-up-messages).
+        const expected = q.vringBase;
+        const what = q.packed ? "packed ring base" : "next avail index";
         const bases = await device.stop();
         const base = bases.get(0);
-        if (base !== expected) fail("GET_VRING_BASE stops the ring", `returned ${String(base)}, expected ${expected}`);
+        if (base !== expected) fail("GET_VRING_BASE stops the ring", `returned ${base === undefined ? "nothing" : hex(base)}, expected ${what} ${hex(expected)}`);
         else {
-          const usedBefore = await readU16(guest, used + 2n);
-          await writeU16(guest, avail + 2n, (expected + 1) & 0xffff);
+          const watch = await makeOneMoreAvailable(guest, q);
+          const before = await watch();
           kick.signal();
           await new Promise((r) => setTimeout(r, STOPPED_RING_WAIT_MS));
-          const usedAfter = await readU16(guest, used + 2n);
-          if (usedAfter !== usedBefore) fail("GET_VRING_BASE stops the ring", `returned ${base}, but a chain made available and kicked after it was used (used index ${usedBefore} -> ${usedAfter})`);
-          else pass("GET_VRING_BASE stops the ring", `returned next avail index ${base}, the number of chains made available; a chain kicked after it stayed unused for ${STOPPED_RING_WAIT_MS} ms`);
+          const after = await watch();
+          const word = q.packed ? "descriptor flags" : "used index";
+          if (after !== before) fail("GET_VRING_BASE stops the ring", `returned ${hex(base)}, but a chain made available and kicked after it was used (${word} ${hex(before)} -> ${hex(after)})`);
+          else pass("GET_VRING_BASE stops the ring", `returned ${what} ${hex(base)}, where the driver stands; a chain kicked after it stayed unused for ${STOPPED_RING_WAIT_MS} ms`);
         }
       } catch (err) {
         fail("GET_VRING_BASE stops the ring", message(err));

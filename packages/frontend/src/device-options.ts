@@ -20,8 +20,12 @@ export const SUPPORTED_PROTOCOL_FEATURES: bigint =
   ProtocolFeature.RESET_DEVICE |
   ProtocolFeature.CONFIGURE_MEM_SLOTS;
 
-/** Mask of the feature bits a driver may ask for: device-specific bits 0–23 and the ring bits 28, 29. */
-export const DRIVER_FEATURE_MASK: bigint = (1n << 24n) - 1n | VirtioFeature.INDIRECT_DESC | VirtioFeature.EVENT_IDX;
+/**
+ * Mask of the feature bits a driver may ask for: device-specific bits 0–23 and the ring bits 28
+ * (INDIRECT_DESC), 29 (EVENT_IDX) and 34 (RING_PACKED, which {@link DeviceOptions.packedRing}
+ * decides: by default it is used whenever the back-end offers it).
+ */
+export const DRIVER_FEATURE_MASK: bigint = (1n << 24n) - 1n | VirtioFeature.INDIRECT_DESC | VirtioFeature.EVENT_IDX | VirtioFeature.RING_PACKED;
 
 /** Default cap on the total size of a device's shared memory regions (64 GiB of address space). */
 export const DEFAULT_MAX_SHMEM_BYTES = 64n << 30n;
@@ -73,14 +77,25 @@ export interface DeviceOptions {
   readonly sharedMemoryPolicy?: "propagate" | "mem-rw" | "auto";
   /** Receives the outcome of every back-end request. */
   readonly onBackendRequest?: (outcome: BackendRequestOutcome) => void;
+  /**
+   * The packed ring layout (VIRTIO_F_RING_PACKED, docs/virtqueue.md#packed-rings): by default
+   * (`undefined`) used whenever the back-end offers it; `true` requires it ({@link Device.start}
+   * fails with `NEGOTIATION` when the back-end does not offer it); `false` never uses it (split
+   * rings). The CLI's `--packed` / `--no-packed`.
+   */
+  readonly packedRing?: boolean;
 }
 
 /** Options of {@link Device.start}. */
 export interface StartOptions {
-  /** Device-specific and ring feature bits the driver wants; masked with what was offered and {@link DRIVER_FEATURE_MASK}. */
+  /**
+   * Device-specific and ring feature bits the driver wants; masked with what was offered and
+   * {@link DRIVER_FEATURE_MASK}. RING_PACKED is not taken from here: {@link DeviceOptions.packedRing}
+   * decides it.
+   */
   readonly features?: bigint;
   /** Queue indices to set up (default `[0]`). */
   readonly queues?: readonly number[];
-  /** Queue size, a power of two (default 64). */
+  /** Queue size (default 64): a power of two on split rings, any of 1..32768 on packed rings. */
   readonly queueSize?: number;
 }

@@ -214,14 +214,16 @@ export class Device {
    * Steps 5–9 of docs/protocol.md#negotiation-order: SET_FEATURES (wanted ∩ offered | VERSION_1 | PROTOCOL_FEATURES),
    * the memory table (ADD_MEM_REG per RAM block with CONFIGURE_MEM_SLOTS, else SET_MEM_TABLE; user
    * addresses synthetic), per queue SET_VRING_NUM / BASE(0) / ADDR / CALL / KICK, SET_VRING_ENABLE,
-   * then one kick per queue.
+   * then one kick per queue. The rings are packed when VIRTIO_F_RING_PACKED is acknowledged (see
+   * {@link DeviceOptions.packedRing}; SET_VRING_BASE then sends the fresh packed base `0x8000_8000`).
    *
    * A refused queue set-up (a queue size above the back-end's maximum, say) stops and releases the
    * queues of this call, so start() can be retried with other options; a refused memory table fails
    * the device (part of it may be in the back-end already).
    * @returns the queues, in the order given.
    * @throws FrontendError `BAD_ARGUMENT` (queue index ≥ queue count, already started), `NEGOTIATION`
-   *   (not enough memory slots), `REFUSED`, `PROTOCOL`, `DISCONNECTED`, `TIMEOUT`.
+   *   (not enough memory slots; packed ring required and not offered), `REFUSED`, `PROTOCOL`,
+   *   `DISCONNECTED`, `TIMEOUT`.
    */
   start(options: StartOptions = {}): Promise<readonly DriverQueue[]> {
     return this.#guard(async () => {
@@ -232,7 +234,7 @@ export class Device {
         if (this.#queues.has(i)) throw new FrontendError("BAD_ARGUMENT", `queue ${i} already started`, { actual: i });
       }
       const offered = this.#info.features;
-      const features = ((options.features ?? 0n) & DRIVER_FEATURE_MASK & offered) | VirtioFeature.VERSION_1 | (offered & VirtioFeature.PROTOCOL_FEATURES);
+      const features = ((options.features ?? 0n) & DRIVER_FEATURE_MASK & offered & ~VirtioFeature.RING_PACKED) | this.#packedRingBit(offered) | VirtioFeature.VERSION_1 | (offered & VirtioFeature.PROTOCOL_FEATURES);
       if (this.#ackedFeatures === undefined) {
         await this.#fe.setFeatures(features);
         this.#ackedFeatures = features;
@@ -251,7 +253,19 @@ export class Device {
     });
   }
 
-  /** Per queue SET_VRING_NUM / BASE(0) / ADDR / CALL / KICK, then SET_VRING_ENABLE; each queue joins `out` as it is created. */
+  /**
+   * VIRTIO_F_RING_PACKED when {@link DeviceOptions.packedRing} and the offer agree, else 0n.
+   * @throws FrontendError `NEGOTIATION` when the packed ring is required and not offered.
+   */
+  #packedRingBit(offered: bigint): bigint {
+    const want = this.#options.packedRing;
+    if (want === false) return 0n;
+    if (hasFeatures(offered, VirtioFeature.RING_PACKED)) return VirtioFeature.RING_PACKED;
+    if (want === true) throw new FrontendError("NEGOTIATION", `packed ring required, but the back-end does not offer VIRTIO_F_RING_PACKED (features 0x${offered.toString(16)})`, { request: "SET_FEATURES", actual: offered });
+    return 0n;
+  }
+
+  /** Per queue SET_VRING_NUM / BASE (0, or the fresh packed base) / ADDR / CALL / KICK, then SET_VRING_ENABLE; each queue joins `out` as it is created. */
   async #startQueues(indices: readonly number[], size: number, features: bigint, out: DriverQueue[]): Promise<void> {
     const fe = this.#fe;
     const ram = this.#host.ram;
@@ -263,12 +277,13 @@ export class Device {
         allocator: this.#host.allocator,
         timeoutMs: this.#timeoutMs,
         eventIdx: ((this.#ackedFeatures ?? features) & VirtioFeature.EVENT_IDX) !== 0n,
+        packed: ((this.#ackedFeatures ?? features) & VirtioFeature.RING_PACKED) !== 0n,
         onFatal: (e) => this.#fail(e),
       });
       this.#queues.set(index, q);
       out.push(q);
       await fe.setVringNum(index, size);
-      await fe.setVringBase(index, 0);
+      await fe.setVringBase(index, q.initialVringBase);
       await fe.setVringAddr({
         index,
         flags: 0,
@@ -310,7 +325,8 @@ export class Device {
   /**
    * Step 10: SET_VRING_ENABLE(0) and GET_VRING_BASE per started queue (which stops the ring), then
    * releases the queues.
-   * @returns the next avail index the back-end reported per queue index.
+   * @returns the GET_VRING_BASE `num` per queue index: the next avail index (split), or the avail
+   *   and used positions with their wrap counters (packed).
    * @throws FrontendError `PROTOCOL`, `DISCONNECTED`, `TIMEOUT`, `REFUSED`.
    */
   stop(): Promise<ReadonlyMap<number, number>> {

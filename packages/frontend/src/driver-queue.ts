@@ -1,9 +1,11 @@
 /**
- * One driven virtqueue: the split ring in guest RAM, its kick and call eventfds, and request
- * submission with completion tracking.
+ * One driven virtqueue: the ring in guest RAM (split, or packed when VIRTIO_F_RING_PACKED was
+ * negotiated; docs/virtqueue.md#packed-rings), its kick and call eventfds, and request submission
+ * with completion tracking.
  * @module
  */
-import { SplitDriver, type DriverBuffer } from "@vhostkit/virtqueue/driver";
+import { PackedDriver, SplitDriver, type DriverBuffer } from "@vhostkit/virtqueue/driver";
+import { FRESH_PACKED_VRING_BASE } from "@vhostkit/virtqueue";
 import { EventFd } from "@vhostkit/transport";
 import { translateRange, type GuestAddress, type GuestMemory } from "@vhostkit/regions";
 import { asFrontendError, FrontendError } from "./errors.js";
@@ -37,9 +39,14 @@ export interface DriverQueueOptions {
   readonly timeoutMs: number;
   /** VIRTIO_F_EVENT_IDX was negotiated: the driver keeps `used_event` current and reads `avail_event`. */
   readonly eventIdx?: boolean;
+  /** VIRTIO_F_RING_PACKED was negotiated: a packed ring (any size 1..32768) instead of a split one. */
+  readonly packed?: boolean;
   /** Called when a request times out: the device is then failed (its in-flight buffers are lost). */
   readonly onFatal: (err: FrontendError) => void;
 }
+
+/** The driver side of either ring layout: both have the same operations. */
+type RingDriver = SplitDriver<Pending> | PackedDriver<Pending>;
 
 /**
  * The driver side of one virtqueue set up on a back-end. Rings live in guest RAM at guest-physical
@@ -55,9 +62,15 @@ export class DriverQueue {
   readonly index: number;
   /** Queue size (descriptors). */
   readonly size: number;
-  /** Guest-physical ring addresses (descriptor table, available ring, used ring). */
+  /** True for a packed ring (VIRTIO_F_RING_PACKED negotiated), false for a split ring. */
+  readonly packed: boolean;
+  /**
+   * Guest-physical ring addresses, as SET_VRING_ADDR carries them: split — descriptor table,
+   * available ring, used ring; packed — descriptor ring, driver area, device area (the event
+   * suppression structures).
+   */
   readonly rings: { readonly desc: GuestAddress; readonly avail: GuestAddress; readonly used: GuestAddress };
-  readonly #driver: SplitDriver<Pending>;
+  readonly #driver: RingDriver;
   readonly #kick: EventFd;
   readonly #call: EventFd;
   readonly #options: DriverQueueOptions;
@@ -73,10 +86,11 @@ export class DriverQueue {
   #inFlight = 0;
   #error: FrontendError | undefined;
 
-  private constructor(options: DriverQueueOptions, base: GuestAddress, driver: SplitDriver<Pending>, kick: EventFd, call: EventFd, rings: DriverQueue["rings"]) {
+  private constructor(options: DriverQueueOptions, base: GuestAddress, driver: RingDriver, kick: EventFd, call: EventFd, rings: DriverQueue["rings"]) {
     this.#options = options;
     this.index = options.index;
     this.size = options.size;
+    this.packed = options.packed ?? false;
     this.#ringBase = base;
     this.#driver = driver;
     this.#kick = kick;
@@ -85,7 +99,10 @@ export class DriverQueue {
   }
 
   /**
-   * Allocates the rings (zeroed) and the two eventfds.
+   * Allocates the rings (zeroed; a packed ring laid out as never used) and the two eventfds. Split:
+   * descriptor table, available ring (4 + 2q bytes + used_event) and used ring (4 + 8q bytes +
+   * avail_event, 4-aligned). Packed: the descriptor ring (16q bytes), then the driver and the device
+   * event suppression structures (4 bytes each).
    * @throws FrontendError `BAD_ARGUMENT` (queue size), `OUT_OF_MEMORY`.
    * @internal
    */
@@ -93,14 +110,15 @@ export class DriverQueue {
     const q = options.size;
     const descBytes = 16 * q;
     const availOff = descBytes;
-    const usedOff = (availOff + 6 + 2 * q + 3) & ~3;
-    const total = usedOff + 6 + 8 * q;
+    const usedOff = options.packed === true ? availOff + 4 : (availOff + 6 + 2 * q + 3) & ~3;
+    const total = options.packed === true ? usedOff + 4 : usedOff + 6 + 8 * q;
     const base = options.allocator.alloc(total, 4096);
     let kick: EventFd | undefined;
     let call: EventFd | undefined;
     try {
       const rings = { desc: base, avail: (base + BigInt(availOff)) as GuestAddress, used: (base + BigInt(usedOff)) as GuestAddress };
-      const driver = new SplitDriver<Pending>({ size: q, memory: options.memory, addresses: rings, eventIdx: options.eventIdx ?? false });
+      const ringOptions = { size: q, memory: options.memory, addresses: rings, eventIdx: options.eventIdx ?? false };
+      const driver = options.packed === true ? new PackedDriver<Pending>(ringOptions) : new SplitDriver<Pending>(ringOptions);
       kick = EventFd.create();
       call = EventFd.create();
       return new DriverQueue(options, base, driver, kick, call, rings);
@@ -127,9 +145,29 @@ export class DriverQueue {
     return this.#inFlight + this.#waiting.length;
   }
 
-  /** The avail index the next chain gets (u16): after a stop, GET_VRING_BASE should return this. */
+  /**
+   * Where the next chain goes (u16). Split: the free-running avail index. Packed: the ring offset in
+   * bits 0–14 and the driver's wrap counter in bit 15.
+   */
   get availIndex(): number {
     return this.#driver.availIndex;
+  }
+
+  /**
+   * The SET_VRING_BASE `num` a back-end starts this ring at: 0 for a split ring,
+   * `FRESH_PACKED_VRING_BASE` (offsets 0, wrap counters 1) for a packed one.
+   */
+  get initialVringBase(): number {
+    return this.packed ? FRESH_PACKED_VRING_BASE : 0;
+  }
+
+  /**
+   * What GET_VRING_BASE should return once every request completed and was collected. Split: the
+   * next avail index (u16). Packed: the avail position (offset | wrap << 15) in bits 0–15 and the
+   * used position in bits 16–31 (u32).
+   */
+  get vringBase(): number {
+    return this.packed ? (this.#driver.availIndex | (this.#driver.lastUsedIndex << 16)) >>> 0 : this.#driver.availIndex;
   }
 
   /** Writes 1 to the kick eventfd (the first kick after set-up, docs/protocol.md#starting-and-stopping-rings). */

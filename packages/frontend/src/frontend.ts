@@ -281,7 +281,11 @@ export class Frontend {
     return this.ack("SET_VRING_NUM", { index, num });
   }
 
-  /** SET_VRING_BASE: next avail index `num` (split ring). */
+  /**
+   * SET_VRING_BASE: where the ring starts. Split ring: the next avail index in bits 0–15. Packed
+   * ring: the avail offset and wrap counter in bits 0–15, the used offset and wrap counter in bits
+   * 16–31 (`FRESH_PACKED_VRING_BASE` for a ring that never ran; docs/protocol.md#vring-set-up-messages).
+   */
   setVringBase(index: number, num: number): Promise<void> {
     return this.ack("SET_VRING_BASE", { index, num });
   }
@@ -301,7 +305,11 @@ export class Frontend {
     return this.ack("SET_VRING_ENABLE", { index, num: enable ? 1 : 0 });
   }
 
-  /** GET_VRING_BASE: stops the ring and returns the next avail index it would read (split ring, u16). */
+  /**
+   * GET_VRING_BASE: stops the ring and returns where it stopped, the `num` a later SET_VRING_BASE
+   * resumes from: the next avail index (split ring, u16), or both positions with their wrap
+   * counters (packed ring, u32).
+   */
   async getVringBase(index: number): Promise<number> {
     const { value } = await this.call("GET_VRING_BASE", { index, num: 0 });
     if (value.index !== index) throw new FrontendError("PROTOCOL", `get_vring_base: reply for vring ${value.index}, asked ${index}`, { request: "GET_VRING_BASE", expected: index, actual: value.index });

@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { BlkDriver, Guest, isFrontendError } from "../src/index.js";
-import { startRamBlk } from "./ram-blk-process.js";
+import { startRamBlk } from "./helpers/ram-blk-process.js";
 
 test("200 blk requests at once on a queue of 8 descriptors all complete, with their own data", async () => {
   const blkProcess = await startRamBlk(["--size-mib", "1"]);

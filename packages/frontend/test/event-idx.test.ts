@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { VirtioFeature } from "@vhostkit/wire";
 import { Guest } from "../src/index.js";
-import { startRamBlk } from "./ram-blk-process.js";
+import { startRamBlk } from "./helpers/ram-blk-process.js";
 
 test("EVENT_IDX: 200 blk reads, 8 at a time, all complete", async () => {
   const blkProcess = await startRamBlk(["--size-mib", "1"]);

@@ -35,7 +35,10 @@ function crosvmMap(shmid: number, shmOffset: bigint, len: bigint): Uint8Array {
   return b;
 }
 
-/** A handler on one end of a socketpair; the test plays the back-end on the other end. */
+/**
+ * A handler on one end of a socketpair; the test plays the back-end on the other end. `await using`
+ * closes the back-end's end, waits for the handler to finish, and frees the regions and the memfd.
+ */
 function harness(dialect: Dialect, replyAck: boolean) {
   const [mine, theirs] = socketPair();
   const shmem = new DeviceSharedMemory({ sizes: new Map([[1, 0x10_0000n]]), guestPhysAddr: guestAddress(1n << 32n) });
@@ -44,12 +47,15 @@ function harness(dialect: Dialect, replyAck: boolean) {
   const done = handler.start();
   const peer = new Endpoint(theirs);
   const fd = sealedMemfd("handler-unit", 0x10_0000n);
+  let closed = false;
   return {
     peer,
     shmem,
     outcomes,
     fd,
-    async close() {
+    async [Symbol.asyncDispose]() {
+      if (closed) return;
+      closed = true;
       peer.close();
       await done;
       shmem.dispose();
@@ -60,7 +66,7 @@ function harness(dialect: Dialect, replyAck: boolean) {
 
 describe("back-end request handler reply rules", () => {
   test("upstream without REPLY_ACK: NEED_REPLY is not answered; an always-replied request is", async () => {
-    const h = harness(UPSTREAM, false);
+    await using h = harness(UPSTREAM, false);
     await h.peer.send(9, 0x9, mmap40(1, 0n, 0x1000n), [h.fd]);
     await h.peer.send(8, 0x1, new Uint8Array(16)); // SHARED_OBJECT_LOOKUP: always replied (refused)
     const r = await h.peer.recv();
@@ -74,11 +80,10 @@ describe("back-end request handler reply rules", () => {
         ["BACKEND_SHARED_OBJECT_LOOKUP", false, 22n],
       ],
     );
-    await h.close();
   });
 
   test("crosvm-legacy: SHMEM map/unmap are always answered, even without NEED_REPLY", async () => {
-    const h = harness(CROSVM_LEGACY, false);
+    await using h = harness(CROSVM_LEGACY, false);
     await h.peer.send(1000, 0x1, crosvmMap(1, 0x2000n, 0x1000n), [h.fd]);
     let r = await h.peer.recv();
     assert.deepEqual([r.request, r.flags, status(r.payload)], [1000, 0x5, 0n]);
@@ -95,18 +100,16 @@ describe("back-end request handler reply rules", () => {
     assert.deepEqual([r.request, status(r.payload)], [1001, 0n]);
     assert.equal(h.shmem.mappingCount, 0);
     assert.equal(h.outcomes[1]?.ok, false);
-    await h.close();
   });
 
   test("with REPLY_ACK: a map over an fd past the file's end and an unmap that does not match are refused", async () => {
-    const h = harness(UPSTREAM, true);
+    await using h = harness(UPSTREAM, true);
     await h.peer.send(9, 0x9, mmap40(1, 0n, 0x20_0000n), [h.fd]);
     const r1 = await h.peer.recv();
     assert.notEqual(status(r1.payload), 0n);
     await h.peer.send(10, 0x9, mmap40(1, 0n, 0x1000n, 0n));
     const r2 = await h.peer.recv();
     assert.equal(status(r2.payload), 2n, "ENOENT-style status for no such mapping");
-    await h.close();
   });
 });
 

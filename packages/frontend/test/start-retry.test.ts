@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { BlkDriver, Guest, isFrontendError } from "../src/index.js";
-import { startRamBlk } from "./ram-blk-process.js";
+import { startRamBlk } from "./helpers/ram-blk-process.js";
 
 test("a refused queue size unwinds the start; a retry with a smaller one drives the device", async () => {
   const blkProcess = await startRamBlk(["--size-mib", "1"]);

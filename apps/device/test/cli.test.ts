@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cli } from "./run-cli.js";
+import { cli } from "./helpers/run-cli.js";
 import { deviceOptions } from "../src/options.js";
 import { userfaultfdAvailable } from "@vhostkit/peers/peers";
 import { startQsd, type QsdHandle } from "@vhostkit/peers/qsd";

@@ -6,8 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cli } from "./helpers/run-cli.js";
 import { LineProcess } from "./helpers/line-process.js";
-import { BlkDriver, Guest, RawDriver, RngDriver, type BackendRequestOutcome } from "@vhostkit/frontend";
-import { startQsd } from "@vhostkit/peers/qsd";
+import { Guest, RawDriver, RngDriver, type BackendRequestOutcome } from "@vhostkit/frontend";
 
 const FIXTURE = fileURLToPath(new URL("./fixtures/own-backend.mjs", import.meta.url));
 
@@ -135,48 +134,4 @@ describe("against vhostkit's own back-end framework", () => {
       }
     });
   }
-
-  test("eager propagation: qsd reads a sector straight into the other device's SHMEM mapping", async () => {
-    const be = await startBackend("shmem");
-    const qsd = await startQsd({ sizeBytes: 1024 * 1024 });
-    const guest = new Guest();
-    try {
-      const blkDev = await guest.addDevice({ socketPath: qsd.socketPath });
-      const blk = await BlkDriver.attach(blkDev);
-      const pattern = new Uint8Array(512).map((_, i) => (i * 5 + 1) & 0xff);
-      await blk.write(7n, pattern);
-
-      let mapped!: () => void;
-      const done = new Promise<void>((r) => (mapped = r));
-      const shm = await guest.addDevice({ socketPath: be.socket, onBackendRequest: (o) => o.name === "BACKEND_SHMEM_MAP" && o.ok && mapped() });
-      await RawDriver.attach(shm);
-      await Promise.race([done, be.mapFailed()]);
-      // The mapping went into qsd's table with ADD_MEM_REG after the reply to the shmem back-end.
-      await blkDev.propagationSettled();
-      await shm.propagationSettled();
-      const window = (shm.info.shmem.find((r) => r.shmid === 1)?.guestPhysAddr as bigint) + 0x10000n;
-
-      // A virtio-blk READ whose data buffer lies in the shmem device's window, not in RAM.
-      const hdr = guest.allocator.alloc(16);
-      const status = guest.allocator.alloc(1);
-      const h = new Uint8Array(16);
-      new DataView(h.buffer).setBigUint64(8, 7n, true);
-      await guest.space.write(hdr, h);
-      const used = await blk.queue.submit([{ addr: hdr, len: 16 }], [{ addr: window, len: 512 }, { addr: status, len: 1 }]);
-      assert.equal(used, 513);
-      const st = new Uint8Array(1);
-      await guest.space.read(status, st);
-      assert.equal(st[0], 0, "virtio-blk status OK");
-      const got = new Uint8Array(512);
-      await guest.space.read(window as typeof hdr, got);
-      assert.deepEqual(got, pattern);
-      await shm.close();
-      await blkDev.propagationSettled();
-      assert.equal(blkDev.failed, undefined);
-      assert.deepEqual(await blk.read(7n, 1), pattern, "qsd still works after REM_MEM_REG");
-    } finally {
-      await guest.close();
-      await qsd.stop();
-    }
-  });
 });

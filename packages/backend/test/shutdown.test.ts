@@ -31,7 +31,7 @@ function slowDevice(hold: () => Promise<void>) {
     queueCount: 1,
     maxQueueSize: 64,
     async processQueue({ queue }) {
-      for (let n; (n = queue.pop(batch)) > 0; ) {
+      while (queue.pop(batch) > 0) {
         entered();
         await hold();
         queue.pushUsed(batch);

@@ -5,6 +5,7 @@
 import { ProtocolFeature, VirtioFeature, type Dialect, type DialectName } from "@vhostkit/wire";
 import type { Endpoint, RetryPolicy } from "@vhostkit/transport";
 import type { BackendRequestOutcome } from "./backend-request-handler.js";
+import type { ReconnectPolicy } from "./reconnect.js";
 import type { TraceSink } from "./trace.js";
 
 /**
@@ -77,6 +78,17 @@ export interface DeviceOptions {
   readonly sharedMemoryPolicy?: "propagate" | "mem-rw" | "auto";
   /** Receives the outcome of every back-end request. */
   readonly onBackendRequest?: (outcome: BackendRequestOutcome) => void;
+  /**
+   * Reconnect automatically when the back-end dies (docs/protocol.md#inflight-tracking-and-reconnect;
+   * needs `socketPath`): guest memory and the rings stay, this back-end's shared-memory mappings go
+   * (and out of every other back-end's table), the device connects to the same socket again (backing
+   * off per the policy, never blocking the event loop), negotiates the same features, sends the
+   * memory table and the inflight area, and restarts each ring; requests outstanding at the loss
+   * complete on the new back-end, once each. With a policy the device asks for INFLIGHT_SHMFD and
+   * uses split rings (`packedRing: true` is refused: packed rings do not reconnect yet). Default:
+   * none (a lost back-end fails the device).
+   */
+  readonly reconnect?: ReconnectPolicy;
   /**
    * The packed ring layout (VIRTIO_F_RING_PACKED, docs/virtqueue.md#packed-rings): by default
    * (`undefined`) used whenever the back-end offers it; `true` requires it ({@link Device.start}

@@ -8,7 +8,7 @@
 import { ProtocolFeature, VirtioFeature } from "@vhostkit/wire";
 import { callHook } from "@vhostkit/transport";
 import type { DeviceSharedMemory, GuestAddress, GuestAddressSpace, GuestRam } from "@vhostkit/regions";
-import { BackendRequestHandler } from "./backend-request-handler.js";
+import { BackendLink } from "./backend-link.js";
 import { DRIVER_FEATURE_MASK, type DeviceOptions, type StartOptions } from "./device-options.js";
 import { DriverQueue } from "./driver-queue.js";
 import { asFrontendError, FrontendError, isConnectionLost, isFrontendError } from "./errors.js";
@@ -17,6 +17,8 @@ import type { GuestAllocator } from "./guest-allocator.js";
 import type { DeviceSharedMemoryPort, GuestSharedMemory } from "./guest-shared-memory.js";
 import { MemoryTableMirror } from "./memory-table-mirror.js";
 import { hasFeatures, negotiate, resolveDialect, type DeviceInfo, type Negotiated } from "./negotiation.js";
+import { InflightArea, retryWithBackoff, type ReconnectEvent } from "./reconnect.js";
+import { sendRing } from "./ring-setup.js";
 
 /** What a device needs of the guest it belongs to (a {@link Guest} provides it). @internal */
 export interface DeviceHost {
@@ -39,23 +41,32 @@ export interface DeviceHost {
  * {@link Guest.addDevice}; {@link Device.start} runs steps 5–9 (features, memory table, vrings,
  * enable, first kick), {@link Device.stop} step 10, {@link Device.close} stops, resets and releases.
  *
- * When the back-end dies (its channel reaches EOF, a request fails at the transport level or
+ * With a {@link DeviceOptions.reconnect} policy a back-end that dies (EOF or reset on either
+ * socket) is replaced: the device connects again and restarts its rings where they were, and
+ * {@link Device.onReconnect} listeners hear of it once per reconnect (docs/protocol.md#inflight-tracking-and-reconnect).
+ * Otherwise, when the back-end dies (its channel reaches EOF, a request fails at the transport level or
  * times out) the device is marked failed: {@link Device.failure} resolves with a typed
  * {@link FrontendError}, pending requests reject with `DEVICE_FAILED`, its shared memory mappings
  * are dropped (PROT_NONE reservations stay until close). Other devices of the guest are not affected.
  */
 export class Device {
   readonly #host: DeviceHost;
-  readonly #fe: Frontend;
+  /** The current back-end: connection, memory-table mirror, shared-memory port, channel handler (replaced by a reconnect). */
+  #link!: BackendLink;
   readonly #options: DeviceOptions;
   readonly #timeoutMs: number;
   #info: DeviceInfo;
   /** The device's shared memory regions, until it is closed. */
   #regions: DeviceSharedMemory | undefined;
-  readonly #memRw: boolean;
-  readonly #mirror: MemoryTableMirror;
-  readonly #sharedMemory: DeviceSharedMemoryPort;
-  readonly #handler: BackendRequestHandler | undefined;
+  #memRw!: boolean;
+  /** The inflight area handed to every back-end of this device (INFLIGHT_SHMFD). */
+  readonly #inflight = new InflightArea();
+  /** The reconnect under way, if any. */
+  #reconnecting: Promise<void> | undefined;
+  #reconnects = 0;
+  readonly #reconnectListeners = new Set<(event: ReconnectEvent) => void>();
+  /** close() began: a reconnect under way gives up. */
+  #closing = false;
   readonly #queues = new Map<number, DriverQueue>();
   #ackedFeatures: bigint | undefined;
   #failed: FrontendError | undefined;
@@ -67,39 +78,34 @@ export class Device {
   /** Takes over what negotiation left: the back-end channel starts being served here. */
   private constructor(host: DeviceHost, fe: Frontend, options: DeviceOptions, negotiated: Negotiated) {
     this.#host = host;
-    this.#fe = fe;
     this.#options = options;
     this.#timeoutMs = options.timeoutMs ?? 5000;
     this.#failure = new Promise((r) => (this.#resolveFailure = r));
-    const { info, channel, regions, memRw } = negotiated;
-    this.#info = info;
-    this.#regions = regions;
-    this.#memRw = memRw;
-    const slotted = hasFeatures(info.ackedProtocolFeatures, ProtocolFeature.CONFIGURE_MEM_SLOTS);
-    this.#mirror = new MemoryTableMirror({
-      connection: fe,
-      ram: host.ram,
-      slotted,
-      maxMemSlots: info.maxMemSlots,
-      policy: options.sharedMemoryPolicy ?? "auto",
-      propagating: host.sharedMemory.propagating,
-      memRw,
+    this.#info = negotiated.info;
+    this.#regions = negotiated.regions;
+    this.#attach(fe, negotiated);
+  }
+
+  /** Takes over a negotiated connection (the first one, or a restarted back-end's): see {@link BackendLink}. */
+  #attach(fe: Frontend, negotiated: Negotiated): void {
+    this.#info = negotiated.info;
+    this.#memRw = negotiated.memRw;
+    this.#link = new BackendLink(this.#host, this.#options, fe, negotiated, {
       onFatal: (e) => this.#fail(e),
+      onConfigChange: () => void this.refreshConfig().catch(() => undefined),
     });
-    this.#sharedMemory = host.sharedMemory.join(regions, this.#mirror, memRw ? host.space : undefined);
-    if (channel !== undefined) {
-      this.#handler = new BackendRequestHandler(channel, {
-        dialect: info.dialect,
-        replyAck: hasFeatures(info.ackedProtocolFeatures, ProtocolFeature.REPLY_ACK),
-        backendSendFd: hasFeatures(info.ackedProtocolFeatures, ProtocolFeature.BACKEND_SEND_FD),
-        sharedMemory: this.#sharedMemory,
-        onConfigChange: () => void this.refreshConfig().catch(() => undefined),
-        ...(options.onBackendRequest === undefined ? {} : { onOutcome: options.onBackendRequest }),
-        ...(options.trace === undefined ? {} : { trace: options.trace }),
-        onClose: (err) => this.#fail(err),
-      });
-      void this.#handler.start();
-    }
+  }
+
+  get #fe(): Frontend {
+    return this.#link.fe;
+  }
+
+  get #mirror(): MemoryTableMirror {
+    return this.#link.mirror;
+  }
+
+  get #sharedMemory(): DeviceSharedMemoryPort {
+    return this.#link.port;
   }
 
   /**
@@ -171,6 +177,17 @@ export class Device {
     return q;
   }
 
+  /** Successful reconnects so far ({@link DeviceOptions.reconnect}). */
+  get reconnects(): number {
+    return this.#reconnects;
+  }
+
+  /** Subscribes to reconnects: one event each time a new back-end took over. @returns an unsubscribe function. */
+  onReconnect(listener: (event: ReconnectEvent) => void): () => void {
+    this.#reconnectListeners.add(listener);
+    return () => this.#reconnectListeners.delete(listener);
+  }
+
   /** Subscribes to config changes (BACKEND_CONFIG_CHANGE_MSG, then GET_CONFIG). @returns an unsubscribe function. */
   onConfigChange(listener: (config: Uint8Array | undefined) => void): () => void {
     this.#configListeners.add(listener);
@@ -188,6 +205,7 @@ export class Device {
   }
 
   async #guard<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#reconnecting !== undefined) await this.#reconnecting;
     this.#check();
     try {
       return await fn();
@@ -240,6 +258,7 @@ export class Device {
         this.#ackedFeatures = features;
       }
       await this.#mirror.send(this.#host.sharedMemory.mappingsFor(this.#sharedMemory));
+      if (this.#queues.size === 0) await this.#handInflight(size); // before any ring runs
       const out: DriverQueue[] = [];
       try {
         await this.#startQueues(indices, size, features, out);
@@ -259,7 +278,8 @@ export class Device {
    */
   #packedRingBit(offered: bigint): bigint {
     const want = this.#options.packedRing;
-    if (want === false) return 0n;
+    if (want === true && this.#options.reconnect !== undefined) throw new FrontendError("BAD_ARGUMENT", "packed rings cannot reconnect yet: packedRing true with a reconnect policy", { request: "SET_FEATURES" });
+    if (want === false || this.#options.reconnect !== undefined) return 0n;
     if (hasFeatures(offered, VirtioFeature.RING_PACKED)) return VirtioFeature.RING_PACKED;
     if (want === true) throw new FrontendError("NEGOTIATION", `packed ring required, but the back-end does not offer VIRTIO_F_RING_PACKED (features 0x${offered.toString(16)})`, { request: "SET_FEATURES", actual: offered });
     return 0n;
@@ -282,18 +302,7 @@ export class Device {
       });
       this.#queues.set(index, q);
       out.push(q);
-      await fe.setVringNum(index, size);
-      await fe.setVringBase(index, q.initialVringBase);
-      await fe.setVringAddr({
-        index,
-        flags: 0,
-        descAddr: ram.userAddressOf(q.rings.desc),
-        usedAddr: ram.userAddressOf(q.rings.used),
-        availAddr: ram.userAddressOf(q.rings.avail),
-        logAddr: q.rings.used,
-      });
-      await fe.setVringFd("SET_VRING_CALL", index, q.callFd);
-      await fe.setVringFd("SET_VRING_KICK", index, q.kickFd);
+      await sendRing(fe, ram, q, q.initialVringBase);
     }
     if (hasFeatures(this.#ackedFeatures ?? features, VirtioFeature.PROTOCOL_FEATURES)) {
       for (const index of indices) await fe.setVringEnable(index, true);
@@ -346,14 +355,105 @@ export class Device {
     });
   }
 
+  /** The inflight area goes to the back-end before rings start, when INFLIGHT_SHMFD is negotiated (GET_INFLIGHT_FD the first time). */
+  async #handInflight(queueSize: number): Promise<boolean> {
+    if (!hasFeatures(this.#info.ackedProtocolFeatures, ProtocolFeature.INFLIGHT_SHMFD) || queueSize === 0) return false;
+    return this.#inflight.hand(this.#fe, Math.min(this.#info.queueNum, 256), queueSize);
+  }
+
+  /**
+   * The back-end was lost (`cause`) and the device has a reconnect policy: the back-end's
+   * connection and shared-memory mappings go (out of every other back-end's table too), the rings
+   * pause, and the device connects to the same socket again per the policy until a new back-end
+   * took over; listeners then hear of it. Giving up (`RECONNECT_FAILED`, `FEATURES_WITHDRAWN`,
+   * a refusal) fails the device.
+   */
+  async #reconnect(cause: FrontendError): Promise<void> {
+    const lostAt = performance.now();
+    this.#link.detach();
+    for (const q of this.#queues.values()) q.pause();
+    let outcome = { outstanding: 0, inflight: false };
+    try {
+      const attempts = await retryWithBackoff(
+        this.#options.reconnect ?? {},
+        async () => void (outcome = await this.#reattach()),
+        () => this.#closing,
+        (e) => isFrontendError(e) && (e.code === "DISCONNECTED" || e.code === "TIMEOUT"),
+      );
+      this.#reconnects++;
+      this.#reconnecting = undefined;
+      const event: ReconnectEvent = { count: this.#reconnects, attempts, downtimeMs: performance.now() - lostAt, cause, ...outcome };
+      for (const listener of this.#reconnectListeners) callHook(listener, event);
+    } catch (err) {
+      this.#reconnecting = undefined;
+      if (!this.#closing) this.#fail(asFrontendError(err, "RECONNECT"));
+    }
+  }
+
+  /**
+   * One reconnect attempt: connects, negotiates the same features again (the acknowledged ones must
+   * still be offered), takes the connection over and restarts what ran.
+   * @throws FrontendError `DISCONNECTED` / `TIMEOUT` (the next attempt follows), `FEATURES_WITHDRAWN`, or as {@link negotiate}.
+   */
+  async #reattach(): Promise<{ outstanding: number; inflight: boolean }> {
+    const dialect = this.#info.dialect;
+    const trace = this.#options.trace === undefined ? {} : { trace: this.#options.trace };
+    const fe = await Frontend.connect(this.#options.socketPath as string, { dialect, timeoutMs: this.#timeoutMs, ...trace });
+    let negotiated: Negotiated | undefined;
+    try {
+      negotiated = await negotiate(fe, this.#options, dialect, this.#host, { ackedProtocolFeatures: this.#info.ackedProtocolFeatures, regions: this.#regions });
+      const missing = (this.#ackedFeatures ?? 0n) & ~negotiated.info.features;
+      if (missing !== 0n) throw new FrontendError("FEATURES_WITHDRAWN", `the restarted back-end no longer offers features 0x${missing.toString(16)}`, { request: "GET_FEATURES", expected: this.#ackedFeatures ?? 0n, actual: negotiated.info.features });
+    } catch (err) {
+      negotiated?.channel?.close();
+      fe.close();
+      throw asFrontendError(err, "NEGOTIATE");
+    }
+    this.#attach(fe, negotiated);
+    try {
+      return await this.#restart();
+    } catch (err) {
+      this.#link.detach();
+      throw err;
+    }
+  }
+
+  /**
+   * A new back-end takes over: SET_FEATURES as before, the memory table, the inflight area
+   * (SET_INFLIGHT_FD), then each ring from the used index with the outstanding chains laid out again
+   * ({@link DriverQueue.prepareRestart}), enabled, kicked.
+   */
+  async #restart(): Promise<{ outstanding: number; inflight: boolean }> {
+    const features = this.#ackedFeatures;
+    if (features === undefined) return { outstanding: 0, inflight: false }; // never started: nothing to restore
+    const fe = this.#fe;
+    await fe.setFeatures(features);
+    await this.#mirror.send(this.#host.sharedMemory.mappingsFor(this.#sharedMemory));
+    const queues = [...this.#queues.values()];
+    const inflight = await this.#handInflight(Math.max(0, ...queues.map((q) => q.size)));
+    let outstanding = 0;
+    for (const q of queues) {
+      const { base, outstanding: n } = q.prepareRestart();
+      outstanding += n;
+      await sendRing(fe, this.#host.ram, q, base);
+    }
+    if (hasFeatures(features, VirtioFeature.PROTOCOL_FEATURES)) for (const q of queues) await fe.setVringEnable(q.index, true);
+    for (const q of queues) q.resume();
+    return { outstanding, inflight };
+  }
+
   #fail(err: FrontendError): void {
-    if (this.#failed !== undefined || this.#closed) return;
+    if (this.#failed !== undefined || this.#closed || this.#closing || this.#reconnecting !== undefined) return;
+    if (this.#options.reconnect !== undefined && this.#options.socketPath !== undefined && isFrontendError(err) && err.code === "DISCONNECTED") {
+      this.#reconnecting = this.#reconnect(err);
+      return;
+    }
     this.#failed = isFrontendError(err) ? err : asFrontendError(err, "DEVICE");
     this.#mirror.stop();
     for (const q of this.#queues.values()) q.fail(this.#failed);
     // The other devices' tables lose this device's mappings.
     this.#sharedMemory.dropMappings();
-    this.#handler?.close();
+    this.#link.handler?.close();
     this.#fe.close();
     this.#resolveFailure(this.#failed);
   }
@@ -366,6 +466,8 @@ export class Device {
    */
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.#closing = true;
+    await this.#reconnecting;
     if (this.#failed === undefined) {
       try {
         if (this.#queues.size > 0) await this.stop();
@@ -381,10 +483,11 @@ export class Device {
     await this.#mirror.settled();
     this.#closed = true;
     this.#mirror.release();
-    this.#handler?.close();
+    this.#link.handler?.close();
     this.#fe.close();
     for (const q of this.#queues.values()) q.close();
     this.#queues.clear();
+    this.#inflight.close();
     this.#sharedMemory.leave();
     if (this.#regions !== undefined) {
       this.#host.space.removeDevice(this.#regions);

@@ -14,8 +14,8 @@ import type { GuestAllocator } from "./guest-allocator.js";
 interface Pending {
   readonly resolve: (len: number) => void;
   readonly reject: (err: FrontendError) => void;
-  /** `performance.now()` by which the device must have completed it. */
-  readonly deadline: number;
+  /** `performance.now()` by which the device must have completed it (restarted after a reconnect). */
+  deadline: number;
   readonly timeoutMs: number;
   /** The chain, kept while the request waits for free descriptors. */
   readonly readable: readonly DriverBuffer[];
@@ -85,6 +85,8 @@ export class DriverQueue {
   #pumping = false;
   #inFlight = 0;
   #error: FrontendError | undefined;
+  /** The back-end was lost and the ring waits for a new one: submissions wait, nothing times out. */
+  #paused = false;
 
   private constructor(options: DriverQueueOptions, base: GuestAddress, driver: RingDriver, kick: EventFd, call: EventFd, rings: DriverQueue["rings"]) {
     this.#options = options;
@@ -188,7 +190,7 @@ export class DriverQueue {
     if (n > this.size) return Promise.reject(new FrontendError("BAD_ARGUMENT", `queue ${this.index}: a chain of ${n} buffers never fits a queue of ${this.size} descriptors`, { expected: this.size, actual: n }));
     return new Promise<number>((resolve, reject) => {
       const p: Pending = { resolve, reject, deadline: performance.now() + timeoutMs, timeoutMs, readable, writable };
-      if (this.#waiting.length > 0 || this.#driver.numFree < n) {
+      if (this.#paused || this.#waiting.length > 0 || this.#driver.numFree < n) {
         this.#waiting.push(p);
         this.#track(p);
         return;
@@ -214,6 +216,7 @@ export class DriverQueue {
 
   /** Moves waiting requests onto the ring while descriptors are free; kicks once if needed. */
   #admit(): void {
+    if (this.#paused) return;
     const w = this.#waiting;
     let added = false;
     for (let p = w[0]; p !== undefined && this.#driver.numFree >= p.readable.length + p.writable.length; p = w[0]) {
@@ -249,6 +252,7 @@ export class DriverQueue {
   /** The earliest known deadline came: fail the device if a request is late, else re-arm. */
   #onTimer(): void {
     this.#disarmTimer();
+    if (this.#paused) return; // resume() re-arms
     const now = performance.now();
     let next = Infinity;
     for (const p of this.#tokens) {
@@ -311,22 +315,7 @@ export class DriverQueue {
     this.#pumping = true;
     try {
       while (this.#inFlight > 0 && this.#error === undefined) {
-        let used;
-        try {
-          used = this.#driver.collectUsed();
-        } catch (err) {
-          const e = new FrontendError("PROTOCOL", `queue ${this.index}: ${err instanceof Error ? err.message : String(err)}`, { request: "VIRTQUEUE" }, { cause: err });
-          this.#options.onFatal(e);
-          this.fail(e);
-          return;
-        }
-        for (const u of used) {
-          const p = u.token;
-          if (p === undefined) continue;
-          this.#inFlight--;
-          this.#untrack(p);
-          p.resolve(u.len);
-        }
+        if (!this.#collect()) return;
         if (this.#waiting.length > 0) this.#admit();
         if (this.#inFlight === 0) break;
         // Ask for the next interrupt (EVENT_IDX: used_event = what was collected), then re-check:
@@ -341,6 +330,67 @@ export class DriverQueue {
     } finally {
       this.#pumping = false;
     }
+  }
+
+  /** Resolves the requests whose used elements the device published; false (the device failed) for a ring the device broke. */
+  #collect(): boolean {
+    let used;
+    try {
+      used = this.#driver.collectUsed();
+    } catch (err) {
+      const e = new FrontendError("PROTOCOL", `queue ${this.index}: ${err instanceof Error ? err.message : String(err)}`, { request: "VIRTQUEUE" }, { cause: err });
+      this.#options.onFatal(e);
+      this.fail(e);
+      return false;
+    }
+    for (const u of used) {
+      const p = u.token;
+      if (p === undefined) continue;
+      this.#inFlight--;
+      this.#untrack(p);
+      p.resolve(u.len);
+    }
+    return true;
+  }
+
+  /**
+   * The back-end was lost (docs/protocol.md#inflight-tracking-and-reconnect): requests submitted
+   * from now on wait for the ring to restart, and no request times out meanwhile. @internal
+   */
+  pause(): void {
+    this.#paused = true;
+    this.#disarmTimer();
+  }
+
+  /**
+   * Before the ring restarts on a new back-end: what the lost one completed is collected (those
+   * requests resolve), then the outstanding chains are laid out again from the used index
+   * (`SplitDriver.requeueOutstanding`), so the new back-end serves each exactly once.
+   * @returns the SET_VRING_BASE value (the used index) and the number of outstanding requests.
+   * @throws FrontendError `UNSUPPORTED` for a packed ring, `DEVICE_FAILED` when the lost back-end
+   *   broke the ring. @internal
+   */
+  prepareRestart(): { readonly base: number; readonly outstanding: number } {
+    const driver = this.#driver;
+    if (!(driver instanceof SplitDriver)) throw new FrontendError("UNSUPPORTED", `queue ${this.index}: a packed ring cannot be restarted on a new back-end`, { request: "SET_VRING_BASE" });
+    if (!this.#collect()) throw this.#error as FrontendError;
+    return { base: driver.requeueOutstanding(), outstanding: this.#inFlight };
+  }
+
+  /** The ring runs on the new back-end: deadlines count from now, waiting requests join, one kick. @internal */
+  resume(): void {
+    if (this.#error !== undefined) return;
+    this.#paused = false;
+    const now = performance.now();
+    let first = Infinity;
+    for (const p of this.#tokens) {
+      p.deadline = now + p.timeoutMs;
+      first = Math.min(first, p.deadline);
+    }
+    if (first < Infinity) this.#armTimer(first);
+    this.#admit();
+    this.#kick.signal();
+    void this.#pump();
   }
 
   /** Rejects every pending request with `err` and closes the eventfds. Idempotent. @internal */

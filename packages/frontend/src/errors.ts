@@ -20,6 +20,10 @@ import { isTransportError } from "@vhostkit/transport";
  * - `BAD_ARGUMENT`: a caller-supplied value is invalid (sector count, buffer length, queue index).
  * - `OUT_OF_MEMORY`: guest RAM has no room for the rings or buffers.
  * - `CLOSED`: the device or guest was closed.
+ * - `RECONNECT_FAILED`: the back-end was lost and no connection to a new one succeeded within the
+ *   device's reconnect policy (`cause`: the last attempt's error).
+ * - `FEATURES_WITHDRAWN`: a restarted back-end no longer offers a feature (virtio or protocol) the
+ *   device had acknowledged, or changed its shared memory regions: the running driver cannot follow.
  */
 export type FrontendErrorCode =
   | "NEGOTIATION"
@@ -33,7 +37,9 @@ export type FrontendErrorCode =
   | "UNSUPPORTED"
   | "BAD_ARGUMENT"
   | "OUT_OF_MEMORY"
-  | "CLOSED";
+  | "CLOSED"
+  | "RECONNECT_FAILED"
+  | "FEATURES_WITHDRAWN";
 
 /**
  * Error thrown by `@vhostkit/frontend`. `detail.request` names the vhost-user request or virtio

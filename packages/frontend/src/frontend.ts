@@ -17,6 +17,7 @@ import {
   type FrontendReplyValue,
   type FrontendRequestName,
   type FrontendRequestValue,
+  type InflightInfo,
   type MemoryRegion,
   type VringAddr,
 } from "@vhostkit/wire";
@@ -316,6 +317,23 @@ export class Frontend {
     return value.num;
   }
 
+  /**
+   * GET_INFLIGHT_FD (PF INFLIGHT_SHMFD): asks the back-end for an inflight area for `numQueues`
+   * queues of `queueSize` descriptors (docs/protocol.md#inflight-tracking-and-reconnect).
+   * @returns the area's description and its fd (owned by the caller), or no fd when the back-end
+   *   answered "no area" (`mmap_size` 0).
+   * @throws FrontendError `PROTOCOL`, `DISCONNECTED`, `TIMEOUT`.
+   */
+  async getInflightFd(numQueues: number, queueSize: number): Promise<{ readonly info: InflightInfo; readonly fd: OwnedFd | undefined }> {
+    const { value, fds } = await this.call("GET_INFLIGHT_FD", { mmapSize: 0n, mmapOffset: 0n, numQueues, queueSize });
+    return { info: value, fd: fds[0] };
+  }
+
+  /** SET_INFLIGHT_FD (PF INFLIGHT_SHMFD): hands the area `info` describes to the back-end, with its fd (borrowed). */
+  setInflightFd(info: InflightInfo, fd: number): Promise<void> {
+    return this.ack("SET_INFLIGHT_FD", info, [fd]);
+  }
+
   /** RESET_DEVICE (PF RESET_DEVICE only). */
   resetDevice(): Promise<void> {
     return this.ack("RESET_DEVICE", undefined);
@@ -324,6 +342,11 @@ export class Frontend {
   /** RESET_OWNER: the reset of back-ends without RESET_DEVICE (QEMU falls back to it too). */
   resetOwner(): Promise<void> {
     return this.ack("RESET_OWNER", undefined);
+  }
+
+  /** Resolves once the back-end hung up the socket (EOF or reset), seen without a request outstanding too. */
+  hangup(): Promise<void> {
+    return this.#ep.hangup();
   }
 
   /** Closes the socket. Idempotent. */

@@ -31,6 +31,7 @@ export type { GuestOptions } from "./guest.js";
 export { Device } from "./device.js";
 export { SUPPORTED_PROTOCOL_FEATURES, DRIVER_FEATURE_MASK, DEFAULT_MAX_SHMEM_BYTES } from "./device-options.js";
 export type { DeviceOptions, StartOptions } from "./device-options.js";
+export type { ReconnectEvent, ReconnectPolicy } from "./reconnect.js";
 export type { DeviceInfo } from "./negotiation.js";
 export { DriverQueue } from "./driver-queue.js";
 export type { TransferResult } from "./driver-queue.js";

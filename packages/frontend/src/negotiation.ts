@@ -43,6 +43,19 @@ export interface Negotiated {
   readonly memRw: boolean;
 }
 
+/**
+ * What a device had negotiated with the back-end it lost, for {@link negotiate} with a restarted
+ * one: the same protocol features must be offered again, and the same shared memory regions, which
+ * stay where they are in guest-physical space.
+ * @internal
+ */
+export interface Renegotiation {
+  /** The protocol features acknowledged with the lost back-end: asked for again, all of them. */
+  readonly ackedProtocolFeatures: bigint;
+  /** The device's regions, kept (`undefined`: it had none). */
+  readonly regions: DeviceSharedMemory | undefined;
+}
+
 /** Where a device's shared memory goes in the guest. @internal */
 export interface ShmemPlacement {
   /** The guest-physical space the regions join. */
@@ -99,6 +112,17 @@ function shmemSizes(raw: { readonly sizes: readonly bigint[] } | { readonly regi
 }
 
 /**
+ * GET_SHMEM_CONFIG of a restarted back-end: the sizes of `regions` again, or nothing.
+ * @throws FrontendError `FEATURES_WITHDRAWN` when they changed, `BAD_SHMEM_CONFIG` for an untrustworthy reply.
+ */
+async function sameRegions(fe: Frontend, regions: DeviceSharedMemory | undefined, options: DeviceOptions): Promise<void> {
+  const { sizes } = shmemSizes(await fe.getShmemConfigRaw(), options.maxShmemBytes ?? DEFAULT_MAX_SHMEM_BYTES);
+  const had = new Map((regions?.regions() ?? []).map((r) => [r.shmid, r.size]));
+  const same = sizes.size === had.size && [...sizes].every(([id, size]) => had.get(id) === size);
+  if (!same) throw new FrontendError("FEATURES_WITHDRAWN", "the restarted back-end changed its shared memory regions", { request: "GET_SHMEM_CONFIG" });
+}
+
+/**
  * Finds the largest GET_CONFIG size (1–256) the back-end accepts: 256 first, then a binary
  * search (libvhost-user refuses more than the device struct with a zero-size reply, docs/protocol.md#device-config-space).
  * @returns the config bytes, or `undefined` when every size is refused.
@@ -124,12 +148,15 @@ async function discoverConfig(fe: Frontend): Promise<Uint8Array | undefined> {
 
 /**
  * Negotiates with the back-end on `fe`, steps 1–4 in the order above. Nothing it
- * created stays open or placed when it throws (the connection itself is the caller's).
+ * created stays open or placed when it throws (the connection itself is the caller's). With
+ * `previous` (a restarted back-end) the protocol features acknowledged before are asked for again
+ * and must all be offered, and the shared memory regions must have the same sizes: `previous.regions`
+ * is returned, not a new placement.
  * @throws FrontendError `NEGOTIATION`, `PROTOCOL`, `REFUSED`, `BAD_SHMEM_CONFIG`, `BAD_ARGUMENT`,
- *   `DISCONNECTED`, `TIMEOUT`.
+ *   `DISCONNECTED`, `TIMEOUT`; `FEATURES_WITHDRAWN` (with `previous`).
  * @internal
  */
-export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: Dialect, guest: ShmemPlacement): Promise<Negotiated> {
+export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: Dialect, guest: ShmemPlacement, previous?: Renegotiation): Promise<Negotiated> {
   const memRwBit = memRwMask(options);
   // 1. GET_FEATURES; VERSION_1 is required.
   const features = await fe.getFeatures();
@@ -139,8 +166,12 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
   let acked = 0n;
   if (hasFeatures(features, VirtioFeature.PROTOCOL_FEATURES)) {
     protocolFeatures = await fe.getProtocolFeatures();
-    const wanted = (options.protocolFeatures ?? SUPPORTED_PROTOCOL_FEATURES | dialect.shmemFeature) | memRwBit;
+    const inflight = options.reconnect === undefined ? 0n : ProtocolFeature.INFLIGHT_SHMFD;
+    const wanted = previous?.ackedProtocolFeatures ?? (options.protocolFeatures ?? SUPPORTED_PROTOCOL_FEATURES | dialect.shmemFeature | inflight) | memRwBit;
     acked = protocolFeatures & wanted;
+    if (previous !== undefined && acked !== wanted) {
+      throw new FrontendError("FEATURES_WITHDRAWN", `the restarted back-end no longer offers protocol features 0x${(wanted & ~acked).toString(16)}`, { request: "GET_PROTOCOL_FEATURES", expected: wanted, actual: protocolFeatures });
+    }
     // The extension travels on the back-end channel: never without BACKEND_REQ (docs/shmem.md#extension-negotiation).
     if (!hasFeatures(acked, ProtocolFeature.BACKEND_REQ)) acked &= ~memRwBit;
     await fe.setProtocolFeatures(acked);
@@ -184,7 +215,10 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
       if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > 256)) throw new FrontendError("BAD_ARGUMENT", `config size ${size} not in 1..256`, { actual: size });
       config = size === undefined ? await discoverConfig(fe) : await fe.getConfig(0, size);
     }
-    if (hasFeatures(acked, dialect.shmemFeature)) {
+    if (previous !== undefined) {
+      if (hasFeatures(acked, dialect.shmemFeature)) await sameRegions(fe, previous.regions, options);
+      regions = previous.regions;
+    } else if (hasFeatures(acked, dialect.shmemFeature)) {
       let raw;
       try {
         raw = await fe.getShmemConfigRaw();
@@ -214,7 +248,7 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
     return { info, channel, regions, memRw };
   } catch (err) {
     channel?.close();
-    if (regions !== undefined) {
+    if (regions !== undefined && regions !== previous?.regions) {
       guest.space.removeDevice(regions);
       regions.dispose();
     }

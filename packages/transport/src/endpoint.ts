@@ -489,6 +489,11 @@ export class Endpoint {
     return new TransportError("EOF", kind, `${what}: peer closed at offset 0x${offset.toString(16)}`, undefined, { offset });
   }
 
+  /** Resolves once the peer hung up, without reading (see {@link Watch.hangup}); never after {@link Endpoint.close}. */
+  hangup(): Promise<void> {
+    return this.#watch.hangup();
+  }
+
   /** Close the socket; an outstanding `send`/`recv` rejects with `CLOSED`. Idempotent. */
   close(): void {
     if (this.#closed) return;

@@ -12,6 +12,7 @@ const MAX_EVENTS = 64;
 const WAKE_TOKEN = 0;
 const READ_EVENTS = EPOLL.IN | EPOLL.RDHUP | EPOLL.HUP | EPOLL.ERR;
 const WRITE_EVENTS = EPOLL.OUT | EPOLL.HUP | EPOLL.ERR;
+const HANGUP_EVENTS = EPOLL.RDHUP | EPOLL.HUP | EPOLL.ERR;
 
 interface Waiter {
   resolve(): void;
@@ -38,6 +39,8 @@ export class Watch {
   #reader: Waiter | undefined;
   #writer: Waiter | undefined;
   #closed = false;
+  #hungUp = false;
+  #hangupWaiters: (() => void)[] = [];
 
   /** @internal use {@link Reactor.watch}. */
   constructor(reactor: Reactor, fd: number, token: number, label: string) {
@@ -78,6 +81,17 @@ export class Watch {
     return this.#park("write");
   }
 
+  /**
+   * Resolves once the peer hung up or the fd reported an error (EPOLLRDHUP, EPOLLHUP, EPOLLERR),
+   * without consuming anything and independently of the read and write waits; never, when the watch
+   * is closed first. Does not keep the reactor waiting by itself: the hang-up is seen the next time
+   * the reactor polls for any fd.
+   */
+  hangup(): Promise<void> {
+    if (this.#hungUp) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#hangupWaiters.push(resolve));
+  }
+
   #park(dir: "read" | "write"): Promise<void> {
     if (this.#closed) return Promise.reject(new TransportError("CLOSED", "broken", `${this.#label} closed`));
     if ((dir === "read" ? this.#reader : this.#writer) !== undefined) {
@@ -93,6 +107,10 @@ export class Watch {
 
   /** @internal called by the reactor with the epoll event bits for this fd. */
   fire(events: number): void {
+    if ((events & HANGUP_EVENTS) !== 0 && !this.#hungUp) {
+      this.#hungUp = true;
+      for (const resolve of this.#hangupWaiters.splice(0)) resolve();
+    }
     if ((events & READ_EVENTS) !== 0) {
       const r = this.#reader;
       if (r) {

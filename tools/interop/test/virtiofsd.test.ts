@@ -18,23 +18,12 @@ import { FsDriver, Guest, isFrontendError } from "@vhostkit/frontend";
 import { cli } from "./helpers/cli.js";
 import { withDeadline } from "./helpers/processes.js";
 import { runningAsRoot, startVirtiofsd, virtiofsdArgs, type VirtiofsdKind } from "./helpers/virtiofsd.js";
+import { pattern } from "./helpers/pattern.js";
 
 const SPACED = "dir with spaces";
 const UTF8_NAME = "naïve café ☕.txt";
 const UTF8_TEXT = "ünïcødé — 日本語 ✓\n";
 
-/** Deterministic bytes that differ at every offset of a page (a shifted or dropped piece shows). */
-function pattern(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 function sameBytes(a: Uint8Array, b: Uint8Array, what: string): void {
   assert.equal(a.byteLength, b.byteLength, `${what}: length`);

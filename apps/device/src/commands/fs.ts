@@ -4,13 +4,17 @@
  */
 import { readFile, writeFile } from "node:fs/promises";
 import { Command } from "commander";
-import { FsDriver, Guest, type FuseAttr } from "@vhostkit/frontend";
+import { FsDriver, type FuseAttr } from "@vhostkit/frontend";
+import { withDevice } from "../device-session.js";
 import { addCommon, deviceOptions, UsageError, type CommonFlags } from "../options.js";
 import { json, table } from "../output.js";
 
 interface FsFlags extends CommonFlags {
   readonly out?: string;
 }
+
+/** virtio-fs config space without NOTIFICATION: tag and queue count (docs/virtio-fs.md#virtio-fs-configuration-space). */
+const FS_CONFIG_SIZE = 40;
 
 /** The operations and how many path arguments each takes. */
 const OPERATIONS = { ls: 1, cat: 1, stat: 1, put: 2, rm: 1 } as const;
@@ -103,19 +107,14 @@ export function fsCommand(): Command {
       if (flags.out !== undefined && op !== "cat") throw new UsageError("fs: --out goes with cat");
       const opts = deviceOptions(flags);
       const local = op === "put" ? new Uint8Array(await readFile(args[0] as string).catch((e: unknown) => Promise.reject(new UsageError(`fs put: ${e instanceof Error ? e.message : String(e)}`)))) : undefined;
-      const guest = new Guest();
-      try {
-        const device = await guest.addDevice(opts);
+      await withDevice({ ...opts, configSize: FS_CONFIG_SIZE }, async (device) => {
         const fs = await FsDriver.attach(device);
         try {
           await run(fs, op, args, flags, local);
         } finally {
           await fs.close();
         }
-        await device.close();
-      } finally {
-        await guest.close();
-      }
+      });
     });
   return cmd;
 }

@@ -33,6 +33,8 @@ export interface CliRun {
   readonly result: Promise<CliResult>;
   /** Writes `data` to its stdin and closes it (for commands that read stdin). */
   readonly input: (data: Uint8Array) => void;
+  /** Resolves once its stderr so far matches `re` (rejects if it exits first). */
+  readonly stderrMatch: (re: RegExp) => Promise<string>;
   /** SIGKILL if still running. */
   readonly kill: () => void;
 }
@@ -42,8 +44,12 @@ export function startCli(args: readonly string[]): CliRun {
   const child = spawn(BUN, [MAIN, ...args], { stdio: ["pipe", "pipe", "pipe"] });
   const out: Buffer[] = [];
   let stderr = "";
+  let watchers: { readonly re: RegExp; readonly resolve: (s: string) => void }[] = [];
   child.stdout.on("data", (b: Buffer) => out.push(b));
-  child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+  child.stderr.on("data", (b: Buffer) => {
+    stderr += b.toString();
+    watchers = watchers.filter((w) => (w.re.test(stderr) ? (w.resolve(stderr), false) : true));
+  });
   child.stdin.on("error", () => undefined); // the CLI may exit before reading all of it
   const kill = () => child.kill("SIGKILL");
   process.once("exit", kill);
@@ -60,6 +66,10 @@ export function startCli(args: readonly string[]): CliRun {
     result,
     input: (data) => {
       child.stdin.end(data);
+    },
+    stderrMatch: (re) => {
+      if (re.test(stderr)) return Promise.resolve(stderr);
+      return Promise.race([new Promise<string>((resolve) => watchers.push({ re, resolve })), result.then((r) => Promise.reject(new Error(`vhost-user-device exited (${r.code}) before its stderr matched ${re}: ${r.stderr}`)))]);
     },
     kill: () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");

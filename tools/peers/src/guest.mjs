@@ -118,6 +118,9 @@ export function buildInitramfs({ out, modules = [], script, files = {} }) {
     "echo VHOSTKIT-GUEST-READY",
     "sh /etc/script.sh",
     'echo "VHOSTKIT-GUEST-EXIT $?"',
+    // poweroff -f is immediate: give the tty a moment to push the last lines to the serial port.
+    "sync",
+    "sleep 1",
     "poweroff -f",
     "",
   ].join("\n");

@@ -1,11 +1,13 @@
 /**
- * `vhost-user-device blk`: read, write, flush or identify a virtio-blk back-end.
+ * `vhost-user-device blk`: read, write, flush or identify a virtio-blk back-end, or run a verifying
+ * workload against it (`blk-workload.ts`).
  */
 import { readFile, writeFile } from "node:fs/promises";
 import { Command } from "commander";
 import { BlkDriver, Guest, SECTOR_SIZE } from "@vhostkit/frontend";
 import { addCommon, deviceOptions, parseInteger, UsageError, type CommonFlags } from "../options.js";
 import { json, table } from "../output.js";
+import { runWorkload } from "./blk-workload.js";
 
 interface BlkFlags extends CommonFlags {
   readonly read?: string;
@@ -14,9 +16,14 @@ interface BlkFlags extends CommonFlags {
   readonly in?: string;
   readonly flush?: boolean;
   readonly id?: boolean;
+  readonly workload?: string;
+  readonly qd: string;
+  readonly writeRatio: string;
+  readonly reconnect?: boolean;
+  readonly spanMib: string;
 }
 
-type Op = { kind: "read"; sector: bigint; count: number; out: string } | { kind: "write"; sector: bigint; input: string } | { kind: "flush" } | { kind: "id" };
+type Op = { kind: "read"; sector: bigint; count: number; out: string } | { kind: "write"; sector: bigint; input: string } | { kind: "flush" } | { kind: "id" } | { kind: "workload"; seconds: number };
 
 function sector(v: string, what: string): bigint {
   if (!/^\d+$/.test(v)) throw new UsageError(`${what}: "${v}" is not a sector number`);
@@ -32,8 +39,10 @@ function jsonSector(s: bigint): number | string {
 
 /** Turns the flags into exactly one operation. @throws UsageError. */
 function operation(f: BlkFlags): Op {
-  const chosen = [f.read !== undefined, f.write !== undefined, f.flush === true, f.id === true].filter(Boolean).length;
-  if (chosen !== 1) throw new UsageError("blk: give exactly one of --read, --write, --flush, --id");
+  const chosen = [f.read !== undefined, f.write !== undefined, f.flush === true, f.id === true, f.workload !== undefined].filter(Boolean).length;
+  if (chosen !== 1) throw new UsageError("blk: give exactly one of --read, --write, --flush, --id, --workload");
+  if (f.workload !== undefined) return { kind: "workload", seconds: parseInteger(f.workload, "--workload", 1) };
+  if (f.reconnect === true) throw new UsageError("blk: --reconnect goes with --workload");
   if (f.read !== undefined) {
     if (f.out === undefined) throw new UsageError("blk --read needs --out FILE");
     const [s, c] = f.read.split(":");
@@ -49,7 +58,7 @@ function operation(f: BlkFlags): Op {
 
 /** Builds the `blk` subcommand. */
 export function blkCommand(): Command {
-  const cmd = new Command("blk").description("virtio-blk requests: --read SECTOR[:COUNT] --out FILE | --write SECTOR --in FILE | --flush | --id");
+  const cmd = new Command("blk").description("virtio-blk requests: --read SECTOR[:COUNT] --out FILE | --write SECTOR --in FILE | --flush | --id | --workload SECONDS [--qd N] [--write-ratio R] [--reconnect]");
   addCommon(cmd)
     .option("--read <sector[:count]>", "read COUNT (default 1) 512-byte sectors from SECTOR")
     .option("--out <file>", "file to write the data read to")
@@ -57,9 +66,22 @@ export function blkCommand(): Command {
     .option("--in <file>", "file to write (a multiple of 512 bytes)")
     .option("--flush", "flush the write cache")
     .option("--id", "print the device id (GET_ID)")
+    .option("--workload <seconds>", "write patterns and read them back, verifying every byte, for SECONDS; a progress line each second; exit 1 on a mismatch")
+    .option("--qd <n>", "--workload: requests in flight", "32")
+    .option("--write-ratio <r>", "--workload: fraction of requests that are writes (0..1)", "0.5")
+    .option("--span-mib <n>", "--workload: MiB of the disk used, from sector 0", "64")
+    .option("--reconnect", "--workload: reconnect when the back-end restarts (INFLIGHT_SHMFD when offered)")
     .action(async (flags: BlkFlags) => {
       const op = operation(flags);
       const opts = deviceOptions(flags);
+      if (op.kind === "workload") {
+        const writeRatio = Number(flags.writeRatio);
+        if (!(writeRatio >= 0 && writeRatio <= 1)) throw new UsageError(`--write-ratio: "${flags.writeRatio}" is not a number in 0..1`);
+        const say = (line: string): void => void process.stdout.write(`${line}\n`);
+        const o = { seconds: op.seconds, qd: parseInteger(flags.qd, "--qd", 1), writeRatio, reconnect: flags.reconnect === true, spanBytes: parseInteger(flags.spanMib, "--span-mib", 1) * 1024 * 1024, json: flags.json === true };
+        await runWorkload(opts, o, say);
+        return;
+      }
       let data: Uint8Array | undefined;
       if (op.kind === "write") {
         data = new Uint8Array(await readFile(op.input).catch((e: unknown) => Promise.reject(new UsageError(`--in: ${e instanceof Error ? e.message : String(e)}`))));
@@ -89,6 +111,8 @@ export function blkCommand(): Command {
           case "id":
             result = { op: "id", id: await blk.getId() };
             break;
+          default:
+            throw new UsageError("blk: unknown operation");
         }
         await device.close();
         if (flags.json === true) process.stdout.write(`${json(result)}\n`);

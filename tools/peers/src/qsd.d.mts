@@ -22,6 +22,13 @@ export interface QsdOptions {
   command?: readonly string[];
   /** Readiness bound in milliseconds (default 10000). */
   readyTimeoutMs?: number;
+  /**
+   * The export's socket path (default: a fresh one in `dir`). A stale socket file there (a killed
+   * daemon's) is replaced, so a daemon can be started again on the same socket. Not removed by `stop()`.
+   */
+  socketPath?: string;
+  /** An existing raw disk image to export instead of a fresh one (`backend` and `sizeBytes` are then ignored). Not removed by `stop()`. */
+  image?: string;
 }
 /** A running qemu-storage-daemon. */
 export interface QsdHandle {
@@ -37,6 +44,8 @@ export interface QsdHandle {
   stderr(): string;
   /** SIGTERM (SIGKILL after 5 s), wait for exit, remove the temp dir. */
   stop(): Promise<{ code: number | null; signal: string | null } | null>;
+  /** SIGKILL (a crash: no clean shutdown), wait for exit, remove the temp dir. */
+  kill(): Promise<{ code: number | null; signal: string | null } | null>;
 }
 /** Start qsd and wait until its socket accepts a connection. Rejects if it exits or times out. */
 export function startQsd(opts?: QsdOptions): Promise<QsdHandle>;

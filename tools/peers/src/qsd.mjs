@@ -34,7 +34,10 @@ function qsdCommand(opts) {
 }
 
 /**
- * Start qemu-storage-daemon with a vhost-user-blk export on a fresh temp socket.
+ * Start qemu-storage-daemon with a vhost-user-blk export on a fresh temp socket, or on
+ * `opts.socketPath` (the caller's; a stale socket file there is replaced by qsd) with the disk in
+ * `opts.image` (the caller's; neither is removed by `stop()`), so a killed daemon can be started
+ * again on the same socket and disk.
  * @param {import("./qsd.d.mts").QsdOptions} [opts]
  * @returns {Promise<import("./qsd.d.mts").QsdHandle>}
  */
@@ -44,9 +47,11 @@ export async function startQsd(opts = {}) {
   const timeoutMs = opts.readyTimeoutMs ?? 10_000;
   const [program, ...prefix] = qsdCommand(opts);
   const dir = await mkdtemp(join(tmpdir(), "vhostkit-qsd-"));
-  const socketPath = join(dir, "vhost-user-blk.sock");
+  const socketPath = opts.socketPath ?? join(dir, "vhost-user-blk.sock");
   let blockdev;
-  if (backend === "null-co") {
+  if (opts.image !== undefined) {
+    blockdev = `driver=file,node-name=disk0,filename=${opts.image}`;
+  } else if (backend === "null-co") {
     blockdev = `driver=null-co,node-name=disk0,size=${sizeBytes}`;
   } else {
     const image = join(dir, "disk.raw");
@@ -103,7 +108,15 @@ export async function startQsd(opts = {}) {
     }
     await waitTick(20);
   }
-  return { socketPath, dir, pid: child.pid ?? -1, args, stderr: () => stderr, stop };
+  const kill = async () => {
+    if (exited === null) {
+      child.kill("SIGKILL");
+      await exitPromise;
+    }
+    await rm(dir, { recursive: true, force: true });
+    return exited;
+  };
+  return { socketPath, dir, pid: child.pid ?? -1, args, stderr: () => stderr, stop, kill };
 }
 
 /** `qemu-storage-daemon --version` first line (same choice of qsd as startQsd). */

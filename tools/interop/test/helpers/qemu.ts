@@ -5,10 +5,11 @@
 /**
  * A TCG q35 machine whose RAM is a shared memfd of `memMiB` (what a vhost-user back-end needs to
  * map guest memory) and one `vhost-user-blk-pci` on `socket`; `deviceExtra` is appended to the
- * device's properties (e.g. `,bootindex=1`).
+ * device's properties (e.g. `,bootindex=1`), `chardevExtra` to the socket chardev's (e.g.
+ * `,reconnect=1`: QEMU connects again when the back-end goes away).
  */
-export function vhostUserBlkMachine(socket: string, memMiB: number, deviceExtra = ""): string[] {
-  return [...memfdMachine(memMiB), "-chardev", `socket,id=blk0,path=${socket}`, "-device", `vhost-user-blk-pci,chardev=blk0,num-queues=1${deviceExtra}`];
+export function vhostUserBlkMachine(socket: string, memMiB: number, deviceExtra = "", chardevExtra = ""): string[] {
+  return [...memfdMachine(memMiB), "-chardev", `socket,id=blk0,path=${socket}${chardevExtra}`, "-device", `vhost-user-blk-pci,chardev=blk0,num-queues=1${deviceExtra}`];
 }
 
 /**

@@ -13,6 +13,7 @@ import { fsCommand } from "./commands/fs.js";
 import { gpuCommand } from "./commands/gpu.js";
 import { probeCommand } from "./commands/probe.js";
 import { rngCommand } from "./commands/rng.js";
+import { traceCommand } from "./commands/trace.js";
 import { vsockCommand } from "./commands/vsock.js";
 import { UsageError } from "./options.js";
 import { INSTALL_LINE, versionText } from "./version.js";
@@ -25,7 +26,7 @@ const program = new Command()
   .showHelpAfterError()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-for (const c of [probeCommand(), blkCommand(), rngCommand(), checkCommand(), gpuCommand(), fsCommand(), vsockCommand(), decodeCommand()]) program.addCommand(c);
+for (const c of [probeCommand(), blkCommand(), rngCommand(), checkCommand(), gpuCommand(), fsCommand(), vsockCommand(), traceCommand(), decodeCommand()]) program.addCommand(c);
 // exitOverride on every command so usage errors surface here (exit 2) instead of process.exit(1).
 for (const c of [program, ...program.commands]) c.exitOverride();
 

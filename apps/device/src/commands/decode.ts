@@ -1,33 +1,42 @@
 /**
  * `vhost-user-device decode HEX...`: decodes captured vhost-user frames (header + payload, as hex)
- * and prints the request name, flags, size and the typed payload. Useful for reading traces.
+ * and prints, per frame, one JSON object as `trace --json` does: request name, flags by name,
+ * size, and the payload fields — or why they do not decode (exit 1 then, after every frame).
  */
 import { Command, Option } from "commander";
-import { decodeHeader, decodeMessage, decodeReply, Dialects, isReply, type Channel, type DialectName } from "@vhostkit/wire";
+import { Dialects, type Channel, type DialectName } from "@vhostkit/wire";
 import { UsageError } from "../options.js";
-import { json } from "../output.js";
+import { describeFrame, type FrameDescription } from "../trace/describe-frame.js";
 
 interface DecodeFlags {
   readonly channel: Channel;
   readonly dialect: DialectName;
+  readonly compact?: boolean;
+}
+
+/** Thrown when a frame did not decode: exit code 1 after every frame was printed. */
+export class FramesUndecoded extends Error {}
+
+/** Parses one frame given as hex (whitespace allowed). @throws UsageError for anything else. */
+export function frameFromHex(text: string): Uint8Array {
+  const clean = text.replace(/\s+/g, "");
+  if (!/^([0-9a-fA-F]{2})+$/.test(clean)) throw new UsageError(`decode: "${text}" is not hex bytes`);
+  return new Uint8Array(Buffer.from(clean, "hex"));
 }
 
 /** Builds the `decode` subcommand. */
 export function decodeCommand(): Command {
   return new Command("decode")
-    .description("decode vhost-user frames given as hex (header + payload)")
+    .description("decode vhost-user frames given as hex (header + payload), one JSON object per frame")
     .argument("<hex...>", "one frame per argument, e.g. 010000000100000000000000")
-    .addOption(new Option("--channel <channel>", "frontend (requests to the back-end) or backend (back-end channel)").choices(["frontend", "backend"]).default("frontend"))
+    .addOption(new Option("--channel <channel>", "frontend (the main socket, requests and replies) or backend (the back-end channel)").choices(["frontend", "backend"]).default("frontend"))
     .addOption(new Option("--dialect <name>", "SHMEM dialect").choices(Object.keys(Dialects)).default("upstream"))
+    .option("--compact", "one line per frame")
     .action((frames: string[], flags: DecodeFlags) => {
       const dialect = Dialects[flags.dialect];
-      for (const h of frames) {
-        const clean = h.replace(/\s+/g, "");
-        if (!/^([0-9a-fA-F]{2})*$/.test(clean)) throw new UsageError(`decode: "${h}" is not hex`);
-        const bytes = new Uint8Array(Buffer.from(clean, "hex"));
-        const header = decodeHeader(bytes);
-        const d = isReply(header) ? decodeReply(flags.channel, bytes, dialect) : decodeMessage(flags.channel, bytes, dialect);
-        process.stdout.write(`${json({ name: d.name, reply: isReply(header), flags: `0x${header.flags.toString(16)}`, size: header.size, value: d.value ?? null })}\n`);
-      }
+      const described: FrameDescription[] = frames.map((h) => describeFrame(flags.channel, frameFromHex(h), dialect));
+      for (const d of described) process.stdout.write(`${JSON.stringify(d, null, flags.compact === true ? undefined : 2)}\n`);
+      const bad = described.filter((d) => d.error !== undefined).length;
+      if (bad > 0) throw new FramesUndecoded(`decode: ${bad} of ${described.length} frame(s) did not decode`);
     });
 }

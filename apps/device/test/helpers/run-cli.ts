@@ -10,6 +10,11 @@ const APP = import.meta.url.slice(0, import.meta.url.lastIndexOf("/test/") + 1);
 const MAIN = fileURLToPath(new URL("src/main.ts", APP));
 const BUN = "bun" in process.versions ? process.execPath : fileURLToPath(new URL("../../node_modules/.bin/bun", APP));
 
+/** The command and arguments that run `vhost-user-device ...args` (for a long-running child). */
+export function cliCommand(...args: string[]): [string, string[]] {
+  return [BUN, [MAIN, ...args]];
+}
+
 /** Exit code and captured output of one CLI run. */
 export interface CliRun {
   readonly code: number | null;

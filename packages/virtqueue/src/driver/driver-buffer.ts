@@ -43,13 +43,19 @@ export interface UsedBuffer<T> {
 export function checkBuffers(readable: readonly DriverBuffer[], writable: readonly DriverBuffer[]): number {
   const n = readable.length + writable.length;
   if (n === 0) throw new VirtqueueError("BAD_BUFFER", "a chain needs at least one buffer");
-  for (const [what, bufs] of [["readable", readable], ["writable", writable]] as const) {
-    for (const b of bufs) {
-      if (!Number.isInteger(b.len) || b.len < 1 || b.len > 0xffffffff) throw new VirtqueueError("BAD_BUFFER", `${what} buffer length ${b.len} not in 1..2^32-1`, { actual: b.len });
-      if (b.addr < 0n || b.addr + BigInt(b.len) > 1n << 64n) throw new VirtqueueError("BAD_BUFFER", `${what} buffer 0x${b.addr.toString(16)} + ${b.len} wraps`, { actual: b.addr });
-    }
-  }
+  // Indexed loops and no BigInt arithmetic on the common path: this runs for every buffer added.
+  for (let i = 0; i < readable.length; i++) checkBuffer("readable", readable[i] as DriverBuffer);
+  for (let i = 0; i < writable.length; i++) checkBuffer("writable", writable[i] as DriverBuffer);
   return n;
+}
+
+/** The highest address from which every buffer length (up to 2^32 - 1) ends at or below 2^64. */
+const SAFE_ADDR_MAX = (1n << 64n) - 0xffff_ffffn;
+
+function checkBuffer(what: string, b: DriverBuffer): void {
+  if (!Number.isInteger(b.len) || b.len < 1 || b.len > 0xffffffff) throw new VirtqueueError("BAD_BUFFER", `${what} buffer length ${b.len} not in 1..2^32-1`, { actual: b.len });
+  if (b.addr >= 0n && b.addr <= SAFE_ADDR_MAX) return;
+  if (b.addr < 0n || b.addr + BigInt(b.len) > 1n << 64n) throw new VirtqueueError("BAD_BUFFER", `${what} buffer 0x${b.addr.toString(16)} + ${b.len} wraps`, { actual: b.addr });
 }
 
 /**

@@ -75,6 +75,8 @@ export class PackedDriver<T = unknown> {
   readonly #memory: GuestMemory;
   readonly #desc16: Uint16Array;
   readonly #desc32: Uint32Array;
+  /** The descriptor ring as a DataView: addresses are stored as u64 without BigInt arithmetic. */
+  readonly #descView: DataView;
   readonly #driverEvent: Uint16Array;
   readonly #deviceEvent: Uint16Array;
   readonly #freeNext: Uint16Array;
@@ -112,6 +114,7 @@ export class PackedDriver<T = unknown> {
     const d = mapRing(options.memory, "guest", "descriptor", a.desc, this.layout.descBytes, 4, true);
     this.#desc16 = u16View(d);
     this.#desc32 = u32View(d);
+    this.#descView = new DataView(d.buffer, d.byteOffset, d.byteLength);
     this.#driverEvent = u16View(mapRing(options.memory, "guest", "driver event suppression", a.avail, 4, 2, true));
     this.#deviceEvent = u16View(mapRing(options.memory, "guest", "device event suppression", a.used, 4, 2, options.reset !== false));
     this.#availIdx = this.#usedIdx = start & 0x7fff;
@@ -177,8 +180,7 @@ export class PackedDriver<T = unknown> {
 
   /** Writes one descriptor's addr, len and id (not its flags). */
   #writeDesc(pos: number, addr: bigint, len: number, id: number): void {
-    this.#desc32[4 * pos] = Number(addr & 0xffffffffn);
-    this.#desc32[4 * pos + 1] = Number(addr >> 32n);
+    this.#descView.setBigUint64(16 * pos, addr, true);
     this.#desc32[4 * pos + 2] = len;
     this.#desc16[8 * pos + 6] = id;
   }

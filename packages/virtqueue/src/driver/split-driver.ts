@@ -46,6 +46,8 @@ export class SplitDriver<T = unknown> {
   readonly #memory: GuestMemory;
   readonly #desc16: Uint16Array;
   readonly #desc32: Uint32Array;
+  /** The descriptor table as a DataView: addresses are stored as u64 without BigInt arithmetic. */
+  readonly #descView: DataView;
   readonly #avail16: Uint16Array;
   readonly #used16: Uint16Array;
   readonly #used32: Uint32Array;
@@ -79,6 +81,7 @@ export class SplitDriver<T = unknown> {
     const u = mapRing(options.memory, "guest", "used", a.used, this.layout.usedBytes, RING_ALIGN.used, options.reset !== false);
     this.#desc16 = u16View(d);
     this.#desc32 = u32View(d);
+    this.#descView = new DataView(d.buffer, d.byteOffset, d.byteLength);
     this.#avail16 = u16View(av);
     this.#used16 = u16View(u);
     this.#used32 = u32View(u);
@@ -126,8 +129,7 @@ export class SplitDriver<T = unknown> {
 
   #writeDesc(d: number, addr: bigint, len: number, flags: number, next: number): void {
     const w = d * 4;
-    this.#desc32[w] = Number(addr & 0xffffffffn);
-    this.#desc32[w + 1] = Number(addr >> 32n);
+    this.#descView.setBigUint64(d * 16, addr, true);
     this.#desc32[w + 2] = len;
     this.#desc16[d * 8 + 6] = flags;
     this.#desc16[d * 8 + 7] = next;

@@ -25,7 +25,9 @@ describe("vhost-user-device against qemu-storage-daemon 7.2", () => {
     const r = await cli("probe", "--socket", qsd.socketPath, "--json");
     assert.equal(r.code, 0, r.stderr);
     const o = JSON.parse(r.stdout) as Record<string, unknown>;
-    assert.deepEqual(Object.keys(o).sort(), ["config", "dialect", "featureNames", "features", "maxMemSlots", "protocolFeatureNames", "protocolFeatures", "queueNum", "shmem"].sort());
+    assert.deepEqual(Object.keys(o).sort(), ["config", "configFields", "configStatus", "dialect", "featureNames", "features", "maxMemSlots", "protocolFeatureNames", "protocolFeatures", "queueNum", "shmem"].sort());
+    assert.equal(o.configStatus, "discovered", "qsd refuses 256 bytes: the size was searched");
+    assert.equal(o.configFields, null, "no --device-type, no fields");
     assert.equal(o.features, "0x175007e46");
     // PAGEFAULT (bit 8) only where qsd may open a userfaultfd; the other bits do not depend on who runs it.
     const pageFault = userfaultfdAvailable() ? ProtocolFeature.PAGEFAULT : 0n;

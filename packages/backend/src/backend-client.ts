@@ -20,7 +20,7 @@ import {
   type BackendRequestName,
   type Dialect,
 } from "@vhostkit/wire";
-import { closeFd, dupCloexec, mmanErrno } from "@vhostkit/transport/sys";
+import { closeFd, describeErrno, dupCloexec, mmanErrno } from "@vhostkit/transport/sys";
 import { BackendError } from "./errors.js";
 
 /** Arguments of {@link BackendClient.shmemMap}. */
@@ -138,7 +138,7 @@ export class BackendClient implements BackendChannel {
     // The call's own copy, closed when its exchange ends: the caller may close `fd` as soon as the
     // returned promise settles, even when abandon() settled it while the send was still pending.
     const own = dupCloexec(fd);
-    if (own < 0) return Promise.reject(new RangeError(`backend_shmem_map: fd ${fd} cannot be duplicated (errno ${mmanErrno()})`));
+    if (own < 0) return Promise.reject(new RangeError(`backend_shmem_map: fd ${fd} cannot be duplicated: ${describeErrno(mmanErrno())}`));
     return this.#serial(true, async () => {
       try {
         await this.#map(args, own);

@@ -5,7 +5,7 @@
  * @module
  */
 import { OwnedFd } from "@vhostkit/transport";
-import { addSeals, fstatSize, getSeals, MAP, mmanErrno, mmapOrErrno, munmap, nativeView, pointerAt, PROT, SEAL, sealedMemfd } from "@vhostkit/transport/sys";
+import { addSeals, describeErrno, fstatSize, getSeals, MAP, mmanErrno, mmapOrErrno, munmap, nativeView, pointerAt, PROT, SEAL, sealedMemfd } from "@vhostkit/transport/sys";
 import { isValidQueueSize, SplitInflight, splitInflightQueueBytes } from "@vhostkit/virtqueue";
 import { MAX_VRING_SIZE, type InflightInfo } from "@vhostkit/wire";
 import { BackendError, protocolError } from "./errors.js";
@@ -54,10 +54,10 @@ export class InflightArea {
   static allocate(request: string, info: InflightInfo, queueCount: number): { area: InflightArea; fd: OwnedFd; reply: InflightInfo } {
     const len = areaBytes(request, info, queueCount);
     const raw = sealedMemfd("vhostkit-inflight", BigInt(len));
-    if (raw < 0) throw new BackendError("UNSUPPORTED", `${request.toLowerCase()}: memfd of 0x${len.toString(16)} bytes failed (errno ${-raw})`, { request });
+    if (raw < 0) throw new BackendError("UNSUPPORTED", `${request.toLowerCase()}: memfd of 0x${len.toString(16)} bytes: ${describeErrno(-raw)}`, { request });
     const fd = new OwnedFd(raw);
     try {
-      if (addSeals(fd.fd, SEAL.SEAL) !== 0) throw new BackendError("UNSUPPORTED", `${request.toLowerCase()}: sealing the inflight memfd failed (errno ${mmanErrno()})`, { request });
+      if (addSeals(fd.fd, SEAL.SEAL) !== 0) throw new BackendError("UNSUPPORTED", `${request.toLowerCase()}: sealing the inflight memfd: ${describeErrno(mmanErrno())}`, { request });
       const area = InflightArea.#map(request, fd.fd, 0n, len, info);
       return { area, fd, reply: { mmapSize: BigInt(len), mmapOffset: 0n, numQueues: info.numQueues, queueSize: info.queueSize } };
     } catch (err) {
@@ -87,7 +87,7 @@ export class InflightArea {
 
   static #map(request: string, fd: number, offset: bigint, len: number, info: InflightInfo): InflightArea {
     const r = mmapOrErrno(0n, len, PROT.READ | PROT.WRITE, MAP.SHARED, fd, offset);
-    if (!r.ok) throw new BackendError("UNSUPPORTED", `${request.toLowerCase()}: mmap of the inflight area failed (errno ${r.errno})`, { request });
+    if (!r.ok) throw new BackendError("UNSUPPORTED", `${request.toLowerCase()}: mmap of the inflight area: ${describeErrno(r.errno)}`, { request });
     return new InflightArea(r.addr, len, info.numQueues, info.queueSize);
   }
 

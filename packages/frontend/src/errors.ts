@@ -70,11 +70,13 @@ export function isConnectionLost(err: unknown): boolean {
  */
 export function asFrontendError(err: unknown, request: string, detail: ErrorDetail = {}): FrontendError {
   if (isFrontendError(err)) return err;
-  const message = err instanceof Error ? err.message : String(err);
+  const raw = err instanceof Error ? err.message : String(err);
+  // "connect /x.sock: no such file or directory (ENOENT)" already says what failed: no "connect: " in front.
+  const text = raw.startsWith(`${request.toLowerCase()} `) ? raw : `${request.toLowerCase()}: ${raw}`;
   if (isTransportError(err)) {
     const code: FrontendErrorCode = err.code === "TIMEOUT" ? "TIMEOUT" : err.code === "BAD_REPLY" || err.kind === "retry" ? "PROTOCOL" : "DISCONNECTED";
-    return new FrontendError(code, `${request.toLowerCase()}: ${message}`, { request, ...detail }, { cause: err });
+    return new FrontendError(code, text, { request, ...detail }, { cause: err });
   }
-  if (isWireError(err)) return new FrontendError("PROTOCOL", `${request.toLowerCase()}: ${message}`, { request, ...detail }, { cause: err });
-  return new FrontendError("PROTOCOL", `${request.toLowerCase()}: ${message}`, { request, ...detail }, { cause: err });
+  if (isWireError(err)) return new FrontendError("PROTOCOL", text, { request, ...detail }, { cause: err });
+  return new FrontendError("PROTOCOL", text, { request, ...detail }, { cause: err });
 }

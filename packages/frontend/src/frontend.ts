@@ -227,10 +227,13 @@ export class Frontend {
   /**
    * GET_CONFIG of `size` bytes at `offset` (docs/protocol.md#device-config-space). The request carries `size` zero
    * bytes; the reply must have the same size.
-   * @returns a copy of the config bytes, or `undefined` when the back-end refused (a zero-size reply).
-   * @throws FrontendError `PROTOCOL` (reply of another size), `DISCONNECTED`, `TIMEOUT`.
+   * @param options.shortIsRefusal - a reply with fewer config bytes than asked (rust-vmm back-ends
+   *   answer a read past the end of their config with none) is a refusal too, as when sizes are probed.
+   * @returns a copy of the config bytes, or `undefined` when the back-end refused (a zero-size reply,
+   *   or with `shortIsRefusal` a short one).
+   * @throws FrontendError `PROTOCOL` (reply of another size or offset), `DISCONNECTED`, `TIMEOUT`.
    */
-  getConfig(offset: number, size: number): Promise<Uint8Array | undefined> {
+  getConfig(offset: number, size: number, options: { readonly shortIsRefusal?: boolean } = {}): Promise<Uint8Array | undefined> {
     return this.#serial(async () => {
       const name = "GET_CONFIG";
       const payload = this.#encode(name, { offset, flags: 0, data: new Uint8Array(size) });
@@ -245,6 +248,7 @@ export class Frontend {
       callHook(this.#trace, { channel: "frontend", direction: "recv", name, flags: reply.flags, size: reply.payload.byteLength, fds: reply.fds.length });
       if (reply.payload.byteLength === 0 && reply.fds.length === 0) return undefined;
       const { value } = this.#decode(name, reply);
+      if (options.shortIsRefusal === true && value.offset === offset && value.data.byteLength < size) return undefined;
       if (value.data.byteLength !== size || value.offset !== offset) {
         throw new FrontendError("PROTOCOL", `get_config: asked 0x${size.toString(16)} bytes at 0x${offset.toString(16)}, got 0x${value.data.byteLength.toString(16)} at 0x${value.offset.toString(16)}`, {
           request: name,

@@ -123,19 +123,22 @@ async function sameRegions(fe: Frontend, regions: DeviceSharedMemory | undefined
 }
 
 /**
- * Finds the largest GET_CONFIG size (1–256) the back-end accepts: 256 first, then a binary
- * search (libvhost-user refuses more than the device struct with a zero-size reply, docs/protocol.md#device-config-space).
+ * Finds the largest GET_CONFIG size (1–256) the back-end accepts: 256 first, then a binary search.
+ * A zero-size reply (libvhost-user) and a reply with fewer bytes than asked (rust-vmm back-ends,
+ * which answer a read past the end of their config with no data) both mean "too large"
+ * (docs/protocol.md#device-config-space).
  * @returns the config bytes, or `undefined` when every size is refused.
  */
 async function discoverConfig(fe: Frontend): Promise<Uint8Array | undefined> {
-  const full = await fe.getConfig(0, 256);
+  const probe = { shortIsRefusal: true } as const;
+  const full = await fe.getConfig(0, 256, probe);
   if (full !== undefined) return full;
   let lo = 0;
   let hi = 256;
   let best: Uint8Array | undefined;
   while (hi - lo > 1) {
     const mid = (lo + hi) >> 1;
-    const r = await fe.getConfig(0, mid);
+    const r = await fe.getConfig(0, mid, probe);
     if (r !== undefined) {
       lo = mid;
       best = r;

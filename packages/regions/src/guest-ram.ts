@@ -3,7 +3,7 @@
  * and described as memory-table regions with synthetic user addresses.
  * @module
  */
-import { addSeals, ftruncate, memfdCreate, MFD, mmanErrno, SEAL } from "@vhostkit/transport/sys";
+import { addSeals, describeErrno, ftruncate, memfdCreate, MFD, mmanErrno, SEAL } from "@vhostkit/transport/sys";
 import { addU64, rangesOverlap, requirePageAligned, toLength } from "./checked-math.js";
 import { RegionError } from "./errors.js";
 import { closeOwned } from "./fd-input.js";
@@ -158,13 +158,13 @@ function createBlock(name: string, b: GuestRamBlock, userBase: bigint): Block {
   const fd = memfdCreate(name, MFD.CLOEXEC | MFD.ALLOW_SEALING);
   if (fd < 0) {
     const errno = mmanErrno();
-    throw new RegionError("MMAP_FAILED", `memfd_create failed (errno ${errno})`, detail, { errno, syscall: "memfd_create" });
+    throw new RegionError("MMAP_FAILED", `memfd_create: ${describeErrno(errno)}`, detail, { errno, syscall: "memfd_create" });
   }
   try {
     for (const [ok, syscall] of [[() => ftruncate(fd, b.size), "ftruncate"], [() => addSeals(fd, SEAL.SHRINK | SEAL.GROW), "fcntl"]] as const) {
       if (ok() !== 0) {
         const errno = mmanErrno();
-        throw new RegionError("MMAP_FAILED", `${syscall} of guest RAM memfd failed (errno ${errno})`, detail, { errno, syscall });
+        throw new RegionError("MMAP_FAILED", `${syscall} of the guest RAM memfd: ${describeErrno(errno)}`, detail, { errno, syscall });
       }
     }
     const host = mapShared(fd, 0n, len, true, detail);

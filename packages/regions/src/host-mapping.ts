@@ -2,7 +2,7 @@
  * A live host mapping and its one lazily created byte view.
  * @module
  */
-import { MAP, mmanErrno, mmapOrErrno, munmap, nativeView, pointerAt, PROT } from "@vhostkit/transport/sys";
+import { describeErrno, MAP, mmanErrno, mmapOrErrno, munmap, nativeView, pointerAt, PROT } from "@vhostkit/transport/sys";
 import { RegionError, type RegionErrorDetail } from "./errors.js";
 
 /** Bytes covered by one lazily created view (typed arrays are capped near 4 GiB in Node 20). */
@@ -59,7 +59,7 @@ export class HostMapping {
 export function mapShared(fd: number, fileOffset: bigint, len: number, writable: boolean, detail: RegionErrorDetail): HostMapping {
   const prot = writable ? PROT.READ | PROT.WRITE : PROT.READ;
   const r = mmapOrErrno(0n, len, prot, MAP.SHARED, fd, fileOffset);
-  if (!r.ok) throw new RegionError("MMAP_FAILED", `mmap of fd ${fd} at file offset 0x${fileOffset.toString(16)} failed (errno ${r.errno})`, detail, { errno: r.errno, syscall: "mmap" });
+  if (!r.ok) throw new RegionError("MMAP_FAILED", `mmap of fd ${fd} at file offset 0x${fileOffset.toString(16)}: ${describeErrno(r.errno)}`, detail, { errno: r.errno, syscall: "mmap" });
   return new HostMapping(r.addr, len);
 }
 
@@ -74,6 +74,6 @@ export function unmapHost(m: HostMapping): void {
   // nothing hands out its view afterwards.
   if (munmap(m.addr, m.len) !== 0) {
     const errno = mmanErrno();
-    throw new RegionError("MMAP_FAILED", `munmap of 0x${m.len.toString(16)} bytes failed (errno ${errno})`, {}, { errno, syscall: "munmap" });
+    throw new RegionError("MMAP_FAILED", `munmap of 0x${m.len.toString(16)} bytes: ${describeErrno(errno)}`, {}, { errno, syscall: "munmap" });
   }
 }

@@ -4,7 +4,7 @@
  * (docs/protocol.md#address-spaces).
  * @module
  */
-import { fstatSize, getSeals, mmanErrno, SEAL } from "@vhostkit/transport/sys";
+import { describeErrno, fstatSize, getSeals, mmanErrno, SEAL } from "@vhostkit/transport/sys";
 import { addU64, rangesOverlap, requirePageAligned, toLength } from "./checked-math.js";
 import { RegionError, type RegionErrorDetail } from "./errors.js";
 import { closeOwned, takeFd, type FdInput } from "./fd-input.js";
@@ -120,7 +120,7 @@ function mapRegion(r: MemoryRegionDescriptor, fd: number, request: string, requi
   const st = fstatSize(fd);
   if (st === undefined) {
     const errno = mmanErrno();
-    throw new RegionError("BAD_FD", `${request}: fstat of the region fd failed (errno ${errno})`, detail, { errno, syscall: "fstat" });
+    throw new RegionError("BAD_FD", `${request}: fstat of the region fd: ${describeErrno(errno)}`, detail, { errno, syscall: "fstat" });
   }
   if (st.regular && requireSealed) {
     const seals = getSeals(fd);

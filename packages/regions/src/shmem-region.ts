@@ -3,7 +3,7 @@
  * guest-physical space, and the SHMEM_MAP / SHMEM_UNMAP bookkeeping (docs/shmem.md#mapping-rules, docs/shmem.md#security-rules).
  * @module
  */
-import { fstatSize, getSeals, MAP, mmanErrno, mmapOrErrno, PROT, SEAL } from "@vhostkit/transport/sys";
+import { describeErrno, fstatSize, getSeals, MAP, mmanErrno, mmapOrErrno, PROT, SEAL } from "@vhostkit/transport/sys";
 import { addU64, rangesOverlap, requirePageAligned, toLength, U64_MAX } from "./checked-math.js";
 import { RegionError, type RegionErrorDetail } from "./errors.js";
 import { closeOwned, takeFd, type FdInput } from "./fd-input.js";
@@ -125,7 +125,7 @@ function reserve(addr: bigint, len: number, detail: RegionErrorDetail): HostMapp
   // SAFETY: with MAP_FIXED the target lies inside a reservation this object owns, so it replaces
   // only our own pages; the replacement is atomic (no window where the range is unmapped).
   const r = mmapOrErrno(addr, len, PROT.NONE, RESERVE_FLAGS | fixed, -1, 0n);
-  if (!r.ok) throw new RegionError("MMAP_FAILED", `PROT_NONE reservation of 0x${len.toString(16)} bytes failed (errno ${r.errno})`, detail, { errno: r.errno, syscall: "mmap" });
+  if (!r.ok) throw new RegionError("MMAP_FAILED", `PROT_NONE reservation of 0x${len.toString(16)} bytes: ${describeErrno(r.errno)}`, detail, { errno: r.errno, syscall: "mmap" });
   return new HostMapping(r.addr, len);
 }
 
@@ -320,7 +320,7 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
     const st = fstatSize(fd);
     if (st === undefined) {
       const errno = mmanErrno();
-      throw new RegionError("BAD_FD", `fstat of the SHMEM_MAP fd failed (errno ${errno})`, detail, { errno, syscall: "fstat" });
+      throw new RegionError("BAD_FD", `fstat of the SHMEM_MAP fd: ${describeErrno(errno)}`, detail, { errno, syscall: "fstat" });
     }
     if (st.regular && fdEnd > st.size) throw new RegionError("OUT_OF_BOUNDS", `SHMEM_MAP fd_offset + len 0x${fdEnd.toString(16)} is past the end of the file (0x${st.size.toString(16)})`, { ...detail, expected: st.size, actual: fdEnd });
     if (st.regular && this.#requireSealed) {
@@ -336,7 +336,7 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
     if (!r.ok) {
       // A failed MAP_FIXED may already have discarded the old pages: put the reservation back.
       reserve(target, length, detail);
-      throw new RegionError("MMAP_FAILED", `SHMEM_MAP mmap failed (errno ${r.errno})`, detail, { errno: r.errno, syscall: "mmap" });
+      throw new RegionError("MMAP_FAILED", `SHMEM_MAP mmap: ${describeErrno(r.errno)}`, detail, { errno: r.errno, syscall: "mmap" });
     }
     const info: ShmemMapping = { shmid, shmOffset, len, guestPhysAddr: guestAddress(region.start + shmOffset), fd, fdOffset, writable };
     region.mappings.splice(at, 0, { start: shmOffset, len, end: shmOffset + len, info, host: new HostMapping(r.addr, length) });

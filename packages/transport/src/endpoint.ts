@@ -1,6 +1,7 @@
 import { OwnedFd } from "./owned-fd.js";
 import { TransportError, type TransportErrorKind } from "./transport-error.js";
 import { classifyErrno, Errno } from "./sys/errno.js";
+import { describeErrno } from "./errno-text.js";
 import { cmsgLen, cmsgSpace, CMSG_HDR, SCM_RIGHTS, SOL_SOCKET } from "./sys/cmsg.js";
 import { lastErrno } from "./sys/libc.js";
 import { addressOf, MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_DONTWAIT, MSG_NOSIGNAL, nativeAlloc, socketSys, type NativeBlock } from "./sys/socket.js";
@@ -334,7 +335,7 @@ export class Endpoint {
       const e = lastErrno();
       if (e === Errno.EINTR) continue;
       if (e === Errno.EAGAIN) return AGAIN;
-      throw this.#fail(new TransportError("SYSCALL", classifyErrno(e), `request ${request}: sendmsg failed: errno ${e}`, { errno: e, syscall: "sendmsg" }));
+      throw this.#fail(new TransportError("SYSCALL", classifyErrno(e), `request ${request}: sendmsg: ${describeErrno(e)}`, { errno: e, syscall: "sendmsg" }));
     }
   }
 
@@ -366,7 +367,7 @@ export class Endpoint {
       const e = lastErrno();
       if (e === Errno.EINTR) continue;
       if (e === Errno.EAGAIN) return AGAIN;
-      throw new TransportError("SYSCALL", classifyErrno(e), `recvmsg failed: errno ${e}`, { errno: e, syscall: "recvmsg" });
+      throw new TransportError("SYSCALL", classifyErrno(e), `recvmsg: ${describeErrno(e)}`, { errno: e, syscall: "recvmsg" });
     }
     const v = rx.block.view;
     const controlLen = getSmallU64(v, MSGHDR + 40);

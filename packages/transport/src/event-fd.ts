@@ -2,6 +2,7 @@ import { OwnedFd } from "./owned-fd.js";
 import { Reactor, type Watch } from "./reactor.js";
 import { TransportError } from "./transport-error.js";
 import { classifyErrno, Errno } from "./sys/errno.js";
+import { describeErrno } from "./errno-text.js";
 import { eventfdSys, EFD_CLOEXEC, EFD_NONBLOCK } from "./sys/eventfd.js";
 import { lastErrno } from "./sys/libc.js";
 import { setNonBlocking, socketSys } from "./sys/socket.js";
@@ -129,5 +130,5 @@ export class EventFd {
 }
 
 function sysError(syscall: string, e = lastErrno()): TransportError {
-  return new TransportError("SYSCALL", classifyErrno(e), `${syscall} failed: errno ${e}`, { errno: e, syscall });
+  return new TransportError("SYSCALL", classifyErrno(e), `${syscall}: ${describeErrno(e)}`, { errno: e, syscall });
 }

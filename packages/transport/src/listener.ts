@@ -3,6 +3,7 @@ import { Endpoint, type EndpointOptions } from "./endpoint.js";
 import { OwnedFd } from "./owned-fd.js";
 import { TransportError } from "./transport-error.js";
 import { classifyErrno, Errno } from "./sys/errno.js";
+import { describeErrno } from "./errno-text.js";
 import { lastErrno } from "./sys/libc.js";
 import { AF_UNIX, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, sockaddrUn, socketSys } from "./sys/socket.js";
 import { Reactor, type Watch } from "./reactor.js";
@@ -16,7 +17,7 @@ export interface ListenOptions extends EndpointOptions {
 }
 
 function sysError(syscall: string, path: string, e = lastErrno()): TransportError {
-  return new TransportError("SYSCALL", classifyErrno(e), `${syscall} ${path} failed: errno ${e}`, { errno: e, syscall });
+  return new TransportError("SYSCALL", classifyErrno(e), `${syscall} ${path}: ${describeErrno(e)}`, { errno: e, syscall });
 }
 
 function address(path: string): Uint8Array {

@@ -1,5 +1,6 @@
 import { TransportError } from "./transport-error.js";
 import { classifyErrno, Errno } from "./sys/errno.js";
+import { describeErrno } from "./errno-text.js";
 import { EPOLL, EPOLL_CLOEXEC, EPOLL_CTL, EPOLL_DATA_OFFSET, EPOLL_EVENT_SIZE, epollSys, HAS_LOOP_POLL, loopPoll, type LoopPoll } from "./sys/epoll.js";
 import { eventfdSys, EFD_CLOEXEC, EFD_NONBLOCK } from "./sys/eventfd.js";
 import { lastErrno } from "./sys/libc.js";
@@ -515,5 +516,5 @@ export class Reactor {
 
 function sysError(syscall: string): TransportError {
   const e = lastErrno();
-  return new TransportError("SYSCALL", classifyErrno(e), `${syscall} failed: errno ${e}`, { errno: e, syscall });
+  return new TransportError("SYSCALL", classifyErrno(e), `${syscall}: ${describeErrno(e)}`, { errno: e, syscall });
 }

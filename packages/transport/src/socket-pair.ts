@@ -1,6 +1,7 @@
 import { OwnedFd } from "./owned-fd.js";
 import { TransportError } from "./transport-error.js";
 import { classifyErrno } from "./sys/errno.js";
+import { describeErrno } from "./errno-text.js";
 import { lastErrno } from "./sys/libc.js";
 import { AF_UNIX, SOCK_CLOEXEC, SOCK_STREAM, socketSys } from "./sys/socket.js";
 
@@ -14,7 +15,7 @@ export function socketPair(): [OwnedFd, OwnedFd] {
   // SAFETY: sv is an out-array of two ints.
   if (socketSys().socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) !== 0) {
     const e = lastErrno();
-    throw new TransportError("SYSCALL", classifyErrno(e), `socketpair failed: errno ${e}`, { errno: e, syscall: "socketpair" });
+    throw new TransportError("SYSCALL", classifyErrno(e), `socketpair: ${describeErrno(e)}`, { errno: e, syscall: "socketpair" });
   }
   return [new OwnedFd(sv[0] ?? -1), new OwnedFd(sv[1] ?? -1)];
 }

@@ -2,13 +2,12 @@
  * `vhost-user-device check`: a conformance report of named checks, each pass/fail/skip with a reason.
  */
 import { Command, Option } from "commander";
-import { runConformance } from "@vhostkit/frontend";
+import { runConformance, type ConformanceDeviceType } from "@vhostkit/frontend";
 import { addCommon, deviceOptions, type CommonFlags } from "../options.js";
 import { json, table } from "../output.js";
-import type { DeviceType } from "../feature-names.js";
 
 interface CheckFlags extends CommonFlags {
-  readonly deviceType: Exclude<DeviceType, "gpu">;
+  readonly deviceType: ConformanceDeviceType;
 }
 
 /** Thrown when a check failed: exit code 1 after the report was printed. */

@@ -1,34 +1,74 @@
 /**
  * `vhost-user-device probe`: what a back-end is — features, protocol features, queues, memory
- * slots, config space and VIRTIO Shared Memory Regions.
+ * slots, config space (its size found by the front-end unless given) and VIRTIO Shared Memory
+ * Regions. A back-end without CONFIG, or one that refuses or fails GET_CONFIG, is reported as such;
+ * the probe still succeeds.
  */
 import { Command, Option } from "commander";
-import { decodeBlkConfig, Guest, type DeviceInfo } from "@vhostkit/frontend";
+import { isFrontendError, SUPPORTED_PROTOCOL_FEATURES, type DeviceInfo, type DeviceOptions } from "@vhostkit/frontend";
+import { Dialects, ProtocolFeature } from "@vhostkit/wire";
+import { withDevice } from "../device-session.js";
+import { decodeConfig, DEVICE_TYPE_NAMES, deviceType } from "../device-types.js";
+import { protocolFeatureNames, virtioFeatureNames } from "../feature-names.js";
 import { addCommon, deviceOptions, parseInteger, type CommonFlags } from "../options.js";
 import { bytesHex, hex, hexDump, json, table } from "../output.js";
-import { DEVICE_TYPES, protocolFeatureNames, virtioFeatureNames, type DeviceType } from "../feature-names.js";
 
 interface ProbeFlags extends CommonFlags {
-  readonly deviceType: DeviceType;
+  readonly deviceType: string;
   readonly configSize?: string;
 }
 
-/** The `--json` object: exactly these keys (issue 7). */
-export function probeJson(info: DeviceInfo, deviceType: DeviceType): Record<string, unknown> {
+/**
+ * How the config space was read: `read` (the size given with `--config-size`), `discovered` (the
+ * largest size the back-end accepts, found by asking 256 bytes and searching down), `not offered`
+ * (no CONFIG protocol feature), `refused` (every size refused), or `failed: ...` (GET_CONFIG broke
+ * the connection; probed again without CONFIG).
+ */
+export type ConfigStatus = "read" | "discovered" | "not offered" | "refused" | `failed: ${string}`;
+
+/** What probe found: the device info and how its config was read. */
+export interface ProbeResult {
+  readonly info: DeviceInfo;
+  readonly configStatus: ConfigStatus;
+}
+
+/** The `--json` object: exactly these keys (issue 7, plus `configStatus` and `configFields` of issue 16). */
+export function probeJson(r: ProbeResult, typeName: string): Record<string, unknown> {
+  const { info } = r;
+  const type = deviceType(typeName);
   return {
     features: hex(info.features),
-    featureNames: virtioFeatureNames(info.features, deviceType),
+    featureNames: virtioFeatureNames(info.features, typeName),
     protocolFeatures: hex(info.protocolFeatures),
     protocolFeatureNames: protocolFeatureNames(info.protocolFeatures, info.dialect),
     queueNum: info.queueNum,
     maxMemSlots: info.maxMemSlots ?? null,
     config: info.config === undefined ? null : bytesHex(info.config),
-    shmem: info.shmem.map((r) => ({ shmid: r.shmid, size: hex(r.size) })),
+    configStatus: r.configStatus,
+    configFields: type === undefined || info.config === undefined ? null : Object.fromEntries(decodeConfig(type, info.config)),
+    shmem: info.shmem.map((s) => ({ shmid: s.shmid, size: hex(s.size) })),
     dialect: info.dialect.name,
   };
 }
 
-function human(info: DeviceInfo, socket: string, deviceType: DeviceType): string {
+function configSummary(r: ProbeResult): string {
+  const n = r.info.config?.byteLength;
+  switch (r.configStatus) {
+    case "read":
+      return `${n} bytes`;
+    case "discovered":
+      return `${n} bytes (the largest read the back-end accepts)`;
+    case "not offered":
+      return "- (the back-end does not offer CONFIG)";
+    case "refused":
+      return "- (the back-end refuses GET_CONFIG of every size)";
+    default:
+      return `- (GET_CONFIG ${r.configStatus}; probed again without CONFIG)`;
+  }
+}
+
+function human(r: ProbeResult, socket: string, typeName: string): string {
+  const { info } = r;
   const lines: string[] = [];
   lines.push(
     table([
@@ -38,7 +78,7 @@ function human(info: DeviceInfo, socket: string, deviceType: DeviceType): string
       ["protocol features", hex(info.protocolFeatures)],
       ["queues", String(info.queueNum)],
       ["max mem slots", info.maxMemSlots === undefined ? "-" : String(info.maxMemSlots)],
-      ["config", info.config === undefined ? "-" : `${info.config.byteLength} bytes`],
+      ["config", configSummary(r)],
       ["shared memory regions", String(info.shmem.length)],
     ]),
   );
@@ -48,61 +88,51 @@ function human(info: DeviceInfo, socket: string, deviceType: DeviceType): string
     for (let i = 0n; i < 64n; i++) if ((bits >> i) & 1n) rows.push([`  ${i}`, names[k++] ?? ""]);
     return rows;
   };
-  lines.push("", "features", table(bitRows(info.features, virtioFeatureNames(info.features, deviceType))));
+  lines.push("", "features", table(bitRows(info.features, virtioFeatureNames(info.features, typeName))));
   lines.push("", "protocol features", table(bitRows(info.protocolFeatures, protocolFeatureNames(info.protocolFeatures, info.dialect))));
+  const type = deviceType(typeName);
   if (info.config !== undefined) {
     lines.push("", `config space (${info.config.byteLength} bytes)`, hexDump(info.config));
-    if (deviceType === "blk") {
-      const c = decodeBlkConfig(info.config);
-      const rows: string[][] = [["  capacity", `${c.capacity} sectors (${c.capacity * 512n} bytes)`]];
-      if (c.sizeMax !== undefined) rows.push(["  size_max", String(c.sizeMax)]);
-      if (c.segMax !== undefined) rows.push(["  seg_max", String(c.segMax)]);
-      if (c.blkSize !== undefined) rows.push(["  blk_size", String(c.blkSize)]);
-      if (c.topology !== undefined) rows.push(["  min_io_size / opt_io_size", `${c.topology.minIoSize} / ${c.topology.optIoSize}`]);
-      if (c.writeback !== undefined) rows.push(["  writeback", String(c.writeback)]);
-      if (c.numQueues !== undefined) rows.push(["  num_queues", String(c.numQueues)]);
-      if (c.discard !== undefined) rows.push(["  max_discard_sectors / seg", `${c.discard.maxSectors} / ${c.discard.maxSeg}`]);
-      if (c.writeZeroes !== undefined) rows.push(["  max_write_zeroes_sectors / seg", `${c.writeZeroes.maxSectors} / ${c.writeZeroes.maxSeg}`]);
-      lines.push("", "virtio-blk config", table(rows));
-    }
-    if (deviceType === "gpu" && info.config.byteLength >= 16) lines.push("", "virtio-gpu config", table(gpuConfigRows(info.config)));
+    if (type !== undefined) lines.push("", `virtio-${type.name} config (device id ${type.id})`, type.config.length === 0 ? "  (the type has no config fields)" : table(decodeConfig(type, info.config).map(([k, v]) => [`  ${k}`, v])));
   }
   lines.push("", "shared memory regions");
   if (info.shmem.length === 0) lines.push("  (none)");
-  else lines.push(table([["  shmid", "size", "guest address"], ...info.shmem.map((r) => [`  ${r.shmid}`, hex(r.size), hex(r.guestPhysAddr)])]));
+  else lines.push(table([["  shmid", "size", "guest address"], ...info.shmem.map((s) => [`  ${s.shmid}`, hex(s.size), hex(s.guestPhysAddr)])]));
   return lines.join("\n");
 }
 
-/** virtio_gpu_config (docs/devices.md#gpu-configuration-space): events, scanouts, capsets, and blob_alignment when present. */
-function gpuConfigRows(config: Uint8Array): string[][] {
-  const v = new DataView(config.buffer, config.byteOffset, config.byteLength);
-  const rows = [
-    ["  events_read / events_clear", `0x${v.getUint32(0, true).toString(16)} / 0x${v.getUint32(4, true).toString(16)}`],
-    ["  num_scanouts", String(v.getUint32(8, true))],
-    ["  num_capsets", String(v.getUint32(12, true))],
-  ];
-  if (config.byteLength >= 20) rows.push(["  blob_alignment", String(v.getUint32(16, true))]);
-  return rows;
+/**
+ * Negotiates and returns what the back-end advertised. A back-end that breaks the connection on
+ * GET_CONFIG (rather than refusing) is asked again without CONFIG, so that the rest is still probed.
+ * @throws FrontendError from negotiation for anything else.
+ */
+export async function probe(opts: DeviceOptions, configSize: number | undefined): Promise<ProbeResult> {
+  const read = (o: DeviceOptions) => withDevice(o, async (device) => device.info);
+  let info: DeviceInfo;
+  let failed: string | undefined;
+  try {
+    info = await read({ ...opts, ...(configSize === undefined ? {} : { configSize }) });
+  } catch (err) {
+    if (configSize !== undefined || !isFrontendError(err) || err.detail.request !== "GET_CONFIG") throw err;
+    failed = err.message;
+    const dialect = typeof opts.dialect === "string" ? Dialects[opts.dialect] : (opts.dialect ?? Dialects.upstream);
+    info = await read({ ...opts, protocolFeatures: (SUPPORTED_PROTOCOL_FEATURES | dialect.shmemFeature) & ~ProtocolFeature.CONFIG });
+  }
+  const configStatus: ConfigStatus =
+    failed !== undefined ? `failed: ${failed}` : (info.ackedProtocolFeatures & ProtocolFeature.CONFIG) === 0n ? "not offered" : info.config === undefined ? "refused" : configSize === undefined ? "discovered" : "read";
+  return { info, configStatus };
 }
 
 /** Builds the `probe` subcommand. */
 export function probeCommand(): Command {
-  const cmd = new Command("probe").description("show what a back-end advertises: features, queues, config, shared memory regions");
+  const cmd = new Command("probe").description("show what a back-end advertises: features, queues, config (its size found unless given), shared memory regions");
   addCommon(cmd)
-    .addOption(new Option("--device-type <type>", "decode feature bits and config for this device type").choices(DEVICE_TYPES).default("generic"))
-    .option("--config-size <bytes>", "GET_CONFIG size (default: the largest the back-end accepts)")
+    .addOption(new Option("--device-type <type>", "decode device feature bits and config fields for this virtio device type").choices([...DEVICE_TYPE_NAMES]).default("generic"))
+    .option("--config-size <bytes>", "GET_CONFIG size (default: the largest the back-end accepts, found by searching down from 256)")
     .action(async (flags: ProbeFlags) => {
-      const opts = deviceOptions(flags);
       const configSize = flags.configSize === undefined ? undefined : parseInteger(flags.configSize, "--config-size", 1);
-      const guest = new Guest();
-      try {
-        const device = await guest.addDevice({ ...opts, ...(configSize === undefined ? {} : { configSize }) });
-        const info = device.info;
-        await device.close();
-        process.stdout.write(`${flags.json === true ? json(probeJson(info, flags.deviceType)) : human(info, flags.socket, flags.deviceType)}\n`);
-      } finally {
-        await guest.close();
-      }
+      const r = await probe(deviceOptions(flags), configSize);
+      process.stdout.write(`${flags.json === true ? json(probeJson(r, flags.deviceType)) : human(r, flags.socket, flags.deviceType)}\n`);
     });
   return cmd;
 }

@@ -4,3 +4,4 @@
  * @packageDocumentation
  */
 export * from "./mman.js";
+export { describeErrno, errnoName } from "../errno-text.js";

@@ -43,11 +43,11 @@ export interface Virtiofsd {
 /**
  * Starts virtiofsd on `shared` with its socket in `dir` (a fresh name per call) and resolves once
  * it logs that it waits for a connection (both versions print "Waiting for vhost-user socket
- * connection"), within `deadlineMs`.
+ * connection"), within `deadlineMs`. `extraArgs` go after the usual ones (e.g. `--tag NAME`).
  */
-export async function startVirtiofsd(kind: VirtiofsdKind, shared: string, dir: string, deadlineMs = 20_000): Promise<Virtiofsd> {
+export async function startVirtiofsd(kind: VirtiofsdKind, shared: string, dir: string, deadlineMs = 20_000, extraArgs: readonly string[] = []): Promise<Virtiofsd> {
   const socket = join(dir, `${kind}-${Math.random().toString(36).slice(2, 8)}.sock`);
-  const [program, ...args] = virtiofsdArgs(kind, shared, socket);
+  const [program, ...args] = [...virtiofsdArgs(kind, shared, socket), ...extraArgs];
   const child = spawn(program as string, args, { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   const kill = () => child.kill("SIGKILL");

@@ -53,7 +53,7 @@ function start(dir: string, name: string, script: string, args: string[]): Promi
 }
 
 async function stop(p: Proc): Promise<void> {
-  if (p.child.exitCode !== null) return;
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return; // exited, or killed by a test
   const exited = new Promise((r) => p.child.once("exit", r));
   p.child.kill("SIGTERM");
   await exited;
@@ -314,4 +314,39 @@ describe("a buffer in device A's shared memory region, used by device B", () => 
       });
     });
   }
+});
+
+test("A's back-end killed with a reconnect policy: its mapping leaves B's table at once (REM_MEM_REG); the restarted A maps again and B reaches it again", async () => {
+  await withPair([], [], async (a, b, guest) => {
+    const sentToB: string[] = [];
+    let removed!: () => void;
+    const removal = new Promise<void>((r) => (removed = r));
+    const devB = await guest.addDevice({ socketPath: b.socket, trace: (e) => e.channel === "frontend" && e.direction === "send" && (sentToB.push(e.name), e.name === "REM_MEM_REG" && removed()) });
+    const [qb] = await devB.start({ features: 0n, queues: [0] });
+    assert.ok(qb);
+    const devA = await guest.addDevice({ socketPath: a.socket, reconnect: { initialDelayMs: 10, maxDelayMs: 100, attempts: 300 } });
+    const reconnected = new Promise<void>((r) => devA.onReconnect(() => r()));
+    const region = devA.info.shmem.find((r) => r.shmid === 1);
+    assert.ok(region);
+    await devA.start({ queues: [0] });
+    await a.line('"mapped"');
+    await devB.propagationSettled();
+    const blob = (region.guestPhysAddr as bigint) + 0x10000n;
+    assert.equal(await blk(guest, qb, 1, blob, 4096), 0, "B reaches A's blob");
+    a.child.kill("SIGKILL");
+    await removal;
+    assert.equal(guest.liveMappings().length, 0, "the lost back-end's mapping is gone");
+    const again = await start(dirname(a.socket), "a", SHMEM_DEVICE, ["--device", "shmem"]);
+    try {
+      await reconnected;
+      await again.line('"mapped"');
+      await devB.propagationSettled();
+      assert.equal(devA.failed, undefined);
+      assert.equal(devA.info.shmem.find((r) => r.shmid === 1)?.guestPhysAddr, region.guestPhysAddr, "the region kept its place");
+      assert.equal(sentToB.filter((n) => n === "ADD_MEM_REG").length - sentToB.filter((n) => n === "REM_MEM_REG").length >= 2, true, sentToB.join());
+      assert.equal(await blk(guest, qb, 1, blob, 4096), 0, "B reaches the new mapping");
+    } finally {
+      await stop(again);
+    }
+  });
 });

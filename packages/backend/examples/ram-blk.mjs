@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// A RAM-backed vhost-user-blk device on @vhostkit/backend, in under 100 lines; Node >= 20 and Bun:
+// A RAM-backed vhost-user-blk device on @vhostkit/backend, in about 100 lines; Node >= 20 and Bun:
 //   node examples/ram-blk.mjs --socket /tmp/blk.sock [--size-mib 16] [--image FILE] [--file DISK] [--once] [--events] [--mem-rw] [--max-slots N] [--discard] [--sealed-memory] [--no-packed] [--latency-ms N]
 // Prints "listening <path>" on stdout once the socket accepts connections. --file keeps the disk in
 // DISK too (written through before each write completes, read at start), so it survives a restart.

@@ -2,11 +2,13 @@
  * Conformance checks against a live back-end (`vhost-user-device check`).
  * @module
  */
-import { ProtocolFeature, VirtioFeature, type MemoryRegion } from "@vhostkit/wire";
+import { Dialects, ProtocolFeature, UPSTREAM, VirtioFeature, type Dialect, type MemoryRegion } from "@vhostkit/wire";
 import { GuestRam, SYNTHETIC_USER_BASE, guestAddress } from "@vhostkit/regions";
 import { EventFd, OwnedFd } from "@vhostkit/transport";
 import { dupCloexec } from "@vhostkit/transport/sys";
-import type { DeviceOptions } from "./device-options.js";
+import type { CheckResult } from "./check-result.js";
+import { DeviceStatus, resetRoundTrip, shmemChannelCheck, statusRoundTrip } from "./conformance-lifecycle.js";
+import { SUPPORTED_PROTOCOL_FEATURES, type DeviceOptions } from "./device-options.js";
 import { Device } from "./device.js";
 import type { DriverQueue } from "./driver-queue.js";
 import { BlkDriver } from "./drivers/blk.js";
@@ -17,15 +19,7 @@ import { Guest } from "./guest.js";
 /** Device types the conformance run knows how to exercise. */
 export type ConformanceDeviceType = "generic" | "blk" | "rng";
 
-/** One named check and its verdict. */
-export interface CheckResult {
-  /** Stable check name, e.g. `"handshake order"`. */
-  readonly name: string;
-  /** `pass`, `fail`, or `skip` (not applicable to this back-end or device type). */
-  readonly status: "pass" | "fail" | "skip";
-  /** Why, naming the values seen (hex for feature words). */
-  readonly reason: string;
-}
+export type { CheckResult } from "./check-result.js";
 
 /** Options of {@link runConformance}: the back-end (`socketPath`, as the CLI gives it, or a connected `endpoint`) and device options. */
 export interface ConformanceOptions extends DeviceOptions {
@@ -77,12 +71,14 @@ function message(err: unknown): string {
 
 /**
  * Runs the conformance checks in order on one connection: handshake order
- * (docs/protocol.md#negotiation-order), feature offer, queue count, REPLY_ACK behaviour
+ * (docs/protocol.md#negotiation-order), feature offer, queue count, the status byte before and
+ * with the rings running (docs/protocol.md#device-status; STATUS is asked for), REPLY_ACK behaviour
  * (docs/protocol.md#reply-rules: an ack per NEED_REPLY, and exactly one reply per request), config
  * size handling (docs/protocol.md#device-config-space), shmem config sanity
  * (docs/shmem.md#region-query, docs/shmem.md#distrust-the-region-query), the ring running (device
  * type permitting), GET_VRING_BASE stopping the ring (docs/protocol.md#starting-and-stopping-rings),
- * a memory table update (docs/protocol.md#memory-table) and tear-down. Never throws for back-end
+ * a memory table update (docs/protocol.md#memory-table), RESET_DEVICE (docs/protocol.md#reset), the
+ * back-end channel the shared memory regions need, and tear-down. Never throws for back-end
  * behaviour: every problem is a failed check.
  * @returns the checks in the order run.
  */
@@ -93,9 +89,12 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
   const skip = (name: string, reason: string): void => void out.push({ name, status: "skip", reason });
   const guest = new Guest();
   let device: Device | undefined;
+  // STATUS too, so that the status byte can be checked (docs/protocol.md#device-status).
+  const dialect: Dialect = typeof options.dialect === "string" ? (Dialects[options.dialect] ?? UPSTREAM) : (options.dialect ?? UPSTREAM);
+  const protocolFeatures = (options.protocolFeatures ?? SUPPORTED_PROTOCOL_FEATURES | dialect.shmemFeature) | ProtocolFeature.STATUS;
   try {
     try {
-      device = await guest.addDevice(options);
+      device = await guest.addDevice({ ...options, protocolFeatures });
     } catch (err) {
       // A GET_SHMEM_CONFIG reply the front-end refuses (docs/shmem.md#distrust-the-region-query) ends the handshake too.
       if (isFrontendError(err) && err.code === "BAD_SHMEM_CONFIG") {
@@ -113,6 +112,7 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
     pass("protocol features", `offered ${hex(info.protocolFeatures)}, acknowledged ${hex(acked)}`);
     if (info.queueNum >= 1) pass("queue count", `${info.queueNum} queue(s)${(acked & ProtocolFeature.MQ) === 0n ? " (MQ not offered: assumed 1)" : ""}`);
     else fail("queue count", `${info.queueNum} queues`);
+    out.push(await statusRoundTrip(fe, info, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER, "before the rings"));
 
     if ((acked & ProtocolFeature.REPLY_ACK) !== 0n) {
       // SET_OWNER (and SET_BACKEND_REQ_FD) went out with NEED_REPLY during the handshake; a
@@ -136,11 +136,12 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
       } else {
         try {
           const again = await fe.getConfig(0, c.byteLength);
-          const bigger = c.byteLength < 256 ? await fe.getConfig(0, c.byteLength + 1) : undefined;
+          // A read past the end is refused with a zero-size reply (libvhost-user) or a short one (rust-vmm).
+          const bigger = c.byteLength < 256 ? await fe.getConfig(0, c.byteLength + 1, { shortIsRefusal: true }) : undefined;
           await fe.getFeatures();
           const same = again !== undefined && again.every((b, i) => b === c[i]);
           if (!same) fail("config size handling", `GET_CONFIG of ${c.byteLength} bytes did not return the same bytes twice`);
-          else pass("config size handling", `${c.byteLength}-byte config; ${c.byteLength + 1} bytes ${bigger === undefined ? "refused with a zero-size reply" : "answered with the requested size"}; connection intact`);
+          else pass("config size handling", `${c.byteLength}-byte config; ${c.byteLength + 1} bytes ${bigger === undefined ? "refused (a zero-size or short reply)" : "answered with the requested size"}; connection intact`);
         } catch (err) {
           fail("config size handling", message(err));
         }
@@ -155,6 +156,7 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
     } else {
       skip("shmem config sanity", `SHMEM (${info.dialect.name} dialect, ${hex(info.dialect.shmemFeature)}) not offered`);
     }
+    out.push(shmemChannelCheck(info));
 
     const type = options.deviceType ?? "generic";
     let started = false;
@@ -177,6 +179,9 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
     } catch (err) {
       fail("ring runs", message(err));
     }
+    if (started && device.failed === undefined) {
+      out.push(await statusRoundTrip(fe, info, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK, "with the rings running"));
+    } else skip("status with the rings running", "ring not started");
 
     if (started && device.failed === undefined) {
       // A copy of the kick eventfd outlives the queue: after the stop, one more chain is made
@@ -235,6 +240,8 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
     } else {
       skip("memory table update", "device not started");
     }
+    if (device.failed === undefined) out.push(await resetRoundTrip(fe, info));
+    else skip("RESET_DEVICE", "connection lost");
   } finally {
     try {
       if (device !== undefined) {

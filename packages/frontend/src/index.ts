@@ -51,3 +51,6 @@ export { VsockOp, VsockType, VsockShutdown, VsockFeature, VsockEventId, VSOCK_HE
 export type { VsockHeader } from "./drivers/vsock-packet.js";
 export { runConformance } from "./conformance.js";
 export type { CheckResult, ConformanceOptions, ConformanceDeviceType } from "./conformance.js";
+export { runHostileChecks, HOSTILE_REQUESTS } from "./conformance-hostile.js";
+export type { HostileRequest, HostileStep } from "./conformance-hostile.js";
+export { DeviceStatus } from "./conformance-lifecycle.js";

@@ -112,3 +112,26 @@ test("vhost-device-vsock 0.3: vsock listen PORT — the host's CONNECT reaches i
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("vhost-device-vsock 0.3: check — its 8-byte config and a short reply past it are handled; --hostile: malformed requests refused or the connection closed, and it listens again", { timeout: 100_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "vhostkit-vsock-"));
+  const device = await startVsockDevice(dir, CID);
+  try {
+    const plain = await cli(["check", "--socket", device.socket, "--json"], 40_000);
+    assert.equal(plain.code, 0, plain.stdout + plain.stderr);
+    const checks = (JSON.parse(plain.stdout) as { checks: { name: string; status: string; reason: string }[] }).checks;
+    assert.match(checks.find((c) => c.name === "config size handling")?.reason ?? "", /^8-byte config; 9 bytes refused \(a zero-size or short reply\)/);
+    const hostile = await cli(["check", "--socket", device.socket, "--hostile", "--json"], 60_000);
+    assert.equal(hostile.code, 0, hostile.stdout + hostile.stderr);
+    const cases = (JSON.parse(hostile.stdout) as { checks: { name: string; status: string; reason: string }[] }).checks.filter((c) => c.name.startsWith("hostile: "));
+    // It closes the connection on most malformed requests ("Fatal error: ... invalid message"),
+    // refuses the others, and listens again (docs/virtio-vsock.md#observed-devices).
+    assert.equal(cases.length, 6);
+    assert.ok(cases.every((c) => c.status === "pass"), JSON.stringify(cases, null, 1));
+    assert.match(cases[0]?.reason ?? "", /the back-end closed the connection; a new connection is served$/);
+    assert.match(device.stderr(), /Fatal error: failed to handle request: invalid message/);
+  } finally {
+    await device.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

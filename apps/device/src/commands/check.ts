@@ -2,12 +2,13 @@
  * `vhost-user-device check`: a conformance report of named checks, each pass/fail/skip with a reason.
  */
 import { Command, Option } from "commander";
-import { runConformance, type ConformanceDeviceType } from "@vhostkit/frontend";
+import { runConformance, runHostileChecks, type ConformanceDeviceType } from "@vhostkit/frontend";
 import { addCommon, deviceOptions, type CommonFlags } from "../options.js";
 import { json, table } from "../output.js";
 
 interface CheckFlags extends CommonFlags {
   readonly deviceType: ConformanceDeviceType;
+  readonly hostile?: boolean;
 }
 
 /** Thrown when a check failed: exit code 1 after the report was printed. */
@@ -18,8 +19,10 @@ export function checkCommand(): Command {
   const cmd = new Command("check").description("conformance report: handshake order, REPLY_ACK, GET_VRING_BASE, config size, memory table, shmem config, ...");
   addCommon(cmd)
     .addOption(new Option("--device-type <type>", "exercise the ring with this driver").choices(["generic", "blk", "rng"]).default("generic"))
+    .option("--hostile", "then send malformed requests (bad sizes, unknown ids, missing fds, bad ring addresses), each on a new connection: the back-end must refuse or close, and still serve a new connection")
     .action(async (flags: CheckFlags) => {
-      const results = await runConformance({ ...deviceOptions(flags), socketPath: flags.socket, deviceType: flags.deviceType });
+      const opts = { ...deviceOptions(flags), socketPath: flags.socket };
+      const results = [...(await runConformance({ ...opts, deviceType: flags.deviceType })), ...(flags.hostile === true ? await runHostileChecks(opts) : [])];
       const failed = results.filter((r) => r.status === "fail").length;
       if (flags.json === true) process.stdout.write(`${json({ ok: failed === 0, checks: results })}\n`);
       else {

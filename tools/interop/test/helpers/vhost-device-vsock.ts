@@ -18,6 +18,8 @@ export interface VsockDevice {
   readonly uds: string;
   readonly child: ChildProcess;
   readonly stderr: () => string;
+  /** Resolves with the exit code (or signal) once it ended. */
+  readonly exited: Promise<number | string | null>;
   /** SIGTERM, SIGKILL after 5 s, and wait. */
   stop(): Promise<void>;
 }
@@ -37,18 +39,19 @@ export async function startVsockDevice(dir: string, cid: number, deadlineMs = 20
   child.stderr!.on("data", (b: Buffer) => (stderr += b.toString()));
   const kill = () => child.kill("SIGKILL");
   process.once("exit", kill);
-  const exited = new Promise<void>((resolve) => {
-    child.once("exit", () => {
+  const exited = new Promise<number | string | null>((resolve) => {
+    child.once("exit", (code, signal) => {
       process.off("exit", kill);
-      resolve();
+      resolve(code ?? signal);
     });
-    child.once("error", () => resolve());
+    child.once("error", () => resolve(null));
   });
   const device: VsockDevice = {
     socket,
     uds,
     child,
     stderr: () => stderr,
+    exited,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill("SIGTERM");

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { startQsd } from "@vhostkit/peers/qsd";
-import { pairedRatio, root, runNumber, table } from "./harness.js";
+import { note, pairedRatio, root, runNumber, size, table } from "./harness.js";
 
 /** Start the RAM blk example (with `args`) on a socket in `dir`; resolves once it listens. */
 export async function startDevice(dir: string, name: string, args: string[]): Promise<{ socket: string; child: ChildProcess }> {
@@ -24,8 +24,8 @@ export async function startDevice(dir: string, name: string, args: string[]): Pr
 
 /** Run the back-end benchmark and print its table. */
 export async function run(): Promise<void> {
-  const n = Number(process.env["VHOSTKIT_BENCH_IOS"] ?? 20000);
-  const rounds = Number(process.env["VHOSTKIT_BENCH_ROUNDS"] ?? 5);
+  const n = Number(process.env["VHOSTKIT_BENCH_IOS"] ?? size(20000, 200));
+  const rounds = Number(process.env["VHOSTKIT_BENCH_ROUNDS"] ?? size(5, 1));
   const client = join(import.meta.dir, "backend-blk-client.mjs");
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-bench-blk-"));
   // The RAM device copies every 4 KiB; with --discard it does what null-co does (status only).
@@ -46,7 +46,7 @@ export async function run(): Promise<void> {
         rows.push([`QD${qd}`, d.label, m.a.toFixed(0), m.b.toFixed(0), m.ratio.toFixed(2)]);
       }
     }
-    console.log(`4 KiB reads, IOPS (medians of ${rounds} back-to-back pairs of ${n}; ÷ = median of the pair ratios); target vhostkit ÷ qsd >= 1.0`);
+    note(`4 KiB reads, IOPS (medians of ${rounds} back-to-back pairs of ${n}; ÷ = median of the pair ratios); target vhostkit ÷ qsd >= 1.0`);
     table(["depth", "vhostkit device", "vhostkit", "qsd null-co", "÷ qsd"], rows);
   } finally {
     await qsd.stop();

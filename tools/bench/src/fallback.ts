@@ -23,15 +23,20 @@ import { MemoryTable, SYNTHETIC_USER_BASE, guestAddress, type GuestAddress } fro
 import { Endpoint, socketPair } from "@vhostkit/transport";
 import { MEM_RW_MAX_PAYLOAD, UPSTREAM } from "@vhostkit/wire";
 import { BLOB_LEN, REGION_BASE, frontEndGuest } from "./fallback-guest.js";
-import { median, root, table } from "./harness.js";
+import { median, note, root, size, table } from "./harness.js";
 
-async function measure(read: (dst: Uint8Array) => Promise<void>, size: number, bytes: number): Promise<number> {
-  const dst = new Uint8Array(size);
+const ROUNDS = size(5, 1);
+/** Bytes read per measurement: direct copies, MEM_READ (`--quick`: a few MiB). */
+const DIRECT_BYTES = size(64 << 20, 1 << 20);
+const MEM_READ_BYTES = size(16 << 20, 1 << 20);
+
+async function measure(read: (dst: Uint8Array) => Promise<void>, len: number, bytes: number): Promise<number> {
+  const dst = new Uint8Array(len);
   for (let i = 0; i < 20; i++) await read(dst);
-  const n = Math.max(20, Math.floor(bytes / size));
+  const n = Math.max(20, Math.floor(bytes / len));
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < n; i++) await read(dst);
-  return (n * size) / Number(process.hrtime.bigint() - t0); // bytes per ns = GB/s
+  return (n * len) / Number(process.hrtime.bigint() - t0); // bytes per ns = GB/s
 }
 
 /** Run the fallback benchmark and print its table. */
@@ -51,9 +56,9 @@ export async function run(): Promise<void> {
   for (const size of [4096, 65536]) {
     const direct: number[] = [];
     const memRead: number[] = [];
-    for (let round = 0; round < 5; round++) {
-      direct.push(await measure((dst) => propagated.read(addr, dst), size, 64 << 20));
-      memRead.push(await measure((dst) => remote.read(addr, dst), size, 16 << 20));
+    for (let round = 0; round < ROUNDS; round++) {
+      direct.push(await measure((dst) => propagated.read(addr, dst), size, DIRECT_BYTES));
+      memRead.push(await measure((dst) => remote.read(addr, dst), size, MEM_READ_BYTES));
     }
     const d = median(direct);
     const m = median(memRead);
@@ -62,8 +67,8 @@ export async function run(): Promise<void> {
   // The same reads with the front-end in its own process, as in a real deployment.
   const cross = await crossProcessMemRead(addr);
   for (const [i, r] of rows.entries()) r.push((cross[i] ?? 0).toFixed(3));
-  console.log("B reads A's blob in A's shared memory region, GB/s (median of 5 interleaved rounds); target MEM_READ >= 2 GB/s at 64 KiB");
-  console.log("direct: the blob propagated into B's memory table; MEM_READ: back-end and front-end handler in one process over a socketpair; cross-process: the handler in its own process");
+  note(`B reads A's blob in A's shared memory region, GB/s (median of ${ROUNDS} interleaved rounds); target MEM_READ >= 2 GB/s at 64 KiB`);
+  note("direct: the blob propagated into B's memory table; MEM_READ: back-end and front-end handler in one process over a socketpair; cross-process: the handler in its own process");
   table(["size", "direct (propagated)", "MEM_READ", "MEM_READ ÷ direct", "MEM_READ cross-process"], rows);
   client.close();
   handler.close();
@@ -84,9 +89,9 @@ async function crossProcessMemRead(addr: GuestAddress): Promise<number[]> {
   try {
     const out: number[] = [];
     for (const size of [4096, 65536]) {
-      await measure((dst) => remote.read(addr, dst), size, 64 << 20); // warm-up: both processes' JIT and spin
+      await measure((dst) => remote.read(addr, dst), size, DIRECT_BYTES); // warm-up: both processes' JIT and spin
       const rounds: number[] = [];
-      for (let round = 0; round < 5; round++) rounds.push(await measure((dst) => remote.read(addr, dst), size, 16 << 20));
+      for (let round = 0; round < ROUNDS; round++) rounds.push(await measure((dst) => remote.read(addr, dst), size, MEM_READ_BYTES));
       out.push(median(rounds));
     }
     return out;
@@ -103,6 +108,8 @@ async function crossProcessMemRead(addr: GuestAddress): Promise<number[]> {
  * and waits for their ADD_MEM_REG / REM_MEM_REG acks. Median latency of map + unmap per N.
  */
 export async function runMapLatency(): Promise<void> {
+  const PAIRS = size(200, 6);
+  const WARM = size(20, 1);
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-bench-map-"));
   const children: ReturnType<typeof spawn>[] = [];
   const rows: (string | number)[][] = [];
@@ -142,17 +149,25 @@ export async function runMapLatency(): Promise<void> {
       await isRunning;
       const fd = sealedMemfd("bench-map", 1n << 16n);
       const args = { shmid: 1, shmOffset: 0n, len: 1n << 16n, writable: true };
-      const samples: number[] = [];
-      for (let i = 0; i < 200; i++) {
+      // Map and unmap timed apart (each up to its propagation acked): the first of each on this
+      // fresh connection, then the steady state after WARM pairs.
+      const maps: number[] = [];
+      const unmaps: number[] = [];
+      for (let i = 0; i < PAIRS; i++) {
         const t0 = process.hrtime.bigint();
         await client!.shmemMap(args, fd);
         for (const d of devices) await d.propagationSettled();
+        const t1 = process.hrtime.bigint();
         await client!.shmemUnmap(args);
         for (const d of devices) await d.propagationSettled();
-        if (i >= 20) samples.push(Number(process.hrtime.bigint() - t0) / 1000);
+        maps.push(Number(t1 - t0) / 1000);
+        unmaps.push(Number(process.hrtime.bigint() - t1) / 1000);
       }
       closeFd(fd);
-      rows.push([others, median(samples).toFixed(0)]);
+      const steady = (xs: number[]): number[] => xs.slice(Math.min(WARM, xs.length - 1));
+      const spread = (xs: number[]): string => `${median(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})`;
+      const pairs = maps.map((m, i) => m + (unmaps[i] ?? 0));
+      rows.push([others, median(steady(pairs)).toFixed(0), (maps[0] ?? 0).toFixed(0), spread(steady(maps)), (unmaps[0] ?? 0).toFixed(0), spread(steady(unmaps))]);
       await guest.close();
       dispatcher.close();
     }
@@ -160,6 +175,7 @@ export async function runMapLatency(): Promise<void> {
     for (const c of children) c.kill("SIGTERM");
     rmSync(dir, { recursive: true, force: true });
   }
-  console.log("\nSHMEM_MAP + SHMEM_UNMAP end to end (reply, then propagation acked by every other back-end), µs, median of 180");
-  table(["other back-ends", "map + unmap µs"], rows);
+  note(`\nSHMEM_MAP + SHMEM_UNMAP end to end (reply, then propagation acked by every other back-end), µs; steady: median (min–max) of ${PAIRS - WARM} after ${WARM}`);
+  note("first: the first SHMEM_MAP and SHMEM_UNMAP on a fresh back-end connection (rows after the first run in a process whose JIT is already warm)");
+  table(["other back-ends", "map + unmap µs", "first map µs", "map µs", "first unmap µs", "unmap µs"], rows);
 }

@@ -10,6 +10,44 @@ const here = import.meta.dir;
 /** The repository root. */
 export const root = join(here, "..", "..", "..");
 
+/**
+ * `--quick` (set by main.ts): every benchmark runs briefly — one round, small counts — to prove it
+ * completes and prints its table. Its figures mean nothing.
+ */
+export const QUICK = process.argv.includes("--quick") || process.env["VHOSTKIT_BENCH_QUICK"] === "1";
+
+/** `full` normally, `quick` under `--quick`: round counts and loop sizes. */
+export function size(full: number, quick: number): number {
+  return QUICK ? quick : full;
+}
+
+/** One printed table, as `--json` writes it: numeric-looking cells become numbers. */
+export interface TableRecord {
+  /** The benchmark that printed it (main.ts sets it). */
+  benchmark: string;
+  /** The lines printed above the table since the previous one (what the figures mean). */
+  caption: string[];
+  header: string[];
+  rows: (string | number)[][];
+}
+
+/** Every table printed so far, in order (main.ts writes them with `--json`). */
+export const recorded: TableRecord[] = [];
+let currentBenchmark = "";
+let caption: string[] = [];
+
+/** Name the benchmark whose tables follow (main.ts). */
+export function beginBenchmark(name: string): void {
+  currentBenchmark = name;
+  caption = [];
+}
+
+/** Print a line that explains the next table (kept as its caption in `--json`). */
+export function note(line: string): void {
+  console.log(line);
+  caption.push(line);
+}
+
 /** Compile `tools/bench/c/<name>.c` with gcc -O2 into `tools/bench/c/bin/<name>` (when stale) and return its path. */
 export function compileC(name: string): string {
   const src = join(here, "..", "c", `${name}.c`);
@@ -77,6 +115,9 @@ export function pairedRatio(rounds: number, a: () => number, b: () => number): {
 
 /** Print rows as an aligned table. */
 export function table(header: string[], rows: (string | number)[][]): void {
+  const num = (c: string | number): string | number => (typeof c === "number" || (c.trim() !== "" && Number.isFinite(Number(c))) ? Number(c) : c);
+  recorded.push({ benchmark: currentBenchmark, caption, header, rows: rows.map((r) => r.map(num)) });
+  caption = [];
   const cells = [header, ...rows.map((r) => r.map(String))];
   const width = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));
   for (const r of cells) console.log(r.map((c, i) => c.padEnd(width[i] ?? 0)).join("  "));

@@ -10,12 +10,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startDevice } from "./backend.js";
-import { median, runNumber, table } from "./harness.js";
+import { median, note, runNumber, size, table } from "./harness.js";
 
 /** Run the inflight benchmark and print its table. */
 export async function run(): Promise<void> {
-  const n = Number(process.env["VHOSTKIT_BENCH_IOS"] ?? 20000);
-  const rounds = Number(process.env["VHOSTKIT_BENCH_ROUNDS"] ?? 7);
+  const n = Number(process.env["VHOSTKIT_BENCH_IOS"] ?? size(20000, 200));
+  const rounds = Number(process.env["VHOSTKIT_BENCH_ROUNDS"] ?? size(7, 1));
   const client = join(import.meta.dir, "backend-blk-client.mjs");
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-bench-inflight-"));
   const device = await startDevice(dir, "ram-blk", []);
@@ -37,7 +37,7 @@ export async function run(): Promise<void> {
       const hi = Math.max(...ratios);
       rows.push([`QD${qd}`, median(on).toFixed(0), median(off).toFixed(0), median(ratios).toFixed(3), `${lo.toFixed(3)}–${hi.toFixed(3)}`]);
     }
-    console.log(`4 KiB reads on the RAM blk device, split rings, IOPS (medians of ${rounds} back-to-back pairs of ${n}); goal: tracking on ÷ off >= 0.90 at QD32`);
+    note(`4 KiB reads on the RAM blk device, split rings, IOPS (medians of ${rounds} back-to-back pairs of ${n}); goal: tracking on ÷ off >= 0.90 at QD32`);
     table(["depth", "inflight on", "inflight off", "on ÷ off (median)", "on ÷ off (lowest–highest)"], rows);
   } finally {
     device.child.kill("SIGTERM");

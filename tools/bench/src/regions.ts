@@ -9,16 +9,17 @@
  * makes them too, so both ratios are shown.
  */
 import { join } from "node:path";
-import { compileC, interleave, root, runNumber, table } from "./harness.js";
+import { compileC, interleave, note, root, runNumber, size, table } from "./harness.js";
 
 /** Run the regions benchmark and print its table. */
 export async function run(): Promise<void> {
   const c = compileC("regions-mmap");
   const script = join(import.meta.dir, "regions-node.mjs");
-  const n = Number(process.env.VHOSTKIT_BENCH_PAIRS ?? 20000);
+  const n = Number(process.env.VHOSTKIT_BENCH_PAIRS ?? size(20000, 200));
+  const rounds = size(5, 1);
   const rows: (string | number)[][] = [];
   for (const [label, len] of [["4 KiB", "4096"], ["2 MiB", "2097152"]] as const) {
-    const m = interleave(5, {
+    const m = interleave(rounds, {
       c: () => runNumber(c, [len, String(n)]),
       cFull: () => runNumber(c, [len, String(n), "full"]),
       bun: () => runNumber(process.execPath, [script, len, String(n)], root),
@@ -28,7 +29,7 @@ export async function run(): Promise<void> {
     const ratio = (k: string, base: string): string => ((m[k] ?? 0) / (m[base] ?? 1)).toFixed(2);
     rows.push([label, pairsPerSec(m.c), pairsPerSec(m.cFull), pairsPerSec(m.bun), ratio("bun", "c"), ratio("bun", "cFull"), pairsPerSec(m.node), ratio("node", "c"), ratio("node", "cFull")]);
   }
-  console.log(`map+unmap pairs/s (median of 5 interleaved rounds of ${n} pairs); ratio = time per pair ÷ C (koffi spike: ≈ 1.4x the two mmaps)`);
-  console.log("C = the two mmap calls; C+ = the same plus dup, fstat, fcntl(F_GET_SEALS) and close, the full set of system calls of the API path");
+  note(`map+unmap pairs/s (median of ${rounds} interleaved rounds of ${n} pairs); ratio = time per pair ÷ C (koffi spike: ≈ 1.4x the two mmaps)`);
+  note("C = the two mmap calls; C+ = the same plus dup, fstat, fcntl(F_GET_SEALS) and close, the full set of system calls of the API path");
   table(["mapping", "C", "C+", "Bun", "÷C", "÷C+", "Node", "÷C", "÷C+"], rows);
 }

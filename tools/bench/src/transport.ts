@@ -6,17 +6,18 @@
  * and Bun ÷ a busy-polling C pair (both C ends spin, as vhostkit's reactor does under Bun).
  */
 import { join } from "node:path";
-import { compileC, interleave, root, runNumber, table } from "./harness.js";
+import { compileC, interleave, note, root, runNumber, size, table } from "./harness.js";
 
 /** Run the transport benchmark and print its table. */
 export async function run(): Promise<void> {
   const c = compileC("transport-pingpong");
   const script = join(import.meta.dir, "transport-pingpong.mjs");
-  const n = Number(process.env.VHOSTKIT_BENCH_RT ?? 20000);
+  const n = Number(process.env.VHOSTKIT_BENCH_RT ?? size(20000, 200));
+  const rounds = size(5, 1);
   const rows: (string | number)[][] = [];
   const rates: string[][] = [];
   for (const fd of ["0", "1"]) {
-    const m = interleave(5, {
+    const m = interleave(rounds, {
       c: () => runNumber(c, [String(n), fd]),
       cSpin: () => runNumber(c, [String(n), fd, "spin"]),
       bun: () => runNumber(process.execPath, [script, "client", String(n), fd], root),
@@ -31,10 +32,10 @@ export async function run(): Promise<void> {
     const perSecond = (k: string): string => (m[k] ? (1e9 / m[k]).toFixed(0) : "-");
     rates.push([`${fd} fd`, perSecond("c"), perSecond("bun"), perSecond("node"), perSecond("bunC"), perSecond("nodeC"), perSecond("cSpin")]);
   }
-  console.log(`round trip, ns (median of 5 interleaved rounds of ${n} round trips each); target Bun ÷ C <= 1.25`);
-  console.log("both ends vhostkit (Bun, Node), and a vhostkit client against the C server (Bun→C, Node→C);");
-  console.log("÷C against C blocking in recvmsg (the issue's baseline); C spin: both C ends busy-poll, ÷ = Bun↔Bun ÷ that");
+  note(`round trip, ns (median of ${rounds} interleaved rounds of ${n} round trips each); target Bun ÷ C <= 1.25`);
+  note("both ends vhostkit (Bun, Node), and a vhostkit client against the C server (Bun→C, Node→C);");
+  note("÷C against C blocking in recvmsg (the issue's baseline); C spin: both C ends busy-poll, ÷ = Bun↔Bun ÷ that");
   table(["fds", "C↔C", "Bun↔Bun", "÷C", "Node↔Node", "÷C", "Bun→C", "÷C", "Node→C", "÷C", "C spin", "Bun ÷ C spin"], rows);
-  console.log("round trips/s (same runs)");
+  note("round trips/s (same runs)");
   table(["fds", "C↔C", "Bun↔Bun", "Node↔Node", "Bun→C", "Node→C", "C spin"], rates);
 }

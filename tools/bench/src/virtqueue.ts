@@ -6,7 +6,7 @@
  * interleaved in the same run. Prints each median, the spread of the rounds and library ÷ C.
  */
 import { join } from "node:path";
-import { compileC, median, root, runNumber, table } from "./harness.js";
+import { compileC, median, note, root, runNumber, size, table } from "./harness.js";
 
 /** The benchmark's modes, in the order printed: ring layout and side. */
 const MODES = ["split-device", "packed-device", "split-driver", "packed-driver"] as const;
@@ -21,8 +21,8 @@ function cell(xs: readonly number[]): string {
 export async function run(): Promise<void> {
   const c = compileC("virtqueue-ring");
   const script = join(import.meta.dir, "virtqueue-node.mjs");
-  const ms = String(process.env.VHOSTKIT_BENCH_MS ?? 400);
-  const rounds = Number(process.env.VHOSTKIT_BENCH_ROUNDS ?? 5);
+  const ms = String(process.env.VHOSTKIT_BENCH_MS ?? size(400, 20));
+  const rounds = Number(process.env.VHOSTKIT_BENCH_ROUNDS ?? size(5, 1));
   const wanted = (process.env.VHOSTKIT_BENCH_VQ_MODES ?? MODES.join(",")).split(",");
   const rows: string[][] = [];
   for (const mode of MODES.filter((x) => wanted.includes(x))) {
@@ -44,6 +44,6 @@ export async function run(): Promise<void> {
       rows.push([mode, per, cell(s.c), cell(s.bun), r(ratio.bun), cell(s.node), r(ratio.node)]);
     }
   }
-  console.log(`M chains/s, median (min–max) of ${rounds} interleaved rounds of ${ms} ms; ÷C is the median of the per-round ratios; target Bun ÷ C >= 0.25`);
+  note(`M chains/s, median (min–max) of ${rounds} interleaved rounds of ${ms} ms; ÷C is the median of the per-round ratios; target Bun ÷ C >= 0.25`);
   table(["mode", "descs", "C", "Bun", "Bun÷C", "Node", "Node÷C"], rows);
 }

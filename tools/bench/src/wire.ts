@@ -6,15 +6,15 @@
  * and wire ÷ baseline (time ratio: 1.00 = as fast as the bare DataView code).
  */
 import { join } from "node:path";
-import { interleave, root, runNumber, table } from "./harness.js";
+import { interleave, note, root, runNumber, size, table } from "./harness.js";
 
 const MESSAGES = ["SET_VRING_ADDR", "SET_MEM_TABLE(8)", "SHMEM_MAP", "GET_SHMEM_CONFIG reply", "mix"] as const;
 
 /** Run the wire benchmark and print its table. */
 export async function run(): Promise<void> {
   const script = join(import.meta.dir, "wire-node.mjs");
-  const n = Number(process.env.VHOSTKIT_BENCH_WIRE ?? 200000);
-  const rounds = Number(process.env.VHOSTKIT_BENCH_ROUNDS ?? 3);
+  const n = Number(process.env.VHOSTKIT_BENCH_WIRE ?? size(200000, 2000));
+  const rounds = Number(process.env.VHOSTKIT_BENCH_ROUNDS ?? size(3, 1));
   const rows: (string | number)[][] = [];
   const rate = (ns: number): string => (ns > 0 ? Math.round(1e9 / ns).toLocaleString("en-US") : "-");
   for (const msg of MESSAGES) {
@@ -36,6 +36,6 @@ export async function run(): Promise<void> {
       ratio("nodeWire", "nodeBase"),
     ]);
   }
-  console.log(`encode + decode of one whole frame, messages/s (median of ${rounds} interleaved rounds); ÷base = time ratio wire ÷ bare DataView`);
+  note(`encode + decode of one whole frame, messages/s (median of ${rounds} interleaved rounds); ÷base = time ratio wire ÷ bare DataView`);
   table(["message", "Bun wire", "Bun base", "÷base", "Node wire", "Node base", "÷base"], rows);
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // A RAM-backed vhost-user-blk device on @vhostkit/backend, in about 100 lines; Node >= 20 and Bun:
-//   node examples/ram-blk.mjs --socket /tmp/blk.sock [--size-mib 16] [--image FILE] [--file DISK] [--once] [--events] [--mem-rw] [--max-slots N] [--discard] [--sealed-memory] [--no-packed] [--latency-ms N]
+//   node examples/ram-blk.mjs --socket /tmp/blk.sock [--size-mib 16] [--image FILE] [--file DISK] [--once] [--events] [--mem-rw] [--max-slots N] [--discard] [--sealed-memory] [--no-packed] [--latency-ms N] [--no-log]
 // Prints "listening <path>" on stdout once the socket accepts connections. --file keeps the disk in
-// DISK too (written through before each write completes, read at start), so it survives a restart.
+// DISK too (written through before each write completes, read again each time the device starts), so
+// it survives a restart and two processes can take turns on it (live migration). --no-log: no dirty
+// page logging (VHOST_F_LOG_ALL not offered: QEMU then refuses to migrate).
 // SIGTERM: stop accepting, let running requests finish, close everything, exit 0.
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -12,8 +14,8 @@ import { ChainBatch, readChain, writeChain } from "@vhostkit/virtqueue";
 const T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8, S_OK = 0, S_IOERR = 1, S_UNSUPP = 2; // virtio-blk request types, status byte
 const F_SEG_MAX = 1n << 2n, F_BLK_SIZE = 1n << 6n, F_FLUSH = 1n << 9n, MAX_IO = 1 << 20; // largest transfer served
 
-/** A virtio-blk device over `disk` (bytes, a multiple of 512); `discard`: reads return no data and writes are dropped, like qemu's null-co; `written(offset, data)` runs before a write completes; `packed: false` does not offer packed rings; `latencyMs`: each request takes that long (a slow disk). */
-export function ramBlk(disk, { discard = false, written = undefined, packed = true, latencyMs = 0 } = {}) {
+/** A virtio-blk device over `disk` (bytes, a multiple of 512); `discard`: reads return no data and writes are dropped, like qemu's null-co; `written(offset, data)` runs before a write completes; `started()` runs each time the device starts; `packed: false` does not offer packed rings; `latencyMs`: each request takes that long (a slow disk). */
+export function ramBlk(disk, { discard = false, written = undefined, started = undefined, packed = true, latencyMs = 0 } = {}) {
   const config = new Uint8Array(96), cv = new DataView(config.buffer); // virtio_blk_config (LE), zeros unused
   cv.setBigUint64(0, BigInt(disk.length / 512), true); // capacity in 512-byte sectors
   cv.setUint32(12, 126, true), cv.setUint32(20, 512, true), cv.setUint16(34, 1, true); // seg_max, blk_size, num_queues
@@ -25,6 +27,7 @@ export function ramBlk(disk, { discard = false, written = undefined, packed = tr
     queueCount: 1,
     maxQueueSize: 1024,
     packedRing: packed,
+    start: () => started?.(),
     getConfig(offset, size) {
       if (offset + size > config.length) throw new RangeError(`config 0x${offset.toString(16)}+0x${size.toString(16)} too large`);
       return config.slice(offset, offset + size);
@@ -91,14 +94,14 @@ export function ramBlk(disk, { discard = false, written = undefined, packed = tr
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { socket: { type: "string" }, "size-mib": { type: "string", default: "16" }, image: { type: "string" }, file: { type: "string" }, once: { type: "boolean", default: false }, events: { type: "boolean", default: false }, "mem-rw": { type: "boolean", default: false }, "max-slots": { type: "string" }, discard: { type: "boolean", default: false }, "sealed-memory": { type: "boolean", default: false }, "no-packed": { type: "boolean", default: false }, "latency-ms": { type: "string", default: "0" } } });
+  const { values } = parseArgs({ options: { socket: { type: "string" }, "size-mib": { type: "string", default: "16" }, image: { type: "string" }, file: { type: "string" }, once: { type: "boolean", default: false }, events: { type: "boolean", default: false }, "mem-rw": { type: "boolean", default: false }, "max-slots": { type: "string" }, discard: { type: "boolean", default: false }, "sealed-memory": { type: "boolean", default: false }, "no-packed": { type: "boolean", default: false }, "latency-ms": { type: "string", default: "0" }, "no-log": { type: "boolean", default: false } } });
   if (!values.socket) throw new Error("--socket PATH is required");
   const disk = new Uint8Array(Number(values["size-mib"]) * 1024 * 1024);
   if (values.image) disk.set(readFileSync(values.image).subarray(0, disk.length));
   const fd = values.file ? openSync(values.file, existsSync(values.file) ? "r+" : "w+") : undefined;
   if (fd !== undefined) ftruncateSync(fd, disk.length), readSync(fd, disk, 0, disk.length, 0);
   const onEvent = values.events ? (e) => (e.kind !== "request" || e.name.includes("INFLIGHT")) && process.stdout.write(e.kind === "inflight" ? `event inflight queue ${e.index} resubmitted ${e.resubmitted}\n` : `event ${e.kind} ${e.error?.code ?? ""} ${e.name ?? ""} ${e.error?.message ?? ""}\n`) : undefined;
-  const server = serve(values.socket, ramBlk(disk, { discard: values.discard, packed: !values["no-packed"], latencyMs: Number(values["latency-ms"]), written: fd === undefined ? undefined : (offset, data) => writeSync(fd, data, 0, data.length, offset) }), { memRw: values["mem-rw"], requireSealedMemory: values["sealed-memory"], ...(values["max-slots"] ? { maxMemSlots: Number(values["max-slots"]) } : {}), ...(values.once ? { connections: 1 } : {}), ...(onEvent ? { onEvent } : {}) });
+  const server = serve(values.socket, ramBlk(disk, { discard: values.discard, packed: !values["no-packed"], latencyMs: Number(values["latency-ms"]), started: fd === undefined ? undefined : () => readSync(fd, disk, 0, disk.length, 0), written: fd === undefined ? undefined : (offset, data) => writeSync(fd, data, 0, data.length, offset) }), { memRw: values["mem-rw"], dirtyLog: !values["no-log"], requireSealedMemory: values["sealed-memory"], ...(values["max-slots"] ? { maxMemSlots: Number(values["max-slots"]) } : {}), ...(values.once ? { connections: 1 } : {}), ...(onEvent ? { onEvent } : {}) });
   process.stdout.write(`listening ${server.path}\n`);
   process.once("SIGTERM", () => void server.shutdown({ graceMs: 5000 }));
   await server.done;

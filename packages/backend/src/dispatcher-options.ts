@@ -42,6 +42,11 @@ export interface DispatcherOptions {
   readonly requireSealedMemory?: boolean;
   /** Offer vhostkit's MEM_READ/MEM_WRITE (docs/shmem.md#vhostkit-memory-access-extension): `true` for bit 63, or `{ bit }`. */
   readonly memRw?: boolean | { readonly bit: number };
+  /**
+   * Offer dirty page logging for live migration (VHOST_F_LOG_ALL and LOG_SHMFD,
+   * docs/protocol.md#dirty-page-logging; default `true`). `false`: QEMU then refuses to migrate the VM.
+   */
+  readonly dirtyLog?: boolean;
   /** Per-request timeout on the back-end channel, milliseconds (default 5000). */
   readonly timeoutMs?: number;
   /** Diagnostics sink. */

@@ -196,7 +196,7 @@ export class Dispatcher {
 
   /** Sends what a carried-out request gets by the reply rules; `fds` (borrowed) go with a reply. */
   async #answer(spec: MessageSpec, msg: ReceivedMessage, reply: unknown, fds: readonly number[]): Promise<void> {
-    switch (successReply(spec, msg.flags, this.#replyAck)) {
+    switch (successReply(spec, msg.flags, this.#replyAck, this.#session.negotiated(ProtocolFeature.LOG_SHMFD))) {
       case "reply": {
         const frame = encodeReply("frontend", spec.name as never, reply as never, this.#dialect);
         await sendReply(this.#ep, msg.request, frame.subarray(HEADER_SIZE), fds);
@@ -213,7 +213,7 @@ export class Dispatcher {
   /** A refused request: answered by the reply rules (reported as `rejected`), or the front-end is dropped. */
   async #refuse(msg: { request: number; flags: number }, error: VhostUserError): Promise<void> {
     const spec = tryMessageSpec("frontend", msg.request, this.#dialect);
-    const reply = refusalReply(spec, msg.flags, this.#replyAck);
+    const reply = refusalReply(spec, msg.flags, this.#replyAck, this.#session.negotiated(ProtocolFeature.LOG_SHMFD));
     if (reply === "drop") throw new DropFrontend(error);
     this.#emit({ kind: "rejected", name: spec?.name ?? `UNKNOWN(${msg.request})`, error });
     if (reply === "empty-reply") await sendReply(this.#ep, msg.request, new Uint8Array(0));

@@ -6,7 +6,7 @@
  * @module
  */
 import type { OwnedFd } from "@vhostkit/transport";
-import { FrontendRequest, HeaderFlag, type MessageSpec } from "@vhostkit/wire";
+import { alwaysReplied, FrontendRequest, HeaderFlag, type MessageSpec } from "@vhostkit/wire";
 
 /** What a request that was carried out gets back: its reply, an ack with status 0, or nothing. */
 export type SuccessReply = "reply" | "ack" | "none";
@@ -39,10 +39,11 @@ export class FdReply {
  * @param spec - the request's row in the message table.
  * @param flags - the request's header flags.
  * @param replyAck - REPLY_ACK was negotiated.
+ * @param logShmfd - LOG_SHMFD was negotiated (SET_LOG_BASE is then always answered).
  * @internal
  */
-export function successReply(spec: MessageSpec, flags: number, replyAck: boolean): SuccessReply {
-  if (spec.replyRule === "always") return "reply";
+export function successReply(spec: MessageSpec, flags: number, replyAck: boolean, logShmfd = false): SuccessReply {
+  if (alwaysReplied(spec, { logShmfd })) return "reply";
   return (flags & HeaderFlag.NEED_REPLY) !== 0 && replyAck ? "ack" : "none";
 }
 
@@ -50,11 +51,12 @@ export function successReply(spec: MessageSpec, flags: number, replyAck: boolean
  * @param spec - the request's row in the message table, `undefined` for an unknown request.
  * @param flags - the request's header flags.
  * @param replyAck - REPLY_ACK was negotiated.
+ * @param logShmfd - LOG_SHMFD was negotiated (a refused SET_LOG_BASE cannot then be answered: dropped).
  * @internal
  */
-export function refusalReply(spec: MessageSpec | undefined, flags: number, replyAck: boolean): RefusalReply {
+export function refusalReply(spec: MessageSpec | undefined, flags: number, replyAck: boolean, logShmfd = false): RefusalReply {
   if (spec?.id === FrontendRequest.GET_CONFIG) return "empty-reply";
   if (spec?.id === FrontendRequest.GET_INFLIGHT_FD) return "no-inflight-area";
-  if ((flags & HeaderFlag.NEED_REPLY) !== 0 && replyAck && (spec === undefined || spec.replyRule !== "always")) return "failure-ack";
+  if ((flags & HeaderFlag.NEED_REPLY) !== 0 && replyAck && (spec === undefined || !alwaysReplied(spec, { logShmfd }))) return "failure-ack";
   return "drop";
 }

@@ -19,7 +19,7 @@
  */
 import { isRegionError, type GuestMemory, type MemoryTable } from "@vhostkit/regions";
 import type { EventFd } from "@vhostkit/transport";
-import { isVirtqueueError, SplitQueue, type DeviceQueue, type RingAddresses, type SplitInflight, type VirtqueueError } from "@vhostkit/virtqueue";
+import { isVirtqueueError, SplitQueue, type DeviceQueue, type DirtyLogger, type RingAddresses, type SplitInflight, type VirtqueueError } from "@vhostkit/virtqueue";
 import { isVhostUserError, MAX_VRING_SIZE, VirtioFeature, VRING_F_LOG } from "@vhostkit/wire";
 import type { DeviceBackend, QueueContext } from "./device-backend.js";
 import { BackendError, protocolError } from "./errors.js";
@@ -57,6 +57,8 @@ class Vring {
   size = 0;
   /** SET_VRING_ADDR (front-end virtual addresses). */
   addresses: RingAddresses | undefined;
+  /** SET_VRING_ADDR's `log_guest_addr` when it set VHOST_VRING_F_LOG: the used ring's guest-physical address. */
+  logAddr: bigint | undefined;
   /** SET_VRING_BASE's `num` (split: next avail index), read back by GET_VRING_BASE; `undefined`: the fresh base. */
   base: number | undefined;
   kick: EventFd | undefined;
@@ -85,9 +87,7 @@ class Vring {
   /** Close the eventfds (GET_VRING_BASE drops them, as libvhost-user and rust-vmm do). */
   dropFds(): void {
     for (const f of [this.kick, this.call, this.err]) f?.close();
-    this.kick = undefined;
-    this.call = undefined;
-    this.err = undefined;
+    this.kick = this.call = this.err = undefined;
   }
 }
 
@@ -113,6 +113,8 @@ export class RingRunner {
   #packed = false;
   /** A graceful shutdown began: no new handler run starts. */
   #draining = false;
+  /** Dirty page logging (docs/protocol.md#dirty-page-logging): on while LOG_ALL is acknowledged and a log is mapped. */
+  #log: DirtyLogger | undefined;
 
   /** @param options - the device, the memory table and the reports. */
   constructor(options: RingRunnerOptions) {
@@ -173,14 +175,28 @@ export class RingRunner {
   }
 
   /**
-   * SET_VRING_ADDR: desc 16-, avail 2- (packed: 4-), used 4-byte aligned, on a stopped ring. `flags` are the
-   * request's: VHOST_VRING_F_LOG is refused (`NOT_NEGOTIATED`: no dirty-page logging without LOG_ALL).
+   * SET_VRING_ADDR: desc 16-, avail 2- (packed: 4-), used 4-byte aligned, on a stopped ring or a started one with
+   * the same addresses (QEMU turns used-ring logging on so). VHOST_VRING_F_LOG in `flags`: used-ring writes are
+   * logged at `logAddr` (split rings only: `UNSUPPORTED` on a packed one).
    */
-  setAddresses(request: string, index: number, addresses: RingAddresses, flags: number): void {
-    const v = this.#stoppedVring(request, index);
-    if ((flags & VRING_F_LOG) !== 0) throw new BackendError("NOT_NEGOTIATED", `${request.toLowerCase()}: VHOST_VRING_F_LOG without LOG_ALL`, { request });
+  setAddresses(request: string, index: number, addresses: RingAddresses, flags: number, logAddr = 0n): void {
+    const v = this.#vring(request, index), a = v.addresses;
+    if (v.started && (a === undefined || a.desc !== addresses.desc || a.avail !== addresses.avail || a.used !== addresses.used)) throw protocolError(request, `vring ${v.index} is started`);
+    if ((flags & VRING_F_LOG) !== 0 && this.#packed) throw new BackendError("UNSUPPORTED", `${request.toLowerCase()}: VHOST_VRING_F_LOG on a packed ring`, { request });
     checkRingAlignment(request, addresses, this.#packed);
     v.addresses = addresses;
+    v.logAddr = (flags & VRING_F_LOG) !== 0 ? logAddr : undefined;
+  }
+
+  /** Logs every write to guest memory from now on into `log` (`undefined`: logging off). */
+  setDirtyLog(log: DirtyLogger | undefined): void {
+    for (const v of this.#vrings) if (v.queue) v.queue.dirtyLog = log;
+    this.#log = log;
+  }
+
+  /** Marks ring `v`'s whole used ring written when logging (over-marking is harmless; a few pages). */
+  #logUsed(v: Vring): void {
+    if (this.#log !== undefined && v.logAddr !== undefined) this.#log.mark(v.logAddr, 6 + 8 * v.size);
   }
 
   /**
@@ -285,7 +301,7 @@ export class RingRunner {
     this.#packed = false;
     for (const v of this.#vrings) {
       v.size = 0;
-      v.addresses = undefined;
+      v.addresses = v.logAddr = undefined;
       v.base = undefined;
     }
   }
@@ -365,6 +381,7 @@ export class RingRunner {
       onBroken: (error) => this.#queueBroken(v, error),
     });
     queue.start(base);
+    queue.dirtyLog = this.#log;
     v.queue = queue;
     if (inflight !== undefined) this.#options.onInflight?.(v.index, inflight.lastRecovery?.resubmit.length ?? 0);
     if ((features & VirtioFeature.PROTOCOL_FEATURES) === 0n && ackedFeatures !== undefined) v.enabled = true;
@@ -387,7 +404,8 @@ export class RingRunner {
     const q = v.queue;
     v.queue = undefined;
     v.waitingForMemory = false;
-    if (q) v.base = q.stop();
+    if (q) v.base = q.stop(); // its used ring is logged below, with the notification fields written since the last notify
+    if (q) this.#logUsed(v);
     v.dropFds();
     return v.base ?? freshRingBase(this.#packed);
   }
@@ -434,7 +452,9 @@ export class RingRunner {
           queue: q,
           memory: this.#options.handlerMemory?.() ?? this.#memory,
           notify: () => {
-            if (v.queue === q && q.brokenBy === undefined && q.publishUsed()) v.call?.signal();
+            if (v.queue !== q || q.brokenBy !== undefined) return;
+            if (q.publishUsed()) v.call?.signal();
+            this.#logUsed(v); // the used elements, used.idx and the notification fields
           },
         };
         for (;;) {

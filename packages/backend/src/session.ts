@@ -23,6 +23,7 @@ import { BackendClient } from "./backend-client.js";
 import type { DeviceBackend, DeviceContext, ShmemRegionSpec } from "./device-backend.js";
 import { checkDevice } from "./device-checks.js";
 import { DeviceLifecycle, noBackendChannel } from "./device-lifecycle.js";
+import { DirtyLog } from "./dirty-log.js";
 import { InflightArea } from "./inflight-area.js";
 import type { BackendEvent, DispatcherOptions } from "./dispatcher-options.js";
 import { BackendError, protocolError } from "./errors.js";
@@ -31,12 +32,14 @@ import { RingRunner } from "./ring-runner.js";
 
 /**
  * Virtio features the framework offers on top of the device's own: VERSION_1, PROTOCOL_FEATURES,
- * EVENT_IDX, INDIRECT_DESC and RING_PACKED (unless the device sets `packedRing: false`).
+ * EVENT_IDX, INDIRECT_DESC, RING_PACKED (unless the device sets `packedRing: false`) and LOG_ALL
+ * (unless the dispatcher option `dirtyLog` is `false`).
  */
-export const FRAMEWORK_FEATURES = VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES | VirtioFeature.EVENT_IDX | VirtioFeature.INDIRECT_DESC | VirtioFeature.RING_PACKED;
+export const FRAMEWORK_FEATURES = VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES | VirtioFeature.EVENT_IDX | VirtioFeature.INDIRECT_DESC | VirtioFeature.RING_PACKED | VirtioFeature.LOG_ALL;
 
-/** Protocol features the framework always offers. */
+/** Protocol features the framework offers (LOG_SHMFD unless the dispatcher option `dirtyLog` is `false`). */
 export const FRAMEWORK_PROTOCOL_FEATURES =
+  ProtocolFeature.LOG_SHMFD |
   ProtocolFeature.MQ |
   ProtocolFeature.REPLY_ACK |
   ProtocolFeature.BACKEND_REQ |
@@ -72,6 +75,10 @@ export class Session {
   #fallbackMemory: GuestMemory | undefined;
   /** The inflight area (GET_INFLIGHT_FD / SET_INFLIGHT_FD), once the front-end asked for one. */
   #inflight: InflightArea | undefined;
+  /** The dirty page log (SET_LOG_BASE), used while LOG_ALL is acknowledged (docs/protocol.md#dirty-page-logging). */
+  #log: DirtyLog | undefined;
+  /** SET_LOG_FD's eventfd, kept until replaced or the connection ends. */
+  #logFd: OwnedFd | undefined;
 
   /**
    * @param device - the device; it serves one connection at a time.
@@ -96,10 +103,11 @@ export class Session {
       inflight: (index) => this.#inflight?.queue(index),
       onInflight: (index, resubmitted) => report({ kind: "inflight", index, resubmitted }),
     });
-    this.#features = (device.features | FRAMEWORK_FEATURES) & ~(device.packedRing === false ? VirtioFeature.RING_PACKED : 0n);
+    const logging = options.dirtyLog !== false;
+    this.#features = (device.features | FRAMEWORK_FEATURES) & ~(device.packedRing === false ? VirtioFeature.RING_PACKED : 0n) & ~(logging ? 0n : VirtioFeature.LOG_ALL);
     this.#memRwMask = options.memRw === undefined || options.memRw === false ? 0n : vhostkitMemRwFeature(options.memRw === true ? undefined : options.memRw.bit);
     this.#protocolFeatures =
-      FRAMEWORK_PROTOCOL_FEATURES |
+      (FRAMEWORK_PROTOCOL_FEATURES & ~(logging ? 0n : ProtocolFeature.LOG_SHMFD)) |
       (device.getConfig ? ProtocolFeature.CONFIG : 0n) |
       (device.shmemRegions ? this.#dialect.shmemFeature : 0n) |
       this.#memRwMask;
@@ -154,7 +162,18 @@ export class Session {
     // Stopped rings and no handler: nothing views the area any more.
     this.#inflight?.dispose();
     this.#inflight = undefined;
+    this.#rings.setDirtyLog(undefined);
+    this.#log?.dispose();
+    this.#log = undefined;
+    this.#logFd?.close();
+    this.#logFd = undefined;
     this.#lifecycle.reset();
+  }
+
+  /** Logging is on while LOG_ALL is acknowledged and a log is mapped; off otherwise (a null logger: nothing to pay). */
+  #applyDirtyLog(): void {
+    const on = this.#ackedFeatures !== undefined && (this.#ackedFeatures & VirtioFeature.LOG_ALL) !== 0n;
+    this.#rings.setDirtyLog(on ? this.#log : undefined);
   }
 
   #requireProtocol(request: string, f: bigint, what: string): void {
@@ -175,6 +194,7 @@ export class Session {
         if (extra !== 0n) throw protocolError(m.name, `features 0x${extra.toString(16)} were not offered`, { actual: m.value, expected: this.#features });
         this.#ackedFeatures = m.value;
         this.#rings.featuresAcked(m.value);
+        this.#applyDirtyLog();
         if ((m.value & VirtioFeature.PROTOCOL_FEATURES) === 0n) this.#rings.enableAll();
         this.#device.featuresAcked?.(m.value);
         return undefined;
@@ -219,7 +239,7 @@ export class Session {
         this.#rings.setSize(m.name, m.value.index, m.value.num);
         return undefined;
       case "SET_VRING_ADDR":
-        this.#rings.setAddresses(m.name, m.value.index, { desc: m.value.descAddr, avail: m.value.availAddr, used: m.value.usedAddr }, m.value.flags);
+        this.#rings.setAddresses(m.name, m.value.index, { desc: m.value.descAddr, avail: m.value.availAddr, used: m.value.usedAddr }, m.value.flags, m.value.logAddr);
         return undefined;
       case "SET_VRING_BASE":
         this.#rings.setBase(m.name, m.value.index, m.value.num);
@@ -283,6 +303,7 @@ export class Session {
         this.#requireProtocol(m.name, ProtocolFeature.RESET_DEVICE, "RESET_DEVICE");
         await this.#stopAll();
         this.#ackedFeatures = undefined;
+        this.#applyDirtyLog();
         this.#status = 0n;
         this.#rings.forgetConfiguration();
         this.#lifecycle.reset();
@@ -313,8 +334,22 @@ export class Session {
         this.#useInflight(InflightArea.attach(m.name, m.value, fds[0], this.#rings.count));
         return undefined;
       }
-      case "SET_LOG_BASE":
+      case "SET_LOG_BASE": {
+        // Mapped first, then swapped in: marks go to the new log at once, the old one is unmapped after.
+        this.#requireProtocol(m.name, ProtocolFeature.LOG_SHMFD, "LOG_SHMFD");
+        if (fds[0] === undefined) throw protocolError(m.name, "no fd");
+        const old = this.#log;
+        this.#log = DirtyLog.map(m.name, m.value, fds[0].fd);
+        this.#applyDirtyLog();
+        old?.dispose();
+        return 0n; // the reply LOG_SHMFD requires (docs/protocol.md#dirty-page-logging)
+      }
       case "SET_LOG_FD":
+        if ((this.#features & VirtioFeature.LOG_ALL) === 0n) throw new BackendError("UNSUPPORTED", "set_log_fd: LOG_ALL was not offered", { request: m.name });
+        if (fds[0] === undefined) throw protocolError(m.name, "no fd");
+        this.#logFd?.close();
+        this.#logFd = new OwnedFd(fds[0].transfer());
+        return undefined;
       case "SEND_RARP":
       case "NET_SET_MTU":
       case "IOTLB_MSG":

@@ -8,7 +8,7 @@ import type { GuestMemory } from "@vhostkit/regions";
 import type { ChainBatch } from "./chain-batch.js";
 import type { VirtqueueError } from "./errors.js";
 import type { RingAddressSpace } from "./ring-view.js";
-import type { SegmentCursor } from "./segment-cursor.js";
+import type { DirtyLogger, SegmentCursor } from "./segment-cursor.js";
 
 /** Options {@link SplitQueue} and {@link PackedQueue} share (each adds its `size` and `addresses`). */
 export interface DeviceQueueOptions {
@@ -67,4 +67,6 @@ export interface DeviceQueue {
   readonly started: boolean;
   /** The guest error that broke the queue, if any. */
   readonly brokenBy: VirtqueueError | undefined;
+  /** Dirty page logging of chain writes (`writeChain`); `undefined`: off (docs/protocol.md#dirty-page-logging). */
+  dirtyLog: DirtyLogger | undefined;
 }

@@ -37,7 +37,7 @@ export type { SplitLayout, RingAddresses } from "./layout.js";
 export type { RingAddressSpace } from "./ring-view.js";
 export { ChainBatch } from "./chain-batch.js";
 export { SegmentCursor, readChain, writeChain } from "./segment-cursor.js";
-export type { SegmentKind, GuestErrorSink } from "./segment-cursor.js";
+export type { SegmentKind, GuestErrorSink, DirtyLogger } from "./segment-cursor.js";
 export { SplitQueue } from "./split-queue.js";
 export type { SplitQueueOptions } from "./split-queue.js";
 export { SPLIT_INFLIGHT_VERSION, SplitInflight, splitInflightQueueBytes } from "./split-inflight.js";

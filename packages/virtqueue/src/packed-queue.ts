@@ -21,7 +21,7 @@ import { mapRing, u16View } from "./ring-view.js";
 import type { RingAddressSpace } from "./ring-view.js";
 import { QueueHealth } from "./queue-health.js";
 import { SegmentCursor } from "./segment-cursor.js";
-import type { GuestErrorSink } from "./segment-cursor.js";
+import type { DirtyLogger, GuestErrorSink } from "./segment-cursor.js";
 import type { DeviceQueue, DeviceQueueOptions } from "./device-queue.js";
 import type { SplitQueue } from "./split-queue.js";
 
@@ -234,6 +234,9 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
     this.#avail.desc32 = this.#desc32;
     this.#avail.memory = m;
   }
+
+  /** Dirty page logging of what {@link writeChain} writes into this queue's chains (`undefined`: off). */
+  dirtyLog: DirtyLogger | undefined = undefined;
 
   /** @internal Records a guest error (marks the queue broken) and returns it for throwing. */
   guestError(err: VirtqueueError): VirtqueueError {

@@ -19,10 +19,21 @@ export type SegmentKind = "host" | "remote";
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * Dirty page logging (docs/protocol.md#dirty-page-logging): records that the device wrote `len`
+ * bytes (>= 1) of guest memory at guest-physical address `gpa`. Must not throw.
+ */
+export interface DirtyLogger {
+  /** Marks the pages of `[gpa, gpa + len)` written. */
+  mark(gpa: number | bigint, len: number): void;
+}
+
 /** Receives guest errors found while iterating (the queue marks itself broken). */
 export interface GuestErrorSink {
   /** Records `err` (marks the queue broken) and returns it for throwing. */
   guestError(err: VirtqueueError): VirtqueueError;
+  /** Where {@link writeChain} logs the bytes it writes through host views (`undefined`: not logging). */
+  readonly dirtyLog?: DirtyLogger | undefined;
 }
 
 /**
@@ -134,6 +145,16 @@ export class SegmentCursor {
     return true;
   }
 
+  /**
+   * Logs the first `n` bytes of the current segment as written when the queue logs dirty pages
+   * (its {@link GuestErrorSink.dirtyLog}); nothing otherwise. {@link writeChain} calls it; a device
+   * that writes `bytes` itself calls it too.
+   */
+  markWritten(n: number): void {
+    const log = this.#sink?.dirtyLog;
+    if (log !== undefined && n > 0) log.mark(this.#addrN >= 0 ? this.#addrN : this.#addr, n);
+  }
+
   #fail(err: VirtqueueError): VirtqueueError {
     this.#descLeft = 0;
     this.#nextDesc = this.#chainEnd;
@@ -164,7 +185,8 @@ export async function readChain(cursor: SegmentCursor, memory: GuestMemory, dst:
 
 /**
  * Copies `src` into the device-writable segments of the cursor's chain (skipping readable ones),
- * through host views or, for `"remote"` segments, `memory.write`.
+ * through host views or, for `"remote"` segments, `memory.write`. Bytes written through host views
+ * are logged when the queue logs dirty pages ({@link SegmentCursor.markWritten}).
  *
  * @returns the number of bytes written: the value for the used element's `len`.
  * @throws VirtqueueError `CHAIN_OVERRUN` when the writable segments hold fewer than `src.length`
@@ -175,8 +197,10 @@ export async function writeChain(cursor: SegmentCursor, memory: GuestMemory, src
   while (done < src.length && cursor.next()) {
     if (!cursor.writable) continue;
     const n = Math.min(cursor.len, src.length - done);
-    if (cursor.kind === "host") cursor.bytes.set(src.subarray(done, done + n));
-    else await memory.write(cursor.addr, src.subarray(done, done + n));
+    if (cursor.kind === "host") {
+      cursor.bytes.set(src.subarray(done, done + n));
+      cursor.markWritten(n);
+    } else await memory.write(cursor.addr, src.subarray(done, done + n));
     done += n;
   }
   if (done < src.length) {

@@ -18,7 +18,7 @@ import type { ChainTotals } from "./indirect-table.js";
 import type { DeviceQueue, DeviceQueueOptions } from "./device-queue.js";
 import { QueueHealth, guestFault } from "./queue-health.js";
 import { SegmentCursor } from "./segment-cursor.js";
-import type { GuestErrorSink } from "./segment-cursor.js";
+import type { DirtyLogger, GuestErrorSink } from "./segment-cursor.js";
 import type { SplitInflight } from "./split-inflight.js";
 
 const TWO32 = 0x1_0000_0000;
@@ -226,6 +226,9 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     this.#used16 = u16View(u);
     this.#used32 = u32View(u);
   }
+
+  /** Dirty page logging of what {@link writeChain} writes into this queue's chains (`undefined`: off). */
+  dirtyLog: DirtyLogger | undefined = undefined;
 
   /** @internal Records a guest error (marks the queue broken) and returns it for throwing. */
   guestError(err: VirtqueueError): VirtqueueError {

@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto";
 import { FRESH_PACKED_VRING_BASE } from "@vhostkit/virtqueue";
 import { VirtioFeature } from "@vhostkit/wire";
 import { BlkDriver, Guest, isFrontendError, runConformance } from "../src/index.js";
-import { startRamBlk } from "./ram-blk-process.js";
+import { startRamBlk } from "./helpers/ram-blk-process.js";
 
 test("packed by default: a queue of 100 serves 240 writes and reads of 1–8 sectors, 24 at a time, across many laps; the data reads back; GET_VRING_BASE = the driver's positions", { timeout: 60_000 }, async () => {
   const blk = await startRamBlk(["--size-mib", "2"]);

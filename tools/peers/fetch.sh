@@ -6,7 +6,8 @@
 # come from the same Debian release, whatever the host runs. No chroot, no namespaces, no setuid.
 #
 # Usage: fetch.sh [--refresh] [SET...]     (default: every set)
-#   bookworm  QEMU 7.2 (Debian 12): qemu-system-x86_64, qemu-storage-daemon, qemu-img
+#   bookworm  QEMU 7.2 (Debian 12): qemu-system-x86_64, qemu-storage-daemon, qemu-img, and its
+#             C virtiofsd and vhost-user-gpu
 #   sid       QEMU 11.1 (Debian unstable): qemu-system-x86_64, qemu-storage-daemon; virtiofsd 1.14
 #             (Rust) and vhost-device-vsock 0.3
 #   guest     a Linux guest (Debian 12): its kernel and modules, and a static busybox (guest.mjs
@@ -44,9 +45,16 @@ SECURITY_MIRROR="${VHOSTKIT_DEBIAN_SECURITY_MIRROR:-${MIRROR}-security}"
 # The packages of each set, and its apt sources.
 packages() {
   case "$1" in
-    bookworm) echo "qemu-system-x86 qemu-system-common qemu-utils" ;;
+    bookworm) echo "qemu-system-x86 qemu-system-common qemu-utils libvirglrenderer1 libgbm1 libepoxy0" ;;
     sid) echo "qemu-system-x86 qemu-utils virtiofsd vhost-device-vsock" ;;
     guest) echo "linux-image-amd64 busybox-static" ;;
+  esac
+}
+# Packages taken without their dependencies: Debian 12's vhost-user-gpu ships in qemu-system-gui,
+# whose GTK/SDL/audio closure it does not use; the libraries it links are in packages() instead.
+without_deps() {
+  case "$1" in
+    bookworm) echo "qemu-system-gui" ;;
   esac
 }
 sources() {
@@ -62,7 +70,7 @@ sources() {
 fetch_set() {
   set_name="$1"
   dir="$CACHE/$set_name"
-  want="packages: $(packages "$set_name")"
+  want="packages: $(packages "$set_name")$(without_deps "$set_name" | sed 's/^./ (no deps: &/; s/.$/&)/')"
   if [ "$REFRESH" = 0 ] && [ -f "$dir/ready" ] && [ "$(sed -n 3p "$dir/ready")" = "$want" ]; then
     echo "peers $set_name: ready in $dir ($(head -n 1 "$dir/ready"))"
     return 0
@@ -88,6 +96,12 @@ fetch_set() {
   # shellcheck disable=SC2086
   if ! apt-get $apt_opts install -y --download-only $(packages "$set_name") > "$a/install.log" 2>&1; then
     echo "fetch.sh: cannot download the packages of '$set_name' (see $a/install.log): $(grep -m 1 -E '^(E|Err):' "$a/install.log" || true)" >&2
+    return 1
+  fi
+  nodeps="$(without_deps "$set_name")"
+  # shellcheck disable=SC2086
+  if [ -n "$nodeps" ] && ! (cd "$a/archives" && apt-get $apt_opts download $nodeps) > "$a/download.log" 2>&1; then
+    echo "fetch.sh: cannot download $nodeps for '$set_name' (see $a/download.log)" >&2
     return 1
   fi
   mkdir -p "$dir/root.new"

@@ -1,7 +1,7 @@
 /**
  * `vhost-user-device probe` with no `--config-size` or `--device-type` against every back-end the
  * repository can run: qemu-storage-daemon 7.2 and 11.1, virtiofsd 7.2 (C) and 1.14 (Rust),
- * vhost-device-vsock 0.3, vhostkit-gpu and the RAM blk example. Each succeeds and reports what the
+ * vhost-user-gpu 7.2, vhost-device-vsock 0.3, vhostkit-gpu and the RAM blk example. Each succeeds and reports what the
  * back-end advertises; the config space is found by searching down from 256 bytes whatever way the
  * back-end refuses a read that is too large (docs/protocol.md#device-config-space), or reported as
  * not offered.
@@ -9,11 +9,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { userfaultfdAvailable } from "@vhostkit/peers/peers";
+import { peerCommand, userfaultfdAvailable } from "@vhostkit/peers/peers";
 import { startQsd } from "@vhostkit/peers/qsd";
 import { cli } from "./helpers/cli.js";
 import { LineProcess, withDeadline } from "./helpers/processes.js";
@@ -131,6 +131,30 @@ test("vhost-device-vsock 0.3: a read past its 8-byte config comes back empty, so
       assert.match(text.stdout, /^queues +3$/m);
     } finally {
       await device.stop();
+    }
+  });
+});
+
+/**
+ * Resolves once the socket file at `path` exists (the peer prints nothing when it listens, and it
+ * serves one connection only, so a trial connect would use it up); checked every 20 ms.
+ */
+async function socketCreated(path: string): Promise<void> {
+  while (!existsSync(path)) await new Promise((r) => setTimeout(r, 20));
+}
+
+test("vhost-user-gpu 7.2 (QEMU's C GPU back-end): probe reports 2 queues, no shared memory region and its 16-byte config", { timeout: 60_000 }, async () => {
+  const [program, ...prefix] = peerCommand("bookworm", "vhost-user-gpu"); // not fetched: fails here, at once
+  await inTempDir("vhostkit-probe-vug-", async (dir) => {
+    const socket = join(dir, "gpu.sock");
+    const gpu = new LineProcess(program as string, [...prefix, `--socket-path=${socket}`]);
+    try {
+      await withDeadline(Promise.race([socketCreated(socket), gpu.exited.then((c) => assert.fail(`vhost-user-gpu exited (${c}): ${gpu.stderr}`))]), 20_000, "vhost-user-gpu to listen");
+      const p = await probe(socket, "--device-type", "gpu");
+      const pageFault = userfaultfdAvailable() ? 0x100 : 0;
+      assert.deepEqual([p.features, p.protocolFeatures, p.queueNum, p.configStatus, bytes(p), p.shmem], ["0x175000000", `0x${(0x8e2b | pageFault).toString(16)}`, 2, "discovered", 16, []]);
+    } finally {
+      await gpu.stop();
     }
   });
 });

@@ -108,18 +108,21 @@ async function crossProcessMemRead(addr: GuestAddress): Promise<number[]> {
  * and waits for their ADD_MEM_REG / REM_MEM_REG acks. Median latency of map + unmap per N.
  */
 export async function runMapLatency(): Promise<void> {
-  const PAIRS = size(200, 6);
-  const WARM = size(20, 1);
+  const PAIRS = Number(process.env["VHOSTKIT_BENCH_MAP_PAIRS"] ?? size(200, 6));
+  const WARM = Math.min(size(20, 1), PAIRS - 1);
+  // VHOSTKIT_BENCH_MAP_OTHERS=0,1: some of the rows (profiling one configuration alone).
+  const configs = (process.env["VHOSTKIT_BENCH_MAP_OTHERS"] ?? "0,1,4").split(",").map(Number);
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-bench-map-"));
   const children: ReturnType<typeof spawn>[] = [];
   const rows: (string | number)[][] = [];
+  const phaseRows: (string | number)[][] = [];
   try {
-    for (const others of [0, 1, 4]) {
+    for (const [run, others] of configs.entries()) {
       const guest = new Guest();
       const started: Promise<unknown>[] = [];
       const devices = [];
       for (let i = 0; i < others; i++) {
-        const sock = join(dir, `blk-${others}-${i}.sock`);
+        const sock = join(dir, `blk-${run}-${i}.sock`);
         const child = spawn(process.execPath, [join(root, "packages/backend/examples/ram-blk.mjs"), "--socket", sock, "--size-mib", "1"], { stdio: ["ignore", "pipe", "inherit"] });
         children.push(child);
         await new Promise<void>((resolve) => createInterface({ input: child.stdout! }).on("line", (l) => l.startsWith("listening") && resolve()));
@@ -151,23 +154,34 @@ export async function runMapLatency(): Promise<void> {
       const args = { shmid: 1, shmOffset: 0n, len: 1n << 16n, writable: true };
       // Map and unmap timed apart (each up to its propagation acked): the first of each on this
       // fresh connection, then the steady state after WARM pairs.
+      // Phases: the reply reached the back-end, then every propagation acked (the mapper's own
+      // ADD_MEM_REG / REM_MEM_REG included: the front-end propagates to it too).
       const maps: number[] = [];
       const unmaps: number[] = [];
+      const phases: number[][] = [[], [], [], []];
+      const us = (a: bigint, b: bigint): number => Number(b - a) / 1000;
       for (let i = 0; i < PAIRS; i++) {
         const t0 = process.hrtime.bigint();
         await client!.shmemMap(args, fd);
+        const tr = process.hrtime.bigint();
+        await mapper.propagationSettled();
         for (const d of devices) await d.propagationSettled();
         const t1 = process.hrtime.bigint();
         await client!.shmemUnmap(args);
+        const tu = process.hrtime.bigint();
+        await mapper.propagationSettled();
         for (const d of devices) await d.propagationSettled();
-        maps.push(Number(t1 - t0) / 1000);
-        unmaps.push(Number(process.hrtime.bigint() - t1) / 1000);
+        const t2 = process.hrtime.bigint();
+        maps.push(us(t0, t1));
+        unmaps.push(us(t1, t2));
+        for (const [k, v] of [us(t0, tr), us(tr, t1), us(t1, tu), us(tu, t2)].entries()) phases[k]?.push(v);
       }
       closeFd(fd);
       const steady = (xs: number[]): number[] => xs.slice(Math.min(WARM, xs.length - 1));
       const spread = (xs: number[]): string => `${median(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})`;
       const pairs = maps.map((m, i) => m + (unmaps[i] ?? 0));
       rows.push([others, median(steady(pairs)).toFixed(0), (maps[0] ?? 0).toFixed(0), spread(steady(maps)), (unmaps[0] ?? 0).toFixed(0), spread(steady(unmaps))]);
+      phaseRows.push([others, ...phases.map((xs) => `${(xs[0] ?? 0).toFixed(0)} / ${median(steady(xs)).toFixed(0)}`)]);
       await guest.close();
       dispatcher.close();
     }
@@ -178,4 +192,6 @@ export async function runMapLatency(): Promise<void> {
   note(`\nSHMEM_MAP + SHMEM_UNMAP end to end (reply, then propagation acked by every other back-end), µs; steady: median (min–max) of ${PAIRS - WARM} after ${WARM}`);
   note("first: the first SHMEM_MAP and SHMEM_UNMAP on a fresh back-end connection (rows after the first run in a process whose JIT is already warm)");
   table(["other back-ends", "map + unmap µs", "first map µs", "map µs", "first unmap µs", "unmap µs"], rows);
+  note("the same, by phase: first / steady median µs; reply = the back-end has the reply, propagated = then every ADD_MEM_REG / REM_MEM_REG acked (the mapper's own included)");
+  table(["other back-ends", "map reply", "map propagated", "unmap reply", "unmap propagated"], phaseRows);
 }

@@ -7,7 +7,8 @@
  * - `sendmsg+recvmsg`: one 20-byte message (a 12-byte header + 8-byte payload) sent on a socketpair
  *   and received on the other end, `MSG_DONTWAIT`, msghdrs in native memory (as `Endpoint` does);
  * - `recvmsg EAGAIN`: a non-blocking recvmsg on an empty socket (the reactor's drain ends with one);
- * - `eventfd write+read`: one 8-byte write and read on an eventfd (`EventFd.signal` / drain);
+ * - `eventfd write+read`: one 8-byte write and read on an eventfd (`EventFd.signal` / drain; koffi
+ *   given a JS buffer, as `EventFd` does), and the same with koffi given native memory;
  * - `epoll_wait(0)`: a zero-timeout epoll_wait that returns one ready fd (the reactor's poll);
  * - `getpid`: a trivial call, for reference.
  *
@@ -51,6 +52,9 @@ const k = {
   epoll_ctl: lib.func("int epoll_ctl(int, int, int, void *)"),
   epoll_wait: lib.func("int epoll_wait(int, void *, int, int)"),
   getpid: lib.func("int getpid(void)"),
+  // The same two calls taking a native pointer: separates koffi's crossing from passing a JS buffer.
+  writePtr: lib.func("int64_t write(int, void *, uint64_t)"),
+  readPtr: lib.func("int64_t read(int, void *, uint64_t)"),
   malloc: lib.func("void *malloc(uint64_t)"),
 };
 // SAFETY: glibc x86_64/aarch64 prototypes (ssize_t as i64); pointer arguments are addresses.
@@ -99,7 +103,7 @@ if (k.epoll_ctl(epfd, EPOLL_CTL_ADD, ready, ev) !== 0) throw new Error("epoll_ct
 
 // koffi gets pointer objects (as the transport passes `block.ptr`) and, for the eventfd, a JS
 // buffer (as `EventFd` does); bun:ffi gets plain addresses of the same native memory.
-const [kSend, kRecv, kEvents] = [send.ptr, recv.ptr, events.ptr];
+const [kSend, kRecv, kEvents, kEfd] = [send.ptr, recv.ptr, events.ptr, efdNative.ptr];
 const [bSend, bRecv, bEvents, bEfdBuf] = [send.addr, recv.addr, events.addr, efdNative.addr];
 const efdBuf = new Uint8Array(8);
 new DataView(efdBuf.buffer).setBigUint64(0, 1n, true);
@@ -133,6 +137,14 @@ const cases: Record<string, Case> = {
   "eventfd write+read": {
     koffi: () => {
       if (Number(k.write(efd, efdBuf, 8)) !== 8 || Number(k.read(efd, efdIn, 8)) !== 8) fail("eventfd", -1);
+    },
+    "bun:ffi": () => {
+      if (Number(b.write(efd, bEfdBuf, 8)) !== 8 || Number(b.read(efd, bEfdBuf, 8)) !== 8) fail("eventfd", -1);
+    },
+  },
+  "eventfd write+read, native buffer": {
+    koffi: () => {
+      if (Number(k.writePtr(efd, kEfd, 8)) !== 8 || Number(k.readPtr(efd, kEfd, 8)) !== 8) fail("eventfd", -1);
     },
     "bun:ffi": () => {
       if (Number(b.write(efd, bEfdBuf, 8)) !== 8 || Number(b.read(efd, bEfdBuf, 8)) !== 8) fail("eventfd", -1);

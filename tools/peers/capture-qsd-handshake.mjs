@@ -7,9 +7,7 @@ import { connect } from "node:net";
 import { fileURLToPath } from "node:url";
 import { qsdVersion, startQsd } from "./src/qsd.mjs";
 
-const outDir =
-  process.argv[2] ??
-  fileURLToPath(new URL("../../packages/wire/test/fixtures/observed/qsd-7.2/", import.meta.url));
+const outDir = process.argv[2] ?? fileURLToPath(new URL("../../packages/wire/test/fixtures/observed/qsd-7.2/", import.meta.url));
 
 const FLAG_VERSION = 0x1;
 const FLAG_NEED_REPLY = 0x8;
@@ -59,7 +57,7 @@ function reader(sock) {
     });
 }
 
-const hex = (b) => b.toString("hex") + "\n";
+const hex = (b) => `${b.toString("hex")}\n`;
 
 const version = await qsdVersion();
 const qsd = await startQsd({ backend: "file", sizeBytes: 1024 * 1024 });
@@ -82,10 +80,7 @@ try {
   };
   const features = (await exchange("get-features", frame(1, FLAG_VERSION))).readBigUInt64LE(12);
   const pf = (await exchange("get-protocol-features", frame(15, FLAG_VERSION))).readBigUInt64LE(12);
-  const ack = await exchange(
-    "set-protocol-features",
-    frame(16, FLAG_VERSION | FLAG_NEED_REPLY, u64(pf)),
-  );
+  const ack = await exchange("set-protocol-features", frame(16, FLAG_VERSION | FLAG_NEED_REPLY, u64(pf)));
   const queues = (await exchange("get-queue-num", frame(17, FLAG_VERSION))).readBigUInt64LE(12);
   const slots = (await exchange("get-max-mem-slots", frame(36, FLAG_VERSION))).readBigUInt64LE(12);
   const ownerAck = await exchange("set-owner", frame(3, FLAG_VERSION | FLAG_NEED_REPLY));
@@ -107,7 +102,7 @@ try {
     configSize: cfg.readUInt32LE(12 + 4),
     capacitySectors: cfg.readBigUInt64LE(24).toString(),
   };
-  process.stdout.write(JSON.stringify(summary, null, 2) + "\n");
+  process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
 } finally {
   await qsd.stop();
 }

@@ -26,7 +26,8 @@ const program = new Command()
   .showHelpAfterError()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-for (const c of [probeCommand(), blkCommand(), rngCommand(), checkCommand(), gpuCommand(), fsCommand(), vsockCommand(), traceCommand(), decodeCommand()]) program.addCommand(c);
+for (const c of [probeCommand(), blkCommand(), rngCommand(), checkCommand(), gpuCommand(), fsCommand(), vsockCommand(), traceCommand(), decodeCommand()])
+  program.addCommand(c);
 // exitOverride on every command so usage errors surface here (exit 2) instead of process.exit(1).
 for (const c of [program, ...program.commands]) c.exitOverride();
 

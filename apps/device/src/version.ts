@@ -23,6 +23,9 @@ export function versionText(): string {
   const standalone = typeof VHOSTKIT_STANDALONE_VERSION === "string";
   const manifest = standalone ? undefined : (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string });
   const dialects = Object.values(Dialects).map((d) => `${d.name} (SHMEM bit ${d.shmemFeature.toString(2).length - 1})`);
-  const runtime = process.versions["bun"] === undefined ? `node ${process.versions.node}` : `bun ${process.versions["bun"]}${standalone ? ", standalone executable" : ""}`;
-  return [`vhost-user-device ${manifest?.version ?? VHOSTKIT_STANDALONE_VERSION}`, `protocol dialects: ${dialects.join(", ")}`, `runtime: ${runtime}`].join("\n");
+  const runtime =
+    process.versions["bun"] === undefined ? `node ${process.versions.node}` : `bun ${process.versions["bun"]}${standalone ? ", standalone executable" : ""}`;
+  return [`vhost-user-device ${manifest?.version ?? VHOSTKIT_STANDALONE_VERSION}`, `protocol dialects: ${dialects.join(", ")}`, `runtime: ${runtime}`].join(
+    "\n",
+  );
 }

@@ -37,7 +37,10 @@ interface Report {
 }
 
 test("RAM blk example: --hostile --json is green, with status, RESET_DEVICE and six hostile cases", async () => {
-  const socket = await start((s) => [RAM_BLK, "--socket", s, "--size-mib", "1"], (l) => l.startsWith("listening"));
+  const socket = await start(
+    (s) => [RAM_BLK, "--socket", s, "--size-mib", "1"],
+    (l) => l.startsWith("listening"),
+  );
   const r = await cli("check", "--socket", socket, "--device-type", "blk", "--hostile", "--json");
   assert.equal(r.code, 0, r.stdout + r.stderr);
   const report = JSON.parse(r.stdout) as Report;
@@ -53,11 +56,17 @@ test("RAM blk example: --hostile --json is green, with status, RESET_DEVICE and 
   assert.match(by.get("RESET_DEVICE")?.reason ?? "", /status byte back at 0/);
   const hostile = report.checks.filter((c) => c.name.startsWith("hostile: "));
   assert.equal(hostile.length, 6);
-  assert.ok(hostile.every((c) => c.status === "pass" && /a new connection is served$/.test(c.reason)), JSON.stringify(hostile, null, 1));
+  assert.ok(
+    hostile.every((c) => c.status === "pass" && /a new connection is served$/.test(c.reason)),
+    JSON.stringify(hostile, null, 1),
+  );
 });
 
 test("shared memory back-end: its regions come with a back-end channel that carries fds", async () => {
-  const socket = await start((s) => [OWN, "--socket", s, "--device", "shmem"], (l) => l.includes('"listening"'));
+  const socket = await start(
+    (s) => [OWN, "--socket", s, "--device", "shmem"],
+    (l) => l.includes('"listening"'),
+  );
   const r = await cli("check", "--socket", socket, "--json");
   assert.equal(r.code, 0, r.stdout + r.stderr);
   const channel = (JSON.parse(r.stdout) as Report).checks.find((c) => c.name === "shmem back-end channel");

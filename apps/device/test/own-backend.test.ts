@@ -27,7 +27,11 @@ async function tempDir(prefix: string): Promise<string> {
  * tests; resolves once it listens. `next(step)` waits for the step's JSON line; `mapFailed` rejects
  * when the device reports that its SHMEM_MAP failed (race it with the wait for the map).
  */
-async function startBackend(device: "rng" | "shmem", dialect = "upstream", at?: string): Promise<{ socket: string; proc: LineProcess; mapFailed(): Promise<never> }> {
+async function startBackend(
+  device: "rng" | "shmem",
+  dialect = "upstream",
+  at?: string,
+): Promise<{ socket: string; proc: LineProcess; mapFailed(): Promise<never> }> {
   const socket = at ?? join(await tempDir("vhostkit-own-"), "dev.sock");
   const proc = new LineProcess(process.execPath, [FIXTURE, "--socket", socket, "--device", device, "--dialect", dialect]);
   cleanups.push(() => proc.stop());

@@ -47,7 +47,10 @@ test("rng on the framework's packed rings: --packed reads random bytes; check pa
   const r = await cli("rng", "--socket", socket, "--bytes", "3000", "--packed");
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^[0-9a-f]{6000}\n$/);
-  for (const [flag, reason] of [["--packed", /returned packed ring base 0x[0-9a-f]+/], ["--no-packed", /returned next avail index 0x[0-9a-f]+/]] as const) {
+  for (const [flag, reason] of [
+    ["--packed", /returned packed ring base 0x[0-9a-f]+/],
+    ["--no-packed", /returned next avail index 0x[0-9a-f]+/],
+  ] as const) {
     const c = await cli("check", "--socket", socket, "--device-type", "rng", flag, "--json");
     assert.equal(c.code, 0, c.stdout + c.stderr);
     const results = checks(c.stdout);

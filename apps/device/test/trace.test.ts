@@ -43,7 +43,11 @@ async function session(proxy: string, be: LineProcess): Promise<void> {
   try {
     // The proxy's socket appears once it listens: connect retries until then.
     const device = await guest.addDevice({ socketPath: proxy, retry: { attempts: 400, delayMs: 25 } });
-    assert.deepEqual(device.info.shmem.map((r) => r.shmid), [1, 4], "GET_SHMEM_CONFIG went through the proxy");
+    assert.deepEqual(
+      device.info.shmem.map((r) => r.shmid),
+      [1, 4],
+      "GET_SHMEM_CONFIG went through the proxy",
+    );
     await RawDriver.attach(device);
     await be.line((l) => l.includes('"mapped"'));
     await device.close();
@@ -51,7 +55,6 @@ async function session(proxy: string, be: LineProcess): Promise<void> {
     await guest.close();
   }
 }
-
 
 test("--json: every message both ways, SET_BACKEND_REQ_FD swapped for the proxy's channel, SHMEM_MAP with its fd and reply, latencies, the summary last", async () => {
   const dir = await tempDir();
@@ -68,18 +71,34 @@ test("--json: every message both ways, SET_BACKEND_REQ_FD swapped for the proxy'
   assert.ok(summary !== undefined, "the summary is the last line");
   const recs = objects as Rec[];
   assert.equal(summary.messages, recs.length);
-  assert.deepEqual(recs.slice(0, 2).map((r) => [r.name, r.from, r.reply]), [["GET_FEATURES", "frontend", false], ["GET_FEATURES", "backend", true]]);
+  assert.deepEqual(
+    recs.slice(0, 2).map((r) => [r.name, r.from, r.reply]),
+    [
+      ["GET_FEATURES", "frontend", false],
+      ["GET_FEATURES", "backend", true],
+    ],
+  );
   assert.ok((recs[1]?.latencyMs ?? -1) >= 0, "the reply has a latency");
-  assert.ok(recs.every((r, i) => i === 0 || r.t >= (recs[i - 1] as Rec).t), "in time order");
+  assert.ok(
+    recs.every((r, i) => i === 0 || r.t >= (recs[i - 1] as Rec).t),
+    "in time order",
+  );
   const setup = recs.find((r) => r.name === "SET_BACKEND_REQ_FD" && !r.reply);
   assert.equal(setup?.fds, 1, "SET_BACKEND_REQ_FD carries one fd");
   const map = recs.find((r) => r.channel === "backend" && r.name === "BACKEND_SHMEM_MAP" && !r.reply);
   assert.ok(map !== undefined, "the back-end channel was relayed");
-  assert.deepEqual([map.from, map.fds, (map.value as { shmid: number; shmOffset: string }).shmid, (map.value as { shmOffset: string }).shmOffset], ["backend", 1, 1, "0x10000"]);
+  assert.deepEqual(
+    [map.from, map.fds, (map.value as { shmid: number; shmOffset: string }).shmid, (map.value as { shmOffset: string }).shmOffset],
+    ["backend", 1, 1, "0x10000"],
+  );
   const mapReply = recs.find((r) => r.channel === "backend" && r.name === "BACKEND_SHMEM_MAP" && r.reply);
   assert.deepEqual([mapReply?.from, mapReply?.value], ["frontend", "0x0"], "the front-end accepted the map through the proxy");
   assert.ok(mapReply?.latencyMs !== undefined);
-  for (const name of ["GET_SHMEM_CONFIG", "ADD_MEM_REG", "SET_VRING_KICK", "GET_VRING_BASE"]) assert.ok(recs.some((r) => r.name === name), name);
+  for (const name of ["GET_SHMEM_CONFIG", "ADD_MEM_REG", "SET_VRING_KICK", "GET_VRING_BASE"])
+    assert.ok(
+      recs.some((r) => r.name === name),
+      name,
+    );
   assert.ok(summary.fds >= 4, `fds relayed: ${summary.fds}`);
   assert.match(summary.end, /front-end closed the connection/);
 });
@@ -96,7 +115,7 @@ test("text and --out FILE: one line a message, the summary table at the end", as
   assert.deepEqual(trace.lines, [], "nothing on stdout with --out");
   const text = await readFile(out, "utf8");
   assert.match(text, /^ +\d+\.\d{3} ms {2}main {5}F->B {2}GET_FEATURES +flags=0x1\(VERSION_1\) {2}size=0 {2}fds=0$/m);
-  assert.match(text, /backend  B->F  BACKEND_SHMEM_MAP +flags=0x9\(VERSION_1\|NEED_REPLY\)  size=40  fds=1  \{"shmid":1/);
+  assert.match(text, /backend {2}B->F {2}BACKEND_SHMEM_MAP +flags=0x9\(VERSION_1\|NEED_REPLY\) {2}size=40 {2}fds=1 {2}\{"shmid":1/);
   assert.match(text, /^summary: \d+ messages, \d+ payload bytes, \d+ fds in [\d.]+ ms; the front-end closed the connection/m);
   assert.match(text, /^slowest round trips$/m);
 });

@@ -54,7 +54,9 @@ function records(stdout: string): Record<string, unknown>[] {
   return out;
 }
 
-test("--workload verifies what it wrote, a progress line per second, and the back-end consumed exactly what the driver made available", { timeout: 60_000 }, async () => {
+test("--workload verifies what it wrote, a progress line per second, and the back-end consumed exactly what the driver made available", {
+  timeout: 60_000,
+}, async () => {
   const dir = await tempDir();
   await device(dir);
   const r = await cli("blk", "--socket", join(dir, "blk.sock"), "--workload", "2", "--qd", "8", "--write-ratio", "0.3", "--json");
@@ -92,7 +94,10 @@ test("--workload --reconnect survives the device killed with SIGKILL and started
   assert.equal(exit.code, 0, run.stderr + stdout);
   assert.match(stdout, /reconnected #1 after \d+ ms/);
   assert.match(stdout, /reconnects: 1; vring base: driver (\d+), back-end \1/);
-  assert.ok(dev.lines.some((l) => l.startsWith("event inflight queue 0")), dev.lines.join("\n"));
+  assert.ok(
+    dev.lines.some((l) => l.startsWith("event inflight queue 0")),
+    dev.lines.join("\n"),
+  );
 });
 
 test("--reconnect without --workload is a usage error", async () => {

@@ -75,14 +75,21 @@ export async function runCli(argv: readonly string[], out: (line: string) => voi
   if (dialect === undefined) throw new UsageError(`--dialect: "${values.dialect}" is not one of ${Object.keys(Dialects).join(", ")}`);
   const width = Number(values.width);
   const height = Number(values.height);
-  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || width > 16384 || height > 16384) throw new UsageError("--width/--height: 1..16384");
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || width > 16384 || height > 16384)
+    throw new UsageError("--width/--height: 1..16384");
   const events = values.events === true;
   const emit = (o: Record<string, unknown>): void => out(JSON.stringify(o));
   const dir = values["screenshot-dir"];
   const device: GpuDevice = new GpuDevice({
     shmSize,
     display: { width, height },
-    ...(dir === undefined ? {} : { onFrame: screenshotWriter(dir, (file, f) => emit({ event: "screenshot", file, scanout: f.scanoutId, resourceId: f.resourceId, width: f.width, height: f.height })) }),
+    ...(dir === undefined
+      ? {}
+      : {
+          onFrame: screenshotWriter(dir, (file, f) =>
+            emit({ event: "screenshot", file, scanout: f.scanoutId, resourceId: f.resourceId, width: f.width, height: f.height }),
+          ),
+        }),
     ...(events
       ? {
           onCommand: (e) => {

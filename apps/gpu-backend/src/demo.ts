@@ -38,7 +38,9 @@ const dir = mkdtempSync(join(tmpdir(), "vhostkit-gpu-demo-"));
 const socket = join(dir, "gpu.sock");
 const shots = join(dir, "shots");
 const lines: Record<string, unknown>[] = [];
-const backend = spawn(bun, [join(root, "apps/gpu-backend/bin/vhostkit-gpu.mjs"), "--socket", socket, "--screenshot-dir", shots, "--events"], { stdio: ["ignore", "pipe", "inherit"] });
+const backend = spawn(bun, [join(root, "apps/gpu-backend/bin/vhostkit-gpu.mjs"), "--socket", socket, "--screenshot-dir", shots, "--events"], {
+  stdio: ["ignore", "pipe", "inherit"],
+});
 const exited = new Promise<number | null>((r) => backend.once("exit", r));
 const waiters: (() => void)[] = [];
 createInterface({ input: backend.stdout }).on("line", (l) => {
@@ -57,20 +59,30 @@ try {
   const ready = await until((e) => e["event"] === "listening");
   console.log(`vhostkit-gpu listening on ${socket} (shmid ${ready["shmid"]}, ${ready["shmSize"]} bytes, ${ready["dialect"]} dialect)\n`);
 
-  const probe = JSON.parse(run([...deviceCli("probe"), "--socket", socket, "--json"])) as { shmem: { shmid: number; size: string }[]; protocolFeatureNames: string[]; queueNum: number };
+  const probe = JSON.parse(run([...deviceCli("probe"), "--socket", socket, "--json"])) as {
+    shmem: { shmid: number; size: string }[];
+    protocolFeatureNames: string[];
+    queueNum: number;
+  };
   console.log("1. vhost-user-device probe");
   console.log(`   queues ${probe.queueNum}; SHMEM negotiated: ${probe.protocolFeatureNames.includes("SHMEM") ? "offered" : "no"}`);
   for (const r of probe.shmem) console.log(`   shared memory region shmid ${r.shmid}: ${BigInt(r.size) >> 20n} MiB (${r.size})`);
 
   const driverPng = join(dir, "driver.png");
+  // biome-ignore lint/suspicious/noExplicitAny: the CLI's --json session summary, read field by field below
   const s = JSON.parse(run([...deviceCli("gpu"), "--socket", socket, "--json", "--screenshot", driverPng])) as Record<string, any>;
   const blob = s["blob"];
   console.log("\n2. vhost-user-device gpu");
   console.log(`   display ${s["display"].width}x${s["display"].height}; 2D resource 1 backed by guest RAM at ${s["resource2d"].backing.guestPhysAddr}`);
-  console.log(`   blob ${blob.id}: ${blob.size} bytes of host memory (memfd), RESOURCE_MAP_BLOB at ${blob.mapOffset} of shmid 1 -> SHMEM_MAP, map_info ${blob.mapInfo}`);
-  for (const m of s["mappings"].whileMapped) console.log(`   live mapping: shmid ${m.shmid} ${m.shmOffset}+${m.len} at guest ${m.guestPhysAddr} (${m.writable ? "rw" : "ro"})`);
+  console.log(
+    `   blob ${blob.id}: ${blob.size} bytes of host memory (memfd), RESOURCE_MAP_BLOB at ${blob.mapOffset} of shmid 1 -> SHMEM_MAP, map_info ${blob.mapInfo}`,
+  );
+  for (const m of s["mappings"].whileMapped)
+    console.log(`   live mapping: shmid ${m.shmid} ${m.shmOffset}+${m.len} at guest ${m.guestPhysAddr} (${m.writable ? "rw" : "ro"})`);
   console.log(`   wrote ${blob.roundTrip.bytes} bytes through the region and read them back: ${blob.roundTrip.ok ? "identical" : "DIFFERENT"}`);
-  console.log(`   scene drawn into the blob through the region, SET_SCANOUT_BLOB + RESOURCE_FLUSH; read back: ${blob.sceneReadBack ? "identical" : "DIFFERENT"}`);
+  console.log(
+    `   scene drawn into the blob through the region, SET_SCANOUT_BLOB + RESOURCE_FLUSH; read back: ${blob.sceneReadBack ? "identical" : "DIFFERENT"}`,
+  );
   const unmap = await until((e) => e["cmd"] === "RESOURCE_UNMAP_BLOB");
   console.log(`   sha256 of the blob, driver's view:   ${blob.sha256}`);
   console.log(`   sha256 of the blob, back-end's view: ${unmap["blobSha256"]} ${unmap["blobSha256"] === blob.sha256 ? "(same pages)" : "(MISMATCH)"}`);

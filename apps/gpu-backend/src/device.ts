@@ -84,19 +84,22 @@ export class GpuDevice implements DeviceBackend {
     this.#options = options;
     const page = BigInt(pageSize());
     this.shmSize = options.shmSize ?? DEFAULT_SHM_SIZE;
-    if (!isPowerOfTwo(this.shmSize) || this.shmSize < page) throw new RangeError(`shm size 0x${this.shmSize.toString(16)} must be a power of two of at least one page`);
+    if (!isPowerOfTwo(this.shmSize) || this.shmSize < page)
+      throw new RangeError(`shm size 0x${this.shmSize.toString(16)} must be a power of two of at least one page`);
     const numScanouts = options.numScanouts ?? 1;
-    if (!Number.isInteger(numScanouts) || numScanouts < 1 || numScanouts > MAX_SCANOUTS) throw new RangeError(`num_scanouts ${numScanouts} not in 1..${MAX_SCANOUTS}`);
+    if (!Number.isInteger(numScanouts) || numScanouts < 1 || numScanouts > MAX_SCANOUTS)
+      throw new RangeError(`num_scanouts ${numScanouts} not in 1..${MAX_SCANOUTS}`);
     const display = options.display ?? { width: 640, height: 480 };
     const edid = makeEdid(display.width, display.height);
-    this.features = GpuFeature.VIRGL | GpuFeature.RESOURCE_BLOB | GpuFeature.CONTEXT_INIT | GpuFeature.BLOB_ALIGNMENT | (edid === undefined ? 0n : GpuFeature.EDID);
+    this.features =
+      GpuFeature.VIRGL | GpuFeature.RESOURCE_BLOB | GpuFeature.CONTEXT_INIT | GpuFeature.BLOB_ALIGNMENT | (edid === undefined ? 0n : GpuFeature.EDID);
     this.state = new GpuState(numScanouts);
     const cv = new DataView(this.#config.buffer);
     cv.setUint32(8, numScanouts, true);
     cv.setUint32(12, NUM_CAPSETS, true);
     cv.setUint32(16, Number(page), true); // blob_alignment
     const mapper: ShmemMapper = {
-      canMap: () => this.#ctx !== undefined && this.#ctx.client.canMap,
+      canMap: () => this.#ctx?.client.canMap === true,
       map: async (offset, len, fd) => {
         await this.#client().shmemMap({ shmid: HOST_VISIBLE_SHMID, shmOffset: offset, len, writable: true }, fd);
         options.onShmem?.({ op: "map", offset, len });
@@ -164,7 +167,8 @@ export class GpuDevice implements DeviceBackend {
    */
   setConfig(offset: number, data: Uint8Array): void {
     const end = offset + data.byteLength;
-    if (offset < 0 || end > CONFIG_SIZE) throw new RangeError(`virtio-gpu config write 0x${offset.toString(16)}+${data.byteLength} exceeds ${CONFIG_SIZE} bytes`);
+    if (offset < 0 || end > CONFIG_SIZE)
+      throw new RangeError(`virtio-gpu config write 0x${offset.toString(16)}+${data.byteLength} exceeds ${CONFIG_SIZE} bytes`);
     if (offset > 4 || end < 8) {
       if (offset < 8 && end > 4) throw new RangeError(`virtio-gpu config write 0x${offset.toString(16)}+${data.byteLength} splits events_clear (4 bytes at 4)`);
       return; // read-only fields only

@@ -42,7 +42,8 @@ export interface EdidTiming {
 
 /** The reduced-blanking timing of `width` × `height` at {@link EDID_REFRESH_HZ}, or `undefined` when a detailed timing cannot hold it. */
 export function edidTiming(width: number, height: number): EdidTiming | undefined {
-  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || width > EDID_MAX_DIMENSION || height > EDID_MAX_DIMENSION) return undefined;
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || width > EDID_MAX_DIMENSION || height > EDID_MAX_DIMENSION)
+    return undefined;
   const hTotal = width + H_FRONT + H_SYNC + H_BACK;
   // Line period estimated from the active lines, then as many blank lines as 460 µs need.
   const linePeriodUs = (1e6 / EDID_REFRESH_HZ - MIN_V_BLANK_US) / height;

@@ -62,4 +62,3 @@ export class HostBlob {
     closeFd(this.fd);
   }
 }
-

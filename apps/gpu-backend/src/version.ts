@@ -12,7 +12,8 @@ import { Dialects } from "@vhostkit/wire";
 declare const VHOSTKIT_STANDALONE_VERSION: string | undefined;
 
 /** First line of `--help`: how to run this back-end from the registry. */
-export const INSTALL_LINE = "Run it from the registry: npx -p @vhostkit/gpu-backend vhostkit-gpu --socket PATH (on Bun: bunx --bun -p @vhostkit/gpu-backend vhostkit-gpu ...)";
+export const INSTALL_LINE =
+  "Run it from the registry: npx -p @vhostkit/gpu-backend vhostkit-gpu --socket PATH (on Bun: bunx --bun -p @vhostkit/gpu-backend vhostkit-gpu ...)";
 
 /** `vhostkit-gpu <version>`, then the `--dialect` names with their SHMEM bits (docs/shmem.md#dialects), then the runtime. */
 export function versionText(): string {

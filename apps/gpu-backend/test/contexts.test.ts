@@ -58,7 +58,7 @@ async function expectResp(h: Harness, r: Uint8Array, want: number, respLen?: num
   return out;
 }
 
-test("GET_CAPSET_INFO / GET_CAPSET: one capset, id 30 version 1, 16 bytes \"VHOSTKIT\" v1 flags 3", async () => {
+test('GET_CAPSET_INFO / GET_CAPSET: one capset, id 30 version 1, 16 bytes "VHOSTKIT" v1 flags 3', async () => {
   using h = new Harness({ features: LINUX });
   const info = await expectResp(h, capsetInfo(0), OK_CAPSET_INFO);
   assert.equal(info.byteLength, 40);
@@ -82,7 +82,13 @@ test("contexts: create (default or vhostkit capset), attach/detach, destroy; bad
   assert.deepEqual(h.events.at(-1), { queue: "control", type: 0x0200, resp: OK, ctxId: 1, capsetId: 0 });
   await expectResp(h, ctxCreate(2, VHOSTKIT_CAPSET_ID, "blob\u0001", 5), OK);
   assert.equal(h.events.at(-1)?.capsetId, VHOSTKIT_CAPSET_ID);
-  assert.deepEqual([...h.device.state.contexts.values()].map((c) => [c.id, c.capsetId, c.name]), [[1, 0, "modprobe"], [2, 30, "blob?"]]);
+  assert.deepEqual(
+    [...h.device.state.contexts.values()].map((c) => [c.id, c.capsetId, c.name]),
+    [
+      [1, 0, "modprobe"],
+      [2, 30, "blob?"],
+    ],
+  );
   await expectResp(h, ctxCreate(2, 0), Resp.ERR_INVALID_CONTEXT_ID); // exists
   await expectResp(h, ctxCreate(0, 0), Resp.ERR_INVALID_CONTEXT_ID); // reserved
   await expectResp(h, ctxCreate(3, 1), Resp.ERR_INVALID_PARAMETER); // VIRGL's capset: not offered
@@ -139,7 +145,10 @@ test("host blobs with VIRGL: only in a context of the vhostkit capset; blob_id s
   const hv = new DataView(host.buffer, host.byteOffset, host.byteLength);
   for (const i of [0, 1, 1000, 2047]) assert.equal(hv.getUint32(i * 4, true), seedWord(seed, i), `word ${i}`);
   await expectResp(h, createBlob(2, 6, 4096n), OK);
-  assert.ok((h.device.blobBytes(6) as Uint8Array).every((b) => b === 0), "blob_id 0: zeroed");
+  assert.ok(
+    (h.device.blobBytes(6) as Uint8Array).every((b) => b === 0),
+    "blob_id 0: zeroed",
+  );
 
   await expectResp(h, mapBlob(5, 0x4000n), Resp.OK_MAP_INFO);
   await expectResp(h, unmapBlob(5), OK);

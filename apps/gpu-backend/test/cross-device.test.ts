@@ -47,7 +47,12 @@ describe("two GPU back-ends: B scans out a resource whose backing lies in A's sh
         const a = await start(dir, "a", [], started);
         const b = await start(dir, "b", mode === "propagate" ? [] : mode === "mem-rw" ? ["--mem-rw"] : ["--mem-rw", "--max-slots", "1"], started);
         const served: string[] = [];
-        const devB = await guest.addDevice({ socketPath: b.socket, sharedMemoryPolicy: mode, memRw: mode !== "propagate", onBackendRequest: (o) => served.push(`${o.name} ${o.ok}`) });
+        const devB = await guest.addDevice({
+          socketPath: b.socket,
+          sharedMemoryPolicy: mode,
+          memRw: mode !== "propagate",
+          onBackendRequest: (o) => served.push(`${o.name} ${o.ok}`),
+        });
         const gpuB = await GpuDriver.attach(guest, devB);
         const devA = await guest.addDevice({ socketPath: a.socket });
         const gpuA = await GpuDriver.attach(guest, devA);
@@ -69,7 +74,12 @@ describe("two GPU back-ends: B scans out a resource whose backing lies in A's sh
         const png = decode(readFileSync(String(shot["file"])));
         assert.deepEqual([png.width, png.height], [W, H]);
         const rgba = png.data as Uint8Array;
-        for (const [x, y] of [[0, 0], [13, 5], [W - 1, H - 1], [40, 20]] as const) {
+        for (const [x, y] of [
+          [0, 0],
+          [13, 5],
+          [W - 1, H - 1],
+          [40, 20],
+        ] as const) {
           const i = (y * W + x) * 4;
           const s = src.subarray(i, i + 4); // B, G, R, X
           assert.deepEqual([rgba[i], rgba[i + 1], rgba[i + 2]], [s[2], s[1], s[0]], `pixel ${x},${y} came from A's blob`);

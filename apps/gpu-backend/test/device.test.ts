@@ -36,7 +36,11 @@ test("config space, features, shared memory region and queues", () => {
   assert.equal(new GpuDevice({ display: { width: 4096, height: 2160 } }).features & GpuFeature.EDID, 0n, "no EDID for a mode a detailed timing cannot hold");
   assert.deepEqual(d.shmemRegions(), [{ shmid: 1, size: 64n << 20n }]);
   const c = new DataView(d.getConfig(0, 20).buffer);
-  assert.deepEqual([c.getUint32(0, true), c.getUint32(4, true), c.getUint32(8, true), c.getUint32(12, true), c.getUint32(16, true)], [0, 0, 1, 1, 4096], "one scanout, one capset");
+  assert.deepEqual(
+    [c.getUint32(0, true), c.getUint32(4, true), c.getUint32(8, true), c.getUint32(12, true), c.getUint32(16, true)],
+    [0, 0, 1, 1, 4096],
+    "one scanout, one capset",
+  );
   assert.throws(() => d.getConfig(16, 8), RangeError);
   d.setConfig(0, Uint8Array.of(0xff, 0xff, 0xff, 0xff)); // events_read is read-only: ignored
   d.setConfig(8, Uint8Array.of(9, 0, 0, 0)); // so is num_scanouts
@@ -68,7 +72,10 @@ test("2D: create, attach backing (split entries, request split over descriptors)
   for (let i = 0; i < 8; i++) px.set([i, 0x10 + i, 0x20 + i, 0x99], i * 4); // B, G, R, X
   const a = h.alloc(12, px.subarray(0, 12));
   const b = h.alloc(20, px.subarray(12));
-  const attach = encode.attachBacking(7, [{ addr: a, len: 12 }, { addr: b, len: 20 }]);
+  const attach = encode.attachBacking(7, [
+    { addr: a, len: 12 },
+    { addr: b, len: 20 },
+  ]);
   assert.equal(respHdr(await h.submit(0, [attach.subarray(0, 32), attach.subarray(32)])).type, Resp.OK_NODATA);
   await expectResp(h, encode.transfer(7, full(4, 2), 0n), Resp.OK_NODATA);
   await expectResp(h, encode.setScanout(0, 7, full(4, 2)), Resp.OK_NODATA);
@@ -245,7 +252,11 @@ test("MAP_BLOB refusals: unaligned, out of the region, overlapping, mapped twice
   assert.equal(h.client.calls.length, 1, "refused maps never reach the front-end");
   h.client.fail = true;
   await expectResp(h, encode.mapBlob(2, 0x6000n), Resp.ERR_UNSPEC); // the front-end said no
-  assert.deepEqual(h.device.state.mappings().map((m) => m.resourceId), [1], "a refused map leaves nothing behind");
+  assert.deepEqual(
+    h.device.state.mappings().map((m) => m.resourceId),
+    [1],
+    "a refused map leaves nothing behind",
+  );
   await expectResp(h, encode.mapBlob(2, 0x6000n), Resp.OK_MAP_INFO, 32);
   h.client.fail = true;
   await expectResp(h, encode.unmapBlob(2), Resp.ERR_UNSPEC);
@@ -310,7 +321,10 @@ test("unknown, 3D and capset commands, truncated requests → error responses", 
   await expectResp(h, encode.create2d(1, FORMAT_BGRX, 1, 1), Resp.OK_NODATA);
   await expectResp(h, encode.mapBlob(1, 0n).subarray(0, 32), U);
   await expectResp(h, encode.setScanoutBlob(0, 1, { rect: full(1, 1), width: 1, height: 1, format: FORMAT_BGRX, stride: 4 }).subarray(0, 95), U);
-  const attach = encode.attachBacking(1, [{ addr: 0x10000n, len: 4 }, { addr: 0x10010n, len: 4 }]);
+  const attach = encode.attachBacking(1, [
+    { addr: 0x10000n, len: 4 },
+    { addr: 0x10010n, len: 4 },
+  ]);
   await expectResp(h, attach.subarray(0, 48 + 8), U); // the second entry is cut
   const short = await h.control(new Uint8Array(10));
   assert.deepEqual(respHdr(short), { type: U, flags: 0, fenceId: 0n });

@@ -32,7 +32,13 @@ function parse(e: Uint8Array) {
 }
 
 test("EDID 1.4 base block: header, checksum, VHK, one detailed timing of the display at 60 Hz, monitor name", () => {
-  for (const [w, h] of [[640, 480], [1024, 768], [1920, 1080], [1, 1], [4095, 2160]] as const) {
+  for (const [w, h] of [
+    [640, 480],
+    [1024, 768],
+    [1920, 1080],
+    [1, 1],
+    [4095, 2160],
+  ] as const) {
     const e = makeEdid(w, h);
     assert.ok(e !== undefined && e.byteLength === 128);
     const p = parse(e);

@@ -21,10 +21,14 @@ test("GPU driver ↔ vhostkit-gpu on packed rings: the session completes, blob b
     await be.listening();
     const device = await guest.addDevice({ socketPath: be.socket, packedRing: true });
     assert.notEqual(device.info.features & VirtioFeature.RING_PACKED, 0n, "vhostkit-gpu offers RING_PACKED");
+    // biome-ignore lint/suspicious/noExplicitAny: the session summary, compared field by field
     const s = (await runGpuSession(guest, device, { screenshot: join(be.dir, "driver.png") })) as Record<string, any>;
     assert.notEqual((device.ackedFeatures ?? 0n) & VirtioFeature.RING_PACKED, 0n, "acknowledged");
     const queues = [device.queue(0), device.queue(1)];
-    assert.deepEqual(queues.map((q) => q.packed), [true, true]);
+    assert.deepEqual(
+      queues.map((q) => q.packed),
+      [true, true],
+    );
     const expected = queues.map((q) => q.vringBase);
     const bases = await device.stop();
     assert.deepEqual([bases.get(0), bases.get(1)], expected, "GET_VRING_BASE: the driver's avail and used positions");

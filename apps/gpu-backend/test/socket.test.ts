@@ -17,7 +17,9 @@ import { bgrxToRgba, drawScene } from "../../device/src/gpu/scene.js";
 import { runGpuSession } from "../../device/src/gpu/session.js";
 import { APP, GpuProcess, ensureBuilt } from "./helpers/gpu-process.js";
 
-test("GPU driver ↔ vhostkit-gpu over sockets: blob bytes round-trip through shmid 1, the back-end sees them, the PNG shows the scene", { timeout: 60_000 }, async () => {
+test("GPU driver ↔ vhostkit-gpu over sockets: blob bytes round-trip through shmid 1, the back-end sees them, the PNG shows the scene", {
+  timeout: 60_000,
+}, async () => {
   ensureBuilt();
   const be = new GpuProcess();
   const guest = new Guest();
@@ -25,8 +27,13 @@ test("GPU driver ↔ vhostkit-gpu over sockets: blob bytes round-trip through sh
     const ready = await be.listening();
     assert.deepEqual([ready["shmid"], ready["shmSize"]], [1, "0x4000000"]);
     const device = await guest.addDevice({ socketPath: be.socket });
-    assert.deepEqual(device.info.shmem.map((r) => [r.shmid, r.size]), [[1, 64n << 20n]], "GET_SHMEM_CONFIG reports shmid 1 of 64 MiB");
+    assert.deepEqual(
+      device.info.shmem.map((r) => [r.shmid, r.size]),
+      [[1, 64n << 20n]],
+      "GET_SHMEM_CONFIG reports shmid 1 of 64 MiB",
+    );
     const driverPng = join(be.dir, "driver.png");
+    // biome-ignore lint/suspicious/noExplicitAny: the session summary, compared field by field
     const s = (await runGpuSession(guest, device, { screenshot: driverPng })) as Record<string, any>;
     await device.close();
     assert.equal(s["errors"], 0);
@@ -53,14 +60,19 @@ test("GPU driver ↔ vhostkit-gpu over sockets: blob bytes round-trip through sh
   }
 });
 
-test("a bad driver over sockets gets error responses and the device keeps serving; a 1 MiB region refuses a map past its end", { timeout: 60_000 }, async () => {
+test("a bad driver over sockets gets error responses and the device keeps serving; a 1 MiB region refuses a map past its end", {
+  timeout: 60_000,
+}, async () => {
   ensureBuilt();
   const be = new GpuProcess(["--shm-size", "1M", "--width", "64", "--height", "32"]);
   const guest = new Guest();
   try {
     await be.listening();
     const device = await guest.addDevice({ socketPath: be.socket });
-    assert.deepEqual(device.info.shmem.map((r) => r.size), [1n << 20n]);
+    assert.deepEqual(
+      device.info.shmem.map((r) => r.size),
+      [1n << 20n],
+    );
     const gpu = await GpuDriver.attach(guest, device);
     const resp = async (req: Uint8Array, len = 64) => respHdr(await gpu.raw(req, len)).type;
     assert.equal(await resp(encode.createBlob(1, 0x2000n)), Resp.OK_NODATA);
@@ -70,7 +82,10 @@ test("a bad driver over sockets gets error responses and the device keeps servin
     assert.equal(await resp(encode.unref(9)), Resp.ERR_INVALID_RESOURCE_ID);
     assert.equal(await resp(new Uint8Array(7)), Resp.ERR_UNSPEC);
     assert.equal(await resp(encode.mapBlob(1, 0xfe000n), 32), Resp.OK_MAP_INFO, "the last two pages");
-    assert.deepEqual(device.sharedMemory?.mappings().map((m) => [m.shmOffset, m.len]), [[0xfe000n, 0x2000n]]);
+    assert.deepEqual(
+      device.sharedMemory?.mappings().map((m) => [m.shmOffset, m.len]),
+      [[0xfe000n, 0x2000n]],
+    );
     await gpu.writeRegion(0xfe000n, new Uint8Array([1, 2, 3]));
     assert.deepEqual([...(await gpu.readRegion(0xfe000n, 3))], [1, 2, 3]);
     assert.equal(await resp(encode.unmapBlob(1)), Resp.OK_NODATA);
@@ -90,9 +105,13 @@ for (const dialect of ["rust-vmm-0.16", "draft", "crosvm-legacy"] as const) {
     try {
       assert.equal((await be.listening())["dialect"], dialect);
       const device = await guest.addDevice({ socketPath: be.socket, dialect });
+      // biome-ignore lint/suspicious/noExplicitAny: the session summary, compared field by field
       const s = (await runGpuSession(guest, device, { mapOffset: 0x2000n })) as Record<string, any>;
       await device.close();
-      assert.deepEqual(s["shmem"].map((r: { shmid: number }) => r.shmid), [1]);
+      assert.deepEqual(
+        s["shmem"].map((r: { shmid: number }) => r.shmid),
+        [1],
+      );
       assert.equal(s["blob"].roundTrip.ok, true);
       assert.equal(s["mappings"].whileMapped.length, 1);
       assert.equal((await be.event((e) => e["cmd"] === "RESOURCE_UNMAP_BLOB"))["blobSha256"], s["blob"].sha256);
@@ -108,7 +127,10 @@ test("vhost-user-device probe --device-type gpu names the GPU feature bits and d
     await be.listening();
     // The vhost-user-device CLI is a Bun program: under Node it runs with the repository's own Bun.
     const bun = "bun" in process.versions ? process.execPath : join(APP, "..", "..", "node_modules", ".bin", "bun");
-    const r = spawnSync(bun, [join(APP, "..", "device", "src", "main.ts"), "probe", "--socket", be.socket, "--device-type", "gpu"], { encoding: "utf8", timeout: 60_000 });
+    const r = spawnSync(bun, [join(APP, "..", "device", "src", "main.ts"), "probe", "--socket", be.socket, "--device-type", "gpu"], {
+      encoding: "utf8",
+      timeout: 60_000,
+    });
     assert.equal(r.status, 0, r.stderr);
     for (const bit of ["0\\s+VIRGL", "3\\s+RESOURCE_BLOB", "4\\s+CONTEXT_INIT", "5\\s+BLOB_ALIGNMENT"]) assert.match(r.stdout, new RegExp(`\\b${bit}\\b`));
     assert.match(r.stdout, /virtio-gpu config/);

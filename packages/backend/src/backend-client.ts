@@ -3,7 +3,7 @@
  * sends" corner of the protocol-role grid (docs/architecture.md#protocol-roles).
  * @module
  */
-import { Endpoint, RequestChannel, type BorrowedMessage, type PayloadTail, type ReceivedMessage } from "@vhostkit/transport";
+import { type Endpoint, RequestChannel, type BorrowedMessage, type PayloadTail, type ReceivedMessage } from "@vhostkit/transport";
 import {
   BackendRequest,
   CrosvmMapFlag,
@@ -150,7 +150,8 @@ export class BackendClient implements BackendChannel {
 
   async #map(args: ShmemMapArgs, fd: number): Promise<void> {
     this.#checkShmem("BACKEND_SHMEM_MAP");
-    if (!this.#options.sendFd) throw new BackendError("NOT_NEGOTIATED", "backend_shmem_map: BACKEND_SEND_FD not negotiated, cannot pass the fd", { request: "BACKEND_SHMEM_MAP" });
+    if (!this.#options.sendFd)
+      throw new BackendError("NOT_NEGOTIATED", "backend_shmem_map: BACKEND_SEND_FD not negotiated, cannot pass the fd", { request: "BACKEND_SHMEM_MAP" });
     const fdOffset = args.fdOffset ?? 0n;
     if (this.#dialect.layout === "crosvm") {
       const flags = CrosvmMapFlag.MAP_R | (args.writable ? CrosvmMapFlag.MAP_W : 0);
@@ -182,7 +183,8 @@ export class BackendClient implements BackendChannel {
    */
   configChanged(): Promise<void> {
     return this.#serial(true, async () => {
-      if (!this.#options.config) throw new BackendError("NOT_NEGOTIATED", "backend_config_change_msg: CONFIG not negotiated", { request: "BACKEND_CONFIG_CHANGE_MSG" });
+      if (!this.#options.config)
+        throw new BackendError("NOT_NEGOTIATED", "backend_config_change_msg: CONFIG not negotiated", { request: "BACKEND_CONFIG_CHANGE_MSG" });
       await this.#acked("BACKEND_CONFIG_CHANGE_MSG", undefined, []);
     });
   }
@@ -215,7 +217,10 @@ export class BackendClient implements BackendChannel {
           // Not 16 + size bytes: a refusal (no data), short data, or malformed.
           const value = this.#decodeReply(name, reply.frame);
           if (value instanceof BackendError) return value;
-          return new BackendError("REJECTED", `backend_mem_read: front-end could not read 0x${dst.byteLength.toString(16)} bytes at 0x${gpa.toString(16)}`, { request: name, expected: dst.byteLength });
+          return new BackendError("REJECTED", `backend_mem_read: front-end could not read 0x${dst.byteLength.toString(16)} bytes at 0x${gpa.toString(16)}`, {
+            request: name,
+            expected: dst.byteLength,
+          });
         }
         // The data is already in dst; the head must echo the request.
         let echoed: { guestAddress: bigint; size: number };
@@ -225,7 +230,11 @@ export class BackendClient implements BackendChannel {
           return this.#malformed(name, err);
         }
         if (echoed.guestAddress !== gpa || echoed.size !== dst.byteLength) {
-          return new BackendError("PROTOCOL", `backend_mem_read: malformed reply: echoes 0x${echoed.size.toString(16)} bytes at 0x${echoed.guestAddress.toString(16)}, asked 0x${dst.byteLength.toString(16)} at 0x${gpa.toString(16)}`, { request: name, expected: dst.byteLength, actual: echoed.size });
+          return new BackendError(
+            "PROTOCOL",
+            `backend_mem_read: malformed reply: echoes 0x${echoed.size.toString(16)} bytes at 0x${echoed.guestAddress.toString(16)}, asked 0x${dst.byteLength.toString(16)} at 0x${gpa.toString(16)}`,
+            { request: name, expected: dst.byteLength, actual: echoed.size },
+          );
         }
         return undefined;
       }),
@@ -246,7 +255,11 @@ export class BackendClient implements BackendChannel {
         if (value instanceof BackendError) return value;
         const status = (value as bigint | undefined) ?? 1n;
         if (status === 0n) return undefined;
-        return new BackendError("REJECTED", `backend_mem_write: front-end refused 0x${data.byteLength.toString(16)} bytes at 0x${gpa.toString(16)} (status ${status})`, { request: name, actual: status });
+        return new BackendError(
+          "REJECTED",
+          `backend_mem_write: front-end refused 0x${data.byteLength.toString(16)} bytes at 0x${gpa.toString(16)} (status ${status})`,
+          { request: name, actual: status },
+        );
       }),
     );
   }
@@ -256,7 +269,14 @@ export class BackendClient implements BackendChannel {
    * (its end received into `tail` when given and of that length) is lent to `check`, which returns
    * the result or the error to throw.
    */
-  async #memAccess<T>(name: "BACKEND_MEM_READ" | "BACKEND_MEM_WRITE", gpa: bigint, size: number, data: Uint8Array | undefined, tail: PayloadTail | undefined, check: (reply: BorrowedMessage) => T | BackendError): Promise<T> {
+  async #memAccess<T>(
+    name: "BACKEND_MEM_READ" | "BACKEND_MEM_WRITE",
+    gpa: bigint,
+    size: number,
+    data: Uint8Array | undefined,
+    tail: PayloadTail | undefined,
+    check: (reply: BorrowedMessage) => T | BackendError,
+  ): Promise<T> {
     this.#checkMemRw(name, size);
     // One scratch head: requests are serial and send copies it before it first awaits.
     const head = encodeMemAccessHead(name, gpa, size, this.#head);
@@ -285,17 +305,24 @@ export class BackendClient implements BackendChannel {
   }
 
   #checkShmem(request: string): void {
-    if (!this.#options.shmem) throw new BackendError("NOT_NEGOTIATED", `${request.toLowerCase()}: SHMEM (${this.#dialect.name} dialect) not negotiated`, { request });
+    if (!this.#options.shmem)
+      throw new BackendError("NOT_NEGOTIATED", `${request.toLowerCase()}: SHMEM (${this.#dialect.name} dialect) not negotiated`, { request });
     if (!this.#options.isRunning()) {
-      throw new BackendError("NOT_RUNNING", `${request.toLowerCase()}: the device is not running (before DRIVER_OK or after GET_VRING_BASE); a front-end may crash on it`, { request });
+      throw new BackendError(
+        "NOT_RUNNING",
+        `${request.toLowerCase()}: the device is not running (before DRIVER_OK or after GET_VRING_BASE); a front-end may crash on it`,
+        { request },
+      );
     }
   }
 
   #checkMemRw(request: string, size: number): void {
     if (!this.#options.memRw) throw new BackendError("NOT_NEGOTIATED", `${request.toLowerCase()}: vhostkit MEM_RW not negotiated`, { request });
     // docs/shmem.md#extension-rules, rule 8: a suspended device sends nothing on the back-end channel.
-    if (!this.#options.isRunning()) throw new BackendError("NOT_RUNNING", `${request.toLowerCase()}: the device is not running (before DRIVER_OK or after GET_VRING_BASE)`, { request });
-    if (!Number.isInteger(size) || size < 1 || size > MEM_RW_MAX_DATA) throw new RangeError(`${request.toLowerCase()}: size ${size} not in 1..${MEM_RW_MAX_DATA}`);
+    if (!this.#options.isRunning())
+      throw new BackendError("NOT_RUNNING", `${request.toLowerCase()}: the device is not running (before DRIVER_OK or after GET_VRING_BASE)`, { request });
+    if (!Number.isInteger(size) || size < 1 || size > MEM_RW_MAX_DATA)
+      throw new RangeError(`${request.toLowerCase()}: size ${size} not in 1..${MEM_RW_MAX_DATA}`);
   }
 
   /**
@@ -318,7 +345,10 @@ export class BackendClient implements BackendChannel {
       const abandon = (): void =>
         reject(
           call.sent
-            ? new BackendError("ABANDONED", "the device stopped while this back-end request waited for its reply; the front-end may still apply it (its reply will be dropped)")
+            ? new BackendError(
+                "ABANDONED",
+                "the device stopped while this back-end request waited for its reply; the front-end may still apply it (its reply will be dropped)",
+              )
             : new BackendError("NOT_RUNNING", "the device stopped before this back-end request was sent"),
         );
       this.#abandonable.add(abandon);
@@ -399,10 +429,20 @@ export class BackendClient implements BackendChannel {
   }
 
   #malformed(name: BackendRequestName, err: unknown): BackendError {
-    return new BackendError("PROTOCOL", `${name.toLowerCase()}: malformed reply: ${err instanceof Error ? err.message : String(err)}`, { request: name }, { cause: err });
+    return new BackendError(
+      "PROTOCOL",
+      `${name.toLowerCase()}: malformed reply: ${err instanceof Error ? err.message : String(err)}`,
+      { request: name },
+      { cause: err },
+    );
   }
 
   #wrap(name: string, err: unknown): BackendError {
-    return new BackendError("DISCONNECTED", `${name.toLowerCase()}: back-end channel failed: ${err instanceof Error ? err.message : String(err)}`, { request: name }, { cause: err });
+    return new BackendError(
+      "DISCONNECTED",
+      `${name.toLowerCase()}: back-end channel failed: ${err instanceof Error ? err.message : String(err)}`,
+      { request: name },
+      { cause: err },
+    );
   }
 }

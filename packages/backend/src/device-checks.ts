@@ -23,12 +23,14 @@ export function checkDevice(d: DeviceBackend): readonly ShmemRegionSpec[] {
   // With ACCESS_PLATFORM ring and buffer addresses are IOVAs, translated through IOTLB_MSG, which
   // this framework does not implement (and MEM_READ/MEM_WRITE are defined on guest-physical
   // addresses only, docs/shmem.md#extension-rules, rule 1): offering it would mistranslate every address.
-  if ((d.features & VirtioFeature.ACCESS_PLATFORM) !== 0n) throw bad("VIRTIO_F_ACCESS_PLATFORM (bit 33) needs IOTLB support, which @vhostkit/backend does not have");
+  if ((d.features & VirtioFeature.ACCESS_PLATFORM) !== 0n)
+    throw bad("VIRTIO_F_ACCESS_PLATFORM (bit 33) needs IOTLB support, which @vhostkit/backend does not have");
   const seen = new Set<number>();
   const regions = [...(d.shmemRegions?.() ?? [])].map((r) => ({ shmid: r.shmid, size: r.size }));
   for (const r of regions) {
     if (!Number.isInteger(r.shmid) || r.shmid < 0 || r.shmid > 255 || seen.has(r.shmid)) throw bad(`shmid ${r.shmid} invalid or repeated`);
-    if (typeof r.size !== "bigint" || r.size <= 0n || r.size % PAGE !== 0n) throw bad(`shmid ${r.shmid}: size 0x${r.size.toString(16)} is not a non-zero page multiple`);
+    if (typeof r.size !== "bigint" || r.size <= 0n || r.size % PAGE !== 0n)
+      throw bad(`shmid ${r.shmid}: size 0x${r.size.toString(16)} is not a non-zero page multiple`);
     seen.add(r.shmid);
   }
   return regions;

@@ -55,7 +55,8 @@ export class DeviceLifecycle {
 
 /** The channel stand-in for a connection without SET_BACKEND_REQ_FD: every call fails with `NO_BACKEND_CHANNEL`. */
 export function noBackendChannel(): BackendChannel {
-  const fail = (request: string) => () => Promise.reject(new BackendError("NO_BACKEND_CHANNEL", `${request}: the front-end sent no SET_BACKEND_REQ_FD`, { request: request.toUpperCase() }));
+  const fail = (request: string) => () =>
+    Promise.reject(new BackendError("NO_BACKEND_CHANNEL", `${request}: the front-end sent no SET_BACKEND_REQ_FD`, { request: request.toUpperCase() }));
   return {
     canMap: false,
     shmemMap: fail("backend_shmem_map"),

@@ -5,7 +5,7 @@
  * semantics) and answers by the reply rules (`reply-policy.ts`).
  * @module
  */
-import { callHook, Endpoint, sendAck, sendReply, type ReceivedMessage } from "@vhostkit/transport";
+import { callHook, type Endpoint, sendAck, sendReply, type ReceivedMessage } from "@vhostkit/transport";
 import {
   HEADER_SIZE,
   ProtocolFeature,
@@ -126,7 +126,10 @@ export class Dispatcher {
         }
       }
     } catch (err) {
-      end = { kind: "dropped", error: err instanceof DropFrontend ? err.error : new BackendError("PROTOCOL", `dispatcher: ${String(err)}`, {}, { cause: err }) };
+      end = {
+        kind: "dropped",
+        error: err instanceof DropFrontend ? err.error : new BackendError("PROTOCOL", `dispatcher: ${String(err)}`, {}, { cause: err }),
+      };
     } finally {
       // The same device object serves the next connection: the session waits for its handlers to
       // return (they fail fast now that the channel and rings are gone) before it resets the device.
@@ -175,14 +178,22 @@ export class Dispatcher {
     // closed unused, not refused; the loop in run() closes it.
     const range = spec.name === "REM_MEM_REG" ? { min: 0, max: 1 } : expectedFdCount(spec.fds, decoded.value);
     if (msg.fds.length < range.min || msg.fds.length > range.max) {
-      await this.#refuse(msg, protocolError(spec.name, `${msg.fds.length} fds attached, expected ${range.min === range.max ? range.min : `${range.min}..${range.max}`}`, { expected: range.max, actual: msg.fds.length }));
+      await this.#refuse(
+        msg,
+        protocolError(spec.name, `${msg.fds.length} fds attached, expected ${range.min === range.max ? range.min : `${range.min}..${range.max}`}`, {
+          expected: range.max,
+          actual: msg.fds.length,
+        }),
+      );
       return;
     }
     let reply: unknown;
     try {
       reply = await this.#session.carryOut(decoded, msg.fds);
     } catch (err) {
-      const e = isVhostUserError(err) ? err : new BackendError("PROTOCOL", `${spec.name.toLowerCase()}: ${String(err)}`, { request: spec.name }, { cause: err });
+      const e = isVhostUserError(err)
+        ? err
+        : new BackendError("PROTOCOL", `${spec.name.toLowerCase()}: ${String(err)}`, { request: spec.name }, { cause: err });
       await this.#refuse(msg, e);
       return;
     }
@@ -217,7 +228,8 @@ export class Dispatcher {
     if (reply === "drop") throw new DropFrontend(error);
     this.#emit({ kind: "rejected", name: spec?.name ?? `UNKNOWN(${msg.request})`, error });
     if (reply === "empty-reply") await sendReply(this.#ep, msg.request, new Uint8Array(0));
-    else if (reply === "no-inflight-area") await sendReply(this.#ep, msg.request, encodeReply("frontend", "GET_INFLIGHT_FD", NO_INFLIGHT_AREA, this.#dialect).subarray(HEADER_SIZE));
+    else if (reply === "no-inflight-area")
+      await sendReply(this.#ep, msg.request, encodeReply("frontend", "GET_INFLIGHT_FD", NO_INFLIGHT_AREA, this.#dialect).subarray(HEADER_SIZE));
     else await sendAck(this.#ep, msg.request, 1n);
   }
 }

@@ -17,7 +17,16 @@ import { VhostUserError, isVhostUserError, type ErrorDetail } from "@vhostkit/wi
  *   for its reply (`BackendClient.abandon`): the front-end may or may not apply it, so treat the
  *   outcome as unknown (e.g. keep a mapped range reserved until an unmap or reset settles it).
  */
-export type BackendErrorCode = "NOT_RUNNING" | "NOT_NEGOTIATED" | "NO_BACKEND_CHANNEL" | "REJECTED" | "PROTOCOL" | "UNSUPPORTED" | "BAD_DEVICE" | "DISCONNECTED" | "ABANDONED";
+export type BackendErrorCode =
+  | "NOT_RUNNING"
+  | "NOT_NEGOTIATED"
+  | "NO_BACKEND_CHANNEL"
+  | "REJECTED"
+  | "PROTOCOL"
+  | "UNSUPPORTED"
+  | "BAD_DEVICE"
+  | "DISCONNECTED"
+  | "ABANDONED";
 
 /** Error raised by `@vhostkit/backend`; `detail.request` names the vhost-user request involved. */
 export class BackendError extends VhostUserError<BackendErrorCode> {

@@ -5,7 +5,21 @@
  * @module
  */
 import { OwnedFd } from "@vhostkit/transport";
-import { addSeals, describeErrno, fstatSize, getSeals, MAP, mmanErrno, mmapOrErrno, munmap, nativeView, pointerAt, PROT, SEAL, sealedMemfd } from "@vhostkit/transport/sys";
+import {
+  addSeals,
+  describeErrno,
+  fstatSize,
+  getSeals,
+  MAP,
+  mmanErrno,
+  mmapOrErrno,
+  munmap,
+  nativeView,
+  pointerAt,
+  PROT,
+  SEAL,
+  sealedMemfd,
+} from "@vhostkit/transport/sys";
 import { isValidQueueSize, SplitInflight, splitInflightQueueBytes } from "@vhostkit/virtqueue";
 import { MAX_VRING_SIZE, type InflightInfo } from "@vhostkit/wire";
 import { BackendError, protocolError } from "./errors.js";
@@ -19,8 +33,10 @@ const PAGE = 4096n;
  * @throws BackendError `PROTOCOL`.
  */
 function areaBytes(request: string, info: InflightInfo, queueCount: number): number {
-  if (info.numQueues < 1 || info.numQueues > queueCount) throw protocolError(request, `num_queues ${info.numQueues} not in 1..${queueCount}`, { expected: queueCount, actual: info.numQueues });
-  if (!isValidQueueSize(info.queueSize) || info.queueSize > MAX_VRING_SIZE) throw protocolError(request, `queue_size ${info.queueSize} is not a power of two <= ${MAX_VRING_SIZE}`, { actual: info.queueSize });
+  if (info.numQueues < 1 || info.numQueues > queueCount)
+    throw protocolError(request, `num_queues ${info.numQueues} not in 1..${queueCount}`, { expected: queueCount, actual: info.numQueues });
+  if (!isValidQueueSize(info.queueSize) || info.queueSize > MAX_VRING_SIZE)
+    throw protocolError(request, `queue_size ${info.queueSize} is not a power of two <= ${MAX_VRING_SIZE}`, { actual: info.queueSize });
   return info.numQueues * splitInflightQueueBytes(info.queueSize);
 }
 
@@ -57,7 +73,8 @@ export class InflightArea {
     if (raw < 0) throw new BackendError("UNSUPPORTED", `${request.toLowerCase()}: memfd of 0x${len.toString(16)} bytes: ${describeErrno(-raw)}`, { request });
     const fd = new OwnedFd(raw);
     try {
-      if (addSeals(fd.fd, SEAL.SEAL) !== 0) throw new BackendError("UNSUPPORTED", `${request.toLowerCase()}: sealing the inflight memfd: ${describeErrno(mmanErrno())}`, { request });
+      if (addSeals(fd.fd, SEAL.SEAL) !== 0)
+        throw new BackendError("UNSUPPORTED", `${request.toLowerCase()}: sealing the inflight memfd: ${describeErrno(mmanErrno())}`, { request });
       const area = InflightArea.#map(request, fd.fd, 0n, len, info);
       return { area, fd, reply: { mmapSize: BigInt(len), mmapOffset: 0n, numQueues: info.numQueues, queueSize: info.queueSize } };
     } catch (err) {
@@ -75,11 +92,20 @@ export class InflightArea {
    */
   static attach(request: string, info: InflightInfo, fd: OwnedFd, queueCount: number): InflightArea {
     const len = areaBytes(request, info, queueCount);
-    if (info.mmapSize < BigInt(len)) throw protocolError(request, `mmap_size 0x${info.mmapSize.toString(16)} < 0x${len.toString(16)} for ${info.numQueues} queues of ${info.queueSize}`, { expected: len, actual: info.mmapSize });
-    if (info.mmapOffset % PAGE !== 0n) throw protocolError(request, `mmap_offset 0x${info.mmapOffset.toString(16)} not page-aligned`, { offset: info.mmapOffset });
+    if (info.mmapSize < BigInt(len))
+      throw protocolError(request, `mmap_size 0x${info.mmapSize.toString(16)} < 0x${len.toString(16)} for ${info.numQueues} queues of ${info.queueSize}`, {
+        expected: len,
+        actual: info.mmapSize,
+      });
+    if (info.mmapOffset % PAGE !== 0n)
+      throw protocolError(request, `mmap_offset 0x${info.mmapOffset.toString(16)} not page-aligned`, { offset: info.mmapOffset });
     const st = fstatSize(fd.fd);
     if (st === undefined || !st.regular) throw protocolError(request, "the inflight fd is not a regular file");
-    if (st.size < info.mmapOffset + info.mmapSize) throw protocolError(request, `file of 0x${st.size.toString(16)} bytes, area ends at 0x${(info.mmapOffset + info.mmapSize).toString(16)}`, { expected: info.mmapOffset + info.mmapSize, actual: st.size });
+    if (st.size < info.mmapOffset + info.mmapSize)
+      throw protocolError(request, `file of 0x${st.size.toString(16)} bytes, area ends at 0x${(info.mmapOffset + info.mmapSize).toString(16)}`, {
+        expected: info.mmapOffset + info.mmapSize,
+        actual: st.size,
+      });
     const seals = getSeals(fd.fd);
     if (seals < 0 || (seals & SEAL.SHRINK) === 0) throw protocolError(request, "the inflight fd is not sealed against shrinking (F_SEAL_SHRINK)");
     return InflightArea.#map(request, fd.fd, info.mmapOffset, len, info);

@@ -6,7 +6,16 @@
  * @module
  */
 import type { GuestMemory } from "@vhostkit/regions";
-import { FRESH_PACKED_VRING_BASE, isValidPackedQueueSize, isValidQueueSize, isVirtqueueError, PackedQueue, toPackedVringBase, type DeviceQueueOptions, type RingAddresses } from "@vhostkit/virtqueue";
+import {
+  FRESH_PACKED_VRING_BASE,
+  isValidPackedQueueSize,
+  isValidQueueSize,
+  isVirtqueueError,
+  PackedQueue,
+  toPackedVringBase,
+  type DeviceQueueOptions,
+  type RingAddresses,
+} from "@vhostkit/virtqueue";
 import { decodeSplitVringBase, VirtioFeature } from "@vhostkit/wire";
 import { protocolError } from "./errors.js";
 
@@ -21,7 +30,11 @@ export function isPackedLayout(features: bigint | undefined): boolean {
  */
 export function checkRingSize(request: string, size: number, max: number, packed: boolean): void {
   if (packed ? !isValidPackedQueueSize(size) || size > max : !isValidQueueSize(size) || size > max) {
-    throw protocolError(request, packed ? `queue size ${size} is not in 1..${max} (packed ring)` : `queue size ${size} is not a power of two <= ${max} (split ring)`, { actual: size, expected: max });
+    throw protocolError(
+      request,
+      packed ? `queue size ${size} is not in 1..${max} (packed ring)` : `queue size ${size} is not a power of two <= ${max} (split ring)`,
+      { actual: size, expected: max },
+    );
   }
 }
 
@@ -32,7 +45,10 @@ export function checkRingSize(request: string, size: number, max: number, packed
  */
 export function checkRingAlignment(request: string, a: RingAddresses, packed: boolean): void {
   if (a.desc % 16n !== 0n || a.avail % (packed ? 4n : 2n) !== 0n || a.used % 4n !== 0n) {
-    throw protocolError(request, `misaligned ${packed ? "packed " : ""}ring: desc 0x${a.desc.toString(16)} avail 0x${a.avail.toString(16)} used 0x${a.used.toString(16)}`);
+    throw protocolError(
+      request,
+      `misaligned ${packed ? "packed " : ""}ring: desc 0x${a.desc.toString(16)} avail 0x${a.avail.toString(16)} used 0x${a.used.toString(16)}`,
+    );
   }
 }
 

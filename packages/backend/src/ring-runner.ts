@@ -19,7 +19,15 @@
  */
 import { isRegionError, type GuestMemory, type MemoryTable } from "@vhostkit/regions";
 import type { EventFd } from "@vhostkit/transport";
-import { isVirtqueueError, SplitQueue, type DeviceQueue, type DirtyLogger, type RingAddresses, type SplitInflight, type VirtqueueError } from "@vhostkit/virtqueue";
+import {
+  isVirtqueueError,
+  SplitQueue,
+  type DeviceQueue,
+  type DirtyLogger,
+  type RingAddresses,
+  type SplitInflight,
+  type VirtqueueError,
+} from "@vhostkit/virtqueue";
 import { isVhostUserError, MAX_VRING_SIZE, VirtioFeature, VRING_F_LOG } from "@vhostkit/wire";
 import type { DeviceBackend, QueueContext } from "./device-backend.js";
 import { BackendError, protocolError } from "./errors.js";
@@ -152,7 +160,8 @@ export class RingRunner {
 
   #vring(request: string, index: number): Vring {
     const v = this.#vrings[index];
-    if (v === undefined) throw protocolError(request, `vring ${index} out of range (${this.#vrings.length} queues)`, { actual: index, expected: this.#vrings.length });
+    if (v === undefined)
+      throw protocolError(request, `vring ${index} out of range (${this.#vrings.length} queues)`, { actual: index, expected: this.#vrings.length });
     return v;
   }
 
@@ -180,9 +189,12 @@ export class RingRunner {
    * logged at `logAddr` (split rings only: `UNSUPPORTED` on a packed one).
    */
   setAddresses(request: string, index: number, addresses: RingAddresses, flags: number, logAddr = 0n): void {
-    const v = this.#vring(request, index), a = v.addresses;
-    if (v.started && (a === undefined || a.desc !== addresses.desc || a.avail !== addresses.avail || a.used !== addresses.used)) throw protocolError(request, `vring ${v.index} is started`);
-    if ((flags & VRING_F_LOG) !== 0 && this.#packed) throw new BackendError("UNSUPPORTED", `${request.toLowerCase()}: VHOST_VRING_F_LOG on a packed ring`, { request });
+    const v = this.#vring(request, index),
+      a = v.addresses;
+    if (v.started && (a === undefined || a.desc !== addresses.desc || a.avail !== addresses.avail || a.used !== addresses.used))
+      throw protocolError(request, `vring ${v.index} is started`);
+    if ((flags & VRING_F_LOG) !== 0 && this.#packed)
+      throw new BackendError("UNSUPPORTED", `${request.toLowerCase()}: VHOST_VRING_F_LOG on a packed ring`, { request });
     checkRingAlignment(request, addresses, this.#packed);
     v.addresses = addresses;
     v.logAddr = (flags & VRING_F_LOG) !== 0 ? logAddr : undefined;
@@ -369,17 +381,19 @@ export class RingRunner {
     checkRingSize(request, v.size, v.size, packed); // SET_FEATURES may have changed the layout since
     const base = v.base === undefined ? freshRingBase(packed) : ringBase(request, v.base, v.size, packed);
     const inflight = packed ? undefined : this.#options.inflight?.(v.index);
-    const queue: DeviceQueue = packed ? this.#packedQueue(request, v, v.addresses, features) : new SplitQueue({
-      ...(inflight === undefined ? {} : { inflight }),
-      size: v.size,
-      memory: this.#memory,
-      addresses: v.addresses,
-      addressSpace: "user",
-      eventIdx: (features & VirtioFeature.EVENT_IDX) !== 0n,
-      indirect: (features & VirtioFeature.INDIRECT_DESC) !== 0n,
-      maxIndirectLength: v.size,
-      onBroken: (error) => this.#queueBroken(v, error),
-    });
+    const queue: DeviceQueue = packed
+      ? this.#packedQueue(request, v, v.addresses, features)
+      : new SplitQueue({
+          ...(inflight === undefined ? {} : { inflight }),
+          size: v.size,
+          memory: this.#memory,
+          addresses: v.addresses,
+          addressSpace: "user",
+          eventIdx: (features & VirtioFeature.EVENT_IDX) !== 0n,
+          indirect: (features & VirtioFeature.INDIRECT_DESC) !== 0n,
+          maxIndirectLength: v.size,
+          onBroken: (error) => this.#queueBroken(v, error),
+        });
     queue.start(base);
     queue.dirtyLog = this.#log;
     v.queue = queue;
@@ -396,7 +410,16 @@ export class RingRunner {
   #packedQueue(request: string, v: Vring, addresses: RingAddresses, features: bigint): DeviceQueue {
     const flag = (f: bigint): boolean => (features & f) !== 0n;
     const onBroken = (error: VirtqueueError): void => this.#queueBroken(v, error);
-    return packedQueue(request, v.index, { size: v.size, memory: this.#memory, addresses, addressSpace: "user", eventIdx: flag(VirtioFeature.EVENT_IDX), indirect: flag(VirtioFeature.INDIRECT_DESC), maxIndirectLength: v.size, onBroken });
+    return packedQueue(request, v.index, {
+      size: v.size,
+      memory: this.#memory,
+      addresses,
+      addressSpace: "user",
+      eventIdx: flag(VirtioFeature.EVENT_IDX),
+      indirect: flag(VirtioFeature.INDIRECT_DESC),
+      maxIndirectLength: v.size,
+      onBroken,
+    });
   }
 
   /** Stops `v`: keeps where it stopped as its base (GET_VRING_BASE's `num`) and drops the eventfds. */

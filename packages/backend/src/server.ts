@@ -47,7 +47,10 @@ export interface BackendServer {
  */
 export function serve(path: string, device: DeviceBackend, options: ServeOptions = {}): BackendServer {
   checkDevice(device); // before listening: a device no connection could be served with
-  const listenOptions: ListenOptions = { ...(options.mode === undefined ? {} : { mode: options.mode }), ...(options.reactor === undefined ? {} : { reactor: options.reactor }) };
+  const listenOptions: ListenOptions = {
+    ...(options.mode === undefined ? {} : { mode: options.mode }),
+    ...(options.reactor === undefined ? {} : { reactor: options.reactor }),
+  };
   const listener: Listener = listen(path, listenOptions);
   let current: Dispatcher | undefined;
   let closed = false;

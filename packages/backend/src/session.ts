@@ -35,7 +35,13 @@ import { RingRunner } from "./ring-runner.js";
  * EVENT_IDX, INDIRECT_DESC, RING_PACKED (unless the device sets `packedRing: false`) and LOG_ALL
  * (unless the dispatcher option `dirtyLog` is `false`).
  */
-export const FRAMEWORK_FEATURES = VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES | VirtioFeature.EVENT_IDX | VirtioFeature.INDIRECT_DESC | VirtioFeature.RING_PACKED | VirtioFeature.LOG_ALL;
+export const FRAMEWORK_FEATURES =
+  VirtioFeature.VERSION_1 |
+  VirtioFeature.PROTOCOL_FEATURES |
+  VirtioFeature.EVENT_IDX |
+  VirtioFeature.INDIRECT_DESC |
+  VirtioFeature.RING_PACKED |
+  VirtioFeature.LOG_ALL;
 
 /** Protocol features the framework offers (LOG_SHMFD unless the dispatcher option `dirtyLog` is `false`). */
 export const FRAMEWORK_PROTOCOL_FEATURES =
@@ -92,7 +98,10 @@ export class Session {
     this.#device = device;
     this.#options = options;
     this.#dialect = options.dialect ?? UPSTREAM;
-    this.#memory = new MemoryTable({ ...(options.maxMemSlots === undefined ? {} : { maxSlots: options.maxMemSlots }), requireSealedFds: options.requireSealedMemory ?? false });
+    this.#memory = new MemoryTable({
+      ...(options.maxMemSlots === undefined ? {} : { maxSlots: options.maxMemSlots }),
+      requireSealedFds: options.requireSealedMemory ?? false,
+    });
     this.#lifecycle = new DeviceLifecycle(device, report);
     this.#rings = new RingRunner({
       device,
@@ -104,8 +113,10 @@ export class Session {
       onInflight: (index, resubmitted) => report({ kind: "inflight", index, resubmitted }),
     });
     const logging = options.dirtyLog !== false;
-    this.#features = (device.features | FRAMEWORK_FEATURES) & ~(device.packedRing === false ? VirtioFeature.RING_PACKED : 0n) & ~(logging ? 0n : VirtioFeature.LOG_ALL);
-    this.#memRwMask = options.memRw === undefined || options.memRw === false ? 0n : vhostkitMemRwFeature(options.memRw === true ? undefined : options.memRw.bit);
+    this.#features =
+      (device.features | FRAMEWORK_FEATURES) & ~(device.packedRing === false ? VirtioFeature.RING_PACKED : 0n) & ~(logging ? 0n : VirtioFeature.LOG_ALL);
+    this.#memRwMask =
+      options.memRw === undefined || options.memRw === false ? 0n : vhostkitMemRwFeature(options.memRw === true ? undefined : options.memRw.bit);
     this.#protocolFeatures =
       (FRAMEWORK_PROTOCOL_FEATURES & ~(logging ? 0n : ProtocolFeature.LOG_SHMFD)) |
       (device.getConfig ? ProtocolFeature.CONFIG : 0n) |
@@ -208,7 +219,8 @@ export class Session {
         return this.#protocolFeatures;
       case "SET_PROTOCOL_FEATURES": {
         const extra = m.value & ~this.#protocolFeatures;
-        if (extra !== 0n) throw protocolError(m.name, `protocol features 0x${extra.toString(16)} were not offered`, { actual: m.value, expected: this.#protocolFeatures });
+        if (extra !== 0n)
+          throw protocolError(m.name, `protocol features 0x${extra.toString(16)} were not offered`, { actual: m.value, expected: this.#protocolFeatures });
         this.#ackedProtocol = m.value;
         return undefined;
       }
@@ -239,7 +251,13 @@ export class Session {
         this.#rings.setSize(m.name, m.value.index, m.value.num);
         return undefined;
       case "SET_VRING_ADDR":
-        this.#rings.setAddresses(m.name, m.value.index, { desc: m.value.descAddr, avail: m.value.availAddr, used: m.value.usedAddr }, m.value.flags, m.value.logAddr);
+        this.#rings.setAddresses(
+          m.name,
+          m.value.index,
+          { desc: m.value.descAddr, avail: m.value.availAddr, used: m.value.usedAddr },
+          m.value.flags,
+          m.value.logAddr,
+        );
         return undefined;
       case "SET_VRING_BASE":
         this.#rings.setBase(m.name, m.value.index, m.value.num);
@@ -280,7 +298,8 @@ export class Session {
         const get = this.#device.getConfig;
         if (!get) throw new BackendError("UNSUPPORTED", "get_config: the device has no config space", { request: m.name });
         const data = get.call(this.#device, m.value.offset, m.value.data.byteLength);
-        if (data.byteLength !== m.value.data.byteLength) throw protocolError(m.name, `device returned 0x${data.byteLength.toString(16)} bytes for 0x${m.value.data.byteLength.toString(16)}`);
+        if (data.byteLength !== m.value.data.byteLength)
+          throw protocolError(m.name, `device returned 0x${data.byteLength.toString(16)} bytes for 0x${m.value.data.byteLength.toString(16)}`);
         return { offset: m.value.offset, flags: m.value.flags, data };
       }
       case "SET_CONFIG": {
@@ -398,7 +417,11 @@ export class Session {
     // docs/shmem.md#extension-rules, rule 6: only MEM_READ/MEM_WRITE replies may pass the usual payload cap, and
     // only once the gate is negotiated.
     const memRw = this.#memRwMask !== 0n && this.negotiated(this.#memRwMask);
-    const ep = new Endpoint(new OwnedFd(fd.transfer()), { ...(memRw ? { maxPayload: MEM_RW_MAX_PAYLOAD } : {}), fdsAllowed: () => 1, ...(this.#options.reactor === undefined ? {} : { reactor: this.#options.reactor }) });
+    const ep = new Endpoint(new OwnedFd(fd.transfer()), {
+      ...(memRw ? { maxPayload: MEM_RW_MAX_PAYLOAD } : {}),
+      fdsAllowed: () => 1,
+      ...(this.#options.reactor === undefined ? {} : { reactor: this.#options.reactor }),
+    });
     this.#client?.close();
     this.#client = new BackendClient(ep, {
       dialect: this.#dialect,
@@ -415,7 +438,11 @@ export class Session {
   }
 
   /** A region of SET_MEM_TABLE or ADD_MEM_REG (`request`, named in errors) with its fd. */
-  #regionWithFd(request: string, r: MemoryRegion, fd: OwnedFd | undefined): { guestPhysAddr: bigint; memorySize: bigint; userspaceAddr: bigint; mmapOffset: bigint; fd: OwnedFd } {
+  #regionWithFd(
+    request: string,
+    r: MemoryRegion,
+    fd: OwnedFd | undefined,
+  ): { guestPhysAddr: bigint; memorySize: bigint; userspaceAddr: bigint; mmapOffset: bigint; fd: OwnedFd } {
     if (fd === undefined) throw protocolError(request, "region without an fd");
     if (r.mmapOffset % PAGE !== 0n) throw protocolError(request, `mmap_offset 0x${r.mmapOffset.toString(16)} not page-aligned`);
     return { guestPhysAddr: r.guestPhysAddr, memorySize: r.memorySize, userspaceAddr: r.userAddr, mmapOffset: r.mmapOffset, fd };

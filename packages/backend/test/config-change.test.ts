@@ -52,7 +52,10 @@ test("SHMEM_MAP needs BACKEND_SEND_FD to carry its fd: NOT_NEGOTIATED without it
   const client = new BackendClient(new Endpoint(mine), { replyAck: true, shmem: true, sendFd: false, config: false, memRw: false, isRunning: () => true });
   const blob = EventFd.create(); // any fd: it must not leave this process
   try {
-    await assert.rejects(client.shmemMap({ shmid: 1, shmOffset: 0n, len: 4096n, writable: true }, blob.fd), (e: unknown) => e instanceof BackendError && e.code === "NOT_NEGOTIATED" && /BACKEND_SEND_FD/.test(e.message));
+    await assert.rejects(
+      client.shmemMap({ shmid: 1, shmOffset: 0n, len: 4096n, writable: true }, blob.fd),
+      (e: unknown) => e instanceof BackendError && e.code === "NOT_NEGOTIATED" && /BACKEND_SEND_FD/.test(e.message),
+    );
     blob.signal(); // still open: the caller's fd was not consumed
     assert.equal(blob.poll(), 1n);
     // The channel carried nothing: the next message the front-end reads is this UNMAP.

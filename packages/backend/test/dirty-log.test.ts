@@ -72,7 +72,10 @@ test("DirtyLog: a log at an unaligned offset; a zero or huge size, a file too sh
     assert.deepEqual([...b], [0, 1]);
     assert.throws(() => DirtyLog.map("SET_LOG_BASE", { mmapSize: 0n, mmapOffset: 0n }, borrowed(f.fd)), refused("PROTOCOL", /mmap_size 0x0 not in/));
     assert.throws(() => DirtyLog.map("SET_LOG_BASE", { mmapSize: 1n << 40n, mmapOffset: 0n }, borrowed(f.fd)), refused("PROTOCOL", /mmap_size/));
-    assert.throws(() => DirtyLog.map("SET_LOG_BASE", { mmapSize: 8192n, mmapOffset: 4096n }, borrowed(f.fd)), refused("PROTOCOL", /file of 0x2000 bytes, log ends at 0x3000/));
+    assert.throws(
+      () => DirtyLog.map("SET_LOG_BASE", { mmapSize: 8192n, mmapOffset: 4096n }, borrowed(f.fd)),
+      refused("PROTOCOL", /file of 0x2000 bytes, log ends at 0x3000/),
+    );
     const e = EventFd.create();
     try {
       assert.throws(() => DirtyLog.map("SET_LOG_BASE", { mmapSize: 8n, mmapOffset: 0n }, borrowed(e.fd)), refused("PROTOCOL", /not a regular file/));
@@ -119,7 +122,10 @@ test("ring runner: with a log, chain writes are marked by guest-physical address
     assert.equal(await fourth(), "ffo");
     assert.deepEqual(f.pages(), [0x11, 0x30, 0x70]);
     // A started ring keeps its addresses: changing them is refused.
-    assert.throws(() => r.runner.setAddresses("SET_VRING_ADDR", 0, { desc: u(0x2000n), avail: u(0x1200n), used: u(0x1400n) }, 0), refused("PROTOCOL", /vring 0 is started/));
+    assert.throws(
+      () => r.runner.setAddresses("SET_VRING_ADDR", 0, { desc: u(0x2000n), avail: u(0x1200n), used: u(0x1400n) }, 0),
+      refused("PROTOCOL", /vring 0 is started/),
+    );
   } finally {
     await r.dispose();
     log.dispose();
@@ -130,7 +136,10 @@ test("ring runner: with a log, chain writes are marked by guest-physical address
 test("ring runner: VHOST_VRING_F_LOG on a packed ring is refused (UNSUPPORTED)", async () => {
   const r = rig({ packed: true });
   try {
-    assert.throws(() => r.runner.setAddresses("SET_VRING_ADDR", 1, { desc: 0x10000n, avail: 0x10200n, used: 0x10400n }, VRING_F_LOG, 0x10400n), refused("UNSUPPORTED", /packed ring/));
+    assert.throws(
+      () => r.runner.setAddresses("SET_VRING_ADDR", 1, { desc: 0x10000n, avail: 0x10200n, used: 0x10400n }, VRING_F_LOG, 0x10400n),
+      refused("UNSUPPORTED", /packed ring/),
+    );
   } finally {
     await r.dispose();
   }
@@ -188,7 +197,10 @@ test("socket: LOG_ALL and LOG_SHMFD offered; SET_LOG_BASE answered and its fd ma
     await fe.send("SET_LOG_BASE", { mmapSize: 4096n, mmapOffset: 0n }, { fds: [f.fd] });
     await done;
     const dropped = events.find((e) => e.kind === "dropped");
-    assert.ok(dropped?.kind === "dropped" && /file of 0x20 bytes, log ends at 0x1000/.test(dropped.error.message), dropped?.kind === "dropped" ? dropped.error.message : "not dropped");
+    assert.ok(
+      dropped?.kind === "dropped" && /file of 0x20 bytes, log ends at 0x1000/.test(dropped.error.message),
+      dropped?.kind === "dropped" ? dropped.error.message : "not dropped",
+    );
   } finally {
     fe.close();
     await done;

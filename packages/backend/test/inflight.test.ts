@@ -69,7 +69,10 @@ async function startRing(fe: ScriptedFrontend, ram: GuestRam, base: number, size
   const u = (a: bigint) => ram.userAddressOf(guestAddress(a));
   assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: size }), 0n);
   assert.equal(await fe.ack("SET_VRING_BASE", { index: 0, num: base }), 0n);
-  assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: u(RINGS.desc), usedAddr: u(RINGS.used), availAddr: u(RINGS.avail), logAddr: 0n }), 0n);
+  assert.equal(
+    await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: u(RINGS.desc), usedAddr: u(RINGS.used), availAddr: u(RINGS.avail), logAddr: 0n }),
+    0n,
+  );
   const call = EventFd.create();
   const kick = EventFd.create();
   assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: false }, [call.fd]), 0n);
@@ -157,7 +160,10 @@ test("a restarted back-end serves the chains left in flight first, in the order 
 
 test("hostile inflight descriptions are refused with typed errors and the connection stays", async () => {
   const events: BackendEvent[] = [];
-  const { fe, done } = served(device(() => true, []), events);
+  const { fe, done } = served(
+    device(() => true, []),
+    events,
+  );
   const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
   const fds: number[] = [];
   try {
@@ -168,7 +174,12 @@ test("hostile inflight descriptions are refused with typed errors and the connec
     assert.equal(r.msg.fds.length, 0);
     const good = await setUp(fe, ram);
     fds.push(good.fd);
-    for (const bad of [{ numQueues: 0, queueSize: 16 }, { numQueues: 3, queueSize: 16 }, { numQueues: 1, queueSize: 24 }, { numQueues: 1, queueSize: 65536 & 0xffff }]) {
+    for (const bad of [
+      { numQueues: 0, queueSize: 16 },
+      { numQueues: 3, queueSize: 16 },
+      { numQueues: 1, queueSize: 24 },
+      { numQueues: 1, queueSize: 65536 & 0xffff },
+    ]) {
       await fe.send("GET_INFLIGHT_FD", { mmapSize: 0n, mmapOffset: 0n, ...bad });
       r = await fe.reply("GET_INFLIGHT_FD");
       assert.equal((r.value as InflightInfo).mmapSize, 0n, JSON.stringify(bad));
@@ -193,7 +204,10 @@ test("hostile inflight descriptions are refused with typed errors and the connec
     // A ring larger than the area's queues cannot be tracked: its start is refused.
     assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: 32 }), 0n);
     const u = (a: bigint) => ram.userAddressOf(guestAddress(a));
-    assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: u(RINGS.desc), usedAddr: u(0x2000n), availAddr: u(RINGS.avail), logAddr: 0n }), 0n);
+    assert.equal(
+      await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: u(RINGS.desc), usedAddr: u(0x2000n), availAddr: u(RINGS.avail), logAddr: 0n }),
+      0n,
+    );
     const kick = EventFd.create();
     assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick.fd]), 1n);
     kick.close();
@@ -204,7 +218,10 @@ test("hostile inflight descriptions are refused with typed errors and the connec
     ring.kick.close();
     const rejected = events.filter((e): e is Extract<BackendEvent, { kind: "rejected" }> => e.kind === "rejected");
     assert.ok(rejected.length >= 12, String(rejected.length));
-    assert.ok(rejected.every((e) => typeof e.error.code === "string" && /^[A-Z_]+$/.test(e.error.code)), rejected.map((e) => e.error.code).join());
+    assert.ok(
+      rejected.every((e) => typeof e.error.code === "string" && /^[A-Z_]+$/.test(e.error.code)),
+      rejected.map((e) => e.error.code).join(),
+    );
     assert.ok(!events.some((e) => e.kind === "dropped"));
   } finally {
     fe.close();

@@ -18,7 +18,14 @@ type Answer = (gpa: bigint, size: number) => Uint8Array[];
 async function withClient(answers: Answer[], body: (client: BackendClient) => Promise<void>): Promise<void> {
   const [mine, theirs] = socketPair();
   const fe = new Endpoint(theirs, { maxPayload: MEM_RW_MAX_PAYLOAD });
-  const client = new BackendClient(new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD }), { replyAck: true, shmem: false, sendFd: false, config: false, memRw: true, isRunning: () => true });
+  const client = new BackendClient(new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD }), {
+    replyAck: true,
+    shmem: false,
+    sendFd: false,
+    config: false,
+    memRw: true,
+    isRunning: () => true,
+  });
   const served = (async () => {
     for (const answer of answers) {
       const m = await fe.recv();
@@ -60,29 +67,48 @@ test("MEM_READ: data straight into dst; refusals and malformed replies are typed
     const code = (e: unknown) => (e instanceof BackendError ? e.code : String(e));
     dst.fill(0);
     await assert.rejects(client.memReadInto(ga, dst), (e: unknown) => code(e) === "REJECTED");
-    assert.ok(dst.every((x) => x === 0), "a refusal leaves dst untouched");
+    assert.ok(
+      dst.every((x) => x === 0),
+      "a refusal leaves dst untouched",
+    );
     await assert.rejects(client.memReadInto(ga, dst), (e: unknown) => code(e) === "REJECTED");
-    assert.ok(dst.every((x) => x === 0), "a short reply leaves dst untouched");
+    assert.ok(
+      dst.every((x) => x === 0),
+      "a short reply leaves dst untouched",
+    );
     await assert.rejects(client.memReadInto(ga, dst), (e: unknown) => code(e) === "PROTOCOL" && /echoes/.test((e as Error).message));
     await assert.rejects(client.memReadInto(ga, dst), (e: unknown) => code(e) === "PROTOCOL");
     const part = new Uint8Array(70000).subarray(100, 100 + 65536);
     await client.memReadInto(ga, part);
-    assert.ok(part.every((x) => x === 0x55), "the channel survived every bad reply");
+    assert.ok(
+      part.every((x) => x === 0x55),
+      "the channel survived every bad reply",
+    );
   });
 });
 
 test("MEM_READ of a few bytes (a tail shorter than a page) is received into a new buffer", async () => {
-  await withClient([(gpa, size) => [encodeMemAccessHead("BACKEND_MEM_READ", gpa, size), Uint8Array.from({ length: size }, (_, i) => i + 1)]], async (client) => {
-    const got = await client.memRead(0x1000n, 3);
-    assert.deepEqual([...got], [1, 2, 3]);
-  });
+  await withClient(
+    [(gpa, size) => [encodeMemAccessHead("BACKEND_MEM_READ", gpa, size), Uint8Array.from({ length: size }, (_, i) => i + 1)]],
+    async (client) => {
+      const got = await client.memRead(0x1000n, 3);
+      assert.deepEqual([...got], [1, 2, 3]);
+    },
+  );
 });
 
 test("MEM_READ / MEM_WRITE while the device is not running are NOT_RUNNING and send nothing", async () => {
   const [mine, theirs] = socketPair();
   const fe = new Endpoint(theirs, { maxPayload: MEM_RW_MAX_PAYLOAD });
   let running = false;
-  const client = new BackendClient(new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD }), { replyAck: true, shmem: false, sendFd: false, config: false, memRw: true, isRunning: () => running });
+  const client = new BackendClient(new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD }), {
+    replyAck: true,
+    shmem: false,
+    sendFd: false,
+    config: false,
+    memRw: true,
+    isRunning: () => running,
+  });
   try {
     const code = (e: unknown) => (e instanceof BackendError ? e.code : String(e));
     await assert.rejects(client.memReadInto(0x1000n, new Uint8Array(8)), (e: unknown) => code(e) === "NOT_RUNNING");
@@ -103,7 +129,15 @@ test("MEM_READ / MEM_WRITE while the device is not running are NOT_RUNNING and s
 test("through FallbackMemory, a front-end that never answers is REMOTE_FAILED with the TIMEOUT kept as cause", async () => {
   const [mine, theirs] = socketPair();
   const fe = new Endpoint(theirs, { maxPayload: MEM_RW_MAX_PAYLOAD });
-  const client = new BackendClient(new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD }), { replyAck: true, shmem: false, sendFd: false, config: false, memRw: true, isRunning: () => true, timeoutMs: 50 });
+  const client = new BackendClient(new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD }), {
+    replyAck: true,
+    shmem: false,
+    sendFd: false,
+    config: false,
+    memRw: true,
+    isRunning: () => true,
+    timeoutMs: 50,
+  });
   const table = new MemoryTable();
   try {
     const memory = new FallbackMemory(table, client);

@@ -25,7 +25,13 @@ test("a buffer outside the device's memory table is read and written through MEM
     await fe.get("GET_FEATURES");
     const offered = (await fe.get("GET_PROTOCOL_FEATURES")) as bigint;
     assert.equal(offered & VHOSTKIT_MEM_RW, VHOSTKIT_MEM_RW, "offered at bit 63 when enabled");
-    assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.CONFIGURE_MEM_SLOTS | ProtocolFeature.CONFIG | VHOSTKIT_MEM_RW), 0n);
+    assert.equal(
+      await fe.ack(
+        "SET_PROTOCOL_FEATURES",
+        ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.CONFIGURE_MEM_SLOTS | ProtocolFeature.CONFIG | VHOSTKIT_MEM_RW,
+      ),
+      0n,
+    );
     const channel = await backendChannel(fe, { maxPayload: MEM_RW_MAX_PAYLOAD });
     assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES), 0n);
     const block = ram.memoryTable()[0];

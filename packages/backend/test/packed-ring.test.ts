@@ -17,7 +17,9 @@ import { ScriptedFrontend } from "./helpers/scripted-frontend.js";
 /** The packed base `num` of avail and used position `offset` with wrap counter `wrap` (nothing in flight). */
 const settled = (offset: number, wrap: 0 | 1): number => ((offset | (wrap << 15)) * 0x1_0001) >>> 0;
 
-test("packed: a queue of 6 (not a power of two) serves chains across the ring's end; GET_VRING_BASE gives both positions and wrap counters; a restart there continues", { timeout: 10000 }, async () => {
+test("packed: a queue of 6 (not a power of two) serves chains across the ring's end; GET_VRING_BASE gives both positions and wrap counters; a restart there continues", {
+  timeout: 10000,
+}, async () => {
   const r = rig({ packed: true });
   try {
     const { driver, call, kick } = r.start(0, 6);
@@ -25,7 +27,10 @@ test("packed: a queue of 6 (not a power of two) serves chains across the ring's 
     for (let i = 0; i < 2; i++) first.push(await r.request(driver, i, `ab${i}`)); // 2 descriptors each
     kick.signal();
     await call.wait();
-    assert.deepEqual(driver.collectUsed().map((u) => u.len), [3, 3]);
+    assert.deepEqual(
+      driver.collectUsed().map((u) => u.len),
+      [3, 3],
+    );
     assert.deepEqual(await Promise.all(first.map((f) => f())), ["0ba", "1ba"]);
     await r.runner.quiesce();
     const base = await r.runner.stop("GET_VRING_BASE", 0);
@@ -55,13 +60,18 @@ test("packed: a queue of 6 (not a power of two) serves chains across the ring's 
   }
 });
 
-test("packed: set-up checks follow the layout — any size from 1, a 4-byte aligned driver area, a base that fits the size; a ring set up packed does not start split", { timeout: 10000 }, async () => {
+test("packed: set-up checks follow the layout — any size from 1, a 4-byte aligned driver area, a base that fits the size; a ring set up packed does not start split", {
+  timeout: 10000,
+}, async () => {
   const r = rig({ packed: true });
   try {
     r.runner.setSize("SET_VRING_NUM", 0, 12);
     assert.throws(() => r.runner.setSize("SET_VRING_NUM", 0, 0), refused("PROTOCOL", /queue size 0 is not in 1\.\.64 \(packed ring\)/));
     assert.throws(() => r.runner.setSize("SET_VRING_NUM", 0, 65), refused("PROTOCOL", /queue size 65/));
-    assert.throws(() => r.runner.setAddresses("SET_VRING_ADDR", 0, { desc: 0x1000n, avail: 0x1202n, used: 0x1400n }, 0), refused("PROTOCOL", /misaligned packed ring: desc 0x1000 avail 0x1202/));
+    assert.throws(
+      () => r.runner.setAddresses("SET_VRING_ADDR", 0, { desc: 0x1000n, avail: 0x1202n, used: 0x1400n }, 0),
+      refused("PROTOCOL", /misaligned packed ring: desc 0x1000 avail 0x1202/),
+    );
     r.runner.setAddresses("SET_VRING_ADDR", 0, { desc: 0x1000n, avail: 0x1204n, used: 0x1400n }, 0);
     // Offsets must be below the size; the used position may not be ahead of the avail one.
     assert.throws(() => r.runner.setBase("SET_VRING_BASE", 0, 12), refused("PROTOCOL", /packed vring base 0xc: .*not below queue size 12/));
@@ -100,7 +110,10 @@ test("packed: a ring that never ran reports and starts at the fresh packed base,
 const device: DeviceBackend = { features: 1n << 5n, queueCount: 1, maxQueueSize: 64, processQueue() {} };
 
 test("the framework offers RING_PACKED unless the device sets packedRing: false; then acknowledging it is refused", { timeout: 10000 }, async () => {
-  for (const [d, offered] of [[device, true], [{ ...device, packedRing: false }, false]] as const) {
+  for (const [d, offered] of [
+    [device, true],
+    [{ ...device, packedRing: false }, false],
+  ] as const) {
     const [mine, theirs] = socketPair();
     const served = serveFd(theirs, d);
     const fe = new ScriptedFrontend(new Endpoint(mine));

@@ -95,13 +95,21 @@ async function setUp(fe: ScriptedFrontend, g: Guest): Promise<void> {
   const user = (a: bigint) => g.ram.userAddressOf(guestAddress(a));
   assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: QUEUE }), 0n);
   assert.equal(await fe.ack("SET_VRING_BASE", { index: 0, num: 0 }), 0n);
-  assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: user(RING), usedAddr: user(RING + 0x200n), availAddr: user(RING + 0x100n), logAddr: 0n }), 0n);
+  assert.equal(
+    await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: user(RING), usedAddr: user(RING + 0x200n), availAddr: user(RING + 0x100n), logAddr: 0n }),
+    0n,
+  );
   assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [g.kick.fd]), 0n);
   assert.equal(await fe.ack("SET_VRING_ENABLE", { index: 0, num: 1 }), 0n);
 }
 
 /** One virtio-blk request: 16-byte header, data, status; returns the used length and the status. */
-async function blk(g: Guest, type: number, sector: bigint, data: { addr: bigint; len: number; write: boolean } | undefined): Promise<{ len: number; status: number }> {
+async function blk(
+  g: Guest,
+  type: number,
+  sector: bigint,
+  data: { addr: bigint; len: number; write: boolean } | undefined,
+): Promise<{ len: number; status: number }> {
   const hdr = new Uint8Array(16);
   const hv = new DataView(hdr.buffer);
   hv.setUint32(0, type, true);
@@ -225,7 +233,17 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     const driver = new SplitDriver({ size: QUEUE, memory: ram, addresses, reset: true });
     const user = (a: bigint) => ram.userAddressOf(guestAddress(a));
     assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: QUEUE }), 0n);
-    assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: user(addresses.desc), usedAddr: user(addresses.used), availAddr: user(addresses.avail), logAddr: 0n }), 0n);
+    assert.equal(
+      await fe.ack("SET_VRING_ADDR", {
+        index: 0,
+        flags: 0,
+        descAddr: user(addresses.desc),
+        usedAddr: user(addresses.used),
+        availAddr: user(addresses.avail),
+        logAddr: 0n,
+      }),
+      0n,
+    );
     assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: true }), 0n, "no call fd (a driver that polls the used ring) is accepted");
     assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: false }, [call.fd]), 0n, "and a call fd after all, to wait on");
     assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }), 1n, "a kick without its fd");
@@ -235,7 +253,13 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     const hdr = new Uint8Array(16);
     new DataView(hdr.buffer).setUint32(0, 8, true); // GET_ID
     await ram.write(guestAddress(0x40000n), hdr);
-    driver.add([{ addr: guestAddress(0x40000n), len: 16 }], [{ addr: guestAddress(0x60000n), len: 20 }, { addr: guestAddress(0x50000n), len: 1 }]);
+    driver.add(
+      [{ addr: guestAddress(0x40000n), len: 16 }],
+      [
+        { addr: guestAddress(0x60000n), len: 20 },
+        { addr: guestAddress(0x50000n), len: 1 },
+      ],
+    );
     driver.publish();
     kick.signal();
     await call.wait();
@@ -287,7 +311,17 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     assert.equal(await fe.ack("ADD_MEM_REG", { ...region, userAddr: 0x7100_0000_0000n }, [fd]), 1n, "GPA overlap");
     // Ring addresses outside memory: the ring cannot start.
     assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: 16 }), 0n);
-    assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: 0x9000_0000_0000n, usedAddr: 0x9000_0000_1000n, availAddr: 0x9000_0000_2000n, logAddr: 0n }), 0n);
+    assert.equal(
+      await fe.ack("SET_VRING_ADDR", {
+        index: 0,
+        flags: 0,
+        descAddr: 0x9000_0000_0000n,
+        usedAddr: 0x9000_0000_1000n,
+        availAddr: 0x9000_0000_2000n,
+        logAddr: 0n,
+      }),
+      0n,
+    );
     assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick.fd]), 1n, "rings outside guest memory");
     assert.equal(await fe.get("GET_QUEUE_NUM"), 1n, "still serving after every refusal");
     // An always-replied request for a feature that was not negotiated cannot be answered: dropped.
@@ -296,7 +330,10 @@ describe("RAM blk device over a real socket, driven in QEMU 7.2's order", () => 
     await dropped;
     fe.close();
     // Unknown request id without NEED_REPLY, then a bad header: dropped each time, next front-end served.
-    for (const frame of [[99, 0x1, 0], [1, 0x2, 0]] as const) {
+    for (const frame of [
+      [99, 0x1, 0],
+      [1, 0x2, 0],
+    ] as const) {
       using f = await ScriptedFrontend.connect(dev.socket);
       await f.ep.send(frame[0], frame[1], new Uint8Array(frame[2]));
       await assert.rejects(f.ep.recv(), (e: unknown) => (e as { code?: string }).code === "EOF");

@@ -27,7 +27,8 @@ async function handshake(dev: DeviceProcess): Promise<{ fe: ScriptedFrontend; ch
   const fe = await ScriptedFrontend.connect(dev.socket);
   await fe.get("GET_FEATURES");
   await fe.get("GET_PROTOCOL_FEATURES");
-  const pf = ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.BACKEND_SEND_FD | ProtocolFeature.CONFIGURE_MEM_SLOTS | ProtocolFeature.SHMEM;
+  const pf =
+    ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.BACKEND_SEND_FD | ProtocolFeature.CONFIGURE_MEM_SLOTS | ProtocolFeature.SHMEM;
   assert.equal(await fe.ack("SET_PROTOCOL_FEATURES", pf), 0n);
   const channel = await backendChannel(fe);
   assert.equal(await fe.ack("SET_OWNER"), 0n);

@@ -17,7 +17,10 @@ test("a kick runs the handler; the driver gets its used buffer and a call", { ti
     const reply = await r.request(driver, 0, "kick");
     kick.signal();
     await call.wait();
-    assert.deepEqual(driver.collectUsed().map((u) => u.len), [4]);
+    assert.deepEqual(
+      driver.collectUsed().map((u) => u.len),
+      [4],
+    );
     assert.equal(await reply(), "kcik");
   } finally {
     await r.dispose();
@@ -33,12 +36,22 @@ test("configuration: only on a stopped ring, within the device's limits", { time
     assert.throws(() => r.runner.setSize("SET_VRING_NUM", 2, 8), refused("PROTOCOL", /vring 2 out of range \(2 queues\)/));
     assert.throws(() => r.runner.setSize("SET_VRING_NUM", 0, 12), refused("PROTOCOL", /queue size 12 is not a power of two <= 64/));
     assert.throws(() => r.runner.setSize("SET_VRING_NUM", 0, 128), refused("PROTOCOL", /queue size 128/));
-    assert.throws(() => r.runner.setAddresses("SET_VRING_ADDR", 0, { desc: 0x1008n, avail: 0n, used: 0n }, 0), refused("PROTOCOL", /misaligned ring: desc 0x1008/));
+    assert.throws(
+      () => r.runner.setAddresses("SET_VRING_ADDR", 0, { desc: 0x1008n, avail: 0n, used: 0n }, 0),
+      refused("PROTOCOL", /misaligned ring: desc 0x1008/),
+    );
     r.runner.setAddresses("SET_VRING_ADDR", 0, { desc: 0n, avail: 0n, used: 0n }, VRING_F_LOG, 0n); // the log flag: accepted on a split ring (docs/protocol.md#dirty-page-logging)
-    assert.throws(() => r.runner.setBase("SET_VRING_BASE", 0, 0x1_0000), (e: unknown) => isVhostUserError(e) && /bits 16-31/.test(e.message));
+    assert.throws(
+      () => r.runner.setBase("SET_VRING_BASE", 0, 0x1_0000),
+      (e: unknown) => isVhostUserError(e) && /bits 16-31/.test(e.message),
+    );
     r.start(0);
     assert.equal(r.runner.isStarted(0), true);
-    for (const change of [() => r.runner.setSize("SET_VRING_NUM", 0, 8), () => r.runner.setBase("SET_VRING_BASE", 0, 0), () => r.runner.setAddresses("SET_VRING_ADDR", 0, { desc: 0n, avail: 0n, used: 0n }, 0)]) {
+    for (const change of [
+      () => r.runner.setSize("SET_VRING_NUM", 0, 8),
+      () => r.runner.setBase("SET_VRING_BASE", 0, 0),
+      () => r.runner.setAddresses("SET_VRING_ADDR", 0, { desc: 0n, avail: 0n, used: 0n }, 0),
+    ]) {
       assert.throws(change, refused("PROTOCOL", /vring 0 is started/));
     }
   } finally {
@@ -149,7 +162,9 @@ test("after close nothing runs any more and every ring is stopped", { timeout: 1
   }
 });
 
-test("a ring whose memory leaves the table while its handler runs is suspended, not broken, and serves the request once the memory is back", { timeout: 10000 }, async () => {
+test("a ring whose memory leaves the table while its handler runs is suspended, not broken, and serves the request once the memory is back", {
+  timeout: 10000,
+}, async () => {
   const r = rig();
   try {
     const [err, theirErr] = r.eventFd();

@@ -41,7 +41,10 @@ for (const required of [true, false]) {
     const before = fdCount();
     const [mine, theirs] = socketPair();
     const rejected: string[] = [];
-    const served = serveFd(theirs, device, { requireSealedMemory: required, onEvent: (e: BackendEvent) => void (e.kind === "rejected" && rejected.push(e.error instanceof Error ? e.error.message : String(e.error))) });
+    const served = serveFd(theirs, device, {
+      requireSealedMemory: required,
+      onEvent: (e: BackendEvent) => void (e.kind === "rejected" && rejected.push(e.error instanceof Error ? e.error.message : String(e.error))),
+    });
     const fe = new ScriptedFrontend(new Endpoint(mine));
     const loose = unsealedMemfd(MiB);
     const sealed = sealedMemfd("vhostkit-test-sealed", MiB);
@@ -50,7 +53,11 @@ for (const required of [true, false]) {
       assert.ok(sealed >= 0);
       const region = (gpa: bigint) => ({ guestPhysAddr: gpa, memorySize: MiB, userAddr: 0x7000_0000_0000n + gpa, mmapOffset: 0n });
       assert.equal(await fe.ack("ADD_MEM_REG", region(0n), [loose]), required ? 1n : 0n, "unsealed guest memory");
-      assert.equal(await fe.ack("SET_MEM_TABLE", { regions: [region(0n), region(MiB)] }, [sealed, loose]), required ? 1n : 0n, "a table with one unsealed region");
+      assert.equal(
+        await fe.ack("SET_MEM_TABLE", { regions: [region(0n), region(MiB)] }, [sealed, loose]),
+        required ? 1n : 0n,
+        "a table with one unsealed region",
+      );
       assert.equal(await fe.ack("ADD_MEM_REG", region(4n * MiB), [sealed]), 0n, "sealed guest memory is always taken");
       if (required) assert.ok(rejected.length >= 2 && rejected.every((m) => /F_SEAL_SHRINK/.test(m)), rejected.join("; "));
       else assert.equal(rejected.length, 0);

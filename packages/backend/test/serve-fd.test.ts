@@ -19,7 +19,9 @@ const device: DeviceBackend = { features: 1n << 5n, queueCount: 2, maxQueueSize:
  * `device` served on one end of a socketpair (serveFd), a scripted front-end on the other. Disposing
  * it (`await using`) closes the front-end and waits until the back-end let go of the connection.
  */
-function servedOnPair(...args: Parameters<typeof serveFd> extends [unknown, ...infer R] ? R : never): { fe: ScriptedFrontend; served: Promise<void> } & AsyncDisposable {
+function servedOnPair(
+  ...args: Parameters<typeof serveFd> extends [unknown, ...infer R] ? R : never
+): { fe: ScriptedFrontend; served: Promise<void> } & AsyncDisposable {
   const [mine, theirs] = socketPair();
   const served = serveFd(theirs, ...args);
   const fe = new ScriptedFrontend(new Endpoint(mine));
@@ -65,8 +67,9 @@ function eventLog<E>() {
     seen,
     push(e: E): void {
       seen.push(e);
-      for (const w of waiters.splice(0)) if (w.match(e)) w.resolve();
-      else waiters.push(w);
+      for (const w of waiters.splice(0))
+        if (w.match(e)) w.resolve();
+        else waiters.push(w);
     },
     /** Resolves when an event that matches arrives (from now on). */
     next(match: (e: E) => boolean): Promise<void> {
@@ -91,8 +94,16 @@ test("an invalid device definition is a BAD_DEVICE error, the socket is not used
   using ep = new Endpoint(a);
   using _peer = b;
   // ACCESS_PLATFORM: addresses would be IOVAs, and there is no IOTLB support.
-  for (const bad of [{ ...device, queueCount: 0 }, { ...device, maxQueueSize: 100 }, { ...device, shmemRegions: () => [{ shmid: 1, size: 4097n }] }, { ...device, features: VirtioFeature.ACCESS_PLATFORM }]) {
-    assert.throws(() => new Dispatcher(ep, bad), (e: unknown) => e instanceof BackendError && e.code === "BAD_DEVICE");
+  for (const bad of [
+    { ...device, queueCount: 0 },
+    { ...device, maxQueueSize: 100 },
+    { ...device, shmemRegions: () => [{ shmid: 1, size: 4097n }] },
+    { ...device, features: VirtioFeature.ACCESS_PLATFORM },
+  ]) {
+    assert.throws(
+      () => new Dispatcher(ep, bad),
+      (e: unknown) => e instanceof BackendError && e.code === "BAD_DEVICE",
+    );
   }
 });
 
@@ -127,7 +138,11 @@ test("device hooks that throw are reported, not fatal: the server serves the nex
     },
   };
   try {
-    assert.throws(() => serve(join(dir, "bad.sock"), { ...device, queueCount: 0 }), (e: unknown) => e instanceof BackendError && e.code === "BAD_DEVICE", "an invalid device is refused before listening");
+    assert.throws(
+      () => serve(join(dir, "bad.sock"), { ...device, queueCount: 0 }),
+      (e: unknown) => e instanceof BackendError && e.code === "BAD_DEVICE",
+      "an invalid device is refused before listening",
+    );
     const server = serve(join(dir, "blk.sock"), throwing, {
       connections: 2,
       onEvent: (e) => {
@@ -144,7 +159,10 @@ test("device hooks that throw are reported, not fatal: the server serves the nex
         await gone;
       }
       await server.done;
-      assert.deepEqual(events.seen.filter((e) => e.startsWith("device-error")), ["device-error reset failed", "device-error reset failed"]);
+      assert.deepEqual(
+        events.seen.filter((e) => e.startsWith("device-error")),
+        ["device-error reset failed", "device-error reset failed"],
+      );
     } finally {
       server.close();
     }
@@ -217,7 +235,8 @@ test("without MEM_RW the back-end channel keeps the usual payload cap (docs/shme
     const context = new Promise<DeviceContext>((r) => (started = r));
     await using pair = servedOnPair({ ...device, getConfig: (_offset, size) => new Uint8Array(size), start: (ctx) => started(ctx) }, { memRw });
     const { fe, served } = pair;
-    const pf = ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.CONFIG | ProtocolFeature.CONFIGURE_MEM_SLOTS | (memRw ? VHOSTKIT_MEM_RW : 0n);
+    const pf =
+      ProtocolFeature.REPLY_ACK | ProtocolFeature.BACKEND_REQ | ProtocolFeature.CONFIG | ProtocolFeature.CONFIGURE_MEM_SLOTS | (memRw ? VHOSTKIT_MEM_RW : 0n);
     let channel: Awaited<ReturnType<typeof backendChannel>> | undefined;
     try {
       using _ring = await runningRing(fe, pf, async () => void (channel = await backendChannel(fe, { maxPayload: MEM_RW_MAX_PAYLOAD })));
@@ -227,7 +246,10 @@ test("without MEM_RW the back-end channel keeps the usual payload cap (docs/shme
       const changed = ctx.client.configChanged();
       const m = await channel.recv();
       await channel.send(m.request, 0x5, new Uint8Array(5000));
-      const err = await changed.then(() => undefined, (e: unknown) => e);
+      const err = await changed.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       const codes: string[] = [];
       for (let e = err as { code?: string; cause?: unknown } | undefined; e !== undefined; e = e.cause as typeof e) codes.push(String(e.code));
       if (memRw) assert.ok(!codes.includes("OVERSIZE"), `with MEM_RW the reply is read (and refused as a bad ack): ${codes.join(" <- ")}`);
@@ -306,7 +328,10 @@ test("after a disconnect the device is reset, and the next front-end served, onl
 });
 
 test("the MEM_RW gate bit is configurable: offered at the chosen bit only", async () => {
-  for (const [memRw, bit] of [[true, 63n], [{ bit: 40 }, 40n]] as const) {
+  for (const [memRw, bit] of [
+    [true, 63n],
+    [{ bit: 40 }, 40n],
+  ] as const) {
     await using pair = servedOnPair(device, { memRw });
     const pf = (await pair.fe.get("GET_PROTOCOL_FEATURES")) as bigint;
     assert.equal(pf & (1n << bit), 1n << bit, `bit ${bit} offered`);

@@ -26,7 +26,10 @@ async function runDevice(fe: ScriptedFrontend, dialect: DialectName): Promise<{ 
   assert.equal(await fe.ack("SET_OWNER"), 0n);
   if (d.layout === "crosvm") {
     const r = (await fe.get("GET_SHARED_MEMORY_REGIONS")) as { regions: { id: number; length: bigint }[] };
-    assert.deepEqual(r.regions, [{ id: 1, length: MiB }, { id: 3, length: 1n << 16n }]);
+    assert.deepEqual(r.regions, [
+      { id: 1, length: MiB },
+      { id: 3, length: 1n << 16n },
+    ]);
   } else {
     const c = (await fe.get("GET_SHMEM_CONFIG")) as { nregions: number; sizes: bigint[] };
     assert.equal(c.nregions, 2, "nregions counts the non-zero entries");

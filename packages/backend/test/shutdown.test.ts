@@ -125,7 +125,13 @@ test("the RAM blk example exits 0 on SIGTERM, its --file disk holding what was w
     // A write of one sector with the pattern 0x5a at sector 3.
     await ram.write(guestAddress(0x9000n), Uint8Array.of(1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0));
     await ram.write(guestAddress(0xa000n), new Uint8Array(512).fill(0x5a));
-    ring.driver.add([{ addr: guestAddress(0x9000n), len: 16 }, { addr: guestAddress(0xa000n), len: 512 }], [{ addr: guestAddress(0xb000n), len: 1 }]);
+    ring.driver.add(
+      [
+        { addr: guestAddress(0x9000n), len: 16 },
+        { addr: guestAddress(0xa000n), len: 512 },
+      ],
+      [{ addr: guestAddress(0xb000n), len: 1 }],
+    );
     ring.driver.publish();
     ring.kick.signal();
     await ring.call.wait();

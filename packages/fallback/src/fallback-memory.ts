@@ -134,7 +134,8 @@ export class FallbackMemory implements GuestMemory {
    */
   #plan(addr: GuestAddress, len: number, write: boolean): { at: number; addr: bigint; len: number; bytes?: Uint8Array }[] {
     if (len === 0) return [];
-    if (addr + BigInt(len) > U64_END) throw new FallbackError("OUT_OF_BOUNDS", `access at 0x${addr.toString(16)} + 0x${len.toString(16)} wraps`, { offset: addr, actual: len });
+    if (addr + BigInt(len) > U64_END)
+      throw new FallbackError("OUT_OF_BOUNDS", `access at 0x${addr.toString(16)} + 0x${len.toString(16)} wraps`, { offset: addr, actual: len });
     const parts: { at: number; addr: bigint; len: number; bytes?: Uint8Array }[] = [];
     let at = 0;
     while (at < len) {
@@ -171,7 +172,11 @@ export class FallbackMemory implements GuestMemory {
   #require(addr: bigint, len: number): MemAccessChannel {
     const ch = this.#channel();
     if (ch === undefined) {
-      throw new FallbackError("UNMAPPED", `0x${addr.toString(16)} + 0x${len.toString(16)} is outside the memory table and MEM_READ/MEM_WRITE is not available`, { offset: addr, actual: len });
+      throw new FallbackError(
+        "UNMAPPED",
+        `0x${addr.toString(16)} + 0x${len.toString(16)} is outside the memory table and MEM_READ/MEM_WRITE is not available`,
+        { offset: addr, actual: len },
+      );
     }
     return ch;
   }
@@ -180,7 +185,12 @@ export class FallbackMemory implements GuestMemory {
     try {
       return await call();
     } catch (err) {
-      throw new FallbackError("REMOTE_FAILED", `front-end could not serve 0x${len.toString(16)} bytes at 0x${addr.toString(16)}: ${err instanceof Error ? err.message : String(err)}`, { offset: addr, actual: len }, { cause: err });
+      throw new FallbackError(
+        "REMOTE_FAILED",
+        `front-end could not serve 0x${len.toString(16)} bytes at 0x${addr.toString(16)}: ${err instanceof Error ? err.message : String(err)}`,
+        { offset: addr, actual: len },
+        { cause: err },
+      );
     }
   }
 }

@@ -13,7 +13,12 @@ const MiB = 1n << 20n;
  */
 function setUp(chunk?: number) {
   const frontEnd = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 4n * MiB }] });
-  const table = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }, { guestPhysAddr: 2n * MiB, size: MiB }] });
+  const table = new GuestRam({
+    blocks: [
+      { guestPhysAddr: 0n, size: MiB },
+      { guestPhysAddr: 2n * MiB, size: MiB },
+    ],
+  });
   const calls: { op: "read" | "write"; gpa: bigint; size: number }[] = [];
   const channel: MemAccessChannel = {
     async memReadInto(gpa, dst) {
@@ -52,10 +57,17 @@ describe("FallbackMemory", () => {
     const got = new Uint8Array(len);
     await mem.read(guestAddress(start), got);
     assert.deepEqual(got, pattern);
-    assert.deepEqual(calls.map((c) => c.op), Array(16).fill("read"), "1 MiB remote in 64 KiB pieces");
+    assert.deepEqual(
+      calls.map((c) => c.op),
+      Array(16).fill("read"),
+      "1 MiB remote in 64 KiB pieces",
+    );
     assert.equal(calls[0]?.gpa, MiB);
     assert.ok(calls.every((c) => c.size <= 65536));
-    assert.equal(calls.reduce((s, c) => s + c.size, 0), Number(MiB));
+    assert.equal(
+      calls.reduce((s, c) => s + c.size, 0),
+      Number(MiB),
+    );
   });
 
   test("over a back-end MemoryTable the remote run is sized from the miss in one step, pieces as before", async () => {
@@ -63,7 +75,14 @@ describe("FallbackMemory", () => {
     using frontEnd = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 4n * MiB }] });
     const block = frontEnd.memoryTable()[0]!;
     using table = new MemoryTable();
-    for (const gpa of [0n, 2n * MiB]) table.addRegion({ guestPhysAddr: gpa, memorySize: MiB, userspaceAddr: block.userspaceAddr + gpa, mmapOffset: gpa, fd: openSync(`/proc/self/fd/${block.fd}`, "r+") });
+    for (const gpa of [0n, 2n * MiB])
+      table.addRegion({
+        guestPhysAddr: gpa,
+        memorySize: MiB,
+        userspaceAddr: block.userspaceAddr + gpa,
+        mmapOffset: gpa,
+        fd: openSync(`/proc/self/fd/${block.fd}`, "r+"),
+      });
     const probes: bigint[] = [];
     const counting: GuestMemory = {
       translate: (a, l) => (probes.push(a), table.translate(a, l)),
@@ -92,7 +111,10 @@ describe("FallbackMemory", () => {
     const back = new Uint8Array(data.length);
     await frontEnd.read(guestAddress(MiB + 10n), back);
     assert.deepEqual(back, data);
-    assert.deepEqual(calls.map((c) => c.size), [4096, 4096, 1808]);
+    assert.deepEqual(
+      calls.map((c) => c.size),
+      [4096, 4096, 1808],
+    );
     const t = mem.translate(guestAddress(MiB + 10n), 16);
     assert.equal(t.ok, false, "translation still misses, so virtqueue yields a remote segment");
   });
@@ -116,7 +138,10 @@ describe("FallbackMemory", () => {
       memReadInto: () => Promise.reject(refusal),
       memWrite: () => Promise.reject(refusal),
     });
-    await assert.rejects(mem.read(guestAddress(2n * MiB), new Uint8Array(4)), (e: unknown) => e instanceof FallbackError && e.code === "REMOTE_FAILED" && e.cause === refusal);
+    await assert.rejects(
+      mem.read(guestAddress(2n * MiB), new Uint8Array(4)),
+      (e: unknown) => e instanceof FallbackError && e.code === "REMOTE_FAILED" && e.cause === refusal,
+    );
     await assert.rejects(mem.read(guestAddress((1n << 64n) - 2n), new Uint8Array(4)), (e: unknown) => e instanceof FallbackError && e.code === "OUT_OF_BOUNDS");
     assert.throws(() => new FallbackMemory(table as GuestMemory, () => undefined, { chunk: 65537 }), RangeError);
   });

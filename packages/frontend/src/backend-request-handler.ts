@@ -162,7 +162,10 @@ export class BackendRequestHandler {
           this.#closed = true;
           this.#ep.close();
           const e = asFrontendError(err, "BACKEND_CHANNEL");
-          callHook(this.#options.onClose, new FrontendError("DISCONNECTED", `back-end channel ended: ${e.message}`, { request: "BACKEND_CHANNEL" }, { cause: err }));
+          callHook(
+            this.#options.onClose,
+            new FrontendError("DISCONNECTED", `back-end channel ended: ${e.message}`, { request: "BACKEND_CHANNEL" }, { cause: err }),
+          );
         }
         return;
       }
@@ -176,7 +179,14 @@ export class BackendRequestHandler {
   }
 
   #traceRecv(msg: ReceivedMessage): void {
-    callHook(this.#options.trace, { channel: "backend", direction: "recv", name: requestName("backend", msg.request), flags: msg.flags, size: msg.payload.byteLength, fds: msg.fds.length });
+    callHook(this.#options.trace, {
+      channel: "backend",
+      direction: "recv",
+      name: requestName("backend", msg.request),
+      flags: msg.flags,
+      size: msg.payload.byteLength,
+      fds: msg.fds.length,
+    });
   }
 
   /**
@@ -292,7 +302,11 @@ export class BackendRequestHandler {
       case "CROSVM_SHMEM_MAP": {
         const v = req.value;
         if ((v.flags & 0x1) === 0) throw new Refusal(Errno.EINVAL, `${label}: mapping without MAP_R (flags 0x${v.flags.toString(16)})`);
-        this.#shmemMap(label, { shmid: v.shmid, shmOffset: v.shmOffset, len: v.len, fdOffset: v.fdOffset, flags: (v.flags & 0x2) !== 0 ? SHMEM_MAP_FLAG_RW : 0n }, fds);
+        this.#shmemMap(
+          label,
+          { shmid: v.shmid, shmOffset: v.shmOffset, len: v.len, fdOffset: v.fdOffset, flags: (v.flags & 0x2) !== 0 ? SHMEM_MAP_FLAG_RW : 0n },
+          fds,
+        );
         return undefined;
       }
       case "BACKEND_SHMEM_UNMAP":
@@ -368,7 +382,14 @@ export class BackendRequestHandler {
               ? encodeReply("backend", "BACKEND_MEM_READ", { guestAddress: gpa, data: new Uint8Array(0) }, this.#options.dialect)
               : encodeReply("backend", "BACKEND_MEM_WRITE", status, this.#options.dialect)
             ).subarray(HEADER_SIZE);
-      callHook(this.#options.trace, { channel: "backend", direction: "send", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: payload.byteLength, fds: 0 });
+      callHook(this.#options.trace, {
+        channel: "backend",
+        direction: "send",
+        name,
+        flags: HeaderFlag.VERSION | HeaderFlag.REPLY,
+        size: payload.byteLength,
+        fds: 0,
+      });
       await sendReply(this.#ep, msg.request, payload);
     } catch {
       // A dead channel surfaces on the next recv.

@@ -65,10 +65,22 @@ function configRequest(size: number): Uint8Array {
 
 /** The malformed requests, each sent with NEED_REPLY after a minimal handshake. */
 export const HOSTILE_REQUESTS: readonly HostileRequest[] = [
-  { name: "hostile: payload size", what: "SET_VRING_NUM with a 4-byte payload (8 expected)", steps: [{ request: FrontendRequest.SET_VRING_NUM, payload: new Uint8Array(4) }] },
+  {
+    name: "hostile: payload size",
+    what: "SET_VRING_NUM with a 4-byte payload (8 expected)",
+    steps: [{ request: FrontendRequest.SET_VRING_NUM, payload: new Uint8Array(4) }],
+  },
   { name: "hostile: unknown request", what: "request id 0x7e57", steps: [{ request: 0x7e57, payload: new Uint8Array(0) }] },
-  { name: "hostile: missing fd", what: "SET_VRING_KICK for queue 0 with no fd and the no-fd bit clear", steps: [{ request: FrontendRequest.SET_VRING_KICK, payload: u64(0n) }] },
-  { name: "hostile: queue index", what: "SET_VRING_NUM for queue 0xffff", steps: [{ request: FrontendRequest.SET_VRING_NUM, payload: vringState(0xffff, 64) }] },
+  {
+    name: "hostile: missing fd",
+    what: "SET_VRING_KICK for queue 0 with no fd and the no-fd bit clear",
+    steps: [{ request: FrontendRequest.SET_VRING_KICK, payload: u64(0n) }],
+  },
+  {
+    name: "hostile: queue index",
+    what: "SET_VRING_NUM for queue 0xffff",
+    steps: [{ request: FrontendRequest.SET_VRING_NUM, payload: vringState(0xffff, 64) }],
+  },
   {
     name: "hostile: ring address",
     what: "queue 0 set up with its rings at 0xdead0000, outside any memory table, and kicked",
@@ -78,7 +90,11 @@ export const HOSTILE_REQUESTS: readonly HostileRequest[] = [
       { request: FrontendRequest.SET_VRING_KICK, payload: u64(0n), eventFd: true },
     ],
   },
-  { name: "hostile: config size", what: "GET_CONFIG of 4096 bytes (256 at most)", steps: [{ request: FrontendRequest.GET_CONFIG, payload: configRequest(4096) }] },
+  {
+    name: "hostile: config size",
+    what: "GET_CONFIG of 4096 bytes (256 at most)",
+    steps: [{ request: FrontendRequest.GET_CONFIG, payload: configRequest(4096) }],
+  },
 ];
 
 /**
@@ -128,7 +144,11 @@ async function handshake(ep: Endpoint, ms: number): Promise<boolean> {
 }
 
 /** The answer to one step: refused, closed, accepted, or `undefined` (nothing in time). */
-async function answer(ep: Endpoint, request: number, ms: number): Promise<{ readonly verdict: "refused" | "closed" | "accepted" | "other" | "silent"; readonly how: string }> {
+async function answer(
+  ep: Endpoint,
+  request: number,
+  ms: number,
+): Promise<{ readonly verdict: "refused" | "closed" | "accepted" | "other" | "silent"; readonly how: string }> {
   const r = await next(ep, ms);
   if (r === "closed") return { verdict: "closed", how: "closed the connection" };
   if (r === undefined) return { verdict: "silent", how: `no answer within ${ms} ms` };
@@ -217,8 +237,8 @@ export async function runHostileChecks(options: DeviceOptions): Promise<CheckRes
       if (!alive) {
         gone = h.name;
         out.push({ name: h.name, status: "fail", reason: `${h.what}: the back-end ${r.how}, then served no new connection` });
-      }
-      else out.push({ name: h.name, status: r.ok ? "pass" : "fail", reason: `${h.what}: the back-end ${r.how}${r.ok ? "; a new connection is served" : ""}` });
+      } else
+        out.push({ name: h.name, status: r.ok ? "pass" : "fail", reason: `${h.what}: the back-end ${r.how}${r.ok ? "; a new connection is served" : ""}` });
     } catch (err) {
       out.push({ name: h.name, status: "fail", reason: `${h.what}: ${err instanceof Error ? err.message : String(err)}` });
     }

@@ -25,7 +25,9 @@ export async function statusRoundTrip(fe: Frontend, info: DeviceInfo, value: num
   try {
     await fe.ack("SET_STATUS", BigInt(value));
     const got = (await fe.call("GET_STATUS", undefined)).value;
-    return got === BigInt(value) ? { name, status: "pass", reason: `SET_STATUS ${hex(value)} read back with GET_STATUS` } : { name, status: "fail", reason: `SET_STATUS ${hex(value)}, GET_STATUS returned ${hex(got)}` };
+    return got === BigInt(value)
+      ? { name, status: "pass", reason: `SET_STATUS ${hex(value)} read back with GET_STATUS` }
+      : { name, status: "fail", reason: `SET_STATUS ${hex(value)}, GET_STATUS returned ${hex(got)}` };
   } catch (err) {
     return { name, status: "fail", reason: message(err) };
   }
@@ -38,7 +40,8 @@ export async function statusRoundTrip(fe: Frontend, info: DeviceInfo, value: num
 export async function resetRoundTrip(fe: Frontend, info: DeviceInfo): Promise<CheckResult> {
   const name = "RESET_DEVICE";
   const acked = info.ackedProtocolFeatures;
-  if ((acked & ProtocolFeature.RESET_DEVICE) === 0n) return { name, status: "skip", reason: "RESET_DEVICE not offered (a front-end falls back to RESET_OWNER)" };
+  if ((acked & ProtocolFeature.RESET_DEVICE) === 0n)
+    return { name, status: "skip", reason: "RESET_DEVICE not offered (a front-end falls back to RESET_OWNER)" };
   try {
     await fe.resetDevice();
     let after = "";
@@ -63,6 +66,11 @@ export function shmemChannelCheck(info: DeviceInfo): CheckResult {
   if (info.shmem.length === 0) return { name, status: "skip", reason: "no shared memory regions" };
   const need = ProtocolFeature.BACKEND_REQ | ProtocolFeature.BACKEND_SEND_FD;
   const missing = need & ~info.ackedProtocolFeatures;
-  if (missing !== 0n) return { name, status: "fail", reason: `${info.shmem.length} region(s) declared, but protocol features ${hex(missing)} (BACKEND_REQ / BACKEND_SEND_FD) not offered: nothing can ever be mapped` };
+  if (missing !== 0n)
+    return {
+      name,
+      status: "fail",
+      reason: `${info.shmem.length} region(s) declared, but protocol features ${hex(missing)} (BACKEND_REQ / BACKEND_SEND_FD) not offered: nothing can ever be mapped`,
+    };
   return { name, status: "pass", reason: `${info.shmem.length} region(s) with a back-end channel that carries fds` };
 }

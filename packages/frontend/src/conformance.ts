@@ -9,7 +9,7 @@ import { dupCloexec } from "@vhostkit/transport/sys";
 import type { CheckResult } from "./check-result.js";
 import { DeviceStatus, resetRoundTrip, shmemChannelCheck, statusRoundTrip } from "./conformance-lifecycle.js";
 import { SUPPORTED_PROTOCOL_FEATURES, type DeviceOptions } from "./device-options.js";
-import { Device } from "./device.js";
+import type { Device } from "./device.js";
 import type { DriverQueue } from "./driver-queue.js";
 import { BlkDriver } from "./drivers/blk.js";
 import { RngDriver } from "./drivers/rng.js";
@@ -64,7 +64,6 @@ async function makeOneMoreAvailable(guest: Guest, q: DriverQueue): Promise<() =>
   return () => readU16(guest, d + 14n);
 }
 
-
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -106,7 +105,10 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
     const info = device.info;
     const fe = device.connection;
     const acked = info.ackedProtocolFeatures;
-    pass("handshake order", "GET_FEATURES, GET/SET_PROTOCOL_FEATURES, GET_QUEUE_NUM, GET_MAX_MEM_SLOTS, SET_BACKEND_REQ_FD, SET_OWNER, GET_CONFIG, GET_SHMEM_CONFIG accepted (those negotiated)");
+    pass(
+      "handshake order",
+      "GET_FEATURES, GET/SET_PROTOCOL_FEATURES, GET_QUEUE_NUM, GET_MAX_MEM_SLOTS, SET_BACKEND_REQ_FD, SET_OWNER, GET_CONFIG, GET_SHMEM_CONFIG accepted (those negotiated)",
+    );
     const missing = (info.features & VirtioFeature.PROTOCOL_FEATURES) === 0n ? " (no PROTOCOL_FEATURES: rings start enabled)" : "";
     pass("features", `offers ${hex(info.features)} with VERSION_1${missing}`);
     pass("protocol features", `offered ${hex(info.protocolFeatures)}, acknowledged ${hex(acked)}`);
@@ -139,9 +141,13 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
           // A read past the end is refused with a zero-size reply (libvhost-user) or a short one (rust-vmm).
           const bigger = c.byteLength < 256 ? await fe.getConfig(0, c.byteLength + 1, { shortIsRefusal: true }) : undefined;
           await fe.getFeatures();
-          const same = again !== undefined && again.every((b, i) => b === c[i]);
+          const same = again?.every((b, i) => b === c[i]);
           if (!same) fail("config size handling", `GET_CONFIG of ${c.byteLength} bytes did not return the same bytes twice`);
-          else pass("config size handling", `${c.byteLength}-byte config; ${c.byteLength + 1} bytes ${bigger === undefined ? "refused (a zero-size or short reply)" : "answered with the requested size"}; connection intact`);
+          else
+            pass(
+              "config size handling",
+              `${c.byteLength}-byte config; ${c.byteLength + 1} bytes ${bigger === undefined ? "refused (a zero-size or short reply)" : "answered with the requested size"}; connection intact`,
+            );
         } catch (err) {
           fail("config size handling", message(err));
         }
@@ -180,7 +186,14 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
       fail("ring runs", message(err));
     }
     if (started && device.failed === undefined) {
-      out.push(await statusRoundTrip(fe, info, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK, "with the rings running"));
+      out.push(
+        await statusRoundTrip(
+          fe,
+          info,
+          DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK,
+          "with the rings running",
+        ),
+      );
     } else skip("status with the rings running", "ring not started");
 
     if (started && device.failed === undefined) {
@@ -195,7 +208,8 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
         const what = q.packed ? "packed ring base" : "next avail index";
         const bases = await device.stop();
         const base = bases.get(0);
-        if (base !== expected) fail("GET_VRING_BASE stops the ring", `returned ${base === undefined ? "nothing" : hex(base)}, expected ${what} ${hex(expected)}`);
+        if (base !== expected)
+          fail("GET_VRING_BASE stops the ring", `returned ${base === undefined ? "nothing" : hex(base)}, expected ${what} ${hex(expected)}`);
         else {
           const watch = await makeOneMoreAvailable(guest, q);
           const before = await watch();
@@ -203,8 +217,16 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
           await new Promise((r) => setTimeout(r, STOPPED_RING_WAIT_MS));
           const after = await watch();
           const word = q.packed ? "descriptor flags" : "used index";
-          if (after !== before) fail("GET_VRING_BASE stops the ring", `returned ${hex(base)}, but a chain made available and kicked after it was used (${word} ${hex(before)} -> ${hex(after)})`);
-          else pass("GET_VRING_BASE stops the ring", `returned ${what} ${hex(base)}, where the driver stands; a chain kicked after it stayed unused for ${STOPPED_RING_WAIT_MS} ms`);
+          if (after !== before)
+            fail(
+              "GET_VRING_BASE stops the ring",
+              `returned ${hex(base)}, but a chain made available and kicked after it was used (${word} ${hex(before)} -> ${hex(after)})`,
+            );
+          else
+            pass(
+              "GET_VRING_BASE stops the ring",
+              `returned ${what} ${hex(base)}, where the driver stands; a chain kicked after it stayed unused for ${STOPPED_RING_WAIT_MS} ms`,
+            );
         }
       } catch (err) {
         fail("GET_VRING_BASE stops the ring", message(err));
@@ -233,7 +255,12 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
           await fe.setMemTable(ram.regions, ram.fds);
         }
         await fe.getFeatures();
-        pass("memory table update", (acked & ProtocolFeature.CONFIGURE_MEM_SLOTS) !== 0n ? "ADD_MEM_REG then REM_MEM_REG of a second region acknowledged" : "SET_MEM_TABLE with a second region, then without it, acknowledged");
+        pass(
+          "memory table update",
+          (acked & ProtocolFeature.CONFIGURE_MEM_SLOTS) !== 0n
+            ? "ADD_MEM_REG then REM_MEM_REG of a second region acknowledged"
+            : "SET_MEM_TABLE with a second region, then without it, acknowledged",
+        );
       } catch (err) {
         fail("memory table update", message(err));
       }
@@ -246,7 +273,13 @@ export async function runConformance(options: ConformanceOptions): Promise<Check
     try {
       if (device !== undefined) {
         // The connection must still answer before tear-down (a check above may have lost it).
-        const alive = device.failed === undefined ? await device.connection.getFeatures().then(() => undefined, (e: unknown) => message(e)) : device.failed.message;
+        const alive =
+          device.failed === undefined
+            ? await device.connection.getFeatures().then(
+                () => undefined,
+                (e: unknown) => message(e),
+              )
+            : device.failed.message;
         await device.close();
         if (alive === undefined && device.failed === undefined) pass("tear-down", "connection intact; GET_VRING_BASE / reset / close done");
         else fail("tear-down", `connection lost before tear-down: ${alive ?? device.failed?.message ?? ""}`);

@@ -26,7 +26,7 @@ export const SUPPORTED_PROTOCOL_FEATURES: bigint =
  * (INDIRECT_DESC), 29 (EVENT_IDX) and 34 (RING_PACKED, which {@link DeviceOptions.packedRing}
  * decides: by default it is used whenever the back-end offers it).
  */
-export const DRIVER_FEATURE_MASK: bigint = (1n << 24n) - 1n | VirtioFeature.INDIRECT_DESC | VirtioFeature.EVENT_IDX | VirtioFeature.RING_PACKED;
+export const DRIVER_FEATURE_MASK: bigint = ((1n << 24n) - 1n) | VirtioFeature.INDIRECT_DESC | VirtioFeature.EVENT_IDX | VirtioFeature.RING_PACKED;
 
 /** Default cap on the total size of a device's shared memory regions (64 GiB of address space). */
 export const DEFAULT_MAX_SHMEM_BYTES = 64n << 30n;

@@ -15,7 +15,7 @@ import { asFrontendError, FrontendError, isConnectionLost, isFrontendError } fro
 import { Frontend } from "./frontend.js";
 import type { GuestAllocator } from "./guest-allocator.js";
 import type { DeviceSharedMemoryPort, GuestSharedMemory } from "./guest-shared-memory.js";
-import { MemoryTableMirror } from "./memory-table-mirror.js";
+import type { MemoryTableMirror } from "./memory-table-mirror.js";
 import { hasFeatures, negotiate, resolveDialect, type DeviceInfo, type Negotiated } from "./negotiation.js";
 import { InflightArea, retryWithBackoff, type ReconnectEvent } from "./reconnect.js";
 import { sendRing } from "./ring-setup.js";
@@ -118,7 +118,8 @@ export class Device {
     const feOptions = { dialect, timeoutMs: options.timeoutMs ?? 5000, ...(options.trace === undefined ? {} : { trace: options.trace }) };
     let fe: Frontend;
     if (options.endpoint !== undefined) fe = new Frontend(options.endpoint, feOptions);
-    else if (options.socketPath !== undefined) fe = await Frontend.connect(options.socketPath, { ...feOptions, ...(options.retry === undefined ? {} : { retry: options.retry }) });
+    else if (options.socketPath !== undefined)
+      fe = await Frontend.connect(options.socketPath, { ...feOptions, ...(options.retry === undefined ? {} : { retry: options.retry }) });
     else throw new FrontendError("BAD_ARGUMENT", "a device needs socketPath or endpoint");
     let negotiated: Negotiated;
     try {
@@ -201,7 +202,8 @@ export class Device {
 
   #check(): void {
     if (this.#closed) throw new FrontendError("CLOSED", "device closed");
-    if (this.#failed !== undefined) throw new FrontendError("DEVICE_FAILED", `device failed: ${this.#failed.message}`, this.#failed.detail, { cause: this.#failed });
+    if (this.#failed !== undefined)
+      throw new FrontendError("DEVICE_FAILED", `device failed: ${this.#failed.message}`, this.#failed.detail, { cause: this.#failed });
   }
 
   async #guard<T>(fn: () => Promise<T>): Promise<T> {
@@ -248,11 +250,16 @@ export class Device {
       const indices = options.queues ?? [0];
       const size = options.queueSize ?? 64;
       for (const i of indices) {
-        if (!Number.isInteger(i) || i < 0 || i >= this.#info.queueNum || i > 255) throw new FrontendError("BAD_ARGUMENT", `queue ${i} not in 0..${this.#info.queueNum - 1}`, { actual: i, expected: this.#info.queueNum });
+        if (!Number.isInteger(i) || i < 0 || i >= this.#info.queueNum || i > 255)
+          throw new FrontendError("BAD_ARGUMENT", `queue ${i} not in 0..${this.#info.queueNum - 1}`, { actual: i, expected: this.#info.queueNum });
         if (this.#queues.has(i)) throw new FrontendError("BAD_ARGUMENT", `queue ${i} already started`, { actual: i });
       }
       const offered = this.#info.features;
-      const features = ((options.features ?? 0n) & DRIVER_FEATURE_MASK & offered & ~VirtioFeature.RING_PACKED) | this.#packedRingBit(offered) | VirtioFeature.VERSION_1 | (offered & VirtioFeature.PROTOCOL_FEATURES);
+      const features =
+        ((options.features ?? 0n) & DRIVER_FEATURE_MASK & offered & ~VirtioFeature.RING_PACKED) |
+        this.#packedRingBit(offered) |
+        VirtioFeature.VERSION_1 |
+        (offered & VirtioFeature.PROTOCOL_FEATURES);
       if (this.#ackedFeatures === undefined) {
         await this.#fe.setFeatures(features);
         this.#ackedFeatures = features;
@@ -278,10 +285,16 @@ export class Device {
    */
   #packedRingBit(offered: bigint): bigint {
     const want = this.#options.packedRing;
-    if (want === true && this.#options.reconnect !== undefined) throw new FrontendError("BAD_ARGUMENT", "packed rings cannot reconnect yet: packedRing true with a reconnect policy", { request: "SET_FEATURES" });
+    if (want === true && this.#options.reconnect !== undefined)
+      throw new FrontendError("BAD_ARGUMENT", "packed rings cannot reconnect yet: packedRing true with a reconnect policy", { request: "SET_FEATURES" });
     if (want === false || this.#options.reconnect !== undefined) return 0n;
     if (hasFeatures(offered, VirtioFeature.RING_PACKED)) return VirtioFeature.RING_PACKED;
-    if (want === true) throw new FrontendError("NEGOTIATION", `packed ring required, but the back-end does not offer VIRTIO_F_RING_PACKED (features 0x${offered.toString(16)})`, { request: "SET_FEATURES", actual: offered });
+    if (want === true)
+      throw new FrontendError(
+        "NEGOTIATION",
+        `packed ring required, but the back-end does not offer VIRTIO_F_RING_PACKED (features 0x${offered.toString(16)})`,
+        { request: "SET_FEATURES", actual: offered },
+      );
     return 0n;
   }
 
@@ -403,7 +416,12 @@ export class Device {
     try {
       negotiated = await negotiate(fe, this.#options, dialect, this.#host, { ackedProtocolFeatures: this.#info.ackedProtocolFeatures, regions: this.#regions });
       const missing = (this.#ackedFeatures ?? 0n) & ~negotiated.info.features;
-      if (missing !== 0n) throw new FrontendError("FEATURES_WITHDRAWN", `the restarted back-end no longer offers features 0x${missing.toString(16)}`, { request: "GET_FEATURES", expected: this.#ackedFeatures ?? 0n, actual: negotiated.info.features });
+      if (missing !== 0n)
+        throw new FrontendError("FEATURES_WITHDRAWN", `the restarted back-end no longer offers features 0x${missing.toString(16)}`, {
+          request: "GET_FEATURES",
+          expected: this.#ackedFeatures ?? 0n,
+          actual: negotiated.info.features,
+        });
     } catch (err) {
       negotiated?.channel?.close();
       fe.close();

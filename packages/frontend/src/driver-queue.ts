@@ -128,7 +128,9 @@ export class DriverQueue {
       kick?.close();
       call?.close();
       options.allocator.free(base);
-      throw err instanceof FrontendError ? err : new FrontendError("BAD_ARGUMENT", `queue ${options.index}: ${err instanceof Error ? err.message : String(err)}`, { actual: q }, { cause: err });
+      throw err instanceof FrontendError
+        ? err
+        : new FrontendError("BAD_ARGUMENT", `queue ${options.index}: ${err instanceof Error ? err.message : String(err)}`, { actual: q }, { cause: err });
     }
   }
 
@@ -187,7 +189,13 @@ export class DriverQueue {
   submit(readable: readonly DriverBuffer[], writable: readonly DriverBuffer[], timeoutMs = this.#options.timeoutMs): Promise<number> {
     if (this.#error !== undefined) return Promise.reject(this.#error);
     const n = readable.length + writable.length;
-    if (n > this.size) return Promise.reject(new FrontendError("BAD_ARGUMENT", `queue ${this.index}: a chain of ${n} buffers never fits a queue of ${this.size} descriptors`, { expected: this.size, actual: n }));
+    if (n > this.size)
+      return Promise.reject(
+        new FrontendError("BAD_ARGUMENT", `queue ${this.index}: a chain of ${n} buffers never fits a queue of ${this.size} descriptors`, {
+          expected: this.size,
+          actual: n,
+        }),
+      );
     return new Promise<number>((resolve, reject) => {
       const p: Pending = { resolve, reject, deadline: performance.now() + timeoutMs, timeoutMs, readable, writable };
       if (this.#paused || this.#waiting.length > 0 || this.#driver.numFree < n) {
@@ -338,7 +346,12 @@ export class DriverQueue {
     try {
       used = this.#driver.collectUsed();
     } catch (err) {
-      const e = new FrontendError("PROTOCOL", `queue ${this.index}: ${err instanceof Error ? err.message : String(err)}`, { request: "VIRTQUEUE" }, { cause: err });
+      const e = new FrontendError(
+        "PROTOCOL",
+        `queue ${this.index}: ${err instanceof Error ? err.message : String(err)}`,
+        { request: "VIRTQUEUE" },
+        { cause: err },
+      );
       this.#options.onFatal(e);
       this.fail(e);
       return false;
@@ -372,7 +385,8 @@ export class DriverQueue {
    */
   prepareRestart(): { readonly base: number; readonly outstanding: number } {
     const driver = this.#driver;
-    if (!(driver instanceof SplitDriver)) throw new FrontendError("UNSUPPORTED", `queue ${this.index}: a packed ring cannot be restarted on a new back-end`, { request: "SET_VRING_BASE" });
+    if (!(driver instanceof SplitDriver))
+      throw new FrontendError("UNSUPPORTED", `queue ${this.index}: a packed ring cannot be restarted on a new back-end`, { request: "SET_VRING_BASE" });
     if (!this.#collect()) throw this.#error as FrontendError;
     return { base: driver.requeueOutstanding(), outstanding: this.#inFlight };
   }

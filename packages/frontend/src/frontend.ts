@@ -41,7 +41,6 @@ export interface FrontendConnectOptions extends FrontendOptions {
   readonly retry?: RetryPolicy;
 }
 
-
 /**
  * One vhost-user connection, front-end side. Requests are serialised (at most one outstanding, as
  * every implementation expects, docs/protocol.md#message-header): concurrent calls wait their turn instead of
@@ -176,11 +175,13 @@ export class Frontend {
         const flags = this.#ch.replyAck ? HeaderFlag.VERSION | HeaderFlag.NEED_REPLY : HeaderFlag.VERSION;
         this.#traceSend(id, flags, payload.byteLength, fds.length);
         status = await this.#ch.requestAck(id, payload, { fds });
-        if (this.#ch.replyAck) callHook(this.#trace, { channel: "frontend", direction: "recv", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: 8, fds: 0 });
+        if (this.#ch.replyAck)
+          callHook(this.#trace, { channel: "frontend", direction: "recv", name, flags: HeaderFlag.VERSION | HeaderFlag.REPLY, size: 8, fds: 0 });
       } catch (err) {
         throw asFrontendError(err, name);
       }
-      if (status !== 0n) throw new FrontendError("REFUSED", `${name.toLowerCase()}: back-end answered status 0x${status.toString(16)}`, { request: name, actual: status });
+      if (status !== 0n)
+        throw new FrontendError("REFUSED", `${name.toLowerCase()}: back-end answered status 0x${status.toString(16)}`, { request: name, actual: status });
     });
   }
 
@@ -250,11 +251,15 @@ export class Frontend {
       const { value } = this.#decode(name, reply);
       if (options.shortIsRefusal === true && value.offset === offset && value.data.byteLength < size) return undefined;
       if (value.data.byteLength !== size || value.offset !== offset) {
-        throw new FrontendError("PROTOCOL", `get_config: asked 0x${size.toString(16)} bytes at 0x${offset.toString(16)}, got 0x${value.data.byteLength.toString(16)} at 0x${value.offset.toString(16)}`, {
-          request: name,
-          expected: size,
-          actual: value.data.byteLength,
-        });
+        throw new FrontendError(
+          "PROTOCOL",
+          `get_config: asked 0x${size.toString(16)} bytes at 0x${offset.toString(16)}, got 0x${value.data.byteLength.toString(16)} at 0x${value.offset.toString(16)}`,
+          {
+            request: name,
+            expected: size,
+            actual: value.data.byteLength,
+          },
+        );
       }
       return value.data.slice();
     });
@@ -317,7 +322,12 @@ export class Frontend {
    */
   async getVringBase(index: number): Promise<number> {
     const { value } = await this.call("GET_VRING_BASE", { index, num: 0 });
-    if (value.index !== index) throw new FrontendError("PROTOCOL", `get_vring_base: reply for vring ${value.index}, asked ${index}`, { request: "GET_VRING_BASE", expected: index, actual: value.index });
+    if (value.index !== index)
+      throw new FrontendError("PROTOCOL", `get_vring_base: reply for vring ${value.index}, asked ${index}`, {
+        request: "GET_VRING_BASE",
+        expected: index,
+        actual: value.index,
+      });
     return value.num;
   }
 

@@ -57,7 +57,8 @@ export class GuestAllocator {
    */
   alloc(len: number | bigint, align = 16): GuestAddress {
     const want = Number(len);
-    if (!(want > 0) || !Number.isSafeInteger(want)) throw new FrontendError("BAD_ARGUMENT", `guest allocation of ${len} bytes`, { actual: BigInt(Number.isSafeInteger(want) ? want : 0) });
+    if (!(want > 0) || !Number.isSafeInteger(want))
+      throw new FrontendError("BAD_ARGUMENT", `guest allocation of ${len} bytes`, { actual: BigInt(Number.isSafeInteger(want) ? want : 0) });
     const a = Math.max(16, align);
     const size = Math.ceil(want / 16) * 16;
     if (a === 16) {

@@ -97,7 +97,8 @@ export class Guest {
    */
   async reconnect(device: Device, retry?: RetryPolicy): Promise<Device> {
     const { endpoint, ...options } = device.options;
-    if (endpoint !== undefined || options.socketPath === undefined) throw new FrontendError("BAD_ARGUMENT", "only a device opened with socketPath can reconnect");
+    if (endpoint !== undefined || options.socketPath === undefined)
+      throw new FrontendError("BAD_ARGUMENT", "only a device opened with socketPath can reconnect");
     await device.close();
     return this.addDevice({ ...options, ...(retry === undefined ? {} : { retry }) });
   }

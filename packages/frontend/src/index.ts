@@ -47,7 +47,19 @@ export { VsockDriver } from "./drivers/vsock.js";
 export type { VsockDriverOptions } from "./drivers/vsock.js";
 export { VsockStream, VSOCK_MAX_PACKET_PAYLOAD } from "./drivers/vsock-stream.js";
 export type { VsockAddress, VsockSendPacket, VsockStreamState } from "./drivers/vsock-stream.js";
-export { VsockOp, VsockType, VsockShutdown, VsockFeature, VsockEventId, VSOCK_HEADER_SIZE, VSOCK_HOST_CID, decodeVsockConfig, decodeVsockPacket, encodeVsockHeader, vsockOpName } from "./drivers/vsock-packet.js";
+export {
+  VsockOp,
+  VsockType,
+  VsockShutdown,
+  VsockFeature,
+  VsockEventId,
+  VSOCK_HEADER_SIZE,
+  VSOCK_HOST_CID,
+  decodeVsockConfig,
+  decodeVsockPacket,
+  encodeVsockHeader,
+  vsockOpName,
+} from "./drivers/vsock-packet.js";
 export type { VsockHeader } from "./drivers/vsock-packet.js";
 export { runConformance } from "./conformance.js";
 export type { CheckResult, ConformanceOptions, ConformanceDeviceType } from "./conformance.js";

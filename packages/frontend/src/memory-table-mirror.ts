@@ -120,12 +120,20 @@ export class MemoryTableMirror {
     const ramCount = this.#options.ram.memoryTable().length;
     const cap = this.#tableCap;
     if (this.#options.slotted && cap < ramCount) {
-      throw new FrontendError("NEGOTIATION", `back-end has ${cap} memory slots, guest RAM needs ${ramCount}`, { request: "GET_MAX_MEM_SLOTS", expected: ramCount, actual: cap });
+      throw new FrontendError("NEGOTIATION", `back-end has ${cap} memory slots, guest RAM needs ${ramCount}`, {
+        request: "GET_MAX_MEM_SLOTS",
+        expected: ramCount,
+        actual: cap,
+      });
     }
     if (!this.#takesMappings || (this.#options.policy === "auto" && this.#options.memRw)) return;
     const need = ramCount + mappings;
     if (need > cap) {
-      throw new FrontendError("NEGOTIATION", `back-end has ${cap} memory slots: guest RAM and the live shared-memory mappings of other devices need ${need}, and MEM_READ/MEM_WRITE is not in use (policy ${this.#options.policy})`, { request: "GET_MAX_MEM_SLOTS", expected: cap, actual: need });
+      throw new FrontendError(
+        "NEGOTIATION",
+        `back-end has ${cap} memory slots: guest RAM and the live shared-memory mappings of other devices need ${need}, and MEM_READ/MEM_WRITE is not in use (policy ${this.#options.policy})`,
+        { request: "GET_MAX_MEM_SLOTS", expected: cap, actual: need },
+      );
     }
   }
 
@@ -195,7 +203,9 @@ export class MemoryTableMirror {
     const cap = this.#tableCap;
     if (propagating && used < cap) return undefined;
     if (policy === "auto" && memRw) return undefined;
-    return propagating ? `no free memory slot (${used} of ${cap} used) and no MEM_READ/MEM_WRITE` : "propagation is off and MEM_READ/MEM_WRITE was not negotiated";
+    return propagating
+      ? `no free memory slot (${used} of ${cap} used) and no MEM_READ/MEM_WRITE`
+      : "propagation is off and MEM_READ/MEM_WRITE was not negotiated";
   }
 
   /**
@@ -236,7 +246,14 @@ export class MemoryTableMirror {
           done: () => closeFd(p.fd),
           // The back-end keeps translating a range that no longer holds this mapping (a later map
           // there would reach it as the old bytes): its table cannot be trusted any more.
-          refused: () => this.#options.onFatal(new FrontendError("REFUSED", `the back-end refused to remove gpa 0x${gpa.toString(16)} from its memory table after that mapping went away: its table no longer matches guest memory`, { request: slotted ? "REM_MEM_REG" : "SET_MEM_TABLE" })),
+          refused: () =>
+            this.#options.onFatal(
+              new FrontendError(
+                "REFUSED",
+                `the back-end refused to remove gpa 0x${gpa.toString(16)} from its memory table after that mapping went away: its table no longer matches guest memory`,
+                { request: slotted ? "REM_MEM_REG" : "SET_MEM_TABLE" },
+              ),
+            ),
         });
       }
     }

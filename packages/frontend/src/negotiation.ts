@@ -4,7 +4,17 @@
  * GET_SHMEM_CONFIG with the device's VIRTIO Shared Memory Regions placed in guest-physical space.
  * @module
  */
-import { Dialects, isWireError, MEM_RW_MAX_PAYLOAD, ProtocolFeature, UPSTREAM, VirtioFeature, vhostkitMemRwFeature, type Dialect, type DialectName } from "@vhostkit/wire";
+import {
+  Dialects,
+  isWireError,
+  MEM_RW_MAX_PAYLOAD,
+  ProtocolFeature,
+  UPSTREAM,
+  VirtioFeature,
+  vhostkitMemRwFeature,
+  type Dialect,
+  type DialectName,
+} from "@vhostkit/wire";
 import { Endpoint, socketPair } from "@vhostkit/transport";
 import { DeviceSharedMemory, isRegionError, type GuestAddress, type GuestAddressSpace, type ShmemRegionInfo } from "@vhostkit/regions";
 import { DEFAULT_MAX_SHMEM_BYTES, SUPPORTED_PROTOCOL_FEATURES, type DeviceOptions } from "./device-options.js";
@@ -97,7 +107,10 @@ export function memRwMask(options: DeviceOptions): bigint {
  * twice (crosvm lists ids) and a bounded total, so a hostile reply cannot reserve the address space.
  * @throws FrontendError `BAD_SHMEM_CONFIG`.
  */
-function shmemSizes(raw: { readonly sizes: readonly bigint[] } | { readonly regions: readonly { readonly id: number; readonly length: bigint }[] }, maxTotal: bigint): { readonly sizes: Map<number, bigint>; readonly total: bigint } {
+function shmemSizes(
+  raw: { readonly sizes: readonly bigint[] } | { readonly regions: readonly { readonly id: number; readonly length: bigint }[] },
+  maxTotal: bigint,
+): { readonly sizes: Map<number, bigint>; readonly total: bigint } {
   const entries: [number, bigint][] = "sizes" in raw ? raw.sizes.map((s, i) => [i, s]) : raw.regions.map((r) => [r.id, r.length]);
   const out = new Map<number, bigint>();
   let total = 0n;
@@ -107,7 +120,12 @@ function shmemSizes(raw: { readonly sizes: readonly bigint[] } | { readonly regi
     out.set(id, size);
     total += size;
   }
-  if (total > maxTotal) throw new FrontendError("BAD_SHMEM_CONFIG", `shared memory of 0x${total.toString(16)} bytes exceeds the cap 0x${maxTotal.toString(16)}`, { request: "GET_SHMEM_CONFIG", expected: maxTotal, actual: total });
+  if (total > maxTotal)
+    throw new FrontendError("BAD_SHMEM_CONFIG", `shared memory of 0x${total.toString(16)} bytes exceeds the cap 0x${maxTotal.toString(16)}`, {
+      request: "GET_SHMEM_CONFIG",
+      expected: maxTotal,
+      actual: total,
+    });
   return { sizes: out, total };
 }
 
@@ -163,7 +181,11 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
   const memRwBit = memRwMask(options);
   // 1. GET_FEATURES; VERSION_1 is required.
   const features = await fe.getFeatures();
-  if (!hasFeatures(features, VirtioFeature.VERSION_1)) throw new FrontendError("NEGOTIATION", `back-end does not offer VIRTIO_F_VERSION_1 (features 0x${features.toString(16)})`, { request: "GET_FEATURES", actual: features });
+  if (!hasFeatures(features, VirtioFeature.VERSION_1))
+    throw new FrontendError("NEGOTIATION", `back-end does not offer VIRTIO_F_VERSION_1 (features 0x${features.toString(16)})`, {
+      request: "GET_FEATURES",
+      actual: features,
+    });
   // 2. Protocol features (legal before SET_FEATURES once bit 30 is offered).
   let protocolFeatures = 0n;
   let acked = 0n;
@@ -173,7 +195,11 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
     const wanted = previous?.ackedProtocolFeatures ?? (options.protocolFeatures ?? SUPPORTED_PROTOCOL_FEATURES | dialect.shmemFeature | inflight) | memRwBit;
     acked = protocolFeatures & wanted;
     if (previous !== undefined && acked !== wanted) {
-      throw new FrontendError("FEATURES_WITHDRAWN", `the restarted back-end no longer offers protocol features 0x${(wanted & ~acked).toString(16)}`, { request: "GET_PROTOCOL_FEATURES", expected: wanted, actual: protocolFeatures });
+      throw new FrontendError("FEATURES_WITHDRAWN", `the restarted back-end no longer offers protocol features 0x${(wanted & ~acked).toString(16)}`, {
+        request: "GET_PROTOCOL_FEATURES",
+        expected: wanted,
+        actual: protocolFeatures,
+      });
     }
     // The extension travels on the back-end channel: never without BACKEND_REQ (docs/shmem.md#extension-negotiation).
     if (!hasFeatures(acked, ProtocolFeature.BACKEND_REQ)) acked &= ~memRwBit;
@@ -215,7 +241,8 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
     let config: Uint8Array | undefined;
     if (hasFeatures(acked, ProtocolFeature.CONFIG)) {
       const size = options.configSize;
-      if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > 256)) throw new FrontendError("BAD_ARGUMENT", `config size ${size} not in 1..256`, { actual: size });
+      if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > 256))
+        throw new FrontendError("BAD_ARGUMENT", `config size ${size} not in 1..256`, { actual: size });
       config = size === undefined ? await discoverConfig(fe) : await fe.getConfig(0, size);
     }
     if (previous !== undefined) {
@@ -227,7 +254,8 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
         raw = await fe.getShmemConfigRaw();
       } catch (err) {
         // A reply the wire codec rejects (nregions > 256, nregions not matching the sizes).
-        if (isFrontendError(err) && err.code === "PROTOCOL" && isWireError(err.cause)) throw new FrontendError("BAD_SHMEM_CONFIG", err.message, err.detail, { cause: err.cause });
+        if (isFrontendError(err) && err.code === "PROTOCOL" && isWireError(err.cause))
+          throw new FrontendError("BAD_SHMEM_CONFIG", err.message, err.detail, { cause: err.cause });
         throw err;
       }
       const { sizes, total } = shmemSizes(raw, options.maxShmemBytes ?? DEFAULT_MAX_SHMEM_BYTES);
@@ -242,12 +270,22 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
           });
           guest.space.addDevice(regions);
         } catch (err) {
-          if (isRegionError(err)) throw new FrontendError("BAD_SHMEM_CONFIG", `shared memory regions refused: ${err.message}`, { request: "GET_SHMEM_CONFIG" }, { cause: err });
+          if (isRegionError(err))
+            throw new FrontendError("BAD_SHMEM_CONFIG", `shared memory regions refused: ${err.message}`, { request: "GET_SHMEM_CONFIG" }, { cause: err });
           throw err;
         }
       }
     }
-    const info: DeviceInfo = { features, protocolFeatures, ackedProtocolFeatures: acked, queueNum, maxMemSlots, config, shmem: regions?.regions() ?? [], dialect };
+    const info: DeviceInfo = {
+      features,
+      protocolFeatures,
+      ackedProtocolFeatures: acked,
+      queueNum,
+      maxMemSlots,
+      config,
+      shmem: regions?.regions() ?? [],
+      dialect,
+    };
     return { info, channel, regions, memRw };
   } catch (err) {
     channel?.close();

@@ -45,8 +45,13 @@ export function reconnectDelays(policy: ReconnectPolicy): number[] {
   const initial = policy.initialDelayMs ?? 50;
   const max = policy.maxDelayMs ?? 2000;
   const attempts = policy.attempts ?? 100;
-  for (const [name, v] of [["initialDelayMs", initial], ["maxDelayMs", max], ["attempts", attempts]] as const) {
-    if (!Number.isFinite(v) || v < 0 || (name === "attempts" && (!Number.isInteger(v) || v < 1))) throw new FrontendError("BAD_ARGUMENT", `reconnect.${name} ${v} is invalid`, { actual: v });
+  for (const [name, v] of [
+    ["initialDelayMs", initial],
+    ["maxDelayMs", max],
+    ["attempts", attempts],
+  ] as const) {
+    if (!Number.isFinite(v) || v < 0 || (name === "attempts" && (!Number.isInteger(v) || v < 1)))
+      throw new FrontendError("BAD_ARGUMENT", `reconnect.${name} ${v} is invalid`, { actual: v });
   }
   const out: number[] = [];
   for (let i = 0, d = initial; i < attempts; i++, d = Math.min(max, Math.max(1, d * 2))) out.push(Math.min(d, max));
@@ -71,7 +76,12 @@ export async function pause(ms: number, cancelled: () => boolean): Promise<void>
  *   `CLOSED` when cancelled, or the first error that is not retryable.
  * @internal
  */
-export async function retryWithBackoff(policy: ReconnectPolicy, attempt: () => Promise<void>, cancelled: () => boolean, retryable: (err: unknown) => boolean): Promise<number> {
+export async function retryWithBackoff(
+  policy: ReconnectPolicy,
+  attempt: () => Promise<void>,
+  cancelled: () => boolean,
+  retryable: (err: unknown) => boolean,
+): Promise<number> {
   const delays = reconnectDelays(policy);
   let last: unknown;
   for (const [i, delay] of delays.entries()) {
@@ -86,7 +96,12 @@ export async function retryWithBackoff(policy: ReconnectPolicy, attempt: () => P
     }
   }
   const why = last instanceof Error ? last.message : String(last);
-  throw new FrontendError("RECONNECT_FAILED", `back-end not back after ${delays.length} attempts: ${why}`, { request: "RECONNECT", expected: delays.length }, { cause: last });
+  throw new FrontendError(
+    "RECONNECT_FAILED",
+    `back-end not back after ${delays.length} attempts: ${why}`,
+    { request: "RECONNECT", expected: delays.length },
+    { cause: last },
+  );
 }
 
 /**
@@ -120,7 +135,10 @@ export class InflightArea {
       this.#fd = fd;
       this.#info = info;
     } else if (queueSize > this.#info.queueSize) {
-      throw new FrontendError("BAD_ARGUMENT", `queue size ${queueSize} exceeds the inflight area's ${this.#info.queueSize}`, { expected: this.#info.queueSize, actual: queueSize });
+      throw new FrontendError("BAD_ARGUMENT", `queue size ${queueSize} exceeds the inflight area's ${this.#info.queueSize}`, {
+        expected: this.#info.queueSize,
+        actual: queueSize,
+      });
     }
     await fe.setInflightFd(this.#info, (this.#fd as OwnedFd).fd);
     return true;

@@ -24,7 +24,13 @@ test("200 blk requests at once on a queue of 8 descriptors all complete, with th
     assert.equal(device.queue(0).inFlight, 0);
     assert.equal(guest.allocator.allocatedBytes > 0n, true, "only the rings stay allocated");
     // A chain that can never fit is refused at once, not left waiting forever.
-    await assert.rejects(device.queue(0).submit(Array.from({ length: 9 }, () => ({ addr: 0n, len: 1 })), []), (e: unknown) => isFrontendError(e) && e.code === "BAD_ARGUMENT");
+    await assert.rejects(
+      device.queue(0).submit(
+        Array.from({ length: 9 }, () => ({ addr: 0n, len: 1 })),
+        [],
+      ),
+      (e: unknown) => isFrontendError(e) && e.code === "BAD_ARGUMENT",
+    );
   } finally {
     await guest.close();
     await blkProcess.stop();

@@ -40,7 +40,8 @@ function start(dir: string, name: string, script: string, args: string[]): Promi
   const waiters: { text: string; resolve: () => void }[] = [];
   createInterface({ input: child.stdout! }).on("line", (l) => {
     lines.push(l);
-    for (const w of waiters.splice(0)) if (l.includes(w.text)) w.resolve();
+    for (const w of waiters.splice(0))
+      if (l.includes(w.text)) w.resolve();
       else waiters.push(w);
   });
   const proc: Proc = {
@@ -85,7 +86,9 @@ async function blk(guest: Guest, q: DriverQueue, type: number, data: bigint, len
   await guest.space.write(hdr, h);
   await guest.space.write(status, new Uint8Array([0xff]));
   const buf = { addr: data, len };
-  await (type === 1 ? q.submit([{ addr: hdr, len: 16 }, buf], [{ addr: status, len: 1 }]) : q.submit([{ addr: hdr, len: 16 }], [buf, { addr: status, len: 1 }]));
+  await (type === 1
+    ? q.submit([{ addr: hdr, len: 16 }, buf], [{ addr: status, len: 1 }])
+    : q.submit([{ addr: hdr, len: 16 }], [buf, { addr: status, len: 1 }]));
   const s = new Uint8Array(1);
   await guest.space.read(status, s);
   guest.allocator.free(hdr);
@@ -121,7 +124,10 @@ test("B started after A mapped, with no free slot and no MEM_READ/MEM_WRITE: B's
     await devA.start({ queues: [0] });
     await a.line('"step":"mapped"');
     const devB = await guest.addDevice({ socketPath: b.socket });
-    await assert.rejects(devB.start({ features: 0n, queues: [0] }), (e: unknown) => isFrontendError(e) && e.code === "NEGOTIATION" && /1 memory slots: .* need 2, and MEM_READ\/MEM_WRITE is not in use/.test(e.message));
+    await assert.rejects(
+      devB.start({ features: 0n, queues: [0] }),
+      (e: unknown) => isFrontendError(e) && e.code === "NEGOTIATION" && /1 memory slots: .* need 2, and MEM_READ\/MEM_WRITE is not in use/.test(e.message),
+    );
     assert.equal(guest.liveMappings().length, 1, "A's mapping is untouched");
   });
 });
@@ -175,7 +181,7 @@ test("two devices map at once and B has one free slot: exactly one map is admitt
       const devA1 = await guest.addDevice({ socketPath: a1.socket });
       const devA2 = await guest.addDevice({ socketPath: a2.socket });
       await Promise.all([devA1.start({ queues: [0] }), devA2.start({ queues: [0] })]);
-      const done = (p: Proc) => Promise.race([p.line("\"mapped\""), p.line("map-failed")]);
+      const done = (p: Proc) => Promise.race([p.line('"mapped"'), p.line("map-failed")]);
       await Promise.all([done(a1), done(a2)]);
       const mapped = [a1, a2].filter((p) => p.lines.some((l) => l.includes('"mapped"')));
       assert.equal(mapped.length, 1, `one of the two maps is refused (${[...a1.lines, ...a2.lines].join(" | ")})`);
@@ -200,7 +206,11 @@ test("B starts while A keeps re-mapping: no change is lost while B's memory tabl
     await a.line("churned");
     await devA.propagationSettled();
     await devB.propagationSettled();
-    assert.deepEqual(b.lines.filter((l) => l.startsWith("event rejected") && l.includes("MEM_REG")), [], "no stale or duplicate entry in B's table");
+    assert.deepEqual(
+      b.lines.filter((l) => l.startsWith("event rejected") && l.includes("MEM_REG")),
+      [],
+      "no stale or duplicate entry in B's table",
+    );
     assert.equal(await blk(guest, qb, 1, (region.guestPhysAddr as bigint) + 0x10000n, 4096), 0, "B reaches the last mapping directly");
   });
 });
@@ -217,7 +227,11 @@ test("A unmaps and re-maps the same range faster than B acks: B's table follows 
     await a.line("churned");
     await devA.propagationSettled();
     await devB.propagationSettled();
-    assert.deepEqual(b.lines.filter((l) => l.startsWith("event rejected") && l.includes("MEM_REG")), [], "B refused none of the ADD_MEM_REG / REM_MEM_REG it got");
+    assert.deepEqual(
+      b.lines.filter((l) => l.startsWith("event rejected") && l.includes("MEM_REG")),
+      [],
+      "B refused none of the ADD_MEM_REG / REM_MEM_REG it got",
+    );
     assert.equal(devA.failed, undefined, "A (which also gets its own mapping propagated) is fine");
     assert.equal(devB.failed, undefined);
     // The last map is live in B's table: B reaches the blob directly.
@@ -237,7 +251,12 @@ describe("a read-only mapping of A is never propagated to B (a memory-table entr
     await withPair(["--read-only"], ["--mem-rw"], async (a, b, guest) => {
       const served: string[] = [];
       const sent: string[] = [];
-      const devB = await guest.addDevice({ socketPath: b.socket, memRw: true, onBackendRequest: (o) => served.push(`${o.name} ${o.ok}`), trace: (t) => void (t.channel === "frontend" && t.direction === "send" && sent.push(t.name)) });
+      const devB = await guest.addDevice({
+        socketPath: b.socket,
+        memRw: true,
+        onBackendRequest: (o) => served.push(`${o.name} ${o.ok}`),
+        trace: (t) => void (t.channel === "frontend" && t.direction === "send" && sent.push(t.name)),
+      });
       const [qb] = await devB.start({ features: 0n, queues: [0] });
       assert.ok(qb);
       const devA = await guest.addDevice({ socketPath: a.socket });
@@ -247,7 +266,11 @@ describe("a read-only mapping of A is never propagated to B (a memory-table entr
       await devA.start({ queues: [0] });
       await a.line("mapped");
       await devB.propagationSettled();
-      assert.deepEqual(sent.filter((n) => n.endsWith("MEM_REG") || n === "SET_MEM_TABLE"), [], "B's memory table was left alone");
+      assert.deepEqual(
+        sent.filter((n) => n.endsWith("MEM_REG") || n === "SET_MEM_TABLE"),
+        [],
+        "B's memory table was left alone",
+      );
       const blob = (region.guestPhysAddr as bigint) + 0x10000n;
       assert.equal(await blk(guest, qb, 1, blob, 4096), 0, "B wrote the read-only blob to its disk (MEM_READ)");
       assert.ok(served.includes("BACKEND_MEM_READ true"));
@@ -275,7 +298,12 @@ describe("a buffer in device A's shared memory region, used by device B", () => 
           sharedMemoryPolicy: mode,
           memRw: mode !== "propagate",
           onBackendRequest: (o) => served.push(`${o.name} ${o.ok}`),
-          ...(withoutSlots ? { protocolFeatures: SUPPORTED_PROTOCOL_FEATURES & ~ProtocolFeature.CONFIGURE_MEM_SLOTS, trace: (e) => e.channel === "frontend" && e.direction === "send" && sent.push(e.name) } : {}),
+          ...(withoutSlots
+            ? {
+                protocolFeatures: SUPPORTED_PROTOCOL_FEATURES & ~ProtocolFeature.CONFIGURE_MEM_SLOTS,
+                trace: (e) => e.channel === "frontend" && e.direction === "send" && sent.push(e.name),
+              }
+            : {}),
         });
         const [qb] = await devB.start({ features: 0n, queues: [0] });
         assert.ok(qb);
@@ -321,7 +349,10 @@ test("A's back-end killed with a reconnect policy: its mapping leaves B's table 
     const sentToB: string[] = [];
     let removed!: () => void;
     const removal = new Promise<void>((r) => (removed = r));
-    const devB = await guest.addDevice({ socketPath: b.socket, trace: (e) => e.channel === "frontend" && e.direction === "send" && (sentToB.push(e.name), e.name === "REM_MEM_REG" && removed()) });
+    const devB = await guest.addDevice({
+      socketPath: b.socket,
+      trace: (e) => e.channel === "frontend" && e.direction === "send" && (sentToB.push(e.name), e.name === "REM_MEM_REG" && removed()),
+    });
     const [qb] = await devB.start({ features: 0n, queues: [0] });
     assert.ok(qb);
     const devA = await guest.addDevice({ socketPath: a.socket, reconnect: { initialDelayMs: 10, maxDelayMs: 100, attempts: 300 } });

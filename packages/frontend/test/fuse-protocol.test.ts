@@ -26,9 +26,18 @@ function direntplus(name: string, nodeid: bigint, namelenOverride?: number): Uin
 test("READDIRPLUS records decode with UTF-8 names; a name that does not fit, is empty or holds '/' is a protocol error", () => {
   const two = new Uint8Array([...direntplus("naïve café ☕.txt", 5n), ...direntplus("b", 6n)]);
   const d = decodeDirentplus(two);
-  assert.deepEqual(d.map((e) => [e.name, e.entry.nodeid, e.off, e.type]), [["naïve café ☕.txt", 5n, 7n, 8], ["b", 6n, 7n, 8]]);
+  assert.deepEqual(
+    d.map((e) => [e.name, e.entry.nodeid, e.off, e.type]),
+    [
+      ["naïve café ☕.txt", 5n, 7n, 8],
+      ["b", 6n, 7n, 8],
+    ],
+  );
   for (const bad of [direntplus("abc", 1n, 4096), direntplus("abc", 1n, 0), direntplus("a/b", 1n), direntplus("abc", 1n).subarray(0, ENTRY_OUT_SIZE + 10)]) {
-    assert.throws(() => decodeDirentplus(bad), (e: unknown) => isFrontendError(e) && e.code === "PROTOCOL");
+    assert.throws(
+      () => decodeDirentplus(bad),
+      (e: unknown) => isFrontendError(e) && e.code === "PROTOCOL",
+    );
   }
 });
 
@@ -43,14 +52,24 @@ test("fuse_entry_out and fuse_init_out: short replies and a foreign major versio
   v.setUint16(32, 256, true);
   assert.deepEqual(decodeInitOut(init), { major: 7, minor: 31, flags: 1 << 22, maxWrite: 1 << 20, maxPages: 256 });
   assert.deepEqual(decodeInitOut(init.subarray(0, 24)).maxPages, undefined, "the 7.22 layout has no max_pages");
-  assert.throws(() => decodeInitOut(init.subarray(0, 23)), (e: unknown) => isFrontendError(e) && e.code === "PROTOCOL");
+  assert.throws(
+    () => decodeInitOut(init.subarray(0, 23)),
+    (e: unknown) => isFrontendError(e) && e.code === "PROTOCOL",
+  );
   v.setUint32(0, 8, true);
-  assert.throws(() => decodeInitOut(init), (e: unknown) => isFrontendError(e) && e.code === "NEGOTIATION");
+  assert.throws(
+    () => decodeInitOut(init),
+    (e: unknown) => isFrontendError(e) && e.code === "NEGOTIATION",
+  );
 });
 
 test("names: UTF-8 plus NUL; empty, over 255 bytes, '/' or NUL are bad arguments", () => {
   assert.deepEqual([...encodeName("é")], [0xc3, 0xa9, 0]);
-  for (const bad of ["", "a/b", "a\0b", "x".repeat(256)]) assert.throws(() => encodeName(bad), (e: unknown) => isFrontendError(e) && e.code === "BAD_ARGUMENT");
+  for (const bad of ["", "a/b", "a\0b", "x".repeat(256)])
+    assert.throws(
+      () => encodeName(bad),
+      (e: unknown) => isFrontendError(e) && e.code === "BAD_ARGUMENT",
+    );
 });
 
 test("FUSE errors read as errno names: IO_ERROR with detail.actual, UNSUPPORTED for ENOSYS", () => {
@@ -95,9 +114,15 @@ test("a reply with the wrong unique, a length that disagrees, a used length beyo
     const s = new FuseSession(fakeQueue(reply), fakeQueue(reply));
     await assert.rejects(s.call(req), (e: unknown) => isFrontendError(e) && e.code === "PROTOCOL" && e.message.includes(what), what);
   }
-  const s = new FuseSession(fakeQueue((u) => ({ len: 16, header: outHeader(16, -13, u) })), fakeQueue((u) => ({ len: 16, header: outHeader(16, -13, u) })));
+  const s = new FuseSession(
+    fakeQueue((u) => ({ len: 16, header: outHeader(16, -13, u) })),
+    fakeQueue((u) => ({ len: 16, header: outHeader(16, -13, u) })),
+  );
   await assert.rejects(s.call(req), /fs getattr "\/": permission denied \(EACCES\)/);
-  const ok = new FuseSession(fakeQueue(() => ({ len: 0, header: new Uint8Array(16) })), fakeQueue((u) => ({ len: 20, header: outHeader(20, 0, u), body: new Uint8Array([1, 2, 3, 4, 5, 6]) })));
+  const ok = new FuseSession(
+    fakeQueue(() => ({ len: 0, header: new Uint8Array(16) })),
+    fakeQueue((u) => ({ len: 20, header: outHeader(20, 0, u), body: new Uint8Array([1, 2, 3, 4, 5, 6]) })),
+  );
   assert.deepEqual([...(await ok.call(req))], [1, 2, 3, 4], "the body is cut to the used length");
   ok.counted(5n);
   ok.counted(5n);

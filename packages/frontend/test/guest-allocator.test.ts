@@ -9,7 +9,11 @@ const SIZE = 0x8000;
 type Cmd = { readonly op: "alloc"; readonly len: number; readonly align: number } | { readonly op: "free"; readonly pick: number };
 
 const cmd: fc.Arbitrary<Cmd> = fc.oneof(
-  fc.record({ op: fc.constant("alloc" as const), len: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.constantFrom(16, 17, 512, 4096, 4097), fc.integer({ min: 1, max: SIZE })), align: fc.constantFrom(16, 16, 16, 64, 4096) }),
+  fc.record({
+    op: fc.constant("alloc" as const),
+    len: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.constantFrom(16, 17, 512, 4096, 4097), fc.integer({ min: 1, max: SIZE })),
+    align: fc.constantFrom(16, 16, 16, 64, 4096),
+  }),
   fc.record({ op: fc.constant("free" as const), pick: fc.nat() }),
 );
 
@@ -46,7 +50,8 @@ test("random alloc/free sequences: in range, aligned, disjoint, counted, and no 
         }
         assert.equal(at % c.align, 0, "aligned");
         assert.ok(at >= BASE && at + size <= BASE + SIZE, "inside the managed range");
-        for (const [s, l] of live) assert.ok(at + size <= s || s + l <= at, `0x${at.toString(16)}+0x${size.toString(16)} overlaps 0x${s.toString(16)}+0x${l.toString(16)}`);
+        for (const [s, l] of live)
+          assert.ok(at + size <= s || s + l <= at, `0x${at.toString(16)}+0x${size.toString(16)} overlaps 0x${s.toString(16)}+0x${l.toString(16)}`);
         live.set(at, size);
         assert.equal(a.allocatedBytes, BigInt([...live.values()].reduce((x, y) => x + y, 0)));
       }
@@ -68,5 +73,8 @@ test("a freed request buffer is handed out again for the next request of its siz
 });
 
 test("ranges past 2^53 are refused", () => {
-  assert.throws(() => new GuestAllocator(1n << 53n, 4096n), (e: unknown) => isFrontendError(e) && e.code === "BAD_ARGUMENT");
+  assert.throws(
+    () => new GuestAllocator(1n << 53n, 4096n),
+    (e: unknown) => isFrontendError(e) && e.code === "BAD_ARGUMENT",
+  );
 });

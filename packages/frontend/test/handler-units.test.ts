@@ -43,7 +43,13 @@ function harness(dialect: Dialect, replyAck: boolean) {
   const [mine, theirs] = socketPair();
   const shmem = new DeviceSharedMemory({ sizes: new Map([[1, 0x10_0000n]]), guestPhysAddr: guestAddress(1n << 32n) });
   const outcomes: BackendRequestOutcome[] = [];
-  const handler = new BackendRequestHandler(new Endpoint(mine), { dialect, replyAck, backendSendFd: true, sharedMemory: sharedMemoryPort({ regions: shmem }), onOutcome: (o) => outcomes.push(o) });
+  const handler = new BackendRequestHandler(new Endpoint(mine), {
+    dialect,
+    replyAck,
+    backendSendFd: true,
+    sharedMemory: sharedMemoryPort({ regions: shmem }),
+    onOutcome: (o) => outcomes.push(o),
+  });
   const done = handler.start();
   const peer = new Endpoint(theirs);
   const fd = sealedMemfd("handler-unit", 0x10_0000n);
@@ -124,8 +130,14 @@ describe("guest allocator", () => {
     a.free(x);
     a.free(y);
     assert.equal(a.alloc(0x3000), 0x1000n, "freed ranges coalesce back into one");
-    assert.throws(() => a.alloc(16), (e: unknown) => isFrontendError(e) && e.code === "OUT_OF_MEMORY");
-    assert.throws(() => a.alloc(0), (e: unknown) => isFrontendError(e) && e.code === "BAD_ARGUMENT");
+    assert.throws(
+      () => a.alloc(16),
+      (e: unknown) => isFrontendError(e) && e.code === "OUT_OF_MEMORY",
+    );
+    assert.throws(
+      () => a.alloc(0),
+      (e: unknown) => isFrontendError(e) && e.code === "BAD_ARGUMENT",
+    );
   });
 });
 
@@ -138,6 +150,9 @@ describe("virtio-blk config", () => {
     v.setUint32(20, 4096, true);
     const d = decodeBlkConfig(c);
     assert.deepEqual([d.capacity, d.segMax, d.blkSize, d.numQueues], [2048n, 126, 4096, undefined]);
-    assert.throws(() => decodeBlkConfig(new Uint8Array(4)), (e: unknown) => isFrontendError(e) && e.code === "PROTOCOL");
+    assert.throws(
+      () => decodeBlkConfig(new Uint8Array(4)),
+      (e: unknown) => isFrontendError(e) && e.code === "PROTOCOL",
+    );
   });
 });

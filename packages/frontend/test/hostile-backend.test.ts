@@ -259,7 +259,13 @@ describe("hostile back-end in a second process", () => {
       // No host virtual address left the process: the memory table carries synthetic user
       // addresses (base + GPA), ring addresses lie inside them, and no word the back-end received
       // points into the real guest RAM mapping.
-      const rec = exit.rec as { regions: { gpa: string; size: string; uaddr: string }[]; vringAddrs: { desc: string; used: string; avail: string }[]; words: string[]; configReads: number; requests: number[] };
+      const rec = exit.rec as {
+        regions: { gpa: string; size: string; uaddr: string }[];
+        vringAddrs: { desc: string; used: string; avail: string }[];
+        words: string[];
+        configReads: number;
+        requests: number[];
+      };
       // Tear-down: GET_VRING_BASE (11), then RESET_OWNER (4) since this back-end lacks RESET_DEVICE.
       assert.deepEqual(rec.requests.slice(-2), [11, 4], "close ends with GET_VRING_BASE, then RESET_OWNER");
       // RAM first, then the propagated mappings (GPA = the window of shmid 1 or 3 + offset).
@@ -268,7 +274,11 @@ describe("hostile back-end in a second process", () => {
       const windows = device.info.shmem.map((r) => [r.guestPhysAddr as bigint, r.size] as const);
       for (const r of rec.regions) {
         assert.equal(BigInt(r.uaddr), SYNTHETIC_USER_BASE + BigInt(r.gpa), "user address = synthetic base + GPA");
-        if (r !== region) assert.ok(windows.some(([base, size]) => BigInt(r.gpa) >= base && BigInt(r.gpa) + BigInt(r.size) <= base + size), `propagated ${r.gpa} lies in a shared memory window`);
+        if (r !== region)
+          assert.ok(
+            windows.some(([base, size]) => BigInt(r.gpa) >= base && BigInt(r.gpa) + BigInt(r.size) <= base + size),
+            `propagated ${r.gpa} lies in a shared memory window`,
+          );
       }
       assert.equal(rec.regions.length, 1 + 1 + 1 + 1 + 6, "RAM, the rw map, the read-only map, the no-reply map, 6 tiny maps");
       for (const a of rec.vringAddrs) {
@@ -337,7 +347,11 @@ describe("hostile back-end in a second process", () => {
       assert.equal(rec.regions.length, 2, "guest RAM, then the propagated mapping (refused)");
       const shm1 = devA.info.shmem.find((r) => r.shmid === 1)!;
       const { gpa, size, mmapOffset } = rec.regions[1]!;
-      assert.deepEqual({ gpa, size, mmapOffset }, { gpa: `0x${shm1.guestPhysAddr.toString(16)}`, size: "0x10000", mmapOffset: "0x10000" }, "ADD_MEM_REG at region base + shm_offset, mmap_offset = the map's fd_offset");
+      assert.deepEqual(
+        { gpa, size, mmapOffset },
+        { gpa: `0x${shm1.guestPhysAddr.toString(16)}`, size: "0x10000", mmapOffset: "0x10000" },
+        "ADD_MEM_REG at region base + shm_offset, mmap_offset = the map's fd_offset",
+      );
       assert.deepEqual(rec.removed, [], "the refused region was never B's to remove");
       assert.equal(await b.exited, 0);
       assert.equal(await a.exited, 0);
@@ -386,7 +400,10 @@ describe("hostile back-end in a second process", () => {
       const device = await guest.addDevice({ endpoint: peer.endpoint, timeoutMs: 10_000, onBackendRequest: (o) => outcomes.push(o) });
       assert.deepEqual(device.info.shmem, [], "no regions");
       assert.notEqual((await peer.next((o) => o.phase === "mapped")).status, 0, "refused");
-      assert.ok(outcomes.some((o) => o.name === "BACKEND_SHMEM_MAP" && !o.ok && (o.reason ?? "").length > 0), outcomes.map((o) => `${o.name} ${o.ok} ${o.reason ?? ""}`).join("; "));
+      assert.ok(
+        outcomes.some((o) => o.name === "BACKEND_SHMEM_MAP" && !o.ok && (o.reason ?? "").length > 0),
+        outcomes.map((o) => `${o.name} ${o.ok} ${o.reason ?? ""}`).join("; "),
+      );
       assert.equal(device.failed, undefined);
       peer.send("die");
       await guest.close();
@@ -459,7 +476,7 @@ describe("hostile back-end in a second process", () => {
       assert.equal(await peer.exited, 0);
     }));
 
-  test("check: a back-end whose ring keeps running after GET_VRING_BASE fails \"GET_VRING_BASE stops the ring\"", async () => {
+  test('check: a back-end whose ring keeps running after GET_VRING_BASE fails "GET_VRING_BASE stops the ring"', async () => {
     const peer = startPeer("ignores-stop");
     try {
       const results = await runConformance({ endpoint: peer.endpoint, timeoutMs: 10_000 });

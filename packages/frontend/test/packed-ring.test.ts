@@ -13,7 +13,9 @@ import { VirtioFeature } from "@vhostkit/wire";
 import { BlkDriver, Guest, isFrontendError, runConformance } from "../src/index.js";
 import { startRamBlk } from "./helpers/ram-blk-process.js";
 
-test("packed by default: a queue of 100 serves 240 writes and reads of 1–8 sectors, 24 at a time, across many laps; the data reads back; GET_VRING_BASE = the driver's positions", { timeout: 60_000 }, async () => {
+test("packed by default: a queue of 100 serves 240 writes and reads of 1–8 sectors, 24 at a time, across many laps; the data reads back; GET_VRING_BASE = the driver's positions", {
+  timeout: 60_000,
+}, async () => {
   const blk = await startRamBlk(["--size-mib", "2"]);
   const guest = new Guest();
   try {
@@ -48,7 +50,9 @@ test("packed by default: a queue of 100 serves 240 writes and reads of 1–8 sec
   }
 });
 
-test("packedRing: false keeps split rings with a back-end that offers packed ones; packedRing: true fails start with NEGOTIATION when the back-end does not", { timeout: 60_000 }, async () => {
+test("packedRing: false keeps split rings with a back-end that offers packed ones; packedRing: true fails start with NEGOTIATION when the back-end does not", {
+  timeout: 60_000,
+}, async () => {
   const packedBlk = await startRamBlk(["--size-mib", "1"]);
   const splitBlk = await startRamBlk(["--size-mib", "1", "--no-packed"]);
   const guest = new Guest();

@@ -31,7 +31,9 @@ class RestartableBlk {
 
   /** Starts a device process; resolves once it listens. */
   async start(): Promise<void> {
-    const child = spawn(process.execPath, [RAM_BLK, "--socket", this.socket, "--size-mib", "1", "--file", join(this.dir, "disk.img"), "--events"], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [RAM_BLK, "--socket", this.socket, "--size-mib", "1", "--file", join(this.dir, "disk.img"), "--events"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     this.#child = child;
     const kill = (): boolean => child.kill("SIGKILL");
     process.once("exit", kill);
@@ -83,7 +85,9 @@ async function workload(blk: BlkDriver, rounds: number, at: number, midway: () =
 }
 
 for (const inflight of [true, false]) {
-  test(`${inflight ? "with" : "without"} INFLIGHT_SHMFD: the device SIGKILLed at QD 32 and restarted; every request completes once, every block verified, one event`, { timeout: 60_000 }, async () => {
+  test(`${inflight ? "with" : "without"} INFLIGHT_SHMFD: the device SIGKILLed at QD 32 and restarted; every request completes once, every block verified, one event`, {
+    timeout: 60_000,
+  }, async () => {
     const dev = new RestartableBlk();
     const guest = new Guest({ ramSize: 16n << 20n });
     try {

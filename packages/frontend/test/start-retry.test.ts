@@ -17,7 +17,11 @@ test("a refused queue size unwinds the start; a retry with a smaller one drives 
     // The RAM blk device takes queues of up to 1024 descriptors: SET_VRING_NUM 4096 is refused.
     await assert.rejects(device.start({ queueSize: 4096 }), (e: unknown) => isFrontendError(e) && e.code === "REFUSED" && e.detail.request === "SET_VRING_NUM");
     assert.equal(device.failed, undefined, "a refused queue size does not fail the device");
-    assert.throws(() => device.queue(0), (e: unknown) => isFrontendError(e) && e.code === "BAD_ARGUMENT", "the refused queue was released");
+    assert.throws(
+      () => device.queue(0),
+      (e: unknown) => isFrontendError(e) && e.code === "BAD_ARGUMENT",
+      "the refused queue was released",
+    );
     assert.equal(guest.allocator.allocatedBytes, before, "its rings went back to the allocator");
     const blk = await BlkDriver.attach(device, { queueSize: 64 });
     const data = new Uint8Array(512).fill(0x5a);

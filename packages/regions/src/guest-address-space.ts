@@ -36,7 +36,8 @@ export class GuestAddressSpace implements GuestMemory {
    * @throws RegionError `OVERLAP` when a device window overlaps RAM or another device.
    */
   constructor(ram: GuestRam, devices: readonly DeviceSharedMemory[] = []) {
-    for (const b of ram.memoryTable()) this.#insert({ start: b.guestPhysAddr, len: b.memorySize, end: b.guestPhysAddr + b.memorySize, memory: ram, owner: ram });
+    for (const b of ram.memoryTable())
+      this.#insert({ start: b.guestPhysAddr, len: b.memorySize, end: b.guestPhysAddr + b.memorySize, memory: ram, owner: ram });
     for (const d of devices) this.addDevice(d);
   }
 
@@ -44,7 +45,11 @@ export class GuestAddressSpace implements GuestMemory {
     const i = insertionIndex(this.#parts, p.start);
     for (const n of [this.#parts[i - 1], this.#parts[i]]) {
       if (n !== undefined && rangesOverlap(n.start, n.len, p.start, p.len)) {
-        throw new RegionError("OVERLAP", `guest range 0x${p.start.toString(16)}+0x${p.len.toString(16)} overlaps 0x${n.start.toString(16)}+0x${n.len.toString(16)}`, { guestPhysAddr: p.start, len: p.len });
+        throw new RegionError(
+          "OVERLAP",
+          `guest range 0x${p.start.toString(16)}+0x${p.len.toString(16)} overlaps 0x${n.start.toString(16)}+0x${n.len.toString(16)}`,
+          { guestPhysAddr: p.start, len: p.len },
+        );
       }
     }
     this.#parts.splice(i, 0, p);

@@ -86,14 +86,17 @@ export class GuestRam implements GuestMemory, Disposable {
     const sorted = [...options.blocks].sort((a, b) => (a.guestPhysAddr < b.guestPhysAddr ? -1 : 1));
     try {
       sorted.forEach((b, i) => {
-        if (b.size <= 0n) throw new RegionError("ZERO_SIZE", `guest RAM block at 0x${b.guestPhysAddr.toString(16)} has size 0`, { guestPhysAddr: b.guestPhysAddr });
+        if (b.size <= 0n)
+          throw new RegionError("ZERO_SIZE", `guest RAM block at 0x${b.guestPhysAddr.toString(16)} has size 0`, { guestPhysAddr: b.guestPhysAddr });
         requirePageAligned(b.guestPhysAddr, "guest RAM block address");
         requirePageAligned(b.size, "guest RAM block size");
         addU64(b.guestPhysAddr, b.size, "guest RAM block end");
         addU64(this.#userBase + b.guestPhysAddr, b.size, "guest RAM user address end");
         const prev = sorted[i - 1];
         if (prev !== undefined && rangesOverlap(prev.guestPhysAddr, prev.size, b.guestPhysAddr, b.size)) {
-          throw new RegionError("OVERLAP", `guest RAM blocks at 0x${prev.guestPhysAddr.toString(16)} and 0x${b.guestPhysAddr.toString(16)} overlap`, { guestPhysAddr: b.guestPhysAddr });
+          throw new RegionError("OVERLAP", `guest RAM blocks at 0x${prev.guestPhysAddr.toString(16)} and 0x${b.guestPhysAddr.toString(16)} overlap`, {
+            guestPhysAddr: b.guestPhysAddr,
+          });
         }
         this.#blocks.push(createBlock(`${name}-${i}`, b, this.#userBase));
       });
@@ -161,7 +164,10 @@ function createBlock(name: string, b: GuestRamBlock, userBase: bigint): Block {
     throw new RegionError("MMAP_FAILED", `memfd_create: ${describeErrno(errno)}`, detail, { errno, syscall: "memfd_create" });
   }
   try {
-    for (const [ok, syscall] of [[() => ftruncate(fd, b.size), "ftruncate"], [() => addSeals(fd, SEAL.SHRINK | SEAL.GROW), "fcntl"]] as const) {
+    for (const [ok, syscall] of [
+      [() => ftruncate(fd, b.size), "ftruncate"],
+      [() => addSeals(fd, SEAL.SHRINK | SEAL.GROW), "fcntl"],
+    ] as const) {
       if (ok() !== 0) {
         const errno = mmanErrno();
         throw new RegionError("MMAP_FAILED", `${syscall} of the guest RAM memfd: ${describeErrno(errno)}`, detail, { errno, syscall });

@@ -59,7 +59,11 @@ export class HostMapping {
 export function mapShared(fd: number, fileOffset: bigint, len: number, writable: boolean, detail: RegionErrorDetail): HostMapping {
   const prot = writable ? PROT.READ | PROT.WRITE : PROT.READ;
   const r = mmapOrErrno(0n, len, prot, MAP.SHARED, fd, fileOffset);
-  if (!r.ok) throw new RegionError("MMAP_FAILED", `mmap of fd ${fd} at file offset 0x${fileOffset.toString(16)}: ${describeErrno(r.errno)}`, detail, { errno: r.errno, syscall: "mmap" });
+  if (!r.ok)
+    throw new RegionError("MMAP_FAILED", `mmap of fd ${fd} at file offset 0x${fileOffset.toString(16)}: ${describeErrno(r.errno)}`, detail, {
+      errno: r.errno,
+      syscall: "mmap",
+    });
   return new HostMapping(r.addr, len);
 }
 

@@ -88,7 +88,11 @@ function describe(r: MemoryRegionDescriptor): string {
 function checkRegion(r: MemoryRegionDescriptor, request: string): void {
   const detail: RegionErrorDetail = { request, guestPhysAddr: r.guestPhysAddr, len: r.memorySize };
   if (r.memorySize === 0n) throw new RegionError("ZERO_SIZE", `${request}: region ${describe(r)} has size 0`, detail);
-  for (const [v, name] of [[r.guestPhysAddr, "guest_phys_addr"], [r.userspaceAddr, "userspace_addr"], [r.mmapOffset, "mmap_offset"]] as const) {
+  for (const [v, name] of [
+    [r.guestPhysAddr, "guest_phys_addr"],
+    [r.userspaceAddr, "userspace_addr"],
+    [r.mmapOffset, "mmap_offset"],
+  ] as const) {
     addU64(v, r.memorySize, `${request}: ${name} + memory_size`, detail);
   }
   toLength(r.memorySize, `${request}: memory_size`, detail);
@@ -124,11 +128,20 @@ function mapRegion(r: MemoryRegionDescriptor, fd: number, request: string, requi
   }
   if (st.regular && requireSealed) {
     const seals = getSeals(fd);
-    if (seals < 0 || (seals & SEAL.SHRINK) === 0) throw new RegionError("UNSEALED", `${request}: region ${describe(r)} is a file the front-end can still shrink (no F_SEAL_SHRINK): an access after a truncate would be SIGBUS`, detail);
+    if (seals < 0 || (seals & SEAL.SHRINK) === 0)
+      throw new RegionError(
+        "UNSEALED",
+        `${request}: region ${describe(r)} is a file the front-end can still shrink (no F_SEAL_SHRINK): an access after a truncate would be SIGBUS`,
+        detail,
+      );
   }
   const end = r.mmapOffset + r.memorySize;
   if (st.regular && end > st.size) {
-    throw new RegionError("OUT_OF_BOUNDS", `${request}: mmap_offset + memory_size 0x${end.toString(16)} is past the end of the file (0x${st.size.toString(16)})`, { ...detail, expected: st.size, actual: end });
+    throw new RegionError(
+      "OUT_OF_BOUNDS",
+      `${request}: mmap_offset + memory_size 0x${end.toString(16)} is past the end of the file (0x${st.size.toString(16)})`,
+      { ...detail, expected: st.size, actual: end },
+    );
   }
   // rust-vmm maps at file offset mmap_offset directly (libvhost-user maps from 0 and adds it);
   // mmap_offset is page-aligned (checked), so the two agree.
@@ -176,7 +189,8 @@ export class MemoryTable implements GuestMemory, Disposable {
   constructor(options: MemoryTableOptions = {}) {
     this.#maxSlots = options.maxSlots ?? DEFAULT_MAX_MEM_SLOTS;
     this.#requireSealed = options.requireSealedFds ?? false;
-    if (!Number.isSafeInteger(this.#maxSlots) || this.#maxSlots < 1) throw new RegionError("BAD_CONFIG", `maxSlots must be a positive integer, got ${this.#maxSlots}`);
+    if (!Number.isSafeInteger(this.#maxSlots) || this.#maxSlots < 1)
+      throw new RegionError("BAD_CONFIG", `maxSlots must be a positive integer, got ${this.#maxSlots}`);
   }
 
   /** GET_MAX_MEM_SLOTS answer: the most regions this table holds. */
@@ -281,7 +295,12 @@ export class MemoryTable implements GuestMemory, Disposable {
     const request = "SET_MEM_TABLE";
     try {
       this.#alive();
-      if (regions.length > this.#maxSlots) throw new RegionError("TOO_MANY", `${request}: ${regions.length} regions, at most ${this.#maxSlots}`, { request, expected: this.#maxSlots, actual: regions.length });
+      if (regions.length > this.#maxSlots)
+        throw new RegionError("TOO_MANY", `${request}: ${regions.length} regions, at most ${this.#maxSlots}`, {
+          request,
+          expected: this.#maxSlots,
+          actual: regions.length,
+        });
       regions.forEach((r, i) => {
         checkRegion(r, request);
         checkAgainst(r, regions.slice(0, i), request);
@@ -305,7 +324,8 @@ export class MemoryTable implements GuestMemory, Disposable {
     const request = "ADD_MEM_REG";
     try {
       this.#alive();
-      if (this.#byGuest.length >= this.#maxSlots) throw new RegionError("TOO_MANY", `${request}: all ${this.#maxSlots} memory slots are in use`, { request, expected: this.#maxSlots });
+      if (this.#byGuest.length >= this.#maxSlots)
+        throw new RegionError("TOO_MANY", `${request}: all ${this.#maxSlots} memory slots are in use`, { request, expected: this.#maxSlots });
       checkRegion(region, request);
       checkAgainst(region, this.regions(), request);
     } catch (e) {
@@ -328,7 +348,11 @@ export class MemoryTable implements GuestMemory, Disposable {
     const i = this.#byGuest.findIndex((e) => sameRegion(e.region, { ...region, mmapOffset: 0n }));
     const e = this.#byGuest[i];
     if (e === undefined) {
-      throw new RegionError("NOT_FOUND", `REM_MEM_REG: no region ${describe({ ...region, mmapOffset: 0n })}`, { request: "REM_MEM_REG", guestPhysAddr: region.guestPhysAddr, len: region.memorySize });
+      throw new RegionError("NOT_FOUND", `REM_MEM_REG: no region ${describe({ ...region, mmapOffset: 0n })}`, {
+        request: "REM_MEM_REG",
+        guestPhysAddr: region.guestPhysAddr,
+        len: region.memorySize,
+      });
     }
     this.#install(this.#byGuest.filter((_, j) => j !== i));
     this.#retire(e.host);

@@ -125,14 +125,19 @@ function reserve(addr: bigint, len: number, detail: RegionErrorDetail): HostMapp
   // SAFETY: with MAP_FIXED the target lies inside a reservation this object owns, so it replaces
   // only our own pages; the replacement is atomic (no window where the range is unmapped).
   const r = mmapOrErrno(addr, len, PROT.NONE, RESERVE_FLAGS | fixed, -1, 0n);
-  if (!r.ok) throw new RegionError("MMAP_FAILED", `PROT_NONE reservation of 0x${len.toString(16)} bytes: ${describeErrno(r.errno)}`, detail, { errno: r.errno, syscall: "mmap" });
+  if (!r.ok)
+    throw new RegionError("MMAP_FAILED", `PROT_NONE reservation of 0x${len.toString(16)} bytes: ${describeErrno(r.errno)}`, detail, {
+      errno: r.errno,
+      syscall: "mmap",
+    });
   return new HostMapping(r.addr, len);
 }
 
 function sizesOf(sizes: DeviceSharedMemoryOptions["sizes"]): [number, bigint][] {
   const out: [number, bigint][] = [];
   if (Array.isArray(sizes)) {
-    if (sizes.length > MAX_SHMIDS) throw new RegionError("BAD_CONFIG", `${sizes.length} shmids given, at most ${MAX_SHMIDS}`, { expected: MAX_SHMIDS, actual: sizes.length });
+    if (sizes.length > MAX_SHMIDS)
+      throw new RegionError("BAD_CONFIG", `${sizes.length} shmids given, at most ${MAX_SHMIDS}`, { expected: MAX_SHMIDS, actual: sizes.length });
     (sizes as readonly bigint[]).forEach((s, i) => out.push([i, s]));
   } else {
     for (const [id, s] of sizes as ReadonlyMap<number, bigint>) out.push([id, s]);
@@ -180,7 +185,10 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
     this.#maxPerRegion = options.maxMappingsPerRegion ?? DEFAULT_MAX_MAPPINGS_PER_REGION;
     this.#maxPerDevice = options.maxMappingsPerDevice ?? DEFAULT_MAX_MAPPINGS_PER_DEVICE;
     this.#requireSealed = options.requireSealedFds ?? true;
-    for (const [name, v] of [["maxMappingsPerRegion", this.#maxPerRegion], ["maxMappingsPerDevice", this.#maxPerDevice]] as const) {
+    for (const [name, v] of [
+      ["maxMappingsPerRegion", this.#maxPerRegion],
+      ["maxMappingsPerDevice", this.#maxPerDevice],
+    ] as const) {
       if (!Number.isSafeInteger(v) || v < 1) throw new RegionError("BAD_CONFIG", `${name} must be a positive integer, got ${v}`, { actual: v });
     }
     requirePageAligned(options.guestPhysAddr, "shared memory base guest address");
@@ -300,7 +308,8 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
     this.#alive();
     const region = this.#region(shmid);
     const detail: RegionErrorDetail = { request: "SHMEM_MAP", shmid, offset: shmOffset, len };
-    if (flags < 0n || (flags & ~SHMEM_MAP_FLAG_RW) !== 0n) throw new RegionError("BAD_FLAGS", `SHMEM_MAP flags 0x${flags.toString(16)} has unknown bits`, { ...detail, actual: flags });
+    if (flags < 0n || (flags & ~SHMEM_MAP_FLAG_RW) !== 0n)
+      throw new RegionError("BAD_FLAGS", `SHMEM_MAP flags 0x${flags.toString(16)} has unknown bits`, { ...detail, actual: flags });
     if (len === 0n) throw new RegionError("ZERO_SIZE", "SHMEM_MAP of length 0", detail);
     if (len < 0n || shmOffset < 0n || fdOffset < 0n) throw new RegionError("OVERFLOW", "SHMEM_MAP with a negative value", detail);
     requirePageAligned(shmOffset, "SHMEM_MAP shm_offset", detail);
@@ -308,24 +317,45 @@ export class DeviceSharedMemory implements GuestMemory, Disposable {
     requirePageAligned(fdOffset, "SHMEM_MAP fd_offset", detail);
     const end = addU64(shmOffset, len, "SHMEM_MAP shm_offset + len", detail);
     const fdEnd = addU64(fdOffset, len, "SHMEM_MAP fd_offset + len", detail);
-    if (end > region.len) throw new RegionError("OUT_OF_BOUNDS", `SHMEM_MAP 0x${shmOffset.toString(16)}+0x${len.toString(16)} leaves shmid ${shmid} of size 0x${region.len.toString(16)}`, { ...detail, expected: region.len, actual: end });
+    if (end > region.len)
+      throw new RegionError(
+        "OUT_OF_BOUNDS",
+        `SHMEM_MAP 0x${shmOffset.toString(16)}+0x${len.toString(16)} leaves shmid ${shmid} of size 0x${region.len.toString(16)}`,
+        { ...detail, expected: region.len, actual: end },
+      );
     const at = insertionIndex(region.mappings, shmOffset);
     for (const n of [region.mappings[at - 1], region.mappings[at]]) {
       if (n !== undefined && rangesOverlap(n.start, n.len, shmOffset, len)) {
-        throw new RegionError("OVERLAP", `SHMEM_MAP 0x${shmOffset.toString(16)}+0x${len.toString(16)} overlaps the mapping at 0x${n.start.toString(16)}+0x${n.len.toString(16)} of shmid ${shmid}`, detail);
+        throw new RegionError(
+          "OVERLAP",
+          `SHMEM_MAP 0x${shmOffset.toString(16)}+0x${len.toString(16)} overlaps the mapping at 0x${n.start.toString(16)}+0x${n.len.toString(16)} of shmid ${shmid}`,
+          detail,
+        );
       }
     }
-    if (region.mappings.length >= this.#maxPerRegion) throw new RegionError("TOO_MANY", `shmid ${shmid} already has ${region.mappings.length} mappings`, { ...detail, expected: this.#maxPerRegion });
-    if (this.#live >= this.#maxPerDevice) throw new RegionError("TOO_MANY", `device already has ${this.#live} mappings`, { ...detail, expected: this.#maxPerDevice });
+    if (region.mappings.length >= this.#maxPerRegion)
+      throw new RegionError("TOO_MANY", `shmid ${shmid} already has ${region.mappings.length} mappings`, { ...detail, expected: this.#maxPerRegion });
+    if (this.#live >= this.#maxPerDevice)
+      throw new RegionError("TOO_MANY", `device already has ${this.#live} mappings`, { ...detail, expected: this.#maxPerDevice });
     const st = fstatSize(fd);
     if (st === undefined) {
       const errno = mmanErrno();
       throw new RegionError("BAD_FD", `fstat of the SHMEM_MAP fd: ${describeErrno(errno)}`, detail, { errno, syscall: "fstat" });
     }
-    if (st.regular && fdEnd > st.size) throw new RegionError("OUT_OF_BOUNDS", `SHMEM_MAP fd_offset + len 0x${fdEnd.toString(16)} is past the end of the file (0x${st.size.toString(16)})`, { ...detail, expected: st.size, actual: fdEnd });
+    if (st.regular && fdEnd > st.size)
+      throw new RegionError("OUT_OF_BOUNDS", `SHMEM_MAP fd_offset + len 0x${fdEnd.toString(16)} is past the end of the file (0x${st.size.toString(16)})`, {
+        ...detail,
+        expected: st.size,
+        actual: fdEnd,
+      });
     if (st.regular && this.#requireSealed) {
       const seals = getSeals(fd);
-      if (seals < 0 || (seals & SEAL.SHRINK) === 0) throw new RegionError("UNSEALED", "SHMEM_MAP of a file the back-end can still shrink (no F_SEAL_SHRINK): an access after a truncate would be SIGBUS", detail);
+      if (seals < 0 || (seals & SEAL.SHRINK) === 0)
+        throw new RegionError(
+          "UNSEALED",
+          "SHMEM_MAP of a file the back-end can still shrink (no F_SEAL_SHRINK): an access after a truncate would be SIGBUS",
+          detail,
+        );
     }
     const writable = (flags & SHMEM_MAP_FLAG_RW) !== 0n;
     const length = toLength(len, "SHMEM_MAP len", detail);

@@ -23,7 +23,12 @@ function rejects(code: RegionErrorCode, f: () => unknown): void {
 
 describe("GuestRam", () => {
   test("sealed memfds described as memory-table regions with synthetic user addresses", () => {
-    using ram = new GuestRam({ blocks: [{ guestPhysAddr: 4n * MiB, size: MiB }, { guestPhysAddr: 0n, size: 2n * MiB }] });
+    using ram = new GuestRam({
+      blocks: [
+        { guestPhysAddr: 4n * MiB, size: MiB },
+        { guestPhysAddr: 0n, size: 2n * MiB },
+      ],
+    });
     const table = ram.memoryTable();
     assert.deepEqual(
       table.map((r) => [r.guestPhysAddr, r.memorySize, r.userspaceAddr, r.mmapOffset]),
@@ -39,7 +44,13 @@ describe("GuestRam", () => {
 
   test("front-end RAM shared with a back-end memory table (fds as SCM_RIGHTS would dup them)", async () => {
     const before = fdCount();
-    using ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }, { guestPhysAddr: MiB, size: MiB }], userAddrBase: 0n });
+    using ram = new GuestRam({
+      blocks: [
+        { guestPhysAddr: 0n, size: MiB },
+        { guestPhysAddr: MiB, size: MiB },
+      ],
+      userAddrBase: 0n,
+    });
     using backend = new MemoryTable();
     backend.setMemTable(ram.memoryTable().map((r) => ({ ...r, fd: dupCloexec(r.fd) })));
     await ram.write(guestAddress(MiB - 2n), new Uint8Array([1, 2, 3, 4]));
@@ -58,7 +69,17 @@ describe("GuestRam", () => {
     ["zero size", "ZERO_SIZE", () => new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 0n }] })],
     ["unaligned address", "MISALIGNED", () => new GuestRam({ blocks: [{ guestPhysAddr: 1n, size: P }] })],
     ["unaligned size", "MISALIGNED", () => new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: P + 1n }] })],
-    ["overlapping blocks", "OVERLAP", () => new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: 2n * P }, { guestPhysAddr: P, size: P }] })],
+    [
+      "overlapping blocks",
+      "OVERLAP",
+      () =>
+        new GuestRam({
+          blocks: [
+            { guestPhysAddr: 0n, size: 2n * P },
+            { guestPhysAddr: P, size: P },
+          ],
+        }),
+    ],
     ["end wraps u64", "OVERFLOW", () => new GuestRam({ blocks: [{ guestPhysAddr: (1n << 64n) - P, size: 2n * P }] })],
   ];
   for (const [name, code, make] of bad) {
@@ -95,10 +116,19 @@ describe("GuestAddressSpace", () => {
     await assert.rejects(space.read(guestAddress(MiB + 20n * P - 1n), new Uint8Array(2)), (e: unknown) => isRegionError(e) && e.code === "UNMAPPED");
     // translateRange: the same checks, as views (RAM end + RW mapping + RO mapping).
     const views = translateRange(space, guestAddress(MiB - 4n), 4 + 3 * Number(P), false);
-    assert.deepEqual(views.map((v) => [v.bytes.length, v.writable]), [[4, true], [2 * Number(P), true], [Number(P), false]]);
+    assert.deepEqual(
+      views.map((v) => [v.bytes.length, v.writable]),
+      [
+        [4, true],
+        [2 * Number(P), true],
+        [Number(P), false],
+      ],
+    );
     rejects("READ_ONLY", () => translateRange(space, guestAddress(MiB + 2n * P - 1n), 2, true));
     rejects("UNMAPPED", () => translateRange(space, guestAddress(MiB + 3n * P - 1n), 2, false));
-    rejects("UNMAPPED", () => translateRange({ translate: () => ({ ok: true, span: { bytes: new Uint8Array(0), writable: true } }) }, guestAddress(0n), 1, false));
+    rejects("UNMAPPED", () =>
+      translateRange({ translate: () => ({ ok: true, span: { bytes: new Uint8Array(0), writable: true } }) }, guestAddress(0n), 1, false),
+    );
     await space.write(guestAddress(10n), new Uint8Array([9]));
     const nine = new Uint8Array(1);
     await ram.read(guestAddress(10n), nine);

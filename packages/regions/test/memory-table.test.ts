@@ -43,7 +43,22 @@ describe("MemoryTable", () => {
     // Regions at low addresses and one just below 2^53, so the number bounds are exercised at the top.
     const high = (1n << 53n) - 4n * P;
     t.setMemTable([region(0n, 2n), region(2n * P, 1n), region(8n * P, 1n), region(high, 2n)]);
-    const probes = [0n, 0x10n, P - 1n, P + 0x10n, 2n * P, 3n * P - 1n, 3n * P, 7n * P + 0xfffn, 8n * P, 9n * P, high - 1n, high, high + P + 0x123n, high + 2n * P];
+    const probes = [
+      0n,
+      0x10n,
+      P - 1n,
+      P + 0x10n,
+      2n * P,
+      3n * P - 1n,
+      3n * P,
+      7n * P + 0xfffn,
+      8n * P,
+      9n * P,
+      high - 1n,
+      high,
+      high + P + 0x123n,
+      high + 2n * P,
+    ];
     for (const addr of probes) {
       for (const len of [1, 0x10, 0x3000, 0]) {
         const a = t.translate(guestAddress(addr), len);
@@ -73,7 +88,11 @@ describe("MemoryTable", () => {
     const b = t.translate(guestAddress(2n * P), 0x3000);
     assert.ok(b.ok);
     assert.equal(b.span.bytes.length, 0x1000);
-    assert.deepEqual(t.translate(guestAddress(3n * P), 4), { ok: false, miss: { kind: "unmapped", addr: 3n * P, next: 8n * P } }, "a miss says where the next region starts");
+    assert.deepEqual(
+      t.translate(guestAddress(3n * P), 4),
+      { ok: false, miss: { kind: "unmapped", addr: 3n * P, next: 8n * P } },
+      "a miss says where the next region starts",
+    );
     assert.deepEqual(t.translate(guestAddress(9n * P), 4), { ok: false, miss: { kind: "unmapped", addr: 9n * P, next: 1n << 64n } }, "none above: 2^64");
     assert.deepEqual(t.translate(guestAddress((1n << 64n) - 2n), 4), { ok: false, miss: { kind: "overflow", addr: (1n << 64n) - 2n, len: 4n } });
     assert.equal(t.translate(guestAddress(0n), 0).ok, false);
@@ -104,12 +123,18 @@ describe("MemoryTable", () => {
     const bad = [region(0x100000n, 1n), region(0x200000n, 1n), { ...region(0x300000n, 1n), mmapOffset: 8n * P }];
     rejects("OUT_OF_BOUNDS", () => t.setMemTable(bad));
     for (const r of bad) assert.equal(fdOpen(r.fd), false);
-    assert.deepEqual(t.regions().map((r) => r.guestPhysAddr), [0n]);
+    assert.deepEqual(
+      t.regions().map((r) => r.guestPhysAddr),
+      [0n],
+    );
     const out = new Uint8Array(1);
     await t.read(guestAddress(0n), out);
     assert.equal(out[0], 7);
     t.setMemTable([region(0x100000n, 1n), region(0n, 2n)]);
-    assert.deepEqual(t.regions().map((r) => r.guestPhysAddr), [0n, 0x100000n]);
+    assert.deepEqual(
+      t.regions().map((r) => r.guestPhysAddr),
+      [0n, 0x100000n],
+    );
     await t.read(guestAddress(0n), out);
     assert.equal(out[0], 0);
     t.reset();
@@ -222,11 +247,17 @@ describe("MemoryTable", () => {
     const first = { guestPhysAddr: 0x100000n, memorySize: P, userspaceAddr: U + 0x100000n, mmapOffset: 0n, fd: memfd(P, "mt-new") };
     // A directory passes every check (not a regular file) but mmap refuses it (ENODEV).
     const dir = { guestPhysAddr: 0x200000n, memorySize: P, userspaceAddr: U + 0x200000n, mmapOffset: 0n, fd: openSync("/proc/self", "r") };
-    assert.throws(() => t.setMemTable([first, dir]), (e: unknown) => isRegionError(e) && e.code === "MMAP_FAILED" && e.errno > 0 && e.syscall === "mmap");
+    assert.throws(
+      () => t.setMemTable([first, dir]),
+      (e: unknown) => isRegionError(e) && e.code === "MMAP_FAILED" && e.errno > 0 && e.syscall === "mmap",
+    );
     assert.equal(memfdVmas("mt-new"), 0);
     assert.equal(memfdVmas("mt-old"), 1);
     assert.equal(fdCount(), before);
-    assert.deepEqual(t.regions().map((r) => r.guestPhysAddr), [0n]);
+    assert.deepEqual(
+      t.regions().map((r) => r.guestPhysAddr),
+      [0n],
+    );
     t.reset();
     assert.equal(memfdVmas("mt-old"), 0);
   });

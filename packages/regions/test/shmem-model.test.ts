@@ -12,7 +12,16 @@ const PER_DEVICE = 6;
 const MEMFD_NAME = "shmem-model-blob";
 
 type Cmd =
-  | { readonly op: "map"; readonly shmid: number; readonly off: number; readonly len: number; readonly fdOff: number; readonly fileLen: number; readonly flags: number; readonly skew: number }
+  | {
+      readonly op: "map";
+      readonly shmid: number;
+      readonly off: number;
+      readonly len: number;
+      readonly fdOff: number;
+      readonly fileLen: number;
+      readonly flags: number;
+      readonly skew: number;
+    }
   | { readonly op: "unmap"; readonly shmid: number; readonly off: number; readonly len: number; readonly pick: number | undefined }
   | { readonly op: "reset" };
 
@@ -89,7 +98,12 @@ test("random map/unmap/reset sequences agree with a simple model; no leaked VMAs
   let successes = 0;
   fc.assert(
     fc.property(fc.array(cmd, { minLength: 5, maxLength: 30, size: "max" }), (cmds) => {
-      const dev = new DeviceSharedMemory({ sizes: SIZES.map((s) => s * P), guestPhysAddr: guestAddress(0x8000_0000n), maxMappingsPerRegion: PER_REGION, maxMappingsPerDevice: PER_DEVICE });
+      const dev = new DeviceSharedMemory({
+        sizes: SIZES.map((s) => s * P),
+        guestPhysAddr: guestAddress(0x8000_0000n),
+        maxMappingsPerRegion: PER_REGION,
+        maxMappingsPerDevice: PER_DEVICE,
+      });
       const windows = SIZES.map((_, i) => hostWindowForTesting(dev, i)!);
       const model: ModelMapping[][] = SIZES.map(() => []);
       try {
@@ -137,7 +151,9 @@ test("random map/unmap/reset sequences agree with a simple model; no leaked VMAs
       // into it at any time: assert that nothing of ours is left (no mapping of our memfds, not the
       // PROT_NONE reservation spanning the window), not that the range is empty.
       assert.equal(memfdVmas(MEMFD_NAME), 0, "no mapping of a blob survives dispose");
-      SIZES.forEach((pages, i) => assert.notDeepEqual(layout(windows[i]!, pages * P), [`0+${(BigInt(pages) * P).toString(16)}:---p`], `region ${i}: reservation released`));
+      SIZES.forEach((pages, i) =>
+        assert.notDeepEqual(layout(windows[i]!, pages * P), [`0+${(BigInt(pages) * P).toString(16)}:---p`], `region ${i}: reservation released`),
+      );
       assert.equal(fdCount(), baseFds);
     }),
     { numRuns: 120 },

@@ -9,7 +9,10 @@ import { fdCount, fdOpen, layout, memfd, memfdVmas, vmFlagsWithin } from "./help
 const P = 0x1000n;
 const BASE = guestAddress(0x1_0000_0000n);
 
-function device(sizes: readonly bigint[] = [16n * P, 0n, 8n * P], extra: { maxMappingsPerRegion?: number; maxMappingsPerDevice?: number } = {}): DeviceSharedMemory {
+function device(
+  sizes: readonly bigint[] = [16n * P, 0n, 8n * P],
+  extra: { maxMappingsPerRegion?: number; maxMappingsPerDevice?: number } = {},
+): DeviceSharedMemory {
   return new DeviceSharedMemory({ sizes, guestPhysAddr: BASE, ...extra });
 }
 
@@ -37,7 +40,10 @@ describe("DeviceSharedMemory reservations", () => {
     assert.deepEqual(layout(win(dev, 0), 16n * P), ["0+10000:---p"]);
     assert.deepEqual(layout(win(dev, 2), 8n * P), ["0+8000:---p"]);
     // The reservations commit no memory: MAP_NORESERVE ("nr"), and nothing readable or writable.
-    for (const [shmid, pages] of [[0, 16n], [2, 8n]] as const) {
+    for (const [shmid, pages] of [
+      [0, 16n],
+      [2, 8n],
+    ] as const) {
       const vmas = vmFlagsWithin(win(dev, shmid), pages * P);
       assert.equal(vmas.length, 1);
       assert.ok(vmas[0]!.includes("nr") && !vmas[0]!.some((f) => f === "rd" || f === "wr" || f === "ex"), `shmid ${shmid}: ${vmas[0]!.join(" ")}`);
@@ -147,9 +153,18 @@ describe("DeviceSharedMemory.map rejections (fd always closed)", () => {
     using dev = device();
     rejects("BAD_FD", () => dev.map(0, 0n, P, -1, 0n, 0n));
     rejects("BAD_FD", () =>
-      dev.map(0, 0n, P, { transfer: () => {
-        throw new RangeError("closed");
-      } }, 0n, 0n),
+      dev.map(
+        0,
+        0n,
+        P,
+        {
+          transfer: () => {
+            throw new RangeError("closed");
+          },
+        },
+        0n,
+        0n,
+      ),
     );
   });
 
@@ -211,14 +226,23 @@ describe("DeviceSharedMemory.unmap", () => {
   test("listeners see map and unmap with the data to propagate", () => {
     using dev = device();
     const events: string[] = [];
-    const off = dev.addListener((e) => events.push(`${e.kind} ${e.mapping.guestPhysAddr.toString(16)}+${e.mapping.len.toString(16)} ${e.mapping.fdOffset} ${e.mapping.writable} ${fdOpen(e.mapping.fd)}`));
+    const off = dev.addListener((e) =>
+      events.push(
+        `${e.kind} ${e.mapping.guestPhysAddr.toString(16)}+${e.mapping.len.toString(16)} ${e.mapping.fdOffset} ${e.mapping.writable} ${fdOpen(e.mapping.fd)}`,
+      ),
+    );
     dev.map(2, P, P, memfd(2n * P), P, 0n);
     dev.map(0, 0n, P, memfd(P), 0n, 1n);
     dev.unmap(2, P, P);
     dev.reset();
     off();
     dev.map(0, 0n, P, memfd(P), 0n, 1n);
-    assert.deepEqual(events, ["map 100011000+1000 4096 false true", "map 100000000+1000 0 true true", "unmap 100011000+1000 4096 false true", "unmap 100000000+1000 0 true true"]);
+    assert.deepEqual(events, [
+      "map 100011000+1000 4096 false true",
+      "map 100000000+1000 0 true true",
+      "unmap 100011000+1000 4096 false true",
+      "unmap 100000000+1000 0 true true",
+    ]);
   });
 });
 
@@ -227,7 +251,12 @@ describe("eager propagation from mapping events", () => {
     using dev = device();
     using other = new MemoryTable();
     const off = dev.addListener((e) => {
-      const r = { guestPhysAddr: e.mapping.guestPhysAddr, memorySize: e.mapping.len, userspaceAddr: 0x7f00_0000_0000n + e.mapping.guestPhysAddr, mmapOffset: e.mapping.fdOffset };
+      const r = {
+        guestPhysAddr: e.mapping.guestPhysAddr,
+        memorySize: e.mapping.len,
+        userspaceAddr: 0x7f00_0000_0000n + e.mapping.guestPhysAddr,
+        mmapOffset: e.mapping.fdOffset,
+      };
       if (e.kind === "map") other.addRegion({ ...r, fd: dupCloexec(e.mapping.fd) });
       else other.removeRegion(r);
     });
@@ -254,7 +283,20 @@ describe("DeviceSharedMemory configuration", () => {
   for (const [name, code, make] of bad) test(name, () => rejects(code, make));
 
   test("a map of sizes skips zero entries and sorts by shmid", () => {
-    using dev = new DeviceSharedMemory({ sizes: new Map([[5, P], [1, 2n * P], [3, 0n]]), guestPhysAddr: BASE });
-    assert.deepEqual(dev.regions().map((r) => [r.shmid, r.guestPhysAddr - BASE]), [[1, 0n], [5, 2n * P]]);
+    using dev = new DeviceSharedMemory({
+      sizes: new Map([
+        [5, P],
+        [1, 2n * P],
+        [3, 0n],
+      ]),
+      guestPhysAddr: BASE,
+    });
+    assert.deepEqual(
+      dev.regions().map((r) => [r.shmid, r.guestPhysAddr - BASE]),
+      [
+        [1, 0n],
+        [5, 2n * P],
+      ],
+    );
   });
 });

@@ -238,10 +238,19 @@ export class Endpoint {
     let size = 0;
     for (const p of parts) size += p.length;
     if (size > this.#maxPayload) {
-      throw new TransportError("OVERSIZE", "retry", `request ${request}: payload 0x${size.toString(16)} exceeds max 0x${this.#maxPayload.toString(16)}`, undefined, { expected: this.#maxPayload, actual: size });
+      throw new TransportError(
+        "OVERSIZE",
+        "retry",
+        `request ${request}: payload 0x${size.toString(16)} exceeds max 0x${this.#maxPayload.toString(16)}`,
+        undefined,
+        { expected: this.#maxPayload, actual: size },
+      );
     }
     if (fds.length > this.#maxFds) {
-      throw new TransportError("TOO_MANY_FDS", "retry", `request ${request}: ${fds.length} fds exceed max ${this.#maxFds}`, undefined, { expected: this.#maxFds, actual: fds.length });
+      throw new TransportError("TOO_MANY_FDS", "retry", `request ${request}: ${fds.length} fds exceed max ${this.#maxFds}`, undefined, {
+        expected: this.#maxFds,
+        actual: fds.length,
+      });
     }
     const tx = this.#tx;
     const v = tx.block.view;
@@ -392,7 +401,11 @@ export class Endpoint {
     }
     const name = request === undefined ? "header" : `request ${request}`;
     if (msgFlags & MSG_CTRUNC) bad = new TransportError("CTRUNC", "broken", `${name}: control data truncated (MSG_CTRUNC)`);
-    else if (fds.length - start > this.#maxFds) bad ??= new TransportError("TOO_MANY_FDS", "broken", `${name}: ${fds.length - start} fds exceed max ${this.#maxFds}`, undefined, { expected: this.#maxFds, actual: fds.length - start });
+    else if (fds.length - start > this.#maxFds)
+      bad ??= new TransportError("TOO_MANY_FDS", "broken", `${name}: ${fds.length - start} fds exceed max ${this.#maxFds}`, undefined, {
+        expected: this.#maxFds,
+        actual: fds.length - start,
+      });
     if (bad) throw bad;
     return n;
   }
@@ -443,7 +456,13 @@ export class Endpoint {
       const flags = v.getUint32(d + 4, true);
       const size = v.getUint32(d + 8, true);
       if (size > this.#maxPayload) {
-        throw new TransportError("OVERSIZE", "broken", `request ${request}: size 0x${size.toString(16)} exceeds max 0x${this.#maxPayload.toString(16)}`, undefined, { offset: 8, expected: this.#maxPayload, actual: size });
+        throw new TransportError(
+          "OVERSIZE",
+          "broken",
+          `request ${request}: size 0x${size.toString(16)} exceeds max 0x${this.#maxPayload.toString(16)}`,
+          undefined,
+          { offset: 8, expected: this.#maxPayload, actual: size },
+        );
       }
       const into = tail !== undefined && size === tail.offset + tail.bytes.length && tail.bytes.length > 0 ? tail : undefined;
       let body = 0;
@@ -457,14 +476,23 @@ export class Endpoint {
           continue;
         }
         if (fds.length > before) {
-          throw new TransportError("FDS_ON_BODY", "broken", `request ${request}: fds attached to body at offset 0x${(HEADER_SIZE + body).toString(16)}`, undefined, { offset: HEADER_SIZE + body });
+          throw new TransportError(
+            "FDS_ON_BODY",
+            "broken",
+            `request ${request}: fds attached to body at offset 0x${(HEADER_SIZE + body).toString(16)}`,
+            undefined,
+            { offset: HEADER_SIZE + body },
+          );
         }
         if (n === 0) throw this.#eof(HEADER_SIZE + body, `request ${request}`);
         body += n;
       }
       const allowed = this.#fdsAllowed?.(request, flags) ?? this.#maxFds;
       if (fds.length > allowed) {
-        throw new TransportError("FDS_NOT_ALLOWED", "retry", `request ${request}: ${fds.length} fds attached, at most ${allowed} allowed`, undefined, { expected: allowed, actual: fds.length });
+        throw new TransportError("FDS_NOT_ALLOWED", "retry", `request ${request}: ${fds.length} fds attached, at most ${allowed} allowed`, undefined, {
+          expected: allowed,
+          actual: fds.length,
+        });
       }
       const frame = this.#rx.block.bytes.subarray(d, d + HEADER_SIZE + (into === undefined ? size : into.offset));
       msg = { request, flags, payload: frame.subarray(HEADER_SIZE), frame, fds, tailed: into !== undefined };

@@ -124,7 +124,8 @@ export function listen(path: string, options: ListenOptions = {}): Listener {
       connectOnce(path).close();
       throw new TransportError("ADDR_IN_USE", "broken", `${path} has a live listener`);
     } catch (err) {
-      if (err instanceof TransportError && err.errno === Errno.EAGAIN) throw new TransportError("ADDR_IN_USE", "broken", `${path} has a live listener (its backlog is full)`);
+      if (err instanceof TransportError && err.errno === Errno.EAGAIN)
+        throw new TransportError("ADDR_IN_USE", "broken", `${path} has a live listener (its backlog is full)`);
       if (!(err instanceof TransportError) || err.errno !== Errno.ECONNREFUSED) throw err;
       unlinkSync(path);
     }

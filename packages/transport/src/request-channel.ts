@@ -92,7 +92,13 @@ export class RequestChannel {
    * @throws TransportError `BUSY`, `TIMEOUT`, `BAD_REPLY`, or any endpoint error.
    */
   async request(request: number, payload: Payload, options: RequestOptions = {}): Promise<ReceivedMessage | undefined> {
-    return this.#exchange(request, requestFlags(options), payload, options, options.expectReply === true || options.needReply === true ? copyMessage : undefined);
+    return this.#exchange(
+      request,
+      requestFlags(options),
+      payload,
+      options,
+      options.expectReply === true || options.needReply === true ? copyMessage : undefined,
+    );
   }
 
   /**
@@ -123,13 +129,24 @@ export class RequestChannel {
     if (reply === undefined) return 0n;
     for (const f of reply.fds) f.close();
     if (reply.payload.length !== 8) {
-      throw this.#fatal(new TransportError("BAD_REPLY", "broken", `request ${request}: ack payload 0x${reply.payload.length.toString(16)} bytes, expected 0x8`, undefined, { expected: 8, actual: reply.payload.length }));
+      throw this.#fatal(
+        new TransportError("BAD_REPLY", "broken", `request ${request}: ack payload 0x${reply.payload.length.toString(16)} bytes, expected 0x8`, undefined, {
+          expected: 8,
+          actual: reply.payload.length,
+        }),
+      );
     }
     return new DataView(reply.payload.buffer, reply.payload.byteOffset, 8).getBigUint64(0, true);
   }
 
   /** Send, then (when `take` is given) receive the reply, check it and lend it to `take`. */
-  async #exchange<T>(request: number, flags: number, payload: Payload, options: RequestWithOptions, take: ((reply: BorrowedMessage) => T) | undefined): Promise<T | undefined> {
+  async #exchange<T>(
+    request: number,
+    flags: number,
+    payload: Payload,
+    options: RequestWithOptions,
+    take: ((reply: BorrowedMessage) => T) | undefined,
+  ): Promise<T | undefined> {
     if (this.#latched) throw this.#latched;
     if (this.#busy) throw new TransportError("BUSY", "retry", `request ${request}: another request is outstanding`);
     this.#busy = true;
@@ -141,7 +158,13 @@ export class RequestChannel {
       return await this.#ep.recvWith((reply) => {
         if (reply.request !== request || reply.flags !== REPLY_FLAGS) {
           // recvWith closes the reply's fds.
-          throw new TransportError("BAD_REPLY", "broken", `request ${request}: reply has request ${reply.request} flags 0x${reply.flags.toString(16)}`, undefined, { expected: request, actual: reply.request });
+          throw new TransportError(
+            "BAD_REPLY",
+            "broken",
+            `request ${request}: reply has request ${reply.request} flags 0x${reply.flags.toString(16)}`,
+            undefined,
+            { expected: request, actual: reply.request },
+          );
         }
         try {
           return take(reply);
@@ -182,16 +205,19 @@ export class RequestChannel {
   #arm(ms: number): void {
     this.#timerAt = performance.now() + ms;
     // Unreferenced: a waiting receive keeps the process alive by itself, and an idle channel must not.
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      if (this.#deadline === Infinity) return; // idle: disarm until the next request
-      const left = this.#deadline - performance.now();
-      if (left > 0) {
-        this.#arm(left);
-        return;
-      }
-      this.#fatal(new TransportError("TIMEOUT", "broken", `request ${this.#deadlineRequest}: no reply within ${this.#deadlineMs} ms`));
-    }, Math.max(1, Math.ceil(ms)));
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        if (this.#deadline === Infinity) return; // idle: disarm until the next request
+        const left = this.#deadline - performance.now();
+        if (left > 0) {
+          this.#arm(left);
+          return;
+        }
+        this.#fatal(new TransportError("TIMEOUT", "broken", `request ${this.#deadlineRequest}: no reply within ${this.#deadlineMs} ms`));
+      },
+      Math.max(1, Math.ceil(ms)),
+    );
     this.#timer.unref?.();
   }
 

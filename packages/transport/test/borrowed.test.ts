@@ -49,9 +49,12 @@ test("an error thrown by the recvWith callback closes the message's fds and leav
   await a.send(3, 1, new Uint8Array(8), [r.fd, w.fd]);
   r.close();
   w.close();
-  await assert.rejects(b.recvWith(() => {
-    throw new RangeError("not for me");
-  }), RangeError);
+  await assert.rejects(
+    b.recvWith(() => {
+      throw new RangeError("not for me");
+    }),
+    RangeError,
+  );
   assert.equal(fdCount(), before, "both received fds were closed");
   assert.equal(b.error, undefined, "nothing latched");
   await a.send(4, 1);
@@ -83,11 +86,17 @@ test("requestWith: the reply is checked before the callback; the callback's erro
   const dst = new Uint8Array(1);
   await ch.requestWith(10, [new Uint8Array([21])], (reply) => void dst.set(reply.payload));
   assert.equal(dst[0], 42);
-  await assert.rejects(ch.requestWith(11, new Uint8Array([1]), () => {
-    throw new Error("reply not acceptable");
-  }), /reply not acceptable/);
+  await assert.rejects(
+    ch.requestWith(11, new Uint8Array([1]), () => {
+      throw new Error("reply not acceptable");
+    }),
+    /reply not acceptable/,
+  );
   assert.equal(ch.error, undefined, "a callback error leaves the channel open");
-  await assert.rejects(ch.requestWith(12, new Uint8Array([1]), () => assert.fail("a bad reply never reaches the callback")), (e: unknown) => e instanceof TransportError && e.code === "BAD_REPLY");
+  await assert.rejects(
+    ch.requestWith(12, new Uint8Array([1]), () => assert.fail("a bad reply never reaches the callback")),
+    (e: unknown) => e instanceof TransportError && e.code === "BAD_REPLY",
+  );
   assert.equal((ch.error as TransportError | undefined)?.code, "BAD_REPLY", "a bad reply ends the channel"); // (the earlier assert narrowed the type)
   await served;
 });
@@ -143,7 +152,10 @@ test("recvWith with a tail: a payload of the expected length ends straight in th
   const data = pattern(65536, 11);
   await a.send(11, 5, [pattern(16, 12), data]);
   const dst = new Uint8Array(65536);
-  const seen = await b.recvWith((m) => ({ tailed: m.tailed, head: [...m.payload], size: new DataView(m.frame.buffer, m.frame.byteOffset).getUint32(8, true) }), { bytes: dst, offset: 16 });
+  const seen = await b.recvWith(
+    (m) => ({ tailed: m.tailed, head: [...m.payload], size: new DataView(m.frame.buffer, m.frame.byteOffset).getUint32(8, true) }),
+    { bytes: dst, offset: 16 },
+  );
   assert.equal(seen.tailed, true);
   assert.deepEqual(seen.head, [...pattern(16, 12)], "payload holds only the bytes before the tail");
   assert.equal(seen.size, 16 + 65536, "the header still counts the whole payload");
@@ -162,14 +174,22 @@ test("recvWith with a tail: a payload of the expected length ends straight in th
   const body = pattern(16 + into.length, 14);
   const whole = frame(13, 5, body);
   const got = ep.recvWith((m) => [m.tailed, ...m.payload.subarray(0, 2)], { bytes: into, offset: 16 });
-  for (const [from, to] of [[0, 12], [12, 20], [20, 200], [200, whole.length]] as const) {
+  for (const [from, to] of [
+    [0, 12],
+    [12, 20],
+    [20, 200],
+    [200, whole.length],
+  ] as const) {
     const piece = whole.slice(from, to);
     assert.equal(Number(socketSys().write(raw.fd, piece, piece.length)), piece.length);
     await turn();
   }
   assert.deepEqual(await got, [true, body[0], body[1]]);
   assert.deepEqual(into, body.subarray(16));
-  assert.ok(big.subarray(0, 1000).every((v) => v === 1), "bytes before the subarray untouched");
+  assert.ok(
+    big.subarray(0, 1000).every((v) => v === 1),
+    "bytes before the subarray untouched",
+  );
 });
 
 test("a request's timeout holds even when an earlier request armed a longer one", async (t) => {
@@ -182,7 +202,10 @@ test("a request's timeout holds even when an earlier request armed a longer one"
   })();
   await ch.request(1, new Uint8Array(0), { expectReply: true }); // arms the channel's timer for 60 s
   const t0 = performance.now();
-  await assert.rejects(ch.request(2, new Uint8Array(0), { expectReply: true, timeoutMs: 50 }), (e: unknown) => e instanceof TransportError && e.code === "TIMEOUT");
+  await assert.rejects(
+    ch.request(2, new Uint8Array(0), { expectReply: true, timeoutMs: 50 }),
+    (e: unknown) => e instanceof TransportError && e.code === "TIMEOUT",
+  );
   assert.ok(performance.now() - t0 < 5000, "timed out on its own deadline, not the earlier 60 s one");
   assert.equal((ch.error as TransportError | undefined)?.code, "TIMEOUT", "latched");
   await assert.rejects(ch.request(3, new Uint8Array(0), { expectReply: true }), (e: unknown) => e instanceof TransportError && e.code === "TIMEOUT");

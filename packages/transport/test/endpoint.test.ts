@@ -82,11 +82,19 @@ describe("Endpoint", () => {
 
   test("more fds than allowed and MSG_CTRUNC close every received fd", async (t) => {
     const [, w] = closeAfter(t, ...pipe());
-    for (const [count, code] of [[9, "TOO_MANY_FDS"], [12, "CTRUNC"]] as const) {
+    for (const [count, code] of [
+      [9, "TOO_MANY_FDS"],
+      [12, "CTRUNC"],
+    ] as const) {
       const [x, y] = socketPair();
       const [a, b] = closeAfter(t, new Endpoint(x, { maxFds: 16 }), new Endpoint(y));
       const before = fdCount();
-      await a.send(1, 1, new Uint8Array(0), Array.from({ length: count }, () => w.fd));
+      await a.send(
+        1,
+        1,
+        new Uint8Array(0),
+        Array.from({ length: count }, () => w.fd),
+      );
       await expectCode(b.recv(), code, "broken");
       assert.equal(fdCount(), before);
     }
@@ -156,7 +164,12 @@ describe("Endpoint", () => {
       const [pa, pb] = closeAfter(t, new Endpoint(x, { maxFds: 16 }), new Endpoint(y, { fdsAllowed: () => 0 }));
       switch (i % 6) {
         case 0:
-          await pa.send(1, 1, new Uint8Array(0), Array.from({ length: 10 }, () => w.fd));
+          await pa.send(
+            1,
+            1,
+            new Uint8Array(0),
+            Array.from({ length: 10 }, () => w.fd),
+          );
           break;
         case 1:
           rawWrite(peerFd, frame(5, 1, new Uint8Array(0), 12));
@@ -175,7 +188,12 @@ describe("Endpoint", () => {
           pa.close();
           break;
         default:
-          await pa.send(1, 1, new Uint8Array(0), Array.from({ length: 14 }, () => w.fd));
+          await pa.send(
+            1,
+            1,
+            new Uint8Array(0),
+            Array.from({ length: 14 }, () => w.fd),
+          );
       }
       await assert.rejects(pb.recv(), TransportError);
       pa.close();
@@ -191,12 +209,20 @@ describe("Endpoint", () => {
         if (i % 3 === 2) return; // never answered: TIMEOUT
         await sendReply(peer, i % 3 === 0 ? m.request + 1 : m.request, new Uint8Array(8), [w.fd, w.fd]);
       });
-      if (i % 3 === 0) await assert.rejects(ch.request(7, new Uint8Array(0), { expectReply: true }), (e: unknown) => e instanceof TransportError && e.code === "BAD_REPLY");
+      if (i % 3 === 0)
+        await assert.rejects(ch.request(7, new Uint8Array(0), { expectReply: true }), (e: unknown) => e instanceof TransportError && e.code === "BAD_REPLY");
       else if (i % 3 === 1) {
-        await assert.rejects(ch.requestWith(7, new Uint8Array(0), () => {
-          throw new RangeError("not this reply");
-        }), RangeError);
-      } else await assert.rejects(ch.request(7, new Uint8Array(0), { expectReply: true, timeoutMs: 1 }), (e: unknown) => e instanceof TransportError && e.code === "TIMEOUT");
+        await assert.rejects(
+          ch.requestWith(7, new Uint8Array(0), () => {
+            throw new RangeError("not this reply");
+          }),
+          RangeError,
+        );
+      } else
+        await assert.rejects(
+          ch.request(7, new Uint8Array(0), { expectReply: true, timeoutMs: 1 }),
+          (e: unknown) => e instanceof TransportError && e.code === "TIMEOUT",
+        );
       await served;
       requester.close();
       peer.close();

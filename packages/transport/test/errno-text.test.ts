@@ -19,5 +19,8 @@ test("names and descriptions: the Errno table's numbers all have both; unknown v
 
 test("a failed connect says the path and the errno by name", async () => {
   const path = `/tmp/vhostkit-no-such-dir-${process.pid}/x.sock`;
-  await assert.rejects(connect(path), (e: unknown) => isTransportError(e) && e.errno === 2 && e.message === `connect ${path}: no such file or directory (ENOENT)`);
+  await assert.rejects(
+    connect(path),
+    (e: unknown) => isTransportError(e) && e.errno === 2 && e.message === `connect ${path}: no such file or directory (ENOENT)`,
+  );
 });

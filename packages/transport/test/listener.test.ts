@@ -35,18 +35,26 @@ describe("listen / connect", () => {
   test("a stale socket file is replaced; a live one or a plain file is refused", async (t) => {
     const path = join(dir, "b.sock");
     const [live] = closeAfter(t, listen(path));
-    assert.throws(() => listen(path), (e: unknown) => e instanceof TransportError && e.code === "ADDR_IN_USE");
+    assert.throws(
+      () => listen(path),
+      (e: unknown) => e instanceof TransportError && e.code === "ADDR_IN_USE",
+    );
     live.close();
     const file = join(dir, "plain");
     writeFileSync(file, "x");
-    assert.throws(() => listen(file), (e: unknown) => e instanceof TransportError && e.code === "ADDR_IN_USE");
+    assert.throws(
+      () => listen(file),
+      (e: unknown) => e instanceof TransportError && e.code === "ADDR_IN_USE",
+    );
     const [l2] = closeAfter(t, listen(path));
     const accepting = l2.accept();
     l2.close();
     await assert.rejects(accepting, (e: unknown) => e instanceof TransportError && e.code === "CLOSED");
     // A really stale socket: a process that listened on it was killed, the file stays behind.
     const stale = join(dir, "stale.sock");
-    const child = spawn(process.execPath, ["-e", `require("node:net").createServer().listen(${JSON.stringify(stale)}, () => console.log("up"))`], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["-e", `require("node:net").createServer().listen(${JSON.stringify(stale)}, () => console.log("up"))`], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     const dead = new Promise((r) => child.once("close", r));
     t.after(() => void child.kill("SIGKILL"));
     await new Promise<void>((resolve, reject) => {
@@ -99,6 +107,9 @@ describe("listen / connect", () => {
   });
 
   test("connect reports ENOENT after its retries", async () => {
-    await assert.rejects(connect(join(dir, "missing.sock"), { retry: { attempts: 2, delayMs: 1 } }), (e: unknown) => e instanceof TransportError && e.errno === 2);
+    await assert.rejects(
+      connect(join(dir, "missing.sock"), { retry: { attempts: 2, delayMs: 1 } }),
+      (e: unknown) => e instanceof TransportError && e.errno === 2,
+    );
   });
 });

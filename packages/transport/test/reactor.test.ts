@@ -109,7 +109,10 @@ describe("Reactor", () => {
       b.close();
       assert.equal(reactor.size, 0);
       await reactor.close();
-      assert.throws(() => reactor.watch(0), (err: unknown) => err instanceof TransportError && err.code === "CLOSED");
+      assert.throws(
+        () => reactor.watch(0),
+        (err: unknown) => err instanceof TransportError && err.code === "CLOSED",
+      );
     });
   }
 

@@ -45,14 +45,22 @@ export class IndirectTables {
     const w = d << 2;
     const len = (desc32[w + 2] as number) >>> 0;
     if (len === 0 || len % 16 !== 0 || len / 16 > maxEntries) {
-      throw guestFault(sink, "BAD_INDIRECT_LENGTH", `descriptor ${d}: indirect table length ${len} is 0, not a multiple of 16 or over ${maxEntries} entries`, d, maxEntries * 16, len);
+      throw guestFault(
+        sink,
+        "BAD_INDIRECT_LENGTH",
+        `descriptor ${d}: indirect table length ${len} is 0, not a multiple of 16 or over ${maxEntries} entries`,
+        d,
+        maxEntries * 16,
+        len,
+      );
     }
     const alo = (desc32[w] as number) >>> 0;
     const ahi = (desc32[w + 1] as number) >>> 0;
     if (ahi === 0xffffffff && alo + len > TWO32) throw guestFault(sink, "ADDRESS_WRAP", `descriptor ${d}: indirect table wraps past 2^64`, d);
     const addr = (BigInt(ahi) << 32n) | BigInt(alo);
     const table = this.#read(memory, addr, len);
-    if (typeof table === "number") throw guestFault(sink, "INDIRECT_UNMAPPED", `indirect table 0x${addr.toString(16)} of descriptor ${d} is not mapped at +${table}`, d, len, table);
+    if (typeof table === "number")
+      throw guestFault(sink, "INDIRECT_UNMAPPED", `indirect table 0x${addr.toString(16)} of descriptor ${d} is not mapped at +${table}`, d, len, table);
     return table;
   }
 
@@ -86,7 +94,17 @@ export class IndirectTables {
  * Returns the next word index.
  * @throws VirtqueueError through `sink`: `ZERO_LENGTH`, `ADDRESS_WRAP`, `BAD_ORDER` (when `strict`).
  */
-export function appendTableEntry(table: DataView, i: number, writable: boolean, d: number, batch: ChainBatch, p: number, totals: ChainTotals, strict: boolean, sink: GuestErrorSink): number {
+export function appendTableEntry(
+  table: DataView,
+  i: number,
+  writable: boolean,
+  d: number,
+  batch: ChainBatch,
+  p: number,
+  totals: ChainTotals,
+  strict: boolean,
+  sink: GuestErrorSink,
+): number {
   const off = i * 16;
   const len = table.getUint32(off + 8, true);
   const lo = table.getUint32(off, true);
@@ -103,7 +121,8 @@ export function appendTableEntry(table: DataView, i: number, writable: boolean, 
     totals.writable += len;
     totals.seenWrite = true;
   } else {
-    if (totals.seenWrite && strict) throw guestFault(sink, "BAD_ORDER", `indirect table of descriptor ${d}: entry ${i} device-readable after device-writable`, d);
+    if (totals.seenWrite && strict)
+      throw guestFault(sink, "BAD_ORDER", `indirect table of descriptor ${d}: entry ${i} device-readable after device-writable`, d);
     totals.readable += len;
   }
   return p + 4;

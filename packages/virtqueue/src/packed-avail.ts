@@ -111,7 +111,7 @@ export class PackedAvailWalker {
     const size = this.#o.size;
     const strict = this.#o.requireReadableFirst;
     const idState = this.idState;
-    let n = max < batch.capacity ? max : batch.capacity;
+    const n = max < batch.capacity ? max : batch.capacity;
     if (!(n > 0)) return 0;
     const heads = batch.heads;
     const starts = batch.starts;
@@ -126,7 +126,8 @@ export class PackedAvailWalker {
       // head's flags showed it available (the driver writes the head's flags last; barriers.ts).
       const head = loadAcquire16(d16, 8 * pos + 7);
       if (((head >>> 7) & 1) !== wrap) break; // not made available in this lap: nothing more
-      if (head >>> 15 === wrap) throw this.#guest("BAD_WRAP", `descriptor ${pos}: AVAIL and USED both ${wrap}, used before the device took it`, pos, wrap, head);
+      if (head >>> 15 === wrap)
+        throw this.#guest("BAD_WRAP", `descriptor ${pos}: AVAIL and USED both ${wrap}, used before the device took it`, pos, wrap, head);
       let f = head;
       let q = pos;
       let qw = wrap;
@@ -138,13 +139,20 @@ export class PackedAvailWalker {
       for (;;) {
         if (consumed + ++count > room) {
           if (count > size) throw this.#guest("CHAIN_TOO_LONG", `list at descriptor ${pos} longer than queue size ${size}`, pos, size, count);
-          throw this.#guest("AVAIL_OVERRUN", `list at descriptor ${pos} reaches descriptor ${q}, which the device still holds (${room} free)`, q, room, consumed + count);
+          throw this.#guest(
+            "AVAIL_OVERRUN",
+            `list at descriptor ${pos} reaches descriptor ${q}, which the device still holds (${room} free)`,
+            q,
+            room,
+            consumed + count,
+          );
         }
         const w = q << 2;
         const w3 = d32[w + 3] as number;
         if (count > 1) {
           f = w3 >>> 16;
-          if (((f >>> 7) & 1) !== qw || f >>> 15 === qw) throw this.#guest("BAD_WRAP", `descriptor ${q} in the list at ${pos}: flags 0x${f.toString(16)} not available in lap ${qw}`, q, qw, f);
+          if (((f >>> 7) & 1) !== qw || f >>> 15 === qw)
+            throw this.#guest("BAD_WRAP", `descriptor ${q} in the list at ${pos}: flags 0x${f.toString(16)} not available in lap ${qw}`, q, qw, f);
         }
         if ((f & F_INDIRECT) !== 0) {
           if (!this.#o.indirect) throw this.#guest("INDIRECT_NOT_NEGOTIATED", `descriptor ${q} is INDIRECT but VIRTIO_F_INDIRECT_DESC is off`, q);
@@ -183,9 +191,11 @@ export class PackedAvailWalker {
           qw ^= 1;
         }
       }
-      if (rbytes + wbytes > TWO32) throw this.#guest("CHAIN_TOO_LONG", `list at descriptor ${pos} holds ${rbytes + wbytes} bytes (> 2^32)`, pos, TWO32, rbytes + wbytes);
+      if (rbytes + wbytes > TWO32)
+        throw this.#guest("CHAIN_TOO_LONG", `list at descriptor ${pos} holds ${rbytes + wbytes} bytes (> 2^32)`, pos, TWO32, rbytes + wbytes);
       if (id >= size) throw this.#guest("BAD_BUFFER_ID", `list at descriptor ${pos}: buffer id ${id} >= queue size ${size}`, pos, size, id);
-      if (idState[id] !== IdState.FREE) throw this.#guest("BUFFER_ID_IN_FLIGHT", `list at descriptor ${pos}: buffer id ${id} is still in flight`, pos, undefined, id);
+      if (idState[id] !== IdState.FREE)
+        throw this.#guest("BUFFER_ID_IN_FLIGHT", `list at descriptor ${pos}: buffer id ${id} is still in flight`, pos, undefined, id);
       idState[id] = IdState.POPPED;
       this.idCount[id] = count;
       heads[k] = id;

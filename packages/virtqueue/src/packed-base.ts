@@ -44,7 +44,9 @@ export function toPackedVringBase(base: number | PackedVringBase, size: number):
   }
   const inFlight = packedInFlight(b, size);
   if (inFlight < 0 || inFlight > size) {
-    throw new RangeError(`packed vring base: used position ${b.usedIdx}/${+b.usedWrap} is not within one ring behind avail position ${b.availIdx}/${+b.availWrap}`);
+    throw new RangeError(
+      `packed vring base: used position ${b.usedIdx}/${+b.usedWrap} is not within one ring behind avail position ${b.availIdx}/${+b.availWrap}`,
+    );
   }
   return { availIdx: b.availIdx, availWrap: b.availWrap, usedIdx: b.usedIdx, usedWrap: b.usedWrap };
 }

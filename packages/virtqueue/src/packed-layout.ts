@@ -106,6 +106,6 @@ export function checkPackedRingAlignment(addrs: RingAddresses): void {
  */
 export function packedNeedEvent(offWrap: number, wrap: boolean, size: number, newIdx: number, oldIdx: number): boolean {
   let event = offWrap & 0x7fff;
-  if ((offWrap & 0x8000) !== 0 !== wrap) event -= size;
+  if (((offWrap & 0x8000) !== 0) !== wrap) event -= size;
   return needEvent(event & 0xffff, newIdx, oldIdx & 0xffff);
 }

@@ -112,7 +112,11 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
     if (!Number.isInteger(mi) || mi < 1) throw new RangeError(`maxIndirectLength ${mi} must be a positive integer`);
     this.#health = new QueueHealth(options.onBroken);
     const size = options.size;
-    this.#avail = new PackedAvailWalker({ size, indirect: this.indirect, requireReadableFirst: options.requireReadableFirst ?? true, maxIndirectLength: mi }, options.memory, this);
+    this.#avail = new PackedAvailWalker(
+      { size, indirect: this.indirect, requireReadableFirst: options.requireReadableFirst ?? true, maxIndirectLength: mi },
+      options.memory,
+      this,
+    );
     this.#pendPos = new Uint16Array(size);
     this.#pendFlags = new Uint16Array(size);
     this.#pendIds = new Uint16Array(size);

@@ -41,7 +41,14 @@ export class QueueHealth {
  * Builds a guest error (`detail.offset` = the descriptor involved, with the bound and the value
  * found when given), records it with `sink` (the queue breaks) and returns it for throwing.
  */
-export function guestFault(sink: GuestErrorSink, code: VirtqueueErrorCode, message: string, offset: number, expected?: number, actual?: number): VirtqueueError {
+export function guestFault(
+  sink: GuestErrorSink,
+  code: VirtqueueErrorCode,
+  message: string,
+  offset: number,
+  expected?: number,
+  actual?: number,
+): VirtqueueError {
   const detail: { offset: number; expected?: number; actual?: number } = { offset };
   if (expected !== undefined) detail.expected = expected;
   if (actual !== undefined) detail.actual = actual;

@@ -14,23 +14,17 @@ export type RingAddressSpace = "guest" | "user";
  * @throws VirtqueueError `RING_UNMAPPED` when the range is unmapped, split across regions, or (with
  *   `writable`) read-only; `MISALIGNED_RING` when the host view is not `align`-aligned.
  */
-export function mapRing(
-  memory: GuestMemory,
-  space: RingAddressSpace,
-  part: string,
-  addr: bigint,
-  len: number,
-  align: number,
-  writable: boolean,
-): Uint8Array {
+export function mapRing(memory: GuestMemory, space: RingAddressSpace, part: string, addr: bigint, len: number, align: number, writable: boolean): Uint8Array {
   let r;
   if (space === "user") {
-    if (memory.translateUser === undefined) throw vqError("RING_UNMAPPED", `${part} ring 0x${addr.toString(16)}: memory cannot translate front-end addresses`, { actual: addr });
+    if (memory.translateUser === undefined)
+      throw vqError("RING_UNMAPPED", `${part} ring 0x${addr.toString(16)}: memory cannot translate front-end addresses`, { actual: addr });
     r = memory.translateUser(addr as UserAddress, len);
   } else {
     r = memory.translate(addr as GuestAddress, len);
   }
-  if (!r.ok) throw vqError("RING_UNMAPPED", `${part} ring 0x${addr.toString(16)} (${len} bytes) is not mapped (${r.miss.kind})`, { actual: addr, expected: len });
+  if (!r.ok)
+    throw vqError("RING_UNMAPPED", `${part} ring 0x${addr.toString(16)} (${len} bytes) is not mapped (${r.miss.kind})`, { actual: addr, expected: len });
   const bytes = r.span.bytes;
   if (bytes.length < len) {
     throw vqError("RING_UNMAPPED", `${part} ring 0x${addr.toString(16)} crosses a region boundary after ${bytes.length} of ${len} bytes`, {
@@ -40,7 +34,10 @@ export function mapRing(
   }
   if (writable && !r.span.writable) throw vqError("RING_UNMAPPED", `${part} ring 0x${addr.toString(16)} is read-only`, { actual: addr });
   if (bytes.byteOffset % align !== 0) {
-    throw vqError("MISALIGNED_RING", `${part} ring host view offset ${bytes.byteOffset} not ${align}-byte aligned`, { actual: bytes.byteOffset, expected: align });
+    throw vqError("MISALIGNED_RING", `${part} ring host view offset ${bytes.byteOffset} not ${align}-byte aligned`, {
+      actual: bytes.byteOffset,
+      expected: align,
+    });
   }
   return bytes.length === len ? bytes : bytes.subarray(0, len);
 }

@@ -118,7 +118,9 @@ export class SegmentCursor {
     if (r.ok && r.span.bytes.length > 0) {
       const span = r.span;
       if (this.writable && !span.writable) {
-        throw this.#fail(new VirtqueueError("READ_ONLY_BUFFER", `device-writable buffer at 0x${this.addr.toString(16)} is in read-only memory`, { actual: this.addr }));
+        throw this.#fail(
+          new VirtqueueError("READ_ONLY_BUFFER", `device-writable buffer at 0x${this.addr.toString(16)} is in read-only memory`, { actual: this.addr }),
+        );
       }
       const n = span.bytes.length < left ? span.bytes.length : left;
       this.kind = "host";

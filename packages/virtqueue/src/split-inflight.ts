@@ -37,7 +37,8 @@ const TWO32 = 0x1_0000_0000;
  * @throws VirtqueueError `BAD_QUEUE_SIZE` for a size that is not a power of two in 1..32768.
  */
 export function splitInflightQueueBytes(queueSize: number): number {
-  if (!isValidQueueSize(queueSize)) throw new VirtqueueError("BAD_QUEUE_SIZE", `inflight queue size ${queueSize} is not a power of two in 1..32768`, { actual: queueSize });
+  if (!isValidQueueSize(queueSize))
+    throw new VirtqueueError("BAD_QUEUE_SIZE", `inflight queue size ${queueSize} is not a power of two in 1..32768`, { actual: queueSize });
   return Math.ceil((ENTRY_BYTES * queueSize + 2) / QUEUE_ALIGN) * QUEUE_ALIGN;
 }
 
@@ -119,7 +120,11 @@ export class SplitInflight {
    * @throws VirtqueueError `BAD_QUEUE_SIZE` when `ringSize` exceeds the region's descriptor count.
    */
   recover(usedIdx: number, ringSize: number, base: number): SplitInflightRecovery {
-    if (ringSize > this.descNum) throw new VirtqueueError("BAD_QUEUE_SIZE", `ring of ${ringSize} descriptors, inflight region made for ${this.descNum}`, { expected: this.descNum, actual: ringSize });
+    if (ringSize > this.descNum)
+      throw new VirtqueueError("BAD_QUEUE_SIZE", `ring of ${ringSize} descriptors, inflight region made for ${this.descNum}`, {
+        expected: this.descNum,
+        actual: ringSize,
+      });
     const u16 = this.#u16;
     this.#pendingCount = 0;
     if (this.version !== SPLIT_INFLIGHT_VERSION) {

@@ -114,7 +114,8 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     this.#health = new QueueHealth(options.onBroken);
     this.#inflight = options.inflight;
     const d = this.#inflight?.descNum ?? this.size;
-    if (d < this.size) throw new VirtqueueError("BAD_QUEUE_SIZE", `queue size ${this.size} exceeds the inflight region's ${d} descriptors`, { expected: d, actual: this.size });
+    if (d < this.size)
+      throw new VirtqueueError("BAD_QUEUE_SIZE", `queue size ${this.size} exceeds the inflight region's ${d} descriptors`, { expected: d, actual: this.size });
   }
 
   /** The guest memory in use (what {@link readChain} / {@link writeChain} should be given). */
@@ -399,9 +400,11 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
    */
   addUsed(id: number, len: number): void {
     if (!this.#started || this.#health.brokenBy !== undefined) throw this.#health.unusable();
-    if (!(id >= 0 && id < this.size) || (id | 0) !== id) throw new VirtqueueError("BAD_USED_ID", `used id ${id} >= queue size ${this.size}`, { actual: id, expected: this.size });
+    if (!(id >= 0 && id < this.size) || (id | 0) !== id)
+      throw new VirtqueueError("BAD_USED_ID", `used id ${id} >= queue size ${this.size}`, { actual: id, expected: this.size });
     const u = this.#nextUsed;
-    if (((u - this.#publishedUsed) & 0xffff) >= this.size) throw new VirtqueueError("USED_OVERFLOW", `${this.size} used elements already pending`, { expected: this.size });
+    if (((u - this.#publishedUsed) & 0xffff) >= this.size)
+      throw new VirtqueueError("USED_OVERFLOW", `${this.size} used elements already pending`, { expected: this.size });
     const slot = u & (this.size - 1);
     this.#inflight?.beforeUsed(id);
     this.#used32[1 + 2 * slot] = id;
@@ -420,7 +423,8 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     const size = this.size;
     const mask = size - 1;
     let u = this.#nextUsed;
-    if (((u - this.#publishedUsed) & 0xffff) + n > size) throw new VirtqueueError("USED_OVERFLOW", `${n} more used elements would exceed queue size ${size}`, { expected: size });
+    if (((u - this.#publishedUsed) & 0xffff) + n > size)
+      throw new VirtqueueError("USED_OVERFLOW", `${n} more used elements would exceed queue size ${size}`, { expected: size });
     const used32 = this.#used32;
     const heads = batch.heads;
     const inflight = this.#inflight;

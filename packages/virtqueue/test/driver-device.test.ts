@@ -54,7 +54,13 @@ describe("driver <-> device", () => {
     const { memory, driver, queue, batch } = pair();
     const src = Uint8Array.from({ length: 64 }, (_, i) => i + 1);
     memory.writeSync(BUF_B - 32n, src);
-    driver.add([{ addr: BUF_B - 32n, len: 64 }], [{ addr: BUF_B - 8n, len: 4 }, { addr: BUF_A, len: 60 }]);
+    driver.add(
+      [{ addr: BUF_B - 32n, len: 64 }],
+      [
+        { addr: BUF_B - 8n, len: 4 },
+        { addr: BUF_A, len: 60 },
+      ],
+    );
     driver.publish();
     queue.pop(batch);
     const dst = new Uint8Array(64);
@@ -78,10 +84,13 @@ describe("driver <-> device", () => {
     driver.publish();
     queue.pop(batch);
     const segs = segmentsOf(queue, batch, 0);
-    assert.deepEqual(segs.map((s) => [s.kind, s.addr, s.len, s.writable]), [
-      ["remote", REMOTE, 3, false],
-      ["remote", REMOTE + 0x10n, 2, true],
-    ]);
+    assert.deepEqual(
+      segs.map((s) => [s.kind, s.addr, s.len, s.writable]),
+      [
+        ["remote", REMOTE, 3, false],
+        ["remote", REMOTE + 0x10n, 2, true],
+      ],
+    );
     const dst = new Uint8Array(3);
     await readChain(queue.segments(batch, 0), memory, dst);
     assert.deepEqual(dst, Uint8Array.of(9, 8, 7));
@@ -96,7 +105,13 @@ describe("driver <-> device", () => {
     const { memory, driver, queue, batch } = pair();
     memory.writeSync(BUF_A, Uint8Array.of(1, 2, 3, 4, 5, 6));
     driver.add([{ addr: BUF_A, len: 2 }], [{ addr: BUF_A + 0x80n, len: 4 }]);
-    driver.add([{ addr: BUF_A + 2n, len: 2 }, { addr: BUF_A + 4n, len: 2 }], []);
+    driver.add(
+      [
+        { addr: BUF_A + 2n, len: 2 },
+        { addr: BUF_A + 4n, len: 2 },
+      ],
+      [],
+    );
     driver.publish();
     assert.equal(queue.pop(batch), 2);
     const c0 = queue.segments(batch, 0, new SegmentCursor());
@@ -125,9 +140,15 @@ describe("driver <-> device", () => {
     queue.pop(batch);
     const c = queue.segments(batch, 0);
     assert.equal(c.next(), true);
-    assert.throws(() => c.next(), (e) => isVirtqueueError(e) && e.code === "READ_ONLY_BUFFER");
+    assert.throws(
+      () => c.next(),
+      (e) => isVirtqueueError(e) && e.code === "READ_ONLY_BUFFER",
+    );
     assert.equal(queue.brokenBy?.code, "READ_ONLY_BUFFER");
-    assert.throws(() => queue.pop(batch), (e) => isVirtqueueError(e) && e.code === "BROKEN");
+    assert.throws(
+      () => queue.pop(batch),
+      (e) => isVirtqueueError(e) && e.code === "BROKEN",
+    );
   });
 
   test("batches: pop respects max and capacity, pushUsed returns every head in order", () => {
@@ -145,8 +166,14 @@ describe("driver <-> device", () => {
     assert.equal(big.count, 0, "every pop overwrites the batch");
     assert.equal(queue.publishUsed(), true);
     const got = driver.collectUsed();
-    assert.deepEqual(got.map((u) => u.token), ["c6", "c7", "c8", "c9"]);
-    assert.deepEqual(got.map((u) => u.len), [1, 2, 3, 4]);
+    assert.deepEqual(
+      got.map((u) => u.token),
+      ["c6", "c7", "c8", "c9"],
+    );
+    assert.deepEqual(
+      got.map((u) => u.len),
+      [1, 2, 3, 4],
+    );
   });
 
   test("u16 indices wrap: 70000 chains through a queue of 4", () => {
@@ -175,9 +202,15 @@ describe("driver <-> device", () => {
     assert.equal(queue.pop(batch, 2), 2);
     queue.pushUsed(batch);
     assert.equal(queue.stop(), 2);
-    assert.throws(() => queue.pop(batch), (e) => isVirtqueueError(e) && e.code === "NOT_STARTED");
+    assert.throws(
+      () => queue.pop(batch),
+      (e) => isVirtqueueError(e) && e.code === "NOT_STARTED",
+    );
     // GET_VRING_BASE published the pending used elements.
-    assert.deepEqual(driver.collectUsed().map((u) => u.token), ["b0", "b1"]);
+    assert.deepEqual(
+      driver.collectUsed().map((u) => u.token),
+      ["b0", "b1"],
+    );
     const q2 = new SplitQueue({ size: 8, memory, addresses });
     q2.setBase(2);
     q2.start();
@@ -185,7 +218,10 @@ describe("driver <-> device", () => {
     assert.equal(q2.pop(batch), 1);
     q2.pushUsed(batch);
     q2.publishUsed();
-    assert.deepEqual(driver.collectUsed().map((u) => u.token), ["b2"]);
+    assert.deepEqual(
+      driver.collectUsed().map((u) => u.token),
+      ["b2"],
+    );
     assert.throws(() => q2.setBase(1), RangeError);
   });
 
@@ -215,7 +251,10 @@ describe("driver <-> device", () => {
       const { driver, queue } = pair({ size });
       const batch = new ChainBatch(size);
       for (let i = 0; i < size; i++) driver.add([{ addr: BUF_A + BigInt(i % 1024), len: 1 }], []);
-      assert.throws(() => driver.add([{ addr: BUF_A, len: 1 }], []), (e) => isVirtqueueError(e) && e.code === "RING_FULL");
+      assert.throws(
+        () => driver.add([{ addr: BUF_A, len: 1 }], []),
+        (e) => isVirtqueueError(e) && e.code === "RING_FULL",
+      );
       driver.publish();
       assert.equal(queue.pop(batch), size);
       queue.pushUsed(batch);
@@ -229,21 +268,38 @@ describe("driver <-> device", () => {
     const { memory, driver, queue, batch } = pair({ indirect: true });
     memory.writeSync(BUF_A, Uint8Array.of(1, 2, 3, 4));
     const table = BUF_B - 24n; // 3 entries = 48 bytes, 24 in each region
-    driver.addIndirect([{ addr: BUF_A, len: 4 }], [{ addr: BUF_A + 0x40n, len: 8 }, { addr: BUF_B + 0x40n, len: 8 }], table, "ind");
+    driver.addIndirect(
+      [{ addr: BUF_A, len: 4 }],
+      [
+        { addr: BUF_A + 0x40n, len: 8 },
+        { addr: BUF_B + 0x40n, len: 8 },
+      ],
+      table,
+      "ind",
+    );
     driver.add([{ addr: BUF_A, len: 1 }], [], "direct");
     driver.publish();
     assert.equal(queue.pop(batch), 2);
     assert.equal(batch.descriptorCount(0), 3);
     assert.equal(batch.readableBytes[0], 4);
     assert.equal(batch.writableBytes[0], 16);
-    assert.deepEqual(segmentsOf(queue, batch, 0).map((s) => [s.addr, s.len, s.writable]), [
-      [BUF_A, 4, false],
-      [BUF_A + 0x40n, 8, true],
-      [BUF_B + 0x40n, 8, true],
-    ]);
+    assert.deepEqual(
+      segmentsOf(queue, batch, 0).map((s) => [s.addr, s.len, s.writable]),
+      [
+        [BUF_A, 4, false],
+        [BUF_A + 0x40n, 8, true],
+        [BUF_B + 0x40n, 8, true],
+      ],
+    );
     queue.pushUsed(batch, [16, 0]);
     queue.publishUsed();
-    assert.deepEqual(driver.collectUsed().map((u) => [u.token, u.len]), [["ind", 16], ["direct", 0]]);
+    assert.deepEqual(
+      driver.collectUsed().map((u) => [u.token, u.len]),
+      [
+        ["ind", 16],
+        ["direct", 0],
+      ],
+    );
     assert.equal(driver.numFree, 8);
   });
 
@@ -253,7 +309,10 @@ describe("driver <-> device", () => {
     assert.throws(() => driver.add([], []), bad);
     assert.throws(() => driver.add([{ addr: BUF_A, len: 0 }], []), bad);
     assert.throws(() => driver.add([{ addr: (1n << 64n) - 2n, len: 4 }], []), bad);
-    assert.throws(() => driver.addIndirect([{ addr: BUF_A, len: 1 }], [], BUF_A), (e) => isVirtqueueError(e) && e.code === "INDIRECT_NOT_NEGOTIATED");
+    assert.throws(
+      () => driver.addIndirect([{ addr: BUF_A, len: 1 }], [], BUF_A),
+      (e) => isVirtqueueError(e) && e.code === "INDIRECT_NOT_NEGOTIATED",
+    );
   });
 
   test("driver rejects used ids that are not in flight", () => {
@@ -262,9 +321,15 @@ describe("driver <-> device", () => {
     const used = Number(addresses.used);
     dv.setUint32(used + 4, 3, true); // id 3 was never added
     dv.setUint16(used + 2, 1, true);
-    assert.throws(() => driver.collectUsed(), (e) => isVirtqueueError(e) && e.code === "BAD_USED_ID");
+    assert.throws(
+      () => driver.collectUsed(),
+      (e) => isVirtqueueError(e) && e.code === "BAD_USED_ID",
+    );
     dv.setUint16(used + 2, 100, true);
-    assert.throws(() => driver.pendingUsed(), (e) => isVirtqueueError(e) && e.code === "USED_OVERRUN");
+    assert.throws(
+      () => driver.pendingUsed(),
+      (e) => isVirtqueueError(e) && e.code === "USED_OVERRUN",
+    );
   });
 
   test("remap after a memory change keeps the queue running", () => {

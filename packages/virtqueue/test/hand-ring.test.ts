@@ -21,23 +21,42 @@ describe("layout", () => {
   test("queue sizes: powers of two 1..32768 only", () => {
     for (const bad of [0, 3, 6, 65536, 32769, -2, 1.5, Number.NaN]) {
       assert.equal(isValidQueueSize(bad), false, String(bad));
-      assert.throws(() => splitLayout(bad), (e) => isVirtqueueError(e) && e.code === "BAD_QUEUE_SIZE");
+      assert.throws(
+        () => splitLayout(bad),
+        (e) => isVirtqueueError(e) && e.code === "BAD_QUEUE_SIZE",
+      );
     }
   });
   test("ring alignment: desc 16, avail 2, used 4", () => {
     const ok = { desc: 0x1000n, avail: 0x2002n, used: 0x3004n };
     checkRingAlignment(ok);
-    for (const bad of [{ ...ok, desc: 0x1008n }, { ...ok, avail: 0x2001n }, { ...ok, used: 0x3002n }]) {
-      assert.throws(() => checkRingAlignment(bad), (e) => isVirtqueueError(e) && e.code === "MISALIGNED_RING");
-      assert.throws(() => new SplitQueue({ size: 8, memory: makeMemory(), addresses: bad }), (e) => isVirtqueueError(e) && e.code === "MISALIGNED_RING");
+    for (const bad of [
+      { ...ok, desc: 0x1008n },
+      { ...ok, avail: 0x2001n },
+      { ...ok, used: 0x3002n },
+    ]) {
+      assert.throws(
+        () => checkRingAlignment(bad),
+        (e) => isVirtqueueError(e) && e.code === "MISALIGNED_RING",
+      );
+      assert.throws(
+        () => new SplitQueue({ size: 8, memory: makeMemory(), addresses: bad }),
+        (e) => isVirtqueueError(e) && e.code === "MISALIGNED_RING",
+      );
     }
   });
   test("rings outside memory or across regions are RING_UNMAPPED at start", () => {
     const memory = makeMemory(8);
     const q = new SplitQueue({ size: 8, memory, addresses: { desc: 0x10000000n, avail: 0x2000n, used: 0x3000n } });
-    assert.throws(() => q.start(), (e) => isVirtqueueError(e) && e.code === "RING_UNMAPPED");
+    assert.throws(
+      () => q.start(),
+      (e) => isVirtqueueError(e) && e.code === "RING_UNMAPPED",
+    );
     const q2 = new SplitQueue({ size: 8, memory, addresses: { desc: BUF_B - 64n, avail: 0x2000n, used: 0x3000n } });
-    assert.throws(() => q2.start(), (e) => isVirtqueueError(e) && e.code === "RING_UNMAPPED");
+    assert.throws(
+      () => q2.start(),
+      (e) => isVirtqueueError(e) && e.code === "RING_UNMAPPED",
+    );
   });
 });
 
@@ -63,11 +82,14 @@ describe("hand-laid ring", () => {
     dv.setUint16(avail + 2, 2, true);
     assert.equal(queue.pop(batch), 2);
     assert.deepEqual([batch.head(0), batch.head(1)], [5, 0]);
-    assert.deepEqual(segmentsOf(queue, batch, 0).map((s) => [s.addr, s.len, s.writable]), [
-      [BUF_A, 100, false],
-      [BUF_A + 0x1000n, 200, true],
-      [BUF_B, 300, true],
-    ]);
+    assert.deepEqual(
+      segmentsOf(queue, batch, 0).map((s) => [s.addr, s.len, s.writable]),
+      [
+        [BUF_A, 100, false],
+        [BUF_A + 0x1000n, 200, true],
+        [BUF_B, 300, true],
+      ],
+    );
     assert.equal(batch.readableBytes[0], 100);
     assert.equal(batch.writableBytes[0], 500);
     queue.addUsed(5, 500);
@@ -86,7 +108,10 @@ describe("hand-laid ring", () => {
     dv.setUint16(avail + 2, 1, true);
     queue.pop(batch);
     putDesc(dv, desc, 0, 0xdead0000n, 0, NEXT, 99);
-    assert.deepEqual(segmentsOf(queue, batch, 0).map((s) => [s.addr, s.len]), [[BUF_A, 16]]);
+    assert.deepEqual(
+      segmentsOf(queue, batch, 0).map((s) => [s.addr, s.len]),
+      [[BUF_A, 16]],
+    );
   });
 
   test("indirect by hand: direct descriptors before the indirect one, table order via next", () => {
@@ -102,12 +127,15 @@ describe("hand-laid ring", () => {
     dv.setUint16(avail + 4, 3, true);
     dv.setUint16(avail + 2, 1, true);
     assert.equal(queue.pop(batch), 1);
-    assert.deepEqual(segmentsOf(queue, batch, 0).map((s) => [s.addr, s.len, s.writable]), [
-      [BUF_A, 2, false],
-      [BUF_A + 0x10n, 4, false],
-      [BUF_A + 0x20n, 8, true],
-      [BUF_A + 0x30n, 12, true],
-    ]);
+    assert.deepEqual(
+      segmentsOf(queue, batch, 0).map((s) => [s.addr, s.len, s.writable]),
+      [
+        [BUF_A, 2, false],
+        [BUF_A + 0x10n, 4, false],
+        [BUF_A + 0x20n, 8, true],
+        [BUF_A + 0x30n, 12, true],
+      ],
+    );
   });
 });
 

@@ -16,7 +16,12 @@ interface Case {
   readonly name: string;
   readonly code: VirtqueueErrorCode;
   readonly indirect?: boolean;
-  readonly lay: (d: (i: number, addr: bigint, len: number, flags: number, next: number) => void, table: DataView, availIdx: (n: number) => void, head: (slot: number, h: number) => void) => void;
+  readonly lay: (
+    d: (i: number, addr: bigint, len: number, flags: number, next: number) => void,
+    table: DataView,
+    availIdx: (n: number) => void,
+    head: (slot: number, h: number) => void,
+  ) => void;
 }
 
 const T = 0x4000; // indirect table offset inside region BUF_A
@@ -37,19 +42,52 @@ const cases: Case[] = [
   },
   { name: "zero-length descriptor", code: "ZERO_LENGTH", lay: (d, _t, idx, head) => (d(0, BUF_A, 0, 0, 0), head(0, 0), idx(1)) },
   { name: "buffer wrapping past 2^64", code: "ADDRESS_WRAP", lay: (d, _t, idx, head) => (d(0, (1n << 64n) - 8n, 9, 0, 0), head(0, 0), idx(1)) },
-  { name: "readable after writable", code: "BAD_ORDER", lay: (d, _t, idx, head) => (d(0, BUF_A, 1, WRITE | NEXT, 1), d(1, BUF_A, 1, 0, 0), head(0, 0), idx(1)) },
+  {
+    name: "readable after writable",
+    code: "BAD_ORDER",
+    lay: (d, _t, idx, head) => (d(0, BUF_A, 1, WRITE | NEXT, 1), d(1, BUF_A, 1, 0, 0), head(0, 0), idx(1)),
+  },
   {
     name: "chain over 2^32 bytes",
     code: "CHAIN_TOO_LONG",
     lay: (d, _t, idx, head) => (d(0, BUF_A, 0xffffffff, NEXT, 1), d(1, BUF_A, 2, 0, 0), head(0, 0), idx(1)),
   },
-  { name: "INDIRECT without the feature", code: "INDIRECT_NOT_NEGOTIATED", lay: (d, _t, idx, head) => (d(0, BUF_A + BigInt(T), 16, INDIRECT, 0), head(0, 0), idx(1)) },
-  { name: "INDIRECT|NEXT", code: "INDIRECT_WITH_NEXT", indirect: true, lay: (d, _t, idx, head) => (d(0, BUF_A + BigInt(T), 16, INDIRECT | NEXT, 1), head(0, 0), idx(1)) },
-  { name: "indirect length not a multiple of 16", code: "BAD_INDIRECT_LENGTH", indirect: true, lay: (d, _t, idx, head) => (d(0, BUF_A + BigInt(T), 24, INDIRECT, 0), head(0, 0), idx(1)) },
-  { name: "indirect length 0", code: "BAD_INDIRECT_LENGTH", indirect: true, lay: (d, _t, idx, head) => (d(0, BUF_A + BigInt(T), 0, INDIRECT, 0), head(0, 0), idx(1)) },
-  { name: "indirect table too long", code: "BAD_INDIRECT_LENGTH", indirect: true, lay: (d, _t, idx, head) => (d(0, BUF_A, 0xfffffff0, INDIRECT, 0), head(0, 0), idx(1)) },
+  {
+    name: "INDIRECT without the feature",
+    code: "INDIRECT_NOT_NEGOTIATED",
+    lay: (d, _t, idx, head) => (d(0, BUF_A + BigInt(T), 16, INDIRECT, 0), head(0, 0), idx(1)),
+  },
+  {
+    name: "INDIRECT|NEXT",
+    code: "INDIRECT_WITH_NEXT",
+    indirect: true,
+    lay: (d, _t, idx, head) => (d(0, BUF_A + BigInt(T), 16, INDIRECT | NEXT, 1), head(0, 0), idx(1)),
+  },
+  {
+    name: "indirect length not a multiple of 16",
+    code: "BAD_INDIRECT_LENGTH",
+    indirect: true,
+    lay: (d, _t, idx, head) => (d(0, BUF_A + BigInt(T), 24, INDIRECT, 0), head(0, 0), idx(1)),
+  },
+  {
+    name: "indirect length 0",
+    code: "BAD_INDIRECT_LENGTH",
+    indirect: true,
+    lay: (d, _t, idx, head) => (d(0, BUF_A + BigInt(T), 0, INDIRECT, 0), head(0, 0), idx(1)),
+  },
+  {
+    name: "indirect table too long",
+    code: "BAD_INDIRECT_LENGTH",
+    indirect: true,
+    lay: (d, _t, idx, head) => (d(0, BUF_A, 0xfffffff0, INDIRECT, 0), head(0, 0), idx(1)),
+  },
   { name: "indirect table unmapped", code: "INDIRECT_UNMAPPED", indirect: true, lay: (d, _t, idx, head) => (d(0, HOLE, 32, INDIRECT, 0), head(0, 0), idx(1)) },
-  { name: "indirect table runs off mapped memory", code: "INDIRECT_UNMAPPED", indirect: true, lay: (d, _t, idx, head) => (d(0, BUF_B + 0x8000n - 16n, 32, INDIRECT, 0), head(0, 0), idx(1)) },
+  {
+    name: "indirect table runs off mapped memory",
+    code: "INDIRECT_UNMAPPED",
+    indirect: true,
+    lay: (d, _t, idx, head) => (d(0, BUF_B + 0x8000n - 16n, 32, INDIRECT, 0), head(0, 0), idx(1)),
+  },
   {
     name: "nested indirect",
     code: "NESTED_INDIRECT",
@@ -66,7 +104,9 @@ const cases: Case[] = [
     name: "loop inside an indirect table",
     code: "CHAIN_TOO_LONG",
     indirect: true,
-    lay: (d, t, idx, head) => (putDesc(t, T, 0, BUF_A, 16, NEXT, 1), putDesc(t, T, 1, BUF_A, 16, NEXT, 0), d(0, BUF_A + BigInt(T), 32, INDIRECT, 0), head(0, 0), idx(1)),
+    lay: (d, t, idx, head) => (
+      putDesc(t, T, 0, BUF_A, 16, NEXT, 1), putDesc(t, T, 1, BUF_A, 16, NEXT, 0), d(0, BUF_A + BigInt(T), 32, INDIRECT, 0), head(0, 0), idx(1)
+    ),
   },
   {
     name: "zero-length entry in an indirect table",
@@ -99,7 +139,10 @@ describe("hostile guest", () => {
         (slot, h) => dv.setUint16(Number(a.avail) + 4 + 2 * slot, h, true),
       );
       const batch = new ChainBatch(size);
-      assert.throws(() => queue.pop(batch), (e) => isVirtqueueError(e) && e.code === c.code);
+      assert.throws(
+        () => queue.pop(batch),
+        (e) => isVirtqueueError(e) && e.code === c.code,
+      );
       assert.equal(queue.brokenBy?.code, c.code);
       assert.deepEqual(seen, [c.code], "onBroken called once");
       assert.equal(queue.base, 0, "a failed pop consumes nothing");
@@ -133,7 +176,8 @@ describe("hostile guest", () => {
     putDesc(dv, Number(a.desc), 0, BUF_A, 64, 0, 0);
     dv.setUint16(Number(a.avail) + 2, 1, true);
     const faulty = {
-      translate: (addr: GuestAddress, len: number) => (addr < BUF_A ? memory.translate(addr, len) : { ok: true as const, span: { bytes: new Uint8Array(0), writable: true } }),
+      translate: (addr: GuestAddress, len: number) =>
+        addr < BUF_A ? memory.translate(addr, len) : { ok: true as const, span: { bytes: new Uint8Array(0), writable: true } },
       read: memory.read.bind(memory),
       write: memory.write.bind(memory),
     };
@@ -165,7 +209,7 @@ describe("hostile guest", () => {
       assert.equal(batch.address(j), (1n << 52n) + BigInt(size - 1));
       assert.equal(batch.addressNumber(j), 2 ** 52 + size - 1);
     }
-    putDesc(dv, Number(a.desc), 0, (1n << 60n), 1, 0, 0);
+    putDesc(dv, Number(a.desc), 0, 1n << 60n, 1, 0, 0);
     dv.setUint16(Number(a.avail) + 2, size + 1, true);
     assert.equal(queue.pop(batch), 1);
     assert.equal(batch.addressNumber(0), -1, "above 2^53");
@@ -175,11 +219,20 @@ describe("hostile guest", () => {
   test("caller errors do not break the queue", () => {
     const memory = makeMemory(size);
     const queue = new SplitQueue({ size, memory, addresses: ringAddresses(size) });
-    assert.throws(() => queue.addUsed(0, 0), (e) => isVirtqueueError(e) && e.code === "NOT_STARTED");
+    assert.throws(
+      () => queue.addUsed(0, 0),
+      (e) => isVirtqueueError(e) && e.code === "NOT_STARTED",
+    );
     queue.start(0);
-    assert.throws(() => queue.addUsed(size, 0), (e) => isVirtqueueError(e) && e.code === "BAD_USED_ID");
+    assert.throws(
+      () => queue.addUsed(size, 0),
+      (e) => isVirtqueueError(e) && e.code === "BAD_USED_ID",
+    );
     for (let i = 0; i < size; i++) queue.addUsed(0, 0);
-    assert.throws(() => queue.addUsed(0, 0), (e) => isVirtqueueError(e) && e.code === "USED_OVERFLOW");
+    assert.throws(
+      () => queue.addUsed(0, 0),
+      (e) => isVirtqueueError(e) && e.code === "USED_OVERFLOW",
+    );
     assert.equal(queue.brokenBy, undefined);
     assert.throws(() => queue.setAvailEvent(1), RangeError);
   });

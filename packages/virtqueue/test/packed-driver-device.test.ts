@@ -42,7 +42,13 @@ interface Client {
   readonly numFree: number;
 }
 
-async function echoRounds(driver: Client, queue: DeviceQueue, memory: GuestMemory & { writeSync(a: bigint, b: Uint8Array): void; readSync(a: bigint, b: Uint8Array): void }, rounds: number, perRound: number): Promise<void> {
+async function echoRounds(
+  driver: Client,
+  queue: DeviceQueue,
+  memory: GuestMemory & { writeSync(a: bigint, b: Uint8Array): void; readSync(a: bigint, b: Uint8Array): void },
+  rounds: number,
+  perRound: number,
+): Promise<void> {
   const batch = new ChainBatch(8);
   const cur = new SegmentCursor();
   let serial = 0;
@@ -96,8 +102,23 @@ describe("packed driver <-> device", () => {
   test("indirect and direct lists mixed in one ring; used lengths come back", () => {
     const { driver, queue, batch, size } = packedPair({ size: 6, indirect: true });
     for (let round = 0; round < 10; round++) {
-      const a = driver.add([{ addr: BUF_A, len: 3 }, { addr: BUF_A + 8n, len: 5 }], [{ addr: BUF_A + 0x100n, len: 7 }], "direct");
-      const b = driver.addIndirect([{ addr: BUF_A, len: 4 }], [{ addr: BUF_B, len: 9 }, { addr: BUF_B + 0x10n, len: 1 }], BUF_A + 0x4000n + BigInt(round * 64), "indirect");
+      const a = driver.add(
+        [
+          { addr: BUF_A, len: 3 },
+          { addr: BUF_A + 8n, len: 5 },
+        ],
+        [{ addr: BUF_A + 0x100n, len: 7 }],
+        "direct",
+      );
+      const b = driver.addIndirect(
+        [{ addr: BUF_A, len: 4 }],
+        [
+          { addr: BUF_B, len: 9 },
+          { addr: BUF_B + 0x10n, len: 1 },
+        ],
+        BUF_A + 0x4000n + BigInt(round * 64),
+        "indirect",
+      );
       assert.equal(driver.publish(), true);
       assert.equal(queue.pop(batch), 2);
       assert.deepEqual([batch.head(0), batch.head(1)], [a, b]);
@@ -106,24 +127,39 @@ describe("packed driver <-> device", () => {
       queue.pushUsed(batch, [7, 10]);
       queue.publishUsed();
       const used = driver.collectUsed().sort((x, y) => x.id - y.id);
-      assert.deepEqual(used.map((u) => [u.token, u.len]).sort(), [["direct", 7], ["indirect", 10]]);
+      assert.deepEqual(used.map((u) => [u.token, u.len]).sort(), [
+        ["direct", 7],
+        ["indirect", 10],
+      ]);
       assert.equal(driver.numFree, size);
     }
   });
 
   test("completion out of order: used descriptors in completion order, each skipping its list", () => {
     const { driver, queue, batch } = packedPair({ size: 7 });
-    const ids = [1, 2, 3].map((n) => driver.add(Array.from({ length: n }, (_, i) => ({ addr: BUF_A + BigInt(i), len: 1 })), [], `n${n}`));
+    const ids = [1, 2, 3].map((n) =>
+      driver.add(
+        Array.from({ length: n }, (_, i) => ({ addr: BUF_A + BigInt(i), len: 1 })),
+        [],
+        `n${n}`,
+      ),
+    );
     driver.publish();
     assert.equal(queue.pop(batch), 3);
     queue.addUsed(ids[2]!, 0);
     queue.addUsed(ids[0]!, 0);
     queue.publishUsed();
-    assert.deepEqual(driver.collectUsed().map((u) => u.token), ["n3", "n1"]);
+    assert.deepEqual(
+      driver.collectUsed().map((u) => u.token),
+      ["n3", "n1"],
+    );
     assert.equal(driver.numFree, 7 - 2);
     queue.addUsed(ids[1]!, 0);
     queue.publishUsed();
-    assert.deepEqual(driver.collectUsed().map((u) => u.token), ["n2"]);
+    assert.deepEqual(
+      driver.collectUsed().map((u) => u.token),
+      ["n2"],
+    );
     assert.equal(driver.numFree, 7);
     assert.equal(queue.base, 0x8006_8006);
   });
@@ -131,15 +167,24 @@ describe("packed driver <-> device", () => {
   test("segments across regions and outside the memory table (remote, served by read/write)", async () => {
     const { memory, driver, queue, batch } = packedPair({ size: 4 });
     memory.writeSync(REMOTE, Uint8Array.of(9, 8, 7));
-    driver.add([{ addr: BUF_B - 10n, len: 30 }, { addr: REMOTE, len: 3 }], [{ addr: REMOTE + 0x10n, len: 2 }]);
+    driver.add(
+      [
+        { addr: BUF_B - 10n, len: 30 },
+        { addr: REMOTE, len: 3 },
+      ],
+      [{ addr: REMOTE + 0x10n, len: 2 }],
+    );
     driver.publish();
     queue.pop(batch);
-    assert.deepEqual(segmentsOf(queue, batch, 0).map((s) => [s.kind, s.addr, s.len]), [
-      ["host", BUF_B - 10n, 10],
-      ["host", BUF_B, 20],
-      ["remote", REMOTE, 3],
-      ["remote", REMOTE + 0x10n, 2],
-    ]);
+    assert.deepEqual(
+      segmentsOf(queue, batch, 0).map((s) => [s.kind, s.addr, s.len]),
+      [
+        ["host", BUF_B - 10n, 10],
+        ["host", BUF_B, 20],
+        ["remote", REMOTE, 3],
+        ["remote", REMOTE + 0x10n, 2],
+      ],
+    );
     const dst = new Uint8Array(33);
     assert.equal(await readChain(queue.segments(batch, 0), memory, dst), 33);
     assert.deepEqual([...dst.subarray(30)], [9, 8, 7]);
@@ -155,7 +200,14 @@ describe("packed driver <-> device", () => {
     let q = queue;
     for (let round = 0; round < 12; round++) {
       driver.add([{ addr: BUF_A, len: 1 }], [], `r${round}`);
-      driver.add([{ addr: BUF_A, len: 1 }, { addr: BUF_A, len: 1 }], [], `s${round}`);
+      driver.add(
+        [
+          { addr: BUF_A, len: 1 },
+          { addr: BUF_A, len: 1 },
+        ],
+        [],
+        `s${round}`,
+      );
       driver.publish();
       assert.equal(q.pop(batch), 2);
       q.pushUsed(batch);
@@ -163,7 +215,10 @@ describe("packed driver <-> device", () => {
       const base = q.stop(); // GET_VRING_BASE
       q = new PackedQueue({ size, memory, addresses: packedAddresses(size) });
       q.start(base); // SET_VRING_BASE + SET_VRING_KICK on the new back-end
-      assert.deepEqual(driver.collectUsed().map((u) => u.token), [`r${round}`, `s${round}`]);
+      assert.deepEqual(
+        driver.collectUsed().map((u) => u.token),
+        [`r${round}`, `s${round}`],
+      );
       assert.equal(base & 0xffff, driver.availIndex);
     }
   });
@@ -176,7 +231,10 @@ describe("packed driver <-> device", () => {
     queue.pushUsed(batch);
     assert.equal(driver.collectUsed().length, 0);
     assert.equal(queue.stop(), 0x8001_8001);
-    assert.deepEqual(driver.collectUsed().map((u) => u.token), ["x"]);
+    assert.deepEqual(
+      driver.collectUsed().map((u) => u.token),
+      ["x"],
+    );
   });
 
   test("queue size 1 and 32768", () => {

@@ -59,7 +59,11 @@ const descArb = fc.record({
   addr: addrArb,
   len: lenArb,
   // -1: a distinct ID (offset-based), else this value.
-  id: fc.oneof({ arbitrary: fc.constant(-1), weight: 14 }, { arbitrary: fc.integer({ min: 0, max: MAX_SIZE + 1 }), weight: 2 }, { arbitrary: fc.integer({ min: 0, max: 0xffff }), weight: 1 }),
+  id: fc.oneof(
+    { arbitrary: fc.constant(-1), weight: 14 },
+    { arbitrary: fc.integer({ min: 0, max: MAX_SIZE + 1 }), weight: 2 },
+    { arbitrary: fc.integer({ min: 0, max: 0xffff }), weight: 1 },
+  ),
   // How the AVAIL/USED bits relate to the lap of the descriptor's offset.
   kind: fc.oneof({ arbitrary: fc.constant("avail"), weight: 24 }, { arbitrary: fc.constantFrom("used", "stale", "other", "raw"), weight: 2 }),
   // NEXT | WRITE | INDIRECT, mostly plain buffers.
@@ -95,12 +99,19 @@ const caseArb = fc.record({
   availAt: fc.nat({ max: MAX_SIZE - 1 }),
   held: fc.oneof({ arbitrary: fc.constant(0), weight: 3 }, { arbitrary: fc.nat({ max: MAX_SIZE }), weight: 1 }),
   /** How many free descriptors the driver made available (the rest is left from the last lap). */
-  run: fc.oneof({ arbitrary: fc.integer({ min: 1, max: MAX_SIZE }), weight: 6 }, { arbitrary: fc.constant(MAX_SIZE), weight: 2 }, { arbitrary: fc.constant(0), weight: 1 }),
+  run: fc.oneof(
+    { arbitrary: fc.integer({ min: 1, max: MAX_SIZE }), weight: 6 },
+    { arbitrary: fc.constant(MAX_SIZE), weight: 2 },
+    { arbitrary: fc.constant(0), weight: 1 },
+  ),
   idShift: fc.nat({ max: MAX_SIZE }),
   availWrap: fc.boolean(),
   descs: fc.array(descArb, { minLength: MAX_SIZE, maxLength: MAX_SIZE }),
   table: fc.array(descArb, { minLength: 0, maxLength: 24 }),
-  driverEvent: fc.oneof(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 0, max: 2 }).map((f) => f << 16)),
+  driverEvent: fc.oneof(
+    fc.integer({ min: 0, max: 0xffffffff }),
+    fc.integer({ min: 0, max: 2 }).map((f) => f << 16),
+  ),
   eventIdx: fc.boolean(),
   indirect: fc.boolean(),
   strict: fc.boolean(),
@@ -162,7 +173,15 @@ function runCase(c: Case): { lists: number; code: VirtqueueErrorCode | undefined
     usedWrap = !usedWrap;
   }
   const base = { availIdx, availWrap: c.availWrap, usedIdx, usedWrap };
-  const queue = new PackedQueue({ size, memory, addresses: a, eventIdx: c.eventIdx, indirect: c.indirect, requireReadableFirst: c.strict, maxIndirectLength: c.maxIndirect });
+  const queue = new PackedQueue({
+    size,
+    memory,
+    addresses: a,
+    eventIdx: c.eventIdx,
+    indirect: c.indirect,
+    requireReadableFirst: c.strict,
+    maxIndirectLength: c.maxIndirect,
+  });
   queue.start(packedVringBaseNum(base));
   const batch = new ChainBatch(c.capacity, 2);
   const popped: number[] = []; // IDs the device holds, not used yet
@@ -211,7 +230,10 @@ function runCase(c: Case): { lists: number; code: VirtqueueErrorCode | undefined
           break;
         case "badUsed":
           if (popped.includes(op.id)) break;
-          assert.throws(() => queue.addUsed(op.id, 0), (e) => isVirtqueueError(e) && e.code === "BAD_USED_ID");
+          assert.throws(
+            () => queue.addUsed(op.id, 0),
+            (e) => isVirtqueueError(e) && e.code === "BAD_USED_ID",
+          );
           assert.equal(queue.brokenBy, undefined, "a caller error does not break the queue");
           break;
       }

@@ -35,7 +35,10 @@ describe("packed layout", () => {
     for (const ok of [1, 3, 5, 100, 1000, 32767, 32768]) assert.equal(isValidPackedQueueSize(ok), true, String(ok));
     for (const bad of [0, 32769, 65536, -1, 1.5, Number.NaN]) {
       assert.equal(isValidPackedQueueSize(bad), false, String(bad));
-      assert.throws(() => packedLayout(bad), (e) => isVirtqueueError(e) && e.code === "BAD_QUEUE_SIZE");
+      assert.throws(
+        () => packedLayout(bad),
+        (e) => isVirtqueueError(e) && e.code === "BAD_QUEUE_SIZE",
+      );
     }
   });
 
@@ -46,9 +49,19 @@ describe("packed layout", () => {
   test("alignment: descriptor ring 16, driver and device areas 4", () => {
     const ok = { desc: 0x1000n, avail: 0x2004n, used: 0x3008n };
     checkPackedRingAlignment(ok);
-    for (const bad of [{ ...ok, desc: 0x1008n }, { ...ok, avail: 0x2002n }, { ...ok, used: 0x3001n }]) {
-      assert.throws(() => checkPackedRingAlignment(bad), (e) => isVirtqueueError(e) && e.code === "MISALIGNED_RING");
-      assert.throws(() => new PackedQueue({ size: 8, memory: makeMemory(), addresses: bad }), (e) => isVirtqueueError(e) && e.code === "MISALIGNED_RING");
+    for (const bad of [
+      { ...ok, desc: 0x1008n },
+      { ...ok, avail: 0x2002n },
+      { ...ok, used: 0x3001n },
+    ]) {
+      assert.throws(
+        () => checkPackedRingAlignment(bad),
+        (e) => isVirtqueueError(e) && e.code === "MISALIGNED_RING",
+      );
+      assert.throws(
+        () => new PackedQueue({ size: 8, memory: makeMemory(), addresses: bad }),
+        (e) => isVirtqueueError(e) && e.code === "MISALIGNED_RING",
+      );
     }
   });
 
@@ -102,11 +115,14 @@ describe("packed device against hand-laid rings", () => {
     assert.equal(queue.pop(batch), 2);
     assert.deepEqual([batch.head(0), batch.head(1)], [3, 1]);
     assert.deepEqual([batch.readableBytes[0], batch.writableBytes[0], batch.readableBytes[1], batch.writableBytes[1]], [100, 500, 50, 0]);
-    assert.deepEqual(segmentsOf(queue, batch, 0).map(({ kind, addr, len, writable }) => ({ kind, addr, len, writable })), [
-      { kind: "host", addr: BUF_A, len: 100, writable: false },
-      { kind: "host", addr: BUF_A + 0x1000n, len: 200, writable: true },
-      { kind: "host", addr: BUF_B, len: 300, writable: true },
-    ]);
+    assert.deepEqual(
+      segmentsOf(queue, batch, 0).map(({ kind, addr, len, writable }) => ({ kind, addr, len, writable })),
+      [
+        { kind: "host", addr: BUF_A, len: 100, writable: false },
+        { kind: "host", addr: BUF_A + 0x1000n, len: 200, writable: true },
+        { kind: "host", addr: BUF_B, len: 300, writable: true },
+      ],
+    );
     assert.equal(queue.pop(batch), 0, "descriptor 4 is still zero: not available");
     queue.addUsed(1, 0);
     queue.addUsed(3, 123);
@@ -157,11 +173,14 @@ describe("packed device against hand-laid rings", () => {
     putPacked(dv, desc, 0, BUF_A + 0x4000n, 48, 2, AVAIL_1 | INDIRECT | WRITE);
     assert.equal(queue.pop(batch), 1);
     assert.equal(batch.head(0), 2);
-    assert.deepEqual(segmentsOf(queue, batch, 0).map((s) => [s.addr, s.len, s.writable]), [
-      [BUF_A, 16, false],
-      [BUF_A + 0x100n, 32, true],
-      [BUF_B, 8, true],
-    ]);
+    assert.deepEqual(
+      segmentsOf(queue, batch, 0).map((s) => [s.addr, s.len, s.writable]),
+      [
+        [BUF_A, 16, false],
+        [BUF_A + 0x100n, 32, true],
+        [BUF_B, 8, true],
+      ],
+    );
     queue.addUsed(2, 40);
     queue.publishUsed();
     assert.equal(queue.base, 0x8001_8001, "an indirect list takes one ring descriptor");
@@ -174,7 +193,14 @@ describe("packed device against hand-laid rings", () => {
     queue.pushUsed(batch, [1, 2, 0]);
     const flags = () => [0, 1, 2].map((i) => getPacked(dv, desc, i).flags);
     assert.deepEqual(flags(), [AVAIL_1 | WRITE, AVAIL_1 | WRITE, AVAIL_1 | WRITE], "nothing visible before publishUsed");
-    assert.deepEqual([0, 1, 2].map((i) => [getPacked(dv, desc, i).id, getPacked(dv, desc, i).len]), [[2, 1], [1, 2], [0, 0]]);
+    assert.deepEqual(
+      [0, 1, 2].map((i) => [getPacked(dv, desc, i).id, getPacked(dv, desc, i).len]),
+      [
+        [2, 1],
+        [1, 2],
+        [0, 0],
+      ],
+    );
     queue.publishUsed();
     assert.deepEqual(flags(), [USED_1 | WRITE, USED_1 | WRITE, USED_1]);
   });
@@ -261,7 +287,14 @@ describe("packed driver bytes", () => {
     const a = packedAddresses(4);
     const dv = ringView(memory);
     const driver = new PackedDriver<string>({ size: 4, memory, addresses: a });
-    const id = driver.add([{ addr: BUF_A, len: 10 }], [{ addr: BUF_B, len: 20 }, { addr: BUF_B + 0x40n, len: 30 }], "t");
+    const id = driver.add(
+      [{ addr: BUF_A, len: 10 }],
+      [
+        { addr: BUF_B, len: 20 },
+        { addr: BUF_B + 0x40n, len: 30 },
+      ],
+      "t",
+    );
     assert.equal(id, 0);
     assert.deepEqual(getPacked(dv, 0, 0), { addr: BUF_A, len: 10, id: 0, flags: 0 }, "head hidden");
     assert.deepEqual(getPacked(dv, 0, 1), { addr: BUF_B, len: 20, id: 0, flags: AVAIL_1 | NEXT | WRITE });
@@ -270,13 +303,29 @@ describe("packed driver bytes", () => {
     assert.equal(getPacked(dv, 0, 0).flags, AVAIL_1 | NEXT);
     assert.equal(driver.numFree, 1);
     // A second list wraps: offset 3 in lap 1, offset 0 in lap 0 is not free yet (RING_FULL).
-    assert.throws(() => driver.add([{ addr: BUF_A, len: 1 }, { addr: BUF_A, len: 1 }], []), (e) => isVirtqueueError(e) && e.code === "RING_FULL");
+    assert.throws(
+      () =>
+        driver.add(
+          [
+            { addr: BUF_A, len: 1 },
+            { addr: BUF_A, len: 1 },
+          ],
+          [],
+        ),
+      (e) => isVirtqueueError(e) && e.code === "RING_FULL",
+    );
     // The device uses the list: one used descriptor at offset 0, WRITE + len.
     putPacked(dv, 0, 0, 0n, 25, 0, USED_1 | WRITE);
     assert.deepEqual(driver.collectUsed(), [{ id: 0, len: 25, token: "t" }]);
     assert.equal(driver.numFree, 4);
     assert.equal(driver.lastUsedIndex, 0x8003);
-    const id2 = driver.add([{ addr: BUF_A, len: 1 }, { addr: BUF_A + 1n, len: 1 }], []);
+    const id2 = driver.add(
+      [
+        { addr: BUF_A, len: 1 },
+        { addr: BUF_A + 1n, len: 1 },
+      ],
+      [],
+    );
     driver.publish();
     assert.equal(getPacked(dv, 0, 3).flags, AVAIL_1 | NEXT, "head at offset 3, lap 1");
     assert.equal(getPacked(dv, 0, 0).flags, AVAIL_0, "second descriptor in lap 0");
@@ -304,9 +353,15 @@ describe("packed driver bytes", () => {
     const memory = makeMemory(8);
     const dv = ringView(memory);
     new PackedDriver({ size: 5, memory, addresses: packedAddresses(5), start: 0x0003 });
-    assert.deepEqual([0, 1, 2, 3, 4].map((i) => getPacked(dv, 0, i).flags), [0, 0, 0, USED_1, USED_1]);
+    assert.deepEqual(
+      [0, 1, 2, 3, 4].map((i) => getPacked(dv, 0, i).flags),
+      [0, 0, 0, USED_1, USED_1],
+    );
     new PackedDriver({ size: 5, memory, addresses: packedAddresses(5), start: 0x8002 });
-    assert.deepEqual([0, 1, 2, 3, 4].map((i) => getPacked(dv, 0, i).flags), [USED_1, USED_1, 0, 0, 0]);
+    assert.deepEqual(
+      [0, 1, 2, 3, 4].map((i) => getPacked(dv, 0, i).flags),
+      [USED_1, USED_1, 0, 0, 0],
+    );
     assert.throws(() => new PackedDriver({ size: 5, memory, addresses: packedAddresses(5), start: 0x8005 }), RangeError);
   });
 });

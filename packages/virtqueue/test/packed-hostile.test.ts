@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ChainBatch, PackedDescFlag, PackedQueue, isVirtqueueError } from "../src/index.js";
 import type { VirtqueueError, VirtqueueErrorCode } from "../src/index.js";
-import { PackedDriver } from "../src/driver/index.js";
+import type { PackedDriver } from "../src/driver/index.js";
 import { AVAIL_0, AVAIL_1, USED_1, packedAddresses, packedPair, putPacked } from "./helpers/packed-ring.js";
 import { BUF_A, BUF_B, HOLE, READ_ONLY, REMOTE, makeMemory, ringView } from "./helpers/ring-fixture.js";
 
@@ -31,11 +31,18 @@ interface Case {
   readonly lay: (c: Ctx) => void;
 }
 
-const one = (flags: number, id = 0, len = 8): ((c: Ctx) => void) => (c) => c.put(0, BUF_A, len, id, flags);
+const one =
+  (flags: number, id = 0, len = 8): ((c: Ctx) => void) =>
+  (c) =>
+    c.put(0, BUF_A, len, id, flags);
 const cases: Case[] = [
   { name: "the head is marked used in this lap", code: "BAD_WRAP", lay: one(USED_1) },
   { name: "a list member is not available", code: "BAD_WRAP", lay: (c) => (c.put(0, BUF_A, 8, 0, AVAIL_1 | NEXT), c.put(1, BUF_A, 8, 0, 0)) },
-  { name: "a list member is available for the other lap", code: "BAD_WRAP", lay: (c) => (c.put(0, BUF_A, 8, 0, AVAIL_1 | NEXT), c.put(1, BUF_A, 8, 0, AVAIL_0)) },
+  {
+    name: "a list member is available for the other lap",
+    code: "BAD_WRAP",
+    lay: (c) => (c.put(0, BUF_A, 8, 0, AVAIL_1 | NEXT), c.put(1, BUF_A, 8, 0, AVAIL_0)),
+  },
   {
     name: "a list wraps onto itself (NEXT everywhere: the packed loop)",
     code: "CHAIN_TOO_LONG",
@@ -90,19 +97,59 @@ const cases: Case[] = [
     },
   },
   { name: "INDIRECT without the feature", code: "INDIRECT_NOT_NEGOTIATED", lay: (c) => c.put(0, TABLE, 16, 0, AVAIL_1 | INDIRECT) },
-  { name: "INDIRECT|NEXT", code: "INDIRECT_WITH_NEXT", indirect: true, lay: (c) => (c.put(0, TABLE, 16, 0, AVAIL_1 | INDIRECT | NEXT), c.put(1, BUF_A, 8, 0, AVAIL_1)) },
-  { name: "INDIRECT inside a NEXT-linked list", code: "INDIRECT_WITH_NEXT", indirect: true, lay: (c) => (c.put(0, BUF_A, 8, 0, AVAIL_1 | NEXT), c.put(1, TABLE, 16, 0, AVAIL_1 | INDIRECT)) },
+  {
+    name: "INDIRECT|NEXT",
+    code: "INDIRECT_WITH_NEXT",
+    indirect: true,
+    lay: (c) => (c.put(0, TABLE, 16, 0, AVAIL_1 | INDIRECT | NEXT), c.put(1, BUF_A, 8, 0, AVAIL_1)),
+  },
+  {
+    name: "INDIRECT inside a NEXT-linked list",
+    code: "INDIRECT_WITH_NEXT",
+    indirect: true,
+    lay: (c) => (c.put(0, BUF_A, 8, 0, AVAIL_1 | NEXT), c.put(1, TABLE, 16, 0, AVAIL_1 | INDIRECT)),
+  },
   { name: "indirect table length 0", code: "BAD_INDIRECT_LENGTH", indirect: true, lay: (c) => c.put(0, TABLE, 0, 0, AVAIL_1 | INDIRECT) },
   { name: "indirect table length not a multiple of 16", code: "BAD_INDIRECT_LENGTH", indirect: true, lay: (c) => c.put(0, TABLE, 24, 0, AVAIL_1 | INDIRECT) },
-  { name: "indirect table longer than maxIndirectLength (4)", code: "BAD_INDIRECT_LENGTH", indirect: true, lay: (c) => c.put(0, TABLE, 80, 0, AVAIL_1 | INDIRECT) },
+  {
+    name: "indirect table longer than maxIndirectLength (4)",
+    code: "BAD_INDIRECT_LENGTH",
+    indirect: true,
+    lay: (c) => c.put(0, TABLE, 80, 0, AVAIL_1 | INDIRECT),
+  },
   { name: "indirect table of 2^32 - 16 bytes", code: "BAD_INDIRECT_LENGTH", indirect: true, lay: (c) => c.put(0, BUF_A, 0xfffffff0, 0, AVAIL_1 | INDIRECT) },
   { name: "indirect table in a hole", code: "INDIRECT_UNMAPPED", indirect: true, lay: (c) => c.put(0, HOLE, 32, 0, AVAIL_1 | INDIRECT) },
-  { name: "indirect table outside the memory table (fallback memory)", code: "INDIRECT_UNMAPPED", indirect: true, lay: (c) => c.put(0, REMOTE, 32, 0, AVAIL_1 | INDIRECT) },
-  { name: "indirect table running off mapped memory", code: "INDIRECT_UNMAPPED", indirect: true, lay: (c) => c.put(0, BUF_B + 0x8000n - 16n, 32, 0, AVAIL_1 | INDIRECT) },
+  {
+    name: "indirect table outside the memory table (fallback memory)",
+    code: "INDIRECT_UNMAPPED",
+    indirect: true,
+    lay: (c) => c.put(0, REMOTE, 32, 0, AVAIL_1 | INDIRECT),
+  },
+  {
+    name: "indirect table running off mapped memory",
+    code: "INDIRECT_UNMAPPED",
+    indirect: true,
+    lay: (c) => c.put(0, BUF_B + 0x8000n - 16n, 32, 0, AVAIL_1 | INDIRECT),
+  },
   { name: "indirect table wrapping past 2^64", code: "ADDRESS_WRAP", indirect: true, lay: (c) => c.put(0, (1n << 64n) - 16n, 32, 0, AVAIL_1 | INDIRECT) },
-  { name: "zero-length indirect entry", code: "ZERO_LENGTH", indirect: true, lay: (c) => (c.entry(0, BUF_A, 8, 0, 0), c.entry(1, BUF_A, 0, 0, 0), c.put(0, TABLE, 32, 0, AVAIL_1 | INDIRECT)) },
-  { name: "indirect entry wrapping past 2^64", code: "ADDRESS_WRAP", indirect: true, lay: (c) => (c.entry(0, (1n << 64n) - 1n, 2, 0, 0), c.put(0, TABLE, 16, 0, AVAIL_1 | INDIRECT)) },
-  { name: "indirect entry readable after writable", code: "BAD_ORDER", indirect: true, lay: (c) => (c.entry(0, BUF_A, 8, 0, WRITE), c.entry(1, BUF_A, 8, 0, 0), c.put(0, TABLE, 32, 0, AVAIL_1 | INDIRECT)) },
+  {
+    name: "zero-length indirect entry",
+    code: "ZERO_LENGTH",
+    indirect: true,
+    lay: (c) => (c.entry(0, BUF_A, 8, 0, 0), c.entry(1, BUF_A, 0, 0, 0), c.put(0, TABLE, 32, 0, AVAIL_1 | INDIRECT)),
+  },
+  {
+    name: "indirect entry wrapping past 2^64",
+    code: "ADDRESS_WRAP",
+    indirect: true,
+    lay: (c) => (c.entry(0, (1n << 64n) - 1n, 2, 0, 0), c.put(0, TABLE, 16, 0, AVAIL_1 | INDIRECT)),
+  },
+  {
+    name: "indirect entry readable after writable",
+    code: "BAD_ORDER",
+    indirect: true,
+    lay: (c) => (c.entry(0, BUF_A, 8, 0, WRITE), c.entry(1, BUF_A, 8, 0, 0), c.put(0, TABLE, 32, 0, AVAIL_1 | INDIRECT)),
+  },
 ];
 
 function setup(indirect: boolean) {
@@ -125,12 +172,21 @@ describe("packed device: hostile guests", () => {
       c.lay(ctx);
       const before = queue.base;
       let err: unknown;
-      assert.throws(() => queue.pop(batch), (e) => ((err = e), isVirtqueueError(e) && e.code === c.code));
+      assert.throws(
+        () => queue.pop(batch),
+        (e) => ((err = e), isVirtqueueError(e) && e.code === c.code),
+      );
       assert.equal(queue.brokenBy, err);
       assert.deepEqual(broken, [err], "onBroken once, with the error");
       assert.equal(batch.count, 0);
       assert.equal(queue.base, before, "nothing consumed");
-      for (const call of [() => queue.pop(batch), () => queue.publishUsed(), () => queue.enableNotification(), () => queue.addUsed(0, 0), () => queue.hasAvailable()]) {
+      for (const call of [
+        () => queue.pop(batch),
+        () => queue.publishUsed(),
+        () => queue.enableNotification(),
+        () => queue.addUsed(0, 0),
+        () => queue.hasAvailable(),
+      ]) {
         assert.throws(call, (e) => isVirtqueueError(e) && e.code === "BROKEN" && e.cause === err);
       }
       assert.equal(broken.length, 1);
@@ -145,7 +201,10 @@ describe("packed device: hostile guests", () => {
     ctx.put(0, READ_ONLY, 8, 0, AVAIL_1 | WRITE);
     assert.equal(queue.pop(batch), 1);
     const cur = queue.segments(batch, 0);
-    assert.throws(() => cur.next(), (e) => isVirtqueueError(e) && e.code === "READ_ONLY_BUFFER");
+    assert.throws(
+      () => cur.next(),
+      (e) => isVirtqueueError(e) && e.code === "READ_ONLY_BUFFER",
+    );
     assert.equal(broken.length, 1);
     assert.equal(queue.brokenBy?.code, "READ_ONLY_BUFFER");
   });
@@ -154,7 +213,10 @@ describe("packed device: hostile guests", () => {
     const { queue, batch, ctx } = setup(false);
     ctx.put(0, BUF_A, 8, 1, AVAIL_1);
     ctx.put(1, BUF_A, 0, 2, AVAIL_1);
-    assert.throws(() => queue.pop(batch), (e) => isVirtqueueError(e) && e.code === "ZERO_LENGTH");
+    assert.throws(
+      () => queue.pop(batch),
+      (e) => isVirtqueueError(e) && e.code === "ZERO_LENGTH",
+    );
     ctx.put(1, BUF_A, 8, 2, AVAIL_1);
     queue.stop();
     queue.start();
@@ -181,16 +243,31 @@ describe("packed device: hostile guests", () => {
 describe("packed device: caller errors do not break the queue", () => {
   test("addUsed / pushUsed of IDs the device does not hold", () => {
     const { queue, batch, ctx } = setup(false);
-    assert.throws(() => queue.addUsed(0, 0), (e) => isVirtqueueError(e) && e.code === "BAD_USED_ID");
+    assert.throws(
+      () => queue.addUsed(0, 0),
+      (e) => isVirtqueueError(e) && e.code === "BAD_USED_ID",
+    );
     ctx.put(0, BUF_A, 8, 3, AVAIL_1);
     ctx.put(1, BUF_A, 8, 4, AVAIL_1);
     assert.equal(queue.pop(batch), 2);
-    for (const bad of [SIZE, -1, 1.5, Number.NaN, 0]) assert.throws(() => queue.addUsed(bad, 0), (e) => isVirtqueueError(e) && e.code === "BAD_USED_ID", String(bad));
+    for (const bad of [SIZE, -1, 1.5, Number.NaN, 0])
+      assert.throws(
+        () => queue.addUsed(bad, 0),
+        (e) => isVirtqueueError(e) && e.code === "BAD_USED_ID",
+        String(bad),
+      );
     batch.heads[1] = 3; // the same ID twice: all or nothing
-    assert.throws(() => queue.pushUsed(batch), (e) => isVirtqueueError(e) && e.code === "BAD_USED_ID");
+    assert.throws(
+      () => queue.pushUsed(batch),
+      (e) => isVirtqueueError(e) && e.code === "BAD_USED_ID",
+    );
     assert.equal(queue.publishUsed(), false, "nothing was queued");
     queue.addUsed(3, 1);
-    assert.throws(() => queue.addUsed(3, 1), (e) => isVirtqueueError(e) && e.code === "BAD_USED_ID", "used twice");
+    assert.throws(
+      () => queue.addUsed(3, 1),
+      (e) => isVirtqueueError(e) && e.code === "BAD_USED_ID",
+      "used twice",
+    );
     queue.addUsed(4, 1);
     assert.equal(queue.publishUsed(), true);
     assert.equal(queue.brokenBy, undefined);
@@ -200,13 +277,22 @@ describe("packed device: caller errors do not break the queue", () => {
     const memory = makeMemory(8);
     const a = packedAddresses(SIZE);
     const q = new PackedQueue({ size: SIZE, memory, addresses: a });
-    assert.throws(() => q.pop(new ChainBatch(1)), (e) => isVirtqueueError(e) && e.code === "NOT_STARTED");
+    assert.throws(
+      () => q.pop(new ChainBatch(1)),
+      (e) => isVirtqueueError(e) && e.code === "NOT_STARTED",
+    );
     for (const bad of [0x8000_8005, 0x8001_8000, 0x8000_0001, 2 ** 32]) assert.throws(() => q.setBase(bad), RangeError);
     q.start(0x8004_0001); // avail one lap ahead of used: 2 descriptors held since before the restart
     assert.throws(() => q.setBase(0x8000_8000), RangeError, "not while started");
     assert.equal(q.stop(), 0x8004_0001);
-    assert.throws(() => new PackedQueue({ size: SIZE, memory, addresses: { ...a, desc: HOLE } }).start(), (e) => isVirtqueueError(e) && e.code === "RING_UNMAPPED");
-    assert.throws(() => new PackedQueue({ size: SIZE, memory, addresses: { ...a, used: READ_ONLY } }).start(), (e) => isVirtqueueError(e) && e.code === "RING_UNMAPPED");
+    assert.throws(
+      () => new PackedQueue({ size: SIZE, memory, addresses: { ...a, desc: HOLE } }).start(),
+      (e) => isVirtqueueError(e) && e.code === "RING_UNMAPPED",
+    );
+    assert.throws(
+      () => new PackedQueue({ size: SIZE, memory, addresses: { ...a, used: READ_ONLY } }).start(),
+      (e) => isVirtqueueError(e) && e.code === "RING_UNMAPPED",
+    );
     new PackedQueue({ size: SIZE, memory, addresses: { ...a, avail: READ_ONLY } }).start(); // the device only reads the driver area
     assert.throws(() => new PackedQueue({ size: 6, memory, addresses: a, maxIndirectLength: 0 }), RangeError);
   });
@@ -218,7 +304,10 @@ describe("packed driver: hostile devices", () => {
     const dv = ringView(memory);
     lay((i, addr, len, id, flags) => putPacked(dv, 0, i, addr, len, id, flags), driver);
     let err: unknown;
-    assert.throws(() => driver.collectUsed(), (e) => ((err = e), isVirtqueueError(e) && e.code === "BAD_USED_ID"));
+    assert.throws(
+      () => driver.collectUsed(),
+      (e) => ((err = e), isVirtqueueError(e) && e.code === "BAD_USED_ID"),
+    );
     assert.equal(driver.brokenBy, err);
     for (const call of [() => driver.collectUsed(), () => driver.add([{ addr: BUF_A, len: 1 }], []), () => driver.publish()]) {
       assert.throws(call, (e) => isVirtqueueError(e) && e.code === "BROKEN" && e.cause === err);
@@ -245,7 +334,14 @@ describe("packed driver: hostile devices", () => {
     assert.throws(() => driver.add([{ addr: BUF_A, len: 0 }], []), code("BAD_BUFFER"));
     assert.throws(() => driver.add([], [{ addr: BUF_A, len: 2 ** 32 }]), code("BAD_BUFFER"));
     assert.throws(() => driver.add([{ addr: (1n << 64n) - 1n, len: 2 }], []), code("BAD_BUFFER"));
-    assert.throws(() => driver.add(Array.from({ length: SIZE + 1 }, () => b), []), code("RING_FULL"));
+    assert.throws(
+      () =>
+        driver.add(
+          Array.from({ length: SIZE + 1 }, () => b),
+          [],
+        ),
+      code("RING_FULL"),
+    );
     assert.throws(() => driver.addIndirect([b], [], TABLE), code("INDIRECT_NOT_NEGOTIATED"));
     const ind = packedPair({ size: SIZE, indirect: true }).driver;
     assert.throws(() => ind.addIndirect([b], [], READ_ONLY), code("INDIRECT_UNMAPPED"));

@@ -30,7 +30,16 @@ type Cmd =
 
 const cmdArb = (corrupt: boolean): fc.Arbitrary<Cmd> =>
   fc.oneof(
-    { arbitrary: fc.record({ t: fc.constant("add" as const), nR: fc.integer({ min: 0, max: 3 }), nW: fc.integer({ min: 0, max: 3 }), ind: fc.boolean(), cross: fc.boolean() }), weight: 6 },
+    {
+      arbitrary: fc.record({
+        t: fc.constant("add" as const),
+        nR: fc.integer({ min: 0, max: 3 }),
+        nW: fc.integer({ min: 0, max: 3 }),
+        ind: fc.boolean(),
+        cross: fc.boolean(),
+      }),
+      weight: 6,
+    },
     { arbitrary: fc.constant({ t: "publish" as const }), weight: 3 },
     { arbitrary: fc.record({ t: fc.constant("pop" as const), max: fc.integer({ min: 1, max: 9 }) }), weight: 3 },
     { arbitrary: fc.record({ t: fc.constant("complete" as const), k: fc.integer({ min: 1, max: 6 }), pick: fc.nat(), short: fc.boolean() }), weight: 3 },
@@ -98,7 +107,10 @@ function run(s: { size: number; startFrac: number; startWrap: boolean; eventIdx:
           const at = (n: number, off: bigint) => Array.from({ length: n }, (_, i) => ({ addr: (c.cross ? BUF_B - 16n : BUF_A) + off + BigInt(i * 8), len: 8 }));
           const need = c.ind && freeSlots.length > 0 ? 1 : c.nR + c.nW;
           if (driver.numFree < need) {
-            assert.throws(() => driver.add(at(c.nR, 0n), at(c.nW, 0x40n)), (e) => isVirtqueueError(e) && (e.code === "RING_FULL" || (corrupted && e.code === "BROKEN")));
+            assert.throws(
+              () => driver.add(at(c.nR, 0n), at(c.nW, 0x40n)),
+              (e) => isVirtqueueError(e) && (e.code === "RING_FULL" || (corrupted && e.code === "BROKEN")),
+            );
             break;
           }
           let id: number;

@@ -57,7 +57,10 @@ describe("split inflight region", () => {
     assert.equal(splitInflightQueueBytes(128), 2112);
     assert.equal(splitInflightQueueBytes(1024), 16448);
     for (let q = 1; q <= 32768; q *= 2) assert.ok(splitInflightQueueBytes(q) >= 16 + 16 * q);
-    assert.throws(() => splitInflightQueueBytes(3), (e) => isVirtqueueError(e) && e.code === "BAD_QUEUE_SIZE");
+    assert.throws(
+      () => splitInflightQueueBytes(3),
+      (e) => isVirtqueueError(e) && e.code === "BAD_QUEUE_SIZE",
+    );
   });
 
   test("a fresh region is initialised at start; chains are marked when popped and cleared once published", () => {
@@ -65,15 +68,27 @@ describe("split inflight region", () => {
     assert.equal(r.version(), SPLIT_INFLIGHT_VERSION);
     assert.equal(r.descNum(), size);
     assert.equal(queue.pop(batch), 3);
-    assert.deepEqual(heads.map((h) => r.inflight(h)), [1, 1, 1]);
-    assert.deepEqual(heads.map((h) => r.counter(h)), [0n, 1n, 2n]);
+    assert.deepEqual(
+      heads.map((h) => r.inflight(h)),
+      [1, 1, 1],
+    );
+    assert.deepEqual(
+      heads.map((h) => r.counter(h)),
+      [0n, 1n, 2n],
+    );
     queue.addUsed(heads[1]!, 0);
     assert.equal(r.lastBatchHead(), heads[1]);
     assert.equal(r.inflight(heads[1]!), 1, "still in flight until used.idx moves");
     queue.publishUsed();
-    assert.deepEqual(heads.map((h) => r.inflight(h)), [1, 0, 1]);
+    assert.deepEqual(
+      heads.map((h) => r.inflight(h)),
+      [1, 0, 1],
+    );
     assert.equal(r.usedIdx(), 1);
-    assert.deepEqual(driver.collectUsed().map((u) => u.token), ["t1"]);
+    assert.deepEqual(
+      driver.collectUsed().map((u) => u.token),
+      ["t1"],
+    );
   });
 
   test("a restarted device queue resubmits what was in flight, oldest first, before new avail entries; each chain completes once", () => {
@@ -91,7 +106,13 @@ describe("split inflight region", () => {
     assert.equal(batch.head(0), heads[3]);
     second.pushUsed(batch);
     second.publishUsed();
-    assert.deepEqual(driver.collectUsed().map((u) => u.token).sort(), ["t0", "t1", "t2", "t3"]);
+    assert.deepEqual(
+      driver
+        .collectUsed()
+        .map((u) => u.token)
+        .sort(),
+      ["t0", "t1", "t2", "t3"],
+    );
     assert.equal(second.stop(), 4);
     for (let i = 0; i < size; i++) assert.equal(r.inflight(i), 0);
   });
@@ -156,17 +177,26 @@ describe("split inflight region", () => {
     first.addUsed(heads[3]!, 0);
     first.addUsed(heads[1]!, 0);
     first.publishUsed();
-    assert.deepEqual(driver.collectUsed().map((u) => u.token), ["t3", "t1"]);
+    assert.deepEqual(
+      driver.collectUsed().map((u) => u.token),
+      ["t3", "t1"],
+    );
     const [h4] = submit(driver, 1, 4); // t4 added while the device is gone
     const base = driver.requeueOutstanding();
     assert.equal(base, 2);
     const untracked = new SplitQueue({ size, memory, addresses: ringAddresses(size) });
     untracked.start(base);
     assert.equal(untracked.pop(batch), 3);
-    assert.deepEqual([0, 1, 2].map((i) => batch.head(i)), [heads[0], heads[2], h4]);
+    assert.deepEqual(
+      [0, 1, 2].map((i) => batch.head(i)),
+      [heads[0], heads[2], h4],
+    );
     untracked.pushUsed(batch);
     untracked.publishUsed();
-    assert.deepEqual(driver.collectUsed().map((u) => u.token), ["t0", "t2", "t4"]);
+    assert.deepEqual(
+      driver.collectUsed().map((u) => u.token),
+      ["t0", "t2", "t4"],
+    );
     assert.equal(driver.numFree, size);
   });
 
@@ -185,7 +215,10 @@ describe("split inflight region", () => {
     }
     second.publishUsed();
     assert.deepEqual(served, [heads[0], heads[2], heads[3]]);
-    assert.deepEqual(driver.collectUsed().map((u) => u.token), ["t0", "t2", "t3"]);
+    assert.deepEqual(
+      driver.collectUsed().map((u) => u.token),
+      ["t0", "t2", "t3"],
+    );
   });
 
   test("requeueOutstanding refuses while used elements are uncollected", () => {
@@ -193,6 +226,9 @@ describe("split inflight region", () => {
     first.pop(batch);
     first.pushUsed(batch);
     first.publishUsed();
-    assert.throws(() => driver.requeueOutstanding(), (e) => isVirtqueueError(e) && e.code === "USED_OVERRUN");
+    assert.throws(
+      () => driver.requeueOutstanding(),
+      (e) => isVirtqueueError(e) && e.code === "USED_OVERRUN",
+    );
   });
 });

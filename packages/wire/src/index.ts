@@ -90,7 +90,18 @@ export { CrosvmShmemMapCodec, CrosvmShmemUnmapCodec, CrosvmSharedMemoryRegionsCo
 export type { CrosvmShmemMap, CrosvmShmemUnmap, CrosvmSharedMemoryRegion, CrosvmSharedMemoryRegions } from "./messages/crosvm.js";
 export { MemReadRequestCodec, MemWriteRequestCodec, MemReadReplyCodec, decodeMemAccessHead, encodeMemAccessHead } from "./messages/mem-access.js";
 export type { MemReadRequest, MemData } from "./messages/mem-access.js";
-export { FrontendMessages, BackendMessages, FrontendTable, BackendTable, tryMessageSpec, tryMessageSpecByName, messageSpecs, alwaysReplied, expectedFdCount, maxFdsFor } from "./message-table.js";
+export {
+  FrontendMessages,
+  BackendMessages,
+  FrontendTable,
+  BackendTable,
+  tryMessageSpec,
+  tryMessageSpecByName,
+  messageSpecs,
+  alwaysReplied,
+  expectedFdCount,
+  maxFdsFor,
+} from "./message-table.js";
 export type {
   MessageSpec,
   MessageRow,

@@ -70,7 +70,13 @@ export interface MessageSpec<Req = unknown, Rep = unknown> {
 /** A {@link MessageSpec} without its identity (name, id, channel): one table entry's payload facts. */
 export type MessageRow<Req, Rep> = Omit<MessageSpec<Req, Rep>, "name" | "id" | "channel">;
 
-function row<Req, Rep>(request: PayloadCodec<Req>, reply: PayloadCodec<Rep>, replyRule: ReplyRule, fds: FdRule = "none", replyFds: FdRule = "none"): MessageRow<Req, Rep> {
+function row<Req, Rep>(
+  request: PayloadCodec<Req>,
+  reply: PayloadCodec<Rep>,
+  replyRule: ReplyRule,
+  fds: FdRule = "none",
+  replyFds: FdRule = "none",
+): MessageRow<Req, Rep> {
   return { request, reply, replyRule, fds, replyFds };
 }
 
@@ -169,7 +175,11 @@ export type BackendRequestValue<N extends BackendRequestName> = BackendRows[N] e
 /** Reply payload value type of back-end request `N`. */
 export type BackendReplyValue<N extends BackendRequestName> = BackendRows[N] extends MessageRow<unknown, infer Rep> ? Rep : never;
 
-function build<N extends string>(channel: Channel, ids: Readonly<Record<N, number>>, rows: Readonly<Record<N, MessageRow<unknown, unknown>>>): ReadonlyMap<N, MessageSpec> {
+function build<N extends string>(
+  channel: Channel,
+  ids: Readonly<Record<N, number>>,
+  rows: Readonly<Record<N, MessageRow<unknown, unknown>>>,
+): ReadonlyMap<N, MessageSpec> {
   const out = new Map<N, MessageSpec>();
   for (const name of Object.keys(ids) as N[]) {
     out.set(name, Object.freeze({ name, id: ids[name], channel, ...(rows[name] as MessageRow<unknown, unknown>) }) as MessageSpec);

@@ -158,9 +158,21 @@ function checkRequestFlags(name: string, flags: number): void {
  * @returns a new buffer owned by the caller.
  * @throws WireError `UNKNOWN_REQUEST` (not in this dialect), `BAD_VALUE` (flags or payload value), `OVERFLOW`.
  */
-export function encodeMessage<N extends FrontendRequestName>(channel: "frontend", request: N, flags: number, value: FrontendRequestValue<N>, dialect?: Dialect): Uint8Array;
+export function encodeMessage<N extends FrontendRequestName>(
+  channel: "frontend",
+  request: N,
+  flags: number,
+  value: FrontendRequestValue<N>,
+  dialect?: Dialect,
+): Uint8Array;
 /** Encode a back-end channel request frame (see the front-end overload). */
-export function encodeMessage<N extends BackendRequestName>(channel: "backend", request: N, flags: number, value: BackendRequestValue<N>, dialect?: Dialect): Uint8Array;
+export function encodeMessage<N extends BackendRequestName>(
+  channel: "backend",
+  request: N,
+  flags: number,
+  value: BackendRequestValue<N>,
+  dialect?: Dialect,
+): Uint8Array;
 export function encodeMessage(channel: Channel, request: string, flags: number, value: unknown, dialect: Dialect = UPSTREAM): Uint8Array {
   const spec = specByName(channel, request, dialect);
   checkRequestFlags(spec.name, flags);
@@ -179,9 +191,21 @@ export interface ReplyOptions {
  * @returns a new buffer owned by the caller.
  * @throws WireError `UNKNOWN_REQUEST`, `BAD_VALUE`, `OVERFLOW`.
  */
-export function encodeReply<N extends FrontendRequestName>(channel: "frontend", request: N, value: FrontendReplyValue<N>, dialect?: Dialect, options?: ReplyOptions): Uint8Array;
+export function encodeReply<N extends FrontendRequestName>(
+  channel: "frontend",
+  request: N,
+  value: FrontendReplyValue<N>,
+  dialect?: Dialect,
+  options?: ReplyOptions,
+): Uint8Array;
 /** Encode the reply to a back-end request (see the front-end overload). */
-export function encodeReply<N extends BackendRequestName>(channel: "backend", request: N, value: BackendReplyValue<N>, dialect?: Dialect, options?: ReplyOptions): Uint8Array;
+export function encodeReply<N extends BackendRequestName>(
+  channel: "backend",
+  request: N,
+  value: BackendReplyValue<N>,
+  dialect?: Dialect,
+  options?: ReplyOptions,
+): Uint8Array;
 export function encodeReply(channel: Channel, request: string, value: unknown, dialect: Dialect = UPSTREAM, options: ReplyOptions = {}): Uint8Array {
   const spec = specByName(channel, request, dialect);
   return encodeFrame(spec, replyCodec(spec, options.postcopy), HeaderFlag.VERSION | HeaderFlag.REPLY, value);
@@ -210,12 +234,16 @@ function decodeFrame(
   checkPayloadSize(spec, codec, header.size, limits.maxPayload ?? MAX_PAYLOAD_SIZE);
   const have = bytes.byteLength - HEADER_SIZE;
   if (have !== header.size) {
-    throw new WireError(have < header.size ? "TRUNCATED" : "BAD_SIZE", `${spec.name}: header size 0x${header.size.toString(16)} but 0x${have.toString(16)} payload bytes`, {
-      request: spec.name,
-      expected: header.size,
-      actual: have,
-      offset: HEADER_SIZE,
-    });
+    throw new WireError(
+      have < header.size ? "TRUNCATED" : "BAD_SIZE",
+      `${spec.name}: header size 0x${header.size.toString(16)} but 0x${have.toString(16)} payload bytes`,
+      {
+        request: spec.name,
+        expected: header.size,
+        actual: have,
+        offset: HEADER_SIZE,
+      },
+    );
   }
   const reader = new ByteReader(bytes, spec.name, HEADER_SIZE, bytes.byteLength, view);
   const value = codec.decode(reader);
@@ -236,7 +264,12 @@ export function decodeMessage(channel: "frontend", bytes: Uint8Array, dialect?: 
 export function decodeMessage(channel: "backend", bytes: Uint8Array, dialect?: Dialect, limits?: FrameLimits): DecodedBackendRequest;
 /** Decode one request frame on either channel. */
 export function decodeMessage(channel: Channel, bytes: Uint8Array, dialect?: Dialect, limits?: FrameLimits): DecodedFrontendRequest | DecodedBackendRequest;
-export function decodeMessage(channel: Channel, bytes: Uint8Array, dialect: Dialect = UPSTREAM, limits: FrameLimits = {}): DecodedFrontendRequest | DecodedBackendRequest {
+export function decodeMessage(
+  channel: Channel,
+  bytes: Uint8Array,
+  dialect: Dialect = UPSTREAM,
+  limits: FrameLimits = {},
+): DecodedFrontendRequest | DecodedBackendRequest {
   return decodeFrame(channel, bytes, dialect, limits, false) as DecodedFrontendRequest | DecodedBackendRequest;
 }
 
@@ -251,6 +284,11 @@ export function decodeReply(channel: "frontend", bytes: Uint8Array, dialect?: Di
 export function decodeReply(channel: "backend", bytes: Uint8Array, dialect?: Dialect, limits?: FrameLimits): DecodedBackendReply;
 /** Decode one reply frame on either channel. */
 export function decodeReply(channel: Channel, bytes: Uint8Array, dialect?: Dialect, limits?: FrameLimits): DecodedFrontendReply | DecodedBackendReply;
-export function decodeReply(channel: Channel, bytes: Uint8Array, dialect: Dialect = UPSTREAM, limits: FrameLimits = {}): DecodedFrontendReply | DecodedBackendReply {
+export function decodeReply(
+  channel: Channel,
+  bytes: Uint8Array,
+  dialect: Dialect = UPSTREAM,
+  limits: FrameLimits = {},
+): DecodedFrontendReply | DecodedBackendReply {
   return decodeFrame(channel, bytes, dialect, limits, true) as DecodedFrontendReply | DecodedBackendReply;
 }

@@ -80,12 +80,8 @@ export type BackendRequestName = keyof typeof BackendRequest;
 /** Which socket a request id belongs to: the main socket (front-end requests) or the back-end channel. */
 export type Channel = "frontend" | "backend";
 
-const FRONTEND_NAMES = new Map<number, FrontendRequestName>(
-  (Object.entries(FrontendRequest) as [FrontendRequestName, number][]).map(([k, v]) => [v, k]),
-);
-const BACKEND_NAMES = new Map<number, BackendRequestName>(
-  (Object.entries(BackendRequest) as [BackendRequestName, number][]).map(([k, v]) => [v, k]),
-);
+const FRONTEND_NAMES = new Map<number, FrontendRequestName>((Object.entries(FrontendRequest) as [FrontendRequestName, number][]).map(([k, v]) => [v, k]));
+const BACKEND_NAMES = new Map<number, BackendRequestName>((Object.entries(BackendRequest) as [BackendRequestName, number][]).map(([k, v]) => [v, k]));
 
 /** Spec name of request `code` on `channel`, or `undefined` when the id is unknown. */
 export function tryRequestName(channel: Channel, code: number): string | undefined {

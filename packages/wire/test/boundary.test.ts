@@ -99,12 +99,15 @@ describe("header", () => {
 describe("size checks happen before the body is read", () => {
   test("fixed layouts: size ± 1 is BAD_SIZE, with expected/actual detail", () => {
     for (const size of [39, 41]) {
-      assert.throws(() => decodeMessage("frontend", frame(9, 1, size)), (e: unknown) => {
-        assert.ok(isWireError(e));
-        assert.equal(e.code, "BAD_SIZE");
-        assert.deepEqual([e.detail.request, e.detail.expected, e.detail.actual], ["SET_VRING_ADDR", 40, size]);
-        return true;
-      });
+      assert.throws(
+        () => decodeMessage("frontend", frame(9, 1, size)),
+        (e: unknown) => {
+          assert.ok(isWireError(e));
+          assert.equal(e.code, "BAD_SIZE");
+          assert.deepEqual([e.detail.request, e.detail.expected, e.detail.actual], ["SET_VRING_ADDR", 40, size]);
+          return true;
+        },
+      );
     }
     // Header claims 39 but only 12 header bytes arrived: the size check fires first.
     rejects(() => decodeMessage("frontend", frame(9, 1, 0, 39)), "BAD_SIZE");
@@ -128,8 +131,35 @@ describe("size checks happen before the body is read", () => {
     rejects(() => decodeMessage("frontend", frame(25, 1, payload(12, [[4, "u32", 300]]))), "BAD_VALUE");
     rejects(() => encodeMessage("frontend", "SET_CONFIG", 1, { offset: 0, flags: 0, data: new Uint8Array(257) }), "BAD_VALUE");
     rejects(() => decodeReply("frontend", frame(24, 5, 0)), "BAD_SIZE");
-    assert.equal(decodeMessage("frontend", frame(25, 1, payload(13, [[0, "u32", 0xffff_ffff], [4, "u32", 1]]))).name, "SET_CONFIG");
-    rejects(() => decodeMessage("frontend", frame(25, 1, payload(14, [[0, "u32", 0xffff_ffff], [4, "u32", 2]]))), "OVERFLOW");
+    assert.equal(
+      decodeMessage(
+        "frontend",
+        frame(
+          25,
+          1,
+          payload(13, [
+            [0, "u32", 0xffff_ffff],
+            [4, "u32", 1],
+          ]),
+        ),
+      ).name,
+      "SET_CONFIG",
+    );
+    rejects(
+      () =>
+        decodeMessage(
+          "frontend",
+          frame(
+            25,
+            1,
+            payload(14, [
+              [0, "u32", 0xffff_ffff],
+              [4, "u32", 2],
+            ]),
+          ),
+        ),
+      "OVERFLOW",
+    );
   });
   test("memory table: 8 regions max, nregions must match the size", () => {
     const region = (i: number): Array<readonly [number, "u64", bigint]> => [[8 + 32 * i + 8, "u64", 0x1000n]];
@@ -148,7 +178,12 @@ describe("size checks happen before the body is read", () => {
 
 describe("overflowing offsets (u64, bigint)", () => {
   const region = (gpa: bigint, size: bigint, uaddr = 0n, off = 0n): Uint8Array =>
-    payload(40, [[8, "u64", gpa], [16, "u64", size], [24, "u64", uaddr], [32, "u64", off]]);
+    payload(40, [
+      [8, "u64", gpa],
+      [16, "u64", size],
+      [24, "u64", uaddr],
+      [32, "u64", off],
+    ]);
   test("memory region: base + size up to 2^64 - 1 is fine, one more overflows", () => {
     assert.equal(decodeMessage("frontend", frame(37, 1, region(U64_MAX - 0x1000n, 0x1000n))).name, "ADD_MEM_REG");
     rejects(() => decodeMessage("frontend", frame(37, 1, region(U64_MAX - 0xfffn, 0x1000n))), "OVERFLOW");
@@ -157,16 +192,113 @@ describe("overflowing offsets (u64, bigint)", () => {
     rejects(() => decodeMessage("frontend", frame(38, 1, region(0n, 0n))), "BAD_VALUE");
   });
   test("log, inflight, iotlb, vring area", () => {
-    rejects(() => decodeMessage("frontend", frame(6, 1, payload(16, [[0, "u64", 2n], [8, "u64", U64_MAX - 1n]]))), "OVERFLOW");
-    rejects(() => decodeMessage("frontend", frame(32, 1, payload(24, [[0, "u64", 1n], [8, "u64", U64_MAX]]))), "OVERFLOW");
-    rejects(() => decodeMessage("frontend", frame(22, 1, payload(32, [[0, "u64", U64_MAX], [8, "u64", 1n], [24, "u8", 3], [25, "u8", 2]]))), "OVERFLOW");
-    rejects(() => decodeMessage("backend", frame(3, 1, payload(24, [[8, "u64", 0x1000n], [16, "u64", U64_MAX]]))), "OVERFLOW");
-    rejects(() => decodeMessage("frontend", frame(22, 1, payload(32, [[24, "u8", 4], [25, "u8", 2]]))), "BAD_VALUE");
-    rejects(() => decodeMessage("frontend", frame(22, 1, payload(32, [[24, "u8", 3], [25, "u8", 0]]))), "BAD_VALUE");
+    rejects(
+      () =>
+        decodeMessage(
+          "frontend",
+          frame(
+            6,
+            1,
+            payload(16, [
+              [0, "u64", 2n],
+              [8, "u64", U64_MAX - 1n],
+            ]),
+          ),
+        ),
+      "OVERFLOW",
+    );
+    rejects(
+      () =>
+        decodeMessage(
+          "frontend",
+          frame(
+            32,
+            1,
+            payload(24, [
+              [0, "u64", 1n],
+              [8, "u64", U64_MAX],
+            ]),
+          ),
+        ),
+      "OVERFLOW",
+    );
+    rejects(
+      () =>
+        decodeMessage(
+          "frontend",
+          frame(
+            22,
+            1,
+            payload(32, [
+              [0, "u64", U64_MAX],
+              [8, "u64", 1n],
+              [24, "u8", 3],
+              [25, "u8", 2],
+            ]),
+          ),
+        ),
+      "OVERFLOW",
+    );
+    rejects(
+      () =>
+        decodeMessage(
+          "backend",
+          frame(
+            3,
+            1,
+            payload(24, [
+              [8, "u64", 0x1000n],
+              [16, "u64", U64_MAX],
+            ]),
+          ),
+        ),
+      "OVERFLOW",
+    );
+    rejects(
+      () =>
+        decodeMessage(
+          "frontend",
+          frame(
+            22,
+            1,
+            payload(32, [
+              [24, "u8", 4],
+              [25, "u8", 2],
+            ]),
+          ),
+        ),
+      "BAD_VALUE",
+    );
+    rejects(
+      () =>
+        decodeMessage(
+          "frontend",
+          frame(
+            22,
+            1,
+            payload(32, [
+              [24, "u8", 3],
+              [25, "u8", 0],
+            ]),
+          ),
+        ),
+      "BAD_VALUE",
+    );
   });
   test("VhostUserMMap: shm_offset/fd_offset + len, len 0, flags, padding", () => {
     const mmap = (fd: bigint, shm: bigint, len: bigint, flags: bigint, pad = 0): Uint8Array =>
-      frame(9, 9, payload(40, [[0, "u8", 1], [3, "u8", pad], [8, "u64", fd], [16, "u64", shm], [24, "u64", len], [32, "u64", flags]]));
+      frame(
+        9,
+        9,
+        payload(40, [
+          [0, "u8", 1],
+          [3, "u8", pad],
+          [8, "u64", fd],
+          [16, "u64", shm],
+          [24, "u64", len],
+          [32, "u64", flags],
+        ]),
+      );
     assert.equal(decodeMessage("backend", mmap(0n, U64_MAX - 0x1000n, 0x1000n, 1n)).name, "BACKEND_SHMEM_MAP");
     rejects(() => decodeMessage("backend", mmap(0n, U64_MAX - 0xfffn, 0x1000n, 1n)), "OVERFLOW");
     rejects(() => decodeMessage("backend", mmap(U64_MAX, 0n, 0x1000n, 1n)), "OVERFLOW");
@@ -183,11 +315,35 @@ describe("overflowing offsets (u64, bigint)", () => {
     rejects(() => encodeMessage("backend", "BACKEND_SHMEM_MAP", 9, { shmid: 0, fdOffset: 0n, shmOffset: U64_MAX, len: 1n, flags: 0n }), "OVERFLOW");
   });
   test("crosvm legacy map/unmap", () => {
-    const map = (flags: number, shm: bigint, len: bigint): Uint8Array => frame(1000, 1, payload(32, [[0, "u8", flags], [8, "u64", shm], [24, "u64", len]]));
+    const map = (flags: number, shm: bigint, len: bigint): Uint8Array =>
+      frame(
+        1000,
+        1,
+        payload(32, [
+          [0, "u8", flags],
+          [8, "u64", shm],
+          [24, "u64", len],
+        ]),
+      );
     assert.equal(decodeMessage("backend", map(3, 0n, 0x1000n), CROSVM_LEGACY).name, "CROSVM_SHMEM_MAP");
     rejects(() => decodeMessage("backend", map(4, 0n, 0x1000n), CROSVM_LEGACY), "BAD_VALUE");
     rejects(() => decodeMessage("backend", map(1, U64_MAX, 0x1000n), CROSVM_LEGACY), "OVERFLOW");
-    rejects(() => decodeMessage("backend", frame(1001, 1, payload(24, [[8, "u64", U64_MAX], [16, "u64", 1n]])), CROSVM_LEGACY), "OVERFLOW");
+    rejects(
+      () =>
+        decodeMessage(
+          "backend",
+          frame(
+            1001,
+            1,
+            payload(24, [
+              [8, "u64", U64_MAX],
+              [16, "u64", 1n],
+            ]),
+          ),
+          CROSVM_LEGACY,
+        ),
+      "OVERFLOW",
+    );
     rejects(() => decodeReply("frontend", frame(1004, 5, payload(8 + 16, [[0, "u64", 2n]])), CROSVM_LEGACY), "BAD_SIZE");
     rejects(() => decodeReply("frontend", frame(1004, 5, payload(8, [[0, "u64", 257n]])), CROSVM_LEGACY), "BAD_VALUE");
   });
@@ -226,7 +382,11 @@ describe("GET_SHMEM_CONFIG reply (docs/shmem.md#region-query)", () => {
 });
 
 describe("vhostkit MEM_READ / MEM_WRITE (docs/shmem.md#extension-wire-format)", () => {
-  const head = (size: number, pad = 0, ga = 0x1000n): Array<readonly [number, "u32" | "u64", number | bigint]> => [[0, "u64", ga], [8, "u32", size], [12, "u32", pad]];
+  const head = (size: number, pad = 0, ga = 0x1000n): Array<readonly [number, "u32" | "u64", number | bigint]> => [
+    [0, "u64", ga],
+    [8, "u32", size],
+    [12, "u32", pad],
+  ];
   test("MEM_READ size 0 / 1 / 65536 / 65537", () => {
     rejects(() => decodeMessage("backend", frame(11, 9, payload(16, head(0)))), "BAD_VALUE");
     assert.equal(decodeMessage("backend", frame(11, 9, payload(16, head(1)))).name, "BACKEND_MEM_READ");
@@ -252,7 +412,7 @@ describe("vhostkit MEM_READ / MEM_WRITE (docs/shmem.md#extension-wire-format)", 
   });
   test("non-zero padding and guest_address + size overflow", () => {
     rejects(() => decodeMessage("backend", frame(11, 9, payload(16, head(4, 1)))), "NONZERO_PADDING");
-    rejects(() => decodeMessage("backend", frame(12, 9, payload(20, head(4, 0x100))), ), "NONZERO_PADDING");
+    rejects(() => decodeMessage("backend", frame(12, 9, payload(20, head(4, 0x100)))), "NONZERO_PADDING");
     rejects(() => decodeReply("backend", frame(11, 5, payload(16, head(0, 1)))), "NONZERO_PADDING");
     rejects(() => decodeMessage("backend", frame(11, 9, payload(16, head(2, 0, U64_MAX)))), "OVERFLOW");
   });
@@ -283,7 +443,11 @@ describe("vhostkit MEM_READ / MEM_WRITE (docs/shmem.md#extension-wire-format)", 
     assert.equal(head, scratch, "written in place");
     assert.deepEqual(head, encodeMemAccessHead("BACKEND_MEM_READ", ga, 4096));
     assert.equal(scratch.buffer.byteLength, 20);
-    assert.deepEqual([...new Uint8Array(scratch.buffer, 0, 2), ...new Uint8Array(scratch.buffer, 18, 2)], [0xaa, 0xaa, 0xaa, 0xaa], "nothing outside the 16 bytes");
+    assert.deepEqual(
+      [...new Uint8Array(scratch.buffer, 0, 2), ...new Uint8Array(scratch.buffer, 18, 2)],
+      [0xaa, 0xaa, 0xaa, 0xaa],
+      "nothing outside the 16 bytes",
+    );
     assert.throws(() => encodeMemAccessHead("BACKEND_MEM_READ", ga, 1, new Uint8Array(15)), RangeError);
     assert.deepEqual(decodeMemAccessHead("BACKEND_MEM_READ", head), { guestAddress: ga, size: 4096 });
     assert.deepEqual(decodeMemAccessHead("BACKEND_MEM_READ", encodeMemAccessHead("BACKEND_MEM_READ", ga, 0)), { guestAddress: ga, size: 0 });
@@ -310,7 +474,16 @@ describe("reserved payload bits and alignment", () => {
   });
   test("vring addr: ring alignment and flag bits", () => {
     const addr = (desc: bigint, used: bigint, avail: bigint, flags = 0): Uint8Array =>
-      frame(9, 1, payload(40, [[4, "u32", flags], [8, "u64", desc], [16, "u64", used], [24, "u64", avail]]));
+      frame(
+        9,
+        1,
+        payload(40, [
+          [4, "u32", flags],
+          [8, "u64", desc],
+          [16, "u64", used],
+          [24, "u64", avail],
+        ]),
+      );
     assert.equal(decodeMessage("frontend", addr(0x1000n, 0x2004n, 0x3002n, 1)).name, "SET_VRING_ADDR");
     rejects(() => decodeMessage("frontend", addr(0x1000n, 0x1003n, 0x3000n)), "BAD_VALUE", /used ring 0x1003 not 4-byte aligned/u);
     rejects(() => decodeMessage("frontend", addr(0x1008n, 0x2000n, 0x3000n)), "BAD_VALUE", /16-byte/u);
@@ -340,7 +513,9 @@ describe("reserved payload bits and alignment", () => {
 
 describe("message table facts (docs/protocol.md#file-descriptors, docs/protocol.md#front-end-requests)", () => {
   test("the always-replied list", () => {
-    const always = messageSpecs("frontend").filter((s) => alwaysReplied(s)).map((s) => s.id);
+    const always = messageSpecs("frontend")
+      .filter((s) => alwaysReplied(s))
+      .map((s) => s.id);
     assert.deepEqual(always, [1, 11, 15, 17, 22, 24, 26, 28, 30, 31, 36, 40, 41, 42, 43, 44, 45]);
     const setLogBase = FrontendMessages.get("SET_LOG_BASE") ?? assert.fail();
     assert.ok(alwaysReplied(setLogBase, { logShmfd: true }) && !alwaysReplied(setLogBase));
@@ -349,9 +524,27 @@ describe("message table facts (docs/protocol.md#file-descriptors, docs/protocol.
     for (const id of [11, 12]) assert.ok(alwaysReplied(tryMessageSpec("backend", id) ?? assert.fail()));
   });
   test("fd-carrying messages match rust-vmm's list", () => {
-    const withFds = messageSpecs("frontend").filter((s) => s.fds !== "none").map((s) => s.name).sort();
-    assert.deepEqual(withFds, ["ADD_MEM_REG", "GPU_SET_SOCKET", "SET_BACKEND_REQ_FD", "SET_DEVICE_STATE_FD", "SET_INFLIGHT_FD", "SET_LOG_BASE", "SET_LOG_FD", "SET_MEM_TABLE", "SET_VRING_CALL", "SET_VRING_ERR", "SET_VRING_KICK"]);
-    const backendFds = messageSpecs("backend").filter((s) => s.fds !== "none").map((s) => s.name).sort();
+    const withFds = messageSpecs("frontend")
+      .filter((s) => s.fds !== "none")
+      .map((s) => s.name)
+      .sort();
+    assert.deepEqual(withFds, [
+      "ADD_MEM_REG",
+      "GPU_SET_SOCKET",
+      "SET_BACKEND_REQ_FD",
+      "SET_DEVICE_STATE_FD",
+      "SET_INFLIGHT_FD",
+      "SET_LOG_BASE",
+      "SET_LOG_FD",
+      "SET_MEM_TABLE",
+      "SET_VRING_CALL",
+      "SET_VRING_ERR",
+      "SET_VRING_KICK",
+    ]);
+    const backendFds = messageSpecs("backend")
+      .filter((s) => s.fds !== "none")
+      .map((s) => s.name)
+      .sort();
     assert.deepEqual(backendFds, ["BACKEND_SHMEM_MAP", "BACKEND_VRING_HOST_NOTIFIER_MSG"]);
     assert.deepEqual(expectedFdCount("zeroOrOne", { index: 0, noFd: true }), { min: 0, max: 0 });
     assert.deepEqual(expectedFdCount("zeroOrOne", { index: 0, noFd: false }), { min: 1, max: 1 });
@@ -370,8 +563,17 @@ describe("message table facts (docs/protocol.md#file-descriptors, docs/protocol.
     assert.equal(maxFdsFor("backend", CROSVM_LEGACY)(1000, 0x1), 1);
   });
   test("every front-end id 1-45 and back-end id 1-12 exists in the upstream dialect", () => {
-    assert.deepEqual(messageSpecs("frontend").map((s) => s.id), Array.from({ length: 45 }, (_, i) => i + 1));
-    assert.deepEqual(messageSpecs("backend").map((s) => s.id), Array.from({ length: 12 }, (_, i) => i + 1));
-    assert.deepEqual(messageSpecs("backend", CROSVM_LEGACY).map((s) => s.id), [1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 1000, 1001]);
+    assert.deepEqual(
+      messageSpecs("frontend").map((s) => s.id),
+      Array.from({ length: 45 }, (_, i) => i + 1),
+    );
+    assert.deepEqual(
+      messageSpecs("backend").map((s) => s.id),
+      Array.from({ length: 12 }, (_, i) => i + 1),
+    );
+    assert.deepEqual(
+      messageSpecs("backend", CROSVM_LEGACY).map((s) => s.id),
+      [1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 1000, 1001],
+    );
   });
 });

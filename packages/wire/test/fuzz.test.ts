@@ -91,10 +91,12 @@ function mutate(r: () => number, seed: Uint8Array): Uint8Array {
       break;
     }
     case 3: // rewrite the header size (often matching a truncation or extension)
-      if (f.byteLength >= 12) new DataView(f.buffer).setUint32(8, r() < 0.5 ? Math.floor(r() * 0x1_0000_0000) : Math.max(0, f.byteLength - 12 + Math.floor(r() * 5) - 2), true);
+      if (f.byteLength >= 12)
+        new DataView(f.buffer).setUint32(8, r() < 0.5 ? Math.floor(r() * 0x1_0000_0000) : Math.max(0, f.byteLength - 12 + Math.floor(r() * 5) - 2), true);
       break;
     case 4: // another request id, keeping the body
-      if (f.byteLength >= 12) new DataView(f.buffer).setUint32(0, r() < 0.9 ? Math.floor(r() * 48) : [1000, 1001, 1004, 0xffff_ffff][Math.floor(r() * 4)] ?? 0, true);
+      if (f.byteLength >= 12)
+        new DataView(f.buffer).setUint32(0, r() < 0.9 ? Math.floor(r() * 48) : ([1000, 1001, 1004, 0xffff_ffff][Math.floor(r() * 4)] ?? 0), true);
       break;
     default: // flip header flags
       if (f.byteLength >= 12) f[4] = [0x1, 0x5, 0x9, 0xd, 0x0, 0x2, 0x11][Math.floor(r() * 7)] ?? 1;
@@ -136,7 +138,7 @@ describe("decoder fuzz", () => {
       });
     fc.assert(
       fc.property(frame, fc.constantFrom(...DIALECTS), fc.boolean(), (f, dialect, backend) => {
-        probe(f, backend ? "backend" : "frontend", dialect, (f[4] ?? 0) & 4 ? true : false);
+        probe(f, backend ? "backend" : "frontend", dialect, !!((f[4] ?? 0) & 4));
       }),
       { numRuns: 5000 },
     );

@@ -30,7 +30,9 @@ const encodeRep = encodeReply as unknown as Loose;
 
 function encodeCase(c: GoldenCase, dialect: DialectName): Uint8Array {
   const d = Dialects[dialect];
-  return (c.kind === "request" ? encodeReq(c.channel, c.name, c.flags, c.value, d) : encodeRep(c.channel, c.name, c.value, d, { postcopy: c.postcopy === true })) as Uint8Array;
+  return (
+    c.kind === "request" ? encodeReq(c.channel, c.name, c.flags, c.value, d) : encodeRep(c.channel, c.name, c.value, d, { postcopy: c.postcopy === true })
+  ) as Uint8Array;
 }
 
 function decodeCase(c: GoldenCase, bytes: Uint8Array, dialect: DialectName) {
@@ -41,7 +43,10 @@ function decodeCase(c: GoldenCase, bytes: Uint8Array, dialect: DialectName) {
 describe("golden frames", () => {
   test("each dialect's fixture directory holds exactly its cases", () => {
     for (const dialect of DIALECTS) {
-      const files = readdirSync(goldenDir(dialect)).filter((f) => f.endsWith(".hex")).map((f) => f.slice(0, -4)).sort();
+      const files = readdirSync(goldenDir(dialect))
+        .filter((f) => f.endsWith(".hex"))
+        .map((f) => f.slice(0, -4))
+        .sort();
       assert.deepEqual(files, GOLDEN[dialect].map((c) => c.file).sort(), dialect);
     }
   });
@@ -51,7 +56,10 @@ describe("golden frames", () => {
       for (const channel of ["frontend", "backend"] as const) {
         for (const spec of messageSpecs(channel, Dialects[dialect])) {
           for (const kind of ["request", "reply"] as const) {
-            assert.ok(GOLDEN[dialect].some((c) => c.channel === channel && c.name === spec.name && c.kind === kind), `${dialect}: no ${kind} frame for ${spec.name}`);
+            assert.ok(
+              GOLDEN[dialect].some((c) => c.channel === channel && c.name === spec.name && c.kind === kind),
+              `${dialect}: no ${kind} frame for ${spec.name}`,
+            );
           }
         }
       }
@@ -105,13 +113,22 @@ describe("what differs between dialects", () => {
     );
     const mapPayload = (dialect: DialectName, file: string): number => load(dialect, file).byteLength - 12;
     assert.deepEqual([mapPayload("upstream", "backend.shmem-map.request"), mapPayload("upstream", "backend.shmem-unmap.request")], [40, 40]);
-    assert.deepEqual([mapPayload("crosvm-legacy", "backend.crosvm-shmem-map.request"), mapPayload("crosvm-legacy", "backend.crosvm-shmem-unmap.request")], [32, 24]);
+    assert.deepEqual(
+      [mapPayload("crosvm-legacy", "backend.crosvm-shmem-map.request"), mapPayload("crosvm-legacy", "backend.crosvm-shmem-unmap.request")],
+      [32, 24],
+    );
   });
 
   test("the protocol-feature masks differ in exactly the dialect's SHMEM bit: 22, 21, 20, 31", () => {
     const bit = (dialect: DialectName): number => Dialects[dialect].shmemFeature.toString(2).length - 1;
-    assert.deepEqual(DIALECTS.map((d) => `${d} ${bit(d)}`), ["upstream 22", "rust-vmm-0.16 21", "draft 20", "crosvm-legacy 31"]);
-    for (const [file, channel] of [["get-protocol-features.reply", "reply"], ["set-protocol-features.request", "request"]] as const) {
+    assert.deepEqual(
+      DIALECTS.map((d) => `${d} ${bit(d)}`),
+      ["upstream 22", "rust-vmm-0.16 21", "draft 20", "crosvm-legacy 31"],
+    );
+    for (const [file, channel] of [
+      ["get-protocol-features.reply", "reply"],
+      ["set-protocol-features.request", "request"],
+    ] as const) {
       for (const dialect of DIALECTS) {
         const bytes = load(dialect, file);
         const d = Dialects[dialect];
@@ -132,7 +149,10 @@ describe("what differs between dialects", () => {
         const has = DIALECTS.filter((_, i) => specs[i] !== undefined);
         const first = specs.find((s) => s !== undefined);
         // Within the dialects that know the id, one spec object: one codec, one reply rule.
-        assert.ok(specs.every((s) => s === undefined || s === first), `${channel} ${id}: one spec where it exists`);
+        assert.ok(
+          specs.every((s) => s === undefined || s === first),
+          `${channel} ${id}: one spec where it exists`,
+        );
         differing.push(`${channel} ${id} ${first?.name} ${first?.replyRule}: ${has.join("+")}`);
       }
     }

@@ -62,7 +62,8 @@ describe("round trip, once per distinct encoding", () => {
           let first: Uint8Array | undefined;
           for (const name of e.dialects) {
             const dialect = Dialects[name];
-            const encode = (v: unknown): Uint8Array => (e.kind === "request" ? encodeReq(e.channel, e.name, flags, v, dialect) : encodeRep(e.channel, e.name, v, dialect, { postcopy }));
+            const encode = (v: unknown): Uint8Array =>
+              e.kind === "request" ? encodeReq(e.channel, e.name, flags, v, dialect) : encodeRep(e.channel, e.name, v, dialect, { postcopy });
             const bytes = encode(value);
             if (first === undefined) first = bytes;
             else assert.deepEqual(bytes, first, `${name}: the same frame as ${e.dialects[0]}`);

@@ -30,5 +30,8 @@ test("buildFrame matches encodeMessage and decodes at a non-zero byteOffset", ()
 });
 
 test("a frame whose header lies about its size is rejected", () => {
-  assert.throws(() => decodeMessage("frontend", buildFrame(8, 0x1, leHex(0, 8), 16)), (e: unknown) => isWireError(e) && e.code === "BAD_SIZE");
+  assert.throws(
+    () => decodeMessage("frontend", buildFrame(8, 0x1, leHex(0, 8), 16)),
+    (e: unknown) => isWireError(e) && e.code === "BAD_SIZE",
+  );
 });

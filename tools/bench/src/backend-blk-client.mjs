@@ -7,12 +7,16 @@ import { BlkDriver, Guest, SUPPORTED_PROTOCOL_FEATURES } from "@vhostkit/fronten
 import { ProtocolFeature } from "@vhostkit/wire";
 
 const [socketPath, qdArg, nArg, mode] = process.argv.slice(2);
-const inflight = mode === undefined ? {} : { packedRing: false, protocolFeatures: SUPPORTED_PROTOCOL_FEATURES | (mode === "inflight-on" ? ProtocolFeature.INFLIGHT_SHMFD : 0n) };
+const inflight =
+  mode === undefined
+    ? {}
+    : { packedRing: false, protocolFeatures: SUPPORTED_PROTOCOL_FEATURES | (mode === "inflight-on" ? ProtocolFeature.INFLIGHT_SHMFD : 0n) };
 const qd = Number(qdArg);
 const n = Number(nArg);
 const guest = new Guest({ ramSize: 64n << 20n });
 const device = await guest.addDevice({ socketPath, retry: { attempts: 100, delayMs: 20 }, ...inflight });
-if (mode !== undefined && ((device.info.ackedProtocolFeatures & ProtocolFeature.INFLIGHT_SHMFD) !== 0n) !== (mode === "inflight-on")) throw new Error(`INFLIGHT_SHMFD not ${mode}`);
+if (mode !== undefined && ((device.info.ackedProtocolFeatures & ProtocolFeature.INFLIGHT_SHMFD) !== 0n) !== (mode === "inflight-on"))
+  throw new Error(`INFLIGHT_SHMFD not ${mode}`);
 const blk = await BlkDriver.attach(device, { queueSize: 128 });
 const sectors = 8192n; // read within the first 4 MiB
 async function run(count) {

@@ -17,7 +17,11 @@ import { note, pairedRatio, root, runNumber, size, table } from "./harness.js";
 /** Start the RAM blk example (with `args`) on a socket in `dir`; resolves once it listens. */
 export async function startDevice(dir: string, name: string, args: string[]): Promise<{ socket: string; child: ChildProcess }> {
   const socket = join(dir, `${name}.sock`);
-  const child = spawn(process.env["VHOSTKIT_BENCH_DEVICE_RUNTIME"] ?? process.execPath, [join(root, "packages/backend/examples/ram-blk.mjs"), "--socket", socket, "--size-mib", "64", ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(
+    process.env["VHOSTKIT_BENCH_DEVICE_RUNTIME"] ?? process.execPath,
+    [join(root, "packages/backend/examples/ram-blk.mjs"), "--socket", socket, "--size-mib", "64", ...args],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
   await new Promise<void>((resolve) => createInterface({ input: child.stdout! }).on("line", (l) => l.startsWith("listening") && resolve()));
   return { socket, child };
 }

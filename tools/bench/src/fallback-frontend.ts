@@ -10,5 +10,10 @@ import { MEM_RW_MAX_PAYLOAD, UPSTREAM } from "@vhostkit/wire";
 import { frontEndGuest } from "./fallback-guest.js";
 
 const { space } = frontEndGuest();
-const handler = new BackendRequestHandler(new Endpoint(new OwnedFd(3), { maxPayload: MEM_RW_MAX_PAYLOAD }), { dialect: UPSTREAM, replyAck: true, backendSendFd: false, sharedMemory: sharedMemoryPort({ memory: space }) });
+const handler = new BackendRequestHandler(new Endpoint(new OwnedFd(3), { maxPayload: MEM_RW_MAX_PAYLOAD }), {
+  dialect: UPSTREAM,
+  replyAck: true,
+  backendSendFd: false,
+  sharedMemory: sharedMemoryPort({ memory: space }),
+});
 await handler.start();

@@ -44,11 +44,29 @@ export async function run(): Promise<void> {
   const { space, blobFd, dispose } = frontEndGuest();
   // B after eager propagation: the blob in its memory table (its own mmap of the fd).
   const propagated = new MemoryTable();
-  propagated.addRegion({ guestPhysAddr: REGION_BASE, memorySize: BLOB_LEN, userspaceAddr: SYNTHETIC_USER_BASE + REGION_BASE, mmapOffset: 0n, fd: dupCloexec(blobFd) });
+  propagated.addRegion({
+    guestPhysAddr: REGION_BASE,
+    memorySize: BLOB_LEN,
+    userspaceAddr: SYNTHETIC_USER_BASE + REGION_BASE,
+    mmapOffset: 0n,
+    fd: dupCloexec(blobFd),
+  });
   const [fe, be] = socketPair();
-  const handler = new BackendRequestHandler(new Endpoint(fe, { maxPayload: MEM_RW_MAX_PAYLOAD }), { dialect: UPSTREAM, replyAck: true, backendSendFd: false, sharedMemory: sharedMemoryPort({ memory: space }) });
+  const handler = new BackendRequestHandler(new Endpoint(fe, { maxPayload: MEM_RW_MAX_PAYLOAD }), {
+    dialect: UPSTREAM,
+    replyAck: true,
+    backendSendFd: false,
+    sharedMemory: sharedMemoryPort({ memory: space }),
+  });
   void handler.start();
-  const client = new BackendClient(new Endpoint(be, { maxPayload: MEM_RW_MAX_PAYLOAD }), { replyAck: true, shmem: false, sendFd: false, config: false, memRw: true, isRunning: () => true });
+  const client = new BackendClient(new Endpoint(be, { maxPayload: MEM_RW_MAX_PAYLOAD }), {
+    replyAck: true,
+    shmem: false,
+    sendFd: false,
+    config: false,
+    memRw: true,
+    isRunning: () => true,
+  });
   const emptyTable = new MemoryTable();
   const remote = new FallbackMemory(emptyTable, client);
   const addr = guestAddress(REGION_BASE);
@@ -68,7 +86,9 @@ export async function run(): Promise<void> {
   const cross = await crossProcessMemRead(addr);
   for (const [i, r] of rows.entries()) r.push((cross[i] ?? 0).toFixed(3));
   note(`B reads A's blob in A's shared memory region, GB/s (median of ${ROUNDS} interleaved rounds); target MEM_READ >= 2 GB/s at 64 KiB`);
-  note("direct: the blob propagated into B's memory table; MEM_READ: back-end and front-end handler in one process over a socketpair; cross-process: the handler in its own process");
+  note(
+    "direct: the blob propagated into B's memory table; MEM_READ: back-end and front-end handler in one process over a socketpair; cross-process: the handler in its own process",
+  );
   table(["size", "direct (propagated)", "MEM_READ", "MEM_READ ÷ direct", "MEM_READ cross-process"], rows);
   client.close();
   handler.close();
@@ -83,7 +103,14 @@ async function crossProcessMemRead(addr: GuestAddress): Promise<number[]> {
   const [mine, theirs] = socketPair();
   const child = spawn(process.execPath, [join(import.meta.dir, "fallback-frontend.ts")], { stdio: ["ignore", "inherit", "inherit", theirs.fd] });
   theirs.close();
-  const client = new BackendClient(new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD }), { replyAck: true, shmem: false, sendFd: false, config: false, memRw: true, isRunning: () => true });
+  const client = new BackendClient(new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD }), {
+    replyAck: true,
+    shmem: false,
+    sendFd: false,
+    config: false,
+    memRw: true,
+    isRunning: () => true,
+  });
   const table = new MemoryTable();
   const remote = new FallbackMemory(table, client);
   try {
@@ -123,7 +150,9 @@ export async function runMapLatency(): Promise<void> {
       const devices = [];
       for (let i = 0; i < others; i++) {
         const sock = join(dir, `blk-${run}-${i}.sock`);
-        const child = spawn(process.execPath, [join(root, "packages/backend/examples/ram-blk.mjs"), "--socket", sock, "--size-mib", "1"], { stdio: ["ignore", "pipe", "inherit"] });
+        const child = spawn(process.execPath, [join(root, "packages/backend/examples/ram-blk.mjs"), "--socket", sock, "--size-mib", "1"], {
+          stdio: ["ignore", "pipe", "inherit"],
+        });
         children.push(child);
         await new Promise<void>((resolve) => createInterface({ input: child.stdout! }).on("line", (l) => l.startsWith("listening") && resolve()));
         const d = await guest.addDevice({ socketPath: sock });
@@ -180,7 +209,14 @@ export async function runMapLatency(): Promise<void> {
       const steady = (xs: number[]): number[] => xs.slice(Math.min(WARM, xs.length - 1));
       const spread = (xs: number[]): string => `${median(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})`;
       const pairs = maps.map((m, i) => m + (unmaps[i] ?? 0));
-      rows.push([others, median(steady(pairs)).toFixed(0), (maps[0] ?? 0).toFixed(0), spread(steady(maps)), (unmaps[0] ?? 0).toFixed(0), spread(steady(unmaps))]);
+      rows.push([
+        others,
+        median(steady(pairs)).toFixed(0),
+        (maps[0] ?? 0).toFixed(0),
+        spread(steady(maps)),
+        (unmaps[0] ?? 0).toFixed(0),
+        spread(steady(unmaps)),
+      ]);
       phaseRows.push([others, ...phases.map((xs) => `${(xs[0] ?? 0).toFixed(0)} / ${median(steady(xs)).toFixed(0)}`)]);
       await guest.close();
       dispatcher.close();
@@ -189,9 +225,13 @@ export async function runMapLatency(): Promise<void> {
     for (const c of children) c.kill("SIGTERM");
     rmSync(dir, { recursive: true, force: true });
   }
-  note(`\nSHMEM_MAP + SHMEM_UNMAP end to end (reply, then propagation acked by every other back-end), µs; steady: median (min–max) of ${PAIRS - WARM} after ${WARM}`);
+  note(
+    `\nSHMEM_MAP + SHMEM_UNMAP end to end (reply, then propagation acked by every other back-end), µs; steady: median (min–max) of ${PAIRS - WARM} after ${WARM}`,
+  );
   note("first: the first SHMEM_MAP and SHMEM_UNMAP on a fresh back-end connection (rows after the first run in a process whose JIT is already warm)");
   table(["other back-ends", "map + unmap µs", "first map µs", "map µs", "first unmap µs", "unmap µs"], rows);
-  note("the same, by phase: first / steady median µs; reply = the back-end has the reply, propagated = then every ADD_MEM_REG / REM_MEM_REG acked (the mapper's own included)");
+  note(
+    "the same, by phase: first / steady median µs; reply = the back-end has the reply, propagated = then every ADD_MEM_REG / REM_MEM_REG acked (the mapper's own included)",
+  );
   table(["other back-ends", "map reply", "map propagated", "unmap reply", "unmap propagated"], phaseRows);
 }

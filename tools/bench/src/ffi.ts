@@ -27,8 +27,17 @@ export async function run(): Promise<void> {
       s.ratio.push(v.koffi / v["bun:ffi"]);
     }
   }
-  const spread = (xs: number[], digits: number): string => `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
-  const rows = Object.entries(samples).map(([name, s]) => [name, spread(s.koffi, 0), spread(s.ffi, 0), spread(s.ratio, 2), median(s.ratio) >= 1.5 ? "yes" : "no"]);
-  note(`ns per call on Bun, median (min–max) of ${rounds} rounds of ${n} calls each; koffi ÷ bun:ffi: median of the per-round ratios; switch a call when ≥ 1.5`);
+  const spread = (xs: number[], digits: number): string =>
+    `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
+  const rows = Object.entries(samples).map(([name, s]) => [
+    name,
+    spread(s.koffi, 0),
+    spread(s.ffi, 0),
+    spread(s.ratio, 2),
+    median(s.ratio) >= 1.5 ? "yes" : "no",
+  ]);
+  note(
+    `ns per call on Bun, median (min–max) of ${rounds} rounds of ${n} calls each; koffi ÷ bun:ffi: median of the per-round ratios; switch a call when ≥ 1.5`,
+  );
   table(["call", "koffi ns", "bun:ffi ns", "koffi ÷ bun:ffi", "≥ 1.5"], rows);
 }

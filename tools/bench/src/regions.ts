@@ -18,7 +18,10 @@ export async function run(): Promise<void> {
   const n = Number(process.env.VHOSTKIT_BENCH_PAIRS ?? size(20000, 200));
   const rounds = size(5, 1);
   const rows: (string | number)[][] = [];
-  for (const [label, len] of [["4 KiB", "4096"], ["2 MiB", "2097152"]] as const) {
+  for (const [label, len] of [
+    ["4 KiB", "4096"],
+    ["2 MiB", "2097152"],
+  ] as const) {
     const m = interleave(rounds, {
       c: () => runNumber(c, [len, String(n)]),
       cFull: () => runNumber(c, [len, String(n), "full"]),
@@ -27,7 +30,17 @@ export async function run(): Promise<void> {
     });
     const pairsPerSec = (ns: number | undefined): string => (1e9 / (ns ?? 1)).toFixed(0);
     const ratio = (k: string, base: string): string => ((m[k] ?? 0) / (m[base] ?? 1)).toFixed(2);
-    rows.push([label, pairsPerSec(m.c), pairsPerSec(m.cFull), pairsPerSec(m.bun), ratio("bun", "c"), ratio("bun", "cFull"), pairsPerSec(m.node), ratio("node", "c"), ratio("node", "cFull")]);
+    rows.push([
+      label,
+      pairsPerSec(m.c),
+      pairsPerSec(m.cFull),
+      pairsPerSec(m.bun),
+      ratio("bun", "c"),
+      ratio("bun", "cFull"),
+      pairsPerSec(m.node),
+      ratio("node", "c"),
+      ratio("node", "cFull"),
+    ]);
   }
   note(`map+unmap pairs/s (median of ${rounds} interleaved rounds of ${n} pairs); ratio = time per pair ÷ C (koffi spike: ≈ 1.4x the two mmaps)`);
   note("C = the two mmap calls; C+ = the same plus dup, fstat, fcntl(F_GET_SEALS) and close, the full set of system calls of the API path");

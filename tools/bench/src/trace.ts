@@ -28,7 +28,9 @@ async function roundTripMicros(socket: string, n: number): Promise<number> {
 
 /** Starts one trace proxy (it serves one session) and resolves once it listens. */
 function startProxy(listen: string, connect: string, out: string): Promise<() => void> {
-  const child = spawn(process.execPath, [join(root, "apps/device/src/main.ts"), "trace", "--listen", listen, "--connect", connect, "--out", out], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(process.execPath, [join(root, "apps/device/src/main.ts"), "trace", "--listen", listen, "--connect", connect, "--out", out], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   return new Promise((resolve, reject) => {
     let err = "";
     child.stderr.setEncoding("utf8").on("data", (d: string) => {
@@ -70,7 +72,14 @@ export async function run(): Promise<void> {
     note(`GET_FEATURES round trips to the RAM blk example, µs each (medians of ${rounds} pairs of ${n}); the proxy decodes and writes every message to a file`);
     table(
       ["direct µs", "through trace µs", "trace ÷ direct (median)", "trace ÷ direct (lowest–highest)"],
-      [[median(direct).toFixed(1), median(proxied).toFixed(1), median(ratios).toFixed(2), `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`]],
+      [
+        [
+          median(direct).toFixed(1),
+          median(proxied).toFixed(1),
+          median(ratios).toFixed(2),
+          `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`,
+        ],
+      ],
     );
   } finally {
     device.child.kill("SIGTERM");

@@ -27,7 +27,16 @@ export async function run(): Promise<void> {
     });
     const base = m.c ?? 1;
     const cell = (k: string): string[] => [(m[k] ?? 0).toFixed(0), ((m[k] ?? 0) / base).toFixed(2)];
-    rows.push([`${fd} fd`, (m.c ?? 0).toFixed(0), ...cell("bun"), ...cell("node"), ...cell("bunC"), ...cell("nodeC"), (m.cSpin ?? 0).toFixed(0), ((m.bun ?? 0) / (m.cSpin ?? 1)).toFixed(2)]);
+    rows.push([
+      `${fd} fd`,
+      (m.c ?? 0).toFixed(0),
+      ...cell("bun"),
+      ...cell("node"),
+      ...cell("bunC"),
+      ...cell("nodeC"),
+      (m.cSpin ?? 0).toFixed(0),
+      ((m.bun ?? 0) / (m.cSpin ?? 1)).toFixed(2),
+    ]);
     // Round trips per second: one request/reply at a time, so the reciprocal of the latency.
     const perSecond = (k: string): string => (m[k] ? (1e9 / m[k]).toFixed(0) : "-");
     rates.push([`${fd} fd`, perSecond("c"), perSecond("bun"), perSecond("node"), perSecond("bunC"), perSecond("nodeC"), perSecond("cSpin")]);

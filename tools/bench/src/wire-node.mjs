@@ -21,9 +21,9 @@ const map = { shmid: 1, fdOffset: 0n, shmOffset: 0x1_0000n, len: 0x4000n, flags:
 const shmem = makeShmemConfig(Array.from({ length: 256 }, (_, i) => (i === 1 ? 0x40_0000n : i === 3 ? 0x1_0000n : 0n)));
 
 const wire = {
-  "SET_VRING_ADDR": () => decodeMessage("frontend", encodeMessage("frontend", "SET_VRING_ADDR", 1, addr)).value,
+  SET_VRING_ADDR: () => decodeMessage("frontend", encodeMessage("frontend", "SET_VRING_ADDR", 1, addr)).value,
   "SET_MEM_TABLE(8)": () => decodeMessage("frontend", encodeMessage("frontend", "SET_MEM_TABLE", 9, { regions })).value,
-  "SHMEM_MAP": () => decodeMessage("backend", encodeMessage("backend", "BACKEND_SHMEM_MAP", 9, map)).value,
+  SHMEM_MAP: () => decodeMessage("backend", encodeMessage("backend", "BACKEND_SHMEM_MAP", 9, map)).value,
   "GET_SHMEM_CONFIG reply": () => decodeReply("frontend", encodeReply("frontend", "GET_SHMEM_CONFIG", shmem)).value,
 };
 
@@ -40,7 +40,7 @@ function head(bytes) {
   return { v, request: v.getUint32(0, true), flags: v.getUint32(4, true), size: v.getUint32(8, true) };
 }
 const baseline = {
-  "SET_VRING_ADDR": () => {
+  SET_VRING_ADDR: () => {
     const { out, v } = frame(9, 1, 40);
     v.setUint32(12, addr.index, true);
     v.setUint32(16, addr.flags, true);
@@ -49,7 +49,14 @@ const baseline = {
     v.setBigUint64(36, addr.availAddr, true);
     v.setBigUint64(44, addr.logAddr, true);
     const h = head(out);
-    return { index: h.v.getUint32(12, true), flags: h.v.getUint32(16, true), descAddr: h.v.getBigUint64(20, true), usedAddr: h.v.getBigUint64(28, true), availAddr: h.v.getBigUint64(36, true), logAddr: h.v.getBigUint64(44, true) };
+    return {
+      index: h.v.getUint32(12, true),
+      flags: h.v.getUint32(16, true),
+      descAddr: h.v.getBigUint64(20, true),
+      usedAddr: h.v.getBigUint64(28, true),
+      availAddr: h.v.getBigUint64(36, true),
+      logAddr: h.v.getBigUint64(44, true),
+    };
   },
   "SET_MEM_TABLE(8)": () => {
     const { out, v } = frame(5, 9, 8 + 32 * regions.length);
@@ -65,10 +72,16 @@ const baseline = {
     const h = head(out);
     const nr = h.v.getUint32(12, true);
     const got = [];
-    for (let i = 0, q = 20; i < nr; i++, q += 32) got.push({ guestPhysAddr: h.v.getBigUint64(q, true), memorySize: h.v.getBigUint64(q + 8, true), userAddr: h.v.getBigUint64(q + 16, true), mmapOffset: h.v.getBigUint64(q + 24, true) });
+    for (let i = 0, q = 20; i < nr; i++, q += 32)
+      got.push({
+        guestPhysAddr: h.v.getBigUint64(q, true),
+        memorySize: h.v.getBigUint64(q + 8, true),
+        userAddr: h.v.getBigUint64(q + 16, true),
+        mmapOffset: h.v.getBigUint64(q + 24, true),
+      });
     return { regions: got };
   },
-  "SHMEM_MAP": () => {
+  SHMEM_MAP: () => {
     const { out, v } = frame(9, 9, 40);
     v.setUint8(12, map.shmid);
     v.setBigUint64(20, map.fdOffset, true);
@@ -76,7 +89,13 @@ const baseline = {
     v.setBigUint64(36, map.len, true);
     v.setBigUint64(44, map.flags, true);
     const h = head(out);
-    return { shmid: h.v.getUint8(12), fdOffset: h.v.getBigUint64(20, true), shmOffset: h.v.getBigUint64(28, true), len: h.v.getBigUint64(36, true), flags: h.v.getBigUint64(44, true) };
+    return {
+      shmid: h.v.getUint8(12),
+      fdOffset: h.v.getBigUint64(20, true),
+      shmOffset: h.v.getBigUint64(28, true),
+      len: h.v.getBigUint64(36, true),
+      flags: h.v.getBigUint64(44, true),
+    };
   },
   "GET_SHMEM_CONFIG reply": () => {
     const { out, v } = frame(44, 5, 2056);

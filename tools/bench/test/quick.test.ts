@@ -22,7 +22,13 @@ test("bench --quick runs every benchmark, prints each table and writes them all 
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-bench-quick-"));
   try {
     const out = join(dir, "bench.json");
-    const r = spawnSync(BUN, [join(ROOT, "tools/bench/src/main.ts"), "--quick", "--json", out], { cwd: ROOT, encoding: "utf8", timeout: 110_000, killSignal: "SIGKILL", maxBuffer: 64 << 20 });
+    const r = spawnSync(BUN, [join(ROOT, "tools/bench/src/main.ts"), "--quick", "--json", out], {
+      cwd: ROOT,
+      encoding: "utf8",
+      timeout: 110_000,
+      killSignal: "SIGKILL",
+      maxBuffer: 64 << 20,
+    });
     assert.equal(r.status, 0, `bench --quick failed (status ${r.status}, signal ${r.signal}):\n${r.stdout}\n${r.stderr}`);
     // Each benchmark's section, each followed by its tables: a header line and at least one row.
     const sections = r.stdout.split(/^== (\w+) ==$/m);
@@ -53,10 +59,16 @@ test("bench --quick runs every benchmark, prints each table and writes them all 
         assert.ok(t.header.length >= 2 && t.rows.length >= 1, `${name}: ${JSON.stringify(t)}`);
         for (const row of t.rows) {
           assert.equal(row.length, t.header.length, `${name}: ${JSON.stringify(row)}`);
-          assert.ok(row.some((c) => typeof c === "number" || /\d/.test(c)), `${name}: a row without figures: ${JSON.stringify(row)}`);
+          assert.ok(
+            row.some((c) => typeof c === "number" || /\d/.test(c)),
+            `${name}: a row without figures: ${JSON.stringify(row)}`,
+          );
         }
         // The table as printed: its header cells on one line.
-        assert.ok(text.split("\n").some((l) => t.header.every((h) => l.includes(h))), `${name}: header ${t.header.join(" ")} not printed`);
+        assert.ok(
+          text.split("\n").some((l) => t.header.every((h) => l.includes(h))),
+          `${name}: header ${t.header.join(" ")} not printed`,
+        );
       }
     }
   } finally {

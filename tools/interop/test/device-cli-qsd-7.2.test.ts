@@ -32,7 +32,22 @@ describe("vhost-user-device against qemu-storage-daemon 7.2", () => {
     const r = await cli("probe", "--socket", qsd.socketPath, "--json");
     assert.equal(r.code, 0, r.stderr);
     const o = JSON.parse(r.stdout) as Record<string, unknown>;
-    assert.deepEqual(Object.keys(o).sort(), ["config", "configFields", "configStatus", "dialect", "featureNames", "features", "maxMemSlots", "protocolFeatureNames", "protocolFeatures", "queueNum", "shmem"].sort());
+    assert.deepEqual(
+      Object.keys(o).sort(),
+      [
+        "config",
+        "configFields",
+        "configStatus",
+        "dialect",
+        "featureNames",
+        "features",
+        "maxMemSlots",
+        "protocolFeatureNames",
+        "protocolFeatures",
+        "queueNum",
+        "shmem",
+      ].sort(),
+    );
     assert.equal(o.configStatus, "discovered", "qsd refuses 256 bytes: the size was searched");
     assert.equal(o.configFields, null, "no --device-type, no fields");
     assert.equal(o.features, "0x175007e46");
@@ -90,7 +105,14 @@ describe("vhost-user-device against qemu-storage-daemon 7.2", () => {
   });
 
   test("usage errors exit 2, back-end failures exit 1 with one line on stderr", async () => {
-    for (const args of [["blk", "--socket", qsd.socketPath], ["probe"], ["probe", "--socket", "x", "--dialect", "nope"], ["rng", "--socket", "x", "--bytes", "-3"], ["nosuch"], ["blk", "--socket", qsd.socketPath, "--read", "18446744073709551616", "--out", join(dir, "never")]]) {
+    for (const args of [
+      ["blk", "--socket", qsd.socketPath],
+      ["probe"],
+      ["probe", "--socket", "x", "--dialect", "nope"],
+      ["rng", "--socket", "x", "--bytes", "-3"],
+      ["nosuch"],
+      ["blk", "--socket", qsd.socketPath, "--read", "18446744073709551616", "--out", join(dir, "never")],
+    ]) {
       const r = await cli(...args);
       assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
     }

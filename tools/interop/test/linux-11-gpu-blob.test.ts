@@ -37,9 +37,15 @@ function guestLine(g: GpuGuest, prefix: string): string {
   return l.slice(prefix.length).trim();
 }
 
-test("Linux 6.1 virtio_gpu in QEMU 11.1 on vhostkit-gpu: a host blob of the vhostkit capset mapped through SHMEM_MAP, bytes seen both ways, SHMEM_UNMAP on release; unsupported requests answered with errors", { timeout: 110_000 }, async () => {
+test("Linux 6.1 virtio_gpu in QEMU 11.1 on vhostkit-gpu: a host blob of the vhostkit capset mapped through SHMEM_MAP, bytes seen both ways, SHMEM_UNMAP on release; unsupported requests answered with errors", {
+  timeout: 110_000,
+}, async () => {
   await withGpuGuest({ name: "vhostkit-linux-gpu-blob", script: SCRIPT }, async (g) => {
-    await withDeadline(g.qemu.line((l) => l.startsWith("VHOSTKIT-PROGRAM-EXIT")), 95_000, "the guest program to finish");
+    await withDeadline(
+      g.qemu.line((l) => l.startsWith("VHOSTKIT-PROGRAM-EXIT")),
+      95_000,
+      "the guest program to finish",
+    );
     assert.equal(await withDeadline(g.qemu.exited, 20_000, "QEMU to exit after the guest powered off"), 0, consoleText(g));
     const log = consoleText(g);
     await withDeadline(g.gpu.line('"event":"reset"'), 20_000, "vhostkit-gpu to reset");
@@ -61,18 +67,45 @@ test("Linux 6.1 virtio_gpu in QEMU 11.1 on vhostkit-gpu: a host blob of the vhos
       assert.ok(i >= 0, `no ${what} in the back-end's events:\n${events.map((e) => JSON.stringify(e)).join("\n")}`);
       return i;
     };
-    const cmd = (name: string, resp: string, more: (e: GpuEvent) => boolean = () => true) => (e: GpuEvent) => e.event === "command" && e.cmd === name && e.resp === resp && more(e);
-    const created = events[at(cmd("RESOURCE_CREATE_BLOB", "OK_NODATA", (e) => e.resourceId === resourceId), "RESOURCE_CREATE_BLOB of the blob")] as GpuEvent;
+    const cmd =
+      (name: string, resp: string, more: (e: GpuEvent) => boolean = () => true) =>
+      (e: GpuEvent) =>
+        e.event === "command" && e.cmd === name && e.resp === resp && more(e);
+    const created = events[
+      at(
+        cmd("RESOURCE_CREATE_BLOB", "OK_NODATA", (e) => e.resourceId === resourceId),
+        "RESOURCE_CREATE_BLOB of the blob",
+      )
+    ] as GpuEvent;
     const ctxId = created.ctxId;
-    const ctxCreate = at(cmd("CTX_CREATE", "OK_NODATA", (e) => e.ctxId === ctxId && e.capsetId === 30), `CTX_CREATE of context ${String(ctxId)} with capset 30`);
+    const ctxCreate = at(
+      cmd("CTX_CREATE", "OK_NODATA", (e) => e.ctxId === ctxId && e.capsetId === 30),
+      `CTX_CREATE of context ${String(ctxId)} with capset 30`,
+    );
     const create = events.indexOf(created);
-    const map = at(cmd("RESOURCE_MAP_BLOB", "OK_MAP_INFO", (e) => e.resourceId === resourceId), "RESOURCE_MAP_BLOB answered OK_MAP_INFO");
+    const map = at(
+      cmd("RESOURCE_MAP_BLOB", "OK_MAP_INFO", (e) => e.resourceId === resourceId),
+      "RESOURCE_MAP_BLOB answered OK_MAP_INFO",
+    );
     const shmemMap = at((e) => e.event === "shmem-map" && e.len === `0x${BLOB_SIZE.toString(16)}`, "SHMEM_MAP of 1 MiB");
     const shmemUnmap = at((e) => e.event === "shmem-unmap", "SHMEM_UNMAP");
-    const unmap = at(cmd("RESOURCE_UNMAP_BLOB", "OK_NODATA", (e) => e.resourceId === resourceId), "RESOURCE_UNMAP_BLOB");
-    const unref = at(cmd("RESOURCE_UNREF", "OK_NODATA", (e) => e.resourceId === resourceId), "RESOURCE_UNREF of the blob");
-    assert.ok(ctxCreate < create && create < shmemMap && shmemMap < map && map < shmemUnmap && shmemUnmap < unmap && unmap < unref, "context, create, map (acked before OK_MAP_INFO), unmap (acked before the response), unref");
-    assert.deepEqual([events[shmemUnmap]?.offset, events[shmemUnmap]?.len], [events[shmemMap]?.offset, events[shmemMap]?.len], "SHMEM_UNMAP of exactly the mapped range");
+    const unmap = at(
+      cmd("RESOURCE_UNMAP_BLOB", "OK_NODATA", (e) => e.resourceId === resourceId),
+      "RESOURCE_UNMAP_BLOB",
+    );
+    const unref = at(
+      cmd("RESOURCE_UNREF", "OK_NODATA", (e) => e.resourceId === resourceId),
+      "RESOURCE_UNREF of the blob",
+    );
+    assert.ok(
+      ctxCreate < create && create < shmemMap && shmemMap < map && map < shmemUnmap && shmemUnmap < unmap && unmap < unref,
+      "context, create, map (acked before OK_MAP_INFO), unmap (acked before the response), unref",
+    );
+    assert.deepEqual(
+      [events[shmemUnmap]?.offset, events[shmemUnmap]?.len],
+      [events[shmemMap]?.offset, events[shmemMap]?.len],
+      "SHMEM_UNMAP of exactly the mapped range",
+    );
     assert.ok(events.some(cmd("CTX_ATTACH_RESOURCE", "OK_NODATA", (e) => e.ctxId === ctxId && e.resourceId === resourceId)));
     assert.ok(events.some(cmd("CTX_DESTROY", "OK_NODATA", (e) => e.ctxId === ctxId)), "the context is destroyed when the guest closes its DRM file");
     // The back-end's own pages at unmap hold what the guest wrote.
@@ -82,11 +115,17 @@ test("Linux 6.1 virtio_gpu in QEMU 11.1 on vhostkit-gpu: a host blob of the vhos
 
     // What the sample does not support gets an error response, and the guest never hangs.
     assert.equal(guestLine(g, "VHOSTKIT-SUBMIT-FENCE"), "SIGNALLED", "the fence of a refused SUBMIT_3D signals");
-    at(cmd("SUBMIT_3D", "ERR_UNSPEC", (e) => e.ctxId === ctxId), "SUBMIT_3D refused with ERR_UNSPEC");
+    at(
+      cmd("SUBMIT_3D", "ERR_UNSPEC", (e) => e.ctxId === ctxId),
+      "SUBMIT_3D refused with ERR_UNSPEC",
+    );
     assert.equal(guestLine(g, "VHOSTKIT-UNKNOWN-CAPSET"), "Invalid argument", "the driver refuses a capset the device did not advertise");
     const refused = Number(/^resource (\d+) mmap (.*)$/.exec(guestLine(g, "VHOSTKIT-DEFAULT-CONTEXT-BLOB"))?.[1]);
     assert.match(guestLine(g, "VHOSTKIT-DEFAULT-CONTEXT-BLOB"), /mmap Invalid argument$/, "the map of a refused blob fails in the guest");
-    at(cmd("RESOURCE_CREATE_BLOB", "ERR_INVALID_PARAMETER", (e) => e.resourceId === undefined && e.ctxId !== ctxId), "a host blob in a context without the capset refused");
+    at(
+      cmd("RESOURCE_CREATE_BLOB", "ERR_INVALID_PARAMETER", (e) => e.resourceId === undefined && e.ctxId !== ctxId),
+      "a host blob in a context without the capset refused",
+    );
     at(cmd("RESOURCE_MAP_BLOB", "ERR_INVALID_RESOURCE_ID"), `the map of resource ${refused} refused`);
     assert.ok(guestLine(g, "VHOSTKIT-BLOB-DONE") === "", log);
     // Only those were refused (and what follows from the refused blob: attach, detach, unmap, unref).

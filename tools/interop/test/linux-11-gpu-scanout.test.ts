@@ -49,7 +49,9 @@ echo "VHOSTKIT-HOST-SAID $reply"
 /** The screenshot events of the back-end, in order. */
 const screenshots = (events: readonly GpuEvent[]) => events.filter((e) => e.event === "screenshot");
 
-test("Linux 6.1 virtio_gpu in QEMU 11.1 on vhostkit-gpu: console on the scanout, a KMS dumb buffer's pattern in the back-end's PNG pixel for pixel", { timeout: 110_000 }, async (t) => {
+test("Linux 6.1 virtio_gpu in QEMU 11.1 on vhostkit-gpu: console on the scanout, a KMS dumb buffer's pattern in the back-end's PNG pixel for pixel", {
+  timeout: 110_000,
+}, async (t) => {
   await withGpuGuest({ name: "vhostkit-linux-gpu-2d", script: SCRIPT }, async (g) => {
     await withDeadline(g.qemu.line("VHOSTKIT-WAITING-FOR-HOST"), 90_000, "the guest to show its pattern");
     const shown = g.qemu.lines.find((l) => l.startsWith("VHOSTKIT-SCANOUT "));
@@ -59,8 +61,13 @@ test("Linux 6.1 virtio_gpu in QEMU 11.1 on vhostkit-gpu: console on the scanout,
 
     // The pattern's flushes, then the console's again: closing the DRM file gives the display back
     // to the fbdev console, which flushes its whole buffer.
-    const pattern = await withDeadline(g.gpu.line((l) => l.includes('"event":"screenshot"') && l.includes(`"resourceId":${patternId},`)), 20_000, "a screenshot of the pattern");
-    const afterPattern = (l: string) => l.includes('"event":"screenshot"') && !l.includes(`"resourceId":${patternId},`) && g.gpu.lines.indexOf(l) > g.gpu.lines.indexOf(pattern);
+    const pattern = await withDeadline(
+      g.gpu.line((l) => l.includes('"event":"screenshot"') && l.includes(`"resourceId":${patternId},`)),
+      20_000,
+      "a screenshot of the pattern",
+    );
+    const afterPattern = (l: string) =>
+      l.includes('"event":"screenshot"') && !l.includes(`"resourceId":${patternId},`) && g.gpu.lines.indexOf(l) > g.gpu.lines.indexOf(pattern);
     const consoleShot = await withDeadline(g.gpu.line(afterPattern), 20_000, "the console's screenshot after the pattern");
     g.qemu.send("done");
     await withDeadline(g.qemu.line("VHOSTKIT-HOST-SAID done"), 30_000, "the guest to read the host's reply");
@@ -70,21 +77,54 @@ test("Linux 6.1 virtio_gpu in QEMU 11.1 on vhostkit-gpu: console on the scanout,
     // The driver saw what the device offers.
     const log = consoleText(g);
     assert.ok(!g.qemu.lines.some((l) => l.startsWith("VHOSTKIT-GUEST-INSMOD-FAILED") || l.startsWith("VHOSTKIT-FAIL")), log);
-    assert.ok(g.qemu.lines.some((l) => l.endsWith("[drm] features: +virgl +edid +resource_blob +host_visible")), log);
-    assert.ok(g.qemu.lines.some((l) => l.endsWith("[drm] features: +context_init")), log);
-    assert.ok(g.qemu.lines.some((l) => l.endsWith("[drm] cap set 0: id 30, max-version 1, max-size 16")), log);
-    assert.ok(g.qemu.lines.some((l) => /\[drm\] Host memory window: 0x[0-9a-f]+ \+0x4000000$/.test(l)), log);
+    assert.ok(
+      g.qemu.lines.some((l) => l.endsWith("[drm] features: +virgl +edid +resource_blob +host_visible")),
+      log,
+    );
+    assert.ok(
+      g.qemu.lines.some((l) => l.endsWith("[drm] features: +context_init")),
+      log,
+    );
+    assert.ok(
+      g.qemu.lines.some((l) => l.endsWith("[drm] cap set 0: id 30, max-version 1, max-size 16")),
+      log,
+    );
+    assert.ok(
+      g.qemu.lines.some((l) => /\[drm\] Host memory window: 0x[0-9a-f]+ \+0x4000000$/.test(l)),
+      log,
+    );
     assert.ok(g.qemu.lines.includes(`VHOSTKIT-CONNECTOR connected modes ${W}x${H} `), `the EDID's one mode\n${log}`);
     assert.ok(g.qemu.lines.includes("VHOSTKIT-EDID 128 vhostkit-gpu"), `the driver holds the back-end's EDID (its monitor name descriptor)\n${log}`);
 
     // Every command the driver sent succeeded.
     const events = g.events();
     const commands = events.filter((e) => e.event === "command");
-    assert.deepEqual(commands.filter((e) => String(e.resp).startsWith("ERR")), [], "no command refused");
-    for (const cmd of ["GET_CAPSET_INFO", "GET_EDID", "GET_DISPLAY_INFO", "RESOURCE_CREATE_2D", "RESOURCE_ATTACH_BACKING", "CTX_CREATE", "CTX_ATTACH_RESOURCE", "SET_SCANOUT", "TRANSFER_TO_HOST_2D", "RESOURCE_FLUSH"]) {
-      assert.ok(commands.some((e) => e.cmd === cmd), `the driver sent ${cmd}`);
+    assert.deepEqual(
+      commands.filter((e) => String(e.resp).startsWith("ERR")),
+      [],
+      "no command refused",
+    );
+    for (const cmd of [
+      "GET_CAPSET_INFO",
+      "GET_EDID",
+      "GET_DISPLAY_INFO",
+      "RESOURCE_CREATE_2D",
+      "RESOURCE_ATTACH_BACKING",
+      "CTX_CREATE",
+      "CTX_ATTACH_RESOURCE",
+      "SET_SCANOUT",
+      "TRANSFER_TO_HOST_2D",
+      "RESOURCE_FLUSH",
+    ]) {
+      assert.ok(
+        commands.some((e) => e.cmd === cmd),
+        `the driver sent ${cmd}`,
+      );
     }
-    assert.ok(commands.some((e) => e.cmd === "SET_SCANOUT" && e.resourceId === patternId), "the pattern's resource was set as the scanout");
+    assert.ok(
+      commands.some((e) => e.cmd === "SET_SCANOUT" && e.resourceId === patternId),
+      "the pattern's resource was set as the scanout",
+    );
 
     // The pattern, pixel for pixel (every flush of it).
     const shots = screenshots(events);

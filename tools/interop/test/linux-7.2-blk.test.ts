@@ -11,7 +11,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { runBlkGuest } from "./helpers/blk-guest.js";
 
-test("Linux 6.1 virtio_blk in QEMU 7.2 writes, re-reads and verifies 256 KiB on the RAM blk device; no I/O error in the kernel log", { timeout: 110_000 }, async () => {
+test("Linux 6.1 virtio_blk in QEMU 7.2 writes, re-reads and verifies 256 KiB on the RAM blk device; no I/O error in the kernel log", {
+  timeout: 110_000,
+}, async () => {
   const { features } = await runBlkGuest({ peer: "bookworm" });
   assert.equal(features[32], "1", `VIRTIO_F_VERSION_1 negotiated by the guest: ${features}`);
   assert.equal(features[34], "0", `split ring (packed=off): ${features}`);

@@ -40,14 +40,28 @@ done
 if dmesg | grep -i -E "I/O error|blk_update_request|virtio_blk.*error"; then echo VHOSTKIT-KERNEL-IO-ERROR; fi
 `;
 
-test("QEMU 7.2 reconnects to the RAM blk device killed with SIGKILL mid-loop; the Linux guest verifies every round, no I/O error (INFLIGHT_SHMFD)", { timeout: 110_000 }, async () => {
+test("QEMU 7.2 reconnects to the RAM blk device killed with SIGKILL mid-loop; the Linux guest verifies every round, no I/O error (INFLIGHT_SHMFD)", {
+  timeout: 110_000,
+}, async () => {
   const [program, ...prefix] = peerCommand("bookworm", "qemu-system-x86_64"); // not fetched: fails here, at once
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-linux-reconnect-"));
   const image = buildInitramfs({ out: join(dir, "initramfs.cpio"), modules: ["virtio_pci", "virtio_blk"], script: SCRIPT });
   const socket = join(dir, "blk.sock");
   const lives: LineProcess[] = [];
   const start = async (): Promise<LineProcess> => {
-    const dev = new LineProcess(process.execPath, [RAM_BLK, "--socket", socket, "--size-mib", "4", "--file", join(dir, "disk.img"), "--sealed-memory", "--events", "--latency-ms", "100"]);
+    const dev = new LineProcess(process.execPath, [
+      RAM_BLK,
+      "--socket",
+      socket,
+      "--size-mib",
+      "4",
+      "--file",
+      join(dir, "disk.img"),
+      "--sealed-memory",
+      "--events",
+      "--latency-ms",
+      "100",
+    ]);
     lives.push(dev);
     await withDeadline(dev.line("listening"), 20_000, "the RAM blk device to listen");
     return dev;
@@ -62,17 +76,30 @@ test("QEMU 7.2 reconnects to the RAM blk device killed with SIGKILL mid-loop; th
     first.child.kill("SIGKILL");
     await withDeadline(first.exited, 10_000, "the killed device to exit");
     const second = await start();
-    const exit = await withDeadline(qemu.line((l) => l.startsWith("VHOSTKIT-GUEST-EXIT")), 60_000, "the guest script to finish");
+    const exit = await withDeadline(
+      qemu.line((l) => l.startsWith("VHOSTKIT-GUEST-EXIT")),
+      60_000,
+      "the guest script to finish",
+    );
     const console = qemu.lines.join("\n");
     const events = lives.map((l, i) => `life ${i + 1}:\n${l.lines.join("\n")}`).join("\n");
     assert.equal(exit.trim(), "VHOSTKIT-GUEST-EXIT 0", `${console}\n${events}`);
     for (let r = 1; r <= ROUNDS; r++) assert.ok(qemu.lines.includes(`VHOSTKIT-ROUND ${r} VERIFIED`), `round ${r}\n${console}`);
     assert.ok(!qemu.lines.includes("VHOSTKIT-KERNEL-IO-ERROR"), console);
     // INFLIGHT_SHMFD was negotiated: the first process allocated the area, the second got it back.
-    assert.ok(first.lines.some((l) => l.includes("GET_INFLIGHT_FD")), events);
-    assert.ok(second.lines.some((l) => l.includes("SET_INFLIGHT_FD")), events);
+    assert.ok(
+      first.lines.some((l) => l.includes("GET_INFLIGHT_FD")),
+      events,
+    );
+    assert.ok(
+      second.lines.some((l) => l.includes("SET_INFLIGHT_FD")),
+      events,
+    );
     assert.ok(!second.lines.some((l) => l.includes("GET_INFLIGHT_FD")), `QEMU kept its area across the reconnect\n${events}`);
-    assert.ok(second.lines.some((l) => /^event inflight queue 0 resubmitted \d+$/.test(l)), events);
+    assert.ok(
+      second.lines.some((l) => /^event inflight queue 0 resubmitted \d+$/.test(l)),
+      events,
+    );
     assert.ok(!lives.some((l) => l.lines.some((x) => x.includes("queue-broken") || x.includes("dropped"))), events);
     assert.equal(await withDeadline(qemu.exited, 15_000, "QEMU to exit after the guest powered off"), 0);
   } finally {

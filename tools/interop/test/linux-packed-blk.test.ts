@@ -10,8 +10,13 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { runBlkGuest } from "./helpers/blk-guest.js";
 
-for (const [peer, qemu] of [["bookworm", "7.2"], ["sid", "11.1"]] as const) {
-  test(`Linux 6.1 virtio_blk in QEMU ${qemu} with packed=on negotiates the packed ring on the RAM blk device and verifies 1 MiB written and re-read`, { timeout: 110_000 }, async () => {
+for (const [peer, qemu] of [
+  ["bookworm", "7.2"],
+  ["sid", "11.1"],
+] as const) {
+  test(`Linux 6.1 virtio_blk in QEMU ${qemu} with packed=on negotiates the packed ring on the RAM blk device and verifies 1 MiB written and re-read`, {
+    timeout: 110_000,
+  }, async () => {
     const { features, console } = await runBlkGuest({ peer, deviceExtra: ",packed=on", blocks: 256 });
     assert.equal(features[32], "1", `VIRTIO_F_VERSION_1 negotiated by the guest: ${features}`);
     assert.equal(features[34], "1", `VIRTIO_F_RING_PACKED negotiated by the guest: ${features}\n${console}`);

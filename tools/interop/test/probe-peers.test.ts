@@ -53,7 +53,9 @@ async function inTempDir<T>(prefix: string, run: (dir: string) => Promise<T>): P
 }
 
 for (const peer of ["bookworm", "sid"] as const) {
-  test(`qemu-storage-daemon ${peer === "bookworm" ? "7.2" : "11.1"}: probe reports the blk export; 256 bytes refused, the ${peer === "bookworm" ? 60 : 96}-byte config found`, { timeout: 60_000 }, async () => {
+  test(`qemu-storage-daemon ${peer === "bookworm" ? "7.2" : "11.1"}: probe reports the blk export; 256 bytes refused, the ${peer === "bookworm" ? 60 : 96}-byte config found`, {
+    timeout: 60_000,
+  }, async () => {
     const qsd = await startQsd({ sizeBytes: 1024 * 1024, peer });
     try {
       const p = await probe(qsd.socketPath);
@@ -74,7 +76,9 @@ for (const peer of ["bookworm", "sid"] as const) {
 }
 
 for (const kind of ["c-7.2", "rust-1.14"] as const satisfies readonly VirtiofsdKind[]) {
-  test(`virtiofsd ${kind === "c-7.2" ? "7.2 (C)" : "1.14 (Rust)"}: probe reports 2 queues and no CONFIG${kind === "c-7.2" ? "" : " (without --tag)"}`, { timeout: 60_000 }, async () => {
+  test(`virtiofsd ${kind === "c-7.2" ? "7.2 (C)" : "1.14 (Rust)"}: probe reports 2 queues and no CONFIG${kind === "c-7.2" ? "" : " (without --tag)"}`, {
+    timeout: 60_000,
+  }, async () => {
     if (kind === "c-7.2" && !runningAsRoot()) {
       // virtiofsd 7.2 needs root (docs/virtio-fs.md#observed-servers): as an ordinary user it does
       // not start, which virtiofsd.test.ts shows; there is nothing here to probe.
@@ -119,12 +123,17 @@ test("virtiofsd 1.14 with --tag: CONFIG offered, the tag decoded with --device-t
   });
 });
 
-test("vhost-device-vsock 0.3: a read past its 8-byte config comes back empty, so probe searches down to 8 and shows the guest CID", { timeout: 60_000 }, async () => {
+test("vhost-device-vsock 0.3: a read past its 8-byte config comes back empty, so probe searches down to 8 and shows the guest CID", {
+  timeout: 60_000,
+}, async () => {
   await inTempDir("vhostkit-probe-vsock-", async (dir) => {
     const device = await startVsockDevice(dir, 7);
     try {
       const p = await probe(device.socket, "--device-type", "vsock");
-      assert.deepEqual([p.features, p.protocolFeatures, p.queueNum, p.configStatus, bytes(p), p.configFields?.guest_cid], ["0x161000000", "0x209", 3, "discovered", 8, "7"]);
+      assert.deepEqual(
+        [p.features, p.protocolFeatures, p.queueNum, p.configStatus, bytes(p), p.configFields?.guest_cid],
+        ["0x161000000", "0x209", 3, "discovered", 8, "7"],
+      );
       const text = await cli(["probe", "--socket", device.socket], 40_000);
       assert.equal(text.code, 0, text.stderr);
       assert.match(text.stdout, /^config +8 bytes \(the largest read the back-end accepts\)$/m);
@@ -149,10 +158,17 @@ test("vhost-user-gpu 7.2 (QEMU's C GPU back-end): probe reports 2 queues, no sha
     const socket = join(dir, "gpu.sock");
     const gpu = new LineProcess(program as string, [...prefix, `--socket-path=${socket}`]);
     try {
-      await withDeadline(Promise.race([socketCreated(socket), gpu.exited.then((c) => assert.fail(`vhost-user-gpu exited (${c}): ${gpu.stderr}`))]), 20_000, "vhost-user-gpu to listen");
+      await withDeadline(
+        Promise.race([socketCreated(socket), gpu.exited.then((c) => assert.fail(`vhost-user-gpu exited (${c}): ${gpu.stderr}`))]),
+        20_000,
+        "vhost-user-gpu to listen",
+      );
       const p = await probe(socket, "--device-type", "gpu");
       const pageFault = userfaultfdAvailable() ? 0x100 : 0;
-      assert.deepEqual([p.features, p.protocolFeatures, p.queueNum, p.configStatus, bytes(p), p.shmem], ["0x175000000", `0x${(0x8e2b | pageFault).toString(16)}`, 2, "discovered", 16, []]);
+      assert.deepEqual(
+        [p.features, p.protocolFeatures, p.queueNum, p.configStatus, bytes(p), p.shmem],
+        ["0x175000000", `0x${(0x8e2b | pageFault).toString(16)}`, 2, "discovered", 16, []],
+      );
     } finally {
       await gpu.stop();
     }
@@ -187,7 +203,11 @@ test("the RAM blk example: probe reports its blk config, found by the search", {
     const socket = join(dir, "blk.sock");
     const blk = new LineProcess(process.execPath, [here("../../../packages/backend/examples/ram-blk.mjs"), "--socket", socket, "--size-mib", "1"]);
     try {
-      await withDeadline(blk.line((l) => l.startsWith("listening")), 20_000, "listening RAM blk");
+      await withDeadline(
+        blk.line((l) => l.startsWith("listening")),
+        20_000,
+        "listening RAM blk",
+      );
       const p = await probe(socket, "--device-type", "blk");
       assert.equal(p.configStatus, "discovered");
       assert.equal(p.configFields?.capacity, "2048 sectors (1048576 bytes)");

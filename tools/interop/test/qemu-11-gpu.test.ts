@@ -19,7 +19,9 @@ import { vhostUserGpuMachine } from "./helpers/qemu.js";
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const GPU_APP = here("../../../apps/gpu-backend/");
 
-test("QEMU 11.1 + vhostkit-gpu as virtio-gpu: GET_SHMEM_CONFIG sizes shmid 1 and BAR 4 (--shm-size 32M), no map without DRIVER_OK, clean quit", { timeout: 100_000 }, async () => {
+test("QEMU 11.1 + vhostkit-gpu as virtio-gpu: GET_SHMEM_CONFIG sizes shmid 1 and BAR 4 (--shm-size 32M), no map without DRIVER_OK, clean quit", {
+  timeout: 100_000,
+}, async () => {
   const [program, ...prefix] = peerCommand("sid", "qemu-system-x86_64"); // not fetched: fails here, before anything starts
   if (typeof (globalThis as { Bun?: unknown }).Bun === "undefined") {
     // Node runs the sample's dist/ build (incremental; a no-op when up to date).
@@ -28,18 +30,22 @@ test("QEMU 11.1 + vhostkit-gpu as virtio-gpu: GET_SHMEM_CONFIG sizes shmid 1 and
   }
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-qemu11-gpu-"));
   const socket = join(dir, "gpu.sock");
-  const gpu = new LineProcess(process.execPath, [join(GPU_APP, "bin/vhostkit-gpu.mjs"), "--socket", socket, "--shm-size", "32M", "--events", "--once", "--sealed-memory"]);
+  const gpu = new LineProcess(process.execPath, [
+    join(GPU_APP, "bin/vhostkit-gpu.mjs"),
+    "--socket",
+    socket,
+    "--shm-size",
+    "32M",
+    "--events",
+    "--once",
+    "--sealed-memory",
+  ]);
   let qemu: LineProcess | undefined;
   try {
     await withDeadline(gpu.line('"event":"listening"'), 20_000, "listening vhostkit-gpu");
     qemu = new LineProcess(
       program as string,
-      [
-        ...prefix,
-        ...vhostUserGpuMachine(socket, 64, ",id=gpu0"),
-        "-display", "none", "-nodefaults", "-no-reboot", "-serial", "none", "-S",
-        "-qmp", "stdio",
-      ],
+      [...prefix, ...vhostUserGpuMachine(socket, 64, ",id=gpu0"), "-display", "none", "-nodefaults", "-no-reboot", "-serial", "none", "-S", "-qmp", "stdio"],
       { stdin: true },
     );
     const qmp = await withDeadline(Qmp.overStdio(qemu), 30_000, "QMP greeting");
@@ -51,7 +57,12 @@ test("QEMU 11.1 + vhostkit-gpu as virtio-gpu: GET_SHMEM_CONFIG sizes shmid 1 and
     assert.equal(await size("/machine/peripheral/gpu0/vhost-device-pci-shmembar[0]"), 32n << 20n, "BAR 4 holds exactly the region (a power of two)");
     const children = ((await qmp.execute("qom-list", { path: backend })) as { name: string }[]).map((c) => c.name);
     assert.ok(!children.some((n) => /^virtio-shmem-1-/.test(n)), `nothing mapped: ${children.join(", ")}`);
-    assert.ok(((await qmp.execute("qom-list", { path: "/machine/peripheral/gpu0" })) as { name: string }[]).some((c) => c.name.startsWith("virtio-pci-device-virtio-gpu")), "QEMU presents the device as virtio-gpu");
+    assert.ok(
+      ((await qmp.execute("qom-list", { path: "/machine/peripheral/gpu0" })) as { name: string }[]).some((c) =>
+        c.name.startsWith("virtio-pci-device-virtio-gpu"),
+      ),
+      "QEMU presents the device as virtio-gpu",
+    );
     await qmp.execute("quit");
     assert.equal(await withDeadline(qemu.exited, 20_000, "QEMU exit"), 0, `QEMU exit status\n${qemu.stderr}`);
     await withDeadline(gpu.line('"event":"reset"'), 20_000, "reset of vhostkit-gpu");

@@ -42,7 +42,9 @@ function shmemTree(mtree: string): string[] {
   return out;
 }
 
-test("QEMU 11.1 vhost-user-test-device-pci: SHMEM negotiated, GET_SHMEM_CONFIG, SHMEM_MAP visible in info mtree and guest memory, SHMEM_UNMAP removes it", { timeout: 110_000 }, async () => {
+test("QEMU 11.1 vhost-user-test-device-pci: SHMEM negotiated, GET_SHMEM_CONFIG, SHMEM_MAP visible in info mtree and guest memory, SHMEM_UNMAP removes it", {
+  timeout: 110_000,
+}, async () => {
   const [program, ...prefix] = peerCommand("sid", "qemu-system-x86_64"); // not fetched: fails here, at once
   const version = spawnSync(program as string, [...prefix, "--version"], { encoding: "utf8", timeout: 10_000 });
   assert.match(version.stdout, /QEMU emulator version 11\.1\./, version.stderr);
@@ -60,24 +62,40 @@ test("QEMU 11.1 vhost-user-test-device-pci: SHMEM negotiated, GET_SHMEM_CONFIG, 
     await withDeadline(step(dev, "listening"), 20_000, "listening device");
     qemu = new LineProcess(program as string, [
       ...prefix,
-      "-machine", "q35,accel=tcg,memory-backend=mem",
-      "-m", "128M",
-      "-object", "memory-backend-memfd,id=mem,size=128M,share=on",
-      "-chardev", `socket,id=c0,path=${socket}`,
-      "-device", "vhost-user-test-device-pci,id=shm0,chardev=c0,virtio-id=2,num_vqs=1,config_size=60",
-      "-display", "none", "-nodefaults", "-no-reboot",
-      "-serial", "stdio",
-      "-qmp", `unix:${qmpPath},server=on,wait=off`,
+      "-machine",
+      "q35,accel=tcg,memory-backend=mem",
+      "-m",
+      "128M",
+      "-object",
+      "memory-backend-memfd,id=mem,size=128M,share=on",
+      "-chardev",
+      `socket,id=c0,path=${socket}`,
+      "-device",
+      "vhost-user-test-device-pci,id=shm0,chardev=c0,virtio-id=2,num_vqs=1,config_size=60",
+      "-display",
+      "none",
+      "-nodefaults",
+      "-no-reboot",
+      "-serial",
+      "stdio",
+      "-qmp",
+      `unix:${qmpPath},server=on,wait=off`,
     ]);
     const failed = dev.line((l) => /"step":"(map-failed|dropped|rejected)"/.test(l)).then((l) => assert.fail(`device: ${l}\n${dev.lines.join("\n")}`));
     const mapped = await withDeadline(Promise.race([step(dev, "mapped"), failed]), 40_000, "SHMEM_MAP from the device");
     // SHMEM (bit 22, upstream dialect) was negotiated: the dispatcher answers GET_SHMEM_CONFIG only
     // then, and the client can map only with SHMEM and BACKEND_SEND_FD acknowledged.
-    assert.ok(dev.lines.some((l) => l.includes('"name":"GET_SHMEM_CONFIG"')), "QEMU sent GET_SHMEM_CONFIG");
+    assert.ok(
+      dev.lines.some((l) => l.includes('"name":"GET_SHMEM_CONFIG"')),
+      "QEMU sent GET_SHMEM_CONFIG",
+    );
     assert.equal((await step(dev, "running")).canMap, true);
     // SHMEM_MAP got reply 0: REPLY_ACK was negotiated (QEMU asks for acks of its ADD_MEM_REGs only
     // then), so the client sent the map with NEED_REPLY, and shmemMap resolves only on status 0.
-    assert.ok(dev.lines.some((l) => l.includes('"name":"ADD_MEM_REG"') && ((JSON.parse(l) as { flags: number }).flags & 0x8) !== 0), "REPLY_ACK negotiated");
+    assert.ok(
+      dev.lines.some((l) => l.includes('"name":"ADD_MEM_REG"') && ((JSON.parse(l) as { flags: number }).flags & 0x8) !== 0),
+      "REPLY_ACK negotiated",
+    );
     assert.deepEqual([mapped.shmid, mapped.offset, mapped.len], [1, "0x10000", "0x10000"]);
 
     // Eager propagation (docs/shmem.md#eager-propagation): QEMU adds the mapping to the back-end's own memory table
@@ -85,7 +103,11 @@ test("QEMU 11.1 vhost-user-test-device-pci: SHMEM negotiated, GET_SHMEM_CONFIG, 
     const running = dev.lines.findIndex((l) => l.includes('"step":"running"'));
     const ramRegions = dev.lines.slice(0, running).filter((l) => l.includes('"name":"ADD_MEM_REG"')).length;
     assert.ok(ramRegions >= 1, "guest RAM came with ADD_MEM_REG (CONFIGURE_MEM_SLOTS)");
-    await withDeadline(dev.line((l) => l.includes('"name":"ADD_MEM_REG"') && dev.lines.filter((x) => x.includes('"name":"ADD_MEM_REG"')).length > ramRegions), 20_000, "ADD_MEM_REG of the mapping");
+    await withDeadline(
+      dev.line((l) => l.includes('"name":"ADD_MEM_REG"') && dev.lines.filter((x) => x.includes('"name":"ADD_MEM_REG"')).length > ramRegions),
+      20_000,
+      "ADD_MEM_REG of the mapping",
+    );
 
     qmp = await withDeadline(Qmp.connect(qmpPath), 20_000, "QMP greeting");
     const tree = shmemTree(await qmp.hmp("info mtree"));
@@ -104,7 +126,14 @@ test("QEMU 11.1 vhost-user-test-device-pci: SHMEM negotiated, GET_SHMEM_CONFIG, 
     assert.equal(Buffer.from(bytes.slice(-16)).toString("latin1"), mapped.pattern, xp);
 
     // SeaBIOS drove the device through its rings (DRIVER_OK, reads and writes) and the map did not disturb it.
-    assert.match(await withDeadline(qemu.line((l) => /VHOSTKIT-BOOT-(OK|FAIL)/.test(l)), 60_000, "boot marker"), /VHOSTKIT-BOOT-OK/);
+    assert.match(
+      await withDeadline(
+        qemu.line((l) => /VHOSTKIT-BOOT-(OK|FAIL)/.test(l)),
+        60_000,
+        "boot marker",
+      ),
+      /VHOSTKIT-BOOT-OK/,
+    );
     dev.send("unmap");
     await withDeadline(Promise.race([step(dev, "unmapped"), dev.line('"step":"unmap-failed"').then((l) => assert.fail(l))]), 20_000, "SHMEM_UNMAP");
     const after = shmemTree(await qmp.hmp("info mtree")).join("\n");

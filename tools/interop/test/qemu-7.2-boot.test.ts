@@ -36,10 +36,20 @@ test("QEMU 7.2 (vhost-user-blk-pci, TCG) boots from the RAM blk device: SeaBIOS 
     qemu = new LineProcess(program as string, [
       ...prefix,
       ...vhostUserBlkMachine(socket, 256, ",bootindex=1"),
-      "-display", "none", "-nodefaults", "-no-reboot", "-monitor", "none",
-      "-serial", "stdio",
+      "-display",
+      "none",
+      "-nodefaults",
+      "-no-reboot",
+      "-monitor",
+      "none",
+      "-serial",
+      "stdio",
     ]);
-    const marker = await withDeadline(qemu.line((l) => /VHOSTKIT-BOOT-(OK|FAIL)/.test(l)), 80_000, "the boot marker on QEMU's serial console");
+    const marker = await withDeadline(
+      qemu.line((l) => /VHOSTKIT-BOOT-(OK|FAIL)/.test(l)),
+      80_000,
+      "the boot marker on QEMU's serial console",
+    );
     assert.match(marker, /VHOSTKIT-BOOT-OK/, `serial: ${qemu.lines.join("\n")}\nqemu: ${qemu.stderr}\ndevice: ${dev.lines.join("\n")}`);
   } finally {
     await qemu?.stop();

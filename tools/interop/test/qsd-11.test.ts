@@ -23,7 +23,9 @@ after(async () => {
   await qsd?.stop();
 });
 
-test("QEMU 11.1 qemu-storage-daemon: negotiation, blk write/read/flush/id through the ring into its image, conformance green", { timeout: 60_000 }, async () => {
+test("QEMU 11.1 qemu-storage-daemon: negotiation, blk write/read/flush/id through the ring into its image, conformance green", {
+  timeout: 60_000,
+}, async () => {
   const guest = new Guest();
   try {
     const d = await guest.addDevice({ socketPath: qsd.socketPath });
@@ -46,7 +48,11 @@ test("QEMU 11.1 qemu-storage-daemon: negotiation, blk write/read/flush/id throug
     await guest.close();
   }
   const results = await runConformance({ socketPath: qsd.socketPath, deviceType: "blk" });
-  assert.deepEqual(results.filter((r) => r.status === "fail"), [], JSON.stringify(results, null, 1));
+  assert.deepEqual(
+    results.filter((r) => r.status === "fail"),
+    [],
+    JSON.stringify(results, null, 1),
+  );
   assert.ok(results.some((r) => r.name === "GET_VRING_BASE stops the ring" && r.status === "pass"));
 });
 

@@ -50,7 +50,17 @@ test("eager propagation: qsd 7.2 reads a sector straight into the other device's
     const h = new Uint8Array(16);
     new DataView(h.buffer).setBigUint64(8, 7n, true);
     await guest.space.write(hdr, h);
-    const used = await withDeadline(blk.queue.submit([{ addr: hdr, len: 16 }], [{ addr: window, len: 512 }, { addr: status, len: 1 }]), 20_000, "qsd's READ into the mapping");
+    const used = await withDeadline(
+      blk.queue.submit(
+        [{ addr: hdr, len: 16 }],
+        [
+          { addr: window, len: 512 },
+          { addr: status, len: 1 },
+        ],
+      ),
+      20_000,
+      "qsd's READ into the mapping",
+    );
     assert.equal(used, 513);
     const st = new Uint8Array(1);
     await guest.space.read(status, st);

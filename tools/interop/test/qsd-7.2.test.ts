@@ -30,7 +30,11 @@ describe("against qemu-storage-daemon 7.2", { timeout: 90_000 }, () => {
       // PAGEFAULT (bit 8) is offered only where qsd may open a userfaultfd (root, or
       // vm.unprivileged_userfaultfd=1); every other bit does not depend on who runs it.
       assert.equal(d.info.protocolFeatures & ~ProtocolFeature.PAGEFAULT, 0x8e2bn);
-      assert.equal((d.info.protocolFeatures & ProtocolFeature.PAGEFAULT) !== 0n, userfaultfdAvailable(), "PAGEFAULT offered exactly when userfaultfd is available");
+      assert.equal(
+        (d.info.protocolFeatures & ProtocolFeature.PAGEFAULT) !== 0n,
+        userfaultfdAvailable(),
+        "PAGEFAULT offered exactly when userfaultfd is available",
+      );
       assert.equal(d.info.queueNum, 1);
       assert.equal(d.info.maxMemSlots, 32);
       assert.equal(d.info.config?.byteLength, 60);

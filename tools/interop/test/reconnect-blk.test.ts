@@ -39,14 +39,42 @@ function record(line: string): Record<string, unknown> | undefined {
  * last reconnect, calls `restart` (kill the back-end, start it again).
  * @returns the summary and the workload's output.
  */
-async function workloadWithRestarts(socket: string, seconds: number, kills: number, restart: () => Promise<void>): Promise<{ summary: Record<string, number>; out: string }> {
-  const run = new LineProcess(BUN, [CLI, "blk", "--socket", socket, "--workload", String(seconds), "--qd", "32", "--write-ratio", "0.5", "--span-mib", "8", "--reconnect", "--json"]);
+async function workloadWithRestarts(
+  socket: string,
+  seconds: number,
+  kills: number,
+  restart: () => Promise<void>,
+): Promise<{ summary: Record<string, number>; out: string }> {
+  const run = new LineProcess(BUN, [
+    CLI,
+    "blk",
+    "--socket",
+    socket,
+    "--workload",
+    String(seconds),
+    "--qd",
+    "32",
+    "--write-ratio",
+    "0.5",
+    "--span-mib",
+    "8",
+    "--reconnect",
+    "--json",
+  ]);
   try {
     for (let k = 0; k < kills; k++) {
       // Two progress lines after the previous reconnect: load is running again.
-      await withDeadline(run.line((l) => (record(l)?.["reconnects"] as number | undefined) === k && ((record(l)?.["t"] as number | undefined) ?? 0) >= 2 + 3 * k), 30_000, `progress before kill ${k + 1}`);
+      await withDeadline(
+        run.line((l) => (record(l)?.["reconnects"] as number | undefined) === k && ((record(l)?.["t"] as number | undefined) ?? 0) >= 2 + 3 * k),
+        30_000,
+        `progress before kill ${k + 1}`,
+      );
       await restart();
-      await withDeadline(run.line((l) => record(l)?.["event"] === "reconnected" && record(l)?.["count"] === k + 1), 30_000, `reconnect ${k + 1}`);
+      await withDeadline(
+        run.line((l) => record(l)?.["event"] === "reconnected" && record(l)?.["count"] === k + 1),
+        30_000,
+        `reconnect ${k + 1}`,
+      );
     }
     const code = await withDeadline(run.exited, seconds * 1000 + 30_000, "the workload to end");
     const out = run.lines.join("\n");
@@ -59,7 +87,9 @@ async function workloadWithRestarts(socket: string, seconds: number, kills: numb
   }
 }
 
-test("the RAM blk device killed with SIGKILL and restarted 3 times at QD 32: every block verified, every request once (INFLIGHT_SHMFD)", { timeout: 110_000 }, async () => {
+test("the RAM blk device killed with SIGKILL and restarted 3 times at QD 32: every block verified, every request once (INFLIGHT_SHMFD)", {
+  timeout: 110_000,
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-reconnect-ramblk-"));
   const socket = join(dir, "blk.sock");
   const lives: LineProcess[] = [];
@@ -83,8 +113,16 @@ test("the RAM blk device killed with SIGKILL and restarted 3 times at QD 32: eve
     assert.equal(summary["deviceBase"], summary["driverBase"], "the last back-end consumed exactly the chains the driver made available");
     // Device side: every life after the first found the inflight area (INFLIGHT_SHMFD negotiated)
     // and reports how many chains its predecessor left in flight; none of them completed twice.
-    const resubmitted = lives.slice(1).map((l) => l.lines.find((x) => x.startsWith("event inflight queue 0"))?.split(" ").at(-1));
-    assert.ok(resubmitted.every((n) => n !== undefined && Number(n) >= 0 && Number(n) <= 32), `${resubmitted.join()}\n${lives.map((l) => l.lines.join("\n")).join("\n--\n")}`);
+    const resubmitted = lives.slice(1).map((l) =>
+      l.lines
+        .find((x) => x.startsWith("event inflight queue 0"))
+        ?.split(" ")
+        .at(-1),
+    );
+    assert.ok(
+      resubmitted.every((n) => n !== undefined && Number(n) >= 0 && Number(n) <= 32),
+      `${resubmitted.join()}\n${lives.map((l) => l.lines.join("\n")).join("\n--\n")}`,
+    );
     assert.ok(lives.every((l) => !l.lines.some((x) => x.includes("queue-broken"))));
   } finally {
     for (const l of lives) await l.stop();
@@ -92,7 +130,9 @@ test("the RAM blk device killed with SIGKILL and restarted 3 times at QD 32: eve
   }
 });
 
-test("qemu-storage-daemon 7.2 (no INFLIGHT_SHMFD) killed and restarted on the same socket twice at QD 32: every block verified, every request once", { timeout: 110_000 }, async () => {
+test("qemu-storage-daemon 7.2 (no INFLIGHT_SHMFD) killed and restarted on the same socket twice at QD 32: every block verified, every request once", {
+  timeout: 110_000,
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-reconnect-qsd-"));
   const socketPath = join(dir, "qsd.sock");
   const image = join(dir, "disk.raw");

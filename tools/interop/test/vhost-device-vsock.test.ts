@@ -18,7 +18,6 @@ import { pattern } from "./helpers/pattern.js";
 
 const CID = 3;
 
-
 /** Reads from `s` until `n` bytes have arrived (after `first`), then resolves with them. */
 function readExactly(s: Socket, n: number, first: Buffer = Buffer.alloc(0)): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -41,7 +40,9 @@ function readExactly(s: Socket, n: number, first: Buffer = Buffer.alloc(0)): Pro
   });
 }
 
-test("vhost-device-vsock 0.3: vsock connect PORT — 1 MiB each way through a host Unix socket, byte-exact; a port nobody listens on is reported", { timeout: 100_000 }, async () => {
+test("vhost-device-vsock 0.3: vsock connect PORT — 1 MiB each way through a host Unix socket, byte-exact; a port nobody listens on is reported", {
+  timeout: 100_000,
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-vsock-"));
   const device = await startVsockDevice(dir, CID);
   const server = createServer();
@@ -69,7 +70,10 @@ test("vhost-device-vsock 0.3: vsock connect PORT — 1 MiB each way through a ho
     // TODO), so the connect ends at the deadline with a message that says what happened.
     const refused = await cli(["vsock", "--socket", device.socket, "--cid", String(CID), "--timeout", "1500", "connect", "4321"]);
     assert.equal(refused.code, 1);
-    assert.equal(refused.stderr, "vhost-user-device: vsock connect to port 4321 of CID 2: connection timed out (ETIMEDOUT): no RESPONSE or RST within 1500 ms — nobody accepted the connection\n");
+    assert.equal(
+      refused.stderr,
+      "vhost-user-device: vsock connect to port 4321 of CID 2: connection timed out (ETIMEDOUT): no RESPONSE or RST within 1500 ms — nobody accepted the connection\n",
+    );
     const wrongCid = await cli(["vsock", "--socket", device.socket, "--cid", "7", "connect", "1234"]);
     assert.equal(wrongCid.code, 1);
     assert.match(wrongCid.stderr, /^vhost-user-device: vsock: the device's guest CID is 3, not 7\n$/);
@@ -80,7 +84,9 @@ test("vhost-device-vsock 0.3: vsock connect PORT — 1 MiB each way through a ho
   }
 });
 
-test("vhost-device-vsock 0.3: vsock listen PORT — the host's CONNECT reaches it, 1 MiB each way byte-exact; CONNECT to another port is refused (RST, the host sees its socket closed)", { timeout: 100_000 }, async () => {
+test("vhost-device-vsock 0.3: vsock listen PORT — the host's CONNECT reaches it, 1 MiB each way byte-exact; CONNECT to another port is refused (RST, the host sees its socket closed)", {
+  timeout: 100_000,
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-vsock-"));
   const device = await startVsockDevice(dir, CID);
   let run: ReturnType<typeof startCli> | undefined;
@@ -113,7 +119,9 @@ test("vhost-device-vsock 0.3: vsock listen PORT — the host's CONNECT reaches i
   }
 });
 
-test("vhost-device-vsock 0.3: check — its 8-byte config and a short reply past it are handled; --hostile: malformed requests refused or the connection closed, and it listens again", { timeout: 100_000 }, async () => {
+test("vhost-device-vsock 0.3: check — its 8-byte config and a short reply past it are handled; --hostile: malformed requests refused or the connection closed, and it listens again", {
+  timeout: 100_000,
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-vsock-"));
   const device = await startVsockDevice(dir, CID);
   try {
@@ -123,11 +131,16 @@ test("vhost-device-vsock 0.3: check — its 8-byte config and a short reply past
     assert.match(checks.find((c) => c.name === "config size handling")?.reason ?? "", /^8-byte config; 9 bytes refused \(a zero-size or short reply\)/);
     const hostile = await cli(["check", "--socket", device.socket, "--hostile", "--json"], 60_000);
     assert.equal(hostile.code, 0, hostile.stdout + hostile.stderr);
-    const cases = (JSON.parse(hostile.stdout) as { checks: { name: string; status: string; reason: string }[] }).checks.filter((c) => c.name.startsWith("hostile: "));
+    const cases = (JSON.parse(hostile.stdout) as { checks: { name: string; status: string; reason: string }[] }).checks.filter((c) =>
+      c.name.startsWith("hostile: "),
+    );
     // It closes the connection on most malformed requests ("Fatal error: ... invalid message"),
     // refuses the others, and listens again (docs/virtio-vsock.md#observed-devices).
     assert.equal(cases.length, 6);
-    assert.ok(cases.every((c) => c.status === "pass"), JSON.stringify(cases, null, 1));
+    assert.ok(
+      cases.every((c) => c.status === "pass"),
+      JSON.stringify(cases, null, 1),
+    );
     assert.match(cases[0]?.reason ?? "", /the back-end closed the connection; a new connection is served$/);
     assert.match(device.stderr(), /Fatal error: failed to handle request: invalid message/);
   } finally {

@@ -24,7 +24,6 @@ const SPACED = "dir with spaces";
 const UTF8_NAME = "naïve café ☕.txt";
 const UTF8_TEXT = "ünïcødé — 日本語 ✓\n";
 
-
 function sameBytes(a: Uint8Array, b: Uint8Array, what: string): void {
   assert.equal(a.byteLength, b.byteLength, `${what}: length`);
   assert.ok(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength)), `${what}: bytes differ`);
@@ -74,7 +73,14 @@ async function throughTheLibrary(kind: VirtiofsdKind, dir: string, shared: strin
     await fs.unlink(name);
     assert.equal(existsSync(join(shared, name)), false, "UNLINK removed it on the host");
 
-    await assert.rejects(fs.readFile("missing.txt"), (e: unknown) => isFrontendError(e) && e.code === "IO_ERROR" && e.detail.actual === "ENOENT" && /fs lookup "missing\.txt": no such file or directory \(ENOENT\)/.test(e.message));
+    await assert.rejects(
+      fs.readFile("missing.txt"),
+      (e: unknown) =>
+        isFrontendError(e) &&
+        e.code === "IO_ERROR" &&
+        e.detail.actual === "ENOENT" &&
+        /fs lookup "missing\.txt": no such file or directory \(ENOENT\)/.test(e.message),
+    );
     await assert.rejects(fs.list("hello.txt"), /not a directory \(ENOTDIR\)/);
     await assert.rejects(fs.unlink(SPACED), /is a directory \(EISDIR\)|operation not permitted \(EPERM\)/);
     await fs.close();
@@ -98,7 +104,13 @@ async function throughTheCli(kind: VirtiofsdKind, dir: string, shared: string, b
   const ls = await run("ls", SPACED, "--json");
   assert.equal(ls.code, 0, ls.stderr);
   const listed = JSON.parse(ls.stdout) as { entries: { name: string; type: string; size: number }[] };
-  assert.deepEqual(listed.entries.map((e) => [e.name, e.type]), [["big host file.bin", "file"], [UTF8_NAME, "file"]]);
+  assert.deepEqual(
+    listed.entries.map((e) => [e.name, e.type]),
+    [
+      ["big host file.bin", "file"],
+      [UTF8_NAME, "file"],
+    ],
+  );
   assert.equal(listed.entries[0]?.size, big.byteLength);
 
   const cat = await run("cat", `${SPACED}/big host file.bin`);
@@ -136,7 +148,9 @@ async function againstVirtiofsd(kind: VirtiofsdKind): Promise<void> {
   }
 }
 
-test("virtiofsd 1.14 (Rust): ls, cat, stat, put, rm through FUSE over vhost-user; > 4 MiB byte-exact both ways; spaces and UTF-8 names", { timeout: 110_000 }, async () => {
+test("virtiofsd 1.14 (Rust): ls, cat, stat, put, rm through FUSE over vhost-user; > 4 MiB byte-exact both ways; spaces and UTF-8 names", {
+  timeout: 110_000,
+}, async () => {
   await againstVirtiofsd("rust-1.14");
 });
 

@@ -45,13 +45,10 @@ describe("docs/<page>.md#<anchor> references", () => {
   });
 
   test("a missing heading and a missing page are errors naming the reference", () => {
-    assert.deepEqual(
-      errors({ "packages/a/src/x.ts": `/**\n * ${D}/protocol.md#nope\n * ${D}/gone.md#reply-rules\n */\n` }),
-      [
-        `packages/a/src/x.ts:2: names ${D}/protocol.md#nope, but ${D}/protocol.md has no heading with the anchor #nope`,
-        `packages/a/src/x.ts:3: names ${D}/gone.md#reply-rules, but ${D}/gone.md does not exist`,
-      ],
-    );
+    assert.deepEqual(errors({ "packages/a/src/x.ts": `/**\n * ${D}/protocol.md#nope\n * ${D}/gone.md#reply-rules\n */\n` }), [
+      `packages/a/src/x.ts:2: names ${D}/protocol.md#nope, but ${D}/protocol.md has no heading with the anchor #nope`,
+      `packages/a/src/x.ts:3: names ${D}/gone.md#reply-rules, but ${D}/gone.md does not exist`,
+    ]);
   });
 
   test("an anchor inside a code fence is not a heading", () => {
@@ -64,7 +61,10 @@ describe("docs/<page>.md#<anchor> references", () => {
       "packages/a/src/x.ts": `// ../${D}/protocol.md#reply-rules\n`,
     });
     assert.equal(found.length, 3);
-    assert.ok(found.every((e) => e.includes("does not lead to the repository's docs/ from packages/a")), found.join("\n"));
+    assert.ok(
+      found.every((e) => e.includes("does not lead to the repository's docs/ from packages/a")),
+      found.join("\n"),
+    );
   });
 
   test("links between docs pages and same-page anchors are checked too", () => {
@@ -91,7 +91,10 @@ describe("references to material outside the repository", () => {
     const text = names.map((n) => `// see ${n} §4`).join("\n");
     const found = errors({ "packages/a/src/x.ts": text, ".changeset/note.md": `cites ${names[1]} §7\n` });
     assert.equal(found.length, names.length + 1, found.join("\n"));
-    assert.ok(found.some((e) => e.startsWith(".changeset/note.md:1: cites")), "hidden content folders are checked");
+    assert.ok(
+      found.some((e) => e.startsWith(".changeset/note.md:1: cites")),
+      "hidden content folders are checked",
+    );
     assert.ok(found.every((e) => e.includes("which is not in the repository")));
   });
 

@@ -28,13 +28,26 @@ describe("findCycles", () => {
   });
 
   test("an acyclic graph has none", () => {
-    assert.deepEqual(findCycles(new Map([["a", ["b", "c"]], ["b", ["c"]]])), []);
+    assert.deepEqual(
+      findCycles(
+        new Map([
+          ["a", ["b", "c"]],
+          ["b", ["c"]],
+        ]),
+      ),
+      [],
+    );
   });
 });
 
 describe("import cycles in src/", () => {
   test("a two-file cycle is an error naming the path", () => {
-    const found = cycles(library("a", [], { "device.ts": 'import { g } from "./guest.js";\nexport const d = g;\n', "guest.ts": 'import { d } from "./device.js";\nexport const g = 1;\n' }));
+    const found = cycles(
+      library("a", [], {
+        "device.ts": 'import { g } from "./guest.js";\nexport const d = g;\n',
+        "guest.ts": 'import { d } from "./device.js";\nexport const g = 1;\n',
+      }),
+    );
     assert.deepEqual(found, ["packages/a/src/device.ts: import cycle in packages/a/src: device.ts -> guest.ts -> device.ts"]);
   });
 
@@ -78,6 +91,9 @@ describe("import cycles in src/", () => {
 
   test("a run limited to another workspace does not report it", () => {
     const files = { ...library("a", [], { "a.ts": 'import "./a.js";\n' }), ...library("b") };
-    assert.equal(withTree(files, (root) => lint(root, { rules: [importCycles], scope: "packages/b" }).errors.length), 0);
+    assert.equal(
+      withTree(files, (root) => lint(root, { rules: [importCycles], scope: "packages/b" }).errors.length),
+      0,
+    );
   });
 });

@@ -95,7 +95,7 @@ describe("packed packages installed with npm", () => {
   for (const runtime of ["node", "bun"] as const) {
     test(`${runtime} runs each installed app's command: --version names the package version and the runtime, --help starts with the install line`, () => {
       const apps = packages.filter((p) => p.manifest.bin !== undefined);
-      assert.deepEqual(apps.map((p) => Object.keys(p.manifest.bin ?? {})).flat().sort(), ["vhost-user-device", "vhostkit-gpu"]);
+      assert.deepEqual(apps.flatMap((p) => Object.keys(p.manifest.bin ?? {})).sort(), ["vhost-user-device", "vhostkit-gpu"]);
       for (const p of apps) {
         for (const name of Object.keys(p.manifest.bin ?? {})) {
           const link = join(consumer, "node_modules", ".bin", name);
@@ -105,7 +105,12 @@ describe("packed packages installed with npm", () => {
           assert.match(lines[1] ?? "", /^protocol dialects: upstream \(SHMEM bit 22\), /);
           assert.match(lines[2] ?? "", runtime === "node" ? /^runtime: node / : /^runtime: bun \d/);
           const help = runtime === "node" ? sh(link, ["--help"], consumer) : sh(bun, [link, "--help"], consumer);
-          assert.ok(help.startsWith(`Run it from the registry: npx ${name === "vhostkit-gpu" ? "-p @vhostkit/gpu-backend vhostkit-gpu" : "@vhostkit/device probe"} --socket PATH`), help);
+          assert.ok(
+            help.startsWith(
+              `Run it from the registry: npx ${name === "vhostkit-gpu" ? "-p @vhostkit/gpu-backend vhostkit-gpu" : "@vhostkit/device probe"} --socket PATH`,
+            ),
+            help,
+          );
         }
       }
     });

@@ -68,8 +68,29 @@ class Cpio {
   #entry(name, mode, data = Buffer.alloc(0)) {
     const field = (v) => v.toString(16).padStart(8, "0");
     const nameBytes = Buffer.from(`${name}\0`, "utf8");
-    const header = ["070701", field(this.#ino++), field(mode), field(0), field(0), field(1), field(0), field(data.length), field(0), field(0), field(0), field(0), field(nameBytes.length), field(0)].join("");
-    this.#parts.push(Buffer.from(header, "latin1"), nameBytes, Buffer.alloc((4 - ((110 + nameBytes.length) % 4)) % 4), data, Buffer.alloc((4 - (data.length % 4)) % 4));
+    const header = [
+      "070701",
+      field(this.#ino++),
+      field(mode),
+      field(0),
+      field(0),
+      field(1),
+      field(0),
+      field(data.length),
+      field(0),
+      field(0),
+      field(0),
+      field(0),
+      field(nameBytes.length),
+      field(0),
+    ].join("");
+    this.#parts.push(
+      Buffer.from(header, "latin1"),
+      nameBytes,
+      Buffer.alloc((4 - ((110 + nameBytes.length) % 4)) % 4),
+      data,
+      Buffer.alloc((4 - (data.length % 4)) % 4),
+    );
   }
 
   dir(name) {
@@ -131,7 +152,20 @@ export function buildInitramfs({ out, modules = [], script, files = {} }) {
 
 /** QEMU arguments that boot the guest kernel with `initrd` on a serial console on stdio. */
 export function guestQemuArgs({ kernel, initrd }, append = "") {
-  return ["-kernel", kernel, "-initrd", initrd, "-append", `console=ttyS0 panic=-1 rdinit=/init loglevel=4 ${append}`.trim(), "-serial", "stdio", "-display", "none", "-nodefaults", "-no-reboot"];
+  return [
+    "-kernel",
+    kernel,
+    "-initrd",
+    initrd,
+    "-append",
+    `console=ttyS0 panic=-1 rdinit=/init loglevel=4 ${append}`.trim(),
+    "-serial",
+    "stdio",
+    "-display",
+    "none",
+    "-nodefaults",
+    "-no-reboot",
+  ];
 }
 
 /** Whether the `guest` set is fetched (kernel and busybox present). */

@@ -100,7 +100,10 @@ export async function startQsd(opts = {}) {
       await rm(dir, { recursive: true, force: true });
       throw new Error(`qemu-storage-daemon exited before ready (code ${exited.code}): ${stderr.trim()}`);
     }
-    const exists = await stat(socketPath).then(() => true, () => false);
+    const exists = await stat(socketPath).then(
+      () => true,
+      () => false,
+    );
     if (exists && (await tryConnect(socketPath))) break;
     if (Date.now() > deadline) {
       await stop();

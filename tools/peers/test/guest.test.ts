@@ -41,7 +41,12 @@ test("resolveModules puts dependencies first and names a missing module", () => 
 test("buildInitramfs writes a newc archive with busybox, the modules in load order and an /init that runs the script", () => {
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-initramfs-"));
   try {
-    const image = buildInitramfs({ out: join(dir, "i.cpio"), modules: ["virtio_blk"], script: "echo hello", files: { "/bin/tool": "#!/bin/sh\n", "/etc/data": "x" } });
+    const image = buildInitramfs({
+      out: join(dir, "i.cpio"),
+      modules: ["virtio_blk"],
+      script: "echo hello",
+      files: { "/bin/tool": "#!/bin/sh\n", "/etc/data": "x" },
+    });
     const entries = readCpio(readFileSync(image.initrd));
     const byName = new Map(entries.map((e) => [e.name, e]));
     assert.equal(byName.get("bin/busybox")?.mode, 0o100755);

@@ -45,7 +45,11 @@ test("fetch.sh against an unreachable mirror fails within seconds with one line 
   const port = await closedPort();
   await withEmptyCache((dir) => {
     const t0 = Date.now();
-    const r = spawnSync("sh", [FETCH, "sid"], { encoding: "utf8", timeout: 60_000, env: { ...process.env, VHOSTKIT_CACHE: dir, VHOSTKIT_DEBIAN_MIRROR: `http://127.0.0.1:${port}/debian` } });
+    const r = spawnSync("sh", [FETCH, "sid"], {
+      encoding: "utf8",
+      timeout: 60_000,
+      env: { ...process.env, VHOSTKIT_CACHE: dir, VHOSTKIT_DEBIAN_MIRROR: `http://127.0.0.1:${port}/debian` },
+    });
     assert.equal(r.status, 1, r.stderr);
     assert.ok(Date.now() - t0 < 30_000, `took ${Date.now() - t0} ms`);
     const lines = r.stderr.trim().split("\n");
@@ -64,11 +68,19 @@ test("fetch.sh refuses an unknown set", () => {
 test("an unfetched set: run.sh exits 127 at once, peerCommand and startQsd throw PeerMissingError saying what to run", async () => {
   await withEmptyCache(async (dir) => {
     assert.equal(peersCacheDir(), join(dir, "peers"));
-    const r = spawnSync("sh", [RUN, "sid", "qemu-system-x86_64", "--version"], { encoding: "utf8", timeout: 10_000, env: { ...process.env, VHOSTKIT_CACHE: dir } });
+    const r = spawnSync("sh", [RUN, "sid", "qemu-system-x86_64", "--version"], {
+      encoding: "utf8",
+      timeout: 10_000,
+      env: { ...process.env, VHOSTKIT_CACHE: dir },
+    });
     assert.equal(r.status, 127);
     assert.equal(r.stderr.trim().split("\n").length, 1);
     assert.match(r.stderr, /run sh tools\/peers\/fetch\.sh sid/);
-    assert.throws(() => peerCommand("bookworm", "qemu-storage-daemon"), (e: unknown) => e instanceof PeerMissingError && /QEMU 7\.2 \(Debian 12\) is not fetched into .*: run `sh tools\/peers\/fetch\.sh bookworm`/.test(e.message));
+    assert.throws(
+      () => peerCommand("bookworm", "qemu-storage-daemon"),
+      (e: unknown) =>
+        e instanceof PeerMissingError && /QEMU 7\.2 \(Debian 12\) is not fetched into .*: run `sh tools\/peers\/fetch\.sh bookworm`/.test(e.message),
+    );
     const t0 = Date.now();
     await assert.rejects(startQsd(), PeerMissingError);
     assert.ok(Date.now() - t0 < 1000, "at once, not after a readiness timeout");

@@ -53,7 +53,10 @@ const APPS = [
 
 const root = fileURLToPath(new URL("../../..", import.meta.url));
 const { values } = parseArgs({
-  options: { out: { type: "string", default: join(root, "tools", "release", "dist", "binaries") }, target: { type: "string", default: Object.keys(TARGETS).join(",") } },
+  options: {
+    out: { type: "string", default: join(root, "tools", "release", "dist", "binaries") },
+    target: { type: "string", default: Object.keys(TARGETS).join(",") },
+  },
   strict: true,
 });
 const out = resolve(values.out);
@@ -87,14 +90,19 @@ function koffiNative(target: (typeof targets)[number], koffi: { dir: string; ver
     const cache = join(out, ".koffi", `${target.name}-${koffi.version}`);
     if (!existsSync(join(cache, "package", "package.json"))) {
       mkdirSync(cache, { recursive: true });
-      const tgz = sh("npm", ["pack", `${name}@${koffi.version}`, "--pack-destination", cache, "--silent"], cache).trim().split("\n").pop() ?? "";
+      const tgz =
+        sh("npm", ["pack", `${name}@${koffi.version}`, "--pack-destination", cache, "--silent"], cache)
+          .trim()
+          .split("\n")
+          .pop() ?? "";
       sh("tar", ["-xzf", join(cache, tgz)], cache);
     }
     pkgDir = join(cache, "package");
   }
   const file = join(pkgDir, target.koffiBuild, "koffi.node");
   const elf = readFileSync(file);
-  if (elf.readUInt32BE(0) !== 0x7f454c46 || elf.readUInt16LE(18) !== target.elfMachine) throw new Error(`${file} is not an ELF shared object for ${target.name}`);
+  if (elf.readUInt32BE(0) !== 0x7f454c46 || elf.readUInt16LE(18) !== target.elfMachine)
+    throw new Error(`${file} is not an ELF shared object for ${target.name}`);
   return file;
 }
 
@@ -120,7 +128,10 @@ for (const target of targets) {
             build.onLoad({ filter: /[\\/]koffi[\\/]src[\\/]koffi[\\/]src[\\/]static\.js$/ }, () => {
               replaced = true;
               const platform = JSON.stringify(target.name);
-              return { loader: "js", contents: `export function loadStatic(pkg) { return pkg === ${platform} ? require(${JSON.stringify(native)}) : null; }\n` };
+              return {
+                loader: "js",
+                contents: `export function loadStatic(pkg) { return pkg === ${platform} ? require(${JSON.stringify(native)}) : null; }\n`,
+              };
             });
           },
         },
@@ -137,6 +148,11 @@ for (const target of targets) {
 const sums = readdirSync(out)
   .filter((f) => APPS.some((a) => f.startsWith(`${a.bin}-`)))
   .sort()
-  .map((f) => `${createHash("sha256").update(readFileSync(join(out, f))).digest("hex")}  ${f}\n`);
+  .map(
+    (f) =>
+      `${createHash("sha256")
+        .update(readFileSync(join(out, f)))
+        .digest("hex")}  ${f}\n`,
+  );
 writeFileSync(join(out, "SHA256SUMS"), sums.join(""));
 process.stdout.write(`${built.length} executables and SHA256SUMS in ${out}\n`);

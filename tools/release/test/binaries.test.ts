@@ -25,11 +25,18 @@ describe("standalone executables (bun build --compile, linux-x64)", () => {
     const deadline = new Deadline(100_000);
     tmp = mkdtempSync(join(tmpdir(), "vhostkit-binaries-"));
     const binDir = join(tmp, "binaries");
-    await run(join(root, "node_modules", ".bin", "bun"), [join(root, "tools", "release", "src", "build-binaries.ts"), "--target", "linux-x64", "--out", binDir], { cwd: root, deadline });
+    await run(
+      join(root, "node_modules", ".bin", "bun"),
+      [join(root, "tools", "release", "src", "build-binaries.ts"), "--target", "linux-x64", "--out", binDir],
+      { cwd: root, deadline },
+    );
     const cwd = join(tmp, "elsewhere");
     mkdirSync(cwd);
     const socket = join(cwd, "gpu.sock");
-    const pair = { gpu: [join(binDir, "vhostkit-gpu-linux-x64"), "--socket", socket, "--shm-size", "16M"], probe: [join(binDir, "vhost-user-device-linux-x64"), "probe", "--socket", socket, "--json"] };
+    const pair = {
+      gpu: [join(binDir, "vhostkit-gpu-linux-x64"), "--socket", socket, "--shm-size", "16M"],
+      probe: [join(binDir, "vhost-user-device-linux-x64"), "probe", "--socket", socket, "--json"],
+    };
     compiled = await probeCompiled(pair, cwd, shOnlyPath(join(tmp, "path")), deadline);
   });
 

@@ -148,14 +148,24 @@ async function firstReleaseConsumer(manager: "npm" | "bun"): Promise<void> {
   const expected: Shmem = [{ shmid: listening["shmid"] as number, size: listening["shmSize"] as string }];
   for (const runtime of ["node", "bun"] as const) {
     assert.deepEqual(await probe<Shmem>(runtime, consumer, ["probe-shmem.mjs", gpuSocket]), expected, `${runtime} probe of vhostkit-gpu (${manager} install)`);
-    assert.deepEqual(await probe(runtime, consumer, ["own-backend.mjs"]), { queueNum: 1, shmem: [{ shmid: 3, size: "0x200000" }] }, `${runtime}: own back-end on the installed @vhostkit/backend (${manager} install)`);
+    assert.deepEqual(
+      await probe(runtime, consumer, ["own-backend.mjs"]),
+      { queueNum: 1, shmem: [{ shmid: 3, size: "0x200000" }] },
+      `${runtime}: own back-end on the installed @vhostkit/backend (${manager} install)`,
+    );
   }
 }
 
 /** A user's shell in a fresh directory: the tool environment without any node_modules/.bin on PATH. */
 function userEnv(): NodeJS.ProcessEnv {
   const env = toolEnv();
-  return { ...env, PATH: (env["PATH"] ?? "").split(delimiter).filter((d) => d !== "" && !d.includes("node_modules")).join(delimiter) };
+  return {
+    ...env,
+    PATH: (env["PATH"] ?? "")
+      .split(delimiter)
+      .filter((d) => d !== "" && !d.includes("node_modules"))
+      .join(delimiter),
+  };
 }
 
 /** One command of the README's first `sh` block: its words, and whether it runs in the background (`&`: a back-end). */
@@ -185,19 +195,33 @@ function fromRegistry(words: readonly string[], socket: string): { cmd: string; 
   assert.equal(words[0], "bunx", `a quick-start command runs with npx or bunx: ${words.join(" ")}`);
   const bunxTmp = join(tmp, "bunx-tmp");
   mkdirSync(bunxTmp, { recursive: true });
-  return { cmd: bin("bun"), args: ["x", "--registry", registryUrl, ...rest], env: { ...userEnv(), TMPDIR: bunxTmp, BUN_INSTALL_CACHE_DIR: join(tmp, "bunx-cache") } };
+  return {
+    cmd: bin("bun"),
+    args: ["x", "--registry", registryUrl, ...rest],
+    env: { ...userEnv(), TMPDIR: bunxTmp, BUN_INSTALL_CACHE_DIR: join(tmp, "bunx-cache") },
+  };
 }
 
 /** The same command asking for `--version`: its words up to the command's own arguments (`probe`, `--socket`). */
 function versionWords(words: readonly string[]): string[] {
-  return [...words.slice(0, words.findIndex((w) => w === "probe" || w === "--socket")), "--version"];
+  return [
+    ...words.slice(
+      0,
+      words.findIndex((w) => w === "probe" || w === "--socket"),
+    ),
+    "--version",
+  ];
 }
 
 /** `--version` of an app: its name and `version`, the dialects, and a runtime line matching `runtime`. */
 function assertVersion(stdout: string, name: string, version: string, runtime: RegExp, how: string): void {
   const lines = stdout.trim().split("\n");
   assert.equal(lines[0], `${name} ${version}`, `${how}: ${stdout}`);
-  assert.match(lines[1] ?? "", /^protocol dialects: upstream \(SHMEM bit 22\), rust-vmm-0\.16 \(SHMEM bit 21\), draft \(SHMEM bit 20\), crosvm-legacy \(SHMEM bit 31\)$/, how);
+  assert.match(
+    lines[1] ?? "",
+    /^protocol dialects: upstream \(SHMEM bit 22\), rust-vmm-0\.16 \(SHMEM bit 21\), draft \(SHMEM bit 20\), crosvm-legacy \(SHMEM bit 31\)$/,
+    how,
+  );
   assert.match(lines[2] ?? "", runtime, how);
 }
 
@@ -211,7 +235,10 @@ describe("release rehearsal: changeset version, changeset publish to a local reg
     copyWorkspace(root, copy, gitEnvironment);
 
     const seeds = thirdPartyDependencies(root);
-    registry = new LongRunning("node", [join(root, "tools", "release", "src", "registry.mjs"), join(tmp, "registry"), ...seeds.map((s) => s.name)], { cwd: tmp, env: gitEnvironment });
+    registry = new LongRunning("node", [join(root, "tools", "release", "src", "registry.mjs"), join(tmp, "registry"), ...seeds.map((s) => s.name)], {
+      cwd: tmp,
+      env: gitEnvironment,
+    });
     registryUrl = (await registry.event("listening", deadline))["url"] as string;
     const host = registryUrl.replace(/^http:/, "");
     writeFileSync(join(tmp, "npmrc"), `registry=${registryUrl}\n${host}:_authToken=release-rehearsal\n`);
@@ -230,7 +257,9 @@ describe("release rehearsal: changeset version, changeset publish to a local reg
     if (tmp !== "") rmSync(tmp, { recursive: true, force: true });
   });
 
-  test("changeset version turns the pending changesets into one version for the fixed group and a CHANGELOG entry per package", { timeout: 120_000 }, async () => {
+  test("changeset version turns the pending changesets into one version for the fixed group and a CHANGELOG entry per package", {
+    timeout: 120_000,
+  }, async () => {
     step(1);
     const base = versionOf(copy, "@vhostkit/wire");
     const pending = readdirSync(join(copy, ".changeset")).filter((f) => f.endsWith(".md") && f !== "README.md");
@@ -259,7 +288,9 @@ describe("release rehearsal: changeset version, changeset publish to a local reg
     stepsDone = 2;
   });
 
-  test("npm: a fresh project installs that release of @vhostkit/frontend and @vhostkit/backend and probes vhostkit-gpu and its own back-end", { timeout: 120_000 }, async () => {
+  test("npm: a fresh project installs that release of @vhostkit/frontend and @vhostkit/backend and probes vhostkit-gpu and its own back-end", {
+    timeout: 120_000,
+  }, async () => {
     step(3);
     await firstReleaseConsumer("npm");
     stepsDone = 3;
@@ -271,18 +302,30 @@ describe("release rehearsal: changeset version, changeset publish to a local reg
     stepsDone = 4;
   });
 
-  test("the README's quick start in a fresh directory: npx (Node) and bunx --bun (Bun) run vhost-user-device probe --json from the registry against vhostkit-gpu from the registry; the release's standalone executables do the same with only sh on PATH", { timeout: 120_000 }, async () => {
+  test("the README's quick start in a fresh directory: npx (Node) and bunx --bun (Bun) run vhost-user-device probe --json from the registry against vhostkit-gpu from the registry; the release's standalone executables do the same with only sh on PATH", {
+    timeout: 120_000,
+  }, async () => {
     step(5);
     const fresh = join(tmp, "fresh");
     mkdirSync(fresh);
     const quickStart = readmeQuickStart(readFileSync(join(copy, "README.md"), "utf8"));
     assert.deepEqual(
       quickStart.map((c) => [c.words[0], c.background]),
-      [["npx", true], ["npx", false], ["bunx", true], ["bunx", false], ["./vhostkit-gpu-linux-x64", true], ["./vhost-user-device-linux-x64", false]],
+      [
+        ["npx", true],
+        ["npx", false],
+        ["bunx", true],
+        ["bunx", false],
+        ["./vhostkit-gpu-linux-x64", true],
+        ["./vhost-user-device-linux-x64", false],
+      ],
       "the README's first sh block: a back-end (&) and a probe with npx, with bunx, and with the standalone executables",
     );
     const probes = new Map<string, unknown>();
-    for (const [i, runtime] of [[0, "node"], [2, "bun"]] as const) {
+    for (const [i, runtime] of [
+      [0, "node"],
+      [2, "bun"],
+    ] as const) {
       const [server, client] = [quickStart[i]?.words ?? [], quickStart[i + 1]?.words ?? []];
       const how = `${runtime}: ${client.join(" ")}`;
       const socket = join(fresh, `gpu-${runtime}.sock`);
@@ -295,7 +338,11 @@ describe("release rehearsal: changeset version, changeset publish to a local reg
           return (await run(c.cmd, c.args, { cwd: fresh, env: c.env, deadline })).stdout;
         };
         const probe = JSON.parse(await output(client)) as Record<string, unknown>;
-        assert.deepEqual(probe["shmem"], [{ shmid: listening["shmid"], size: listening["shmSize"] }], `${how}: the shared memory region vhostkit-gpu announced`);
+        assert.deepEqual(
+          probe["shmem"],
+          [{ shmid: listening["shmid"], size: listening["shmSize"] }],
+          `${how}: the shared memory region vhostkit-gpu announced`,
+        );
         probes.set(runtime, probe);
         const runtimeLine = runtime === "node" ? /^runtime: node v?\d+\./ : /^runtime: bun \d+\.\d+\.\d+$/;
         assertVersion(await output(versionWords(client)), "vhost-user-device", released, runtimeLine, `${how} --version`);
@@ -306,10 +353,19 @@ describe("release rehearsal: changeset version, changeset publish to a local reg
     }
     // The release artifacts, built from the release commit of the copy, run in the same directory.
     const binaries = join(tmp, "binaries");
-    await run(bin("bun"), [join(copy, "tools", "release", "src", "build-binaries.ts"), "--target", "linux-x64", "--out", binaries], { cwd: copy, env: toolEnv(), deadline });
+    await run(bin("bun"), [join(copy, "tools", "release", "src", "build-binaries.ts"), "--target", "linux-x64", "--out", binaries], {
+      cwd: copy,
+      env: toolEnv(),
+      deadline,
+    });
     const socket = join(fresh, "gpu-standalone.sock");
     const local = (words: readonly string[]): string[] => words.map((w, j) => (j === 0 ? join(binaries, w) : w === "/tmp/gpu.sock" ? socket : w));
-    const compiled = await probeCompiled({ gpu: local(quickStart[4]?.words ?? []), probe: local(quickStart[5]?.words ?? []) }, fresh, shOnlyPath(join(tmp, "sh-only")), deadline);
+    const compiled = await probeCompiled(
+      { gpu: local(quickStart[4]?.words ?? []), probe: local(quickStart[5]?.words ?? []) },
+      fresh,
+      shOnlyPath(join(tmp, "sh-only")),
+      deadline,
+    );
     probes.set("standalone", compiled.probe);
     const standalone = /^runtime: bun \d+\.\d+\.\d+, standalone executable$/;
     assertVersion(compiled.deviceVersion.join("\n"), "vhost-user-device", released, standalone, "vhost-user-device-linux-x64 --version");
@@ -318,19 +374,31 @@ describe("release rehearsal: changeset version, changeset publish to a local reg
     stepsDone = 5;
   });
 
-  test("protocol update: a patch changeset changing the draft dialect is versioned (a patch release of every package of the fixed group) and published", { timeout: 120_000 }, async () => {
+  test("protocol update: a patch changeset changing the draft dialect is versioned (a patch release of every package of the fixed group) and published", {
+    timeout: 120_000,
+  }, async () => {
     step(6);
     const dialectFile = join(copy, "packages", "wire", "src", "dialect.ts");
     const source = readFileSync(dialectFile, "utf8");
-    assert.match(source, DRAFT_BEFORE, "the rehearsal's protocol update edits DRAFT in packages/wire/src/dialect.ts: update DRAFT_BEFORE in this test to the current source");
-    writeFileSync(dialectFile, source.replace(DRAFT_BEFORE, (_, head: string, tail: string) => `${head}21n${tail}`));
+    assert.match(
+      source,
+      DRAFT_BEFORE,
+      "the rehearsal's protocol update edits DRAFT in packages/wire/src/dialect.ts: update DRAFT_BEFORE in this test to the current source",
+    );
+    writeFileSync(
+      dialectFile,
+      source.replace(DRAFT_BEFORE, (_, head: string, tail: string) => `${head}21n${tail}`),
+    );
     writeFileSync(join(copy, ".changeset", "draft-shmem-bit.md"), UPDATE_CHANGESET);
     commitAll(copy, "wire: draft dialect SHMEM bit 21 (rehearsal)", gitEnvironment);
     await versionPackages("Version packages (protocol update)");
     for (const name of PUBLIC) assert.equal(versionOf(copy, name), patched, name);
     const wireLog = readFileSync(join(copy, "packages", "wire", "CHANGELOG.md"), "utf8");
     const heading = (v: string): string => `## ${v.replace(/\./g, "\\.")}\\n\\n`;
-    assert.match(wireLog, new RegExp(`^# @vhostkit/wire\\n\\n${heading(patched)}### Patch Changes\\n\\n- [0-9a-f]+: Draft SHMEM dialect: the SHMEM protocol feature is bit 21`));
+    assert.match(
+      wireLog,
+      new RegExp(`^# @vhostkit/wire\\n\\n${heading(patched)}### Patch Changes\\n\\n- [0-9a-f]+: Draft SHMEM dialect: the SHMEM protocol feature is bit 21`),
+    );
     const frontendLog = readFileSync(join(copy, "packages", "frontend", "CHANGELOG.md"), "utf8");
     assert.match(frontendLog, new RegExp(`^# @vhostkit/frontend\\n\\n${heading(patched)}### Patch Changes\\n\\n- Updated dependencies`));
     await buildAndPublish(patched);
@@ -344,17 +412,35 @@ describe("release rehearsal: changeset version, changeset publish to a local reg
     const listening = await gpuDraft!.event("listening", deadline);
     const draftRegion: Shmem = [{ shmid: listening["shmid"] as number, size: listening["shmSize"] as string }];
     const cases = [
-      { range: released, expected: { wire: released, frontend: released, backend: released, draftShmemBit: 20, bit20: ["SHMEM"], bit21: ["GPA_ADDRESSES"] }, shmem: draftRegion },
+      {
+        range: released,
+        expected: { wire: released, frontend: released, backend: released, draftShmemBit: 20, bit20: ["SHMEM"], bit21: ["GPA_ADDRESSES"] },
+        shmem: draftRegion,
+      },
       // Against the repository's vhostkit-gpu in the (old) draft dialect, the updated front-end looks for SHMEM at bit 21 and finds none.
-      { range: `^${released}`, expected: { wire: patched, frontend: patched, backend: patched, draftShmemBit: 21, bit20: ["GET_VRING_BASE_INFLIGHT"], bit21: ["SHMEM"] }, shmem: [] },
+      {
+        range: `^${released}`,
+        expected: { wire: patched, frontend: patched, backend: patched, draftShmemBit: 21, bit20: ["GET_VRING_BASE_INFLIGHT"], bit21: ["SHMEM"] },
+        shmem: [],
+      },
     ];
-    const consumers = cases.flatMap((c) => (["npm", "bun"] as const).map((manager) => ({ ...c, manager, dir: join(tmp, `consumer-${manager}-${c.range.startsWith("^") ? "caret" : "pinned"}`) })));
+    const consumers = cases.flatMap((c) =>
+      (["npm", "bun"] as const).map((manager) => ({ ...c, manager, dir: join(tmp, `consumer-${manager}-${c.range.startsWith("^") ? "caret" : "pinned"}`) })),
+    );
     for (const c of consumers) createConsumer(c.dir, Object.fromEntries(names.map((n) => [n, c.range])), registryUrl);
     await Promise.all(consumers.map((c) => install(c.manager, c.dir)));
     for (const c of consumers) {
       const runtime = c.manager === "npm" ? "node" : "bun";
-      assert.deepEqual(await probe(runtime, c.dir, ["dialect.mjs"]), c.expected, `"${c.range}" installed by ${c.manager}: what @vhostkit/wire says about the draft dialect`);
-      assert.deepEqual(await probe<Shmem>(runtime, c.dir, ["probe-shmem.mjs", gpuDraftSocket, "draft"]), c.shmem, `"${c.range}" installed by ${c.manager}: shared memory of vhostkit-gpu --dialect draft`);
+      assert.deepEqual(
+        await probe(runtime, c.dir, ["dialect.mjs"]),
+        c.expected,
+        `"${c.range}" installed by ${c.manager}: what @vhostkit/wire says about the draft dialect`,
+      );
+      assert.deepEqual(
+        await probe<Shmem>(runtime, c.dir, ["probe-shmem.mjs", gpuDraftSocket, "draft"]),
+        c.shmem,
+        `"${c.range}" installed by ${c.manager}: shared memory of vhostkit-gpu --dialect draft`,
+      );
     }
     stepsDone = 7;
   });

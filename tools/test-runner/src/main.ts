@@ -12,7 +12,10 @@ import { basename, dirname, join, relative } from "node:path";
 
 const root = join(import.meta.dir, "..", "..", "..");
 const args = process.argv.slice(2);
-const only = args.find((a) => a.startsWith("--only="))?.slice("--only=".length).split(",");
+const only = args
+  .find((a) => a.startsWith("--only="))
+  ?.slice("--only=".length)
+  .split(",");
 const noNode = args.includes("--no-node");
 const quick = args.includes("--quick");
 
@@ -70,14 +73,23 @@ function digest(out: string): string {
   lines.forEach((l, i) => {
     const t = l.trim();
     if (t.startsWith("(fail)")) parts.push([...lines.slice(Math.max(0, i - 12), i), l].join("\n"));
-    else if (t.startsWith("not ok ")) parts.push(lines.slice(i, i + 24).filter((x) => !/^\s+at /.test(x)).join("\n"));
+    else if (t.startsWith("not ok "))
+      parts.push(
+        lines
+          .slice(i, i + 24)
+          .filter((x) => !/^\s+at /.test(x))
+          .join("\n"),
+      );
   });
   const text = parts.join("\n---\n");
   return text.length > 6000 ? `${text.slice(0, 6000)}\n[digest cut]` : text;
 }
 
 function indent(s: string): string {
-  return s.split("\n").map((l) => `     ${l}`).join("\n");
+  return s
+    .split("\n")
+    .map((l) => `     ${l}`)
+    .join("\n");
 }
 
 function workspaces(): string[] {
@@ -131,6 +143,8 @@ for (const d of dirs) {
 }
 // 3. lint (dependency direction, koffi confinement, no focused/skipped tests).
 gate("lint", bunBin, [join(root, "tools/lint/src/main.ts")]);
+// 3b. Biome: the formatter and the general linter, over the whole repository (biome.json).
+gate("biome check (format and lint)", join(root, "node_modules/.bin/biome"), ["check", "."]);
 
 // 4. tests under Bun, then under Node, per workspace.
 for (const d of dirs) {

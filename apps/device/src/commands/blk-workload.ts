@@ -74,7 +74,20 @@ export async function runWorkload(device: DeviceOptions, o: WorkloadOptions, say
   const guest = new Guest({ ramSize: BigInt(Math.max(64 << 20, o.qd * BLOCK * 4 + (8 << 20))) });
   try {
     const dev = await guest.addDevice({ ...device, ...(o.reconnect ? { reconnect: { initialDelayMs: 20, maxDelayMs: 500, attempts: 2400 } } : {}) });
-    dev.onReconnect((e: ReconnectEvent) => say(o.json ? JSON.stringify({ event: "reconnected", count: e.count, attempts: e.attempts, downtimeMs: Math.round(e.downtimeMs), inflight: e.inflight, outstanding: e.outstanding }) : `reconnected #${e.count} after ${Math.round(e.downtimeMs)} ms (${e.attempts} attempts, inflight ${e.inflight ? "on" : "off"}, ${e.outstanding} requests outstanding)`));
+    dev.onReconnect((e: ReconnectEvent) =>
+      say(
+        o.json
+          ? JSON.stringify({
+              event: "reconnected",
+              count: e.count,
+              attempts: e.attempts,
+              downtimeMs: Math.round(e.downtimeMs),
+              inflight: e.inflight,
+              outstanding: e.outstanding,
+            })
+          : `reconnected #${e.count} after ${Math.round(e.downtimeMs)} ms (${e.attempts} attempts, inflight ${e.inflight ? "on" : "off"}, ${e.outstanding} requests outstanding)`,
+      ),
+    );
     const blk = await BlkDriver.attach(dev, { queueSize: Math.min(1024, 2 ** Math.ceil(Math.log2(Math.max(8, o.qd * 3)))) });
     const capacity = Number(blk.config?.capacity ?? 0n) * 512;
     const blocks = Math.floor(Math.min(capacity, o.spanBytes) / BLOCK);
@@ -87,9 +100,20 @@ export async function runWorkload(device: DeviceOptions, o: WorkloadOptions, say
     const deadline = started + o.seconds * 1000;
     const tick = setInterval(() => {
       const t = (performance.now() - started) / 1000;
-      const line = { t: Math.round(t), iops: s.requests - last, requests: s.requests, verified: s.verifiedReads, mismatches: s.mismatches, reconnects: dev.reconnects };
+      const line = {
+        t: Math.round(t),
+        iops: s.requests - last,
+        requests: s.requests,
+        verified: s.verifiedReads,
+        mismatches: s.mismatches,
+        reconnects: dev.reconnects,
+      };
       last = s.requests;
-      say(o.json ? JSON.stringify(line) : `${line.t}s  ${line.iops} IOPS  ${line.verified} blocks verified  ${line.mismatches} mismatches  ${line.reconnects} reconnects`);
+      say(
+        o.json
+          ? JSON.stringify(line)
+          : `${line.t}s  ${line.iops} IOPS  ${line.verified} blocks verified  ${line.mismatches} mismatches  ${line.reconnects} reconnects`,
+      );
     }, 1000);
     const worker = async (): Promise<void> => {
       const expect = new Uint8Array(BLOCK);
@@ -132,10 +156,19 @@ export async function runWorkload(device: DeviceOptions, o: WorkloadOptions, say
     const seconds = (performance.now() - started) / 1000;
     const driverBase = blk.queue.vringBase;
     const deviceBase = dev.failed === undefined ? (await dev.stop()).get(0) : undefined;
-    const summary: WorkloadSummary = { seconds, ...s, verifiedBlocks, reconnects: dev.reconnects, iops: Math.round(s.requests / seconds), driverBase, deviceBase };
+    const summary: WorkloadSummary = {
+      seconds,
+      ...s,
+      verifiedBlocks,
+      reconnects: dev.reconnects,
+      iops: Math.round(s.requests / seconds),
+      driverBase,
+      deviceBase,
+    };
     say(o.json ? json({ summary }) : summaryText(summary));
     if (s.mismatches > 0 || s.errors > 0) throw new WorkloadFailed(`${s.mismatches} blocks mismatched, ${s.errors} requests failed`);
-    if (deviceBase !== undefined && deviceBase !== driverBase) throw new WorkloadFailed(`the back-end's vring base is 0x${deviceBase.toString(16)}, the driver's 0x${driverBase.toString(16)}`);
+    if (deviceBase !== undefined && deviceBase !== driverBase)
+      throw new WorkloadFailed(`the back-end's vring base is 0x${deviceBase.toString(16)}, the driver's 0x${driverBase.toString(16)}`);
     return summary;
   } finally {
     await guest.close();

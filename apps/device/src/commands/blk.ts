@@ -23,7 +23,12 @@ interface BlkFlags extends CommonFlags {
   readonly spanMib: string;
 }
 
-type Op = { kind: "read"; sector: bigint; count: number; out: string } | { kind: "write"; sector: bigint; input: string } | { kind: "flush" } | { kind: "id" } | { kind: "workload"; seconds: number };
+type Op =
+  | { kind: "read"; sector: bigint; count: number; out: string }
+  | { kind: "write"; sector: bigint; input: string }
+  | { kind: "flush" }
+  | { kind: "id" }
+  | { kind: "workload"; seconds: number };
 
 function sector(v: string, what: string): bigint {
   if (!/^\d+$/.test(v)) throw new UsageError(`${what}: "${v}" is not a sector number`);
@@ -58,7 +63,9 @@ function operation(f: BlkFlags): Op {
 
 /** Builds the `blk` subcommand. */
 export function blkCommand(): Command {
-  const cmd = new Command("blk").description("virtio-blk requests: --read SECTOR[:COUNT] --out FILE | --write SECTOR --in FILE | --flush | --id | --workload SECONDS [--qd N] [--write-ratio R] [--reconnect]");
+  const cmd = new Command("blk").description(
+    "virtio-blk requests: --read SECTOR[:COUNT] --out FILE | --write SECTOR --in FILE | --flush | --id | --workload SECONDS [--qd N] [--write-ratio R] [--reconnect]",
+  );
   addCommon(cmd)
     .option("--read <sector[:count]>", "read COUNT (default 1) 512-byte sectors from SECTOR")
     .option("--out <file>", "file to write the data read to")
@@ -78,14 +85,24 @@ export function blkCommand(): Command {
         const writeRatio = Number(flags.writeRatio);
         if (!(writeRatio >= 0 && writeRatio <= 1)) throw new UsageError(`--write-ratio: "${flags.writeRatio}" is not a number in 0..1`);
         const say = (line: string): void => void process.stdout.write(`${line}\n`);
-        const o = { seconds: op.seconds, qd: parseInteger(flags.qd, "--qd", 1), writeRatio, reconnect: flags.reconnect === true, spanBytes: parseInteger(flags.spanMib, "--span-mib", 1) * 1024 * 1024, json: flags.json === true };
+        const o = {
+          seconds: op.seconds,
+          qd: parseInteger(flags.qd, "--qd", 1),
+          writeRatio,
+          reconnect: flags.reconnect === true,
+          spanBytes: parseInteger(flags.spanMib, "--span-mib", 1) * 1024 * 1024,
+          json: flags.json === true,
+        };
         await runWorkload(opts, o, say);
         return;
       }
       let data: Uint8Array | undefined;
       if (op.kind === "write") {
-        data = new Uint8Array(await readFile(op.input).catch((e: unknown) => Promise.reject(new UsageError(`--in: ${e instanceof Error ? e.message : String(e)}`))));
-        if (data.byteLength === 0 || data.byteLength % SECTOR_SIZE !== 0) throw new UsageError(`--in: ${data.byteLength} bytes is not a positive multiple of ${SECTOR_SIZE}`);
+        data = new Uint8Array(
+          await readFile(op.input).catch((e: unknown) => Promise.reject(new UsageError(`--in: ${e instanceof Error ? e.message : String(e)}`))),
+        );
+        if (data.byteLength === 0 || data.byteLength % SECTOR_SIZE !== 0)
+          throw new UsageError(`--in: ${data.byteLength} bytes is not a positive multiple of ${SECTOR_SIZE}`);
       }
       const guest = new Guest();
       try {
@@ -101,7 +118,12 @@ export function blkCommand(): Command {
           }
           case "write": {
             await blk.write(op.sector, data as Uint8Array);
-            result = { op: "write", sector: jsonSector(op.sector), count: (data as Uint8Array).byteLength / SECTOR_SIZE, bytes: (data as Uint8Array).byteLength };
+            result = {
+              op: "write",
+              sector: jsonSector(op.sector),
+              count: (data as Uint8Array).byteLength / SECTOR_SIZE,
+              bytes: (data as Uint8Array).byteLength,
+            };
             break;
           }
           case "flush":

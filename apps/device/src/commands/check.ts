@@ -19,7 +19,10 @@ export function checkCommand(): Command {
   const cmd = new Command("check").description("conformance report: handshake order, REPLY_ACK, GET_VRING_BASE, config size, memory table, shmem config, ...");
   addCommon(cmd)
     .addOption(new Option("--device-type <type>", "exercise the ring with this driver").choices(["generic", "blk", "rng"]).default("generic"))
-    .option("--hostile", "then send malformed requests (bad sizes, unknown ids, missing fds, bad ring addresses), each on a new connection: the back-end must refuse or close, and still serve a new connection")
+    .option(
+      "--hostile",
+      "then send malformed requests (bad sizes, unknown ids, missing fds, bad ring addresses), each on a new connection: the back-end must refuse or close, and still serve a new connection",
+    )
     .action(async (flags: CheckFlags) => {
       const opts = { ...deviceOptions(flags), socketPath: flags.socket };
       const results = [...(await runConformance({ ...opts, deviceType: flags.deviceType })), ...(flags.hostile === true ? await runHostileChecks(opts) : [])];

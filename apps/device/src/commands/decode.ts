@@ -29,7 +29,11 @@ export function decodeCommand(): Command {
   return new Command("decode")
     .description("decode vhost-user frames given as hex (header + payload), one JSON object per frame")
     .argument("<hex...>", "one frame per argument, e.g. 010000000100000000000000")
-    .addOption(new Option("--channel <channel>", "frontend (the main socket, requests and replies) or backend (the back-end channel)").choices(["frontend", "backend"]).default("frontend"))
+    .addOption(
+      new Option("--channel <channel>", "frontend (the main socket, requests and replies) or backend (the back-end channel)")
+        .choices(["frontend", "backend"])
+        .default("frontend"),
+    )
     .addOption(new Option("--dialect <name>", "SHMEM dialect").choices(Object.keys(Dialects)).default("upstream"))
     .option("--compact", "one line per frame")
     .action((frames: string[], flags: DecodeFlags) => {

@@ -22,7 +22,7 @@ type Operation = keyof typeof OPERATIONS;
 
 /** `d_type` and `st_mode` file types as words. */
 const DT_NAMES: Record<number, string> = { 1: "fifo", 2: "char", 4: "dir", 6: "block", 8: "file", 10: "symlink", 12: "socket" };
-const MODE_TYPES: Record<number, string> = { 0o010000: "fifo", 0o020000: "char", 0o040000: "dir", 0o060000: "block", 0o100000: "file", 0o120000: "symlink", 0o140000: "socket" };
+const MODE_TYPES: Record<number, string> = { 2401: "fifo", 4802: "char", 9604: "dir", 14406: "block", 16807: "file", 21609: "symlink", 26411: "socket" };
 
 function typeOfMode(mode: number): string {
   return MODE_TYPES[mode & 0o170000] ?? "unknown";
@@ -60,7 +60,11 @@ async function run(fs: FsDriver, op: Operation, args: readonly string[], flags: 
   switch (op) {
     case "ls": {
       const entries = (await fs.list(path)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-      const rows = entries.map((e) => ({ name: e.name, type: DT_NAMES[e.type] ?? (e.attr === undefined ? "unknown" : typeOfMode(e.attr.mode)), size: e.attr === undefined ? null : Number(e.attr.size) }));
+      const rows = entries.map((e) => ({
+        name: e.name,
+        type: DT_NAMES[e.type] ?? (e.attr === undefined ? "unknown" : typeOfMode(e.attr.mode)),
+        size: e.attr === undefined ? null : Number(e.attr.size),
+      }));
       out({ path, entries: rows }, rows.length === 0 ? "(empty)" : table(rows.map((r) => [r.type, r.size === null ? "-" : String(r.size), r.name])));
       return;
     }
@@ -97,7 +101,9 @@ async function run(fs: FsDriver, op: Operation, args: readonly string[], flags: 
 /** Builds the `fs` subcommand. */
 export function fsCommand(): Command {
   const cmd = new Command("fs")
-    .description("a virtio-fs back-end (virtiofsd) as a file system: ls DIR | cat FILE | stat PATH | put LOCAL PATH | rm PATH (paths relative to the shared directory)")
+    .description(
+      "a virtio-fs back-end (virtiofsd) as a file system: ls DIR | cat FILE | stat PATH | put LOCAL PATH | rm PATH (paths relative to the shared directory)",
+    )
     .argument("<operation>", "ls, cat, stat, put or rm")
     .argument("<paths...>", "the operation's paths");
   addCommon(cmd)
@@ -106,7 +112,12 @@ export function fsCommand(): Command {
       const { op, args } = parse(operation, paths);
       if (flags.out !== undefined && op !== "cat") throw new UsageError("fs: --out goes with cat");
       const opts = deviceOptions(flags);
-      const local = op === "put" ? new Uint8Array(await readFile(args[0] as string).catch((e: unknown) => Promise.reject(new UsageError(`fs put: ${e instanceof Error ? e.message : String(e)}`)))) : undefined;
+      const local =
+        op === "put"
+          ? new Uint8Array(
+              await readFile(args[0] as string).catch((e: unknown) => Promise.reject(new UsageError(`fs put: ${e instanceof Error ? e.message : String(e)}`))),
+            )
+          : undefined;
       await withDevice({ ...opts, configSize: FS_CONFIG_SIZE }, async (device) => {
         const fs = await FsDriver.attach(device);
         try {

@@ -26,7 +26,10 @@ function human(s: Record<string, unknown>, socket: string): string {
     ["2D resource", `id 1, backing in guest RAM`],
     ["blob", `id ${blob["id"]}, ${blob["size"]} bytes, mapped at ${blob["mapOffset"]} of shmid 1 (map_info ${blob["mapInfo"]})`],
     ["live mapping", maps.whileMapped.map((m) => `shmid ${m.shmid} ${m.shmOffset}+${m.len} at ${m.guestPhysAddr}`).join("; ")],
-    ["round trip", `${(blob["roundTrip"] as { bytes: number; ok: boolean }).bytes} bytes written and read back through the region: ${(blob["roundTrip"] as { ok: boolean }).ok ? "ok" : "MISMATCH"}`],
+    [
+      "round trip",
+      `${(blob["roundTrip"] as { bytes: number; ok: boolean }).bytes} bytes written and read back through the region: ${(blob["roundTrip"] as { ok: boolean }).ok ? "ok" : "MISMATCH"}`,
+    ],
     ["blob scanout", `scene drawn through the region, flushed; sha256 ${blob["sha256"]}`],
     ["after unmap", `${maps.afterUnmap.length} live mappings`],
     ["commands", `${s["commands"]} sent, ${s["errors"]} refused`],
@@ -37,7 +40,9 @@ function human(s: Record<string, unknown>, socket: string): string {
 
 /** Builds the `gpu` subcommand. */
 export function gpuCommand(): Command {
-  const cmd = new Command("gpu").description("drive a virtio-gpu-like back-end: display info, 2D resource, host blob mapped through shared memory, scanout, flush");
+  const cmd = new Command("gpu").description(
+    "drive a virtio-gpu-like back-end: display info, 2D resource, host blob mapped through shared memory, scanout, flush",
+  );
   addCommon(cmd)
     .option("--screenshot <file>", "write a PNG of the blob-backed scanout, read back through the shared memory region")
     .action(async (flags: GpuFlags) => {

@@ -93,7 +93,12 @@ function human(r: ProbeResult, socket: string, typeName: string): string {
   const type = deviceType(typeName);
   if (info.config !== undefined) {
     lines.push("", `config space (${info.config.byteLength} bytes)`, hexDump(info.config));
-    if (type !== undefined) lines.push("", `virtio-${type.name} config (device id ${type.id})`, type.config.length === 0 ? "  (the type has no config fields)" : table(decodeConfig(type, info.config).map(([k, v]) => [`  ${k}`, v])));
+    if (type !== undefined)
+      lines.push(
+        "",
+        `virtio-${type.name} config (device id ${type.id})`,
+        type.config.length === 0 ? "  (the type has no config fields)" : table(decodeConfig(type, info.config).map(([k, v]) => [`  ${k}`, v])),
+      );
   }
   lines.push("", "shared memory regions");
   if (info.shmem.length === 0) lines.push("  (none)");
@@ -119,15 +124,29 @@ export async function probe(opts: DeviceOptions, configSize: number | undefined)
     info = await read({ ...opts, protocolFeatures: (SUPPORTED_PROTOCOL_FEATURES | dialect.shmemFeature) & ~ProtocolFeature.CONFIG });
   }
   const configStatus: ConfigStatus =
-    failed !== undefined ? `failed: ${failed}` : (info.ackedProtocolFeatures & ProtocolFeature.CONFIG) === 0n ? "not offered" : info.config === undefined ? "refused" : configSize === undefined ? "discovered" : "read";
+    failed !== undefined
+      ? `failed: ${failed}`
+      : (info.ackedProtocolFeatures & ProtocolFeature.CONFIG) === 0n
+        ? "not offered"
+        : info.config === undefined
+          ? "refused"
+          : configSize === undefined
+            ? "discovered"
+            : "read";
   return { info, configStatus };
 }
 
 /** Builds the `probe` subcommand. */
 export function probeCommand(): Command {
-  const cmd = new Command("probe").description("show what a back-end advertises: features, queues, config (its size found unless given), shared memory regions");
+  const cmd = new Command("probe").description(
+    "show what a back-end advertises: features, queues, config (its size found unless given), shared memory regions",
+  );
   addCommon(cmd)
-    .addOption(new Option("--device-type <type>", "decode device feature bits and config fields for this virtio device type").choices([...DEVICE_TYPE_NAMES]).default("generic"))
+    .addOption(
+      new Option("--device-type <type>", "decode device feature bits and config fields for this virtio device type")
+        .choices([...DEVICE_TYPE_NAMES])
+        .default("generic"),
+    )
     .option("--config-size <bytes>", "GET_CONFIG size (default: the largest the back-end accepts, found by searching down from 256)")
     .action(async (flags: ProbeFlags) => {
       const configSize = flags.configSize === undefined ? undefined : parseInteger(flags.configSize, "--config-size", 1);

@@ -30,19 +30,28 @@ function lineSink(out: string | undefined): { readonly write: (line: string) => 
   const stream: NodeJS.WritableStream | WriteStream = out === undefined ? process.stdout : createWriteStream(out);
   return {
     write: (line) => void stream.write(`${line}\n`),
-    end: () => (out === undefined ? Promise.resolve() : new Promise<void>((resolve, reject) => (stream as WriteStream).end((e?: Error | null) => (e ? reject(e) : resolve())))),
+    end: () =>
+      out === undefined
+        ? Promise.resolve()
+        : new Promise<void>((resolve, reject) => (stream as WriteStream).end((e?: Error | null) => (e ? reject(e) : resolve()))),
   };
 }
 
 /** Builds the `trace` subcommand. */
 export function traceCommand(): Command {
   return new Command("trace")
-    .description("transparent proxy between a front-end and a back-end: every message and fd relayed both ways (back-end channel included), printed decoded, with reply latencies and a summary")
+    .description(
+      "transparent proxy between a front-end and a back-end: every message and fd relayed both ways (back-end channel included), printed decoded, with reply latencies and a summary",
+    )
     .requiredOption("--listen <path>", "unix socket the front-end connects to (created; removed at the end)")
     .requiredOption("--connect <path>", "the back-end's unix socket")
-    .option("--json", "one JSON object a line per message, then {\"summary\": ...}")
+    .option("--json", 'one JSON object a line per message, then {"summary": ...}')
     .option("--out <file>", "write the trace to FILE instead of stdout")
-    .addOption(new Option("--dialect <name>", "SHMEM dialect until SET_PROTOCOL_FEATURES settles one (bit 22 upstream, bit 31 crosvm-legacy)").choices(Object.keys(Dialects)).default("upstream"))
+    .addOption(
+      new Option("--dialect <name>", "SHMEM dialect until SET_PROTOCOL_FEATURES settles one (bit 22 upstream, bit 31 crosvm-legacy)")
+        .choices(Object.keys(Dialects))
+        .default("upstream"),
+    )
     .action(async (flags: TraceFlags) => {
       if (flags.listen === flags.connect) throw new UsageError("trace: --listen and --connect must be different sockets");
       let listener;

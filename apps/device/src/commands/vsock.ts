@@ -62,7 +62,8 @@ export function vsockCommand(): Command {
         const vsock = await VsockDriver.attach(device, { guestCid: cid });
         try {
           let stream: VsockStream;
-          if (operation === "connect") stream = await vsock.connect(port, { ...(peerCid === undefined ? {} : { cid: peerCid }), timeoutMs: opts.timeoutMs ?? 5000 });
+          if (operation === "connect")
+            stream = await vsock.connect(port, { ...(peerCid === undefined ? {} : { cid: peerCid }), timeoutMs: opts.timeoutMs ?? 5000 });
           else {
             const accepted = vsock.listen(port);
             // stdout is the stream: the one status line goes to stderr (the peer may connect now).

@@ -99,7 +99,8 @@ function words(type: number, size: number, values: readonly number[], h?: HdrFie
 /** Request encoders, one per command. */
 export const encode = {
   getDisplayInfo: (h?: HdrFields): Uint8Array => request(Cmd.GET_DISPLAY_INFO, 24, h).bytes,
-  create2d: (id: number, format: number, width: number, height: number, h?: HdrFields): Uint8Array => words(Cmd.RESOURCE_CREATE_2D, 40, [id, format, width, height], h),
+  create2d: (id: number, format: number, width: number, height: number, h?: HdrFields): Uint8Array =>
+    words(Cmd.RESOURCE_CREATE_2D, 40, [id, format, width, height], h),
   unref: (id: number, h?: HdrFields): Uint8Array => words(Cmd.RESOURCE_UNREF, 32, [id], h),
   detachBacking: (id: number, h?: HdrFields): Uint8Array => words(Cmd.RESOURCE_DETACH_BACKING, 32, [id], h),
   unmapBlob: (id: number, h?: HdrFields): Uint8Array => words(Cmd.RESOURCE_UNMAP_BLOB, 32, [id], h),
@@ -133,7 +134,12 @@ export const encode = {
     });
     return bytes;
   },
-  createBlob: (id: number, size: bigint, o: { readonly blobMem?: number; readonly flags?: number; readonly blobId?: bigint } = {}, h?: HdrFields): Uint8Array => {
+  createBlob: (
+    id: number,
+    size: bigint,
+    o: { readonly blobMem?: number; readonly flags?: number; readonly blobId?: bigint } = {},
+    h?: HdrFields,
+  ): Uint8Array => {
     const { bytes, v } = request(Cmd.RESOURCE_CREATE_BLOB, 56, h);
     v.setUint32(24, id, true);
     v.setUint32(28, o.blobMem ?? BLOB_MEM_HOST3D, true);
@@ -142,7 +148,12 @@ export const encode = {
     v.setBigUint64(48, size, true);
     return bytes;
   },
-  setScanoutBlob: (scanoutId: number, id: number, s: { readonly rect: GpuRect; readonly width: number; readonly height: number; readonly format: number; readonly stride: number; readonly offset?: number }, h?: HdrFields): Uint8Array => {
+  setScanoutBlob: (
+    scanoutId: number,
+    id: number,
+    s: { readonly rect: GpuRect; readonly width: number; readonly height: number; readonly format: number; readonly stride: number; readonly offset?: number },
+    h?: HdrFields,
+  ): Uint8Array => {
     const { bytes, v } = request(Cmd.SET_SCANOUT_BLOB, 96, h);
     putRect(v, 24, s.rect);
     [scanoutId, id, s.width, s.height, s.format].forEach((x, i) => v.setUint32(40 + 4 * i, x, true));
@@ -156,8 +167,11 @@ export const encode = {
     v.setBigUint64(32, offset, true);
     return bytes;
   },
-  cursor: (type: typeof Cmd.UPDATE_CURSOR | typeof Cmd.MOVE_CURSOR, p: { readonly scanoutId: number; readonly x: number; readonly y: number; readonly id?: number; readonly hotX?: number; readonly hotY?: number }, h?: HdrFields): Uint8Array =>
-    words(type, 56, [p.scanoutId, p.x, p.y, 0, p.id ?? 0, p.hotX ?? 0, p.hotY ?? 0], h),
+  cursor: (
+    type: typeof Cmd.UPDATE_CURSOR | typeof Cmd.MOVE_CURSOR,
+    p: { readonly scanoutId: number; readonly x: number; readonly y: number; readonly id?: number; readonly hotX?: number; readonly hotY?: number },
+    h?: HdrFields,
+  ): Uint8Array => words(type, 56, [p.scanoutId, p.x, p.y, 0, p.id ?? 0, p.hotX ?? 0, p.hotY ?? 0], h),
 };
 
 /** The response header. */
@@ -194,7 +208,12 @@ export function decodeDisplayInfo(b: Uint8Array): DisplayMode[] {
   for (let i = 0; i < 16 && 24 + 24 * i + 24 <= b.byteLength; i++) {
     const at = 24 + 24 * i;
     const enabled = v.getUint32(at + 16, true) !== 0;
-    if (enabled) out.push({ scanoutId: i, enabled, rect: { x: v.getUint32(at, true), y: v.getUint32(at + 4, true), width: v.getUint32(at + 8, true), height: v.getUint32(at + 12, true) } });
+    if (enabled)
+      out.push({
+        scanoutId: i,
+        enabled,
+        rect: { x: v.getUint32(at, true), y: v.getUint32(at + 4, true), width: v.getUint32(at + 8, true), height: v.getUint32(at + 12, true) },
+      });
   }
   return out;
 }

@@ -25,7 +25,13 @@ const sha256 = (b: Uint8Array): string => createHash("sha256").update(b).digest(
 
 /** Mappings of the device's shared memory as JSON-friendly rows. */
 function liveMappings(device: Device): { shmid: number; shmOffset: string; len: string; guestPhysAddr: string; writable: boolean }[] {
-  return (device.sharedMemory?.mappings() ?? []).map((m) => ({ shmid: m.shmid, shmOffset: hex(m.shmOffset), len: hex(m.len), guestPhysAddr: hex(m.guestPhysAddr), writable: m.writable }));
+  return (device.sharedMemory?.mappings() ?? []).map((m) => ({
+    shmid: m.shmid,
+    shmOffset: hex(m.shmOffset),
+    len: hex(m.len),
+    guestPhysAddr: hex(m.guestPhysAddr),
+    writable: m.writable,
+  }));
 }
 
 /**
@@ -99,7 +105,17 @@ export async function runGpuSession(guest: Guest, device: Device, options: GpuSe
     shmem: info.shmem.map((r) => ({ shmid: r.shmid, size: hex(r.size), guestPhysAddr: hex(r.guestPhysAddr) })),
     display: { width, height },
     resource2d: { id: 1, format: "B8G8R8X8_UNORM", width, height, backing: { guestPhysAddr: hex(backing), bytes: frameBytes } },
-    blob: { id: 2, size: hex(blobSize), shmid: 1, mapOffset: hex(mapOffset), mapInfo, guestPhysAddr: hex(region.guestPhysAddr + mapOffset), roundTrip: { bytes: probe.length, ok: roundTrip }, sceneReadBack: sceneOk, sha256: blobSha256 },
+    blob: {
+      id: 2,
+      size: hex(blobSize),
+      shmid: 1,
+      mapOffset: hex(mapOffset),
+      mapInfo,
+      guestPhysAddr: hex(region.guestPhysAddr + mapOffset),
+      roundTrip: { bytes: probe.length, ok: roundTrip },
+      sceneReadBack: sceneOk,
+      sha256: blobSha256,
+    },
     mappings: { whileMapped: mappingsWhileMapped, afterUnmap: mappingsAfterUnmap },
     scanout: { id: 0, resourceId: 2, blob: true, width, height, stride },
     cursor: { resourceId: 3, x: (width >> 1) + 8, y: (height >> 1) + 8 },

@@ -3,7 +3,18 @@
  * payload fields decoded with `@vhostkit/wire` in a dialect, or the reason they could not be. Never
  * throws: a frame from a hostile peer is described, not trusted. Used by `trace` and `decode`.
  */
-import { decodeHeader, decodeMessage, decodeReply, HEADER_SIZE, HeaderFlag, isReply, requestName, tryMessageSpec, type Channel, type Dialect } from "@vhostkit/wire";
+import {
+  decodeHeader,
+  decodeMessage,
+  decodeReply,
+  HEADER_SIZE,
+  HeaderFlag,
+  isReply,
+  requestName,
+  tryMessageSpec,
+  type Channel,
+  type Dialect,
+} from "@vhostkit/wire";
 
 /** Longest byte field shown in full; longer ones are shown by length and their first bytes. */
 const MAX_SHOWN_BYTES = 64;
@@ -63,7 +74,8 @@ export function nameIn(channel: Channel, request: number, dialect: Dialect): str
  * `"backend"` for the back-end channel, replies included — in `dialect`.
  */
 export function describeFrame(channel: Channel, frame: Uint8Array, dialect: Dialect): FrameDescription {
-  if (frame.byteLength < HEADER_SIZE) return { name: "(truncated)", request: -1, reply: false, flags: 0, flagNames: [], size: 0, error: `frame of ${frame.byteLength} bytes has no header` };
+  if (frame.byteLength < HEADER_SIZE)
+    return { name: "(truncated)", request: -1, reply: false, flags: 0, flagNames: [], size: 0, error: `frame of ${frame.byteLength} bytes has no header` };
   let header;
   try {
     header = decodeHeader(frame);
@@ -71,15 +83,32 @@ export function describeFrame(channel: Channel, frame: Uint8Array, dialect: Dial
     const v = new DataView(frame.buffer, frame.byteOffset, HEADER_SIZE);
     const request = v.getUint32(0, true);
     const flags = v.getUint32(4, true);
-    return { name: nameIn(channel, request, dialect), request, reply: (flags & HeaderFlag.REPLY) !== 0, flags, flagNames: headerFlagNames(flags), size: v.getUint32(8, true), error: err instanceof Error ? err.message : String(err) };
+    return {
+      name: nameIn(channel, request, dialect),
+      request,
+      reply: (flags & HeaderFlag.REPLY) !== 0,
+      flags,
+      flagNames: headerFlagNames(flags),
+      size: v.getUint32(8, true),
+      error: err instanceof Error ? err.message : String(err),
+    };
   }
   const reply = isReply(header);
-  const base = { name: nameIn(channel, header.request, dialect), request: header.request, reply, flags: header.flags, flagNames: headerFlagNames(header.flags), size: header.size };
+  const base = {
+    name: nameIn(channel, header.request, dialect),
+    request: header.request,
+    reply,
+    flags: header.flags,
+    flagNames: headerFlagNames(header.flags),
+    size: header.size,
+  };
   // A zero-size reply to a request whose reply has a body is how libvhost-user and rust-vmm refuse
   // (GET_CONFIG too large, GET_SHMEM_CONFIG unknown): docs/protocol.md#reply-rules.
   if (reply && header.size === 0 && frame.byteLength === HEADER_SIZE) return { ...base, value: null, note: "zero-size reply: refused" };
   try {
-    const d = reply ? decodeReply(channel, frame, dialect, { maxPayload: frame.byteLength }) : decodeMessage(channel, frame, dialect, { maxPayload: frame.byteLength });
+    const d = reply
+      ? decodeReply(channel, frame, dialect, { maxPayload: frame.byteLength })
+      : decodeMessage(channel, frame, dialect, { maxPayload: frame.byteLength });
     return { ...base, name: d.name, value: displayValue(d.value ?? null) };
   } catch (err) {
     return { ...base, error: err instanceof Error ? err.message : String(err) };

@@ -86,7 +86,9 @@ export class TraceStats {
       payloadBytes: this.#bytes,
       fds: this.#fds,
       undecoded: this.#undecoded,
-      counts: [...this.#counts.values()].sort((a, b) => (a.channel === b.channel ? b.requests + b.replies - (a.requests + a.replies) : a.channel === "main" ? -1 : 1)),
+      counts: [...this.#counts.values()].sort((a, b) =>
+        a.channel === b.channel ? b.requests + b.replies - (a.requests + a.replies) : a.channel === "main" ? -1 : 1,
+      ),
       slowest: [...this.#latencies].sort((a, b) => b.latencyMs - a.latencyMs).slice(0, 5),
       end,
     };
@@ -97,7 +99,15 @@ export class TraceStats {
 export function recordLine(r: TraceRecord): string {
   const arrow = r.from === "frontend" ? "F->B" : "B->F";
   const what = `${r.name}${r.reply ? " reply" : ""}`;
-  const parts = [`${r.t.toFixed(3).padStart(10)} ms`, r.channel.padEnd(7), arrow, what.padEnd(28), `flags=0x${r.flags.toString(16)}(${r.flagNames.join("|")})`, `size=${r.size}`, `fds=${r.fds}`];
+  const parts = [
+    `${r.t.toFixed(3).padStart(10)} ms`,
+    r.channel.padEnd(7),
+    arrow,
+    what.padEnd(28),
+    `flags=0x${r.flags.toString(16)}(${r.flagNames.join("|")})`,
+    `size=${r.size}`,
+    `fds=${r.fds}`,
+  ];
   if (r.latencyMs !== undefined) parts.push(`latency=${r.latencyMs.toFixed(3)}ms`);
   if (r.note !== undefined) parts.push(r.note);
   if (r.error !== undefined) parts.push(`undecoded: ${r.error}`);
@@ -110,8 +120,12 @@ export function summaryText(s: TraceSummary): string {
   const lines = [
     "",
     `summary: ${s.messages} messages, ${s.payloadBytes} payload bytes, ${s.fds} fds in ${s.durationMs} ms${s.undecoded > 0 ? `, ${s.undecoded} not decoded` : ""}; ${s.end}`,
-    table([["  channel", "request", "requests", "replies", "fds"], ...s.counts.map((c) => [`  ${c.channel}`, c.name, String(c.requests), String(c.replies), String(c.fds)])]),
+    table([
+      ["  channel", "request", "requests", "replies", "fds"],
+      ...s.counts.map((c) => [`  ${c.channel}`, c.name, String(c.requests), String(c.replies), String(c.fds)]),
+    ]),
   ];
-  if (s.slowest.length > 0) lines.push("slowest round trips", table(s.slowest.map((l) => [`  ${l.channel}`, l.name, `${l.latencyMs.toFixed(3)} ms`, `at ${l.t.toFixed(3)} ms`])));
+  if (s.slowest.length > 0)
+    lines.push("slowest round trips", table(s.slowest.map((l) => [`  ${l.channel}`, l.name, `${l.latencyMs.toFixed(3)} ms`, `at ${l.t.toFixed(3)} ms`])));
   return lines.join("\n");
 }

@@ -52,7 +52,10 @@ export class TraceSession {
   /** Relays until either side closes (or {@link TraceSession.stop}); resolves with why it ended. */
   async run(): Promise<string> {
     const endSession = (why: string) => this.stop(why);
-    this.#pumps.push(this.#pump(this.#frontend, this.#backend, "main", "frontend", endSession), this.#pump(this.#backend, this.#frontend, "main", "backend", endSession));
+    this.#pumps.push(
+      this.#pump(this.#frontend, this.#backend, "main", "frontend", endSession),
+      this.#pump(this.#backend, this.#frontend, "main", "backend", endSession),
+    );
     // Pumps are added while running (the back-end channel): wait until every one has finished.
     for (let n = 0; n < this.#pumps.length; n++) await this.#pumps[n];
     return this.#end ?? "ended";
@@ -77,7 +80,9 @@ export class TraceSession {
       try {
         m = await from.recv();
       } catch (err) {
-        onEnd(`the ${sender === "frontend" ? "front-end" : "back-end"} closed ${channel === "main" ? "the connection" : "the back-end channel"} (${err instanceof Error ? err.message : String(err)})`);
+        onEnd(
+          `the ${sender === "frontend" ? "front-end" : "back-end"} closed ${channel === "main" ? "the connection" : "the back-end channel"} (${err instanceof Error ? err.message : String(err)})`,
+        );
         return;
       }
       try {
@@ -118,9 +123,15 @@ export class TraceSession {
   }
 
   async #forward(m: ReceivedMessage, to: Endpoint, channel: ChannelName, sender: Side): Promise<void> {
-    const isChannelSetup = channel === "main" && sender === "frontend" && m.request === FrontendRequest.SET_BACKEND_REQ_FD && !(m.flags & HeaderFlag.REPLY) && m.fds.length === 1;
+    const isChannelSetup =
+      channel === "main" && sender === "frontend" && m.request === FrontendRequest.SET_BACKEND_REQ_FD && !(m.flags & HeaderFlag.REPLY) && m.fds.length === 1;
     if (!isChannelSetup) {
-      await to.send(m.request, m.flags, m.payload, m.fds.map((f) => f.fd));
+      await to.send(
+        m.request,
+        m.flags,
+        m.payload,
+        m.fds.map((f) => f.fd),
+      );
       return;
     }
     // The front-end's end of its channel stays here; the back-end gets one end of a socketpair of
@@ -128,7 +139,10 @@ export class TraceSession {
     const [mine, theirs] = socketPair();
     try {
       const previous = this.#channel;
-      this.#channel = { frontend: new Endpoint(new OwnedFd((m.fds[0] as OwnedFd).transfer()), RELAY_ENDPOINT_OPTIONS), backend: new Endpoint(mine, RELAY_ENDPOINT_OPTIONS) };
+      this.#channel = {
+        frontend: new Endpoint(new OwnedFd((m.fds[0] as OwnedFd).transfer()), RELAY_ENDPOINT_OPTIONS),
+        backend: new Endpoint(mine, RELAY_ENDPOINT_OPTIONS),
+      };
       previous?.frontend.close();
       previous?.backend.close();
       await to.send(m.request, m.flags, m.payload, [theirs.fd]);
@@ -140,6 +154,9 @@ export class TraceSession {
       ch.frontend.close();
       ch.backend.close();
     };
-    this.#pumps.push(this.#pump(ch.backend, ch.frontend, "backend", "backend", closeChannel), this.#pump(ch.frontend, ch.backend, "backend", "frontend", closeChannel));
+    this.#pumps.push(
+      this.#pump(ch.backend, ch.frontend, "backend", "backend", closeChannel),
+      this.#pump(ch.frontend, ch.backend, "backend", "frontend", closeChannel),
+    );
   }
 }

@@ -56,7 +56,8 @@ export class LineProcess {
         if (this.#exit !== undefined) return;
         this.#exit = exit;
         process.off("exit", kill);
-        for (const w of this.#waiters) w.reject(new Error(`${this.#label} ended (${this.#describe(exit)}) before the line awaited; stderr: ${this.#stderr.trim()}`));
+        for (const w of this.#waiters)
+          w.reject(new Error(`${this.#label} ended (${this.#describe(exit)}) before the line awaited; stderr: ${this.#stderr.trim()}`));
         this.#waiters.clear();
         resolve(exit);
       };

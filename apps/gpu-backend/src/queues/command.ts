@@ -117,7 +117,11 @@ export async function execute(env: GpuEnv, queue: CommandEvent["queue"], bytes: 
   try {
     check(bytes.byteLength >= HDR_SIZE, GpuResp.ERR_UNSPEC, `request of ${bytes.byteLength} bytes is shorter than the 24-byte header`);
     const need = REQUEST_SIZE[hdr.type];
-    check(need === undefined || bytes.byteLength >= need, GpuResp.ERR_UNSPEC, `command 0x${hdr.type.toString(16)}: request of ${bytes.byteLength} bytes, needs ${need}`);
+    check(
+      need === undefined || bytes.byteLength >= need,
+      GpuResp.ERR_UNSPEC,
+      `command 0x${hdr.type.toString(16)}: request of ${bytes.byteLength} bytes, needs ${need}`,
+    );
     const h = await handle({ hdr, bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength) });
     out = h.resp;
     resourceId = h.resourceId;

@@ -50,7 +50,10 @@ export class ContextCommands {
       default: {
         // RESOURCE_CREATE_3D, TRANSFER_TO/FROM_HOST_3D, SUBMIT_3D: rendering, which no capset of this device has.
         const ctx = this.context(r.hdr.ctxId, `3D command 0x${r.hdr.type.toString(16)}`);
-        throw new GpuCommandError(GpuResp.ERR_UNSPEC, `3D command 0x${r.hdr.type.toString(16)} in context ${ctx.id}: the ${ctx.capsetId === 0 ? "default context" : `capset ${ctx.capsetId}`} has no rendering`);
+        throw new GpuCommandError(
+          GpuResp.ERR_UNSPEC,
+          `3D command 0x${r.hdr.type.toString(16)} in context ${ctx.id}: the ${ctx.capsetId === 0 ? "default context" : `capset ${ctx.capsetId}`} has no rendering`,
+        );
       }
     }
   }
@@ -77,7 +80,11 @@ export class ContextCommands {
     const id = r.view.getUint32(24, true);
     const version = r.view.getUint32(28, true);
     check(id === VHOSTKIT_CAPSET_ID, GpuResp.ERR_INVALID_PARAMETER, `get_capset: unknown capset ${id}`);
-    check(version >= 1 && version <= VHOSTKIT_CAPSET_VERSION, GpuResp.ERR_INVALID_PARAMETER, `get_capset: capset ${id} has no version ${version} (1..${VHOSTKIT_CAPSET_VERSION})`);
+    check(
+      version >= 1 && version <= VHOSTKIT_CAPSET_VERSION,
+      GpuResp.ERR_INVALID_PARAMETER,
+      `get_capset: capset ${id} has no version ${version} (1..${VHOSTKIT_CAPSET_VERSION})`,
+    );
     const out = response(r.hdr, GpuResp.OK_CAPSET, HDR_SIZE + VHOSTKIT_CAPSET_SIZE);
     out.set(vhostkitCapset(), HDR_SIZE);
     return { resp: out };
@@ -93,8 +100,16 @@ export class ContextCommands {
     check(!st.contexts.has(id), GpuResp.ERR_INVALID_CONTEXT_ID, `ctx_create: context ${id} already exists`);
     check(nlen <= CTX_DEBUG_NAME_MAX, GpuResp.ERR_INVALID_PARAMETER, `ctx_create: debug name of ${nlen} bytes (at most ${CTX_DEBUG_NAME_MAX})`);
     check(init === capsetId, GpuResp.ERR_INVALID_PARAMETER, `ctx_create: reserved context_init bits 0x${(init & ~CONTEXT_INIT_CAPSET_ID_MASK).toString(16)}`);
-    check(capsetId === 0 || (this.#env.features() & GpuFeature.CONTEXT_INIT) !== 0n, GpuResp.ERR_INVALID_PARAMETER, `ctx_create: capset ${capsetId} named without CONTEXT_INIT negotiated`);
-    check(capsetId === 0 || capsetId === VHOSTKIT_CAPSET_ID, GpuResp.ERR_INVALID_PARAMETER, `ctx_create: capset ${capsetId} is not offered (only ${VHOSTKIT_CAPSET_ID})`);
+    check(
+      capsetId === 0 || (this.#env.features() & GpuFeature.CONTEXT_INIT) !== 0n,
+      GpuResp.ERR_INVALID_PARAMETER,
+      `ctx_create: capset ${capsetId} named without CONTEXT_INIT negotiated`,
+    );
+    check(
+      capsetId === 0 || capsetId === VHOSTKIT_CAPSET_ID,
+      GpuResp.ERR_INVALID_PARAMETER,
+      `ctx_create: capset ${capsetId} is not offered (only ${VHOSTKIT_CAPSET_ID})`,
+    );
     check(st.contexts.size < MAX_CONTEXTS, GpuResp.ERR_OUT_OF_MEMORY, `ctx_create: ${MAX_CONTEXTS} contexts exist`);
     const name = String.fromCharCode(...r.bytes.subarray(32, 32 + nlen)).replace(/[^\x20-\x7e]/g, "?");
     st.contexts.set(id, { id, capsetId, name, resources: new Set() });

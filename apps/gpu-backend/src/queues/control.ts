@@ -121,7 +121,11 @@ export class ControlQueue {
 
   #reserve(bytes: bigint, what: string): void {
     const st = this.#env.state;
-    check(st.hostBytes + bytes <= this.#env.maxHostBytes, GpuResp.ERR_OUT_OF_MEMORY, `${what}: 0x${bytes.toString(16)} bytes exceed the host memory cap (0x${(this.#env.maxHostBytes - st.hostBytes).toString(16)} left)`);
+    check(
+      st.hostBytes + bytes <= this.#env.maxHostBytes,
+      GpuResp.ERR_OUT_OF_MEMORY,
+      `${what}: 0x${bytes.toString(16)} bytes exceed the host memory cap (0x${(this.#env.maxHostBytes - st.hostBytes).toString(16)} left)`,
+    );
   }
 
   #displayInfo(r: Request): Handled {
@@ -153,7 +157,11 @@ export class ControlQueue {
     const height = v.getUint32(36, true);
     this.#newId(id);
     check(isGpuFormat(format), GpuResp.ERR_INVALID_PARAMETER, `resource ${id}: unsupported format ${format}`);
-    check(width > 0 && height > 0 && width <= MAX_DIMENSION && height <= MAX_DIMENSION, GpuResp.ERR_INVALID_PARAMETER, `resource ${id}: size ${width}x${height} not in 1..${MAX_DIMENSION}`);
+    check(
+      width > 0 && height > 0 && width <= MAX_DIMENSION && height <= MAX_DIMENSION,
+      GpuResp.ERR_INVALID_PARAMETER,
+      `resource ${id}: size ${width}x${height} not in 1..${MAX_DIMENSION}`,
+    );
     const bytes = BigInt(width) * BigInt(height) * BigInt(BYTES_PER_PIXEL);
     this.#reserve(bytes, `resource ${id}`);
     this.#env.state.resources.set(id, { kind: "2d", id, format, width, height, pixels: new Uint8Array(Number(bytes)), backing: undefined });
@@ -186,7 +194,11 @@ export class ControlQueue {
     }
     const res = this.#resource(id);
     check(res.kind === "2d", GpuResp.ERR_INVALID_PARAMETER, `set_scanout: resource ${id} is a blob (use SET_SCANOUT_BLOB)`);
-    check(rectInside(rect, res.width, res.height), GpuResp.ERR_INVALID_PARAMETER, `set_scanout: rect ${rectText(rect)} outside resource ${id} (${res.width}x${res.height})`);
+    check(
+      rectInside(rect, res.width, res.height),
+      GpuResp.ERR_INVALID_PARAMETER,
+      `set_scanout: rect ${rectText(rect)} outside resource ${id} (${res.width}x${res.height})`,
+    );
     this.#env.state.scanouts[scanoutId] = { resourceId: id, rect, layout: undefined };
     return ok(r, id);
   }
@@ -208,10 +220,18 @@ export class ControlQueue {
     }
     const res = this.#blob(id, "set_scanout_blob");
     check(isGpuFormat(format), GpuResp.ERR_INVALID_PARAMETER, `set_scanout_blob: unsupported format ${format}`);
-    check(width > 0 && height > 0 && width <= MAX_DIMENSION && height <= MAX_DIMENSION, GpuResp.ERR_INVALID_PARAMETER, `set_scanout_blob: size ${width}x${height} not in 1..${MAX_DIMENSION}`);
+    check(
+      width > 0 && height > 0 && width <= MAX_DIMENSION && height <= MAX_DIMENSION,
+      GpuResp.ERR_INVALID_PARAMETER,
+      `set_scanout_blob: size ${width}x${height} not in 1..${MAX_DIMENSION}`,
+    );
     check(stride >= width * BYTES_PER_PIXEL, GpuResp.ERR_INVALID_PARAMETER, `set_scanout_blob: stride ${stride} < ${width * BYTES_PER_PIXEL}`);
     const end = BigInt(offset) + BigInt(stride) * BigInt(height - 1) + BigInt(width * BYTES_PER_PIXEL);
-    check(end <= res.size, GpuResp.ERR_INVALID_PARAMETER, `set_scanout_blob: the surface ends at 0x${end.toString(16)}, past the blob's 0x${res.size.toString(16)} bytes`);
+    check(
+      end <= res.size,
+      GpuResp.ERR_INVALID_PARAMETER,
+      `set_scanout_blob: the surface ends at 0x${end.toString(16)}, past the blob's 0x${res.size.toString(16)} bytes`,
+    );
     check(rectInside(rect, width, height), GpuResp.ERR_INVALID_PARAMETER, `set_scanout_blob: rect ${rectText(rect)} outside ${width}x${height}`);
     this.#env.state.scanouts[scanoutId] = { resourceId: id, rect, layout: { format, width, height, stride, offset } };
     return ok(r, id);
@@ -223,11 +243,21 @@ export class ControlQueue {
     const id = v.getUint32(40, true);
     const res = this.#resource(id);
     const st = this.#env.state;
-    if (res.kind === "2d") check(rectInside(rect, res.width, res.height), GpuResp.ERR_INVALID_PARAMETER, `resource_flush: rect ${rectText(rect)} outside resource ${id} (${res.width}x${res.height})`);
+    if (res.kind === "2d")
+      check(
+        rectInside(rect, res.width, res.height),
+        GpuResp.ERR_INVALID_PARAMETER,
+        `resource_flush: rect ${rectText(rect)} outside resource ${id} (${res.width}x${res.height})`,
+      );
     for (let i = 0; i < st.scanouts.length; i++) {
       const s = st.scanouts[i];
       if (s?.resourceId !== id) continue;
-      if (s.layout !== undefined) check(rectInside(rect, s.layout.width, s.layout.height), GpuResp.ERR_INVALID_PARAMETER, `resource_flush: rect ${rectText(rect)} outside the ${s.layout.width}x${s.layout.height} blob scanout`);
+      if (s.layout !== undefined)
+        check(
+          rectInside(rect, s.layout.width, s.layout.height),
+          GpuResp.ERR_INVALID_PARAMETER,
+          `resource_flush: rect ${rectText(rect)} outside the ${s.layout.width}x${s.layout.height} blob scanout`,
+        );
       const frame = st.render(i);
       if (frame !== undefined && this.#env.onFrame !== undefined) await this.#env.onFrame(frame);
     }
@@ -240,14 +270,22 @@ export class ControlQueue {
     const offset = v.getBigUint64(40, true);
     const id = v.getUint32(48, true);
     const res = this.#resource2d(id, "transfer_to_host_2d");
-    check(rectInside(rect, res.width, res.height), GpuResp.ERR_INVALID_PARAMETER, `transfer_to_host_2d: rect ${rectText(rect)} outside resource ${id} (${res.width}x${res.height})`);
+    check(
+      rectInside(rect, res.width, res.height),
+      GpuResp.ERR_INVALID_PARAMETER,
+      `transfer_to_host_2d: rect ${rectText(rect)} outside resource ${id} (${res.width}x${res.height})`,
+    );
     const backing = res.backing;
     check(backing !== undefined, GpuResp.ERR_UNSPEC, `transfer_to_host_2d: resource ${id} has no backing`);
     const stride = res.width * BYTES_PER_PIXEL;
     const rowBytes = rect.width * BYTES_PER_PIXEL;
     const total = backing.reduce((s, e) => s + e.len, 0);
     const end = offset + BigInt(stride) * BigInt(rect.height - 1) + BigInt(rowBytes);
-    check(end <= BigInt(total), GpuResp.ERR_INVALID_PARAMETER, `transfer_to_host_2d: needs backing up to 0x${end.toString(16)}, resource ${id} has 0x${total.toString(16)} bytes`);
+    check(
+      end <= BigInt(total),
+      GpuResp.ERR_INVALID_PARAMETER,
+      `transfer_to_host_2d: needs backing up to 0x${end.toString(16)}, resource ${id} has 0x${total.toString(16)} bytes`,
+    );
     const src = Number(offset);
     if (src === 0 && rect.x === 0 && rect.y === 0 && rect.width === res.width) {
       await readBacking(backing, memory, 0, res.pixels.subarray(0, stride * rect.height));
@@ -266,14 +304,26 @@ export class ControlQueue {
     const n = v.getUint32(28, true);
     const res = this.#resource2d(id, "resource_attach_backing");
     check(n >= 1 && n <= MAX_BACKING_ENTRIES, GpuResp.ERR_INVALID_PARAMETER, `resource_attach_backing: ${n} entries not in 1..${MAX_BACKING_ENTRIES}`);
-    check(r.bytes.byteLength >= 32 + n * MEM_ENTRY_SIZE, GpuResp.ERR_UNSPEC, `resource_attach_backing: ${n} entries need ${32 + n * MEM_ENTRY_SIZE} bytes, the request has ${r.bytes.byteLength}`);
+    check(
+      r.bytes.byteLength >= 32 + n * MEM_ENTRY_SIZE,
+      GpuResp.ERR_UNSPEC,
+      `resource_attach_backing: ${n} entries need ${32 + n * MEM_ENTRY_SIZE} bytes, the request has ${r.bytes.byteLength}`,
+    );
     check(res.backing === undefined, GpuResp.ERR_UNSPEC, `resource_attach_backing: resource ${id} already has backing`);
     const entries: BackingEntry[] = [];
     for (let i = 0; i < n; i++) {
       const addr = v.getBigUint64(32 + i * MEM_ENTRY_SIZE, true);
       const len = v.getUint32(40 + i * MEM_ENTRY_SIZE, true);
-      check(len > 0 && addr + BigInt(len) <= 1n << 64n, GpuResp.ERR_INVALID_PARAMETER, `resource_attach_backing: entry ${i} (0x${addr.toString(16)}+0x${len.toString(16)}) is empty or wraps`);
-      check(reachable(memory, addr, len), GpuResp.ERR_INVALID_PARAMETER, `resource_attach_backing: entry ${i} (0x${addr.toString(16)}+0x${len.toString(16)}) is not reachable guest memory`);
+      check(
+        len > 0 && addr + BigInt(len) <= 1n << 64n,
+        GpuResp.ERR_INVALID_PARAMETER,
+        `resource_attach_backing: entry ${i} (0x${addr.toString(16)}+0x${len.toString(16)}) is empty or wraps`,
+      );
+      check(
+        reachable(memory, addr, len),
+        GpuResp.ERR_INVALID_PARAMETER,
+        `resource_attach_backing: entry ${i} (0x${addr.toString(16)}+0x${len.toString(16)}) is not reachable guest memory`,
+      );
       entries.push({ addr: addr as GuestAddress, len });
     }
     res.backing = entries;
@@ -298,8 +348,16 @@ export class ControlQueue {
     const env = this.#env;
     check((env.features() & GpuFeature.RESOURCE_BLOB) !== 0n, GpuResp.ERR_UNSPEC, "resource_create_blob: RESOURCE_BLOB was not negotiated");
     this.#newId(id);
-    check(blobMem === BlobMem.HOST3D, GpuResp.ERR_INVALID_PARAMETER, `resource_create_blob: blob_mem ${blobMem} unsupported (host blobs only: ${BlobMem.HOST3D})`);
-    check((flags & ~(BlobFlag.USE_MAPPABLE | BlobFlag.USE_SHAREABLE | BlobFlag.USE_CROSS_DEVICE)) === 0, GpuResp.ERR_INVALID_PARAMETER, `resource_create_blob: unknown blob_flags 0x${flags.toString(16)}`);
+    check(
+      blobMem === BlobMem.HOST3D,
+      GpuResp.ERR_INVALID_PARAMETER,
+      `resource_create_blob: blob_mem ${blobMem} unsupported (host blobs only: ${BlobMem.HOST3D})`,
+    );
+    check(
+      (flags & ~(BlobFlag.USE_MAPPABLE | BlobFlag.USE_SHAREABLE | BlobFlag.USE_CROSS_DEVICE)) === 0,
+      GpuResp.ERR_INVALID_PARAMETER,
+      `resource_create_blob: unknown blob_flags 0x${flags.toString(16)}`,
+    );
     check(n === 0, GpuResp.ERR_INVALID_PARAMETER, `resource_create_blob: a host blob takes no mem entries (got ${n})`);
     check(size > 0n, GpuResp.ERR_INVALID_PARAMETER, "resource_create_blob: size 0");
     // With VIRGL a host blob belongs to a context, which must be one of the vhostkit capset; without
@@ -307,12 +365,20 @@ export class ControlQueue {
     let seed: number | undefined;
     if ((env.features() & GpuFeature.VIRGL) !== 0n) {
       const ctx = this.#contexts.context(r.hdr.ctxId, "resource_create_blob");
-      check(ctx.capsetId === VHOSTKIT_CAPSET_ID, GpuResp.ERR_INVALID_PARAMETER, `resource_create_blob: context ${ctx.id} ${ctx.capsetId === 0 ? "has no capset" : `is of capset ${ctx.capsetId}`}; host blobs need capset ${VHOSTKIT_CAPSET_ID}`);
+      check(
+        ctx.capsetId === VHOSTKIT_CAPSET_ID,
+        GpuResp.ERR_INVALID_PARAMETER,
+        `resource_create_blob: context ${ctx.id} ${ctx.capsetId === 0 ? "has no capset" : `is of capset ${ctx.capsetId}`}; host blobs need capset ${VHOSTKIT_CAPSET_ID}`,
+      );
       const blobId = v.getBigUint64(40, true);
       if (blobId !== 0n) seed = blobSeed(blobId);
     }
     const rounded = HostBlob.roundUp(size);
-    check(rounded <= env.shmSize, GpuResp.ERR_OUT_OF_MEMORY, `resource_create_blob: 0x${size.toString(16)} bytes do not fit the 0x${env.shmSize.toString(16)}-byte shared memory region`);
+    check(
+      rounded <= env.shmSize,
+      GpuResp.ERR_OUT_OF_MEMORY,
+      `resource_create_blob: 0x${size.toString(16)} bytes do not fit the 0x${env.shmSize.toString(16)}-byte shared memory region`,
+    );
     this.#reserve(rounded, `resource_create_blob ${id}`);
     const blob = HostBlob.tryCreate(`blob-${id}`, size);
     check(blob !== undefined, GpuResp.ERR_OUT_OF_MEMORY, `resource_create_blob: the host could not allocate 0x${rounded.toString(16)} bytes`);
@@ -329,12 +395,28 @@ export class ControlQueue {
     const env = this.#env;
     const res = this.#blob(id, "resource_map_blob");
     check((res.blobFlags & BlobFlag.USE_MAPPABLE) !== 0, GpuResp.ERR_INVALID_PARAMETER, `resource_map_blob: resource ${id} was not created USE_MAPPABLE`);
-    check(res.mapping === undefined, GpuResp.ERR_INVALID_PARAMETER, `resource_map_blob: resource ${id} is already mapped at 0x${res.mapping?.offset.toString(16)}`);
-    check(offset % env.blobAlignment === 0n, GpuResp.ERR_INVALID_PARAMETER, `resource_map_blob: offset 0x${offset.toString(16)} not aligned to 0x${env.blobAlignment.toString(16)}`);
+    check(
+      res.mapping === undefined,
+      GpuResp.ERR_INVALID_PARAMETER,
+      `resource_map_blob: resource ${id} is already mapped at 0x${res.mapping?.offset.toString(16)}`,
+    );
+    check(
+      offset % env.blobAlignment === 0n,
+      GpuResp.ERR_INVALID_PARAMETER,
+      `resource_map_blob: offset 0x${offset.toString(16)} not aligned to 0x${env.blobAlignment.toString(16)}`,
+    );
     const len = res.blob.size;
-    check(offset + len <= env.shmSize, GpuResp.ERR_INVALID_PARAMETER, `resource_map_blob: 0x${offset.toString(16)}+0x${len.toString(16)} exceeds the 0x${env.shmSize.toString(16)}-byte region`);
+    check(
+      offset + len <= env.shmSize,
+      GpuResp.ERR_INVALID_PARAMETER,
+      `resource_map_blob: 0x${offset.toString(16)}+0x${len.toString(16)} exceeds the 0x${env.shmSize.toString(16)}-byte region`,
+    );
     const clash = env.state.mappings().find((m) => offset < m.offset + m.len && m.offset < offset + len);
-    check(clash === undefined, GpuResp.ERR_INVALID_PARAMETER, `resource_map_blob: 0x${offset.toString(16)}+0x${len.toString(16)} overlaps resource ${clash?.resourceId} at 0x${clash?.offset.toString(16)}+0x${clash?.len.toString(16)}`);
+    check(
+      clash === undefined,
+      GpuResp.ERR_INVALID_PARAMETER,
+      `resource_map_blob: 0x${offset.toString(16)}+0x${len.toString(16)} overlaps resource ${clash?.resourceId} at 0x${clash?.offset.toString(16)}+0x${clash?.len.toString(16)}`,
+    );
     check(env.mapper.canMap(), GpuResp.ERR_UNSPEC, "resource_map_blob: the device is not running or SHMEM is not negotiated");
     res.mapping = { offset, len }; // reserve the range while the front-end maps it
     try {
@@ -343,7 +425,10 @@ export class ControlQueue {
       if (isBackendError(err) && err.code === "ABANDONED" && env.state.resources.get(id) === res) {
         // Stopped while the map was on its way: the front-end may still apply it. Keep the range.
         res.mapping = { offset, len, uncertain: true };
-        throw new GpuCommandError(GpuResp.ERR_UNSPEC, "resource_map_blob: the device stopped while mapping; the range stays reserved until RESOURCE_UNMAP_BLOB or a reset");
+        throw new GpuCommandError(
+          GpuResp.ERR_UNSPEC,
+          "resource_map_blob: the device stopped while mapping; the range stays reserved until RESOURCE_UNMAP_BLOB or a reset",
+        );
       }
       res.mapping = undefined;
       throw new GpuCommandError(GpuResp.ERR_UNSPEC, `resource_map_blob: shmem_map failed: ${err instanceof Error ? err.message : String(err)}`);

@@ -37,12 +37,20 @@ export class CursorQueue {
     const x = v.getUint32(28, true);
     const y = v.getUint32(32, true);
     const id = v.getUint32(40, true);
-    check(r.hdr.type === GpuCmd.UPDATE_CURSOR || r.hdr.type === GpuCmd.MOVE_CURSOR, GpuResp.ERR_UNSPEC, `command 0x${r.hdr.type.toString(16)} is not a cursor command`);
+    check(
+      r.hdr.type === GpuCmd.UPDATE_CURSOR || r.hdr.type === GpuCmd.MOVE_CURSOR,
+      GpuResp.ERR_UNSPEC,
+      `command 0x${r.hdr.type.toString(16)} is not a cursor command`,
+    );
     check(scanoutId < st.scanouts.length, GpuResp.ERR_INVALID_SCANOUT_ID, `cursor: scanout ${scanoutId} does not exist`);
     if (r.hdr.type === GpuCmd.UPDATE_CURSOR && id !== 0) {
       const res = st.resources.get(id);
       check(res !== undefined, GpuResp.ERR_INVALID_RESOURCE_ID, `update_cursor: resource ${id} does not exist`);
-      check(res.kind === "2d" && res.width === CURSOR_SIZE && res.height === CURSOR_SIZE, GpuResp.ERR_INVALID_PARAMETER, `update_cursor: resource ${id} is not a ${CURSOR_SIZE}x${CURSOR_SIZE} 2D resource`);
+      check(
+        res.kind === "2d" && res.width === CURSOR_SIZE && res.height === CURSOR_SIZE,
+        GpuResp.ERR_INVALID_PARAMETER,
+        `update_cursor: resource ${id} is not a ${CURSOR_SIZE}x${CURSOR_SIZE} 2D resource`,
+      );
     }
     if (r.hdr.type === GpuCmd.UPDATE_CURSOR) Object.assign(st.cursor, { resourceId: id, hotX: v.getUint32(44, true), hotY: v.getUint32(48, true) });
     Object.assign(st.cursor, { scanoutId, x, y });

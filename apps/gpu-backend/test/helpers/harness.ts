@@ -92,7 +92,9 @@ export class Harness {
 
   /** Bytes of guest RAM at `addr`. */
   ram(addr: bigint, len: number): Uint8Array {
-    return (this.memory.regions[0]?.bytes as Uint8Array).subarray(Number(addr), Number(addr) + len);
+    const bytes = this.memory.regions[0]?.bytes;
+    if (bytes === undefined) throw new Error("the harness has no guest RAM region");
+    return bytes.subarray(Number(addr), Number(addr) + len);
   }
 
   /**

@@ -160,7 +160,17 @@ export async function startRing(fe: ScriptedFrontend, ram: GuestRam, size = 16):
   };
   try {
     assert.equal(await fe.ack("SET_VRING_NUM", { index: 0, num: size }), 0n);
-    assert.equal(await fe.ack("SET_VRING_ADDR", { index: 0, flags: 0, descAddr: u(addresses.desc), usedAddr: u(addresses.used), availAddr: u(addresses.avail), logAddr: 0n }), 0n);
+    assert.equal(
+      await fe.ack("SET_VRING_ADDR", {
+        index: 0,
+        flags: 0,
+        descAddr: u(addresses.desc),
+        usedAddr: u(addresses.used),
+        availAddr: u(addresses.avail),
+        logAddr: 0n,
+      }),
+      0n,
+    );
     assert.equal(await fe.ack("SET_VRING_CALL", { index: 0, noFd: false }, [call.fd]), 0n);
     assert.equal(await fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick.fd]), 0n);
     assert.equal(await fe.ack("SET_VRING_ENABLE", { index: 0, num: 1 }), 0n);

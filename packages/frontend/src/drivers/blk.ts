@@ -35,7 +35,15 @@ export const BlkStatus = { OK: 0, IOERR: 1, UNSUPP: 2 } as const;
 export const SECTOR_SIZE = 512;
 
 /** Features the driver asks for (intersected with the offer). */
-const WANTED = VirtioFeature.EVENT_IDX | BlkFeature.SIZE_MAX | BlkFeature.SEG_MAX | BlkFeature.GEOMETRY | BlkFeature.RO | BlkFeature.BLK_SIZE | BlkFeature.FLUSH | BlkFeature.TOPOLOGY;
+const WANTED =
+  VirtioFeature.EVENT_IDX |
+  BlkFeature.SIZE_MAX |
+  BlkFeature.SEG_MAX |
+  BlkFeature.GEOMETRY |
+  BlkFeature.RO |
+  BlkFeature.BLK_SIZE |
+  BlkFeature.FLUSH |
+  BlkFeature.TOPOLOGY;
 
 /** Decoded virtio-blk config space (fields beyond the bytes read are `undefined`). Little-endian. */
 export interface BlkConfig {
@@ -66,7 +74,12 @@ export interface BlkConfig {
  * @throws FrontendError `PROTOCOL` when fewer than 8 bytes (no capacity) are given.
  */
 export function decodeBlkConfig(bytes: Uint8Array): BlkConfig {
-  if (bytes.byteLength < 8) throw new FrontendError("PROTOCOL", `virtio-blk config of ${bytes.byteLength} bytes has no capacity`, { request: "GET_CONFIG", expected: 8, actual: bytes.byteLength });
+  if (bytes.byteLength < 8)
+    throw new FrontendError("PROTOCOL", `virtio-blk config of ${bytes.byteLength} bytes has no capacity`, {
+      request: "GET_CONFIG",
+      expected: 8,
+      actual: bytes.byteLength,
+    });
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = bytes.byteLength;
   const u32 = (o: number): number | undefined => (o + 4 <= n ? v.getUint32(o, true) : undefined);
@@ -78,7 +91,8 @@ export function decodeBlkConfig(bytes: Uint8Array): BlkConfig {
   if (n >= 20) out.geometry = { cylinders: v.getUint16(16, true), heads: v.getUint8(18), sectors: v.getUint8(19) };
   const blkSize = u32(20);
   if (blkSize !== undefined) out.blkSize = blkSize;
-  if (n >= 32) out.topology = { physicalBlockExp: v.getUint8(24), alignmentOffset: v.getUint8(25), minIoSize: v.getUint16(26, true), optIoSize: v.getUint32(28, true) };
+  if (n >= 32)
+    out.topology = { physicalBlockExp: v.getUint8(24), alignmentOffset: v.getUint8(25), minIoSize: v.getUint16(26, true), optIoSize: v.getUint32(28, true) };
   if (n >= 33) out.writeback = v.getUint8(32);
   if (n >= 36) out.numQueues = v.getUint16(34, true);
   if (n >= 48) out.discard = { maxSectors: v.getUint32(36, true), maxSeg: v.getUint32(40, true), sectorAlignment: v.getUint32(44, true) };
@@ -94,7 +108,8 @@ const HEADER_BYTES = new Uint8Array(HEADER_VIEW.buffer);
 
 /** The request header's sector is a u64: refuse what would wrap instead of reading sector 0. */
 function checkSector(sector: bigint, count: number): void {
-  if (sector < 0n || sector + BigInt(count) > 1n << 64n) throw new FrontendError("BAD_ARGUMENT", `sectors ${sector}+${count} do not fit the u64 sector field`, { actual: sector });
+  if (sector < 0n || sector + BigInt(count) > 1n << 64n)
+    throw new FrontendError("BAD_ARGUMENT", `sectors ${sector}+${count} do not fit the u64 sector field`, { actual: sector });
 }
 
 function header(type: number, sector: bigint): Uint8Array {
@@ -136,7 +151,8 @@ export class BlkDriver {
   static async attach(device: Device, options: { readonly maxRequestBytes?: number; readonly queueSize?: number } = {}): Promise<BlkDriver> {
     const [q] = await device.start({ features: WANTED, queues: [0], ...(options.queueSize === undefined ? {} : { queueSize: options.queueSize }) });
     const max = options.maxRequestBytes ?? 256 * 1024;
-    if (max < SECTOR_SIZE || max % SECTOR_SIZE !== 0) throw new FrontendError("BAD_ARGUMENT", `max request size ${max} is not a positive multiple of 512`, { actual: max });
+    if (max < SECTOR_SIZE || max % SECTOR_SIZE !== 0)
+      throw new FrontendError("BAD_ARGUMENT", `max request size ${max} is not a positive multiple of 512`, { actual: max });
     return new BlkDriver(device, q as DriverQueue, max);
   }
 
@@ -178,7 +194,8 @@ export class BlkDriver {
    * @throws FrontendError `BAD_ARGUMENT`, `IO_ERROR`, `UNSUPPORTED` (read-only device), `DEVICE_FAILED`, `TIMEOUT`.
    */
   async write(sector: bigint, data: Uint8Array): Promise<void> {
-    if (data.byteLength === 0 || data.byteLength % SECTOR_SIZE !== 0) throw new FrontendError("BAD_ARGUMENT", `write of ${data.byteLength} bytes is not a positive multiple of 512`, { actual: data.byteLength });
+    if (data.byteLength === 0 || data.byteLength % SECTOR_SIZE !== 0)
+      throw new FrontendError("BAD_ARGUMENT", `write of ${data.byteLength} bytes is not a positive multiple of 512`, { actual: data.byteLength });
     checkSector(sector, data.byteLength / SECTOR_SIZE);
     for (let off = 0; off < data.byteLength; off += this.#maxBytes) {
       const chunk = data.subarray(off, Math.min(off + this.#maxBytes, data.byteLength));
@@ -193,7 +210,8 @@ export class BlkDriver {
    * @throws FrontendError `UNSUPPORTED` (not negotiated or UNSUPP), `IO_ERROR`.
    */
   async flush(): Promise<void> {
-    if (((this.device.ackedFeatures ?? 0n) & BlkFeature.FLUSH) === 0n) throw new FrontendError("UNSUPPORTED", "blk flush: VIRTIO_BLK_F_FLUSH not negotiated", { request: "flush" });
+    if (((this.device.ackedFeatures ?? 0n) & BlkFeature.FLUSH) === 0n)
+      throw new FrontendError("UNSUPPORTED", "blk flush: VIRTIO_BLK_F_FLUSH not negotiated", { request: "flush" });
     const r = await this.queue.transfer([header(BlkRequestType.FLUSH, 0n)], [1]);
     this.#status("flush", r.buffers[0]?.[0], "");
   }

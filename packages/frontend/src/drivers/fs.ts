@@ -66,10 +66,18 @@ export interface FsConfig {
  * @throws FrontendError `PROTOCOL` when fewer than 40 bytes are given.
  */
 export function decodeFsConfig(bytes: Uint8Array): FsConfig {
-  if (bytes.byteLength < 40) throw new FrontendError("PROTOCOL", `virtio-fs config of ${bytes.byteLength} bytes is shorter than 40`, { request: "GET_CONFIG", expected: 40, actual: bytes.byteLength });
+  if (bytes.byteLength < 40)
+    throw new FrontendError("PROTOCOL", `virtio-fs config of ${bytes.byteLength} bytes is shorter than 40`, {
+      request: "GET_CONFIG",
+      expected: 40,
+      actual: bytes.byteLength,
+    });
   const tag = bytes.subarray(0, 36);
   const end = tag.indexOf(0);
-  return { tag: new TextDecoder().decode(tag.subarray(0, end < 0 ? 36 : end)), numRequestQueues: new DataView(bytes.buffer, bytes.byteOffset, 40).getUint32(36, true) };
+  return {
+    tag: new TextDecoder().decode(tag.subarray(0, end < 0 ? 36 : end)),
+    numRequestQueues: new DataView(bytes.buffer, bytes.byteOffset, 40).getUint32(36, true),
+  };
 }
 
 /** A directory entry as {@link FsDriver.list} returns it. */
@@ -125,10 +133,25 @@ export class FsDriver {
     const info = device.info;
     // Without MQ the back-end does not say how many queues it has (queueNum reads 1): try two.
     const mq = (info.ackedProtocolFeatures & ProtocolFeature.MQ) !== 0n;
-    if (mq && info.queueNum < 2) throw new FrontendError("NEGOTIATION", `virtio-fs needs 2 queues (hiprio and one request queue), the back-end has ${info.queueNum}`, { request: "GET_QUEUE_NUM", expected: 2, actual: info.queueNum });
-    const [hiprio, requests] = await device.start({ features: VirtioFeature.EVENT_IDX, queues: [0, 1], ...(options.queueSize === undefined ? {} : { queueSize: options.queueSize }) });
+    if (mq && info.queueNum < 2)
+      throw new FrontendError("NEGOTIATION", `virtio-fs needs 2 queues (hiprio and one request queue), the back-end has ${info.queueNum}`, {
+        request: "GET_QUEUE_NUM",
+        expected: 2,
+        actual: info.queueNum,
+      });
+    const [hiprio, requests] = await device.start({
+      features: VirtioFeature.EVENT_IDX,
+      queues: [0, 1],
+      ...(options.queueSize === undefined ? {} : { queueSize: options.queueSize }),
+    });
     const session = new FuseSession(hiprio as NonNullable<typeof hiprio>, requests as NonNullable<typeof requests>);
-    const body = await session.call({ opcode: FuseOpcode.INIT, nodeid: 0n, args: [encodeInitIn(FuseInitFlag.BIG_WRITES | FuseInitFlag.DO_READDIRPLUS | FuseInitFlag.MAX_PAGES, 128 * 1024)], replyMax: 64, subject: "" });
+    const body = await session.call({
+      opcode: FuseOpcode.INIT,
+      nodeid: 0n,
+      args: [encodeInitIn(FuseInitFlag.BIG_WRITES | FuseInitFlag.DO_READDIRPLUS | FuseInitFlag.MAX_PAGES, 128 * 1024)],
+      replyMax: 64,
+      subject: "",
+    });
     const init = decodeInitOut(body);
     let chunk = options.maxRequestBytes ?? 128 * 1024;
     if (!Number.isInteger(chunk) || chunk < 4096) throw new FrontendError("BAD_ARGUMENT", `max request size ${chunk} is below 4096 bytes`, { actual: chunk });
@@ -145,7 +168,11 @@ export class FsDriver {
   async #lookup(parent: bigint, name: string, subject: string): Promise<FuseEntry> {
     const body = await this.#session.call({ opcode: FuseOpcode.LOOKUP, nodeid: parent, args: [encodeName(name)], replyMax: ENTRY_OUT_SIZE, subject });
     const e = decodeEntryOut(body, "lookup");
-    if (e.nodeid === 0n) throw new FrontendError("IO_ERROR", `fs lookup ${JSON.stringify(subject)}: no such file or directory (ENOENT)`, { request: "FUSE_LOOKUP", actual: "ENOENT" });
+    if (e.nodeid === 0n)
+      throw new FrontendError("IO_ERROR", `fs lookup ${JSON.stringify(subject)}: no such file or directory (ENOENT)`, {
+        request: "FUSE_LOOKUP",
+        actual: "ENOENT",
+      });
     this.#session.counted(e.nodeid);
     return e;
   }
@@ -183,12 +210,27 @@ export class FsDriver {
    */
   async list(path: string): Promise<FsListEntry[]> {
     const node = await this.#walk(path);
-    const fh = decodeOpenOut(await this.#session.call({ opcode: FuseOpcode.OPENDIR, nodeid: node, args: [encodeOpenIn(O_RDONLY | O_DIRECTORY)], replyMax: OPEN_OUT_SIZE, subject: path }), "opendir");
+    const fh = decodeOpenOut(
+      await this.#session.call({
+        opcode: FuseOpcode.OPENDIR,
+        nodeid: node,
+        args: [encodeOpenIn(O_RDONLY | O_DIRECTORY)],
+        replyMax: OPEN_OUT_SIZE,
+        subject: path,
+      }),
+      "opendir",
+    );
     const out: FsListEntry[] = [];
     try {
       let offset = 0n;
       for (;;) {
-        const body = await this.#session.call({ opcode: FuseOpcode.READDIRPLUS, nodeid: node, args: [encodeReadIn(fh, offset, DIR_CHUNK)], replyMax: DIR_CHUNK, subject: path });
+        const body = await this.#session.call({
+          opcode: FuseOpcode.READDIRPLUS,
+          nodeid: node,
+          args: [encodeReadIn(fh, offset, DIR_CHUNK)],
+          replyMax: DIR_CHUNK,
+          subject: path,
+        });
         const entries: FuseDirEntry[] = decodeDirentplus(body);
         if (entries.length === 0) break;
         for (const e of entries) {
@@ -196,11 +238,17 @@ export class FsDriver {
           if (!dot) this.#session.counted(e.entry.nodeid); // the server counts a lookup for each real entry
           if (!dot) out.push({ name: e.name, type: e.type, attr: e.entry.nodeid === 0n ? undefined : e.entry.attr });
         }
-        if (out.length > MAX_DIR_ENTRIES) throw new FrontendError("PROTOCOL", `fs readdirplus ${JSON.stringify(path)}: more than ${MAX_DIR_ENTRIES} entries`, { request: "FUSE_READDIRPLUS", expected: MAX_DIR_ENTRIES });
+        if (out.length > MAX_DIR_ENTRIES)
+          throw new FrontendError("PROTOCOL", `fs readdirplus ${JSON.stringify(path)}: more than ${MAX_DIR_ENTRIES} entries`, {
+            request: "FUSE_READDIRPLUS",
+            expected: MAX_DIR_ENTRIES,
+          });
         offset = (entries[entries.length - 1] as FuseDirEntry).off;
       }
     } finally {
-      await this.#session.call({ opcode: FuseOpcode.RELEASEDIR, nodeid: node, args: [encodeReleaseIn(fh, O_RDONLY | O_DIRECTORY)], replyMax: 0, subject: path }).catch(() => undefined);
+      await this.#session
+        .call({ opcode: FuseOpcode.RELEASEDIR, nodeid: node, args: [encodeReleaseIn(fh, O_RDONLY | O_DIRECTORY)], replyMax: 0, subject: path })
+        .catch(() => undefined);
     }
     return out;
   }
@@ -212,14 +260,19 @@ export class FsDriver {
    */
   async readFile(path: string): Promise<Uint8Array> {
     const node = await this.#walk(path);
-    const fh = decodeOpenOut(await this.#session.call({ opcode: FuseOpcode.OPEN, nodeid: node, args: [encodeOpenIn(O_RDONLY)], replyMax: OPEN_OUT_SIZE, subject: path }), "open");
+    const fh = decodeOpenOut(
+      await this.#session.call({ opcode: FuseOpcode.OPEN, nodeid: node, args: [encodeOpenIn(O_RDONLY)], replyMax: OPEN_OUT_SIZE, subject: path }),
+      "open",
+    );
     const pieces: Uint8Array[] = [];
     let total = 0;
     try {
       for (let offset = 0n, eof = false; !eof; ) {
         const batch: Promise<Uint8Array>[] = [];
         for (let i = 0; i < PIPELINE; i++, offset += BigInt(this.#chunk)) {
-          batch.push(this.#session.call({ opcode: FuseOpcode.READ, nodeid: node, args: [encodeReadIn(fh, offset, this.#chunk)], replyMax: this.#chunk, subject: path }));
+          batch.push(
+            this.#session.call({ opcode: FuseOpcode.READ, nodeid: node, args: [encodeReadIn(fh, offset, this.#chunk)], replyMax: this.#chunk, subject: path }),
+          );
         }
         for (const data of await Promise.all(batch)) {
           if (eof) {
@@ -260,11 +313,21 @@ export class FsDriver {
     let node: bigint;
     let fh: bigint;
     if (existing !== undefined) {
-      if (FsDriver.isDirectory(existing.attr)) throw new FrontendError("IO_ERROR", `fs open ${JSON.stringify(path)}: is a directory (EISDIR)`, { request: "FUSE_OPEN", actual: "EISDIR" });
+      if (FsDriver.isDirectory(existing.attr))
+        throw new FrontendError("IO_ERROR", `fs open ${JSON.stringify(path)}: is a directory (EISDIR)`, { request: "FUSE_OPEN", actual: "EISDIR" });
       node = existing.nodeid;
-      fh = decodeOpenOut(await this.#session.call({ opcode: FuseOpcode.OPEN, nodeid: node, args: [encodeOpenIn(flags)], replyMax: OPEN_OUT_SIZE, subject: path }), "open");
+      fh = decodeOpenOut(
+        await this.#session.call({ opcode: FuseOpcode.OPEN, nodeid: node, args: [encodeOpenIn(flags)], replyMax: OPEN_OUT_SIZE, subject: path }),
+        "open",
+      );
     } else {
-      const body = await this.#session.call({ opcode: FuseOpcode.CREATE, nodeid: parent, args: [encodeCreateIn(flags | O_CREAT | O_EXCL, 0o100000 | (mode & 0o7777), 0o022), encodeName(name)], replyMax: ENTRY_OUT_SIZE + OPEN_OUT_SIZE, subject: path });
+      const body = await this.#session.call({
+        opcode: FuseOpcode.CREATE,
+        nodeid: parent,
+        args: [encodeCreateIn(flags | O_CREAT | O_EXCL, 0o100000 | (mode & 0o7777), 0o022), encodeName(name)],
+        replyMax: ENTRY_OUT_SIZE + OPEN_OUT_SIZE,
+        subject: path,
+      });
       const entry = decodeEntryOut(body, "create");
       this.#session.counted(entry.nodeid);
       node = entry.nodeid;
@@ -284,12 +347,27 @@ export class FsDriver {
   }
 
   async #write(node: bigint, fh: bigint, offset: bigint, piece: Uint8Array, path: string): Promise<void> {
-    const n = decodeWriteOut(await this.#session.call({ opcode: FuseOpcode.WRITE, nodeid: node, args: [encodeWriteIn(fh, offset, piece.byteLength), piece], replyMax: 8, subject: path }));
-    if (n !== piece.byteLength) throw new FrontendError("IO_ERROR", `fs write ${JSON.stringify(path)}: ${n} of ${piece.byteLength} bytes written at offset ${offset}`, { request: "FUSE_WRITE", expected: piece.byteLength, actual: n });
+    const n = decodeWriteOut(
+      await this.#session.call({
+        opcode: FuseOpcode.WRITE,
+        nodeid: node,
+        args: [encodeWriteIn(fh, offset, piece.byteLength), piece],
+        replyMax: 8,
+        subject: path,
+      }),
+    );
+    if (n !== piece.byteLength)
+      throw new FrontendError("IO_ERROR", `fs write ${JSON.stringify(path)}: ${n} of ${piece.byteLength} bytes written at offset ${offset}`, {
+        request: "FUSE_WRITE",
+        expected: piece.byteLength,
+        actual: n,
+      });
   }
 
   async #release(node: bigint, fh: bigint, flags: number, path: string): Promise<void> {
-    await this.#session.call({ opcode: FuseOpcode.RELEASE, nodeid: node, args: [encodeReleaseIn(fh, flags)], replyMax: 0, subject: path }).catch(() => undefined);
+    await this.#session
+      .call({ opcode: FuseOpcode.RELEASE, nodeid: node, args: [encodeReleaseIn(fh, flags)], replyMax: 0, subject: path })
+      .catch(() => undefined);
   }
 
   /**

@@ -135,7 +135,11 @@ function struct(size: number, fill: (v: DataView) => void): Uint8Array {
 }
 
 function short(what: string, need: number, have: number): FrontendError {
-  return new FrontendError("PROTOCOL", `fuse ${what}: reply of ${have} bytes is shorter than ${need}`, { request: `FUSE_${what.toUpperCase()}`, expected: need, actual: have });
+  return new FrontendError("PROTOCOL", `fuse ${what}: reply of ${have} bytes is shorter than ${need}`, {
+    request: `FUSE_${what.toUpperCase()}`,
+    expected: need,
+    actual: have,
+  });
 }
 
 /** The fields of `fuse_in_header` a request sets (`len` is computed from the arguments). */
@@ -208,7 +212,12 @@ export function decodeInitOut(b: Uint8Array): FuseInit {
   if (b.byteLength < 24) throw short("init", 24, b.byteLength);
   const v = view(b);
   const major = v.getUint32(0, true);
-  if (major !== FUSE_KERNEL_VERSION) throw new FrontendError("NEGOTIATION", `fuse init: the server speaks FUSE ${major}, this driver ${FUSE_KERNEL_VERSION}`, { request: "FUSE_INIT", expected: FUSE_KERNEL_VERSION, actual: major });
+  if (major !== FUSE_KERNEL_VERSION)
+    throw new FrontendError("NEGOTIATION", `fuse init: the server speaks FUSE ${major}, this driver ${FUSE_KERNEL_VERSION}`, {
+      request: "FUSE_INIT",
+      expected: FUSE_KERNEL_VERSION,
+      actual: major,
+    });
   const flags = v.getUint32(12, true);
   const maxPages = b.byteLength >= 34 && (flags & FuseInitFlag.MAX_PAGES) !== 0 ? v.getUint16(32, true) : undefined;
   return { major, minor: v.getUint32(4, true), flags, maxWrite: v.getUint32(20, true), maxPages: maxPages === 0 ? undefined : maxPages };
@@ -319,15 +328,24 @@ export function decodeDirentplus(b: Uint8Array): FuseDirEntry[] {
   let o = 0;
   while (o < b.byteLength) {
     const need = ENTRY_OUT_SIZE + DIRENT_SIZE;
-    if (b.byteLength - o < need) throw new FrontendError("PROTOCOL", `fuse readdirplus: ${b.byteLength - o} bytes left at offset ${o}, an entry needs ${need}`, { request: "FUSE_READDIRPLUS", offset: o });
+    if (b.byteLength - o < need)
+      throw new FrontendError("PROTOCOL", `fuse readdirplus: ${b.byteLength - o} bytes left at offset ${o}, an entry needs ${need}`, {
+        request: "FUSE_READDIRPLUS",
+        offset: o,
+      });
     const entry = decodeEntryOut(b, "readdirplus", o);
     const d = o + ENTRY_OUT_SIZE;
     const namelen = v.getUint32(d + 16, true);
     if (namelen === 0 || namelen > 1024 || namelen > b.byteLength - d - DIRENT_SIZE) {
-      throw new FrontendError("PROTOCOL", `fuse readdirplus: name length ${namelen} at offset ${o} does not fit the reply`, { request: "FUSE_READDIRPLUS", offset: o, actual: namelen });
+      throw new FrontendError("PROTOCOL", `fuse readdirplus: name length ${namelen} at offset ${o} does not fit the reply`, {
+        request: "FUSE_READDIRPLUS",
+        offset: o,
+        actual: namelen,
+      });
     }
     const nameBytes = b.subarray(d + DIRENT_SIZE, d + DIRENT_SIZE + namelen);
-    if (nameBytes.includes(0) || nameBytes.includes(0x2f)) throw new FrontendError("PROTOCOL", `fuse readdirplus: a name at offset ${o} contains "/" or NUL`, { request: "FUSE_READDIRPLUS", offset: o });
+    if (nameBytes.includes(0) || nameBytes.includes(0x2f))
+      throw new FrontendError("PROTOCOL", `fuse readdirplus: a name at offset ${o} contains "/" or NUL`, { request: "FUSE_READDIRPLUS", offset: o });
     out.push({ name: DECODER.decode(nameBytes), ino: v.getBigUint64(d, true), off: v.getBigUint64(d + 8, true), type: v.getUint32(d + 20, true), entry });
     o = d + ((DIRENT_SIZE + namelen + 7) & ~7);
   }

@@ -75,12 +75,26 @@ export class FuseSession {
     const res = await this.#requests.transfer([header, ...r.args], r.replyMax > 0 ? [OUT_HEADER_SIZE, r.replyMax] : [OUT_HEADER_SIZE]);
     const what = name.toLowerCase();
     if (res.len < OUT_HEADER_SIZE || res.len > OUT_HEADER_SIZE + r.replyMax) {
-      throw new FrontendError("PROTOCOL", `fs ${what}: used length ${res.len} is not a reply of 16 to ${OUT_HEADER_SIZE + r.replyMax} bytes`, { request: `FUSE_${name}`, actual: res.len });
+      throw new FrontendError("PROTOCOL", `fs ${what}: used length ${res.len} is not a reply of 16 to ${OUT_HEADER_SIZE + r.replyMax} bytes`, {
+        request: `FUSE_${name}`,
+        actual: res.len,
+      });
     }
     const out = decodeOutHeader(res.buffers[0] as Uint8Array, what);
-    if (out.unique !== unique) throw new FrontendError("PROTOCOL", `fs ${what}: reply for unique ${out.unique}, expected ${unique}`, { request: `FUSE_${name}`, expected: unique, actual: out.unique });
-    if (out.len !== res.len) throw new FrontendError("PROTOCOL", `fs ${what}: reply header says ${out.len} bytes, the device wrote ${res.len}`, { request: `FUSE_${name}`, expected: res.len, actual: out.len });
-    if (out.error > 0 || out.error < -MAX_ERRNO) throw new FrontendError("PROTOCOL", `fs ${what}: error field ${out.error} is not 0 or a negative errno`, { request: `FUSE_${name}`, actual: out.error });
+    if (out.unique !== unique)
+      throw new FrontendError("PROTOCOL", `fs ${what}: reply for unique ${out.unique}, expected ${unique}`, {
+        request: `FUSE_${name}`,
+        expected: unique,
+        actual: out.unique,
+      });
+    if (out.len !== res.len)
+      throw new FrontendError("PROTOCOL", `fs ${what}: reply header says ${out.len} bytes, the device wrote ${res.len}`, {
+        request: `FUSE_${name}`,
+        expected: res.len,
+        actual: out.len,
+      });
+    if (out.error > 0 || out.error < -MAX_ERRNO)
+      throw new FrontendError("PROTOCOL", `fs ${what}: error field ${out.error} is not 0 or a negative errno`, { request: `FUSE_${name}`, actual: out.error });
     if (out.error < 0) throw fuseError(name, r.subject, -out.error);
     return (res.buffers[1] ?? new Uint8Array(0)).subarray(0, res.len - OUT_HEADER_SIZE);
   }
@@ -124,5 +138,8 @@ export function opcodeName(opcode: number): string {
 export function fuseError(opcodeName: string, subject: string, errno: number): FrontendError {
   const code = UNSUPPORTED.has(errno) ? "UNSUPPORTED" : "IO_ERROR";
   const about = subject === "" ? "" : ` ${JSON.stringify(subject)}`;
-  return new FrontendError(code, `fs ${opcodeName.toLowerCase()}${about}: ${describeErrno(errno)}`, { request: `FUSE_${opcodeName}`, actual: errnoName(errno) });
+  return new FrontendError(code, `fs ${opcodeName.toLowerCase()}${about}: ${describeErrno(errno)}`, {
+    request: `FUSE_${opcodeName}`,
+    actual: errnoName(errno),
+  });
 }

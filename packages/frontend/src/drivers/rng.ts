@@ -39,7 +39,8 @@ export class RngDriver {
     while (done < n) {
       const want = Math.min(65536, n - done);
       const r = await this.queue.transfer([], [want]);
-      if (r.len > want) throw new FrontendError("PROTOCOL", `virtio-rng: used.len ${r.len} exceeds the buffer ${want}`, { request: "rng", expected: want, actual: r.len });
+      if (r.len > want)
+        throw new FrontendError("PROTOCOL", `virtio-rng: used.len ${r.len} exceeds the buffer ${want}`, { request: "rng", expected: want, actual: r.len });
       if (r.len === 0 && ++empty > 16) throw new FrontendError("IO_ERROR", "virtio-rng: device keeps returning no data", { request: "rng" });
       out.set((r.buffers[0] as Uint8Array).subarray(0, r.len), done);
       done += r.len;

@@ -84,9 +84,17 @@ export function encodeVsockHeader(h: Omit<VsockHeader, "len">, len = 0): Uint8Ar
  * @returns the header and a view of the payload (valid as long as `payloadBuffer`).
  * @throws FrontendError `PROTOCOL` for a short packet or a length that disagrees with the used length.
  */
-export function decodeVsockPacket(headerBuffer: Uint8Array, payloadBuffer: Uint8Array, used: number): { readonly header: VsockHeader; readonly payload: Uint8Array } {
+export function decodeVsockPacket(
+  headerBuffer: Uint8Array,
+  payloadBuffer: Uint8Array,
+  used: number,
+): { readonly header: VsockHeader; readonly payload: Uint8Array } {
   if (headerBuffer.byteLength < VSOCK_HEADER_SIZE || used < VSOCK_HEADER_SIZE || used > VSOCK_HEADER_SIZE + payloadBuffer.byteLength) {
-    throw new FrontendError("PROTOCOL", `vsock rx: used length ${used} is not a packet of ${VSOCK_HEADER_SIZE} to ${VSOCK_HEADER_SIZE + payloadBuffer.byteLength} bytes`, { request: "VSOCK_RX", actual: used });
+    throw new FrontendError(
+      "PROTOCOL",
+      `vsock rx: used length ${used} is not a packet of ${VSOCK_HEADER_SIZE} to ${VSOCK_HEADER_SIZE + payloadBuffer.byteLength} bytes`,
+      { request: "VSOCK_RX", actual: used },
+    );
   }
   const v = new DataView(headerBuffer.buffer, headerBuffer.byteOffset, VSOCK_HEADER_SIZE);
   const header: VsockHeader = {
@@ -102,7 +110,11 @@ export function decodeVsockPacket(headerBuffer: Uint8Array, payloadBuffer: Uint8
     fwdCnt: v.getUint32(40, true),
   };
   if (header.len !== used - VSOCK_HEADER_SIZE) {
-    throw new FrontendError("PROTOCOL", `vsock rx: ${vsockOpName(header.op)} header says ${header.len} payload bytes, the device wrote ${used - VSOCK_HEADER_SIZE}`, { request: "VSOCK_RX", expected: used - VSOCK_HEADER_SIZE, actual: header.len });
+    throw new FrontendError(
+      "PROTOCOL",
+      `vsock rx: ${vsockOpName(header.op)} header says ${header.len} payload bytes, the device wrote ${used - VSOCK_HEADER_SIZE}`,
+      { request: "VSOCK_RX", expected: used - VSOCK_HEADER_SIZE, actual: header.len },
+    );
   }
   return { header, payload: payloadBuffer.subarray(0, header.len) };
 }

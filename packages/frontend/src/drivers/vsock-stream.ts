@@ -123,7 +123,14 @@ export class VsockStream implements AsyncIterable<Uint8Array> {
       case VsockOp.RW:
         if (this.#state !== "connected" || this.#peerSendDone) return;
         if (this.#buffered + payload.byteLength > this.bufAlloc) {
-          this.#fail(new FrontendError("PROTOCOL", `vsock port ${this.address.localPort}: the peer sent ${this.#buffered + payload.byteLength} bytes against a credit of ${this.bufAlloc}`, { request: "VSOCK_RW", expected: this.bufAlloc, actual: this.#buffered + payload.byteLength }), true);
+          this.#fail(
+            new FrontendError(
+              "PROTOCOL",
+              `vsock port ${this.address.localPort}: the peer sent ${this.#buffered + payload.byteLength} bytes against a credit of ${this.bufAlloc}`,
+              { request: "VSOCK_RW", expected: this.bufAlloc, actual: this.#buffered + payload.byteLength },
+            ),
+            true,
+          );
           return;
         }
         if (payload.byteLength > 0) {
@@ -150,8 +157,15 @@ export class VsockStream implements AsyncIterable<Uint8Array> {
       case VsockOp.RST: {
         const refused = this.#state === "connecting";
         const err = refused
-          ? new FrontendError("REFUSED", `vsock connect to port ${this.address.peerPort} of CID ${this.address.peerCid}: ${describeErrno(111)}: the device answered RST`, { request: "VSOCK_REQUEST", actual: "ECONNREFUSED" })
-          : new FrontendError("DISCONNECTED", `vsock port ${this.address.localPort}: ${describeErrno(104)}: the peer sent RST`, { request: "VSOCK_RST", actual: "ECONNRESET" });
+          ? new FrontendError(
+              "REFUSED",
+              `vsock connect to port ${this.address.peerPort} of CID ${this.address.peerCid}: ${describeErrno(111)}: the device answered RST`,
+              { request: "VSOCK_REQUEST", actual: "ECONNREFUSED" },
+            )
+          : new FrontendError("DISCONNECTED", `vsock port ${this.address.localPort}: ${describeErrno(104)}: the peer sent RST`, {
+              request: "VSOCK_RST",
+              actual: "ECONNRESET",
+            });
         this.#peerSendDone = true;
         this.#peerRecvDone = true;
         this.#finish(err, !refused);
@@ -159,7 +173,10 @@ export class VsockStream implements AsyncIterable<Uint8Array> {
       }
       default:
         // REQUEST on a live connection or an unknown op: the connection cannot continue.
-        this.#fail(new FrontendError("PROTOCOL", `vsock port ${this.address.localPort}: unexpected op ${h.op} from the peer`, { request: "VSOCK_RX", actual: h.op }), true);
+        this.#fail(
+          new FrontendError("PROTOCOL", `vsock port ${this.address.localPort}: unexpected op ${h.op} from the peer`, { request: "VSOCK_RX", actual: h.op }),
+          true,
+        );
     }
   }
 
@@ -190,7 +207,11 @@ export class VsockStream implements AsyncIterable<Uint8Array> {
 
   #throwIfBroken(): void {
     if (this.#error !== undefined) throw this.#error;
-    if (this.#peerRecvDone || this.#state === "closed") throw new FrontendError("DISCONNECTED", `vsock port ${this.address.localPort}: ${describeErrno(32)}: the peer receives no more`, { request: "VSOCK_RW", actual: "EPIPE" });
+    if (this.#peerRecvDone || this.#state === "closed")
+      throw new FrontendError("DISCONNECTED", `vsock port ${this.address.localPort}: ${describeErrno(32)}: the peer receives no more`, {
+        request: "VSOCK_RW",
+        actual: "EPIPE",
+      });
   }
 
   /** Half close: SHUTDOWN with SEND (no more data from this side). Idempotent. */
@@ -262,7 +283,7 @@ export class VsockStream implements AsyncIterable<Uint8Array> {
   #consumed(n: number): void {
     this.#buffered -= n;
     this.#fwdCnt = (this.#fwdCnt + n) >>> 0;
-    if (this.#state === "connected" && !this.#peerSendDone && ((this.#fwdCnt - this.#fwdCntSent) >>> 0) >= this.bufAlloc / 4) {
+    if (this.#state === "connected" && !this.#peerSendDone && (this.#fwdCnt - this.#fwdCntSent) >>> 0 >= this.bufAlloc / 4) {
       void this.#send(VsockOp.CREDIT_UPDATE, 0).catch(() => undefined);
     }
     this.#maybeFinish();

@@ -7,7 +7,16 @@ import { describeErrno } from "@vhostkit/transport";
 import { FrontendError, isFrontendError } from "../errors.js";
 import type { Device } from "../device.js";
 import type { DriverQueue } from "../driver-queue.js";
-import { decodeVsockConfig, decodeVsockPacket, encodeVsockHeader, VSOCK_HEADER_SIZE, VSOCK_HOST_CID, VsockOp, VsockType, type VsockHeader } from "./vsock-packet.js";
+import {
+  decodeVsockConfig,
+  decodeVsockPacket,
+  encodeVsockHeader,
+  VSOCK_HEADER_SIZE,
+  VSOCK_HOST_CID,
+  VsockOp,
+  VsockType,
+  type VsockHeader,
+} from "./vsock-packet.js";
 import { VSOCK_MAX_PACKET_PAYLOAD, VsockStream } from "./vsock-stream.js";
 
 /** Receive buffers kept posted on the rx queue. */
@@ -76,11 +85,19 @@ export class VsockDriver {
   static async attach(device: Device, options: VsockDriverOptions = {}): Promise<VsockDriver> {
     const configCid = device.info.config === undefined ? undefined : decodeVsockConfig(device.info.config);
     const cid = options.guestCid ?? configCid;
-    if (cid === undefined) throw new FrontendError("BAD_ARGUMENT", "vsock: the device has no config space to read the guest CID from: give it", { request: "GET_CONFIG" });
-    if (cid < 3n || cid >= 0xffff_ffffn) throw new FrontendError("BAD_ARGUMENT", `vsock: CID ${cid} is reserved (guests have 3 to 0xfffffffe)`, { actual: cid });
-    if (configCid !== undefined && configCid !== cid) throw new FrontendError("NEGOTIATION", `vsock: the device's guest CID is ${configCid}, not ${cid}`, { request: "GET_CONFIG", expected: cid, actual: configCid });
+    if (cid === undefined)
+      throw new FrontendError("BAD_ARGUMENT", "vsock: the device has no config space to read the guest CID from: give it", { request: "GET_CONFIG" });
+    if (cid < 3n || cid >= 0xffff_ffffn)
+      throw new FrontendError("BAD_ARGUMENT", `vsock: CID ${cid} is reserved (guests have 3 to 0xfffffffe)`, { actual: cid });
+    if (configCid !== undefined && configCid !== cid)
+      throw new FrontendError("NEGOTIATION", `vsock: the device's guest CID is ${configCid}, not ${cid}`, {
+        request: "GET_CONFIG",
+        expected: cid,
+        actual: configCid,
+      });
     const bufAlloc = options.bufAlloc ?? 256 * 1024;
-    if (!Number.isInteger(bufAlloc) || bufAlloc < VSOCK_MAX_PACKET_PAYLOAD || bufAlloc > 0x7fff_ffff) throw new FrontendError("BAD_ARGUMENT", `vsock: buffer of ${bufAlloc} bytes (64 KiB to 2 GiB)`, { actual: bufAlloc });
+    if (!Number.isInteger(bufAlloc) || bufAlloc < VSOCK_MAX_PACKET_PAYLOAD || bufAlloc > 0x7fff_ffff)
+      throw new FrontendError("BAD_ARGUMENT", `vsock: buffer of ${bufAlloc} bytes (64 KiB to 2 GiB)`, { actual: bufAlloc });
     const queues = await device.start({ queues: [0, 1, 2], queueSize: options.queueSize ?? 128 });
     return new VsockDriver(device, cid, queues, bufAlloc);
   }
@@ -142,12 +159,30 @@ export class VsockDriver {
 
   /** An answer to a packet that belongs to no connection (addresses swapped, no credit). */
   #reply(h: VsockHeader, op: number): Promise<void> {
-    const pkt = encodeVsockHeader({ srcCid: this.guestCid, dstCid: h.srcCid, srcPort: h.dstPort, dstPort: h.srcPort, type: VsockType.STREAM, op, flags: 0, bufAlloc: 0, fwdCnt: 0 });
-    return this.#tx.transfer([pkt], []).then(() => undefined, () => undefined);
+    const pkt = encodeVsockHeader({
+      srcCid: this.guestCid,
+      dstCid: h.srcCid,
+      srcPort: h.dstPort,
+      dstPort: h.srcPort,
+      type: VsockType.STREAM,
+      op,
+      flags: 0,
+      bufAlloc: 0,
+      fwdCnt: 0,
+    });
+    return this.#tx.transfer([pkt], []).then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
   #open(localPort: number, peerCid: bigint, peerPort: number, state: "connecting" | "connected"): VsockStream {
-    const stream: VsockStream = new VsockStream({ localCid: this.guestCid, localPort, peerCid, peerPort }, this.#bufAlloc, (op, flags, payload) => this.#sendFor(stream, op, flags, payload), state);
+    const stream: VsockStream = new VsockStream(
+      { localCid: this.guestCid, localPort, peerCid, peerPort },
+      this.#bufAlloc,
+      (op, flags, payload) => this.#sendFor(stream, op, flags, payload),
+      state,
+    );
     this.#streams.set(key(localPort, peerCid, peerPort), stream);
     void stream.closed.then(() => this.#streams.delete(key(localPort, peerCid, peerPort)));
     return stream;
@@ -157,7 +192,10 @@ export class VsockDriver {
   async #sendFor(stream: VsockStream, op: number, flags: number, payload?: Uint8Array): Promise<void> {
     if (this.#failure !== undefined) throw this.#failure;
     const a = stream.address;
-    const header = encodeVsockHeader({ srcCid: a.localCid, dstCid: a.peerCid, srcPort: a.localPort, dstPort: a.peerPort, type: VsockType.STREAM, op, flags, ...stream.credit() }, payload?.byteLength ?? 0);
+    const header = encodeVsockHeader(
+      { srcCid: a.localCid, dstCid: a.peerCid, srcPort: a.localPort, dstPort: a.peerPort, type: VsockType.STREAM, op, flags, ...stream.credit() },
+      payload?.byteLength ?? 0,
+    );
     await this.#tx.transfer(payload === undefined || payload.byteLength === 0 ? [header] : [header, payload], []);
   }
 
@@ -167,7 +205,8 @@ export class VsockDriver {
    *   `connection refused (ECONNREFUSED)`), `TIMEOUT` after `timeoutMs`, `DISCONNECTED`.
    */
   async connect(port: number, options: { readonly cid?: bigint; readonly timeoutMs?: number } = {}): Promise<VsockStream> {
-    if (!Number.isInteger(port) || port < 0 || port > 0xffff_ffff) throw new FrontendError("BAD_ARGUMENT", `vsock: port ${port} is not a u32`, { actual: port });
+    if (!Number.isInteger(port) || port < 0 || port > 0xffff_ffff)
+      throw new FrontendError("BAD_ARGUMENT", `vsock: port ${port} is not a u32`, { actual: port });
     const cid = options.cid ?? VSOCK_HOST_CID;
     let local = this.#nextPort;
     while (this.#streams.has(key(local, cid, port)) || this.#listeners.has(local)) local = local >= 0xffff_fffe ? FIRST_EPHEMERAL_PORT : local + 1;
@@ -179,7 +218,17 @@ export class VsockDriver {
     const late = new Promise<never>((_, reject) => {
       // A device that sends no RST for a port nobody listens on (vhost-device-vsock 0.3,
       // docs/virtio-vsock.md#observed-devices) leaves only this.
-      timer = setTimeout(() => reject(new FrontendError("TIMEOUT", `vsock connect to port ${port} of CID ${cid}: ${describeErrno(110)}: no RESPONSE or RST within ${timeoutMs} ms — nobody accepted the connection`, { request: "VSOCK_REQUEST", actual: "ETIMEDOUT" })), timeoutMs);
+      timer = setTimeout(
+        () =>
+          reject(
+            new FrontendError(
+              "TIMEOUT",
+              `vsock connect to port ${port} of CID ${cid}: ${describeErrno(110)}: no RESPONSE or RST within ${timeoutMs} ms — nobody accepted the connection`,
+              { request: "VSOCK_REQUEST", actual: "ETIMEDOUT" },
+            ),
+          ),
+        timeoutMs,
+      );
     });
     try {
       await Promise.race([stream.established, late, this.#failedRejection]);
@@ -202,7 +251,12 @@ export class VsockDriver {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const accepted = new Promise<VsockStream>((resolve) => this.#listeners.set(port, resolve));
     const late = new Promise<never>((_, reject) => {
-      if (options.timeoutMs !== undefined) timer = setTimeout(() => reject(new FrontendError("TIMEOUT", `vsock listen on port ${port}: no connection within ${options.timeoutMs} ms`, { request: "VSOCK_REQUEST" })), options.timeoutMs);
+      if (options.timeoutMs !== undefined)
+        timer = setTimeout(
+          () =>
+            reject(new FrontendError("TIMEOUT", `vsock listen on port ${port}: no connection within ${options.timeoutMs} ms`, { request: "VSOCK_REQUEST" })),
+          options.timeoutMs,
+        );
     });
     try {
       return await Promise.race([accepted, late, this.#failedRejection]);

@@ -53,9 +53,11 @@ export function checkBuffers(readable: readonly DriverBuffer[], writable: readon
 const SAFE_ADDR_MAX = (1n << 64n) - 0xffff_ffffn;
 
 function checkBuffer(what: string, b: DriverBuffer): void {
-  if (!Number.isInteger(b.len) || b.len < 1 || b.len > 0xffffffff) throw new VirtqueueError("BAD_BUFFER", `${what} buffer length ${b.len} not in 1..2^32-1`, { actual: b.len });
+  if (!Number.isInteger(b.len) || b.len < 1 || b.len > 0xffffffff)
+    throw new VirtqueueError("BAD_BUFFER", `${what} buffer length ${b.len} not in 1..2^32-1`, { actual: b.len });
   if (b.addr >= 0n && b.addr <= SAFE_ADDR_MAX) return;
-  if (b.addr < 0n || b.addr + BigInt(b.len) > 1n << 64n) throw new VirtqueueError("BAD_BUFFER", `${what} buffer 0x${b.addr.toString(16)} + ${b.len} wraps`, { actual: b.addr });
+  if (b.addr < 0n || b.addr + BigInt(b.len) > 1n << 64n)
+    throw new VirtqueueError("BAD_BUFFER", `${what} buffer 0x${b.addr.toString(16)} + ${b.len} wraps`, { actual: b.addr });
 }
 
 /**
@@ -68,7 +70,8 @@ export function writeIndirectTable(memory: GuestMemory, addr: bigint, src: Uint8
   while (done < src.length) {
     const a = addr + BigInt(done);
     const r = memory.translate(a as GuestAddress, src.length - done);
-    if (!r.ok || !r.span.writable || r.span.bytes.length === 0) throw new VirtqueueError("INDIRECT_UNMAPPED", `indirect table 0x${addr.toString(16)} not mapped writable at +${done}`, { actual: a });
+    if (!r.ok || !r.span.writable || r.span.bytes.length === 0)
+      throw new VirtqueueError("INDIRECT_UNMAPPED", `indirect table 0x${addr.toString(16)} not mapped writable at +${done}`, { actual: a });
     const n = Math.min(r.span.bytes.length, src.length - done);
     r.span.bytes.set(src.subarray(done, done + n));
     done += n;

@@ -109,7 +109,8 @@ export class PackedDriver<T = unknown> {
     this.indirect = options.indirect ?? false;
     this.#memory = options.memory;
     const start = options.start ?? 0x8000;
-    if (!Number.isInteger(start) || start < 0 || start > 0xffff || (start & 0x7fff) >= n) throw new RangeError(`packed driver start 0x${start.toString(16)}: offset not below queue size ${n}`);
+    if (!Number.isInteger(start) || start < 0 || start > 0xffff || (start & 0x7fff) >= n)
+      throw new RangeError(`packed driver start 0x${start.toString(16)}: offset not below queue size ${n}`);
     const a = options.addresses;
     const d = mapRing(options.memory, "guest", "descriptor", a.desc, this.layout.descBytes, 4, true);
     this.#desc16 = u16View(d);
@@ -314,7 +315,8 @@ export class PackedDriver<T = unknown> {
       // descriptor, or one of the last lap's: a used one, or a list member no used one overwrote).
       if (f >>> 15 !== w || ((f >>> 7) & 1) !== w) break;
       const id = d16[8 * pos + 6] as number;
-      if (id >= size || this.#idState[id] !== ID_PUBLISHED) throw this.#deviceError("BAD_USED_ID", `device returned id ${id} at descriptor ${pos}, not a buffer in flight`, pos, id);
+      if (id >= size || this.#idState[id] !== ID_PUBLISHED)
+        throw this.#deviceError("BAD_USED_ID", `device returned id ${id} at descriptor ${pos}, not a buffer in flight`, pos, id);
       const len = (f & WRITE) !== 0 ? (this.#desc32[4 * pos + 2] as number) : 0;
       const count = this.#idCount[id] as number;
       const token = this.#tokens[id];

@@ -215,7 +215,8 @@ export class SplitDriver<T = unknown> {
    */
   pendingUsed(): number {
     const p = (loadAcquire16(this.#used16, 1) - this.#lastUsed) & 0xffff;
-    if (p > this.size) throw new VirtqueueError("USED_OVERRUN", `used.idx moved ${p} past ${this.#lastUsed}, queue size ${this.size}`, { expected: this.size, actual: p });
+    if (p > this.size)
+      throw new VirtqueueError("USED_OVERRUN", `used.idx moved ${p} past ${this.#lastUsed}, queue size ${this.size}`, { expected: this.size, actual: p });
     return p;
   }
 
@@ -231,7 +232,8 @@ export class SplitDriver<T = unknown> {
       const slot = this.#lastUsed & mask;
       const id = this.#used32[1 + 2 * slot] as number;
       const len = this.#used32[2 + 2 * slot] as number;
-      if (id >= this.size || this.#inFlight[id] !== 1) throw new VirtqueueError("BAD_USED_ID", `device returned id ${id}, not an in-flight chain head`, { actual: id });
+      if (id >= this.size || this.#inFlight[id] !== 1)
+        throw new VirtqueueError("BAD_USED_ID", `device returned id ${id}, not an in-flight chain head`, { actual: id });
       this.#inFlight[id] = 0;
       const token = this.#tokens[id];
       this.#tokens[id] = undefined;
@@ -262,7 +264,10 @@ export class SplitDriver<T = unknown> {
     for (let h = 0; h < this.size; h++) if (this.#inFlight[h] === 1) heads.push(h);
     const slots = (this.#availShadow - base) & 0xffff;
     if (uncollected !== 0 || heads.length !== slots) {
-      throw new VirtqueueError("USED_OVERRUN", `requeue: ${uncollected} used elements uncollected, ${heads.length} chains outstanding for ${slots} slots`, { expected: slots, actual: heads.length });
+      throw new VirtqueueError("USED_OVERRUN", `requeue: ${uncollected} used elements uncollected, ${heads.length} chains outstanding for ${slots} slots`, {
+        expected: slots,
+        actual: heads.length,
+      });
     }
     const age = (h: number): number => (this.#availShadow - (this.#availPos[h] as number)) & 0xffff;
     heads.sort((a, b) => age(b) - age(a));

@@ -54,7 +54,7 @@ export class ArrayGuestMemory implements GuestMemory {
   }
 
   #translate(addr: bigint, len: number, user: boolean): TranslateResult {
-    if (addr + BigInt(len) > (1n << 64n)) return { ok: false, miss: { kind: "overflow", addr, len: BigInt(len) } };
+    if (addr + BigInt(len) > 1n << 64n) return { ok: false, miss: { kind: "overflow", addr, len: BigInt(len) } };
     const r = this.#find(addr, user);
     if (r === undefined || r.mapped === false) return { ok: false, miss: { kind: "unmapped", addr } };
     const off = Number(addr - (user ? (r.userAddr ?? r.guestAddr) : r.guestAddr));

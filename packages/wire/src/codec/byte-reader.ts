@@ -106,11 +106,10 @@ export class ByteReader {
     this.need(n);
     for (let i = 0; i < n; i++) {
       if (this.bytes[this.pos + i] !== 0) {
-        throw new WireError(
-          "NONZERO_PADDING",
-          `${this.request}: non-zero padding at offset 0x${(this.pos + i - this.start).toString(16)}`,
-          { request: this.request, offset: this.pos + i - this.start },
-        );
+        throw new WireError("NONZERO_PADDING", `${this.request}: non-zero padding at offset 0x${(this.pos + i - this.start).toString(16)}`, {
+          request: this.request,
+          offset: this.pos + i - this.start,
+        });
       }
     }
     this.pos += n;

@@ -9,11 +9,11 @@ export const U64_MAX = 0xffff_ffff_ffff_ffffn;
  */
 export function checkNoOverflow(request: string, base: bigint, len: bigint, what: string): void {
   if (base + len > U64_MAX) {
-    throw new WireError(
-      "OVERFLOW",
-      `${request}: ${what} 0x${base.toString(16)} + 0x${len.toString(16)} overflows u64`,
-      { request, actual: base + len, expected: U64_MAX },
-    );
+    throw new WireError("OVERFLOW", `${request}: ${what} 0x${base.toString(16)} + 0x${len.toString(16)} overflows u64`, {
+      request,
+      actual: base + len,
+      expected: U64_MAX,
+    });
   }
 }
 

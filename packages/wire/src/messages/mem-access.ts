@@ -117,7 +117,8 @@ export const MemReadReplyCodec: PayloadCodec<MemData> = memDataCodec("mem read r
  */
 export function encodeMemAccessHead(request: string, guestAddress: bigint, size: number, into?: Uint8Array): Uint8Array {
   checkRange(request, guestAddress, size, true);
-  if (into !== undefined && into.byteLength !== MEM_RW_HEADER_SIZE) throw new RangeError(`mem access head needs ${MEM_RW_HEADER_SIZE} bytes, got ${into.byteLength}`);
+  if (into !== undefined && into.byteLength !== MEM_RW_HEADER_SIZE)
+    throw new RangeError(`mem access head needs ${MEM_RW_HEADER_SIZE} bytes, got ${into.byteLength}`);
   const head = into ?? new Uint8Array(MEM_RW_HEADER_SIZE);
   const v = new DataView(head.buffer, head.byteOffset, MEM_RW_HEADER_SIZE);
   v.setBigUint64(0, guestAddress, true);

@@ -52,14 +52,12 @@ function baseLen(minLen = 0n, maxLen = U64_MAX): fc.Arbitrary<readonly [bigint, 
     .chain((len) => fc.tuple(fc.oneof(fc.bigInt({ min: 0n, max: U64_MAX - len }), fc.constant(U64_MAX - len)), fc.constant(len)));
 }
 
-const region = fc
-  .tuple(baseLen(1n, 1n << 48n), u64, u64)
-  .map(([[guestPhysAddr, memorySize], a, b]) => ({
-    guestPhysAddr,
-    memorySize,
-    userAddr: a > U64_MAX - memorySize ? U64_MAX - memorySize : a,
-    mmapOffset: b > U64_MAX - memorySize ? U64_MAX - memorySize : b,
-  }));
+const region = fc.tuple(baseLen(1n, 1n << 48n), u64, u64).map(([[guestPhysAddr, memorySize], a, b]) => ({
+  guestPhysAddr,
+  memorySize,
+  userAddr: a > U64_MAX - memorySize ? U64_MAX - memorySize : a,
+  mmapOffset: b > U64_MAX - memorySize ? U64_MAX - memorySize : b,
+}));
 
 const log = baseLen().map(([mmapOffset, mmapSize]) => ({ mmapSize, mmapOffset }));
 const uuid = fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => ({ uuid: b }));
@@ -71,10 +69,7 @@ const arbitraries = new Map<unknown, fc.Arbitrary<unknown>>([
   [Opaque, fc.uint8Array({ maxLength: 300 })],
   [VringStateCodec, rec({ index: u32, num: u32 })],
   [VringFileCodec, rec({ index: u8, noFd: fc.boolean() })],
-  [
-    VringAddrCodec,
-    rec({ index: u32, flags: fc.constantFrom(0, 1), descAddr: aligned(16n), usedAddr: aligned(4n), availAddr: aligned(2n), logAddr: u64 }),
-  ],
+  [VringAddrCodec, rec({ index: u32, flags: fc.constantFrom(0, 1), descAddr: aligned(16n), usedAddr: aligned(4n), availAddr: aligned(2n), logAddr: u64 })],
   [VringAreaCodec, fc.tuple(u8, fc.boolean(), baseLen()).map(([index, noFd, [offset, size]]) => ({ index, noFd, size, offset }))],
   [MemoryRegionCodec, region],
   [MemoryTableCodec, fc.array(region, { maxLength: 8 }).map((regions) => ({ regions }))],
@@ -83,11 +78,15 @@ const arbitraries = new Map<unknown, fc.Arbitrary<unknown>>([
   [LogBaseReplyCodec, fc.oneof(u64, log)],
   [
     DeviceConfigCodec,
-    fc.uint8Array({ maxLength: 256 }).chain((data) => rec({ offset: fc.nat({ max: Math.min(0xffff_ffff, 0x1_0000_0000 - data.byteLength) }), flags: u32, data: fc.constant(data) })),
+    fc
+      .uint8Array({ maxLength: 256 })
+      .chain((data) => rec({ offset: fc.nat({ max: Math.min(0xffff_ffff, 0x1_0000_0000 - data.byteLength) }), flags: u32, data: fc.constant(data) })),
   ],
   [
     IotlbCodec,
-    fc.tuple(baseLen(), u64, fc.integer({ min: 0, max: 3 }), fc.integer({ min: 1, max: 4 })).map(([[iova, size], uaddr, perm, type]) => ({ iova, size, uaddr, perm, type })),
+    fc
+      .tuple(baseLen(), u64, fc.integer({ min: 0, max: 3 }), fc.integer({ min: 1, max: 4 }))
+      .map(([[iova, size], uaddr, perm, type]) => ({ iova, size, uaddr, perm, type })),
   ],
   [InflightCodec, fc.tuple(log, u16, u16).map(([l, numQueues, queueSize]) => ({ ...l, numQueues, queueSize }))],
   [SharedObjectCodec, uuid],
@@ -106,7 +105,12 @@ const arbitraries = new Map<unknown, fc.Arbitrary<unknown>>([
   ],
   [
     ShmemConfigCodec,
-    fc.array(fc.oneof({ weight: 6, arbitrary: fc.constant(0n) }, { weight: 1, arbitrary: fc.bigInt({ min: 1n, max: U64_MAX }) }), { minLength: 256, maxLength: 256 }).map(makeShmemConfig),
+    fc
+      .array(fc.oneof({ weight: 6, arbitrary: fc.constant(0n) }, { weight: 1, arbitrary: fc.bigInt({ min: 1n, max: U64_MAX }) }), {
+        minLength: 256,
+        maxLength: 256,
+      })
+      .map(makeShmemConfig),
   ],
   [
     CrosvmShmemMapCodec,
@@ -123,11 +127,15 @@ const arbitraries = new Map<unknown, fc.Arbitrary<unknown>>([
   [MemReadRequestCodec, baseLen(1n, 65536n).map(([guestAddress, size]) => ({ guestAddress, size: Number(size) }))],
   [
     MemWriteRequestCodec,
-    fc.uint8Array({ minLength: 1, maxLength: 2048 }).chain((data) => rec({ guestAddress: fc.bigInt({ min: 0n, max: U64_MAX - BigInt(data.byteLength) }), data: fc.constant(data) })),
+    fc
+      .uint8Array({ minLength: 1, maxLength: 2048 })
+      .chain((data) => rec({ guestAddress: fc.bigInt({ min: 0n, max: U64_MAX - BigInt(data.byteLength) }), data: fc.constant(data) })),
   ],
   [
     MemReadReplyCodec,
-    fc.uint8Array({ maxLength: 2048 }).chain((data) => rec({ guestAddress: fc.bigInt({ min: 0n, max: U64_MAX - BigInt(data.byteLength) }), data: fc.constant(data) })),
+    fc
+      .uint8Array({ maxLength: 2048 })
+      .chain((data) => rec({ guestAddress: fc.bigInt({ min: 0n, max: U64_MAX - BigInt(data.byteLength) }), data: fc.constant(data) })),
   ],
 ]);
 

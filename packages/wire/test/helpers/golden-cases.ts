@@ -52,20 +52,67 @@ const REP = 0x5;
 
 const ids: Record<Channel, Record<string, number>> = {
   frontend: {
-    GET_FEATURES: 1, SET_FEATURES: 2, SET_OWNER: 3, RESET_OWNER: 4, SET_MEM_TABLE: 5, SET_LOG_BASE: 6, SET_LOG_FD: 7,
-    SET_VRING_NUM: 8, SET_VRING_ADDR: 9, SET_VRING_BASE: 10, GET_VRING_BASE: 11, SET_VRING_KICK: 12, SET_VRING_CALL: 13,
-    SET_VRING_ERR: 14, GET_PROTOCOL_FEATURES: 15, SET_PROTOCOL_FEATURES: 16, GET_QUEUE_NUM: 17, SET_VRING_ENABLE: 18,
-    SEND_RARP: 19, NET_SET_MTU: 20, SET_BACKEND_REQ_FD: 21, IOTLB_MSG: 22, SET_VRING_ENDIAN: 23, GET_CONFIG: 24,
-    SET_CONFIG: 25, CREATE_CRYPTO_SESSION: 26, CLOSE_CRYPTO_SESSION: 27, POSTCOPY_ADVISE: 28, POSTCOPY_LISTEN: 29,
-    POSTCOPY_END: 30, GET_INFLIGHT_FD: 31, SET_INFLIGHT_FD: 32, GPU_SET_SOCKET: 33, RESET_DEVICE: 34, VRING_KICK: 35,
-    GET_MAX_MEM_SLOTS: 36, ADD_MEM_REG: 37, REM_MEM_REG: 38, SET_STATUS: 39, GET_STATUS: 40, GET_SHARED_OBJECT: 41,
-    SET_DEVICE_STATE_FD: 42, CHECK_DEVICE_STATE: 43, GET_SHMEM_CONFIG: 44, GET_VRING_BASE_SKIP_DRAIN: 45,
+    GET_FEATURES: 1,
+    SET_FEATURES: 2,
+    SET_OWNER: 3,
+    RESET_OWNER: 4,
+    SET_MEM_TABLE: 5,
+    SET_LOG_BASE: 6,
+    SET_LOG_FD: 7,
+    SET_VRING_NUM: 8,
+    SET_VRING_ADDR: 9,
+    SET_VRING_BASE: 10,
+    GET_VRING_BASE: 11,
+    SET_VRING_KICK: 12,
+    SET_VRING_CALL: 13,
+    SET_VRING_ERR: 14,
+    GET_PROTOCOL_FEATURES: 15,
+    SET_PROTOCOL_FEATURES: 16,
+    GET_QUEUE_NUM: 17,
+    SET_VRING_ENABLE: 18,
+    SEND_RARP: 19,
+    NET_SET_MTU: 20,
+    SET_BACKEND_REQ_FD: 21,
+    IOTLB_MSG: 22,
+    SET_VRING_ENDIAN: 23,
+    GET_CONFIG: 24,
+    SET_CONFIG: 25,
+    CREATE_CRYPTO_SESSION: 26,
+    CLOSE_CRYPTO_SESSION: 27,
+    POSTCOPY_ADVISE: 28,
+    POSTCOPY_LISTEN: 29,
+    POSTCOPY_END: 30,
+    GET_INFLIGHT_FD: 31,
+    SET_INFLIGHT_FD: 32,
+    GPU_SET_SOCKET: 33,
+    RESET_DEVICE: 34,
+    VRING_KICK: 35,
+    GET_MAX_MEM_SLOTS: 36,
+    ADD_MEM_REG: 37,
+    REM_MEM_REG: 38,
+    SET_STATUS: 39,
+    GET_STATUS: 40,
+    GET_SHARED_OBJECT: 41,
+    SET_DEVICE_STATE_FD: 42,
+    CHECK_DEVICE_STATE: 43,
+    GET_SHMEM_CONFIG: 44,
+    GET_VRING_BASE_SKIP_DRAIN: 45,
     GET_SHARED_MEMORY_REGIONS: 1004,
   },
   backend: {
-    BACKEND_IOTLB_MSG: 1, BACKEND_CONFIG_CHANGE_MSG: 2, BACKEND_VRING_HOST_NOTIFIER_MSG: 3, BACKEND_VRING_CALL: 4,
-    BACKEND_VRING_ERR: 5, BACKEND_SHARED_OBJECT_ADD: 6, BACKEND_SHARED_OBJECT_REMOVE: 7, BACKEND_SHARED_OBJECT_LOOKUP: 8,
-    BACKEND_SHMEM_MAP: 9, BACKEND_SHMEM_UNMAP: 10, BACKEND_MEM_READ: 11, BACKEND_MEM_WRITE: 12, CROSVM_SHMEM_MAP: 1000,
+    BACKEND_IOTLB_MSG: 1,
+    BACKEND_CONFIG_CHANGE_MSG: 2,
+    BACKEND_VRING_HOST_NOTIFIER_MSG: 3,
+    BACKEND_VRING_CALL: 4,
+    BACKEND_VRING_ERR: 5,
+    BACKEND_SHARED_OBJECT_ADD: 6,
+    BACKEND_SHARED_OBJECT_REMOVE: 7,
+    BACKEND_SHARED_OBJECT_LOOKUP: 8,
+    BACKEND_SHMEM_MAP: 9,
+    BACKEND_SHMEM_UNMAP: 10,
+    BACKEND_MEM_READ: 11,
+    BACKEND_MEM_WRITE: 12,
+    CROSVM_SHMEM_MAP: 1000,
     CROSVM_SHMEM_UNMAP: 1001,
   },
 };
@@ -81,13 +128,33 @@ const kebab = (name: string): string => name.toLowerCase().replaceAll("_", "-");
 
 function cases(dialect: Dialect): GoldenCase[] {
   const out: GoldenCase[] = [];
-  const add = (channel: Channel, kind: "request" | "reply", name: string, flags: number, value: unknown, payload: string, variant = "", extra: { postcopy?: boolean } = {}): void => {
-    out.push({ file: `${channel === "backend" ? `backend.${kebab(name.replace(/^BACKEND_/u, ""))}` : kebab(name)}.${kind}${variant}`, channel, kind, name, flags, value, payload, ...extra });
+  const add = (
+    channel: Channel,
+    kind: "request" | "reply",
+    name: string,
+    flags: number,
+    value: unknown,
+    payload: string,
+    variant = "",
+    extra: { postcopy?: boolean } = {},
+  ): void => {
+    out.push({
+      file: `${channel === "backend" ? `backend.${kebab(name.replace(/^BACKEND_/u, ""))}` : kebab(name)}.${kind}${variant}`,
+      channel,
+      kind,
+      name,
+      flags,
+      value,
+      payload,
+      ...extra,
+    });
   };
-  const fe = (name: string, flags: number, value: unknown, payload: string, variant = ""): void => add("frontend", "request", name, flags, value, payload, variant);
+  const fe = (name: string, flags: number, value: unknown, payload: string, variant = ""): void =>
+    add("frontend", "request", name, flags, value, payload, variant);
   const feRep = (name: string, value: unknown, payload: string, variant = "", extra: { postcopy?: boolean } = {}): void =>
     add("frontend", "reply", name, REP, value, payload, variant, extra);
-  const be = (name: string, flags: number, value: unknown, payload: string, variant = ""): void => add("backend", "request", name, flags, value, payload, variant);
+  const be = (name: string, flags: number, value: unknown, payload: string, variant = ""): void =>
+    add("backend", "request", name, flags, value, payload, variant);
   const beRep = (name: string, value: unknown, payload: string, variant = ""): void => add("backend", "reply", name, REP, value, payload, variant);
   const ackOk = (name: string): void => feRep(name, 0n, h64(0n));
 
@@ -107,7 +174,12 @@ function cases(dialect: Dialect): GoldenCase[] {
   fe("SET_MEM_TABLE", NEED, { regions: [r0, r1] }, h32(2) + zeros(4) + region(r0) + region(r1));
   ackOk("SET_MEM_TABLE");
   // The largest table libvhost-user accepts: 8 regions, 8 + 8·32 = 264 bytes.
-  const eight = Array.from({ length: 8 }, (_, i) => ({ guestPhysAddr: BigInt(i) << 32n, memorySize: 0x1000_0000n, userAddr: 0x7f00_0000_0000n + (BigInt(i) << 32n), mmapOffset: BigInt(i) * 0x1000n }));
+  const eight = Array.from({ length: 8 }, (_, i) => ({
+    guestPhysAddr: BigInt(i) << 32n,
+    memorySize: 0x1000_0000n,
+    userAddr: 0x7f00_0000_0000n + (BigInt(i) << 32n),
+    mmapOffset: BigInt(i) * 0x1000n,
+  }));
   fe("SET_MEM_TABLE", NEED, { regions: eight }, h32(8) + zeros(4) + eight.map(region).join(""), "-8-regions");
   const b0 = { ...r0, userAddr: 0x7ff0_0000_0000n };
   const b1 = { ...r1, userAddr: 0x7ff0_000c_0000n };
@@ -145,7 +217,7 @@ function cases(dialect: Dialect): GoldenCase[] {
   fe("SET_VRING_ENABLE", REQ, { index: 0, num: 1 }, h32(0) + h32(1));
   ackOk("SET_VRING_ENABLE");
   // MAC 52:54:00:12:34:56 in the first six bytes.
-  fe("SEND_RARP", REQ, 0x5634_1200_5452n, "525400123456" + zeros(2));
+  fe("SEND_RARP", REQ, 0x5634_1200_5452n, `525400123456${zeros(2)}`);
   ackOk("SEND_RARP");
   fe("NET_SET_MTU", NEED, 1500n, h64(1500n));
   ackOk("NET_SET_MTU");
@@ -158,7 +230,7 @@ function cases(dialect: Dialect): GoldenCase[] {
   ackOk("SET_VRING_ENDIAN");
   fe("GET_CONFIG", REQ, { offset: 0, flags: 0, data: new Uint8Array(8) }, h32(0) + h32(8) + h32(0) + zeros(8));
   feRep("GET_CONFIG", { offset: 0, flags: 0, data: bytes(h64(2048n)) }, h32(0) + h32(8) + h32(0) + h64(2048n));
-  fe("SET_CONFIG", NEED, { offset: 32, flags: 0, data: Uint8Array.of(1) }, h32(32) + h32(1) + h32(0) + "01");
+  fe("SET_CONFIG", NEED, { offset: 32, flags: 0, data: Uint8Array.of(1) }, `${h32(32) + h32(1) + h32(0)}01`);
   const cfg256 = Uint8Array.from({ length: 256 }, (_, i) => 255 - i);
   fe("SET_CONFIG", REQ, { offset: 0, flags: 1, data: cfg256 }, h32(0) + h32(256) + h32(1) + hexOf(cfg256), "-256-bytes");
   ackOk("SET_CONFIG");
@@ -230,7 +302,7 @@ function cases(dialect: Dialect): GoldenCase[] {
   // vhostkit MEM_READ / MEM_WRITE: the docs/shmem.md#example-frames, verbatim.
   be("BACKEND_MEM_READ", NEED, { guestAddress: 0x1_0000_0000n, size: 0x1000 }, "0000000001000000" + "00100000" + "00000000");
   const data4k = Uint8Array.from({ length: 4096 }, (_, i) => i & 0xff);
-  beRep("BACKEND_MEM_READ", { guestAddress: 0x1_0000_0000n, data: data4k }, "0000000001000000" + "00100000" + "00000000" + hexOf(data4k));
+  beRep("BACKEND_MEM_READ", { guestAddress: 0x1_0000_0000n, data: data4k }, `00000000010000000010000000000000${hexOf(data4k)}`);
   beRep("BACKEND_MEM_READ", { guestAddress: 0x1_0000_0000n, data: new Uint8Array(0) }, "0000000001000000" + "00000000" + "00000000", "-failure");
   be("BACKEND_MEM_WRITE", NEED, { guestAddress: 0x2000n, data: bytes("deadbeef") }, "0020000000000000" + "04000000" + "00000000" + "deadbeef");
   beRep("BACKEND_MEM_WRITE", 0n, "0000000000000000");
@@ -254,7 +326,12 @@ function cases(dialect: Dialect): GoldenCase[] {
     fe("GET_SHARED_MEMORY_REGIONS", REQ, undefined, "");
     feRep(
       "GET_SHARED_MEMORY_REGIONS",
-      { regions: [{ id: 0, length: 0x4000_0000n }, { id: 1, length: 0x1000n }] },
+      {
+        regions: [
+          { id: 0, length: 0x4000_0000n },
+          { id: 1, length: 0x1000n },
+        ],
+      },
       h64(2n) + h8(0) + zeros(7) + h64(0x4000_0000n) + h8(1) + zeros(7) + h64(0x1000n),
     );
     // Note shm_offset (8) before fd_offset (16).

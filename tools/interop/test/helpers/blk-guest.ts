@@ -74,7 +74,11 @@ export async function runBlkGuest(o: BlkGuestOptions): Promise<BlkGuestResult> {
   try {
     await withDeadline(dev.line("listening"), 20_000, "the RAM blk device to listen");
     qemu = new LineProcess(program as string, [...prefix, ...vhostUserBlkMachine(socket, 256, o.deviceExtra), ...guestQemuArgs(image)]);
-    const exit = await withDeadline(qemu.line((l) => l.startsWith("VHOSTKIT-GUEST-EXIT")), o.deadlineMs ?? 90_000, "the guest script to finish");
+    const exit = await withDeadline(
+      qemu.line((l) => l.startsWith("VHOSTKIT-GUEST-EXIT")),
+      o.deadlineMs ?? 90_000,
+      "the guest script to finish",
+    );
     const console = qemu.lines.join("\n");
     assert.equal(exit.trim(), "VHOSTKIT-GUEST-EXIT 0", console);
     assert.ok(!qemu.lines.some((l) => l.startsWith("VHOSTKIT-GUEST-INSMOD-FAILED")), console);

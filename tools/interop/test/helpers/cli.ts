@@ -69,7 +69,10 @@ export function startCli(args: readonly string[]): CliRun {
     },
     stderrMatch: (re) => {
       if (re.test(stderr)) return Promise.resolve(stderr);
-      return Promise.race([new Promise<string>((resolve) => watchers.push({ re, resolve })), result.then((r) => Promise.reject(new Error(`vhost-user-device exited (${r.code}) before its stderr matched ${re}: ${r.stderr}`)))]);
+      return Promise.race([
+        new Promise<string>((resolve) => watchers.push({ re, resolve })),
+        result.then((r) => Promise.reject(new Error(`vhost-user-device exited (${r.code}) before its stderr matched ${re}: ${r.stderr}`))),
+      ]);
     },
     kill: () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");

@@ -87,10 +87,22 @@ export async function withGpuGuest(o: GpuGuestOptions, body: (g: GpuGuest) => Pr
     const socket = join(dir, "gpu.sock");
     const shots = join(dir, "shots");
     const size = ["--width", String(DISPLAY.width), "--height", String(DISPLAY.height)];
-    gpu = new LineProcess(process.execPath, [join(GPU_APP, "bin/vhostkit-gpu.mjs"), "--socket", socket, "--events", "--once", "--sealed-memory", "--screenshot-dir", shots, ...size]);
+    gpu = new LineProcess(process.execPath, [
+      join(GPU_APP, "bin/vhostkit-gpu.mjs"),
+      "--socket",
+      socket,
+      "--events",
+      "--once",
+      "--sealed-memory",
+      "--screenshot-dir",
+      shots,
+      ...size,
+    ]);
     await withDeadline(gpu.line('"event":"listening"'), 20_000, "vhostkit-gpu to listen");
     // No blinking fbcon cursor: the console is flushed only when its text changes.
-    qemu = new LineProcess(program as string, [...prefix, ...vhostUserGpuMachine(socket, 256), ...guestQemuArgs(image, "vt.global_cursor_default=0")], { stdin: true });
+    qemu = new LineProcess(program as string, [...prefix, ...vhostUserGpuMachine(socket, 256), ...guestQemuArgs(image, "vt.global_cursor_default=0")], {
+      stdin: true,
+    });
     const g = gpu;
     await body({ gpu: g, qemu, events: () => g.lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as GpuEvent) });
   } finally {
@@ -145,7 +157,8 @@ export function decodePng(png: Uint8Array): RgbaImage {
       width = data.readUInt32BE(0);
       height = data.readUInt32BE(4);
       const [depth, colour, , , interlace] = [data[8], data[9], data[10], data[11], data[12]];
-      if (depth !== 8 || colour !== 6 || interlace !== 0) throw new Error(`PNG depth ${depth} colour type ${colour} interlace ${interlace}: only 8-bit RGBA, not interlaced`);
+      if (depth !== 8 || colour !== 6 || interlace !== 0)
+        throw new Error(`PNG depth ${depth} colour type ${colour} interlace ${interlace}: only 8-bit RGBA, not interlaced`);
     } else if (type === "IDAT") idat.push(data);
     else if (type === "IEND") break;
     at += 12 + len;

@@ -58,7 +58,8 @@ export class LineProcess {
     const m = typeof match === "string" ? (l: string) => l.includes(match) : match;
     const seen = this.lines.find(m);
     if (seen !== undefined) return Promise.resolve(seen);
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.reject(new Error(`process already exited; stdout: ${this.lines.join("\n")}\nstderr: ${this.stderr}`));
+    if (this.child.exitCode !== null || this.child.signalCode !== null)
+      return Promise.reject(new Error(`process already exited; stdout: ${this.lines.join("\n")}\nstderr: ${this.stderr}`));
     return new Promise((resolve, reject) => this.#waiters.push({ match: m, resolve, reject }));
   }
 
@@ -121,14 +122,20 @@ export class Qmp {
   static async connect(path: string): Promise<Qmp> {
     const sock: Socket = connect(path);
     await new Promise<void>((resolve, reject) => sock.once("connect", resolve).once("error", reject));
-    const q = new Qmp((s) => void sock.write(s), () => sock.destroy());
+    const q = new Qmp(
+      (s) => void sock.write(s),
+      () => sock.destroy(),
+    );
     createInterface({ input: sock }).on("line", (l) => q.#push(l));
     return q.#handshake();
   }
 
   /** QMP on the stdio of `p` (`-qmp stdio`, started with `stdin: true`); the greeting is the readiness signal. */
   static overStdio(p: LineProcess): Promise<Qmp> {
-    const q = new Qmp((s) => p.send(s.trimEnd()), () => undefined);
+    const q = new Qmp(
+      (s) => p.send(s.trimEnd()),
+      () => undefined,
+    );
     for (const l of p.lines) q.#push(l);
     p.onLine((l) => q.#push(l));
     return q.#handshake();

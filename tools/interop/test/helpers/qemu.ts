@@ -9,7 +9,13 @@
  * `,reconnect=1`: QEMU connects again when the back-end goes away).
  */
 export function vhostUserBlkMachine(socket: string, memMiB: number, deviceExtra = "", chardevExtra = ""): string[] {
-  return [...memfdMachine(memMiB), "-chardev", `socket,id=blk0,path=${socket}${chardevExtra}`, "-device", `vhost-user-blk-pci,chardev=blk0,num-queues=1${deviceExtra}`];
+  return [
+    ...memfdMachine(memMiB),
+    "-chardev",
+    `socket,id=blk0,path=${socket}${chardevExtra}`,
+    "-device",
+    `vhost-user-blk-pci,chardev=blk0,num-queues=1${deviceExtra}`,
+  ];
 }
 
 /**
@@ -18,7 +24,13 @@ export function vhostUserBlkMachine(socket: string, memMiB: number, deviceExtra 
  * `deviceExtra` is appended to the device's properties (e.g. `,id=gpu0`).
  */
 export function vhostUserGpuMachine(socket: string, memMiB: number, deviceExtra = ""): string[] {
-  return [...memfdMachine(memMiB), "-chardev", `socket,id=gpu0,path=${socket}`, "-device", `vhost-user-test-device-pci,chardev=gpu0,virtio-id=16,num_vqs=2,config_size=20${deviceExtra}`];
+  return [
+    ...memfdMachine(memMiB),
+    "-chardev",
+    `socket,id=gpu0,path=${socket}`,
+    "-device",
+    `vhost-user-test-device-pci,chardev=gpu0,virtio-id=16,num_vqs=2,config_size=20${deviceExtra}`,
+  ];
 }
 
 /** A TCG q35 machine whose RAM is a shared memfd of `memMiB`, which a vhost-user back-end can map. */

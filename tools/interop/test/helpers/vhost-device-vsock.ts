@@ -63,7 +63,11 @@ export async function startVsockDevice(dir: string, cid: number, deadlineMs = 20
   };
   try {
     const died = exited.then(() => Promise.reject(new Error(`vhost-device-vsock exited before it listened:\n${stderr}`)));
-    const probe = await withDeadline(Promise.race([connect(socket, { retry: { attempts: 400, delayMs: 25 } }), died]), deadlineMs, "vhost-device-vsock listening");
+    const probe = await withDeadline(
+      Promise.race([connect(socket, { retry: { attempts: 400, delayMs: 25 } }), died]),
+      deadlineMs,
+      "vhost-device-vsock listening",
+    );
     probe.close();
   } catch (err) {
     await device.stop();

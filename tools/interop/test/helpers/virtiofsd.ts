@@ -45,7 +45,13 @@ export interface Virtiofsd {
  * it logs that it waits for a connection (both versions print "Waiting for vhost-user socket
  * connection"), within `deadlineMs`. `extraArgs` go after the usual ones (e.g. `--tag NAME`).
  */
-export async function startVirtiofsd(kind: VirtiofsdKind, shared: string, dir: string, deadlineMs = 20_000, extraArgs: readonly string[] = []): Promise<Virtiofsd> {
+export async function startVirtiofsd(
+  kind: VirtiofsdKind,
+  shared: string,
+  dir: string,
+  deadlineMs = 20_000,
+  extraArgs: readonly string[] = [],
+): Promise<Virtiofsd> {
   const socket = join(dir, `${kind}-${Math.random().toString(36).slice(2, 8)}.sock`);
   const [program, ...args] = [...virtiofsdArgs(kind, shared, socket), ...extraArgs];
   const child = spawn(program as string, args, { stdio: ["ignore", "pipe", "pipe"] });

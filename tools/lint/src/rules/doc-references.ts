@@ -14,7 +14,7 @@ import { headingAnchors } from "../markdown.js";
  * Names of reference files that are not part of the repository (written so that this file does
  * not match itself): the three spec/style files, the performance notes and the `shared/` folder.
  */
-const EXTERNAL = new RegExp(String.raw`\b(?:PROTOCOL|SHMEM|STYLE)\.md\b|\bPERF-NOTE[S]\b|\.\./shared/`, "g");
+const EXTERNAL = /\b(?:PROTOCOL|SHMEM|STYLE)\.md\b|\bPERF-NOTE[S]\b|\.\.\/shared\//g;
 
 /**
  * A path to a docs page with an optional anchor: an optional run of `./` / `../` segments, then
@@ -83,7 +83,13 @@ export function docReferences(ctx: LintContext): Finding[] {
           // A link that looks like it means the docs but leads elsewhere from this file.
           if (/(?:^|\/)docs\/[\w.-]+\.md$/.test(path)) {
             linkSpans.push([start, start + target.length]);
-            out.push(error(rel, `links to ${target}, which does not lead to the repository's docs/ from ${relPath(ctx.root, dirname(file)) || "."}/`, lineAt(text, start)));
+            out.push(
+              error(
+                rel,
+                `links to ${target}, which does not lead to the repository's docs/ from ${relPath(ctx.root, dirname(file)) || "."}/`,
+                lineAt(text, start),
+              ),
+            );
           }
           continue;
         }

@@ -65,7 +65,9 @@ export function errorCodes(ctx: LintContext): Finding[] {
       const name = m[1] as string;
       for (const lit of literalsOfType(text, (m.index ?? 0) + m[0].length)) {
         if (!SCREAMING_SNAKE.test(lit.value)) {
-          out.push(error(rel, `${name} has the code "${lit.value}": error codes are SCREAMING_SNAKE (e.g. "${screamingSnake(lit.value)}")`, lineAt(text, lit.at)));
+          out.push(
+            error(rel, `${name} has the code "${lit.value}": error codes are SCREAMING_SNAKE (e.g. "${screamingSnake(lit.value)}")`, lineAt(text, lit.at)),
+          );
         }
       }
     }

@@ -21,7 +21,8 @@ export function fileSize(ctx: LintContext): Finding[] {
     const text = readText(file);
     if (text === undefined) continue;
     const lines = text.split("\n").length - (text.endsWith("\n") ? 1 : 0);
-    if (lines > MAX_SOURCE_LINES) out.push(warning(relPath(ctx.root, file), `${lines} lines (more than ${MAX_SOURCE_LINES}): consider splitting it by concern`));
+    if (lines > MAX_SOURCE_LINES)
+      out.push(warning(relPath(ctx.root, file), `${lines} lines (more than ${MAX_SOURCE_LINES}): consider splitting it by concern`));
   }
   return out;
 }

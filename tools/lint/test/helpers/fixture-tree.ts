@@ -11,7 +11,10 @@ export type Files = Readonly<Record<string, string>>;
 /** A library `packages/<name>` whose manifest and tsconfig agree on `deps`. */
 export function library(name: string, deps: readonly string[] = [], src: Files = { "index.ts": "export const x = 1;\n" }): Files {
   const files: Record<string, string> = {
-    [`packages/${name}/package.json`]: JSON.stringify({ name: `@vhostkit/${name}`, dependencies: Object.fromEntries(deps.map((d) => [`@vhostkit/${d}`, "workspace:*"])) }),
+    [`packages/${name}/package.json`]: JSON.stringify({
+      name: `@vhostkit/${name}`,
+      dependencies: Object.fromEntries(deps.map((d) => [`@vhostkit/${d}`, "workspace:*"])),
+    }),
     [`packages/${name}/tsconfig.json`]: JSON.stringify({ references: deps.map((d) => ({ path: `../${d}` })) }),
   };
   for (const [path, text] of Object.entries(src)) files[`packages/${name}/src/${path}`] = text;

@@ -23,7 +23,16 @@ export const repoRoot = ((): string => {
   return dir;
 })();
 
-const ROOT_FILES = ["package.json", "tsconfig.base.json", "tsconfig.json", "typedoc.json", ".changeset/config.json", "tools/lint/dependency-graph.json", "tools/scaffold/new-package.sh", "tools/scaffold/new-package.mjs"];
+const ROOT_FILES = [
+  "package.json",
+  "tsconfig.base.json",
+  "tsconfig.json",
+  "typedoc.json",
+  ".changeset/config.json",
+  "tools/lint/dependency-graph.json",
+  "tools/scaffold/new-package.sh",
+  "tools/scaffold/new-package.mjs",
+];
 const LIBRARY_FILES = ["package.json", "tsconfig.json", "tsconfig.test.json"];
 
 /** Copies the repository's skeleton into a fresh temporary directory, runs `fn`, removes it. */

@@ -69,7 +69,11 @@ function describe(cmd: string, args: readonly string[]): string {
  * Runs a command to its end (stdout and stderr interleaved in `output`), killing its process group
  * when the deadline passes. Rejects on a non-zero exit unless `allowFailure`.
  */
-export async function run(cmd: string, args: readonly string[], options: RunOptions & { readonly deadline: Deadline; readonly allowFailure?: boolean }): Promise<RunResult> {
+export async function run(
+  cmd: string,
+  args: readonly string[],
+  options: RunOptions & { readonly deadline: Deadline; readonly allowFailure?: boolean },
+): Promise<RunResult> {
   const label = describe(cmd, args);
   const budget = options.deadline.remaining(label);
   const child = spawn(cmd, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"], detached: true });

@@ -63,7 +63,10 @@ export function thirdPartyDependencies(root: string): InstalledPackage[] {
 }
 
 /** The versions of `name` the registry at `url` has, and its dist-tags (via the npm registry API). */
-export async function registryVersions(url: string, name: string): Promise<{ versions: Record<string, { dependencies?: Record<string, string> }>; tags: Record<string, string> }> {
+export async function registryVersions(
+  url: string,
+  name: string,
+): Promise<{ versions: Record<string, { dependencies?: Record<string, string> }>; tags: Record<string, string> }> {
   const res = await fetch(new URL(name.replace("/", "%2f"), url), { signal: AbortSignal.timeout(10_000) });
   if (!res.ok) throw new Error(`GET ${name} from ${url}: ${res.status}`);
   const doc = (await res.json()) as { versions: Record<string, { dependencies?: Record<string, string> }>; "dist-tags": Record<string, string> };

@@ -47,7 +47,9 @@ function copyLinks(from: string, to: string): void {
  */
 export function copyWorkspace(root: string, dest: string, env: NodeJS.ProcessEnv): void {
   // The user's own git configuration here (safe.directory may be what lets them read the repository).
-  const files = git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], root, process.env).split("\0").filter((f) => f !== "");
+  const files = git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], root, process.env)
+    .split("\0")
+    .filter((f) => f !== "");
   for (const f of files) {
     const src = join(root, f);
     if (!existsSync(src)) continue; // deleted in the working tree, not yet committed
@@ -78,5 +80,7 @@ export function commitAll(dir: string, message: string, env: NodeJS.ProcessEnv):
 
 /** Tags in the copy (`git tag --list`). */
 export function tags(dir: string, env: NodeJS.ProcessEnv): string[] {
-  return git(["tag", "--list"], dir, env).split("\n").filter((t) => t !== "");
+  return git(["tag", "--list"], dir, env)
+    .split("\n")
+    .filter((t) => t !== "");
 }

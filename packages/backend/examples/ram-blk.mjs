@@ -100,7 +100,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   if (values.image) disk.set(readFileSync(values.image).subarray(0, disk.length));
   const fd = values.file ? openSync(values.file, existsSync(values.file) ? "r+" : "w+") : undefined;
   if (fd !== undefined) ftruncateSync(fd, disk.length), readSync(fd, disk, 0, disk.length, 0);
-  const onEvent = values.events ? (e) => (e.kind !== "request" || e.name.includes("INFLIGHT")) && process.stdout.write(e.kind === "inflight" ? `event inflight queue ${e.index} resubmitted ${e.resubmitted}\n` : `event ${e.kind} ${e.error?.code ?? ""} ${e.name ?? ""} ${e.error?.message ?? ""}\n`) : undefined;
+  const onEvent = values.events ? (e) => (e.kind !== "request" || /INFLIGHT|LOG/.test(e.name)) && process.stdout.write(e.kind === "inflight" ? `event inflight queue ${e.index} resubmitted ${e.resubmitted}\n` : `event ${e.kind} ${e.error?.code ?? ""} ${e.name ?? ""} ${e.error?.message ?? ""}\n`) : undefined;
   const server = serve(values.socket, ramBlk(disk, { discard: values.discard, packed: !values["no-packed"], latencyMs: Number(values["latency-ms"]), started: fd === undefined ? undefined : () => readSync(fd, disk, 0, disk.length, 0), written: fd === undefined ? undefined : (offset, data) => writeSync(fd, data, 0, data.length, offset) }), { memRw: values["mem-rw"], dirtyLog: !values["no-log"], requireSealedMemory: values["sealed-memory"], ...(values["max-slots"] ? { maxMemSlots: Number(values["max-slots"]) } : {}), ...(values.once ? { connections: 1 } : {}), ...(onEvent ? { onEvent } : {}) });
   process.stdout.write(`listening ${server.path}\n`);
   process.once("SIGTERM", () => void server.shutdown({ graceMs: 5000 }));

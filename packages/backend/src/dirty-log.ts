@@ -44,11 +44,13 @@ export class DirtyLog implements DirtyLogger {
    * @throws BackendError `PROTOCOL` for a bad size, offset or fd; `UNSUPPORTED` when the mapping fails.
    */
   static map(request: string, area: LogArea, fd: number): DirtyLog {
-    if (area.mmapSize === 0n || area.mmapSize > MAX_LOG_BYTES) throw protocolError(request, `mmap_size 0x${area.mmapSize.toString(16)} not in 1..0x${MAX_LOG_BYTES.toString(16)}`, { actual: area.mmapSize });
+    if (area.mmapSize === 0n || area.mmapSize > MAX_LOG_BYTES)
+      throw protocolError(request, `mmap_size 0x${area.mmapSize.toString(16)} not in 1..0x${MAX_LOG_BYTES.toString(16)}`, { actual: area.mmapSize });
     const st = fstatSize(fd);
     if (st === undefined || !st.regular) throw protocolError(request, "the log fd is not a regular file");
     const end = area.mmapOffset + area.mmapSize;
-    if (st.size < end) throw protocolError(request, `file of 0x${st.size.toString(16)} bytes, log ends at 0x${end.toString(16)}`, { expected: end, actual: st.size });
+    if (st.size < end)
+      throw protocolError(request, `file of 0x${st.size.toString(16)} bytes, log ends at 0x${end.toString(16)}`, { expected: end, actual: st.size });
     const base = area.mmapOffset - (area.mmapOffset % PAGE);
     const delta = Number(area.mmapOffset - base);
     const len = delta + Number(area.mmapSize);

@@ -30,7 +30,9 @@ const ROUNDS = 4;
 // through the page cache (the device writes into those pages; fd 3 keeps /dev/vda open, since the
 // last close of a block device drops its page cache), then the comparison from the page cache. Round 2 waits for a line on the console before its read (the test sends it once the
 // migration's first pass over guest RAM is done) and before its comparison (sent to the
-// destination once the migration completed).
+// destination once the migration completed). From round 2's write until its comparison a background
+// loop rewrites 2 MiB of guest RAM over and over, so that with a 1 ms downtime limit the migration
+// cannot converge on its own (an idle guest could let it finish during the first pass).
 const SCRIPT = `
 set -e
 exec 3</dev/vda
@@ -39,10 +41,14 @@ while [ $round -le ${ROUNDS} ]; do
   dd if=/dev/urandom of=/tmp/pattern bs=65536 count=64 2>/dev/null
   dd if=/tmp/pattern of=/dev/vda bs=1048576 oflag=direct 2>/dev/null
   echo 3 > /proc/sys/vm/drop_caches
-  if [ $round -eq 2 ]; then echo "VHOSTKIT-ROUND 2 WRITTEN"; read go; fi
+  if [ $round -eq 2 ]; then
+    ( while :; do dd if=/dev/zero of=/tmp/dirty bs=65536 count=32 2>/dev/null; done ) &
+    dirtier=$!
+    echo "VHOSTKIT-ROUND 2 WRITTEN"; read go
+  fi
   dd if=/dev/vda of=/dev/null bs=1048576 count=4 2>/dev/null
   echo "VHOSTKIT-ROUND $round CACHED"
-  if [ $round -eq 2 ]; then read go; fi
+  if [ $round -eq 2 ]; then read go; kill $dirtier; fi
   if cmp /tmp/pattern /dev/vda; then echo "VHOSTKIT-ROUND $round VERIFIED"; else echo "VHOSTKIT-ROUND $round MISMATCH"; exit 1; fi
   round=$((round + 1))
 done

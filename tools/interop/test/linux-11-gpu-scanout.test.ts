@@ -10,9 +10,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { peersCacheDir } from "@vhostkit/peers/peers";
 import { withDeadline } from "./helpers/processes.js";
 import { consoleText, decodePng, DISPLAY, patternPixel, withGpuGuest, type GpuEvent } from "./helpers/gpu-guest.js";
 
@@ -155,7 +155,10 @@ test("Linux 6.1 virtio_gpu in QEMU 11.1 on vhostkit-gpu: console on the scanout,
     let lit = 0;
     for (let p = 0; p < img.rgba.length; p += 4) if ((img.rgba[p] as number) + (img.rgba[p + 1] as number) + (img.rgba[p + 2] as number) > 300) lit++;
     assert.ok(lit > 2000, `the console shows text (${lit} light pixels)`);
-    const kept = join(tmpdir(), "vhostkit-linux-gpu-console.png");
+    // Kept where the running user can always write it (its vhostkit cache), not at a shared fixed path.
+    const artifacts = join(dirname(peersCacheDir()), "artifacts");
+    mkdirSync(artifacts, { recursive: true });
+    const kept = join(artifacts, "linux-gpu-console.png");
     copyFileSync(String(consoleEvent.file), kept);
     t.diagnostic(`guest console screenshot: ${kept}`);
   });

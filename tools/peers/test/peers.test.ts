@@ -118,6 +118,13 @@ for (const set of ["bookworm", "sid"] as const) {
     for (const [, program, version] of programs) {
       const [cmd, ...args] = peerCommand(set, program); // fails at once when the runner's fetch gate failed
       const r = spawnSync(cmd as string, [...args, "--version"], { encoding: "utf8", timeout: 10_000 });
+      if (set === "bookworm" && program === "virtiofsd" && process.getuid?.() !== 0) {
+        // QEMU 7.2's C virtiofsd calls setgroups(2) before anything else, so an ordinary user gets
+        // a refusal (through the root's own loader all the same), never its version.
+        assert.notEqual(r.status, 0);
+        assert.match(r.stderr, /setgroups\(\) failed/, r.stderr);
+        continue;
+      }
       assert.equal(r.status, 0, `${program}: ${r.stderr}`);
       assert.match(r.stdout, version, program);
     }

@@ -3,8 +3,9 @@ import { TransportError, type TransportErrorKind } from "./transport-error.js";
 import { classifyErrno, Errno } from "./sys/errno.js";
 import { describeErrno } from "./errno-text.js";
 import { cmsgLen, cmsgSpace, CMSG_HDR, SCM_RIGHTS, SOL_SOCKET } from "./sys/cmsg.js";
+import { CMSG, GATHER_MIN, getSmallU64, IoBlock, MAX_IOV, MSGHDR, setU64 } from "./io-block.js";
 import { lastErrno } from "./sys/libc.js";
-import { addressOf, MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_DONTWAIT, MSG_NOSIGNAL, nativeAlloc, socketSys, type NativeBlock } from "./sys/socket.js";
+import { addressOf, MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_DONTWAIT, MSG_NOSIGNAL, socketSys } from "./sys/socket.js";
 import { HEADER_SIZE, MAX_FDS_PER_MSG, MAX_PAYLOAD_SIZE } from "@vhostkit/wire";
 import { Reactor, type Watch } from "./reactor.js";
 
@@ -69,67 +70,6 @@ export interface EndpointOptions {
   /** Reactor that waits for readiness (default {@link Reactor.shared}). */
   readonly reactor?: Reactor;
 }
-const MSGHDR = 0;
-const IOV = 64;
-/** iovec entries at IOV (16 bytes each) before the control buffer at CMSG. */
-const MAX_IOV = 4;
-const CMSG = IOV + 16 * MAX_IOV;
-/**
- * Payload parts at least this long are handed to sendmsg from their own memory (an extra iovec)
- * instead of being copied into the send buffer first; shorter ones are cheaper to copy.
- */
-const GATHER_MIN = 4096;
-
-/** Native scratch: msghdr + iovec + control buffer + data area. */
-class IoBlock {
-  readonly block: NativeBlock;
-  readonly cmsgCap: number;
-  readonly dataOff: number;
-  /** Native address of the block as a Number (user-space addresses are < 2^47, exact in a double). */
-  readonly #addr: number;
-  constructor(maxFds: number, dataLen: number) {
-    // One extra fd slot so "one too many" is reported as TOO_MANY_FDS rather than MSG_CTRUNC.
-    this.cmsgCap = cmsgSpace(4 * (maxFds + 1));
-    this.dataOff = (CMSG + this.cmsgCap + 63) & ~63;
-    this.block = nativeAlloc(this.dataOff + dataLen);
-    this.#addr = Number(this.block.addr);
-    // The fixed msghdr fields (no name, the iovec array at IOV) are written once; each call sets the rest.
-    setU64(this.block.view, MSGHDR + 16, this.#addr + IOV);
-  }
-
-  /** Point the iovec at data [off, off+len) and the control buffer at `controlLen` bytes (0 = none). */
-  prepare(off: number, len: number, controlLen: number): void {
-    this.control(controlLen);
-    this.setIov(0, this.#addr + this.dataOff + off, len);
-    this.iovCount(1);
-  }
-
-  /** Point the control buffer at `controlLen` bytes (0 = none) and clear msg_flags. */
-  control(controlLen: number): void {
-    // Numbers, not BigInts: this runs twice per message and a BigInt allocation costs more than the syscall.
-    const v = this.block.view;
-    setU64(v, MSGHDR + 32, controlLen > 0 ? this.#addr + CMSG : 0);
-    setU64(v, MSGHDR + 40, controlLen);
-    v.setInt32(MSGHDR + 48, 0, true);
-  }
-
-  /** iovec `i` (< MAX_IOV) = [addr, addr+len). */
-  setIov(i: number, addr: number, len: number): void {
-    setU64(this.block.view, IOV + 16 * i, addr);
-    setU64(this.block.view, IOV + 16 * i + 8, len);
-  }
-
-  /** msg_iovlen. */
-  iovCount(n: number): void {
-    setU64(this.block.view, MSGHDR + 24, n);
-  }
-
-  /** Native address of data offset `off`. */
-  dataAddr(off: number): number {
-    return this.#addr + this.dataOff + off;
-  }
-}
-
 const EMPTY = new Uint8Array(0);
 /** {@link Endpoint}'s "nothing to read yet" (EAGAIN) result of one non-blocking recvmsg. */
 const AGAIN = -1;
@@ -141,17 +81,6 @@ const AGAIN = -1;
 export function copyMessage(m: BorrowedMessage): ReceivedMessage {
   const frame = m.frame.slice();
   return { request: m.request, flags: m.flags, payload: frame.subarray(HEADER_SIZE), frame, fds: m.fds };
-}
-
-/** Store a non-negative integer below 2^53 as a little-endian u64. */
-function setU64(v: DataView, off: number, n: number): void {
-  v.setUint32(off, n >>> 0, true);
-  v.setUint32(off + 4, Math.floor(n / 0x1_0000_0000), true);
-}
-
-/** Read a little-endian u64 known to be below 2^32 (lengths of our own buffers). */
-function getSmallU64(v: DataView, off: number): number {
-  return v.getUint32(off + 4, true) === 0 ? v.getUint32(off, true) : Number.MAX_SAFE_INTEGER;
 }
 
 /**

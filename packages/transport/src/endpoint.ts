@@ -7,7 +7,8 @@ import { CMSG, GATHER_MIN, getSmallU64, IoBlock, MAX_IOV, MSGHDR, setU64 } from 
 import { lastErrno } from "./sys/libc.js";
 import { addressOf, MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_DONTWAIT, MSG_NOSIGNAL, socketSys } from "./sys/socket.js";
 import { HEADER_SIZE, MAX_FDS_PER_MSG, MAX_PAYLOAD_SIZE } from "@vhostkit/wire";
-import { Reactor, type Watch } from "./reactor.js";
+import { Reactor } from "./reactor.js";
+import type { Watch } from "./watch.js";
 
 /** One received message. The caller owns `fds` and must close or transfer each. */
 export interface ReceivedMessage {

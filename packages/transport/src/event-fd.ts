@@ -1,5 +1,6 @@
 import { OwnedFd } from "./owned-fd.js";
-import { Reactor, type Watch } from "./reactor.js";
+import { Reactor } from "./reactor.js";
+import type { Watch } from "./watch.js";
 import { TransportError } from "./transport-error.js";
 import { classifyErrno, Errno } from "./sys/errno.js";
 import { describeErrno } from "./errno-text.js";

@@ -6,7 +6,8 @@ import { classifyErrno, Errno } from "./sys/errno.js";
 import { describeErrno } from "./errno-text.js";
 import { lastErrno } from "./sys/libc.js";
 import { AF_UNIX, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, sockaddrUn, socketSys } from "./sys/socket.js";
-import { Reactor, type Watch } from "./reactor.js";
+import { Reactor } from "./reactor.js";
+import type { Watch } from "./watch.js";
 
 /** Options of {@link listen}. */
 export interface ListenOptions extends EndpointOptions {

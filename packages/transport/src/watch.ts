@@ -1,0 +1,163 @@
+/**
+ * One fd's edge-triggered readiness, as the reactor reports it: waits for readable, writable and
+ * hang-up, with no lost wake-up.
+ * @module
+ */
+import { EPOLL } from "./sys/epoll.js";
+import { TransportError } from "./transport-error.js";
+
+/** Epoll bits that wake a reader. */
+const READ_EVENTS = EPOLL.IN | EPOLL.RDHUP | EPOLL.HUP | EPOLL.ERR;
+/** Epoll bits that wake a writer. */
+const WRITE_EVENTS = EPOLL.OUT | EPOLL.HUP | EPOLL.ERR;
+/** Epoll bits that mean the peer hung up or the fd failed. */
+const HANGUP_EVENTS = EPOLL.RDHUP | EPOLL.HUP | EPOLL.ERR;
+
+interface Waiter {
+  resolve(): void;
+  reject(err: TransportError): void;
+}
+
+/**
+ * @internal What a {@link Watch} needs of its reactor: a count of parked waits (the reactor polls
+ * while any is parked) and deregistration.
+ */
+export interface WatchOwner {
+  /** A wait parked (+1) or ended (-1). */
+  parked(delta: number): void;
+  /** Remove `w` from the epoll set. */
+  deregister(w: Watch): void;
+}
+
+/**
+ * Readiness of one fd, registered edge-triggered with its `Reactor`. Obtained from
+ * `Reactor.watch`; the owner of the fd calls {@link Watch.close} **before** closing the fd.
+ *
+ * Use: try the non-blocking call first; on EAGAIN `await watch.readable()` (or `writable()`) and try
+ * again. An edge that arrived since the last wait makes the next wait resolve at once, so no wake-up
+ * is ever lost; a spurious wake-up only costs one more EAGAIN. At most one reader and one writer may
+ * wait at a time.
+ */
+export class Watch {
+  readonly #reactor: WatchOwner;
+  readonly #fd: number;
+  readonly #label: string;
+  /** @internal key of this watch in its reactor (the epoll `data` field). */
+  readonly token: number;
+  #readEdge = false;
+  #writeEdge = false;
+  #reader: Waiter | undefined;
+  #writer: Waiter | undefined;
+  #closed = false;
+  #hungUp = false;
+  #hangupWaiters: (() => void)[] = [];
+
+  /** @internal use `Reactor.watch`. */
+  constructor(reactor: WatchOwner, fd: number, token: number, label: string) {
+    this.#reactor = reactor;
+    this.#fd = fd;
+    this.#label = label;
+    this.token = token;
+  }
+
+  /** The watched fd (borrowed). */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /**
+   * Resolves when the fd may be readable (data, EOF, hang-up or error).
+   * @throws TransportError `CLOSED` (rejects) when the watch is closed while waiting; `BUSY` when
+   *   another read wait is already pending.
+   */
+  readable(): Promise<void> {
+    if (this.#readEdge && !this.#closed) {
+      this.#readEdge = false;
+      return Promise.resolve();
+    }
+    return this.#park("read");
+  }
+
+  /**
+   * Resolves when the fd may be writable (buffer space, hang-up or error).
+   * @throws TransportError `CLOSED` (rejects) when the watch is closed while waiting; `BUSY` when
+   *   another write wait is already pending.
+   */
+  writable(): Promise<void> {
+    if (this.#writeEdge && !this.#closed) {
+      this.#writeEdge = false;
+      return Promise.resolve();
+    }
+    return this.#park("write");
+  }
+
+  /**
+   * Resolves once the peer hung up or the fd reported an error (EPOLLRDHUP, EPOLLHUP, EPOLLERR),
+   * without consuming anything and independently of the read and write waits; never, when the watch
+   * is closed first. Does not keep the reactor waiting by itself: the hang-up is seen the next time
+   * the reactor polls for any fd.
+   */
+  hangup(): Promise<void> {
+    if (this.#hungUp) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#hangupWaiters.push(resolve));
+  }
+
+  #park(dir: "read" | "write"): Promise<void> {
+    if (this.#closed) return Promise.reject(new TransportError("CLOSED", "broken", `${this.#label} closed`));
+    if ((dir === "read" ? this.#reader : this.#writer) !== undefined) {
+      return Promise.reject(new TransportError("BUSY", "retry", `${this.#label}: a ${dir} wait is already pending`));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiter = { resolve, reject };
+      if (dir === "read") this.#reader = w;
+      else this.#writer = w;
+      this.#reactor.parked(1);
+    });
+  }
+
+  /** @internal called by the reactor with the epoll event bits for this fd. */
+  fire(events: number): void {
+    if ((events & HANGUP_EVENTS) !== 0 && !this.#hungUp) {
+      this.#hungUp = true;
+      for (const resolve of this.#hangupWaiters.splice(0)) resolve();
+    }
+    if ((events & READ_EVENTS) !== 0) {
+      const r = this.#reader;
+      if (r) {
+        this.#reader = undefined;
+        this.#reactor.parked(-1);
+        r.resolve();
+      } else this.#readEdge = true;
+    }
+    if ((events & WRITE_EVENTS) !== 0) {
+      const w = this.#writer;
+      if (w) {
+        this.#writer = undefined;
+        this.#reactor.parked(-1);
+        w.resolve();
+      } else this.#writeEdge = true;
+    }
+  }
+
+  /**
+   * Deregister the fd and reject pending waits with `CLOSED`. Call before closing the fd. Idempotent.
+   */
+  close(): void {
+    this.abort(new TransportError("CLOSED", "broken", `${this.#label} closed while waiting`));
+  }
+
+  /** @internal deregister and reject pending waits with `err`. */
+  abort(err: TransportError): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#reactor.deregister(this);
+    for (const w of [this.#reader, this.#writer]) {
+      if (w) {
+        this.#reactor.parked(-1);
+        w.reject(err);
+      }
+    }
+    this.#reader = undefined;
+    this.#writer = undefined;
+  }
+}

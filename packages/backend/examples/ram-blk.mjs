@@ -18,23 +18,27 @@ const T_IN = 0,
   S_OK = 0,
   S_IOERR = 1,
   S_UNSUPP = 2; // virtio-blk request types, status byte
-const F_SEG_MAX = 1n << 2n,
+const F_SIZE_MAX = 1n << 1n,
+  F_SEG_MAX = 1n << 2n,
   F_BLK_SIZE = 1n << 6n,
   F_FLUSH = 1n << 9n,
-  MAX_IO = 1 << 20; // largest transfer served
+  MAX_IO = 1 << 20, // largest transfer served
+  SEG_MAX = 126,
+  SIZE_MAX = 8192; // advertised so that a driver's largest request (SEG_MAX segments of SIZE_MAX) stays within MAX_IO
 
 /** A virtio-blk device over `disk` (bytes, a multiple of 512); `discard`: reads return no data and writes are dropped, like qemu's null-co; `written(offset, data)` runs before a write completes; `started()` runs each time the device starts; `packed: false` does not offer packed rings; `latencyMs`: each request takes that long (a slow disk). */
 export function ramBlk(disk, { discard = false, written = undefined, started = undefined, packed = true, latencyMs = 0 } = {}) {
   const config = new Uint8Array(96),
     cv = new DataView(config.buffer); // virtio_blk_config (LE), zeros unused
   cv.setBigUint64(0, BigInt(disk.length / 512), true); // capacity in 512-byte sectors
-  cv.setUint32(12, 126, true), cv.setUint32(20, 512, true), cv.setUint16(34, 1, true); // seg_max, blk_size, num_queues
+  cv.setUint32(8, SIZE_MAX, true), cv.setUint32(12, SEG_MAX, true); // size_max, seg_max
+  cv.setUint32(20, 512, true), cv.setUint16(34, 1, true); // blk_size, num_queues
   const batch = new ChainBatch(256);
   let inBuf = new Uint8Array(4112),
     outBuf = new Uint8Array(4097); // reused: requests run one at a time
   const scratch = (buf, n) => (buf.length >= n ? buf : new Uint8Array(n));
   return {
-    features: F_SEG_MAX | F_BLK_SIZE | F_FLUSH,
+    features: F_SIZE_MAX | F_SEG_MAX | F_BLK_SIZE | F_FLUSH,
     queueCount: 1,
     maxQueueSize: 1024,
     packedRing: packed,

@@ -82,7 +82,12 @@ async function setUp(fe: ScriptedFrontend, g: Guest): Promise<void> {
   assert.equal(await fe.ack("SET_OWNER"), 0n);
   const config = (await fe.get("GET_CONFIG", { offset: 0, flags: 0, data: new Uint8Array(60) })) as { data: Uint8Array };
   assert.equal(config.data.length, 60);
-  assert.equal(new DataView(config.data.buffer, config.data.byteOffset).getBigUint64(0, true), 2048n, "capacity in sectors");
+  const cv = new DataView(config.data.buffer, config.data.byteOffset);
+  assert.equal(cv.getBigUint64(0, true), 2048n, "capacity in sectors");
+  // A driver honouring size_max and seg_max (Linux does) never sends more than the device serves (1 MiB).
+  assert.equal(features & (1n << 1n), 1n << 1n, "SIZE_MAX offered");
+  assert.ok(cv.getUint32(8, true) > 0 && cv.getUint32(12, true) > 0, "size_max and seg_max set");
+  assert.ok(BigInt(cv.getUint32(8, true) * cv.getUint32(12, true)) <= MiB, "seg_max x size_max within the largest request served");
   assert.equal(await fe.ack("SET_FEATURES", VirtioFeature.VERSION_1 | VirtioFeature.PROTOCOL_FEATURES | (1n << 9n)), 0n);
 
   const block = g.ram.memoryTable()[0];

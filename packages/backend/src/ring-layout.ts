@@ -5,7 +5,7 @@
  * SET_FEATURES may change the layout in between.
  * @module
  */
-import type { GuestMemory } from "@vhostkit/regions";
+import type { GuestMemory, MemoryTable } from "@vhostkit/regions";
 import {
   FRESH_PACKED_VRING_BASE,
   isValidPackedQueueSize,
@@ -97,4 +97,17 @@ export function packedQueue(request: string, index: number, options: RingQueueOp
     if (isVirtqueueError(err)) throw protocolError(request, `vring ${index}: ${err.message}`);
     throw err;
   }
+}
+
+/**
+ * The guest-physical address of front-end virtual address `userAddr` through `memory`'s regions
+ * (ring addresses come as user addresses; the dirty log wants guest-physical ones), or `undefined`
+ * when no region holds it.
+ */
+export function guestAddressOfUser(memory: Pick<MemoryTable, "regions">, userAddr: bigint): bigint | undefined {
+  for (const r of memory.regions()) {
+    const off = userAddr - r.userspaceAddr;
+    if (off >= 0n && off < r.memorySize) return r.guestPhysAddr + off;
+  }
+  return undefined;
 }

@@ -30,8 +30,8 @@ import {
 } from "@vhostkit/virtqueue";
 import { isVhostUserError, MAX_VRING_SIZE, VirtioFeature, VRING_F_LOG } from "@vhostkit/wire";
 import type { DeviceBackend, QueueContext } from "./device-backend.js";
-import { BackendError, protocolError } from "./errors.js";
-import { checkRingAlignment, checkRingSize, freshRingBase, isPackedLayout, packedQueue, ringBase } from "./ring-layout.js";
+import { protocolError } from "./errors.js";
+import { checkRingAlignment, checkRingSize, freshRingBase, guestAddressOfUser, isPackedLayout, packedQueue, ringBase } from "./ring-layout.js";
 
 /** Options of a {@link RingRunner}. */
 export interface RingRunnerOptions {
@@ -65,8 +65,10 @@ class Vring {
   size = 0;
   /** SET_VRING_ADDR (front-end virtual addresses). */
   addresses: RingAddresses | undefined;
-  /** SET_VRING_ADDR's `log_guest_addr` when it set VHOST_VRING_F_LOG: the used ring's guest-physical address. */
+  /** SET_VRING_ADDR's `log_guest_addr` when it set VHOST_VRING_F_LOG: the guest-physical address of the used ring (packed: the device area). */
   logAddr: bigint | undefined;
+  /** Packed ring with VHOST_VRING_F_LOG: the descriptor ring's guest-physical address (found through the memory table; `undefined` while it is not mapped). */
+  descLogAddr: bigint | undefined;
   /** SET_VRING_BASE's `num` (split: next avail index), read back by GET_VRING_BASE; `undefined`: the fresh base. */
   base: number | undefined;
   kick: EventFd | undefined;
@@ -83,6 +85,8 @@ class Vring {
   kickedWhileBusy = false;
   /** The ring's memory left the table while it was started (see {@link RingRunner.remap}). */
   waitingForMemory = false;
+  /** The device reported a guest error in this ring's buffers (`QueueContext.fail`): broken until the ring restarts. */
+  failedBy: unknown;
 
   constructor(index: number) {
     this.index = index;
@@ -186,18 +190,23 @@ export class RingRunner {
   /**
    * SET_VRING_ADDR: desc 16-, avail 2- (packed: 4-), used 4-byte aligned, on a stopped ring or a started one with
    * the same addresses (QEMU turns used-ring logging on so). VHOST_VRING_F_LOG in `flags`: used-ring writes are
-   * logged at `logAddr` (split rings only: `UNSUPPORTED` on a packed one).
+   * logged at `logAddr`; on a packed ring the device area there, and the descriptor ring (used descriptors) at its
+   * guest-physical address (docs/protocol.md#dirty-page-logging).
    */
   setAddresses(request: string, index: number, addresses: RingAddresses, flags: number, logAddr = 0n): void {
     const v = this.#vring(request, index),
       a = v.addresses;
     if (v.started && (a === undefined || a.desc !== addresses.desc || a.avail !== addresses.avail || a.used !== addresses.used))
       throw protocolError(request, `vring ${v.index} is started`);
-    if ((flags & VRING_F_LOG) !== 0 && this.#packed)
-      throw new BackendError("UNSUPPORTED", `${request.toLowerCase()}: VHOST_VRING_F_LOG on a packed ring`, { request });
     checkRingAlignment(request, addresses, this.#packed);
     v.addresses = addresses;
     v.logAddr = (flags & VRING_F_LOG) !== 0 ? logAddr : undefined;
+    this.#findDescLogAddr(v);
+  }
+
+  /** Packed ring with the log flag: where its descriptor ring lies in guest-physical memory (again after each memory-table change). */
+  #findDescLogAddr(v: Vring): void {
+    v.descLogAddr = this.#packed && v.logAddr !== undefined && v.addresses !== undefined ? guestAddressOfUser(this.#memory, v.addresses.desc) : undefined;
   }
 
   /** Logs every write to guest memory from now on into `log` (`undefined`: logging off). */
@@ -206,9 +215,18 @@ export class RingRunner {
     this.#log = log;
   }
 
-  /** Marks ring `v`'s whole used ring written when logging (over-marking is harmless; a few pages). */
+  /**
+   * Marks what the device writes of ring `v` when logging (over-marking is harmless; a few pages): split, the whole
+   * used ring; packed, the device area (event suppression) and the whole descriptor ring, where used descriptors go.
+   */
   #logUsed(v: Vring): void {
-    if (this.#log !== undefined && v.logAddr !== undefined) this.#log.mark(v.logAddr, 6 + 8 * v.size);
+    const log = this.#log;
+    if (log === undefined || v.logAddr === undefined) return;
+    if (!this.#packed) log.mark(v.logAddr, 6 + 8 * v.size);
+    else {
+      log.mark(v.logAddr, 4);
+      if (v.descLogAddr !== undefined) log.mark(v.descLogAddr, 16 * v.size);
+    }
   }
 
   /**
@@ -325,6 +343,7 @@ export class RingRunner {
    */
   remap(): void {
     for (const v of this.#vrings) {
+      this.#findDescLogAddr(v);
       const q = v.queue;
       if (!q || q.brokenBy !== undefined) continue;
       try {
@@ -397,6 +416,7 @@ export class RingRunner {
     queue.start(base);
     queue.dirtyLog = this.#log;
     v.queue = queue;
+    v.failedBy = undefined;
     if (inflight !== undefined) this.#options.onInflight?.(v.index, inflight.lastRecovery?.resubmit.length ?? 0);
     if ((features & VirtioFeature.PROTOCOL_FEATURES) === 0n && ackedFeatures !== undefined) v.enabled = true;
     this.#stopping = false;
@@ -449,7 +469,7 @@ export class RingRunner {
   }
 
   #schedule(v: Vring): void {
-    if (!v.started || !v.enabled || v.waitingForMemory || this.#closed || this.#draining) return;
+    if (!v.started || !v.enabled || v.waitingForMemory || v.failedBy !== undefined || this.#closed || this.#draining) return;
     if (v.busy) {
       v.kickedWhileBusy = true;
       return;
@@ -469,7 +489,7 @@ export class RingRunner {
         v.kickedWhileBusy = false;
         const q = v.queue;
         queue = q;
-        if (q === undefined || q.brokenBy !== undefined || v.waitingForMemory) break;
+        if (q === undefined || q.brokenBy !== undefined || v.failedBy !== undefined || v.waitingForMemory) break;
         const ctx: QueueContext = {
           index: v.index,
           queue: q,
@@ -479,12 +499,17 @@ export class RingRunner {
             if (q.publishUsed()) v.call?.signal();
             this.#logUsed(v); // the used elements, used.idx and the notification fields
           },
+          fail: (error) => {
+            if (v.queue !== q || q.brokenBy !== undefined || v.failedBy !== undefined) return;
+            v.failedBy = error ?? new Error("queue failed");
+            this.#queueBroken(v, v.failedBy);
+          },
         };
         for (;;) {
           q.disableNotification();
           await this.#device.processQueue(ctx);
           ctx.notify();
-          if (v.queue !== q || this.#draining || !q.enableNotification()) break;
+          if (v.queue !== q || v.failedBy !== undefined || this.#draining || !q.enableNotification()) break;
         }
       } while (v.kickedWhileBusy && v.started && v.enabled && !this.#draining);
     } catch (err) {

@@ -5,7 +5,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { closeSync, readSync } from "node:fs";
+import { closeSync, readSync, writeSync } from "node:fs";
 import { GuestRam, guestAddress } from "@vhostkit/regions";
 import { Endpoint, EventFd, socketPair } from "@vhostkit/transport";
 import { sealedMemfd } from "@vhostkit/transport/sys";
@@ -133,15 +133,53 @@ test("ring runner: with a log, chain writes are marked by guest-physical address
   }
 });
 
-test("ring runner: VHOST_VRING_F_LOG on a packed ring is refused (UNSUPPORTED)", async () => {
+test("ring runner, packed ring: chain writes, the device area at log_guest_addr and the descriptor ring (used descriptors) at its guest-physical address are marked", async () => {
   const r = rig({ packed: true });
+  const f = logFile();
+  const log = DirtyLog.map("SET_LOG_BASE", { mmapSize: LOG_BYTES, mmapOffset: 0n }, f.fd);
   try {
-    assert.throws(
-      () => r.runner.setAddresses("SET_VRING_ADDR", 1, { desc: 0x10000n, avail: 0x10200n, used: 0x10400n }, VRING_F_LOG, 0x10400n),
-      refused("UNSUPPORTED", /packed ring/),
-    );
+    const { driver, call, kick } = r.start(1, 8); // descriptor ring at GPA 0x2000 (page 2), device area at 0x2400
+    const u = (a: bigint) => r.ram.userAddressOf(guestAddress(a));
+    const first = await r.request(driver, 0, "abc");
+    kick.signal();
+    await call.wait();
+    assert.equal(await first(), "cba");
+    assert.deepEqual(f.pages(), [], "logging off: nothing marked");
+    // log_guest_addr at page 0x70, not the device area's own page, to tell the two apart.
+    r.runner.setAddresses("SET_VRING_ADDR", 1, { desc: u(0x2000n), avail: u(0x2200n), used: u(0x2400n) }, VRING_F_LOG, 0x70000n);
+    r.runner.setDirtyLog(log);
+    const second = await r.request(driver, 0x200, "hello"); // reply at 0x30080: page 0x30
+    kick.signal();
+    await call.wait();
+    assert.equal(await second(), "olleh");
+    assert.deepEqual(f.pages(), [2, 0x30, 0x70]);
+    // The region goes and comes back (QEMU re-adds what it changes): the descriptor ring is found again.
+    const b = new Uint8Array(Number(LOG_BYTES));
+    const clear = () => {
+      b.fill(0);
+      writeSync(f.fd, b, 0, b.length, 0);
+    };
+    clear();
+    r.removeRam();
+    r.addRam();
+    r.runner.remap();
+    const third = await r.request(driver, 0x10, "xyz"); // reply at 0x11080: page 0x11
+    kick.signal();
+    await call.wait();
+    assert.equal(await third(), "zyx");
+    assert.deepEqual(f.pages(), [2, 0x11, 0x70]);
+    // Without the flag only the chain writes are marked.
+    clear();
+    r.runner.setAddresses("SET_VRING_ADDR", 1, { desc: u(0x2000n), avail: u(0x2200n), used: u(0x2400n) }, 0);
+    const fourth = await r.request(driver, 0x40, "abc"); // reply page 0x14
+    kick.signal();
+    await call.wait();
+    assert.equal(await fourth(), "cba");
+    assert.deepEqual(f.pages(), [0x14]);
   } finally {
     await r.dispose();
+    log.dispose();
+    f.close();
   }
 });
 

@@ -4,7 +4,9 @@
  * packed manifest, and no test files shipped. The shipped JavaScript and declarations import only
  * Node built-ins, the package itself and its `dependencies`, and every dependency is imported (a
  * package ships with its runtime dependencies only). Each `bin` (the apps' commands) is in the tarball and starts
- * with `#!/usr/bin/env node`, so that `npx` runs it with Node and `bunx --bun` with Bun.
+ * with `#!/usr/bin/env node`, so that `npx` runs it with Node and `bunx --bun` with Bun. Every
+ * shipped `dist/` module has its source in `src/` (`tsc -b` never deletes the output of a source
+ * that was removed or renamed, so a stale module would otherwise ship).
  *
  * Usage: `bun tools/pack-check/src/main.ts <package-dir>`. Exit 1 on any problem.
  */
@@ -39,6 +41,7 @@ try {
   const tests = files.filter((f) => /\.test\.(ts|js|mjs)$/.test(f));
   if (tests.length > 0) problems.push(`tarball ships test files: ${tests.slice(0, 5).join(", ")}`);
   if (!files.includes("package/README.md")) problems.push("tarball has no README.md");
+  problems.push(...checkStale(files));
   const unpacked = join(out, "unpacked");
   sh("mkdir", ["-p", unpacked]);
   sh("tar", ["-xzf", tarball, "-C", unpacked]);
@@ -91,6 +94,17 @@ function checkImports(pkg: string): string[] {
   }
   for (const d of declared) if (!used.has(d)) out.push(`dependency ${d} is imported by no shipped file (only runtime dependencies ship)`);
   return out;
+}
+
+/** Shipped `dist/X.js` / `dist/X.d.ts` whose `src/X.ts` is gone: left behind by an earlier build. */
+function checkStale(files: string[]): string[] {
+  const stale = new Set<string>();
+  for (const f of files) {
+    const m = /^package\/dist\/(.+?)(\.d\.ts|\.js)(\.map)?$/.exec(f);
+    const stem = m?.[1];
+    if (stem !== undefined && ![".ts", ".mts", ".tsx"].some((ext) => existsSync(join(dir, "src", stem + ext)))) stale.add(stem);
+  }
+  return [...stale].map((stem) => `dist/${stem}.js has no source src/${stem}.ts: stale build output (remove dist/ and rebuild)`);
 }
 
 /** Each bin is a shipped file that Node runs: `#!/usr/bin/env node`. */

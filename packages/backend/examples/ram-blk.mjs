@@ -24,7 +24,8 @@ const F_SIZE_MAX = 1n << 1n,
   F_FLUSH = 1n << 9n,
   MAX_IO = 1 << 20, // largest transfer served
   SEG_MAX = 126,
-  SIZE_MAX = 8192; // advertised so that a driver's largest request (SEG_MAX segments of SIZE_MAX) stays within MAX_IO
+  SIZE_MAX = 8192, // advertised so that a driver's largest request (SEG_MAX segments of SIZE_MAX) stays within MAX_IO
+  STATE_MAGIC = new TextEncoder().encode("vkramblk");
 
 /** A virtio-blk device over `disk` (bytes, a multiple of 512); `discard`: reads return no data and writes are dropped, like qemu's null-co; `written(offset, data)` runs before a write completes; `started()` runs each time the device starts; `packed: false` does not offer packed rings; `latencyMs`: each request takes that long (a slow disk). */
 export function ramBlk(disk, { discard = false, written = undefined, started = undefined, packed = true, latencyMs = 0 } = {}) {
@@ -43,6 +44,22 @@ export function ramBlk(disk, { discard = false, written = undefined, started = u
     maxQueueSize: 1024,
     packedRing: packed,
     start: () => started?.(),
+    // Device state (SET_DEVICE_STATE_FD, docs/protocol.md#device-state-transfer): "vkramblk", the u64 disk size, the disk.
+    async saveState(out) {
+      const head = new Uint8Array(16);
+      head.set(STATE_MAGIC), new DataView(head.buffer).setBigUint64(8, BigInt(disk.length), true);
+      await out.write(head);
+      for (let at = 0; at < disk.length; at += 1 << 20) await out.write(disk.subarray(at, Math.min(disk.length, at + (1 << 20))));
+    },
+    async loadState(input) {
+      const head = await input.readExactly(16);
+      if (!STATE_MAGIC.every((b, i) => head[i] === b)) throw new RangeError("not a ram-blk state (magic)");
+      const size = new DataView(head.buffer).getBigUint64(8, true);
+      if (size !== BigInt(disk.length)) throw new RangeError(`state of a 0x${size.toString(16)}-byte disk, this one has 0x${disk.length.toString(16)}`);
+      const staged = await input.readExactly(disk.length); // all or nothing: a refused state leaves the disk as it was
+      if (!(await input.atEnd())) throw new RangeError("trailing bytes after the disk");
+      disk.set(staged), written?.(0, staged);
+    },
     getConfig(offset, size) {
       if (offset + size > config.length) throw new RangeError(`config 0x${offset.toString(16)}+0x${size.toString(16)} too large`);
       return config.slice(offset, offset + size);

@@ -5,6 +5,7 @@
 import type { GuestMemory } from "@vhostkit/regions";
 import type { DeviceQueue } from "@vhostkit/virtqueue";
 import type { BackendChannel } from "./backend-client.js";
+import type { StateReader, StateWriter } from "./device-state.js";
 
 /** One VIRTIO Shared Memory Region a device declares (GET_SHMEM_CONFIG). */
 export interface ShmemRegionSpec {
@@ -31,6 +32,15 @@ export interface QueueContext {
    * (EVENT_IDX or the NO_INTERRUPT flag). The framework also does this after the handler returns.
    */
   notify(): void;
+  /**
+   * The device found a guest error in this queue's buffers that the ring layer cannot see (a
+   * malformed request of the device's own protocol): the queue is broken as if by a ring error — its
+   * err fd is signalled, `queue-broken` is reported with `error`, and its handler does not run again
+   * until the ring restarts. Other queues carry on. Idempotent (the first error stays); a no-op once
+   * the ring stopped. May be called from another queue's handler (e.g. a network device filling its
+   * receive queue from its transmit queue's handler).
+   */
+  fail(error: unknown): void;
 }
 
 /** What a device sees of its connection while it runs (between {@link DeviceBackend.start} and stop). */
@@ -50,7 +60,7 @@ export interface DeviceContext {
  *
  * The framework offers VERSION_1, VHOST_USER_F_PROTOCOL_FEATURES, EVENT_IDX, INDIRECT_DESC and
  * RING_PACKED (see {@link DeviceBackend.packedRing}) on top of `features`, and the protocol features MQ, REPLY_ACK, BACKEND_REQ, BACKEND_SEND_FD,
- * CONFIGURE_MEM_SLOTS, STATUS, RESET_DEVICE, INFLIGHT_SHMFD (+ CONFIG, SHMEM, vhostkit MEM_RW when applicable).
+ * CONFIGURE_MEM_SLOTS, STATUS, RESET_DEVICE, INFLIGHT_SHMFD (+ CONFIG, SHMEM, DEVICE_STATE, vhostkit MEM_RW when applicable).
  */
 export interface DeviceBackend {
   /**
@@ -89,4 +99,21 @@ export interface DeviceBackend {
   stop?(): void;
   /** Device reset (RESET_DEVICE, RESET_OWNER or disconnect): return to the initial state. */
   reset?(): void;
+  /**
+   * Save the device's internal state for migration (SET_DEVICE_STATE_FD, direction save;
+   * docs/protocol.md#device-state-transfer): write it as bytes into `out`, in any format the
+   * device's `loadState` reads back. Called only while every ring is stopped; the framework closes
+   * the pipe (the front-end's EOF) once the returned promise settles. Guest memory mappings and
+   * shared memory mappings belong to the front-end: save what is needed to re-create them.
+   * With `loadState`, makes the framework offer the DEVICE_STATE protocol feature.
+   */
+  saveState?(out: StateWriter): void | Promise<void>;
+  /**
+   * Load state a `saveState` produced (direction load), replacing the current one. Called only
+   * while every ring is stopped, before the front-end starts them again with the saved vring bases.
+   * Throw to refuse the bytes (a `BackendError` as is, anything else becomes `STATE_INVALID`). The
+   * framework also refuses state with bytes left after the hook returns; a device that must not
+   * commit such state checks `input.atEnd()` itself before committing.
+   */
+  loadState?(input: StateReader): void | Promise<void>;
 }

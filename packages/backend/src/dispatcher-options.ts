@@ -25,7 +25,12 @@ export type BackendEvent =
    */
   | { readonly kind: "inflight"; readonly index: number; readonly resubmitted: number }
   /** The device started (`true`) or stopped (`false`) running. */
-  | { readonly kind: "running"; readonly running: boolean };
+  | { readonly kind: "running"; readonly running: boolean }
+  /**
+   * A device state transfer ended (docs/protocol.md#device-state-transfer): `bytes` moved through
+   * the pipe; `error` when it failed (CHECK_DEVICE_STATE then answers non-zero).
+   */
+  | { readonly kind: "device-state"; readonly direction: "save" | "load"; readonly bytes: number; readonly error?: VhostUserError };
 
 /** Options of a {@link Dispatcher} (and of `serve`). */
 export interface DispatcherOptions {
@@ -47,6 +52,13 @@ export interface DispatcherOptions {
    * docs/protocol.md#dirty-page-logging; default `true`). `false`: QEMU then refuses to migrate the VM.
    */
   readonly dirtyLog?: boolean;
+  /** Largest device state a load reads, bytes (default 64 MiB); more is `STATE_INVALID`. */
+  readonly maxDeviceStateBytes?: number;
+  /**
+   * Answer SET_DEVICE_STATE_FD with a pipe of the back-end's own, whose other end goes back in the
+   * reply (bit 8 clear), instead of using the front-end's fd (default `false`).
+   */
+  readonly ownStatePipe?: boolean;
   /** Per-request timeout on the back-end channel, milliseconds (default 5000). */
   readonly timeoutMs?: number;
   /** Diagnostics sink. */

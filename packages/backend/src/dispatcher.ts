@@ -230,6 +230,10 @@ export class Dispatcher {
     if (reply === "empty-reply") await sendReply(this.#ep, msg.request, new Uint8Array(0));
     else if (reply === "no-inflight-area")
       await sendReply(this.#ep, msg.request, encodeReply("frontend", "GET_INFLIGHT_FD", NO_INFLIGHT_AREA, this.#dialect).subarray(HEADER_SIZE));
+    else if (reply === "device-state-error")
+      await sendReply(this.#ep, msg.request, encodeReply("frontend", "SET_DEVICE_STATE_FD", { error: 1, noFd: true }, this.#dialect).subarray(HEADER_SIZE));
+    else if (reply === "failure-value")
+      await sendReply(this.#ep, msg.request, encodeReply("frontend", "CHECK_DEVICE_STATE", 1n, this.#dialect).subarray(HEADER_SIZE));
     else await sendAck(this.#ep, msg.request, 1n);
   }
 }

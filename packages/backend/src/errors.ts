@@ -16,6 +16,11 @@ import { VhostUserError, isVhostUserError, type ErrorDetail } from "@vhostkit/wi
  * - `ABANDONED`: the front-end stopped the device while the request was already sent and waiting
  *   for its reply (`BackendClient.abandon`): the front-end may or may not apply it, so treat the
  *   outcome as unknown (e.g. keep a mapped range reserved until an unmap or reset settles it).
+ * - `STATE_TRUNCATED`: a device state stream (load) ended before the device had read all it needed.
+ * - `STATE_INVALID`: the device refused the state it was loading (garbage, trailing bytes, over the
+ *   size limit).
+ * - `STATE_IO`: the device state pipe failed (e.g. the front-end closed its end early).
+ * - `STATE_SAVE_FAILED`: the device's `saveState` hook failed.
  */
 export type BackendErrorCode =
   | "NOT_RUNNING"
@@ -26,7 +31,11 @@ export type BackendErrorCode =
   | "UNSUPPORTED"
   | "BAD_DEVICE"
   | "DISCONNECTED"
-  | "ABANDONED";
+  | "ABANDONED"
+  | "STATE_TRUNCATED"
+  | "STATE_INVALID"
+  | "STATE_IO"
+  | "STATE_SAVE_FAILED";
 
 /** Error raised by `@vhostkit/backend`; `detail.request` names the vhost-user request involved. */
 export class BackendError extends VhostUserError<BackendErrorCode> {

@@ -12,6 +12,7 @@
 export { BackendError, isBackendError } from "./errors.js";
 export type { BackendErrorCode } from "./errors.js";
 export type { DeviceBackend, DeviceContext, QueueContext, ShmemRegionSpec } from "./device-backend.js";
+export type { StateReader, StateWriter } from "./device-state.js";
 export { BackendClient } from "./backend-client.js";
 export type { BackendChannel, BackendClientOptions, ShmemMapArgs, ShmemUnmapArgs } from "./backend-client.js";
 export { Dispatcher } from "./dispatcher.js";

@@ -14,9 +14,10 @@ export type SuccessReply = "reply" | "ack" | "none";
 /**
  * What a refused request gets back: the zero-size reply (GET_CONFIG), an inflight description with
  * `mmap_size` 0 and no fd (GET_INFLIGHT_FD: "no inflight area", as libvhost-user answers and QEMU
- * accepts), an ack with status 1, or nothing (the front-end is dropped).
+ * accepts), SET_DEVICE_STATE_FD's error reply (error 1, bit 8 set: no fd), CHECK_DEVICE_STATE's
+ * u64 1, an ack with status 1, or nothing (the front-end is dropped).
  */
-export type RefusalReply = "empty-reply" | "no-inflight-area" | "failure-ack" | "drop";
+export type RefusalReply = "empty-reply" | "no-inflight-area" | "device-state-error" | "failure-value" | "failure-ack" | "drop";
 
 /**
  * A reply value with fds attached (GET_INFLIGHT_FD): the dispatcher sends the fds with the reply
@@ -57,6 +58,8 @@ export function successReply(spec: MessageSpec, flags: number, replyAck: boolean
 export function refusalReply(spec: MessageSpec | undefined, flags: number, replyAck: boolean, logShmfd = false): RefusalReply {
   if (spec?.id === FrontendRequest.GET_CONFIG) return "empty-reply";
   if (spec?.id === FrontendRequest.GET_INFLIGHT_FD) return "no-inflight-area";
+  if (spec?.id === FrontendRequest.SET_DEVICE_STATE_FD) return "device-state-error";
+  if (spec?.id === FrontendRequest.CHECK_DEVICE_STATE) return "failure-value";
   if ((flags & HeaderFlag.NEED_REPLY) !== 0 && replyAck && (spec === undefined || !alwaysReplied(spec, { logShmfd }))) return "failure-ack";
   return "drop";
 }

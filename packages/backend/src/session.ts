@@ -23,6 +23,7 @@ import { BackendClient } from "./backend-client.js";
 import type { DeviceBackend, DeviceContext, ShmemRegionSpec } from "./device-backend.js";
 import { checkDevice } from "./device-checks.js";
 import { DeviceLifecycle, noBackendChannel } from "./device-lifecycle.js";
+import { DEFAULT_MAX_DEVICE_STATE_BYTES, DeviceStateChannel } from "./device-state-channel.js";
 import { DirtyLog } from "./dirty-log.js";
 import { InflightArea } from "./inflight-area.js";
 import type { BackendEvent, DispatcherOptions } from "./dispatcher-options.js";
@@ -85,6 +86,8 @@ export class Session {
   #log: DirtyLog | undefined;
   /** SET_LOG_FD's eventfd, kept until replaced or the connection ends. */
   #logFd: OwnedFd | undefined;
+  /** SET_DEVICE_STATE_FD / CHECK_DEVICE_STATE (docs/protocol.md#device-state-transfer). */
+  readonly #state: DeviceStateChannel;
 
   /**
    * @param device - the device; it serves one connection at a time.
@@ -103,6 +106,8 @@ export class Session {
       requireSealedFds: options.requireSealedMemory ?? false,
     });
     this.#lifecycle = new DeviceLifecycle(device, report);
+    const stateOptions = { maxBytes: options.maxDeviceStateBytes ?? DEFAULT_MAX_DEVICE_STATE_BYTES, ownPipe: options.ownStatePipe ?? false };
+    this.#state = new DeviceStateChannel(device, { ...stateOptions, reactor: options.reactor }, report);
     this.#rings = new RingRunner({
       device,
       memory: this.#memory,
@@ -121,6 +126,7 @@ export class Session {
       (FRAMEWORK_PROTOCOL_FEATURES & ~(logging ? 0n : ProtocolFeature.LOG_SHMFD)) |
       (device.getConfig ? ProtocolFeature.CONFIG : 0n) |
       (device.shmemRegions ? this.#dialect.shmemFeature : 0n) |
+      (DeviceStateChannel.supported(device) ? ProtocolFeature.DEVICE_STATE : 0n) |
       this.#memRwMask;
   }
 
@@ -169,7 +175,7 @@ export class Session {
     this.#client?.close();
     this.#client = undefined;
     this.#memory.dispose();
-    await this.#rings.quiesce();
+    await Promise.all([this.#rings.quiesce(), this.#state.abort()]);
     // Stopped rings and no handler: nothing views the area any more.
     this.#inflight?.dispose();
     this.#inflight = undefined;
@@ -321,6 +327,7 @@ export class Session {
       case "RESET_DEVICE":
         this.#requireProtocol(m.name, ProtocolFeature.RESET_DEVICE, "RESET_DEVICE");
         await this.#stopAll();
+        await this.#state.abort();
         this.#ackedFeatures = undefined;
         this.#applyDirtyLog();
         this.#status = 0n;
@@ -369,6 +376,12 @@ export class Session {
         this.#logFd?.close();
         this.#logFd = new OwnedFd(fds[0].transfer());
         return undefined;
+      case "SET_DEVICE_STATE_FD":
+        this.#requireProtocol(m.name, ProtocolFeature.DEVICE_STATE, "DEVICE_STATE");
+        return this.#state.begin(m.value, fds[0], this.#rings);
+      case "CHECK_DEVICE_STATE":
+        this.#requireProtocol(m.name, ProtocolFeature.DEVICE_STATE, "DEVICE_STATE");
+        return this.#state.check();
       case "SEND_RARP":
       case "NET_SET_MTU":
       case "IOTLB_MSG":
@@ -381,8 +394,6 @@ export class Session {
       case "GPU_SET_SOCKET":
       case "VRING_KICK":
       case "GET_SHARED_OBJECT":
-      case "SET_DEVICE_STATE_FD":
-      case "CHECK_DEVICE_STATE":
       case "GET_VRING_BASE_SKIP_DRAIN":
         // An always-replied one cannot be refused with a reply: the reply rules drop the front-end.
         throw new BackendError("UNSUPPORTED", `${m.name.toLowerCase()}: its feature was not offered`, { request: m.name });

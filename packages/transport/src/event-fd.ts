@@ -130,6 +130,7 @@ export class EventFd {
   }
 }
 
-function sysError(syscall: string, e = lastErrno()): TransportError {
+/** A failed system call as a `SYSCALL` transport error (errno read now unless given). @internal */
+export function sysError(syscall: string, e = lastErrno()): TransportError {
   return new TransportError("SYSCALL", classifyErrno(e), `${syscall}: ${describeErrno(e)}`, { errno: e, syscall });
 }

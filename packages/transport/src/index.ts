@@ -21,6 +21,8 @@ export type { Payload, RequestOptions, RequestChannelOptions, RequestWithOptions
 export { EventFd } from "./event-fd.js";
 export { Reactor, SPIN_FLOOR_MICROS } from "./reactor.js";
 export { Watch } from "./watch.js";
+export { PipeEnd, createPipe } from "./pipe.js";
+export type { PipeDirection } from "./pipe.js";
 export type { ReactorOptions } from "./reactor.js";
 export { listen, connect, Listener } from "./listener.js";
 export type { ListenOptions, ConnectOptions, RetryPolicy } from "./listener.js";

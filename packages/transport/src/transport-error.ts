@@ -15,7 +15,9 @@ export type TransportErrorCode =
   | "BAD_REPLY"
   | "BUSY"
   | "ADDR_IN_USE"
-  | "PATH_TOO_LONG";
+  | "PATH_TOO_LONG"
+  | "NOT_A_PIPE"
+  | "BAD_FD_MODE";
 
 /** How the caller should react: retry the call, or the connection is broken / gone / partial. */
 export type TransportErrorKind = "retry" | "broken" | "disconnected" | "partial";

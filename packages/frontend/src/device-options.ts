@@ -96,6 +96,11 @@ export interface DeviceOptions {
    * rings). The CLI's `--packed` / `--no-packed`.
    */
   readonly packedRing?: boolean;
+  /**
+   * Dirty page logging for live migration (docs/protocol.md#dirty-page-logging): ask for LOG_SHMFD, so that
+   * {@link Device.startDirtyLog} can hand the back-end a log. Default: off.
+   */
+  readonly dirtyLog?: boolean;
 }
 
 /** Options of {@link Device.start}. */

@@ -9,6 +9,7 @@ import { ProtocolFeature, VirtioFeature } from "@vhostkit/wire";
 import { callHook } from "@vhostkit/transport";
 import type { DeviceSharedMemory, GuestAddress, GuestAddressSpace, GuestRam } from "@vhostkit/regions";
 import { BackendLink } from "./backend-link.js";
+import { DirtyPageLog, ramEnd, sendDirtyLogging } from "./dirty-log.js";
 import { DRIVER_FEATURE_MASK, type DeviceOptions, type StartOptions } from "./device-options.js";
 import { DriverQueue } from "./driver-queue.js";
 import { asFrontendError, FrontendError, isConnectionLost, isFrontendError } from "./errors.js";
@@ -74,6 +75,8 @@ export class Device {
   #resolveFailure!: (err: FrontendError) => void;
   readonly #failure: Promise<FrontendError>;
   readonly #configListeners = new Set<(config: Uint8Array | undefined) => void>();
+  /** Dirty page logging is on ({@link Device.startDirtyLog}): rings started now log too. */
+  #logging = false;
 
   /** Takes over what negotiation left: the back-end channel starts being served here. */
   private constructor(host: DeviceHost, fe: Frontend, options: DeviceOptions, negotiated: Negotiated) {
@@ -218,6 +221,43 @@ export class Device {
     }
   }
 
+  /**
+   * Turns dirty page logging on (docs/protocol.md#dirty-page-logging): a new {@link DirtyPageLog} for guest RAM,
+   * SET_LOG_BASE with it, SET_LOG_FD, SET_FEATURES with VHOST_F_LOG_ALL, SET_VRING_ADDR with
+   * VHOST_VRING_F_LOG on every started ring (and on rings started later). The caller owns the log:
+   * read it with `takeDirtyPages()`, dispose it after {@link Device.stopDirtyLog} and a last read.
+   * Logging does not survive a reconnect.
+   * @throws FrontendError `BAD_ARGUMENT` (not started, or already logging), `NEGOTIATION` (LOG_ALL
+   *   not offered, or LOG_SHMFD not acknowledged: open the device with `dirtyLog: true`), or as the requests.
+   */
+  startDirtyLog(): Promise<DirtyPageLog> {
+    return this.#guard(async () => {
+      const features = this.#ackedFeatures;
+      if (features === undefined || this.#logging)
+        throw new FrontendError("BAD_ARGUMENT", features === undefined ? "dirty log: start the device first" : "dirty log: already logging");
+      if (!hasFeatures(this.#info.features, VirtioFeature.LOG_ALL) || !hasFeatures(this.#info.ackedProtocolFeatures, ProtocolFeature.LOG_SHMFD))
+        throw new FrontendError("NEGOTIATION", "dirty log: the back-end needs VHOST_F_LOG_ALL offered and LOG_SHMFD acknowledged", { request: "SET_LOG_BASE" });
+      const log = DirtyPageLog.create(ramEnd(this.#host.ram));
+      try {
+        await sendDirtyLogging(this.#fe, this.#host.ram, this.#queues.values(), features, log);
+      } catch (err) {
+        log.dispose();
+        throw err;
+      }
+      this.#logging = true;
+      return log;
+    });
+  }
+
+  /** Turns dirty page logging off: SET_FEATURES without LOG_ALL, SET_VRING_ADDR without the log flag. Nothing when off. @throws FrontendError as the requests. */
+  stopDirtyLog(): Promise<void> {
+    return this.#guard(async () => {
+      if (!this.#logging || this.#ackedFeatures === undefined) return;
+      this.#logging = false;
+      await sendDirtyLogging(this.#fe, this.#host.ram, this.#queues.values(), this.#ackedFeatures, undefined);
+    });
+  }
+
   /** Re-reads the config space with GET_CONFIG (same size as before) and notifies listeners. */
   refreshConfig(): Promise<Uint8Array | undefined> {
     return this.#guard(async () => {
@@ -315,7 +355,7 @@ export class Device {
       });
       this.#queues.set(index, q);
       out.push(q);
-      await sendRing(fe, ram, q, q.initialVringBase);
+      await sendRing(fe, ram, q, q.initialVringBase, this.#logging);
     }
     if (hasFeatures(this.#ackedFeatures ?? features, VirtioFeature.PROTOCOL_FEATURES)) {
       for (const index of indices) await fe.setVringEnable(index, true);

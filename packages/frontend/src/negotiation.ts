@@ -192,7 +192,9 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
   if (hasFeatures(features, VirtioFeature.PROTOCOL_FEATURES)) {
     protocolFeatures = await fe.getProtocolFeatures();
     const inflight = options.reconnect === undefined ? 0n : ProtocolFeature.INFLIGHT_SHMFD;
-    const wanted = previous?.ackedProtocolFeatures ?? (options.protocolFeatures ?? SUPPORTED_PROTOCOL_FEATURES | dialect.shmemFeature | inflight) | memRwBit;
+    const log = options.dirtyLog === true ? ProtocolFeature.LOG_SHMFD : 0n;
+    const wanted =
+      previous?.ackedProtocolFeatures ?? (options.protocolFeatures ?? SUPPORTED_PROTOCOL_FEATURES | dialect.shmemFeature | inflight | log) | memRwBit;
     acked = protocolFeatures & wanted;
     if (previous !== undefined && acked !== wanted) {
       throw new FrontendError("FEATURES_WITHDRAWN", `the restarted back-end no longer offers protocol features 0x${(wanted & ~acked).toString(16)}`, {

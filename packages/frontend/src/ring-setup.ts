@@ -4,26 +4,20 @@
  * @module
  */
 import type { GuestRam } from "@vhostkit/regions";
+import { vringAddr } from "./dirty-log.js";
 import type { DriverQueue } from "./driver-queue.js";
 import type { Frontend } from "./frontend.js";
 
 /**
  * SET_VRING_NUM, SET_VRING_BASE (`base`), SET_VRING_ADDR (synthetic user addresses of the rings in
- * `ram`), SET_VRING_CALL and SET_VRING_KICK (the queue's eventfds, borrowed) for `q`.
+ * `ram`; VHOST_VRING_F_LOG when `logging`), SET_VRING_CALL and SET_VRING_KICK (the queue's eventfds, borrowed) for `q`.
  * @throws FrontendError as {@link Frontend.ack}.
  * @internal
  */
-export async function sendRing(fe: Frontend, ram: GuestRam, q: DriverQueue, base: number): Promise<void> {
+export async function sendRing(fe: Frontend, ram: GuestRam, q: DriverQueue, base: number, logging = false): Promise<void> {
   await fe.setVringNum(q.index, q.size);
   await fe.setVringBase(q.index, base);
-  await fe.setVringAddr({
-    index: q.index,
-    flags: 0,
-    descAddr: ram.userAddressOf(q.rings.desc),
-    usedAddr: ram.userAddressOf(q.rings.used),
-    availAddr: ram.userAddressOf(q.rings.avail),
-    logAddr: q.rings.used,
-  });
+  await fe.setVringAddr(vringAddr(ram, q, logging));
   await fe.setVringFd("SET_VRING_CALL", q.index, q.callFd);
   await fe.setVringFd("SET_VRING_KICK", q.index, q.kickFd);
 }

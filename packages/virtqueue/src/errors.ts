@@ -46,6 +46,9 @@ import type { ErrorDetail } from "@vhostkit/wire";
  *   it, or a list member not available in its lap.
  * - `BAD_USED_ID`: a used element id >= queue size (device-side caller error; packed ring: also an
  *   id that is not in flight; driver side: the device returned an id that is not in flight).
+ * - `BAD_INFLIGHT` (packed ring): the inflight region the front-end handed over does not add up
+ *   (an index out of range, a list that loops or overlaps another, a buffer ID twice in flight, more
+ *   descriptors in flight than the ring has); the queue breaks when it starts.
  * - `USED_OVERFLOW`: more used elements pending than the queue size.
  * - `RING_FULL`: driver side, not enough free descriptors or avail slots.
  * - `BAD_BUFFER`: driver side, an empty chain or a buffer with a bad length.
@@ -76,6 +79,7 @@ export type VirtqueueErrorCode =
   | "BUFFER_ID_IN_FLIGHT"
   | "BAD_WRAP"
   | "BAD_USED_ID"
+  | "BAD_INFLIGHT"
   | "USED_OVERFLOW"
   | "RING_FULL"
   | "BAD_BUFFER"

@@ -42,6 +42,8 @@ export { SplitQueue } from "./split-queue.js";
 export type { SplitQueueOptions } from "./split-queue.js";
 export { SPLIT_INFLIGHT_VERSION, SplitInflight, splitInflightQueueBytes } from "./split-inflight.js";
 export type { SplitInflightRecovery } from "./split-inflight.js";
+export { PACKED_INFLIGHT_VERSION, PackedInflight, packedInflightQueueBytes } from "./packed-inflight.js";
+export type { PackedInflightRecovery } from "./packed-inflight.js";
 export type { DeviceQueue, DeviceQueueOptions } from "./device-queue.js";
 export {
   PackedDescFlag,

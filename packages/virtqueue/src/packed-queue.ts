@@ -24,6 +24,8 @@ import { SegmentCursor } from "./segment-cursor.js";
 import type { DirtyLogger, GuestErrorSink } from "./segment-cursor.js";
 import type { DeviceQueue, DeviceQueueOptions } from "./device-queue.js";
 import type { SplitQueue } from "./split-queue.js";
+import type { PackedInflight } from "./packed-inflight.js";
+import { PackedReplay } from "./packed-replay.js";
 
 const EMPTY16 = new Uint16Array(0);
 const EMPTYI32 = new Int32Array(0);
@@ -38,6 +40,14 @@ export interface PackedQueueOptions extends DeviceQueueOptions {
    * event suppression area, `used` the device event suppression area (4-aligned each).
    */
   readonly addresses: RingAddresses;
+  /**
+   * Inflight I/O tracking (docs/protocol.md#inflight-tracking-and-reconnect): this queue's region
+   * of the inflight area, made for at least `size` descriptors. Every list taken is recorded in it
+   * before `pop` returns and released once its used descriptor is published; the first
+   * {@link PackedQueue.start} resubmits what an earlier back-end process left in flight, before any
+   * new list, and resumes at the positions the region gives.
+   */
+  readonly inflight?: PackedInflight;
 }
 
 /**
@@ -94,6 +104,11 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
   #pendSlots = 0;
   #signalledValid = false;
   readonly #cursor = new SegmentCursor();
+  readonly #inflight: PackedInflight | undefined;
+  /** The inflight region was read (first start): later starts resume where the queue stopped. */
+  #recovered = false;
+  /** Lists recovered from the inflight region, popped before the ring's. */
+  #replay: PackedReplay | undefined;
 
   /**
    * Starts from the fresh base ({@link FRESH_PACKED_VRING_BASE}: offsets 0, wrap counters 1).
@@ -120,6 +135,10 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
     this.#pendPos = new Uint16Array(size);
     this.#pendFlags = new Uint16Array(size);
     this.#pendIds = new Uint16Array(size);
+    this.#inflight = options.inflight;
+    const d = this.#inflight?.descNum ?? size;
+    if (d < size)
+      throw new VirtqueueError("BAD_QUEUE_SIZE", `queue size ${size} exceeds the inflight region's ${d} descriptors`, { expected: d, actual: size });
     this.setBase(FRESH_PACKED_VRING_BASE);
   }
 
@@ -185,6 +204,22 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
     this.#signalledValid = false;
     this.#health.brokenBy = undefined;
     this.#started = true;
+    if (this.#inflight !== undefined && !this.#recovered) this.#recover(this.#inflight);
+  }
+
+  /** First start with an inflight region: resume where it says, its lists popped first; a bad region breaks the queue. */
+  #recover(inflight: PackedInflight): void {
+    this.#recovered = true;
+    try {
+      const r = inflight.recover(this.#desc16, this.size, this.ringBase);
+      this.#started = false;
+      this.setBase(r.base);
+      this.#started = true;
+      if (r.resubmit.length > 0) this.#replay = new PackedReplay(inflight, r, this.size);
+    } catch (e) {
+      if (!(e instanceof VirtqueueError && e.code === "BAD_INFLIGHT")) throw e;
+      this.guestError(e);
+    }
   }
 
   /**
@@ -254,7 +289,7 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
    */
   hasAvailable(): boolean {
     if (!this.#started || this.#health.brokenBy !== undefined) throw this.#health.unusable();
-    return this.#avail.headMarked();
+    return this.#replay !== undefined || this.#avail.headMarked();
   }
 
   /**
@@ -270,8 +305,29 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
    */
   pop(batch: ChainBatch, max: number = batch.capacity): number {
     if (!this.#started || this.#health.brokenBy !== undefined) throw this.#health.unusable();
-    const n = this.#avail.pop(batch, max, this.size - this.#held);
-    this.#held += this.#avail.slots;
+    const a = this.#avail;
+    const replay = this.#replay;
+    if (replay !== undefined && this.#inflight !== undefined) {
+      const n = replay.pop(a, this.#inflight, batch, max);
+      if (replay.finished) this.#replay = undefined;
+      return n;
+    }
+    const pos = a.availIdx;
+    const n = a.pop(batch, max, this.size - this.#held);
+    this.#held += a.slots;
+    const inflight = this.#inflight;
+    if (inflight !== undefined) {
+      try {
+        for (let k = 0, q = pos; k < n; k++) {
+          const id = batch.heads[k] as number;
+          const count = a.idCount[id] as number;
+          inflight.record(id, this.#desc32, q, count, this.size);
+          q = (q + count) % this.size;
+        }
+      } catch (e) {
+        throw e instanceof VirtqueueError ? this.guestError(e) : e;
+      }
+    }
     return n;
   }
 
@@ -332,6 +388,7 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
     this.#pendFlags[c] = (this.#usedWrap === 1 ? USED_BOTH : 0) | (len !== 0 ? PackedDescFlag.WRITE : 0);
     this.#pendIds[c] = id;
     this.#avail.idState[id] = IdState.USED;
+    this.#inflight?.used(id);
     const count = this.#avail.idCount[id] as number;
     this.#pendSlots += count;
     let u = pos + count;
@@ -348,11 +405,13 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
     const d16 = this.#desc16;
     const pos = this.#pendPos;
     const flags = this.#pendFlags;
+    this.#inflight?.beforePublish(this.#usedIdx, this.#usedWrap);
     for (let i = n - 1; i > 0; i--) d16[8 * (pos[i] as number) + 7] = flags[i] as number;
     // Ordering: release (seq-cst) — the ids, lens and later flags are visible before the first
     // used descriptor's flags, which publish the batch; the event suppression loads that follow
     // cannot be satisfied before this store (barriers.ts).
     storeRelease16(d16, 8 * (pos[0] as number) + 7, flags[0] as number);
+    this.#inflight?.afterPublish();
     const state = this.#avail.idState;
     for (let i = 0; i < n; i++) state[this.#pendIds[i] as number] = IdState.FREE;
     const slots = this.#pendSlots;
@@ -365,6 +424,7 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
   }
 
   #dropQueued(): void {
+    this.#inflight?.dropPending();
     const state = this.#avail.idState;
     for (let i = 0; i < this.#pendCount; i++) state[this.#pendIds[i] as number] = IdState.POPPED;
     this.#usedIdx = this.#pubIdx;
@@ -412,7 +472,7 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
     } else {
       storeRelease16(ev, 1, RingEventFlag.ENABLE);
     }
-    return a.headMarked();
+    return this.#replay !== undefined || a.headMarked();
   }
 
   /**

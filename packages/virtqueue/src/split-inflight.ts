@@ -17,6 +17,7 @@
  * @module
  */
 import { VirtqueueError } from "./errors.js";
+import { regionViews } from "./inflight-region.js";
 import { isValidQueueSize } from "./layout.js";
 
 /** The region version this package writes and reads (0 means a region no back-end used yet). */
@@ -84,13 +85,11 @@ export class SplitInflight {
    * @throws VirtqueueError `BAD_QUEUE_SIZE`; RangeError when `region` is too short or misaligned.
    */
   constructor(region: Uint8Array, descNum: number) {
-    const need = splitInflightQueueBytes(descNum);
-    if (region.byteLength < need) throw new RangeError(`inflight queue region of 0x${region.byteLength.toString(16)} bytes, 0x${need.toString(16)} needed`);
-    if (region.byteOffset % 8 !== 0) throw new RangeError(`inflight queue region at offset 0x${region.byteOffset.toString(16)} is not 8-byte aligned`);
+    const v = regionViews(region, splitInflightQueueBytes(descNum));
     this.descNum = descNum;
-    this.#u8 = region.subarray(0, need);
-    this.#u16 = new Uint16Array(region.buffer, region.byteOffset, need >>> 1);
-    this.#u32 = new Uint32Array(region.buffer, region.byteOffset, need >>> 2);
+    this.#u8 = v.u8;
+    this.#u16 = v.u16;
+    this.#u32 = v.u32;
     this.#pending = new Uint16Array(descNum);
   }
 

@@ -82,6 +82,11 @@ export class PackedDriver<T = unknown> {
   readonly #freeNext: Uint16Array;
   readonly #idCount: Uint16Array;
   readonly #idState: Uint8Array;
+  /** Where each ID's list starts: ring offset | wrap counter << 15. */
+  readonly #idPos: Uint16Array;
+  /** Indirect lists: the table's guest address and byte length (0: a direct list). */
+  readonly #idTable: BigUint64Array;
+  readonly #idTableLen: Uint32Array;
   readonly #tokens: (T | undefined)[];
   readonly #pendPos: Uint16Array;
   readonly #pendFlags: Uint16Array;
@@ -124,6 +129,9 @@ export class PackedDriver<T = unknown> {
     for (let i = 0; i < n; i++) this.#freeNext[i] = i + 1;
     this.#idCount = new Uint16Array(n);
     this.#idState = new Uint8Array(n);
+    this.#idPos = new Uint16Array(n);
+    this.#idTable = new BigUint64Array(n);
+    this.#idTableLen = new Uint32Array(n);
     this.#tokens = new Array<T | undefined>(n).fill(undefined);
     this.#pendPos = new Uint16Array(n);
     this.#pendFlags = new Uint16Array(n);
@@ -193,12 +201,19 @@ export class PackedDriver<T = unknown> {
     }
   }
 
+  /** Offset | wrap counter << 15 of a list head at `head`, the avail position already past the list (it may have crossed the ring end). */
+  #headPos(head: number): number {
+    return head | ((head < this.#availIdx ? this.#availWrap : this.#availWrap ^ 1) << 15);
+  }
+
   /** Records a list of `count` ring descriptors whose head (at `head`, flags `headFlags`) is still hidden. */
   #commit(id: number, head: number, headFlags: number, count: number, token: T | undefined): number {
     this.#freeHead = this.#freeNext[id] as number;
     this.#numFree -= count;
     this.#addedSlots += count;
     this.#idCount[id] = count;
+    this.#idPos[id] = this.#headPos(head);
+    this.#idTableLen[id] = 0;
     this.#idState[id] = ID_ADDED;
     this.#tokens[id] = token;
     const c = this.#pendCount++;
@@ -256,7 +271,10 @@ export class PackedDriver<T = unknown> {
     const headFlags = this.#availBits() | INDIRECT;
     this.#writeDesc(head, tableAddr, table.length, id);
     this.#advance();
-    return this.#commit(id, head, headFlags, 1, token);
+    const r = this.#commit(id, head, headFlags, 1, token);
+    this.#idTable[id] = tableAddr;
+    this.#idTableLen[id] = table.length;
+    return r;
   }
 
   /**
@@ -334,6 +352,65 @@ export class PackedDriver<T = unknown> {
       out.push({ id, len, token });
     }
     return out;
+  }
+
+  /**
+   * Before the ring restarts on a new back-end (docs/protocol.md#inflight-tracking-and-reconnect):
+   * returns the SET_VRING_BASE `num` it starts at — both halves the used position. With `chainOf`
+   * (the buffers of each list in flight, from its token), the lists in flight are first laid out
+   * again from the used position, oldest first, under their IDs, in the descriptors they took
+   * before (an indirect list points at its table again): a back-end that keeps no inflight record
+   * pops each of them once. Without it the ring is left as it is: a back-end that recorded the
+   * lists it took resubmits those and resumes its avail position after them.
+   * @throws VirtqueueError `USED_OVERRUN` when used buffers are uncollected or lists unpublished,
+   *   `BAD_BUFFER` when `chainOf` gives a list another length than it had.
+   */
+  requeueOutstanding(chainOf?: (token: T | undefined) => { readonly readable: readonly DriverBuffer[]; readonly writable: readonly DriverBuffer[] }): number {
+    if (this.hasUsed() || this.#pendCount > 0)
+      throw new VirtqueueError("USED_OVERRUN", "requeue: used buffers uncollected or lists not yet published", { actual: this.#pendCount });
+    const used = this.lastUsedIndex;
+    if (chainOf !== undefined) {
+      const size = this.size;
+      const ids: number[] = [];
+      for (let id = 0; id < size; id++) if (this.#idState[id] === ID_PUBLISHED) ids.push(id);
+      const age = (id: number): number => {
+        const p = this.#idPos[id] as number;
+        return (p & 0x7fff) + (p >>> 15 === this.#usedWrap ? 0 : size) - this.#usedIdx;
+      };
+      ids.sort((a, b) => age(a) - age(b));
+      const end = this.availIndex;
+      this.#availIdx = this.#usedIdx;
+      this.#availWrap = this.#usedWrap;
+      for (const id of ids) {
+        const tableLen = this.#idTableLen[id] as number;
+        const head = this.#availIdx;
+        let headFlags: number;
+        if (tableLen > 0) {
+          headFlags = this.#availBits() | INDIRECT;
+          this.#writeDesc(head, this.#idTable[id] as bigint, tableLen, id);
+          this.#advance();
+        } else {
+          const { readable, writable } = chainOf(this.#tokens[id]);
+          const n = readable.length + writable.length;
+          const took = this.#idCount[id] as number;
+          if (n !== took) throw new VirtqueueError("BAD_BUFFER", `requeue: list ${id} of ${n} buffers, it took ${took}`, { expected: took, actual: n });
+          headFlags = 0;
+          for (let i = 0; i < n; i++) {
+            const b = (i < readable.length ? readable[i] : writable[i - readable.length]) as DriverBuffer;
+            const flags = this.#availBits() | (i >= readable.length ? WRITE : 0) | (i < n - 1 ? NEXT : 0);
+            this.#writeDesc(this.#availIdx, b.addr, b.len, id);
+            if (i === 0) headFlags = flags;
+            else this.#desc16[8 * this.#availIdx + 7] = flags;
+            this.#advance();
+          }
+        }
+        this.#idPos[id] = this.#headPos(head);
+        // Ordering: the list's other descriptors before its head (release store).
+        storeRelease16(this.#desc16, 8 * head + 7, headFlags);
+      }
+      if (this.availIndex !== end) throw new VirtqueueError("USED_OVERRUN", `requeue ended at 0x${this.availIndex.toString(16)}, not 0x${end.toString(16)}`);
+    }
+    return (used | (used << 16)) >>> 0;
   }
 
   /** Asks the device not to interrupt (RING_EVENT_FLAGS_DISABLE, with or without EVENT_IDX). A hint. */

@@ -1,0 +1,61 @@
+/**
+ * Resubmitting the lists a packed queue's inflight region holds
+ * (docs/protocol.md#inflight-tracking-and-reconnect): their recorded descriptors are laid out as a
+ * private ring and popped through the queue's own walker before the real ring, so they are
+ * validated as any available list is.
+ *
+ * @module
+ */
+import type { ChainBatch } from "./chain-batch.js";
+import type { PackedAvailWalker } from "./packed-avail.js";
+import type { PackedInflight, PackedInflightRecovery } from "./packed-inflight.js";
+
+/** @internal The recovered lists of one queue, popped oldest first. */
+export class PackedReplay {
+  readonly #desc16: Uint16Array;
+  readonly #desc32: Int32Array;
+  readonly #heads: readonly number[];
+  readonly #slots: number;
+  #pos = 0;
+  #done = 0;
+
+  /** Lays out the lists of `recovery` (from `inflight`) for a ring of `size` descriptors. */
+  constructor(inflight: PackedInflight, recovery: PackedInflightRecovery, size: number) {
+    this.#desc32 = new Int32Array(4 * size);
+    this.#desc16 = new Uint16Array(this.#desc32.buffer);
+    let at = 0;
+    for (const h of recovery.resubmit) at += inflight.replay(h, this.#desc32, at);
+    this.#heads = recovery.resubmit;
+    this.#slots = at;
+  }
+
+  /** True once every recovered list was popped. */
+  get finished(): boolean {
+    return this.#pos >= this.#slots;
+  }
+
+  /**
+   * Pops up to `max` recovered lists into `batch` with `walker` (its ring views and avail position
+   * are restored afterwards); each popped ID is tied to its head entry in `inflight`. The lists'
+   * ring descriptors are already counted as held by the device.
+   */
+  pop(walker: PackedAvailWalker, inflight: PackedInflight, batch: ChainBatch, max: number): number {
+    const a = walker;
+    const [idx, wrap, d16, d32] = [a.availIdx, a.availWrap, a.desc16, a.desc32];
+    a.desc16 = this.#desc16;
+    a.desc32 = this.#desc32;
+    a.availIdx = this.#pos;
+    a.availWrap = 1;
+    let n = 0;
+    try {
+      n = a.pop(batch, max, this.#slots - this.#pos);
+      this.#pos = a.availIdx;
+    } finally {
+      [a.availIdx, a.availWrap, a.desc16, a.desc32] = [idx, wrap, d16, d32];
+      a.slots = 0;
+    }
+    for (let k = 0; k < n; k++) inflight.adopt(batch.heads[k] as number, this.#heads[this.#done + k] as number);
+    this.#done += n;
+    return n;
+  }
+}

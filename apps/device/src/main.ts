@@ -13,6 +13,7 @@ import { fsCommand } from "./commands/fs.js";
 import { gpuCommand } from "./commands/gpu.js";
 import { probeCommand } from "./commands/probe.js";
 import { rngCommand } from "./commands/rng.js";
+import { stateCommand } from "./commands/state.js";
 import { traceCommand } from "./commands/trace.js";
 import { vsockCommand } from "./commands/vsock.js";
 import { UsageError } from "./options.js";
@@ -26,10 +27,21 @@ const program = new Command()
   .showHelpAfterError()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-for (const c of [probeCommand(), blkCommand(), rngCommand(), checkCommand(), gpuCommand(), fsCommand(), vsockCommand(), traceCommand(), decodeCommand()])
+for (const c of [
+  probeCommand(),
+  blkCommand(),
+  rngCommand(),
+  checkCommand(),
+  gpuCommand(),
+  fsCommand(),
+  vsockCommand(),
+  stateCommand(),
+  traceCommand(),
+  decodeCommand(),
+])
   program.addCommand(c);
 // exitOverride on every command so usage errors surface here (exit 2) instead of process.exit(1).
-for (const c of [program, ...program.commands]) c.exitOverride();
+for (const c of [program, ...program.commands, ...program.commands.flatMap((c) => c.commands)]) c.exitOverride();
 
 function oneLine(s: string): string {
   return s.replace(/\s+/g, " ").trim();

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // A RAM-backed vhost-user-blk device on @vhostkit/backend, in about 110 lines (165 with its command line); Node >= 20 and Bun:
-//   node examples/ram-blk.mjs --socket /tmp/blk.sock [--size-mib 16] [--image FILE] [--file DISK] [--once] [--events] [--mem-rw] [--max-slots N] [--discard] [--sealed-memory] [--no-packed] [--latency-ms N] [--no-log]
+//   node examples/ram-blk.mjs --socket /tmp/blk.sock [--size-mib 16] [--image FILE] [--file DISK] [--once] [--events] [--mem-rw] [--max-slots N] [--discard] [--sealed-memory] [--no-packed] [--latency-ms N] [--no-log] [--own-state-pipe]
 // Prints "listening <path>" on stdout once the socket accepts connections. --file keeps the disk in
 // DISK too (written through before each write completes, read again each time the device starts), so
 // it survives a restart and two processes can take turns on it (live migration). --no-log: no dirty
 // page logging (VHOST_F_LOG_ALL not offered: QEMU then refuses to migrate).
+// --own-state-pipe: SET_DEVICE_STATE_FD answered with a pipe of the device's own (reply bit 8 clear).
 // SIGTERM: stop accepting, let running requests finish, close everything, exit 0.
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -145,6 +146,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       "no-packed": { type: "boolean", default: false },
       "latency-ms": { type: "string", default: "0" },
       "no-log": { type: "boolean", default: false },
+      "own-state-pipe": { type: "boolean", default: false },
     },
   });
   if (!values.socket) throw new Error("--socket PATH is required");
@@ -173,6 +175,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     {
       memRw: values["mem-rw"],
       dirtyLog: !values["no-log"],
+      ownStatePipe: values["own-state-pipe"],
       requireSealedMemory: values["sealed-memory"],
       ...(values["max-slots"] ? { maxMemSlots: Number(values["max-slots"]) } : {}),
       ...(values.once ? { connections: 1 } : {}),

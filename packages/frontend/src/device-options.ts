@@ -10,7 +10,8 @@ import type { TraceSink } from "./trace.js";
 
 /**
  * Protocol features this front-end knows how to use (the dialect's SHMEM bit is added per
- * connection): MQ, REPLY_ACK, BACKEND_REQ, CONFIG, BACKEND_SEND_FD, RESET_DEVICE, CONFIGURE_MEM_SLOTS.
+ * connection): MQ, REPLY_ACK, BACKEND_REQ, CONFIG, BACKEND_SEND_FD, RESET_DEVICE, CONFIGURE_MEM_SLOTS,
+ * DEVICE_STATE (docs/protocol.md#device-state-transfer).
  */
 export const SUPPORTED_PROTOCOL_FEATURES: bigint =
   ProtocolFeature.MQ |
@@ -19,7 +20,8 @@ export const SUPPORTED_PROTOCOL_FEATURES: bigint =
   ProtocolFeature.CONFIG |
   ProtocolFeature.BACKEND_SEND_FD |
   ProtocolFeature.RESET_DEVICE |
-  ProtocolFeature.CONFIGURE_MEM_SLOTS;
+  ProtocolFeature.CONFIGURE_MEM_SLOTS |
+  ProtocolFeature.DEVICE_STATE;
 
 /**
  * Mask of the feature bits a driver may ask for: device-specific bits 0–23 and the ring bits 28

@@ -4,6 +4,7 @@
  * @module
  */
 import {
+  DeviceStateDirection,
   decodeReply,
   encodeMessage,
   expectedFdCount,
@@ -346,6 +347,45 @@ export class Frontend {
   /** SET_INFLIGHT_FD (PF INFLIGHT_SHMFD): hands the area `info` describes to the back-end, with its fd (borrowed). */
   setInflightFd(info: InflightInfo, fd: number): Promise<void> {
     return this.ack("SET_INFLIGHT_FD", info, [fd]);
+  }
+
+  /**
+   * SET_DEVICE_STATE_FD (PF DEVICE_STATE, phase 0 "stopped"; docs/protocol.md#device-state-transfer):
+   * hands the back-end its end of the state channel.
+   * @param fd - the back-end's end (the write end to save, the read end to load), borrowed.
+   * @returns the back-end's own channel end, which replaces ours (reply bit 8 clear; owned by the
+   *   caller), or `undefined` (bit 8 set: use our pipe).
+   * @throws FrontendError `REFUSED` (an error code in bits 0–7), `PROTOCOL` (an error with an fd),
+   *   `DISCONNECTED`, `TIMEOUT`.
+   */
+  async setDeviceStateFd(direction: "save" | "load", fd: number): Promise<OwnedFd | undefined> {
+    const { value, fds } = await this.call(
+      "SET_DEVICE_STATE_FD",
+      { direction: direction === "save" ? DeviceStateDirection.SAVE : DeviceStateDirection.LOAD, phase: 0 },
+      [fd],
+    );
+    if (value.error !== 0) {
+      for (const f of fds) f.close();
+      throw new FrontendError(
+        fds.length > 0 ? "PROTOCOL" : "REFUSED",
+        `set_device_state_fd: back-end answered error ${value.error}${fds.length > 0 ? " with an fd" : ""} (${direction})`,
+        { request: "SET_DEVICE_STATE_FD", actual: value.error },
+      );
+    }
+    return fds[0];
+  }
+
+  /**
+   * CHECK_DEVICE_STATE (PF DEVICE_STATE): did the back-end save or load the state it was sent completely?
+   * @throws FrontendError `REFUSED` (a non-zero answer), `PROTOCOL`, `DISCONNECTED`, `TIMEOUT`.
+   */
+  async checkDeviceState(): Promise<void> {
+    const { value } = await this.call("CHECK_DEVICE_STATE", undefined);
+    if (value !== 0n)
+      throw new FrontendError("REFUSED", `check_device_state: back-end answered 0x${value.toString(16)}: the state transfer failed`, {
+        request: "CHECK_DEVICE_STATE",
+        actual: value,
+      });
   }
 
   /** RESET_DEVICE (PF RESET_DEVICE only). */

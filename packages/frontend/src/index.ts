@@ -29,6 +29,8 @@ export { GuestAllocator } from "./guest-allocator.js";
 export { Guest } from "./guest.js";
 export type { GuestOptions } from "./guest.js";
 export { Device } from "./device.js";
+export { saveDeviceState, loadDeviceState, DEFAULT_MAX_DEVICE_STATE_BYTES } from "./device-state.js";
+export type { SaveDeviceStateOptions } from "./device-state.js";
 export { SUPPORTED_PROTOCOL_FEATURES, DRIVER_FEATURE_MASK, DEFAULT_MAX_SHMEM_BYTES } from "./device-options.js";
 export type { DeviceOptions, StartOptions } from "./device-options.js";
 export type { ReconnectEvent, ReconnectPolicy } from "./reconnect.js";

@@ -12,6 +12,7 @@ import {
   isValidQueueSize,
   isVirtqueueError,
   PackedQueue,
+  type PackedInflight,
   toPackedVringBase,
   type DeviceQueueOptions,
   type RingAddresses,
@@ -77,6 +78,8 @@ export function freshRingBase(packed: boolean): number {
 
 /** What a ring is started with, whatever its layout. */
 export interface RingQueueOptions extends DeviceQueueOptions {
+  /** The ring's region of the inflight area (packed layout), when the front-end handed one over. */
+  readonly inflight?: PackedInflight;
   /** SET_VRING_NUM. */
   readonly size: number;
   /** SET_VRING_ADDR (descriptor ring, driver area, device area for a packed ring). */
@@ -86,8 +89,7 @@ export interface RingQueueOptions extends DeviceQueueOptions {
 }
 
 /**
- * The device side of a packed ring. Inflight tracking is split-only: a packed ring is not
- * recorded in an inflight area.
+ * The device side of a packed ring (recorded in the inflight area when `options.inflight` is given).
  * @throws BackendError `PROTOCOL` when size or addresses do not suit a packed ring.
  */
 export function packedQueue(request: string, index: number, options: RingQueueOptions): PackedQueue {

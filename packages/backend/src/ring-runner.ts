@@ -21,6 +21,7 @@ import { isRegionError, type GuestMemory, type MemoryTable } from "@vhostkit/reg
 import type { EventFd } from "@vhostkit/transport";
 import {
   isVirtqueueError,
+  PackedInflight,
   SplitQueue,
   type DeviceQueue,
   type DirtyLogger,
@@ -53,7 +54,7 @@ export interface RingRunnerOptions {
    * (`undefined`: untracked). The ring then records every chain in it and first serves what an
    * earlier back-end process left there (docs/protocol.md#inflight-tracking-and-reconnect).
    */
-  readonly inflight?: (index: number) => SplitInflight | undefined;
+  readonly inflight?: (index: number) => SplitInflight | PackedInflight | undefined;
   /** Ring `index` started with inflight tracking; `resubmitted` chains were left in flight by an earlier back-end. */
   readonly onInflight?: (index: number, resubmitted: number) => void;
 }
@@ -399,11 +400,16 @@ export class RingRunner {
     const packed = isPackedLayout(features);
     checkRingSize(request, v.size, v.size, packed); // SET_FEATURES may have changed the layout since
     const base = v.base === undefined ? freshRingBase(packed) : ringBase(request, v.base, v.size, packed);
-    const inflight = packed ? undefined : this.#options.inflight?.(v.index);
+    const inflight = this.#options.inflight?.(v.index);
+    if (inflight !== undefined && inflight instanceof PackedInflight !== packed)
+      throw protocolError(
+        request,
+        `vring ${v.index}: the inflight area is in the ${packed ? "split" : "packed"}-ring layout, the ring is ${packed ? "packed" : "split"}`,
+      );
     const queue: DeviceQueue = packed
-      ? this.#packedQueue(request, v, v.addresses, features)
+      ? this.#packedQueue(request, v, v.addresses, features, inflight as PackedInflight | undefined)
       : new SplitQueue({
-          ...(inflight === undefined ? {} : { inflight }),
+          ...(inflight === undefined ? {} : { inflight: inflight as SplitInflight }),
           size: v.size,
           memory: this.#memory,
           addresses: v.addresses,
@@ -426,8 +432,8 @@ export class RingRunner {
     this.#schedule(v);
   }
 
-  /** The device side of packed ring `v` (not recorded in an inflight area: inflight tracking is split-only). */
-  #packedQueue(request: string, v: Vring, addresses: RingAddresses, features: bigint): DeviceQueue {
+  /** The device side of packed ring `v`, recorded in `inflight` when given. */
+  #packedQueue(request: string, v: Vring, addresses: RingAddresses, features: bigint, inflight: PackedInflight | undefined): DeviceQueue {
     const flag = (f: bigint): boolean => (features & f) !== 0n;
     const onBroken = (error: VirtqueueError): void => this.#queueBroken(v, error);
     return packedQueue(request, v.index, {
@@ -439,6 +445,7 @@ export class RingRunner {
       indirect: flag(VirtioFeature.INDIRECT_DESC),
       maxIndirectLength: v.size,
       onBroken,
+      ...(inflight === undefined ? {} : { inflight }),
     });
   }
 

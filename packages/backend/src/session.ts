@@ -29,6 +29,7 @@ import { InflightArea } from "./inflight-area.js";
 import type { BackendEvent, DispatcherOptions } from "./dispatcher-options.js";
 import { BackendError, protocolError } from "./errors.js";
 import { FdReply } from "./reply-policy.js";
+import { isPackedLayout } from "./ring-layout.js";
 import { RingRunner } from "./ring-runner.js";
 
 /**
@@ -349,7 +350,7 @@ export class Session {
       case "GET_INFLIGHT_FD": {
         this.#requireProtocol(m.name, ProtocolFeature.INFLIGHT_SHMFD, "INFLIGHT_SHMFD");
         await this.#replaceableInflight(m.name);
-        const { area, fd, reply } = InflightArea.allocate(m.name, m.value, this.#rings.count);
+        const { area, fd, reply } = InflightArea.allocate(m.name, m.value, this.#rings.count, isPackedLayout(this.#ackedFeatures));
         this.#useInflight(area);
         return new FdReply(reply, [fd]);
       }
@@ -357,7 +358,7 @@ export class Session {
         this.#requireProtocol(m.name, ProtocolFeature.INFLIGHT_SHMFD, "INFLIGHT_SHMFD");
         if (fds[0] === undefined) throw protocolError(m.name, "no fd");
         await this.#replaceableInflight(m.name);
-        this.#useInflight(InflightArea.attach(m.name, m.value, fds[0], this.#rings.count));
+        this.#useInflight(InflightArea.attach(m.name, m.value, fds[0], this.#rings.count, isPackedLayout(this.#ackedFeatures)));
         return undefined;
       }
       case "SET_LOG_BASE": {

@@ -43,7 +43,7 @@ export type { BlkConfig } from "./drivers/blk.js";
 export { RngDriver } from "./drivers/rng.js";
 export { RawDriver } from "./drivers/raw.js";
 export { FsDriver, decodeFsConfig } from "./drivers/fs.js";
-export type { FsConfig, FsListEntry } from "./drivers/fs.js";
+export type { FsConfig, FsListEntry, FsOpenFile } from "./drivers/fs.js";
 export { FuseOpcode } from "./drivers/fuse-protocol.js";
 export type { FuseAttr, FuseInit } from "./drivers/fuse-protocol.js";
 export { VsockDriver } from "./drivers/vsock.js";

@@ -80,6 +80,16 @@ export function decodeFsConfig(bytes: Uint8Array): FsConfig {
   };
 }
 
+/** A file {@link FsDriver.open} opened: its node id and FUSE file handle, as the server gave them. */
+export interface FsOpenFile {
+  /** The path it was opened by (for messages). */
+  readonly path: string;
+  /** FUSE node id. */
+  readonly nodeid: bigint;
+  /** FUSE file handle (OPEN's `fh`). */
+  readonly fh: bigint;
+}
+
 /** A directory entry as {@link FsDriver.list} returns it. */
 export interface FsListEntry {
   /** File name. */
@@ -130,21 +140,7 @@ export class FsDriver {
    *   {@link Device.start}, or the FUSE_INIT error.
    */
   static async attach(device: Device, options: { readonly maxRequestBytes?: number; readonly queueSize?: number } = {}): Promise<FsDriver> {
-    const info = device.info;
-    // Without MQ the back-end does not say how many queues it has (queueNum reads 1): try two.
-    const mq = (info.ackedProtocolFeatures & ProtocolFeature.MQ) !== 0n;
-    if (mq && info.queueNum < 2)
-      throw new FrontendError("NEGOTIATION", `virtio-fs needs 2 queues (hiprio and one request queue), the back-end has ${info.queueNum}`, {
-        request: "GET_QUEUE_NUM",
-        expected: 2,
-        actual: info.queueNum,
-      });
-    const [hiprio, requests] = await device.start({
-      features: VirtioFeature.EVENT_IDX,
-      queues: [0, 1],
-      ...(options.queueSize === undefined ? {} : { queueSize: options.queueSize }),
-    });
-    const session = new FuseSession(hiprio as NonNullable<typeof hiprio>, requests as NonNullable<typeof requests>);
+    const session = await FsDriver.#startQueues(device, options.queueSize);
     const body = await session.call({
       opcode: FuseOpcode.INIT,
       nodeid: 0n,
@@ -158,6 +154,36 @@ export class FsDriver {
     if (init.maxWrite >= 4096) chunk = Math.min(chunk, init.maxWrite);
     if (init.maxPages !== undefined) chunk = Math.min(chunk, Math.max(1, init.maxPages) * 4096);
     return new FsDriver(device, session, init, chunk);
+  }
+
+  /**
+   * Continues `previous`'s FUSE session on `device`, whose back-end loaded the state of
+   * `previous`'s back-end (`loadDeviceState`, docs/virtio-fs.md#migration): starts the queues and
+   * sends no FUSE_INIT (the session is initialised already); node ids and open files of `previous`
+   * stay valid, and its lookups are this driver's to FORGET now. `previous` is closed without a
+   * word to its back-end.
+   * @throws FrontendError `NEGOTIATION` (fewer than 2 queues), the codes of {@link Device.start}.
+   */
+  static async resume(device: Device, previous: FsDriver, options: { readonly queueSize?: number } = {}): Promise<FsDriver> {
+    const session = await FsDriver.#startQueues(device, options.queueSize);
+    session.adopt(previous.#session);
+    previous.#closed = true;
+    return new FsDriver(device, session, previous.init, previous.#chunk);
+  }
+
+  /** Queues 0 and 1 started on `device`, and a FUSE session over them. */
+  static async #startQueues(device: Device, queueSize: number | undefined): Promise<FuseSession> {
+    const info = device.info;
+    // Without MQ the back-end does not say how many queues it has (queueNum reads 1): try two.
+    const mq = (info.ackedProtocolFeatures & ProtocolFeature.MQ) !== 0n;
+    if (mq && info.queueNum < 2)
+      throw new FrontendError("NEGOTIATION", `virtio-fs needs 2 queues (hiprio and one request queue), the back-end has ${info.queueNum}`, {
+        request: "GET_QUEUE_NUM",
+        expected: 2,
+        actual: info.queueNum,
+      });
+    const [hiprio, requests] = await device.start({ features: VirtioFeature.EVENT_IDX, queues: [0, 1], ...(queueSize === undefined ? {} : { queueSize }) });
+    return new FuseSession(hiprio as NonNullable<typeof hiprio>, requests as NonNullable<typeof requests>);
   }
 
   /** Largest READ or WRITE payload per request after negotiation, bytes. */
@@ -294,6 +320,41 @@ export class FsDriver {
       o += p.byteLength;
     }
     return out;
+  }
+
+  /**
+   * Opens file `path` read-only and keeps it open (LOOKUP of each component, OPEN): the handle of
+   * {@link FsDriver.read}, valid until {@link FsDriver.release}, also across a migration of the
+   * session ({@link FsDriver.resume}).
+   * @throws FrontendError `IO_ERROR` (ENOENT, EISDIR, EACCES, ...), `PROTOCOL`.
+   */
+  async open(path: string): Promise<FsOpenFile> {
+    const nodeid = await this.#walk(path);
+    const body = await this.#session.call({ opcode: FuseOpcode.OPEN, nodeid, args: [encodeOpenIn(O_RDONLY)], replyMax: OPEN_OUT_SIZE, subject: path });
+    return { path, nodeid, fh: decodeOpenOut(body, "open") };
+  }
+
+  /**
+   * One READ of at most `size` bytes (at most {@link FsDriver.requestBytes}) at `offset` of an open file.
+   * @returns the bytes read: fewer than `size` at the end of the file.
+   * @throws FrontendError `BAD_ARGUMENT` (size), `IO_ERROR` (EBADF for a handle the server does not know, ...), `PROTOCOL`.
+   */
+  async read(file: FsOpenFile, offset: bigint, size: number): Promise<Uint8Array> {
+    if (!Number.isInteger(size) || size < 1 || size > this.#chunk)
+      throw new FrontendError("BAD_ARGUMENT", `fs read: size ${size} not in 1..${this.#chunk}`, { actual: size, expected: this.#chunk });
+    const data = await this.#session.call({
+      opcode: FuseOpcode.READ,
+      nodeid: file.nodeid,
+      args: [encodeReadIn(file.fh, offset, size)],
+      replyMax: size,
+      subject: file.path,
+    });
+    return data.slice();
+  }
+
+  /** RELEASE of an open file; errors of a dead back-end are ignored. */
+  release(file: FsOpenFile): Promise<void> {
+    return this.#release(file.nodeid, file.fh, O_RDONLY, file.path);
   }
 
   /**

@@ -120,6 +120,16 @@ export class FuseSession {
     );
   }
 
+  /**
+   * Takes over `from`'s lookup counts and request numbering (after its server's state moved to this
+   * session's server, docs/virtio-fs.md#migration): they are this session's to FORGET now, not `from`'s.
+   */
+  adopt(from: FuseSession): void {
+    for (const [nodeid, n] of from.#lookups) this.#lookups.set(nodeid, (this.#lookups.get(nodeid) ?? 0n) + n);
+    from.#lookups.clear();
+    if (from.#unique > this.#unique) this.#unique = from.#unique;
+  }
+
   /** Node ids with outstanding lookups (for tests and diagnostics). */
   get lookedUp(): number {
     return this.#lookups.size;

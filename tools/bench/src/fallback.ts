@@ -30,14 +30,26 @@ const ROUNDS = size(5, 1);
 /** Bytes read per measurement: direct copies, MEM_READ (`--quick`: a few MiB). */
 const DIRECT_BYTES = size(64 << 20, 1 << 20);
 const MEM_READ_BYTES = size(16 << 20, 1 << 20);
+/**
+ * Shortest measurement, ns: a few milliseconds of 64 KiB reads can fall inside one scheduler slice
+ * in which both processes run undisturbed, and so read high on a loaded machine; every measurement
+ * lasts long enough to meet the same competition (`--quick`: none).
+ */
+const MIN_NS = BigInt(size(200_000_000, 0));
 
 async function measure(read: (dst: Uint8Array) => Promise<void>, len: number, bytes: number): Promise<number> {
   const dst = new Uint8Array(len);
   for (let i = 0; i < 20; i++) await read(dst);
-  const n = Math.max(20, Math.floor(bytes / len));
+  const batch = Math.max(20, Math.floor(bytes / len));
+  let n = 0;
   const t0 = process.hrtime.bigint();
-  for (let i = 0; i < n; i++) await read(dst);
-  return (n * len) / Number(process.hrtime.bigint() - t0); // bytes per ns = GB/s
+  let t = t0;
+  while (n === 0 || t - t0 < MIN_NS) {
+    for (let i = 0; i < batch; i++) await read(dst);
+    n += batch;
+    t = process.hrtime.bigint();
+  }
+  return (n * len) / Number(t - t0); // bytes per ns = GB/s
 }
 
 /** Run the fallback benchmark and print its table. */

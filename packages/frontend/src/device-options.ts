@@ -86,9 +86,9 @@ export interface DeviceOptions {
    * (and out of every other back-end's table), the device connects to the same socket again (backing
    * off per the policy, never blocking the event loop), negotiates the same features, sends the
    * memory table and the inflight area, and restarts each ring; requests outstanding at the loss
-   * complete on the new back-end, once each. With a policy the device asks for INFLIGHT_SHMFD and
-   * uses split rings (`packedRing: true` is refused: packed rings do not reconnect yet). Default:
-   * none (a lost back-end fails the device).
+   * complete on the new back-end, once each. With a policy the device asks for INFLIGHT_SHMFD; split
+   * and packed rings both reconnect (a back-end without INFLIGHT_SHMFD gets the outstanding
+   * requests laid out again on the ring). Default: none (a lost back-end fails the device).
    */
   readonly reconnect?: ReconnectPolicy;
   /**

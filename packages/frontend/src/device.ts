@@ -325,9 +325,7 @@ export class Device {
    */
   #packedRingBit(offered: bigint): bigint {
     const want = this.#options.packedRing;
-    if (want === true && this.#options.reconnect !== undefined)
-      throw new FrontendError("BAD_ARGUMENT", "packed rings cannot reconnect yet: packedRing true with a reconnect policy", { request: "SET_FEATURES" });
-    if (want === false || this.#options.reconnect !== undefined) return 0n;
+    if (want === false) return 0n;
     if (hasFeatures(offered, VirtioFeature.RING_PACKED)) return VirtioFeature.RING_PACKED;
     if (want === true)
       throw new FrontendError(
@@ -491,7 +489,7 @@ export class Device {
     const inflight = await this.#handInflight(Math.max(0, ...queues.map((q) => q.size)));
     let outstanding = 0;
     for (const q of queues) {
-      const { base, outstanding: n } = q.prepareRestart();
+      const { base, outstanding: n } = q.prepareRestart(inflight);
       outstanding += n;
       await sendRing(fe, this.#host.ram, q, base);
     }

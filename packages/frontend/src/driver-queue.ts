@@ -377,18 +377,20 @@ export class DriverQueue {
 
   /**
    * Before the ring restarts on a new back-end: what the lost one completed is collected (those
-   * requests resolve), then the outstanding chains are laid out again from the used index
-   * (`SplitDriver.requeueOutstanding`), so the new back-end serves each exactly once.
-   * @returns the SET_VRING_BASE value (the used index) and the number of outstanding requests.
-   * @throws FrontendError `UNSUPPORTED` for a packed ring, `DEVICE_FAILED` when the lost back-end
-   *   broke the ring. @internal
+   * requests resolve), then the ring is made ready so the new back-end serves each outstanding
+   * request exactly once. Split: the outstanding chains are laid out again from the used index
+   * (`SplitDriver.requeueOutstanding`). Packed: with `inflight` (the new back-end got the inflight
+   * area) the ring stays as it is — the back-end resubmits what it had taken from its record and
+   * resumes after it; without, the outstanding lists are laid out again from the used position
+   * (`PackedDriver.requeueOutstanding`).
+   * @returns the SET_VRING_BASE value and the number of outstanding requests.
+   * @throws FrontendError `DEVICE_FAILED` when the lost back-end broke the ring. @internal
    */
-  prepareRestart(): { readonly base: number; readonly outstanding: number } {
+  prepareRestart(inflight: boolean): { readonly base: number; readonly outstanding: number } {
     const driver = this.#driver;
-    if (!(driver instanceof SplitDriver))
-      throw new FrontendError("UNSUPPORTED", `queue ${this.index}: a packed ring cannot be restarted on a new back-end`, { request: "SET_VRING_BASE" });
     if (!this.#collect()) throw this.#error as FrontendError;
-    return { base: driver.requeueOutstanding(), outstanding: this.#inFlight };
+    if (driver instanceof SplitDriver) return { base: driver.requeueOutstanding(), outstanding: this.#inFlight };
+    return { base: driver.requeueOutstanding(inflight ? undefined : (p) => p as Pending), outstanding: this.#inFlight };
   }
 
   /** The ring runs on the new back-end: deadlines count from now, waiting requests join, one kick. @internal */

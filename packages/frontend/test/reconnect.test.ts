@@ -2,8 +2,8 @@
  * Automatic reconnect (docs/protocol.md#inflight-tracking-and-reconnect): a device with a
  * reconnect policy survives its back-end being killed mid-I/O. The RAM blk example (with `--file`,
  * so its disk survives) is killed with SIGKILL at queue depth 32 and started again on the same
- * socket; every request completes once and every block reads back what was written, with and
- * without INFLIGHT_SHMFD, and the caller hears one event per reconnect. A back-end that comes back
+ * socket; every request completes once and every block reads back what was written, on split and
+ * on packed rings, with and without INFLIGHT_SHMFD, and the caller hears one event per reconnect. A back-end that comes back
  * without an acknowledged feature fails the device with FEATURES_WITHDRAWN, one that never comes
  * back with RECONNECT_FAILED.
  */
@@ -29,11 +29,22 @@ class RestartableBlk {
   readonly lines: string[] = [];
   #child: ChildProcess | undefined;
 
+  /** More options of the example (`--latency-ms 1`: each request takes a while, so a kill finds many in flight). */
+  readonly args: readonly string[];
+
+  constructor(args: readonly string[] = []) {
+    this.args = args;
+  }
+
   /** Starts a device process; resolves once it listens. */
   async start(): Promise<void> {
-    const child = spawn(process.execPath, [RAM_BLK, "--socket", this.socket, "--size-mib", "1", "--file", join(this.dir, "disk.img"), "--events"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      [RAM_BLK, "--socket", this.socket, "--size-mib", "1", "--file", join(this.dir, "disk.img"), "--events", ...this.args],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     this.#child = child;
     const kill = (): boolean => child.kill("SIGKILL");
     process.once("exit", kill);
@@ -84,23 +95,30 @@ async function workload(blk: BlkDriver, rounds: number, at: number, midway: () =
   return { verified, mismatches };
 }
 
-for (const inflight of [true, false]) {
-  test(`${inflight ? "with" : "without"} INFLIGHT_SHMFD: the device SIGKILLed at QD 32 and restarted; every request completes once, every block verified, one event`, {
+for (const [packed, inflight] of [
+  [false, true],
+  [false, false],
+  [true, true],
+  [true, false],
+] as const) {
+  test(`${packed ? "packed" : "split"} ring, ${inflight ? "with" : "without"} INFLIGHT_SHMFD: the device SIGKILLed at QD 32 and restarted; every request completes once, every block verified, one event`, {
     timeout: 60_000,
   }, async () => {
-    const dev = new RestartableBlk();
+    const dev = new RestartableBlk(["--latency-ms", "1"]);
     const guest = new Guest({ ramSize: 16n << 20n });
     try {
       await dev.start();
       const device = await guest.addDevice({
         socketPath: dev.socket,
         reconnect: POLICY,
+        packedRing: packed,
         ...(inflight ? {} : { protocolFeatures: SUPPORTED_PROTOCOL_FEATURES }),
       });
       assert.equal((device.info.ackedProtocolFeatures & ProtocolFeature.INFLIGHT_SHMFD) !== 0n, inflight);
       const events: ReconnectEvent[] = [];
       device.onReconnect((e) => events.push(e));
       const blk = await BlkDriver.attach(device, { queueSize: 64 });
+      assert.equal(blk.queue.packed, packed);
       const result = await workload(blk, 30, 200, async () => {
         await dev.kill();
         await dev.start();
@@ -111,9 +129,14 @@ for (const inflight of [true, false]) {
       assert.equal(events[0]!.inflight, inflight);
       assert.equal(events[0]!.cause.code, "DISCONNECTED");
       assert.equal(device.failed, undefined);
+      const expected = packed ? blk.queue.vringBase : (32 * 30 * 2) & 0xffff;
       const bases = await device.stop();
-      assert.equal(bases.get(0), (32 * 30 * 2) & 0xffff, "the device consumed exactly the chains the driver made available");
-      if (inflight) assert.ok(dev.lines.filter((l) => l.startsWith("event inflight queue 0")).length >= 2, dev.lines.join("\n"));
+      assert.equal(bases.get(0), expected, "the device consumed exactly the chains the driver made available");
+      const resubmitted = dev.lines.filter((l) => l.startsWith("event inflight queue 0")).map((l) => Number(l.split(" ").at(-1)));
+      // The restarted back-end found the requests its predecessor held (each taking 1 ms, at QD 32) and served them again.
+      if (inflight) assert.ok(resubmitted.length >= 2 && resubmitted.at(-1)! > 0, dev.lines.join("\n"));
+      else assert.deepEqual(resubmitted, []);
+      assert.ok(events[0]!.outstanding > 0, "the kill left requests outstanding");
     } finally {
       await guest.close();
       await dev.dispose();

@@ -3,7 +3,8 @@
  * processes: `vhost-user-device blk --workload --reconnect` at queue depth 32 writes patterns,
  * reads them back and verifies every byte while its back-end is killed with SIGKILL and started
  * again on the same socket and disk. Against the RAM blk example (INFLIGHT_SHMFD: the restarted
- * device resubmits what its predecessor held) three times, and against qemu-storage-daemon 7.2
+ * device resubmits what its predecessor held) three times, on split rings (`--no-packed`) and on
+ * packed rings (`--packed`: the packed inflight layout), and against qemu-storage-daemon 7.2
  * (no INFLIGHT_SHMFD: the front-end lays the outstanding chains out again) twice. Every block
  * verifies, every request completes once: the front-end's count of chains made available equals
  * the avail index the last back-end reports (GET_VRING_BASE), and no used element came back twice
@@ -35,8 +36,9 @@ function record(line: string): Record<string, unknown> | undefined {
 }
 
 /**
- * Runs the workload for `seconds` on `socket` and, `kills` times, once it has run a while since the
- * last reconnect, calls `restart` (kill the back-end, start it again).
+ * Runs the workload for `seconds` on `socket` (with the CLI options `extra`) and, `kills` times,
+ * once it has run a while since the last reconnect, calls `restart` (kill the back-end, start it
+ * again).
  * @returns the summary and the workload's output.
  */
 async function workloadWithRestarts(
@@ -44,6 +46,7 @@ async function workloadWithRestarts(
   seconds: number,
   kills: number,
   restart: () => Promise<void>,
+  extra: readonly string[] = [],
 ): Promise<{ summary: Record<string, number>; out: string }> {
   const run = new LineProcess(BUN, [
     CLI,
@@ -60,6 +63,7 @@ async function workloadWithRestarts(
     "8",
     "--reconnect",
     "--json",
+    ...extra,
   ]);
   try {
     for (let k = 0; k < kills; k++) {
@@ -87,48 +91,68 @@ async function workloadWithRestarts(
   }
 }
 
-test("the RAM blk device killed with SIGKILL and restarted 3 times at QD 32: every block verified, every request once (INFLIGHT_SHMFD)", {
-  timeout: 110_000,
-}, async () => {
-  const dir = mkdtempSync(join(tmpdir(), "vhostkit-reconnect-ramblk-"));
-  const socket = join(dir, "blk.sock");
-  const lives: LineProcess[] = [];
-  const start = async (): Promise<void> => {
-    const dev = new LineProcess(process.execPath, [RAM_BLK, "--socket", socket, "--size-mib", "8", "--file", join(dir, "disk.img"), "--events"]);
-    lives.push(dev);
-    await withDeadline(dev.line("listening"), 20_000, "the RAM blk device to listen");
-  };
-  try {
-    await start();
-    const { summary, out } = await workloadWithRestarts(socket, 14, 3, async () => {
-      const dev = lives[lives.length - 1]!;
-      dev.child.kill("SIGKILL");
-      await withDeadline(dev.exited, 10_000, "the killed device to exit");
+for (const packed of [false, true]) {
+  test(`the RAM blk device killed with SIGKILL and restarted 3 times at QD 32 on ${packed ? "packed" : "split"} rings: every block verified, every request once (INFLIGHT_SHMFD)`, {
+    timeout: 110_000,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "vhostkit-reconnect-ramblk-"));
+    const socket = join(dir, "blk.sock");
+    const lives: LineProcess[] = [];
+    const start = async (): Promise<void> => {
+      // Each request takes 1 ms: a kill finds the device holding requests, which its successor resubmits.
+      const dev = new LineProcess(process.execPath, [
+        RAM_BLK,
+        "--socket",
+        socket,
+        "--size-mib",
+        "8",
+        "--file",
+        join(dir, "disk.img"),
+        "--events",
+        "--latency-ms",
+        "1",
+      ]);
+      lives.push(dev);
+      await withDeadline(dev.line("listening"), 20_000, "the RAM blk device to listen");
+    };
+    try {
       await start();
-    });
-    assert.equal(summary["mismatches"], 0, out);
-    assert.equal(summary["errors"], 0, out);
-    assert.equal(summary["reconnects"], 3, out);
-    assert.ok((summary["verifiedReads"] ?? 0) > 0 && (summary["verifiedBlocks"] ?? 0) > 0, out);
-    assert.equal(summary["deviceBase"], summary["driverBase"], "the last back-end consumed exactly the chains the driver made available");
-    // Device side: every life after the first found the inflight area (INFLIGHT_SHMFD negotiated)
-    // and reports how many chains its predecessor left in flight; none of them completed twice.
-    const resubmitted = lives.slice(1).map((l) =>
-      l.lines
-        .find((x) => x.startsWith("event inflight queue 0"))
-        ?.split(" ")
-        .at(-1),
-    );
-    assert.ok(
-      resubmitted.every((n) => n !== undefined && Number(n) >= 0 && Number(n) <= 32),
-      `${resubmitted.join()}\n${lives.map((l) => l.lines.join("\n")).join("\n--\n")}`,
-    );
-    assert.ok(lives.every((l) => !l.lines.some((x) => x.includes("queue-broken"))));
-  } finally {
-    for (const l of lives) await l.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+      const { summary, out } = await workloadWithRestarts(
+        socket,
+        14,
+        3,
+        async () => {
+          const dev = lives[lives.length - 1]!;
+          dev.child.kill("SIGKILL");
+          await withDeadline(dev.exited, 10_000, "the killed device to exit");
+          await start();
+        },
+        [packed ? "--packed" : "--no-packed"],
+      );
+      assert.equal(summary["mismatches"], 0, out);
+      assert.equal(summary["errors"], 0, out);
+      assert.equal(summary["reconnects"], 3, out);
+      assert.ok((summary["verifiedReads"] ?? 0) > 0 && (summary["verifiedBlocks"] ?? 0) > 0, out);
+      assert.equal(summary["deviceBase"], summary["driverBase"], "the last back-end consumed exactly the chains the driver made available");
+      // Device side: every life after the first found the inflight area (INFLIGHT_SHMFD negotiated)
+      // and reports how many chains its predecessor left in flight; none of them completed twice.
+      const resubmitted = lives.slice(1).map((l) =>
+        l.lines
+          .find((x) => x.startsWith("event inflight queue 0"))
+          ?.split(" ")
+          .at(-1),
+      );
+      assert.ok(
+        resubmitted.every((n) => n !== undefined && Number(n) >= 0 && Number(n) <= 32) && resubmitted.some((n) => Number(n) > 0),
+        `${resubmitted.join()}\n${lives.map((l) => l.lines.join("\n")).join("\n--\n")}`,
+      );
+      assert.ok(lives.every((l) => !l.lines.some((x) => x.includes("queue-broken"))));
+    } finally {
+      for (const l of lives) await l.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
 
 test("qemu-storage-daemon 7.2 (no INFLIGHT_SHMFD) killed and restarted on the same socket twice at QD 32: every block verified, every request once", {
   timeout: 110_000,

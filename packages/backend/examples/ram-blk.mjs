@@ -82,8 +82,9 @@ export function ramBlk(disk, { discard = false, written = undefined, started = u
     let host,
       addr,
       len = 0;
-    while (cur.next()) if (cur.writable) (len = cur.len), (host = cur.kind === "host" ? cur.bytes : undefined), (addr = host ? undefined : cur.addr);
-    if (host) host[len - 1] = s;
+    while (cur.next()) if (cur.writable) (len = cur.len), (host = cur.kind === "host" ? cur.bytes : undefined), (addr = cur.addr);
+    if (host)
+      (host[len - 1] = s), queue.dirtyLog?.mark(addr + BigInt(len - 1), 1); // written through a view: logged here (docs/protocol.md#dirty-page-logging)
     else if (len > 0) await memory.write(addr + BigInt(len - 1), new Uint8Array([s])).catch(() => undefined);
     return 1;
   }

@@ -18,8 +18,8 @@ const MAX_LOG_BYTES = 1n << 30n;
 const PAGE = 4096n;
 
 /**
- * One mapped log bitmap. Marks are atomic (`Atomics.or` on the shared bytes: the front-end reads
- * and clears them concurrently); pages past the end of the log are not recorded. After
+ * One mapped log bitmap. Marks only ever set bits (the front-end reads and clears them
+ * concurrently, atomically); pages past the end of the log are not recorded. After
  * {@link DirtyLog.dispose} marks do nothing, so a write racing a replaced log never touches an
  * unmapped range.
  */
@@ -76,8 +76,16 @@ export class DirtyLog implements DirtyLogger {
       last = Number((gpa + BigInt(len) - 1n) / PAGE);
     }
     if (last >= limit) last = limit - 1;
-    // Page numbers reach 2^33: no 32-bit shifts on them.
-    for (let page = first; page <= last; page++) Atomics.or(b, Math.floor(page / 8), 1 << (page % 8));
+    // Page numbers reach 2^33: no 32-bit shifts on them. A plain read-modify-write of each byte, not
+    // Atomics.or: this JS thread is the log's only setter, so no mark of ours is ever lost; the
+    // front-end's atomic read-and-clear racing it can at worst find a bit it already took set again
+    // (a page sent twice). Bun 1.4.5's optimizing JIT loses Atomics.or stores to a view of native
+    // memory once a later log replaces an earlier one in the same process (the marks of a second or
+    // later connection vanished; none with the FTL JIT off or with this store).
+    for (let page = first; page <= last; page++) {
+      const i = Math.floor(page / 8);
+      b[i] = (b[i] as number) | (1 << (page % 8));
+    }
   }
 
   /** True when the bit of the page holding `gpa` is set. */
@@ -85,7 +93,7 @@ export class DirtyLog implements DirtyLogger {
     const b = this.#bytes;
     const page = Math.floor(gpa / LOG_PAGE_SIZE);
     const byte = Math.floor(page / 8);
-    return b !== undefined && byte < b.length && ((Atomics.load(b, byte) >> (page & 7)) & 1) === 1;
+    return b !== undefined && byte < b.length && (((b[byte] as number) >> (page & 7)) & 1) === 1;
   }
 
   /** Unmaps the log; later marks do nothing. Idempotent. */

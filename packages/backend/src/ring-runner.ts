@@ -503,8 +503,9 @@ export class RingRunner {
           memory: this.#options.handlerMemory?.() ?? this.#memory,
           notify: () => {
             if (v.queue !== q || q.brokenBy !== undefined) return;
-            if (q.publishUsed()) v.call?.signal();
-            this.#logUsed(v); // the used elements, used.idx and the notification fields
+            const signal = q.publishUsed();
+            this.#logUsed(v); // the used elements, used.idx and the notification fields: logged before the driver hears of them
+            if (signal) v.call?.signal();
           },
           fail: (error) => {
             if (v.queue !== q || q.brokenBy !== undefined || v.failedBy !== undefined) return;

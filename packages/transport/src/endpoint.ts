@@ -1,14 +1,18 @@
-import { OwnedFd } from "./owned-fd.js";
-import { TransportError, type TransportErrorKind } from "./transport-error.js";
+import type { OwnedFd } from "./owned-fd.js";
+import { TransportError } from "./transport-error.js";
 import { classifyErrno, Errno } from "./sys/errno.js";
 import { describeErrno } from "./errno-text.js";
 import { cmsgLen, cmsgSpace, CMSG_HDR, SCM_RIGHTS, SOL_SOCKET } from "./sys/cmsg.js";
-import { CMSG, GATHER_MIN, getSmallU64, IoBlock, MAX_IOV, MSGHDR, setU64 } from "./io-block.js";
+import { CMSG, GATHER_MIN, IoBlock, MAX_IOV, setU64 } from "./io-block.js";
 import { lastErrno } from "./sys/libc.js";
-import { addressOf, MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_DONTWAIT, MSG_NOSIGNAL, socketSys } from "./sys/socket.js";
+import { addressOf, MSG_DONTWAIT, MSG_NOSIGNAL, socketSys } from "./sys/socket.js";
 import { HEADER_SIZE, MAX_FDS_PER_MSG, MAX_PAYLOAD_SIZE } from "@vhostkit/wire";
 import { Reactor } from "./reactor.js";
 import type { Watch } from "./watch.js";
+import { FrameReader, NO_FDS, type PayloadTail } from "./frame-reader.js";
+import { AGAIN } from "./recv-once.js";
+
+export type { PayloadTail } from "./frame-reader.js";
 
 /** One received message. The caller owns `fds` and must close or transfer each. */
 export interface ReceivedMessage {
@@ -20,7 +24,10 @@ export interface ReceivedMessage {
   readonly payload: Uint8Array;
   /** The whole frame as received: the 12-byte header then the payload (what `@vhostkit/wire` decodes). */
   readonly frame: Uint8Array;
-  /** fds that arrived with the header; owned by the caller. */
+  /**
+   * fds that arrived with the header; owned by the caller. A message without fds shares one frozen
+   * empty array (nothing allocated per message).
+   */
   readonly fds: OwnedFd[];
 }
 
@@ -36,19 +43,6 @@ export interface BorrowedMessage extends ReceivedMessage {
    * while the header's size field still counts the whole payload.
    */
   readonly tailed: boolean;
-}
-
-/**
- * Where {@link Endpoint.recvWith} puts the end of a payload of a length the caller expects (for
- * example the data of a MEM_READ reply): when the payload is exactly `offset + bytes.length` bytes
- * long, its bytes from `offset` on are received by the kernel straight into `bytes`, with no copy
- * through the receive buffer. A payload of any other length is received as usual.
- */
-export interface PayloadTail {
-  /** Receives the payload's last `bytes.length` bytes (borrowed; written only by the kernel's copy). */
-  readonly bytes: Uint8Array;
-  /** Payload bytes that come before the tail (received into the receive buffer as usual). */
-  readonly offset: number;
 }
 
 /** Endpoint limits and policy. */
@@ -72,8 +66,6 @@ export interface EndpointOptions {
   readonly reactor?: Reactor;
 }
 const EMPTY = new Uint8Array(0);
-/** {@link Endpoint}'s "nothing to read yet" (EAGAIN) result of one non-blocking recvmsg. */
-const AGAIN = -1;
 
 /**
  * Keep a message lent by {@link Endpoint.recvWith}: the copy {@link Endpoint.recv} makes (one buffer
@@ -81,7 +73,8 @@ const AGAIN = -1;
  */
 export function copyMessage(m: BorrowedMessage): ReceivedMessage {
   const frame = m.frame.slice();
-  return { request: m.request, flags: m.flags, payload: frame.subarray(HEADER_SIZE), frame, fds: m.fds };
+  // A kept message gets an array of its own even without fds (the lent one may be the shared frozen one).
+  return { request: m.request, flags: m.flags, payload: frame.subarray(HEADER_SIZE), frame, fds: m.fds === NO_FDS ? [] : m.fds };
 }
 
 /**
@@ -91,10 +84,12 @@ export function copyMessage(m: BorrowedMessage): ReceivedMessage {
  * waits for readiness through its {@link Reactor} (one edge-triggered epoll set served by one koffi
  * worker thread for all fds). Idle costs no CPU.
  *
- * Framing (docs/protocol.md#file-descriptors): fds are attached to the **first byte of the header** on send; on
- * receive the 12-byte header is read together with its fds (`MSG_CMSG_CLOEXEC`) and then exactly
- * `size` payload bytes, never more, so a read never crosses a message boundary. fds arriving with
- * body bytes are a protocol error (`FDS_ON_BODY`).
+ * Framing (docs/protocol.md#file-descriptors): fds are attached to the **first byte of the header** on send, and
+ * a message goes out in one `sendmsg`. On receive one `recvmsg` (`MSG_CMSG_CLOEXEC`) reads as much
+ * as the receive buffer holds: header and payload together, and frames queued behind them, which
+ * later receives take from the buffer without a system call. Each read's fds go to the message they
+ * came with; fds that arrive inside a payload are a protocol error (`FDS_ON_BODY`). How the fds are
+ * matched and why no read that must find nothing is needed: `frame-reader.ts`.
  *
  * Takes ownership of the socket fd. One `recv` and one `send` may be outstanding at a time.
  */
@@ -104,10 +99,18 @@ export class Endpoint {
   readonly #maxFds: number;
   readonly #maxPayload: number;
   readonly #fdsAllowed: ((request: number, flags: number) => number) | undefined;
-  readonly #rx: IoBlock;
+  readonly #rx: FrameReader;
   readonly #tx: IoBlock;
   #closed = false;
   #lending = false;
+  readonly #lent: { -readonly [K in keyof BorrowedMessage]: BorrowedMessage[K] } = {
+    request: 0,
+    flags: 0,
+    payload: EMPTY,
+    frame: EMPTY,
+    fds: NO_FDS,
+    tailed: false,
+  };
   #latched: TransportError | undefined;
 
   /**
@@ -127,7 +130,7 @@ export class Endpoint {
       sock.close();
       throw err;
     }
-    this.#rx = new IoBlock(this.#maxFds, HEADER_SIZE + this.#maxPayload);
+    this.#rx = new FrameReader(sock.fd, this.#watch, this.#maxFds, this.#maxPayload);
     this.#tx = new IoBlock(this.#maxFds, HEADER_SIZE + this.#maxPayload);
   }
 
@@ -279,68 +282,6 @@ export class Endpoint {
   }
 
   /**
-   * One non-blocking recvmsg into rx data [off, off+len): bytes read (0 = EOF), or {@link AGAIN}
-   * when nothing is there yet; received fds are appended to `fds`. Synchronous, so a message that
-   * is already queued is read without a promise per system call. With `tail`, frame bytes from
-   * HEADER_SIZE + tail.offset on go into `tail.bytes` instead (the payload's length matches it).
-   */
-  #recvOnce(off: number, len: number, fds: OwnedFd[], request: number | undefined, tail?: PayloadTail): number {
-    const rx = this.#rx;
-    let n: number;
-    for (;;) {
-      const split = tail === undefined ? off + len : HEADER_SIZE + tail.offset;
-      if (off + len <= split) rx.prepare(off, len, rx.cmsgCap);
-      else if (off < split) {
-        rx.prepare(off, split - off, rx.cmsgCap);
-        // SAFETY: the address is used by the recvmsg below, synchronously, while the caller holds `tail`.
-        rx.setIov(1, addressOf(tail!.bytes), off + len - split);
-        rx.iovCount(2);
-      } else {
-        rx.control(rx.cmsgCap);
-        rx.setIov(0, addressOf(tail!.bytes) + (off - split), len);
-        rx.iovCount(1);
-      }
-      // SAFETY: msghdr/iovec/control point into rx.block; MSG_CMSG_CLOEXEC sets FD_CLOEXEC atomically.
-      n = Number(socketSys().recvmsg(this.#sock.fd, rx.block.ptr, MSG_DONTWAIT | MSG_CMSG_CLOEXEC));
-      if (n >= 0) break;
-      const e = lastErrno();
-      if (e === Errno.EINTR) continue;
-      if (e === Errno.EAGAIN) return AGAIN;
-      throw new TransportError("SYSCALL", classifyErrno(e), `recvmsg: ${describeErrno(e)}`, { errno: e, syscall: "recvmsg" });
-    }
-    const v = rx.block.view;
-    const controlLen = getSmallU64(v, MSGHDR + 40);
-    const msgFlags = v.getInt32(MSGHDR + 48, true);
-    if (controlLen === 0 && (msgFlags & MSG_CTRUNC) === 0) return n;
-    const start = fds.length;
-    let bad: TransportError | undefined;
-    let c = 0;
-    while (c + CMSG_HDR <= controlLen) {
-      const clen = getSmallU64(v, CMSG + c);
-      const level = v.getInt32(CMSG + c + 8, true);
-      const type = v.getInt32(CMSG + c + 12, true);
-      if (clen < CMSG_HDR || c + clen > controlLen) break;
-      if (level === SOL_SOCKET && type === SCM_RIGHTS) {
-        const count = (clen - CMSG_HDR) >> 2;
-        // Ownership: every fd the kernel installed is wrapped at once so every error path closes it.
-        for (let i = 0; i < count; i++) fds.push(new OwnedFd(v.getInt32(CMSG + c + CMSG_HDR + 4 * i, true)));
-      } else {
-        bad ??= new TransportError("BAD_CMSG", "broken", `unexpected control message level ${level} type ${type}`);
-      }
-      c += (clen + 7) & ~7;
-    }
-    const name = request === undefined ? "header" : `request ${request}`;
-    if (msgFlags & MSG_CTRUNC) bad = new TransportError("CTRUNC", "broken", `${name}: control data truncated (MSG_CTRUNC)`);
-    else if (fds.length - start > this.#maxFds)
-      bad ??= new TransportError("TOO_MANY_FDS", "broken", `${name}: ${fds.length - start} fds exceed max ${this.#maxFds}`, undefined, {
-        expected: this.#maxFds,
-        actual: fds.length - start,
-      });
-    if (bad) throw bad;
-    return n;
-  }
-
-  /**
    * Receive one message: the header with its fds, then exactly `size` payload bytes.
    * On any error every fd received for the message is closed; errors other than `FDS_NOT_ALLOWED`
    * are latched.
@@ -366,57 +307,20 @@ export class Endpoint {
    */
   async recvWith<T>(take: (msg: BorrowedMessage) => T, tail?: PayloadTail): Promise<T> {
     this.#check();
-    const fds: OwnedFd[] = [];
+    const rx = this.#rx;
+    let fds = NO_FDS;
     let msg: BorrowedMessage;
     try {
-      let got = 0;
-      while (got < HEADER_SIZE) {
-        const n = this.#recvOnce(got, HEADER_SIZE - got, fds, undefined);
-        if (n === AGAIN) {
-          await this.#watch.readable();
-          this.#check();
-          continue;
-        }
-        if (n === 0) throw this.#eof(got, "header");
-        got += n;
+      while (!rx.poll(tail)) {
+        await this.#watch.readable();
+        this.#check();
+        rx.woke();
       }
-      const v = this.#rx.block.view;
-      const d = this.#rx.dataOff;
-      const request = v.getUint32(d, true);
-      const flags = v.getUint32(d + 4, true);
-      const size = v.getUint32(d + 8, true);
-      if (size > this.#maxPayload) {
-        throw new TransportError(
-          "OVERSIZE",
-          "broken",
-          `request ${request}: size 0x${size.toString(16)} exceeds max 0x${this.#maxPayload.toString(16)}`,
-          undefined,
-          { offset: 8, expected: this.#maxPayload, actual: size },
-        );
-      }
-      const into = tail !== undefined && size === tail.offset + tail.bytes.length && tail.bytes.length > 0 ? tail : undefined;
-      let body = 0;
-      while (body < size) {
-        // fds that come with body bytes land in `fds` too (so the error path closes them) and are an error.
-        const before = fds.length;
-        const n = this.#recvOnce(HEADER_SIZE + body, size - body, fds, request, into);
-        if (n === AGAIN) {
-          await this.#watch.readable();
-          this.#check();
-          continue;
-        }
-        if (fds.length > before) {
-          throw new TransportError(
-            "FDS_ON_BODY",
-            "broken",
-            `request ${request}: fds attached to body at offset 0x${(HEADER_SIZE + body).toString(16)}`,
-            undefined,
-            { offset: HEADER_SIZE + body },
-          );
-        }
-        if (n === 0) throw this.#eof(HEADER_SIZE + body, `request ${request}`);
-        body += n;
-      }
+      fds = rx.takeFds();
+      const { request, flags } = rx;
+      msg = this.#lend(request, flags, fds);
+      // The frame's bytes stay where they are until the next receive: the views hold.
+      rx.consume();
       const allowed = this.#fdsAllowed?.(request, flags) ?? this.#maxFds;
       if (fds.length > allowed) {
         throw new TransportError("FDS_NOT_ALLOWED", "retry", `request ${request}: ${fds.length} fds attached, at most ${allowed} allowed`, undefined, {
@@ -424,11 +328,12 @@ export class Endpoint {
           actual: fds.length,
         });
       }
-      const frame = this.#rx.block.bytes.subarray(d, d + HEADER_SIZE + (into === undefined ? size : into.offset));
-      msg = { request, flags, payload: frame.subarray(HEADER_SIZE), frame, fds, tailed: into !== undefined };
     } catch (err) {
       for (const f of fds) f.close();
-      if (err instanceof TransportError) throw this.#fail(err);
+      if (err instanceof TransportError) {
+        if (err.kind !== "retry") rx.closeHeld();
+        throw this.#fail(err);
+      }
       throw err;
     }
     this.#lending = true;
@@ -443,9 +348,24 @@ export class Endpoint {
     }
   }
 
-  #eof(offset: number, what: string): TransportError {
-    const kind: TransportErrorKind = offset === 0 ? "disconnected" : "partial";
-    return new TransportError("EOF", kind, `${what}: peer closed at offset 0x${offset.toString(16)}`, undefined, { offset });
+  /**
+   * The message lent to `recvWith`'s callback: one object per endpoint, refilled per message, its
+   * views cached while the frame's place and length repeat (a request/reply stream allocates none).
+   */
+  #lend(request: number, flags: number, fds: OwnedFd[]): BorrowedMessage {
+    const rx = this.#rx;
+    const at = rx.frameOffset;
+    const len = rx.inBuffer;
+    const m = this.#lent;
+    if (m.frame.byteOffset !== rx.rx.block.bytes.byteOffset + at || m.frame.length !== len || m.frame.buffer !== rx.rx.block.bytes.buffer) {
+      m.frame = rx.rx.block.bytes.subarray(at, at + len);
+      m.payload = m.frame.subarray(HEADER_SIZE);
+    }
+    m.request = request;
+    m.flags = flags;
+    m.fds = fds;
+    m.tailed = rx.tailed;
+    return m;
   }
 
   /** Resolves once the peer hung up, without reading (see {@link Watch.hangup}); never after {@link Endpoint.close}. */
@@ -459,12 +379,13 @@ export class Endpoint {
     this.#closed = true;
     this.#watch.close();
     this.#sock.close();
+    this.#rx.closeHeld();
     // A message lent to recvWith's callback keeps its buffer until the callback returns.
     if (!this.#lending) this.#freeBuffers();
   }
 
   #freeBuffers(): void {
-    this.#rx.block.free();
+    this.#rx.free();
     this.#tx.block.free();
   }
 

@@ -4,26 +4,20 @@ import type { Watch } from "./watch.js";
 import { TransportError } from "./transport-error.js";
 import { classifyErrno, Errno } from "./sys/errno.js";
 import { describeErrno } from "./errno-text.js";
-import { eventfdSys, EFD_CLOEXEC, EFD_NONBLOCK } from "./sys/eventfd.js";
+import { eventFdIo, eventfdSys, EFD_CLOEXEC, EFD_NONBLOCK, type EventFdIo } from "./sys/eventfd.js";
 import { lastErrno } from "./sys/libc.js";
-import { setNonBlocking, socketSys } from "./sys/socket.js";
+import { setNonBlocking } from "./sys/socket.js";
 
 /**
  * An eventfd (kick/call/err fds, docs/protocol.md#notification-fds) whose {@link EventFd.wait} never blocks the JS
  * thread: a non-blocking read, and on EAGAIN a readiness wait through the {@link Reactor}. Idle costs
- * no CPU. A pipe read end (non-Linux front-ends use pipes) works too.
+ * no CPU. A pipe read end (non-Linux front-ends use pipes) works too. The counter's reads and writes
+ * go through `bun:ffi` under Bun and koffi under Node (`sys/eventfd.ts`).
  */
-/** The 8 bytes of the u64 1 in host order (little-endian on every target): the common signal. */
-const ONE = Uint8Array.of(1, 0, 0, 0, 0, 0, 0, 0);
-
 export class EventFd {
   readonly #fd: OwnedFd;
   readonly #watch: Watch;
-  readonly #buf = new Uint8Array(8);
-  readonly #bufView = new DataView(this.#buf.buffer);
-  /** Signal values other than 1 are encoded here (allocated once: `signal` is a hot path). */
-  readonly #out = new Uint8Array(8);
-  readonly #outView = new DataView(this.#out.buffer);
+  readonly #io: EventFdIo = eventFdIo();
   #waiting = false;
   #closed = false;
 
@@ -69,13 +63,9 @@ export class EventFd {
    */
   signal(n = 1n): void {
     if (this.#closed) throw new TransportError("CLOSED", "broken", "eventfd closed");
-    let b = ONE;
-    if (n !== 1n) {
-      this.#outView.setBigUint64(0, n, true);
-      b = this.#out;
-    }
-    // SAFETY: an eventfd write takes exactly 8 bytes (a host-order u64); koffi only reads `b`.
-    if (Number(socketSys().write(this.#fd.fd, b, 8)) !== 8) throw sysError("write");
+    // SAFETY: an eventfd write takes exactly 8 bytes (a host-order u64) from the leg's scratch.
+    const io = this.#io;
+    if ((n === 1n ? io.writeOne(this.#fd.fd) : io.write(this.#fd.fd, n)) !== 8) throw sysError("write", io.errno());
   }
 
   /**
@@ -86,11 +76,12 @@ export class EventFd {
   poll(): bigint {
     if (this.#closed) throw new TransportError("CLOSED", "broken", "eventfd closed");
     for (;;) {
-      // SAFETY: non-blocking read of one u64 into a private 8-byte buffer.
-      const n = Number(socketSys().read(this.#fd.fd, this.#buf, 8));
-      if (n === 8) return this.#bufView.getBigUint64(0, true);
+      // SAFETY: non-blocking read of one u64 into the leg's 8-byte scratch.
+      const io = this.#io;
+      const n = io.read(this.#fd.fd);
+      if (n === 8) return io.value();
       if (n >= 0) throw new TransportError("SYSCALL", "broken", `eventfd read returned ${n} bytes`, { errno: 0, syscall: "read" });
-      const e = lastErrno();
+      const e = io.errno();
       if (e === Errno.EINTR) continue;
       if (e === Errno.EAGAIN) return 0n;
       throw sysError("read", e);

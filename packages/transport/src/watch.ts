@@ -66,6 +66,15 @@ export class Watch {
   }
 
   /**
+   * True once the reactor reported a hang-up or an error for the fd (EPOLLRDHUP, EPOLLHUP,
+   * EPOLLERR). A reader that knows it drained the fd still reads once more when this is set: no
+   * further edge will come to wake it for the end of file.
+   */
+  get hungUp(): boolean {
+    return this.#hungUp;
+  }
+
+  /**
    * Resolves when the fd may be readable (data, EOF, hang-up or error).
    * @throws TransportError `CLOSED` (rejects) when the watch is closed while waiting; `BUSY` when
    *   another read wait is already pending.

@@ -36,9 +36,14 @@ test("recvWith lends views of the receive buffer; copyMessage keeps a message", 
     return copyMessage(m);
   });
   assert.deepEqual([...kept.payload], [9, 9, 9]);
-  const second = await b.recvWith((m) => [...m.payload]);
-  assert.deepEqual(second, [8, 8]);
-  assert.deepEqual([...lent!.subarray(0, 2)], [8, 8], "the lent view was reused by the next receive");
+  const second = await b.recvWith((m) => ({ bytes: [...m.payload], buffer: m.payload.buffer }));
+  assert.deepEqual(second.bytes, [8, 8]);
+  assert.equal(lent!.buffer, second.buffer, "both lent views are of the one receive buffer");
+  assert.notEqual(kept.payload.buffer, second.buffer, "the copy is not");
+  // The next read reuses the buffer: the first lent view now shows the third frame.
+  await a.send(3, 1, new Uint8Array([7, 7, 7]));
+  await b.recvWith(() => undefined);
+  assert.deepEqual([...lent!], [7, 7, 7], "the lent view was reused by a later receive");
   assert.deepEqual([...kept.payload], [9, 9, 9], "the copy was not");
 });
 

@@ -75,9 +75,62 @@ describe("Endpoint", () => {
     const [r, w] = closeAfter(t, ...pipe());
     const before = fdCount();
     rawWrite(peerFd, frame(5, 1, new Uint8Array(0), 12));
+    // recv() reads the header at once (synchronously), so the fds come in a read of body bytes only.
+    const got = b.recv();
     await a.send(6, 1, new Uint8Array(0), [w.fd, r.fd]);
-    await expectCode(b.recv(), "FDS_ON_BODY", "broken");
+    await expectCode(got, "FDS_ON_BODY", "broken");
     assert.equal(fdCount(), before);
+  });
+
+  test("frames queued together are read ahead, and each read's fds go to the frame that carried them", async (t) => {
+    const [x, y] = socketPair();
+    const [a, b] = closeAfter(t, new Endpoint(x), new Endpoint(y));
+    const [r1, w1] = closeAfter(t, ...pipe());
+    const [r2, w2] = closeAfter(t, ...pipe());
+    rawWrite(w1.fd, Uint8Array.of(0x11, 0x12));
+    rawWrite(w2.fd, Uint8Array.of(0x22));
+    // Four frames queued before the receiver reads; the kernel ends a read after the frame with fds.
+    await a.send(1, 1, Uint8Array.of(1));
+    await a.send(2, 1, Uint8Array.of(2, 2), [r1.fd]);
+    await a.send(3, 1, new Uint8Array(0));
+    await a.send(4, 1, Uint8Array.of(4, 4, 4, 4), [r2.fd, r1.fd]);
+    await a.send(5, 1, Uint8Array.of(5));
+    const seen: [number, number[], number[]][] = [];
+    for (let i = 0; i < 5; i++) {
+      const m = await b.recv();
+      const marks = m.fds.map((f) => {
+        const byte = new Uint8Array(1);
+        const n = Number(socketSys().read(f.fd, byte, 1));
+        f.close();
+        return n === 1 ? byte[0]! : -1;
+      });
+      seen.push([m.request, [...m.payload], marks]);
+    }
+    assert.deepEqual(seen, [
+      [1, [1], []],
+      [2, [2, 2], [0x11]],
+      [3, [], []],
+      // The pipe behind r1 gave its first byte to frame 2's copy of it.
+      [4, [4, 4, 4, 4], [0x22, 0x12]],
+      [5, [5], []],
+    ]);
+  });
+
+  test("a frame split anywhere is reassembled, with the next frame read ahead behind it", async (t) => {
+    const [x, y] = socketPair();
+    const [, b] = closeAfter(t, x, new Endpoint(y));
+    const one = frame(7, 1, Uint8Array.of(1, 2, 3, 4, 5));
+    const two = frame(8, 1, Uint8Array.of(9));
+    const both = new Uint8Array([...one, ...two]);
+    for (const cut of [1, 11, 12, 13, one.length, one.length + 5]) {
+      const first = b.recv();
+      rawWrite(x.fd, both.subarray(0, cut));
+      await turn();
+      rawWrite(x.fd, both.subarray(cut));
+      const m1 = await first;
+      const m2 = await b.recv();
+      assert.deepEqual([m1.request, [...m1.payload], m2.request, [...m2.payload]], [7, [1, 2, 3, 4, 5], 8, [9]], `cut at ${cut}`);
+    }
   });
 
   test("more fds than allowed and MSG_CTRUNC close every received fd", async (t) => {

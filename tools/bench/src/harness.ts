@@ -87,6 +87,28 @@ export function interleave(rounds: number, cases: Record<string, () => number>):
   return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
 }
 
+/** Median and range of a set of samples. */
+export interface Spread {
+  median: number;
+  lo: number;
+  hi: number;
+}
+
+/** Median, lowest and highest of `xs` (non-empty). */
+export function spread(xs: number[]): Spread {
+  return { median: median(xs), lo: Math.min(...xs), hi: Math.max(...xs) };
+}
+
+/**
+ * {@link interleave}, keeping every round's sample: `samples[k][i]` is case `k` in round `i`, so a
+ * ratio can be taken per round (both figures measured seconds apart) before its median and range.
+ */
+export function interleaveSamples(rounds: number, cases: Record<string, () => number>): Record<string, number[]> {
+  const samples: Record<string, number[]> = {};
+  for (let i = 0; i < rounds; i++) for (const [k, f] of Object.entries(cases)) (samples[k] ??= []).push(f());
+  return samples;
+}
+
 /**
  * Measure `a` against its baseline `b` in `rounds` back-to-back pairs, alternating which goes first,
  * and return both medians and the median of the per-pair ratios a ÷ b. On a VM whose speed drifts

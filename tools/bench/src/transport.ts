@@ -6,7 +6,7 @@
  * and Bun ÷ a busy-polling C pair (both C ends spin, as vhostkit's reactor does under Bun).
  */
 import { join } from "node:path";
-import { compileC, interleave, note, root, runNumber, size, table } from "./harness.js";
+import { compileC, interleaveSamples, median, note, root, runNumber, size, spread, table } from "./harness.js";
 
 /** Run the transport benchmark and print its table. */
 export async function run(): Promise<void> {
@@ -15,9 +15,10 @@ export async function run(): Promise<void> {
   const n = Number(process.env.VHOSTKIT_BENCH_RT ?? size(20000, 200));
   const rounds = size(5, 1);
   const rows: (string | number)[][] = [];
+  const ratios: (string | number)[][] = [];
   const rates: string[][] = [];
   for (const fd of ["0", "1"]) {
-    const m = interleave(rounds, {
+    const s = interleaveSamples(rounds, {
       c: () => runNumber(c, [String(n), fd]),
       cSpin: () => runNumber(c, [String(n), fd, "spin"]),
       bun: () => runNumber(process.execPath, [script, "client", String(n), fd], root),
@@ -25,6 +26,7 @@ export async function run(): Promise<void> {
       bunC: () => runNumber(process.execPath, [script, "client", String(n), fd, c], root),
       nodeC: () => runNumber("node", [script, "client", String(n), fd, c], root),
     });
+    const m = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, median(v)])) as Record<string, number>;
     const base = m.c ?? 1;
     const cell = (k: string): string[] => [(m[k] ?? 0).toFixed(0), ((m[k] ?? 0) / base).toFixed(2)];
     rows.push([
@@ -37,6 +39,26 @@ export async function run(): Promise<void> {
       (m.cSpin ?? 0).toFixed(0),
       ((m.bun ?? 0) / (m.cSpin ?? 1)).toFixed(2),
     ]);
+    // Ratios taken per round (both figures from the same seconds), then their median and range.
+    const perRound = (k: string, b: string): string => {
+      const r = spread((s[k] ?? []).map((x, i) => x / (s[b]?.[i] ?? 1)));
+      return `${r.median.toFixed(2)} (${r.lo.toFixed(2)}–${r.hi.toFixed(2)})`;
+    };
+    const range = (k: string): string => {
+      const r = spread(s[k] ?? [0]);
+      return `${r.lo.toFixed(0)}–${r.hi.toFixed(0)}`;
+    };
+    ratios.push([
+      `${fd} fd`,
+      range("c"),
+      range("cSpin"),
+      range("bun"),
+      range("node"),
+      perRound("bun", "c"),
+      perRound("node", "c"),
+      perRound("bun", "cSpin"),
+      perRound("node", "cSpin"),
+    ]);
     // Round trips per second: one request/reply at a time, so the reciprocal of the latency.
     const perSecond = (k: string): string => (m[k] ? (1e9 / m[k]).toFixed(0) : "-");
     rates.push([`${fd} fd`, perSecond("c"), perSecond("bun"), perSecond("node"), perSecond("bunC"), perSecond("nodeC"), perSecond("cSpin")]);
@@ -45,6 +67,8 @@ export async function run(): Promise<void> {
   note("both ends vhostkit (Bun, Node), and a vhostkit client against the C server (Bun→C, Node→C);");
   note("÷C against C blocking in recvmsg (the issue's baseline); C spin: both C ends busy-poll, ÷ = Bun↔Bun ÷ that");
   table(["fds", "C↔C", "Bun↔Bun", "÷C", "Node↔Node", "÷C", "Bun→C", "÷C", "Node→C", "÷C", "C spin", "Bun ÷ C spin"], rows);
+  note("spread: lowest–highest ns of the rounds; ratios taken per round, median (lowest–highest); goals ÷C <= 1.25, ÷ C spin <= 2.5");
+  table(["fds", "C↔C ns", "C spin ns", "Bun↔Bun ns", "Node↔Node ns", "Bun ÷ C", "Node ÷ C", "Bun ÷ C spin", "Node ÷ C spin"], ratios);
   note("round trips/s (same runs)");
   table(["fds", "C↔C", "Bun↔Bun", "Node↔Node", "Bun→C", "Node→C", "C spin"], rates);
 }

@@ -59,3 +59,16 @@ export function loadAcquire16(view: Uint16Array, index: number): number {
 export function storeRelease16(view: Uint16Array, index: number, value: number): void {
   Atomics.store(view, index, value);
 }
+
+/**
+ * Load-acquire of an aligned 32-bit ring word: a packed descriptor's last word (buffer ID in the
+ * low half, flags in the high half), read at once.
+ *
+ * SAFETY/ordering: as {@link loadAcquire16}. The other side stores the buffer ID (plain) before
+ * the flags (store-release, or a plain store behind an earlier release), both 16-bit halves of this
+ * aligned word; an aligned 32-bit load is single-copy atomic on the hosts vhostkit runs on (x86-64,
+ * arm64), so a load that returns the new flags returns the ID written before them.
+ */
+export function loadAcquire32(view: Int32Array | Uint32Array, index: number): number {
+  return Atomics.load(view, index);
+}

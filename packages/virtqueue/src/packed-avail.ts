@@ -5,7 +5,7 @@
  * @module
  */
 import type { GuestMemory } from "@vhostkit/regions";
-import { loadAcquire16 } from "./barriers.js";
+import { loadAcquire16, loadAcquire32 } from "./barriers.js";
 import type { ChainBatch } from "./chain-batch.js";
 import type { VirtqueueError } from "./errors.js";
 import type { VirtqueueErrorCode } from "./errors.js";
@@ -64,8 +64,13 @@ export class PackedAvailWalker {
   readonly #sink: GuestErrorSink;
   readonly #tables = new IndirectTables();
   readonly #totals: ChainTotals = { readable: 0, writable: 0, seenWrite: false };
-  /** Chains of the current pop whose IDs are already marked (rolled back when the pop throws). */
+  /** Chains of the current pop whose IDs are marked, set when it throws (rolled back then). */
   #marked = 0;
+  /** {@link #walkList}'s results: ring descriptors, last word, the position after the list. */
+  #listCount = 0;
+  #listWord = 0;
+  #listNext = 0;
+  #listNextWrap = 0;
 
   constructor(options: PackedAvailOptions, memory: GuestMemory, sink: GuestErrorSink) {
     this.#o = options;
@@ -77,6 +82,12 @@ export class PackedAvailWalker {
 
   #guest(code: VirtqueueErrorCode, message: string, offset: number, expected?: number, actual?: number): VirtqueueError {
     return guestFault(this.#sink, code, message, offset, expected, actual);
+  }
+
+  /** {@link #guest} for a throw in list `k` of a pop: the IDs of lists 0..k-1 are to be rolled back. */
+  #guestAt(k: number, code: VirtqueueErrorCode, message: string, offset: number, expected?: number, actual?: number): VirtqueueError {
+    this.#marked = k;
+    return this.#guest(code, message, offset, expected, actual);
   }
 
   /**
@@ -106,15 +117,17 @@ export class PackedAvailWalker {
   }
 
   #pop(batch: ChainBatch, max: number, room: number): number {
-    const d16 = this.desc16;
     const d32 = this.desc32;
     const size = this.#o.size;
-    const strict = this.#o.requireReadableFirst;
     const idState = this.idState;
+    const idCount = this.idCount;
     const n = max < batch.capacity ? max : batch.capacity;
     if (!(n > 0)) return 0;
     const heads = batch.heads;
     const starts = batch.starts;
+    const rbytesOut = batch.readableBytes;
+    const wbytesOut = batch.writableBytes;
+    let flat = batch.descs;
     let pos = this.availIdx;
     let wrap = this.availWrap;
     let consumed = 0;
@@ -124,98 +137,157 @@ export class PackedAvailWalker {
     for (; k < n; k++) {
       // Ordering: acquire — the list's other descriptors and its buffers are read only after the
       // head's flags showed it available (the driver writes the head's flags last; barriers.ts).
-      const head = loadAcquire16(d16, 8 * pos + 7);
-      if (((head >>> 7) & 1) !== wrap) break; // not made available in this lap: nothing more
-      if (head >>> 15 === wrap)
-        throw this.#guest("BAD_WRAP", `descriptor ${pos}: AVAIL and USED both ${wrap}, used before the device took it`, pos, wrap, head);
-      let f = head;
-      let q = pos;
-      let qw = wrap;
-      let count = 0;
+      // One load of the head's last word: its flags (high half) and its buffer ID (low half).
+      const head = loadAcquire32(d32, 4 * pos + 3);
+      const f = head >>> 16;
+      if (((f >>> 7) & 1) !== wrap) break; // not made available in this lap: nothing more
+      if (f >>> 15 === wrap) throw this.#guestAt(k, "BAD_WRAP", `descriptor ${pos}: AVAIL and USED both ${wrap}, used before the device took it`, pos, wrap, f);
+      let count = 1;
+      let word = head; // the list's last descriptor's word: the buffer ID is its low half
       let rbytes = 0;
       let wbytes = 0;
-      let seenWrite = false;
-      let id = 0;
-      for (;;) {
-        if (consumed + ++count > room) {
-          if (count > size) throw this.#guest("CHAIN_TOO_LONG", `list at descriptor ${pos} longer than queue size ${size}`, pos, size, count);
-          throw this.#guest(
-            "AVAIL_OVERRUN",
-            `list at descriptor ${pos} reaches descriptor ${q}, which the device still holds (${room} free)`,
-            q,
-            room,
-            consumed + count,
-          );
+      let next = pos + 1;
+      let nextWrap = wrap;
+      if ((f & (F_NEXT | F_INDIRECT)) === 0) {
+        // A list of one direct descriptor (the common case), in a straight line.
+        if (consumed >= room) {
+          this.#marked = k;
+          throw this.#overrun(pos, pos, room, consumed + 1);
         }
-        const w = q << 2;
-        const w3 = d32[w + 3] as number;
-        if (count > 1) {
-          f = w3 >>> 16;
-          if (((f >>> 7) & 1) !== qw || f >>> 15 === qw)
-            throw this.#guest("BAD_WRAP", `descriptor ${q} in the list at ${pos}: flags 0x${f.toString(16)} not available in lap ${qw}`, q, qw, f);
-        }
-        if ((f & F_INDIRECT) !== 0) {
-          if (!this.#o.indirect) throw this.#guest("INDIRECT_NOT_NEGOTIATED", `descriptor ${q} is INDIRECT but VIRTIO_F_INDIRECT_DESC is off`, q);
-          if ((f & F_NEXT) !== 0 || count > 1) throw this.#guest("INDIRECT_WITH_NEXT", `descriptor ${q}: INDIRECT in a NEXT-linked list`, q);
-          p = this.#walkIndirect(batch, q, p);
-          rbytes = this.#totals.readable;
-          wbytes = this.#totals.writable;
-          id = w3 & 0xffff;
-          break;
-        }
+        const w = pos << 2;
         const len = (d32[w + 2] as number) >>> 0;
         const alo = d32[w] as number;
         const ahi = d32[w + 1] as number;
-        if (len === 0) throw this.#guest("ZERO_LENGTH", `descriptor ${q} has length 0`, q);
-        if (ahi === -1 && (alo >>> 0) + len > TWO32) throw this.#guest("ADDRESS_WRAP", `descriptor ${q}: addr + ${len} wraps past 2^64`, q);
-        if (p >= batch.descs.length) batch.grow((p >>> 2) + 1);
-        const flat = batch.descs;
+        if (len === 0) throw this.#guestAt(k, "ZERO_LENGTH", `descriptor ${pos} has length 0`, pos);
+        if (ahi === -1 && (alo >>> 0) + len > TWO32) throw this.#guestAt(k, "ADDRESS_WRAP", `descriptor ${pos}: addr + ${len} wraps past 2^64`, pos);
+        if (p >= flat.length) {
+          batch.grow((p >>> 2) + 1);
+          flat = batch.descs;
+        }
         flat[p] = alo;
         flat[p + 1] = ahi;
         flat[p + 2] = len;
         flat[p + 3] = f & F_WRITE;
         p += 4;
-        if ((f & F_WRITE) !== 0) {
-          wbytes += len;
-          seenWrite = true;
-        } else {
-          if (seenWrite && strict) throw this.#guest("BAD_ORDER", `descriptor ${q}: device-readable after device-writable in the list at ${pos}`, q);
-          rbytes += len;
+        if ((f & F_WRITE) !== 0) wbytes = len;
+        else rbytes = len;
+        if (next === size) {
+          next = 0;
+          nextWrap ^= 1;
         }
-        if ((f & F_NEXT) === 0) {
-          id = w3 & 0xffff; // the buffer ID is the last descriptor's
-          break;
-        }
-        if (++q === size) {
-          q = 0;
-          qw ^= 1;
-        }
+      } else {
+        this.#marked = k;
+        p = this.#walkList(batch, pos, wrap, head, p, consumed, room);
+        flat = batch.descs;
+        count = this.#listCount;
+        word = this.#listWord;
+        rbytes = this.#totals.readable;
+        wbytes = this.#totals.writable;
+        next = this.#listNext;
+        nextWrap = this.#listNextWrap;
       }
-      if (rbytes + wbytes > TWO32)
-        throw this.#guest("CHAIN_TOO_LONG", `list at descriptor ${pos} holds ${rbytes + wbytes} bytes (> 2^32)`, pos, TWO32, rbytes + wbytes);
-      if (id >= size) throw this.#guest("BAD_BUFFER_ID", `list at descriptor ${pos}: buffer id ${id} >= queue size ${size}`, pos, size, id);
+      const id = word & 0xffff;
+      if (id >= size) throw this.#guestAt(k, "BAD_BUFFER_ID", `list at descriptor ${pos}: buffer id ${id} >= queue size ${size}`, pos, size, id);
       if (idState[id] !== IdState.FREE)
-        throw this.#guest("BUFFER_ID_IN_FLIGHT", `list at descriptor ${pos}: buffer id ${id} is still in flight`, pos, undefined, id);
+        throw this.#guestAt(k, "BUFFER_ID_IN_FLIGHT", `list at descriptor ${pos}: buffer id ${id} is still in flight`, pos, undefined, id);
       idState[id] = IdState.POPPED;
-      this.idCount[id] = count;
-      heads[k] = id;
-      this.#marked = k + 1;
-      batch.readableBytes[k] = rbytes;
-      batch.writableBytes[k] = wbytes;
+      idCount[id] = count;
+      heads[k] = id; // marked: a throw from here on rolls back heads[0..k] (#guestAt)
+      rbytesOut[k] = rbytes;
+      wbytesOut[k] = wbytes;
       starts[k + 1] = p >>> 2;
       consumed += count;
-      pos = q + 1;
-      if (pos === size) {
-        pos = 0;
-        qw ^= 1;
-      }
-      wrap = qw;
+      pos = next;
+      wrap = nextWrap;
     }
     batch.count = k;
     this.availIdx = pos;
     this.availWrap = wrap;
     this.slots = consumed;
     return k;
+  }
+
+  #overrun(pos: number, q: number, room: number, needed: number): VirtqueueError {
+    return this.#guest("AVAIL_OVERRUN", `list at descriptor ${pos} reaches descriptor ${q}, which the device still holds (${room} free)`, q, room, needed);
+  }
+
+  /**
+   * Walks a list of several descriptors (NEXT-linked) or one INDIRECT descriptor from ring offset
+   * `pos` (lap `wrap`, head word `head` already acquire-loaded), appending its descriptors to the
+   * batch from word `p`; returns the new `p`. The list's ring descriptors, last word and the
+   * position after it go to `#listCount`, `#listWord`, `#listNext` / `#listNextWrap`, its byte
+   * totals to `#totals`. Bounded by `room - consumed` ring descriptors.
+   */
+  #walkList(batch: ChainBatch, pos: number, wrap: number, head: number, p: number, consumed: number, room: number): number {
+    const d32 = this.desc32;
+    const size = this.#o.size;
+    const strict = this.#o.requireReadableFirst;
+    let w3 = head;
+    let f = head >>> 16;
+    let q = pos;
+    let qw = wrap;
+    let count = 0;
+    let rbytes = 0;
+    let wbytes = 0;
+    let seenWrite = false;
+    for (;;) {
+      if (consumed + ++count > room) {
+        if (count > size) throw this.#guest("CHAIN_TOO_LONG", `list at descriptor ${pos} longer than queue size ${size}`, pos, size, count);
+        throw this.#overrun(pos, q, room, consumed + count);
+      }
+      const w = q << 2;
+      if (count > 1) {
+        w3 = d32[w + 3] as number;
+        f = w3 >>> 16;
+        if (((f >>> 7) & 1) !== qw || f >>> 15 === qw)
+          throw this.#guest("BAD_WRAP", `descriptor ${q} in the list at ${pos}: flags 0x${f.toString(16)} not available in lap ${qw}`, q, qw, f);
+      }
+      if ((f & F_INDIRECT) !== 0) {
+        if (!this.#o.indirect) throw this.#guest("INDIRECT_NOT_NEGOTIATED", `descriptor ${q} is INDIRECT but VIRTIO_F_INDIRECT_DESC is off`, q);
+        if ((f & F_NEXT) !== 0 || count > 1) throw this.#guest("INDIRECT_WITH_NEXT", `descriptor ${q}: INDIRECT in a NEXT-linked list`, q);
+        p = this.#walkIndirect(batch, q, p);
+        rbytes = this.#totals.readable;
+        wbytes = this.#totals.writable;
+        break;
+      }
+      const len = (d32[w + 2] as number) >>> 0;
+      const alo = d32[w] as number;
+      const ahi = d32[w + 1] as number;
+      if (len === 0) throw this.#guest("ZERO_LENGTH", `descriptor ${q} has length 0`, q);
+      if (ahi === -1 && (alo >>> 0) + len > TWO32) throw this.#guest("ADDRESS_WRAP", `descriptor ${q}: addr + ${len} wraps past 2^64`, q);
+      if (p >= batch.descs.length) batch.grow((p >>> 2) + 1);
+      const flat = batch.descs;
+      flat[p] = alo;
+      flat[p + 1] = ahi;
+      flat[p + 2] = len;
+      flat[p + 3] = f & F_WRITE;
+      p += 4;
+      if ((f & F_WRITE) !== 0) {
+        wbytes += len;
+        seenWrite = true;
+      } else {
+        if (seenWrite && strict) throw this.#guest("BAD_ORDER", `descriptor ${q}: device-readable after device-writable in the list at ${pos}`, q);
+        rbytes += len;
+      }
+      if ((f & F_NEXT) === 0) break; // the buffer ID is the last descriptor's
+      if (++q === size) {
+        q = 0;
+        qw ^= 1;
+      }
+    }
+    if (rbytes + wbytes > TWO32)
+      throw this.#guest("CHAIN_TOO_LONG", `list at descriptor ${pos} holds ${rbytes + wbytes} bytes (> 2^32)`, pos, TWO32, rbytes + wbytes);
+    if (++q === size) {
+      q = 0;
+      qw ^= 1;
+    }
+    this.#listCount = count;
+    this.#listWord = w3;
+    this.#listNext = q;
+    this.#listNextWrap = qw;
+    this.#totals.readable = rbytes;
+    this.#totals.writable = wbytes;
+    return p;
   }
 
   /**

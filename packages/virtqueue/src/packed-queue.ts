@@ -102,6 +102,9 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
   readonly #pendIds: Uint16Array;
   #pendCount = 0;
   #pendSlots = 0;
+  /** {@link addUsed}'s one ID and length, as {@link #putUsed} takes them. */
+  readonly #oneId = new Uint16Array(1);
+  readonly #oneLen = new Uint32Array(1);
   #signalledValid = false;
   readonly #cursor = new SegmentCursor();
   readonly #inflight: PackedInflight | undefined;
@@ -354,7 +357,10 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
   addUsed(id: number, len: number): void {
     if (!this.#started || this.#health.brokenBy !== undefined) throw this.#health.unusable();
     this.#checkId(id);
-    this.#putUsed(id, len >>> 0);
+    this.#avail.idState[id] = IdState.USED;
+    this.#oneId[0] = id;
+    this.#oneLen[0] = len >>> 0;
+    this.#putUsed(this.#oneId, 1, this.#oneLen);
   }
 
   /**
@@ -367,36 +373,59 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
     const n = batch.count;
     const heads = batch.heads;
     const state = this.#avail.idState;
+    const size = this.size;
     let i = 0;
     try {
       for (; i < n; i++) {
-        this.#checkId(heads[i] as number);
-        state[heads[i] as number] = IdState.USED; // marks duplicates within the batch
+        const id = heads[i] as number;
+        if (id >= size || state[id] !== IdState.POPPED) this.#checkId(id); // throws BAD_USED_ID
+        state[id] = IdState.USED; // marks duplicates within the batch
       }
     } finally {
-      for (let j = 0; j < i; j++) state[heads[j] as number] = IdState.POPPED;
+      if (i < n) for (let j = 0; j < i; j++) state[heads[j] as number] = IdState.POPPED;
     }
-    for (let k = 0; k < n; k++) this.#putUsed(heads[k] as number, lens === undefined ? 0 : (lens[k] as number) >>> 0);
+    this.#putUsed(heads, n, lens);
   }
 
-  #putUsed(id: number, len: number): void {
-    const pos = this.#usedIdx;
-    this.#desc32[4 * pos + 2] = len;
-    this.#desc16[8 * pos + 6] = id;
-    const c = this.#pendCount++;
-    this.#pendPos[c] = pos;
-    this.#pendFlags[c] = (this.#usedWrap === 1 ? USED_BOTH : 0) | (len !== 0 ? PackedDescFlag.WRITE : 0);
-    this.#pendIds[c] = id;
-    this.#avail.idState[id] = IdState.USED;
-    this.#inflight?.used(id);
-    const count = this.#avail.idCount[id] as number;
-    this.#pendSlots += count;
-    let u = pos + count;
-    if (u >= this.size) {
-      u -= this.size;
-      this.#usedWrap ^= 1;
+  /**
+   * Queues used descriptors for buffers `ids[0..n)` (already marked USED) with `lens` bytes written
+   * (default 0): id and len written now, flags by {@link #flushUsed}; the used position advances by
+   * the ring descriptors each list took. One pass over locals, no allocation.
+   */
+  #putUsed(ids: Uint16Array, n: number, lens: ArrayLike<number> | undefined): void {
+    const d32 = this.#desc32;
+    const d16 = this.#desc16;
+    const pendPos = this.#pendPos;
+    const pendFlags = this.#pendFlags;
+    const pendIds = this.#pendIds;
+    const idCount = this.#avail.idCount;
+    const inflight = this.#inflight;
+    const size = this.size;
+    let pos = this.#usedIdx;
+    let wrap = this.#usedWrap;
+    let c = this.#pendCount;
+    let slots = this.#pendSlots;
+    for (let k = 0; k < n; k++, c++) {
+      const id = ids[k] as number;
+      const len = lens === undefined ? 0 : (lens[k] as number) >>> 0;
+      d32[4 * pos + 2] = len;
+      d16[8 * pos + 6] = id;
+      pendPos[c] = pos;
+      pendFlags[c] = (wrap === 1 ? USED_BOTH : 0) | (len !== 0 ? PackedDescFlag.WRITE : 0);
+      pendIds[c] = id;
+      if (inflight !== undefined) inflight.used(id);
+      const count = idCount[id] as number;
+      slots += count;
+      pos += count;
+      if (pos >= size) {
+        pos -= size;
+        wrap ^= 1;
+      }
     }
-    this.#usedIdx = u;
+    this.#usedIdx = pos;
+    this.#usedWrap = wrap;
+    this.#pendCount = c;
+    this.#pendSlots = slots;
   }
 
   /** Writes the queued used descriptors' flags, the first one last; returns the ring descriptors handed back. */
@@ -413,7 +442,8 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
     storeRelease16(d16, 8 * (pos[0] as number) + 7, flags[0] as number);
     this.#inflight?.afterPublish();
     const state = this.#avail.idState;
-    for (let i = 0; i < n; i++) state[this.#pendIds[i] as number] = IdState.FREE;
+    const ids = this.#pendIds;
+    for (let i = 0; i < n; i++) state[ids[i] as number] = IdState.FREE;
     const slots = this.#pendSlots;
     this.#held -= slots;
     this.#pubIdx = this.#usedIdx;

@@ -6,7 +6,7 @@
  * @module
  */
 import type { GuestMemory } from "@vhostkit/regions";
-import { loadAcquire16, storeRelease16 } from "../barriers.js";
+import { loadAcquire16, loadAcquire32, storeRelease16 } from "../barriers.js";
 import { VirtqueueError } from "../errors.js";
 import type { VirtqueueErrorCode } from "../errors.js";
 import { DESC_SIZE } from "../layout.js";
@@ -233,17 +233,30 @@ export class PackedDriver<T = unknown> {
     this.#usable();
     const n = checkBuffers(readable, writable);
     const id = this.#take(n);
+    const d16 = this.#desc16;
+    const d32 = this.#desc32;
+    const dv = this.#descView;
+    const size = this.size;
+    const nr = readable.length;
     const head = this.#availIdx;
+    let pos = head;
+    let wrap = this.#availWrap;
     let headFlags = 0;
     for (let i = 0; i < n; i++) {
-      const b = (i < readable.length ? readable[i] : writable[i - readable.length]) as DriverBuffer;
-      const pos = this.#availIdx;
-      const flags = this.#availBits() | (i >= readable.length ? WRITE : 0) | (i < n - 1 ? NEXT : 0);
-      this.#writeDesc(pos, b.addr, b.len, id);
+      const b = (i < nr ? readable[i] : writable[i - nr]) as DriverBuffer;
+      const flags = (wrap === 1 ? AVAIL : USED) | (i >= nr ? WRITE : 0) | (i < n - 1 ? NEXT : 0);
+      dv.setBigUint64(16 * pos, b.addr, true);
+      d32[4 * pos + 2] = b.len;
+      d16[8 * pos + 6] = id;
       if (i === 0) headFlags = flags;
-      else this.#desc16[8 * pos + 7] = flags; // hidden behind the head until publish
-      this.#advance();
+      else d16[8 * pos + 7] = flags; // hidden behind the head until publish
+      if (++pos === size) {
+        pos = 0;
+        wrap ^= 1;
+      }
     }
+    this.#availIdx = pos;
+    this.#availWrap = wrap;
     return this.#commit(id, head, headFlags, n, token);
   }
 
@@ -289,11 +302,15 @@ export class PackedDriver<T = unknown> {
     const n = this.#pendCount;
     if (n === 0) return false;
     const d16 = this.#desc16;
-    for (let i = n - 1; i > 0; i--) d16[8 * (this.#pendPos[i] as number) + 7] = this.#pendFlags[i] as number;
+    const pendPos = this.#pendPos;
+    const pendFlags = this.#pendFlags;
+    const pendIds = this.#pendIds;
+    const idState = this.#idState;
+    for (let i = n - 1; i > 0; i--) d16[8 * (pendPos[i] as number) + 7] = pendFlags[i] as number;
     // Ordering: release (seq-cst) — every descriptor of the batch is visible before the first
     // head's flags; the event suppression loads below are not satisfied before this store (barriers.ts).
-    storeRelease16(d16, 8 * (this.#pendPos[0] as number) + 7, this.#pendFlags[0] as number);
-    for (let i = 0; i < n; i++) this.#idState[this.#pendIds[i] as number] = ID_PUBLISHED;
+    storeRelease16(d16, 8 * (pendPos[0] as number) + 7, pendFlags[0] as number);
+    for (let i = 0; i < n; i++) idState[pendIds[i] as number] = ID_PUBLISHED;
     const added = this.#addedSlots;
     this.#pendCount = 0;
     this.#addedSlots = 0;
@@ -321,37 +338,56 @@ export class PackedDriver<T = unknown> {
   collectUsed(max = this.size): UsedBuffer<T>[] {
     this.#usable();
     const out: UsedBuffer<T>[] = [];
-    const d16 = this.#desc16;
+    const d32 = this.#desc32;
+    const idState = this.#idState;
+    const idCount = this.#idCount;
+    const freeNext = this.#freeNext;
+    const tokens = this.#tokens;
     const size = this.size;
+    const end = max < size ? max : size;
+    let pos = this.#usedIdx;
+    let w = this.#usedWrap;
+    let freeHead = this.#freeHead;
+    let freed = 0;
     // Each round frees >= 1 published ID, so the loop ends within the IDs in flight (< size).
-    for (let k = 0; k < max && k < size; k++) {
-      const pos = this.#usedIdx;
-      const w = this.#usedWrap;
-      // Ordering: acquire — the id and len are read after the flags that publish them.
-      const f = loadAcquire16(d16, 8 * pos + 7);
+    for (let k = 0; k < end; k++) {
+      // Ordering: acquire — the len is read after the flags that publish it; the id comes in the
+      // same load (the device writes it before the flags; barriers.ts loadAcquire32).
+      const word = loadAcquire32(d32, 4 * pos + 3);
+      const f = word >>> 16;
       // Used in this lap: AVAIL = USED = wrap. Anything else is not used yet (our own available
       // descriptor, or one of the last lap's: a used one, or a list member no used one overwrote).
       if (f >>> 15 !== w || ((f >>> 7) & 1) !== w) break;
-      const id = d16[8 * pos + 6] as number;
-      if (id >= size || this.#idState[id] !== ID_PUBLISHED)
+      const id = word & 0xffff;
+      if (id >= size || idState[id] !== ID_PUBLISHED) {
+        this.#collected(pos, w, freeHead, freed);
         throw this.#deviceError("BAD_USED_ID", `device returned id ${id} at descriptor ${pos}, not a buffer in flight`, pos, id);
-      const len = (f & WRITE) !== 0 ? (this.#desc32[4 * pos + 2] as number) : 0;
-      const count = this.#idCount[id] as number;
-      const token = this.#tokens[id];
-      this.#tokens[id] = undefined;
-      this.#idState[id] = ID_FREE;
-      this.#freeNext[id] = this.#freeHead;
-      this.#freeHead = id;
-      this.#numFree += count;
-      let u = pos + count;
-      if (u >= size) {
-        u -= size;
-        this.#usedWrap ^= 1;
       }
-      this.#usedIdx = u;
+      const len = (f & WRITE) !== 0 ? (d32[4 * pos + 2] as number) : 0;
+      const count = idCount[id] as number;
+      const token = tokens[id];
+      tokens[id] = undefined;
+      idState[id] = ID_FREE;
+      freeNext[id] = freeHead;
+      freeHead = id;
+      freed += count;
+      pos += count;
+      if (pos >= size) {
+        pos -= size;
+        w ^= 1;
+      }
       out.push({ id, len, token });
     }
+    this.#collected(pos, w, freeHead, freed);
     return out;
+  }
+
+  /** Stores where {@link collectUsed} got to: the used position, the free ID list's head, the ring descriptors freed. */
+  #collected(pos: number, wrap: number, freeHead: number, freed: number): void {
+    this.#usedIdx = pos;
+    this.#usedWrap = wrap;
+    this.#freeHead = freeHead;
+    this.#numFree += freed;
   }
 
   /**

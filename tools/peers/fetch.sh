@@ -12,6 +12,7 @@
 #             (Rust) and vhost-device-vsock 0.3
 #   guest     a Linux guest (Debian 12): its kernel and modules, and a static busybox (guest.mjs
 #             builds an initramfs from them)
+#   dpdk      DPDK 22.11 (Debian 12): dpdk-testpmd with the vhost-user and virtio-user drivers
 # A set that is already fetched with the same package list is a quick no-op (no network) unless
 # --refresh is given.
 #
@@ -27,11 +28,11 @@ SETS=""
 for a in "$@"; do
   case "$a" in
     --refresh) REFRESH=1 ;;
-    bookworm | sid | guest) SETS="$SETS $a" ;;
-    *) echo "fetch.sh: unknown set '$a' (known: bookworm sid guest)" >&2; exit 2 ;;
+    bookworm | sid | guest | dpdk) SETS="$SETS $a" ;;
+    *) echo "fetch.sh: unknown set '$a' (known: bookworm sid guest dpdk)" >&2; exit 2 ;;
   esac
 done
-[ -n "$SETS" ] || SETS="bookworm sid guest"
+[ -n "$SETS" ] || SETS="bookworm sid guest dpdk"
 
 host_mirror() {
   grep -h -E '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
@@ -48,6 +49,7 @@ packages() {
     bookworm) echo "qemu-system-x86 qemu-system-common qemu-utils libvirglrenderer1 libgbm1 libepoxy0" ;;
     sid) echo "qemu-system-x86 qemu-utils virtiofsd vhost-device-vsock" ;;
     guest) echo "linux-image-amd64 busybox-static" ;;
+    dpdk) echo "dpdk librte-net-vhost23 librte-net-virtio23 librte-mempool-ring23 librte-cmdline23 librte-crypto-scheduler23 librte-reorder23 librte-bitratestats23 librte-metrics23 librte-bpf23 librte-gro23 librte-gso23 librte-latencystats23 librte-pdump23 librte-net-bnxt23 librte-net-i40e23 librte-net-ixgbe23 librte-net-ice23 librte-common-iavf23 librte-bus-dpaa23 librte-common-dpaax23 librte-eventdev23 librte-timer23 librte-mempool-dpaa23 librte-net-dpaa23 librte-net-bond23 librte-net-mlx5-23 librte-common-mlx5-23 librte-bus-auxiliary23" ;;
   esac
 }
 # Packages taken without their dependencies: Debian 12's vhost-user-gpu ships in qemu-system-gui,
@@ -55,11 +57,12 @@ packages() {
 without_deps() {
   case "$1" in
     bookworm) echo "qemu-system-gui" ;;
+    dpdk) echo "dpdk-dev" ;;
   esac
 }
 sources() {
   case "$1" in
-    bookworm | guest)
+    bookworm | guest | dpdk)
       echo "deb $MIRROR bookworm main"
       echo "deb $MIRROR bookworm-updates main"
       echo "deb $SECURITY_MIRROR bookworm-security main" ;;
@@ -115,7 +118,7 @@ fetch_set() {
       /*) ln -sfn "$dir/root$target" "$link" ;;
     esac
   done
-  versions="$(cd "$a/archives" && ls -- *.deb | sed -n -E 's/^(qemu-system-x86|qemu-utils|virtiofsd|vhost-device-vsock|linux-image-[0-9][^_]*|busybox-static)_([^_]*)_.*/\1 \2/p' | sed 's/%3a/:/g' | tr '\n' ' ')"
+  versions="$(cd "$a/archives" && ls -- *.deb | sed -n -E 's/^(qemu-system-x86|qemu-utils|virtiofsd|vhost-device-vsock|linux-image-[0-9][^_]*|busybox-static|dpdk)_([^_]*)_.*/\1 \2/p' | sed 's/%3a/:/g' | tr '\n' ' ')"
   rm -rf "$dir/root" "$a/archives" "$a/lists"
   mv "$dir/root.new" "$dir/root"
   printf '%s\n%s\n%s\n' "$versions" "$(date -u +%Y-%m-%dT%H:%M:%SZ) from $MIRROR" "$want" > "$dir/ready"

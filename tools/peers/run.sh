@@ -1,6 +1,7 @@
 #!/bin/sh
 # Run a program of a peer set fetched by fetch.sh: run.sh SET PROGRAM [args...]
 #   e.g. run.sh sid qemu-system-x86_64 --version ; run.sh bookworm qemu-storage-daemon --help
+#   run.sh dpdk dpdk-testpmd --no-huge -m 1024 --no-shconf --no-pci --vdev ... -- -a ...
 # The program starts through its own root's dynamic loader with that root's libraries, so it needs
 # no root, no chroot and nothing installed on the host. QEMU system emulators get `-L` (firmware
 # and option ROMs) and QEMU_MODULE_DIR pointing into the same root. Every step execs, so the
@@ -38,6 +39,11 @@ case "$PROGRAM" in
       [ -d "$R$d" ] && set -- -L "$R$d" "$@"
     done
     exec "$LD" --library-path "$LIBS" "$BIN" "$@" ;;
+  dpdk-*)
+    # DPDK's EAL loads its drivers (vhost, virtio-user, mempool ring) as plugins from a directory
+    # compiled in as an absolute host path; -d names the root's copy. Without hugepages (none here,
+    # none needed): --no-huge -m 1024 --no-shconf --no-pci, as root and as an ordinary user.
+    exec "$LD" --library-path "$LIBS" "$BIN" -d "$R/usr/lib/$TRIPLET/dpdk/pmds-23.0" "$@" ;;
   *)
     exec "$LD" --library-path "$LIBS" "$BIN" "$@" ;;
 esac

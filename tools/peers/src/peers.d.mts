@@ -1,6 +1,6 @@
 /** The peer sets tools/peers/fetch.sh knows, with what each holds. */
-export declare const PEER_SETS: Readonly<{ bookworm: string; sid: string; guest: string }>;
-/** A peer set name: `bookworm` (QEMU 7.2), `sid` (QEMU 11.1) or `guest` (a Linux guest kernel and busybox). */
+export declare const PEER_SETS: Readonly<{ bookworm: string; sid: string; guest: string; dpdk: string }>;
+/** A peer set name: `bookworm` (QEMU 7.2), `sid` (QEMU 11.1) or `guest` (a Linux guest kernel and busybox) or `dpdk` (DPDK 22.11's testpmd). */
 export type PeerSet = keyof typeof PEER_SETS;
 /** The directory fetch.sh fills: `$VHOSTKIT_CACHE/peers`, by default `${XDG_CACHE_HOME:-~/.cache}/vhostkit/peers`. */
 export function peersCacheDir(): string;

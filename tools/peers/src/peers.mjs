@@ -12,6 +12,7 @@ export const PEER_SETS = Object.freeze({
   bookworm: "QEMU 7.2 (Debian 12)",
   sid: "QEMU 11.1, virtiofsd 1.14 and vhost-device-vsock 0.3 (Debian unstable)",
   guest: "a Linux guest (Debian 12 kernel and busybox)",
+  dpdk: "DPDK 22.11 testpmd (Debian 12)",
 });
 
 /** The directory fetch.sh fills: `$VHOSTKIT_CACHE/peers`, by default `${XDG_CACHE_HOME:-~/.cache}/vhostkit/peers`. */

@@ -145,3 +145,42 @@ test("minimum-version check: parses after its label, accepts the minimum and new
   assert.throws(() => assertVersionAtLeast("virtiofsd 1.9.3", "virtiofsd", "1.14"), /older than 1\.14/);
   assert.throws(() => assertVersionAtLeast("no numbers here", "version", "11.1"), /no version after "version"/);
 });
+
+test("the fetched dpdk set runs dpdk-testpmd without hugepages, its vhost and virtio-user drivers loaded from its own root; no link leaves its root", () => {
+  const [cmd, ...args] = peerCommand("dpdk", "dpdk-testpmd");
+  const dir = mkdtempSync(join(tmpdir(), "vhostkit-dpdk-"));
+  try {
+    // `-v` prints the version. A driver that was not loaded cannot even parse its --vdev; the
+    // virtio-user one, loaded, tries the (absent) socket and says so.
+    const r = spawnSync(
+      cmd as string,
+      [
+        ...args,
+        "-v",
+        "--no-huge",
+        "-m",
+        "64",
+        "--no-shconf",
+        "--no-pci",
+        "--vdev",
+        `net_vhost0,iface=${join(dir, "vhost.sock")}`,
+        "--vdev",
+        `net_virtio_user0,path=${join(dir, "absent.sock")}`,
+        "--",
+        "--total-num-mbufs=2048",
+        "--no-mlockall",
+        "--help",
+      ],
+      { encoding: "utf8", timeout: 30_000 },
+    );
+    const out = r.stdout + r.stderr;
+    assert.equal(r.status, 0, out);
+    assert.match(out, /RTE Version: 'DPDK 22\.11\./);
+    assert.doesNotMatch(out, /Unable to parse device/);
+    assert.match(out, new RegExp(`\\(${join(dir, "absent.sock")}\\) Failed to setup backend`));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const root = join(peersCacheDir(), "dpdk", "root");
+  assert.deepEqual(absoluteLinksOutside(root, root), []);
+});

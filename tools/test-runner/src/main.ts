@@ -129,7 +129,7 @@ const bunBin = process.execPath;
 
 // 0. third-party peers (QEMU 7.2 and 11.1 from Debian, no root) into the user's cache; a quick
 // no-op once fetched. When this fails, the tests that need a peer fail at once saying what to run.
-gate("peers (tools/peers/fetch.sh: QEMU 7.2 and 11.1 from Debian into the user's cache)", "sh", [join(root, "tools/peers/fetch.sh")]);
+gate("peers (tools/peers/fetch.sh: QEMU 7.2 and 11.1, DPDK 22.11 from Debian into the user's cache)", "sh", [join(root, "tools/peers/fetch.sh")]);
 
 // 1. build + typecheck of sources (tsc -b follows project references).
 gate("build (tsc -b)", join(root, "node_modules/.bin/tsc"), ["-b"]);

@@ -83,8 +83,15 @@ export interface DeviceBackend {
    * every kick, once when the ring starts, and again while more chains are available. May be async;
    * the framework does not call it again for the same queue until it settles. A thrown
    * `VirtqueueError` (a guest error) marks the queue broken and signals its err fd.
+   *
+   * Returning `false` (or resolving to it) says the chains left in the ring are not work for now —
+   * a receive queue the device fills only when it has something to deliver: the framework then
+   * neither runs the handler again for them nor re-enables the driver's notifications (it disabled
+   * them before the call); the handler calls `queue.enableNotification()` itself when it wants the
+   * next kick (e.g. once it ran out of buffers). Any other value: the handler runs again while
+   * chains are available, and notifications are re-enabled once none are.
    */
-  processQueue(ctx: QueueContext): void | Promise<void>;
+  processQueue(ctx: QueueContext): void | boolean | Promise<void> | Promise<boolean | undefined>;
   /** Config space read (GET_CONFIG): exactly `size` bytes from `offset`, or throw to refuse. */
   getConfig?(offset: number, size: number): Uint8Array;
   /** Config space write (SET_CONFIG; `flags` 0 = driver write, 1 = migration); throw to refuse. */

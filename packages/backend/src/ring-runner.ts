@@ -515,8 +515,9 @@ export class RingRunner {
         };
         for (;;) {
           q.disableNotification();
-          await this.#device.processQueue(ctx);
+          const more = await this.#device.processQueue(ctx);
           ctx.notify();
+          if (more === false) break; // the device paces this queue itself (a receive queue)
           if (v.queue !== q || v.failedBy !== undefined || this.#draining || !q.enableNotification()) break;
         }
       } while (v.kickedWhileBusy && v.started && v.enabled && !this.#draining);

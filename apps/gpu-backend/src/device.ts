@@ -3,9 +3,10 @@
  * host-visible shared memory region (shmid 1) into which host blobs are mapped with SHMEM_MAP.
  * @module
  */
-import type { DeviceBackend, DeviceContext, QueueContext, ShmemRegionSpec } from "@vhostkit/backend";
+import type { DeviceBackend, DeviceContext, QueueContext, ShmemRegionSpec, StateReader, StateWriter } from "@vhostkit/backend";
 import { pageSize } from "@vhostkit/transport/sys";
 import { ControlQueue } from "./queues/control.js";
+import { loadGpuState, saveGpuState } from "./device-state.js";
 import { makeEdid } from "./edid.js";
 import { NUM_CAPSETS } from "./queues/contexts.js";
 import { CursorQueue } from "./queues/cursor.js";
@@ -76,6 +77,7 @@ export class GpuDevice implements DeviceBackend {
   readonly #cursor: CursorQueue;
   readonly #config = new Uint8Array(CONFIG_SIZE);
   readonly #options: GpuDeviceOptions;
+  readonly #mapper: ShmemMapper;
   #ctx: DeviceContext | undefined;
   #acked = 0n;
 
@@ -109,6 +111,7 @@ export class GpuDevice implements DeviceBackend {
         options.onShmem?.({ op: "unmap", offset, len });
       },
     };
+    this.#mapper = mapper;
     const env: GpuEnv = {
       state: this.state,
       display,
@@ -186,9 +189,58 @@ export class GpuDevice implements DeviceBackend {
     this.#acked = features;
   }
 
-  start(ctx: DeviceContext): void {
+  /** Starts; blobs mapped in a loaded device state are mapped again (SHMEM_MAP) first. @throws Error naming the blobs whose map failed (they are left unmapped). */
+  async start(ctx: DeviceContext): Promise<void> {
     this.#ctx = ctx;
     this.#options.onLifecycle?.("start");
+    await this.#restoreMappings();
+  }
+
+  /** SHMEM_MAP for every blob a loaded state had mapped, at its offset; one whose map fails is left unmapped. */
+  async #restoreMappings(): Promise<void> {
+    const failed: string[] = [];
+    for (const r of this.state.resources.values()) {
+      const m = r.kind === "blob" ? r.mapping : undefined;
+      if (r.kind !== "blob" || m?.restore !== true) continue;
+      try {
+        await this.#mapper.map(m.offset, m.len, r.blob.fd);
+        if (r.mapping === m) r.mapping = { offset: m.offset, len: m.len };
+      } catch (err) {
+        if (r.mapping === m) r.mapping = undefined;
+        failed.push(`blob ${r.id} at 0x${m.offset.toString(16)}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    if (failed.length > 0) throw new Error(`restoring blob mappings: ${failed.join("; ")}`);
+  }
+
+  /**
+   * DEVICE_STATE save (docs/protocol.md#device-state-transfer): resources with their pixels, guest backing and
+   * blob bytes, blob mapping offsets, contexts, scanouts, the cursor and events_read (`device-state.ts`).
+   */
+  saveState(out: StateWriter): Promise<void> {
+    return saveGpuState(this.state, new DataView(this.#config.buffer).getUint32(0, true), out);
+  }
+
+  /**
+   * DEVICE_STATE load: reads and checks the whole state first, then replaces the current one (its
+   * resources freed); the loaded blob mappings are mapped again at the next start.
+   * @throws Error for a state this device does not accept (nothing changes then).
+   */
+  async loadState(input: StateReader): Promise<void> {
+    const page = BigInt(pageSize());
+    const s = await loadGpuState(input, {
+      numScanouts: this.state.scanouts.length,
+      shmSize: this.shmSize,
+      blobAlignment: page,
+      maxHostBytes: this.#options.maxHostBytes ?? DEFAULT_MAX_HOST_BYTES,
+    });
+    this.state.clear();
+    for (const [id, r] of s.resources) this.state.resources.set(id, r);
+    for (const [id, c] of s.contexts) this.state.contexts.set(id, c);
+    s.scanouts.forEach((sc, i) => (this.state.scanouts[i] = sc));
+    Object.assign(this.state.cursor, s.cursor);
+    this.state.hostBytes = s.hostBytes;
+    new DataView(this.#config.buffer).setUint32(0, s.eventsRead, true);
   }
 
   stop(): void {

@@ -40,9 +40,10 @@ export interface BlobResource {
   /**
    * Where the blob is mapped in shmid 1 (offset, page-rounded length), or `undefined`. `uncertain`:
    * the device stopped while the map waited for its reply, so the front-end may or may not have
-   * applied it; the range stays reserved until an unmap or a reset settles it.
+   * applied it; the range stays reserved until an unmap or a reset settles it. `restore`: loaded from
+   * a saved device state, not yet mapped by this front-end; the device maps it when it next starts.
    */
-  mapping: { readonly offset: bigint; readonly len: bigint; readonly uncertain?: boolean } | undefined;
+  mapping: { readonly offset: bigint; readonly len: bigint; readonly uncertain?: boolean; readonly restore?: boolean } | undefined;
 }
 
 /** A resource. */

@@ -125,6 +125,17 @@ export class DeviceStateChannel {
   }
 
   /**
+   * Refuses `request` (a ring start) while a transfer runs: the device's state hook and its queue
+   * handlers must not run at the same time, and the front-end starts the rings only after
+   * CHECK_DEVICE_STATE.
+   * @throws BackendError `PROTOCOL` while a transfer runs.
+   */
+  checkIdle(request: string): void {
+    if (this.#transfer !== undefined && !this.#transfer.settled)
+      throw protocolError(request, "a device state transfer is running: rings start after CHECK_DEVICE_STATE");
+  }
+
+  /**
    * CHECK_DEVICE_STATE: waits for the transfer to end.
    * @returns 0n when the device saved or loaded its state completely.
    * @throws the transfer's error (`STATE_TRUNCATED`, `STATE_INVALID`, `STATE_IO`,

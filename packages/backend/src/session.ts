@@ -277,6 +277,7 @@ export class Session {
       case "SET_VRING_KICK": {
         this.#rings.checkIndex(m.name, m.value.index);
         if (m.value.noFd) throw new BackendError("UNSUPPORTED", "set_vring_kick: polling mode (no kick fd) is not supported", { request: m.name });
+        this.#state.checkIdle(m.name);
         this.#rings.setKick(m.name, m.value.index, this.#eventFd(m.name, fds[0]), this.#ackedFeatures);
         return undefined;
       }

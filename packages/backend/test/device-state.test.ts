@@ -192,6 +192,19 @@ test("hostile SET_DEVICE_STATE_FD: bad direction or phase, no fd, an fd that is 
       await withPipe((p) => refusedWith(DeviceStateDirection.SAVE, [p.writeEnd.fd], /vring 0 is started/));
       assert.deepEqual(await s.fe.get("GET_VRING_BASE", { index: 0, num: 0 }), { index: 0, num: 0 });
     }
+    // A ring start while a load runs (the front-end has not closed its end): refused, the ring stays stopped.
+    {
+      const p = createPipe();
+      assert.equal((await setStateFd(s.fe, DeviceStateDirection.LOAD, [p.readEnd.fd])).reply.error, 0);
+      p.readEnd.close();
+      const kick = EventFd.create();
+      assert.equal(await s.fe.ack("SET_VRING_KICK", { index: 0, noFd: false }, [kick.fd]), 1n);
+      kick.close();
+      assert.match(s.rejected().at(-1)?.error.message ?? "", /set_vring_kick: a device state transfer is running/);
+      p.writeEnd.close(); // EOF: an empty state, which the device refuses
+      assert.equal(await s.fe.get("CHECK_DEVICE_STATE"), 1n);
+      assert.equal(s.rejected().at(-1)?.error.code, "STATE_TRUNCATED");
+    }
     // CHECK_DEVICE_STATE with no transfer: u64 1 and a typed error.
     assert.equal(await s.fe.get("CHECK_DEVICE_STATE"), 1n);
     assert.equal(s.rejected().at(-1)?.name, "CHECK_DEVICE_STATE");

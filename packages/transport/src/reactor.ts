@@ -6,6 +6,7 @@ import { EPOLL, EPOLL_CLOEXEC, EPOLL_CTL, EPOLL_DATA_OFFSET, EPOLL_EVENT_SIZE, e
 import { eventfdSys, EFD_CLOEXEC, EFD_NONBLOCK } from "./sys/eventfd.js";
 import { lastErrno } from "./sys/libc.js";
 import { schedYield } from "./sys/sched.js";
+import { warmUpSys } from "./sys/warm-up.js";
 import { nativeAlloc, socketSys, type NativeBlock } from "./sys/socket.js";
 
 /** Events delivered per `epoll_wait`. */
@@ -107,11 +108,16 @@ export class Reactor {
   }
 
   /**
-   * The process-wide reactor, created on first use. It also wakes its worker thread when the process
-   * exits, because Node cannot finish exiting while a worker thread is blocked in a native call.
+   * The process-wide reactor, created on first use (after `warmUpSys` of `@vhostkit/transport/sys`
+   * ran). It also wakes its worker thread when the process exits, because Node cannot finish exiting
+   * while a worker thread is blocked in a native call.
    */
   static shared(): Reactor {
     if (Reactor.#shared === undefined) {
+      // The process opens its first connection: declare and run the libc calls once now, not in
+      // the first request (docs/performance.md#first-request). VHOSTKIT_WARM_UP=0 skips it (to
+      // measure what it saves).
+      if (process.env["VHOSTKIT_WARM_UP"] !== "0") warmUpSys();
       const r = new Reactor();
       Reactor.#shared = r;
       process.once("exit", () => r.#wake());

@@ -4,4 +4,5 @@
  * @packageDocumentation
  */
 export * from "./mman.js";
+export { warmUpSys } from "./warm-up.js";
 export { describeErrno, errnoName } from "../errno-text.js";

@@ -1,21 +1,28 @@
 // Client side of the back-end benchmark; runtime-neutral. Connects the vhostkit front-end to a
 // vhost-user-blk back-end and reads 4 KiB blocks at a given queue depth; prints IOPS.
-//   backend-blk-client.mjs <socket> <queue-depth> <requests> [inflight-on|inflight-off]
-// With a fourth argument the rings are split and INFLIGHT_SHMFD is acknowledged (on) or not (off):
-// the inflight benchmark compares the back-end's tracking cost.
+//   backend-blk-client.mjs <socket> <queue-depth> <requests> [inflight-on|inflight-off|log-pairs] [split|packed] [pairs]
+// inflight-on/off: the rings are split and INFLIGHT_SHMFD is acknowledged (on) or not (off): the
+// inflight benchmark compares the back-end's tracking cost. log-pairs: LOG_SHMFD is acknowledged, the
+// rings are of the layout the fifth argument names, and <pairs> back-to-back pairs of <requests>
+// reads run on the one connection, one with dirty page logging on (Device.startDirtyLog before it,
+// the log read and stopDirtyLog after, all outside the timing) and one off, the order alternating;
+// prints {"on": [IOPS...], "off": [IOPS...]}: the dirtylog benchmark.
 import { BlkDriver, Guest, SUPPORTED_PROTOCOL_FEATURES } from "@vhostkit/frontend";
 import { ProtocolFeature } from "@vhostkit/wire";
 
-const [socketPath, qdArg, nArg, mode] = process.argv.slice(2);
+const [socketPath, qdArg, nArg, mode, layout, pairsArg] = process.argv.slice(2);
+const logging = mode === "log-pairs";
 const inflight =
   mode === undefined
     ? {}
-    : { packedRing: false, protocolFeatures: SUPPORTED_PROTOCOL_FEATURES | (mode === "inflight-on" ? ProtocolFeature.INFLIGHT_SHMFD : 0n) };
+    : logging
+      ? { dirtyLog: true, packedRing: layout === "packed" }
+      : { packedRing: false, protocolFeatures: SUPPORTED_PROTOCOL_FEATURES | (mode === "inflight-on" ? ProtocolFeature.INFLIGHT_SHMFD : 0n) };
 const qd = Number(qdArg);
 const n = Number(nArg);
 const guest = new Guest({ ramSize: 64n << 20n });
 const device = await guest.addDevice({ socketPath, retry: { attempts: 100, delayMs: 20 }, ...inflight });
-if (mode !== undefined && ((device.info.ackedProtocolFeatures & ProtocolFeature.INFLIGHT_SHMFD) !== 0n) !== (mode === "inflight-on"))
+if (mode !== undefined && !logging && ((device.info.ackedProtocolFeatures & ProtocolFeature.INFLIGHT_SHMFD) !== 0n) !== (mode === "inflight-on"))
   throw new Error(`INFLIGHT_SHMFD not ${mode}`);
 const blk = await BlkDriver.attach(device, { queueSize: 128 });
 const sectors = 8192n; // read within the first 4 MiB
@@ -30,8 +37,29 @@ async function run(count) {
   await Promise.all(Array.from({ length: qd }, worker));
 }
 await run(n < 2000 ? n : Math.max(2000, n / 5)); // warm-up: JIT, heap, and the reactor's adaptive spin (bench --quick: as many as measured)
-const t0 = process.hrtime.bigint();
-await run(n);
-const ns = Number(process.hrtime.bigint() - t0);
+/** IOPS of `count` reads. */
+async function timed(count) {
+  const t0 = process.hrtime.bigint();
+  await run(count);
+  return (count * 1e9) / Number(process.hrtime.bigint() - t0);
+}
+if (logging) {
+  const iops = { on: [], off: [] };
+  for (let i = 0; i < Number(pairsArg); i++) {
+    for (const on of i % 2 === 0 ? [true, false] : [false, true]) {
+      const log = on ? await device.startDirtyLog() : undefined;
+      iops[on ? "on" : "off"].push(await timed(n));
+      if (log === undefined) continue;
+      // The reads wrote their data pages: a log that stayed empty would mean nothing was measured.
+      if (log.takeDirtyPages().length === 0) throw new Error("logging on: no page marked");
+      await device.stopDirtyLog();
+      log.dispose();
+    }
+  }
+  await guest.close();
+  console.log(JSON.stringify(iops));
+  process.exit(0);
+}
+const iops = await timed(n);
 await guest.close();
-console.log(((n * 1e9) / ns).toFixed(0));
+console.log(iops.toFixed(0));

@@ -61,9 +61,9 @@ export function compileC(name: string): string {
   return bin;
 }
 
-/** Run `cmd args` and parse the last line of its stdout as a number. */
-export function runNumber(cmd: string, args: string[], cwd = root): number {
-  const r = spawnSync(cmd, args, { cwd, encoding: "utf8" });
+/** Run `cmd args` (with `env` added to this process's environment) and parse the last line of its stdout as a number. */
+export function runNumber(cmd: string, args: string[], cwd = root, env: Record<string, string> = {}): number {
+  const r = spawnSync(cmd, args, { cwd, encoding: "utf8", env: { ...process.env, ...env } });
   const line = r.stdout.trim().split("\n").at(-1) ?? "";
   const v = Number(line);
   if (r.status !== 0 || !Number.isFinite(v)) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${r.stdout}${r.stderr}`);

@@ -5,7 +5,8 @@
 //   server: fd 3 is its socket end; answers every request with a u64 reply, closes received fds.
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { Endpoint, EventFd, OwnedFd, RequestChannel, sendReply, socketPair } from "@vhostkit/transport";
+// VHOSTKIT_BENCH_TRANSPORT: another build of the transport (its dist/index.js), to compare commits in one run.
+const { Endpoint, EventFd, OwnedFd, RequestChannel, sendReply, socketPair } = await import(process.env.VHOSTKIT_BENCH_TRANSPORT || "@vhostkit/transport");
 
 const [role, nArg, fdArg, serverBin] = process.argv.slice(2);
 if (role === "server") {

@@ -17,8 +17,14 @@ export async function run(): Promise<void> {
   const rows: (string | number)[][] = [];
   const ratios: (string | number)[][] = [];
   const rates: string[][] = [];
+  const versus: (string | number)[][] = [];
+  // VHOSTKIT_BENCH_TRANSPORT_BASE: the dist/index.js of another transport build (an older commit),
+  // measured in the same interleaved rounds: "before" and "after" side by side.
+  const before = process.env["VHOSTKIT_BENCH_TRANSPORT_BASE"];
+  const withBase = (cmd: string, fd: string): number => runNumber(cmd, [script, "client", String(n), fd], root, { VHOSTKIT_BENCH_TRANSPORT: before ?? "" });
   for (const fd of ["0", "1"]) {
     const s = interleaveSamples(rounds, {
+      ...(before ? { bunBase: () => withBase(process.execPath, fd), nodeBase: () => withBase("node", fd) } : {}),
       c: () => runNumber(c, [String(n), fd]),
       cSpin: () => runNumber(c, [String(n), fd, "spin"]),
       bun: () => runNumber(process.execPath, [script, "client", String(n), fd], root),
@@ -59,6 +65,24 @@ export async function run(): Promise<void> {
       perRound("bun", "cSpin"),
       perRound("node", "cSpin"),
     ]);
+    if (before) {
+      for (const [rt, now, then] of [
+        ["Bun↔Bun", "bun", "bunBase"],
+        ["Node↔Node", "node", "nodeBase"],
+      ] as const) {
+        versus.push([
+          `${fd} fd`,
+          rt,
+          (m[then] ?? 0).toFixed(0),
+          (m[now] ?? 0).toFixed(0),
+          perRound(now, then),
+          perRound(then, "c"),
+          perRound(now, "c"),
+          perRound(then, "cSpin"),
+          perRound(now, "cSpin"),
+        ]);
+      }
+    }
     // Round trips per second: one request/reply at a time, so the reciprocal of the latency.
     const perSecond = (k: string): string => (m[k] ? (1e9 / m[k]).toFixed(0) : "-");
     rates.push([`${fd} fd`, perSecond("c"), perSecond("bun"), perSecond("node"), perSecond("bunC"), perSecond("nodeC"), perSecond("cSpin")]);
@@ -69,6 +93,10 @@ export async function run(): Promise<void> {
   table(["fds", "C↔C", "Bun↔Bun", "÷C", "Node↔Node", "÷C", "Bun→C", "÷C", "Node→C", "÷C", "C spin", "Bun ÷ C spin"], rows);
   note("spread: lowest–highest ns of the rounds; ratios taken per round, median (lowest–highest); goals ÷C <= 1.25, ÷ C spin <= 2.5");
   table(["fds", "C↔C ns", "C spin ns", "Bun↔Bun ns", "Node↔Node ns", "Bun ÷ C", "Node ÷ C", "Bun ÷ C spin", "Node ÷ C spin"], ratios);
+  if (before) {
+    note(`before = ${before}; after = this tree; same interleaved rounds; ratios per round, median (lowest–highest)`);
+    table(["fds", "runtime", "before ns", "after ns", "after ÷ before", "before ÷ C", "after ÷ C", "before ÷ C spin", "after ÷ C spin"], versus);
+  }
   note("round trips/s (same runs)");
   table(["fds", "C↔C", "Bun↔Bun", "Node↔Node", "Bun→C", "Node→C", "C spin"], rates);
 }

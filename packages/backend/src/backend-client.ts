@@ -8,6 +8,7 @@ import {
   BackendRequest,
   CrosvmMapFlag,
   HEADER_SIZE,
+  MEM_RW_FLAG_IN_BUFFER,
   MEM_RW_HEADER_SIZE,
   MEM_RW_MAX_DATA,
   MEM_RW_MAX_PAYLOAD,
@@ -22,6 +23,7 @@ import {
 } from "@vhostkit/wire";
 import { closeFd, describeErrno, dupCloexec, mmanErrno } from "@vhostkit/transport/sys";
 import { BackendError } from "./errors.js";
+import { type BackendDataBuffer, adoptFromReply, inBufferReadEcho } from "./mem-rw-buffer.js";
 
 /** Arguments of {@link BackendClient.shmemMap}. */
 export interface ShmemMapArgs {
@@ -61,6 +63,8 @@ export interface BackendClientOptions {
   readonly config: boolean;
   /** vhostkit MEM_READ/MEM_WRITE negotiated. */
   readonly memRw: boolean;
+  /** Its revision 2, the shared data buffer, too (docs/shmem.md#shared-data-buffer-revision-2). */
+  readonly memRwBuffer?: boolean;
   /** Whether the device is running now; SHMEM_MAP/UNMAP are refused otherwise. */
   readonly isRunning: () => boolean;
   /** Per-request timeout in milliseconds (default 5000). */
@@ -109,6 +113,9 @@ export class BackendClient implements BackendChannel {
   #current: { sent: boolean } | undefined;
   readonly #head = new Uint8Array(MEM_RW_HEADER_SIZE);
   #closed = false;
+  /** Revision 2: `ask` the front-end for its buffer with the next MEM_READ, use it (`ready`), or not (`off`). */
+  #bufferState: "ask" | "ready" | "off";
+  #buffer: BackendDataBuffer | undefined;
 
   /**
    * @param endpoint - the back-end channel socket; ownership is taken (closed by {@link close}).
@@ -118,6 +125,7 @@ export class BackendClient implements BackendChannel {
     this.#ep = endpoint;
     this.#options = options;
     this.#dialect = options.dialect ?? UPSTREAM;
+    this.#bufferState = options.memRwBuffer === true ? "ask" : "off";
     this.#ch = new RequestChannel(endpoint, { replyAck: options.replyAck, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
   }
 
@@ -209,7 +217,9 @@ export class BackendClient implements BackendChannel {
    * @throws BackendError `NOT_NEGOTIATED`, `REJECTED` (the front-end could not read the range),
    *   `PROTOCOL` (malformed reply), `DISCONNECTED`.
    */
-  memReadInto(gpa: bigint, dst: Uint8Array): Promise<void> {
+  async memReadInto(gpa: bigint, dst: Uint8Array): Promise<void> {
+    // Revision 2: through the shared buffer; inline when the front-end handed over none.
+    if (this.#bufferState !== "off" && (await this.#memReadInBuffer(gpa, dst))) return;
     const name = "BACKEND_MEM_READ";
     return this.#serial(false, () =>
       this.#memAccess(name, gpa, dst.byteLength, undefined, { bytes: dst, offset: MEM_RW_HEADER_SIZE }, (reply) => {
@@ -242,6 +252,35 @@ export class BackendClient implements BackendChannel {
   }
 
   /**
+   * An in-buffer MEM_READ (docs/shmem.md#shared-data-buffer-revision-2); the first takes the buffer from its reply.
+   * @returns false when the front-end handed over no usable buffer (nothing was read: read inline).
+   */
+  #memReadInBuffer(gpa: bigint, dst: Uint8Array): Promise<boolean> {
+    const name = "BACKEND_MEM_READ";
+    const len = dst.byteLength;
+    return this.#serial(false, () =>
+      this.#memAccess(name, gpa, len, undefined, undefined, (reply) => {
+        if (this.#bufferState === "ask") {
+          this.#buffer = adoptFromReply(reply.fds);
+          this.#bufferState = this.#buffer === undefined ? "off" : "ready";
+          if (this.#buffer === undefined) return false;
+        }
+        const buffer = this.#buffer;
+        if (buffer === undefined) return new BackendError("DISCONNECTED", "back-end channel closed", { request: name });
+        if (reply.fds.length !== 0) return new BackendError("PROTOCOL", `backend_mem_read: malformed reply: ${reply.fds.length} fds`, { request: name });
+        const echo = inBufferReadEcho(reply.payload, gpa, len);
+        if (echo === "refused")
+          return new BackendError("REJECTED", `backend_mem_read: front-end could not read 0x${len.toString(16)} bytes at 0x${gpa.toString(16)}`, {
+            request: name,
+          });
+        if (echo !== "ok") return new BackendError("PROTOCOL", `backend_mem_read: malformed reply: ${echo}`, { request: name });
+        dst.set(buffer.bytes.subarray(0, len));
+        return true;
+      }),
+    );
+  }
+
+  /**
    * vhostkit MEM_WRITE (docs/shmem.md#vhostkit-memory-access-extension): write `data` (1..65536 bytes, borrowed) to guest-physical `gpa`.
    * The data is copied once, into the socket buffer (sent as a part after the 16-byte head).
    * @throws BackendError `NOT_NEGOTIATED`, `REJECTED` (nothing was written), `PROTOCOL` (malformed
@@ -249,8 +288,11 @@ export class BackendClient implements BackendChannel {
    */
   memWrite(gpa: bigint, data: Uint8Array): Promise<void> {
     const name = "BACKEND_MEM_WRITE";
-    return this.#serial(false, () =>
-      this.#memAccess(name, gpa, data.byteLength, data, undefined, (reply) => {
+    return this.#serial(false, () => {
+      // Revision 2 once the buffer is here: the data goes into it (this call's slot owns it), the message carries only the head.
+      const buffer = this.#bufferState === "ready" ? this.#buffer : undefined;
+      if (buffer !== undefined && data.byteLength <= buffer.bytes.byteLength) buffer.bytes.set(data);
+      return this.#memAccess(name, gpa, data.byteLength, buffer === undefined ? data : undefined, undefined, (reply) => {
         const value = this.#decodeReply(name, reply.frame);
         if (value instanceof BackendError) return value;
         const status = (value as bigint | undefined) ?? 1n;
@@ -260,8 +302,8 @@ export class BackendClient implements BackendChannel {
           `backend_mem_write: front-end refused 0x${data.byteLength.toString(16)} bytes at 0x${gpa.toString(16)} (status ${status})`,
           { request: name, actual: status },
         );
-      }),
-    );
+      });
+    });
   }
 
   /**
@@ -278,16 +320,22 @@ export class BackendClient implements BackendChannel {
     check: (reply: BorrowedMessage) => T | BackendError,
   ): Promise<T> {
     this.#checkMemRw(name, size);
-    // One scratch head: requests are serial and send copies it before it first awaits.
-    const head = encodeMemAccessHead(name, gpa, size, this.#head);
+    // One scratch head: requests are serial and send copies it before it first awaits. No data
+    // part with MEM_WRITE, or a MEM_READ while the buffer is in use: the data is in the buffer.
+    const inBuffer = (name === "BACKEND_MEM_WRITE" && data === undefined) || (name === "BACKEND_MEM_READ" && this.#bufferState !== "off");
+    const head = encodeMemAccessHead(name, gpa, size, this.#head, inBuffer ? MEM_RW_FLAG_IN_BUFFER : 0);
     let out: T | BackendError;
     try {
       out = await this.#ch.requestWith(
         BackendRequest[name],
         data === undefined ? head : [head, data],
         (reply) => {
-          for (const f of reply.fds) f.close();
-          return check(reply);
+          // `check` may take an fd out of the list (the shared buffer); the rest are closed.
+          try {
+            return check(reply);
+          } finally {
+            for (const f of reply.fds) f.close();
+          }
         },
         tail === undefined ? { needReply: true } : { needReply: true, tail },
       );
@@ -302,6 +350,9 @@ export class BackendClient implements BackendChannel {
   close(): void {
     this.#closed = true;
     this.#ep.close();
+    this.#bufferState = "off";
+    this.#buffer?.dispose();
+    this.#buffer = undefined;
   }
 
   #checkShmem(request: string): void {

@@ -3,7 +3,7 @@
  * @module
  */
 import type { Reactor } from "@vhostkit/transport";
-import type { Dialect, VhostUserError } from "@vhostkit/wire";
+import { type Dialect, VHOSTKIT_MEM_RW_DEFAULT_BIT, type VhostUserError, vhostkitMemRwBufferFeature, vhostkitMemRwFeature } from "@vhostkit/wire";
 
 /** Something the dispatcher reports for logs and tests (it never logs by itself). */
 export type BackendEvent =
@@ -45,7 +45,10 @@ export interface DispatcherOptions {
    * vhostkit's front-end seal guest RAM; QEMU's `memory-backend-file` cannot, hence the default.
    */
   readonly requireSealedMemory?: boolean;
-  /** Offer vhostkit's MEM_READ/MEM_WRITE (docs/shmem.md#vhostkit-memory-access-extension): `true` for bit 63, or `{ bit }`. */
+  /**
+   * Offer vhostkit's MEM_READ/MEM_WRITE (docs/shmem.md#vhostkit-memory-access-extension): `true` for bit 63, or `{ bit }`;
+   * its revision 2, the shared data buffer, is offered with it at the bit just below (docs/shmem.md#shared-data-buffer-revision-2).
+   */
   readonly memRw?: boolean | { readonly bit: number };
   /**
    * Offer dirty page logging for live migration (VHOST_F_LOG_ALL and LOG_SHMFD,
@@ -65,4 +68,15 @@ export interface DispatcherOptions {
   readonly onEvent?: (event: BackendEvent) => void;
   /** Reactor for the eventfds and sockets (default the shared one). */
   readonly reactor?: Reactor;
+}
+
+/**
+ * The protocol feature masks the `memRw` option offers: the MEM_RW gate and its shared-buffer bit
+ * (both 0n when off; the buffer bit 0n for a gate below bit 33).
+ * @internal
+ */
+export function memRwMasks(memRw: DispatcherOptions["memRw"]): { readonly gate: bigint; readonly buffer: bigint } {
+  if (memRw === undefined || memRw === false) return { gate: 0n, buffer: 0n };
+  const bit = memRw === true ? VHOSTKIT_MEM_RW_DEFAULT_BIT : memRw.bit;
+  return { gate: vhostkitMemRwFeature(bit), buffer: vhostkitMemRwBufferFeature(bit) };
 }

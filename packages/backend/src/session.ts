@@ -14,7 +14,6 @@ import {
   UPSTREAM,
   VirtioFeature,
   makeShmemConfig,
-  vhostkitMemRwFeature,
   type DecodedFrontendRequest,
   type Dialect,
   type MemoryRegion,
@@ -26,7 +25,7 @@ import { DeviceLifecycle, noBackendChannel } from "./device-lifecycle.js";
 import { DEFAULT_MAX_DEVICE_STATE_BYTES, DeviceStateChannel } from "./device-state-channel.js";
 import { DirtyLog } from "./dirty-log.js";
 import { InflightArea } from "./inflight-area.js";
-import type { BackendEvent, DispatcherOptions } from "./dispatcher-options.js";
+import { memRwMasks, type BackendEvent, type DispatcherOptions } from "./dispatcher-options.js";
 import { BackendError, protocolError } from "./errors.js";
 import { FdReply } from "./reply-policy.js";
 import { isPackedLayout } from "./ring-layout.js";
@@ -75,6 +74,7 @@ export class Session {
   readonly #protocolFeatures: bigint;
   /** vhostkit's MEM_RW gate bit when offered, else 0n. */
   readonly #memRwMask: bigint;
+  readonly #memRwBufferMask: bigint; // MEM_RW revision 2, docs/shmem.md#shared-data-buffer-revision-2
   readonly #shmemRegions: readonly ShmemRegionSpec[];
   #ackedFeatures: bigint | undefined;
   #ackedProtocol = 0n;
@@ -121,14 +121,14 @@ export class Session {
     const logging = options.dirtyLog !== false;
     this.#features =
       (device.features | FRAMEWORK_FEATURES) & ~(device.packedRing === false ? VirtioFeature.RING_PACKED : 0n) & ~(logging ? 0n : VirtioFeature.LOG_ALL);
-    this.#memRwMask =
-      options.memRw === undefined || options.memRw === false ? 0n : vhostkitMemRwFeature(options.memRw === true ? undefined : options.memRw.bit);
+    ({ gate: this.#memRwMask, buffer: this.#memRwBufferMask } = memRwMasks(options.memRw));
     this.#protocolFeatures =
       (FRAMEWORK_PROTOCOL_FEATURES & ~(logging ? 0n : ProtocolFeature.LOG_SHMFD)) |
       (device.getConfig ? ProtocolFeature.CONFIG : 0n) |
       (device.shmemRegions ? this.#dialect.shmemFeature : 0n) |
       (DeviceStateChannel.supported(device) ? ProtocolFeature.DEVICE_STATE : 0n) |
-      this.#memRwMask;
+      this.#memRwMask |
+      this.#memRwBufferMask;
   }
 
   /** Virtio features offered in GET_FEATURES. */
@@ -427,8 +427,7 @@ export class Session {
   #openBackendChannel(request: string, fd: OwnedFd | undefined): void {
     this.#requireProtocol(request, ProtocolFeature.BACKEND_REQ, "BACKEND_REQ");
     if (fd === undefined) throw protocolError(request, "no fd");
-    // docs/shmem.md#extension-rules, rule 6: only MEM_READ/MEM_WRITE replies may pass the usual payload cap, and
-    // only once the gate is negotiated.
+    // docs/shmem.md#extension-rules, rule 6: only MEM_READ/MEM_WRITE replies pass the usual payload cap, once the gate is negotiated.
     const memRw = this.#memRwMask !== 0n && this.negotiated(this.#memRwMask);
     const ep = new Endpoint(new OwnedFd(fd.transfer()), {
       ...(memRw ? { maxPayload: MEM_RW_MAX_PAYLOAD } : {}),
@@ -445,6 +444,7 @@ export class Session {
       sendFd: this.negotiated(ProtocolFeature.BACKEND_SEND_FD),
       config: this.negotiated(ProtocolFeature.CONFIG),
       memRw,
+      memRwBuffer: memRw && this.negotiated(this.#memRwBufferMask),
       isRunning: () => this.#rings.running,
       ...(this.#options.timeoutMs === undefined ? {} : { timeoutMs: this.#options.timeoutMs }),
     });

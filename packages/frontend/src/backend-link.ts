@@ -51,7 +51,7 @@ export class BackendLink {
 
   /** @param fe - ownership taken; `negotiated`'s channel too. */
   constructor(host: LinkHost, options: DeviceOptions, fe: Frontend, negotiated: Negotiated, hooks: BackendLinkHooks) {
-    const { info, channel, regions, memRw } = negotiated;
+    const { info, channel, regions, memRw, memRwBuffer } = negotiated;
     this.fe = fe;
     this.mirror = new MemoryTableMirror({
       connection: fe,
@@ -76,6 +76,7 @@ export class BackendLink {
         ...(options.onBackendRequest === undefined ? {} : { onOutcome: options.onBackendRequest }),
         ...(options.trace === undefined ? {} : { trace: options.trace }),
         onClose: hooks.onFatal,
+        memRwBuffer,
       });
       void this.handler.start();
     }

@@ -22,6 +22,7 @@ import { callHook, copyMessage, Errno, sendAck, sendReply, type BorrowedMessage,
 import { guestAddress, isRegionError, SHMEM_MAP_FLAG_RW, translateRange, type GuestMemory, type RegionErrorCode } from "@vhostkit/regions";
 import { asFrontendError, FrontendError } from "./errors.js";
 import type { SharedMemoryPort, ShmemMapRequest } from "./shared-memory-port.js";
+import { InBufferServer } from "./mem-rw-buffer.js";
 import type { TraceSink } from "./trace.js";
 
 /** What happened to one back-end request (for tests, logs and the conformance report). */
@@ -58,6 +59,11 @@ export interface BackendRequestHandlerOptions {
   readonly onClose?: (err: FrontendError) => void;
   /** Receives every message on the back-end channel. */
   readonly trace?: TraceSink;
+  /**
+   * Revision 2 of MEM_READ / MEM_WRITE negotiated (docs/shmem.md#shared-data-buffer-revision-2): a request
+   * whose head has the in-buffer flag moves its data through a buffer this handler creates.
+   */
+  readonly memRwBuffer?: boolean;
 }
 
 /** MEM_WRITE's success reply: u64 status 0. */
@@ -133,6 +139,8 @@ export class BackendRequestHandler {
   #closed = false;
   /** Scratch head of in-place MEM_READ replies (one reply is built at a time). */
   readonly #replyHead = new Uint8Array(MEM_RW_HEADER_SIZE);
+  /** Revision 2 requests, when negotiated. */
+  readonly #inBuffer: InBufferServer | undefined;
   #done: Promise<void> | undefined;
 
   /**
@@ -142,6 +150,7 @@ export class BackendRequestHandler {
   constructor(endpoint: Endpoint, options: BackendRequestHandlerOptions) {
     this.#ep = endpoint;
     this.#options = options;
+    this.#inBuffer = options.memRwBuffer === true ? new InBufferServer() : undefined;
   }
 
   /** Starts serving (idempotent). The returned promise settles when the channel ends; it never rejects. */
@@ -161,6 +170,7 @@ export class BackendRequestHandler {
         if (!this.#closed) {
           this.#closed = true;
           this.#ep.close();
+          this.#inBuffer?.dispose();
           const e = asFrontendError(err, "BACKEND_CHANNEL");
           callHook(
             this.#options.onClose,
@@ -202,7 +212,15 @@ export class BackendRequestHandler {
   #memAccessInPlace(m: BorrowedMessage): { readonly sent: Promise<void> } | undefined {
     const memory = this.#options.sharedMemory?.memory;
     const read = m.request === BackendRequest.BACKEND_MEM_READ;
-    if (memory === undefined || (!read && m.request !== BackendRequest.BACKEND_MEM_WRITE) || m.fds.length !== 0) return undefined;
+    if (memory === undefined || (!read && m.request !== BackendRequest.BACKEND_MEM_WRITE)) return undefined;
+    // Revision 2: a 16-byte head whose flags word says the data is in the shared buffer.
+    if (
+      this.#inBuffer !== undefined &&
+      m.payload.byteLength === MEM_RW_HEADER_SIZE &&
+      new DataView(m.payload.buffer, m.payload.byteOffset + 12, 4).getUint32(0) !== 0
+    )
+      return this.#memAccessInBuffer(m, memory, read);
+    if (m.fds.length !== 0) return undefined;
     let req: DecodedBackendRequest;
     try {
       req = decodeMessage("backend", m.frame, this.#options.dialect, { maxPayload: m.payload.byteLength });
@@ -235,6 +253,22 @@ export class BackendRequestHandler {
     // sendReply copies the parts into the socket buffer before it first awaits.
     const sent = sendReply(this.#ep, m.request, reply).catch(() => undefined); // a dead channel surfaces on the next recv
     this.#outcome({ name, ok: true, replied: 0n });
+    return { sent: sent.then(() => this.#options.sharedMemory?.requestHandled()) };
+  }
+
+  /** A revision 2 request, served synchronously from the shared buffer (every outcome, failures included). */
+  #memAccessInBuffer(m: BorrowedMessage, memory: GuestMemory, read: boolean): { readonly sent: Promise<void> } {
+    const name = read ? "BACKEND_MEM_READ" : "BACKEND_MEM_WRITE";
+    const r = (this.#inBuffer as InBufferServer).serve(memory, read, m.payload, m.fds.length, failureStatus);
+    for (const f of m.fds) f.close();
+    if (this.#options.trace !== undefined) {
+      this.#traceRecv(m);
+      const flags = HeaderFlag.VERSION | HeaderFlag.REPLY;
+      callHook(this.#options.trace, { channel: "backend", direction: "send", name, flags, size: r.payload.byteLength, fds: r.fds.length });
+    }
+    // sendReply copies the payload and passes the fds before it first awaits (the buffer keeps its fd).
+    const sent = sendReply(this.#ep, m.request, r.payload, r.fds).catch(() => undefined);
+    this.#outcome({ name, ok: r.status === 0n, replied: r.status, ...(r.reason === undefined ? {} : { reason: r.reason }) });
     return { sent: sent.then(() => this.#options.sharedMemory?.requestHandled()) };
   }
 
@@ -421,5 +455,6 @@ export class BackendRequestHandler {
   close(): void {
     this.#closed = true;
     this.#ep.close();
+    this.#inBuffer?.dispose();
   }
 }

@@ -12,6 +12,7 @@ import {
   UPSTREAM,
   VirtioFeature,
   vhostkitMemRwFeature,
+  vhostkitMemRwBufferFeature,
   type Dialect,
   type DialectName,
 } from "@vhostkit/wire";
@@ -51,6 +52,8 @@ export interface Negotiated {
   readonly regions: DeviceSharedMemory | undefined;
   /** vhostkit MEM_READ/MEM_WRITE was negotiated. */
   readonly memRw: boolean;
+  /** Its revision 2, the shared data buffer, too (docs/shmem.md#shared-data-buffer-revision-2). */
+  readonly memRwBuffer: boolean;
 }
 
 /**
@@ -98,6 +101,14 @@ export function hasFeatures(bits: bigint, mask: bigint): boolean {
 export function memRwMask(options: DeviceOptions): bigint {
   const o = options.memRw ?? (options.sharedMemoryPolicy === "mem-rw" ? true : undefined);
   return o === undefined || o === false ? 0n : vhostkitMemRwFeature(o === true ? undefined : o.bit);
+}
+
+/** The gate mask plus its shared-buffer bit (docs/shmem.md#shared-data-buffer-revision-2); 0n when off. */
+function memRwMasks(options: DeviceOptions): bigint {
+  const o = options.memRw ?? (options.sharedMemoryPolicy === "mem-rw" ? true : undefined);
+  if (o === undefined || o === false) return 0n;
+  const bit = o === true ? undefined : o.bit;
+  return vhostkitMemRwFeature(bit) | vhostkitMemRwBufferFeature(bit);
 }
 
 /**
@@ -179,6 +190,7 @@ async function discoverConfig(fe: Frontend): Promise<Uint8Array | undefined> {
  */
 export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: Dialect, guest: ShmemPlacement, previous?: Renegotiation): Promise<Negotiated> {
   const memRwBit = memRwMask(options);
+  const memRwBits = memRwMasks(options);
   // 1. GET_FEATURES; VERSION_1 is required.
   const features = await fe.getFeatures();
   if (!hasFeatures(features, VirtioFeature.VERSION_1))
@@ -194,7 +206,7 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
     const inflight = options.reconnect === undefined ? 0n : ProtocolFeature.INFLIGHT_SHMFD;
     const log = options.dirtyLog === true ? ProtocolFeature.LOG_SHMFD : 0n;
     const wanted =
-      previous?.ackedProtocolFeatures ?? (options.protocolFeatures ?? SUPPORTED_PROTOCOL_FEATURES | dialect.shmemFeature | inflight | log) | memRwBit;
+      previous?.ackedProtocolFeatures ?? (options.protocolFeatures ?? SUPPORTED_PROTOCOL_FEATURES | dialect.shmemFeature | inflight | log) | memRwBits;
     acked = protocolFeatures & wanted;
     if (previous !== undefined && acked !== wanted) {
       throw new FrontendError("FEATURES_WITHDRAWN", `the restarted back-end no longer offers protocol features 0x${(wanted & ~acked).toString(16)}`, {
@@ -204,11 +216,14 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
       });
     }
     // The extension travels on the back-end channel: never without BACKEND_REQ (docs/shmem.md#extension-negotiation).
-    if (!hasFeatures(acked, ProtocolFeature.BACKEND_REQ)) acked &= ~memRwBit;
+    if (!hasFeatures(acked, ProtocolFeature.BACKEND_REQ)) acked &= ~memRwBits;
+    // Revision 2 only on top of the gate.
+    if (!hasFeatures(acked, memRwBit)) acked &= ~memRwBits;
     await fe.setProtocolFeatures(acked);
     fe.replyAck = hasFeatures(acked, ProtocolFeature.REPLY_ACK);
   }
   const memRw = hasFeatures(acked, memRwBit);
+  const memRwBuffer = memRw && hasFeatures(acked, memRwBits & ~memRwBit);
   // 3. Queue count, memory slots, back-end channel.
   let queueNum = 1;
   if (hasFeatures(acked, ProtocolFeature.MQ)) {
@@ -288,7 +303,7 @@ export async function negotiate(fe: Frontend, options: DeviceOptions, dialect: D
       shmem: regions?.regions() ?? [],
       dialect,
     };
-    return { info, channel, regions, memRw };
+    return { info, channel, regions, memRw, memRwBuffer };
   } catch (err) {
     channel?.close();
     if (regions !== undefined && regions !== previous?.regions) {

@@ -251,12 +251,18 @@ describe("a read-only mapping of A is never propagated to B (a memory-table entr
     await withPair(["--read-only"], ["--mem-rw"], async (a, b, guest) => {
       const served: string[] = [];
       const sent: string[] = [];
+      const replies: string[] = [];
       const devB = await guest.addDevice({
         socketPath: b.socket,
         memRw: true,
         onBackendRequest: (o) => served.push(`${o.name} ${o.ok}`),
-        trace: (t) => void (t.channel === "frontend" && t.direction === "send" && sent.push(t.name)),
+        trace: (t) => {
+          if (t.channel === "frontend" && t.direction === "send") sent.push(t.name);
+          if (t.channel === "backend" && t.direction === "send") replies.push(`${t.name} ${t.size} ${t.fds}`);
+        },
       });
+      // Revision 2 (docs/shmem.md#shared-data-buffer-revision-2) negotiated with the RAM blk example: bit 62 below the gate.
+      assert.equal(devB.info.ackedProtocolFeatures & (3n << 62n), 3n << 62n);
       const [qb] = await devB.start({ features: 0n, queues: [0] });
       assert.ok(qb);
       const devA = await guest.addDevice({ socketPath: a.socket });
@@ -274,6 +280,12 @@ describe("a read-only mapping of A is never propagated to B (a memory-table entr
       const blob = (region.guestPhysAddr as bigint) + 0x10000n;
       assert.equal(await blk(guest, qb, 1, blob, 4096), 0, "B wrote the read-only blob to its disk (MEM_READ)");
       assert.ok(served.includes("BACKEND_MEM_READ true"));
+      // The data came through the shared buffer: 16-byte replies, the first one carrying the buffer.
+      assert.equal(replies[0], "BACKEND_MEM_READ 16 1", replies.join(", "));
+      assert.ok(
+        replies.every((r) => r.startsWith("BACKEND_MEM_READ 16 ")),
+        replies.join(", "),
+      );
       assert.equal(await blk(guest, qb, 0, blob, 4096), 1, "B reading its disk into the read-only blob fails with IOERR");
       assert.ok(served.includes("BACKEND_MEM_WRITE false"), "the front-end refused the MEM_WRITE");
       const got = new Uint8Array(4);

@@ -65,6 +65,18 @@ export function vhostkitMemRwFeature(bit: number = VHOSTKIT_MEM_RW_DEFAULT_BIT):
 export const VHOSTKIT_MEM_RW = 1n << 63n;
 
 /**
+ * Mask of the vhostkit MEM_RW shared data buffer (revision 2 of the extension,
+ * docs/shmem.md#shared-data-buffer-revision-2) for a MEM_RW gate at bit number `bit`: the bit just
+ * below the gate (62 for the default 63); `0n` (no revision 2) for a gate below bit 33, so that the
+ * buffer bit never lands among the low 32 bits upstream assigns.
+ * @throws RangeError when `bit` is not in 0..63.
+ */
+export function vhostkitMemRwBufferFeature(bit: number = VHOSTKIT_MEM_RW_DEFAULT_BIT): bigint {
+  const gate = vhostkitMemRwFeature(bit);
+  return bit >= 33 ? gate >> 1n : 0n;
+}
+
+/**
  * Names of the bits of `bits` (u64) found in `table`; bits not in the table appear as `"bit<N>"`.
  * Ordered by bit number.
  */

@@ -27,6 +27,7 @@ export {
   VHOSTKIT_MEM_RW,
   VHOSTKIT_MEM_RW_DEFAULT_BIT,
   vhostkitMemRwFeature,
+  vhostkitMemRwBufferFeature,
   featureNames,
   protocolFeatureNames,
 } from "./features.js";
@@ -88,7 +89,15 @@ export { MMapRequestCodec, MMapFlag, MMAP_REQUEST_SIZE, ShmemConfigCodec, makeSh
 export type { MMapRequest, ShmemConfig } from "./messages/shmem.js";
 export { CrosvmShmemMapCodec, CrosvmShmemUnmapCodec, CrosvmSharedMemoryRegionsCodec, CrosvmMapFlag } from "./messages/crosvm.js";
 export type { CrosvmShmemMap, CrosvmShmemUnmap, CrosvmSharedMemoryRegion, CrosvmSharedMemoryRegions } from "./messages/crosvm.js";
-export { MemReadRequestCodec, MemWriteRequestCodec, MemReadReplyCodec, decodeMemAccessHead, encodeMemAccessHead } from "./messages/mem-access.js";
+export {
+  MemReadRequestCodec,
+  MemWriteRequestCodec,
+  MemReadReplyCodec,
+  MEM_RW_FLAG_IN_BUFFER,
+  decodeMemAccessHead,
+  decodeMemAccessHeadFlags,
+  encodeMemAccessHead,
+} from "./messages/mem-access.js";
 export type { MemReadRequest, MemData } from "./messages/mem-access.js";
 export {
   FrontendMessages,

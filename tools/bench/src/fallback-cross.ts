@@ -1,14 +1,11 @@
 /**
  * The cross-process rows of the fallback benchmark: back-end B's reads of A's blob served by a
- * front-end in another process, three ways, in interleaved rounds:
- * - `memRead`: `FallbackMemory.read` over `BackendClient` against the front-end's
- *   `BackendRequestHandler` (fallback-frontend.ts): the real path;
- * - `raw`: the same MEM_READ request and reply on a bare `Endpoint` against the same handler (the
- *   reply's data received straight into the destination), without the client's layers;
- * - `shared`: the same request on a bare `Endpoint`, the reply only the 16-byte head, the data
- *   copied through a 64 KiB memfd both processes map (fallback-shared-buffer.ts): the cost of a
- *   MEM_READ whose data does not travel through the socket — a design measured, not a protocol
- *   vhostkit speaks.
+ * front-end handler in another process (fallback-frontend.ts), three ways in interleaved rounds:
+ * - `memRead`: `FallbackMemory.read` over `BackendClient`, revision 1 (the data in the reply);
+ * - `buffer`: the same with revision 2 (docs/shmem.md#shared-data-buffer-revision-2): the data
+ *   through the front-end's shared buffer, the reply only the 16-byte head;
+ * - `raw`: revision 1's request and reply on a bare `Endpoint` (the reply's data received straight
+ *   into the destination), without the client's layers.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
@@ -16,23 +13,22 @@ import { BackendClient } from "@vhostkit/backend";
 import { FallbackMemory } from "@vhostkit/fallback";
 import { type GuestAddress, MemoryTable } from "@vhostkit/regions";
 import { Endpoint, socketPair } from "@vhostkit/transport";
-import { MAP, PROT, closeFd, mmap, munmap, nativeView, sealedMemfd } from "@vhostkit/transport/sys";
-import { BackendRequest, HeaderFlag, MEM_RW_HEADER_SIZE, MEM_RW_MAX_DATA, MEM_RW_MAX_PAYLOAD, decodeMemAccessHead, encodeMemAccessHead } from "@vhostkit/wire";
+import { BackendRequest, HeaderFlag, MEM_RW_HEADER_SIZE, MEM_RW_MAX_PAYLOAD, decodeMemAccessHead, encodeMemAccessHead } from "@vhostkit/wire";
 
 /** GB/s samples of each way, per read size. */
 export interface CrossSamples {
   memRead: number[];
+  buffer: number[];
   raw: number[];
-  shared: number[];
 }
 
 type Read = (dst: Uint8Array) => Promise<void>;
 const REQUEST_FLAGS = HeaderFlag.VERSION | HeaderFlag.NEED_REPLY;
 
-/** `script` in its own Bun process with `fds` as its fds 3, 4, …; the socket's other end is returned. */
-function child(script: string, extra: number[] = []): { ep: Endpoint; proc: ChildProcess } {
+/** A front-end handler (fallback-frontend.ts) in its own Bun process; the channel's other end is returned. */
+function child(): { ep: Endpoint; proc: ChildProcess } {
   const [mine, theirs] = socketPair();
-  const proc = spawn(process.execPath, [join(import.meta.dir, script)], { stdio: ["ignore", "inherit", "inherit", theirs.fd, ...extra] });
+  const proc = spawn(process.execPath, [join(import.meta.dir, "fallback-frontend.ts")], { stdio: ["ignore", "inherit", "inherit", theirs.fd] });
   theirs.close();
   return { ep: new Endpoint(mine, { maxPayload: MEM_RW_MAX_PAYLOAD }), proc };
 }
@@ -58,45 +54,33 @@ export async function crossProcessReads(
   rounds: number,
   measure: (read: Read, len: number) => Promise<number>,
 ): Promise<Map<number, CrossSamples>> {
-  const a = child("fallback-frontend.ts");
-  const b = child("fallback-frontend.ts");
-  const bufferFd = sealedMemfd("bench-shared-buffer", BigInt(MEM_RW_MAX_DATA));
-  if (bufferFd < 0) throw new Error(`memfd: errno ${-bufferFd}`);
-  const c = child("fallback-shared-buffer.ts", [bufferFd]);
-  const mapped = mmap(0n, MEM_RW_MAX_DATA, PROT.READ | PROT.WRITE, MAP.SHARED, bufferFd, 0n);
-  const buffer = new Uint8Array(nativeView(mapped.ptr, MEM_RW_MAX_DATA));
-  const client = new BackendClient(a.ep, { replyAck: true, shmem: false, sendFd: false, config: false, memRw: true, isRunning: () => true });
+  const [a, b, c] = [child(), child(), child()];
+  const options = { replyAck: true, shmem: false, sendFd: false, config: false, memRw: true, isRunning: () => true };
+  const clients = [new BackendClient(a.ep, options), new BackendClient(b.ep, { ...options, memRwBuffer: true })];
   const table = new MemoryTable();
-  const remote = new FallbackMemory(table, client);
+  const [inline, shared] = clients.map((client) => new FallbackMemory(table, client));
   const head = new Uint8Array(MEM_RW_HEADER_SIZE);
   const ways: Record<keyof CrossSamples, Read> = {
-    memRead: (dst) => remote.read(addr, dst),
+    memRead: (dst) => (inline as FallbackMemory).read(addr, dst),
+    buffer: (dst) => (shared as FallbackMemory).read(addr, dst),
     async raw(dst) {
-      await request(b.ep, head, addr, dst.length);
-      await b.ep.recvWith((m) => checkEcho(m.payload, addr, dst.length), { bytes: dst, offset: MEM_RW_HEADER_SIZE });
-    },
-    async shared(dst) {
       await request(c.ep, head, addr, dst.length);
-      await c.ep.recvWith((m) => checkEcho(m.payload, addr, dst.length));
-      dst.set(buffer.subarray(0, dst.length));
+      await c.ep.recvWith((m) => checkEcho(m.payload, addr, dst.length), { bytes: dst, offset: MEM_RW_HEADER_SIZE });
     },
   };
   try {
     const out = new Map<number, CrossSamples>();
     for (const len of sizes) {
-      const samples: CrossSamples = { memRead: [], raw: [], shared: [] };
+      const samples: CrossSamples = { memRead: [], buffer: [], raw: [] };
       for (const read of Object.values(ways)) await measure(read, len); // warm-up: both processes' JIT and spin
       for (let r = 0; r < rounds; r++) for (const [k, read] of Object.entries(ways)) samples[k as keyof CrossSamples].push(await measure(read, len));
       out.set(len, samples);
     }
     return out;
   } finally {
-    client.close();
-    b.ep.close();
+    for (const cl of clients) cl.close();
     c.ep.close();
     table.dispose();
-    munmap(mapped.addr, MEM_RW_MAX_DATA);
-    closeFd(bufferFd);
     for (const p of [a.proc, b.proc, c.proc]) p.kill("SIGTERM");
   }
 }

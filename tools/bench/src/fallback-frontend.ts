@@ -1,7 +1,7 @@
 /**
  * Front-end side of the cross-process MEM_READ figure of the fallback benchmark (run by Bun):
  * serves vhostkit MEM_READ/MEM_WRITE on the back-end channel it inherits as fd 3, with the
- * front-end's BackendRequestHandler, from the benchmark's guest (fallback-guest.ts). Runs until
+ * front-end's BackendRequestHandler (revision 2, the shared data buffer, served too), from the benchmark's guest (fallback-guest.ts). Runs until
  * the channel closes.
  */
 import { BackendRequestHandler, sharedMemoryPort } from "@vhostkit/frontend";
@@ -14,6 +14,7 @@ const handler = new BackendRequestHandler(new Endpoint(new OwnedFd(3), { maxPayl
   dialect: UPSTREAM,
   replyAck: true,
   backendSendFd: false,
+  memRwBuffer: true,
   sharedMemory: sharedMemoryPort({ memory: space }),
 });
 await handler.start();

@@ -44,6 +44,13 @@ function checkRange(request: string, guestAddress: bigint, size: number, allowZe
   checkNoOverflow(request, guestAddress, BigInt(size), "guest_address + size");
 }
 
+/**
+ * Flag bit 0 of the head's last u32 in revision 2 of the extension (the shared data buffer
+ * negotiated, docs/shmem.md#shared-data-buffer-revision-2): the data is in the shared buffer at
+ * offset 0, not in the message. In revision 1 that u32 is padding and must be 0.
+ */
+export const MEM_RW_FLAG_IN_BUFFER = 1;
+
 function writeHead(w: ByteWriter, guestAddress: bigint, size: number): void {
   w.u64(guestAddress);
   w.u32(size);
@@ -111,19 +118,21 @@ export const MemReadReplyCodec: PayloadCodec<MemData> = memDataCodec("mem read r
  * @param size - 1..65536, or 0 for a MEM_READ failure reply.
  * @param into - write the head into these 16 bytes (borrowed; for a sender that reuses one
  *   scratch head per message) instead of a new buffer.
+ * @param flags - the last u32: 0 (padding, revision 1) or {@link MEM_RW_FLAG_IN_BUFFER} (revision 2).
  * @returns the head: `into`, or a new 16-byte buffer.
  * @throws WireError `BAD_VALUE` (size out of range), `OVERFLOW` (address + size wraps).
- * @throws RangeError when `into` is not 16 bytes long.
+ * @throws RangeError when `into` is not 16 bytes long, or `flags` has a bit other than {@link MEM_RW_FLAG_IN_BUFFER}.
  */
-export function encodeMemAccessHead(request: string, guestAddress: bigint, size: number, into?: Uint8Array): Uint8Array {
+export function encodeMemAccessHead(request: string, guestAddress: bigint, size: number, into?: Uint8Array, flags = 0): Uint8Array {
   checkRange(request, guestAddress, size, true);
   if (into !== undefined && into.byteLength !== MEM_RW_HEADER_SIZE)
     throw new RangeError(`mem access head needs ${MEM_RW_HEADER_SIZE} bytes, got ${into.byteLength}`);
+  if ((flags & ~MEM_RW_FLAG_IN_BUFFER) !== 0) throw new RangeError(`mem access flags 0x${flags.toString(16)}: only bit 0 is defined`);
   const head = into ?? new Uint8Array(MEM_RW_HEADER_SIZE);
   const v = new DataView(head.buffer, head.byteOffset, MEM_RW_HEADER_SIZE);
   v.setBigUint64(0, guestAddress, true);
   v.setUint32(8, size, true);
-  v.setUint32(12, 0, true);
+  v.setUint32(12, flags, true);
   return head;
 }
 
@@ -140,4 +149,24 @@ export function decodeMemAccessHead(request: string, head: Uint8Array): { readon
   const r = new ByteReader(head, request);
   r.requireLength([MEM_RW_HEADER_SIZE], "mem access head");
   return readHead(r, true);
+}
+
+/**
+ * Decode a 16-byte head of revision 2 (the shared data buffer negotiated,
+ * docs/shmem.md#shared-data-buffer-revision-2), where the last u32 holds flags: only
+ * {@link MEM_RW_FLAG_IN_BUFFER} is defined, any other bit is refused. Otherwise as {@link decodeMemAccessHead}.
+ * @param request - the request name for errors.
+ * @param head - exactly the 16 head bytes (borrowed).
+ * @throws WireError `BAD_SIZE` (not 16 bytes), `BAD_VALUE` (size > 65536, unknown flag bits),
+ *   `OVERFLOW` (address + size wraps).
+ */
+export function decodeMemAccessHeadFlags(request: string, head: Uint8Array): { readonly guestAddress: bigint; readonly size: number; readonly flags: number } {
+  const r = new ByteReader(head, request);
+  r.requireLength([MEM_RW_HEADER_SIZE], "mem access head");
+  const guestAddress = r.u64();
+  const size = r.u32();
+  const flags = r.u32();
+  checkValue((flags & ~MEM_RW_FLAG_IN_BUFFER) === 0, request, () => `flags 0x${flags.toString(16)}: only bit 0 (data in the shared buffer) is defined`, flags);
+  checkRange(request, guestAddress, size, true);
+  return { guestAddress, size, flags };
 }

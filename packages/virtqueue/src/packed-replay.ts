@@ -16,6 +16,7 @@ export class PackedReplay {
   readonly #desc32: Int32Array;
   readonly #heads: readonly number[];
   readonly #slots: number;
+  /** Descriptors of the private ring popped so far: its avail offset (a list ending at the ring size would wrap the walker's own to 0). */
   #pos = 0;
   #done = 0;
 
@@ -31,7 +32,7 @@ export class PackedReplay {
 
   /** True once every recovered list was popped. */
   get finished(): boolean {
-    return this.#pos >= this.#slots;
+    return this.#done >= this.#heads.length;
   }
 
   /**
@@ -49,7 +50,7 @@ export class PackedReplay {
     let n = 0;
     try {
       n = a.pop(batch, max, this.#slots - this.#pos);
-      this.#pos = a.availIdx;
+      this.#pos += a.slots;
     } finally {
       [a.availIdx, a.availWrap, a.desc16, a.desc32] = [idx, wrap, d16, d32];
       a.slots = 0;

@@ -7,12 +7,14 @@
  * or while recording a list. A new device queue then starts on the same ring and region at the used
  * position (what vhostkit's front-end sends), as many times as the run asks. Invariant: every list
  * the driver made available comes back to it exactly once, and the ring ends all free with both
- * sides at the same positions.
+ * sides at the same positions. A region with random bytes overwritten (the front-end owns that
+ * memory) only ever yields typed errors — the ring broken with `BAD_INFLIGHT` at start, or a guest
+ * error for a resubmitted list — and every walk ends.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { ChainBatch, PackedInflight, PackedQueue, packedInflightQueueBytes } from "../src/index.js";
+import { ChainBatch, PackedInflight, PackedQueue, isVirtqueueError, packedInflightQueueBytes } from "../src/index.js";
 import { PackedDriver } from "../src/driver/index.js";
 import { packedAddresses } from "./helpers/packed-ring.js";
 import { BUF_A, BUF_B as TABLES, makeMemory } from "./helpers/ring-fixture.js";
@@ -53,7 +55,7 @@ class Mortal extends PackedInflight {
   }
 }
 
-function run(size: number, steps: readonly Step[]): void {
+function run(size: number, steps: readonly Step[], corrupt: readonly (readonly [number, number])[] = []): void {
   const memory = makeMemory(Math.max(size, 8));
   const addresses = packedAddresses(size);
   const region = new Uint8Array(packedInflightQueueBytes(size));
@@ -127,6 +129,24 @@ function run(size: number, steps: readonly Step[]): void {
         break;
     }
   }
+  if (corrupt.length > 0) {
+    for (const [off, value] of corrupt) region[off % region.length] = value;
+    const u = driver.lastUsedIndex;
+    inflight = new Mortal(region, size);
+    const q = new PackedQueue({ size, memory, addresses, indirect: true, inflight });
+    q.start((u | (u << 16)) >>> 0);
+    for (let k = 0; k < 2 * size + 2; k++) {
+      try {
+        if (q.pop(batch) === 0) break;
+        q.pushUsed(batch);
+        q.publishUsed();
+      } catch (e) {
+        assert.ok(isVirtqueueError(e), String(e));
+        break;
+      }
+    }
+    return;
+  }
   // Drain: the last device serves everything left, the driver collects it.
   for (let guard = 0; guard < 4 * size + 8; guard++) {
     pop(size);
@@ -143,6 +163,18 @@ function run(size: number, steps: readonly Step[]): void {
 test("packed inflight: every list comes back exactly once across random deaths of the device, batches and lists left halfway included", () => {
   fc.assert(
     fc.property(fc.integer({ min: 1, max: 19 }), fc.array(stepArb, { minLength: 1, maxLength: 80 }), (size, steps) => run(size, steps)),
+    { numRuns: Number(process.env["VHOSTKIT_PROPERTY_RUNS"] ?? 800) },
+  );
+});
+
+test("packed inflight: a region with random bytes overwritten yields only typed errors, every walk bounded", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 19 }),
+      fc.array(stepArb, { minLength: 1, maxLength: 40 }),
+      fc.array(fc.tuple(fc.nat(2000), fc.nat(255)), { minLength: 1, maxLength: 8 }),
+      (size, steps, corrupt) => run(size, steps, corrupt),
+    ),
     { numRuns: Number(process.env["VHOSTKIT_PROPERTY_RUNS"] ?? 800) },
   );
 });

@@ -10,6 +10,7 @@ import { blkCommand } from "./commands/blk.js";
 import { checkCommand, ChecksFailed } from "./commands/check.js";
 import { decodeCommand } from "./commands/decode.js";
 import { fsCommand } from "./commands/fs.js";
+import { netCommand } from "./commands/net.js";
 import { gpuCommand } from "./commands/gpu.js";
 import { probeCommand } from "./commands/probe.js";
 import { rngCommand } from "./commands/rng.js";
@@ -35,6 +36,7 @@ for (const c of [
   gpuCommand(),
   fsCommand(),
   vsockCommand(),
+  netCommand(),
   stateCommand(),
   traceCommand(),
   decodeCommand(),

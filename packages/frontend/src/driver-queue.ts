@@ -87,6 +87,11 @@ export class DriverQueue {
   #error: FrontendError | undefined;
   /** The back-end was lost and the ring waits for a new one: submissions wait, nothing times out. */
   #paused = false;
+  /** Nesting depth of {@link DriverQueue.batch}: chains added meanwhile are published at its end. */
+  #batching = 0;
+  #unpublished = false;
+  /** Buffers handed out by {@link DriverQueue.pinBuffer}, freed with the rings. */
+  readonly #pinned: GuestAddress[] = [];
 
   private constructor(options: DriverQueueOptions, base: GuestAddress, driver: RingDriver, kick: EventFd, call: EventFd, rings: DriverQueue["rings"]) {
     this.#options = options;
@@ -205,9 +210,51 @@ export class DriverQueue {
       }
       if (!this.#add(p)) return;
       this.#track(p);
+      if (this.#batching > 0) {
+        this.#unpublished = true;
+        return;
+      }
       if (this.#driver.publish()) this.#kick.signal();
       void this.#pump();
     });
+  }
+
+  /**
+   * Runs `fn`, which submits chains, and makes them available to the device together at its end:
+   * one avail index update and at most one kick for the whole batch (receive refills and transmit
+   * bursts).
+   */
+  batch<T>(fn: () => T): T {
+    this.#batching++;
+    try {
+      return fn();
+    } finally {
+      if (--this.#batching === 0 && this.#unpublished) {
+        this.#unpublished = false;
+        if (this.#error === undefined) {
+          if (this.#driver.publish()) this.#kick.signal();
+          void this.#pump();
+        }
+      }
+    }
+  }
+
+  /**
+   * Allocates `len` bytes of guest RAM that the caller keeps for the queue's whole life (a driver's
+   * standing receive or transmit buffers) and returns its address with a direct view of it. Freed
+   * when the queue closes; the view must not be used after that.
+   * @throws FrontendError `OUT_OF_MEMORY`, `BAD_ARGUMENT` (the range is not one contiguous mapping).
+   */
+  pinBuffer(len: number): { readonly addr: GuestAddress; readonly bytes: Uint8Array } {
+    const addr = this.#options.allocator.alloc(len);
+    const spans = translateRange(this.#options.memory, addr, len, true);
+    const first = spans[0];
+    if (spans.length !== 1 || first === undefined || first.bytes.byteLength !== len) {
+      this.#options.allocator.free(addr);
+      throw new FrontendError("BAD_ARGUMENT", `queue ${this.index}: ${len} bytes of guest RAM are not one mapping`, { actual: len });
+    }
+    this.#pinned.push(addr);
+    return { addr, bytes: first.bytes };
   }
 
   /** Puts `p`'s chain on the ring (not yet published); false (p rejected) for a bad buffer. */
@@ -432,5 +479,6 @@ export class DriverQueue {
   close(): void {
     this.fail(new FrontendError("CLOSED", `queue ${this.index} closed`));
     this.#options.allocator.free(this.#ringBase);
+    for (const a of this.#pinned.splice(0)) this.#options.allocator.free(a);
   }
 }

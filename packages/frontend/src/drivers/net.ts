@@ -1,0 +1,329 @@
+/**
+ * virtio-net driver (device id 1): receive and transmit queue pairs (queue 2n receives, 2n+1
+ * transmits), the 12-byte `virtio_net_hdr_v1` on every frame, mergeable receive buffers, several
+ * queue pairs with MQ, and the control queue when the device offers one. No offloads: frames go
+ * out whole with a zero header and are taken in whole.
+ * @module
+ */
+import { VirtioFeature } from "@vhostkit/wire";
+import type { GuestAddress } from "@vhostkit/regions";
+import { FrontendError, isFrontendError } from "../errors.js";
+import type { Device } from "../device.js";
+import type { DriverQueue } from "../driver-queue.js";
+import { decodeNetConfig, encodeMqPairsSet, NET_CTRL_OK, NET_HEADER_SIZE, NET_STATUS_LINK_UP, NetFeature, rxNumBuffers, writeTxHeader } from "./net-header.js";
+
+/** Options of {@link NetDriver.attach}. */
+export interface NetDriverOptions {
+  /** Queue pairs to use (default 1); more than 1 needs MQ. */
+  readonly queuePairs?: number;
+  /** Size of every queue (default 256). */
+  readonly queueSize?: number;
+  /** Bytes per receive buffer, header included (default 2048; at least 1526 without MRG_RXBUF). */
+  readonly rxBufferSize?: number;
+  /** Largest frame sent, without the header (default 1514). */
+  readonly maxFrame?: number;
+  /** Use MRG_RXBUF when offered (default true). */
+  readonly mergeable?: boolean;
+}
+
+/** Counters of a {@link NetDriver}. */
+export interface NetCounters {
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+}
+
+interface Slot {
+  readonly addr: GuestAddress;
+  readonly bytes: Uint8Array;
+}
+
+/** One receive queue and one transmit queue. */
+interface Pair {
+  readonly index: number;
+  readonly rx: DriverQueue;
+  readonly tx: DriverQueue;
+  readonly txFree: Slot[];
+  /** Receive buffers in the ring. */
+  posted: number;
+  /** Buffers to post again at the end of this round of completions. */
+  readonly refill: Slot[];
+  refillScheduled: boolean;
+  /** A merged frame being assembled: its parts so far and how many buffers are still to come. */
+  merge: { readonly parts: Uint8Array[]; remaining: number } | undefined;
+  /** Waiters for a free transmit slot. */
+  readonly txWaiters: (() => void)[];
+}
+
+/**
+ * A virtio-net driver on a {@link Device}. Receive buffers stay posted (refilled in one batch per
+ * round of completions); {@link NetDriver.send} copies a frame behind a zero header into a
+ * standing transmit buffer, and {@link NetDriver.burst} publishes several with one kick. Received
+ * frames reach the {@link NetDriver.onFrame} callback as views valid during the call only.
+ * A device that breaks the receive format (a used length shorter than the header or longer than
+ * the buffer, `num_buffers` of 0 or beyond the buffers posted) fails the driver with `PROTOCOL`.
+ */
+export class NetDriver {
+  /** The device. */
+  readonly device: Device;
+  /** The negotiated virtio-net feature bits. */
+  readonly features: bigint;
+  /** The MAC address from the config space (MAC negotiated and a config space read), else undefined. */
+  readonly mac: Uint8Array | undefined;
+  /** The link state from the config space (STATUS negotiated), else undefined. */
+  readonly linkUp: boolean | undefined;
+  /** True when MRG_RXBUF was negotiated. */
+  readonly mergeable: boolean;
+  /** Counters since attach. */
+  readonly counters: NetCounters = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0 };
+  /** Resolves when the device broke the receive format or a queue failed. */
+  readonly failed: Promise<FrontendError>;
+  readonly #pairs: Pair[];
+  readonly #rxBufferSize: number;
+  readonly #maxFrame: number;
+  #onFrame: (frame: Uint8Array, pair: number) => void = () => undefined;
+  #failure: FrontendError | undefined;
+  #resolveFailed!: (e: FrontendError) => void;
+  #closed = false;
+
+  private constructor(device: Device, features: bigint, queues: readonly DriverQueue[], pairs: number, options: Required<NetDriverOptions>) {
+    this.device = device;
+    this.features = features;
+    const config = decodeNetConfig(device.info.config, features);
+    this.mac = config.mac;
+    this.linkUp = config.status === undefined ? undefined : (config.status & NET_STATUS_LINK_UP) !== 0;
+    this.mergeable = (features & NetFeature.MRG_RXBUF) !== 0n;
+    this.#rxBufferSize = options.rxBufferSize;
+    this.#maxFrame = options.maxFrame;
+    this.failed = new Promise((r) => (this.#resolveFailed = r));
+    this.#pairs = [];
+    for (let i = 0; i < pairs; i++) {
+      const rx = queues[2 * i] as DriverQueue;
+      const tx = queues[2 * i + 1] as DriverQueue;
+      const txFree: Slot[] = [];
+      for (let k = 0; k < tx.size; k++) txFree.push(tx.pinBuffer(NET_HEADER_SIZE + this.#maxFrame));
+      const pair: Pair = { index: i, rx, tx, txFree, posted: 0, refill: [], refillScheduled: false, merge: undefined, txWaiters: [] };
+      this.#pairs.push(pair);
+      rx.batch(() => {
+        for (let k = 0; k < rx.size; k++) this.#post(pair, rx.pinBuffer(this.#rxBufferSize));
+      });
+    }
+  }
+
+  /**
+   * Negotiates (VERSION_1, MRG_RXBUF, MAC, STATUS when offered; MQ and CTRL_VQ for more than one
+   * pair), starts the queues, posts the receive buffers and, with a control queue, sets the number
+   * of queue pairs (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET).
+   * @throws FrontendError `BAD_ARGUMENT`, `NEGOTIATION` (more pairs than the device has),
+   *   `REFUSED` (the device did not ack the pair count), and the codes of {@link Device.start}.
+   */
+  static async attach(device: Device, options: NetDriverOptions = {}): Promise<NetDriver> {
+    const o: Required<NetDriverOptions> = {
+      queuePairs: options.queuePairs ?? 1,
+      queueSize: options.queueSize ?? 256,
+      rxBufferSize: options.rxBufferSize ?? 2048,
+      maxFrame: options.maxFrame ?? 1514,
+      mergeable: options.mergeable ?? true,
+    };
+    const offered = device.info.features;
+    const pairs = o.queuePairs;
+    if (!Number.isInteger(pairs) || pairs < 1 || pairs > 0x8000)
+      throw new FrontendError("BAD_ARGUMENT", `virtio-net: ${pairs} queue pairs (1 to 32768)`, { actual: pairs });
+    if (!Number.isInteger(o.maxFrame) || o.maxFrame < 60 || o.maxFrame > 65535)
+      throw new FrontendError("BAD_ARGUMENT", `virtio-net: largest frame ${o.maxFrame} bytes (60 to 65535)`, { actual: o.maxFrame });
+    let features = VirtioFeature.VERSION_1 | (offered & (NetFeature.MAC | NetFeature.STATUS));
+    if (o.mergeable) features |= offered & NetFeature.MRG_RXBUF;
+    const minRx = (features & NetFeature.MRG_RXBUF) !== 0n ? NET_HEADER_SIZE + 1 : NET_HEADER_SIZE + 1514;
+    if (!Number.isInteger(o.rxBufferSize) || o.rxBufferSize < minRx || o.rxBufferSize > 65536)
+      throw new FrontendError("BAD_ARGUMENT", `virtio-net: receive buffers of ${o.rxBufferSize} bytes (${minRx} to 65536)`, { actual: o.rxBufferSize });
+    let ctrl: number | undefined;
+    if (pairs > 1) {
+      if ((offered & NetFeature.MQ) === 0n)
+        throw new FrontendError("NEGOTIATION", `virtio-net: ${pairs} queue pairs, but the device does not offer MQ`, {
+          request: "GET_FEATURES",
+          actual: offered,
+        });
+      features |= NetFeature.MQ;
+      const max = decodeNetConfig(device.info.config, features).maxQueuePairs ?? Math.floor(device.info.queueNum / 2);
+      if (pairs > max) throw new FrontendError("NEGOTIATION", `virtio-net: ${pairs} queue pairs, the device has ${max}`, { expected: pairs, actual: max });
+      // The control queue follows the last possible pair; a vhost-user device that leaves it to
+      // the front-end (DPDK's) has no such queue, and its pairs are enabled by SET_VRING_ENABLE.
+      if ((offered & NetFeature.CTRL_VQ) !== 0n && 2 * max < device.info.queueNum) {
+        features |= NetFeature.CTRL_VQ;
+        ctrl = 2 * max;
+      }
+    }
+    const indices = Array.from({ length: 2 * pairs }, (_, i) => i);
+    const queues = await device.start({ queues: ctrl === undefined ? indices : [...indices, ctrl], queueSize: o.queueSize, features });
+    const acked = device.ackedFeatures ?? features;
+    if (ctrl !== undefined) {
+      const r = await (queues[2 * pairs] as DriverQueue).transfer([encodeMqPairsSet(pairs)], [1]);
+      const ack = r.buffers[0]?.[0];
+      if (r.len < 1 || ack !== NET_CTRL_OK)
+        throw new FrontendError("REFUSED", `virtio-net: the device did not accept ${pairs} queue pairs (ack ${ack})`, {
+          request: "VIRTIO_NET_CTRL_MQ",
+          actual: ack ?? -1,
+        });
+    }
+    return new NetDriver(device, acked, queues, pairs, o);
+  }
+
+  /** Queue pairs in use. */
+  get queuePairs(): number {
+    return this.#pairs.length;
+  }
+
+  /** The failure, once there is one. */
+  get failure(): FrontendError | undefined {
+    return this.#failure;
+  }
+
+  /** Sets the callback of received frames (`frame` is a view of guest memory, valid during the call only). */
+  onFrame(f: (frame: Uint8Array, pair: number) => void): void {
+    this.#onFrame = f;
+  }
+
+  #pair(i: number): Pair {
+    const p = this.#pairs[i];
+    if (p === undefined) throw new FrontendError("BAD_ARGUMENT", `virtio-net: no queue pair ${i} (${this.#pairs.length} in use)`, { actual: i });
+    return p;
+  }
+
+  /** Transmit buffers free on `pair` now. */
+  txFree(pair = 0): number {
+    return this.#pair(pair).txFree.length;
+  }
+
+  /** Resolves once `pair` has a free transmit buffer (at once when it has one), or the driver failed. */
+  txReady(pair = 0): Promise<void> {
+    const p = this.#pair(pair);
+    if (p.txFree.length > 0 || this.#failure !== undefined || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => p.txWaiters.push(resolve));
+  }
+
+  /**
+   * Queues `frame` (Ethernet, without the virtio header) on `pair`. False when every transmit
+   * buffer is in flight (nothing queued): wait with {@link NetDriver.txReady}.
+   * @throws FrontendError `BAD_ARGUMENT` (frame longer than `maxFrame`), the failure once failed.
+   */
+  send(frame: Uint8Array, pair = 0): boolean {
+    if (this.#failure !== undefined) throw this.#failure;
+    if (this.#closed) throw new FrontendError("CLOSED", "virtio-net driver closed");
+    if (frame.byteLength > this.#maxFrame)
+      throw new FrontendError("BAD_ARGUMENT", `virtio-net: frame of ${frame.byteLength} bytes, largest ${this.#maxFrame}`, { actual: frame.byteLength });
+    const p = this.#pair(pair);
+    const slot = p.txFree.pop();
+    if (slot === undefined) return false;
+    writeTxHeader(slot.bytes);
+    slot.bytes.set(frame, NET_HEADER_SIZE);
+    const len = NET_HEADER_SIZE + frame.byteLength;
+    p.tx.submit([{ addr: slot.addr, len }], []).then(
+      () => {
+        this.counters.txFrames++;
+        this.counters.txBytes += len - NET_HEADER_SIZE;
+        p.txFree.push(slot);
+        p.txWaiters.shift()?.();
+      },
+      (e: unknown) => this.#fail(e),
+    );
+    return true;
+  }
+
+  /** Queues as many of `frames` as there are free buffers, made available with one kick; returns how many. */
+  burst(frames: readonly Uint8Array[], pair = 0): number {
+    const p = this.#pair(pair);
+    return p.tx.batch(() => {
+      let n = 0;
+      while (n < frames.length && this.send(frames[n] as Uint8Array, pair)) n++;
+      return n;
+    });
+  }
+
+  /**
+   * Queues up to `n` frames made by `frame(i)` (each copied at once, so it may reuse one buffer)
+   * with one kick at most; stops early when the transmit buffers run out. Returns how many.
+   */
+  burstWith(n: number, frame: (i: number) => Uint8Array, pair = 0): number {
+    const p = this.#pair(pair);
+    return p.tx.batch(() => {
+      let k = 0;
+      while (k < n && this.send(frame(k), pair)) k++;
+      return k;
+    });
+  }
+
+  /** Posts one receive buffer; its completion is handled in used-ring order. */
+  #post(p: Pair, slot: Slot): void {
+    p.posted++;
+    p.rx.submit([], [{ addr: slot.addr, len: slot.bytes.byteLength }], Infinity).then(
+      (len) => this.#received(p, slot, len),
+      (e: unknown) => this.#fail(e),
+    );
+  }
+
+  #received(p: Pair, slot: Slot, len: number): void {
+    const posted = p.posted--;
+    if (this.#failure !== undefined || this.#closed) return;
+    try {
+      if (len > slot.bytes.byteLength)
+        throw new FrontendError("PROTOCOL", `virtio-net rx: the device used ${len} bytes of a ${slot.bytes.byteLength}-byte buffer`, {
+          request: "VIRTQUEUE",
+          expected: slot.bytes.byteLength,
+          actual: len,
+        });
+      const m = p.merge;
+      if (m === undefined) {
+        const n = rxNumBuffers(slot.bytes, len, this.mergeable, posted);
+        if (n === 1) this.#deliver(p, slot.bytes.subarray(NET_HEADER_SIZE, len));
+        else p.merge = { parts: [slot.bytes.slice(NET_HEADER_SIZE, len)], remaining: n - 1 };
+      } else {
+        m.parts.push(slot.bytes.slice(0, len));
+        if (--m.remaining === 0) {
+          p.merge = undefined;
+          const whole = new Uint8Array(m.parts.reduce((s, b) => s + b.byteLength, 0));
+          let at = 0;
+          for (const b of m.parts) {
+            whole.set(b, at);
+            at += b.byteLength;
+          }
+          this.#deliver(p, whole);
+        }
+      }
+    } catch (e) {
+      this.#fail(e);
+      return;
+    }
+    p.refill.push(slot);
+    if (!p.refillScheduled) {
+      p.refillScheduled = true;
+      // After every completion of this round (they are queued already): one batch, one kick.
+      queueMicrotask(() => {
+        p.refillScheduled = false;
+        if (this.#failure !== undefined || this.#closed) return;
+        p.rx.batch(() => {
+          for (const s of p.refill.splice(0)) this.#post(p, s);
+        });
+      });
+    }
+  }
+
+  #deliver(p: Pair, frame: Uint8Array): void {
+    this.counters.rxFrames++;
+    this.counters.rxBytes += frame.byteLength;
+    this.#onFrame(frame, p.index);
+  }
+
+  #fail(e: unknown): void {
+    if (this.#failure !== undefined || this.#closed) return;
+    this.#failure = isFrontendError(e) ? e : new FrontendError("PROTOCOL", String(e));
+    for (const p of this.#pairs) for (const w of p.txWaiters.splice(0)) w();
+    this.#resolveFailed(this.#failure);
+  }
+
+  /** Stops delivering frames and wakes transmit waiters. The device stays open. Idempotent. */
+  close(): void {
+    this.#closed = true;
+    for (const p of this.#pairs) for (const w of p.txWaiters.splice(0)) w();
+  }
+}

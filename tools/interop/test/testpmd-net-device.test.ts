@@ -24,6 +24,7 @@ interface PortStats {
   readonly sent: number;
   readonly sentBytes: number;
   readonly dropped: number;
+  readonly receivedByPair: number[];
 }
 
 /** The net device on `socket` (and `socket2`), in `mode`. */
@@ -90,12 +91,13 @@ test("vhostkit net device (gen) -> testpmd rxonly: testpmd received exactly the 
   }
 });
 
-test("reflect: testpmd macswap (--tx-first) gets its frames back from the device", { timeout: 120_000 }, async () => {
+test("reflect, two queue pairs: testpmd macswap (--tx-first) gets its frames back from the device", { timeout: 120_000 }, async () => {
   const dir = workDir();
   const socket = join(dir, "net.sock");
-  const dev = await netDevice(["--socket", socket, "--mode", "reflect"]);
+  const dev = await netDevice(["--socket", socket, "--mode", "reflect", "--pairs", "2"]);
   try {
-    const pmd = await startTestpmd({ role: "virtio-user", socket, forwardMode: "macswap", appArgs: ["--tx-first"] });
+    // queues=2: the second pair is enabled after DRIVER_OK (docs/virtio-net.md#dpdks-front-end).
+    const pmd = await startTestpmd({ role: "virtio-user", socket, forwardMode: "macswap", queues: 2, appArgs: ["--tx-first"] });
     try {
       await pmd.line(/RX-packets:\s*[1-9]\d{5,}/, 60_000);
     } finally {
@@ -105,6 +107,10 @@ test("reflect: testpmd macswap (--tx-first) gets its frames back from the device
       assert.equal(port?.received, counters.txPackets, "device received == testpmd TX-packets");
       assert.equal(port?.sent, port?.received - (port?.dropped ?? 0), "every frame reflected or counted as dropped");
       assert.ok(counters.rxPackets <= (port?.sent ?? 0), "testpmd received only frames the device sent");
+      assert.ok(
+        port?.receivedByPair.every((n) => n > 0),
+        `both pairs carried frames: ${port?.receivedByPair}`,
+      );
     }
   } finally {
     await dev.stop();

@@ -50,7 +50,7 @@ export function netPort({ mode = "reflect", mac = [0x52, 0x54, 0, 0x12, 0x34, 0x
   const cv = new DataView(config.buffer);
   config.set(mac, 0), cv.setUint16(6, 1, true), cv.setUint16(8, pairs, true); // VIRTIO_NET_S_LINK_UP
   const rx = Array.from({ length: pairs }, () => new RxPort());
-  const stats = { received: 0, receivedBytes: 0, sent: 0, sentBytes: 0, dropped: 0, activePairs: 1 };
+  const stats = { received: 0, receivedBytes: 0, sent: 0, sentBytes: 0, dropped: 0, activePairs: 1, receivedByPair: new Array(pairs).fill(0) };
   const txBatch = new ChainBatch(256);
   const ctrlBatch = new ChainBatch(16);
   const pkt = new Uint8Array(NET_HDR_SIZE + MAX_FRAME);
@@ -89,6 +89,7 @@ export function netPort({ mode = "reflect", mac = [0x52, 0x54, 0, 0x12, 0x34, 0x
     const target = mode === "reflect" ? rx[pair] : mode === "switch" ? peer?.rxFor(pair) : undefined;
     try {
       for (let n; (n = queue.pop(txBatch)) > 0; ) {
+        stats.receivedByPair[pair] += n;
         for (let c = 0; c < n; c++) {
           const len = readTx(queue, c);
           stats.received++;

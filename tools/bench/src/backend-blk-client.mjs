@@ -1,16 +1,19 @@
 // Client side of the back-end benchmark; runtime-neutral. Connects the vhostkit front-end to a
 // vhost-user-blk back-end and reads 4 KiB blocks at a given queue depth; prints IOPS.
-//   backend-blk-client.mjs <socket> <queue-depth> <requests> [inflight-on|inflight-off|log-pairs] [split|packed] [pairs]
+//   backend-blk-client.mjs <socket> <queue-depth> <requests> [inflight-on|inflight-off|log-pairs] [split|packed] [pairs] [device-pid]
 // inflight-on/off: the rings are split and INFLIGHT_SHMFD is acknowledged (on) or not (off): the
 // inflight benchmark compares the back-end's tracking cost. log-pairs: LOG_SHMFD is acknowledged, the
 // rings are of the layout the fifth argument names, and <pairs> back-to-back pairs of <requests>
 // reads run on the one connection, one with dirty page logging on (Device.startDirtyLog before it,
 // the log read and stopDirtyLog after, all outside the timing) and one off, the order alternating;
-// prints {"on": [IOPS...], "off": [IOPS...]}: the dirtylog benchmark.
+// prints {"on": [IOPS...], "off": [IOPS...], "onCpu": [...], "offCpu": [...]}, the last two the CPU time
+// the device process (all its threads, /proc/<device-pid>/task/*/schedstat) spent per request, in
+// microseconds: the dirtylog benchmark.
+import { readdirSync, readFileSync } from "node:fs";
 import { BlkDriver, Guest, SUPPORTED_PROTOCOL_FEATURES } from "@vhostkit/frontend";
 import { ProtocolFeature } from "@vhostkit/wire";
 
-const [socketPath, qdArg, nArg, mode, layout, pairsArg] = process.argv.slice(2);
+const [socketPath, qdArg, nArg, mode, layout, pairsArg, devicePid] = process.argv.slice(2);
 const logging = mode === "log-pairs";
 const inflight =
   mode === undefined
@@ -43,12 +46,27 @@ async function timed(count) {
   await run(count);
   return (count * 1e9) / Number(process.hrtime.bigint() - t0);
 }
+/** Nanoseconds of CPU the device process has used so far, over all its threads (0 without a pid). */
+function deviceCpuNs() {
+  if (devicePid === undefined) return 0;
+  let ns = 0;
+  for (const t of readdirSync(`/proc/${devicePid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${devicePid}/task/${t}/schedstat`, "utf8").split(" ")[0]);
+    } catch {
+      // a thread that ended meanwhile
+    }
+  }
+  return ns;
+}
 if (logging) {
-  const iops = { on: [], off: [] };
+  const iops = { on: [], off: [], onCpu: [], offCpu: [] };
   for (let i = 0; i < Number(pairsArg); i++) {
     for (const on of i % 2 === 0 ? [true, false] : [false, true]) {
       const log = on ? await device.startDirtyLog() : undefined;
+      const cpu0 = deviceCpuNs();
       iops[on ? "on" : "off"].push(await timed(n));
+      iops[on ? "onCpu" : "offCpu"].push((deviceCpuNs() - cpu0) / n / 1000);
       if (log === undefined) continue;
       // The reads wrote their data pages: a log that stayed empty would mean nothing was measured.
       if (log.takeDirtyPages().length === 0) throw new Error("logging on: no page marked");

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { VirtqueueError } from "./errors.js";
+
 /** u8, u16 and u32 views of the first `need` bytes of a queue region. @internal */
 export interface RegionViews {
   readonly u8: Uint8Array;
@@ -25,4 +27,14 @@ export function regionViews(region: Uint8Array, need: number): RegionViews {
     u16: new Uint16Array(region.buffer, region.byteOffset, need >>> 1),
     u32: new Uint32Array(region.buffer, region.byteOffset, need >>> 2),
   };
+}
+
+/**
+ * Checks that a queue of `size` descriptors fits its inflight region of `descNum` entries (`undefined`: no region).
+ * @throws VirtqueueError `BAD_QUEUE_SIZE` otherwise.
+ * @internal
+ */
+export function checkRegionFits(descNum: number | undefined, size: number): void {
+  if (descNum !== undefined && descNum < size)
+    throw new VirtqueueError("BAD_QUEUE_SIZE", `queue size ${size} exceeds the inflight region's ${descNum} descriptors`, { expected: descNum, actual: size });
 }

@@ -328,6 +328,20 @@ export class PackedInflight {
   }
 
   /**
+   * The `n` lists of one pop (buffer IDs `heads`, ring descriptors each `idCount[id]`), laid out
+   * from offset `pos` of `ring32` (a ring of `size`), were taken: each is {@link PackedInflight.record}ed.
+   * @throws VirtqueueError `BAD_INFLIGHT` as {@link PackedInflight.record}.
+   */
+  recordPopped(heads: Uint16Array, n: number, idCount: Uint16Array, ring32: Int32Array, pos: number, size: number): void {
+    for (let k = 0, q = pos; k < n; k++) {
+      const id = heads[k] as number;
+      const count = idCount[id] as number;
+      this.record(id, ring32, q, count, size);
+      q = (q + count) % size;
+    }
+  }
+
+  /**
    * Buffer `id` goes into a used descriptor: its list joins the batch. The region does not change
    * yet (lists may still be taken before the batch is published, and they take entries from the
    * free list as of the last batch).

@@ -11,8 +11,8 @@ import type { PackedVringBase } from "@vhostkit/wire";
 import { loadAcquire16, storeRelease16 } from "./barriers.js";
 import type { ChainBatch } from "./chain-batch.js";
 import { VirtqueueError } from "./errors.js";
-import type { RingAddresses } from "./layout.js";
-import { MAX_QUEUE_SIZE } from "./layout.js";
+import { checkRegionFits } from "./inflight-region.js";
+import { MAX_QUEUE_SIZE, type RingAddresses } from "./layout.js";
 import { IdState, PackedAvailWalker } from "./packed-avail.js";
 import { FRESH_PACKED_VRING_BASE, packedInFlight, packedVringBaseNum, toPackedVringBase } from "./packed-base.js";
 import { PackedDescFlag, RingEventFlag, checkPackedRingAlignment, packedLayout, packedNeedEvent } from "./packed-layout.js";
@@ -25,7 +25,7 @@ import type { DirtyLogger, GuestErrorSink } from "./segment-cursor.js";
 import type { DeviceQueue, DeviceQueueOptions } from "./device-queue.js";
 import type { SplitQueue } from "./split-queue.js";
 import type { PackedInflight } from "./packed-inflight.js";
-import { PackedReplay } from "./packed-replay.js";
+import { type PackedReplay, recoverPacked } from "./packed-replay.js";
 
 const EMPTY16 = new Uint16Array(0);
 const EMPTYI32 = new Int32Array(0);
@@ -41,11 +41,9 @@ export interface PackedQueueOptions extends DeviceQueueOptions {
    */
   readonly addresses: RingAddresses;
   /**
-   * Inflight I/O tracking (docs/protocol.md#inflight-tracking-and-reconnect): this queue's region
-   * of the inflight area, made for at least `size` descriptors. Every list taken is recorded in it
-   * before `pop` returns and released once its used descriptor is published; the first
-   * {@link PackedQueue.start} resubmits what an earlier back-end process left in flight, before any
-   * new list, and resumes at the positions the region gives.
+   * Inflight I/O tracking (docs/virtqueue.md#packed-inflight-tracking): this queue's region of the
+   * inflight area, for at least `size` descriptors; lists are recorded when popped, released when
+   * published, and the first {@link PackedQueue.start} resubmits what an earlier process left.
    */
   readonly inflight?: PackedInflight;
 }
@@ -139,9 +137,7 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
     this.#pendFlags = new Uint16Array(size);
     this.#pendIds = new Uint16Array(size);
     this.#inflight = options.inflight;
-    const d = this.#inflight?.descNum ?? size;
-    if (d < size)
-      throw new VirtqueueError("BAD_QUEUE_SIZE", `queue size ${size} exceeds the inflight region's ${d} descriptors`, { expected: d, actual: size });
+    checkRegionFits(this.#inflight?.descNum, size);
     this.setBase(FRESH_PACKED_VRING_BASE);
   }
 
@@ -207,22 +203,15 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
     this.#signalledValid = false;
     this.#health.brokenBy = undefined;
     this.#started = true;
-    if (this.#inflight !== undefined && !this.#recovered) this.#recover(this.#inflight);
-  }
-
-  /** First start with an inflight region: resume where it says, its lists popped first; a bad region breaks the queue. */
-  #recover(inflight: PackedInflight): void {
+    if (this.#inflight === undefined || this.#recovered) return;
+    // First start with an inflight region: resume where it says, its lists popped first (a bad region breaks the queue).
     this.#recovered = true;
-    try {
-      const r = inflight.recover(this.#desc16, this.size, this.ringBase);
-      this.#started = false;
-      this.setBase(r.base);
-      this.#started = true;
-      if (r.resubmit.length > 0) this.#replay = new PackedReplay(inflight, r, this.size);
-    } catch (e) {
-      if (!(e instanceof VirtqueueError && e.code === "BAD_INFLIGHT")) throw e;
-      this.guestError(e);
-    }
+    const r = recoverPacked(this.#inflight, this.#desc16, this.size, this.ringBase, this);
+    if (r === undefined) return;
+    this.#started = false;
+    this.setBase(r.base);
+    this.#started = true;
+    this.#replay = r.replay;
   }
 
   /**
@@ -310,23 +299,17 @@ export class PackedQueue implements DeviceQueue, GuestErrorSink {
     if (!this.#started || this.#health.brokenBy !== undefined) throw this.#health.unusable();
     const a = this.#avail;
     const replay = this.#replay;
-    if (replay !== undefined && this.#inflight !== undefined) {
-      const n = replay.pop(a, this.#inflight, batch, max);
+    if (replay !== undefined) {
+      const n = replay.pop(a, batch, max);
       if (replay.finished) this.#replay = undefined;
       return n;
     }
     const pos = a.availIdx;
     const n = a.pop(batch, max, this.size - this.#held);
     this.#held += a.slots;
-    const inflight = this.#inflight;
-    if (inflight !== undefined) {
+    if (this.#inflight !== undefined) {
       try {
-        for (let k = 0, q = pos; k < n; k++) {
-          const id = batch.heads[k] as number;
-          const count = a.idCount[id] as number;
-          inflight.record(id, this.#desc32, q, count, this.size);
-          q = (q + count) % this.size;
-        }
+        this.#inflight.recordPopped(batch.heads, n, a.idCount, this.#desc32, pos, this.size);
       } catch (e) {
         throw e instanceof VirtqueueError ? this.guestError(e) : e;
       }

@@ -7,12 +7,11 @@
 import type { GuestMemory } from "@vhostkit/regions";
 import { loadAcquire16, storeRelease16 } from "./barriers.js";
 import type { ChainBatch } from "./chain-batch.js";
-import { VirtqueueError } from "./errors.js";
-import type { VirtqueueErrorCode } from "./errors.js";
+import { VirtqueueError, type VirtqueueErrorCode } from "./errors.js";
+import { checkRegionFits } from "./inflight-region.js";
 import { AVAIL_F_NO_INTERRUPT, DescFlag, MAX_QUEUE_SIZE, RING_ALIGN, USED_F_NO_NOTIFY, checkRingAlignment, needEvent, splitLayout } from "./layout.js";
 import type { RingAddresses, SplitLayout } from "./layout.js";
-import { mapRing, u16View, u32View } from "./ring-view.js";
-import type { RingAddressSpace } from "./ring-view.js";
+import { mapRing, type RingAddressSpace, u16View, u32View } from "./ring-view.js";
 import { IndirectTables, appendTableEntry } from "./indirect-table.js";
 import type { ChainTotals } from "./indirect-table.js";
 import type { DeviceQueue, DeviceQueueOptions } from "./device-queue.js";
@@ -113,9 +112,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     this.#maxIndirect = mi;
     this.#health = new QueueHealth(options.onBroken);
     this.#inflight = options.inflight;
-    const d = this.#inflight?.descNum ?? this.size;
-    if (d < this.size)
-      throw new VirtqueueError("BAD_QUEUE_SIZE", `queue size ${this.size} exceeds the inflight region's ${d} descriptors`, { expected: d, actual: this.size });
+    checkRegionFits(this.#inflight?.descNum, this.size);
   }
 
   /** The guest memory in use (what {@link readChain} / {@link writeChain} should be given). */

@@ -66,11 +66,6 @@ export class PackedAvailWalker {
   readonly #totals: ChainTotals = { readable: 0, writable: 0, seenWrite: false };
   /** Chains of the current pop whose IDs are marked, set when it throws (rolled back then). */
   #marked = 0;
-  /** {@link #walkList}'s results: ring descriptors, last word, the position after the list. */
-  #listCount = 0;
-  #listWord = 0;
-  #listNext = 0;
-  #listNextWrap = 0;
 
   constructor(options: PackedAvailOptions, memory: GuestMemory, sink: GuestErrorSink) {
     this.#o = options;
@@ -150,10 +145,7 @@ export class PackedAvailWalker {
       let nextWrap = wrap;
       if ((f & (F_NEXT | F_INDIRECT)) === 0) {
         // A list of one direct descriptor (the common case), in a straight line.
-        if (consumed >= room) {
-          this.#marked = k;
-          throw this.#overrun(pos, pos, room, consumed + 1);
-        }
+        if (consumed >= room) throw this.#overrun(k, pos, pos, room, consumed + 1);
         const w = pos << 2;
         const len = (d32[w + 2] as number) >>> 0;
         const alo = d32[w] as number;
@@ -176,15 +168,70 @@ export class PackedAvailWalker {
           nextWrap ^= 1;
         }
       } else {
-        this.#marked = k;
-        p = this.#walkList(batch, pos, wrap, head, p, consumed, room);
-        flat = batch.descs;
-        count = this.#listCount;
-        word = this.#listWord;
-        rbytes = this.#totals.readable;
-        wbytes = this.#totals.writable;
-        next = this.#listNext;
-        nextWrap = this.#listNextWrap;
+        // A NEXT-linked list or one INDIRECT descriptor: the general walk, bounded by `room`.
+        const strict = this.#o.requireReadableFirst;
+        let q = pos;
+        let qw = wrap;
+        let fl = f;
+        let seenWrite = false;
+        count = 0;
+        for (;;) {
+          if (consumed + ++count > room) {
+            if (count > size) throw this.#guestAt(k, "CHAIN_TOO_LONG", `list at descriptor ${pos} longer than queue size ${size}`, pos, size, count);
+            throw this.#overrun(k, pos, q, room, consumed + count);
+          }
+          const w = q << 2;
+          if (count > 1) {
+            word = d32[w + 3] as number;
+            fl = word >>> 16;
+            if (((fl >>> 7) & 1) !== qw || fl >>> 15 === qw)
+              throw this.#guestAt(k, "BAD_WRAP", `descriptor ${q} in the list at ${pos}: flags 0x${fl.toString(16)} not available in lap ${qw}`, q, qw, fl);
+          }
+          if ((fl & F_INDIRECT) !== 0) {
+            if (!this.#o.indirect) throw this.#guestAt(k, "INDIRECT_NOT_NEGOTIATED", `descriptor ${q} is INDIRECT but VIRTIO_F_INDIRECT_DESC is off`, q);
+            if ((fl & F_NEXT) !== 0 || count > 1) throw this.#guestAt(k, "INDIRECT_WITH_NEXT", `descriptor ${q}: INDIRECT in a NEXT-linked list`, q);
+            this.#marked = k; // the table's checks throw through the sink
+            p = this.#walkIndirect(batch, q, p);
+            flat = batch.descs;
+            rbytes = this.#totals.readable;
+            wbytes = this.#totals.writable;
+            break;
+          }
+          const len = (d32[w + 2] as number) >>> 0;
+          const alo = d32[w] as number;
+          const ahi = d32[w + 1] as number;
+          if (len === 0) throw this.#guestAt(k, "ZERO_LENGTH", `descriptor ${q} has length 0`, q);
+          if (ahi === -1 && (alo >>> 0) + len > TWO32) throw this.#guestAt(k, "ADDRESS_WRAP", `descriptor ${q}: addr + ${len} wraps past 2^64`, q);
+          if (p >= flat.length) {
+            batch.grow((p >>> 2) + 1);
+            flat = batch.descs;
+          }
+          flat[p] = alo;
+          flat[p + 1] = ahi;
+          flat[p + 2] = len;
+          flat[p + 3] = fl & F_WRITE;
+          p += 4;
+          if ((fl & F_WRITE) !== 0) {
+            wbytes += len;
+            seenWrite = true;
+          } else {
+            if (seenWrite && strict) throw this.#guestAt(k, "BAD_ORDER", `descriptor ${q}: device-readable after device-writable in the list at ${pos}`, q);
+            rbytes += len;
+          }
+          if ((fl & F_NEXT) === 0) break; // the buffer ID is the last descriptor's
+          if (++q === size) {
+            q = 0;
+            qw ^= 1;
+          }
+        }
+        if (rbytes + wbytes > TWO32)
+          throw this.#guestAt(k, "CHAIN_TOO_LONG", `list at descriptor ${pos} holds ${rbytes + wbytes} bytes (> 2^32)`, pos, TWO32, rbytes + wbytes);
+        next = q + 1;
+        nextWrap = qw;
+        if (next === size) {
+          next = 0;
+          nextWrap ^= 1;
+        }
       }
       const id = word & 0xffff;
       if (id >= size) throw this.#guestAt(k, "BAD_BUFFER_ID", `list at descriptor ${pos}: buffer id ${id} >= queue size ${size}`, pos, size, id);
@@ -207,87 +254,8 @@ export class PackedAvailWalker {
     return k;
   }
 
-  #overrun(pos: number, q: number, room: number, needed: number): VirtqueueError {
-    return this.#guest("AVAIL_OVERRUN", `list at descriptor ${pos} reaches descriptor ${q}, which the device still holds (${room} free)`, q, room, needed);
-  }
-
-  /**
-   * Walks a list of several descriptors (NEXT-linked) or one INDIRECT descriptor from ring offset
-   * `pos` (lap `wrap`, head word `head` already acquire-loaded), appending its descriptors to the
-   * batch from word `p`; returns the new `p`. The list's ring descriptors, last word and the
-   * position after it go to `#listCount`, `#listWord`, `#listNext` / `#listNextWrap`, its byte
-   * totals to `#totals`. Bounded by `room - consumed` ring descriptors.
-   */
-  #walkList(batch: ChainBatch, pos: number, wrap: number, head: number, p: number, consumed: number, room: number): number {
-    const d32 = this.desc32;
-    const size = this.#o.size;
-    const strict = this.#o.requireReadableFirst;
-    let w3 = head;
-    let f = head >>> 16;
-    let q = pos;
-    let qw = wrap;
-    let count = 0;
-    let rbytes = 0;
-    let wbytes = 0;
-    let seenWrite = false;
-    for (;;) {
-      if (consumed + ++count > room) {
-        if (count > size) throw this.#guest("CHAIN_TOO_LONG", `list at descriptor ${pos} longer than queue size ${size}`, pos, size, count);
-        throw this.#overrun(pos, q, room, consumed + count);
-      }
-      const w = q << 2;
-      if (count > 1) {
-        w3 = d32[w + 3] as number;
-        f = w3 >>> 16;
-        if (((f >>> 7) & 1) !== qw || f >>> 15 === qw)
-          throw this.#guest("BAD_WRAP", `descriptor ${q} in the list at ${pos}: flags 0x${f.toString(16)} not available in lap ${qw}`, q, qw, f);
-      }
-      if ((f & F_INDIRECT) !== 0) {
-        if (!this.#o.indirect) throw this.#guest("INDIRECT_NOT_NEGOTIATED", `descriptor ${q} is INDIRECT but VIRTIO_F_INDIRECT_DESC is off`, q);
-        if ((f & F_NEXT) !== 0 || count > 1) throw this.#guest("INDIRECT_WITH_NEXT", `descriptor ${q}: INDIRECT in a NEXT-linked list`, q);
-        p = this.#walkIndirect(batch, q, p);
-        rbytes = this.#totals.readable;
-        wbytes = this.#totals.writable;
-        break;
-      }
-      const len = (d32[w + 2] as number) >>> 0;
-      const alo = d32[w] as number;
-      const ahi = d32[w + 1] as number;
-      if (len === 0) throw this.#guest("ZERO_LENGTH", `descriptor ${q} has length 0`, q);
-      if (ahi === -1 && (alo >>> 0) + len > TWO32) throw this.#guest("ADDRESS_WRAP", `descriptor ${q}: addr + ${len} wraps past 2^64`, q);
-      if (p >= batch.descs.length) batch.grow((p >>> 2) + 1);
-      const flat = batch.descs;
-      flat[p] = alo;
-      flat[p + 1] = ahi;
-      flat[p + 2] = len;
-      flat[p + 3] = f & F_WRITE;
-      p += 4;
-      if ((f & F_WRITE) !== 0) {
-        wbytes += len;
-        seenWrite = true;
-      } else {
-        if (seenWrite && strict) throw this.#guest("BAD_ORDER", `descriptor ${q}: device-readable after device-writable in the list at ${pos}`, q);
-        rbytes += len;
-      }
-      if ((f & F_NEXT) === 0) break; // the buffer ID is the last descriptor's
-      if (++q === size) {
-        q = 0;
-        qw ^= 1;
-      }
-    }
-    if (rbytes + wbytes > TWO32)
-      throw this.#guest("CHAIN_TOO_LONG", `list at descriptor ${pos} holds ${rbytes + wbytes} bytes (> 2^32)`, pos, TWO32, rbytes + wbytes);
-    if (++q === size) {
-      q = 0;
-      qw ^= 1;
-    }
-    this.#listCount = count;
-    this.#listWord = w3;
-    this.#listNext = q;
-    this.#listNextWrap = qw;
-    this.#totals.readable = rbytes;
-    this.#totals.writable = wbytes;
-    return p;
+  #overrun(k: number, pos: number, q: number, room: number, needed: number): VirtqueueError {
+    return this.#guestAt(k, "AVAIL_OVERRUN", `list at descriptor ${pos} reaches descriptor ${q}, which the device still holds (${room} free)`, q, room, needed);
   }
 
   /**

@@ -108,7 +108,15 @@ export class Harness {
     const w = respLen > 0 ? [{ addr: this.alloc(respLen), len: respLen }] : [];
     ring.driver.add(r, w, 1);
     ring.driver.publish();
-    const ctx: QueueContext = { index, queue: ring.queue, memory: this.memory, notify: () => void ring.queue.publishUsed() };
+    const ctx: QueueContext = {
+      index,
+      queue: ring.queue,
+      memory: this.memory,
+      notify: () => void ring.queue.publishUsed(),
+      fail: (error) => {
+        throw error; // the GPU device never breaks a queue itself; a test would see this
+      },
+    };
     await this.device.processQueue(ctx);
     ring.queue.publishUsed();
     const used = ring.driver.collectUsed();

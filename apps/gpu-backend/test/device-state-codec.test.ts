@@ -107,7 +107,10 @@ test("saveState then loadState into a fresh device: the same resources, scanout 
     const map = b.client.calls.find((c) => c.kind === "map");
     assert.ok(map?.kind === "map" && map.args.shmOffset === 0x20000n && map.args.len === 0x1000n * BigInt(Math.ceil((W * H * 4) / 4096)));
     const r2 = sb.resources.get(2);
-    assert.ok(r2?.kind === "blob" && r2.mapping?.restore === undefined && r2.mapping.offset === 0x20000n, "mapped, no longer pending");
+    assert.ok(
+      r2?.kind === "blob" && r2.mapping !== undefined && r2.mapping.restore === undefined && r2.mapping.offset === 0x20000n,
+      "mapped, no longer pending",
+    );
     await ok(b, encode.mapBlob(2, 0x100000n), Resp.ERR_INVALID_PARAMETER); // already mapped
   } finally {
     a[Symbol.dispose]();

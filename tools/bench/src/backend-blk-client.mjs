@@ -1,8 +1,8 @@
 // Client side of the back-end benchmark; runtime-neutral. Connects the vhostkit front-end to a
 // vhost-user-blk back-end and reads 4 KiB blocks at a given queue depth; prints IOPS.
 //   backend-blk-client.mjs <socket> <queue-depth> <requests> [inflight-on|inflight-off|log-pairs] [split|packed] [pairs] [device-pid]
-// inflight-on/off: the rings are split and INFLIGHT_SHMFD is acknowledged (on) or not (off): the
-// inflight benchmark compares the back-end's tracking cost. log-pairs: LOG_SHMFD is acknowledged, the
+// inflight-on/off: INFLIGHT_SHMFD is acknowledged (on) or not (off), on the ring layout the fifth
+// argument names (split when absent): the inflight benchmark compares the back-end's tracking cost. log-pairs: LOG_SHMFD is acknowledged, the
 // rings are of the layout the fifth argument names, and <pairs> back-to-back pairs of <requests>
 // reads run on the one connection, one with dirty page logging on (Device.startDirtyLog before it,
 // the log read and stopDirtyLog after, all outside the timing) and one off, the order alternating;
@@ -20,7 +20,7 @@ const inflight =
     ? {}
     : logging
       ? { dirtyLog: true, packedRing: layout === "packed" }
-      : { packedRing: false, protocolFeatures: SUPPORTED_PROTOCOL_FEATURES | (mode === "inflight-on" ? ProtocolFeature.INFLIGHT_SHMFD : 0n) };
+      : { packedRing: layout === "packed", protocolFeatures: SUPPORTED_PROTOCOL_FEATURES | (mode === "inflight-on" ? ProtocolFeature.INFLIGHT_SHMFD : 0n) };
 const qd = Number(qdArg);
 const n = Number(nArg);
 const guest = new Guest({ ramSize: 64n << 20n });
@@ -28,6 +28,7 @@ const device = await guest.addDevice({ socketPath, retry: { attempts: 100, delay
 if (mode !== undefined && !logging && ((device.info.ackedProtocolFeatures & ProtocolFeature.INFLIGHT_SHMFD) !== 0n) !== (mode === "inflight-on"))
   throw new Error(`INFLIGHT_SHMFD not ${mode}`);
 const blk = await BlkDriver.attach(device, { queueSize: 128 });
+if (mode !== undefined && blk.queue.packed !== (layout === "packed")) throw new Error(`ring layout not ${layout ?? "split"}`);
 const sectors = 8192n; // read within the first 4 MiB
 async function run(count) {
   let next = 0;

@@ -1,6 +1,6 @@
 /**
- * The views both inflight region layouts (split-inflight.ts, packed-inflight.ts) keep of one
- * queue's bytes of the inflight area.
+ * What both inflight region layouts (split-inflight.ts, packed-inflight.ts) share: the views of one
+ * queue's bytes of the inflight area, and the check that a ring fits its region.
  *
  * @module
  */

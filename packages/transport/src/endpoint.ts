@@ -66,6 +66,8 @@ export interface EndpointOptions {
   readonly reactor?: Reactor;
 }
 const EMPTY = new Uint8Array(0);
+/** No fds to send (one shared array, not one per call). */
+export const NO_FD_NUMBERS: readonly number[] = Object.freeze([]);
 
 /**
  * Keep a message lent by {@link Endpoint.recvWith}: the copy {@link Endpoint.recv} makes (one buffer
@@ -103,6 +105,8 @@ export class Endpoint {
   readonly #tx: IoBlock;
   #closed = false;
   #lending = false;
+  /** The parts of a payload given as one buffer (reused; emptied again before `send` first waits). */
+  readonly #one: Uint8Array[] = [EMPTY];
   readonly #lent: { -readonly [K in keyof BorrowedMessage]: BorrowedMessage[K] } = {
     request: 0,
     flags: 0,
@@ -165,9 +169,15 @@ export class Endpoint {
    * @throws TransportError `OVERSIZE`, `TOO_MANY_FDS`, `SYSCALL` (kind `disconnected` on
    *   EPIPE/ECONNRESET; EFAULT if a part's memory is not readable), `CLOSED`.
    */
-  async send(request: number, flags: number, payload: Uint8Array | readonly Uint8Array[] = EMPTY, fds: readonly number[] = []): Promise<void> {
+  async send(request: number, flags: number, payload: Uint8Array | readonly Uint8Array[] = EMPTY, fds: readonly number[] = NO_FD_NUMBERS): Promise<void> {
     this.#check();
-    const parts = payload instanceof Uint8Array ? [payload] : payload;
+    // A lone buffer goes in a reused one-element array: no allocation per message.
+    const one = this.#one;
+    let parts: readonly Uint8Array[];
+    if (payload instanceof Uint8Array) {
+      one[0] = payload;
+      parts = one;
+    } else parts = payload;
     let size = 0;
     for (const p of parts) size += p.length;
     if (size > this.#maxPayload) {
@@ -198,17 +208,18 @@ export class Endpoint {
       setU64(v, CMSG, cmsgLen(4 * fds.length));
       v.setInt32(CMSG + 8, SOL_SOCKET, true);
       v.setInt32(CMSG + 12, SCM_RIGHTS, true);
-      fds.forEach((fd, i) => v.setInt32(CMSG + CMSG_HDR + 4 * i, fd, true));
+      for (let i = 0; i < fds.length; i++) v.setInt32(CMSG + CMSG_HDR + 4 * i, fds[i]!, true);
     }
     // Every part has its place in the send buffer; short ones are copied there now, long ones
     // (up to MAX_IOV - 1 of them) are gathered by the kernel from their own memory.
     const gathered = this.#prepareGathered(parts, control);
     const first = this.#sendOnce(request);
     let sent = first === AGAIN ? 0 : first;
-    if (sent === total) return;
     // Partial write or EAGAIN: copy what the gather skipped, synchronously, before the first await
     // (a part may be a view of guest memory that is gone by the time the socket drains).
-    if (gathered !== 0) this.#copyGathered(parts, gathered);
+    if (sent !== total && gathered !== 0) this.#copyGathered(parts, gathered);
+    one[0] = EMPTY;
+    if (sent === total) return;
     if (sent > 0) control = 0;
     while (sent < total) {
       tx.prepare(sent, total - sent, control);

@@ -1,5 +1,5 @@
 import { HeaderFlag } from "@vhostkit/wire";
-import { copyMessage, type BorrowedMessage, type Endpoint, type PayloadTail, type ReceivedMessage } from "./endpoint.js";
+import { copyMessage, NO_FD_NUMBERS, type BorrowedMessage, type Endpoint, type PayloadTail, type ReceivedMessage } from "./endpoint.js";
 import { TransportError } from "./transport-error.js";
 
 /** Per-request options of {@link RequestChannel.request}. */
@@ -152,7 +152,7 @@ export class RequestChannel {
     this.#busy = true;
     let takeThrew = false;
     try {
-      await this.#ep.send(request, flags, payload, options.fds ?? []);
+      await this.#ep.send(request, flags, payload, options.fds ?? NO_FD_NUMBERS);
       if (take === undefined) return undefined;
       this.#startDeadline(request, options.timeoutMs ?? this.#timeoutMs);
       return await this.#ep.recvWith((reply) => {
@@ -235,7 +235,7 @@ export class RequestChannel {
  * @param fds - borrowed, attached to the header.
  * @throws TransportError as {@link Endpoint.send}.
  */
-export function sendReply(endpoint: Endpoint, request: number, payload: Payload, fds: readonly number[] = []): Promise<void> {
+export function sendReply(endpoint: Endpoint, request: number, payload: Payload, fds: readonly number[] = NO_FD_NUMBERS): Promise<void> {
   return endpoint.send(request, REPLY_FLAGS, payload, fds);
 }
 

@@ -39,12 +39,19 @@ async function startDevice(script: string, args: readonly string[]): Promise<{ s
   return { socket, proc };
 }
 
-/** The example device's last "stats {...}" line, after SIGTERM. */
-async function finalStats(proc: LineProcess): Promise<{ received: number; sent: number }> {
+interface DeviceStats {
+  readonly received: number;
+  readonly sent: number;
+  readonly activePairs: number;
+  readonly receivedByPair: number[];
+}
+
+/** The example device's last "stats {...}" line, after SIGTERM (its earlier lines: `proc.lines`). */
+async function finalStats(proc: LineProcess): Promise<DeviceStats> {
   await proc.stop();
   const line = proc.lines.filter((l) => l.startsWith("stats ")).at(-1);
   assert.ok(line !== undefined, `no stats line in ${proc.lines.join("\n")}`);
-  return JSON.parse(line.slice(6)) as { received: number; sent: number };
+  return JSON.parse(line.slice(6)) as DeviceStats;
 }
 
 /** Sum of big-endian 16-bit words, folded. */
@@ -122,6 +129,25 @@ describe("vhost-user-device net against the example virtio-net device", { timeou
     assert.equal(s.txFrames, s.sent);
     const stats = await finalStats(dev.proc);
     assert.equal(stats.received, s.sent);
+    assert.ok(stats.receivedByPair.length === 2 && stats.receivedByPair.every((n) => n > 0), `both transmit queues carried frames: ${stats.receivedByPair}`);
+    // While connected (a stats line each second; the reset on disconnect puts it back to 1).
+    const during = dev.proc.lines.filter((l) => l.startsWith("stats ")).map((l) => (JSON.parse(l.slice(6)) as DeviceStats).activePairs);
+    assert.ok(during.includes(2), `VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET 2 on the control queue: ${during}`);
+  });
+
+  test("more queue pairs than the device's max_virtqueue_pairs: NEGOTIATION before any queue starts", async () => {
+    const dev = await startDevice(NET_DEVICE, ["--mode", "reflect", "--pairs", "2"]);
+    const guest = new Guest();
+    try {
+      const device = await guest.addDevice({ socketPath: dev.socket });
+      await assert.rejects(
+        NetDriver.attach(device, { queuePairs: 3 }),
+        (e: unknown) => isFrontendError(e) && e.code === "NEGOTIATION" && /3 queue pairs, the device has 2/.test(e.message),
+      );
+      assert.equal(device.ackedFeatures, undefined, "nothing was set up");
+    } finally {
+      await guest.close();
+    }
   });
 
   test("sink counts exactly the frames the device generated (not ours: foreign, none corrupt)", async () => {

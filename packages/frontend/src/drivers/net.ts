@@ -112,9 +112,9 @@ export class NetDriver {
   }
 
   /**
-   * Negotiates (VERSION_1, MRG_RXBUF, MAC, STATUS when offered; MQ and CTRL_VQ for more than one
-   * pair), starts the queues, posts the receive buffers and, with a control queue, sets the number
-   * of queue pairs (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET).
+   * Negotiates (VERSION_1; MRG_RXBUF, MAC, STATUS and MQ when offered; CTRL_VQ with MQ when the
+   * device has a queue after its last pair), starts the queues, posts the receive buffers and, with
+   * a control queue, sets the number of queue pairs (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET).
    * @throws FrontendError `BAD_ARGUMENT`, `NEGOTIATION` (more pairs than the device has),
    *   `REFUSED` (the device did not ack the pair count), and the codes of {@link Device.start}.
    */
@@ -138,12 +138,8 @@ export class NetDriver {
     if (!Number.isInteger(o.rxBufferSize) || o.rxBufferSize < minRx || o.rxBufferSize > 65536)
       throw new FrontendError("BAD_ARGUMENT", `virtio-net: receive buffers of ${o.rxBufferSize} bytes (${minRx} to 65536)`, { actual: o.rxBufferSize });
     let ctrl: number | undefined;
-    if (pairs > 1) {
-      if ((offered & NetFeature.MQ) === 0n)
-        throw new FrontendError("NEGOTIATION", `virtio-net: ${pairs} queue pairs, but the device does not offer MQ`, {
-          request: "GET_FEATURES",
-          actual: offered,
-        });
+    if ((offered & NetFeature.MQ) !== 0n) {
+      // MQ whenever offered (one pair to start, like a guest driver); the pair count is set below.
       features |= NetFeature.MQ;
       const max = decodeNetConfig(device.info.config, features).maxQueuePairs ?? Math.floor(device.info.queueNum / 2);
       if (pairs > max) throw new FrontendError("NEGOTIATION", `virtio-net: ${pairs} queue pairs, the device has ${max}`, { expected: pairs, actual: max });
@@ -153,7 +149,11 @@ export class NetDriver {
         features |= NetFeature.CTRL_VQ;
         ctrl = 2 * max;
       }
-    }
+    } else if (pairs > 1)
+      throw new FrontendError("NEGOTIATION", `virtio-net: ${pairs} queue pairs, but the device does not offer MQ`, {
+        request: "GET_FEATURES",
+        actual: offered,
+      });
     const indices = Array.from({ length: 2 * pairs }, (_, i) => i);
     const queues = await device.start({ queues: ctrl === undefined ? indices : [...indices, ctrl], queueSize: o.queueSize, features });
     const acked = device.ackedFeatures ?? features;

@@ -13,7 +13,21 @@ import { resolve } from "node:path";
 import { QUICK, beginBenchmark, recorded, root, type TableRecord } from "./harness.js";
 
 /** The benchmarks, in the order they run. */
-export const BENCHMARKS = ["wire", "transport", "regions", "virtqueue", "backend", "inflight", "dirtylog", "fallback", "trace", "ffi", "scale", "net"] as const;
+export const BENCHMARKS = [
+  "wire",
+  "transport",
+  "regions",
+  "virtqueue",
+  "backend",
+  "inflight",
+  "dirtylog",
+  "fallback",
+  "trace",
+  "ffi",
+  "scale",
+  "net",
+  "netdev",
+] as const;
 
 /** What `--json` writes. */
 export interface BenchReport {

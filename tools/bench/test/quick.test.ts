@@ -16,7 +16,21 @@ import { fileURLToPath } from "node:url";
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 const BUN = "bun" in process.versions ? process.execPath : join(ROOT, "node_modules/.bin/bun");
 /** Each benchmark, in the order run, with the number of tables it prints. */
-const TABLES: Record<string, number> = { wire: 1, transport: 2, regions: 1, virtqueue: 1, backend: 1, inflight: 1, dirtylog: 2, fallback: 3, trace: 1, ffi: 1, scale: 3, net: 1 };
+const TABLES: Record<string, number> = {
+  wire: 1,
+  transport: 2,
+  regions: 1,
+  virtqueue: 1,
+  backend: 1,
+  inflight: 1,
+  dirtylog: 2,
+  fallback: 3,
+  trace: 1,
+  ffi: 1,
+  scale: 3,
+  net: 1,
+  netdev: 1,
+};
 
 test("bench --quick runs every benchmark, prints each table and writes them all with --json", () => {
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-bench-quick-"));

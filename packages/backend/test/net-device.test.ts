@@ -25,9 +25,11 @@ const QUEUE = 16;
 const QUEUES = 5; // two pairs and the control queue
 
 let dev: DeviceProcess;
+let baselineFds = 0;
 before(async () => {
   dev = new DeviceProcess(NET_DEVICE, ["--mode", "reflect", "--pairs", "2", "--events"]);
   await dev.line("listening");
+  baselineFds = dev.fdCount();
 });
 after(async () => {
   if (dev.stderr.length > 0) process.stderr.write(`device stderr:\n${dev.stderr.join("")}`);
@@ -227,5 +229,20 @@ describe("virtio-net device, DPDK virtio_user's order", () => {
     const got = await read(p, rx!, 112);
     assert.equal(got[10], 1, "num_buffers is 1 without MRG_RXBUF");
     assert.deepEqual(got.subarray(12), swapped(f));
+
+    // A transmit chain longer than any frame (no GSO offered) breaks that transmitq.
+    const tooLong = dev.next("event queue-broken 3 ");
+    const at = await p.buffer(70_000);
+    p.rings[3]!.driver.add([{ addr: p.va(at), len: 70_000 }], []);
+    p.rings[3]!.driver.publish();
+    p.rings[3]!.kick.signal();
+    assert.match(await tooLong, /NET_CHAIN_TOO_LONG/);
+  });
+
+  test("after the front-ends left, the device process holds no more fds than before them", { timeout: 20000 }, async () => {
+    // Both connections reported their end (the count is checked and the wait registered in one tick).
+    while (dev.lines.filter((l) => l.startsWith("event disconnected")).length < 2) await dev.next("event disconnected");
+    assert.equal(dev.fdCount(), baselineFds);
+    assert.equal(dev.child.exitCode, null, "still serving");
   });
 });

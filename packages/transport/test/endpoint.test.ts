@@ -116,6 +116,21 @@ describe("Endpoint", () => {
     ]);
   });
 
+  test("a peer that sends its last frame and hangs up at once: the frame, then EOF (no wait for an edge that never comes)", async (t) => {
+    for (const waitingFirst of [false, true]) {
+      const [x, y] = socketPair();
+      const [b] = closeAfter(t, new Endpoint(y));
+      // Waiting first: the frame and the hang-up reach the reactor as one event, which wakes the
+      // reader for the frame; the short read that takes it must not be trusted to mean "wait".
+      const first = waitingFirst ? b.recv() : undefined;
+      rawWrite(x.fd, frame(9, 1, Uint8Array.of(7, 7)));
+      x.close();
+      const m = await (first ?? b.recv());
+      assert.deepEqual([m.request, [...m.payload]], [9, [7, 7]]);
+      await expectCode(b.recv(), "EOF", "disconnected");
+    }
+  });
+
   test("a frame split anywhere is reassembled, with the next frame read ahead behind it", async (t) => {
     const [x, y] = socketPair();
     const [, b] = closeAfter(t, x, new Endpoint(y));

@@ -32,6 +32,7 @@ import {
 import { isVhostUserError, MAX_VRING_SIZE, VirtioFeature, VRING_F_LOG } from "@vhostkit/wire";
 import type { DeviceBackend, QueueContext } from "./device-backend.js";
 import { protocolError } from "./errors.js";
+import { adaptPollMicros, defaultRingPollMicros, pollRing } from "./ring-poll.js";
 import { checkRingAlignment, checkRingSize, freshRingBase, guestAddressOfUser, isPackedLayout, packedQueue, ringBase } from "./ring-layout.js";
 
 /** Options of a {@link RingRunner}. */
@@ -57,6 +58,11 @@ export interface RingRunnerOptions {
   readonly inflight?: (index: number) => SplitInflight | PackedInflight | undefined;
   /** Ring `index` started with inflight tracking; `resubmitted` chains were left in flight by an earlier back-end. */
   readonly onInflight?: (index: number, resubmitted: number) => void;
+  /**
+   * How long, in microseconds, a ring is polled after a handler run before notifications are enabled
+   * again (`ring-poll.ts`; 0: never). Default `VHOSTKIT_RING_POLL_US`, else 50.
+   */
+  readonly pollMicros?: number;
 }
 
 /** One vring: what the front-end configured, and where its handler stands. Only the runner touches it. */
@@ -88,9 +94,12 @@ class Vring {
   waitingForMemory = false;
   /** The device reported a guest error in this ring's buffers (`QueueContext.fail`): broken until the ring restarts. */
   failedBy: unknown;
+  /** The current polling window (µs), adapted between runs (`ring-poll.ts`). */
+  pollMicros: number;
 
-  constructor(index: number) {
+  constructor(index: number, pollMicros: number) {
     this.index = index;
+    this.pollMicros = pollMicros;
   }
 
   get started(): boolean {
@@ -129,12 +138,16 @@ export class RingRunner {
   /** Dirty page logging (docs/protocol.md#dirty-page-logging): on while LOG_ALL is acknowledged and a log is mapped. */
   #log: DirtyLogger | undefined;
 
+  /** The longest polling window after a handler run (µs). */
+  readonly #pollMicros: number;
+
   /** @param options - the device, the memory table and the reports. */
   constructor(options: RingRunnerOptions) {
     this.#options = options;
+    this.#pollMicros = options.pollMicros ?? defaultRingPollMicros();
     this.#device = options.device;
     this.#memory = options.memory;
-    this.#vrings = Array.from({ length: options.device.queueCount }, (_, i) => new Vring(i));
+    this.#vrings = Array.from({ length: options.device.queueCount }, (_, i) => new Vring(i, this.#pollMicros));
   }
 
   /** Number of rings (the device's queue count). */
@@ -518,7 +531,12 @@ export class RingRunner {
           const more = await this.#device.processQueue(ctx);
           ctx.notify();
           if (more === false) break; // the device paces this queue itself (a receive queue)
-          if (v.queue !== q || v.failedBy !== undefined || this.#draining || !q.enableNotification()) break;
+          if (!this.#keepOn(v, q)) break;
+          // Notifications stay off while the ring is polled: a driver that submits again soon costs no kick.
+          const found = await pollRing(q, v.pollMicros, () => this.#keepOn(v, q));
+          v.pollMicros = adaptPollMicros(v.pollMicros, found, this.#pollMicros);
+          if (found) continue;
+          if (!this.#keepOn(v, q) || !q.enableNotification()) break;
         }
       } while (v.kickedWhileBusy && v.started && v.enabled && !this.#draining);
     } catch (err) {
@@ -537,6 +555,11 @@ export class RingRunner {
         for (const r of idle) r();
       }
     }
+  }
+
+  /** Whether the run of `v` on `q` may go on (poll, enable notifications, pop again). */
+  #keepOn(v: Vring, q: DeviceQueue): boolean {
+    return v.queue === q && q.brokenBy === undefined && v.failedBy === undefined && !v.waitingForMemory && !this.#draining && !this.#closed;
   }
 
   #queueBroken(v: Vring, err: unknown): void {

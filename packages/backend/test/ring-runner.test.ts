@@ -7,6 +7,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { VRING_F_LOG, isVhostUserError } from "@vhostkit/wire";
+import { guestAddress } from "@vhostkit/regions";
+import { adaptPollMicros } from "../src/ring-poll.js";
 import { deferred, FEATURES, refused, rig } from "./helpers/ring-rig.js";
 
 test("a kick runs the handler; the driver gets its used buffer and a call", { timeout: 10000 }, async () => {
@@ -209,4 +211,61 @@ test("a ring closed under its running handler ends the run quietly", { timeout: 
   } finally {
     await r.dispose();
   }
+});
+
+for (const packed of [false, true]) {
+  const layout = packed ? "packed" : "split";
+  test(`${layout}: after a run the ring is polled with notifications off; a request published meanwhile is served without a kick`, {
+    timeout: 10000,
+  }, async () => {
+    const r = rig({ packed, pollMicros: 60_000_000 }); // a minute: the test ends it by closing the runner
+    try {
+      const { driver, call } = r.start(0); // nothing queued: the first run polls
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(r.device.state.runs, 1);
+      await r.ram.write(guestAddress(0x10000n), new TextEncoder().encode("poll"));
+      driver.add([{ addr: 0x10000n, len: 4 }], [{ addr: 0x10080n, len: 4 }]);
+      assert.equal(driver.publish(), false, "the device asked not to be kicked while it polls");
+      await call.wait(); // no kick was sent
+      assert.deepEqual(
+        driver.collectUsed().map((u) => u.len),
+        [4],
+      );
+      assert.equal(r.device.state.runs, 2);
+      const out = new Uint8Array(4);
+      await r.ram.read(guestAddress(0x10080n), out);
+      assert.equal(new TextDecoder().decode(out), "llop");
+    } finally {
+      await r.dispose(); // returns only if closing the runner ends the minute-long poll
+    }
+  });
+}
+
+test("polling off, or once the window has passed: notifications are on again and the run is over", { timeout: 10000 }, async () => {
+  for (const pollMicros of [0, 1000]) {
+    const r = rig({ pollMicros });
+    try {
+      const { driver, kick, call } = r.start(0);
+      await r.runner.quiesce(); // the first run, its poll included, is over
+      await r.ram.write(guestAddress(0x10000n), new TextEncoder().encode("kick"));
+      driver.add([{ addr: 0x10000n, len: 4 }], [{ addr: 0x10080n, len: 4 }]);
+      assert.equal(driver.publish(), true, `pollMicros ${pollMicros}: the device waits for a kick`);
+      kick.signal();
+      await call.wait();
+      assert.deepEqual(
+        driver.collectUsed().map((u) => u.len),
+        [4],
+      );
+    } finally {
+      await r.dispose();
+    }
+  }
+});
+
+test("the polling window adapts: doubled after a hit up to the maximum, halved after a miss down to an eighth of it", () => {
+  assert.equal(adaptPollMicros(50, true, 50), 50);
+  assert.equal(adaptPollMicros(12.5, true, 50), 25);
+  assert.equal(adaptPollMicros(50, false, 50), 25);
+  assert.equal(adaptPollMicros(6.25, false, 50), 6.25);
+  assert.equal(adaptPollMicros(0, true, 0), 0);
 });

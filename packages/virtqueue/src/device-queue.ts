@@ -46,6 +46,11 @@ export interface DeviceQueue {
   pushUsed(batch: ChainBatch, lens?: ArrayLike<number>): void;
   /** Publishes queued used elements; returns whether the driver must be notified. */
   publishUsed(): boolean;
+  /**
+   * True when the driver may have made a chain available since the last `pop` (one acquire load; `pop`
+   * validates it): what a device polls while notifications are off.
+   */
+  hasAvailable(): boolean;
   /** Re-enables driver notifications; returns true when chains are already available. */
   enableNotification(): boolean;
   /** Asks the driver not to notify (a hint). */

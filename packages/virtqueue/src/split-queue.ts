@@ -248,6 +248,14 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     return pending + this.#resubmit.length - this.#resubmitted;
   }
 
+  /**
+   * True when chains are available ({@link available} is not 0): the device's polling check.
+   * @throws VirtqueueError `NOT_STARTED`, `BROKEN`, `AVAIL_OVERRUN` (guest).
+   */
+  hasAvailable(): boolean {
+    return this.available() !== 0;
+  }
+
   #overrun(pending: number): VirtqueueError {
     return this.#guest("AVAIL_OVERRUN", `avail.idx moved ${pending} entries past ${this.#nextAvail}, queue size ${this.size}`, 2, this.size, pending);
   }

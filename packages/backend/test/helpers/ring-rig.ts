@@ -53,9 +53,9 @@ export function reverser() {
 /**
  * The runner over 1 MiB of guest RAM; ring `i` is configured at 0x1000 * (i + 1). With `packed`
  * the driver acknowledged RING_PACKED: rings are packed (descriptor ring, driver area at +0x200,
- * device area at +0x400) and driven by a {@link PackedDriver}.
+ * device area at +0x400) and driven by a {@link PackedDriver}. `pollMicros`: the runner's polling window.
  */
-export function rig({ packed = false }: { readonly packed?: boolean } = {}) {
+export function rig({ packed = false, pollMicros }: { readonly packed?: boolean; readonly pollMicros?: number } = {}) {
   const ram = new GuestRam({ blocks: [{ guestPhysAddr: 0n, size: MiB }] });
   const block = ram.memoryTable()[0]!;
   const region = { guestPhysAddr: 0n, memorySize: MiB, userspaceAddr: block.userspaceAddr, mmapOffset: 0n };
@@ -69,6 +69,7 @@ export function rig({ packed = false }: { readonly packed?: boolean } = {}) {
     memory,
     onQueueBroken: (index, error) => events.push(`broken ${index}: ${error instanceof Error ? error.message : String(error)}`),
     onRunningChange: (running) => events.push(`running ${running}`),
+    ...(pollMicros === undefined ? {} : { pollMicros }),
   });
   const features = packed ? PACKED_FEATURES : FEATURES;
   runner.featuresAcked(features);

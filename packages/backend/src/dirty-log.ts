@@ -18,8 +18,10 @@ const MAX_LOG_BYTES = 1n << 30n;
 const PAGE = 4096n;
 
 /**
- * One mapped log bitmap. Marks only ever set bits (the front-end reads and clears them
- * concurrently, atomically); pages past the end of the log are not recorded. After
+ * One mapped log bitmap. Marks only ever set bits, each with one atomic OR on the aligned 32-bit
+ * word holding it: the front-end reads and clears the log concurrently, and QEMU hands one log to
+ * every vhost device of a VM, so other back-end processes set bits in the same bytes at the same
+ * time. Pages past the end of the log are not recorded. After
  * {@link DirtyLog.dispose} marks do nothing, so a write racing a replaced log never touches an
  * unmapped range.
  */
@@ -28,14 +30,18 @@ export class DirtyLog implements DirtyLogger {
   readonly size: number;
   readonly #addr: bigint;
   readonly #mappedLen: number;
-  #bytes: Uint8Array | undefined;
+  /** Bit number (from the page-aligned mapping start) of the log's first bit: the log's offset in the page, in bits. */
+  readonly #bit0: number;
+  #words: Int32Array | undefined;
 
   private constructor(addr: bigint, mappedLen: number, delta: number, size: number) {
     this.#addr = addr;
     this.#mappedLen = mappedLen;
     this.size = size;
-    // SAFETY: the view covers exactly the mapped bytes and is dropped before the munmap.
-    this.#bytes = new Uint8Array(nativeView(pointerAt(addr), mappedLen), delta, size);
+    this.#bit0 = delta * 8;
+    // SAFETY: the mapping starts page-aligned and spans whole pages, so the whole words over its
+    // first `mappedLen` bytes (at most 3 bytes more) are mapped; the view is dropped before the munmap.
+    this.#words = new Int32Array(nativeView(pointerAt(addr), Math.ceil(mappedLen / 4) * 4));
   }
 
   /**
@@ -61,9 +67,9 @@ export class DirtyLog implements DirtyLogger {
 
   /** Sets the bit of every page of `[gpa, gpa + len)` that the log covers. */
   mark(gpa: number | bigint, len: number): void {
-    const b = this.#bytes;
-    if (b === undefined || len <= 0) return;
-    const limit = b.length * 8;
+    const w = this.#words;
+    if (w === undefined || len <= 0) return;
+    const limit = this.size * 8;
     let first: number;
     let last: number;
     if (typeof gpa === "number") {
@@ -76,30 +82,33 @@ export class DirtyLog implements DirtyLogger {
       last = Number((gpa + BigInt(len) - 1n) / PAGE);
     }
     if (last >= limit) last = limit - 1;
-    // Page numbers reach 2^33: no 32-bit shifts on them. A plain read-modify-write of each byte, not
-    // Atomics.or: this JS thread is the log's only setter, so no mark of ours is ever lost; the
-    // front-end's atomic read-and-clear racing it can at worst find a bit it already took set again
-    // (a page sent twice). Bun 1.4.5's optimizing JIT loses Atomics.or stores to a view of native
-    // memory once a later log replaces an earlier one in the same process (the marks of a second or
-    // later connection vanished; none with the FTL JIT off or with this store).
+    // Page numbers reach 2^33: no 32-bit shifts on them. Bit n of the little-endian log (bit n % 8
+    // of byte n / 8) is bit n % 32 of 32-bit word n / 32, counted from the page-aligned start. One
+    // Atomics.or per page on an Int32Array: a plain read-modify-write could drop a bit another
+    // process set in the same byte between our read and our write (a page not migrated). Not
+    // Atomics.or on a Uint8Array view: Bun 1.4.5's optimizing JIT lost those stores to native
+    // memory in a long-running back-end (the marks of a later connection vanished,
+    // docs/protocol.md#dirty-page-logging); the word form is not affected.
+    const bit0 = this.#bit0;
     for (let page = first; page <= last; page++) {
-      const i = Math.floor(page / 8);
-      b[i] = (b[i] as number) | (1 << (page % 8));
+      const bit = bit0 + page;
+      Atomics.or(w, Math.floor(bit / 32), 1 << (bit % 32));
     }
   }
 
   /** True when the bit of the page holding `gpa` is set. */
   isMarked(gpa: number): boolean {
-    const b = this.#bytes;
+    const w = this.#words;
     const page = Math.floor(gpa / LOG_PAGE_SIZE);
-    const byte = Math.floor(page / 8);
-    return b !== undefined && byte < b.length && (((b[byte] as number) >> (page & 7)) & 1) === 1;
+    if (w === undefined || page >= this.size * 8) return false;
+    const bit = this.#bit0 + page;
+    return ((Atomics.load(w, Math.floor(bit / 32)) >>> (bit % 32)) & 1) === 1;
   }
 
   /** Unmaps the log; later marks do nothing. Idempotent. */
   dispose(): void {
-    if (this.#bytes === undefined) return;
-    this.#bytes = undefined;
+    if (this.#words === undefined) return;
+    this.#words = undefined;
     // SAFETY: the only view was dropped above; `#addr` maps `#mappedLen` bytes of ours.
     munmap(this.#addr, this.#mappedLen);
   }

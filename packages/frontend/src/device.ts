@@ -9,7 +9,7 @@ import { ProtocolFeature, VirtioFeature } from "@vhostkit/wire";
 import { callHook } from "@vhostkit/transport";
 import type { DeviceSharedMemory, GuestAddress, GuestAddressSpace, GuestRam } from "@vhostkit/regions";
 import { BackendLink } from "./backend-link.js";
-import { DirtyPageLog, ramEnd, sendDirtyLogging } from "./dirty-log.js";
+import { type DirtyLogOptions, DirtyPageLog, ramEnd, sendDirtyLogging } from "./dirty-log.js";
 import { DRIVER_FEATURE_MASK, type DeviceOptions, type StartOptions } from "./device-options.js";
 import { DriverQueue } from "./driver-queue.js";
 import { asFrontendError, FrontendError, isConnectionLost, isFrontendError } from "./errors.js";
@@ -223,14 +223,14 @@ export class Device {
 
   /**
    * Turns dirty page logging on (docs/protocol.md#dirty-page-logging): a new {@link DirtyPageLog} for guest RAM,
-   * SET_LOG_BASE with it, SET_LOG_FD, SET_FEATURES with VHOST_F_LOG_ALL, SET_VRING_ADDR with
+   * SET_LOG_BASE with it, SET_LOG_FD only with `options.sendLogFd` (QEMU never sends it), SET_FEATURES with VHOST_F_LOG_ALL, SET_VRING_ADDR with
    * VHOST_VRING_F_LOG on every started ring (and on rings started later). The caller owns the log:
    * read it with `takeDirtyPages()`, dispose it after {@link Device.stopDirtyLog} and a last read.
    * Logging does not survive a reconnect.
    * @throws FrontendError `BAD_ARGUMENT` (not started, or already logging), `NEGOTIATION` (LOG_ALL
    *   not offered, or LOG_SHMFD not acknowledged: open the device with `dirtyLog: true`), or as the requests.
    */
-  startDirtyLog(): Promise<DirtyPageLog> {
+  startDirtyLog(options: DirtyLogOptions = {}): Promise<DirtyPageLog> {
     return this.#guard(async () => {
       const features = this.#ackedFeatures;
       if (features === undefined || this.#logging)
@@ -239,7 +239,7 @@ export class Device {
         throw new FrontendError("NEGOTIATION", "dirty log: the back-end needs VHOST_F_LOG_ALL offered and LOG_SHMFD acknowledged", { request: "SET_LOG_BASE" });
       const log = DirtyPageLog.create(ramEnd(this.#host.ram));
       try {
-        await sendDirtyLogging(this.#fe, this.#host.ram, this.#queues.values(), features, log);
+        await sendDirtyLogging(this.#fe, this.#host.ram, this.#queues.values(), features, log, options.sendLogFd === true);
       } catch (err) {
         log.dispose();
         throw err;

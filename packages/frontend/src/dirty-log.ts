@@ -39,7 +39,8 @@ export function ramEnd(ram: GuestRam): bigint {
 
 /**
  * One dirty page log: a sealed memfd (`F_SEAL_SHRINK|F_SEAL_GROW`, so the back-end's mapping can
- * never fault) of {@link dirtyLogSize} bytes mapped here, and the eventfd SET_LOG_FD hands over.
+ * never fault) of {@link dirtyLogSize} bytes mapped here, and the eventfd SET_LOG_FD hands over
+ * when asked for ({@link DirtyLogOptions.sendLogFd}).
  * The back-end sets bits concurrently with atomic operations; {@link DirtyPageLog.takeDirtyPages}
  * takes them with one atomic exchange per 32-bit word, so no mark is lost between the read and
  * the clear. Owns the memfd, the mapping and the eventfd until {@link DirtyPageLog.dispose}.
@@ -47,7 +48,7 @@ export function ramEnd(ram: GuestRam): bigint {
 export class DirtyPageLog implements Disposable {
   /** Bytes of bitmap (SET_LOG_BASE's `mmap_size`). */
   readonly size: bigint;
-  /** The eventfd sent with SET_LOG_FD (a back-end may signal it after marking). */
+  /** The eventfd sent with SET_LOG_FD when {@link DirtyLogOptions.sendLogFd} is set (a back-end may signal it after marking). */
   readonly eventFd: EventFd;
   #fd: number;
   readonly #addr: bigint;
@@ -126,9 +127,19 @@ export class DirtyPageLog implements Disposable {
   }
 }
 
+/** How `Device.startDirtyLog` turns logging on. */
+export interface DirtyLogOptions {
+  /**
+   * Send SET_LOG_FD with the log's eventfd after SET_LOG_BASE. Default: off, as QEMU never sends
+   * it and some back-ends (virtiofsd 1.14) close the connection on it
+   * (docs/protocol.md#dirty-page-logging).
+   */
+  readonly sendLogFd?: boolean;
+}
+
 /**
- * Turns logging on with `log` (SET_LOG_BASE with its memfd, SET_LOG_FD with its eventfd,
- * SET_FEATURES `features | LOG_ALL`, then SET_VRING_ADDR with VHOST_VRING_F_LOG for each started
+ * Turns logging on with `log` (SET_LOG_BASE with its memfd, SET_LOG_FD with its eventfd only when
+ * `sendLogFd`, SET_FEATURES `features | LOG_ALL`, then SET_VRING_ADDR with VHOST_VRING_F_LOG for each started
  * queue, the same addresses) or off with `undefined` (SET_FEATURES `features`, SET_VRING_ADDR
  * without the flag), in QEMU's order.
  * @throws FrontendError as {@link Frontend.call} / {@link Frontend.ack}.
@@ -140,10 +151,11 @@ export async function sendDirtyLogging(
   queues: Iterable<DriverQueue>,
   features: bigint,
   log: DirtyPageLog | undefined,
+  sendLogFd = false,
 ): Promise<void> {
   if (log !== undefined) {
     await fe.call("SET_LOG_BASE", { mmapSize: log.size, mmapOffset: 0n }, [log.fd]);
-    await fe.ack("SET_LOG_FD", undefined, [log.eventFd.fd]);
+    if (sendLogFd) await fe.ack("SET_LOG_FD", undefined, [log.eventFd.fd]);
   }
   await fe.setFeatures(log === undefined ? features : features | VirtioFeature.LOG_ALL);
   for (const q of queues) await fe.setVringAddr(vringAddr(ram, q, log !== undefined));

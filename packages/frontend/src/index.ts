@@ -36,7 +36,7 @@ export type { DeviceOptions, StartOptions } from "./device-options.js";
 export type { ReconnectEvent, ReconnectPolicy } from "./reconnect.js";
 export type { DeviceInfo } from "./negotiation.js";
 export { DriverQueue } from "./driver-queue.js";
-export { DirtyPageLog, LOG_PAGE_SIZE, dirtyLogSize } from "./dirty-log.js";
+export { type DirtyLogOptions, DirtyPageLog, LOG_PAGE_SIZE, dirtyLogSize } from "./dirty-log.js";
 export type { TransferResult } from "./driver-queue.js";
 export { BlkDriver, BlkFeature, BlkRequestType, BlkStatus, SECTOR_SIZE, decodeBlkConfig } from "./drivers/blk.js";
 export type { BlkConfig } from "./drivers/blk.js";

@@ -1,7 +1,7 @@
 /**
  * Dirty page logging from the front-end (docs/protocol.md#dirty-page-logging) against the RAM blk example of
  * @vhostkit/backend in its own process, on split and packed rings: Device.startDirtyLog hands over
- * a sealed memfd log sized for guest RAM (SET_LOG_BASE, SET_LOG_FD, SET_FEATURES with LOG_ALL,
+ * a sealed memfd log sized for guest RAM (SET_LOG_BASE, SET_LOG_FD on request, SET_FEATURES with LOG_ALL,
  * SET_VRING_ADDR with the log flag); the pages the device wrote — a read's data and status byte,
  * a write's status byte, the used ring (packed: the descriptor ring and the device area) — are
  * exactly the ones marked, and nothing is marked once logging stops.
@@ -101,8 +101,8 @@ for (const packed of [false, true]) {
         const after = await request(guest, q, BlkRequestType.IN, 64n, 0x2000);
         assert.deepEqual(after.data, new Uint8Array(pattern));
         assert.deepEqual(log.takeDirtyPages(), []);
-        // On again with a fresh log: marking resumes.
-        const again = await device.startDirtyLog();
+        // On again with a fresh log, this time with SET_LOG_FD too (which the RAM blk device accepts): marking resumes.
+        const again = await device.startDirtyLog({ sendLogFd: true });
         try {
           const r = await request(guest, q, BlkRequestType.IN, 64n, 0x100);
           assert.deepEqual(again.takeDirtyPages(), union(r.dataPages, r.statusPages, ringPages(q)));

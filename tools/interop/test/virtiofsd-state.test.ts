@@ -1,7 +1,7 @@
 /**
  * Device state transfer against virtiofsd >= 1.14 (Rust, Debian unstable), which offers DEVICE_STATE
  * (docs/virtio-fs.md#migration): files opened through the vhostkit fs driver on one virtiofsd, its
- * state saved with `saveDeviceState`, loaded with `loadDeviceState` into a fresh virtiofsd on the same
+ * state saved with `saveDeviceState` while dirty page logging is on (as QEMU does it), loaded with `loadDeviceState` into a fresh virtiofsd on the same
  * shared directory, and the FUSE session continued there (`FsDriver.resume`, no second FUSE_INIT):
  * the handles opened on the first instance still read on the second. Without the state the same
  * handle is EBADF; a state virtiofsd cannot deserialize, and one naming a file that is gone, are
@@ -47,13 +47,17 @@ test("virtiofsd 1.14: state saved from one instance with files open, loaded into
   };
   const guest = new Guest();
   try {
-    const source = await guest.addDevice({ socketPath: (await start()).socket, timeoutMs: 20_000 });
+    const source = await guest.addDevice({ socketPath: (await start()).socket, timeoutMs: 20_000, dirtyLog: true });
     assert.notEqual(source.info.ackedProtocolFeatures & ProtocolFeature.DEVICE_STATE, 0n, "virtiofsd offers DEVICE_STATE");
     const fs = await FsDriver.attach(source);
     const hello = await fs.open("sub dir/hello.txt");
     const doomed = await fs.open("doomed.txt");
+    // As QEMU migrates: dirty logging on first (SET_LOG_BASE, LOG_ALL, the rings' log flag), then the state saved.
+    const log = await source.startDirtyLog();
     assert.equal(await readText(fs, hello), HELLO);
+    assert.notDeepEqual(log.takeDirtyPages(), [], "the read's reply marked");
     const state = await saveDeviceState(source); // GET_VRING_BASE x2, SET_DEVICE_STATE_FD, the pipe to EOF, CHECK_DEVICE_STATE
+    log.dispose();
     assert.ok(state.byteLength > 0);
     assert.ok(Buffer.from(state).includes("hello.txt"), "find-paths mode: the state names the open files by path");
 

@@ -26,6 +26,7 @@ import type { BackendEvent, DispatcherOptions } from "./dispatcher-options.js";
 import { BackendError, protocolError } from "./errors.js";
 import { FdReply, refusalReply, successReply } from "./reply-policy.js";
 import { Session } from "./session.js";
+import { warmUpBackend } from "./warm-up.js";
 
 /** The GET_INFLIGHT_FD answer of a back-end that gives no area: `mmap_size` 0, no fd. */
 const NO_INFLIGHT_AREA = { mmapSize: 0n, mmapOffset: 0n, numQueues: 0, queueSize: 0 } as const;
@@ -107,6 +108,10 @@ export class Dispatcher {
    */
   async run(): Promise<void> {
     let end: BackendEvent = { kind: "disconnected" };
+    // Once per process: the shared-memory paths run once on scratch sockets before the first
+    // request is read, not in a session's first SHMEM_MAP (docs/performance.md#first-shmem-request).
+    const reactor = this.#options.reactor;
+    await warmUpBackend((ep, device) => new Dispatcher(ep, device, reactor === undefined ? {} : { reactor }).run(), reactor);
     try {
       for (let served = 1; ; served++) {
         // A front-end whose next request is always already queued would otherwise keep this loop in

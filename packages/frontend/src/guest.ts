@@ -12,6 +12,7 @@ import { FrontendError } from "./errors.js";
 import { GuestAllocator } from "./guest-allocator.js";
 import { GuestSharedMemory } from "./guest-shared-memory.js";
 import { ramTable } from "./memory-table-mirror.js";
+import { warmUpFrontend } from "./warm-up.js";
 
 /** Options of a {@link Guest}. */
 export interface GuestOptions {
@@ -82,6 +83,9 @@ export class Guest {
    */
   async addDevice(options: DeviceOptions): Promise<Device> {
     if (this.#closed) throw new FrontendError("CLOSED", "guest closed");
+    // Once per process: the shared-memory paths run once on scratch sockets now, not in the first
+    // SHMEM_MAP a back-end sends (docs/performance.md#first-shmem-request).
+    await warmUpFrontend();
     const d = await Device.open(this.#host, options);
     this.#devices.add(d);
     return d;

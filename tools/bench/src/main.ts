@@ -22,6 +22,7 @@ export const BENCHMARKS = [
   "inflight",
   "dirtylog",
   "fallback",
+  "shmem",
   "trace",
   "ffi",
   "scale",

@@ -1,34 +1,38 @@
 /**
- * Ring polling (docs/performance.md#ring-polling): after a handler run the ring runner watches the
+ * Ring polling (docs/performance.md#ring-polling): after a handler run the ring runner may watch the
  * available ring itself for a short while, notifications still suppressed, before it asks the
  * driver for a kick and sleeps on the kick eventfd — as QEMU's adaptive polling of a virtqueue does.
  * A driver that submits again within the window then costs no kick (no eventfd write on its side,
  * no epoll wake-up, eventfd read or reactor hop on this one): the request is seen by a memory load.
+ * Off by default: on the 2-vCPU VM, shared with other jobs, the CPU a poll holds was worth more to
+ * the driver than the kicks it saved (docs/performance.md#ring-polling).
  * @module
  */
 import type { DeviceQueue } from "@vhostkit/virtqueue";
 
-/** Default polling window after a handler run, in microseconds (QEMU's iothreads poll up to 32 µs by default). */
-export const DEFAULT_RING_POLL_MICROS = 50;
+/** Default longest polling window after a handler run, in microseconds: 0, off (`VHOSTKIT_RING_POLL_US` sets it). */
+export const DEFAULT_RING_POLL_MICROS = 0;
 
-/**
- * The next polling window of a ring after a poll that `found` work or not: doubled (up to `max`) after
- * a hit, halved (down to `max / 8`) after a miss, so that a driver that answers within the window keeps
- * it and a slow or idle one costs little CPU per run.
- */
-export function adaptPollMicros(current: number, found: boolean, max: number): number {
-  return found ? Math.min(max, current * 2) : Math.max(max / 8, current / 2);
-}
-
-/** Longest stretch one poll holds the JavaScript thread before letting other work run (ms). */
-const POLL_SLICE_MS = 0.02;
-
-/** The polling window in microseconds: `VHOSTKIT_RING_POLL_US` when set to a number >= 0, else {@link DEFAULT_RING_POLL_MICROS}. */
+/** The longest polling window in microseconds: `VHOSTKIT_RING_POLL_US` when set to a number >= 0, else {@link DEFAULT_RING_POLL_MICROS}. */
 export function defaultRingPollMicros(): number {
   const raw = process.env["VHOSTKIT_RING_POLL_US"];
   const v = raw === undefined || raw.trim() === "" ? Number.NaN : Number(raw);
   return Number.isFinite(v) && v >= 0 ? v : DEFAULT_RING_POLL_MICROS;
 }
+
+/**
+ * The next polling window of a ring whose last poll (of `current` µs) found nothing and whose next
+ * kick came `waitedMicros` after that poll began, as QEMU adapts its polling: doubled (at least
+ * `max / 8`, at most `max`) when a window up to `max` would have caught it, halved (down to `max / 8`)
+ * when not, so a driver that answers within `max` is caught without a kick and a slow or idle one
+ * costs little CPU per run. A poll that finds work keeps its window.
+ */
+export function adaptPollMicros(current: number, waitedMicros: number, max: number): number {
+  return waitedMicros <= max ? Math.min(max, Math.max(max / 8, current * 2)) : Math.max(max / 8, current / 2);
+}
+
+/** Longest stretch one poll holds the JavaScript thread before letting other work run (ms). */
+const POLL_SLICE_MS = 0.02;
 
 /**
  * Watches `queue`'s available ring for up to `micros` µs, in slices of at most 20 µs with the event

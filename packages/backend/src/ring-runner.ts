@@ -60,7 +60,7 @@ export interface RingRunnerOptions {
   readonly onInflight?: (index: number, resubmitted: number) => void;
   /**
    * How long, in microseconds, a ring is polled after a handler run before notifications are enabled
-   * again (`ring-poll.ts`; 0: never). Default `VHOSTKIT_RING_POLL_US`, else 50.
+   * again, the window adapting below it (`ring-poll.ts`; 0: never). Default `VHOSTKIT_RING_POLL_US`, else 0.
    */
   readonly pollMicros?: number;
 }
@@ -94,8 +94,10 @@ class Vring {
   waitingForMemory = false;
   /** The device reported a guest error in this ring's buffers (`QueueContext.fail`): broken until the ring restarts. */
   failedBy: unknown;
-  /** The current polling window (µs), adapted between runs (`ring-poll.ts`). */
+  /** The current polling window (µs), adapted at each kick that follows a poll that found nothing (`ring-poll.ts`). */
   pollMicros: number;
+  /** When the last poll gave up (performance.now() ms), or -1. */
+  pollMissedAt = -1;
 
   constructor(index: number, pollMicros: number) {
     this.index = index;
@@ -484,6 +486,11 @@ export class RingRunner {
         return;
       }
       if (v.kick !== kick) return;
+      if (v.pollMissedAt >= 0) {
+        const waited = v.pollMicros + (performance.now() - v.pollMissedAt) * 1000;
+        v.pollMicros = adaptPollMicros(v.pollMicros, waited, this.#pollMicros);
+        v.pollMissedAt = -1;
+      }
       this.#schedule(v);
     }
   }
@@ -533,9 +540,10 @@ export class RingRunner {
           if (more === false) break; // the device paces this queue itself (a receive queue)
           if (!this.#keepOn(v, q)) break;
           // Notifications stay off while the ring is polled: a driver that submits again soon costs no kick.
-          const found = await pollRing(q, v.pollMicros, () => this.#keepOn(v, q));
-          v.pollMicros = adaptPollMicros(v.pollMicros, found, this.#pollMicros);
-          if (found) continue;
+          if (v.pollMicros > 0) {
+            if (await pollRing(q, v.pollMicros, () => this.#keepOn(v, q))) continue;
+            v.pollMissedAt = performance.now(); // the next kick tells whether a longer window would have caught it
+          }
           if (!this.#keepOn(v, q) || !q.enableNotification()) break;
         }
       } while (v.kickedWhileBusy && v.started && v.enabled && !this.#draining);

@@ -262,10 +262,10 @@ test("polling off, or once the window has passed: notifications are on again and
   }
 });
 
-test("the polling window adapts: doubled after a hit up to the maximum, halved after a miss down to an eighth of it", () => {
-  assert.equal(adaptPollMicros(50, true, 50), 50);
-  assert.equal(adaptPollMicros(12.5, true, 50), 25);
-  assert.equal(adaptPollMicros(50, false, 50), 25);
-  assert.equal(adaptPollMicros(6.25, false, 50), 6.25);
-  assert.equal(adaptPollMicros(0, true, 0), 0);
+test("the polling window adapts to the kick after a miss: doubled when a window up to the maximum would have caught it, else halved, within an eighth of the maximum and the maximum", () => {
+  assert.equal(adaptPollMicros(12.5, 40, 50), 25, "the kick came 40 µs after the poll began: a 50 µs window would have caught it");
+  assert.equal(adaptPollMicros(50, 50, 50), 50);
+  assert.equal(adaptPollMicros(50, 900, 50), 25, "an idle driver: the window shrinks");
+  assert.equal(adaptPollMicros(6.25, 900, 50), 6.25);
+  assert.equal(adaptPollMicros(0, 10, 0), 0, "polling off stays off");
 });

@@ -111,10 +111,10 @@ export function interleaveSamples(rounds: number, cases: Record<string, () => nu
 
 /**
  * Measure `a` against its baseline `b` in `rounds` back-to-back pairs, alternating which goes first,
- * and return both medians and the median of the per-pair ratios a ÷ b. On a VM whose speed drifts
- * between seconds, the pair ratio cancels the drift that a ratio of two medians keeps.
+ * and return both medians, the median of the per-pair ratios a ÷ b and their range (`min`, `max`). On
+ * a VM whose speed drifts between seconds, the pair ratio cancels the drift that a ratio of two medians keeps.
  */
-export function pairedRatio(rounds: number, a: () => number, b: () => number): { a: number; b: number; ratio: number } {
+export function pairedRatio(rounds: number, a: () => number, b: () => number): { a: number; b: number; ratio: number; min: number; max: number } {
   const as: number[] = [];
   const bs: number[] = [];
   const ratios: number[] = [];
@@ -132,7 +132,7 @@ export function pairedRatio(rounds: number, a: () => number, b: () => number): {
     bs.push(y);
     ratios.push(x / y);
   }
-  return { a: median(as), b: median(bs), ratio: median(ratios) };
+  return { a: median(as), b: median(bs), ratio: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) };
 }
 
 /** Print rows as an aligned table. */

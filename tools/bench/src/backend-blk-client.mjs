@@ -9,9 +9,9 @@
 // prints {"on": [IOPS...], "off": [IOPS...], "onCpu": [...], "offCpu": [...]}, the last two the CPU time
 // the device process (all its threads, /proc/<device-pid>/task/*/schedstat) spent per request, in
 // microseconds: the dirtylog benchmark.
-import { readdirSync, readFileSync } from "node:fs";
 import { BlkDriver, Guest, SUPPORTED_PROTOCOL_FEATURES } from "@vhostkit/frontend";
 import { ProtocolFeature } from "@vhostkit/wire";
+import { processCpuNs } from "./process-cpu.mjs";
 
 const [socketPath, qdArg, nArg, mode, layout, pairsArg, devicePid] = process.argv.slice(2);
 const logging = mode === "log-pairs";
@@ -49,16 +49,7 @@ async function timed(count) {
 }
 /** Nanoseconds of CPU the device process has used so far, over all its threads (0 without a pid). */
 function deviceCpuNs() {
-  if (devicePid === undefined) return 0;
-  let ns = 0;
-  for (const t of readdirSync(`/proc/${devicePid}/task`)) {
-    try {
-      ns += Number(readFileSync(`/proc/${devicePid}/task/${t}/schedstat`, "utf8").split(" ")[0]);
-    } catch {
-      // a thread that ended meanwhile
-    }
-  }
-  return ns;
+  return devicePid === undefined ? 0 : processCpuNs(Number(devicePid));
 }
 if (logging) {
   const iops = { on: [], off: [], onCpu: [], offCpu: [] };

@@ -12,7 +12,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { startQsd } from "@vhostkit/peers/qsd";
-import { note, pairedRatio, root, runNumber, size, table } from "./harness.js";
+import { median, note, pairedRatio, root, runNumber, size, table } from "./harness.js";
+import { processCpuNs } from "./process-cpu.mjs";
+
+/** `f()`, pushing the CPU µs per request that process `pid` spent during it (`requests` counted, the client's warm-up included) onto `into`. */
+function withCpu(pid: number, requests: number, into: number[], f: () => number): number {
+  const t0 = processCpuNs(pid);
+  const v = f();
+  into.push((processCpuNs(pid) - t0) / requests / 1000);
+  return v;
+}
 
 /** Start the RAM blk example (with `args`) on a socket in `dir`; resolves once it listens. */
 export async function startDevice(dir: string, name: string, args: string[]): Promise<{ socket: string; child: ChildProcess }> {
@@ -42,18 +51,32 @@ export async function run(): Promise<void> {
     const rows: (string | number)[][] = [];
     for (const d of devices) {
       for (const qd of [1, 32]) {
+        const requests = n + (n < 2000 ? n : Math.max(2000, n / 5)); // the client's warm-up runs first
+        const cpuA: number[] = [];
+        const cpuB: number[] = [];
         const m = pairedRatio(
           rounds,
-          () => runNumber(process.execPath, [client, d.socket, String(qd), String(n)]),
-          () => runNumber(process.execPath, [client, qsd.socketPath, String(qd), String(n)]),
+          () => withCpu(d.child.pid ?? -1, requests, cpuA, () => runNumber(process.execPath, [client, d.socket, String(qd), String(n)])),
+          () => withCpu(qsd.pid, requests, cpuB, () => runNumber(process.execPath, [client, qsd.socketPath, String(qd), String(n)])),
         );
-        rows.push([`QD${qd}`, d.label, m.a.toFixed(0), m.b.toFixed(0), m.ratio.toFixed(2), `${m.min.toFixed(2)}–${m.max.toFixed(2)}`]);
+        const cpuRatios = cpuA.map((a, i) => a / (cpuB[i] ?? Number.NaN));
+        rows.push([
+          `QD${qd}`,
+          d.label,
+          m.a.toFixed(0),
+          m.b.toFixed(0),
+          m.ratio.toFixed(2),
+          `${m.min.toFixed(2)}–${m.max.toFixed(2)}`,
+          `${median(cpuA).toFixed(1)} / ${median(cpuB).toFixed(1)}`,
+          median(cpuRatios).toFixed(2),
+        ]);
       }
     }
     note(
       `4 KiB reads, IOPS (medians of ${rounds} back-to-back pairs of ${n}; ÷ = median of the pair ratios, then their range); target vhostkit ÷ qsd >= 1.0 at QD1, >= 1.5 at QD32`,
     );
-    table(["depth", "vhostkit device", "vhostkit", "qsd null-co", "÷ qsd", "pairs"], rows);
+    note("device CPU: µs per request of the device process (all threads; the reactor's spin included), vhostkit / qsd, and the median of the pair ratios");
+    table(["depth", "vhostkit device", "vhostkit", "qsd null-co", "÷ qsd", "pairs", "device CPU µs", "CPU ÷ qsd"], rows);
   } finally {
     await qsd.stop();
     for (const d of devices) d.child.kill("SIGTERM");

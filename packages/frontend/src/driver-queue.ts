@@ -192,31 +192,44 @@ export class DriverQueue {
    *   (a bad buffer, or more buffers than the queue has descriptors).
    */
   submit(readable: readonly DriverBuffer[], writable: readonly DriverBuffer[], timeoutMs = this.#options.timeoutMs): Promise<number> {
-    if (this.#error !== undefined) return Promise.reject(this.#error);
+    return new Promise<number>((resolve, reject) => this.post(readable, writable, resolve, reject, timeoutMs));
+  }
+
+  /**
+   * {@link DriverQueue.submit} without a promise, for drivers that keep many chains in flight:
+   * `done(used.len)` or `fail(error)` is called once, synchronously from the completion round (or
+   * at once for a chain refused up front).
+   */
+  post(
+    readable: readonly DriverBuffer[],
+    writable: readonly DriverBuffer[],
+    done: (len: number) => void,
+    fail: (err: FrontendError) => void,
+    timeoutMs = this.#options.timeoutMs,
+  ): void {
+    if (this.#error !== undefined) return fail(this.#error);
     const n = readable.length + writable.length;
     if (n > this.size)
-      return Promise.reject(
+      return fail(
         new FrontendError("BAD_ARGUMENT", `queue ${this.index}: a chain of ${n} buffers never fits a queue of ${this.size} descriptors`, {
           expected: this.size,
           actual: n,
         }),
       );
-    return new Promise<number>((resolve, reject) => {
-      const p: Pending = { resolve, reject, deadline: performance.now() + timeoutMs, timeoutMs, readable, writable };
-      if (this.#paused || this.#waiting.length > 0 || this.#driver.numFree < n) {
-        this.#waiting.push(p);
-        this.#track(p);
-        return;
-      }
-      if (!this.#add(p)) return;
+    const p: Pending = { resolve: done, reject: fail, deadline: performance.now() + timeoutMs, timeoutMs, readable, writable };
+    if (this.#paused || this.#waiting.length > 0 || this.#driver.numFree < n) {
+      this.#waiting.push(p);
       this.#track(p);
-      if (this.#batching > 0) {
-        this.#unpublished = true;
-        return;
-      }
-      if (this.#driver.publish()) this.#kick.signal();
-      void this.#pump();
-    });
+      return;
+    }
+    if (!this.#add(p)) return;
+    this.#track(p);
+    if (this.#batching > 0) {
+      this.#unpublished = true;
+      return;
+    }
+    if (this.#driver.publish()) this.#kick.signal();
+    void this.#pump();
   }
 
   /**

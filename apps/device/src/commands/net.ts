@@ -5,7 +5,7 @@
  * stdout (`--json`: one object).
  */
 import { Command } from "commander";
-import { NetDriver } from "@vhostkit/frontend";
+import { NetDriver, type NetFrameCallback } from "@vhostkit/frontend";
 import { withDevice } from "../device-session.js";
 import { addCommon, deviceOptions, parseInteger, UsageError, type CommonFlags } from "../options.js";
 import { macText, swapMacs, UdpFrames } from "../net/udp-frames.js";
@@ -119,21 +119,23 @@ async function runNet(mode: "gen" | "sink" | "echo", flags: NetFlags): Promise<v
     throw new UsageError(`--size: ${(e as Error).message}`);
   }
   const summary = await withDevice(deviceOptions(flags), async (device): Promise<NetSummary> => {
-    const net = await NetDriver.attach(device, { queuePairs });
-    const dst = net.mac ?? Uint8Array.of(0x02, 0x76, 0x68, 0x6b, 0x00, 0x02);
-    if (mode === "gen") frames = new UdpFrames(size, OUR_MAC, dst);
     const meter = new NetMeter(mode, size, queuePairs, (line) => process.stderr.write(`${line}\n`));
-    net.onFrame((frame, pair) => {
+    // Installed before the receive buffers are posted: a device may fill them at once. The check
+    // ignores MAC addresses, so gen's frames (built below with the device's MAC) pass it too.
+    const onFrame: NetFrameCallback = (frame, pair, driver) => {
       if (mode === "echo") {
         const copy = frame.slice();
         swapMacs(copy);
-        if (!net.send(copy, pair)) meter.dropped++;
+        if (!driver.send(copy, pair)) meter.dropped++;
         meter.frame(frame.byteLength, "ok", -1);
         return;
       }
       const c = frames.check(frame);
       meter.frame(frame.byteLength, c.result, c.seq);
-    });
+    };
+    const net = await NetDriver.attach(device, { queuePairs, onFrame });
+    const dst = net.mac ?? Uint8Array.of(0x02, 0x76, 0x68, 0x6b, 0x00, 0x02);
+    if (mode === "gen") frames = new UdpFrames(size, OUR_MAC, dst);
     meter.start(() => net.counters);
     try {
       if (mode === "gen") await generate(net, meter, frames, rate, seconds as number);

@@ -24,7 +24,18 @@ export interface NetDriverOptions {
   readonly maxFrame?: number;
   /** Use MRG_RXBUF when offered (default true). */
   readonly mergeable?: boolean;
+  /**
+   * The callback of received frames, installed before any receive buffer is posted (a device may
+   * fill them at once). Same as {@link NetDriver.onFrame}.
+   */
+  readonly onFrame?: NetFrameCallback;
 }
+
+/**
+ * Receives one frame: `frame` is a view of guest memory valid during the call only, `pair` the
+ * queue pair it came in on, `driver` the driver (to answer from inside the call).
+ */
+export type NetFrameCallback = (frame: Uint8Array, pair: number, driver: NetDriver) => void;
 
 /** Counters of a {@link NetDriver}. */
 export interface NetCounters {
@@ -34,9 +45,14 @@ export interface NetCounters {
   txBytes: number;
 }
 
+/** A standing guest buffer with its descriptor and completion callback, made once. */
 interface Slot {
   readonly addr: GuestAddress;
   readonly bytes: Uint8Array;
+  /** The chain's one buffer (its `len` set per frame on transmit). */
+  readonly chain: [{ addr: GuestAddress; len: number }];
+  /** Called with `used.len` when the device returns the buffer. */
+  done: (len: number) => void;
 }
 
 /** One receive queue and one transmit queue. */
@@ -82,13 +98,22 @@ export class NetDriver {
   readonly #pairs: Pair[];
   readonly #rxBufferSize: number;
   readonly #maxFrame: number;
-  #onFrame: (frame: Uint8Array, pair: number) => void = () => undefined;
+  /** Until a callback is set, frames are counted and dropped. */
+  #onFrame: NetFrameCallback = () => undefined;
   #failure: FrontendError | undefined;
   #resolveFailed!: (e: FrontendError) => void;
   #closed = false;
 
-  private constructor(device: Device, features: bigint, queues: readonly DriverQueue[], pairs: number, options: Required<NetDriverOptions>) {
+  private constructor(
+    device: Device,
+    features: bigint,
+    queues: readonly DriverQueue[],
+    pairs: number,
+    options: Required<Omit<NetDriverOptions, "onFrame">>,
+    onFrame: NetFrameCallback | undefined,
+  ) {
     this.device = device;
+    if (onFrame !== undefined) this.#onFrame = onFrame;
     this.features = features;
     const config = decodeNetConfig(device.info.config, features);
     this.mac = config.mac;
@@ -102,13 +127,26 @@ export class NetDriver {
       const rx = queues[2 * i] as DriverQueue;
       const tx = queues[2 * i + 1] as DriverQueue;
       const txFree: Slot[] = [];
-      for (let k = 0; k < tx.size; k++) txFree.push(tx.pinBuffer(NET_HEADER_SIZE + this.#maxFrame));
       const pair: Pair = { index: i, rx, tx, txFree, posted: 0, refill: [], refillScheduled: false, merge: undefined, txWaiters: [] };
+      for (let k = 0; k < tx.size; k++) {
+        const slot = NetDriver.#slot(tx, NET_HEADER_SIZE + this.#maxFrame);
+        slot.done = () => this.#sent(pair, slot);
+        txFree.push(slot);
+      }
       this.#pairs.push(pair);
       rx.batch(() => {
-        for (let k = 0; k < rx.size; k++) this.#post(pair, rx.pinBuffer(this.#rxBufferSize));
+        for (let k = 0; k < rx.size; k++) {
+          const slot = NetDriver.#slot(rx, this.#rxBufferSize);
+          slot.done = (len) => this.#received(pair, slot, len);
+          this.#post(pair, slot);
+        }
       });
     }
+  }
+
+  static #slot(q: DriverQueue, len: number): Slot {
+    const b = q.pinBuffer(len);
+    return { addr: b.addr, bytes: b.bytes, chain: [{ addr: b.addr, len }], done: () => undefined };
   }
 
   /**
@@ -119,7 +157,7 @@ export class NetDriver {
    *   `REFUSED` (the device did not ack the pair count), and the codes of {@link Device.start}.
    */
   static async attach(device: Device, options: NetDriverOptions = {}): Promise<NetDriver> {
-    const o: Required<NetDriverOptions> = {
+    const o: Required<Omit<NetDriverOptions, "onFrame">> = {
       queuePairs: options.queuePairs ?? 1,
       queueSize: options.queueSize ?? 256,
       rxBufferSize: options.rxBufferSize ?? 2048,
@@ -166,7 +204,7 @@ export class NetDriver {
           actual: ack ?? -1,
         });
     }
-    return new NetDriver(device, acked, queues, pairs, o);
+    return new NetDriver(device, acked, queues, pairs, o, options.onFrame);
   }
 
   /** Queue pairs in use. */
@@ -179,8 +217,12 @@ export class NetDriver {
     return this.#failure;
   }
 
-  /** Sets the callback of received frames (`frame` is a view of guest memory, valid during the call only). */
-  onFrame(f: (frame: Uint8Array, pair: number) => void): void {
+  /**
+   * Sets the callback of received frames (`frame` is a view of guest memory, valid during the call
+   * only). Frames that arrived before it was set were counted and dropped: to see every frame, give
+   * it to {@link NetDriver.attach} as {@link NetDriverOptions.onFrame}.
+   */
+  onFrame(f: NetFrameCallback): void {
     this.#onFrame = f;
   }
 
@@ -218,17 +260,20 @@ export class NetDriver {
     writeTxHeader(slot.bytes);
     slot.bytes.set(frame, NET_HEADER_SIZE);
     const len = NET_HEADER_SIZE + frame.byteLength;
-    p.tx.submit([{ addr: slot.addr, len }], []).then(
-      () => {
-        this.counters.txFrames++;
-        this.counters.txBytes += len - NET_HEADER_SIZE;
-        p.txFree.push(slot);
-        p.txWaiters.shift()?.();
-      },
-      (e: unknown) => this.#fail(e),
-    );
+    slot.chain[0].len = len;
+    p.tx.post(slot.chain, [], slot.done, this.#onQueueError);
     return true;
   }
+
+  /** A transmit buffer came back: count it, free it, wake one waiter. */
+  #sent(p: Pair, slot: Slot): void {
+    this.counters.txFrames++;
+    this.counters.txBytes += slot.chain[0].len - NET_HEADER_SIZE;
+    p.txFree.push(slot);
+    p.txWaiters.shift()?.();
+  }
+
+  readonly #onQueueError = (e: FrontendError): void => this.#fail(e);
 
   /** Queues as many of `frames` as there are free buffers, made available with one kick; returns how many. */
   burst(frames: readonly Uint8Array[], pair = 0): number {
@@ -256,10 +301,7 @@ export class NetDriver {
   /** Posts one receive buffer; its completion is handled in used-ring order. */
   #post(p: Pair, slot: Slot): void {
     p.posted++;
-    p.rx.submit([], [{ addr: slot.addr, len: slot.bytes.byteLength }], Infinity).then(
-      (len) => this.#received(p, slot, len),
-      (e: unknown) => this.#fail(e),
-    );
+    p.rx.post([], slot.chain, slot.done, this.#onQueueError, Infinity);
   }
 
   #received(p: Pair, slot: Slot, len: number): void {
@@ -311,7 +353,15 @@ export class NetDriver {
   #deliver(p: Pair, frame: Uint8Array): void {
     this.counters.rxFrames++;
     this.counters.rxBytes += frame.byteLength;
-    this.#onFrame(frame, p.index);
+    try {
+      this.#onFrame(frame, p.index, this);
+    } catch (e) {
+      // The callback runs inside the ring's completion round: its exception must not cut that
+      // round short (nor pass for the device's fault). It surfaces on its own.
+      queueMicrotask(() => {
+        throw e;
+      });
+    }
   }
 
   #fail(e: unknown): void {

@@ -196,9 +196,8 @@ export class DriverQueue {
   }
 
   /**
-   * {@link DriverQueue.submit} without a promise, for drivers that keep many chains in flight:
-   * `done(used.len)` or `fail(error)` is called once, synchronously from the completion round (or
-   * at once for a chain refused up front).
+   * {@link DriverQueue.submit} without a promise, for drivers with many chains in flight: `done(used.len)`
+   * or `fail(error)` is called once, from the completion round (at once for a chain refused up front).
    */
   post(
     readable: readonly DriverBuffer[],
@@ -207,15 +206,20 @@ export class DriverQueue {
     fail: (err: FrontendError) => void,
     timeoutMs = this.#options.timeoutMs,
   ): void {
-    if (this.#error !== undefined) return fail(this.#error);
+    if (this.#error !== undefined) {
+      fail(this.#error);
+      return;
+    }
     const n = readable.length + writable.length;
-    if (n > this.size)
-      return fail(
+    if (n > this.size) {
+      fail(
         new FrontendError("BAD_ARGUMENT", `queue ${this.index}: a chain of ${n} buffers never fits a queue of ${this.size} descriptors`, {
           expected: this.size,
           actual: n,
         }),
       );
+      return;
+    }
     const p: Pending = { resolve: done, reject: fail, deadline: performance.now() + timeoutMs, timeoutMs, readable, writable };
     if (this.#paused || this.#waiting.length > 0 || this.#driver.numFree < n) {
       this.#waiting.push(p);
@@ -232,11 +236,7 @@ export class DriverQueue {
     void this.#pump();
   }
 
-  /**
-   * Runs `fn`, which submits chains, and makes them available to the device together at its end:
-   * one avail index update and at most one kick for the whole batch (receive refills and transmit
-   * bursts).
-   */
+  /** Runs `fn`, which submits chains, then publishes them together: one avail index update, at most one kick. */
   batch<T>(fn: () => T): T {
     this.#batching++;
     try {

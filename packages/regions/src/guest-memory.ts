@@ -21,6 +21,22 @@ export interface HostSpan {
 }
 
 /**
+ * Where a translation landed, filled in place by {@link GuestMemory.translateInto} so that a hot loop
+ * allocates nothing: the requested address is `view[offset]`, and `length` bytes from there are
+ * mapped. Valid, like {@link HostSpan.bytes}, until the memory table changes.
+ */
+export interface HostWindow {
+  /** A live view of the mapping (it may begin before the requested address and run past the range). */
+  view: Uint8Array;
+  /** Index in `view` of the requested address. */
+  offset: number;
+  /** Bytes mapped from `offset` on: >= 1 and at most the requested length (shorter where a region ends). */
+  length: number;
+  /** False when the mapping is read-only: writes must not happen. */
+  writable: boolean;
+}
+
+/**
  * Why a translation failed. `unmapped` means the address lies outside every region this side knows
  * (e.g. in another device's VIRTIO Shared Memory Region): the translation fallback can serve it.
  */
@@ -56,6 +72,12 @@ export interface GuestMemory {
    * Must return what `translate(BigInt(addr), len)` returns. Callers use it only for such addresses.
    */
   translateNumber?(addr: number, len: number): TranslateResult;
+  /**
+   * Optional allocation-free fast path: {@link GuestMemory.translateNumber} written into `out`.
+   * Returns true on a hit (`out` filled); false on any miss, leaving `out` as it was: call
+   * `translateNumber` or `translate` for the miss's details. Callers use it only for safe-integer addresses.
+   */
+  translateInto?(addr: number, len: number, out: HostWindow): boolean;
   /**
    * Copies `dst.length` bytes from guest-physical `addr` into `dst`. Crosses region boundaries.
    * Asynchronous because a fallback implementation may have to ask the front-end.

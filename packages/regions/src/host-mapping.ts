@@ -4,6 +4,7 @@
  */
 import { describeErrno, MAP, mmanErrno, mmapOrErrno, munmap, nativeView, pointerAt, PROT } from "@vhostkit/transport/sys";
 import { RegionError, type RegionErrorDetail } from "./errors.js";
+import type { HostWindow } from "./guest-memory.js";
 
 /** Bytes covered by one lazily created view (typed arrays are capped near 4 GiB in Node 20). */
 export const VIEW_CHUNK = 1 << 30;
@@ -36,6 +37,19 @@ export class HostMapping {
     const v = this.#views[i] ?? this.#view(i);
     const at = offset - i * VIEW_CHUNK;
     return v.subarray(at, Math.min(v.length, at + want));
+  }
+
+  /**
+   * {@link HostMapping.bytesAt} without the subarray: fills `out` with the chunk's view, the index of
+   * `offset` in it and the bytes available (clamped like `bytesAt`). Only call while the mapping is accessible.
+   */
+  windowAt(offset: number, want: number, out: HostWindow): void {
+    const i = Math.floor(offset / VIEW_CHUNK);
+    const v = this.#views[i] ?? this.#view(i);
+    const at = offset - i * VIEW_CHUNK;
+    out.view = v;
+    out.offset = at;
+    out.length = v.length - at < want ? v.length - at : want;
   }
 
   #view(i: number): Uint8Array {

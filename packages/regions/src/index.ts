@@ -22,7 +22,7 @@
  */
 export { guestAddress, userAddress } from "./guest-address.js";
 export type { GuestAddress, UserAddress } from "./guest-address.js";
-export type { GuestMemory, HostSpan, TranslateMiss, TranslateResult } from "./guest-memory.js";
+export type { GuestMemory, HostSpan, HostWindow, TranslateMiss, TranslateResult } from "./guest-memory.js";
 export { RegionError, isRegionError } from "./errors.js";
 export type { RegionErrorCode, RegionErrorDetail } from "./errors.js";
 export type { FdInput } from "./fd-input.js";

@@ -9,7 +9,7 @@ import { addU64, rangesOverlap, requirePageAligned, toLength } from "./checked-m
 import { RegionError, type RegionErrorDetail } from "./errors.js";
 import { closeOwned, takeFd, type FdInput } from "./fd-input.js";
 import { guestAddress, userAddress, type GuestAddress, type UserAddress } from "./guest-address.js";
-import type { GuestMemory, TranslateResult } from "./guest-memory.js";
+import type { GuestMemory, HostWindow, TranslateResult } from "./guest-memory.js";
 import { mapShared, unmapHost, type HostMapping } from "./host-mapping.js";
 import { findContaining, findContainingNumber, insertionIndex, readThrough, spanOf, translateArgsMiss, writeThrough } from "./span-lookup.js";
 
@@ -394,6 +394,19 @@ export class MemoryTable implements GuestMemory, Disposable {
     const e = Number.isSafeInteger(len) && len > 0 ? findContainingNumber(this.#byGuest, addr) : undefined;
     if (e === undefined) return this.translate(BigInt(addr) as GuestAddress, len); // misses and bad lengths: the one slow path
     return { ok: true, span: spanOf(e.host, addr - e.startN, len, true) };
+  }
+
+  /**
+   * {@link MemoryTable.translateNumber} written into `out` (no allocation); false on a miss, `out` untouched.
+   * @throws RangeError when `addr` is not a safe integer >= 0 (a caller's bug, not a miss).
+   */
+  translateInto(addr: number, len: number, out: HostWindow): boolean {
+    if (!(Number.isSafeInteger(addr) && addr >= 0)) throw new RangeError(`translateInto: address ${addr} is not a safe integer >= 0`);
+    const e = Number.isSafeInteger(len) && len > 0 ? findContainingNumber(this.#byGuest, addr) : undefined;
+    if (e === undefined) return false;
+    e.host.windowAt(addr - e.startN, len, out);
+    out.writable = true;
+    return true;
   }
 
   /** Host view of a ring at front-end virtual `addr` (SET_VRING_ADDR), clamped like `translate`. */

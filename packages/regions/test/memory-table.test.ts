@@ -78,6 +78,37 @@ describe("MemoryTable", () => {
     assert.throws(() => t.translateNumber(0.5, 4), RangeError);
   });
 
+  test("translateInto fills a window over the same bytes translateNumber gives, false on every miss, the window untouched", () => {
+    using t = new MemoryTable();
+    const high = (1n << 53n) - 4n * P;
+    t.setMemTable([region(0n, 2n), region(2n * P, 1n), region(8n * P, 1n), region(high, 2n)]);
+    const empty = new Uint8Array(0);
+    for (const addr of [0n, 0x10n, P - 1n, P + 0x10n, 2n * P, 3n * P - 1n, 3n * P, 7n * P + 0xfffn, 8n * P, high - 1n, high + P + 0x123n, high + 2n * P]) {
+      for (const len of [1, 0x10, 0x3000, 0]) {
+        const w = { view: empty, offset: -1, length: -1, writable: false };
+        const a = t.translateNumber(Number(addr), len);
+        const hit = t.translateInto(Number(addr), len, w);
+        assert.equal(hit, a.ok, `0x${addr.toString(16)}+${len}`);
+        if (!a.ok) {
+          assert.deepEqual(w, { view: empty, offset: -1, length: -1, writable: false }, "a miss leaves the window as it was");
+          continue;
+        }
+        assert.equal(w.length, a.span.bytes.length, "clamped at the region's end as translate is");
+        assert.equal(w.writable, a.span.writable);
+        assert.ok(w.offset >= 0 && w.offset + w.length <= w.view.length);
+        w.view[w.offset] = 0x5a;
+        assert.equal(a.span.bytes[0], 0x5a, "the same guest bytes");
+        w.view[w.offset + w.length - 1] = 0xa5;
+        assert.equal(a.span.bytes[w.length - 1], 0xa5);
+        a.span.bytes[0] = 0;
+        a.span.bytes[w.length - 1] = 0;
+      }
+    }
+    const w = { view: empty, offset: 0, length: 0, writable: true };
+    assert.throws(() => t.translateInto(-1, 4, w), RangeError);
+    assert.throws(() => t.translateInto(2 ** 53, 4, w), RangeError);
+  });
+
   test("translate: spans shortened at region boundaries, misses as typed results", () => {
     using t = new MemoryTable();
     t.setMemTable([region(0n, 2n), region(2n * P, 1n), region(8n * P, 1n)]);

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { GuestAddress, GuestMemory } from "@vhostkit/regions";
+import type { GuestAddress, GuestMemory, HostWindow } from "@vhostkit/regions";
 import type { ChainBatch } from "./chain-batch.js";
 import { VirtqueueError } from "./errors.js";
 
@@ -46,8 +46,14 @@ export interface GuestErrorSink {
 export class SegmentCursor {
   /** Kind of the current segment. */
   kind: SegmentKind = "host";
-  /** Host view of the current segment (`"host"` only; empty for `"remote"`). */
-  bytes: Uint8Array = EMPTY;
+  /**
+   * A live view the current `"host"` segment lies in: its bytes are `view[viewOffset, viewOffset + len)`.
+   * Copying through `view` and `viewOffset` (`view.set(src, viewOffset)`) allocates nothing; {@link SegmentCursor.bytes}
+   * is the same range as a subarray of its own. Empty for `"remote"`.
+   */
+  view: Uint8Array = EMPTY;
+  /** Index of the current segment's first byte in {@link SegmentCursor.view}. */
+  viewOffset = 0;
   /** Length of the current segment in bytes (>= 1). */
   len = 0;
   /** True when the current segment is device-writable (the device may write into it). */
@@ -58,6 +64,11 @@ export class SegmentCursor {
   #sink: GuestErrorSink | undefined;
   /** The memory has `translateNumber`: addresses below 2^53 stay numbers (no BigInt per segment). */
   #numeric = false;
+  /** The memory has `translateInto` too: a host segment costs no allocation. */
+  #into = false;
+  readonly #window: HostWindow = { view: EMPTY, offset: 0, length: 0, writable: true };
+  /** `bytes` of the current segment once asked for. */
+  #bytes: Uint8Array | undefined;
   /** Index in the batch's descriptor arrays of the chain's next descriptor. */
   #nextDesc = 0;
   /** Index just past the chain's last descriptor. */
@@ -69,6 +80,13 @@ export class SegmentCursor {
   /** The current segment's address: a number when >= 0, else `#addr`. */
   #addrN = 0;
   #addr = 0n;
+
+  /** Host view of the current segment (`"host"` only; empty for `"remote"`): a subarray of {@link SegmentCursor.view}, made on first access. */
+  get bytes(): Uint8Array {
+    if (this.kind !== "host" || this.len === 0) return EMPTY;
+    this.#bytes ??= this.view.subarray(this.viewOffset, this.viewOffset + this.len);
+    return this.#bytes;
+  }
 
   /** Guest-physical address of the current segment. */
   get addr(): GuestAddress {
@@ -82,12 +100,15 @@ export class SegmentCursor {
     this.#memory = memory;
     this.#sink = sink;
     this.#numeric = typeof memory.translateNumber === "function";
+    this.#into = this.#numeric && typeof memory.translateInto === "function";
     this.#nextDesc = batch.starts[chain] ?? 0;
     this.#chainEnd = batch.starts[chain + 1] ?? 0;
     this.#descLeft = 0;
     this.#addrN = 0;
     this.len = 0;
-    this.bytes = EMPTY;
+    this.view = EMPTY;
+    this.viewOffset = 0;
+    this.#bytes = undefined;
     return this;
   }
 
@@ -110,31 +131,23 @@ export class SegmentCursor {
     }
     const an = this.#descAddrN;
     const left = this.#descLeft;
-    const r = an >= 0 ? mem.translateNumber!(an, left) : mem.translate(this.#descAddr as GuestAddress, left);
     this.#addrN = an;
     if (an < 0) this.#addr = this.#descAddr;
+    this.#bytes = undefined;
+    const w = this.#window;
     // A span must make progress (the interface promises length >= 1); an empty one is treated as
     // a miss so that a faulty GuestMemory cannot make this loop spin.
-    if (r.ok && r.span.bytes.length > 0) {
-      const span = r.span;
-      if (this.writable && !span.writable) {
-        throw this.#fail(
-          new VirtqueueError("READ_ONLY_BUFFER", `device-writable buffer at 0x${this.addr.toString(16)} is in read-only memory`, { actual: this.addr }),
-        );
-      }
-      const n = span.bytes.length < left ? span.bytes.length : left;
+    if (an >= 0 && this.#into && mem.translateInto!(an, left, w) && w.length > 0) {
+      if (this.writable && !w.writable) throw this.#readOnly();
       this.kind = "host";
-      this.bytes = n === span.bytes.length ? span.bytes : span.bytes.subarray(0, n);
-      this.len = n;
+      this.view = w.view;
+      this.viewOffset = w.offset;
+      this.len = w.length < left ? w.length : left;
     } else {
-      if (!r.ok && r.miss.kind === "overflow") {
-        throw this.#fail(new VirtqueueError("ADDRESS_WRAP", `buffer at 0x${this.addr.toString(16)} + ${left} wraps`, { actual: this.addr }));
-      }
-      this.kind = "remote";
-      this.bytes = EMPTY;
-      this.len = left;
+      this.#translated(mem, an, left);
     }
     this.#descLeft = left - this.len;
+
     if (this.#descLeft > 0) {
       // Only a descriptor split across regions gets here; its rest may pass 2^53 (then BigInt).
       const nextN = an + this.len;
@@ -145,6 +158,35 @@ export class SegmentCursor {
       }
     }
     return true;
+  }
+
+  /** The segment at `an` (or the BigInt address) through `translateNumber` / `translate`: a host span, or a remote range. */
+  #translated(mem: GuestMemory, an: number, left: number): void {
+    const r = an >= 0 ? mem.translateNumber!(an, left) : mem.translate(this.#descAddr as GuestAddress, left);
+    if (r.ok && r.span.bytes.length > 0) {
+      const span = r.span;
+      if (this.writable && !span.writable) throw this.#readOnly();
+      const n = span.bytes.length < left ? span.bytes.length : left;
+      this.kind = "host";
+      this.view = span.bytes;
+      this.viewOffset = 0;
+      this.len = n;
+      if (n === span.bytes.length) this.#bytes = span.bytes;
+      return;
+    }
+    if (!r.ok && r.miss.kind === "overflow") {
+      throw this.#fail(new VirtqueueError("ADDRESS_WRAP", `buffer at 0x${this.addr.toString(16)} + ${left} wraps`, { actual: this.addr }));
+    }
+    this.kind = "remote";
+    this.view = EMPTY;
+    this.viewOffset = 0;
+    this.len = left;
+  }
+
+  #readOnly(): VirtqueueError {
+    return this.#fail(
+      new VirtqueueError("READ_ONLY_BUFFER", `device-writable buffer at 0x${this.addr.toString(16)} is in read-only memory`, { actual: this.addr }),
+    );
   }
 
   /**
@@ -200,7 +242,7 @@ export async function writeChain(cursor: SegmentCursor, memory: GuestMemory, src
     if (!cursor.writable) continue;
     const n = Math.min(cursor.len, src.length - done);
     if (cursor.kind === "host") {
-      cursor.bytes.set(src.subarray(done, done + n));
+      cursor.view.set(done === 0 && n === src.length ? src : src.subarray(done, done + n), cursor.viewOffset);
       cursor.markWritten(n);
     } else await memory.write(cursor.addr, src.subarray(done, done + n));
     done += n;

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ChainBatch, DescFlag, SplitQueue, checkRingAlignment, isValidQueueSize, isVirtqueueError, needEvent, splitLayout } from "../src/index.js";
+import { ChainBatch, DescFlag, SplitQueue, checkRingAlignment, isValidQueueSize, isVirtqueueError, needEvent, splitLayout, writeChain } from "../src/index.js";
 import { SplitDriver } from "../src/driver/index.js";
 import { BUF_A, BUF_B, REMOTE, RING_BASE, makeMemory, pair, putDesc, ringAddresses, ringView, segmentsOf } from "./helpers/ring-fixture.js";
 import { ArrayGuestMemory } from "../src/testing/index.js";
@@ -296,4 +296,72 @@ describe("segment cursor: the number fast path", () => {
     assert.deepEqual(segments[1], segments[0], "the fast path changes nothing");
     assert.deepEqual(calls, { number: 4, bigint: 2 });
   });
+
+  test("a memory with translateInto: the same segments, each host one view[viewOffset, +len) of a view it shares, written through it", async () => {
+    const specs = [
+      { guestAddr: RING_BASE, size: 0x1000 },
+      { guestAddr: BUF_A, size: 0x8000 },
+      { guestAddr: BUF_B, size: 0x8000 },
+      { guestAddr: REMOTE, size: 0x1000, mapped: false },
+    ];
+    const inner = new ArrayGuestMemory(specs);
+    let into = 0;
+    const windowed: GuestMemory = {
+      translate: (a, l) => inner.translate(a, l),
+      translateNumber: (a, l) => inner.translate(BigInt(a) as GuestAddress, l),
+      // The whole backing buffer as the view: the segment starts inside it, at its byteOffset.
+      translateInto: (a, l, out) => {
+        const r = inner.translate(BigInt(a) as GuestAddress, l);
+        if (!r.ok) return false;
+        into++;
+        out.view = new Uint8Array(r.span.bytes.buffer);
+        out.offset = r.span.bytes.byteOffset;
+        out.length = r.span.bytes.length;
+        out.writable = r.span.writable;
+        return true;
+      },
+      read: (a, d) => inner.read(a, d),
+      write: (a, s) => inner.write(a, s),
+    };
+    const a = ringAddresses(8);
+    const ringBytes = inner.regions[0]!.bytes;
+    const ring = new DataView(ringBytes.buffer, ringBytes.byteOffset, ringBytes.byteLength);
+    putDesc(ring, 0, 0, BUF_B - 0x100n, 0x200, NEXT, 1); // crosses A | B
+    putDesc(ring, 0, 1, BUF_A + 0x40n, 0x30, NEXT | WRITE, 2);
+    putDesc(ring, 0, 2, REMOTE, 0x10, WRITE, 0); // a miss: remote
+    ring.setUint16(Number(a.avail) + 4, 0, true);
+    ring.setUint16(Number(a.avail) + 2, 1, true);
+    const queue = new SplitQueue({ size: 8, memory: windowed, addresses: a });
+    queue.start(0);
+    const batch = new ChainBatch(8);
+    assert.equal(queue.pop(batch), 1);
+    const seen: unknown[] = [];
+    const cur = queue.segments(batch, 0);
+    while (cur.next()) {
+      seen.push([cur.kind, cur.addr, cur.len, cur.writable]);
+      if (cur.kind === "remote") {
+        assert.equal(cur.bytes.length, 0);
+        continue;
+      }
+      assert.ok(cur.view.length > cur.len, "a view larger than the segment");
+      cur.view[cur.viewOffset] = 0x77;
+      assert.equal(cur.bytes.length, cur.len);
+      assert.equal(cur.bytes[0], 0x77, "bytes is the same range of the same memory");
+      assert.equal(cur.bytes, cur.bytes, "made once per segment");
+    }
+    assert.deepEqual(seen, [
+      ["host", BUF_B - 0x100n, 0x100, false],
+      ["host", BUF_B, 0x100, false],
+      ["host", BUF_A + 0x40n, 0x30, true],
+      ["remote", REMOTE, 0x10, true],
+    ]);
+    assert.equal(into, 3, "every host segment through translateInto");
+    const src = Uint8Array.from({ length: 0x30 }, (_, i) => i + 1);
+    await assert.rejects(writeChain(queue.segments(batch, 0), windowed, new Uint8Array(0x41)), (e: unknown) => isVirtqueueError(e) && e.code === "CHAIN_OVERRUN");
+    assert.equal(await writeChain(queue.segments(batch, 0), windowed, src), 0x30);
+    const back = new Uint8Array(0x30);
+    await inner.read((BUF_A + 0x40n) as GuestAddress, back);
+    assert.deepEqual(back, src, "writeChain wrote through the view at its offset");
+  });
 });
+

@@ -177,7 +177,7 @@ export async function run(): Promise<void> {
   );
   note("rate ratio = QEMU µs ÷ vhostkit µs per round; goal >= 3 (issue 17)");
   table(["other back-ends", "vhostkit front-end µs", "QEMU 11.1 µs", "vhostkit rate ÷ QEMU rate", "goal >= 3x"], rows);
-  note(`\npairs 2–${WARM} of a fresh connection (before the steady state), µs, median (min–max) over the rounds of the per-round median`);
+  note(`\npairs 2–${Math.max(2, WARM)} of a fresh connection (before the steady state), µs, median (min–max) over the rounds of the per-round median`);
   table(["other back-ends", "vhostkit front-end", "QEMU 11.1", "vhostkit rate ÷ QEMU rate"], earlies);
   note("\nthe first pair on a fresh connection, µs (first-request latency), median (min–max) over the rounds");
   table(["other back-ends", "vhostkit front-end", "QEMU 11.1"], firsts);

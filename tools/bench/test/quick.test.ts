@@ -25,7 +25,7 @@ const TABLES: Record<string, number> = {
   inflight: 1,
   dirtylog: 2,
   fallback: 3,
-  shmem: 2,
+  shmem: 3,
   trace: 1,
   ffi: 1,
   scale: 3,

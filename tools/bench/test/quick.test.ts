@@ -18,7 +18,7 @@ const BUN = "bun" in process.versions ? process.execPath : join(ROOT, "node_modu
 /** Each benchmark, in the order run, with the number of tables it prints. */
 const TABLES: Record<string, number> = {
   wire: 1,
-  transport: 2,
+  transport: 3,
   regions: 1,
   virtqueue: 1,
   backend: 1,

@@ -135,6 +135,17 @@ describe("vhost-user-device net against the example virtio-net device", { timeou
     assert.ok(during.includes(2), `VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET 2 on the control queue: ${during}`);
   });
 
+  test("gen --rate paces the frames: never more than the rate over the run plus one bucket", async () => {
+    const dev = await startDevice(NET_DEVICE, ["--mode", "reflect"]);
+    const r = await cli("net", "gen", "--socket", dev.socket, "--seconds", "1", "--rate", "5000", "--json");
+    assert.equal(r.code, 0, r.stderr);
+    const s = JSON.parse(r.stdout) as Summary & { readonly seconds: number };
+    assert.ok(s.sent > 0);
+    // The token bucket holds at most max(32, rate / 100) frames; the run lasts `seconds`.
+    assert.ok(s.sent <= 5000 * s.seconds + 50, `sent ${s.sent} in ${s.seconds} s`);
+    assert.equal(s.corrupt, 0);
+  });
+
   test("more queue pairs than the device's max_virtqueue_pairs: NEGOTIATION before any queue starts", async () => {
     const dev = await startDevice(NET_DEVICE, ["--mode", "reflect", "--pairs", "2"]);
     const guest = new Guest();

@@ -357,11 +357,13 @@ describe("segment cursor: the number fast path", () => {
     ]);
     assert.equal(into, 3, "every host segment through translateInto");
     const src = Uint8Array.from({ length: 0x30 }, (_, i) => i + 1);
-    await assert.rejects(writeChain(queue.segments(batch, 0), windowed, new Uint8Array(0x41)), (e: unknown) => isVirtqueueError(e) && e.code === "CHAIN_OVERRUN");
+    await assert.rejects(
+      writeChain(queue.segments(batch, 0), windowed, new Uint8Array(0x41)),
+      (e: unknown) => isVirtqueueError(e) && e.code === "CHAIN_OVERRUN",
+    );
     assert.equal(await writeChain(queue.segments(batch, 0), windowed, src), 0x30);
     const back = new Uint8Array(0x30);
     await inner.read((BUF_A + 0x40n) as GuestAddress, back);
     assert.deepEqual(back, src, "writeChain wrote through the view at its offset");
   });
 });
-

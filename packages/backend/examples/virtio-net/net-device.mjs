@@ -106,8 +106,8 @@ export function netPort({ mode = "reflect", mac = [0x52, 0x54, 0, 0x12, 0x34, 0x
           if (target.deliver(pkt, len)) stats.sent++, (stats.sentBytes += len - NET_HDR_SIZE);
           else stats.dropped++;
         }
+        ctx.notify(); // the transmit buffers back first: a driver that hears the receiveq's call finds them returned
         target?.flush();
-        ctx.notify();
       }
     } catch (err) {
       target?.flush();

@@ -39,7 +39,7 @@ export { ChainBatch } from "./chain-batch.js";
 export { SegmentCursor, readChain, writeChain } from "./segment-cursor.js";
 export type { SegmentKind, GuestErrorSink, DirtyLogger } from "./segment-cursor.js";
 export { SplitQueue } from "./split-queue.js";
-export type { SplitQueueOptions } from "./split-queue.js";
+export type { SplitQueueOptions } from "./split-queue-options.js";
 export { SPLIT_INFLIGHT_VERSION, SplitInflight, splitInflightQueueBytes } from "./split-inflight.js";
 export type { SplitInflightRecovery } from "./split-inflight.js";
 export { PACKED_INFLIGHT_VERSION, PackedInflight, packedInflightQueueBytes } from "./packed-inflight.js";

@@ -9,39 +9,23 @@ import { loadAcquire16, storeRelease16 } from "./barriers.js";
 import type { ChainBatch } from "./chain-batch.js";
 import { VirtqueueError, type VirtqueueErrorCode } from "./errors.js";
 import { checkRegionFits } from "./inflight-region.js";
-import { AVAIL_F_NO_INTERRUPT, DescFlag, MAX_QUEUE_SIZE, RING_ALIGN, USED_F_NO_NOTIFY, checkRingAlignment, needEvent, splitLayout } from "./layout.js";
+import { AVAIL_F_NO_INTERRUPT, DescFlag, USED_F_NO_NOTIFY, checkRingAlignment, needEvent, splitLayout } from "./layout.js";
 import type { RingAddresses, SplitLayout } from "./layout.js";
-import { mapRing, type RingAddressSpace, u16View, u32View } from "./ring-view.js";
+import type { RingAddressSpace } from "./ring-view.js";
 import { IndirectTables, appendTableEntry } from "./indirect-table.js";
 import type { ChainTotals } from "./indirect-table.js";
-import type { DeviceQueue, DeviceQueueOptions } from "./device-queue.js";
+import type { DeviceQueue } from "./device-queue.js";
 import { QueueHealth, guestFault } from "./queue-health.js";
 import { SegmentCursor } from "./segment-cursor.js";
 import type { DirtyLogger, GuestErrorSink } from "./segment-cursor.js";
 import type { SplitInflight } from "./split-inflight.js";
+import { maxIndirectLength, type SplitQueueOptions } from "./split-queue-options.js";
+import { mapSplitRing, type SplitRingViews, UNMAPPED_SPLIT_RING } from "./split-ring-views.js";
 
 const TWO32 = 0x1_0000_0000;
 const F_NEXT = DescFlag.NEXT;
 const F_WRITE = DescFlag.WRITE;
 const F_INDIRECT = DescFlag.INDIRECT;
-const EMPTY16 = new Uint16Array(0);
-const EMPTY32 = new Uint32Array(0);
-const EMPTYI32 = new Int32Array(0);
-
-/** Options of a {@link SplitQueue}. */
-export interface SplitQueueOptions extends DeviceQueueOptions {
-  /** Queue size: a power of two in 1..32768 (SET_VRING_NUM). */
-  readonly size: number;
-  /** Ring addresses (SET_VRING_ADDR); checked for the alignment of docs/virtqueue.md#ring-layout. */
-  readonly addresses: RingAddresses;
-  /**
-   * Inflight I/O tracking (docs/protocol.md#inflight-tracking-and-reconnect): this queue's region
-   * of the inflight area, made for at least `size` descriptors. Every chain taken is marked in it
-   * before `pop` returns and cleared once its used element is published; the first {@link SplitQueue.start}
-   * resubmits what an earlier back-end process left in flight, before any new avail entry.
-   */
-  readonly inflight?: SplitInflight;
-}
 
 /**
  * Device side of one split virtqueue.
@@ -79,10 +63,10 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
   #resubmitted = 0;
   /** The inflight region was read (first start): later starts resume where the queue stopped. */
   #recovered = false;
-  #desc32: Int32Array = EMPTYI32;
-  #avail16: Uint16Array = EMPTY16;
-  #used16: Uint16Array = EMPTY16;
-  #used32: Uint32Array = EMPTY32;
+  #desc32: Int32Array = UNMAPPED_SPLIT_RING.desc32;
+  #avail16: Uint16Array = UNMAPPED_SPLIT_RING.avail16;
+  #used16: Uint16Array = UNMAPPED_SPLIT_RING.used16;
+  #used32: Uint32Array = UNMAPPED_SPLIT_RING.used32;
   #started = false;
   #nextAvail = 0;
   #nextUsed = 0;
@@ -107,9 +91,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
     this.eventIdx = options.eventIdx ?? false;
     this.indirect = options.indirect ?? false;
     this.#strictOrder = options.requireReadableFirst ?? true;
-    const mi = options.maxIndirectLength ?? MAX_QUEUE_SIZE;
-    if (!Number.isInteger(mi) || mi < 1) throw new RangeError(`maxIndirectLength ${mi} must be a positive integer`);
-    this.#maxIndirect = mi;
+    this.#maxIndirect = maxIndirectLength(options);
     this.#health = new QueueHealth(options.onBroken);
     this.#inflight = options.inflight;
     checkRegionFits(this.#inflight?.descNum, this.size);
@@ -189,10 +171,7 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
       this.#inflight?.afterPublish(this.#nextUsed);
     }
     this.#started = false;
-    this.#desc32 = EMPTYI32;
-    this.#avail16 = EMPTY16;
-    this.#used16 = EMPTY16;
-    this.#used32 = EMPTY32;
+    this.#setViews(UNMAPPED_SPLIT_RING);
     return this.#nextAvail;
   }
 
@@ -213,16 +192,14 @@ export class SplitQueue implements DeviceQueue, GuestErrorSink {
   }
 
   #map(): void {
-    const { desc, avail, used } = this.#addresses;
-    const m = this.#memory;
-    const s = this.#space;
-    const d = mapRing(m, s, "descriptor", desc, this.layout.descBytes, 4, false);
-    const a = mapRing(m, s, "avail", avail, this.layout.availBytes, RING_ALIGN.avail, false);
-    const u = mapRing(m, s, "used", used, this.layout.usedBytes, RING_ALIGN.used, true);
-    this.#desc32 = new Int32Array(d.buffer, d.byteOffset, d.byteLength >>> 2);
-    this.#avail16 = u16View(a);
-    this.#used16 = u16View(u);
-    this.#used32 = u32View(u);
+    this.#setViews(mapSplitRing(this.#memory, this.#space, this.#addresses, this.layout));
+  }
+
+  #setViews(views: SplitRingViews): void {
+    this.#desc32 = views.desc32;
+    this.#avail16 = views.avail16;
+    this.#used16 = views.used16;
+    this.#used32 = views.used32;
   }
 
   /** Dirty page logging of what {@link writeChain} writes into this queue's chains (`undefined`: off). */

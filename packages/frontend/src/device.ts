@@ -2,7 +2,7 @@
  * One vhost-user device driven by the front-end, over its life: opened and negotiated
  * (`negotiation.ts`), started (features, memory table, vrings), stopped, failed, closed. Its
  * back-end's memory table follows the guest's shared memory through `memory-table-mirror.ts` and
- * `guest-shared-memory.ts`.
+ * `guest-shared-memory.ts`; a lost back-end is replaced by `device-reconnect.ts`.
  * @module
  */
 import { ProtocolFeature, VirtioFeature } from "@vhostkit/wire";
@@ -11,6 +11,7 @@ import type { DeviceSharedMemory, GuestAddress, GuestAddressSpace, GuestRam } fr
 import { BackendLink } from "./backend-link.js";
 import { type DirtyLogOptions, DirtyPageLog, ramEnd, sendDirtyLogging } from "./dirty-log.js";
 import { DRIVER_FEATURE_MASK, type DeviceOptions, type StartOptions } from "./device-options.js";
+import { DeviceReconnect, type ReconnectHost } from "./device-reconnect.js";
 import { DriverQueue } from "./driver-queue.js";
 import { asFrontendError, FrontendError, isConnectionLost, isFrontendError } from "./errors.js";
 import { Frontend } from "./frontend.js";
@@ -18,7 +19,7 @@ import type { GuestAllocator } from "./guest-allocator.js";
 import type { DeviceSharedMemoryPort, GuestSharedMemory } from "./guest-shared-memory.js";
 import type { MemoryTableMirror } from "./memory-table-mirror.js";
 import { hasFeatures, negotiate, resolveDialect, type DeviceInfo, type Negotiated } from "./negotiation.js";
-import { InflightArea, retryWithBackoff, type ReconnectEvent } from "./reconnect.js";
+import { InflightArea, type ReconnectEvent } from "./reconnect.js";
 import { sendRing } from "./ring-setup.js";
 
 /** What a device needs of the guest it belongs to (a {@link Guest} provides it). @internal */
@@ -62,10 +63,8 @@ export class Device {
   #memRw!: boolean;
   /** The inflight area handed to every back-end of this device (INFLIGHT_SHMFD). */
   readonly #inflight = new InflightArea();
-  /** The reconnect under way, if any. */
-  #reconnecting: Promise<void> | undefined;
-  #reconnects = 0;
-  readonly #reconnectListeners = new Set<(event: ReconnectEvent) => void>();
+  /** The reconnects: the one under way, their count and listeners. */
+  readonly #reconnect: DeviceReconnect;
   /** close() began: a reconnect under way gives up. */
   #closing = false;
   readonly #queues = new Map<number, DriverQueue>();
@@ -86,7 +85,37 @@ export class Device {
     this.#failure = new Promise((r) => (this.#resolveFailure = r));
     this.#info = negotiated.info;
     this.#regions = negotiated.regions;
+    this.#reconnect = new DeviceReconnect(this.#reconnectHost());
     this.#attach(fe, negotiated);
+  }
+
+  /** What the reconnect path reads and does of this device. */
+  #reconnectHost(): ReconnectHost {
+    const device = this;
+    return {
+      options: this.#options,
+      timeoutMs: this.#timeoutMs,
+      guest: this.#host,
+      get info() {
+        return device.#info;
+      },
+      get regions() {
+        return device.#regions;
+      },
+      get ackedFeatures() {
+        return device.#ackedFeatures;
+      },
+      get link() {
+        return device.#link;
+      },
+      queues: this.#queues,
+      get closing() {
+        return device.#closing;
+      },
+      attach: (fe, negotiated) => this.#attach(fe, negotiated),
+      handInflight: (queueSize) => this.#handInflight(queueSize),
+      fail: (err) => this.#fail(err),
+    };
   }
 
   /** Takes over a negotiated connection (the first one, or a restarted back-end's): see {@link BackendLink}. */
@@ -183,13 +212,12 @@ export class Device {
 
   /** Successful reconnects so far ({@link DeviceOptions.reconnect}). */
   get reconnects(): number {
-    return this.#reconnects;
+    return this.#reconnect.count;
   }
 
   /** Subscribes to reconnects: one event each time a new back-end took over. @returns an unsubscribe function. */
   onReconnect(listener: (event: ReconnectEvent) => void): () => void {
-    this.#reconnectListeners.add(listener);
-    return () => this.#reconnectListeners.delete(listener);
+    return this.#reconnect.onReconnect(listener);
   }
 
   /** Subscribes to config changes (BACKEND_CONFIG_CHANGE_MSG, then GET_CONFIG). @returns an unsubscribe function. */
@@ -210,7 +238,8 @@ export class Device {
   }
 
   async #guard<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#reconnecting !== undefined) await this.#reconnecting;
+    const reconnecting = this.#reconnect.pending;
+    if (reconnecting !== undefined) await reconnecting;
     this.#check();
     try {
       return await fn();
@@ -412,96 +441,10 @@ export class Device {
     return this.#inflight.hand(this.#fe, Math.min(this.#info.queueNum, 256), queueSize);
   }
 
-  /**
-   * The back-end was lost (`cause`) and the device has a reconnect policy: the back-end's
-   * connection and shared-memory mappings go (out of every other back-end's table too), the rings
-   * pause, and the device connects to the same socket again per the policy until a new back-end
-   * took over; listeners then hear of it. Giving up (`RECONNECT_FAILED`, `FEATURES_WITHDRAWN`,
-   * a refusal) fails the device.
-   */
-  async #reconnect(cause: FrontendError): Promise<void> {
-    const lostAt = performance.now();
-    this.#link.detach();
-    for (const q of this.#queues.values()) q.pause();
-    let outcome = { outstanding: 0, inflight: false };
-    try {
-      const attempts = await retryWithBackoff(
-        this.#options.reconnect ?? {},
-        async () => void (outcome = await this.#reattach()),
-        () => this.#closing,
-        (e) => isFrontendError(e) && (e.code === "DISCONNECTED" || e.code === "TIMEOUT"),
-      );
-      this.#reconnects++;
-      this.#reconnecting = undefined;
-      const event: ReconnectEvent = { count: this.#reconnects, attempts, downtimeMs: performance.now() - lostAt, cause, ...outcome };
-      for (const listener of this.#reconnectListeners) callHook(listener, event);
-    } catch (err) {
-      this.#reconnecting = undefined;
-      if (!this.#closing) this.#fail(asFrontendError(err, "RECONNECT"));
-    }
-  }
-
-  /**
-   * One reconnect attempt: connects, negotiates the same features again (the acknowledged ones must
-   * still be offered), takes the connection over and restarts what ran.
-   * @throws FrontendError `DISCONNECTED` / `TIMEOUT` (the next attempt follows), `FEATURES_WITHDRAWN`, or as {@link negotiate}.
-   */
-  async #reattach(): Promise<{ outstanding: number; inflight: boolean }> {
-    const dialect = this.#info.dialect;
-    const trace = this.#options.trace === undefined ? {} : { trace: this.#options.trace };
-    const fe = await Frontend.connect(this.#options.socketPath as string, { dialect, timeoutMs: this.#timeoutMs, ...trace });
-    let negotiated: Negotiated | undefined;
-    try {
-      negotiated = await negotiate(fe, this.#options, dialect, this.#host, { ackedProtocolFeatures: this.#info.ackedProtocolFeatures, regions: this.#regions });
-      const missing = (this.#ackedFeatures ?? 0n) & ~negotiated.info.features;
-      if (missing !== 0n)
-        throw new FrontendError("FEATURES_WITHDRAWN", `the restarted back-end no longer offers features 0x${missing.toString(16)}`, {
-          request: "GET_FEATURES",
-          expected: this.#ackedFeatures ?? 0n,
-          actual: negotiated.info.features,
-        });
-    } catch (err) {
-      negotiated?.channel?.close();
-      fe.close();
-      throw asFrontendError(err, "NEGOTIATE");
-    }
-    this.#attach(fe, negotiated);
-    try {
-      return await this.#restart();
-    } catch (err) {
-      this.#link.detach();
-      throw err;
-    }
-  }
-
-  /**
-   * A new back-end takes over: SET_FEATURES as before, the memory table, the inflight area
-   * (SET_INFLIGHT_FD), then each ring from the used index with the outstanding chains laid out again
-   * ({@link DriverQueue.prepareRestart}), enabled, kicked.
-   */
-  async #restart(): Promise<{ outstanding: number; inflight: boolean }> {
-    const features = this.#ackedFeatures;
-    if (features === undefined) return { outstanding: 0, inflight: false }; // never started: nothing to restore
-    const fe = this.#fe;
-    await fe.setFeatures(features);
-    await this.#mirror.send(this.#host.sharedMemory.mappingsFor(this.#sharedMemory));
-    const queues = [...this.#queues.values()];
-    const inflight = await this.#handInflight(Math.max(0, ...queues.map((q) => q.size)));
-    let outstanding = 0;
-    for (const q of queues) {
-      const { base, outstanding: n } = q.prepareRestart(inflight);
-      outstanding += n;
-      await sendRing(fe, this.#host.ram, q, base);
-    }
-    if (hasFeatures(features, VirtioFeature.PROTOCOL_FEATURES)) for (const q of queues) await fe.setVringEnable(q.index, true);
-    for (const q of queues) q.resume();
-    return { outstanding, inflight };
-  }
-
   #fail(err: FrontendError): void {
-    if (this.#failed !== undefined || this.#closed || this.#closing || this.#reconnecting !== undefined) return;
+    if (this.#failed !== undefined || this.#closed || this.#closing || this.#reconnect.pending !== undefined) return;
     if (this.#options.reconnect !== undefined && this.#options.socketPath !== undefined && isFrontendError(err) && err.code === "DISCONNECTED") {
-      this.#reconnecting = this.#reconnect(err);
+      this.#reconnect.begin(err);
       return;
     }
     this.#failed = isFrontendError(err) ? err : asFrontendError(err, "DEVICE");
@@ -523,7 +466,7 @@ export class Device {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closing = true;
-    await this.#reconnecting;
+    await this.#reconnect.pending;
     if (this.#failed === undefined) {
       try {
         if (this.#queues.size > 0) await this.stop();

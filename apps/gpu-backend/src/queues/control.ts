@@ -1,34 +1,30 @@
 /**
- * controlq (queue 0): the virtio-gpu 2D commands, host blobs and their mapping into shmid 1.
+ * controlq (queue 0): the virtio-gpu 2D commands (resources, backing, transfers, scanouts, flushes);
+ * host blobs are `blobs.ts`, contexts and capsets `contexts.ts`.
  * Every refusal is an error response; see the README for the table.
  * @module
  */
-import { isBackendError, type QueueContext } from "@vhostkit/backend";
+import type { QueueContext } from "@vhostkit/backend";
 import type { GuestAddress, GuestMemory } from "@vhostkit/regions";
 import { ChainBatch } from "@vhostkit/virtqueue";
-import { blobSeed, fillSeeded, VHOSTKIT_CAPSET_ID } from "../capset.js";
 import { EDID_RESPONSE_SIZE } from "../edid.js";
-import { HostBlob } from "../host-blob.js";
-import type { BackingEntry, BlobResource, Resource, Resource2D } from "../resources.js";
+import type { BackingEntry } from "../resources.js";
 import {
-  BlobFlag,
-  BlobMem,
   BYTES_PER_PIXEL,
   decodeRect,
   DISPLAY_INFO_SIZE,
   encodeRect,
   GpuCmd,
-  GpuFeature,
   GpuResp,
   isGpuFormat,
-  MAP_INFO_SIZE,
-  MapCache,
   MEM_ENTRY_SIZE,
   rectInside,
   type Rect,
 } from "../virtio-gpu.js";
+import { BlobCommands } from "./blobs.js";
 import { check, execute, GpuCommandError, response, serveChains, type GpuEnv, type Handled, type Request } from "./command.js";
 import { ContextCommands, isContextCommand } from "./contexts.js";
+import { checkHostBytes, checkNewResourceId, checkScanoutId, ok, require2d, requireBlob, requireResource } from "./resource-checks.js";
 
 /** Largest width or height of a resource or scanout, pixels. */
 export const MAX_DIMENSION = 16384;
@@ -36,16 +32,16 @@ export const MAX_DIMENSION = 16384;
 /** Most entries in one RESOURCE_ATTACH_BACKING (as vhost-user-gpu). */
 export const MAX_BACKING_ENTRIES = 16384;
 
-const ok = (r: Request, resourceId?: number): Handled => ({ resp: response(r.hdr, GpuResp.OK_NODATA), ...(resourceId === undefined ? {} : { resourceId }) });
-
 /** The control queue handler. */
 export class ControlQueue {
   readonly #env: GpuEnv;
   readonly #batch = new ChainBatch(64);
   readonly #contexts: ContextCommands;
+  readonly #blobs: BlobCommands;
   constructor(env: GpuEnv) {
     this.#env = env;
     this.#contexts = new ContextCommands(env);
+    this.#blobs = new BlobCommands(env, this.#contexts);
   }
 
   /** Serves every available chain of queue 0. */
@@ -81,51 +77,15 @@ export class ControlQueue {
       case GpuCmd.GET_EDID:
         return this.#edid(r);
       case GpuCmd.RESOURCE_CREATE_BLOB:
-        return this.#createBlob(r);
+        return this.#blobs.create(r);
       case GpuCmd.RESOURCE_MAP_BLOB:
-        return this.#mapBlob(r);
+        return this.#blobs.map(r);
       case GpuCmd.RESOURCE_UNMAP_BLOB:
-        return this.#unmapBlob(r);
+        return this.#blobs.unmap(r);
       default:
         if (isContextCommand(r.hdr.type)) return this.#contexts.handle(r);
         throw new GpuCommandError(GpuResp.ERR_UNSPEC, `unsupported command 0x${r.hdr.type.toString(16)} on controlq`);
     }
-  }
-
-  #resource(id: number): Resource {
-    const res = this.#env.state.resources.get(id);
-    check(res !== undefined, GpuResp.ERR_INVALID_RESOURCE_ID, `resource ${id} does not exist`);
-    return res;
-  }
-
-  #resource2d(id: number, what: string): Resource2D {
-    const res = this.#resource(id);
-    check(res.kind === "2d", GpuResp.ERR_INVALID_PARAMETER, `${what}: resource ${id} is a blob`);
-    return res;
-  }
-
-  #blob(id: number, what: string): BlobResource {
-    const res = this.#resource(id);
-    check(res.kind === "blob", GpuResp.ERR_INVALID_PARAMETER, `${what}: resource ${id} is not a blob`);
-    return res;
-  }
-
-  #scanoutId(id: number): void {
-    check(id < this.#env.state.scanouts.length, GpuResp.ERR_INVALID_SCANOUT_ID, `scanout ${id} does not exist (${this.#env.state.scanouts.length} scanouts)`);
-  }
-
-  #newId(id: number): void {
-    check(id !== 0, GpuResp.ERR_INVALID_RESOURCE_ID, "resource id 0 is reserved");
-    check(!this.#env.state.resources.has(id), GpuResp.ERR_INVALID_RESOURCE_ID, `resource ${id} already exists`);
-  }
-
-  #reserve(bytes: bigint, what: string): void {
-    const st = this.#env.state;
-    check(
-      st.hostBytes + bytes <= this.#env.maxHostBytes,
-      GpuResp.ERR_OUT_OF_MEMORY,
-      `${what}: 0x${bytes.toString(16)} bytes exceed the host memory cap (0x${(this.#env.maxHostBytes - st.hostBytes).toString(16)} left)`,
-    );
   }
 
   #displayInfo(r: Request): Handled {
@@ -142,7 +102,7 @@ export class ControlQueue {
   #edid(r: Request): Handled {
     const edid = this.#env.edid;
     check(edid !== undefined, GpuResp.ERR_UNSPEC, "get_edid: EDID is not offered");
-    this.#scanoutId(r.view.getUint32(24, true));
+    checkScanoutId(this.#env, r.view.getUint32(24, true));
     const out = response(r.hdr, GpuResp.OK_EDID, EDID_RESPONSE_SIZE);
     new DataView(out.buffer).setUint32(24, edid.byteLength, true);
     out.set(edid, 32);
@@ -155,7 +115,7 @@ export class ControlQueue {
     const format = v.getUint32(28, true);
     const width = v.getUint32(32, true);
     const height = v.getUint32(36, true);
-    this.#newId(id);
+    checkNewResourceId(this.#env, id);
     check(isGpuFormat(format), GpuResp.ERR_INVALID_PARAMETER, `resource ${id}: unsupported format ${format}`);
     check(
       width > 0 && height > 0 && width <= MAX_DIMENSION && height <= MAX_DIMENSION,
@@ -163,7 +123,7 @@ export class ControlQueue {
       `resource ${id}: size ${width}x${height} not in 1..${MAX_DIMENSION}`,
     );
     const bytes = BigInt(width) * BigInt(height) * BigInt(BYTES_PER_PIXEL);
-    this.#reserve(bytes, `resource ${id}`);
+    checkHostBytes(this.#env, bytes, `resource ${id}`);
     this.#env.state.resources.set(id, { kind: "2d", id, format, width, height, pixels: new Uint8Array(Number(bytes)), backing: undefined });
     this.#env.state.hostBytes += bytes;
     return ok(r, id);
@@ -171,7 +131,7 @@ export class ControlQueue {
 
   async #unref(r: Request): Promise<Handled> {
     const id = r.view.getUint32(24, true);
-    const res = this.#resource(id);
+    const res = requireResource(this.#env, id);
     if (res.kind === "blob" && res.mapping !== undefined) {
       // The Linux driver unmaps first; a driver that does not still gets the range freed.
       const m = res.mapping;
@@ -187,12 +147,12 @@ export class ControlQueue {
     const rect = decodeRect(v, 24);
     const scanoutId = v.getUint32(40, true);
     const id = v.getUint32(44, true);
-    this.#scanoutId(scanoutId);
+    checkScanoutId(this.#env, scanoutId);
     if (id === 0) {
       this.#env.state.scanouts[scanoutId] = undefined;
       return ok(r);
     }
-    const res = this.#resource(id);
+    const res = requireResource(this.#env, id);
     check(res.kind === "2d", GpuResp.ERR_INVALID_PARAMETER, `set_scanout: resource ${id} is a blob (use SET_SCANOUT_BLOB)`);
     check(
       rectInside(rect, res.width, res.height),
@@ -213,12 +173,12 @@ export class ControlQueue {
     const format = v.getUint32(56, true);
     const stride = v.getUint32(64, true);
     const offset = v.getUint32(80, true);
-    this.#scanoutId(scanoutId);
+    checkScanoutId(this.#env, scanoutId);
     if (id === 0) {
       this.#env.state.scanouts[scanoutId] = undefined;
       return ok(r);
     }
-    const res = this.#blob(id, "set_scanout_blob");
+    const res = requireBlob(this.#env, id, "set_scanout_blob");
     check(isGpuFormat(format), GpuResp.ERR_INVALID_PARAMETER, `set_scanout_blob: unsupported format ${format}`);
     check(
       width > 0 && height > 0 && width <= MAX_DIMENSION && height <= MAX_DIMENSION,
@@ -241,7 +201,7 @@ export class ControlQueue {
     const v = r.view;
     const rect = decodeRect(v, 24);
     const id = v.getUint32(40, true);
-    const res = this.#resource(id);
+    const res = requireResource(this.#env, id);
     const st = this.#env.state;
     if (res.kind === "2d")
       check(
@@ -269,7 +229,7 @@ export class ControlQueue {
     const rect = decodeRect(v, 24);
     const offset = v.getBigUint64(40, true);
     const id = v.getUint32(48, true);
-    const res = this.#resource2d(id, "transfer_to_host_2d");
+    const res = require2d(this.#env, id, "transfer_to_host_2d");
     check(
       rectInside(rect, res.width, res.height),
       GpuResp.ERR_INVALID_PARAMETER,
@@ -302,7 +262,7 @@ export class ControlQueue {
     const v = r.view;
     const id = v.getUint32(24, true);
     const n = v.getUint32(28, true);
-    const res = this.#resource2d(id, "resource_attach_backing");
+    const res = require2d(this.#env, id, "resource_attach_backing");
     check(n >= 1 && n <= MAX_BACKING_ENTRIES, GpuResp.ERR_INVALID_PARAMETER, `resource_attach_backing: ${n} entries not in 1..${MAX_BACKING_ENTRIES}`);
     check(
       r.bytes.byteLength >= 32 + n * MEM_ENTRY_SIZE,
@@ -332,134 +292,9 @@ export class ControlQueue {
 
   #detach(r: Request): Handled {
     const id = r.view.getUint32(24, true);
-    const res = this.#resource2d(id, "resource_detach_backing");
+    const res = require2d(this.#env, id, "resource_detach_backing");
     check(res.backing !== undefined, GpuResp.ERR_UNSPEC, `resource_detach_backing: resource ${id} has no backing`);
     res.backing = undefined;
-    return ok(r, id);
-  }
-
-  #createBlob(r: Request): Handled {
-    const v = r.view;
-    const id = v.getUint32(24, true);
-    const blobMem = v.getUint32(28, true);
-    const flags = v.getUint32(32, true);
-    const n = v.getUint32(36, true);
-    const size = v.getBigUint64(48, true);
-    const env = this.#env;
-    check((env.features() & GpuFeature.RESOURCE_BLOB) !== 0n, GpuResp.ERR_UNSPEC, "resource_create_blob: RESOURCE_BLOB was not negotiated");
-    this.#newId(id);
-    check(
-      blobMem === BlobMem.HOST3D,
-      GpuResp.ERR_INVALID_PARAMETER,
-      `resource_create_blob: blob_mem ${blobMem} unsupported (host blobs only: ${BlobMem.HOST3D})`,
-    );
-    check(
-      (flags & ~(BlobFlag.USE_MAPPABLE | BlobFlag.USE_SHAREABLE | BlobFlag.USE_CROSS_DEVICE)) === 0,
-      GpuResp.ERR_INVALID_PARAMETER,
-      `resource_create_blob: unknown blob_flags 0x${flags.toString(16)}`,
-    );
-    check(n === 0, GpuResp.ERR_INVALID_PARAMETER, `resource_create_blob: a host blob takes no mem entries (got ${n})`);
-    check(size > 0n, GpuResp.ERR_INVALID_PARAMETER, "resource_create_blob: size 0");
-    // With VIRGL a host blob belongs to a context, which must be one of the vhostkit capset; without
-    // it (the departure the README explains) ctx_id and blob_id are ignored and the blob is zeroed.
-    let seed: number | undefined;
-    if ((env.features() & GpuFeature.VIRGL) !== 0n) {
-      const ctx = this.#contexts.context(r.hdr.ctxId, "resource_create_blob");
-      check(
-        ctx.capsetId === VHOSTKIT_CAPSET_ID,
-        GpuResp.ERR_INVALID_PARAMETER,
-        `resource_create_blob: context ${ctx.id} ${ctx.capsetId === 0 ? "has no capset" : `is of capset ${ctx.capsetId}`}; host blobs need capset ${VHOSTKIT_CAPSET_ID}`,
-      );
-      const blobId = v.getBigUint64(40, true);
-      if (blobId !== 0n) seed = blobSeed(blobId);
-    }
-    const rounded = HostBlob.roundUp(size);
-    check(
-      rounded <= env.shmSize,
-      GpuResp.ERR_OUT_OF_MEMORY,
-      `resource_create_blob: 0x${size.toString(16)} bytes do not fit the 0x${env.shmSize.toString(16)}-byte shared memory region`,
-    );
-    this.#reserve(rounded, `resource_create_blob ${id}`);
-    const blob = HostBlob.tryCreate(`blob-${id}`, size);
-    check(blob !== undefined, GpuResp.ERR_OUT_OF_MEMORY, `resource_create_blob: the host could not allocate 0x${rounded.toString(16)} bytes`);
-    if (seed !== undefined) fillSeeded(blob.bytes, seed);
-    env.state.resources.set(id, { kind: "blob", id, blobFlags: flags, size, blob, mapping: undefined });
-    env.state.hostBytes += blob.size;
-    return ok(r, id);
-  }
-
-  async #mapBlob(r: Request): Promise<Handled> {
-    const v = r.view;
-    const id = v.getUint32(24, true);
-    const offset = v.getBigUint64(32, true);
-    const env = this.#env;
-    const res = this.#blob(id, "resource_map_blob");
-    check((res.blobFlags & BlobFlag.USE_MAPPABLE) !== 0, GpuResp.ERR_INVALID_PARAMETER, `resource_map_blob: resource ${id} was not created USE_MAPPABLE`);
-    check(
-      res.mapping === undefined,
-      GpuResp.ERR_INVALID_PARAMETER,
-      `resource_map_blob: resource ${id} is already mapped at 0x${res.mapping?.offset.toString(16)}`,
-    );
-    check(
-      offset % env.blobAlignment === 0n,
-      GpuResp.ERR_INVALID_PARAMETER,
-      `resource_map_blob: offset 0x${offset.toString(16)} not aligned to 0x${env.blobAlignment.toString(16)}`,
-    );
-    const len = res.blob.size;
-    check(
-      offset + len <= env.shmSize,
-      GpuResp.ERR_INVALID_PARAMETER,
-      `resource_map_blob: 0x${offset.toString(16)}+0x${len.toString(16)} exceeds the 0x${env.shmSize.toString(16)}-byte region`,
-    );
-    const clash = env.state.mappings().find((m) => offset < m.offset + m.len && m.offset < offset + len);
-    check(
-      clash === undefined,
-      GpuResp.ERR_INVALID_PARAMETER,
-      `resource_map_blob: 0x${offset.toString(16)}+0x${len.toString(16)} overlaps resource ${clash?.resourceId} at 0x${clash?.offset.toString(16)}+0x${clash?.len.toString(16)}`,
-    );
-    check(env.mapper.canMap(), GpuResp.ERR_UNSPEC, "resource_map_blob: the device is not running or SHMEM is not negotiated");
-    res.mapping = { offset, len }; // reserve the range while the front-end maps it
-    try {
-      await env.mapper.map(offset, len, res.blob.fd);
-    } catch (err) {
-      if (isBackendError(err) && err.code === "ABANDONED" && env.state.resources.get(id) === res) {
-        // Stopped while the map was on its way: the front-end may still apply it. Keep the range.
-        res.mapping = { offset, len, uncertain: true };
-        throw new GpuCommandError(
-          GpuResp.ERR_UNSPEC,
-          "resource_map_blob: the device stopped while mapping; the range stays reserved until RESOURCE_UNMAP_BLOB or a reset",
-        );
-      }
-      res.mapping = undefined;
-      throw new GpuCommandError(GpuResp.ERR_UNSPEC, `resource_map_blob: shmem_map failed: ${err instanceof Error ? err.message : String(err)}`);
-    }
-    if (env.state.resources.get(id) !== res) {
-      // Reset (or unref) while mapping: the front-end drops mappings on reset; nothing to record.
-      res.mapping = undefined;
-      throw new GpuCommandError(GpuResp.ERR_UNSPEC, "resource_map_blob: the resource went away while mapping");
-    }
-    const out = response(r.hdr, GpuResp.OK_MAP_INFO, MAP_INFO_SIZE);
-    new DataView(out.buffer).setUint32(24, MapCache.CACHED, true);
-    return { resp: out, resourceId: id };
-  }
-
-  async #unmapBlob(r: Request): Promise<Handled> {
-    const id = r.view.getUint32(24, true);
-    const res = this.#blob(id, "resource_unmap_blob");
-    const m = res.mapping;
-    check(m !== undefined, GpuResp.ERR_INVALID_PARAMETER, `resource_unmap_blob: resource ${id} is not mapped`);
-    check(this.#env.mapper.canMap(), GpuResp.ERR_UNSPEC, "resource_unmap_blob: the device is not running");
-    try {
-      await this.#env.mapper.unmap(m.offset, m.len);
-    } catch (err) {
-      // An uncertain map the front-end never applied: its refusal settles it as unmapped.
-      if (m.uncertain === true && isBackendError(err) && err.code === "REJECTED") {
-        res.mapping = undefined;
-        return ok(r, id);
-      }
-      throw new GpuCommandError(GpuResp.ERR_UNSPEC, `resource_unmap_blob: shmem_unmap failed: ${err instanceof Error ? err.message : String(err)}`);
-    }
-    res.mapping = undefined;
     return ok(r, id);
   }
 }

@@ -2,14 +2,16 @@
  * One vhost-user device driven by the front-end, over its life: opened and negotiated
  * (`negotiation.ts`), started (features, memory table, vrings), stopped, failed, closed. Its
  * back-end's memory table follows the guest's shared memory through `memory-table-mirror.ts` and
- * `guest-shared-memory.ts`; a lost back-end is replaced by `device-reconnect.ts`.
+ * `guest-shared-memory.ts`; a lost back-end is replaced by `device-reconnect.ts`; dirty page
+ * logging is `device-dirty-log.ts`.
  * @module
  */
 import { ProtocolFeature, VirtioFeature } from "@vhostkit/wire";
 import { callHook } from "@vhostkit/transport";
 import type { DeviceSharedMemory, GuestAddress, GuestAddressSpace, GuestRam } from "@vhostkit/regions";
 import { BackendLink } from "./backend-link.js";
-import { type DirtyLogOptions, DirtyPageLog, ramEnd, sendDirtyLogging } from "./dirty-log.js";
+import type { DirtyLogOptions, DirtyPageLog } from "./dirty-log.js";
+import { DeviceDirtyLog, type DirtyLogHost } from "./device-dirty-log.js";
 import { DRIVER_FEATURE_MASK, type DeviceOptions, type StartOptions } from "./device-options.js";
 import { DeviceReconnect, type ReconnectHost } from "./device-reconnect.js";
 import { DriverQueue } from "./driver-queue.js";
@@ -74,8 +76,8 @@ export class Device {
   #resolveFailure!: (err: FrontendError) => void;
   readonly #failure: Promise<FrontendError>;
   readonly #configListeners = new Set<(config: Uint8Array | undefined) => void>();
-  /** Dirty page logging is on ({@link Device.startDirtyLog}): rings started now log too. */
-  #logging = false;
+  /** Dirty page logging ({@link Device.startDirtyLog}): while on, rings started now log too. */
+  readonly #dirtyLog: DeviceDirtyLog;
 
   /** Takes over what negotiation left: the back-end channel starts being served here. */
   private constructor(host: DeviceHost, fe: Frontend, options: DeviceOptions, negotiated: Negotiated) {
@@ -85,12 +87,14 @@ export class Device {
     this.#failure = new Promise((r) => (this.#resolveFailure = r));
     this.#info = negotiated.info;
     this.#regions = negotiated.regions;
-    this.#reconnect = new DeviceReconnect(this.#reconnectHost());
+    const parts = this.#partsHost();
+    this.#reconnect = new DeviceReconnect(parts);
+    this.#dirtyLog = new DeviceDirtyLog(parts);
     this.#attach(fe, negotiated);
   }
 
-  /** What the reconnect path reads and does of this device. */
-  #reconnectHost(): ReconnectHost {
+  /** What the reconnect path and dirty page logging read and do of this device. */
+  #partsHost(): ReconnectHost & DirtyLogHost {
     const device = this;
     return {
       options: this.#options,
@@ -260,31 +264,12 @@ export class Device {
    *   not offered, or LOG_SHMFD not acknowledged: open the device with `dirtyLog: true`), or as the requests.
    */
   startDirtyLog(options: DirtyLogOptions = {}): Promise<DirtyPageLog> {
-    return this.#guard(async () => {
-      const features = this.#ackedFeatures;
-      if (features === undefined || this.#logging)
-        throw new FrontendError("BAD_ARGUMENT", features === undefined ? "dirty log: start the device first" : "dirty log: already logging");
-      if (!hasFeatures(this.#info.features, VirtioFeature.LOG_ALL) || !hasFeatures(this.#info.ackedProtocolFeatures, ProtocolFeature.LOG_SHMFD))
-        throw new FrontendError("NEGOTIATION", "dirty log: the back-end needs VHOST_F_LOG_ALL offered and LOG_SHMFD acknowledged", { request: "SET_LOG_BASE" });
-      const log = DirtyPageLog.create(ramEnd(this.#host.ram));
-      try {
-        await sendDirtyLogging(this.#fe, this.#host.ram, this.#queues.values(), features, log, options.sendLogFd === true);
-      } catch (err) {
-        log.dispose();
-        throw err;
-      }
-      this.#logging = true;
-      return log;
-    });
+    return this.#guard(() => this.#dirtyLog.start(options));
   }
 
   /** Turns dirty page logging off: SET_FEATURES without LOG_ALL, SET_VRING_ADDR without the log flag. Nothing when off. @throws FrontendError as the requests. */
   stopDirtyLog(): Promise<void> {
-    return this.#guard(async () => {
-      if (!this.#logging || this.#ackedFeatures === undefined) return;
-      this.#logging = false;
-      await sendDirtyLogging(this.#fe, this.#host.ram, this.#queues.values(), this.#ackedFeatures, undefined);
-    });
+    return this.#guard(() => this.#dirtyLog.stop());
   }
 
   /** Re-reads the config space with GET_CONFIG (same size as before) and notifies listeners. */
@@ -382,7 +367,7 @@ export class Device {
       });
       this.#queues.set(index, q);
       out.push(q);
-      await sendRing(fe, ram, q, q.initialVringBase, this.#logging);
+      await sendRing(fe, ram, q, q.initialVringBase, this.#dirtyLog.logging);
     }
     if (hasFeatures(this.#ackedFeatures ?? features, VirtioFeature.PROTOCOL_FEATURES)) {
       for (const index of indices) await fe.setVringEnable(index, true);

@@ -17,7 +17,7 @@
  * No sockets: the runner takes eventfds, a memory table and a device, so it can be driven directly.
  * @module
  */
-import { isRegionError, type GuestMemory, type MemoryTable } from "@vhostkit/regions";
+import { isRegionError, type MemoryTable } from "@vhostkit/regions";
 import type { EventFd } from "@vhostkit/transport";
 import {
   isVirtqueueError,
@@ -30,90 +30,14 @@ import {
   type VirtqueueError,
 } from "@vhostkit/virtqueue";
 import { isVhostUserError, MAX_VRING_SIZE, VirtioFeature, VRING_F_LOG } from "@vhostkit/wire";
-import type { DeviceBackend, QueueContext } from "./device-backend.js";
+import type { QueueContext } from "./device-backend.js";
 import { protocolError } from "./errors.js";
+import type { RingRunnerOptions } from "./ring-runner-options.js";
+import { Vring } from "./vring.js";
 import { adaptPollMicros, defaultRingPollMicros, pollRing } from "./ring-poll.js";
-import { checkRingAlignment, checkRingSize, freshRingBase, guestAddressOfUser, isPackedLayout, packedQueue, ringBase } from "./ring-layout.js";
+import { checkRingAlignment, checkRingSize, freshRingBase, isPackedLayout, packedQueue, ringBase } from "./ring-layout.js";
 
-/** Options of a {@link RingRunner}. */
-export interface RingRunnerOptions {
-  /** The device: its queue count, its largest queue size and its queue handler. */
-  readonly device: Pick<DeviceBackend, "queueCount" | "maxQueueSize" | "processQueue">;
-  /**
-   * The memory table the rings live in (ring addresses are front-end virtual addresses, as
-   * SET_VRING_ADDR gives them). Borrowed; after each change of it, call {@link RingRunner.remap}.
-   */
-  readonly memory: MemoryTable;
-  /** The guest memory a queue handler gets as `QueueContext.memory`, asked at each run (default `memory`). */
-  readonly handlerMemory?: () => GuestMemory;
-  /** A guest error, a failed handler or an unusable kick fd broke ring `index`; its err fd was signalled first. */
-  readonly onQueueBroken?: (index: number, error: unknown) => void;
-  /** {@link RingRunner.running} changed to `running`; called synchronously, at the change. */
-  readonly onRunningChange?: (running: boolean) => void;
-  /**
-   * Inflight I/O tracking: the inflight region of ring `index`, asked each time the ring starts
-   * (`undefined`: untracked). The ring then records every chain in it and first serves what an
-   * earlier back-end process left there (docs/protocol.md#inflight-tracking-and-reconnect).
-   */
-  readonly inflight?: (index: number) => SplitInflight | PackedInflight | undefined;
-  /** Ring `index` started with inflight tracking; `resubmitted` chains were left in flight by an earlier back-end. */
-  readonly onInflight?: (index: number, resubmitted: number) => void;
-  /**
-   * How long, in microseconds, a ring is polled after a handler run before notifications are enabled
-   * again, the window adapting below it (`ring-poll.ts`; 0: never). Default `VHOSTKIT_RING_POLL_US`, else 0.
-   */
-  readonly pollMicros?: number;
-}
-
-/** One vring: what the front-end configured, and where its handler stands. Only the runner touches it. */
-class Vring {
-  readonly index: number;
-  /** SET_VRING_NUM (0 = not set). */
-  size = 0;
-  /** SET_VRING_ADDR (front-end virtual addresses). */
-  addresses: RingAddresses | undefined;
-  /** SET_VRING_ADDR's `log_guest_addr` when it set VHOST_VRING_F_LOG: the guest-physical address of the used ring (packed: the device area). */
-  logAddr: bigint | undefined;
-  /** Packed ring with VHOST_VRING_F_LOG: the descriptor ring's guest-physical address (found through the memory table; `undefined` while it is not mapped). */
-  descLogAddr: bigint | undefined;
-  /** SET_VRING_BASE's `num` (split: next avail index), read back by GET_VRING_BASE; `undefined`: the fresh base. */
-  base: number | undefined;
-  kick: EventFd | undefined;
-  /** Undefined = polling mode, never signalled. */
-  call: EventFd | undefined;
-  err: EventFd | undefined;
-  /** SET_VRING_ENABLE (rings start disabled when PROTOCOL_FEATURES is negotiated). */
-  enabled = false;
-  /** The device side of the ring between SET_VRING_KICK and GET_VRING_BASE. */
-  queue: DeviceQueue | undefined;
-  /** The handler runs for this ring now. */
-  busy = false;
-  /** A kick arrived while the handler was busy: it runs again afterwards. */
-  kickedWhileBusy = false;
-  /** The ring's memory left the table while it was started (see {@link RingRunner.remap}). */
-  waitingForMemory = false;
-  /** The device reported a guest error in this ring's buffers (`QueueContext.fail`): broken until the ring restarts. */
-  failedBy: unknown;
-  /** The current polling window (µs), adapted at each kick that follows a poll that found nothing (`ring-poll.ts`). */
-  pollMicros: number;
-  /** When the last poll gave up (performance.now() ms), or -1. */
-  pollMissedAt = -1;
-
-  constructor(index: number, pollMicros: number) {
-    this.index = index;
-    this.pollMicros = pollMicros;
-  }
-
-  get started(): boolean {
-    return this.queue !== undefined;
-  }
-
-  /** Close the eventfds (GET_VRING_BASE drops them, as libvhost-user and rust-vmm do). */
-  dropFds(): void {
-    for (const f of [this.kick, this.call, this.err]) f?.close();
-    this.kick = this.call = this.err = undefined;
-  }
-}
+export type { RingRunnerOptions } from "./ring-runner-options.js";
 
 /**
  * Owns the vrings of one connection and runs the device's queue handler on them (see the module
@@ -217,32 +141,13 @@ export class RingRunner {
     checkRingAlignment(request, addresses, this.#packed);
     v.addresses = addresses;
     v.logAddr = (flags & VRING_F_LOG) !== 0 ? logAddr : undefined;
-    this.#findDescLogAddr(v);
-  }
-
-  /** Packed ring with the log flag: where its descriptor ring lies in guest-physical memory (again after each memory-table change). */
-  #findDescLogAddr(v: Vring): void {
-    v.descLogAddr = this.#packed && v.logAddr !== undefined && v.addresses !== undefined ? guestAddressOfUser(this.#memory, v.addresses.desc) : undefined;
+    v.findDescLogAddr(this.#memory, this.#packed);
   }
 
   /** Logs every write to guest memory from now on into `log` (`undefined`: logging off). */
   setDirtyLog(log: DirtyLogger | undefined): void {
     for (const v of this.#vrings) if (v.queue) v.queue.dirtyLog = log;
     this.#log = log;
-  }
-
-  /**
-   * Marks what the device writes of ring `v` when logging (over-marking is harmless; a few pages): split, the whole
-   * used ring; packed, the device area (event suppression) and the whole descriptor ring, where used descriptors go.
-   */
-  #logUsed(v: Vring): void {
-    const log = this.#log;
-    if (log === undefined || v.logAddr === undefined) return;
-    if (!this.#packed) log.mark(v.logAddr, 6 + 8 * v.size);
-    else {
-      log.mark(v.logAddr, 4);
-      if (v.descLogAddr !== undefined) log.mark(v.descLogAddr, 16 * v.size);
-    }
   }
 
   /**
@@ -359,7 +264,7 @@ export class RingRunner {
    */
   remap(): void {
     for (const v of this.#vrings) {
-      this.#findDescLogAddr(v);
+      v.findDescLogAddr(this.#memory, this.#packed);
       const q = v.queue;
       if (!q || q.brokenBy !== undefined) continue;
       try {
@@ -470,7 +375,7 @@ export class RingRunner {
     v.queue = undefined;
     v.waitingForMemory = false;
     if (q) v.base = q.stop(); // its used ring is logged below, with the notification fields written since the last notify
-    if (q) this.#logUsed(v);
+    if (q) v.logUsed(this.#log, this.#packed);
     v.dropFds();
     return v.base ?? freshRingBase(this.#packed);
   }
@@ -524,7 +429,7 @@ export class RingRunner {
           notify: () => {
             if (v.queue !== q || q.brokenBy !== undefined) return;
             const signal = q.publishUsed();
-            this.#logUsed(v); // the used elements, used.idx and the notification fields: logged before the driver hears of them
+            v.logUsed(this.#log, this.#packed); // the used elements, used.idx and the notification fields: logged before the driver hears of them
             if (signal) v.call?.signal();
           },
           fail: (error) => {

@@ -14,53 +14,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { PeerMissingError, peerCommand, requirePeer } from "@vhostkit/peers/peers";
-import { QUICK, median, note, root, size, spread, table } from "./harness.js";
+import { PeerMissingError, requirePeer } from "@vhostkit/peers/peers";
+import { QUICK, note, root, size, spread, table } from "./harness.js";
+import { medianMpps, startBenchTestpmd } from "./testpmd.js";
 
 const NET_DEVICE = join(root, "packages/backend/examples/net-device.mjs");
-
-/** A running testpmd: its Tx-pps samples (one a second) and its stop. */
-interface Pmd {
-  readonly txPps: number[];
-  stop(): Promise<void>;
-}
-
-/**
- * testpmd without hugepages (the flags tools/interop/test/helpers/testpmd.ts documents): as the
- * vhost port (`vhost`, creating `socket`) or the virtio_user port, forwarding on CPU `cpu`.
- */
-function startTestpmd(role: "vhost" | "virtio-user", socket: string, mode: string, cpu: 0 | 1, txLength = 64): Promise<Pmd> {
-  const vdev = role === "vhost" ? `net_vhost0,iface=${socket}` : `net_virtio_user0,path=${socket},queues=1`;
-  const eal = ["-l", "0,1", "--main-lcore", String(1 - cpu), "--no-huge", "-m", "1024", "--no-shconf", "--no-pci", "--vdev", vdev];
-  const app = [`--forward-mode=${mode}`, "-a", "--stats-period=1", "--nb-cores=1", "--total-num-mbufs=16384", "--no-mlockall", `--txpkts=${txLength}`];
-  const [cmd, ...pre] = peerCommand("dpdk", "dpdk-testpmd");
-  const child = spawn(cmd as string, [...pre, ...eal, "--", ...app], { stdio: ["ignore", "pipe", "pipe"] });
-  const txPps: number[] = [];
-  const tail: string[] = [];
-  const exited = new Promise<void>((r) => child.once("close", () => r()));
-  const stop = async () => {
-    child.kill("SIGKILL");
-    await exited;
-  };
-  return new Promise((resolve, reject) => {
-    const onLine = (l: string) => {
-      tail.push(l);
-      if (tail.length > 40) tail.shift();
-      const pps = /Tx-pps:\s*(\d+)/.exec(l);
-      if (pps) txPps.push(Number(pps[1]));
-      if (/packet forwarding - ports=1\b/.test(l)) resolve({ txPps, stop });
-    };
-    createInterface({ input: child.stdout }).on("line", onLine);
-    createInterface({ input: child.stderr }).on("line", onLine);
-    child.once("close", (code) => reject(new Error(`testpmd exited (${code}) before forwarding:\n${tail.join("\n")}`)));
-  });
-}
-
-/** Median Tx-pps (Mpps) of `pmd`'s samples after `warm` of them, once `n` more have arrived. */
-async function txMpps(pmd: Pmd, warm: number, n: number): Promise<number> {
-  while (pmd.txPps.length < warm + n) await new Promise((r) => setTimeout(r, 100));
-  return median(pmd.txPps.slice(warm, warm + n)) / 1e6;
-}
 
 /** The vhostkit net device (sink) on Bun, pinned to CPU 0; resolves once it listens, with its stop. */
 function startDevice(socket: string): Promise<() => Promise<void>> {
@@ -87,12 +45,12 @@ async function measure(backend: "dpdk" | "vhostkit", len: number, warm: number, 
   const stops: (() => Promise<void>)[] = [];
   try {
     if (backend === "dpdk") {
-      const be = await startTestpmd("vhost", socket, "rxonly", 0);
+      const be = await startBenchTestpmd("vhost", socket, "rxonly", 0);
       stops.push(be.stop);
     } else stops.push(await startDevice(socket));
-    const fe = await startTestpmd("virtio-user", socket, "txonly", 1, len);
+    const fe = await startBenchTestpmd("virtio-user", socket, "txonly", 1, len);
     stops.unshift(fe.stop);
-    return await txMpps(fe, warm, seconds);
+    return await medianMpps(fe.txPps, warm, seconds);
   } finally {
     for (const stop of stops) await stop();
     rmSync(dir, { recursive: true, force: true });

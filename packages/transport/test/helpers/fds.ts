@@ -1,12 +1,28 @@
 /** Test helpers: fd plumbing below the Endpoint (pipes, raw writes, hand-built frames, /proc/self/fd). */
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
+import { readdirSync, readlinkSync } from "node:fs";
 import { OwnedFd } from "../../src/index.js";
 import { socketSys } from "../../src/sys/socket.js";
 
 /** Number of open fds of this process. Create `Reactor.shared()` first: its two fds live for good. */
 export function fdCount(): number {
   return readdirSync("/proc/self/fd").length;
+}
+
+/**
+ * Number of open fds of this process that refer to `target` (e.g. "/dev/null"): unlike
+ * {@link fdCount}, blind to the fds of a child process's stdio that close whenever it exits.
+ */
+export function fdsTo(target: string): number {
+  let n = 0;
+  for (const fd of readdirSync("/proc/self/fd")) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === target) n++;
+    } catch {
+      // closed since the listing (the listing's own directory fd, for one)
+    }
+  }
+  return n;
 }
 
 /** A close-on-exec pipe: [read end, write end]. */

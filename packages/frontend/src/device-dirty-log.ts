@@ -30,6 +30,9 @@ export interface DirtyLogHost {
 export class DeviceDirtyLog {
   readonly #host: DirtyLogHost;
   #logging = false;
+  /** The log handed over while logging (the caller owns it), and whether SET_LOG_FD went with it. */
+  #log: DirtyPageLog | undefined;
+  #sendLogFd = false;
 
   /** A device's dirty page logging, through `host`; off. */
   constructor(host: DirtyLogHost) {
@@ -62,6 +65,8 @@ export class DeviceDirtyLog {
       throw err;
     }
     this.#logging = true;
+    this.#log = log;
+    this.#sendLogFd = options.sendLogFd === true;
     return log;
   }
 
@@ -70,6 +75,31 @@ export class DeviceDirtyLog {
     const host = this.#host;
     if (!this.#logging || host.ackedFeatures === undefined) return;
     this.#logging = false;
+    this.#log = undefined;
     await sendDirtyLogging(host.link.fe, host.guest.ram, host.queues.values(), host.ackedFeatures, undefined);
+  }
+
+  /**
+   * A restarted back-end takes over while logging: SET_LOG_BASE with the same log (SET_LOG_FD too
+   * when it went the first time), before SET_FEATURES and the rings, so the new back-end marks
+   * from its first write, as QEMU's `vhost_dev_start` re-arms a log after a reconnect. A log the
+   * caller disposed meanwhile turns logging off instead (nothing would read its marks).
+   * @returns whether logging goes on (the caller then sends LOG_ALL and the rings' log flag).
+   * @throws FrontendError as the requests.
+   */
+  async resume(fe: Frontend): Promise<boolean> {
+    const log = this.#log;
+    if (!this.#logging || log === undefined) return false;
+    let fd: number;
+    try {
+      fd = log.fd;
+    } catch {
+      this.#logging = false;
+      this.#log = undefined;
+      return false;
+    }
+    await fe.call("SET_LOG_BASE", { mmapSize: log.size, mmapOffset: 0n }, [fd]);
+    if (this.#sendLogFd) await fe.ack("SET_LOG_FD", undefined, [log.eventFd.fd]);
+    return true;
   }
 }

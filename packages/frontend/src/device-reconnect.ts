@@ -8,6 +8,7 @@ import { VirtioFeature } from "@vhostkit/wire";
 import { callHook } from "@vhostkit/transport";
 import type { DeviceSharedMemory } from "@vhostkit/regions";
 import type { BackendLink, LinkHost } from "./backend-link.js";
+import type { DeviceDirtyLog } from "./device-dirty-log.js";
 import type { DeviceOptions } from "./device-options.js";
 import type { DriverQueue } from "./driver-queue.js";
 import { asFrontendError, FrontendError, isFrontendError } from "./errors.js";
@@ -34,6 +35,8 @@ export interface ReconnectHost {
   readonly link: BackendLink;
   /** The device's started queues. */
   readonly queues: ReadonlyMap<number, DriverQueue>;
+  /** The device's dirty page logging: a restarted back-end logs too while it is on. */
+  readonly dirtyLog: DeviceDirtyLog;
   /** The device is closing: a reconnect under way gives up. */
   readonly closing: boolean;
   /** Takes over a negotiated connection (replaces {@link ReconnectHost.link}). */
@@ -131,11 +134,13 @@ export class DeviceReconnect {
     let negotiated: Negotiated | undefined;
     try {
       negotiated = await negotiate(fe, host.options, dialect, host.guest, { ackedProtocolFeatures: host.info.ackedProtocolFeatures, regions: host.regions });
-      const missing = (host.ackedFeatures ?? 0n) & ~negotiated.info.features;
+      // While logging, the new back-end must log too: LOG_ALL counts as acknowledged.
+      const required = (host.ackedFeatures ?? 0n) | (host.dirtyLog.logging ? VirtioFeature.LOG_ALL : 0n);
+      const missing = required & ~negotiated.info.features;
       if (missing !== 0n)
         throw new FrontendError("FEATURES_WITHDRAWN", `the restarted back-end no longer offers features 0x${missing.toString(16)}`, {
           request: "GET_FEATURES",
-          expected: host.ackedFeatures ?? 0n,
+          expected: required,
           actual: negotiated.info.features,
         });
     } catch (err) {
@@ -153,16 +158,18 @@ export class DeviceReconnect {
   }
 
   /**
-   * A new back-end takes over: SET_FEATURES as before, the memory table, the inflight area
-   * (SET_INFLIGHT_FD), then each ring from the used index with the outstanding chains laid out again
-   * ({@link DriverQueue.prepareRestart}), enabled, kicked.
+   * A new back-end takes over: while logging SET_LOG_BASE with the same log, SET_FEATURES as before
+   * (with LOG_ALL while logging), the memory table, the inflight area (SET_INFLIGHT_FD), then each
+   * ring from the used index with the outstanding chains laid out again
+   * ({@link DriverQueue.prepareRestart}; the log flag while logging), enabled, kicked.
    */
   async #restart(): Promise<RestartOutcome> {
     const host = this.#host;
     const features = host.ackedFeatures;
     if (features === undefined) return { outstanding: 0, inflight: false }; // never started: nothing to restore
     const { fe, mirror, port } = host.link;
-    await fe.setFeatures(features);
+    const logging = await host.dirtyLog.resume(fe);
+    await fe.setFeatures(logging ? features | VirtioFeature.LOG_ALL : features);
     await mirror.send(host.guest.sharedMemory.mappingsFor(port));
     const queues = [...host.queues.values()];
     const inflight = await host.handInflight(Math.max(0, ...queues.map((q) => q.size)));
@@ -170,7 +177,7 @@ export class DeviceReconnect {
     for (const q of queues) {
       const { base, outstanding: n } = q.prepareRestart(inflight);
       outstanding += n;
-      await sendRing(fe, host.guest.ram, q, base);
+      await sendRing(fe, host.guest.ram, q, base, logging);
     }
     if (hasFeatures(features, VirtioFeature.PROTOCOL_FEATURES)) for (const q of queues) await fe.setVringEnable(q.index, true);
     for (const q of queues) q.resume();

@@ -116,6 +116,9 @@ export class Device {
       get closing() {
         return device.#closing;
       },
+      get dirtyLog() {
+        return device.#dirtyLog;
+      },
       attach: (fe, negotiated) => this.#attach(fe, negotiated),
       handInflight: (queueSize) => this.#handInflight(queueSize),
       fail: (err) => this.#fail(err),

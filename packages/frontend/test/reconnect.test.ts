@@ -17,62 +17,10 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { ProtocolFeature } from "@vhostkit/wire";
 import { BlkDriver, Guest, SUPPORTED_PROTOCOL_FEATURES, isFrontendError, type ReconnectEvent } from "../src/index.js";
+import { RestartableBlk } from "./helpers/restartable-blk.js";
 
-const RAM_BLK = fileURLToPath(new URL("../../backend/examples/ram-blk.mjs", import.meta.url));
 const FEATURE_BACKEND = fileURLToPath(new URL("./fixtures/feature-backend.mjs", import.meta.url));
 const POLICY = { initialDelayMs: 20, maxDelayMs: 200, attempts: 200 };
-
-/** The RAM blk example on a fixed socket and disk file, killed and started again at will. */
-class RestartableBlk {
-  readonly dir = mkdtempSync(join(tmpdir(), "vhostkit-reconnect-"));
-  readonly socket = join(this.dir, "blk.sock");
-  readonly lines: string[] = [];
-  #child: ChildProcess | undefined;
-
-  /** More options of the example (`--latency-ms 1`: each request takes a while, so a kill finds many in flight). */
-  readonly args: readonly string[];
-
-  constructor(args: readonly string[] = []) {
-    this.args = args;
-  }
-
-  /** Starts a device process; resolves once it listens. */
-  async start(): Promise<void> {
-    const child = spawn(
-      process.execPath,
-      [RAM_BLK, "--socket", this.socket, "--size-mib", "1", "--file", join(this.dir, "disk.img"), "--events", ...this.args],
-      {
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
-    this.#child = child;
-    const kill = (): boolean => child.kill("SIGKILL");
-    process.once("exit", kill);
-    child.once("exit", () => process.off("exit", kill));
-    child.stderr!.resume();
-    await new Promise<void>((resolve, reject) => {
-      createInterface({ input: child.stdout! }).on("line", (l) => {
-        this.lines.push(l);
-        if (l.startsWith("listening")) resolve();
-      });
-      child.once("exit", (code) => reject(new Error(`ram-blk exited (${code}) before listening`)));
-    });
-  }
-
-  /** Kills the device process with `signal` and waits for its exit. */
-  async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
-    const c = this.#child;
-    if (c === undefined || c.exitCode !== null || c.signalCode !== null) return;
-    const exited = new Promise((r) => c.once("exit", r));
-    c.kill(signal);
-    await exited;
-  }
-
-  async dispose(): Promise<void> {
-    await this.kill("SIGTERM");
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
 
 /** 32 workers, each writing then reading back its own 8 sectors `rounds` times; calls `midway` once after `at` verified blocks. */
 async function workload(blk: BlkDriver, rounds: number, at: number, midway: () => Promise<void>): Promise<{ verified: number; mismatches: number }> {

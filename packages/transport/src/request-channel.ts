@@ -36,6 +36,17 @@ export interface RequestChannelOptions {
 
 const REPLY_FLAGS = HeaderFlag.VERSION | HeaderFlag.REPLY;
 
+/**
+ * The u64 status of a lent REPLY_ACK reply (its fds, which an ack never carries, closed), or
+ * `-(length + 1)` when the payload is not exactly 8 bytes (a u64 status is never negative).
+ */
+function ackStatus(reply: BorrowedMessage): bigint {
+  for (const f of reply.fds) f.close();
+  const p = reply.payload;
+  if (p.byteLength !== 8) return -BigInt(p.byteLength) - 1n;
+  return new DataView(p.buffer, p.byteOffset, 8).getBigUint64(0, true);
+}
+
 /** A request payload: one buffer, or parts sent as one payload ({@link Endpoint.send}). */
 export type Payload = Uint8Array | readonly Uint8Array[];
 
@@ -125,18 +136,18 @@ export class RequestChannel {
       await this.#exchange(request, HeaderFlag.VERSION, payload, options, undefined);
       return 0n;
     }
-    const reply = await this.#exchange(request, HeaderFlag.VERSION | HeaderFlag.NEED_REPLY, payload, options, copyMessage);
-    if (reply === undefined) return 0n;
-    for (const f of reply.fds) f.close();
-    if (reply.payload.length !== 8) {
+    // The status is read from the lent reply: nothing is copied or allocated per ack.
+    const status = await this.#exchange(request, HeaderFlag.VERSION | HeaderFlag.NEED_REPLY, payload, options, ackStatus);
+    if (status === undefined) return 0n;
+    if (status < 0n) {
       throw this.#fatal(
-        new TransportError("BAD_REPLY", "broken", `request ${request}: ack payload 0x${reply.payload.length.toString(16)} bytes, expected 0x8`, undefined, {
+        new TransportError("BAD_REPLY", "broken", `request ${request}: ack payload 0x${(-status - 1n).toString(16)} bytes, expected 0x8`, undefined, {
           expected: 8,
-          actual: reply.payload.length,
+          actual: Number(-status - 1n),
         }),
       );
     }
-    return new DataView(reply.payload.buffer, reply.payload.byteOffset, 8).getBigUint64(0, true);
+    return status;
   }
 
   /** Send, then (when `take` is given) receive the reply, check it and lend it to `take`. */

@@ -217,3 +217,31 @@ test("a request's timeout holds even when an earlier request armed a longer one"
   b.close();
   await served.catch(() => undefined);
 });
+
+test("requestAck reads the status from the lent reply: failure codes pass, fds on an ack are closed, a wrong size is BAD_REPLY", async (t) => {
+  const { a, b } = pair(t);
+  const ch = new RequestChannel(a, { timeoutMs: 10_000, replyAck: true });
+  const before = fdCount();
+  const [r, w] = pipe();
+  const served = (async () => {
+    const status = new Uint8Array(8);
+    new DataView(status.buffer).setBigUint64(0, 0xfffffffffffffff2n, true);
+    let m = await b.recv();
+    await sendReply(b, m.request, status);
+    m = await b.recv();
+    await sendReply(b, m.request, new Uint8Array(8), [r.fd, w.fd]); // an ack that carries fds
+    m = await b.recv();
+    await sendReply(b, m.request, new Uint8Array(4)); // 4 bytes, not a u64
+  })();
+  assert.equal(await ch.requestAck(20, new Uint8Array(8)), 0xfffffffffffffff2n, "a non-zero status is returned as sent");
+  assert.equal(await ch.requestAck(21, new Uint8Array(8)), 0n);
+  r.close();
+  w.close();
+  assert.equal(fdCount(), before, "the fds that came with the ack were closed");
+  await assert.rejects(
+    ch.requestAck(22, new Uint8Array(8)),
+    (e: unknown) => e instanceof TransportError && e.code === "BAD_REPLY" && /0x4 bytes/.test(e.message),
+  );
+  assert.equal(ch.error?.code, "BAD_REPLY", "a wrong-size ack ends the channel");
+  await served;
+});

@@ -149,6 +149,11 @@ export class DriverQueue {
     return this.#call.fd;
   }
 
+  /** Why the queue stopped (the device failed or closed), or undefined while it runs. */
+  get error(): FrontendError | undefined {
+    return this.#error;
+  }
+
   /** Requests submitted and not yet completed (in the ring, or waiting for free descriptors). */
   get inFlight(): number {
     return this.#inFlight + this.#waiting.length;
@@ -242,14 +247,17 @@ export class DriverQueue {
     try {
       return fn();
     } finally {
-      if (--this.#batching === 0 && this.#unpublished) {
-        this.#unpublished = false;
-        if (this.#error === undefined) {
-          if (this.#driver.publish()) this.#kick.signal();
-          void this.#pump();
-        }
-      }
+      this.#endBatch();
     }
+  }
+
+  /** Leaves a batch; the outermost publishes what was added meanwhile (one avail update, at most one kick). */
+  #endBatch(): void {
+    if (--this.#batching > 0 || !this.#unpublished) return;
+    this.#unpublished = false;
+    if (this.#error !== undefined) return;
+    if (this.#driver.publish()) this.#kick.signal();
+    void this.#pump();
   }
 
   /**
@@ -416,12 +424,17 @@ export class DriverQueue {
       this.fail(e);
       return false;
     }
-    for (const u of used) {
-      const p = u.token;
-      if (p === undefined) continue;
-      this.#inFlight--;
-      this.#untrack(p);
-      p.resolve(u.len);
+    this.#batching++; // chains the callbacks submit are published together, after the round
+    try {
+      for (const u of used) {
+        const p = u.token;
+        if (p === undefined) continue;
+        this.#inFlight--;
+        this.#untrack(p);
+        p.resolve(u.len);
+      }
+    } finally {
+      this.#endBatch();
     }
     return true;
   }
@@ -476,16 +489,12 @@ export class DriverQueue {
     // Pending tokens are only reachable through the ring; reject them via a final sweep.
     this.#disarmTimer();
     this.#waiting.length = 0;
-    for (const p of this.#drainTokens()) p.reject(this.#error);
+    const pending = [...this.#tokens];
+    this.#tokens.clear();
+    for (const p of pending) p.reject(this.#error);
     this.#inFlight = 0;
     this.#kick.close();
     this.#call.close();
-  }
-
-  #drainTokens(): Pending[] {
-    const out = [...this.#tokens];
-    this.#tokens.clear();
-    return out;
   }
 
   /** Closes the eventfds and frees the rings (after GET_VRING_BASE stopped the ring). @internal */

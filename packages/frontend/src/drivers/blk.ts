@@ -6,6 +6,7 @@ import { VirtioFeature } from "@vhostkit/wire";
 import { FrontendError } from "../errors.js";
 import type { Device } from "../device.js";
 import type { DriverQueue } from "../driver-queue.js";
+import { SLOT_DATA_BYTES, SlotPool, type SlotDone } from "./blk-slots.js";
 
 /** virtio-blk feature bits (device-specific, bit masks). */
 export const BlkFeature = {
@@ -119,6 +120,16 @@ function header(type: number, sector: bigint): Uint8Array {
   return HEADER_BYTES.slice();
 }
 
+const EMPTY = new Uint8Array(0);
+
+/** The error a request's status byte means (undefined for OK); 0xff: the device never wrote it. */
+function statusError(op: string, status: number | undefined, extra: string): FrontendError | undefined {
+  if (status === BlkStatus.OK) return undefined;
+  if (status === BlkStatus.UNSUPP) return new FrontendError("UNSUPPORTED", `blk ${op}${extra}: device status UNSUPP`, { request: op, actual: status });
+  if (status === BlkStatus.IOERR) return new FrontendError("IO_ERROR", `blk ${op}${extra}: device status IOERR`, { request: op, actual: status });
+  return new FrontendError("PROTOCOL", `blk ${op}${extra}: device status 0x${(status ?? 0xff).toString(16)}`, { request: op, actual: status ?? -1 });
+}
+
 /**
  * A virtio-blk driver on queue 0 of a {@link Device}. Requests are a 16-byte header, the data,
  * and a 1-byte status written last by the device; large reads and writes are split into requests
@@ -132,11 +143,13 @@ export class BlkDriver {
   /** Decoded config space (refreshed on config-change messages). */
   config: BlkConfig | undefined;
   readonly #maxBytes: number;
+  readonly #slots: SlotPool;
 
   private constructor(device: Device, queue: DriverQueue, maxBytes: number) {
     this.device = device;
     this.queue = queue;
     this.#maxBytes = maxBytes;
+    this.#slots = new SlotPool(queue);
     this.config = device.info.config === undefined ? undefined : decodeBlkConfig(device.info.config);
     device.onConfigChange((c) => {
       this.config = c === undefined ? undefined : decodeBlkConfig(c);
@@ -162,10 +175,55 @@ export class BlkDriver {
   }
 
   #status(op: string, status: number | undefined, extra: string): void {
-    if (status === BlkStatus.OK) return;
-    if (status === BlkStatus.UNSUPP) throw new FrontendError("UNSUPPORTED", `blk ${op}${extra}: device status UNSUPP`, { request: op, actual: status });
-    if (status === BlkStatus.IOERR) throw new FrontendError("IO_ERROR", `blk ${op}${extra}: device status IOERR`, { request: op, actual: status });
-    throw new FrontendError("PROTOCOL", `blk ${op}${extra}: device status 0x${(status ?? 0xff).toString(16)}`, { request: op, actual: status ?? -1 });
+    const err = statusError(op, status, extra);
+    if (err !== undefined) throw err;
+  }
+
+  /**
+   * One request of at most {@link SLOT_DATA_BYTES} through a pooled guest buffer; resolves with a
+   * copy of the data part (reads) or an empty array. Undefined when no slot is free (or the request
+   * is larger): the caller takes the general path.
+   */
+  #pooled(op: string, type: number, sector: bigint, dataLen: number, dataOut: Uint8Array | undefined): Promise<Uint8Array> | undefined {
+    let settle: ((err: FrontendError | undefined, status: number, data: Uint8Array) => void) | undefined;
+    const p = new Promise<Uint8Array>((resolve, reject) => {
+      settle = (err, status, data) => {
+        const e = err ?? (status === BlkStatus.OK ? undefined : statusError(op, status, type === BlkRequestType.FLUSH ? "" : ` sector ${sector}`));
+        if (e !== undefined) reject(e);
+        else resolve(dataOut === undefined && dataLen > 0 ? data.slice() : EMPTY);
+      };
+    });
+    return this.#slots.post(type, sector, dataLen, dataOut, settle as SlotDone) ? p : undefined;
+  }
+
+  /**
+   * Reads `count` sectors from `sector` without a promise: `done(error, data)` is called once, from
+   * the completion round (at once for a request refused up front), with `data` a view of the
+   * request's guest buffer that is valid during the call only (copy what you keep). Requests of up
+   * to 16 KiB reuse guest buffers pinned for the queue's life and are not cleared before the
+   * device writes them; larger ones go through {@link BlkDriver.read}. Submitting several from one
+   * callback publishes them together when the callback runs in a completion round.
+   */
+  readWith(sector: bigint, count: number, done: (err: FrontendError | undefined, data: Uint8Array | undefined) => void): void {
+    if (!Number.isInteger(count) || count < 1) {
+      done(new FrontendError("BAD_ARGUMENT", `read of ${count} sectors`, { actual: count }), undefined);
+      return;
+    }
+    try {
+      checkSector(sector, count);
+    } catch (err) {
+      done(err as FrontendError, undefined);
+      return;
+    }
+    const ok = this.#slots.post(BlkRequestType.IN, sector, count * SECTOR_SIZE, undefined, (err, status, data) => {
+      const e = err ?? (status === BlkStatus.OK ? undefined : statusError("read", status, ` sector ${sector}`));
+      done(e, e === undefined ? data : undefined);
+    });
+    if (!ok)
+      this.read(sector, count).then(
+        (data) => done(undefined, data),
+        (err: unknown) => done(err as FrontendError, undefined),
+      );
   }
 
   /**
@@ -175,6 +233,10 @@ export class BlkDriver {
   async read(sector: bigint, count: number): Promise<Uint8Array> {
     if (!Number.isInteger(count) || count < 1) throw new FrontendError("BAD_ARGUMENT", `read of ${count} sectors`, { actual: count });
     checkSector(sector, count);
+    if (count * SECTOR_SIZE <= Math.min(this.#maxBytes, SLOT_DATA_BYTES)) {
+      const p = this.#pooled("read", BlkRequestType.IN, sector, count * SECTOR_SIZE, undefined);
+      if (p !== undefined) return p;
+    }
     const per = this.#maxBytes / SECTOR_SIZE;
     let out: Uint8Array | undefined;
     for (let done = 0; done < count; done += per) {
@@ -197,6 +259,13 @@ export class BlkDriver {
     if (data.byteLength === 0 || data.byteLength % SECTOR_SIZE !== 0)
       throw new FrontendError("BAD_ARGUMENT", `write of ${data.byteLength} bytes is not a positive multiple of 512`, { actual: data.byteLength });
     checkSector(sector, data.byteLength / SECTOR_SIZE);
+    if (data.byteLength <= Math.min(this.#maxBytes, SLOT_DATA_BYTES)) {
+      const p = this.#pooled("write", BlkRequestType.OUT, sector, data.byteLength, data);
+      if (p !== undefined) {
+        await p;
+        return;
+      }
+    }
     for (let off = 0; off < data.byteLength; off += this.#maxBytes) {
       const chunk = data.subarray(off, Math.min(off + this.#maxBytes, data.byteLength));
       const s = sector + BigInt(off / SECTOR_SIZE);
@@ -212,6 +281,11 @@ export class BlkDriver {
   async flush(): Promise<void> {
     if (((this.device.ackedFeatures ?? 0n) & BlkFeature.FLUSH) === 0n)
       throw new FrontendError("UNSUPPORTED", "blk flush: VIRTIO_BLK_F_FLUSH not negotiated", { request: "flush" });
+    const p = this.#pooled("flush", BlkRequestType.FLUSH, 0n, 0, undefined);
+    if (p !== undefined) {
+      await p;
+      return;
+    }
     const r = await this.queue.transfer([header(BlkRequestType.FLUSH, 0n)], [1]);
     this.#status("flush", r.buffers[0]?.[0], "");
   }

@@ -16,18 +16,20 @@ const WAKE_TOKEN = 0;
 /** Options of {@link Reactor}. */
 export interface ReactorOptions {
   /**
-   * Under Bun, the longest time in microseconds a wait polls without blocking before it hands over
-   * to the worker thread (default 500, or `VHOSTKIT_SPIN_US`; 0 disables spinning). The budget of
-   * each wait adapts between {@link SPIN_FLOOR_MICROS} and this maximum, as QEMU's adaptive polling
-   * does: it doubles when an event arrives soon after a spin gave up, and halves when a wait blocks
-   * for longer than the maximum, so busy peers are caught without a thread hop and idle ones cost
-   * almost nothing. Ignored under Node, whose event loop watches the epoll fd directly.
+   * The longest time in microseconds a wait polls without blocking before it leaves the wait to the
+   * worker thread (Bun) or to the event loop's own watch of the epoll fd (Node) (default 500, or
+   * `VHOSTKIT_SPIN_US`; 0 disables spinning). The budget of each wait adapts between
+   * {@link SPIN_FLOOR_MICROS} and this maximum, as QEMU's adaptive polling does: it doubles when an
+   * event arrives soon after a spin gave up, and halves when a wait blocks for longer than the
+   * maximum, so busy peers are caught without a thread hop or a sleep and idle ones cost almost
+   * nothing.
    */
   readonly spinMicros?: number;
 }
 
 /** Longest stretch one spin holds the JavaScript thread before letting other work run (ms). */
 const SPIN_SLICE_MS = 0.02;
+const SPIN_YIELD = process.env["VHOSTKIT_SPIN_YIELD"] !== "0";
 
 /** The smallest spin budget of an adaptive reactor, in microseconds (also where it starts). */
 export const SPIN_FLOOR_MICROS = 50;
@@ -39,10 +41,11 @@ function defaultSpinMicros(): number {
 
 /**
  * One edge-triggered epoll instance that waits for every registered fd, so the JavaScript thread
- * never blocks in accept/recvmsg/read. Under Node libuv watches the epoll fd itself
- * (`koffi.node.poll`, no thread). Under Bun, where `koffi.node.poll` aborts the process, a wait
- * first spins (adaptive budget, in slices; {@link ReactorOptions.spinMicros}) and then hands over
- * to **one** koffi worker thread blocked in `epoll_wait.async`.
+ * never blocks in accept/recvmsg/read. A wait first spins (adaptive budget, in slices of at most
+ * 20 µs with the event loop running between them; {@link ReactorOptions.spinMicros}). Under Node
+ * libuv watches the epoll fd itself meanwhile (`koffi.node.poll`, no thread) and serves the wait
+ * once the spin gives up. Under Bun, where `koffi.node.poll` aborts the process, the wait is then
+ * handed over to **one** koffi worker thread blocked in `epoll_wait.async`.
  *
  * Why this design (docs/performance.md#wait-mechanism-per-runtime): one blocked call per socket or eventfd would hold one thread
  * each (in Node one of libuv's 4 pool threads) and deadlock a back-end with a few queues; one epoll
@@ -65,6 +68,10 @@ export class Reactor {
   #spinScheduled = false;
   #failures = 0;
   #resolvedInSpin = 0;
+  /** Waits ended (served or aborted), and those served while spinning and by the blocking wait. */
+  #ended = 0;
+  #servedSpinning = 0;
+  #servedBlocked = 0;
   #closed = false;
   #released = false;
   #onReleased: () => void = () => undefined;
@@ -80,6 +87,9 @@ export class Reactor {
   #waitStart = -1;
   /** When the current spin started (it may span several slices), or -1. */
   #spinStart = -1;
+  /** Until when (performance.now() ms) the slice of the current loop turn lasts (see #spinSoon). */
+  #holdEnd = 0;
+  #stopScheduled = false;
 
   /**
    * Create a reactor (most code uses {@link Reactor.shared}).
@@ -185,7 +195,10 @@ export class Reactor {
   /** @internal a waiter parked (+1) or left (-1). */
   parked(delta: number): void {
     this.#parked += delta;
-    if (delta < 0) this.#resolvedInSpin++;
+    if (delta < 0) {
+      this.#resolvedInSpin++;
+      this.#ended++;
+    }
     if (this.#parked > 0) this.#arm();
     else if (this.#armed) this.#wake();
   }
@@ -201,12 +214,18 @@ export class Reactor {
   }
 
   #arm(): void {
-    if (this.#armed || this.#closed) return;
+    if (this.#closed) return;
     if (this.#loop) {
-      this.#armed = true;
-      this.#loop.start();
+      // Node: libuv watches the epoll fd for the whole wait, so an event is never missed whether
+      // the spin or the loop collects it; the spin only saves the loop's sleep and wake-up.
+      if (!this.#armed) {
+        this.#armed = true;
+        this.#loop.start();
+      }
+      if (this.#spinMaxMs > 0 && !this.#spinScheduled) this.#spinSoon();
       return;
     }
+    if (this.#armed) return;
     if (this.#spinMaxMs > 0) {
       // Spin only once the JS thread has nothing else to do (setImmediate runs after microtasks).
       if (!this.#spinScheduled) this.#spinSoon();
@@ -216,34 +235,45 @@ export class Reactor {
   }
 
   /**
-   * Bun: poll the epoll set without blocking for up to the current spin budget (in slices),
-   * stopping as soon as a waiter is served; only then park in the worker thread. A worker hand-off
-   * costs tens of microseconds on a small VM, while a peer that answers at once is caught here with
-   * no thread hop at all (the same trade as Linux's SO_BUSY_POLL). Idle fds still cost nothing:
-   * after the budget the thread sleeps.
+   * Poll the epoll set without blocking for up to the current spin budget (in slices), stopping as
+   * soon as a waiter is served; only then park in the worker thread (Bun) or leave the wait to
+   * libuv's watch (Node). A worker hand-off or a sleeping loop's wake-up costs tens of microseconds
+   * on a small VM, while a peer that answers at once is caught here with no thread hop and no sleep
+   * (the same trade as Linux's SO_BUSY_POLL). Idle fds still cost nothing: after the budget the
+   * thread sleeps.
    */
-  #spinThenArm(): void {
+  #spinThenArm(fromLoop: boolean): void {
     this.#spinScheduled = false;
-    if (this.#parked === 0 || this.#armed || this.#closed) {
+    if (this.#parked === 0 || (this.#armed && !this.#loop) || this.#closed) {
       this.#spinStart = -1;
       return;
     }
     // performance.now() is a double: no BigInt allocation per round (process.hrtime.bigint() would be).
     const now = performance.now();
-    if (this.#spinStart < 0) this.#spinStart = now;
+    if (this.#spinStart < 0) {
+      this.#spinStart = now;
+      // A new spin: an earlier wait that fell back to libuv (Node) no longer says how long a peer takes.
+      this.#waitStart = -1;
+    }
     const deadline = this.#spinStart + this.#spinMs;
     // One slice at a time: other JavaScript work queued meanwhile (timers, immediates, I/O
-    // callbacks) runs between slices instead of waiting for the whole budget.
-    const sliceEnd = Math.min(deadline, now + SPIN_SLICE_MS);
+    // callbacks) runs between slices instead of waiting for the whole budget. A spin resumed in a
+    // microtask (see #spinSoon) ends with the slice of the loop turn it runs in.
+    if (fromLoop) this.#holdEnd = now + SPIN_SLICE_MS;
+    const sliceEnd = Math.min(deadline, this.#holdEnd);
     this.#resolvedInSpin = 0;
     do {
       // SAFETY: timeout 0: a non-blocking poll of the epoll set.
       const n = epollSys().epoll_wait(this.#epfd, this.#events.ptr, MAX_EVENTS, 0);
-      if (n > 0) this.#dispatchEvents(n);
+      if (n > 0) {
+        const ended = this.#ended;
+        this.#dispatchEvents(n);
+        this.#servedSpinning += this.#ended - ended;
+      }
       // A polite spin: between polls, let any other runnable thread on this CPU run (the peer's,
       // or the runtime's JIT and GC helpers). On a 2-vCPU machine a spinner that never yields holds
       // a CPU the peer needs; the syscall returns at once when nobody else wants the CPU.
-      else schedYield();
+      else if (SPIN_YIELD) schedYield();
       if (this.#parked === 0) {
         this.#spinStart = -1;
         return;
@@ -253,24 +283,42 @@ export class Reactor {
         // (their peers often answer at once), rather than forgetting the rest — a waiter nobody
         // re-parks behind would never wake. The next round starts a fresh budget.
         this.#spinStart = -1;
-        this.#spinSoon();
+        this.#spinNextTurn();
         return;
       }
     } while (performance.now() < sliceEnd);
     if (sliceEnd < deadline) {
-      this.#spinSoon();
+      this.#spinNextTurn();
       return;
     }
-    // The budget is spent and nobody was served: hand the wait to the worker.
+    // The budget is spent and nobody was served: hand the wait to the worker (Bun); under Node
+    // libuv's watch of the epoll fd, started with the wait, serves it.
     this.#waitStart = this.#spinStart;
     this.#spinStart = -1;
-    this.#armAsync();
+    if (!this.#loop) this.#armAsync();
   }
 
+  /**
+   * Spin once the JavaScript thread has nothing else to do. A wait that parks while the slice of
+   * the current loop turn lasts (typically the served waiter's continuation sending its next
+   * request and waiting for the answer) spins on in a microtask, still bounded by that slice,
+   * instead of costing a loop turn (`setImmediate`: the runtime's own poll of its event set, and
+   * a tick of its loop) per message.
+   */
   #spinSoon(): void {
     this.#spinScheduled = true;
-    setImmediate(() => this.#spinThenArm());
+    if (performance.now() < this.#holdEnd) queueMicrotask(this.#spinInTurn);
+    else setImmediate(this.#spinFromLoop);
   }
+
+  /** Spin in the next loop turn, after everything queued now has run. */
+  #spinNextTurn(): void {
+    this.#spinScheduled = true;
+    setImmediate(this.#spinFromLoop);
+  }
+
+  readonly #spinInTurn = (): void => this.#spinThenArm(false);
+  readonly #spinFromLoop = (): void => this.#spinThenArm(true);
 
   /**
    * Adapt the spin budget to a wait that gave up spinning and ended in the worker after `waitedMs`
@@ -282,9 +330,18 @@ export class Reactor {
     else this.#spinMs = Math.max(this.#spinMinMs, this.#spinMs / 2);
   }
 
-  /** The current spin budget in microseconds (0 when spinning is off or under Node). */
+  /** The current spin budget in microseconds (0 when spinning is off). */
   get spinBudgetMicros(): number {
-    return this.#loop || this.#spinMaxMs === 0 ? 0 : Math.round(this.#spinMs * 1000);
+    return this.#spinMaxMs === 0 ? 0 : Math.round(this.#spinMs * 1000);
+  }
+
+  /**
+   * How many waits were served while still spinning (no sleep, no thread hop) and how many by the
+   * blocking wait after the spin (the worker under Bun, libuv's watch of the epoll fd under Node).
+   * For tests and diagnostics.
+   */
+  get served(): { readonly spinning: number; readonly blocked: number } {
+    return { spinning: this.#servedSpinning, blocked: this.#servedBlocked };
   }
 
   #armAsync(): void {
@@ -312,7 +369,9 @@ export class Reactor {
     const waited = this.#waitStart >= 0 ? performance.now() - this.#waitStart : -1;
     this.#waitStart = -1;
     // Only a watched fd's event says how long the peer took (the wake-up eventfd says nothing).
+    const ended = this.#ended;
     if (this.#dispatchEvents(n) > 0 && waited >= 0) this.#adapt(waited);
+    this.#servedBlocked += this.#ended - ended;
     if (this.#parked > 0) this.#arm();
   }
 
@@ -337,7 +396,14 @@ export class Reactor {
   #collect(): void {
     // SAFETY: timeout 0, so this synchronous call never blocks the JS thread.
     const n = epollSys().epoll_wait(this.#epfd, this.#events.ptr, MAX_EVENTS, 0);
-    this.#dispatchEvents(n < 0 ? 0 : n);
+    // A wait the spin gave up on ends here: its length adapts the budget, as the worker's does under Bun.
+    const waited = this.#waitStart >= 0 && this.#spinStart < 0 ? performance.now() - this.#waitStart : -1;
+    if (n > 0) this.#waitStart = -1;
+    const ended = this.#ended;
+    if (this.#dispatchEvents(n < 0 ? 0 : n) > 0 && waited >= 0) this.#adapt(waited);
+    // Collected in a loop turn between two spin slices: no sleep and no wake-up came first.
+    if (this.#spinStart >= 0) this.#servedSpinning += this.#ended - ended;
+    else this.#servedBlocked += this.#ended - ended;
     if (this.#parked === 0) this.#stopWhenIdle();
   }
 
@@ -346,7 +412,10 @@ export class Reactor {
    * waiters just resolved usually park again a few microtasks later.
    */
   #stopWhenIdle(): void {
+    if (this.#stopScheduled) return;
+    this.#stopScheduled = true;
     setImmediate(() => {
+      this.#stopScheduled = false;
       if (this.#closed) this.#release();
       else if (this.#parked === 0 && this.#armed) {
         this.#armed = false;

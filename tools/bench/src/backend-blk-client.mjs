@@ -1,5 +1,6 @@
 // Client side of the back-end benchmark; runtime-neutral. Connects the vhostkit front-end to a
-// vhost-user-blk back-end and reads 4 KiB blocks at a given queue depth; prints IOPS.
+// vhost-user-blk back-end and reads 4 KiB blocks at a given queue depth; prints IOPS (last line; the
+// line before it, "driver-cpu <µs>", the CPU this process spent per request).
 //   backend-blk-client.mjs <socket> <queue-depth> <requests> [inflight-on|inflight-off|log-pairs] [split|packed] [pairs] [device-pid]
 // inflight-on/off: INFLIGHT_SHMFD is acknowledged (on) or not (off), on the ring layout the fifth
 // argument names (split when absent): the inflight benchmark compares the back-end's tracking cost. log-pairs: LOG_SHMFD is acknowledged, the
@@ -80,6 +81,9 @@ if (logging) {
   console.log(JSON.stringify(iops));
   process.exit(0);
 }
+const cpu0 = processCpuNs(process.pid);
 const iops = await timed(n);
+const driverCpu = (processCpuNs(process.pid) - cpu0) / n / 1000;
 await guest.close();
+console.log(`driver-cpu ${driverCpu.toFixed(2)}`); // this process (the driver) per request, µs
 console.log(iops.toFixed(0));

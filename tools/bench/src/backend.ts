@@ -6,13 +6,13 @@
  * for the RAM device as it is (it copies every 4 KiB) and with `--discard`, which does the work
  * null-co does (status byte only) — the like-for-like comparison of the two frameworks.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { startQsd } from "@vhostkit/peers/qsd";
-import { median, note, pairedRatio, root, runNumber, size, table } from "./harness.js";
+import { median, note, pairedRatio, root, size, table } from "./harness.js";
 import { processCpuNs } from "./process-cpu.mjs";
 
 /** `f()`, pushing the CPU µs per request that process `pid` spent during it (`requests` counted, the client's warm-up included) onto `into`. */
@@ -21,6 +21,18 @@ function withCpu(pid: number, requests: number, into: number[], f: () => number)
   const v = f();
   into.push((processCpuNs(pid) - t0) / requests / 1000);
   return v;
+}
+
+/** One client run: its IOPS, and the CPU µs per request it (the driver) reported, pushed onto `driverCpu`. */
+function runClient(args: string[], driverCpu: number[]): number {
+  const r = spawnSync(process.execPath, args, { cwd: root, encoding: "utf8" });
+  const lines = r.stdout.trim().split("\n");
+  const iops = Number(lines.at(-1));
+  const cpu = Number(lines.find((l) => l.startsWith("driver-cpu "))?.slice("driver-cpu ".length));
+  if (r.status !== 0 || !Number.isFinite(iops) || !Number.isFinite(cpu))
+    throw new Error(`backend client ${args.join(" ")} failed (${r.status}):\n${r.stdout}${r.stderr}`);
+  driverCpu.push(cpu);
+  return iops;
 }
 
 /** Start the RAM blk example (with `args`) on a socket in `dir`; resolves once it listens. */
@@ -54,10 +66,12 @@ export async function run(): Promise<void> {
         const requests = n + (n < 2000 ? n : Math.max(2000, n / 5)); // the client's warm-up runs first
         const cpuA: number[] = [];
         const cpuB: number[] = [];
+        const driverA: number[] = [];
+        const driverB: number[] = [];
         const m = pairedRatio(
           rounds,
-          () => withCpu(d.child.pid ?? -1, requests, cpuA, () => runNumber(process.execPath, [client, d.socket, String(qd), String(n)])),
-          () => withCpu(qsd.pid, requests, cpuB, () => runNumber(process.execPath, [client, qsd.socketPath, String(qd), String(n)])),
+          () => withCpu(d.child.pid ?? -1, requests, cpuA, () => runClient([client, d.socket, String(qd), String(n)], driverA)),
+          () => withCpu(qsd.pid, requests, cpuB, () => runClient([client, qsd.socketPath, String(qd), String(n)], driverB)),
         );
         const cpuRatios = cpuA.map((a, i) => a / (cpuB[i] ?? Number.NaN));
         rows.push([
@@ -69,6 +83,7 @@ export async function run(): Promise<void> {
           `${m.min.toFixed(2)}–${m.max.toFixed(2)}`,
           `${median(cpuA).toFixed(1)} / ${median(cpuB).toFixed(1)}`,
           median(cpuRatios).toFixed(2),
+          `${median(driverA).toFixed(1)} / ${median(driverB).toFixed(1)}`,
         ]);
       }
     }
@@ -76,7 +91,8 @@ export async function run(): Promise<void> {
       `4 KiB reads, IOPS (medians of ${rounds} back-to-back pairs of ${n}; ÷ = median of the pair ratios, then their range); target vhostkit ÷ qsd >= 1.0 at QD1, >= 1.5 at QD32`,
     );
     note("device CPU: µs per request of the device process (all threads; the reactor's spin included), vhostkit / qsd, and the median of the pair ratios");
-    table(["depth", "vhostkit device", "vhostkit", "qsd null-co", "÷ qsd", "pairs", "device CPU µs", "CPU ÷ qsd"], rows);
+    note("driver CPU: µs per request of the client process (the same vhostkit driver in front of both; its spin included), with vhostkit / with qsd");
+    table(["depth", "vhostkit device", "vhostkit", "qsd null-co", "÷ qsd", "pairs", "device CPU µs", "CPU ÷ qsd", "driver CPU µs"], rows);
   } finally {
     await qsd.stop();
     for (const d of devices) d.child.kill("SIGTERM");

@@ -1,8 +1,10 @@
 /**
  * The front-end warm-up (docs/performance.md#first-shmem-request): a process's first Guest.addDevice,
- * before it connects, sends SHMEM_MAP / SHMEM_UNMAP through a scratch back-end request handler into
- * a scratch region and ADD_MEM_REG / REM_MEM_REG through a scratch connection, each acknowledged
- * with status 0; in a fresh process it leaves no fd open and no mapping behind, runs once, and
+ * before it connects, sends SHMEM_MAP / SHMEM_UNMAP through a scratch back-end request handler and
+ * the device's port into a scratch guest's shared memory (each answered with status 0), and the
+ * ADD_MEM_REG / REM_MEM_REG steps count only when the memory-table mirror of a second scratch
+ * back-end propagated every one of those mappings into its table and out again; in a fresh process
+ * it leaves no fd open and no mapping behind (scratch guest RAM included), runs once, and
  * VHOSTKIT_WARM_UP=0 turns it off.
  */
 import { test } from "node:test";

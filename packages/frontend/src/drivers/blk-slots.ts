@@ -106,9 +106,14 @@ export class SlotPool {
     const data = s.bytes.subarray(DATA_AT, DATA_AT + s.data.len);
     try {
       done(err, s.bytes[STATUS_AT] as number, data);
-    } finally {
-      if (err === undefined) this.#free.push(s);
+    } catch (e) {
+      // A throwing callback must not cut the completion round short: report it as uncaught, later.
+      queueMicrotask(() => {
+        throw e;
+      });
     }
+    // Back to the pool only now: what `done` submitted took another slot, so `data` stayed valid.
+    if (err === undefined) this.#free.push(s);
   }
 
   #grow(): Slot | undefined {

@@ -202,7 +202,8 @@ export class BlkDriver {
    * request's guest buffer that is valid during the call only (copy what you keep). Requests of up
    * to 16 KiB reuse guest buffers pinned for the queue's life and are not cleared before the
    * device writes them; larger ones go through {@link BlkDriver.read}. Submitting several from one
-   * callback publishes them together when the callback runs in a completion round.
+   * callback publishes them together when the callback runs in a completion round. An exception
+   * `done` throws is reported as uncaught afterwards; the round goes on.
    */
   readWith(sector: bigint, count: number, done: (err: FrontendError | undefined, data: Uint8Array | undefined) => void): void {
     if (!Number.isInteger(count) || count < 1) {

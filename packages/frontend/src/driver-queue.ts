@@ -7,43 +7,11 @@
 import { PackedDriver, SplitDriver, type DriverBuffer } from "@vhostkit/virtqueue/driver";
 import { FRESH_PACKED_VRING_BASE } from "@vhostkit/virtqueue";
 import { EventFd } from "@vhostkit/transport";
-import { translateRange, type GuestAddress, type GuestMemory } from "@vhostkit/regions";
-import { asFrontendError, FrontendError } from "./errors.js";
-import type { GuestAllocator } from "./guest-allocator.js";
-
-interface Pending {
-  readonly resolve: (len: number) => void;
-  readonly reject: (err: FrontendError) => void;
-  /** `performance.now()` by which the device must have completed it (restarted after a reconnect). */
-  deadline: number;
-  readonly timeoutMs: number;
-  /** The chain, kept while the request waits for free descriptors. */
-  readonly readable: readonly DriverBuffer[];
-  readonly writable: readonly DriverBuffer[];
-}
-
-/** Result of {@link DriverQueue.transfer}. */
-export interface TransferResult {
-  /** Bytes the device reported written (`used.len`). */
-  readonly len: number;
-  /** Copies of the device-writable buffers after completion, in the order requested. */
-  readonly buffers: readonly Uint8Array[];
-}
-
-/** Options of {@link DriverQueue.create}. @internal */
-export interface DriverQueueOptions {
-  readonly index: number;
-  readonly size: number;
-  readonly memory: GuestMemory;
-  readonly allocator: GuestAllocator;
-  readonly timeoutMs: number;
-  /** VIRTIO_F_EVENT_IDX was negotiated: the driver keeps `used_event` current and reads `avail_event`. */
-  readonly eventIdx?: boolean;
-  /** VIRTIO_F_RING_PACKED was negotiated: a packed ring (any size 1..32768) instead of a split one. */
-  readonly packed?: boolean;
-  /** Called when a request times out: the device is then failed (its in-flight buffers are lost). */
-  readonly onFatal: (err: FrontendError) => void;
-}
+import { translateRange, type GuestAddress } from "@vhostkit/regions";
+import { FrontendError } from "./errors.js";
+import { Deadlines } from "./driver-deadlines.js";
+import { transferChain, type TransferResult } from "./driver-transfer.js";
+import type { DriverQueueOptions, Pending, StandingChain } from "./driver-queue-types.js";
 
 /** The driver side of either ring layout: both have the same operations. */
 type RingDriver = SplitDriver<Pending> | PackedDriver<Pending>;
@@ -75,13 +43,17 @@ export class DriverQueue {
   readonly #call: EventFd;
   readonly #options: DriverQueueOptions;
   readonly #ringBase: GuestAddress;
-  /** Every request not yet completed (in the ring or waiting), in submission order. */
-  readonly #tokens = new Set<Pending>();
+  /** Every request not yet completed (in the ring or waiting) but standing ones, and their timer. */
+  readonly #deadlines = new Deadlines<Pending>(
+    (p) => {
+      const e = new FrontendError("TIMEOUT", `queue ${this.index}: request not completed within ${p.timeoutMs} ms`, { request: "VIRTQUEUE" });
+      this.#options.onFatal(e);
+      this.fail(e);
+    },
+    () => this.#paused,
+  );
   /** Requests waiting for free descriptors, oldest first. */
   readonly #waiting: Pending[] = [];
-  /** One timer per queue, armed for the earliest deadline it knows of (undefined: none pending). */
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #timerAt = Infinity;
   #pumping = false;
   #inFlight = 0;
   #error: FrontendError | undefined;
@@ -90,6 +62,10 @@ export class DriverQueue {
   /** Nesting depth of {@link DriverQueue.batch}: chains added meanwhile are published at its end. */
   #batching = 0;
   #unpublished = false;
+  /** Every standing chain of this queue ({@link DriverQueue.standing}). */
+  readonly #standing: Pending[] = [];
+  /** Keep polling the used ring this long (ms) after the last completion; 0: wait for calls only. */
+  #pollMs = 0;
   /** Buffers handed out by {@link DriverQueue.pinBuffer}, freed with the rings. */
   readonly #pinned: GuestAddress[] = [];
 
@@ -228,17 +204,84 @@ export class DriverQueue {
     const p: Pending = { resolve: done, reject: fail, deadline: performance.now() + timeoutMs, timeoutMs, readable, writable };
     if (this.#paused || this.#waiting.length > 0 || this.#driver.numFree < n) {
       this.#waiting.push(p);
-      this.#track(p);
+      this.#deadlines.track(p);
       return;
     }
     if (!this.#add(p)) return;
-    this.#track(p);
+    this.#deadlines.track(p);
+    this.#added();
+  }
+
+  /** A chain went on the ring: publish it now (at most one kick), or at the end of the batch. */
+  #added(): void {
     if (this.#batching > 0) {
       this.#unpublished = true;
       return;
     }
     if (this.#driver.publish()) this.#kick.signal();
     void this.#pump();
+  }
+
+  /**
+   * Makes a {@link StandingChain}: `done(used.len)` is called after each completion, `fail(error)`
+   * once if the queue fails while the chain is queued. Nothing is queued until
+   * {@link DriverQueue.repost}. The chain is never timed out.
+   * @throws FrontendError `BAD_ARGUMENT` (no buffers, or more than the queue has descriptors).
+   */
+  standing(
+    readable: readonly DriverBuffer[],
+    writable: readonly DriverBuffer[],
+    done: (len: number) => void,
+    fail: (err: FrontendError) => void,
+  ): StandingChain {
+    const n = readable.length + writable.length;
+    if (n > this.size || n === 0)
+      throw new FrontendError("BAD_ARGUMENT", `queue ${this.index}: a chain of ${n} buffers for a queue of ${this.size} descriptors`, {
+        expected: this.size,
+        actual: n,
+      });
+    const p: Pending = { resolve: done, reject: fail, deadline: Infinity, timeoutMs: Infinity, readable, writable, owner: this, queued: false };
+    this.#standing.push(p);
+    return p;
+  }
+
+  /**
+   * Makes standing chain `c` available again (inside {@link DriverQueue.batch} or a completion
+   * callback: published with the others at the end), as {@link DriverQueue.post} does but without
+   * allocating or timing it.
+   * @throws FrontendError `BAD_ARGUMENT` (not a standing chain of this queue, or already queued).
+   */
+  repost(c: StandingChain): void {
+    const p = c as Pending;
+    if (p.owner !== this || p.queued === true) throw new FrontendError("BAD_ARGUMENT", `queue ${this.index}: not an idle standing chain of this queue`);
+    if (this.#error !== undefined) {
+      p.reject(this.#error);
+      return;
+    }
+    p.queued = true;
+    if (this.#paused || this.#waiting.length > 0 || this.#driver.numFree < p.readable.length + p.writable.length) {
+      this.#waiting.push(p);
+      return;
+    }
+    if (!this.#add(p)) {
+      p.queued = false;
+      return;
+    }
+    this.#added();
+  }
+
+  /**
+   * Keeps collecting completions without waiting for a call for `micros` µs after the last one, with
+   * the device's calls suppressed meanwhile (split: VRING_AVAIL_F_NO_INTERRUPT; packed:
+   * RING_EVENT_FLAGS_DISABLE; with EVENT_IDX `used_event` is left behind). Each poll collects what
+   * is there and then yields with `setImmediate`, so the event loop is never held. When the budget
+   * runs out the calls are asked for again and the ring re-checked (a completion published just
+   * then is collected, not missed) before waiting. 0 (the default) turns polling off.
+   * @throws FrontendError `BAD_ARGUMENT` (negative or not finite).
+   */
+  setPolling(micros: number): void {
+    if (!Number.isFinite(micros) || micros < 0) throw new FrontendError("BAD_ARGUMENT", `queue ${this.index}: polling for ${micros} µs`, { actual: micros });
+    this.#pollMs = micros / 1000;
   }
 
   /** Runs `fn`, which submits chains, then publishes them together: one avail index update, at most one kick. */
@@ -298,49 +341,10 @@ export class DriverQueue {
     for (let p = w[0]; p !== undefined && this.#driver.numFree >= p.readable.length + p.writable.length; p = w[0]) {
       w.shift();
       if (this.#add(p)) added = true;
-      else this.#untrack(p);
+      else if (p.owner === undefined) this.#deadlines.untrack(p);
+      else p.queued = false;
     }
     if (added && this.#driver.publish()) this.#kick.signal();
-  }
-
-  #track(p: Pending): void {
-    this.#tokens.add(p);
-    if (p.deadline < this.#timerAt) this.#armTimer(p.deadline);
-  }
-
-  #untrack(p: Pending): void {
-    this.#tokens.delete(p);
-    if (this.#tokens.size === 0) this.#disarmTimer(); // nothing pending: no timer may keep the process alive
-  }
-
-  #armTimer(at: number): void {
-    this.#disarmTimer();
-    this.#timerAt = at;
-    this.#timer = setTimeout(() => this.#onTimer(), Math.max(0, at - performance.now()));
-  }
-
-  #disarmTimer(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#timerAt = Infinity;
-  }
-
-  /** The earliest known deadline came: fail the device if a request is late, else re-arm. */
-  #onTimer(): void {
-    this.#disarmTimer();
-    if (this.#paused) return; // resume() re-arms
-    const now = performance.now();
-    let next = Infinity;
-    for (const p of this.#tokens) {
-      if (p.deadline <= now) {
-        const e = new FrontendError("TIMEOUT", `queue ${this.index}: request not completed within ${p.timeoutMs} ms`, { request: "VIRTQUEUE" });
-        this.#options.onFatal(e);
-        this.fail(e);
-        return;
-      }
-      if (p.deadline < next) next = p.deadline;
-    }
-    if (next < Infinity) this.#armTimer(next);
   }
 
   /**
@@ -350,50 +354,42 @@ export class DriverQueue {
    * failed, since the device may still write them).
    * @throws FrontendError as {@link DriverQueue.submit}, `OUT_OF_MEMORY`.
    */
-  async transfer(readable: readonly Uint8Array[], writableLens: readonly number[], timeoutMs?: number): Promise<TransferResult> {
-    const allocs: GuestAddress[] = [];
-    const mem = this.#options.memory;
-    let ok = false;
-    try {
-      const r: DriverBuffer[] = [];
-      for (const b of readable) {
-        const a = this.#options.allocator.alloc(b.byteLength);
-        allocs.push(a);
-        await mem.write(a, b);
-        r.push({ addr: a, len: b.byteLength });
-      }
-      const w: DriverBuffer[] = [];
-      for (const len of writableLens) {
-        const a = this.#options.allocator.alloc(len);
-        allocs.push(a);
-        // 0xff so that a status byte the device never wrote is recognisable.
-        for (const span of translateRange(mem, a, len, true)) span.bytes.fill(0xff);
-        w.push({ addr: a, len });
-      }
-      const len = await this.submit(r, w, timeoutMs);
-      const buffers: Uint8Array[] = [];
-      for (const b of w) {
-        const out = new Uint8Array(b.len);
-        await mem.read(b.addr as GuestAddress, out);
-        buffers.push(out);
-      }
-      ok = true;
-      return { len, buffers };
-    } catch (err) {
-      throw asFrontendError(err, "VIRTQUEUE");
-    } finally {
-      if (ok || this.#error === undefined) for (const a of allocs) this.#options.allocator.free(a);
-    }
+  transfer(readable: readonly Uint8Array[], writableLens: readonly number[], timeoutMs?: number): Promise<TransferResult> {
+    const o = this.#options;
+    return transferChain(
+      o.allocator,
+      o.memory,
+      readable,
+      writableLens,
+      (r, w) => this.submit(r, w, timeoutMs),
+      () => this.#error !== undefined,
+    );
   }
 
   async #pump(): Promise<void> {
     if (this.#pumping) return;
     this.#pumping = true;
+    let lastWork = performance.now();
     try {
       while (this.#inFlight > 0 && this.#error === undefined) {
-        if (!this.#collect()) return;
+        const got = this.#collect();
+        if (got < 0) return;
         if (this.#waiting.length > 0) this.#admit();
-        if (this.#inFlight === 0) break;
+        if (this.#inFlight === 0) {
+          // Idle: calls asked for again (they were suppressed while polling).
+          if (this.#pollMs > 0) this.#driver.enableInterrupts();
+          break;
+        }
+        if (this.#pollMs > 0) {
+          const now = performance.now();
+          if (got > 0) lastWork = now;
+          if (now - lastWork < this.#pollMs) {
+            // Busy: no call per burst; poll again after what the event loop has to do.
+            this.#driver.disableInterrupts();
+            await new Promise<void>((r) => setImmediate(r));
+            continue;
+          }
+        }
         // Ask for the next interrupt (EVENT_IDX: used_event = what was collected), then re-check:
         // a completion published before the request was visible would otherwise never signal.
         if (this.#driver.enableInterrupts()) continue;
@@ -409,7 +405,7 @@ export class DriverQueue {
   }
 
   /** Resolves the requests whose used elements the device published; false (the device failed) for a ring the device broke. */
-  #collect(): boolean {
+  #collect(): number {
     let used;
     try {
       used = this.#driver.collectUsed();
@@ -422,7 +418,7 @@ export class DriverQueue {
       );
       this.#options.onFatal(e);
       this.fail(e);
-      return false;
+      return -1;
     }
     this.#batching++; // chains the callbacks submit are published together, after the round
     try {
@@ -430,13 +426,14 @@ export class DriverQueue {
         const p = u.token;
         if (p === undefined) continue;
         this.#inFlight--;
-        this.#untrack(p);
+        if (p.owner === undefined) this.#deadlines.untrack(p);
+        else p.queued = false;
         p.resolve(u.len);
       }
     } finally {
       this.#endBatch();
     }
-    return true;
+    return used.length;
   }
 
   /**
@@ -445,7 +442,7 @@ export class DriverQueue {
    */
   pause(): void {
     this.#paused = true;
-    this.#disarmTimer();
+    this.#deadlines.disarm();
   }
 
   /**
@@ -461,7 +458,7 @@ export class DriverQueue {
    */
   prepareRestart(inflight: boolean): { readonly base: number; readonly outstanding: number } {
     const driver = this.#driver;
-    if (!this.#collect()) throw this.#error as FrontendError;
+    if (this.#collect() < 0) throw this.#error as FrontendError;
     if (driver instanceof SplitDriver) return { base: driver.requeueOutstanding(), outstanding: this.#inFlight };
     return { base: driver.requeueOutstanding(inflight ? undefined : (p) => p as Pending), outstanding: this.#inFlight };
   }
@@ -470,13 +467,7 @@ export class DriverQueue {
   resume(): void {
     if (this.#error !== undefined) return;
     this.#paused = false;
-    const now = performance.now();
-    let first = Infinity;
-    for (const p of this.#tokens) {
-      p.deadline = now + p.timeoutMs;
-      first = Math.min(first, p.deadline);
-    }
-    if (first < Infinity) this.#armTimer(first);
+    this.#deadlines.restart();
     this.#admit();
     this.#kick.signal();
     void this.#pump();
@@ -487,11 +478,14 @@ export class DriverQueue {
     if (this.#error !== undefined) return;
     this.#error = err.code === "DEVICE_FAILED" ? err : new FrontendError("DEVICE_FAILED", err.message, err.detail, { cause: err });
     // Pending tokens are only reachable through the ring; reject them via a final sweep.
-    this.#disarmTimer();
     this.#waiting.length = 0;
-    const pending = [...this.#tokens];
-    this.#tokens.clear();
+    const pending = this.#deadlines.drain();
     for (const p of pending) p.reject(this.#error);
+    for (const p of this.#standing)
+      if (p.queued === true) {
+        p.queued = false;
+        p.reject(this.#error);
+      }
     this.#inFlight = 0;
     this.#kick.close();
     this.#call.close();

@@ -10,6 +10,7 @@ import type { GuestAddress } from "@vhostkit/regions";
 import { FrontendError, isFrontendError } from "../errors.js";
 import type { Device } from "../device.js";
 import type { DriverQueue } from "../driver-queue.js";
+import type { StandingChain } from "../driver-queue-types.js";
 import { decodeNetConfig, encodeMqPairsSet, NET_CTRL_OK, NET_HEADER_SIZE, NET_STATUS_LINK_UP, NetFeature, rxNumBuffers, writeTxHeader } from "./net-header.js";
 
 /** Options of {@link NetDriver.attach}. */
@@ -25,6 +26,11 @@ export interface NetDriverOptions {
   /** Use MRG_RXBUF when offered (default true). */
   readonly mergeable?: boolean;
   /**
+   * Keep polling the rings for this many µs after the last completion, with the device's calls
+   * suppressed meanwhile (default 200; 0: one round per call). See {@link DriverQueue.setPolling}.
+   */
+  readonly pollMicros?: number;
+  /**
    * The callback of received frames, installed before any receive buffer is posted (a device may
    * fill them at once). Same as {@link NetDriver.onFrame}.
    */
@@ -36,6 +42,9 @@ export interface NetDriverOptions {
  * queue pair it came in on, `driver` the driver (to answer from inside the call).
  */
 export type NetFrameCallback = (frame: Uint8Array, pair: number, driver: NetDriver) => void;
+
+/** {@link NetDriverOptions.pollMicros} by default. */
+const DEFAULT_POLL_MICROS = 200;
 
 /** Counters of a {@link NetDriver}. */
 export interface NetCounters {
@@ -50,9 +59,9 @@ interface Slot {
   readonly addr: GuestAddress;
   readonly bytes: Uint8Array;
   /** The chain's one buffer (its `len` set per frame on transmit). */
-  readonly chain: [{ addr: GuestAddress; len: number }];
-  /** Called with `used.len` when the device returns the buffer. */
-  done: (len: number) => void;
+  readonly buffer: { addr: GuestAddress; len: number };
+  /** The queue's standing chain of `buffer`, made available again after every completion. */
+  chain: StandingChain;
 }
 
 /** One receive queue and one transmit queue. */
@@ -63,9 +72,6 @@ interface Pair {
   readonly txFree: Slot[];
   /** Receive buffers in the ring. */
   posted: number;
-  /** Buffers to post again at the end of this round of completions. */
-  readonly refill: Slot[];
-  refillScheduled: boolean;
   /** A merged frame being assembled: its parts so far and how many buffers are still to come. */
   merge: { readonly parts: Uint8Array[]; remaining: number } | undefined;
   /** Waiters for a free transmit slot. */
@@ -127,26 +133,29 @@ export class NetDriver {
       const rx = queues[2 * i] as DriverQueue;
       const tx = queues[2 * i + 1] as DriverQueue;
       const txFree: Slot[] = [];
-      const pair: Pair = { index: i, rx, tx, txFree, posted: 0, refill: [], refillScheduled: false, merge: undefined, txWaiters: [] };
+      const pair: Pair = { index: i, rx, tx, txFree, posted: 0, merge: undefined, txWaiters: [] };
       for (let k = 0; k < tx.size; k++) {
-        const slot = NetDriver.#slot(tx, NET_HEADER_SIZE + this.#maxFrame);
-        slot.done = () => this.#sent(pair, slot);
+        const slot = this.#slot(tx, NET_HEADER_SIZE + this.#maxFrame, true, () => this.#sent(pair, slot));
         txFree.push(slot);
       }
       this.#pairs.push(pair);
+      rx.setPolling(options.pollMicros);
+      tx.setPolling(options.pollMicros);
       rx.batch(() => {
         for (let k = 0; k < rx.size; k++) {
-          const slot = NetDriver.#slot(rx, this.#rxBufferSize);
-          slot.done = (len) => this.#received(pair, slot, len);
+          const slot = this.#slot(rx, this.#rxBufferSize, false, (len) => this.#received(pair, slot, len));
           this.#post(pair, slot);
         }
       });
     }
   }
 
-  static #slot(q: DriverQueue, len: number): Slot {
+  /** A pinned buffer of `len` bytes and its standing chain (device-readable for transmit). */
+  #slot(q: DriverQueue, len: number, readable: boolean, done: (len: number) => void): Slot {
     const b = q.pinBuffer(len);
-    return { addr: b.addr, bytes: b.bytes, chain: [{ addr: b.addr, len }], done: () => undefined };
+    const buffer = { addr: b.addr, len };
+    const chain = readable ? q.standing([buffer], [], done, this.#onQueueError) : q.standing([], [buffer], done, this.#onQueueError);
+    return { addr: b.addr, bytes: b.bytes, buffer, chain };
   }
 
   /**
@@ -163,6 +172,7 @@ export class NetDriver {
       rxBufferSize: options.rxBufferSize ?? 2048,
       maxFrame: options.maxFrame ?? 1514,
       mergeable: options.mergeable ?? true,
+      pollMicros: options.pollMicros ?? DEFAULT_POLL_MICROS,
     };
     const offered = device.info.features;
     const pairs = o.queuePairs;
@@ -259,16 +269,15 @@ export class NetDriver {
     if (slot === undefined) return false;
     writeTxHeader(slot.bytes);
     slot.bytes.set(frame, NET_HEADER_SIZE);
-    const len = NET_HEADER_SIZE + frame.byteLength;
-    slot.chain[0].len = len;
-    p.tx.post(slot.chain, [], slot.done, this.#onQueueError);
+    slot.buffer.len = NET_HEADER_SIZE + frame.byteLength;
+    p.tx.repost(slot.chain);
     return true;
   }
 
   /** A transmit buffer came back: count it, free it, wake one waiter. */
   #sent(p: Pair, slot: Slot): void {
     this.counters.txFrames++;
-    this.counters.txBytes += slot.chain[0].len - NET_HEADER_SIZE;
+    this.counters.txBytes += slot.buffer.len - NET_HEADER_SIZE;
     p.txFree.push(slot);
     p.txWaiters.shift()?.();
   }
@@ -298,10 +307,10 @@ export class NetDriver {
     });
   }
 
-  /** Posts one receive buffer; its completion is handled in used-ring order. */
+  /** Posts one receive buffer (again); its completion is handled in used-ring order. */
   #post(p: Pair, slot: Slot): void {
     p.posted++;
-    p.rx.post([], slot.chain, slot.done, this.#onQueueError, Infinity);
+    p.rx.repost(slot.chain);
   }
 
   #received(p: Pair, slot: Slot, len: number): void {
@@ -336,18 +345,9 @@ export class NetDriver {
       this.#fail(e);
       return;
     }
-    p.refill.push(slot);
-    if (!p.refillScheduled) {
-      p.refillScheduled = true;
-      // After every completion of this round (they are queued already): one batch, one kick.
-      queueMicrotask(() => {
-        p.refillScheduled = false;
-        if (this.#failure !== undefined || this.#closed) return;
-        p.rx.batch(() => {
-          for (const s of p.refill.splice(0)) this.#post(p, s);
-        });
-      });
-    }
+    // Inside the completion round: the queue publishes every buffer posted again at its end (one
+    // avail index update, no kick when the device asked for none).
+    this.#post(p, slot);
   }
 
   #deliver(p: Pair, frame: Uint8Array): void {

@@ -4,7 +4,8 @@
  */
 import type { Device } from "../device.js";
 import type { StartOptions } from "../device-options.js";
-import type { DriverQueue, TransferResult } from "../driver-queue.js";
+import type { DriverQueue } from "../driver-queue.js";
+import type { TransferResult } from "../driver-transfer.js";
 
 /** A generic driver for any device type: the caller decides the features, queues and buffers. */
 export class RawDriver {

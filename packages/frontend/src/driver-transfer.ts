@@ -1,0 +1,65 @@
+/**
+ * {@link DriverQueue.transfer}'s body: one chain in freshly allocated guest buffers, copied in and
+ * out around the request.
+ * @module
+ */
+import type { DriverBuffer } from "@vhostkit/virtqueue/driver";
+import { translateRange, type GuestAddress, type GuestMemory } from "@vhostkit/regions";
+import { asFrontendError } from "./errors.js";
+import type { GuestAllocator } from "./guest-allocator.js";
+
+/** Result of {@link DriverQueue.transfer}. */
+export interface TransferResult {
+  /** Bytes the device reported written (`used.len`). */
+  readonly len: number;
+  /** Copies of the device-writable buffers after completion, in the order requested. */
+  readonly buffers: readonly Uint8Array[];
+}
+
+/**
+ * Copies `readable` into new guest buffers, allocates `writableLens` bytes of device-writable ones
+ * (filled with 0xff, so a status byte the device never wrote is recognisable), runs `submit` and
+ * returns copies of the writable buffers. The buffers are freed afterwards, but kept when the
+ * request failed on a failed queue (`failed()`), since the device may still write them.
+ * @internal
+ */
+export async function transferChain(
+  allocator: GuestAllocator,
+  mem: GuestMemory,
+  readable: readonly Uint8Array[],
+  writableLens: readonly number[],
+  submit: (r: readonly DriverBuffer[], w: readonly DriverBuffer[]) => Promise<number>,
+  failed: () => boolean,
+): Promise<TransferResult> {
+  const allocs: GuestAddress[] = [];
+  let ok = false;
+  try {
+    const r: DriverBuffer[] = [];
+    for (const b of readable) {
+      const a = allocator.alloc(b.byteLength);
+      allocs.push(a);
+      await mem.write(a, b);
+      r.push({ addr: a, len: b.byteLength });
+    }
+    const w: DriverBuffer[] = [];
+    for (const len of writableLens) {
+      const a = allocator.alloc(len);
+      allocs.push(a);
+      for (const span of translateRange(mem, a, len, true)) span.bytes.fill(0xff);
+      w.push({ addr: a, len });
+    }
+    const len = await submit(r, w);
+    const buffers: Uint8Array[] = [];
+    for (const b of w) {
+      const out = new Uint8Array(b.len);
+      await mem.read(b.addr as GuestAddress, out);
+      buffers.push(out);
+    }
+    ok = true;
+    return { len, buffers };
+  } catch (err) {
+    throw asFrontendError(err, "VIRTQUEUE");
+  } finally {
+    if (ok || !failed()) for (const a of allocs) allocator.free(a);
+  }
+}

@@ -3,10 +3,11 @@
  * after the other to the back-end of scale-backend.ts (device i on `<prefix>-<i>.sock`), each with
  * its 4 queues started. For each device count N of the list, every queue of the first N devices is
  * driven at queue depth `qd` with null 4 KiB reads (16-byte header out, 4096 + 1 bytes in) for
- * `ms` milliseconds. Prints one JSON line per N: requests completed, wall ns, CPU µs of this
+ * `ms` milliseconds, each request submitted with `transfer` (a promise per request) or, with
+ * `posted`, from the previous request's completion callback into buffers pinned once. Prints one JSON line per N: requests completed, wall ns, CPU µs of this
  * process and of the back-end process (from /proc), and both RSS values (after setting up N
  * devices, before driving them).
- *   bun scale-frontend.ts <socket-prefix> <back-end pid> <counts, e.g. 1,2,4,8,16> <ms> <qd>
+ *   bun scale-frontend.ts <socket-prefix> <back-end pid> <counts, e.g. 1,2,4,8,16> <ms> <qd> [transfer|posted]
  */
 import { readFileSync } from "node:fs";
 import { Guest, type DriverQueue } from "@vhostkit/frontend";
@@ -40,8 +41,71 @@ function procRssKiB(pid: number): number {
 
 const HEADER = new Uint8Array(16); // virtio-blk IN (type 0) at sector 0
 
+/** How the requests are submitted: `transfer` (a promise per request, buffers allocated and copied each time) or `posted`. */
+export type ScaleDriver = "transfer" | "posted";
+
 /** Drive `queues` at depth `qd` each until `until` (performance.now() ms); resolves with the requests completed. */
-async function drive(queues: readonly DriverQueue[], qd: number, until: number): Promise<number> {
+function drive(driver: ScaleDriver, queues: readonly DriverQueue[], qd: number, until: number): Promise<number> {
+  return driver === "posted" ? drivePosted(queues, qd, until) : driveTransfer(queues, qd, until);
+}
+
+/** One request slot of the posted driver: a 16-byte header and 4096 + 1 bytes to be written, pinned for the queue's life. */
+interface Slot {
+  readonly readable: readonly { readonly addr: bigint; readonly len: number }[];
+  readonly writable: readonly { readonly addr: bigint; readonly len: number }[];
+}
+
+const slots = new Map<DriverQueue, Slot[]>();
+
+/** The queue's `qd` slots (pinned on first use: the header stays zero, a virtio-blk IN at sector 0). */
+function slotsOf(q: DriverQueue, qd: number): Slot[] {
+  let s = slots.get(q);
+  if (s === undefined) {
+    s = Array.from({ length: qd }, () => {
+      const header = q.pinBuffer(HEADER.byteLength);
+      const data = q.pinBuffer(4096 + 1);
+      return {
+        readable: [{ addr: header.addr, len: HEADER.byteLength }],
+        writable: [
+          { addr: data.addr, len: 4096 },
+          { addr: data.addr + 4096n, len: 1 },
+        ],
+      };
+    });
+    slots.set(q, s);
+  }
+  return s;
+}
+
+/**
+ * Each completed request is submitted again from its completion callback (`DriverQueue.post`), so
+ * the requests a queue completes in one round go back to the ring together: one publish, at most one
+ * kick. With `transfer` each request resumes in its own promise continuation and publishes (and
+ * kicks) alone, and a device that wakes on the first kick takes a partial batch.
+ */
+function drivePosted(queues: readonly DriverQueue[], qd: number, until: number): Promise<number> {
+  let done = 0;
+  let open = 0;
+  return new Promise<number>((resolve, reject) => {
+    for (const q of queues) {
+      for (const slot of slotsOf(q, qd)) {
+        const go = (): void => {
+          open++;
+          q.post(slot.readable, slot.writable, finish, reject);
+        };
+        const finish = (): void => {
+          done++;
+          open--;
+          if (performance.now() < until) go();
+          else if (open === 0) resolve(done);
+        };
+        go();
+      }
+    }
+  });
+}
+
+async function driveTransfer(queues: readonly DriverQueue[], qd: number, until: number): Promise<number> {
   let done = 0;
   const worker = async (q: DriverQueue): Promise<void> => {
     while (performance.now() < until) {
@@ -54,8 +118,9 @@ async function drive(queues: readonly DriverQueue[], qd: number, until: number):
 }
 
 if (import.meta.main) {
-  const [prefix, pidArg, countsArg, msArg, qdArg] = process.argv.slice(2);
-  if (prefix === undefined || pidArg === undefined) throw new Error("usage: scale-frontend.ts <socket-prefix> <pid> <counts> <ms> <qd>");
+  const [prefix, pidArg, countsArg, msArg, qdArg, driverArg] = process.argv.slice(2);
+  if (prefix === undefined || pidArg === undefined) throw new Error("usage: scale-frontend.ts <socket-prefix> <pid> <counts> <ms> <qd> [transfer|posted]");
+  const driver: ScaleDriver = driverArg === "posted" ? "posted" : "transfer";
   const backend = Number(pidArg);
   const counts = (countsArg ?? "1,16").split(",").map(Number);
   const ms = Number(msArg ?? 1000);
@@ -75,11 +140,11 @@ if (import.meta.main) {
       await Bun.sleep(200);
       const frontendRssKiB = Math.round(process.memoryUsage().rss / 1024);
       const backendRssKiB = procRssKiB(backend);
-      await drive(active, qd, performance.now() + ms / 4); // warm-up: JIT, the new rings, the reactor's spin
+      await drive(driver, active, qd, performance.now() + ms / 4); // warm-up: JIT, the new rings, the reactor's spin
       const fe0 = process.cpuUsage();
       const be0 = procCpuUs(backend);
       const t0 = process.hrtime.bigint();
-      const requests = await drive(active, qd, performance.now() + ms);
+      const requests = await drive(driver, active, qd, performance.now() + ms);
       const wallNs = Number(process.hrtime.bigint() - t0);
       const fe = process.cpuUsage(fe0);
       const sample: ScaleSample = {

@@ -7,7 +7,8 @@
  * process: flat from 1 to 16 devices means no cost grows with the number of devices), the cores
  * busy, and the resident memory each further device costs in each process. Then the same with a
  * device that takes `LATENCY_MS` per batch (a slow disk), where one device leaves the CPU idle and
- * N devices can reach N× its figure. Median (min–max) of `ROUNDS` rounds, each a fresh front-end
+ * N devices can reach N× its figure; there each request is submitted again from its completion
+ * callback (`DriverQueue.post`), so a queue's batch goes back whole (scale-frontend.ts). Median (min–max) of `ROUNDS` rounds, each a fresh front-end
  * process (the back-end process serves every round: each device takes the next front-end after the
  * previous one disconnected).
  */
@@ -17,7 +18,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { QUICK, median, note, size, table } from "./harness.js";
-import type { ScaleSample } from "./scale-frontend.js";
+import type { ScaleDriver, ScaleSample } from "./scale-frontend.js";
 
 const ROUNDS = Number(process.env["VHOSTKIT_BENCH_ROUNDS"] ?? size(5, 1));
 /** Device counts; each is measured for `MS` ms after a quarter of that as warm-up. */
@@ -35,7 +36,7 @@ function spreadText(xs: number[], digits: number): string {
 }
 
 /** One back-end process with `DEVICES` devices of `latencyMs`, `ROUNDS` front-end processes against it; every round's samples. */
-async function measure(dir: string, name: string, latencyMs: number): Promise<ScaleSample[][]> {
+async function measure(dir: string, name: string, latencyMs: number, driver: ScaleDriver): Promise<ScaleSample[][]> {
   const prefix = join(dir, name);
   const script = join(import.meta.dir, "scale-backend.ts");
   const backend = spawn(process.execPath, [script, prefix, String(DEVICES), String(latencyMs)], { stdio: ["ignore", "pipe", "inherit"] });
@@ -46,7 +47,7 @@ async function measure(dir: string, name: string, latencyMs: number): Promise<Sc
     });
     const rounds: ScaleSample[][] = [];
     for (let r = 0; r < ROUNDS; r++) {
-      const args = [join(import.meta.dir, "scale-frontend.ts"), prefix, String(backend.pid), COUNTS.join(","), String(MS), String(QD)];
+      const args = [join(import.meta.dir, "scale-frontend.ts"), prefix, String(backend.pid), COUNTS.join(","), String(MS), String(QD), driver];
       const fe = spawnSync(process.execPath, args, { encoding: "utf8", timeout: 600_000 });
       if (fe.status !== 0) throw new Error(`scale-frontend failed (${fe.status} ${fe.signal}):\n${fe.stdout}${fe.stderr}`);
       const lines = fe.stdout.trim().split("\n");
@@ -75,7 +76,7 @@ function column(rounds: ScaleSample[][], n: number, digits: number, f: (s: Scale
 export async function run(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "vhostkit-bench-scale-"));
   try {
-    const rounds = await measure(dir, "null", 0);
+    const rounds = await measure(dir, "null", 0, "transfer");
     const rows = COUNTS.map((n) => [
       n,
       n * 4,
@@ -114,9 +115,9 @@ export async function run(): Promise<void> {
         ["back-end", perDevice((s) => s.backendRssKiB), rss(first, (s) => s.backendRssKiB), rss(DEVICES, (s) => s.backendRssKiB)],
       ],
     );
-    const slow = await measure(dir, "slow", LATENCY_MS);
+    const slow = await measure(dir, "slow", LATENCY_MS, "posted");
     note(
-      `\nthe same with a device that completes each popped batch ${LATENCY_MS} ms later (a slow disk: one device leaves the CPU idle, so N devices can reach N× its figure); median (min–max) of ${ROUNDS} rounds`,
+      `\nthe same with a device that completes each popped batch ${LATENCY_MS} ms later (a slow disk: one device leaves the CPU idle, so N devices can reach N× its figure), each request submitted again from its completion callback (DriverQueue.post, buffers pinned once: a queue's completed requests go back to the ring together, so the device pops whole batches; with transfer's promise per request they resume one by one and the device takes partial batches); median (min–max) of ${ROUNDS} rounds`,
     );
     table(
       ["devices", "k requests/s", "÷ N×1", "CPU µs/request", "cores busy"],

@@ -116,6 +116,10 @@ export class Endpoint {
     tailed: false,
   };
   #latched: TransportError | undefined;
+  /** The tail of the receive that waits, for {@link Endpoint.#probe}. */
+  #probeTail: PayloadTail | undefined;
+  /** The waiting receive's own read attempt, run by the reactor (see `Watch.readable`). */
+  readonly #probe = (): boolean => this.#rx.probe(this.#probeTail);
 
   /**
    * @param sock - connected stream socket; ownership is taken (closed here if construction fails).
@@ -323,9 +327,10 @@ export class Endpoint {
     let msg: BorrowedMessage;
     try {
       while (!rx.poll(tail)) {
-        await this.#watch.readable();
+        this.#probeTail = tail;
+        // The probe (rx.probe) reads for the wait: it ends once the frame is whole or an error waits.
+        await this.#watch.readable(this.#probe);
         this.#check();
-        rx.woke();
       }
       fds = rx.takeFds();
       const { request, flags } = rx;

@@ -102,9 +102,22 @@ export class FrameReader {
     return this.#end - this.#start + this.#tailGot;
   }
 
-  /** The reactor reported readability: the next {@link FrameReader.poll} reads again. */
-  woke(): void {
+  /** An error a {@link FrameReader.probe} met, thrown by the next {@link FrameReader.poll}. */
+  #probeError: unknown;
+
+  /**
+   * The waiting reader's probe ({@link Watch.readable}): read as {@link FrameReader.poll} does,
+   * without waiting for the reactor's word. Never throws: an error is kept for the next `poll`.
+   * @returns true when the reader can go on (the frame is whole, or an error waits for it).
+   */
+  probe(tail: PayloadTail | undefined): boolean {
     this.#drained = false;
+    try {
+      return this.poll(tail);
+    } catch (err) {
+      this.#probeError = err;
+      return true;
+    }
   }
 
   /**
@@ -114,6 +127,11 @@ export class FrameReader {
    *   `SYSCALL`; the endpoint ends on any of them.
    */
   poll(tail: PayloadTail | undefined): boolean {
+    if (this.#probeError !== undefined) {
+      const err = this.#probeError;
+      this.#probeError = undefined;
+      throw err;
+    }
     for (;;) {
       const v = this.rx.block.view;
       const d = this.rx.dataOff;

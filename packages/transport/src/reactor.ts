@@ -66,6 +66,8 @@ export class Reactor {
   #parked = 0;
   #armed = false;
   #spinScheduled = false;
+  /** The only parked wait's watch, when there is exactly one and it is known. */
+  #lone: Watch | undefined;
   #failures = 0;
   #resolvedInSpin = 0;
   /** Waits ended (served or aborted), and those served while spinning and by the blocking wait. */
@@ -192,9 +194,11 @@ export class Reactor {
     epollSys().epoll_ctl(this.#epfd, EPOLL_CTL.DEL, w.fd, null);
   }
 
-  /** @internal a waiter parked (+1) or left (-1). */
-  parked(delta: number): void {
+  /** @internal a waiter of `w` parked (+1) or left (-1). */
+  parked(delta: number, w: Watch): void {
     this.#parked += delta;
+    // The only wait, when there is one and it is known (after an end, whichever is left is not).
+    this.#lone = delta > 0 && this.#parked === 1 ? w : undefined;
     if (delta < 0) {
       this.#resolvedInSpin++;
       this.#ended++;
@@ -214,24 +218,13 @@ export class Reactor {
   }
 
   #arm(): void {
-    if (this.#closed) return;
-    if (this.#loop) {
-      // Node: libuv watches the epoll fd for the whole wait, so an event is never missed whether
-      // the spin or the loop collects it; the spin only saves the loop's sleep and wake-up.
-      if (!this.#armed) {
-        this.#armed = true;
-        this.#loop.start();
-      }
-      if (this.#spinMaxMs > 0 && !this.#spinScheduled) this.#spinSoon();
-      return;
-    }
-    if (this.#armed) return;
+    if (this.#closed || this.#armed) return;
     if (this.#spinMaxMs > 0) {
       // Spin only once the JS thread has nothing else to do (setImmediate runs after microtasks).
       if (!this.#spinScheduled) this.#spinSoon();
       return;
     }
-    this.#armAsync();
+    this.#armBlocking();
   }
 
   /**
@@ -244,7 +237,7 @@ export class Reactor {
    */
   #spinThenArm(fromLoop: boolean): void {
     this.#spinScheduled = false;
-    if (this.#parked === 0 || (this.#armed && !this.#loop) || this.#closed) {
+    if (this.#parked === 0 || this.#armed || this.#closed) {
       this.#spinStart = -1;
       return;
     }
@@ -263,17 +256,18 @@ export class Reactor {
     const sliceEnd = Math.min(deadline, this.#holdEnd);
     this.#resolvedInSpin = 0;
     do {
-      // SAFETY: timeout 0: a non-blocking poll of the epoll set.
-      const n = epollSys().epoll_wait(this.#epfd, this.#events.ptr, MAX_EVENTS, 0);
-      if (n > 0) {
-        const ended = this.#ended;
-        this.#dispatchEvents(n);
-        this.#servedSpinning += this.#ended - ended;
-      }
+      const ended = this.#ended;
+      // The only wait is a reader with a probe (an endpoint's receive): its own non-blocking read
+      // polls, and the read that finds the message is the one that takes it (no epoll_wait first).
+      const lone = this.#lone;
+      if (lone?.probing === true) lone.probeRead();
+      else this.#poll();
+      const served = this.#ended - ended;
+      this.#servedSpinning += served;
       // A polite spin: between polls, let any other runnable thread on this CPU run (the peer's,
       // or the runtime's JIT and GC helpers). On a 2-vCPU machine a spinner that never yields holds
       // a CPU the peer needs; the syscall returns at once when nobody else wants the CPU.
-      else if (SPIN_YIELD) schedYield();
+      if (served === 0 && SPIN_YIELD) schedYield();
       if (this.#parked === 0) {
         this.#spinStart = -1;
         return;
@@ -291,11 +285,46 @@ export class Reactor {
       this.#spinNextTurn();
       return;
     }
-    // The budget is spent and nobody was served: hand the wait to the worker (Bun); under Node
-    // libuv's watch of the epoll fd, started with the wait, serves it.
+    // The budget is spent and nobody was served. Collect the edges whose data a probe already took
+    // (they would wake the blocking wait at once), then hand the wait over.
+    const ended = this.#ended;
+    this.#poll();
+    if (this.#ended > ended) {
+      this.#servedSpinning += this.#ended - ended;
+      this.#spinStart = -1;
+      if (this.#parked > 0) this.#spinNextTurn();
+      return;
+    }
     this.#waitStart = this.#spinStart;
     this.#spinStart = -1;
-    if (!this.#loop) this.#armAsync();
+    this.#armBlocking();
+  }
+
+  /** One non-blocking poll of the epoll set, its events delivered. */
+  #poll(): void {
+    // SAFETY: timeout 0: a non-blocking poll of the epoll set.
+    const n = epollSys().epoll_wait(this.#epfd, this.#events.ptr, MAX_EVENTS, 0);
+    if (n > 0) this.#dispatchEvents(n);
+  }
+
+  /**
+   * Leave the wait to the blocking mechanism: libuv's watch of the epoll fd (Node) or the worker
+   * in `epoll_wait` (Bun). Under Node the watch is off while spinning: the edges of data a probe
+   * already took would make the epoll fd readable in every loop turn.
+   */
+  #armBlocking(): void {
+    if (this.#loop) {
+      if (this.#armed) return;
+      this.#armed = true;
+      this.#loop.start();
+    } else this.#armAsync();
+  }
+
+  /** Node: the blocking wait served someone; stop libuv's watch so the next wait spins first. */
+  #disarmLoop(): void {
+    if (!this.#armed || this.#spinMaxMs === 0) return;
+    this.#armed = false;
+    this.#loop?.stop();
   }
 
   /**
@@ -366,13 +395,24 @@ export class Reactor {
       return;
     }
     this.#failures = 0;
-    const waited = this.#waitStart >= 0 ? performance.now() - this.#waitStart : -1;
-    this.#waitStart = -1;
-    // Only a watched fd's event says how long the peer took (the wake-up eventfd says nothing).
     const ended = this.#ended;
-    if (this.#dispatchEvents(n) > 0 && waited >= 0) this.#adapt(waited);
-    this.#servedBlocked += this.#ended - ended;
-    if (this.#parked > 0) this.#arm();
+    const watched = this.#dispatchEvents(n);
+    if (this.#settle(this.#ended - ended, watched) && this.#parked > 0) this.#armAsync();
+    else if (this.#parked > 0) this.#arm();
+  }
+
+  /**
+   * After the blocking wait delivered `watched` events of watched fds that ended `served` waits:
+   * only a served wait says how long the peer took (adapt the budget to it). Edges that served
+   * nobody (data a probe already took, a writable edge nobody waits for) leave the wait blocking.
+   * @returns true when the wait goes on blocking.
+   */
+  #settle(served: number, watched: number): boolean {
+    this.#servedBlocked += served;
+    if (served === 0 && watched > 0) return true;
+    if (served > 0 && this.#waitStart >= 0) this.#adapt(performance.now() - this.#waitStart);
+    this.#waitStart = -1;
+    return false;
   }
 
   /** Deliver `n` collected events; returns how many were for watched fds (not the wake-up). */
@@ -396,15 +436,15 @@ export class Reactor {
   #collect(): void {
     // SAFETY: timeout 0, so this synchronous call never blocks the JS thread.
     const n = epollSys().epoll_wait(this.#epfd, this.#events.ptr, MAX_EVENTS, 0);
-    // A wait the spin gave up on ends here: its length adapts the budget, as the worker's does under Bun.
-    const waited = this.#waitStart >= 0 && this.#spinStart < 0 ? performance.now() - this.#waitStart : -1;
-    if (n > 0) this.#waitStart = -1;
     const ended = this.#ended;
-    if (this.#dispatchEvents(n < 0 ? 0 : n) > 0 && waited >= 0) this.#adapt(waited);
-    // Collected in a loop turn between two spin slices: no sleep and no wake-up came first.
-    if (this.#spinStart >= 0) this.#servedSpinning += this.#ended - ended;
-    else this.#servedBlocked += this.#ended - ended;
-    if (this.#parked === 0) this.#stopWhenIdle();
+    const watched = this.#dispatchEvents(n < 0 ? 0 : n);
+    // A wait the spin gave up on ends here: its length adapts the budget, as the worker's does under Bun.
+    // Once someone was served, the watch stops at once: the next waits (parked again in a few
+    // microtasks) spin first.
+    if (!this.#settle(this.#ended - ended, watched)) this.#disarmLoop();
+    if (this.#parked === 0) {
+      if (this.#armed) this.#stopWhenIdle();
+    } else if (!this.#armed) this.#arm();
   }
 
   /**

@@ -23,8 +23,8 @@ interface Waiter {
  * while any is parked) and deregistration.
  */
 export interface WatchOwner {
-  /** A wait parked (+1) or ended (-1). */
-  parked(delta: number): void;
+  /** A wait of `w` parked (+1) or ended (-1). */
+  parked(delta: number, w: Watch): void;
   /** Remove `w` from the epoll set. */
   deregister(w: Watch): void;
 }
@@ -47,6 +47,8 @@ export class Watch {
   #readEdge = false;
   #writeEdge = false;
   #reader: Waiter | undefined;
+  /** The parked reader's own non-blocking attempt (see {@link Watch.readable}). */
+  #readProbe: (() => boolean) | undefined;
   #writer: Waiter | undefined;
   #closed = false;
   #hungUp = false;
@@ -76,15 +78,40 @@ export class Watch {
 
   /**
    * Resolves when the fd may be readable (data, EOF, hang-up or error).
+   * @param probe - the reader's own non-blocking attempt (e.g. a `recvmsg` into its buffer),
+   *   returning true once the reader can go on (it got what it waited for, or an error it will
+   *   report); it must not throw. With a probe the wait resolves only when the probe says so: the reactor calls it
+   *   for every readiness edge (so an edge whose data an earlier probe already took costs one
+   *   failed read, not a wake-up), and, while this is the only wait, instead of polling the epoll
+   *   set as it spins (the read that finds the data is the one that takes it).
    * @throws TransportError `CLOSED` (rejects) when the watch is closed while waiting; `BUSY` when
    *   another read wait is already pending.
    */
-  readable(): Promise<void> {
+  readable(probe?: () => boolean): Promise<void> {
     if (this.#readEdge && !this.#closed) {
       this.#readEdge = false;
-      return Promise.resolve();
+      // An edge that came meanwhile: with a probe, the wait ends only if the probe finds something.
+      if (probe === undefined || probe()) return Promise.resolve();
     }
+    this.#readProbe = probe;
     return this.#park("read");
+  }
+
+  /** @internal a reader with a probe is parked, and no writer: the reactor may spin on the probe alone. */
+  get probing(): boolean {
+    return this.#readProbe !== undefined && this.#reader !== undefined && this.#writer === undefined;
+  }
+
+  /** @internal run the parked reader's probe; resolve the reader when it succeeds. */
+  probeRead(): boolean {
+    const r = this.#reader;
+    const probe = this.#readProbe;
+    if (r === undefined || probe === undefined || !probe()) return false;
+    this.#reader = undefined;
+    this.#readProbe = undefined;
+    this.#reactor.parked(-1, this);
+    r.resolve();
+    return true;
   }
 
   /**
@@ -120,7 +147,7 @@ export class Watch {
       const w: Waiter = { resolve, reject };
       if (dir === "read") this.#reader = w;
       else this.#writer = w;
-      this.#reactor.parked(1);
+      this.#reactor.parked(1, this);
     });
   }
 
@@ -132,17 +159,19 @@ export class Watch {
     }
     if ((events & READ_EVENTS) !== 0) {
       const r = this.#reader;
-      if (r) {
+      if (r === undefined) this.#readEdge = true;
+      else if (this.#readProbe !== undefined) this.probeRead();
+      else {
         this.#reader = undefined;
-        this.#reactor.parked(-1);
+        this.#reactor.parked(-1, this);
         r.resolve();
-      } else this.#readEdge = true;
+      }
     }
     if ((events & WRITE_EVENTS) !== 0) {
       const w = this.#writer;
       if (w) {
         this.#writer = undefined;
-        this.#reactor.parked(-1);
+        this.#reactor.parked(-1, this);
         w.resolve();
       } else this.#writeEdge = true;
     }
@@ -162,11 +191,12 @@ export class Watch {
     this.#reactor.deregister(this);
     for (const w of [this.#reader, this.#writer]) {
       if (w) {
-        this.#reactor.parked(-1);
+        this.#reactor.parked(-1, this);
         w.reject(err);
       }
     }
     this.#reader = undefined;
+    this.#readProbe = undefined;
     this.#writer = undefined;
   }
 }

@@ -250,6 +250,38 @@ describe("Reactor", () => {
     }
   });
 
+  test("a lone receive polls with its own read: each message ends one wait, and the edge it leaves behind ends none", async (t) => {
+    const [x, y] = socketPair();
+    const [reactor] = closeAfter(t, new Reactor({ spinMicros: 50_000 }));
+    const [a, b, e] = closeAfter(t, new Endpoint(x, { reactor }), new Endpoint(y, { reactor }), new EventFd(new OwnedFd(eventfdSys(0, EFD_CLOEXEC)), reactor));
+    const total = () => reactor.served.spinning + reactor.served.blocked;
+    for (let i = 0; i < 20; i++) {
+      const start = total();
+      const got = b.recv();
+      await new Promise((r) => setImmediate(r));
+      await a.send(100 + i, 0x1, new Uint8Array([i]));
+      const m = await got;
+      assert.equal(m.request, 100 + i);
+      assert.deepEqual([...m.payload], [i]);
+      assert.equal(total() - start, 1, "the message ended exactly one wait");
+      // The next receive waits with the message's edge still queued in the epoll set (the probe
+      // read the data, nothing polled the set). A second wait makes the reactor poll the set: the
+      // old edge reaches the receive, whose probe finds nothing, so it keeps waiting.
+      const next = b.recv();
+      let done = false;
+      void next.then(() => (done = true));
+      const before = total();
+      const waited = e.wait();
+      await new Promise((r) => setImmediate(r));
+      e.signal(1n);
+      assert.equal(await waited, 1n);
+      assert.equal(done, false, "the receive still waits");
+      assert.equal(total() - before, 1, "only the eventfd's wait ended");
+      await a.send(200 + i, 0x1, new Uint8Array([i]));
+      assert.equal((await next).request, 200 + i);
+    }
+  });
+
   test("idle costs no CPU: four receives parked for a second use a few milliseconds at most", async (t) => {
     const pairs = Array.from({ length: 4 }, () => closeAfter(t, ...socketPair()));
     const eps = closeAfter(t, ...pairs.map(([a]) => new Endpoint(a)));

@@ -260,13 +260,16 @@ export class RingRunner {
   /**
    * After a memory-table change: re-map every started ring. One whose rings are no longer in the
    * table is suspended until a later change maps them again, then resumes where it stopped.
+   * `added` (ADD_MEM_REG: one region more, none changed or gone): a mapped ring keeps its views, so
+   * only the rings waiting for their memory are re-mapped (a propagated mapping costs no re-map of
+   * every queue).
    * @throws what remapping throws other than a virtqueue or region error (those break the ring).
    */
-  remap(): void {
+  remap(added = false): void {
     for (const v of this.#vrings) {
       v.findDescLogAddr(this.#memory, this.#packed);
       const q = v.queue;
-      if (!q || q.brokenBy !== undefined) continue;
+      if (!q || q.brokenBy !== undefined || (added && !v.waitingForMemory)) continue;
       try {
         q.remap(this.#memory);
         if (!v.waitingForMemory) continue;

@@ -246,7 +246,7 @@ export class Session {
       case "ADD_MEM_REG":
         this.#requireProtocol(m.name, ProtocolFeature.CONFIGURE_MEM_SLOTS, "CONFIGURE_MEM_SLOTS");
         this.#memory.addRegion(this.#regionWithFd(m.name, m.value, fds[0]));
-        this.#rings.remap();
+        this.#rings.remap(true);
         return undefined;
       case "REM_MEM_REG":
         this.#requireProtocol(m.name, ProtocolFeature.CONFIGURE_MEM_SLOTS, "CONFIGURE_MEM_SLOTS");

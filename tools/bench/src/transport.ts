@@ -3,7 +3,7 @@
  * header + 8-byte payload request, a u64 reply — with 0 and 1 fd attached. vhostkit on both ends
  * (RequestChannel + Endpoint, Bun and Node) against a C baseline doing the same recvmsg/sendmsg
  * framing (tools/bench/c/transport-pingpong.c), interleaved in the same run. Prints vhostkit ÷ C,
- * and Bun ÷ a busy-polling C pair (both C ends spin, as vhostkit's reactor does under Bun).
+ * and Bun and Node ÷ a busy-polling C pair (both C ends spin, as vhostkit's reactor does).
  */
 import { join } from "node:path";
 import { compileC, interleaveSamples, median, note, root, runNumber, size, spread, table } from "./harness.js";
@@ -44,6 +44,7 @@ export async function run(): Promise<void> {
       ...cell("nodeC"),
       (m.cSpin ?? 0).toFixed(0),
       ((m.bun ?? 0) / (m.cSpin ?? 1)).toFixed(2),
+      ((m.node ?? 0) / (m.cSpin ?? 1)).toFixed(2),
     ]);
     // Ratios taken per round (both figures from the same seconds), then their median and range.
     const perRound = (k: string, b: string): string => {
@@ -89,8 +90,8 @@ export async function run(): Promise<void> {
   }
   note(`round trip, ns (median of ${rounds} interleaved rounds of ${n} round trips each); target Bun ÷ C <= 1.25`);
   note("both ends vhostkit (Bun, Node), and a vhostkit client against the C server (Bun→C, Node→C);");
-  note("÷C against C blocking in recvmsg (the issue's baseline); C spin: both C ends busy-poll, ÷ = Bun↔Bun ÷ that");
-  table(["fds", "C↔C", "Bun↔Bun", "÷C", "Node↔Node", "÷C", "Bun→C", "÷C", "Node→C", "÷C", "C spin", "Bun ÷ C spin"], rows);
+  note("÷C against C blocking in recvmsg (the issue's baseline); C spin: both C ends busy-poll, ÷ = Bun↔Bun and Node↔Node ÷ that");
+  table(["fds", "C↔C", "Bun↔Bun", "÷C", "Node↔Node", "÷C", "Bun→C", "÷C", "Node→C", "÷C", "C spin", "Bun ÷ C spin", "Node ÷ C spin"], rows);
   note("spread: lowest–highest ns of the rounds; ratios taken per round, median (lowest–highest); goals ÷C <= 1.25, ÷ C spin <= 2.5");
   table(["fds", "C↔C ns", "C spin ns", "Bun↔Bun ns", "Node↔Node ns", "Bun ÷ C", "Node ÷ C", "Bun ÷ C spin", "Node ÷ C spin"], ratios);
   if (before) {

@@ -260,16 +260,18 @@ export class RingRunner {
   /**
    * After a memory-table change: re-map every started ring. One whose rings are no longer in the
    * table is suspended until a later change maps them again, then resumes where it stopped.
-   * `added` (ADD_MEM_REG: one region more, none changed or gone): a mapped ring keeps its views, so
-   * only the rings waiting for their memory are re-mapped (a propagated mapping costs no re-map of
-   * every queue).
+   * `change` names what happened when it is one region: `"added"` (ADD_MEM_REG, none changed or
+   * gone) or `removed` (REM_MEM_REG of that front-end address range). A mapped ring outside it keeps
+   * its views, so only the rings waiting for their memory or lying in the removed range are
+   * re-mapped (a propagated mapping costs no re-map of every queue).
    * @throws what remapping throws other than a virtqueue or region error (those break the ring).
    */
-  remap(added = false): void {
+  remap(change?: "added" | { readonly removed: bigint; readonly len: bigint }): void {
     for (const v of this.#vrings) {
       v.findDescLogAddr(this.#memory, this.#packed);
       const q = v.queue;
-      if (!q || q.brokenBy !== undefined || (added && !v.waitingForMemory)) continue;
+      if (!q || q.brokenBy !== undefined) continue;
+      if (change !== undefined && !v.waitingForMemory && (change === "added" || !v.inUserRange(change.removed, change.len))) continue;
       try {
         q.remap(this.#memory);
         if (!v.waitingForMemory) continue;

@@ -246,13 +246,13 @@ export class Session {
       case "ADD_MEM_REG":
         this.#requireProtocol(m.name, ProtocolFeature.CONFIGURE_MEM_SLOTS, "CONFIGURE_MEM_SLOTS");
         this.#memory.addRegion(this.#regionWithFd(m.name, m.value, fds[0]));
-        this.#rings.remap(true);
+        this.#rings.remap("added");
         return undefined;
       case "REM_MEM_REG":
         this.#requireProtocol(m.name, ProtocolFeature.CONFIGURE_MEM_SLOTS, "CONFIGURE_MEM_SLOTS");
         // Answered at once, as SET_MEM_TABLE: the unmap waits for the handlers' pins instead.
         this.#memory.removeRegion({ guestPhysAddr: m.value.guestPhysAddr, memorySize: m.value.memorySize, userspaceAddr: m.value.userAddr });
-        this.#rings.remap();
+        this.#rings.remap({ removed: m.value.userAddr, len: m.value.memorySize });
         return undefined;
       case "SET_VRING_NUM":
         this.#rings.setSize(m.name, m.value.index, m.value.num);

@@ -52,6 +52,13 @@ export class Vring {
     return this.queue !== undefined;
   }
 
+  /** A part of this ring starts in the front-end address range [`start`, `start + len`) (a part never spans two regions). */
+  inUserRange(start: bigint, len: bigint): boolean {
+    const a = this.addresses;
+    const inside = (x: bigint): boolean => x >= start && x - start < len;
+    return a !== undefined && (inside(a.desc) || inside(a.avail) || inside(a.used));
+  }
+
   /** Packed ring with the log flag: where its descriptor ring lies in guest-physical memory (again after each memory-table change). */
   findDescLogAddr(memory: MemoryTable, packed: boolean): void {
     this.descLogAddr = packed && this.logAddr !== undefined && this.addresses !== undefined ? guestAddressOfUser(memory, this.addresses.desc) : undefined;

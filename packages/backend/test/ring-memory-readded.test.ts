@@ -3,8 +3,8 @@
  * ADD_MEM_REG). When the region holds a started ring, the ring waits for its memory instead of
  * breaking: kicks while it is gone are held, and once the region is back the ring resumes at the
  * index it stopped at and serves them. A new call fd on a started ring is signalled once. A region
- * added and removed beside a started ring (a propagated shared-memory mapping) leaves the ring
- * serving. RAM blk device in its own process.
+ * added and removed beside a started ring (a propagated shared-memory mapping: the ring is not
+ * re-mapped for it) leaves the ring serving. RAM blk device in its own process.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";

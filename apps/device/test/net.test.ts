@@ -182,6 +182,49 @@ describe("vhost-user-device net against the example virtio-net device", { timeou
     assert.equal(s.rxBytes, 200 * 5000);
   });
 
+  test("onFrames: 1000 generated 64-byte frames and 100 merged 5000-byte ones arrive a round at a time, each entry in range, none twice", async () => {
+    for (const [count, size] of [
+      [1000, 64],
+      [100, 5000],
+    ] as const) {
+      const dev = await startDevice(NET_DEVICE, ["--mode", "gen", "--count", String(count), "--size", String(size)]);
+      const guest = new Guest();
+      try {
+        let frames = 0;
+        let bytes = 0;
+        let rounds = 0;
+        const { promise: all, resolve } = Promise.withResolvers<void>();
+        await NetDriver.attach(await guest.addDevice({ socketPath: dev.socket }), {
+          onFrame: () => assert.fail("onFrame called while onFrames is set"),
+          onFrames: (batch, pair) => {
+            rounds++;
+            assert.equal(pair, 0);
+            assert.ok(batch.count >= 1);
+            const seen = new Set<string>();
+            for (let i = 0; i < batch.count; i++) {
+              const buf = batch.buffers[i] as Uint8Array;
+              const off = batch.offsets[i] as number;
+              const len = batch.lengths[i] as number;
+              assert.ok(off >= 0 && off + len <= buf.byteLength, `frame ${i} inside its buffer`);
+              const key = `${buf.byteOffset}:${off}`;
+              assert.ok(size > 2048 || !seen.has(key), "no receive buffer twice in one round");
+              seen.add(key);
+              frames++;
+              bytes += len;
+            }
+            if (frames === count) resolve();
+          },
+        });
+        await all;
+        assert.equal(frames, count);
+        assert.equal(bytes, count * size);
+        assert.ok(rounds <= frames);
+      } finally {
+        await guest.close();
+      }
+    }
+  });
+
   test("echo sends every frame back: the device receives what it generated, less echo's counted drops", async () => {
     const dev = await startDevice(NET_DEVICE, ["--mode", "gen", "--count", "500", "--size", "100", "--stats"]);
     const r = await cli("net", "echo", "--socket", dev.socket, "--seconds", "2", "--json");

@@ -7,10 +7,10 @@
 import { PackedDriver, SplitDriver, type DriverBuffer } from "@vhostkit/virtqueue/driver";
 import { FRESH_PACKED_VRING_BASE } from "@vhostkit/virtqueue";
 import { EventFd } from "@vhostkit/transport";
-import { translateRange, type GuestAddress } from "@vhostkit/regions";
+import type { GuestAddress } from "@vhostkit/regions";
 import { FrontendError } from "./errors.js";
 import { Deadlines } from "./driver-deadlines.js";
-import { transferChain, type TransferResult } from "./driver-transfer.js";
+import { pinGuestBuffer, transferChain, type TransferResult } from "./driver-transfer.js";
 import type { DriverQueueOptions, Pending, StandingChain } from "./driver-queue-types.js";
 
 /** The driver side of either ring layout: both have the same operations. */
@@ -66,6 +66,8 @@ export class DriverQueue {
   readonly #standing: Pending[] = [];
   /** Keep polling the used ring this long (ms) after the last completion; 0: wait for calls only. */
   #pollMs = 0;
+  /** {@link DriverQueue.setRoundEnd}'s callback. */
+  #roundEnd: (() => void) | undefined;
   /** Buffers handed out by {@link DriverQueue.pinBuffer}, freed with the rings. */
   readonly #pinned: GuestAddress[] = [];
 
@@ -246,9 +248,8 @@ export class DriverQueue {
   }
 
   /**
-   * Makes standing chain `c` available again (inside {@link DriverQueue.batch} or a completion
-   * callback: published with the others at the end), as {@link DriverQueue.post} does but without
-   * allocating or timing it.
+   * Makes standing chain `c` available again, as {@link DriverQueue.post} does without allocating or
+   * timing it (inside a batch or a completion callback: published with the others at the end).
    * @throws FrontendError `BAD_ARGUMENT` (not a standing chain of this queue, or already queued).
    */
   repost(c: StandingChain): void {
@@ -271,17 +272,19 @@ export class DriverQueue {
   }
 
   /**
-   * Keeps collecting completions without waiting for a call for `micros` µs after the last one, with
-   * the device's calls suppressed meanwhile (split: VRING_AVAIL_F_NO_INTERRUPT; packed:
-   * RING_EVENT_FLAGS_DISABLE; with EVENT_IDX `used_event` is left behind). Each poll collects what
-   * is there and then yields with `setImmediate`, so the event loop is never held. When the budget
-   * runs out the calls are asked for again and the ring re-checked (a completion published just
-   * then is collected, not missed) before waiting. 0 (the default) turns polling off.
+   * Polls for completions (one round per `setImmediate`) until `micros` µs pass without one, the
+   * device's calls suppressed meanwhile; then asks for calls and re-checks the ring before waiting
+   * (docs/virtio-net.md#the-receive-path). 0 (the default): one round per call.
    * @throws FrontendError `BAD_ARGUMENT` (negative or not finite).
    */
   setPolling(micros: number): void {
     if (!Number.isFinite(micros) || micros < 0) throw new FrontendError("BAD_ARGUMENT", `queue ${this.index}: polling for ${micros} µs`, { actual: micros });
     this.#pollMs = micros / 1000;
+  }
+
+  /** Sets a callback run after each round of completions (after theirs; what it submits is published with theirs). */
+  setRoundEnd(fn: (() => void) | undefined): void {
+    this.#roundEnd = fn;
   }
 
   /** Runs `fn`, which submits chains, then publishes them together: one avail index update, at most one kick. */
@@ -310,15 +313,9 @@ export class DriverQueue {
    * @throws FrontendError `OUT_OF_MEMORY`, `BAD_ARGUMENT` (the range is not one contiguous mapping).
    */
   pinBuffer(len: number): { readonly addr: GuestAddress; readonly bytes: Uint8Array } {
-    const addr = this.#options.allocator.alloc(len);
-    const spans = translateRange(this.#options.memory, addr, len, true);
-    const first = spans[0];
-    if (spans.length !== 1 || first === undefined || first.bytes.byteLength !== len) {
-      this.#options.allocator.free(addr);
-      throw new FrontendError("BAD_ARGUMENT", `queue ${this.index}: ${len} bytes of guest RAM are not one mapping`, { actual: len });
-    }
-    this.#pinned.push(addr);
-    return { addr, bytes: first.bytes };
+    const b = pinGuestBuffer(this.#options.allocator, this.#options.memory, len, `queue ${this.index}`);
+    this.#pinned.push(b.addr);
+    return b;
   }
 
   /** Puts `p`'s chain on the ring (not yet published); false (p rejected) for a bad buffer. */
@@ -430,6 +427,7 @@ export class DriverQueue {
         else p.queued = false;
         p.resolve(u.len);
       }
+      if (used.length > 0) this.#roundEnd?.();
     } finally {
       this.#endBatch();
     }

@@ -1,14 +1,14 @@
 /**
- * {@link DriverQueue.transfer}'s body: one chain in freshly allocated guest buffers, copied in and
- * out around the request.
+ * Guest buffers of a `DriverQueue`: the pinned ones drivers keep, and `DriverQueue.transfer`'s
+ * body (one chain in freshly allocated guest buffers, copied in and out around the request).
  * @module
  */
 import type { DriverBuffer } from "@vhostkit/virtqueue/driver";
 import { translateRange, type GuestAddress, type GuestMemory } from "@vhostkit/regions";
-import { asFrontendError } from "./errors.js";
+import { asFrontendError, FrontendError } from "./errors.js";
 import type { GuestAllocator } from "./guest-allocator.js";
 
-/** Result of {@link DriverQueue.transfer}. */
+/** Result of `DriverQueue.transfer`. */
 export interface TransferResult {
   /** Bytes the device reported written (`used.len`). */
   readonly len: number;
@@ -62,4 +62,26 @@ export async function transferChain(
   } finally {
     if (ok || !failed()) for (const a of allocs) allocator.free(a);
   }
+}
+
+/**
+ * Allocates `len` bytes of guest RAM and returns its address with a direct view of it (`what`
+ * names the owner in the error).
+ * @throws FrontendError `OUT_OF_MEMORY`, `BAD_ARGUMENT` (the range is not one contiguous mapping).
+ * @internal
+ */
+export function pinGuestBuffer(
+  allocator: GuestAllocator,
+  mem: GuestMemory,
+  len: number,
+  what: string,
+): { readonly addr: GuestAddress; readonly bytes: Uint8Array } {
+  const addr = allocator.alloc(len);
+  const spans = translateRange(mem, addr, len, true);
+  const first = spans[0];
+  if (spans.length !== 1 || first === undefined || first.bytes.byteLength !== len) {
+    allocator.free(addr);
+    throw new FrontendError("BAD_ARGUMENT", `${what}: ${len} bytes of guest RAM are not one mapping`, { actual: len });
+  }
+  return { addr, bytes: first.bytes };
 }

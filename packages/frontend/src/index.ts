@@ -48,7 +48,7 @@ export type { FsConfig, FsListEntry, FsOpenFile } from "./drivers/fs.js";
 export { FuseOpcode } from "./drivers/fuse-protocol.js";
 export type { FuseAttr, FuseInit } from "./drivers/fuse-protocol.js";
 export { NetDriver } from "./drivers/net.js";
-export type { NetCounters, NetDriverOptions, NetFrameCallback } from "./drivers/net.js";
+export type { NetCounters, NetDriverOptions, NetFrameBatch, NetFrameCallback, NetFramesCallback } from "./drivers/net.js";
 export { decodeNetConfig, NET_HEADER_SIZE, NetFeature } from "./drivers/net-header.js";
 export type { NetConfig } from "./drivers/net-header.js";
 export { VsockDriver } from "./drivers/vsock.js";

@@ -49,6 +49,8 @@ export class UdpFrames {
   readonly #baseSum: number;
   readonly #frame: Uint8Array;
   readonly #view: DataView;
+  /** {@link UdpFrames.lastSeq}. */
+  #seq = -1;
 
   constructor(size: number, src: Uint8Array, dst: Uint8Array) {
     if (!Number.isInteger(size) || size < MIN_FRAME || size > MAX_FRAME) throw new RangeError(`frame size ${size} (${MIN_FRAME} to ${MAX_FRAME})`);
@@ -104,16 +106,35 @@ export class UdpFrames {
    * what was sent (checksums included); else `ok` with its sequence number.
    */
   check(frame: Uint8Array): { readonly result: FrameCheck; readonly seq: number } {
-    const t = this.#template;
-    if (frame.byteLength !== this.size || frame[12] !== 0x08 || frame[13] !== 0x00 || frame[IP + 9] !== 17) return { result: "foreign", seq: -1 };
-    const dv = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-    if (dv.getUint32(PAYLOAD, true) !== MAGIC) return { result: "foreign", seq: -1 };
-    const seq = dv.getUint32(SEQ, true) + dv.getUint32(SEQ + 4, true) * 0x1_0000_0000;
-    if (dv.getUint16(UDP + 6) !== this.#checksum(seq)) return { result: "corrupt", seq };
-    for (let i = 12; i < SEQ; i++) if (i !== UDP + 6 && i !== UDP + 7 && frame[i] !== t[i]) return { result: "corrupt", seq };
-    for (let i = PATTERN; i < frame.byteLength; i++) if (frame[i] !== t[i]) return { result: "corrupt", seq };
-    return { result: "ok", seq };
+    const result = this.classify(frame, 0, frame.byteLength);
+    return { result, seq: result === "foreign" ? -1 : this.#seq };
   }
+
+  /**
+   * {@link UdpFrames.check} of the `len` bytes at `off` in `buf`, read in place (no view or object
+   * made per frame); the sequence number of the last frame classified ours is {@link UdpFrames.lastSeq}.
+   */
+  classify(buf: Uint8Array, off: number, len: number): FrameCheck {
+    const t = this.#template;
+    if (len !== this.size || buf[off + 12] !== 0x08 || buf[off + 13] !== 0x00 || buf[off + IP + 9] !== 17) return "foreign";
+    if (u32le(buf, off + PAYLOAD) !== MAGIC) return "foreign";
+    const seq = u32le(buf, off + SEQ) + u32le(buf, off + SEQ + 4) * 0x1_0000_0000;
+    this.#seq = seq;
+    if (((buf[off + UDP + 6] as number) << 8) + (buf[off + UDP + 7] as number) !== this.#checksum(seq)) return "corrupt";
+    for (let i = 12; i < SEQ; i++) if (i !== UDP + 6 && i !== UDP + 7 && buf[off + i] !== t[i]) return "corrupt";
+    for (let i = PATTERN; i < len; i++) if (buf[off + i] !== t[i]) return "corrupt";
+    return "ok";
+  }
+
+  /** The sequence number of the last frame {@link UdpFrames.classify} found ours. */
+  get lastSeq(): number {
+    return this.#seq;
+  }
+}
+
+/** Little-endian u32 at `at` (>>> 0: unsigned). */
+function u32le(b: Uint8Array, at: number): number {
+  return ((b[at] as number) | ((b[at + 1] as number) << 8) | ((b[at + 2] as number) << 16) | ((b[at + 3] as number) << 24)) >>> 0;
 }
 
 /** Swaps the destination and source MAC addresses of `frame` in place (what a reflector does). */

@@ -35,6 +35,41 @@ export interface NetDriverOptions {
    * fill them at once). Same as {@link NetDriver.onFrame}.
    */
   readonly onFrame?: NetFrameCallback;
+  /**
+   * The callback of received frames a round at a time, installed before any receive buffer is
+   * posted; when set, {@link NetDriverOptions.onFrame} is not called. Same as {@link NetDriver.onFrames}.
+   */
+  readonly onFrames?: NetFramesCallback;
+}
+
+/**
+ * A round of received frames, read in place: frame `i` (`i < count`) is bytes `offsets[i]` to
+ * `offsets[i] + lengths[i]` of `buffers[i]` — the receive buffer in guest memory, or a copy for a
+ * frame merged from several buffers. Valid during the callback only: the buffers go back to the
+ * device after it. The object and its arrays are reused; entries from `count` on are stale.
+ */
+export interface NetFrameBatch {
+  /** Frames in this round. */
+  readonly count: number;
+  /** The buffer of each frame. */
+  readonly buffers: readonly Uint8Array[];
+  /** Where each frame starts in its buffer (after the virtio-net header). */
+  readonly offsets: readonly number[];
+  /** Each frame's length. */
+  readonly lengths: readonly number[];
+}
+
+/** Receives a round of frames on `pair` (see {@link NetFrameBatch}); `driver` to answer from inside the call. */
+export type NetFramesCallback = (batch: NetFrameBatch, pair: number, driver: NetDriver) => void;
+
+/** A pair's round of received frames being gathered, and the receive buffers it holds. */
+interface RxBatch extends NetFrameBatch {
+  count: number;
+  readonly buffers: Uint8Array[];
+  readonly offsets: number[];
+  readonly lengths: number[];
+  /** Receive buffers whose frames are in the batch: posted again after the callback. */
+  readonly held: Slot[];
 }
 
 /**
@@ -76,13 +111,16 @@ interface Pair {
   merge: { readonly parts: Uint8Array[]; remaining: number } | undefined;
   /** Waiters for a free transmit slot. */
   readonly txWaiters: (() => void)[];
+  /** The round of frames for {@link NetDriver.onFrames}. */
+  readonly batch: RxBatch;
 }
 
 /**
  * A virtio-net driver on a {@link Device}. Receive buffers stay posted (refilled in one batch per
  * round of completions); {@link NetDriver.send} copies a frame behind a zero header into a
  * standing transmit buffer, and {@link NetDriver.burst} publishes several with one kick. Received
- * frames reach the {@link NetDriver.onFrame} callback as views valid during the call only.
+ * frames reach the {@link NetDriver.onFrame} callback as views valid during the call only, or the
+ * {@link NetDriver.onFrames} callback a round of completions at a time, read in place.
  * A device that breaks the receive format (a used length shorter than the header or longer than
  * the buffer, `num_buffers` of 0 or beyond the buffers posted) fails the driver with `PROTOCOL`.
  */
@@ -106,6 +144,7 @@ export class NetDriver {
   readonly #maxFrame: number;
   /** Until a callback is set, frames are counted and dropped. */
   #onFrame: NetFrameCallback = () => undefined;
+  #onFrames: NetFramesCallback | undefined;
   #failure: FrontendError | undefined;
   #resolveFailed!: (e: FrontendError) => void;
   #closed = false;
@@ -115,11 +154,12 @@ export class NetDriver {
     features: bigint,
     queues: readonly DriverQueue[],
     pairs: number,
-    options: Required<Omit<NetDriverOptions, "onFrame">>,
-    onFrame: NetFrameCallback | undefined,
+    options: Required<Omit<NetDriverOptions, "onFrame" | "onFrames">>,
+    callbacks: Pick<NetDriverOptions, "onFrame" | "onFrames">,
   ) {
     this.device = device;
-    if (onFrame !== undefined) this.#onFrame = onFrame;
+    if (callbacks.onFrame !== undefined) this.#onFrame = callbacks.onFrame;
+    this.#onFrames = callbacks.onFrames;
     this.features = features;
     const config = decodeNetConfig(device.info.config, features);
     this.mac = config.mac;
@@ -133,13 +173,15 @@ export class NetDriver {
       const rx = queues[2 * i] as DriverQueue;
       const tx = queues[2 * i + 1] as DriverQueue;
       const txFree: Slot[] = [];
-      const pair: Pair = { index: i, rx, tx, txFree, posted: 0, merge: undefined, txWaiters: [] };
+      const batch: RxBatch = { count: 0, buffers: [], offsets: [], lengths: [], held: [] };
+      const pair: Pair = { index: i, rx, tx, txFree, posted: 0, merge: undefined, txWaiters: [], batch };
       for (let k = 0; k < tx.size; k++) {
         const slot = this.#slot(tx, NET_HEADER_SIZE + this.#maxFrame, true, () => this.#sent(pair, slot));
         txFree.push(slot);
       }
       this.#pairs.push(pair);
       rx.setPolling(options.pollMicros);
+      rx.setRoundEnd(() => this.#roundEnd(pair));
       tx.setPolling(options.pollMicros);
       rx.batch(() => {
         for (let k = 0; k < rx.size; k++) {
@@ -166,7 +208,7 @@ export class NetDriver {
    *   `REFUSED` (the device did not ack the pair count), and the codes of {@link Device.start}.
    */
   static async attach(device: Device, options: NetDriverOptions = {}): Promise<NetDriver> {
-    const o: Required<Omit<NetDriverOptions, "onFrame">> = {
+    const o: Required<Omit<NetDriverOptions, "onFrame" | "onFrames">> = {
       queuePairs: options.queuePairs ?? 1,
       queueSize: options.queueSize ?? 256,
       rxBufferSize: options.rxBufferSize ?? 2048,
@@ -214,7 +256,7 @@ export class NetDriver {
           actual: ack ?? -1,
         });
     }
-    return new NetDriver(device, acked, queues, pairs, o, options.onFrame);
+    return new NetDriver(device, acked, queues, pairs, o, options);
   }
 
   /** Queue pairs in use. */
@@ -234,6 +276,15 @@ export class NetDriver {
    */
   onFrame(f: NetFrameCallback): void {
     this.#onFrame = f;
+  }
+
+  /**
+   * Sets the callback of received frames a round at a time (one call per round of completions,
+   * the frames read in place: {@link NetFrameBatch}); while set, the {@link NetDriver.onFrame}
+   * callback is not called. Undefined goes back to one call per frame.
+   */
+  onFrames(f: NetFramesCallback | undefined): void {
+    this.#onFrames = f;
   }
 
   #pair(i: number): Pair {
@@ -326,6 +377,12 @@ export class NetDriver {
       const m = p.merge;
       if (m === undefined) {
         const n = rxNumBuffers(slot.bytes, len, this.mergeable, posted);
+        if (n === 1 && this.#onFrames !== undefined) {
+          // Read in place by the round's callback; the buffer goes back to the device after it.
+          this.#gather(p, slot.bytes, NET_HEADER_SIZE, len - NET_HEADER_SIZE);
+          p.batch.held.push(slot);
+          return;
+        }
         if (n === 1) this.#deliver(p, slot.bytes.subarray(NET_HEADER_SIZE, len));
         else p.merge = { parts: [slot.bytes.slice(NET_HEADER_SIZE, len)], remaining: n - 1 };
       } else {
@@ -338,7 +395,8 @@ export class NetDriver {
             whole.set(b, at);
             at += b.byteLength;
           }
-          this.#deliver(p, whole);
+          if (this.#onFrames !== undefined) this.#gather(p, whole, 0, whole.byteLength);
+          else this.#deliver(p, whole);
         }
       }
     } catch (e) {
@@ -348,6 +406,37 @@ export class NetDriver {
     // Inside the completion round: the queue publishes every buffer posted again at its end (one
     // avail index update, no kick when the device asked for none).
     this.#post(p, slot);
+  }
+
+  /** Adds a frame to `p`'s round. */
+  #gather(p: Pair, buffer: Uint8Array, offset: number, length: number): void {
+    const b = p.batch;
+    this.counters.rxFrames++;
+    this.counters.rxBytes += length;
+    b.buffers[b.count] = buffer;
+    b.offsets[b.count] = offset;
+    b.lengths[b.count] = length;
+    b.count++;
+  }
+
+  /** The end of a round of receive completions: the gathered frames go to the callback, their buffers back to the device. */
+  #roundEnd(p: Pair): void {
+    const b = p.batch;
+    if (b.count === 0 && b.held.length === 0) return;
+    const f = this.#onFrames;
+    const live = this.#failure === undefined && !this.#closed;
+    if (live && f !== undefined && b.count > 0) {
+      try {
+        f(b, p.index, this);
+      } catch (e) {
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
+    b.count = 0;
+    if (live) for (const s of b.held) this.#post(p, s);
+    b.held.length = 0;
   }
 
   #deliver(p: Pair, frame: Uint8Array): void {

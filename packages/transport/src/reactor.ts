@@ -5,7 +5,7 @@ import { describeErrno } from "./errno-text.js";
 import { EPOLL, EPOLL_CLOEXEC, EPOLL_CTL, EPOLL_DATA_OFFSET, EPOLL_EVENT_SIZE, epollSys, HAS_LOOP_POLL, loopPoll, type LoopPoll } from "./sys/epoll.js";
 import { eventfdSys, EFD_CLOEXEC, EFD_NONBLOCK } from "./sys/eventfd.js";
 import { lastErrno } from "./sys/libc.js";
-import { schedYield } from "./sys/sched.js";
+import { SpinYield } from "./spin-yield.js";
 import { warmUpSys } from "./sys/warm-up.js";
 import { nativeAlloc, socketSys, type NativeBlock } from "./sys/socket.js";
 
@@ -29,7 +29,6 @@ export interface ReactorOptions {
 
 /** Longest stretch one spin holds the JavaScript thread before letting other work run (ms). */
 const SPIN_SLICE_MS = 0.02;
-const SPIN_YIELD = process.env["VHOSTKIT_SPIN_YIELD"] !== "0";
 
 /** The smallest spin budget of an adaptive reactor, in microseconds (also where it starts). */
 export const SPIN_FLOOR_MICROS = 50;
@@ -91,6 +90,8 @@ export class Reactor {
   #spinStart = -1;
   /** Until when (performance.now() ms) the slice of the current loop turn lasts (see #spinSoon). */
   #holdEnd = 0;
+  /** `sched_yield` between polls (spin-yield.ts). */
+  readonly #yield = new SpinYield();
   #stopScheduled = false;
 
   /**
@@ -264,10 +265,7 @@ export class Reactor {
       else this.#poll();
       const served = this.#ended - ended;
       this.#servedSpinning += served;
-      // A polite spin: between polls, let any other runnable thread on this CPU run (the peer's,
-      // or the runtime's JIT and GC helpers). On a 2-vCPU machine a spinner that never yields holds
-      // a CPU the peer needs; the syscall returns at once when nobody else wants the CPU.
-      if (served === 0 && SPIN_YIELD) schedYield();
+      if (served === 0) this.#yield.missed();
       if (this.#parked === 0) {
         this.#spinStart = -1;
         return;

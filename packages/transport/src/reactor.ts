@@ -29,6 +29,8 @@ export interface ReactorOptions {
 
 /** Longest stretch one spin holds the JavaScript thread before letting other work run (ms). */
 const SPIN_SLICE_MS = 0.02;
+/** Longest stretch a spin on a lone receive's own reads goes without polling the epoll set (ms). */
+const SET_POLL_MS = 1;
 
 /** The smallest spin budget of an adaptive reactor, in microseconds (also where it starts). */
 export const SPIN_FLOOR_MICROS = 50;
@@ -41,10 +43,9 @@ function defaultSpinMicros(): number {
 /**
  * One edge-triggered epoll instance that waits for every registered fd, so the JavaScript thread
  * never blocks in accept/recvmsg/read. A wait first spins (adaptive budget, in slices of at most
- * 20 µs with the event loop running between them; {@link ReactorOptions.spinMicros}). Under Node
- * libuv watches the epoll fd itself meanwhile (`koffi.node.poll`, no thread) and serves the wait
- * once the spin gives up. Under Bun, where `koffi.node.poll` aborts the process, the wait is then
- * handed over to **one** koffi worker thread blocked in `epoll_wait.async`.
+ * 20 µs with the event loop running between them; {@link ReactorOptions.spinMicros}). Then, under
+ * Node, libuv watches the epoll fd itself (`koffi.node.poll`, no thread); under Bun, where that
+ * aborts the process, **one** koffi worker thread blocks in `epoll_wait.async`.
  *
  * Why this design (docs/performance.md#wait-mechanism-per-runtime): one blocked call per socket or eventfd would hold one thread
  * each (in Node one of libuv's 4 pool threads) and deadlock a back-end with a few queues; one epoll
@@ -90,6 +91,8 @@ export class Reactor {
   #spinStart = -1;
   /** Until when (performance.now() ms) the slice of the current loop turn lasts (see #spinSoon). */
   #holdEnd = 0;
+  /** When the epoll set was last polled (performance.now() ms; see #spinThenArm). */
+  #setPolledAt = 0;
   /** `sched_yield` between polls (spin-yield.ts). */
   readonly #yield = new SpinYield();
   #stopScheduled = false;
@@ -256,12 +259,15 @@ export class Reactor {
     if (fromLoop) this.#holdEnd = now + SPIN_SLICE_MS;
     const sliceEnd = Math.min(deadline, this.#holdEnd);
     this.#resolvedInSpin = 0;
+    let t = now;
     do {
       const ended = this.#ended;
       // The only wait is a reader with a probe (an endpoint's receive): its own non-blocking read
       // polls, and the read that finds the message is the one that takes it (no epoll_wait first).
+      // The set is still polled every millisecond, so that edges nobody waits for (a hang-up
+      // another endpoint's `hangup()` waits for) are seen while one connection keeps it busy.
       const lone = this.#lone;
-      if (lone?.probing === true) lone.probeRead();
+      if (lone?.probing === true && t - this.#setPolledAt < SET_POLL_MS) lone.probeRead();
       else this.#poll();
       const served = this.#ended - ended;
       this.#servedSpinning += served;
@@ -278,7 +284,8 @@ export class Reactor {
         this.#spinNextTurn();
         return;
       }
-    } while (performance.now() < sliceEnd);
+      t = performance.now();
+    } while (t < sliceEnd);
     if (sliceEnd < deadline) {
       this.#spinNextTurn();
       return;
@@ -300,6 +307,7 @@ export class Reactor {
 
   /** One non-blocking poll of the epoll set, its events delivered. */
   #poll(): void {
+    this.#setPolledAt = performance.now();
     // SAFETY: timeout 0: a non-blocking poll of the epoll set.
     const n = epollSys().epoll_wait(this.#epfd, this.#events.ptr, MAX_EVENTS, 0);
     if (n > 0) this.#dispatchEvents(n);
@@ -318,7 +326,7 @@ export class Reactor {
     } else this.#armAsync();
   }
 
-  /** Node: the blocking wait served someone; stop libuv's watch so the next wait spins first. */
+  /** Node: stop libuv's watch so the next wait spins first. */
   #disarmLoop(): void {
     if (!this.#armed || this.#spinMaxMs === 0) return;
     this.#armed = false;
@@ -338,7 +346,7 @@ export class Reactor {
     else setImmediate(this.#spinFromLoop);
   }
 
-  /** Spin in the next loop turn, after everything queued now has run. */
+  /** Spin in the next loop turn. */
   #spinNextTurn(): void {
     this.#spinScheduled = true;
     setImmediate(this.#spinFromLoop);

@@ -108,4 +108,29 @@ describe("misbehaving peer in a second process", () => {
     await expectCode(ch.requestAck(1, new Uint8Array(8), { timeoutMs: 20 }), "TIMEOUT");
     await expectCode(ch.requestAck(1, new Uint8Array(8)), "TIMEOUT");
   });
+
+  test("while one connection keeps the spin busy on its own reads, another endpoint's hang-up is still seen", async (t) => {
+    // A budget far above a round trip: once grown, the spin rarely gives up (which polls the set).
+    const [reactor] = closeAfter(t, new Reactor({ spinMicros: 200_000 }));
+    const { ep, exited } = startPeer(t, "echo", { reactor });
+    const [x, y] = socketPair();
+    const [a, b] = closeAfter(t, new Endpoint(x, { reactor }), new Endpoint(y, { reactor }));
+    let hungUp = false;
+    void b.hangup().then(() => {
+      hungUp = true;
+    });
+    // Only the receive from the echo peer waits: the spin polls with its reads. The hang-up's edge,
+    // raised after 500 round trips, waits in the epoll set; it must not wait for the stream to pause.
+    let n = 0;
+    for (; !hungUp && n < 100_000; n++) {
+      if (n === 500) a.close();
+      await ep.send(1, 0x1, new Uint8Array([n & 0xff]));
+      const m = await ep.recv();
+      assert.equal(m.payload[0], n & 0xff);
+    }
+    // The set is polled at least every millisecond of spinning; 4 500 round trips take far longer.
+    assert.ok(hungUp && n <= 5000, `the hang-up was seen ${n - 500} round trips after it came`);
+    ep.close();
+    assert.equal(await exited, 0);
+  });
 });

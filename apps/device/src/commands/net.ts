@@ -58,9 +58,10 @@ async function generate(net: NetDriver, meter: NetMeter, frames: UdpFrames, rate
       }
       for (let p = 0; p < pairs && budget > 0; p++) {
         const n = Math.min(budget, net.txFree(p));
-        // frame() reuses one scratch buffer; send() copies it into guest memory at once. One
-        // batch per burst: one avail index update, at most one kick.
-        const sent = net.burstWith(n, (i) => frames.frame(seq + i), p);
+        // Written in place into the standing transmit buffers (after a buffer's first frame only
+        // the sequence number and checksum change). One avail index update per burst, at most one kick.
+        const base = seq;
+        const sent = net.burstInPlace(n, (buf, off, i) => frames.writeTo(buf, off, base + i), p);
         seq += sent;
         budget -= sent;
         tokens -= sent;

@@ -51,6 +51,8 @@ export class UdpFrames {
   readonly #view: DataView;
   /** {@link UdpFrames.lastSeq}. */
   #seq = -1;
+  /** Buffers {@link UdpFrames.writeTo} wrote a whole frame into, and at which offset. */
+  readonly #written = new WeakMap<Uint8Array, number>();
 
   constructor(size: number, src: Uint8Array, dst: Uint8Array) {
     if (!Number.isInteger(size) || size < MIN_FRAME || size > MAX_FRAME) throw new RangeError(`frame size ${size} (${MIN_FRAME} to ${MAX_FRAME})`);
@@ -90,6 +92,28 @@ export class UdpFrames {
     const sw = (x: number) => (((x & 0xff) << 8) | ((x >> 8) & 0xff)) + ((((x >>> 16) & 0xff) << 8) | (x >>> 24));
     const c = ~fold(this.#baseSum + sw(lo) + sw(hi)) & 0xffff;
     return c === 0 ? 0xffff : c;
+  }
+
+  /**
+   * Writes the frame with sequence number `seq` into `buf` from `off`; returns its length. A buffer
+   * this generator wrote before at the same offset (the same object: a driver's standing transmit
+   * buffer) gets only the sequence number and the UDP checksum, the rest being there already.
+   */
+  writeTo(buf: Uint8Array, off: number, seq: number): number {
+    if (this.#written.get(buf) !== off) {
+      buf.set(this.#template, off);
+      this.#written.set(buf, off);
+    }
+    const lo = seq % 0x1_0000_0000;
+    const hi = Math.floor(seq / 0x1_0000_0000);
+    for (let b = 0; b < 4; b++) {
+      buf[off + SEQ + b] = (lo >>> (8 * b)) & 0xff;
+      buf[off + SEQ + 4 + b] = (hi >>> (8 * b)) & 0xff;
+    }
+    const c = this.#checksum(seq);
+    buf[off + UDP + 6] = c >> 8;
+    buf[off + UDP + 7] = c & 0xff;
+    return this.size;
   }
 
   /** The frame with sequence number `seq` (a scratch buffer, overwritten by the next call). */

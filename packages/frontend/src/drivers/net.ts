@@ -13,6 +13,10 @@ import type { DriverQueue } from "../driver-queue.js";
 import type { StandingChain } from "../driver-queue-types.js";
 import { decodeNetConfig, encodeMqPairsSet, NET_CTRL_OK, NET_HEADER_SIZE, NET_STATUS_LINK_UP, NetFeature, rxNumBuffers, writeTxHeader } from "./net-header.js";
 
+import type { NetCounters, NetFrameBatch } from "./net-types.js";
+
+export type { NetCounters, NetFrameBatch } from "./net-types.js";
+
 /** Options of {@link NetDriver.attach}. */
 export interface NetDriverOptions {
   /** Queue pairs to use (default 1); more than 1 needs MQ. */
@@ -42,35 +46,8 @@ export interface NetDriverOptions {
   readonly onFrames?: NetFramesCallback;
 }
 
-/**
- * A round of received frames, read in place: frame `i` (`i < count`) is bytes `offsets[i]` to
- * `offsets[i] + lengths[i]` of `buffers[i]` — the receive buffer in guest memory, or a copy for a
- * frame merged from several buffers. Valid during the callback only: the buffers go back to the
- * device after it. The object and its arrays are reused; entries from `count` on are stale.
- */
-export interface NetFrameBatch {
-  /** Frames in this round. */
-  readonly count: number;
-  /** The buffer of each frame. */
-  readonly buffers: readonly Uint8Array[];
-  /** Where each frame starts in its buffer (after the virtio-net header). */
-  readonly offsets: readonly number[];
-  /** Each frame's length. */
-  readonly lengths: readonly number[];
-}
-
 /** Receives a round of frames on `pair` (see {@link NetFrameBatch}); `driver` to answer from inside the call. */
 export type NetFramesCallback = (batch: NetFrameBatch, pair: number, driver: NetDriver) => void;
-
-/** A pair's round of received frames being gathered, and the receive buffers it holds. */
-interface RxBatch extends NetFrameBatch {
-  count: number;
-  readonly buffers: Uint8Array[];
-  readonly offsets: number[];
-  readonly lengths: number[];
-  /** Receive buffers whose frames are in the batch: posted again after the callback. */
-  readonly held: Slot[];
-}
 
 /**
  * Receives one frame: `frame` is a view of guest memory valid during the call only, `pair` the
@@ -81,12 +58,14 @@ export type NetFrameCallback = (frame: Uint8Array, pair: number, driver: NetDriv
 /** {@link NetDriverOptions.pollMicros} by default. */
 const DEFAULT_POLL_MICROS = 200;
 
-/** Counters of a {@link NetDriver}. */
-export interface NetCounters {
-  rxFrames: number;
-  rxBytes: number;
-  txFrames: number;
-  txBytes: number;
+/** A pair's round of received frames being gathered, and the receive buffers it holds. */
+interface RxBatch extends NetFrameBatch {
+  count: number;
+  readonly buffers: Uint8Array[];
+  readonly offsets: number[];
+  readonly lengths: number[];
+  /** Receive buffers whose frames are in the batch: posted again after the callback. */
+  readonly held: Slot[];
 }
 
 /** A standing guest buffer with its descriptor and completion callback, made once. */
@@ -318,11 +297,46 @@ export class NetDriver {
     const p = this.#pair(pair);
     const slot = p.txFree.pop();
     if (slot === undefined) return false;
-    writeTxHeader(slot.bytes);
     slot.bytes.set(frame, NET_HEADER_SIZE);
-    slot.buffer.len = NET_HEADER_SIZE + frame.byteLength;
-    p.tx.repost(slot.chain);
+    this.#queue(p, slot, frame.byteLength);
     return true;
+  }
+
+  /** Makes transmit buffer `slot`, holding a frame of `len` bytes after the header, available. */
+  #queue(p: Pair, slot: Slot, len: number): void {
+    writeTxHeader(slot.bytes);
+    slot.buffer.len = NET_HEADER_SIZE + len;
+    p.tx.repost(slot.chain);
+  }
+
+  /**
+   * Queues up to `n` frames written in place, without a copy: `write(buf, off, i)` writes frame
+   * `i` into a transmit buffer from byte `off` (at most `maxFrame` bytes) and returns its length.
+   * The same transmit buffer is the same `buf` object every time it comes round, and it still holds
+   * what was written there last (the device only reads it), so a writer may rewrite only what
+   * changed. One avail index update and at most one kick; stops early when the transmit buffers run
+   * out. Returns how many were queued.
+   * @throws FrontendError `BAD_ARGUMENT` (a length below 0 or beyond `maxFrame`: that frame and
+   *   the rest are not queued, the ones before are), `CLOSED`, the failure once failed.
+   */
+  burstInPlace(n: number, write: (buf: Uint8Array, off: number, i: number) => number, pair = 0): number {
+    if (this.#failure !== undefined) throw this.#failure;
+    if (this.#closed) throw new FrontendError("CLOSED", "virtio-net driver closed");
+    const p = this.#pair(pair);
+    return p.tx.batch(() => {
+      let k = 0;
+      for (; k < n; k++) {
+        const slot = p.txFree.pop();
+        if (slot === undefined) break;
+        const len = write(slot.bytes, NET_HEADER_SIZE, k);
+        if (!Number.isInteger(len) || len < 0 || len > this.#maxFrame) {
+          p.txFree.push(slot);
+          throw new FrontendError("BAD_ARGUMENT", `virtio-net: frame of ${len} bytes written, largest ${this.#maxFrame}`, { actual: len });
+        }
+        this.#queue(p, slot, len);
+      }
+      return k;
+    });
   }
 
   /** A transmit buffer came back: count it, free it, wake one waiter. */

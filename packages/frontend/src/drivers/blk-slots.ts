@@ -75,12 +75,13 @@ export class SlotPool {
   /**
    * Posts one request through a slot: header (`type`, `sector`), `dataLen` bytes of data — read by
    * the device when `dataOut` is given (copied into the slot), written by it otherwise — and the
-   * status byte, preset to 0xff so that a device that never wrote it is recognisable. The data part
-   * is not cleared. `done` runs once from the completion round with the status and a view of the
+   * status byte, preset to 0xff so that a device that never wrote it is recognisable. A data part
+   * the device writes is filled with 0xff first when `fill` is set (what the device left untouched
+   * reads 0xff, as on the general path) and not cleared otherwise. `done` runs once from the completion round with the status and a view of the
    * data part that is valid during the call only. Returns false, without posting, when no slot is
    * free, `dataLen` exceeds {@link SLOT_DATA_BYTES} or the queue has stopped.
    */
-  post(type: number, sector: bigint, dataLen: number, dataOut: Uint8Array | undefined, done: SlotDone): boolean {
+  post(type: number, sector: bigint, dataLen: number, dataOut: Uint8Array | undefined, done: SlotDone, fill = false): boolean {
     if (dataLen > SLOT_DATA_BYTES || this.#queue.error !== undefined) return false;
     const s = this.#free.pop() ?? this.#grow();
     if (s === undefined) return false;
@@ -95,7 +96,10 @@ export class SlotPool {
     else if (dataOut !== undefined) {
       s.bytes.set(dataOut, DATA_AT);
       this.#queue.post(s.headData, s.status, s.onDone, s.onFail);
-    } else this.#queue.post(s.head, s.dataStatus, s.onDone, s.onFail);
+    } else {
+      if (fill) s.bytes.fill(0xff, DATA_AT, DATA_AT + dataLen);
+      this.#queue.post(s.head, s.dataStatus, s.onDone, s.onFail);
+    }
     return true;
   }
 

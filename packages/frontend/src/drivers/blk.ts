@@ -193,7 +193,8 @@ export class BlkDriver {
         else resolve(dataOut === undefined && dataLen > 0 ? data.slice() : EMPTY);
       };
     });
-    return this.#slots.post(type, sector, dataLen, dataOut, settle as SlotDone) ? p : undefined;
+    // Filled like the general path's buffers: data a device reports but never writes reads 0xff, not an earlier request's.
+    return this.#slots.post(type, sector, dataLen, dataOut, settle as SlotDone, true) ? p : undefined;
   }
 
   /**

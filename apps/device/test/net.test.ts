@@ -180,6 +180,19 @@ describe("vhost-user-device net against the example virtio-net device", { timeou
     }
   });
 
+  test("a negative or infinite pollMicros: BAD_ARGUMENT before any queue starts", async () => {
+    const dev = await startDevice(NET_DEVICE, ["--mode", "reflect"]);
+    const guest = new Guest();
+    try {
+      const device = await guest.addDevice({ socketPath: dev.socket });
+      for (const pollMicros of [-1, Number.POSITIVE_INFINITY])
+        await assert.rejects(NetDriver.attach(device, { pollMicros }), (e: unknown) => isFrontendError(e) && e.code === "BAD_ARGUMENT");
+      assert.equal(device.ackedFeatures, undefined, "nothing was set up");
+    } finally {
+      await guest.close();
+    }
+  });
+
   test("sink counts exactly the frames the device generated (not ours: foreign, none corrupt)", async () => {
     const dev = await startDevice(NET_DEVICE, ["--mode", "gen", "--count", "1000", "--size", "64"]);
     const r = await cli("net", "sink", "--socket", dev.socket, "--seconds", "2", "--json");

@@ -201,6 +201,8 @@ export class NetDriver {
       throw new FrontendError("BAD_ARGUMENT", `virtio-net: ${pairs} queue pairs (1 to 32768)`, { actual: pairs });
     if (!Number.isInteger(o.maxFrame) || o.maxFrame < 60 || o.maxFrame > 65535)
       throw new FrontendError("BAD_ARGUMENT", `virtio-net: largest frame ${o.maxFrame} bytes (60 to 65535)`, { actual: o.maxFrame });
+    if (!Number.isFinite(o.pollMicros) || o.pollMicros < 0)
+      throw new FrontendError("BAD_ARGUMENT", `virtio-net: polling for ${o.pollMicros} µs`, { actual: o.pollMicros });
     let features = VirtioFeature.VERSION_1 | (offered & (NetFeature.MAC | NetFeature.STATUS));
     if (o.mergeable) features |= offered & NetFeature.MRG_RXBUF;
     const minRx = (features & NetFeature.MRG_RXBUF) !== 0n ? NET_HEADER_SIZE + 1 : NET_HEADER_SIZE + 1514;

@@ -9,7 +9,12 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
-const RAM_BLK = fileURLToPath(new URL("../../../backend/examples/ram-blk.mjs", import.meta.url));
+/**
+ * The package directory (`packages/frontend/`): found from this file's URL up to `/test/`, since the
+ * Node leg runs a bundle of the test file written next to it in `test/`, not this file.
+ */
+const PACKAGE = import.meta.url.slice(0, import.meta.url.lastIndexOf("/test/") + 1);
+const RAM_BLK = fileURLToPath(new URL("../backend/examples/ram-blk.mjs", PACKAGE));
 
 /** The RAM blk example on a fixed socket and disk file, killed and started again at will. */
 export class RestartableBlk {

@@ -264,7 +264,8 @@ describe("vhost-user-device net against the example virtio-net device", { timeou
         let frames = 0;
         let bytes = 0;
         let rounds = 0;
-        const { promise: all, resolve } = Promise.withResolvers<void>();
+        let resolve!: () => void; // Node 20 has no Promise.withResolvers
+        const all = new Promise<void>((r) => (resolve = r));
         await NetDriver.attach(await guest.addDevice({ socketPath: dev.socket }), {
           onFrame: () => assert.fail("onFrame called while onFrames is set"),
           onFrames: (batch, pair) => {

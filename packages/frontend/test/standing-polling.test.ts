@@ -54,7 +54,8 @@ test("standing chains: 4 blk reads reposted from their own completions 400 times
     let completions = 0;
     const lens = new Set<number>();
     const statuses = new Set<number>();
-    const { promise: finished, resolve } = Promise.withResolvers<void>();
+    let resolve!: () => void; // Node 20 has no Promise.withResolvers
+    const finished = new Promise<void>((r) => (resolve = r));
     const chains = Array.from({ length: 4 }, () => {
       const c = readChain(
         q,
@@ -128,7 +129,8 @@ test("polling: NO_INTERRUPT is set while completions keep coming and cleared onc
     const flags = translateRange(guest.space, q.rings.avail, 2, true)[0]!.bytes;
     const seen: number[] = [];
     let completions = 0;
-    const { promise: finished, resolve } = Promise.withResolvers<void>();
+    let resolve!: () => void; // Node 20 has no Promise.withResolvers
+    const finished = new Promise<void>((r) => (resolve = r));
     const c = readChain(
       q,
       () => {

@@ -89,8 +89,6 @@ export class Reactor {
   #waitStart = -1;
   /** When the current spin started (it may span several slices), or -1. */
   #spinStart = -1;
-  /** Until when (performance.now() ms) the slice of the current loop turn lasts (see #spinSoon). */
-  #holdEnd = 0;
   /** When the epoll set was last polled (performance.now() ms; see #spinThenArm). */
   #setPolledAt = 0;
   /** `sched_yield` between polls (spin-yield.ts). */
@@ -239,7 +237,7 @@ export class Reactor {
    * (the same trade as Linux's SO_BUSY_POLL). Idle fds still cost nothing: after the budget the
    * thread sleeps.
    */
-  #spinThenArm(fromLoop: boolean): void {
+  #spinThenArm(): void {
     this.#spinScheduled = false;
     if (this.#parked === 0 || this.#armed || this.#closed) {
       this.#spinStart = -1;
@@ -254,10 +252,8 @@ export class Reactor {
     }
     const deadline = this.#spinStart + this.#spinMs;
     // One slice at a time: other JavaScript work queued meanwhile (timers, immediates, I/O
-    // callbacks) runs between slices instead of waiting for the whole budget. A spin resumed in a
-    // microtask (see #spinSoon) ends with the slice of the loop turn it runs in.
-    if (fromLoop) this.#holdEnd = now + SPIN_SLICE_MS;
-    const sliceEnd = Math.min(deadline, this.#holdEnd);
+    // callbacks) runs between slices instead of waiting for the whole budget.
+    const sliceEnd = Math.min(deadline, now + SPIN_SLICE_MS);
     this.#resolvedInSpin = 0;
     let t = now;
     do {
@@ -334,26 +330,23 @@ export class Reactor {
   }
 
   /**
-   * Spin once the JavaScript thread has nothing else to do. A wait that parks while the slice of
-   * the current loop turn lasts (typically the served waiter's continuation sending its next
-   * request and waiting for the answer) spins on in a microtask, still bounded by that slice,
-   * instead of costing a loop turn (`setImmediate`: the runtime's own poll of its event set, and
-   * a tick of its loop) per message.
+   * Spin once the JavaScript thread has nothing else to do: in the next loop turn. Not in a
+   * microtask of the current turn, although that would save a loop turn per message: a spin there
+   * runs before the served waiter's other continuations and the runtime's I/O callbacks, and
+   * measured 2–3x slower where one process waits on two things (MEM_READ 64 KiB cross-process
+   * 5.3 → 2.2 GB/s, the RAM blk device's QD1 CPU per request 9 → 29 µs; docs/performance.md).
    */
   #spinSoon(): void {
-    this.#spinScheduled = true;
-    if (performance.now() < this.#holdEnd) queueMicrotask(this.#spinInTurn);
-    else setImmediate(this.#spinFromLoop);
-  }
-
-  /** Spin in the next loop turn. */
-  #spinNextTurn(): void {
     this.#spinScheduled = true;
     setImmediate(this.#spinFromLoop);
   }
 
-  readonly #spinInTurn = (): void => this.#spinThenArm(false);
-  readonly #spinFromLoop = (): void => this.#spinThenArm(true);
+  /** Spin in the next loop turn. */
+  #spinNextTurn(): void {
+    this.#spinSoon();
+  }
+
+  readonly #spinFromLoop = (): void => this.#spinThenArm();
 
   /**
    * Adapt the spin budget to a wait that gave up spinning and ended in the worker after `waitedMs`

@@ -8,22 +8,11 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { BlkDriver, Guest, LOG_PAGE_SIZE, type Device, type DriverQueue, type ReconnectEvent } from "../src/index.js";
+import { BlkDriver, Guest, type Device, type ReconnectEvent } from "../src/index.js";
+import { ringPages } from "./helpers/dirty-pages.js";
 import { RestartableBlk } from "./helpers/restartable-blk.js";
 
 const POLICY = { initialDelayMs: 20, maxDelayMs: 200, attempts: 200 };
-
-/** The pages of `[addr, addr + len)`. */
-function pagesOf(addr: bigint, len: number): number[] {
-  const out: number[] = [];
-  for (let p = Math.floor(Number(addr) / LOG_PAGE_SIZE); p <= Math.floor((Number(addr) + len - 1) / LOG_PAGE_SIZE); p++) out.push(p * LOG_PAGE_SIZE);
-  return out;
-}
-
-/** What the device writes of `q`'s rings: split, the used ring; packed, the descriptor ring and the device area. */
-function ringPages(q: DriverQueue): number[] {
-  return q.packed ? [...pagesOf(q.rings.desc, 16 * q.size), ...pagesOf(q.rings.used, 4)] : pagesOf(q.rings.used, 6 + 8 * q.size);
-}
 
 /** Kills the back-end, starts it again, and waits until the device took the new one over. */
 async function restart(dev: RestartableBlk, device: Device): Promise<ReconnectEvent> {

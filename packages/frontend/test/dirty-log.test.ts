@@ -12,25 +12,11 @@ import { randomBytes } from "node:crypto";
 import { guestAddress } from "@vhostkit/regions";
 import { VirtioFeature } from "@vhostkit/wire";
 import { BlkDriver, BlkRequestType, Guest, LOG_PAGE_SIZE, dirtyLogSize, isFrontendError, type DriverQueue } from "../src/index.js";
+import { pagesOf, ringPages, union } from "./helpers/dirty-pages.js";
 import { startRamBlk } from "./helpers/ram-blk-process.js";
 
 const PAGE = LOG_PAGE_SIZE;
 const RAM = 16n << 20n;
-
-/** The page addresses of `[addr, addr + len)`. */
-function pagesOf(addr: bigint, len: number): number[] {
-  const out: number[] = [];
-  for (let p = Math.floor(Number(addr) / PAGE); p <= Math.floor((Number(addr) + len - 1) / PAGE); p++) out.push(p * PAGE);
-  return out;
-}
-
-/** Sorted, without duplicates. */
-const union = (...lists: number[][]): number[] => [...new Set(lists.flat())].sort((a, b) => a - b);
-
-/** What the device writes of `q`'s rings: split, the used ring; packed, the descriptor ring and the device area. */
-function ringPages(q: DriverQueue): number[] {
-  return q.packed ? union(pagesOf(q.rings.desc, 16 * q.size), pagesOf(q.rings.used, 4)) : pagesOf(q.rings.used, 6 + 8 * q.size);
-}
 
 /**
  * One virtio-blk request with buffers where the test puts them: the 16-byte header on its own page,

@@ -277,13 +277,13 @@ export class Reactor {
         // (their peers often answer at once), rather than forgetting the rest — a waiter nobody
         // re-parks behind would never wake. The next round starts a fresh budget.
         this.#spinStart = -1;
-        this.#spinNextTurn();
+        this.#spinSoon();
         return;
       }
       t = performance.now();
     } while (t < sliceEnd);
     if (sliceEnd < deadline) {
-      this.#spinNextTurn();
+      this.#spinSoon();
       return;
     }
     // The budget is spent and nobody was served. Collect the edges whose data a probe already took
@@ -293,7 +293,7 @@ export class Reactor {
     if (this.#ended > ended) {
       this.#servedSpinning += this.#ended - ended;
       this.#spinStart = -1;
-      if (this.#parked > 0) this.#spinNextTurn();
+      if (this.#parked > 0) this.#spinSoon();
       return;
     }
     this.#waitStart = this.#spinStart;
@@ -339,11 +339,6 @@ export class Reactor {
   #spinSoon(): void {
     this.#spinScheduled = true;
     setImmediate(this.#spinFromLoop);
-  }
-
-  /** Spin in the next loop turn. */
-  #spinNextTurn(): void {
-    this.#spinSoon();
   }
 
   readonly #spinFromLoop = (): void => this.#spinThenArm();

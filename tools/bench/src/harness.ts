@@ -63,11 +63,24 @@ export function compileC(name: string): string {
 
 /** Run `cmd args` (with `env` added to this process's environment) and parse the last line of its stdout as a number. */
 export function runNumber(cmd: string, args: string[], cwd = root, env: Record<string, string> = {}): number {
+  return runFigures(cmd, args, cwd, env).value;
+}
+
+/**
+ * Like {@link runNumber}, and also the labelled figures the command printed before its last line
+ * (lines of the form `<label> <number>`, e.g. `cold 15478.7`).
+ */
+export function runFigures(cmd: string, args: string[], cwd = root, env: Record<string, string> = {}): { value: number; labelled: Record<string, number> } {
   const r = spawnSync(cmd, args, { cwd, encoding: "utf8", env: { ...process.env, ...env } });
-  const line = r.stdout.trim().split("\n").at(-1) ?? "";
-  const v = Number(line);
+  const lines = r.stdout.trim().split("\n");
+  const v = Number(lines.at(-1) ?? "");
   if (r.status !== 0 || !Number.isFinite(v)) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${r.stdout}${r.stderr}`);
-  return v;
+  const labelled: Record<string, number> = {};
+  for (const line of lines.slice(0, -1)) {
+    const m = /^([a-z]+) (-?[0-9.]+)$/.exec(line.trim());
+    if (m?.[1] !== undefined) labelled[m[1]] = Number(m[2]);
+  }
+  return { value: v, labelled };
 }
 
 /** Median of `xs` (non-empty). */

@@ -19,11 +19,14 @@ import { peerCommand } from "@vhostkit/peers/peers";
 import { median, note, root, size, spread, table } from "./harness.js";
 
 const ROUNDS = size(5, 1);
-// Steady means after the first 50 pairs: a fresh vhostkit process runs its first ~100 pairs 2–5x
-// slower (JIT tiers, the reactor's spin budget; QEMU's early pairs are slower too, less so) (README,
-// "SHMEM_MAP + UNMAP against QEMU"). The early pairs are reported on their own.
-const PAIRS = size(200, 4);
-const WARM = size(50, 1);
+// Steady means the last 500 of 1000 pairs: a fresh vhostkit process runs its first ~100 pairs 2–5x
+// slower, and keeps getting faster for several hundred more (JIT tiers, the reactor's spin budget;
+// QEMU's early pairs are slower too, less so) (README, "SHMEM_MAP + UNMAP against QEMU"). The first
+// pair, pairs 2–50 and the median of each block of 100 pairs are reported on their own.
+const PAIRS = size(1000, 4);
+const WARM = size(500, 1);
+const EARLY = size(50, 1);
+const BLOCK = size(100, 2);
 const BOOT = join(root, "tools/interop/test/fixtures/boot-sector.hex");
 
 /** Lines of a child's stdout, awaited by predicate. */
@@ -69,11 +72,12 @@ async function startDevice(dir: string, other: boolean): Promise<{ child: ChildP
   return { child, lines, a, b };
 }
 
-/** Per-pair map + unmap µs of one round: steady (after WARM), early (pairs 2..WARM) and the first pair. */
+/** Per-pair map + unmap µs of one round: steady (after WARM), early (pairs 2..EARLY), the first pair, and the median of each BLOCK of pairs. */
 interface Round {
   readonly steady: number;
   readonly early: number;
   readonly first: number;
+  readonly blocks: number[];
 }
 
 /** Runs `bench PAIRS` in the device and returns its per-pair map + unmap µs. */
@@ -84,7 +88,9 @@ async function timePairs(lines: Lines, child: ChildProcess): Promise<Round> {
   if (r.map === undefined || r.unmap === undefined) throw new Error(`shmem bench failed in the device: ${r.message}`);
   const pairs = r.map.map((m, i) => m + (r.unmap?.[i] ?? 0));
   const warm = Math.min(WARM, pairs.length - 1);
-  return { steady: median(pairs.slice(warm)), early: median(pairs.slice(1, Math.max(2, warm))), first: pairs[0] ?? 0 };
+  const blocks: number[] = [];
+  for (let i = 0; i < pairs.length; i += BLOCK) blocks.push(median(pairs.slice(i, i + BLOCK)));
+  return { steady: median(pairs.slice(warm)), early: median(pairs.slice(1, Math.max(2, EARLY))), first: pairs[0] ?? 0, blocks };
 }
 
 /** One round through the vhostkit front-end. */
@@ -140,6 +146,7 @@ export async function run(): Promise<void> {
   const rows: (string | number)[][] = [];
   const firsts: (string | number)[][] = [];
   const earlies: (string | number)[][] = [];
+  const blockRows: (string | number)[][] = [];
   for (const other of [false, true]) {
     const vk: number[] = [];
     const qm: number[] = [];
@@ -149,6 +156,8 @@ export async function run(): Promise<void> {
     const vkEarly: number[] = [];
     const qmEarly: number[] = [];
     const earlyRatios: number[] = [];
+    const vkBlocks: number[][] = [];
+    const qmBlocks: number[][] = [];
     for (let i = 0; i < ROUNDS; i++) {
       // Alternate which goes first, so a drift of the machine's speed does not favour one side.
       const order = i % 2 === 0 ? [viaVhostkit, viaQemu] : [viaQemu, viaVhostkit];
@@ -162,6 +171,14 @@ export async function run(): Promise<void> {
       vkEarly.push(v.early);
       qmEarly.push(q.early);
       earlyRatios.push(q.early / v.early);
+      v.blocks.forEach((b, j) => (vkBlocks[j] ??= []).push(b));
+      q.blocks.forEach((b, j) => (qmBlocks[j] ??= []).push(b));
+    }
+    for (const [who, bs] of [
+      ["vhostkit", vkBlocks],
+      ["QEMU 11.1", qmBlocks],
+    ] as const) {
+      blockRows.push([other ? 1 : 0, who, ...bs.map((b) => median(b).toFixed(0))]);
     }
     const fmt = (xs: number[], digits = 0) => {
       const s = spread(xs);
@@ -177,7 +194,10 @@ export async function run(): Promise<void> {
   );
   note("rate ratio = QEMU µs ÷ vhostkit µs per round; goal >= 3 (issue 17)");
   table(["other back-ends", "vhostkit front-end µs", "QEMU 11.1 µs", "vhostkit rate ÷ QEMU rate", "goal >= 3x"], rows);
-  note(`\npairs 2–${Math.max(2, WARM)} of a fresh connection (before the steady state), µs, median (min–max) over the rounds of the per-round median`);
+  note(`\nmedian µs of each block of ${BLOCK} pairs on a fresh connection (the warm-up curve), median over the rounds`);
+  const nBlocks = Math.max(...blockRows.map((r) => r.length - 2));
+  table(["other back-ends", "front-end", ...Array.from({ length: nBlocks }, (_, j) => `${j * BLOCK + 1}–${(j + 1) * BLOCK}`)], blockRows);
+  note(`\npairs 2–${Math.max(2, EARLY)} of a fresh connection (before the steady state), µs, median (min–max) over the rounds of the per-round median`);
   table(["other back-ends", "vhostkit front-end", "QEMU 11.1", "vhostkit rate ÷ QEMU rate"], earlies);
   note("\nthe first pair on a fresh connection, µs (first-request latency), median (min–max) over the rounds");
   table(["other back-ends", "vhostkit front-end", "QEMU 11.1"], firsts);

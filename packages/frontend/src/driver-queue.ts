@@ -4,7 +4,7 @@
  * with completion tracking.
  * @module
  */
-import { PackedDriver, SplitDriver, type DriverBuffer } from "@vhostkit/virtqueue/driver";
+import { PackedDriver, SplitDriver, UsedBatch, type DriverBuffer } from "@vhostkit/virtqueue/driver";
 import { FRESH_PACKED_VRING_BASE } from "@vhostkit/virtqueue";
 import { EventFd } from "@vhostkit/transport";
 import type { GuestAddress } from "@vhostkit/regions";
@@ -61,6 +61,10 @@ export class DriverQueue {
   #paused = false;
   /** Nesting depth of {@link DriverQueue.batch}: chains added meanwhile are published at its end. */
   #batching = 0;
+  /** Where each collection round's used buffers go (reused: no allocation per completion). */
+  readonly #used: UsedBatch<Pending>;
+  /** A round is being delivered (#used is in use): a nested collection gets a batch of its own. */
+  #delivering = false;
   #unpublished = false;
   /** Every standing chain of this queue ({@link DriverQueue.standing}). */
   readonly #standing: Pending[] = [];
@@ -78,6 +82,7 @@ export class DriverQueue {
     this.packed = options.packed ?? false;
     this.#ringBase = base;
     this.#driver = driver;
+    this.#used = new UsedBatch<Pending>(driver.size);
     this.#kick = kick;
     this.#call = call;
     this.rings = rings;
@@ -401,11 +406,13 @@ export class DriverQueue {
     }
   }
 
-  /** Resolves the requests whose used elements the device published; false (the device failed) for a ring the device broke. */
+  /** Resolves the requests whose used elements the device published; -1 (the device failed) for a ring the device broke. */
   #collect(): number {
-    let used;
+    // A request's callback that (through a close or a restart) collects again must not overwrite
+    // the round being delivered.
+    const used = this.#delivering ? new UsedBatch<Pending>(this.#driver.size) : this.#used;
     try {
-      used = this.#driver.collectUsed();
+      this.#driver.collectUsedInto(used);
     } catch (err) {
       const e = new FrontendError(
         "PROTOCOL",
@@ -413,25 +420,33 @@ export class DriverQueue {
         { request: "VIRTQUEUE" },
         { cause: err },
       );
+      // What was collected before the bad element is rejected with the rest by fail() (still tracked).
+      for (let i = 0; i < used.count; i++) used.token[i] = undefined;
       this.#options.onFatal(e);
       this.fail(e);
       return -1;
     }
+    const n = used.count;
+    const outer = !this.#delivering;
+    this.#delivering = true;
     this.#batching++; // chains the callbacks submit are published together, after the round
     try {
-      for (const u of used) {
-        const p = u.token;
+      for (let i = 0; i < n; i++) {
+        const p = used.take(i);
         if (p === undefined) continue;
         this.#inFlight--;
         if (p.owner === undefined) this.#deadlines.untrack(p);
         else p.queued = false;
-        p.resolve(u.len);
+        p.resolve(used.len[i] as number);
       }
-      if (used.length > 0) this.#roundEnd?.();
+      if (n > 0) this.#roundEnd?.();
     } finally {
+      if (outer) this.#delivering = false;
+      // A callback that threw left tokens behind: the batch keeps no request alive.
+      for (let i = 0; i < n; i++) used.token[i] = undefined;
       this.#endBatch();
     }
-    return used.length;
+    return n;
   }
 
   /**

@@ -36,6 +36,44 @@ export interface UsedBuffer<T> {
 }
 
 /**
+ * A reusable place for the used buffers of one collection round ({@link SplitDriver.collectUsedInto},
+ * {@link PackedDriver.collectUsedInto}): ids, lengths and tokens in parallel arrays, so that collecting
+ * completions allocates nothing per buffer or per round. Entries `0 .. count - 1` are valid after a
+ * collection; the next collection overwrites them.
+ */
+export class UsedBatch<T> {
+  /** The id of each used buffer (as in {@link UsedBuffer.id}). */
+  readonly id: Uint16Array;
+  /** Bytes the device says it wrote into each (as in {@link UsedBuffer.len}). */
+  readonly len: Uint32Array;
+  /** The token of each; {@link UsedBatch.take} clears a slot, so the batch keeps no token alive. */
+  readonly token: (T | undefined)[];
+  /** Number of valid entries (set by the collection). */
+  count = 0;
+  /** The most buffers one collection stores. */
+  readonly capacity: number;
+
+  /**
+   * @param capacity - the most buffers one collection stores (the queue size holds every round).
+   * @throws RangeError when `capacity` is not an integer in 1..32768.
+   */
+  constructor(capacity: number) {
+    this.capacity = capacity;
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > 32768) throw new RangeError(`used batch capacity ${capacity} not in 1..32768`);
+    this.id = new Uint16Array(capacity);
+    this.len = new Uint32Array(capacity);
+    this.token = new Array<T | undefined>(capacity).fill(undefined);
+  }
+
+  /** The token of entry `i`, which the batch forgets (so it keeps no request alive). */
+  take(i: number): T | undefined {
+    const t = this.token[i];
+    this.token[i] = undefined;
+    return t;
+  }
+}
+
+/**
  * Checks a chain's buffers: at least one in total, each of length 1..2^32-1 and not wrapping past
  * 2^64. Returns the number of buffers.
  * @throws VirtqueueError `BAD_BUFFER`.

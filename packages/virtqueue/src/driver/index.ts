@@ -9,3 +9,4 @@ export type { SplitDriverOptions } from "./split-driver.js";
 export { PackedDriver } from "./packed-driver.js";
 export type { PackedDriverOptions } from "./packed-driver.js";
 export type { DriverBuffer, DriverQueueOptions, UsedBuffer } from "./driver-buffer.js";
+export { UsedBatch } from "./driver-buffer.js";

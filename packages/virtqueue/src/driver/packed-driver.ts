@@ -14,7 +14,7 @@ import type { RingAddresses } from "../layout.js";
 import { PackedDescFlag, RingEventFlag, checkPackedRingAlignment, packedLayout, packedNeedEvent } from "../packed-layout.js";
 import type { PackedLayout } from "../packed-layout.js";
 import { mapRing, u16View, u32View } from "../ring-view.js";
-import { checkBuffers, writeIndirectTable } from "./driver-buffer.js";
+import { checkBuffers, UsedBatch, writeIndirectTable } from "./driver-buffer.js";
 import type { DriverBuffer, DriverQueueOptions, UsedBuffer } from "./driver-buffer.js";
 
 const { NEXT, WRITE, INDIRECT, AVAIL, USED } = PackedDescFlag;
@@ -336,15 +336,30 @@ export class PackedDriver<T = unknown> {
    *   published; the queue is then broken).
    */
   collectUsed(max = this.size): UsedBuffer<T>[] {
-    this.#usable();
+    const batch = new UsedBatch<T>(Math.max(1, Math.min(max, this.size)));
+    const n = this.collectUsedInto(batch);
     const out: UsedBuffer<T>[] = [];
+    for (let i = 0; i < n; i++) out.push({ id: batch.id[i] as number, len: batch.len[i] as number, token: batch.take(i) });
+    return out;
+  }
+
+  /**
+   * As {@link collectUsed}, into a reusable {@link UsedBatch} (at most its capacity): nothing is
+   * allocated. Entries already stored stay valid when it throws; `batch.count` says how many.
+   * @returns the number of used buffers collected (also `batch.count`).
+   * @throws VirtqueueError `BROKEN`; device error `BAD_USED_ID`.
+   */
+  collectUsedInto(batch: UsedBatch<T>, max = batch.capacity): number {
+    this.#usable();
+    batch.count = 0;
     const d32 = this.#desc32;
     const idState = this.#idState;
     const idCount = this.#idCount;
     const freeNext = this.#freeNext;
     const tokens = this.#tokens;
     const size = this.size;
-    const end = max < size ? max : size;
+    const cap = max < batch.capacity ? max : batch.capacity;
+    const end = cap < size ? cap : size;
     let pos = this.#usedIdx;
     let w = this.#usedWrap;
     let freeHead = this.#freeHead;
@@ -376,10 +391,13 @@ export class PackedDriver<T = unknown> {
         pos -= size;
         w ^= 1;
       }
-      out.push({ id, len, token });
+      batch.id[k] = id;
+      batch.len[k] = len;
+      batch.token[k] = token;
+      batch.count = k + 1;
     }
     this.#collected(pos, w, freeHead, freed);
-    return out;
+    return batch.count;
   }
 
   /** Stores where {@link collectUsed} got to: the used position, the free ID list's head, the ring descriptors freed. */

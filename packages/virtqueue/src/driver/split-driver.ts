@@ -10,7 +10,7 @@ import { VirtqueueError } from "../errors.js";
 import { AVAIL_F_NO_INTERRUPT, DESC_SIZE, DescFlag, RING_ALIGN, USED_F_NO_NOTIFY, checkRingAlignment, needEvent, splitLayout } from "../layout.js";
 import type { RingAddresses, SplitLayout } from "../layout.js";
 import { mapRing, u16View, u32View } from "../ring-view.js";
-import { checkBuffers, writeIndirectTable } from "./driver-buffer.js";
+import { checkBuffers, UsedBatch, writeIndirectTable } from "./driver-buffer.js";
 import type { DriverBuffer, DriverQueueOptions, UsedBuffer } from "./driver-buffer.js";
 
 /** Options of a {@link SplitDriver}. */
@@ -225,8 +225,22 @@ export class SplitDriver<T = unknown> {
    * @throws VirtqueueError `USED_OVERRUN`, `BAD_USED_ID` (an id that is not an in-flight head).
    */
   collectUsed(max = this.size): UsedBuffer<T>[] {
+    const batch = new UsedBatch<T>(Math.max(1, Math.min(max, this.size)));
+    const n = this.collectUsedInto(batch);
     const out: UsedBuffer<T>[] = [];
-    const pending = Math.min(this.pendingUsed(), max);
+    for (let i = 0; i < n; i++) out.push({ id: batch.id[i] as number, len: batch.len[i] as number, token: batch.take(i) });
+    return out;
+  }
+
+  /**
+   * As {@link collectUsed}, into a reusable {@link UsedBatch} (at most its capacity): nothing is
+   * allocated. Entries already stored stay valid when it throws; `batch.count` says how many.
+   * @returns the number of used buffers collected (also `batch.count`).
+   * @throws VirtqueueError `USED_OVERRUN`, `BAD_USED_ID` (an id that is not an in-flight head).
+   */
+  collectUsedInto(batch: UsedBatch<T>, max = batch.capacity): number {
+    batch.count = 0;
+    const pending = Math.min(this.pendingUsed(), max, batch.capacity);
     const mask = this.size - 1;
     for (let k = 0; k < pending; k++) {
       const slot = this.#lastUsed & mask;
@@ -241,9 +255,12 @@ export class SplitDriver<T = unknown> {
       this.#freeHead = id;
       this.#numFree += this.#chainLen[id] as number;
       this.#lastUsed = (this.#lastUsed + 1) & 0xffff;
-      out.push({ id, len, token });
+      batch.id[k] = id;
+      batch.len[k] = len;
+      batch.token[k] = token;
+      batch.count = k + 1;
     }
-    return out;
+    return batch.count;
   }
 
   /**

@@ -26,7 +26,13 @@ const F_SIZE_MAX = 1n << 1n,
   MAX_IO = 1 << 20, // largest transfer served
   SEG_MAX = 126,
   SIZE_MAX = 8192, // advertised so that a driver's largest request (SEG_MAX segments of SIZE_MAX) stays within MAX_IO
-  STATE_MAGIC = new TextEncoder().encode("vkramblk");
+  STATE_MAGIC = new TextEncoder().encode("vkramblk"),
+  // With EVENT_IDX, used elements are published every PUBLISH_EVERY chains of a batch as well as at its
+  // end: a driver waiting for a call starts on the first completions while the rest are served, and
+  // then finds more at its re-check instead of waiting for the next call (qsd gets the same overlap by
+  // completing requests one at a time). A publish past the index the driver asked for signals
+  // nothing, so this adds no calls; without EVENT_IDX each publish may call, so a batch publishes once.
+  PUBLISH_EVERY = 4;
 
 /** A virtio-blk device over `disk` (bytes, a multiple of 512); `discard`: reads return no data and writes are dropped, like qemu's null-co; `written(offset, data)` runs before a write completes; `started()` runs each time the device starts; `packed: false` does not offer packed rings; `latencyMs`: each request takes that long (a slow disk). */
 export function ramBlk(disk, { discard = false, written = undefined, started = undefined, packed = true, latencyMs = 0 } = {}) {
@@ -66,14 +72,16 @@ export function ramBlk(disk, { discard = false, written = undefined, started = u
       return config.slice(offset, offset + size);
     },
     async processQueue({ queue, memory, notify }) {
+      const every = queue.eventIdx ? PUBLISH_EVERY : 0;
       for (let n; (n = queue.pop(batch)) > 0; ) {
         for (let c = 0; c < n; c++) {
           if (latencyMs > 0) await new Promise((r) => setTimeout(r, latencyMs));
           let used = latencyMs > 0 ? -1 : serveNow(queue, c);
           if (used < 0) used = await request(queue, memory, c).catch(() => status(queue, memory, c, S_IOERR));
           queue.addUsed(batch.heads[c], used);
+          if (every > 0 && c % every === every - 1 && c + 1 < n) notify();
         }
-        notify(); // one publish (and at most one call) per batch
+        notify(); // at the end of every batch (at most one call per batch without EVENT_IDX)
       }
     },
   };

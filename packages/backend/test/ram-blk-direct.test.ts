@@ -147,3 +147,42 @@ test("a buffer outside the memory table takes the general path: nothing reaches 
   assert.equal(await r.serve(0, 0n, [{ addr: 0x20000n, len: 513 }]), 513);
   assert.deepEqual((await ok()).subarray(0, 512), disk.subarray(0, 512));
 });
+
+test("with EVENT_IDX a batch is published every 4 chains and at its end; without it, once at its end", async () => {
+  for (const [eventIdx, base, expected] of [
+    [true, 0x6000n, [4, 8, 10]],
+    [false, 0x7000n, [10]],
+  ] as const) {
+    const addresses = { desc: base, avail: base + 0x200n, used: base + 0x400n };
+    const driver = new SplitDriver({ size: 32, memory: ram, addresses, eventIdx });
+    const queue = new SplitQueue({ size: 32, memory, addresses, eventIdx });
+    queue.start(0);
+    const device = ramBlk(patternDisk());
+    // What the driver can see at each publish: the used index after it.
+    const seen: number[] = [];
+    const ctx: QueueContext = {
+      index: 0,
+      queue,
+      memory,
+      notify: () => {
+        queue.publishUsed();
+        seen.push(driver.pendingUsed());
+      },
+      fail: () => undefined,
+    };
+    const head = new Uint8Array(16); // T_IN, sector 0
+    await ram.write(guestAddress(0x10000n), head);
+    for (let i = 0; i < 10; i++) driver.add([{ addr: 0x10000n, len: 16 }], [{ addr: 0x20000n + BigInt(i) * 0x400n, len: 513 }]);
+    driver.publish();
+    await device.processQueue(ctx);
+    assert.deepEqual(
+      seen.filter((v, i) => v !== seen[i - 1]),
+      expected,
+      `eventIdx ${eventIdx}`,
+    );
+    assert.deepEqual(
+      driver.collectUsed().map((u) => u.len),
+      new Array(10).fill(513),
+    );
+  }
+});

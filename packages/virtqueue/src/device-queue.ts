@@ -66,6 +66,11 @@ export interface DeviceQueue {
   stop(): number;
   /** Replaces the guest memory (after a memory table change) and maps the rings again when started. */
   remap(memory?: GuestMemory): void;
+  /**
+   * True when VIRTIO_F_EVENT_IDX is in use: the driver names the used index it wants a
+   * notification at, so a `publishUsed` past it signals nothing and publishing often is cheap.
+   */
+  readonly eventIdx: boolean;
   /** The guest memory in use (what `readChain` / `writeChain` should be given). */
   readonly memory: GuestMemory;
   /** True between `start` and `stop`. */

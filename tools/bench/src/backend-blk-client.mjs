@@ -9,7 +9,8 @@
 // the log read and stopDirtyLog after, all outside the timing) and one off, the order alternating;
 // prints {"on": [IOPS...], "off": [IOPS...], "onCpu": [...], "offCpu": [...]}, the last two the CPU time
 // the device process (all its threads, /proc/<device-pid>/task/*/schedstat) spent per request, in
-// microseconds: the dirtylog benchmark.
+// microseconds: the dirtylog benchmark. VHOSTKIT_BENCH_DRIVER_POLL_US=<µs>: the driver polls its used
+// ring that long after the last completion (DriverQueue.setPolling; off by default, as in the bench).
 import { BlkDriver, Guest, SUPPORTED_PROTOCOL_FEATURES } from "@vhostkit/frontend";
 import { ProtocolFeature } from "@vhostkit/wire";
 import { processCpuNs } from "./process-cpu.mjs";
@@ -30,6 +31,7 @@ if (mode !== undefined && !logging && ((device.info.ackedProtocolFeatures & Prot
   throw new Error(`INFLIGHT_SHMFD not ${mode}`);
 const blk = await BlkDriver.attach(device, { queueSize: 128 });
 if (mode !== undefined && blk.queue.packed !== (layout === "packed")) throw new Error(`ring layout not ${layout ?? "split"}`);
+if (process.env.VHOSTKIT_BENCH_DRIVER_POLL_US) blk.queue.setPolling(Number(process.env.VHOSTKIT_BENCH_DRIVER_POLL_US));
 const sectors = 8192n; // read within the first 4 MiB
 /**
  * `count` reads, `qd` in flight: each completion submits the next read from its callback (the

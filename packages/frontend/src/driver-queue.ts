@@ -61,10 +61,8 @@ export class DriverQueue {
   #paused = false;
   /** Nesting depth of {@link DriverQueue.batch}: chains added meanwhile are published at its end. */
   #batching = 0;
-  /** Where each collection round's used buffers go (reused: no allocation per completion). */
+  /** Where each collection round's used buffers go (reused: no allocation per completion; empty between rounds). */
   readonly #used: UsedBatch<Pending>;
-  /** A round is being delivered (#used is in use): a nested collection gets a batch of its own. */
-  #delivering = false;
   #unpublished = false;
   /** Every standing chain of this queue ({@link DriverQueue.standing}). */
   readonly #standing: Pending[] = [];
@@ -406,29 +404,20 @@ export class DriverQueue {
     }
   }
 
-  /** Resolves the requests whose used elements the device published; -1 (the device failed) for a ring the device broke. */
+  /** Resolves the requests whose used elements the device published; -1 (the device failed) for a ring it broke. */
   #collect(): number {
-    // A request's callback that (through a close or a restart) collects again must not overwrite
-    // the round being delivered.
-    const used = this.#delivering ? new UsedBatch<Pending>(this.#driver.size) : this.#used;
+    const used = this.#used.count > 0 ? new UsedBatch<Pending>(this.#driver.size) : this.#used; // in use: a callback collecting again
     try {
       this.#driver.collectUsedInto(used);
     } catch (err) {
-      const e = new FrontendError(
-        "PROTOCOL",
-        `queue ${this.index}: ${err instanceof Error ? err.message : String(err)}`,
-        { request: "VIRTQUEUE" },
-        { cause: err },
-      );
-      // What was collected before the bad element is rejected with the rest by fail() (still tracked).
-      for (let i = 0; i < used.count; i++) used.token[i] = undefined;
+      const why = err instanceof Error ? err.message : String(err);
+      const e = new FrontendError("PROTOCOL", `queue ${this.index}: ${why}`, { request: "VIRTQUEUE" }, { cause: err });
+      used.clear(); // what came before the bad element is still tracked: fail() rejects it with the rest
       this.#options.onFatal(e);
       this.fail(e);
       return -1;
     }
     const n = used.count;
-    const outer = !this.#delivering;
-    this.#delivering = true;
     this.#batching++; // chains the callbacks submit are published together, after the round
     try {
       for (let i = 0; i < n; i++) {
@@ -441,9 +430,7 @@ export class DriverQueue {
       }
       if (n > 0) this.#roundEnd?.();
     } finally {
-      if (outer) this.#delivering = false;
-      // A callback that threw left tokens behind: the batch keeps no request alive.
-      for (let i = 0; i < n; i++) used.token[i] = undefined;
+      used.clear(); // after a callback that threw, too: the batch keeps no request alive
       this.#endBatch();
     }
     return n;

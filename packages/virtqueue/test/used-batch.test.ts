@@ -87,6 +87,9 @@ for (const [layout, make] of layouts) {
       assert.deepEqual([...small.token.slice(0, 4)], ["t0", "t1", "t2", "t3"]);
       assert.equal(driver.collectUsedInto(small, 2), 2);
       assert.deepEqual([...small.token.slice(0, 2)], ["t4", "t5"]);
+      small.clear();
+      assert.equal(small.count, 0);
+      assert.deepEqual([...small.token], [undefined, undefined, "t2", "t3"], "clear releases the tokens of the current round only");
       assert.deepEqual(
         driver.collectUsed().map((u) => u.token),
         ["t6", "t7", "t8", "t9"],

@@ -46,7 +46,10 @@ export class UsedBatch<T> {
   readonly id: Uint16Array;
   /** Bytes the device says it wrote into each (as in {@link UsedBuffer.len}). */
   readonly len: Uint32Array;
-  /** The token of each; {@link UsedBatch.take} clears a slot, so the batch keeps no token alive. */
+  /**
+   * The token of each. {@link UsedBatch.take} and {@link UsedBatch.clear} release them; a round's
+   * tokens left untaken stay referenced until released or overwritten by a later round.
+   */
   readonly token: (T | undefined)[];
   /** Number of valid entries (set by the collection). */
   count = 0;
@@ -70,6 +73,12 @@ export class UsedBatch<T> {
     const t = this.token[i];
     this.token[i] = undefined;
     return t;
+  }
+
+  /** Forgets every entry (their tokens too): `count` is 0 again. */
+  clear(): void {
+    for (let i = 0; i < this.count; i++) this.token[i] = undefined;
+    this.count = 0;
   }
 }
 

@@ -18,14 +18,14 @@ const BUN = "bun" in process.versions ? process.execPath : join(ROOT, "node_modu
 /** Each benchmark, in the order run, with the number of tables it prints. */
 const TABLES: Record<string, number> = {
   wire: 1,
-  transport: 3,
+  transport: 4,
   regions: 1,
   virtqueue: 1,
   backend: 1,
   inflight: 1,
   dirtylog: 2,
   fallback: 3,
-  shmem: 3,
+  shmem: 4,
   trace: 1,
   ffi: 1,
   scale: 3,

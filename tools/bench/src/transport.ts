@@ -20,12 +20,6 @@ export async function run(): Promise<void> {
   const warm = Number(process.env.VHOSTKIT_BENCH_RT_WARM ?? size(20000, 20));
   const warmEnv = { VHOSTKIT_BENCH_RT_WARM: String(warm) };
   const rounds = size(5, 1);
-  const cold: Record<string, number[]> = { bun: [], node: [] };
-  const vhostkit = (cmd: string, fd: string, k: "bun" | "node"): number => {
-    const r = runFigures(cmd, [script, "client", String(n), fd], root, warmEnv);
-    cold[k]?.push(r.labelled["cold"] ?? Number.NaN);
-    return r.value;
-  };
   const colds: (string | number)[][] = [];
   const rows: (string | number)[][] = [];
   const ratios: (string | number)[][] = [];
@@ -37,23 +31,28 @@ export async function run(): Promise<void> {
   const withBase = (cmd: string, fd: string): number =>
     runNumber(cmd, [script, "client", String(n), fd], root, { ...warmEnv, VHOSTKIT_BENCH_TRANSPORT: before ?? "" });
   for (const fd of ["0", "1"]) {
-    cold.bun = [];
-    cold.node = [];
+    // The vhostkit clients' cold figures (their warm-up's mean), per round.
+    const cold = { bun: [] as number[], node: [] as number[] };
+    const vhostkit = (cmd: string, k: "bun" | "node"): number => {
+      const r = runFigures(cmd, [script, "client", String(n), fd], root, warmEnv);
+      cold[k].push(r.labelled["cold"] ?? Number.NaN);
+      return r.value;
+    };
     const s = interleaveSamples(rounds, {
       ...(before ? { bunBase: () => withBase(process.execPath, fd), nodeBase: () => withBase("node", fd) } : {}),
       c: () => runNumber(c, [String(n), fd], root, warmEnv),
       cSpin: () => runNumber(c, [String(n), fd, "spin"], root, warmEnv),
-      bun: () => vhostkit(process.execPath, fd, "bun"),
-      node: () => vhostkit("node", fd, "node"),
+      bun: () => vhostkit(process.execPath, "bun"),
+      node: () => vhostkit("node", "node"),
       bunC: () => runNumber(process.execPath, [script, "client", String(n), fd, c], root, warmEnv),
       nodeC: () => runNumber("node", [script, "client", String(n), fd, c], root, warmEnv),
     });
-    const coldCell = (k: string): string => {
-      const r = spread(cold[k] ?? [0]);
+    const m = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, median(v)])) as Record<string, number>;
+    const coldCell = (k: "bun" | "node"): string => {
+      const r = spread(cold[k]);
       return `${r.median.toFixed(0)} (${r.lo.toFixed(0)}–${r.hi.toFixed(0)})`;
     };
-    colds.push([`${fd} fd`, coldCell("bun"), median(s.bun ?? [0]).toFixed(0), coldCell("node"), median(s.node ?? [0]).toFixed(0)]);
-    const m = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, median(v)])) as Record<string, number>;
+    colds.push([`${fd} fd`, coldCell("bun"), (m.bun ?? 0).toFixed(0), coldCell("node"), (m.node ?? 0).toFixed(0)]);
     const base = m.c ?? 1;
     const cell = (k: string): string[] => [(m[k] ?? 0).toFixed(0), ((m[k] ?? 0) / base).toFixed(2)];
     rows.push([

@@ -61,8 +61,8 @@ export class UsedBatch<T> {
    * @throws RangeError when `capacity` is not an integer in 1..32768.
    */
   constructor(capacity: number) {
-    this.capacity = capacity;
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > 32768) throw new RangeError(`used batch capacity ${capacity} not in 1..32768`);
+    this.capacity = capacity;
     this.id = new Uint16Array(capacity);
     this.len = new Uint32Array(capacity);
     this.token = new Array<T | undefined>(capacity).fill(undefined);
@@ -80,6 +80,18 @@ export class UsedBatch<T> {
     for (let i = 0; i < this.count; i++) this.token[i] = undefined;
     this.count = 0;
   }
+}
+
+/**
+ * @internal `collectUsed` of both drivers: their `collectUsedInto` (`into`) on a batch of up to
+ * `max` (at most the queue `size`), handed back as one object per used buffer.
+ */
+export function collectAsObjects<T>(size: number, max: number, into: (batch: UsedBatch<T>) => number): UsedBuffer<T>[] {
+  const batch = new UsedBatch<T>(Math.max(1, Math.min(max, size)));
+  const n = into(batch);
+  const out: UsedBuffer<T>[] = [];
+  for (let i = 0; i < n; i++) out.push({ id: batch.id[i] as number, len: batch.len[i] as number, token: batch.take(i) });
+  return out;
 }
 
 /**

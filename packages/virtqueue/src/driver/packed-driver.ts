@@ -14,7 +14,7 @@ import type { RingAddresses } from "../layout.js";
 import { PackedDescFlag, RingEventFlag, checkPackedRingAlignment, packedLayout, packedNeedEvent } from "../packed-layout.js";
 import type { PackedLayout } from "../packed-layout.js";
 import { mapRing, u16View, u32View } from "../ring-view.js";
-import { checkBuffers, UsedBatch, writeIndirectTable } from "./driver-buffer.js";
+import { checkBuffers, collectAsObjects, type UsedBatch, writeIndirectTable } from "./driver-buffer.js";
 import type { DriverBuffer, DriverQueueOptions, UsedBuffer } from "./driver-buffer.js";
 
 const { NEXT, WRITE, INDIRECT, AVAIL, USED } = PackedDescFlag;
@@ -336,11 +336,7 @@ export class PackedDriver<T = unknown> {
    *   published; the queue is then broken).
    */
   collectUsed(max = this.size): UsedBuffer<T>[] {
-    const batch = new UsedBatch<T>(Math.max(1, Math.min(max, this.size)));
-    const n = this.collectUsedInto(batch);
-    const out: UsedBuffer<T>[] = [];
-    for (let i = 0; i < n; i++) out.push({ id: batch.id[i] as number, len: batch.len[i] as number, token: batch.take(i) });
-    return out;
+    return collectAsObjects<T>(this.size, max, (batch) => this.collectUsedInto(batch));
   }
 
   /**

@@ -10,7 +10,7 @@ import { VirtqueueError } from "../errors.js";
 import { AVAIL_F_NO_INTERRUPT, DESC_SIZE, DescFlag, RING_ALIGN, USED_F_NO_NOTIFY, checkRingAlignment, needEvent, splitLayout } from "../layout.js";
 import type { RingAddresses, SplitLayout } from "../layout.js";
 import { mapRing, u16View, u32View } from "../ring-view.js";
-import { checkBuffers, UsedBatch, writeIndirectTable } from "./driver-buffer.js";
+import { checkBuffers, collectAsObjects, type UsedBatch, writeIndirectTable } from "./driver-buffer.js";
 import type { DriverBuffer, DriverQueueOptions, UsedBuffer } from "./driver-buffer.js";
 
 /** Options of a {@link SplitDriver}. */
@@ -225,11 +225,7 @@ export class SplitDriver<T = unknown> {
    * @throws VirtqueueError `USED_OVERRUN`, `BAD_USED_ID` (an id that is not an in-flight head).
    */
   collectUsed(max = this.size): UsedBuffer<T>[] {
-    const batch = new UsedBatch<T>(Math.max(1, Math.min(max, this.size)));
-    const n = this.collectUsedInto(batch);
-    const out: UsedBuffer<T>[] = [];
-    for (let i = 0; i < n; i++) out.push({ id: batch.id[i] as number, len: batch.len[i] as number, token: batch.take(i) });
-    return out;
+    return collectAsObjects<T>(this.size, max, (batch) => this.collectUsedInto(batch));
   }
 
   /**
